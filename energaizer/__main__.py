@@ -1,0 +1,3 @@
+from energaizer.cli.app import main
+
+main()

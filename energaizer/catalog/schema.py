@@ -1,0 +1,153 @@
+"""Typed catalog entries: a GPU type and a model architecture.
+
+These pydantic models are the single source of truth for the catalog YAML files (built-in and
+user-supplied) and for custom architectures given on the command line or in an AIJob.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Precision = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4"]
+PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4")
+
+
+class ClockPoint(BaseModel):
+    """One measured point of a per-clock table (idle power or supply voltage)."""
+
+    model_config = ConfigDict(extra="forbid")
+    mhz: float = Field(gt=0)
+    value: float = Field(ge=0, description="watts for idle-power tables, millivolts for voltage tables")
+
+
+class GPUSpec(BaseModel):
+    """Datasheet figures of one GPU type (per GPU, dense tensor peaks, decimal GB)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="catalog id, lowercase, e.g. h100-sxm")
+    name: str = Field(description="human name, e.g. 'NVIDIA H100 SXM5 80GB'")
+    vendor: Literal["nvidia", "amd", "other"] = "nvidia"
+    architecture: str = Field(description="e.g. hopper, ampere, ada, volta, turing, blackwell, cdna3")
+    aliases: list[str] = Field(default_factory=list, description="other names that resolve to this id")
+    gfd_products: list[str] = Field(
+        default_factory=list,
+        description="values of the nvidia.com/gpu.product node label (GPU Feature Discovery) for this type",
+    )
+    sm_count: int = Field(gt=0, description="SMs (NVIDIA) or CUs (AMD)")
+    max_clock_mhz: float = Field(gt=0, description="max boost SM clock")
+    min_clock_mhz: float | None = Field(default=None, gt=0)
+    tensor_clock_mhz: float = Field(gt=0, description="SM clock at which the datasheet tensor peaks hold")
+    memory_gb: float = Field(gt=0)
+    memory_bw_gbs: float = Field(gt=0, description="DRAM/HBM bandwidth, GB/s")
+    l2_mb: float = Field(gt=0)
+    peak_tflops: dict[Precision, float] = Field(
+        description="dense peak TFLOP/s (TOPS for int8) at tensor_clock_mhz; fp32 = SIMT FP32. "
+        "A precision missing here is not supported natively."
+    )
+    tdp_w: float = Field(gt=0)
+    power_limit_min_w: float | None = Field(default=None, gt=0)
+    power_limit_max_w: float | None = Field(default=None, gt=0)
+    idle_power_w: float = Field(gt=0, description="P0 idle board power at a parked clock")
+    interconnect: str = "pcie"
+    interconnect_bw_gbs: float = Field(gt=0, description="bidirectional GPU-to-GPU bandwidth, GB/s")
+    pcie_bw_gbs: float = Field(default=64.0, gt=0, description="bidirectional PCIe bandwidth, GB/s")
+    idle_power_table: list[ClockPoint] = Field(default_factory=list, description="idle W vs locked SM clock")
+    voltage_table: list[ClockPoint] = Field(default_factory=list, description="core mV vs locked SM clock")
+    hypothetical: bool = Field(default=False, description="true for what-if parts not sold as such")
+    sources: dict[str, str] = Field(default_factory=dict, description="field -> citation")
+    notes: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> GPUSpec:
+        if "fp32" not in self.peak_tflops:
+            raise ValueError("peak_tflops must contain fp32")
+        if self.power_limit_min_w and self.power_limit_max_w and self.power_limit_min_w > self.power_limit_max_w:
+            raise ValueError("power_limit_min_w > power_limit_max_w")
+        return self
+
+    @property
+    def power_limit_default_w(self) -> float:
+        return self.power_limit_max_w or self.tdp_w
+
+
+class CNNSpec(BaseModel):
+    """A convolutional network described by family and depth; layers are generated in kernels.cnn."""
+
+    model_config = ConfigDict(extra="forbid")
+    family: Literal["resnet", "mobilenetv3", "mobilevit"]
+    depth: int | None = Field(default=None, description="ResNet depth (18, 34, 50, 101, 152)")
+    variant: str | None = Field(default=None, description="e.g. large/small for MobileNetV3")
+    image_size: int = Field(default=224, gt=0)
+    num_classes: int = Field(default=1000, gt=0)
+
+
+class ModelArchitecture(BaseModel):
+    """Transformer (decoder/encoder) or CNN architecture, enough to derive every kernel's shape."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="short alias used as catalog key, lowercase, e.g. llama-3.1-8b")
+    hf_id: str | None = Field(default=None, description="Hugging Face id, e.g. meta-llama/Llama-3.1-8B")
+    aliases: list[str] = Field(default_factory=list)
+    family: str = ""
+    arch_type: Literal["decoder", "encoder", "cnn"] = "decoder"
+    params_b: float | None = Field(default=None, gt=0, description="total parameters, billions")
+    layers: int | None = Field(default=None, gt=0)
+    hidden: int | None = Field(default=None, gt=0)
+    heads: int | None = Field(default=None, gt=0)
+    kv_heads: int | None = Field(default=None, gt=0, description="defaults to heads (MHA)")
+    head_dim: int | None = Field(default=None, gt=0, description="defaults to hidden / heads")
+    ffn: int | None = Field(default=None, gt=0, description="dense FFN width (dense layers)")
+    gated_mlp: bool = Field(default=True, description="SwiGLU/GeGLU (3 matrices) vs plain GELU MLP (2)")
+    vocab: int | None = Field(default=None, gt=0)
+    tied_embeddings: bool = False
+    moe_experts: int | None = Field(default=None, gt=0)
+    moe_active_experts: int | None = Field(default=None, gt=0)
+    moe_expert_ffn: int | None = Field(default=None, gt=0)
+    moe_shared_ffn: int | None = Field(default=None, gt=0, description="shared-expert FFN width, if any")
+    moe_layer_fraction: float = Field(default=1.0, gt=0, le=1, description="share of layers that are MoE")
+    image_tokens: int | None = Field(default=None, gt=0, description="ViT: patches+cls per image")
+    cnn: CNNSpec | None = None
+    confidence: Literal["high", "medium", "low"] = "high"
+    sources: dict[str, str] = Field(default_factory=dict)
+    notes: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelArchitecture:
+        if self.arch_type == "cnn":
+            if self.cnn is None:
+                raise ValueError("arch_type cnn needs a cnn: block")
+            return self
+        missing = [f for f in ("layers", "hidden", "heads") if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"transformer architecture needs {', '.join(missing)}")
+        if self.ffn is None and self.moe_expert_ffn is None:
+            raise ValueError("needs ffn (dense) or moe_expert_ffn (MoE)")
+        if (self.moe_experts is None) != (self.moe_active_experts is None):
+            raise ValueError("moe_experts and moe_active_experts go together")
+        if self.moe_experts and self.moe_active_experts and self.moe_active_experts > self.moe_experts:
+            raise ValueError("moe_active_experts > moe_experts")
+        if self.arch_type == "decoder" and self.vocab is None:
+            raise ValueError("decoder needs vocab")
+        kv = self.kv_heads or self.heads
+        if self.heads and kv and self.heads % kv:
+            raise ValueError("heads must be a multiple of kv_heads")
+        return self
+
+    @property
+    def is_moe(self) -> bool:
+        return bool(self.moe_experts)
+
+    @property
+    def kv_heads_(self) -> int:
+        return self.kv_heads or self.heads or 1
+
+    @property
+    def head_dim_(self) -> int:
+        if self.head_dim:
+            return self.head_dim
+        assert self.hidden and self.heads
+        return self.hidden // self.heads

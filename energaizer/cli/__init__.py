@@ -1,0 +1,1 @@
+"""The ``energaizer`` command line: thin shells over the Python API."""

@@ -1,0 +1,1 @@
+"""Power x time -> energy, and the pipeline that chains the stages."""

@@ -1,0 +1,78 @@
+"""The estimator's public functions: workloads x GPU types -> time, power, energy.
+
+All three functions share one vectorised core (``energaizer.energy.pipeline.run``) that evaluates
+every (workload, GPU) pair at once with NumPy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from energaizer.calibration.profile import CalibrationProfile, load_profile
+from energaizer.catalog import get_gpu, list_gpus
+from energaizer.catalog.schema import GPUSpec
+from energaizer.result import Estimate, EstimateBatch
+from energaizer.workload import Workload
+
+GpuLike = str | GPUSpec
+ProfileLike = CalibrationProfile | str | Path | None
+
+
+def resolve_gpus(gpus: GpuLike | Sequence[GpuLike]) -> list[GPUSpec]:
+    """``"all"``, one id/alias/spec, or a sequence of them -> GPU specs (unknown names raise)."""
+    if isinstance(gpus, (str, GPUSpec)):
+        gpus = [gpus]
+    out: list[GPUSpec] = []
+    for g in gpus:
+        if isinstance(g, GPUSpec):
+            out.append(g)
+        elif g.strip().lower() == "all":
+            out.extend(list_gpus())
+        else:
+            out.append(get_gpu(g))
+    return out
+
+
+def _as_workload(w: Workload | Mapping[str, Any]) -> Workload:
+    return w if isinstance(w, Workload) else Workload.model_validate(w)
+
+
+def estimate_pairs(
+    workloads: Sequence[Workload | Mapping[str, Any]],
+    gpus: Sequence[GpuLike],
+    *,
+    profile: ProfileLike = None,
+) -> EstimateBatch:
+    """Estimate ``workloads[i]`` on ``gpus[i]`` for every i (vectorised)."""
+    from energaizer.energy.pipeline import run
+
+    if len(workloads) != len(gpus):
+        raise ValueError("workloads and gpus must have the same length")
+    specs = [g if isinstance(g, GPUSpec) else get_gpu(g) for g in gpus]
+    return run([_as_workload(w) for w in workloads], specs, load_profile(profile))
+
+
+def estimate_matrix(
+    workloads: Sequence[Workload | Mapping[str, Any]],
+    gpus: GpuLike | Sequence[GpuLike],
+    *,
+    profile: ProfileLike = None,
+) -> EstimateBatch:
+    """Every workload on every GPU: row ``w * len(gpus) + g`` of the batch is (workload w, GPU g)."""
+    specs = resolve_gpus(gpus)
+    wl = [_as_workload(w) for w in workloads]
+    pairs_w = [w for w in wl for _ in specs]
+    pairs_g = [g for _ in wl for g in specs]
+    return estimate_pairs(pairs_w, pairs_g, profile=profile)
+
+
+def estimate(
+    workload: Workload | Mapping[str, Any],
+    gpus: GpuLike | Sequence[GpuLike] = "all",
+    *,
+    profile: ProfileLike = None,
+) -> list[Estimate]:
+    """One workload on one or more GPU types -> one ``Estimate`` per GPU type, in order."""
+    return estimate_matrix([workload], gpus, profile=profile).to_estimates()

@@ -1,0 +1,75 @@
+"""Estimate results: one pydantic object per (workload, GPU) pair, and a columnar batch of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+BREAKDOWN_KEYS: tuple[str, ...] = ("static", "compute", "memory", "communication", "overhead")
+
+
+class Estimate(BaseModel):
+    """Predicted time, power and energy of a whole workload on all the GPUs it uses (board energy)."""
+
+    gpu: str = Field(description="catalog id")
+    energy_joules: float
+    duration_seconds: float
+    average_power_watts: float = Field(description="summed over all gpu_count GPUs")
+    energy_per_output_token_joules: float | None = Field(description="inference with output; else null")
+    breakdown: dict[str, float] = Field(description="joules by component: " + ", ".join(BREAKDOWN_KEYS))
+    feasible: bool
+    reason: str = ""
+    # Extensions (documented in README): the operating point and sizes behind the figures.
+    gpu_count: int = 1
+    frequency_mhz: float = Field(description="effective SM clock (after any power-cap throttling)")
+    power_limit_w: float = Field(description="power limit per GPU used")
+    memory_required_gb: float = Field(description="per GPU: weights + KV cache or training state")
+    kernel_launches: float = Field(description="kernel launches over the whole workload")
+    time_breakdown: dict[str, float] = Field(default_factory=dict, description="seconds by phase")
+
+
+@dataclass
+class EstimateBatch:
+    """Columnar results for N (workload, GPU) pairs; every array has shape (N,)."""
+
+    gpu: list[str]
+    energy_joules: np.ndarray
+    duration_seconds: np.ndarray
+    average_power_watts: np.ndarray
+    energy_per_output_token_joules: np.ndarray  # NaN where not applicable
+    breakdown: dict[str, np.ndarray]
+    feasible: np.ndarray
+    reason: list[str]
+    gpu_count: np.ndarray
+    frequency_mhz: np.ndarray
+    power_limit_w: np.ndarray
+    memory_required_gb: np.ndarray
+    kernel_launches: np.ndarray
+    time_breakdown: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.gpu)
+
+    def row(self, i: int) -> Estimate:
+        epot = float(self.energy_per_output_token_joules[i])
+        return Estimate(
+            gpu=self.gpu[i],
+            energy_joules=float(self.energy_joules[i]),
+            duration_seconds=float(self.duration_seconds[i]),
+            average_power_watts=float(self.average_power_watts[i]),
+            energy_per_output_token_joules=None if np.isnan(epot) else epot,
+            breakdown={k: float(v[i]) for k, v in self.breakdown.items()},
+            feasible=bool(self.feasible[i]),
+            reason=self.reason[i],
+            gpu_count=int(self.gpu_count[i]),
+            frequency_mhz=float(self.frequency_mhz[i]),
+            power_limit_w=float(self.power_limit_w[i]),
+            memory_required_gb=float(self.memory_required_gb[i]),
+            kernel_launches=float(self.kernel_launches[i]),
+            time_breakdown={k: float(v[i]) for k, v in self.time_breakdown.items()},
+        )
+
+    def to_estimates(self) -> list[Estimate]:
+        return [self.row(i) for i in range(len(self))]

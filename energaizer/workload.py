@@ -1,0 +1,110 @@
+"""The workload spec: what to run (model, task, sizes, precision, GPUs) and the what-if knobs.
+
+One pydantic model, used by the CLI, the CSV reader, the Python API and the operator's AIJob
+spec (which mirrors it in camelCase).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from energaizer.catalog.schema import ModelArchitecture, Precision
+
+Task = Literal["inference", "training"]
+
+# Upper bounds that reject absurd input with a clear message instead of overflowing.
+MAX_REQUESTS = 10**12
+MAX_TOKENS_PER_REQUEST = 10**7
+MAX_BATCH = 1_000_000
+MAX_TRAINING_TOKENS = 1e16
+MAX_GPUS = 65_536
+
+
+class InferenceSpec(BaseModel):
+    """``requests`` requests of ``input_tokens`` prompt and ``output_tokens`` generated tokens each,
+    served with continuous batching at up to ``batch_size`` concurrent requests.
+    ``output_tokens == 0`` is prefill-only (encoders, embeddings): ``batch_size`` prompts per pass."""
+
+    model_config = ConfigDict(extra="forbid")
+    requests: int = Field(default=1, ge=1, le=MAX_REQUESTS)
+    input_tokens: int = Field(default=512, ge=1, le=MAX_TOKENS_PER_REQUEST)
+    output_tokens: int = Field(default=256, ge=0, le=MAX_TOKENS_PER_REQUEST)
+    batch_size: int = Field(default=1, ge=1, le=MAX_BATCH)
+
+
+class TrainingSpec(BaseModel):
+    """``steps`` optimizer steps of ``global_batch_size`` sequences of ``sequence_length`` tokens,
+    or ``tokens`` in total (then steps = ceil(tokens / (global_batch_size * sequence_length)))."""
+
+    model_config = ConfigDict(extra="forbid")
+    tokens: float | None = Field(default=None, gt=0, le=MAX_TRAINING_TOKENS)
+    steps: int | None = Field(default=None, ge=1, le=10**9)
+    global_batch_size: int = Field(default=256, ge=1, le=10**7)
+    sequence_length: int = Field(default=2048, ge=1, le=10**7)
+    activation_recomputation: bool = False
+
+    @model_validator(mode="after")
+    def _one_size(self) -> TrainingSpec:
+        if self.tokens is None and self.steps is None:
+            raise ValueError("training needs tokens or steps")
+        return self
+
+    @property
+    def total_steps(self) -> float:
+        if self.steps is not None:
+            return float(self.steps)
+        assert self.tokens is not None
+        return float(math.ceil(self.tokens / (self.global_batch_size * self.sequence_length)))
+
+    @property
+    def total_tokens(self) -> float:
+        return self.total_steps * self.global_batch_size * self.sequence_length
+
+
+class Workload(BaseModel):
+    """A workload on ``gpu_count`` GPUs of one type (GPUs per replica).
+
+    Inference shards the model tensor-parallel over all ``gpu_count`` GPUs. Training uses
+    ``tensor_parallel`` (default: the smallest power of two that fits memory, at most 8 and at
+    most ``gpu_count``) and data parallelism over the rest.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = Field(default=None, description="catalog name (HF id or alias)")
+    architecture: ModelArchitecture | None = Field(default=None, description="custom architecture")
+    task: Task = "inference"
+    precision: Precision = "bf16"
+    gpu_count: int = Field(default=1, ge=1, le=MAX_GPUS)
+    tensor_parallel: int | None = Field(default=None, ge=1, le=MAX_GPUS)
+    inference: InferenceSpec | None = None
+    training: TrainingSpec | None = None
+    frequency_mhz: float | None = Field(default=None, gt=0, le=5000, description="what-if SM clock")
+    power_limit_w: float | None = Field(default=None, gt=0, le=5000, description="what-if power cap per GPU")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Workload:
+        if self.model is None and self.architecture is None:
+            raise ValueError("give model (a catalog name) or architecture")
+        if self.task == "inference":
+            if self.training is not None:
+                raise ValueError("task inference takes inference sizes, not training")
+            if self.inference is None:
+                self.inference = InferenceSpec()
+        else:
+            if self.inference is not None:
+                raise ValueError("task training takes training sizes, not inference")
+            if self.training is None:
+                raise ValueError("task training needs training sizes (tokens or steps)")
+        if self.tensor_parallel is not None and self.gpu_count % self.tensor_parallel:
+            raise ValueError("gpu_count must be a multiple of tensor_parallel")
+        return self
+
+    @property
+    def model_name(self) -> str:
+        if self.architecture is not None:
+            return self.architecture.id
+        assert self.model is not None
+        return self.model
