@@ -1,0 +1,52 @@
+{{/* Chart name, truncated to the 63 characters a label value allows. */}}
+{{- define "energaizer.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name of every object: the release name, prefixed to the chart name unless it contains it. */}}
+{{- define "energaizer.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "energaizer.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "energaizer.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "energaizer.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "energaizer.labels" -}}
+helm.sh/chart: {{ include "energaizer.chart" . }}
+{{ include "energaizer.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: energaizer
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "energaizer.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "energaizer.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "energaizer.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* Path where the product-map ConfigMap is mounted; ENERGAIZER_PRODUCT_MAP reads it as @file. */}}
+{{- define "energaizer.productMapDir" -}}/etc/energaizer/product-map{{- end }}
+{{- define "energaizer.profileDir" -}}/etc/energaizer/profile{{- end }}
