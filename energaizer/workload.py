@@ -81,6 +81,10 @@ class Workload(BaseModel):
     tensor_parallel: int | None = Field(default=None, ge=1, le=MAX_GPUS)
     inference: InferenceSpec | None = None
     training: TrainingSpec | None = None
+    attention: Literal["flash", "eager"] = Field(
+        default="flash",
+        description="fused FlashAttention (serving stacks) or eager matmul+softmax (plain PyTorch)",
+    )
     frequency_mhz: float | None = Field(default=None, gt=0, le=5000, description="what-if SM clock")
     power_limit_w: float | None = Field(default=None, gt=0, le=5000, description="what-if power cap per GPU")
 

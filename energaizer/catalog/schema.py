@@ -42,6 +42,7 @@ class GPUSpec(BaseModel):
     tensor_clock_mhz: float = Field(gt=0, description="SM clock at which the datasheet tensor peaks hold")
     memory_gb: float = Field(gt=0)
     memory_bw_gbs: float = Field(gt=0, description="DRAM/HBM bandwidth, GB/s")
+    memory_type: Literal["hbm", "gddr"] = Field(default="hbm", description="HBM stacks or GDDR devices")
     l2_mb: float = Field(gt=0)
     peak_tflops: dict[Precision, float] = Field(
         description="dense peak TFLOP/s (TOPS for int8) at tensor_clock_mhz; fp32 = SIMT FP32. "

@@ -1,0 +1,1 @@
+"""Kernels -> execution timeline: time per kernel and module utilisation (tiles, waves, bandwidth)."""

@@ -1,0 +1,88 @@
+"""Calibration profile: the few correction terms fitted to measurements, with physical meaning.
+
+Time corrections (EnergAIzer's lambda terms): a fixed cost per kernel launch, a cost per tile wave
+(prologue/epilogue of each wave of tiles), a host gap per forward pass / decode step, and the
+achievable fraction of peak compute, attention and bandwidth. Power: dynamic power of each module
+at full utilisation and maximum clock, as a fraction of the GPU's dynamic range (TDP - idle) or,
+for DRAM, as energy per bit; the generic voltage/frequency curve used where no table is measured.
+Parameters are shared by all GPUs so that an unseen GPU still gets a sound estimate.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from energaizer.errors import InvalidInputError
+
+
+class CalibrationProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "default"
+    description: str = ""
+    # --- time ---
+    launch_overhead_us: float = Field(default=4.0, ge=0, le=1000, description="fixed cost per kernel launch")
+    wave_overhead_cycles: float = Field(default=1200.0, ge=0, le=1e6, description="per wave of tiles")
+    pass_overhead_ms: float = Field(default=0.3, ge=0, le=1e4, description="host gap per pass / decode step")
+    compute_efficiency: float = Field(default=0.8, gt=0, le=1, description="of tensor/SIMT peak in a tile")
+    attention_efficiency: float = Field(default=0.5, gt=0, le=1, description="fused attention vs GEMM peak")
+    dram_efficiency: float = Field(default=0.85, gt=0, le=1, description="achievable fraction of DRAM BW")
+    link_efficiency: float = Field(default=0.7, gt=0, le=1, description="achievable fraction of link BW")
+    comm_latency_us: float = Field(default=15.0, ge=0, le=1e5, description="per collective")
+    # --- power ---
+    alpha_tensor: float = Field(default=1.2, ge=0, le=10, description="tensor-core power at full use")
+    alpha_fp: float = Field(default=0.5, ge=0, le=10, description="CUDA-core FP power at full use")
+    alpha_l2: float = Field(default=0.2, ge=0, le=10, description="L2 power at full use")
+    alpha_sm: float = Field(default=0.35, ge=0, le=10, description="SM activity (issue, clocks) while busy")
+    dram_pj_per_bit_hbm: float = Field(default=7.0, ge=0, le=100)
+    dram_pj_per_bit_gddr: float = Field(default=12.0, ge=0, le=100)
+    # --- DVFS fallbacks where a GPU has no measured table ---
+    voltage_min_ratio: float = Field(default=0.78, gt=0, le=1, description="V at/below the knee / V at f_max")
+    voltage_knee_ratio: float = Field(default=0.75, gt=0, le=1, description="knee clock / f_max")
+    idle_at_max_clock_ratio: float = Field(default=1.6, ge=1, le=5, description="idle(f_max) / idle(parked)")
+    # --- provenance ---
+    fitted_on: dict[str, int] = Field(default_factory=dict, description="source -> rows used in the fit")
+    fit_metrics: dict[str, float] = Field(default_factory=dict)
+
+
+FITTED_PARAMETERS: tuple[str, ...] = (
+    "launch_overhead_us",
+    "wave_overhead_cycles",
+    "pass_overhead_ms",
+    "compute_efficiency",
+    "attention_efficiency",
+    "dram_efficiency",
+    "alpha_tensor",
+    "alpha_fp",
+    "alpha_l2",
+    "alpha_sm",
+    "dram_pj_per_bit_hbm",
+    "dram_pj_per_bit_gddr",
+)
+
+DEFAULT_PROFILE_PATH = Path(__file__).resolve().parent.parent / "data" / "profiles" / "default.json"
+
+
+def load_profile(profile: CalibrationProfile | str | Path | None) -> CalibrationProfile:
+    """None -> the shipped default profile; a path -> that JSON file; a profile -> itself."""
+    if isinstance(profile, CalibrationProfile):
+        return profile
+    path = Path(profile) if profile is not None else DEFAULT_PROFILE_PATH
+    if profile is None and not path.exists():
+        return CalibrationProfile()
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InvalidInputError("profile", f"file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(
+            "profile", f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})"
+        ) from None
+    return CalibrationProfile.model_validate(data)
+
+
+def save_profile(profile: CalibrationProfile, path: str | Path) -> None:
+    Path(path).write_text(profile.model_dump_json(indent=2) + "\n")

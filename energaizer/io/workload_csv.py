@@ -1,0 +1,205 @@
+"""The workload CSV of contract section 3 -> (Workload, GPU id) rows, with precise errors.
+
+Columns: model, gpu, gpu_count, precision, task, requests, input_tokens, output_tokens, batch_size,
+tokens, steps, global_batch_size, sequence_length, frequency_mhz, power_limit_w; a model not in the
+catalog is described by arch_type, params_b, layers, hidden, heads, kv_heads, ffn, vocab,
+moe_experts, moe_active_experts, moe_expert_ffn, head_dim. Extensions: attention (flash|eager),
+tensor_parallel. Measurement files add measured_energy_joules and optionally
+measured_duration_seconds, measured_average_power_watts; other columns are carried through.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from energaizer.errors import InvalidInputError
+from energaizer.workload import Workload
+
+WORKLOAD_COLUMNS = (
+    "model",
+    "gpu",
+    "gpu_count",
+    "precision",
+    "task",
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "batch_size",
+    "tokens",
+    "steps",
+    "global_batch_size",
+    "sequence_length",
+    "frequency_mhz",
+    "power_limit_w",
+)
+ARCH_COLUMNS = (
+    "arch_type",
+    "params_b",
+    "layers",
+    "hidden",
+    "heads",
+    "kv_heads",
+    "ffn",
+    "vocab",
+    "moe_experts",
+    "moe_active_experts",
+    "moe_expert_ffn",
+    "head_dim",
+)
+EXTENSION_COLUMNS = ("attention", "tensor_parallel", "activation_recomputation")
+MEASURED_COLUMNS = ("measured_energy_joules", "measured_duration_seconds", "measured_average_power_watts")
+INT_FIELDS = {
+    "gpu_count",
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "batch_size",
+    "steps",
+    "global_batch_size",
+    "sequence_length",
+    "layers",
+    "hidden",
+    "heads",
+    "kv_heads",
+    "ffn",
+    "vocab",
+    "moe_experts",
+    "moe_active_experts",
+    "moe_expert_ffn",
+    "head_dim",
+    "tensor_parallel",
+}
+FLOAT_FIELDS = {"tokens", "frequency_mhz", "power_limit_w", "params_b", *MEASURED_COLUMNS}
+
+
+@dataclass
+class CsvRow:
+    line: int
+    workload: Workload
+    gpu: str
+    measured: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _number(value: str, name: str, where: str) -> float | int:
+    try:
+        x = float(value)
+    except ValueError:
+        raise InvalidInputError(name, f"{where}: {value!r} is not a number") from None
+    if name in INT_FIELDS:
+        if x != int(x):
+            raise InvalidInputError(name, f"{where}: {value!r} must be a whole number")
+        return int(x)
+    return x
+
+
+def row_to_workload(raw: dict[str, str], where: str) -> tuple[Workload, str, dict[str, float]]:
+    vals: dict[str, Any] = {}
+    for key, text in raw.items():
+        if key is None or text is None:
+            continue
+        text = text.strip()
+        if text == "":
+            continue
+        vals[key] = _number(text, key, where) if key in INT_FIELDS | FLOAT_FIELDS else text
+    gpu = vals.get("gpu")
+    if not gpu:
+        raise InvalidInputError("gpu", f"{where}: missing (a catalog GPU id, see `energaizer gpus`)")
+    task = str(vals.get("task", "inference")).lower()
+    spec: dict[str, Any] = {
+        "task": task,
+        "precision": str(vals.get("precision", "bf16")).lower(),
+        "gpu_count": vals.get("gpu_count", 1),
+    }
+    for k in ("frequency_mhz", "power_limit_w", "tensor_parallel"):
+        if k in vals:
+            spec[k] = vals[k]
+    if "attention" in vals:
+        spec["attention"] = str(vals["attention"]).lower()
+    if task == "inference":
+        spec["inference"] = {
+            k: vals[k] for k in ("requests", "input_tokens", "output_tokens", "batch_size") if k in vals
+        }
+    elif task == "training":
+        tr = {k: vals[k] for k in ("tokens", "steps", "global_batch_size", "sequence_length") if k in vals}
+        if str(vals.get("activation_recomputation", "")).lower() in ("1", "true", "yes"):
+            tr["activation_recomputation"] = True
+        spec["training"] = tr
+    else:
+        raise InvalidInputError("task", f"{where}: {task!r}", ["inference", "training"])
+    model = vals.get("model")
+    if any(k in vals for k in ("layers", "hidden")) and not _in_catalog(model):
+        arch = {k: vals[k] for k in ARCH_COLUMNS if k in vals}
+        arch["id"] = str(model or f"custom-{where}").lower()
+        arch.setdefault("arch_type", "decoder")
+        spec["architecture"] = arch
+    else:
+        if not model:
+            raise InvalidInputError("model", f"{where}: missing (a catalog name, or architecture columns)")
+        spec["model"] = model
+    try:
+        workload = Workload.model_validate(spec)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise InvalidInputError(loc or "row", f"{where}: {err['msg']}") from None
+    measured = {k: float(vals[k]) for k in MEASURED_COLUMNS if k in vals}
+    return workload, str(gpu), measured
+
+
+def _in_catalog(model: Any) -> bool:
+    if not model:
+        return False
+    from energaizer.catalog import get_model
+    from energaizer.errors import UnknownNameError
+
+    try:
+        get_model(str(model))
+    except UnknownNameError:
+        return False
+    return True
+
+
+def read_workload_csv(source: str | Path | io.TextIOBase) -> list[CsvRow]:
+    """Parse a workload / measurement CSV; errors name the line and column."""
+    name = str(source) if not isinstance(source, io.TextIOBase) else "<stdin>"
+    try:
+        handle = source if isinstance(source, io.TextIOBase) else open(source, newline="", encoding="utf-8")  # noqa: SIM115
+    except FileNotFoundError:
+        raise InvalidInputError("csv", f"file not found: {name}") from None
+    except IsADirectoryError:
+        raise InvalidInputError("csv", f"{name} is a directory") from None
+    with handle:
+        try:
+            reader = csv.DictReader(handle)
+            header = reader.fieldnames
+            if not header:
+                raise InvalidInputError("csv", f"{name} is empty (expected a header row)")
+            if "gpu" not in header or ("model" not in header and "layers" not in header):
+                raise InvalidInputError(
+                    "csv",
+                    f"{name}: header must have gpu and model (or architecture) "
+                    f"columns; got {', '.join(header[:12])}",
+                )
+            rows: list[CsvRow] = []
+            known = set(WORKLOAD_COLUMNS) | set(ARCH_COLUMNS) | set(EXTENSION_COLUMNS) | set(MEASURED_COLUMNS)
+            for raw in reader:
+                where = f"{name} line {reader.line_num}"
+                if None in raw:
+                    raise InvalidInputError("csv", f"{where}: more fields than header columns")
+                workload, gpu, measured = row_to_workload(raw, where)
+                extra = {k: v for k, v in raw.items() if k not in known}
+                rows.append(CsvRow(reader.line_num, workload, gpu, measured, extra))
+        except csv.Error as exc:
+            raise InvalidInputError("csv", f"{name}: malformed CSV ({exc})") from None
+        except UnicodeDecodeError:
+            raise InvalidInputError("csv", f"{name}: not UTF-8 text") from None
+    if not rows:
+        raise InvalidInputError("csv", f"{name} has a header but no rows")
+    return rows

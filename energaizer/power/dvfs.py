@@ -1,0 +1,55 @@
+"""Clock-dependent figures: supply voltage and idle power vs SM clock.
+
+Measured tables (EnergAIzer artifact) are used where the catalog has them; elsewhere a generic
+curve: voltage flat at ``voltage_min_ratio`` up to the knee (``voltage_knee_ratio`` x f_max), then
+linear to 1 at f_max; idle power flat up to the knee, then rising to ``idle_at_max_clock_ratio`` x
+the parked idle at f_max (the shape of the A100 and H100 tables).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from energaizer.calibration.profile import CalibrationProfile
+from energaizer.timeline.hardware import GpuTable
+
+
+def _ramp(f: np.ndarray, f_max: np.ndarray, knee_ratio: float) -> np.ndarray:
+    knee = knee_ratio * f_max
+    return np.clip((f - knee) / np.maximum(f_max - knee, 1.0), 0.0, 1.0)
+
+
+def voltage_ratio(f: np.ndarray, g: np.ndarray, hw: GpuTable, prof: CalibrationProfile) -> np.ndarray:
+    """V(f) / V(f_max) for clocks ``f`` on GPUs ``g`` (indices into ``hw``)."""
+    out = prof.voltage_min_ratio + (1.0 - prof.voltage_min_ratio) * _ramp(
+        f, hw.f_max[g], prof.voltage_knee_ratio
+    )
+    for gi in np.unique(g):
+        table = hw.specs[gi].voltage_table
+        if len(table) >= 2:
+            sel = g == gi
+            mhz = np.array([p.mhz for p in table])
+            mv = np.array([p.value for p in table])
+            order = np.argsort(mhz)
+            out[sel] = np.interp(f[sel], mhz[order], mv[order]) / mv[order][-1]
+    return out
+
+
+def idle_power(f: np.ndarray, g: np.ndarray, hw: GpuTable, prof: CalibrationProfile) -> np.ndarray:
+    """Board power of an idle GPU whose SM clock is held at ``f`` (W)."""
+    base = hw.idle[g]
+    out = base * (1.0 + (prof.idle_at_max_clock_ratio - 1.0) * _ramp(f, hw.f_max[g], prof.voltage_knee_ratio))
+    for gi in np.unique(g):
+        table = hw.specs[gi].idle_power_table
+        if len(table) >= 2:
+            sel = g == gi
+            mhz = np.array([p.mhz for p in table])
+            watts = np.array([p.value for p in table])
+            order = np.argsort(mhz)
+            out[sel] = np.interp(f[sel], mhz[order], watts[order])
+    return out
+
+
+def core_scale(f: np.ndarray, g: np.ndarray, hw: GpuTable, prof: CalibrationProfile) -> np.ndarray:
+    """Dynamic-power scale of the core clock domain relative to f_max: (V/V_max)^2 * f/f_max."""
+    return voltage_ratio(f, g, hw, prof) ** 2 * (f / hw.f_max[g])

@@ -1,0 +1,101 @@
+"""Module utilisation -> board power, and the power-cap clock solve.
+
+P_exec = P_idle(f) + D * s(f) * (a_tc u_tc + a_fp u_fp + a_l2 u_l2 + a_sm u_busy) + E_bit * DRAM bits/s
+where D = TDP - idle (the GPU's dynamic range), s(f) = (V(f)/V_max)^2 f/f_max (the core clock
+domain), and DRAM power does not follow the SM clock. When P_exec exceeds the power limit the
+clock drops (as the firmware does) until it fits: compute-bound kernels then take longer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from energaizer.calibration.profile import CalibrationProfile
+from energaizer.kernels.table import KernelTable
+from energaizer.power.dvfs import core_scale, idle_power
+from energaizer.timeline.hardware import GpuTable
+from energaizer.timeline.kernel_time import KernelDevice, KernelTiming, kernel_timing
+
+CAP_BISECTION_STEPS = 14
+
+
+@dataclass
+class KernelPower:
+    idle: np.ndarray  # W at the operating clock
+    compute: np.ndarray  # dynamic W of tensor/FP/L2/SM activity
+    memory: np.ndarray  # dynamic W of DRAM traffic
+
+    @property
+    def total(self) -> np.ndarray:
+        return self.idle + self.compute + self.memory
+
+
+def kernel_power(
+    tm: KernelTiming, dev: KernelDevice, f: np.ndarray, hw: GpuTable, prof: CalibrationProfile
+) -> KernelPower:
+    g = dev.g
+    dyn_range = np.maximum(hw.tdp[g] - hw.idle[g], 1.0)
+    s = core_scale(f, g, hw, prof)
+    compute = (
+        dyn_range
+        * s
+        * (
+            prof.alpha_tensor * tm.u_tensor
+            + prof.alpha_fp * tm.u_fp
+            + prof.alpha_l2 * tm.u_l2
+            + prof.alpha_sm * tm.u_busy
+        )
+    )
+    pj = np.where(hw.gddr[g] > 0, prof.dram_pj_per_bit_gddr, prof.dram_pj_per_bit_hbm)
+    memory = pj * 1e-12 * 8.0 * tm.u_dram * hw.bw[g]
+    return KernelPower(idle=idle_power(f, g, hw, prof), compute=compute, memory=memory)
+
+
+@dataclass
+class OperatingPoint:
+    f: np.ndarray  # effective clock per kernel (MHz)
+    timing: KernelTiming
+    power: KernelPower
+    capped: np.ndarray  # bool
+
+
+def solve_operating_point(
+    kt: KernelTable,
+    dev: KernelDevice,
+    f_req: np.ndarray,
+    limit: np.ndarray,
+    hw: GpuTable,
+    prof: CalibrationProfile,
+) -> OperatingPoint:
+    """Evaluate every kernel at the requested clock; where power exceeds the limit, bisect the clock
+    down to the highest one that fits (never below the GPU's minimum clock)."""
+    tm = kernel_timing(kt, dev, f_req, hw, prof)
+    pw = kernel_power(tm, dev, f_req, hw, prof)
+    capped = pw.total > limit
+    f = f_req.copy()
+    if capped.any():
+        idx = np.nonzero(capped)[0]
+        sub = _subset(kt, idx)
+        sdev = KernelDevice(g=dev.g[idx], peak=dev.peak[idx], tensor=dev.tensor[idx])
+        lo = hw.f_min[sdev.g].copy()
+        hi = f_req[idx].copy()
+        lim = limit[idx]
+        for _ in range(CAP_BISECTION_STEPS):
+            mid = 0.5 * (lo + hi)
+            p = kernel_power(kernel_timing(sub, sdev, mid, hw, prof), sdev, mid, hw, prof).total
+            ok = p <= lim
+            lo = np.where(ok, mid, lo)
+            hi = np.where(ok, hi, mid)
+        f[idx] = lo
+        tm = kernel_timing(kt, dev, f, hw, prof)
+        pw = kernel_power(tm, dev, f, hw, prof)
+        # At the minimum clock a kernel may still exceed the limit: the board then draws the limit.
+        scale = np.minimum(1.0, limit / np.maximum(pw.total, 1e-9))
+        pw = KernelPower(idle=pw.idle * scale, compute=pw.compute * scale, memory=pw.memory * scale)
+    return OperatingPoint(f=f, timing=tm, power=pw, capped=capped)
+
+
+def _subset(kt: KernelTable, idx: np.ndarray) -> KernelTable:
+    return KernelTable(**{name: getattr(kt, name)[idx] for name in kt.__dataclass_fields__})

@@ -1,0 +1,86 @@
+"""GPU figures as NumPy columns, one entry per distinct GPU, plus the precision -> peak rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from energaizer.catalog.schema import GPUSpec
+
+# A precision the GPU lacks runs on the next one it has (weight-only quantised kernels run their
+# math at 16 bit; bf16 on pre-Ampere runs as fp16; tf32 without tensor cores is SIMT fp32).
+FALLBACK = {
+    "fp4": ("fp4", "fp8", "bf16", "fp16", "fp32"),
+    "fp8": ("fp8", "bf16", "fp16", "fp32"),
+    "int8": ("int8", "fp8", "fp16", "bf16", "fp32"),
+    "bf16": ("bf16", "fp16", "fp32"),
+    "fp16": ("fp16", "bf16", "fp32"),
+    "tf32": ("tf32", "fp32"),
+    "fp32": ("fp32",),
+}
+HOPPER_LIKE = {"hopper", "blackwell"}
+SM_L2_BYTES_PER_CYCLE = 64.0  # per SM, order of A100/H100 L2 slice bandwidth
+
+
+def math_precision(gpu: GPUSpec, precision: str) -> str:
+    for p in FALLBACK[precision]:
+        if p in gpu.peak_tflops:
+            return p
+    return "fp32"
+
+
+@dataclass
+class GpuTable:
+    """Columns indexed by distinct-GPU index."""
+
+    specs: list[GPUSpec]
+    sm: np.ndarray
+    f_max: np.ndarray
+    f_min: np.ndarray
+    f_tensor: np.ndarray
+    bw: np.ndarray  # bytes/s
+    l2_bytes: np.ndarray
+    fp32_peak: np.ndarray  # FLOP/s at f_tensor
+    link_bw: np.ndarray  # bytes/s one direction
+    tdp: np.ndarray
+    idle: np.ndarray
+    limit_min: np.ndarray
+    limit_max: np.ndarray
+    limit_default: np.ndarray
+    gddr: np.ndarray
+    tile_m: np.ndarray
+    tile_n: np.ndarray
+
+    @classmethod
+    def from_specs(cls, specs: list[GPUSpec]) -> GpuTable:
+        def col(fn) -> np.ndarray:
+            return np.array([fn(g) for g in specs], dtype=np.float64)
+
+        return cls(
+            specs=specs,
+            sm=col(lambda g: g.sm_count),
+            f_max=col(lambda g: g.max_clock_mhz),
+            f_min=col(lambda g: g.min_clock_mhz or 0.25 * g.max_clock_mhz),
+            f_tensor=col(lambda g: g.tensor_clock_mhz),
+            bw=col(lambda g: g.memory_bw_gbs * 1e9),
+            l2_bytes=col(lambda g: g.l2_mb * 1e6),
+            fp32_peak=col(lambda g: g.peak_tflops["fp32"] * 1e12),
+            link_bw=col(
+                lambda g: (g.interconnect_bw_gbs if g.interconnect_bw_gbs else g.pcie_bw_gbs) * 1e9 / 2
+            ),
+            tdp=col(lambda g: g.tdp_w),
+            idle=col(lambda g: g.idle_power_w),
+            limit_min=col(lambda g: g.power_limit_min_w or 0.3 * g.tdp_w),
+            limit_max=col(lambda g: g.power_limit_max_w or g.tdp_w),
+            limit_default=col(lambda g: g.power_limit_default_w),
+            gddr=col(lambda g: g.memory_type == "gddr"),
+            tile_m=col(lambda g: 128.0),
+            tile_n=col(lambda g: 256.0 if g.architecture.lower() in HOPPER_LIKE else 128.0),
+        )
+
+    def peak(self, gpu_index: int, precision: str) -> tuple[float, bool]:
+        """(FLOP/s at f_tensor for this precision's math, runs on tensor cores?)."""
+        g = self.specs[gpu_index]
+        p = math_precision(g, precision)
+        return g.peak_tflops[p] * 1e12, p != "fp32"

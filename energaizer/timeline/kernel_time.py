@@ -1,0 +1,109 @@
+"""Time and module utilisation of each kernel at a given SM clock (vectorised).
+
+GEMMs run as tiles (BM x BN) in waves over the SMs: wave quantisation and the tail are explicit,
+split-K fills the machine when there are fewer tiles than SMs, and DRAM traffic is the compulsory
+operand/result traffic (ideal L2 reuse under threadblock swizzle) plus split-K partials. Fused
+attention tiles over query blocks (prefill) or KV blocks (decode). Memory-bound kernels stream
+their bytes. The correction terms from the calibration profile add a cost per wave of tiles and
+scale the achievable compute and bandwidth; the launch cost is an idle gap before each kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from energaizer.calibration.profile import CalibrationProfile
+from energaizer.kernels.table import ATTENTION, COMM, GEMM, MEMORY, KernelTable
+from energaizer.timeline.hardware import SM_L2_BYTES_PER_CYCLE, GpuTable
+
+
+@dataclass
+class KernelDevice:
+    """Per-kernel hardware columns (gathered once from the row's GPU and precision)."""
+
+    g: np.ndarray  # distinct-GPU index
+    peak: np.ndarray  # FLOP/s of the kernel's math unit at f_tensor
+    tensor: np.ndarray  # bool: math on tensor cores
+
+
+@dataclass
+class KernelTiming:
+    t_exec: np.ndarray  # device-busy seconds per launch
+    t_gap: np.ndarray  # idle seconds per launch (launch overhead)
+    u_tensor: np.ndarray
+    u_fp: np.ndarray
+    u_l2: np.ndarray
+    u_dram: np.ndarray
+    u_busy: np.ndarray
+    t_compute: np.ndarray  # the compute-bound part of t_exec (for the breakdown)
+
+
+def kernel_timing(
+    kt: KernelTable, dev: KernelDevice, f_mhz: np.ndarray, hw: GpuTable, prof: CalibrationProfile
+) -> KernelTiming:
+    g = dev.g
+    f_hz = f_mhz * 1e6
+    sm = hw.sm[g]
+    clock_scale = f_mhz / hw.f_tensor[g]
+    peak_f = dev.peak * clock_scale
+    fp32_f = hw.fp32_peak[g] * clock_scale
+    bw = hw.bw[g] * prof.dram_efficiency
+    kind = kt.kind
+    is_gemm, is_attn, is_mem, is_comm = kind == GEMM, kind == ATTENTION, kind == MEMORY, kind == COMM
+
+    # --- GEMM tiling ---
+    bm = np.where(kt.m <= 64, 64.0, hw.tile_m[g])
+    bn = hw.tile_n[g]
+    tiles0 = kt.batch * np.ceil(kt.m / bm) * np.ceil(kt.n / bn)
+    split = np.where(
+        tiles0 < sm,
+        np.clip(np.floor(sm / np.maximum(tiles0, 1.0)), 1.0, np.maximum(np.floor(kt.k / 256.0), 1.0)),
+        1.0,
+    )
+    gemm_tiles = tiles0 * split
+    k_split = kt.k / split
+    gemm_tile_flops = 2.0 * bm * bn * k_split
+    gemm_bytes = kt.bytes + np.where(split > 1, kt.batch * kt.m * kt.n * 4.0 * split, 0.0)
+    gemm_l2 = gemm_tiles * (bm + bn) * k_split * kt.precision_bytes
+
+    # --- attention tiling ---
+    attn_tiles = np.where(kt.m <= 1, kt.batch * np.ceil(kt.n / 512.0), kt.batch * np.ceil(kt.m / 128.0))
+    attn_tile_flops = kt.flops / np.maximum(attn_tiles, 1.0)
+
+    tiles = np.where(is_gemm, gemm_tiles, np.where(is_attn, attn_tiles, 1.0))
+    tile_flops = np.where(is_gemm, gemm_tile_flops, attn_tile_flops)
+    eff = prof.compute_efficiency * np.where(is_attn, prof.attention_efficiency, 1.0)
+    waves = np.maximum(np.ceil(tiles / sm), 1.0)
+    t_comp = np.where(is_gemm | is_attn, waves * tile_flops / (peak_f / sm * eff), 0.0)
+    t_fp = kt.fp_flops / (fp32_f * prof.compute_efficiency)
+    nbytes = np.where(is_gemm, gemm_bytes, kt.bytes)
+    t_mem = np.where(is_comm, 0.0, nbytes / bw)
+    t_link = np.where(
+        is_comm, kt.comm_bytes / (hw.link_bw[g] * prof.link_efficiency) + prof.comm_latency_us * 1e-6, 0.0
+    )
+    t_wave = np.where(is_comm, 0.0, waves * prof.wave_overhead_cycles / f_hz)
+    t_exec = np.maximum.reduce([t_comp, t_fp, t_mem, t_link]) + t_wave
+    t_exec = np.maximum(t_exec, 1e-9)
+
+    useful = kt.flops
+    u_math = useful / (peak_f * t_exec)
+    u_tensor = np.where(dev.tensor & ~is_mem & ~is_comm, u_math, 0.0)
+    u_fp = np.where(dev.tensor | is_mem | is_comm, 0.0, u_math) + kt.fp_flops / (fp32_f * t_exec)
+    l2_bw = SM_L2_BYTES_PER_CYCLE * sm * f_hz
+    l2_bytes = np.where(is_gemm, gemm_l2, nbytes)
+    u_l2 = l2_bytes / (l2_bw * t_exec)
+    u_dram = nbytes / (hw.bw[g] * t_exec)
+    u_busy = np.where(is_comm, 0.3, 1.0)
+    clip = lambda u: np.clip(u, 0.0, 1.0)  # noqa: E731
+    return KernelTiming(
+        t_exec=t_exec,
+        t_gap=np.full_like(t_exec, prof.launch_overhead_us * 1e-6),
+        u_tensor=clip(u_tensor),
+        u_fp=clip(u_fp),
+        u_l2=clip(u_l2),
+        u_dram=clip(u_dram),
+        u_busy=u_busy,
+        t_compute=np.minimum(np.maximum(t_comp, t_fp), t_exec),
+    )
