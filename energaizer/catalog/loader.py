@@ -1,0 +1,302 @@
+"""Loading, validating and merging the GPU and model catalogs.
+
+The built-in catalog is ``gpus.yaml`` and ``models.yaml`` beside this module. User catalogs are
+YAML or JSON files with optional top-level ``gpus:`` and ``models:`` lists (same fields as the
+built-in entries); they come from the ``ENERGAIZER_CATALOG`` environment variable (paths separated
+by ``os.pathsep``) and from :func:`load_extra`, applied in that order. A user entry whose id exists
+already replaces it. Files are read once and cached; the environment variable is re-read on every
+lookup, so changing it takes effect without a restart.
+
+Lookups are case-insensitive over ``id``, ``aliases``, ``name`` (GPUs) and ``hf_id`` (models).
+Spaces and underscores in a name also match dashes (``NVIDIA H100 80GB HBM3`` finds the GPU whose
+name or alias is ``nvidia-h100-80gb-hbm3``). An id always wins over another entry's alias.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache, cached_property
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from energaizer.catalog.schema import GPUSpec, ModelArchitecture
+from energaizer.errors import InvalidInputError, UnknownNameError
+
+ENV_VAR = "ENERGAIZER_CATALOG"
+BUILTIN_DIR = Path(__file__).resolve().parent
+BUILTIN_GPUS = BUILTIN_DIR / "gpus.yaml"
+BUILTIN_MODELS = BUILTIN_DIR / "models.yaml"
+_TOP_LEVEL_KEYS = frozenset({"gpus", "models", "references"})
+
+_YamlLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+Entry = TypeVar("Entry", GPUSpec, ModelArchitecture)
+
+
+def _normalise(name: str) -> str:
+    return name.strip().lower()
+
+
+def _dashed(key: str) -> str:
+    return re.sub(r"[\s_]+", "-", key)
+
+
+@dataclass(frozen=True)
+class CatalogFile:
+    """The validated content of one catalog file."""
+
+    path: str
+    gpus: tuple[GPUSpec, ...] = ()
+    models: tuple[ModelArchitecture, ...] = ()
+
+
+def _parse_text(text: str, path: str) -> Any:
+    if path.lower().endswith(".json"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(path, f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    try:
+        return yaml.load(text, Loader=_YamlLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InvalidInputError(path, f"not valid YAML: {problem}{where}") from None
+
+
+def _error_location(err: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for item in err.get("loc", ()):
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(f".{item}" if parts else str(item))
+    return "".join(parts)
+
+
+def _validate_entries(raw: Any, kind: str, schema: type[Entry], path: str) -> tuple[Entry, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise InvalidInputError(f"{path}: {kind}", f"must be a list of entries, got {type(raw).__name__}")
+    entries: list[Entry] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(raw):
+        label = f"{path}: {kind}[{index}]"
+        if not isinstance(item, dict):
+            raise InvalidInputError(label, f"must be a mapping, got {type(item).__name__}")
+        entry_id = item.get("id")
+        if isinstance(entry_id, str):
+            label = f"{path}: {kind}[{index}] ({entry_id})"
+        try:
+            entry = schema.model_validate(item)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = _error_location(first)
+            field_name = f"{label}.{loc}" if loc else label
+            extra = f" (and {exc.error_count() - 1} more errors)" if exc.error_count() > 1 else ""
+            raise InvalidInputError(field_name, f"{first['msg']}{extra}") from None
+        key = _normalise(entry.id)
+        if key in seen:
+            raise InvalidInputError(f"{label}.id", f"duplicate id {entry.id!r} (also {kind}[{seen[key]}])")
+        seen[key] = index
+        entries.append(entry)
+    return tuple(entries)
+
+
+def parse_catalog(data: Any, path: str) -> CatalogFile:
+    """Validate the parsed content of a catalog file (a mapping with ``gpus``/``models`` lists)."""
+    if data is None:
+        return CatalogFile(path=path)
+    if not isinstance(data, dict):
+        raise InvalidInputError(path, "a catalog file must be a mapping with 'gpus' and/or 'models' lists")
+    unknown = sorted(str(k) for k in data if k not in _TOP_LEVEL_KEYS)
+    if unknown:
+        raise InvalidInputError(
+            f"{path}: {unknown[0]}", "unknown top-level key", allowed=sorted(_TOP_LEVEL_KEYS)
+        )
+    return CatalogFile(
+        path=path,
+        gpus=_validate_entries(data.get("gpus"), "gpus", GPUSpec, path),
+        models=_validate_entries(data.get("models"), "models", ModelArchitecture, path),
+    )
+
+
+def read_catalog_file(path: str | os.PathLike[str]) -> CatalogFile:
+    """Read and validate one YAML/JSON catalog file; raise InvalidInputError naming file and field."""
+    name = os.fspath(path)
+    try:
+        text = Path(name).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInputError(name, f"cannot read catalog file: {exc.strerror or exc}") from None
+    return parse_catalog(_parse_text(text, name), name)
+
+
+@cache
+def _builtin() -> CatalogFile:
+    gpus = read_catalog_file(BUILTIN_GPUS)
+    models = read_catalog_file(BUILTIN_MODELS)
+    return CatalogFile(path=str(BUILTIN_DIR), gpus=gpus.gpus, models=models.models)
+
+
+_file_cache: dict[tuple[str, int, int], CatalogFile] = {}
+
+
+def _cached_file(path: str) -> CatalogFile:
+    try:
+        stat = os.stat(path)
+    except OSError as exc:
+        raise InvalidInputError(
+            path, f"cannot read catalog file: {exc.strerror or exc} (from {ENV_VAR} or --catalog)"
+        ) from None
+    key = (os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
+    found = _file_cache.get(key)
+    if found is None:
+        found = read_catalog_file(path)
+        _file_cache[key] = found
+    return found
+
+
+@dataclass
+class _Table(Generic[Entry]):
+    kind: str
+    entries: dict[str, Entry] = field(default_factory=dict)  # normalised id -> entry, insertion order
+    index: dict[str, str] = field(default_factory=dict)  # any normalised name -> normalised id
+
+    def add(self, items: Iterable[Entry]) -> None:
+        for item in items:
+            self.entries[_normalise(item.id)] = item
+
+    def build_index(self) -> None:
+        index: dict[str, str] = {}
+        for key, entry in self.entries.items():
+            for name in _names(entry):
+                norm = _normalise(name)
+                index[norm] = key
+                index.setdefault(_dashed(norm), key)
+        for key in self.entries:  # ids win over aliases
+            index[key] = key
+        self.index = index
+
+    def get(self, name: str) -> Entry:
+        if not isinstance(name, str) or not name.strip():
+            raise UnknownNameError(self.kind, str(name), self.ids())
+        norm = _normalise(name)
+        key = self.index.get(norm) or self.index.get(_dashed(norm))
+        if key is None:
+            raise UnknownNameError(self.kind, name, self.ids())
+        return self.entries[key]
+
+    def ids(self) -> list[str]:
+        return [entry.id for entry in self.entries.values()]
+
+
+def _names(entry: BaseModel) -> list[str]:
+    names = [*getattr(entry, "aliases", [])]
+    for attr in ("name", "hf_id"):
+        value = getattr(entry, attr, None)
+        if value:
+            names.append(value)
+    return names
+
+
+@dataclass
+class Catalog:
+    """A merged, indexed catalog: built-in entries, then user files in order (later ids replace)."""
+
+    gpus: _Table[GPUSpec] = field(default_factory=lambda: _Table("gpu"))
+    models: _Table[ModelArchitecture] = field(default_factory=lambda: _Table("model"))
+    files: tuple[str, ...] = ()
+
+    @classmethod
+    def from_files(cls, parts: Sequence[CatalogFile]) -> Catalog:
+        catalog = cls(files=tuple(p.path for p in parts))
+        for part in parts:
+            catalog.gpus.add(part.gpus)
+            catalog.models.add(part.models)
+        catalog.gpus.build_index()
+        catalog.models.build_index()
+        return catalog
+
+    def get_gpu(self, name: str) -> GPUSpec:
+        return self.gpus.get(name)
+
+    def get_model(self, name: str) -> ModelArchitecture:
+        return self.models.get(name)
+
+    def list_gpus(self) -> list[GPUSpec]:
+        return list(self.gpus.entries.values())
+
+    def list_models(self) -> list[ModelArchitecture]:
+        return list(self.models.entries.values())
+
+    @cached_property
+    def gfd_index(self) -> dict[str, str]:
+        """Lower-cased ``nvidia.com/gpu.product`` value -> GPU id (later entries win)."""
+        return {_normalise(p): gpu.id for gpu in self.gpus.entries.values() for p in gpu.gfd_products}
+
+
+_lock = threading.Lock()
+_extra_paths: list[str] = []
+_merged: dict[tuple[str, tuple[str, ...]], Catalog] = {}
+
+
+def _env_paths(value: str) -> list[str]:
+    return [p for p in (part.strip() for part in value.split(os.pathsep)) if p]
+
+
+def current() -> Catalog:
+    """The merged catalog for the current ``ENERGAIZER_CATALOG`` value and :func:`load_extra` calls."""
+    env_value = os.environ.get(ENV_VAR, "")
+    paths = (*_env_paths(env_value), *_extra_paths)
+    stamp = tuple(_stamp(p) for p in paths)
+    key = (env_value, stamp)
+    found = _merged.get(key)
+    if found is not None:
+        return found
+    with _lock:
+        found = _merged.get(key)
+        if found is None:
+            found = Catalog.from_files([_builtin(), *(_cached_file(p) for p in paths)])
+            _merged.clear()
+            _merged[key] = found
+    return found
+
+
+def _stamp(path: str) -> str:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return f"{path}:missing"
+    return f"{os.path.abspath(path)}:{stat.st_mtime_ns}:{stat.st_size}"
+
+
+def load_extra(path: str | os.PathLike[str]) -> CatalogFile:
+    """Add a user catalog file (YAML/JSON) on top of the built-in and ``ENERGAIZER_CATALOG`` ones.
+
+    The file is validated at once (InvalidInputError names the file and field); its entries replace
+    existing ones with the same id. Returns the parsed file.
+    """
+    name = os.fspath(path)
+    parsed = _cached_file(name)
+    with _lock:
+        if name not in _extra_paths:
+            _extra_paths.append(name)
+        _merged.clear()
+    return parsed
+
+
+def reset_extra() -> None:
+    """Forget every file added with :func:`load_extra` (the environment variable still applies)."""
+    with _lock:
+        _extra_paths.clear()
+        _merged.clear()
