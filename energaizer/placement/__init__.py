@@ -1,0 +1,66 @@
+"""The placement optimiser shared by the operator and the planner (pure NumPy/SciPy).
+
+Given J jobs and T GPU types, put each job on at most one type so that the total demand on a type
+stays within its free GPUs; place as many jobs as possible (weighted by ``priority``), and among
+those assignments minimise the total cost (lexicographic). This is a generalised assignment /
+multiple-knapsack problem.
+
+API::
+
+    PlacementProblem(job_ids, type_ids, cost, demand, capacity, infeasible_reasons=None, priority=None)
+        cost      (J, T) objective per job on each type (J, s or J*s); np.inf = infeasible
+        demand    (J,)   GPUs a job needs on one type (replicas * gpusPerReplica)
+        capacity  (T,)   free GPUs per type
+    PlacementResult(assignment, objective, placed, solver, optimal, lower_bound, reasons, ...)
+        assignment (J,) type index or -1
+        solver     "trivial" | "assignment" | "lp-rounding" | "milp" | "greedy"
+        optimal    proven optimal (within mip_rel_gap); lower_bound: LP bound where computed
+        reasons    per job: "" when placed, else why (no feasible type / capacity exhausted)
+    solve(problem, *, time_limit_s=0.5, exact_max_vars=2000, mip_rel_gap=1e-3,
+          lp_max_vars=200000, compute_bound=False) -> PlacementResult
+    lp_lower_bound(problem, min_placed_weight=None) -> float   (LP relaxation)
+    objective_matrix(energy, duration, "energy" | "time" | "energy-delay") -> cost matrix
+    greedy_assign(problem) -> assignment                        (the heuristic alone)
+
+Algorithms: everyone's cheapest type fits -> "trivial" (optimal). Unit demands with at most 2,000
+free GPUs -> ``scipy.optimize.linear_sum_assignment`` over GPU slots (optimal). Otherwise a
+regret greedy chooses which jobs to place (trying a smallest-demand-first order too when some
+are left out); with at most ``lp_max_vars`` usable pairs the LP relaxation (HiGHS dual simplex)
+re-optimises where those jobs go and is rounded ("lp-rounding"; GAP relaxations have at most
+about T fractional jobs, so this lands within ~0.1 % of the bound), and when that is not provably
+within ``mip_rel_gap`` and there are at most ``exact_max_vars`` pairs, the HiGHS MILP runs for the
+rest of ``time_limit_s`` (HiGHS may overrun it slightly) and the better answer is kept.
+Above ``lp_max_vars`` the greedy with local search (insert, shift, pairwise swap) is the answer.
+See ``benchmarks/bench_placement.py`` for times and gaps.
+"""
+
+from __future__ import annotations
+
+from energaizer.placement.exact import lp_lower_bound
+from energaizer.placement.greedy import greedy_assign
+from energaizer.placement.problem import (
+    OBJECTIVES,
+    REASON_CAPACITY,
+    Objective,
+    PlacementProblem,
+    PlacementResult,
+    evaluate,
+    is_feasible,
+    objective_matrix,
+)
+from energaizer.placement.solver import EXACT_MAX_VARS, solve
+
+__all__ = [
+    "EXACT_MAX_VARS",
+    "OBJECTIVES",
+    "REASON_CAPACITY",
+    "Objective",
+    "PlacementProblem",
+    "PlacementResult",
+    "evaluate",
+    "greedy_assign",
+    "is_feasible",
+    "lp_lower_bound",
+    "objective_matrix",
+    "solve",
+]
