@@ -1,0 +1,10 @@
+"""``python -m energaizer_operator [NAMESPACE ...]``: run the operator (cluster-wide without arguments)."""
+
+from __future__ import annotations
+
+import sys
+
+from energaizer_operator.main import run
+
+if __name__ == "__main__":
+    run(sys.argv[1:] or None, all_namespaces=not sys.argv[1:])

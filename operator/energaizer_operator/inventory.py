@@ -1,0 +1,255 @@
+"""GPU inventory: what the kopf indices store per Node, Pod and steered Job, and free GPUs per type.
+
+Pure functions over object bodies (unit-testable without kopf); :mod:`energaizer_operator.handlers`
+wires them into ``@kopf.index`` handlers. Free GPUs of a type = allocatable GPUs of its schedulable,
+Ready nodes - GPUs requested by live pods bound to them (other than pods of energaizer Jobs) - GPUs
+held by unfinished energaizer Jobs of that type (which cover their pods, bound or not).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from energaizer_operator import ANNOTATION_GPU_TYPE, ANNOTATION_GPUS, API_VERSION, KIND
+
+logger = logging.getLogger(__name__)
+
+MIG_MARKER = "-MIG-"
+SHARED_SUFFIX = "-SHARED"
+
+
+@dataclass(frozen=True)
+class NodeGPUs:
+    """A node that carries the GPU product label."""
+
+    name: str
+    product: str  # the label value as written by GPU Feature Discovery
+    gpu_type: str | None  # catalog id, None when the product is unknown or unsupported
+    allocatable: int
+    schedulable: bool  # not cordoned and Ready
+    reason: str = ""  # why gpu_type is None
+
+
+@dataclass(frozen=True)
+class PodGPUs:
+    node: str
+    gpus: int
+
+
+@dataclass(frozen=True)
+class SteeredJob:
+    """A batch/v1 Job created by the operator (it carries the gpu-type annotation)."""
+
+    namespace: str
+    name: str
+    owner_uid: str | None
+    gpu_type: str
+    gpus: int
+    finished: bool
+    phase: str  # "Placed" (suspended or no pods yet), "Running", "Succeeded", "Failed"
+    predicted_energy_joules: float | None = None
+    predicted_duration_seconds: float | None = None
+
+
+def normalise_product(product: str) -> tuple[str | None, str]:
+    """GFD label value -> (base product, reason). Time-sliced ``-SHARED`` GPUs are whole GPUs of the base
+    product; ``-MIG-`` slices are not whole GPUs, so the operator does not place on them."""
+    value = product.strip()
+    if value.upper().endswith(SHARED_SUFFIX):
+        value = value[: -len(SHARED_SUFFIX)]
+    if MIG_MARKER in value.upper():
+        return None, f"MIG slices are not placed on ({product})"
+    return value, ""
+
+
+def resolve_gpu_type(product: str, mapping: Mapping[str, str]) -> tuple[str | None, str]:
+    """Product label value -> (catalog id or None, reason). The configured mapping wins over the catalog."""
+    if product in mapping:
+        return mapping[product], ""
+    base, reason = normalise_product(product)
+    if base is None:
+        return None, reason
+    if base in mapping:
+        return mapping[base], ""
+    from energaizer.catalog import gpu_id_for_product
+
+    gpu_id = gpu_id_for_product(base, dict(mapping) or None)
+    if gpu_id is None:
+        return None, f"unknown GPU product {product!r} (set ENERGAIZER_PRODUCT_MAP)"
+    return gpu_id, ""
+
+
+def parse_quantity(value: Any) -> int:
+    """An integer resource quantity (GPUs are whole numbers): ``"4"``, ``4``, ``"4000m"``."""
+    if value is None:
+        return 0
+    text = str(value).strip()
+    try:
+        if text.endswith("m"):
+            return int(float(text[:-1]) / 1000)
+        return int(float(text))
+    except ValueError:
+        return 0
+
+
+def _node_ready(status: Mapping[str, Any]) -> bool:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return cond.get("status") == "True"
+    return True  # no Ready condition reported (yet): do not exclude
+
+
+def node_gpus(
+    body: Mapping[str, Any], *, product_label: str, gpu_resource: str, mapping: Mapping[str, str]
+) -> NodeGPUs | None:
+    """The GPU view of a Node, or None when it carries no product label."""
+    meta = body.get("metadata") or {}
+    product = (meta.get("labels") or {}).get(product_label)
+    if not product:
+        return None
+    status = body.get("status") or {}
+    spec = body.get("spec") or {}
+    allocatable = parse_quantity((status.get("allocatable") or {}).get(gpu_resource))
+    gpu_type, reason = resolve_gpu_type(product, mapping)
+    schedulable = not spec.get("unschedulable", False) and _node_ready(status)
+    return NodeGPUs(meta.get("name", ""), product, gpu_type, allocatable, schedulable, reason)
+
+
+def pod_gpu_request(pod_spec: Mapping[str, Any], gpu_resource: str) -> int:
+    """GPUs a pod holds: max(sum over containers, largest init container), limits or requests."""
+
+    def one(container: Mapping[str, Any]) -> int:
+        res = container.get("resources") or {}
+        value = (res.get("limits") or {}).get(gpu_resource, (res.get("requests") or {}).get(gpu_resource))
+        return parse_quantity(value)
+
+    main = sum(one(c) for c in pod_spec.get("containers") or [])
+    init = max((one(c) for c in pod_spec.get("initContainers") or []), default=0)
+    return max(main, init)
+
+
+def pod_gpus(body: Mapping[str, Any], *, gpu_resource: str) -> PodGPUs | None:
+    """GPUs held by a live pod bound to a node; None for finished pods, unbound pods, pods of
+    energaizer Jobs (their Job accounts for them) and pods without GPUs."""
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    if ANNOTATION_GPU_TYPE in annotations:
+        return None
+    status = body.get("status") or {}
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return None
+    spec = body.get("spec") or {}
+    node = spec.get("nodeName")
+    gpus = pod_gpu_request(spec, gpu_resource)
+    if not node or gpus <= 0:
+        return None
+    return PodGPUs(node, gpus)
+
+
+def job_phase(status: Mapping[str, Any], suspended: bool) -> tuple[str, bool]:
+    """batch/v1 Job status -> (mirrored AIJob phase, finished)."""
+    for cond in status.get("conditions") or []:
+        if cond.get("status") != "True":
+            continue
+        if cond.get("type") == "Complete":
+            return "Succeeded", True
+        if cond.get("type") == "Failed":
+            return "Failed", True
+    if not suspended and (int(status.get("active") or 0) > 0 or int(status.get("ready") or 0) > 0):
+        return "Running", False
+    return "Placed", False
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def steered_job(body: Mapping[str, Any]) -> SteeredJob | None:
+    meta = body.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    gpu_type = annotations.get(ANNOTATION_GPU_TYPE)
+    if not gpu_type:
+        return None
+    owner_uid = next(
+        (
+            ref.get("uid")
+            for ref in meta.get("ownerReferences") or []
+            if ref.get("kind") == KIND and ref.get("apiVersion") == API_VERSION
+        ),
+        None,
+    )
+    spec = body.get("spec") or {}
+    phase, finished = job_phase(body.get("status") or {}, bool(spec.get("suspend")))
+    return SteeredJob(
+        namespace=meta.get("namespace", ""),
+        name=meta.get("name", ""),
+        owner_uid=owner_uid,
+        gpu_type=gpu_type,
+        gpus=parse_quantity(annotations.get(ANNOTATION_GPUS)),
+        finished=finished,
+        phase=phase,
+        predicted_energy_joules=_float(annotations.get("energaizer.io/predicted-energy-joules")),
+        predicted_duration_seconds=_float(annotations.get("energaizer.io/predicted-duration-seconds")),
+    )
+
+
+@dataclass
+class Capacity:
+    """Free GPUs per catalog type, the largest free block on one node, and the product labels."""
+
+    free: dict[str, int] = field(default_factory=dict)
+    largest_free_node: dict[str, int] = field(default_factory=dict)
+    products: dict[str, list[str]] = field(default_factory=dict)  # type -> label values seen
+    unknown_products: dict[str, str] = field(default_factory=dict)  # product -> reason
+
+    @property
+    def types(self) -> list[str]:
+        return sorted(self.products)
+
+    def fingerprint(self) -> tuple[tuple[str, int, int], ...]:
+        return tuple((t, self.free.get(t, 0), self.largest_free_node.get(t, 0)) for t in self.types)
+
+
+def compute_capacity(
+    nodes: Iterable[NodeGPUs],
+    pods: Iterable[PodGPUs],
+    jobs: Iterable[SteeredJob],
+    reserved: Mapping[str, int] | None = None,
+) -> Capacity:
+    """Free GPUs per type. ``reserved`` holds GPUs already promised by this operator but not yet
+    visible as Jobs (placements in flight)."""
+    used_by_node: dict[str, int] = {}
+    for pod in pods:
+        used_by_node[pod.node] = used_by_node.get(pod.node, 0) + pod.gpus
+    cap = Capacity()
+    for node in nodes:
+        if node.gpu_type is None:
+            cap.unknown_products[node.product] = node.reason
+            continue
+        products = cap.products.setdefault(node.gpu_type, [])
+        if node.product not in products:
+            products.append(node.product)
+        cap.free.setdefault(node.gpu_type, 0)
+        cap.largest_free_node.setdefault(node.gpu_type, 0)
+        if not node.schedulable:
+            continue
+        node_free = max(0, node.allocatable - used_by_node.get(node.name, 0))
+        cap.free[node.gpu_type] += node_free
+        cap.largest_free_node[node.gpu_type] = max(cap.largest_free_node[node.gpu_type], node_free)
+    for job in jobs:
+        if not job.finished and job.gpu_type in cap.free:
+            cap.free[job.gpu_type] -= job.gpus
+    for gpu_type, gpus in (reserved or {}).items():
+        if gpu_type in cap.free:
+            cap.free[gpu_type] -= gpus
+    for gpu_type, value in cap.free.items():
+        cap.free[gpu_type] = max(0, value)
+        cap.largest_free_node[gpu_type] = min(cap.largest_free_node[gpu_type], cap.free[gpu_type])
+    for products in cap.products.values():
+        products.sort()
+    return cap

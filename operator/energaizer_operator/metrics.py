@@ -1,0 +1,135 @@
+"""Prometheus metrics (contract section 4) on the operator's own CollectorRegistry.
+
+The registry is created per :class:`Metrics` instance (never the global one), so that re-importing
+the operator in one process (kopf's ``KopfRunner``) cannot raise DuplicateTimeseries.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
+
+from energaizer_operator.models import PHASES
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        job_labels = ["namespace", "aijob", "gpu_type"]
+        r = self.registry
+        self.predicted_energy = Gauge(
+            "energaizer_predicted_energy_joules", "Predicted energy of an AIJob on a GPU type", job_labels, registry=r
+        )
+        self.predicted_duration = Gauge(
+            "energaizer_predicted_duration_seconds",
+            "Predicted duration of an AIJob on a GPU type",
+            job_labels,
+            registry=r,
+        )
+        self.predicted_power = Gauge(
+            "energaizer_predicted_power_watts", "Predicted average power of an AIJob on a GPU type", job_labels, registry=r
+        )
+        self.placement_info = Gauge(
+            "energaizer_placement_info", "1 for the GPU type an AIJob was placed on", job_labels, registry=r
+        )
+        self.savings = Gauge(
+            "energaizer_predicted_savings_joules",
+            "Predicted energy saved against the worst feasible GPU type",
+            ["namespace", "aijob"],
+            registry=r,
+        )
+        self.estimation_seconds = Histogram(
+            "energaizer_estimation_seconds", "Time to estimate one AIJob on its candidate types", registry=r
+        )
+        self.aijobs = Gauge("energaizer_aijobs", "AIJobs by phase", ["phase"], registry=r)
+        self.free_gpus = Gauge("energaizer_free_gpus", "Free GPUs per GPU type", ["gpu_type"], registry=r)
+        # Extension: nodes whose GPU product is not in the catalog or the configured mapping.
+        self.unknown_gpu_nodes = Gauge(
+            "energaizer_unknown_gpu_nodes", "GPU nodes with an unknown GPU product", ["product"], registry=r
+        )
+        self._lock = threading.Lock()
+        self._estimated_types: dict[tuple[str, str], set[str]] = {}
+        self._placed_type: dict[tuple[str, str], str] = {}
+        self._free_types: set[str] = set()
+        self._unknown: set[str] = set()
+        for phase in PHASES:
+            self.aijobs.labels(phase=phase).set(0)
+
+    def serve(self, port: int, addr: str = "0.0.0.0") -> Any:
+        server, _thread = start_http_server(port, addr=addr, registry=self.registry)
+        return server
+
+    def set_estimates(self, namespace: str, name: str, estimates: Iterable[Mapping[str, Any]]) -> None:
+        """Series for every feasible estimated type (infeasible types have no prediction to show)."""
+        key = (namespace, name)
+        with self._lock:
+            old = self._estimated_types.get(key, set())
+            new: set[str] = set()
+            for est in estimates:
+                if not est.get("feasible"):
+                    continue
+                t = est["gpuType"]
+                new.add(t)
+                self.predicted_energy.labels(namespace, name, t).set(est["energyJoules"])
+                self.predicted_duration.labels(namespace, name, t).set(est["durationSeconds"])
+                self.predicted_power.labels(namespace, name, t).set(est["averagePowerWatts"])
+            for t in old - new:
+                self._remove_estimate(namespace, name, t)
+            self._estimated_types[key] = new
+
+    def set_placement(self, namespace: str, name: str, gpu_type: str | None, savings: float | None) -> None:
+        key = (namespace, name)
+        with self._lock:
+            old = self._placed_type.pop(key, None)
+            if old is not None and old != gpu_type:
+                self.placement_info.remove(namespace, name, old)
+            if gpu_type is None:
+                if old is not None:
+                    self._try_remove(self.savings, namespace, name)
+                return
+            self._placed_type[key] = gpu_type
+            self.placement_info.labels(namespace, name, gpu_type).set(1)
+            self.savings.labels(namespace, name).set(savings or 0.0)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Remove every series of a deleted AIJob."""
+        key = (namespace, name)
+        with self._lock:
+            for t in self._estimated_types.pop(key, set()):
+                self._remove_estimate(namespace, name, t)
+            placed = self._placed_type.pop(key, None)
+            if placed is not None:
+                self._try_remove(self.placement_info, namespace, name, placed)
+            self._try_remove(self.savings, namespace, name)
+
+    def set_phase_counts(self, counts: Mapping[str, int]) -> None:
+        for phase in PHASES:
+            self.aijobs.labels(phase=phase).set(counts.get(phase, 0))
+
+    def set_inventory(self, free: Mapping[str, int], unknown_products: Iterable[str]) -> None:
+        with self._lock:
+            for t in self._free_types - set(free):
+                self._try_remove(self.free_gpus, t)
+            for t, n in free.items():
+                self.free_gpus.labels(gpu_type=t).set(n)
+            self._free_types = set(free)
+            unknown = set(unknown_products)
+            for p in self._unknown - unknown:
+                self._try_remove(self.unknown_gpu_nodes, p)
+            for p in unknown:
+                self.unknown_gpu_nodes.labels(product=p).set(1)
+            self._unknown = unknown
+
+    def _remove_estimate(self, namespace: str, name: str, gpu_type: str) -> None:
+        for gauge in (self.predicted_energy, self.predicted_duration, self.predicted_power):
+            self._try_remove(gauge, namespace, name, gpu_type)
+
+    @staticmethod
+    def _try_remove(metric: Any, *labels: str) -> None:
+        try:
+            metric.remove(*labels)
+        except KeyError:
+            pass

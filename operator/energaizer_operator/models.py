@@ -1,0 +1,172 @@
+"""The AIJob's ``spec`` and ``status`` as pydantic models (contract section 2, camelCase).
+
+These models are the single source of truth: the operator validates every AIJob with them and the
+CRD's openAPIV3Schema is generated from them (:mod:`energaizer_operator.crd`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from energaizer.catalog.schema import ModelArchitecture, Precision
+from energaizer.workload import MAX_BATCH, MAX_GPUS, MAX_REQUESTS, MAX_TOKENS_PER_REQUEST, MAX_TRAINING_TOKENS
+from energaizer.workload import Workload as EstimatorWorkload
+
+Phase = Literal["Pending", "Estimated", "Placed", "Running", "Succeeded", "Failed", "Invalid", "Unschedulable"]
+PHASES: tuple[str, ...] = (
+    "Pending",
+    "Estimated",
+    "Placed",
+    "Running",
+    "Succeeded",
+    "Failed",
+    "Invalid",
+    "Unschedulable",
+)
+Mode = Literal["steer", "annotate"]
+Objective = Literal["energy", "time", "energy-delay"]
+MAX_REPLICAS = 10_000
+
+
+class _Camel(BaseModel):
+    """camelCase on the wire (``populate_by_name`` lets Python code use snake_case too)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class InferenceSizes(_Camel):
+    requests: int = Field(default=1, ge=1, le=MAX_REQUESTS, description="number of requests")
+    input_tokens: int = Field(default=512, ge=1, le=MAX_TOKENS_PER_REQUEST, description="prompt tokens each")
+    output_tokens: int = Field(default=256, ge=0, le=MAX_TOKENS_PER_REQUEST, description="generated tokens each")
+    batch_size: int = Field(default=1, ge=1, le=MAX_BATCH, description="concurrent requests")
+
+
+class TrainingSizes(_Camel):
+    tokens: float | None = Field(default=None, gt=0, le=MAX_TRAINING_TOKENS, description="total tokens")
+    steps: int | None = Field(default=None, ge=1, le=10**9, description="optimizer steps (or tokens)")
+    global_batch_size: int = Field(default=256, ge=1, le=10**7, description="sequences per step")
+    sequence_length: int = Field(default=2048, ge=1, le=10**7, description="tokens per sequence")
+
+    @model_validator(mode="after")
+    def _one_size(self) -> TrainingSizes:
+        if self.tokens is None and self.steps is None:
+            raise ValueError("training needs tokens or steps")
+        return self
+
+
+class WorkloadSpec(_Camel):
+    """Mirrors :class:`energaizer.workload.Workload` (GPUs come from ``resources``)."""
+
+    model: str | None = Field(default=None, description="catalog model name (Hugging Face id or alias)")
+    architecture: ModelArchitecture | None = Field(
+        default=None, description="custom architecture (catalog YAML field names), instead of model"
+    )
+    precision: Precision = "bf16"
+    task: Literal["inference", "training"] = "inference"
+    inference: InferenceSizes | None = None
+    training: TrainingSizes | None = None
+    frequency_mhz: float | None = Field(default=None, gt=0, le=5000, description="what-if SM clock")
+    power_limit_w: float | None = Field(default=None, gt=0, le=5000, description="what-if power cap per GPU")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WorkloadSpec:
+        if (self.model is None) == (self.architecture is None):
+            raise ValueError("give exactly one of model or architecture")
+        if self.task == "inference" and self.training is not None:
+            raise ValueError("task inference takes inference sizes, not training")
+        if self.task == "training":
+            if self.inference is not None:
+                raise ValueError("task training takes training sizes, not inference")
+            if self.training is None:
+                raise ValueError("task training needs training sizes (tokens or steps)")
+        return self
+
+
+class Resources(_Camel):
+    gpus_per_replica: int = Field(default=1, ge=1, le=MAX_GPUS, description="GPUs per replica (one node)")
+    replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS, description="identical replicas (Job parallelism)")
+
+
+class PlacementSpec(_Camel):
+    mode: Mode | None = Field(default=None, description="steer | annotate; default from operator settings")
+    objective: Objective | None = Field(default=None, description="energy | time | energy-delay")
+    candidate_gpu_types: list[str] = Field(default_factory=list, description="empty = every type present")
+    deadline_seconds: float | None = Field(default=None, gt=0, description="types slower than this are infeasible")
+
+
+class AIJobSpec(_Camel):
+    workload: WorkloadSpec
+    resources: Resources = Field(default_factory=Resources)
+    placement: PlacementSpec = Field(default_factory=PlacementSpec)
+    template: dict[str, Any] = Field(
+        default_factory=dict, description="a batch/v1 JobSpec template (pod template) to run"
+    )
+
+    def to_workload(self) -> EstimatorWorkload:
+        """The estimator's workload for ONE replica (gpu_count = gpusPerReplica)."""
+        w = self.workload
+        return EstimatorWorkload(
+            model=w.model,
+            architecture=w.architecture,
+            task=w.task,
+            precision=w.precision,
+            gpu_count=self.resources.gpus_per_replica,
+            inference=w.inference.model_dump() if w.inference is not None else None,
+            training=w.training.model_dump() if w.training is not None else None,
+            frequency_mhz=w.frequency_mhz,
+            power_limit_w=w.power_limit_w,
+        )
+
+    @property
+    def total_gpus(self) -> int:
+        return self.resources.gpus_per_replica * self.resources.replicas
+
+
+# --------------------------------------------------------------------------------------- status
+
+
+class EstimateStatus(_Camel):
+    gpu_type: str
+    energy_joules: float
+    duration_seconds: float
+    average_power_watts: float
+    feasible: bool
+    reason: str = ""
+
+
+class PlacementStatus(_Camel):
+    gpu_type: str
+    job_name: str | None = None
+    predicted_energy_joules: float
+    savings_joules: float = Field(description="against the worst feasible type")
+
+
+class Condition(_Camel):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    last_transition_time: str | None = None
+
+
+class AIJobStatus(_Camel):
+    phase: Phase | None = None
+    observed_generation: int | None = None
+    estimates: list[EstimateStatus] | None = None
+    placement: PlacementStatus | None = None
+    conditions: list[Condition] | None = None
+
+
+class AIJob(_Camel):
+    """The whole object, for the CRD schema (metadata is the API server's)."""
+
+    spec: AIJobSpec
+    status: AIJobStatus | None = None
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """Wire form: camelCase, JSON types, no unset optional fields."""
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True)

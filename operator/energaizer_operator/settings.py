@@ -1,0 +1,106 @@
+"""Operator settings: one pydantic object read from ``ENERGAIZER_*`` environment variables.
+
+The variable names are fixed (the Helm chart sets them); see docs/operator.md for the table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from energaizer.errors import InvalidInputError
+
+ENV_PREFIX = "ENERGAIZER_"
+# field name -> environment variable
+ENV_VARS: dict[str, str] = {
+    "namespaces": "ENERGAIZER_NAMESPACES",
+    "batch_window_seconds": "ENERGAIZER_BATCH_WINDOW_SECONDS",
+    "gpu_product_label": "ENERGAIZER_GPU_PRODUCT_LABEL",
+    "gpu_resource": "ENERGAIZER_GPU_RESOURCE",
+    "product_map": "ENERGAIZER_PRODUCT_MAP",
+    "default_mode": "ENERGAIZER_DEFAULT_MODE",
+    "default_objective": "ENERGAIZER_DEFAULT_OBJECTIVE",
+    "metrics_port": "ENERGAIZER_METRICS_PORT",
+    "health_port": "ENERGAIZER_HEALTH_PORT",
+    "profile": "ENERGAIZER_PROFILE",
+    "log_level": "ENERGAIZER_LOG_LEVEL",
+}
+
+
+class OperatorSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespaces: list[str] = Field(default_factory=list, description="namespaces to watch; empty = all")
+    batch_window_seconds: float = Field(default=2.0, gt=0, le=3600, description="placement batching window")
+    gpu_product_label: str = Field(default="nvidia.com/gpu.product", min_length=1)
+    gpu_resource: str = Field(default="nvidia.com/gpu", min_length=1)
+    product_map: dict[str, str] = Field(
+        default_factory=dict, description="GPU product label value -> catalog id (overrides the catalog)"
+    )
+    default_mode: Literal["steer", "annotate"] = "steer"
+    default_objective: Literal["energy", "time", "energy-delay"] = "energy"
+    metrics_port: int = Field(default=8080, ge=0, le=65535)
+    health_port: int = Field(default=8081, ge=0, le=65535)
+    profile: str | None = Field(default=None, description="calibration profile path")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [n.strip() for n in value.split(",") if n.strip()]
+        return value
+
+    @field_validator("product_map", mode="before")
+    @classmethod
+    def _load_map(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_product_map(value)
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("profile", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
+        """Read the settings; a bad value raises ``InvalidInputError`` naming the variable."""
+        env = os.environ if environ is None else environ
+        raw = {field: env[var] for field, var in ENV_VARS.items() if env.get(var, "").strip() != ""}
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = str(err["loc"][0]) if err.get("loc") else "settings"
+            raise InvalidInputError(ENV_VARS.get(field, field), err["msg"]) from None
+
+
+def parse_product_map(text: str) -> dict[str, str]:
+    """``{"LABEL": "catalog-id"}`` as JSON, or ``@/path/file.yaml`` (a YAML/JSON mapping)."""
+    text = text.strip()
+    if not text:
+        return {}
+    if text.startswith("@"):
+        data = yaml.safe_load(Path(text[1:]).read_text())
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not a JSON object: {exc.msg}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise ValueError("must map GPU product label values (strings) to catalog ids (strings)")
+    return dict(data)
