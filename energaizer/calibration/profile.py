@@ -26,7 +26,13 @@ class CalibrationProfile(BaseModel):
     # --- time ---
     launch_overhead_us: float = Field(default=4.0, ge=0, le=1000, description="fixed cost per kernel launch")
     wave_overhead_cycles: float = Field(default=1200.0, ge=0, le=1e6, description="per wave of tiles")
-    pass_overhead_ms: float = Field(default=0.3, ge=0, le=1e4, description="host gap per pass / decode step")
+    pass_overhead_ms: float = Field(default=0.3, ge=0, le=1e4, description="host gap per forward pass")
+    decode_step_overhead_ms: float = Field(
+        default=5.0,
+        ge=0,
+        le=1e4,
+        description="serving-engine host gap per decode step (scheduling, sampling)",
+    )
     compute_efficiency: float = Field(default=0.8, gt=0, le=1, description="of tensor/SIMT peak in a tile")
     attention_efficiency: float = Field(default=0.5, gt=0, le=1, description="fused attention vs GEMM peak")
     dram_efficiency: float = Field(default=0.85, gt=0, le=1, description="achievable fraction of DRAM BW")
@@ -52,6 +58,7 @@ FITTED_PARAMETERS: tuple[str, ...] = (
     "launch_overhead_us",
     "wave_overhead_cycles",
     "pass_overhead_ms",
+    "decode_step_overhead_ms",
     "compute_efficiency",
     "attention_efficiency",
     "dram_efficiency",

@@ -77,7 +77,7 @@ class GPUSpec(BaseModel):
 class CNNSpec(BaseModel):
     """A convolutional network described by family and depth; layers are generated in kernels.cnn."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
     family: Literal["resnet", "mobilenetv3", "mobilevit"]
     depth: int | None = Field(default=None, description="ResNet depth (18, 34, 50, 101, 152)")
     variant: str | None = Field(default=None, description="e.g. large/small for MobileNetV3")

@@ -88,9 +88,9 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
     add_training(builder, p, train_rows)
     passes = np.zeros(n)
     ir = inf_rows
-    passes[ir] = np.ceil(p.requests[ir] / mem.batch[ir]) + np.where(
-        p.output_tokens[ir] > 0, p.requests[ir] * p.output_tokens[ir] / mem.batch[ir], 0.0
-    )
+    decode_steps = np.zeros(n)
+    passes[ir] = np.ceil(p.requests[ir] / mem.batch[ir])
+    decode_steps[ir] = p.requests[ir] * p.output_tokens[ir] / mem.batch[ir]
     if train_rows.size:
         _, n_mb = microbatch(p, train_rows)
         passes[train_rows] = p.steps[train_rows] * n_mb
@@ -118,7 +118,9 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
         return np.bincount(r, weights=values, minlength=n)
 
     exec_s = per_row(t_exec)
-    gap_s = per_row(t_gap) + passes * prof.pass_overhead_ms * 1e-3
+    gap_s = (
+        per_row(t_gap) + (passes * prof.pass_overhead_ms + decode_steps * prof.decode_step_overhead_ms) * 1e-3
+    )
     duration = exec_s + gap_s
     gpus = p.gpu_count
     idle_gap_w = idle_power(f_req, gi, hw, prof)

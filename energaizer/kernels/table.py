@@ -63,11 +63,14 @@ class KernelTableBuilder:
         cols = {}
         for name in _COLUMNS:
             chunks = self.parts[name]
-            cols[name] = np.concatenate(chunks) if chunks else np.zeros(0)
+            cols[name] = (
+                np.concatenate(chunks) if chunks else np.zeros(0, dtype=_DTYPES.get(name, np.float64))
+            )
         keep = cols["count"] > 0
         return KernelTable(**{k: v[keep] for k, v in cols.items()})
 
 
+_DTYPES = {"row": np.int64, "kind": np.int8, "phase": np.int8}
 _COLUMNS = (
     "row",
     "kind",

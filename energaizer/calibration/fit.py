@@ -1,0 +1,100 @@
+"""Fit the calibration profile's correction terms to measurements (scikit-learn-like fit/predict).
+
+The residuals are log(predicted / measured) of energy, time and power for every row, each data
+source weighted equally (so a large source does not drown a small one), minimised with a robust
+(soft-L1) bounded least-squares solver. Only the profile's shared physical parameters are fitted,
+never per-row or per-model factors, so the fit transfers to GPUs and models it has not seen.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from energaizer.calibration.profile import FITTED_PARAMETERS, CalibrationProfile
+from energaizer.calibration.validate import measured_arrays
+from energaizer.catalog import get_gpu
+from energaizer.energy.pipeline import run
+from energaizer.errors import InvalidInputError
+from energaizer.io.workload_csv import CsvRow
+
+
+def _bounds(name: str) -> tuple[float, float]:
+    info = CalibrationProfile.model_fields[name]
+    lo, hi = 0.0, np.inf
+    for m in info.metadata:
+        lo = getattr(m, "ge", None) if getattr(m, "ge", None) is not None else getattr(m, "gt", lo) or lo
+        hi = getattr(m, "le", None) if getattr(m, "le", None) is not None else hi
+    return float(lo) + 1e-6, float(hi)
+
+
+@dataclass
+class ProfileFitter:
+    """``ProfileFitter(params).fit(rows)`` -> fitted ``profile_``; ``predict(rows)`` -> EstimateBatch."""
+
+    parameters: Sequence[str] = FITTED_PARAMETERS
+    start: CalibrationProfile | None = None
+    max_evaluations: int = 400
+    profile_: CalibrationProfile | None = None
+    cost_: float | None = None
+
+    def _validate(self) -> None:
+        unknown = [p for p in self.parameters if p not in CalibrationProfile.model_fields]
+        if unknown:
+            raise InvalidInputError("parameters", f"unknown: {', '.join(unknown)}", FITTED_PARAMETERS)
+
+    def fit(self, rows: list[CsvRow]) -> ProfileFitter:
+        self._validate()
+        e, t, p = measured_arrays(rows)
+        if not np.isfinite(e).any():
+            raise InvalidInputError("measured_energy_joules", "no row has a measured energy")
+        workloads = [r.workload for r in rows]
+        specs = [get_gpu(r.gpu) for r in rows]
+        sources = [r.extra.get("source") or "(none)" for r in rows]
+        counts = Counter(sources)
+        weight = np.array([1.0 / np.sqrt(counts[s]) for s in sources])
+        start = self.start or CalibrationProfile()
+        x0 = np.array([getattr(start, k) for k in self.parameters], dtype=np.float64)
+        lo, hi = np.array([_bounds(k) for k in self.parameters]).T
+        x0 = np.clip(x0, lo, np.minimum(hi, np.where(np.isfinite(hi), hi, x0 * 10 + 1)))
+        scale = np.maximum(np.abs(x0), 1e-3)
+
+        def profile_at(x: np.ndarray) -> CalibrationProfile:
+            return start.model_copy(
+                update=dict(zip(self.parameters, (float(v) for v in x * scale), strict=True))
+            )
+
+        def residuals(z: np.ndarray) -> np.ndarray:
+            pred = run(workloads, specs, profile_at(z))
+            parts = []
+            for pv, mv in (
+                (pred.energy_joules, e),
+                (pred.duration_seconds, t),
+                (pred.average_power_watts, p),
+            ):
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    r = np.log(pv / mv)
+                parts.append(np.where(np.isfinite(r), r, 0.0) * weight)
+            return np.concatenate(parts)
+
+        sol = least_squares(
+            residuals,
+            x0 / scale,
+            bounds=(lo / scale, hi / scale),
+            loss="soft_l1",
+            f_scale=0.1,
+            max_nfev=self.max_evaluations,
+            x_scale="jac",
+        )
+        self.profile_ = profile_at(sol.x).model_copy(update={"fitted_on": dict(counts)})
+        self.cost_ = float(sol.cost)
+        return self
+
+    def predict(self, rows: list[CsvRow]):
+        if self.profile_ is None:
+            raise RuntimeError("call fit() first")
+        return run([r.workload for r in rows], [get_gpu(r.gpu) for r in rows], self.profile_)

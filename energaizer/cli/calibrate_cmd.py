@@ -1,0 +1,118 @@
+"""``energaizer calibrate`` (fit correction terms) and ``energaizer validate`` (predicted vs measured)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from energaizer.cli.common import CatalogOpt, JsonOpt, ProfileOpt, load_catalogs, print_json
+
+
+def _read_all(paths: list[Path]):
+    from energaizer.io.workload_csv import read_workload_csv
+
+    rows = []
+    for p in paths:
+        rows.extend(read_workload_csv(p))
+    return rows
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def calibrate(
+        measurements: Annotated[list[Path], typer.Argument(help="measurement CSV(s), contract section 3")],
+        output: Annotated[Path, typer.Option("-o", "--output", help="profile JSON to write")],
+        parameters: Annotated[
+            str | None, typer.Option(help="comma list of parameters to fit (default: all)")
+        ] = None,
+        profile: ProfileOpt = None,
+        max_evaluations: Annotated[int, typer.Option(help="solver budget")] = 300,
+        json_out: JsonOpt = False,
+        catalog: CatalogOpt = None,
+    ) -> None:
+        """Fit the correction terms (launch, wave, host gaps, efficiencies, module power) to measurements."""
+        from energaizer.calibration.fit import ProfileFitter
+        from energaizer.calibration.profile import FITTED_PARAMETERS, load_profile, save_profile
+        from energaizer.calibration.validate import validate
+
+        load_catalogs(catalog)
+        rows = _read_all(measurements)
+        names = [p.strip() for p in parameters.split(",")] if parameters else list(FITTED_PARAMETERS)
+        fitter = ProfileFitter(parameters=names, start=load_profile(profile), max_evaluations=max_evaluations)
+        fitter.fit(rows)
+        report = validate(rows, fitter.predict(rows))
+        fitted = fitter.profile_.model_copy(
+            update={
+                "name": output.stem,
+                "fit_metrics": {
+                    "energy_mape_pct": report.overall.energy_mape,
+                    "time_mape_pct": report.overall.time_mape,
+                    "power_mape_pct": report.overall.power_mape,
+                },
+            }
+        )
+        save_profile(fitted, output)
+        if json_out:
+            print_json({"profile": fitted.model_dump(mode="json"), "validation": report.to_dict()})
+        else:
+            typer.echo(
+                f"wrote {output}: {len(rows)} rows, energy MAPE {report.overall.energy_mape:.1f} %, "
+                f"time {report.overall.time_mape:.1f} %, power {report.overall.power_mape:.1f} %"
+            )
+
+    @app.command()
+    def validate(
+        measurements: Annotated[list[Path], typer.Argument(help="measurement CSV(s), contract section 3")],
+        worst: Annotated[int, typer.Option(help="how many worst rows to list")] = 10,
+        json_out: JsonOpt = False,
+        profile: ProfileOpt = None,
+        catalog: CatalogOpt = None,
+    ) -> None:
+        """Predicted vs measured: MAPE of energy/time/power by source and GPU, worst cases, GPU-ranking agreement."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from energaizer.calibration.validate import validate as run_validate
+        from energaizer.estimator import estimate_pairs
+
+        load_catalogs(catalog)
+        rows = _read_all(measurements)
+        pred = estimate_pairs([r.workload for r in rows], [r.gpu for r in rows], profile=profile)
+        report = run_validate(rows, pred, worst_n=worst)
+        if json_out:
+            print_json(report.to_dict())
+            return
+        console = Console()
+        table = Table(title=f"predicted vs measured ({len(rows)} rows): MAPE %")
+        for col in ("group", "rows", "energy", "time", "power"):
+            table.add_column(col, justify="right" if col != "group" else "left")
+        groups = (
+            [("all", report.overall)]
+            + [(f"source {k}", v) for k, v in report.by_source.items()]
+            + [(f"gpu {k}", v) for k, v in report.by_gpu.items()]
+        )
+        for name, s in groups:
+            table.add_row(
+                name, str(s.rows), f"{s.energy_mape:.1f}", f"{s.time_mape:.1f}", f"{s.power_mape:.1f}"
+            )
+        console.print(table)
+        console.print(
+            f"GPU ranking: {report.ranking_pairs} comparable pairs, concordance "
+            f"{report.ranking_concordance:.2f}, best-GPU agreement {report.best_gpu_agreement:.2f}"
+        )
+        wt = Table(title="worst energy errors")
+        for col in ("line", "source", "model", "gpu", "energy %", "time %", "power %"):
+            wt.add_column(col)
+        for w in report.worst:
+            wt.add_row(
+                str(w["line"]),
+                w["source"],
+                w["model"],
+                w["gpu"],
+                f"{w['energy_error_pct']:.1f}",
+                f"{w['time_error_pct']:.1f}",
+                f"{w['power_error_pct']:.1f}",
+            )
+        console.print(wt)
