@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -58,17 +57,15 @@ async def startup(
     if cfg.metrics_port:
         memo["metrics_server"] = metrics.serve(cfg.metrics_port)
     placer = Placer(cfg, metrics, nodes=gpu_nodes, pods=gpu_pods, jobs=steered_jobs, aijobs=aijob_records)
-    memo["placer"] = placer
-    memo["placer_task"] = asyncio.create_task(placer.run(), name="energaizer-placer")
+    memo["placer"] = placer  # started by the first AIJob event: kopf's event-posting context exists there
     logger.info("energaizer operator started: %s", cfg.model_dump())
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    task = memo.get("placer_task")
-    if task is not None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    placer: Placer | None = memo.get("placer")
+    if placer is not None:
+        await placer.stop()
     server = memo.get("metrics_server")
     if server is not None:
         server.shutdown()
@@ -76,9 +73,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.probe(id="placer")
 def placer_alive(memo: kopf.Memo, **_: Any) -> bool:
-    task = memo.get("placer_task")
-    if task is None or task.done():
-        raise RuntimeError("the placement loop is not running")
+    placer: Placer | None = memo.get("placer")
+    if placer is None or placer.failed:
+        raise RuntimeError("the placement loop has stopped")
     return True
 
 
@@ -204,6 +201,6 @@ def mirror_job(body: kopf.Body, event: kopf.RawEvent, aijob_records: kopf.Index,
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def aijob_events(event: kopf.RawEvent, name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
-    memo["placer"].ready.set()
+    memo["placer"].start()  # idempotent; kopf runs this only once its indices are populated
     if event.get("type") == "DELETED":
         memo["metrics"].forget(namespace, name)

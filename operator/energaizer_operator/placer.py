@@ -31,6 +31,7 @@ logger = logging.getLogger("energaizer_operator.placer")
 
 WAITING = ("Estimated", "Unschedulable")
 PARALLEL_CALLS = 8
+MAX_WAIT_TICKS = 5
 
 
 @dataclass
@@ -60,14 +61,29 @@ class Placer:
         self.settings = settings
         self.metrics = metrics
         self.nodes, self.pods, self.jobs, self.aijobs = nodes, pods, jobs, aijobs
-        self.ready = asyncio.Event()  # set once kopf has finished indexing and streams AIJobs
+        self._task: asyncio.Task[None] | None = None
         self.inflight: dict[str, InFlight] = {}
         self._last_fingerprint: tuple[Any, ...] | None = None
         self._reported_unknown: set[str] = set()
         self._semaphore = asyncio.Semaphore(PARALLEL_CALLS)
+        self._previous_fresh: set[str] = set()
+        self._waited_ticks = 0
+
+    def start(self) -> None:
+        """Start the loop (once). Call it from a kopf handler: events are posted from its context."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="energaizer-placer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    @property
+    def failed(self) -> bool:
+        return self._task is not None and self._task.done()
 
     async def run(self) -> None:
-        await self.ready.wait()
         while True:
             await asyncio.sleep(self.settings.batch_window_seconds)
             try:
@@ -105,12 +121,19 @@ class Placer:
         ]
         adopt = [r for r in waiting if r.uid in jobs]
         waiting = [r for r in waiting if r.uid not in jobs]
-        fresh = any(r.phase == "Estimated" for r in waiting)
+        fresh_uids = {r.uid for r in waiting if r.phase == "Estimated"}
         fingerprint = capacity.fingerprint()
         if adopt:
             await asyncio.gather(*(self._adopt(r, jobs[r.uid]) for r in adopt))
-        if not waiting or (not fresh and fingerprint == self._last_fingerprint):
+        if not waiting or (not fresh_uids and fingerprint == self._last_fingerprint):
             return []
+        # A burst is placed jointly: wait while new jobs keep arriving, for at most MAX_WAIT_TICKS windows.
+        arriving = bool(fresh_uids - self._previous_fresh)
+        self._previous_fresh = fresh_uids
+        self._waited_ticks = 0 if not arriving else self._waited_ticks + 1
+        if arriving and self._waited_ticks < MAX_WAIT_TICKS:
+            return []
+        self._waited_ticks = 0
         self._last_fingerprint = fingerprint
         pending = [r.pending_job(self.settings.default_objective) for r in waiting]
         decisions, result = await asyncio.to_thread(decide, pending, capacity)

@@ -1,0 +1,224 @@
+"""Fixtures: kmock's stateful Kubernetes API with GPU nodes, and the real operator as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import kmock
+import pytest
+from kmock._internal import parsing as _kp
+
+from kmock_support import RealisticEmulator, parse_namespaces
+
+AIJOBS = "energaizer.io/v1alpha1/aijobs"
+JOBS = "batch/v1/jobs"
+AIJOBS_URL = "/apis/energaizer.io/v1alpha1/namespaces/{ns}/aijobs"
+PRODUCTS = {"h100-sxm": "NVIDIA-H100-80GB-HBM3", "a100-sxm4-80gb": "NVIDIA-A100-SXM4-80GB", "l4": "NVIDIA-L4"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def wait_for(pred: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {getattr(pred, '__name__', pred)}")
+        await asyncio.sleep(interval)
+
+
+def node(name: str, product: str, gpus: int, *, ready: bool = True) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"nvidia.com/gpu.product": product}},
+        "spec": {},
+        "status": {
+            "allocatable": {"nvidia.com/gpu": str(gpus), "cpu": "64"},
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+def aijob(
+    name: str,
+    *,
+    requests: int = 2000,
+    model: str = "llama-3.1-8b",
+    gpus: int = 1,
+    replicas: int = 1,
+    mode: str | None = None,
+    labels: dict[str, str] | None = None,
+    **placement: Any,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "workload": {
+            "model": model,
+            "precision": "bf16",
+            "task": "inference",
+            "inference": {"requests": requests, "inputTokens": 512, "outputTokens": 256, "batchSize": 16},
+        },
+        "resources": {"gpusPerReplica": gpus, "replicas": replicas},
+        "placement": {**({"mode": mode} if mode else {}), **placement},
+        "template": {
+            "metadata": {"labels": labels or {}},
+            "spec": {"containers": [{"name": "main", "image": "vllm/vllm-openai:v0.6.0"}]},
+        },
+    }
+    return {
+        "apiVersion": "energaizer.io/v1alpha1",
+        "kind": "AIJob",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": spec,
+    }
+
+
+class Cluster:
+    """The kmock emulator plus helpers to read what the operator wrote."""
+
+    def __init__(self, emulator: Any) -> None:
+        self.k8s = emulator
+        self.url = str(emulator.url).rstrip("/")
+
+    async def post(self, path: str, body: dict[str, Any]) -> None:
+        resp = await self.k8s.post(path, json=body)
+        assert resp.status in (200, 201), (resp.status, await resp.text())
+
+    async def add_node(self, body: dict[str, Any]) -> None:
+        await self.post("/api/v1/nodes", body)
+
+    async def create(self, body: dict[str, Any]) -> None:
+        await self.post(AIJOBS_URL.format(ns=body["metadata"]["namespace"]), body)
+
+    def aijob(self, name: str, ns: str = "default") -> dict[str, Any]:
+        return self.k8s.objects[AIJOBS, ns, name].raw
+
+    def phase(self, name: str, ns: str = "default") -> str | None:
+        return (self.aijob(name, ns).get("status") or {}).get("phase")
+
+    def jobs(self) -> dict[str, dict[str, Any]]:
+        return {k[2]: v.raw for k, v in self.k8s.objects.items() if k[0] == JOBS and not v.deleted}
+
+    def job_creates(self) -> list[str]:
+        """Names of Jobs POSTed (successful or not)."""
+        return [
+            (r.data or {}).get("metadata", {}).get("name")
+            for r in list(self.k8s)
+            if r.method == "POST" and r.url.path.endswith("/jobs")
+        ]
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [
+            v.raw
+            for k, v in self.k8s.objects.items()
+            if k[0] == "v1/events" and (v.raw.get("involvedObject") or {}).get("name") == name
+        ]
+
+    def watching_aijobs(self) -> bool:
+        return any(r.params.get("watch") == "true" and r.url.path.endswith("/aijobs") for r in list(self.k8s))
+
+
+@pytest.fixture
+async def cluster(kmock: Any, monkeypatch: pytest.MonkeyPatch) -> Cluster:
+    monkeypatch.setattr(_kp, "parse_path", parse_namespaces)
+    kmock.resources.load_bundled()
+    kmock.resources[AIJOBS] = kmock.ResourceInfo(
+        kind="AIJob",
+        singular="aijob",
+        namespaced=True,
+        subresources={"status"},
+        verbs={"create", "delete", "get", "list", "patch", "update", "watch"},
+    )
+    c = Cluster(kmock)
+    await c.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})
+    return c
+
+
+class OperatorProcess:
+    """``python -m energaizer_operator`` (the same code path as ``energaizer operator``)."""
+
+    def __init__(self, cluster: Cluster, tmp: Path, env: dict[str, str]) -> None:
+        self.cluster, self.tmp, self.extra_env = cluster, tmp, env
+        self.metrics_port = free_port()
+        self.proc: asyncio.subprocess.Process | None = None
+        self.runs = 0
+
+    async def start(self) -> None:
+        kubeconfig = self.tmp / "kubeconfig"
+        kubeconfig.write_text(
+            f"""apiVersion: v1
+kind: Config
+clusters: [{{name: mock, cluster: {{server: "{self.cluster.url}"}}}}]
+users: [{{name: u, user: {{token: dummy}}}}]
+contexts: [{{name: mock, context: {{cluster: mock, user: u, namespace: default}}}}]
+current-context: mock
+"""
+        )
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "ENERGAIZER_METRICS_PORT": str(self.metrics_port),
+            "ENERGAIZER_HEALTH_PORT": str(free_port()),
+            "ENERGAIZER_BATCH_WINDOW_SECONDS": "0.5",
+            **self.extra_env,
+        }
+        self.runs += 1
+        log = open(self.tmp / f"operator-{self.runs}.log", "wb")  # noqa: SIM115
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "energaizer_operator", env=env, stdout=log, stderr=asyncio.subprocess.STDOUT
+        )
+        await wait_for(self.cluster.watching_aijobs, timeout=30)
+
+    async def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(sig)
+        try:
+            return await asyncio.wait_for(self.proc.wait(), timeout=20)
+        except TimeoutError:
+            self.proc.kill()
+            return await self.proc.wait()
+
+    def log(self) -> str:
+        return "\n".join((self.tmp / f"operator-{i}.log").read_text() for i in range(1, self.runs + 1))
+
+
+@pytest.fixture
+async def operator_factory(cluster: Cluster, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    started: list[OperatorProcess] = []
+
+    async def make(**env: str) -> OperatorProcess:
+        op = OperatorProcess(cluster, tmp_path, env)
+        started.append(op)
+        await op.start()
+        return op
+
+    yield make
+    for op in started:
+        if op.proc is not None and op.proc.returncode is None:
+            await op.stop()
+
+
+@pytest.fixture
+async def gpu_cluster(cluster: Cluster) -> Cluster:
+    """Three GPU types, 8 GPUs each, plus a node with an unknown product and a NotReady node."""
+    await cluster.add_node(node("h100-0", PRODUCTS["h100-sxm"], 8))
+    await cluster.add_node(node("a100-0", PRODUCTS["a100-sxm4-80gb"], 8))
+    await cluster.add_node(node("l4-0", PRODUCTS["l4"], 8))
+    await cluster.add_node(node("mystery-0", "ACME-X1000", 8))
+    await cluster.add_node(node("l4-down", PRODUCTS["l4"], 8, ready=False))
+    return cluster

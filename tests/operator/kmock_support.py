@@ -1,0 +1,104 @@
+"""kmock 0.8 workarounds (see ../shared/research/feasibility.md, Q2), kept in one place.
+
+* ``RealisticEmulator``: resourceVersion/uid/generation/creationTimestamp, watch-from-resourceVersion,
+  kopf's finalizer JSON-Patch, label selectors and list kinds.
+* ``metadata.generateName`` honoured (kopf posts Events with it).
+* ``parse_namespaces``: kmock 0.8 answers ``GET /api/v1/namespaces`` with HTTP 500; kopf's namespaced
+  mode needs it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+
+import kmock
+from kmock._internal import enums
+from kmock._internal import parsing as _kp
+
+
+def _match(labels: dict, selector: str) -> bool:
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        if "!=" in term:
+            k, v = term.split("!=", 1)
+            if labels.get(k.strip()) == v.strip():
+                return False
+        elif "=" in term:
+            k, v = term.replace("==", "=").split("=", 1)
+            if labels.get(k.strip()) != v.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+class RealisticEmulator(kmock.KubernetesEmulator):
+    async def _handle(self, request):
+        if request.resource is not None and isinstance(request.data, list) and request.action == enums.action.UPDATE:
+            self._rv = getattr(self, "_rv", 0) + 1
+            request.data.append({"op": "add", "path": "/metadata/resourceVersion", "value": str(self._rv)})
+        elif (
+            request.resource is not None
+            and isinstance(request.data, dict)
+            and request.action in (enums.action.CREATE, enums.action.UPDATE)
+        ):
+            self._rv = getattr(self, "_rv", 0) + 1
+            md = request.data.setdefault("metadata", {})
+            md["resourceVersion"] = str(self._rv)
+            if request.action == enums.action.CREATE:
+                if not md.get("name") and md.get("generateName"):  # kmock 0.8 ignores generateName
+                    md["name"] = md["generateName"] + uuid.uuid4().hex[:8]
+                md.setdefault("uid", str(uuid.uuid4()))
+                md.setdefault("creationTimestamp", datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                md.setdefault("generation", 1)
+            elif request.name and "spec" in request.data and request.subresource is None:
+                key = (request.resource, request.namespace, request.name)
+                if key in self.objects and not self.objects[key].deleted:
+                    md["generation"] = self.objects[key].get("metadata", {}).get("generation", 1) + 1
+        return await super()._handle(request)
+
+    async def _serve_list(self, request):
+        result = await super()._serve_list(request)
+        result["metadata"]["resourceVersion"] = str(getattr(self, "_rv", 0))
+        res = request.resource
+        info = self.resources[res] if res in self.resources else None
+        result["kind"] = f"{(info.kind if info and info.kind else res.plural.capitalize())}List"
+        result["apiVersion"] = f"{res.group}/{res.version}" if res.group else res.version
+        if sel := request.params.get("labelSelector"):
+            result["items"] = [o for o in result["items"] if _match(o.get("metadata", {}).get("labels") or {}, sel)]
+        return result
+
+    async def _serve_watch(self, request):
+        rv = request.params.get("resourceVersion", "")
+        if not rv.isdigit():
+            async for item in super()._serve_watch(request):
+                yield item
+            return
+        since, check, seen = int(rv), self._KubernetesEmulator__check, set()
+        yield b""
+        for (res, ns, name), obj in list(self.objects.items()):
+            if check(request, res, ns, name, strict=False) and not obj.deleted:
+                orv = int(obj.get("metadata", {}).get("resourceVersion", 0) or 0)
+                if orv > since:
+                    seen.add((ns, name, orv))
+                    yield {"type": "MODIFIED", "object": obj.raw}
+        async for event in self._buses[request.resource]:
+            md = event.get("object", {}).get("metadata", {})
+            orv = int(md.get("resourceVersion", 0) or 0)
+            if (orv and orv <= since) or (md.get("namespace"), md.get("name"), orv) in seen:
+                continue
+            if check(request, request.resource, md.get("namespace"), md.get("name"), strict=False):
+                yield event
+
+
+_orig_parse_path = _kp.parse_path
+
+
+def parse_namespaces(path):
+    p = path.strip("/").split("/")
+    if p[:3] == ["api", "v1", "namespaces"] and (len(p) <= 4 or (len(p) == 5 and p[4] in ("status", "finalize"))):
+        return _kp.ParsedPath("", "v1", "namespaces", None, p[3] if len(p) > 3 else None, p[4] if len(p) > 4 else None)
+    return _orig_parse_path(path)
