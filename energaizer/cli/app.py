@@ -67,17 +67,43 @@ def describe_exception(exc: BaseException) -> str | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> None:
+def _click_classes() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """(Exit, Abort, ClickException) classes of click and of typer's vendored copy, if any."""
     import click
 
+    mods = [click.exceptions]
+    try:
+        from typer._click import exceptions as vendored  # typer >= 0.20 ships its own click
+    except ImportError:  # pragma: no cover - older typer uses click itself
+        vendored = None
+    if vendored is not None:
+        mods.append(vendored)
+    def pick(name: str) -> tuple[type, ...]:
+        found = [getattr(m, name, None) for m in mods] + [getattr(typer, name, None)]
+        return tuple({c for c in found if isinstance(c, type)})
+
+    return pick("Exit"), pick("Abort"), pick("ClickException")
+
+
+def _usage_text(exc: Exception) -> str:
+    text = exc.format_message().replace("\n", " ").strip()
+    param = getattr(exc, "param", None)
+    name = getattr(param, "name", None)
+    if name and not text.startswith(name):
+        text = f"{name}: {text.removeprefix('Value error, ')}"
+    return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    exit_cls, abort_cls, click_cls = _click_classes()
     try:
         app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except exit_cls as exc:
         raise SystemExit(exc.exit_code) from None
-    except click.exceptions.Abort:
+    except abort_cls:
         fail("aborted", 1)
-    except click.ClickException as exc:
-        fail(exc.format_message().replace("\n", " "), exc.exit_code)
+    except click_cls as exc:
+        fail(_usage_text(exc), exc.exit_code)
     except (KeyboardInterrupt, BrokenPipeError):
         raise SystemExit(130) from None
     except Exception as exc:

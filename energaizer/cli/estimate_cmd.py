@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +19,7 @@ from energaizer.cli.common import (
 )
 
 
-class Precision(str, Enum):
+class Precision(StrEnum):
     fp32 = "fp32"
     tf32 = "tf32"
     bf16 = "bf16"
@@ -29,12 +29,12 @@ class Precision(str, Enum):
     fp4 = "fp4"
 
 
-class Task(str, Enum):
+class Task(StrEnum):
     inference = "inference"
     training = "training"
 
 
-class Attention(str, Enum):
+class Attention(StrEnum):
     flash = "flash"
     eager = "eager"
 

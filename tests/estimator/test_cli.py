@@ -1,0 +1,127 @@
+"""The ``energaizer`` command as a user runs it: JSON shapes, row order, one-line errors with exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).resolve().parents[2] / "energaizer" / "data" / "measurements"
+
+
+def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "energaizer", *args], capture_output=True, text=True,
+                          input=stdin, timeout=120)
+
+
+def test_estimate_json_contract_keys():
+    r = cli("estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--gpu", "a100", "--requests", "100",
+            "--input-tokens", "256", "--output-tokens", "64", "--batch-size", "8", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert [o["gpu"] for o in out] == ["h100-sxm", "a100-sxm4-80gb"]
+    for o in out:
+        for key in ("gpu", "energy_joules", "duration_seconds", "average_power_watts",
+                    "energy_per_output_token_joules", "breakdown", "feasible", "reason"):
+            assert key in o
+        assert set(o["breakdown"]) >= {"static", "compute", "memory", "communication", "overhead"}
+        assert o["feasible"] is True and o["reason"] == ""
+
+
+def test_training_json_has_null_per_token():
+    r = cli("estimate", "--model", "gpt2", "--gpu", "l4", "--task", "training", "--tokens", "1e7",
+            "--sequence-length", "1024", "--global-batch-size", "8", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)[0]["energy_per_output_token_joules"] is None
+
+
+def test_from_csv_keeps_row_order(tmp_path):
+    csv = tmp_path / "w.csv"
+    csv.write_text("model,gpu,task,requests,input_tokens,output_tokens,batch_size,tokens,sequence_length\n"
+                   "llama-3.1-8b,l4,inference,10,128,32,4,,\n"
+                   "gpt2,h100-sxm,training,,,,,1e6,512\n"
+                   "llama-3.1-405b,l4,inference,10,128,32,4,,\n")
+    r = cli("estimate", "--from-csv", str(csv), "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert [o["gpu"] for o in out] == ["l4", "h100-sxm", "l4"]
+    assert out[2]["feasible"] is False and "does not fit" in out[2]["reason"]
+    assert out[2]["energy_joules"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["estimate", "--model", "no-such-model", "--gpu", "h100-sxm"], "model"),
+        (["estimate", "--model", "llama-3.1-8b", "--gpu", "h900"], "gpu"),
+        (["estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--requests", "-5"], "requests"),
+        (["estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--batch-size", "999999999"], "batch_size"),
+        (["estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--precision", "fp64"], "precision"),
+        (["estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--power-limit-w", "5"], "power_limit_w"),
+        (["estimate", "--from-csv", "/nonexistent.csv"], "not found"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args, needle):
+    r = cli(*args)
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert "Traceback" not in r.stderr
+    assert len(lines) == 1, r.stderr
+    assert needle in lines[0]
+
+
+def test_unknown_gpu_lists_allowed_values():
+    r = cli("estimate", "--model", "llama-3.1-8b", "--gpu", "h900")
+    assert "h100-sxm" in r.stderr and "allowed" in r.stderr
+
+
+def test_malformed_csv_names_line_and_field(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("model,gpu,requests\nllama-3.1-8b,h100-sxm,lots\n")
+    r = cli("estimate", "--from-csv", str(bad))
+    assert r.returncode == 2 and "requests" in r.stderr and "line 2" in r.stderr
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    r = cli("estimate", "--from-csv", str(empty))
+    assert r.returncode == 2 and "empty" in r.stderr
+
+
+def test_validate_reports_mape_and_ranking():
+    r = cli("validate", str(DATA / "artifact.csv"), "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["overall"]["rows"] > 300
+    assert rep["overall"]["energy_mape_pct"] < 30
+    assert "pairwise_concordance" in rep["ranking"]
+
+
+def test_calibrate_writes_a_profile_that_estimate_uses(tmp_path):
+    sub = tmp_path / "m.csv"
+    lines = (DATA / "artifact.csv").read_text().splitlines()
+    sub.write_text("\n".join(lines[:41]) + "\n")
+    prof = tmp_path / "p.json"
+    r = cli("calibrate", str(sub), "-o", str(prof), "--parameters", "pass_overhead_ms,alpha_sm",
+            "--max-evaluations", "20")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(prof.read_text())["fit_metrics"]["energy_mape_pct"] >= 0
+    r = cli("estimate", "--model", "gpt2", "--gpu", "a10", "--profile", str(prof), "--json")
+    assert r.returncode == 0, r.stderr
+
+
+def test_sweep_names_optimal_settings():
+    r = cli("sweep", "--gpu", "a100-sxm4-80gb", "--model", "llama-3.1-8b", "--requests", "64",
+            "--output-tokens", "64", "--batch-size", "16", "--points", "6", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert len(out["clock_sweep"]) == 6 and len(out["power_limit_sweep"]) == 6
+    assert out["energy_optimal_frequency_mhz"] > 0 and out["recommended_power_limit_w"] > 0
+
+
+def test_gpus_and_models_json():
+    g = json.loads(cli("gpus", "--json").stdout)
+    assert {"h100-sxm", "b200", "mi300x", "t4"} <= {x["id"] for x in g}
+    m = json.loads(cli("models", "--json").stdout)
+    assert any(x["id"] == "llama-3.1-8b" for x in m)
