@@ -125,8 +125,12 @@ def _local_search(
 
 
 def _insert_unplaced(base: np.ndarray, demand: np.ndarray, assignment: np.ndarray, free: np.ndarray) -> bool:
+    out = np.nonzero(assignment < 0)[0]
+    if not out.size:
+        return False
+    out = out[(np.isfinite(base[out]) & (demand[out, None] <= free[None, :] + _EPS)).any(axis=1)]
     improved = False
-    for j in np.nonzero(assignment < 0)[0]:
+    for j in out:
         row = np.where(demand[j] <= free + _EPS, base[j], np.inf)
         t = int(np.argmin(row))
         if np.isfinite(row[t]):
