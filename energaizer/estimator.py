@@ -50,7 +50,10 @@ def estimate_pairs(
 
     if len(workloads) != len(gpus):
         raise ValueError("workloads and gpus must have the same length")
-    specs = [g if isinstance(g, GPUSpec) else get_gpu(g) for g in gpus]
+    looked_up: dict[str, GPUSpec] = {}
+    specs = [
+        g if isinstance(g, GPUSpec) else looked_up.get(g) or looked_up.setdefault(g, get_gpu(g)) for g in gpus
+    ]
     return run([_as_workload(w) for w in workloads], specs, load_profile(profile))
 
 

@@ -73,3 +73,40 @@ class EstimateBatch:
 
     def to_estimates(self) -> list[Estimate]:
         return [self.row(i) for i in range(len(self))]
+
+    def to_dicts(self) -> list[dict]:
+        """The same content as ``[e.model_dump() for e in to_estimates()]``, built from the columns
+        directly (fast path for large JSON outputs); NaN becomes None."""
+
+        def col(a: np.ndarray) -> list:
+            return [None if x != x else x for x in a.tolist()]
+
+        names = (
+            "energy_joules",
+            "duration_seconds",
+            "average_power_watts",
+            "energy_per_output_token_joules",
+            "frequency_mhz",
+            "power_limit_w",
+            "memory_required_gb",
+            "kernel_launches",
+        )
+        cols = {k: col(getattr(self, k)) for k in names}
+        bd = {k: col(v) for k, v in self.breakdown.items()}
+        tb = {k: col(v) for k, v in self.time_breakdown.items()}
+        feas = self.feasible.tolist()
+        counts = self.gpu_count.tolist()
+        out = []
+        for i in range(len(self)):
+            d = {"gpu": self.gpu[i]}
+            for k in names[:4]:
+                d[k] = cols[k][i]
+            d["breakdown"] = {k: v[i] for k, v in bd.items()}
+            d["feasible"] = bool(feas[i])
+            d["reason"] = self.reason[i]
+            d["gpu_count"] = int(counts[i])
+            for k in names[4:]:
+                d[k] = cols[k][i]
+            d["time_breakdown"] = {k: v[i] for k, v in tb.items()}
+            out.append(d)
+        return out

@@ -37,8 +37,8 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def print_json(data: Any) -> None:
-    json.dump(_clean(data), sys.stdout, indent=2, allow_nan=False)
+def print_json(data: Any, indent: int | None = 2) -> None:
+    sys.stdout.write(json.dumps(_clean(data), indent=indent, allow_nan=False))
     sys.stdout.write("\n")
 
 

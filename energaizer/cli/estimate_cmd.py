@@ -255,8 +255,7 @@ def _estimate_csv(path: Path, json_out: bool, profile: Path | None) -> None:
 
     rows = read_workload_csv(path)
     batch = estimate_pairs([r.workload for r in rows], [r.gpu for r in rows], profile=profile)
-    results = batch.to_estimates()
     if json_out:
-        print_json([r.model_dump(mode="json") for r in results])
+        print_json(batch.to_dicts())
     else:
-        render_table(results, f"{path.name}: {len(rows)} rows")
+        render_table(batch.to_estimates(), f"{path.name}: {len(rows)} rows")

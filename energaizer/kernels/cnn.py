@@ -53,128 +53,135 @@ def cnn_params(spec: CNNSpec) -> float:
 
 def _add_pass(
     b: KernelTableBuilder,
-    row: int,
+    rows: np.ndarray,
     phase: int,
-    count: float,
-    images: float,
+    count: np.ndarray,
+    images: np.ndarray,
     shapes: dict,
-    wb: float,
-    ab: float,
-    eager: bool,
+    wb: np.ndarray,
+    ab: np.ndarray,
+    eager: np.ndarray,
     backward: bool,
 ) -> None:
+    """One forward (or backward) pass of the network for each of ``rows`` (same network), vectorised as
+    rows x layers."""
     gm = 2.0 if backward else 1.0
+
+    def outer(layer_cols: np.ndarray, per_row: np.ndarray) -> tuple[np.ndarray, ...]:
+        n_layers = layer_cols.shape[0]
+        return tuple(np.tile(c, rows.size) for c in layer_cols.T) + (np.repeat(per_row, n_layers, axis=1),)
+
+    per_row = np.stack([rows.astype(np.float64), count, images, wb, ab, eager.astype(np.float64)])
     conv = shapes["conv"]
     if conv.size:
-        cin, cout, k, stride, groups, h, w = conv.T
-        m = images * h * w
+        cin, cout, k, stride, groups, h, w, pr = outer(conv, per_row)
+        r, cnt, img, wbb, abb = pr[0].astype(np.int64), pr[1], pr[2], pr[3], pr[4]
+        m = img * h * w
         n = cout / groups
         kk = k * k * cin / groups
         nbytes = (
-            images * cin * (h * stride) * (w * stride) * ab
-            + cout * cin / groups * k * k * wb
-            + images * cout * h * w * ab
+            img * cin * (h * stride) * (w * stride) * abb
+            + cout * cin / groups * k * k * wbb
+            + img * cout * h * w * abb
         )
-        rows = np.full(len(cin), row)
         b.add(
-            rows,
+            r,
             GEMM,
             phase,
-            count * gm,
+            cnt * gm,
             m=m,
             n=n,
             k=kk,
             batch=groups,
             flops=2.0 * m * n * kk * groups,
             bytes=nbytes,
-            precision_bytes=min(wb, ab),
+            precision_bytes=np.minimum(wbb, abb),
         )
         # batch-norm + activation (+ residual) as separate memory-bound passes in eager frameworks
         b.add(
-            rows,
+            r,
             MEMORY,
             phase,
-            count * gm * 2.0,
-            bytes=2.0 * images * cout * h * w * ab,
-            fp_flops=4.0 * images * cout * h * w,
+            cnt * gm * 2.0,
+            bytes=2.0 * img * cout * h * w * abb,
+            fp_flops=4.0 * img * cout * h * w,
         )
     lin = shapes["linear"]
     if lin.size:
-        tok, din, dout = lin.T
-        m = images * tok
-        rows = np.full(len(tok), row)
+        tok, din, dout, pr = outer(lin, per_row)
+        r, cnt, img, wbb, abb = pr[0].astype(np.int64), pr[1], pr[2], pr[3], pr[4]
+        m = img * tok
         b.add(
-            rows,
+            r,
             GEMM,
             phase,
-            count * gm,
+            cnt * gm,
             m=m,
             n=dout,
             k=din,
             flops=2.0 * m * dout * din,
-            bytes=m * din * ab + din * dout * wb + m * dout * ab,
-            precision_bytes=min(wb, ab),
+            bytes=m * din * abb + din * dout * wbb + m * dout * abb,
+            precision_bytes=np.minimum(wbb, abb),
         )
-        b.add(rows, MEMORY, phase, count * gm * 2.0, bytes=4.0 * m * dout * ab, fp_flops=8.0 * m * dout)
+        b.add(r, MEMORY, phase, cnt * gm * 2.0, bytes=4.0 * m * dout * abb, fp_flops=8.0 * m * dout)
     att = shapes["attention"]
     if att.size:
-        tok, heads, hd = att.T
-        rows = np.full(len(tok), row)
-        bh = images * heads
-        flops = 4.0 * bh * tok * tok * hd * (2.5 if backward else 1.0)
-        scores = bh * tok * tok * ab
+        tok, heads, hd, pr = outer(att, per_row)
+        r, cnt, img, abb, eag = pr[0].astype(np.int64), pr[1], pr[2], pr[4], pr[5]
+        bh = img * heads
+        scores = bh * tok * tok * abb
         b.add(
-            rows,
+            r,
             ATTENTION,
             phase,
-            count,
+            cnt,
             m=tok,
             n=tok,
             k=hd,
             batch=bh,
-            flops=flops,
+            flops=4.0 * bh * tok * tok * hd * (2.5 if backward else 1.0),
             fp_flops=5.0 * bh * tok * tok,
-            bytes=4.0 * bh * tok * hd * ab + (6.0 * scores if eager else 0.0),
-            precision_bytes=ab,
+            bytes=4.0 * bh * tok * hd * abb + np.where(eag > 0, 6.0 * scores, 0.0),
+            precision_bytes=abb,
         )
-    b.add(
-        np.array([row]),
-        MEMORY,
-        phase,
-        count * gm,
-        bytes=2.0 * images * shapes["elementwise"] * ab / 4.0,
-        fp_flops=images * shapes["elementwise"] / 4.0,
-    )
+    elem = shapes["elementwise"]
+    b.add(rows, MEMORY, phase, count * gm, bytes=2.0 * images * elem * ab / 4.0, fp_flops=images * elem / 4.0)
 
 
 def add_cnn(b: KernelTableBuilder, p: RowParams, rows: np.ndarray, specs: list[CNNSpec]) -> np.ndarray:
-    """Adds CNN kernels for ``rows``; returns the number of passes per row (for host overheads)."""
+    """Adds CNN kernels for ``rows`` (grouped per network); returns passes per row (for host overheads)."""
     passes_out = np.zeros(rows.size)
-    for j, (row, spec) in enumerate(zip(rows.tolist(), specs, strict=True)):
+    groups: dict[CNNSpec, list[int]] = {}
+    for j, spec in enumerate(specs):
+        groups.setdefault(spec, []).append(j)
+    for spec, idx_list in groups.items():
+        idx = np.array(idx_list)
+        r = rows[idx]
         shapes = cnn_shape_arrays(spec)
-        wb, ab = float(p.w_bytes[row]), float(p.a_bytes[row])
-        eager = bool(p.eager_attention[row])
-        if p.training[row]:
-            images = max(p.global_batch[row] / p.dp[row], 1.0)
-            steps = float(p.steps[row])
-            _add_pass(b, row, FORWARD, steps, images, shapes, wb, ab, eager, backward=False)
-            _add_pass(b, row, BACKWARD, steps, images, shapes, wb, ab, eager, backward=True)
+        wb, ab, eager = p.w_bytes[r], p.a_bytes[r], p.eager_attention[r] > 0
+        train = p.training[r] > 0
+        if train.any():
+            rt, it = r[train], idx[train]
+            images = np.maximum(p.global_batch[rt] / p.dp[rt], 1.0)
+            steps = p.steps[rt]
+            for phase, backward in ((FORWARD, False), (BACKWARD, True)):
+                _add_pass(b, rt, phase, steps, images, shapes, wb[train], ab[train], eager[train], backward)
             prm = float(shapes["params"])
             b.add(
-                np.array([row]),
+                rt,
                 MEMORY,
                 OPTIMIZER,
                 steps,
                 bytes=OPTIMIZER_BYTES_PER_PARAM * prm,
                 fp_flops=OPTIMIZER_FLOPS_PER_PARAM * prm,
             )
-            _allreduce(
-                b, np.array([row]), OPTIMIZER, np.array([steps]), np.array([2.0 * prm]), np.array([p.dp[row]])
-            )
-            passes_out[j] = steps
-        else:
-            batch = float(p.batch[row])
-            passes = float(np.ceil(p.requests[row] / batch))
-            _add_pass(b, row, PREFILL, passes, batch, shapes, wb, ab, eager, backward=False)
-            passes_out[j] = passes
+            _allreduce(b, rt, OPTIMIZER, steps, np.full(rt.size, 2.0 * prm), p.dp[rt])
+            passes_out[it] = steps
+        inf = ~train
+        if inf.any():
+            ri, ii = r[inf], idx[inf]
+            batch = p.batch[ri]
+            passes = np.ceil(p.requests[ri] / batch)
+            _add_pass(b, ri, PREFILL, passes, batch, shapes, wb[inf], ab[inf], eager[inf], False)
+            passes_out[ii] = passes
     return passes_out

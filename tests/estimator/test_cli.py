@@ -13,37 +13,78 @@ DATA = Path(__file__).resolve().parents[2] / "energaizer" / "data" / "measuremen
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "energaizer", *args], capture_output=True, text=True,
-                          input=stdin, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "energaizer", *args], capture_output=True, text=True, input=stdin, timeout=120
+    )
 
 
 def test_estimate_json_contract_keys():
-    r = cli("estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--gpu", "a100", "--requests", "100",
-            "--input-tokens", "256", "--output-tokens", "64", "--batch-size", "8", "--json")
+    r = cli(
+        "estimate",
+        "--model",
+        "llama-3.1-8b",
+        "--gpu",
+        "h100-sxm",
+        "--gpu",
+        "a100",
+        "--requests",
+        "100",
+        "--input-tokens",
+        "256",
+        "--output-tokens",
+        "64",
+        "--batch-size",
+        "8",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert [o["gpu"] for o in out] == ["h100-sxm", "a100-sxm4-80gb"]
     for o in out:
-        for key in ("gpu", "energy_joules", "duration_seconds", "average_power_watts",
-                    "energy_per_output_token_joules", "breakdown", "feasible", "reason"):
+        for key in (
+            "gpu",
+            "energy_joules",
+            "duration_seconds",
+            "average_power_watts",
+            "energy_per_output_token_joules",
+            "breakdown",
+            "feasible",
+            "reason",
+        ):
             assert key in o
         assert set(o["breakdown"]) >= {"static", "compute", "memory", "communication", "overhead"}
         assert o["feasible"] is True and o["reason"] == ""
 
 
 def test_training_json_has_null_per_token():
-    r = cli("estimate", "--model", "gpt2", "--gpu", "l4", "--task", "training", "--tokens", "1e7",
-            "--sequence-length", "1024", "--global-batch-size", "8", "--json")
+    r = cli(
+        "estimate",
+        "--model",
+        "gpt2",
+        "--gpu",
+        "l4",
+        "--task",
+        "training",
+        "--tokens",
+        "1e7",
+        "--sequence-length",
+        "1024",
+        "--global-batch-size",
+        "8",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)[0]["energy_per_output_token_joules"] is None
 
 
 def test_from_csv_keeps_row_order(tmp_path):
     csv = tmp_path / "w.csv"
-    csv.write_text("model,gpu,task,requests,input_tokens,output_tokens,batch_size,tokens,sequence_length\n"
-                   "llama-3.1-8b,l4,inference,10,128,32,4,,\n"
-                   "gpt2,h100-sxm,training,,,,,1e6,512\n"
-                   "llama-3.1-405b,l4,inference,10,128,32,4,,\n")
+    csv.write_text(
+        "model,gpu,task,requests,input_tokens,output_tokens,batch_size,tokens,sequence_length\n"
+        "llama-3.1-8b,l4,inference,10,128,32,4,,\n"
+        "gpt2,h100-sxm,training,,,,,1e6,512\n"
+        "llama-3.1-405b,l4,inference,10,128,32,4,,\n"
+    )
     r = cli("estimate", "--from-csv", str(csv), "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
@@ -58,9 +99,15 @@ def test_from_csv_keeps_row_order(tmp_path):
         (["estimate", "--model", "no-such-model", "--gpu", "h100-sxm"], "model"),
         (["estimate", "--model", "llama-3.1-8b", "--gpu", "h900"], "gpu"),
         (["estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--requests", "-5"], "requests"),
-        (["estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--batch-size", "999999999"], "batch_size"),
+        (
+            ["estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--batch-size", "999999999"],
+            "batch_size",
+        ),
         (["estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--precision", "fp64"], "precision"),
-        (["estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--power-limit-w", "5"], "power_limit_w"),
+        (
+            ["estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--power-limit-w", "5"],
+            "power_limit_w",
+        ),
         (["estimate", "--from-csv", "/nonexistent.csv"], "not found"),
     ],
 )
@@ -103,8 +150,16 @@ def test_calibrate_writes_a_profile_that_estimate_uses(tmp_path):
     lines = (DATA / "artifact.csv").read_text().splitlines()
     sub.write_text("\n".join(lines[:41]) + "\n")
     prof = tmp_path / "p.json"
-    r = cli("calibrate", str(sub), "-o", str(prof), "--parameters", "pass_overhead_ms,alpha_sm",
-            "--max-evaluations", "20")
+    r = cli(
+        "calibrate",
+        str(sub),
+        "-o",
+        str(prof),
+        "--parameters",
+        "pass_overhead_ms,alpha_sm",
+        "--max-evaluations",
+        "20",
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(prof.read_text())["fit_metrics"]["energy_mape_pct"] >= 0
     r = cli("estimate", "--model", "gpt2", "--gpu", "a10", "--profile", str(prof), "--json")
@@ -112,8 +167,22 @@ def test_calibrate_writes_a_profile_that_estimate_uses(tmp_path):
 
 
 def test_sweep_names_optimal_settings():
-    r = cli("sweep", "--gpu", "a100-sxm4-80gb", "--model", "llama-3.1-8b", "--requests", "64",
-            "--output-tokens", "64", "--batch-size", "16", "--points", "6", "--json")
+    r = cli(
+        "sweep",
+        "--gpu",
+        "a100-sxm4-80gb",
+        "--model",
+        "llama-3.1-8b",
+        "--requests",
+        "64",
+        "--output-tokens",
+        "64",
+        "--batch-size",
+        "16",
+        "--points",
+        "6",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert len(out["clock_sweep"]) == 6 and len(out["power_limit_sweep"]) == 6

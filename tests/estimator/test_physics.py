@@ -165,3 +165,18 @@ def test_out_of_range_knobs_are_rejected():
         one(serve(frequency_mhz=4000.0), "h100-sxm")
     with pytest.raises(InvalidInputError, match="power_limit_w"):
         one(serve(power_limit_w=5.0), "h100-sxm")
+
+
+def test_fast_json_rows_match_pydantic_dump():
+    from energaizer import estimate_matrix
+
+    batch = estimate_matrix([serve(), serve(model="llama-3.1-405b")], ["h100-sxm", "l4"])
+    slow = [e.model_dump() for e in batch.to_estimates()]
+    fast = batch.to_dicts()
+    for a, b in zip(slow, fast, strict=True):
+        assert a.keys() == b.keys()
+        for k in a:
+            if isinstance(a[k], float) and a[k] != a[k]:
+                assert b[k] is None
+            elif k not in ("breakdown", "time_breakdown") or all(x == x for x in a[k].values()):
+                assert a[k] == b[k], k

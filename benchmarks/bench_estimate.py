@@ -1,0 +1,129 @@
+"""Estimator speed: a 20,000-row ``--from-csv`` run, the in-process per-pair cost, and CLI cold start.
+
+    python benchmarks/bench_estimate.py [--rows 20000]
+
+Prints a table; targets from issue 2: <= 0.5 ms per (workload, GPU) row, CLI cold start <= 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODELS = [
+    "llama-3.1-8b",
+    "llama-3.1-70b",
+    "qwen3-30b-a3b",
+    "mixtral-8x7b",
+    "gpt2",
+    "bert-large",
+    "opt-1.3b",
+    "gemma-2-9b",
+    "mistral-7b-v0.3",
+    "resnet-50",
+]
+GPUS = ["h100-sxm", "h200", "a100-sxm4-80gb", "l40s", "l4", "a10", "b200", "mi300x", "t4", "v100-sxm2-32gb"]
+
+
+def write_csv(path: Path, n: int, seed: int = 0) -> None:
+    rng = random.Random(seed)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(
+            [
+                "model",
+                "gpu",
+                "gpu_count",
+                "precision",
+                "task",
+                "requests",
+                "input_tokens",
+                "output_tokens",
+                "batch_size",
+                "tokens",
+                "sequence_length",
+                "global_batch_size",
+            ]
+        )
+        for _ in range(n):
+            model, gpu = rng.choice(MODELS), rng.choice(GPUS)
+            count = rng.choice([1, 2, 4, 8])
+            if rng.random() < 0.8:
+                w.writerow(
+                    [
+                        model,
+                        gpu,
+                        count,
+                        rng.choice(["bf16", "fp8"]),
+                        "inference",
+                        rng.randint(1, 10**5),
+                        rng.randint(16, 4096),
+                        rng.choice([0, 64, 256, 1024]),
+                        rng.choice([1, 8, 32, 128]),
+                        "",
+                        "",
+                        "",
+                    ]
+                )
+            else:
+                w.writerow(
+                    [
+                        model,
+                        gpu,
+                        count,
+                        "bf16",
+                        "training",
+                        "",
+                        "",
+                        "",
+                        "",
+                        f"{rng.uniform(1e8, 1e11):.0f}",
+                        rng.choice([512, 2048, 4096]),
+                        rng.choice([32, 256, 1024]),
+                    ]
+                )
+
+
+def timed(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=20000)
+    args = ap.parse_args()
+    exe = [sys.executable, "-m", "energaizer"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "w.csv"
+        write_csv(path, args.rows)
+        from energaizer.estimator import estimate_pairs
+        from energaizer.io.workload_csv import read_workload_csv
+
+        t0 = time.perf_counter()
+        rows = read_workload_csv(path)
+        t_parse = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        estimate_pairs([r.workload for r in rows], [r.gpu for r in rows])
+        t_core = time.perf_counter() - t0
+        t_cli = timed([*exe, "estimate", "--from-csv", str(path), "--json"])
+    cold_help = min(timed([*exe, "--help"]) for _ in range(3))
+    cold_gpus = min(timed([*exe, "gpus", "--json"]) for _ in range(3))
+    n = args.rows
+    print(f"{'measure':44s} {'seconds':>9s} {'ms/row':>8s}")
+    print(f"{'CSV parse + validation (' + str(n) + ' rows)':44s} {t_parse:9.3f} {t_parse / n * 1e3:8.4f}")
+    print(f"{'estimate_pairs (vectorised core)':44s} {t_core:9.3f} {t_core / n * 1e3:8.4f}")
+    print(f"{'energaizer estimate --from-csv --json (CLI)':44s} {t_cli:9.3f} {t_cli / n * 1e3:8.4f}")
+    print(f"{'CLI cold start: energaizer --help':44s} {cold_help:9.3f}")
+    print(f"{'CLI cold start: energaizer gpus --json':44s} {cold_gpus:9.3f}")
+
+
+if __name__ == "__main__":
+    main()
