@@ -60,7 +60,9 @@ class CostCache:
     def _key(w: Workload) -> str:
         return w.model_dump_json()
 
-    def lookup(self, workloads: Sequence[Workload], knobs: Sequence[Knobs]) -> list[list[tuple[float, float, bool, str]]]:
+    def lookup(
+        self, workloads: Sequence[Workload], knobs: Sequence[Knobs]
+    ) -> list[list[tuple[float, float, bool, str]]]:
         """(W x K) of (energy J, duration s, feasible, reason)."""
         keys = [self._key(w) for w in workloads]
         missing_w: list[Workload] = []

@@ -55,7 +55,9 @@ class PolicyMetrics(BaseModel):
     max_wait_seconds: float
     jobs_run: int
     deadline_misses: int
-    idle_energy_joules: float = Field(description="idle power of powered GPUs while not busy, over the makespan")
+    idle_energy_joules: float = Field(
+        description="idle power of powered GPUs while not busy, over the makespan"
+    )
     gap_to_lower_bound: float | None
     utilisation: dict[str, float]
     pools: list[PoolMetrics]
@@ -122,7 +124,9 @@ def _metrics(
             )
         )
     with np.errstate(invalid="ignore"):
-        misses = int((np.isfinite(trace.deadline) & ran & (sched.end - trace.submit > trace.deadline + 1e-6)).sum())
+        misses = int(
+            (np.isfinite(trace.deadline) & ran & (sched.end - trace.submit > trace.deadline + 1e-6)).sum()
+        )
     kwh = total / J_PER_KWH
     return PolicyMetrics(
         name=sched.policy,
@@ -180,9 +184,7 @@ def run_plan(
             max_wait_s=opts.max_wait_s,
             batch_limit=opts.batch_limit,
             **(
-                {"exact_max_vars": EXACT_MAX_VARS, "lp_max_vars": LP_MAX_VARS}
-                if opts.exact_placement
-                else {}
+                {"exact_max_vars": EXACT_MAX_VARS, "lp_max_vars": LP_MAX_VARS} if opts.exact_placement else {}
             ),
         )
         cb = (lambda done, _n=name: progress(_n, done)) if progress is not None else None
@@ -202,9 +204,7 @@ def run_plan(
             ea.makespan_seconds,
             runnable,
         )
-    unplaceable = [
-        (trace.job_ids[j], costs.job_reason(trace, j, pools)) for j in np.nonzero(~runnable)[0]
-    ]
+    unplaceable = [(trace.job_ids[j], costs.job_reason(trace, j, pools)) for j in np.nonzero(~runnable)[0]]
     return PlanResult(
         pools=pools,
         trace=trace,
@@ -218,3 +218,28 @@ def run_plan(
         unplaceable=unplaceable,
         solver_calls=solver_calls,
     )
+
+
+@dataclass
+class SweepPoint:
+    pool: str
+    power_limit_w: float
+    result: PlanResult
+
+
+def run_power_sweeps(
+    trace: Trace,
+    pools: Sequence[NodePool],
+    limits: dict[str, list[float]],
+    options: PlanOptions | None = None,
+    *,
+    cache: CostCache | None = None,
+) -> list[SweepPoint]:
+    """One plan per (pool, power limit): that pool's GPUs capped at the limit, the rest unchanged."""
+    cache = cache or CostCache()
+    out: list[SweepPoint] = []
+    for name, watts in limits.items():
+        for w in watts:
+            variant = [p.model_copy(update={"power_limit_w": w}) if p.name == name else p for p in pools]
+            out.append(SweepPoint(name, w, run_plan(trace, variant, options, cache=cache)))
+    return out

@@ -118,7 +118,9 @@ class Trace:
 class TraceBuilder:
     """Accumulates jobs, deduplicating workloads; used by the CSV reader and the demo generator."""
 
-    def __init__(self, *, seed: int = 0, reference_gpu: str = DEFAULT_REFERENCE_GPU, source: str = "") -> None:
+    def __init__(
+        self, *, seed: int = 0, reference_gpu: str = DEFAULT_REFERENCE_GPU, source: str = ""
+    ) -> None:
         from energaizer.catalog import get_gpu
 
         self.reference_gpu = get_gpu(reference_gpu).id
@@ -167,7 +169,9 @@ class TraceBuilder:
             model = options[int(self.rng.integers(len(options)))]
             self.templated += 1
         w = template_workload(model, gpu_count, task)
-        self._add(job_id, submit, gpu_count, deadline, self._intern(w), duration, ref_gpu or self.reference_gpu)
+        self._add(
+            job_id, submit, gpu_count, deadline, self._intern(w), duration, ref_gpu or self.reference_gpu
+        )
         self.kind.append(task)
         self.model.append(w.model_name)
 
@@ -313,6 +317,12 @@ def gpu_rows_of_alibaba(rows: Iterable[Mapping[str, str]]) -> Sequence[Mapping[s
         except ValueError:
             continue
         if gpus > 0 and dur > 0 and r.get("censored_at_trace_end") != "1":
-            out.append({"job_id": r["job_id"], "submit_time_s": r["submit_time_s"], "gpu_count": str(gpus),
-                        "duration_s": r["duration_s"]})
+            out.append(
+                {
+                    "job_id": r["job_id"],
+                    "submit_time_s": r["submit_time_s"],
+                    "gpu_count": str(gpus),
+                    "duration_s": r["duration_s"],
+                }
+            )
     return out

@@ -1,0 +1,219 @@
+"""Plan results -> JSON document, rich table and CSV rows."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from energaizer.planner.plan import J_PER_KWH, PlanResult, SweepPoint
+
+LOWER_BOUND_DEFINITION = (
+    "LP relaxation of the whole-trace assignment without time coupling: each job on its "
+    "least-energy feasible pool (job energy only, idle excluded); no schedule can use less"
+)
+WITHIN_MAKESPAN_DEFINITION = (
+    "LP with GPU-seconds capacity per pool over the energy-aware makespan: valid for schedules "
+    "that finish no later than energy-aware"
+)
+
+
+def _pool_json(result: PlanResult) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": p.name,
+            "gpu": p.gpu,
+            "nodes": p.nodes,
+            "gpus_per_node": p.gpus_per_node,
+            "gpus": p.gpus,
+            "frequency_mhz": p.frequency_mhz,
+            "power_limit_w": p.power_limit_w,
+        }
+        for p in result.pools
+    ]
+
+
+def _policies_json(result: PlanResult) -> list[dict[str, Any]]:
+    return [m.model_dump() for m in result.metrics]
+
+
+def to_json(result: PlanResult, sweeps: Sequence[SweepPoint] = (), seed: int | None = None) -> dict[str, Any]:
+    trace = result.trace
+    ran = result.runnable
+    span = float(trace.submit.max() - trace.submit.min()) if len(trace) else 0.0
+    doc: dict[str, Any] = {
+        "policies": _policies_json(result),
+        "lower_bound_energy_joules": result.lower_bound_energy_joules,
+        "lower_bound_energy_kwh": result.lower_bound_energy_joules / J_PER_KWH,
+        "lower_bound": {
+            "energy_joules": result.lower_bound_energy_joules,
+            "definition": LOWER_BOUND_DEFINITION,
+            "within_makespan_energy_joules": result.lower_bound_within_makespan_energy_joules,
+            "within_makespan_definition": WITHIN_MAKESPAN_DEFINITION,
+        },
+        "pools": _pool_json(result),
+        "trace": {
+            "source": trace.source,
+            "jobs": len(trace),
+            "jobs_placeable": int(ran.sum()),
+            "jobs_unplaceable": int((~ran).sum()),
+            "distinct_workloads": len(trace.workloads),
+            "submit_span_seconds": span,
+            "gpu_count_total": int(trace.gpu_count.sum()),
+        },
+        "unplaceable_jobs": [{"job_id": j, "reason": r} for j, r in result.unplaceable[:50]],
+        "prices": {
+            "price_per_kwh": result.options.price_per_kwh,
+            "carbon_g_per_kwh": result.options.carbon_g_per_kwh,
+        },
+        "energy_aware": {
+            "energy_slack": result.options.energy_slack,
+            "max_wait_s": result.options.max_wait_s if math.isfinite(result.options.max_wait_s) else None,
+            "batch_limit": result.options.batch_limit,
+            "exact_placement": result.options.exact_placement,
+            "solver_calls": result.solver_calls,
+        },
+        "energy_accounting": "total_energy_joules is GPU board energy of the jobs (estimator); "
+        "idle_energy_joules (idle power of every pool GPU while not busy, over the makespan) is separate",
+        "assumptions": list(trace.assumptions),
+        "seed": seed,
+    }
+    if sweeps:
+        doc["sweeps"] = [
+            {
+                "pool": s.pool,
+                "power_limit_w": s.power_limit_w,
+                "lower_bound_energy_joules": s.result.lower_bound_energy_joules,
+                "policies": _policies_json(s.result),
+            }
+            for s in sweeps
+        ]
+    return doc
+
+
+CSV_FIELDS = (
+    "scenario",
+    "policy",
+    "total_energy_joules",
+    "total_energy_kwh",
+    "energy_cost",
+    "carbon_kg",
+    "makespan_seconds",
+    "mean_wait_seconds",
+    "p95_wait_seconds",
+    "jobs_run",
+    "deadline_misses",
+    "idle_energy_joules",
+    "gap_to_lower_bound",
+    "lower_bound_energy_joules",
+)
+
+
+def _csv_rows(scenario: str, result: PlanResult) -> list[dict[str, Any]]:
+    rows = []
+    for m in result.metrics:
+        row = {k: getattr(m, k) for k in CSV_FIELDS if hasattr(m, k)}
+        row.update(
+            scenario=scenario, policy=m.name, lower_bound_energy_joules=result.lower_bound_energy_joules
+        )
+        for pool, u in m.utilisation.items():
+            row[f"utilisation_{pool}"] = u
+        rows.append(row)
+    return rows
+
+
+def write_csv(path: str | Path, result: PlanResult, sweeps: Sequence[SweepPoint] = ()) -> None:
+    rows = _csv_rows("base", result)
+    for s in sweeps:
+        rows.extend(_csv_rows(f"{s.pool}@{s.power_limit_w:g}W", s.result))
+    fields = list(CSV_FIELDS)
+    for r in rows:
+        fields.extend(k for k in r if k not in fields)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _fmt_kwh(j: float) -> str:
+    return f"{j / J_PER_KWH:,.1f}"
+
+
+def _fmt_s(s: float) -> str:
+    if s >= 3600:
+        return f"{s / 3600:,.1f} h"
+    if s >= 60:
+        return f"{s / 60:,.1f} min"
+    return f"{s:,.0f} s"
+
+
+def render_table(result: PlanResult, title: str) -> Any:
+    from rich.table import Table
+
+    opts = result.options
+    table = Table(title=title)
+    for col in ("policy", "energy kWh", "vs bound", "cost", "CO2 kg", "makespan", "mean wait", "p95 wait"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for m in result.metrics:
+        table.add_row(
+            m.name,
+            f"{m.total_energy_kwh:,.1f}",
+            f"+{m.gap_to_lower_bound:.1%}" if m.gap_to_lower_bound is not None else "-",
+            f"{m.energy_cost:,.2f}",
+            f"{m.carbon_kg:,.1f}",
+            _fmt_s(m.makespan_seconds),
+            _fmt_s(m.mean_wait_seconds),
+            _fmt_s(m.p95_wait_seconds),
+        )
+    lb = result.lower_bound_energy_joules
+    table.add_row(
+        "lower-bound",
+        _fmt_kwh(lb),
+        "0.0%",
+        f"{lb / J_PER_KWH * opts.price_per_kwh:,.2f}",
+        f"{lb / J_PER_KWH * opts.carbon_g_per_kwh / 1000:,.1f}",
+        "-",
+        "-",
+        "-",
+        style="dim",
+    )
+    table.caption = (
+        f"job energy (GPU board); price {opts.price_per_kwh:g}/kWh, carbon {opts.carbon_g_per_kwh:g} g/kWh; "
+        "lower bound: each job on its least-energy pool (offline LP relaxation)"
+    )
+    return table
+
+
+def render_utilisation_table(result: PlanResult) -> Any:
+    from rich.table import Table
+
+    table = Table(title="GPU utilisation over the makespan")
+    table.add_column("policy")
+    for p in result.pools:
+        table.add_column(f"{p.name} ({p.gpus})", justify="right")
+    table.add_column("idle kWh", justify="right")
+    for m in result.metrics:
+        table.add_row(m.name, *(f"{p.utilisation:.0%}" for p in m.pools), _fmt_kwh(m.idle_energy_joules))
+    return table
+
+
+def render_sweep_table(sweeps: Sequence[SweepPoint]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="power-limit sweep")
+    for col in ("pool", "power limit", "policy", "energy kWh", "makespan", "mean wait", "lower bound kWh"):
+        table.add_column(col, justify="left" if col in ("pool", "policy") else "right")
+    for s in sweeps:
+        for m in s.result.metrics:
+            table.add_row(
+                s.pool,
+                f"{s.power_limit_w:g} W",
+                m.name,
+                f"{m.total_energy_kwh:,.1f}",
+                _fmt_s(m.makespan_seconds),
+                _fmt_s(m.mean_wait_seconds),
+                _fmt_kwh(s.result.lower_bound_energy_joules),
+            )
+    return table
