@@ -34,13 +34,13 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from energaizer.calibration.profile import CalibrationProfile
-    from energaizer.catalog import get_gpu, get_model, list_gpus, list_models
-    from energaizer.catalog.schema import GPUSpec, ModelArchitecture
-    from energaizer.errors import EnergaizerError
-    from energaizer.estimator import estimate, estimate_matrix, estimate_pairs
-    from energaizer.result import Estimate, EstimateBatch
-    from energaizer.workload import InferenceSpec, TrainingSpec, Workload
+    from energaizer.calibration.profile import CalibrationProfile  # noqa: F401
+    from energaizer.catalog import get_gpu, get_model, list_gpus, list_models  # noqa: F401
+    from energaizer.catalog.schema import GPUSpec, ModelArchitecture  # noqa: F401
+    from energaizer.errors import EnergaizerError  # noqa: F401
+    from energaizer.estimator import estimate, estimate_matrix, estimate_pairs  # noqa: F401
+    from energaizer.result import Estimate, EstimateBatch  # noqa: F401
+    from energaizer.workload import InferenceSpec, TrainingSpec, Workload  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

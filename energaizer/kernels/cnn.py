@@ -69,7 +69,7 @@ def _add_pass(
 
     def outer(layer_cols: np.ndarray, per_row: np.ndarray) -> tuple[np.ndarray, ...]:
         n_layers = layer_cols.shape[0]
-        return tuple(np.tile(c, rows.size) for c in layer_cols.T) + (np.repeat(per_row, n_layers, axis=1),)
+        return (*(np.tile(c, rows.size) for c in layer_cols.T), np.repeat(per_row, n_layers, axis=1))
 
     per_row = np.stack([rows.astype(np.float64), count, images, wb, ab, eager.astype(np.float64)])
     conv = shapes["conv"]
