@@ -37,7 +37,10 @@ def build(source: str | Path, output: str | Path) -> int:
             )
             n += 1
     # mtime=0: the same input gives byte-identical output
-    with open(output, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9) as gz:
+    with (
+        open(output, "wb") as raw,
+        gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0, compresslevel=9) as gz,
+    ):
         gz.write(out.getvalue().encode("utf-8"))
     return n
 

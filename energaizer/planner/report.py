@@ -154,8 +154,9 @@ def render_table(result: PlanResult, title: str) -> Any:
 
     opts = result.options
     table = Table(title=title)
-    for col in ("policy", "energy kWh", "vs bound", "cost", "CO2 kg", "makespan", "mean wait", "p95 wait"):
-        table.add_column(col, justify="left" if col == "policy" else "right")
+    table.add_column("policy", no_wrap=True, min_width=12)
+    for col in ("energy kWh", "vs bound", "cost", "CO2 kg", "makespan", "mean wait", "p95 wait"):
+        table.add_column(col, justify="right")
     for m in result.metrics:
         table.add_row(
             m.name,
@@ -190,7 +191,7 @@ def render_utilisation_table(result: PlanResult) -> Any:
     from rich.table import Table
 
     table = Table(title="GPU utilisation over the makespan")
-    table.add_column("policy")
+    table.add_column("policy", no_wrap=True, min_width=12)
     for p in result.pools:
         table.add_column(f"{p.name} ({p.gpus})", justify="right")
     table.add_column("idle kWh", justify="right")

@@ -243,6 +243,8 @@ def add_csv_row(builder: TraceBuilder, raw: Mapping[str, str | None], where: str
         cells = {k: v for k, v in raw.items() if k is not None and v is not None}
         cells["gpu"] = builder.reference_gpu  # the trace has no GPU column: pools decide
         workload, _, _ = row_to_workload(cells, where)
+        if workload.architecture is None and workload.model is not None:
+            _check_model(workload.model, where)
         builder.add_workload(job_id, submit, workload, deadline)
         return
     duration = _float(raw, "duration_s", where)
@@ -268,6 +270,18 @@ def add_csv_row(builder: TraceBuilder, raw: Mapping[str, str | None], where: str
 
         ref = get_gpu(ref).id
     builder.add_duration(job_id, submit, gpus, duration, deadline, ref, task)
+
+
+def _check_model(name: str, where: str) -> None:
+    from energaizer.catalog import get_model
+    from energaizer.errors import UnknownNameError
+
+    try:
+        get_model(name)
+    except UnknownNameError as exc:
+        raise InvalidInputError(
+            "model", f"{where}: unknown model {name!r} (see `energaizer models`)"
+        ) from exc
 
 
 def read_trace_rows(rows: Iterable[Mapping[str, str | None]], builder: TraceBuilder, name: str) -> Trace:

@@ -1,0 +1,110 @@
+"""Pools YAML, trace CSV and what-if flag parsing: good input parses, bad input names the field."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from energaizer.errors import InvalidInputError
+from energaizer.planner.pools import merge_added, parse_add_pool, parse_power_limits, read_pools
+from energaizer.planner.trace import read_trace
+
+
+def test_pools_yaml(pools_yaml: Path) -> None:
+    pools = read_pools(pools_yaml)
+    assert [p.name for p in pools] == ["h100-sxm", "a100-sxm4-80gb", "l4-small"]
+    assert [p.gpus for p in pools] == [8, 8, 8]
+
+
+def test_pools_mapping_form_and_knobs(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("pools:\n  - {gpu: H100, nodes: 2, gpus_per_node: 8, power_limit_w: 500}\n")
+    (pool,) = read_pools(path)
+    assert pool.gpu == "h100-sxm" and pool.name == "h100-sxm@500W" and pool.gpus == 16
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("- {gpu: nosuchgpu, nodes: 1, gpus_per_node: 8}\n", "gpu"),
+        ("- {gpu: l4, nodes: 0, gpus_per_node: 8}\n", "nodes"),
+        ("- {gpu: l4, nodes: 1, gpus_per_node: 8, colour: red}\n", "colour"),
+        ("- {gpu: l4, nodes: 1}\n", "gpus_per_node"),
+        ("- {gpu: l4, nodes: 1, gpus_per_node: 2}\n- {gpu: l4, nodes: 1, gpus_per_node: 2}\n", "duplicate"),
+        ("[unclosed\n", "malformed YAML"),
+        ("42\n", "expected a list"),
+    ],
+)
+def test_bad_pools_name_the_field(tmp_path: Path, text: str, field: str) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(InvalidInputError, match=field):
+        read_pools(path)
+
+
+def test_add_pool_and_power_limits() -> None:
+    pool = parse_add_pool("h100-sxm:8x8")
+    assert (pool.gpu, pool.nodes, pool.gpus_per_node) == ("h100-sxm", 8, 8)
+    pools = merge_added([parse_add_pool("l4:1x4")], [parse_add_pool("l4:2x8")])
+    assert [p.name for p in pools] == ["l4", "l4-2"]
+    limits = parse_power_limits(["l4=60,70", "l4-2=50"], pools)
+    assert limits == {"l4": [60.0, 70.0], "l4-2": [50.0]}
+    assert parse_power_limits(["l4=65"], pools)["l4"] == [65.0]
+    for bad, field in [("h100-sxm:8", "--add-pool"), ("nosuch:1x1", "--add-pool")]:
+        with pytest.raises(InvalidInputError, match=field):
+            parse_add_pool(bad)
+    for bad in ["l4", "zzz=100", "l4=abc", "l4=-5"]:
+        with pytest.raises(InvalidInputError, match="--power-limit-w"):
+            parse_power_limits([bad], pools)
+
+
+def test_trace_both_forms(trace_csv: Path) -> None:
+    trace = read_trace(trace_csv, seed=3)
+    assert len(trace) == 30
+    assert np.all(np.diff(trace.submit) >= 0)
+    workload_rows = [j for j, k in enumerate(trace.job_ids) if not k.startswith("trn")]
+    duration_rows = [j for j, k in enumerate(trace.job_ids) if k.startswith("trn")]
+    assert all(math.isnan(trace.ref_duration[j]) for j in workload_rows)
+    assert all(trace.kind[j] == "training" and trace.ref_duration[j] > 0 for j in duration_rows)
+    assert trace.model[trace.job_ids.index("big-2")] == "llama-3.1-70b"
+    assert trace.gpu_count[trace.job_ids.index("big-2")] == 4
+    assert any("template model" in a for a in trace.assumptions)
+    # same workload rows share one estimate
+    assert len(trace.workloads) < len(trace)
+    # templates are drawn with the seed
+    again = read_trace(trace_csv, seed=3)
+    assert again.model == trace.model
+
+
+@pytest.mark.parametrize(
+    ("header", "row", "field"),
+    [
+        ("model,gpu_count", "llama-3.1-8b,1", "submit_time_s"),
+        ("submit_time_s,model", "abc,llama-3.1-8b", "submit_time_s"),
+        ("submit_time_s,model", "-5,llama-3.1-8b", "submit_time_s"),
+        ("submit_time_s,model", "0,no-such-model", "model"),
+        ("submit_time_s,model,requests", "0,llama-3.1-8b,-3", "requests"),
+        ("submit_time_s,gpu_count", "0,2", "duration_s"),
+        ("submit_time_s,gpu_count,duration_s", "0,1.5,10", "gpu_count"),
+        ("submit_time_s,gpu_count,duration_s", "0,1,0", "duration_s"),
+        ("submit_time_s,gpu_count,duration_s,deadline_s", "0,1,10,0", "deadline_s"),
+        ("submit_time_s,gpu_count,duration_s,reference_gpu", "0,1,10,zz", "gpu"),
+    ],
+)
+def test_bad_trace_rows_name_the_field(tmp_path: Path, header: str, row: str, field: str) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text(f"{header}\n{row}\n")
+    with pytest.raises(InvalidInputError, match=field):
+        read_trace(path)
+
+
+def test_empty_and_missing_trace(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("submit_time_s,model\n")
+    with pytest.raises(InvalidInputError, match="no jobs"):
+        read_trace(path)
+    with pytest.raises(InvalidInputError, match="not found"):
+        read_trace(tmp_path / "missing.csv")

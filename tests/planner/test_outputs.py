@@ -1,0 +1,113 @@
+"""What users see: the CLI's JSON shape and errors, the CSV file and the PNG plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from energaizer.cli.app import main
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_plan_demo_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "plan", "--demo", "--demo-jobs", "120", "--seed", "3", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    names = [p["name"] for p in doc["policies"]]
+    assert {"energy-aware", "first-fit", "fastest-gpu"} <= set(names)
+    for p in doc["policies"]:
+        for key in ("total_energy_joules", "makespan_seconds", "mean_wait_seconds"):
+            assert isinstance(p[key], (int, float)) and p[key] >= 0
+    assert isinstance(doc["lower_bound_energy_joules"], float) and doc["lower_bound_energy_joules"] > 0
+    assert doc["assumptions"] and doc["seed"] == 3
+    assert doc["trace"]["jobs"] == 120
+
+
+def test_plan_table_csv_plots_and_what_ifs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "160")
+    csv_path = tmp_path / "plan.csv"
+    plots = tmp_path / "plots"
+    code, out, _ = run_cli(
+        capsys,
+        "plan",
+        "--demo",
+        "--demo-jobs",
+        "100",
+        "--add-pool",
+        "h100-sxm:1x8",
+        "--power-limit-w",
+        "l4=60,72",
+        "--csv",
+        str(csv_path),
+        "--plots",
+        str(plots),
+    )
+    assert code == 0, out
+    assert "energy-aware" in out and "lower-bound" in out and "power-limit sweep" in out
+    rows = list(csv.DictReader(csv_path.open()))
+    assert {r["scenario"] for r in rows} == {"base", "l4@60W", "l4@72W"}
+    assert "utilisation_h100-sxm-2" in rows[0]
+    files = sorted(p.name for p in plots.iterdir())
+    assert files == ["cumulative_energy.png", "energy_per_policy.png", "utilisation_per_pool.png"]
+    import matplotlib.image as mpimg
+
+    for name in files:
+        img = mpimg.imread(plots / name)
+        assert img.shape[0] >= 300 and img.shape[1] >= 500
+        rgb = img[..., :3]
+        background = np.all(rgb > 0.98, axis=-1)
+        assert (~background).mean() > 0.02, f"{name} is blank"
+        assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 10, f"{name} has no content"
+
+
+def test_plan_json_on_user_files(
+    capsys: pytest.CaptureFixture[str], pools_yaml: Path, trace_csv: Path
+) -> None:
+    code, out, _ = run_cli(capsys, "plan", "--pools", str(pools_yaml), "--trace", str(trace_csv), "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert [p["name"] for p in doc["pools"]] == ["h100-sxm", "a100-sxm4-80gb", "l4-small"]
+    assert doc["trace"]["jobs"] == 30
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["plan"], "--trace"),
+        (["plan", "--trace", "x.csv"], "--pools"),
+        (["plan", "--demo", "--add-pool", "h100"], "--add-pool"),
+        (["plan", "--demo", "--power-limit-w", "nosuch=100"], "--power-limit-w"),
+        (["plan", "--demo", "--policy", "random"], "--policy"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], args: list[str], needle: str
+) -> None:
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2
+    assert err.startswith("error: ") and needle in err and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_bad_pools_file_names_the_field(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, trace_csv: Path
+) -> None:
+    pools = tmp_path / "p.yaml"
+    pools.write_text("- {gpu: h100-sxm, nodes: 1, gpus_per_node: -8}\n")
+    code, _, err = run_cli(capsys, "plan", "--pools", str(pools), "--trace", str(trace_csv))
+    assert code == 2 and "gpus_per_node" in err

@@ -1,0 +1,126 @@
+"""The event simulator and the policies on small hand-checkable contexts (no estimator)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from energaizer.planner.bounds import capacity_bound, per_job_min_bound
+from energaizer.planner.policies import EnergyAware, FastestGpu, FirstFit
+from energaizer.planner.simulate import simulate
+
+from .conftest import make_context, peak_usage
+
+INF = math.inf
+
+
+def test_energy_aware_waits_for_the_efficient_pool_and_others_do_not() -> None:
+    # pool 0: efficient but one GPU; pool 1: plenty of GPUs, 3x the energy, slower
+    ctx = make_context(
+        energy=[[10, 30], [10, 30]],
+        duration=[[100, 150], [100, 150]],
+        demand=[1, 1],
+        submit=[0, 0],
+        total=[1, 4],
+    )
+    ea = simulate(EnergyAware(ctx))
+    assert ea.pool.tolist() == [0, 0]
+    assert sorted(ea.start.tolist()) == [0.0, 100.0]  # the second one waited for the first
+    assert ea.energy.sum() == 20
+    ff = simulate(FastestGpu(ctx))
+    assert sorted(ff.pool.tolist()) == [0, 1]  # no waiting: the second goes to the slower pool
+    assert ff.start.tolist() == [0.0, 0.0]
+
+
+def test_energy_aware_gives_up_waiting_after_max_wait() -> None:
+    ctx = make_context(
+        energy=[[10, 30], [10, 30]],
+        duration=[[100, 150], [100, 150]],
+        demand=[1, 1],
+        submit=[0, 0],
+        total=[1, 4],
+    )
+    s = simulate(EnergyAware(ctx, max_wait_s=40))
+    assert sorted(s.pool.tolist()) == [0, 1]
+    assert sorted(s.start.tolist()) == [0.0, 40.0]  # woken up at submit + max_wait
+
+
+def test_energy_slack_admits_nearly_as_good_pools() -> None:
+    ctx = make_context(
+        energy=[[10, 10.4], [10, 10.4]], duration=[[100, 100]] * 2, demand=[1, 1], submit=[0, 0], total=[1, 1]
+    )
+    s = simulate(EnergyAware(ctx, energy_slack=0.05))
+    assert sorted(s.pool.tolist()) == [0, 1] and s.start.tolist() == [0.0, 0.0]
+
+
+def test_first_fit_prefers_the_most_allocated_pool() -> None:
+    # job 0 lands somewhere (tie broken by seed); jobs 1 and 2 then follow it to the same pool
+    ctx = make_context(
+        energy=[[1, 1]] * 3, duration=[[1000, 1000]] * 3, demand=[1, 1, 1], submit=[0, 1, 2], total=[4, 4]
+    )
+    for seed in range(4):
+        s = simulate(FirstFit(ctx, seed=seed))
+        assert len(set(s.pool.tolist())) == 1
+
+
+def test_first_fit_tie_break_is_seeded() -> None:
+    ctx = make_context(energy=[[1, 1, 1, 1]], duration=[[10] * 4], demand=[1], submit=[0], total=[1, 1, 1, 1])
+    picks = {int(simulate(FirstFit(ctx, seed=s)).pool[0]) for s in range(20)}
+    assert len(picks) > 1
+    assert simulate(FirstFit(ctx, seed=7)).pool[0] == simulate(FirstFit(ctx, seed=7)).pool[0]
+
+
+def test_infeasible_jobs_never_run_and_big_jobs_wait_for_room() -> None:
+    ctx = make_context(
+        energy=[[INF, INF], [5, 6], [5, 6]],
+        duration=[[1, 1], [50, 50], [10, 10]],
+        demand=[1, 4, 2],
+        submit=[0, 0, 1],
+        total=[4, 2],
+    )
+    s = simulate(FastestGpu(ctx))
+    assert s.pool[0] == -1 and math.isnan(s.start[0])
+    assert s.pool[1] == 0 and s.start[1] == 0
+    assert s.pool[2] == 1 and s.start[2] == 1  # 2 GPUs: only pool 1 has room, no need to wait
+
+
+@pytest.mark.parametrize("policy", [EnergyAware, FirstFit, FastestGpu])
+def test_random_traces_respect_capacity_and_start_after_submit(policy: type) -> None:
+    rng = np.random.default_rng(5)
+    n, p = 300, 3
+    energy = rng.uniform(1, 3, (n, p)) * rng.lognormal(5, 1, (n, 1))
+    energy[rng.random((n, p)) < 0.15] = INF
+    duration = rng.uniform(10, 500, (n, p))
+    demand = rng.choice([1, 2, 4], n).astype(float)
+    submit = np.sort(rng.uniform(0, 5000, n))
+    total = np.array([8.0, 4.0, 8.0])
+    ctx = make_context(energy, duration, demand, submit, total)
+    s = simulate(policy(ctx))
+    ran = s.pool >= 0
+    assert ran.sum() == np.isfinite(energy).any(axis=1).sum()  # every runnable job eventually runs
+    assert np.all(s.start[ran] >= submit[ran])
+    assert np.all(np.isfinite(energy[ran, s.pool[ran]]))
+    assert np.allclose(s.end[ran] - s.start[ran], duration[ran, s.pool[ran]])
+    assert np.all(peak_usage(s.pool, s.start, s.end, demand, p) <= total)
+    bound = per_job_min_bound(ctx.energy, ctx.feasible.any(axis=1))
+    assert s.energy.sum() >= bound - 1e-6
+
+
+def test_capacity_bound_is_between_the_free_bound_and_any_schedule() -> None:
+    ctx = make_context(
+        energy=[[10, 30]] * 4, duration=[[100, 100]] * 4, demand=[1] * 4, submit=[0] * 4, total=[1, 4]
+    )
+    runnable = np.ones(4, dtype=bool)
+    free_bound = per_job_min_bound(ctx.energy, runnable)
+    assert free_bound == 40
+    # within 100 s the single efficient GPU can take one job: 10 + 3 * 30
+    assert capacity_bound(ctx.energy, ctx.duration, ctx.demand, ctx.total, 100.0, runnable) == pytest.approx(
+        100
+    )
+    # with 400 s it can take all four
+    assert capacity_bound(ctx.energy, ctx.duration, ctx.demand, ctx.total, 400.0, runnable) == pytest.approx(
+        40
+    )
+    assert capacity_bound(ctx.energy, ctx.duration, ctx.demand, ctx.total, 10.0, runnable) is None
