@@ -78,6 +78,7 @@ def _click_classes() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ..
         vendored = None
     if vendored is not None:
         mods.append(vendored)
+
     def pick(name: str) -> tuple[type, ...]:
         found = [getattr(m, name, None) for m in mods] + [getattr(typer, name, None)]
         return tuple({c for c in found if isinstance(c, type)})
