@@ -90,23 +90,51 @@ def _serving_model(service: str, gpus: int) -> str:
     return table[max(fitting)] if fitting else table[min(table)]
 
 
+@dataclass(frozen=True)
+class _ServiceIndex:
+    t: np.ndarray  # sorted request times
+    cum_in: np.ndarray  # prefix sums of input tokens (length n + 1)
+    cum_out: np.ndarray
+
+
+@lru_cache(maxsize=4)
+def _service_index(service: str) -> _ServiceIndex:
+    az = load_azure()
+    mask = az.service == service
+    order = np.argsort(az.t[mask], kind="stable")
+    return _ServiceIndex(
+        t=az.t[mask][order],
+        cum_in=np.concatenate([[0], np.cumsum(az.input_tokens[mask][order])]),
+        cum_out=np.concatenate([[0], np.cumsum(az.output_tokens[mask][order])]),
+    )
+
+
 def _window(az: AzureRequests, service: str, start: float, length: float) -> tuple[int, int, int]:
     """Requests, mean input and output tokens of ``service`` in [start, start+length) (wrapping)."""
-    mask = az.service == service
-    t = az.t[mask]
+    idx = _service_index(service)
+    n_all = idx.t.size
     span = az.span_s
     full = int(length // span)
-    rest = length - full * span
-    end = start + rest
-    sel = (t >= start) & (t < end) if end <= span else (t >= start) | (t < end - span)
-    n = full * int(mask.sum()) + int(sel.sum())
-    pick = np.ones_like(sel) if full else sel
-    if not pick.any():  # a window between two requests: take the next request
-        pick = np.zeros_like(sel)
-        pick[int(np.searchsorted(t, start) % t.size)] = True
-    inp = az.input_tokens[mask][pick]
-    out = az.output_tokens[mask][pick]
-    return max(n, 1), max(round(float(inp.mean())), 1), max(round(float(out.mean())), 1)
+    end = start + (length - full * span)
+    segments = [(start, min(end, span))] + ([(0.0, end - span)] if end > span else [])
+    count = 0
+    tok_in = tok_out = 0.0
+    for a, b in segments:
+        i, k = np.searchsorted(idx.t, [a, b])
+        count += int(k - i)
+        tok_in += float(idx.cum_in[k] - idx.cum_in[i])
+        tok_out += float(idx.cum_out[k] - idx.cum_out[i])
+    if full:  # the window covers the whole hour at least once: whole-service means
+        requests = full * n_all + count
+        mean_in, mean_out = idx.cum_in[-1] / n_all, idx.cum_out[-1] / n_all
+    elif count:
+        requests, mean_in, mean_out = count, tok_in / count, tok_out / count
+    else:  # a window between two requests: the next request
+        k = int(np.searchsorted(idx.t, start)) % n_all
+        requests = 1
+        mean_in = float(idx.cum_in[k + 1] - idx.cum_in[k])
+        mean_out = float(idx.cum_out[k + 1] - idx.cum_out[k])
+    return max(requests, 1), max(round(float(mean_in)), 1), max(round(float(mean_out)), 1)
 
 
 def _arrivals(fit: dict[str, Any], n: int, rng: np.random.Generator) -> np.ndarray:
