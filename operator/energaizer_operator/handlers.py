@@ -151,7 +151,7 @@ def estimate_aijob(
             raise kopf.TemporaryError("no GPU nodes of a known GPU type in the cluster yet", delay=15)
         estimates = estimate_job(aijob, types, cfg.profile)
     except (ValidationError, InvalidInputError) as exc:
-        field, message = _describe(exc)
+        _field, message = _describe(exc)
         patch.status["phase"] = "Invalid"
         patch.status["observedGeneration"] = generation
         patch.status["estimates"] = None

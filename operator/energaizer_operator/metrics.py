@@ -6,6 +6,7 @@ the operator in one process (kopf's ``KopfRunner``) cannot raise DuplicateTimese
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -129,7 +130,5 @@ class Metrics:
 
     @staticmethod
     def _try_remove(metric: Any, *labels: str) -> None:
-        try:
+        with contextlib.suppress(KeyError):
             metric.remove(*labels)
-        except KeyError:
-            pass

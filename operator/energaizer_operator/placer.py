@@ -96,9 +96,9 @@ class Placer:
     def capacity(self, records: Mapping[str, AIJobRecord], jobs: Mapping[str, SteeredJob]) -> Capacity:
         for uid, entry in list(self.inflight.items()):
             rec = records.get(uid)
-            if rec is None or rec.phase != entry.phase_seen or rec.generation != entry.generation:
-                if rec is None or not entry.steer or uid in jobs or entry.gpu_type is None:
-                    del self.inflight[uid]
+            changed = rec is None or rec.phase != entry.phase_seen or rec.generation != entry.generation
+            if changed and (rec is None or not entry.steer or uid in jobs or entry.gpu_type is None):
+                del self.inflight[uid]
         reserved: Counter[str] = Counter()
         for uid, entry in self.inflight.items():
             if entry.steer and entry.gpu_type and uid not in jobs:
