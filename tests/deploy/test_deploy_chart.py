@@ -10,7 +10,7 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import CHART, CRD_PATH, DASHBOARD_JSON, KUBE_VERSIONS, by_kind, one
+from deploy_support import CHART, CRD_PATH, DASHBOARD_JSON, KUBE_VERSIONS, by_kind, one
 from energaizer_operator.rbac import REQUIRED_RULES
 from energaizer_operator.settings import OperatorSettings
 

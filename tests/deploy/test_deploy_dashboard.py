@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DASHBOARD_JSON
+from deploy_support import DASHBOARD_JSON
 from energaizer_operator.metrics import Metrics
 from prometheus_client import generate_latest
 

