@@ -101,7 +101,9 @@ def decide(
             continue
         gpu_type = problem.type_ids[t]
         est = job.estimates[gpu_type]
-        worst = max((e.energy_joules for e in job.estimates.values() if e.feasible), default=est.energy_joules)
+        worst = max(
+            (e.energy_joules for e in job.estimates.values() if e.feasible), default=est.energy_joules
+        )
         decisions.append(
             Decision(
                 job,

@@ -29,6 +29,12 @@ def set_condition(
         out.append(cond)
     if not found:
         out.append(
-            {"type": type_, "status": value, "reason": reason, "message": message, "lastTransitionTime": now()}
+            {
+                "type": type_,
+                "status": value,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": now(),
+            }
         )
     return out

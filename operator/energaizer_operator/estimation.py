@@ -33,7 +33,9 @@ def candidate_types(spec: AIJobSpec, present: Sequence[str]) -> list[str]:
     return out
 
 
-def estimate_job(spec: AIJobSpec, gpu_types: Sequence[str], profile: str | None = None) -> list[EstimateStatus]:
+def estimate_job(
+    spec: AIJobSpec, gpu_types: Sequence[str], profile: str | None = None
+) -> list[EstimateStatus]:
     """Estimates for the whole AIJob (all replicas) on each type, in ``gpu_types`` order."""
     from energaizer import estimate_matrix
 

@@ -194,7 +194,9 @@ def mirror_job(body: kopf.Body, event: kopf.RawEvent, aijob_records: kopf.Index,
     owner = next(iter(aijob_records.get(job.owner_uid, [])), None)
     if owner is None or owner.phase == job.phase or owner.phase in FINAL or owner.phase == "Invalid":
         return
-    conditions = set_condition(owner.conditions, "Running", job.phase == "Running", job.phase, f"Job {job.name}")
+    conditions = set_condition(
+        owner.conditions, "Running", job.phase == "Running", job.phase, f"Job {job.name}"
+    )
     kube.patch_aijob_status(owner.namespace, owner.name, {"phase": job.phase, "conditions": conditions})
     logger.info("AIJob %s: %s (mirrored from Job %s)", owner.key, job.phase, job.name)
 

@@ -15,7 +15,9 @@ def run(namespaces: list[str] | None = None, all_namespaces: bool = False) -> No
     settings = OperatorSettings.from_env()
     watched = [] if all_namespaces else list(namespaces or settings.namespaces)
     level = getattr(logging, settings.log_level)
-    kopf.configure(debug=level <= logging.DEBUG, verbose=level <= logging.INFO, quiet=level >= logging.WARNING)
+    kopf.configure(
+        debug=level <= logging.DEBUG, verbose=level <= logging.INFO, quiet=level >= logging.WARNING
+    )
     logging.getLogger().setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 

@@ -22,7 +22,10 @@ class Metrics:
         job_labels = ["namespace", "aijob", "gpu_type"]
         r = self.registry
         self.predicted_energy = Gauge(
-            "energaizer_predicted_energy_joules", "Predicted energy of an AIJob on a GPU type", job_labels, registry=r
+            "energaizer_predicted_energy_joules",
+            "Predicted energy of an AIJob on a GPU type",
+            job_labels,
+            registry=r,
         )
         self.predicted_duration = Gauge(
             "energaizer_predicted_duration_seconds",
@@ -31,7 +34,10 @@ class Metrics:
             registry=r,
         )
         self.predicted_power = Gauge(
-            "energaizer_predicted_power_watts", "Predicted average power of an AIJob on a GPU type", job_labels, registry=r
+            "energaizer_predicted_power_watts",
+            "Predicted average power of an AIJob on a GPU type",
+            job_labels,
+            registry=r,
         )
         self.placement_info = Gauge(
             "energaizer_placement_info", "1 for the GPU type an AIJob was placed on", job_labels, registry=r

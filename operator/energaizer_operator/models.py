@@ -15,7 +15,9 @@ from energaizer.catalog.schema import ModelArchitecture, Precision
 from energaizer.workload import MAX_BATCH, MAX_GPUS, MAX_REQUESTS, MAX_TOKENS_PER_REQUEST, MAX_TRAINING_TOKENS
 from energaizer.workload import Workload as EstimatorWorkload
 
-Phase = Literal["Pending", "Estimated", "Placed", "Running", "Succeeded", "Failed", "Invalid", "Unschedulable"]
+Phase = Literal[
+    "Pending", "Estimated", "Placed", "Running", "Succeeded", "Failed", "Invalid", "Unschedulable"
+]
 PHASES: tuple[str, ...] = (
     "Pending",
     "Estimated",
@@ -40,7 +42,9 @@ class _Camel(BaseModel):
 class InferenceSizes(_Camel):
     requests: int = Field(default=1, ge=1, le=MAX_REQUESTS, description="number of requests")
     input_tokens: int = Field(default=512, ge=1, le=MAX_TOKENS_PER_REQUEST, description="prompt tokens each")
-    output_tokens: int = Field(default=256, ge=0, le=MAX_TOKENS_PER_REQUEST, description="generated tokens each")
+    output_tokens: int = Field(
+        default=256, ge=0, le=MAX_TOKENS_PER_REQUEST, description="generated tokens each"
+    )
     batch_size: int = Field(default=1, ge=1, le=MAX_BATCH, description="concurrent requests")
 
 
@@ -87,14 +91,18 @@ class WorkloadSpec(_Camel):
 
 class Resources(_Camel):
     gpus_per_replica: int = Field(default=1, ge=1, le=MAX_GPUS, description="GPUs per replica (one node)")
-    replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS, description="identical replicas (Job parallelism)")
+    replicas: int = Field(
+        default=1, ge=1, le=MAX_REPLICAS, description="identical replicas (Job parallelism)"
+    )
 
 
 class PlacementSpec(_Camel):
     mode: Mode | None = Field(default=None, description="steer | annotate; default from operator settings")
     objective: Objective | None = Field(default=None, description="energy | time | energy-delay")
     candidate_gpu_types: list[str] = Field(default_factory=list, description="empty = every type present")
-    deadline_seconds: float | None = Field(default=None, gt=0, description="types slower than this are infeasible")
+    deadline_seconds: float | None = Field(
+        default=None, gt=0, description="types slower than this are infeasible"
+    )
 
 
 class AIJobSpec(_Camel):

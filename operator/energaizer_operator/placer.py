@@ -235,16 +235,26 @@ class Placer:
         self.inflight[rec.uid] = InFlight(rec.phase, rec.generation, job.gpu_type, job.gpus, False)
         async with self._semaphore:
             try:
-                await self._record_placement(rec, job.gpu_type, job.name, energy, duration, max(0.0, worst - energy))
+                await self._record_placement(
+                    rec, job.gpu_type, job.name, energy, duration, max(0.0, worst - energy)
+                )
             except Exception:
                 self.inflight.pop(rec.uid, None)
                 logger.exception("could not record the existing Job of %s; retrying", rec.key)
 
     async def _record_placement(
-        self, rec: AIJobRecord, gpu_type: str, job_name: str | None, energy: float, duration: float, savings: float
+        self,
+        rec: AIJobRecord,
+        gpu_type: str,
+        job_name: str | None,
+        energy: float,
+        duration: float,
+        savings: float,
     ) -> None:
         annotations = contract_annotations(gpu_type, energy, duration)
-        await asyncio.to_thread(kube.patch_aijob, rec.namespace, rec.name, {"metadata": {"annotations": annotations}})
+        await asyncio.to_thread(
+            kube.patch_aijob, rec.namespace, rec.name, {"metadata": {"annotations": annotations}}
+        )
         placement = {"gpuType": gpu_type, "predictedEnergyJoules": energy, "savingsJoules": savings}
         if job_name:
             placement["jobName"] = job_name

@@ -101,6 +101,8 @@ def parse_product_map(text: str) -> dict[str, str]:
             raise ValueError(f"not a JSON object: {exc.msg}") from None
     if data is None:
         return {}
-    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
         raise ValueError("must map GPU product label values (strings) to catalog ids (strings)")
     return dict(data)

@@ -37,7 +37,9 @@ def check_template(template: Mapping[str, Any]) -> None:
     """A steerable pod template has at least one named container with an image."""
     containers = (template.get("spec") or {}).get("containers")
     if not isinstance(containers, list) or not containers:
-        raise InvalidInputError("spec.template.spec.containers", "steer mode needs a pod template with containers")
+        raise InvalidInputError(
+            "spec.template.spec.containers", "steer mode needs a pod template with containers"
+        )
     for i, c in enumerate(containers):
         if not isinstance(c, dict) or not c.get("name") or not c.get("image"):
             raise InvalidInputError(f"spec.template.spec.containers[{i}]", "needs a name and an image")

@@ -1,135 +1,23 @@
-"""Fixtures: kmock's stateful Kubernetes API with GPU nodes, and the real operator as a subprocess."""
+"""Fixtures: kmock's stateful Kubernetes API with GPU nodes, and the real operator as a subprocess.
+
+The suite runs with ``--import-mode=importlib``; this directory goes on ``sys.path`` so that the test
+modules can import the helpers in ``operator_testkit`` and ``kmock_support``.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import socket
 import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import kmock
 import pytest
 from kmock._internal import parsing as _kp
 
-from kmock_support import RealisticEmulator, parse_namespaces
+sys.path.insert(0, str(Path(__file__).parent))
 
-AIJOBS = "energaizer.io/v1alpha1/aijobs"
-JOBS = "batch/v1/jobs"
-AIJOBS_URL = "/apis/energaizer.io/v1alpha1/namespaces/{ns}/aijobs"
-PRODUCTS = {"h100-sxm": "NVIDIA-H100-80GB-HBM3", "a100-sxm4-80gb": "NVIDIA-A100-SXM4-80GB", "l4": "NVIDIA-L4"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def wait_for(pred: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {getattr(pred, '__name__', pred)}")
-        await asyncio.sleep(interval)
-
-
-def node(name: str, product: str, gpus: int, *, ready: bool = True) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": name, "labels": {"nvidia.com/gpu.product": product}},
-        "spec": {},
-        "status": {
-            "allocatable": {"nvidia.com/gpu": str(gpus), "cpu": "64"},
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-        },
-    }
-
-
-def aijob(
-    name: str,
-    *,
-    requests: int = 2000,
-    model: str = "llama-3.1-8b",
-    gpus: int = 1,
-    replicas: int = 1,
-    mode: str | None = None,
-    labels: dict[str, str] | None = None,
-    **placement: Any,
-) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "workload": {
-            "model": model,
-            "precision": "bf16",
-            "task": "inference",
-            "inference": {"requests": requests, "inputTokens": 512, "outputTokens": 256, "batchSize": 16},
-        },
-        "resources": {"gpusPerReplica": gpus, "replicas": replicas},
-        "placement": {**({"mode": mode} if mode else {}), **placement},
-        "template": {
-            "metadata": {"labels": labels or {}},
-            "spec": {"containers": [{"name": "main", "image": "vllm/vllm-openai:v0.6.0"}]},
-        },
-    }
-    return {
-        "apiVersion": "energaizer.io/v1alpha1",
-        "kind": "AIJob",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": spec,
-    }
-
-
-class Cluster:
-    """The kmock emulator plus helpers to read what the operator wrote."""
-
-    def __init__(self, emulator: Any) -> None:
-        self.k8s = emulator
-        self.url = str(emulator.url).rstrip("/")
-
-    async def post(self, path: str, body: dict[str, Any]) -> None:
-        resp = await self.k8s.post(path, json=body)
-        assert resp.status in (200, 201), (resp.status, await resp.text())
-
-    async def add_node(self, body: dict[str, Any]) -> None:
-        await self.post("/api/v1/nodes", body)
-
-    async def create(self, body: dict[str, Any]) -> None:
-        await self.post(AIJOBS_URL.format(ns=body["metadata"]["namespace"]), body)
-
-    def aijob(self, name: str, ns: str = "default") -> dict[str, Any]:
-        return self.k8s.objects[AIJOBS, ns, name].raw
-
-    def phase(self, name: str, ns: str = "default") -> str | None:
-        return (self.aijob(name, ns).get("status") or {}).get("phase")
-
-    def jobs(self) -> dict[str, dict[str, Any]]:
-        return {k[2]: v.raw for k, v in self.k8s.objects.items() if k[0] == JOBS and not v.deleted}
-
-    def job_creates(self) -> list[str]:
-        """Names of Jobs POSTed (successful or not)."""
-        return [
-            (r.data or {}).get("metadata", {}).get("name")
-            for r in list(self.k8s)
-            if r.method == "POST" and r.url.path.endswith("/jobs")
-        ]
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [
-            v.raw
-            for k, v in self.k8s.objects.items()
-            if k[0] == "v1/events" and (v.raw.get("involvedObject") or {}).get("name") == name
-        ]
-
-    def watching_aijobs(self) -> bool:
-        return any(r.params.get("watch") == "true" and r.url.path.endswith("/aijobs") for r in list(self.k8s))
+from kmock_support import parse_namespaces
+from operator_testkit import AIJOBS, PRODUCTS, Cluster, OperatorProcess, node
 
 
 @pytest.fixture
@@ -144,57 +32,10 @@ async def cluster(kmock: Any, monkeypatch: pytest.MonkeyPatch) -> Cluster:
         verbs={"create", "delete", "get", "list", "patch", "update", "watch"},
     )
     c = Cluster(kmock)
-    await c.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})
+    await c.post(
+        "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}
+    )
     return c
-
-
-class OperatorProcess:
-    """``python -m energaizer_operator`` (the same code path as ``energaizer operator``)."""
-
-    def __init__(self, cluster: Cluster, tmp: Path, env: dict[str, str]) -> None:
-        self.cluster, self.tmp, self.extra_env = cluster, tmp, env
-        self.metrics_port = free_port()
-        self.proc: asyncio.subprocess.Process | None = None
-        self.runs = 0
-
-    async def start(self) -> None:
-        kubeconfig = self.tmp / "kubeconfig"
-        kubeconfig.write_text(
-            f"""apiVersion: v1
-kind: Config
-clusters: [{{name: mock, cluster: {{server: "{self.cluster.url}"}}}}]
-users: [{{name: u, user: {{token: dummy}}}}]
-contexts: [{{name: mock, context: {{cluster: mock, user: u, namespace: default}}}}]
-current-context: mock
-"""
-        )
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(kubeconfig),
-            "ENERGAIZER_METRICS_PORT": str(self.metrics_port),
-            "ENERGAIZER_HEALTH_PORT": str(free_port()),
-            "ENERGAIZER_BATCH_WINDOW_SECONDS": "0.5",
-            **self.extra_env,
-        }
-        self.runs += 1
-        log = open(self.tmp / f"operator-{self.runs}.log", "wb")  # noqa: SIM115
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "energaizer_operator", env=env, stdout=log, stderr=asyncio.subprocess.STDOUT
-        )
-        await wait_for(self.cluster.watching_aijobs, timeout=30)
-
-    async def stop(self, sig: int = signal.SIGTERM) -> int:
-        assert self.proc is not None
-        if self.proc.returncode is None:
-            self.proc.send_signal(sig)
-        try:
-            return await asyncio.wait_for(self.proc.wait(), timeout=20)
-        except TimeoutError:
-            self.proc.kill()
-            return await self.proc.wait()
-
-    def log(self) -> str:
-        return "\n".join((self.tmp / f"operator-{i}.log").read_text() for i in range(1, self.runs + 1))
 
 
 @pytest.fixture

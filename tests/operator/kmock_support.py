@@ -2,6 +2,7 @@
 
 * ``RealisticEmulator``: resourceVersion/uid/generation/creationTimestamp, watch-from-resourceVersion,
   kopf's finalizer JSON-Patch, label selectors and list kinds.
+* a bounded request log (kmock scans it on every request), with ``journal`` for assertions.
 * ``metadata.generateName`` honoured (kopf posts Events with it).
 * ``parse_namespaces``: kmock 0.8 answers ``GET /api/v1/namespaces`` with HTTP 500; kopf's namespaced
   mode needs it.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from dataclasses import dataclass
 
 import kmock
 from kmock._internal import enums
@@ -35,9 +37,41 @@ def _match(labels: dict, selector: str) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Seen:
+    """A light record of one request (kmock's own request log is trimmed, see below)."""
+
+    method: str
+    path: str
+    params: dict
+    name: str | None
+
+
 class RealisticEmulator(kmock.KubernetesEmulator):
+    journal: list[Seen]
+    KEEP_REQUESTS = 8
+
     async def _handle(self, request):
-        if request.resource is not None and isinstance(request.data, list) and request.action == enums.action.UPDATE:
+        # kmock 0.8 matches every request against its whole request log (O(n) per request, O(n^2)
+        # for a burst): keep only the latest requests there, and a light journal for assertions.
+        if not hasattr(self, "journal"):
+            self.journal = []
+        data = request.data if isinstance(request.data, dict) else {}
+        self.journal.append(
+            Seen(
+                str(request.method),
+                request.url.path,
+                dict(request.params),
+                (data.get("metadata") or {}).get("name"),
+            )
+        )
+        if len(self._requests) > 2 * self.KEEP_REQUESTS:
+            del self._requests[: -self.KEEP_REQUESTS]
+        if (
+            request.resource is not None
+            and isinstance(request.data, list)
+            and request.action == enums.action.UPDATE
+        ):
             self._rv = getattr(self, "_rv", 0) + 1
             request.data.append({"op": "add", "path": "/metadata/resourceVersion", "value": str(self._rv)})
         elif (
@@ -52,7 +86,9 @@ class RealisticEmulator(kmock.KubernetesEmulator):
                 if not md.get("name") and md.get("generateName"):  # kmock 0.8 ignores generateName
                     md["name"] = md["generateName"] + uuid.uuid4().hex[:8]
                 md.setdefault("uid", str(uuid.uuid4()))
-                md.setdefault("creationTimestamp", datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                md.setdefault(
+                    "creationTimestamp", datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                )
                 md.setdefault("generation", 1)
             elif request.name and "spec" in request.data and request.subresource is None:
                 key = (request.resource, request.namespace, request.name)
@@ -64,11 +100,13 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         result = await super()._serve_list(request)
         result["metadata"]["resourceVersion"] = str(getattr(self, "_rv", 0))
         res = request.resource
-        info = self.resources[res] if res in self.resources else None
+        info = self.resources[res] if res in self.resources else None  # noqa: SIM401 (not a dict)
         result["kind"] = f"{(info.kind if info and info.kind else res.plural.capitalize())}List"
         result["apiVersion"] = f"{res.group}/{res.version}" if res.group else res.version
         if sel := request.params.get("labelSelector"):
-            result["items"] = [o for o in result["items"] if _match(o.get("metadata", {}).get("labels") or {}, sel)]
+            result["items"] = [
+                o for o in result["items"] if _match(o.get("metadata", {}).get("labels") or {}, sel)
+            ]
         return result
 
     async def _serve_watch(self, request):
@@ -99,6 +137,10 @@ _orig_parse_path = _kp.parse_path
 
 def parse_namespaces(path):
     p = path.strip("/").split("/")
-    if p[:3] == ["api", "v1", "namespaces"] and (len(p) <= 4 or (len(p) == 5 and p[4] in ("status", "finalize"))):
-        return _kp.ParsedPath("", "v1", "namespaces", None, p[3] if len(p) > 3 else None, p[4] if len(p) > 4 else None)
+    if p[:3] == ["api", "v1", "namespaces"] and (
+        len(p) <= 4 or (len(p) == 5 and p[4] in ("status", "finalize"))
+    ):
+        return _kp.ParsedPath(
+            "", "v1", "namespaces", None, p[3] if len(p) > 3 else None, p[4] if len(p) > 4 else None
+        )
     return _orig_parse_path(path)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import urllib.request
 
 import pytest
-from conftest import JOBS, aijob, wait_for
 from kmock_support import RealisticEmulator
+from operator_testkit import JOBS, aijob, wait_for
 
 pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
 
@@ -28,7 +28,11 @@ async def test_estimate_place_steer_and_mirror(gpu_cluster, operator_factory):
     status = obj["status"]
     assert status["observedGeneration"] == obj["metadata"]["generation"]
     estimates = {e["gpuType"]: e for e in status["estimates"]}
-    assert set(estimates) == {"h100-sxm", "a100-sxm4-80gb", "l4"}  # the unknown and NotReady nodes add nothing
+    assert set(estimates) == {
+        "h100-sxm",
+        "a100-sxm4-80gb",
+        "l4",
+    }  # the unknown and NotReady nodes add nothing
     feasible = {t: e["energyJoules"] for t, e in estimates.items() if e["feasible"]}
     best = min(feasible, key=feasible.get)
     placement = status["placement"]
@@ -66,11 +70,13 @@ async def test_estimate_place_steer_and_mirror(gpu_cluster, operator_factory):
     assert f'energaizer_placement_info{{aijob="chat",gpu_type="{best}",namespace="default"}} 1.0' in text
 
     # The Job controller is simulated: running, then complete -> mirrored to the AIJob.
-    await c.k8s.patch(f"/apis/batch/v1/namespaces/default/jobs/chat/status", json={"status": {"active": 2}})
+    await c.k8s.patch("/apis/batch/v1/namespaces/default/jobs/chat/status", json={"status": {"active": 2}})
     await wait_for(lambda: c.phase("chat") == "Running")
     await c.k8s.patch(
         "/apis/batch/v1/namespaces/default/jobs/chat/status",
-        json={"status": {"active": 0, "succeeded": 2, "conditions": [{"type": "Complete", "status": "True"}]}},
+        json={
+            "status": {"active": 0, "succeeded": 2, "conditions": [{"type": "Complete", "status": "True"}]}
+        },
     )
     await wait_for(lambda: c.phase("chat") == "Succeeded")
 
