@@ -126,7 +126,7 @@ def plan(
         price_per_kwh=price_per_kwh,
         carbon_g_per_kwh=carbon_g_per_kwh,
         energy_slack=energy_slack,
-        max_wait_s=max_wait_s if max_wait_s else math.inf,
+        max_wait_s=max_wait_s if max_wait_s is not None else math.inf,
         exact_placement=exact,
         seed=seed,
     )

@@ -26,7 +26,7 @@ class PlanOptions(BaseModel):
     price_per_kwh: float = Field(default=0.12, ge=0)
     carbon_g_per_kwh: float = Field(default=400.0, ge=0)
     energy_slack: float = Field(default=0.05, ge=0, description="energy-aware: pools within this of the best")
-    max_wait_s: float = Field(default=math.inf, gt=0, description="energy-aware: then any feasible pool")
+    max_wait_s: float = Field(default=math.inf, ge=0, description="energy-aware: then any feasible pool")
     batch_limit: int = Field(default=256, ge=1, description="energy-aware: jobs per optimiser call")
     exact_placement: bool = Field(default=False, description="energy-aware: LP rounding / MILP per batch")
     seed: int = Field(default=0, description="first-fit tie-breaking")

@@ -124,3 +124,15 @@ def test_capacity_bound_is_between_the_free_bound_and_any_schedule() -> None:
         40
     )
     assert capacity_bound(ctx.energy, ctx.duration, ctx.demand, ctx.total, 10.0, runnable) is None
+
+
+def test_energy_aware_without_patience_places_immediately_like_the_operator() -> None:
+    ctx = make_context(
+        energy=[[10, 30], [10, 30]],
+        duration=[[100, 150], [100, 150]],
+        demand=[1, 1],
+        submit=[0, 0],
+        total=[1, 4],
+    )
+    s = simulate(EnergyAware(ctx, max_wait_s=0))
+    assert sorted(s.pool.tolist()) == [0, 1] and s.start.tolist() == [0.0, 0.0]
