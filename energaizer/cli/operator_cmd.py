@@ -22,6 +22,7 @@ def register(app: typer.Typer) -> None:
             from energaizer_operator.main import run
         except ModuleNotFoundError as exc:  # kopf/kubernetes/prometheus-client missing
             raise InvalidInputError(
-                "operator", f"needs the operator extra ({exc.name} is missing): pip install 'energaizer[operator]'"
+                "operator",
+                f"needs the operator extra ({exc.name} is missing): pip install 'energaizer[operator]'",
             ) from None
         run(list(namespace or []), all_namespaces=all_namespaces)

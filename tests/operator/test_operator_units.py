@@ -1,0 +1,317 @@
+"""Unit tests of the operator's plain-Python parts: CRD, models, settings, inventory, steering, batch, RBAC."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from energaizer_operator import crd, rbac
+from energaizer_operator.batch import PendingJob, TypeEstimate, build_problem, decide
+from energaizer_operator.inventory import (
+    NodeGPUs,
+    PodGPUs,
+    SteeredJob,
+    compute_capacity,
+    job_phase,
+    node_gpus,
+    normalise_product,
+    pod_gpus,
+)
+from energaizer_operator.models import AIJobSpec
+from energaizer_operator.settings import OperatorSettings
+from energaizer_operator.steering import build_job, check_template
+from operator_testkit import aijob
+
+from energaizer.errors import InvalidInputError
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_FILE = ROOT / "manifests" / "crd" / "aijobs.energaizer.io.yaml"
+
+
+# --------------------------------------------------------------------------------------------- CRD
+
+
+def test_committed_crd_matches_the_models():
+    assert CRD_FILE.read_text() == crd.render(), "regenerate: python -m energaizer_operator.crd > " + str(
+        CRD_FILE
+    )
+
+
+def test_crd_is_a_valid_apiextensions_object():
+    kubernetes_validate.validate(yaml.safe_load(CRD_FILE.read_text()), "1.30.0", strict=True)
+
+
+def _to_jsonschema(node):
+    node = copy.deepcopy(node)
+    if isinstance(node, dict):
+        if node.pop("nullable", False) and "type" in node:
+            node["type"] = [node["type"], "null"]
+            if "enum" in node:
+                node["enum"] = [*node["enum"], None]
+        if node.pop("exclusiveMinimum", False) is True:
+            node["exclusiveMinimum"] = node.pop("minimum")
+        preserve = node.pop("x-kubernetes-preserve-unknown-fields", False)
+        node = {k: _to_jsonschema(v) for k, v in node.items()}
+        types = node.get("type") if isinstance(node.get("type"), list) else [node.get("type")]
+        if "object" in types and "properties" in node and not preserve:
+            node["additionalProperties"] = False
+    return node
+
+
+def _validator():
+    doc = yaml.safe_load(CRD_FILE.read_text())
+    schema = _to_jsonschema(doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    return jsonschema.Draft7Validator(schema)
+
+
+def test_crd_schema_accepts_the_example_and_rejects_bad_specs():
+    v = _validator()
+    good = aijob("x", gpus=2, replicas=3, objective="energy-delay", candidateGpuTypes=["h100-sxm"])
+    good["spec"]["workload"]["architecture"] = None
+    assert not list(v.iter_errors(good))
+    training = aijob("t")
+    training["spec"]["workload"].update(
+        task="training", inference=None, training={"tokens": 2e9, "sequenceLength": 4096}
+    )
+    assert not list(v.iter_errors(training))
+    bad = aijob("y")
+    bad["spec"]["workload"]["precision"] = "fp64"
+    bad["spec"]["resources"]["gpusPerReplica"] = 0
+    bad["spec"]["workload"]["inference"]["typo"] = 1
+    messages = sorted(e.message for e in v.iter_errors(bad))
+    assert len(messages) == 3, messages
+
+
+def test_spec_models_accept_the_contract_example_and_build_a_workload():
+    spec = AIJobSpec.model_validate(aijob("x", gpus=4, replicas=2)["spec"])
+    w = spec.to_workload()
+    assert w.gpu_count == 4 and w.model == "llama-3.1-8b" and w.inference.batch_size == 16
+    assert spec.total_gpus == 8
+
+
+# ---------------------------------------------------------------------------------------- settings
+
+
+def test_settings_from_env(tmp_path):
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text("ACME-X1000: h100-sxm\n")
+    s = OperatorSettings.from_env(
+        {
+            "ENERGAIZER_NAMESPACES": "ml, research,",
+            "ENERGAIZER_BATCH_WINDOW_SECONDS": "0.5",
+            "ENERGAIZER_PRODUCT_MAP": f"@{mapping}",
+            "ENERGAIZER_DEFAULT_MODE": "annotate",
+            "ENERGAIZER_LOG_LEVEL": "debug",
+        }
+    )
+    assert s.namespaces == ["ml", "research"] and s.batch_window_seconds == 0.5
+    assert (
+        s.product_map == {"ACME-X1000": "h100-sxm"}
+        and s.default_mode == "annotate"
+        and s.log_level == "DEBUG"
+    )
+    defaults = OperatorSettings.from_env({})
+    assert (defaults.metrics_port, defaults.health_port, defaults.namespaces) == (8080, 8081, [])
+    assert (
+        defaults.gpu_product_label == "nvidia.com/gpu.product" and defaults.gpu_resource == "nvidia.com/gpu"
+    )
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("ENERGAIZER_DEFAULT_MODE", "yolo"),
+        ("ENERGAIZER_METRICS_PORT", "http"),
+        ("ENERGAIZER_PRODUCT_MAP", "[1, 2]"),
+        ("ENERGAIZER_BATCH_WINDOW_SECONDS", "-1"),
+    ],
+)
+def test_bad_settings_name_the_variable(var, value):
+    with pytest.raises(InvalidInputError, match=var):
+        OperatorSettings.from_env({var: value})
+
+
+# --------------------------------------------------------------------------------------- inventory
+
+
+def _node(product, gpus="8", **spec):
+    return {
+        "metadata": {"name": "n", "labels": {"nvidia.com/gpu.product": product}},
+        "spec": spec,
+        "status": {"allocatable": {"nvidia.com/gpu": gpus}},
+    }
+
+
+def test_node_products_are_normalised_and_unknown_ones_reported():
+    kw = {"product_label": "nvidia.com/gpu.product", "gpu_resource": "nvidia.com/gpu", "mapping": {}}
+    assert node_gpus(_node("NVIDIA-H100-80GB-HBM3"), **kw).gpu_type == "h100-sxm"
+    assert node_gpus(_node("NVIDIA-A100-SXM4-80GB-SHARED"), **kw).gpu_type == "a100-sxm4-80gb"
+    mig = node_gpus(_node("NVIDIA-A100-SXM4-40GB-MIG-1g.5gb"), **kw)
+    assert mig.gpu_type is None and "MIG" in mig.reason
+    unknown = node_gpus(_node("ACME-X1000"), **kw)
+    assert unknown.gpu_type is None and "ENERGAIZER_PRODUCT_MAP" in unknown.reason
+    assert node_gpus(_node("ACME-X1000"), **{**kw, "mapping": {"ACME-X1000": "l4"}}).gpu_type == "l4"
+    assert node_gpus(_node("NVIDIA-L4", unschedulable=True), **kw).schedulable is False
+    assert node_gpus({"metadata": {"name": "cpu"}}, **kw) is None
+    assert normalise_product("Tesla-T4-SHARED") == ("Tesla-T4", "")
+
+
+def test_pod_gpu_use():
+    pod = {
+        "metadata": {},
+        "spec": {
+            "nodeName": "n1",
+            "containers": [{"resources": {"limits": {"nvidia.com/gpu": "2"}}}, {"resources": {}}],
+            "initContainers": [{"resources": {"requests": {"nvidia.com/gpu": 3}}}],
+        },
+        "status": {"phase": "Running"},
+    }
+    assert pod_gpus(pod, gpu_resource="nvidia.com/gpu") == PodGPUs("n1", 3)
+    assert pod_gpus({**pod, "status": {"phase": "Succeeded"}}, gpu_resource="nvidia.com/gpu") is None
+    ours = {**pod, "metadata": {"annotations": {"energaizer.io/gpu-type": "l4"}}}
+    assert pod_gpus(ours, gpu_resource="nvidia.com/gpu") is None  # counted through its Job
+
+
+def test_capacity_subtracts_pods_jobs_and_reservations():
+    nodes = [
+        NodeGPUs("a", "P-H", "h100-sxm", 8, True),
+        NodeGPUs("b", "P-H", "h100-sxm", 4, True),
+        NodeGPUs("c", "P-H", "h100-sxm", 8, False),
+        NodeGPUs("d", "P-X", None, 8, True, "unknown"),
+    ]
+    jobs = [
+        SteeredJob("ns", "j1", "u1", "h100-sxm", 3, False, "Running"),
+        SteeredJob("ns", "j2", "u2", "h100-sxm", 5, True, "Succeeded"),
+    ]
+    cap = compute_capacity(nodes, [PodGPUs("a", 2)], jobs, {"h100-sxm": 1})
+    assert cap.free == {"h100-sxm": 12 - 2 - 3 - 1}
+    assert cap.largest_free_node == {"h100-sxm": 6}
+    assert cap.unknown_products == {"P-X": "unknown"} and cap.products == {"h100-sxm": ["P-H"]}
+
+
+def test_job_phase_mirroring():
+    assert job_phase({}, suspended=False) == ("Placed", False)
+    assert job_phase({"active": 1}, suspended=False) == ("Running", False)
+    assert job_phase({"active": 1}, suspended=True) == ("Placed", False)
+    assert job_phase({"conditions": [{"type": "Complete", "status": "True"}]}, False) == ("Succeeded", True)
+    assert job_phase({"conditions": [{"type": "Failed", "status": "True"}]}, False) == ("Failed", True)
+
+
+# ---------------------------------------------------------------------------------------- steering
+
+
+def test_build_job_merges_affinity_and_sets_gpus_and_annotations():
+    template = {
+        "metadata": {"labels": {"kueue.x-k8s.io/queue-name": "q"}},
+        "spec": {
+            "containers": [{"name": "m", "image": "i", "resources": {"limits": {"cpu": "4"}}}],
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}
+                        ]
+                    }
+                }
+            },
+        },
+    }
+    job = build_job(
+        name="x",
+        namespace="ns",
+        template=template,
+        replicas=3,
+        gpus_per_replica=2,
+        gpu_type="h100-sxm",
+        products=["NVIDIA-H100-80GB-HBM3"],
+        product_label="nvidia.com/gpu.product",
+        gpu_resource="nvidia.com/gpu",
+        energy_joules=1234.5,
+        duration_seconds=60,
+    )
+    pod = job["spec"]["template"]
+    exprs = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ][0]["matchExpressions"]
+    assert [e["key"] for e in exprs] == ["zone", "nvidia.com/gpu.product"]
+    assert pod["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "4", "nvidia.com/gpu": "2"}
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert job["spec"]["suspend"] is True and job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "q"
+    assert job["spec"]["parallelism"] == 3 and job["metadata"]["annotations"]["energaizer.io/gpus"] == "6"
+    for ann in (job["metadata"]["annotations"], pod["metadata"]["annotations"]):
+        assert ann["energaizer.io/gpu-type"] == "h100-sxm"
+        assert ann["energaizer.io/predicted-energy-joules"] == "1234.5"
+        assert ann["energaizer.io/predicted-duration-seconds"] == "60"
+    assert "affinity" in template["spec"] and "annotations" not in template["metadata"]  # input untouched
+
+
+def test_steer_needs_containers():
+    with pytest.raises(InvalidInputError, match=r"spec\.template\.spec\.containers"):
+        check_template({})
+    with pytest.raises(InvalidInputError, match=r"containers\[0\]"):
+        check_template({"spec": {"containers": [{"name": "m"}]}})
+
+
+# ------------------------------------------------------------------------------------------- batch
+
+
+def _job(key, demand, gpr, **energies):
+    est = {
+        t: TypeEstimate(e, e / 100, 100.0, e > 0, "" if e > 0 else "does not fit")
+        for t, e in energies.items()
+    }
+    return PendingJob(key, key, demand, gpr, "energy", est)
+
+
+def test_batch_decision_respects_capacity_and_node_size():
+    cap = compute_capacity([NodeGPUs("a", "PA", "a", 2, True), NodeGPUs("b", "PB", "b", 8, True)], [], [])
+    jobs = [
+        _job("j1", 1, 1, a=10.0, b=20.0),
+        _job("j2", 1, 1, a=11.0, b=30.0),
+        _job("j3", 1, 1, a=12.0, b=13.0),
+        _job("big", 4, 4, a=1.0, b=50.0),  # a has no node with 4 free GPUs
+        _job("oom", 1, 1, a=-1.0, b=-1.0),
+    ]
+    problem = build_problem(jobs, cap)
+    assert problem.infeasible_reasons[3][0] == "no node has 4 free GPUs"
+    decisions, result = decide(jobs, cap)
+    got = {d.job.key: d.gpu_type for d in decisions}
+    assert got == {"j1": "a", "j2": "a", "j3": "b", "big": "b", "oom": None}
+    assert result.objective == pytest.approx(10 + 11 + 13 + 50)
+    oom = next(d for d in decisions if d.job.key == "oom")
+    assert "does not fit" in oom.reason
+    j3 = next(d for d in decisions if d.job.key == "j3")
+    assert j3.savings_joules == pytest.approx(0.0)  # b is its worst feasible type: no savings
+    j1 = next(d for d in decisions if d.job.key == "j1")
+    assert j1.savings_joules == pytest.approx(10.0)
+
+
+# -------------------------------------------------------------------------------------------- RBAC
+
+
+def test_required_rules_cover_every_watched_and_written_resource():
+    covered = {
+        (g, r, v)
+        for rule in rbac.REQUIRED_RULES
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+    for need in [
+        ("energaizer.io", "aijobs", "watch"),
+        ("energaizer.io", "aijobs", "patch"),
+        ("energaizer.io", "aijobs/status", "patch"),
+        ("", "nodes", "watch"),
+        ("", "pods", "watch"),
+        ("batch", "jobs", "create"),
+        ("batch", "jobs", "get"),
+        ("batch", "jobs", "watch"),
+        ("", "events", "create"),
+        ("", "namespaces", "watch"),
+    ]:
+        assert need in covered, need
+    assert not any("*" in x for rule in rbac.REQUIRED_RULES for key in rule for x in rule[key])
