@@ -16,8 +16,18 @@ from .conftest import make_context, peak_usage
 INF = math.inf
 
 
+def one_efficient_gpu():
+    """Two jobs; pool 0 is efficient but has one GPU, pool 1 has four, 3x the energy, slower."""
+    return make_context(
+        energy=[[10, 30], [10, 30]],
+        duration=[[100, 150], [100, 150]],
+        demand=[1, 1],
+        submit=[0, 0],
+        total=[1, 4],
+    )
+
+
 def test_energy_aware_waits_for_the_efficient_pool_and_others_do_not() -> None:
-    # pool 0: efficient but one GPU; pool 1: plenty of GPUs, 3x the energy, slower
     ctx = make_context(
         energy=[[10, 30], [10, 30]],
         duration=[[100, 150], [100, 150]],
