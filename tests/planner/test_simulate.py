@@ -28,13 +28,7 @@ def one_efficient_gpu():
 
 
 def test_energy_aware_waits_for_the_efficient_pool_and_others_do_not() -> None:
-    ctx = make_context(
-        energy=[[10, 30], [10, 30]],
-        duration=[[100, 150], [100, 150]],
-        demand=[1, 1],
-        submit=[0, 0],
-        total=[1, 4],
-    )
+    ctx = one_efficient_gpu()
     ea = simulate(EnergyAware(ctx))
     assert ea.pool.tolist() == [0, 0]
     assert sorted(ea.start.tolist()) == [0.0, 100.0]  # the second one waited for the first
@@ -45,13 +39,7 @@ def test_energy_aware_waits_for_the_efficient_pool_and_others_do_not() -> None:
 
 
 def test_energy_aware_gives_up_waiting_after_max_wait() -> None:
-    ctx = make_context(
-        energy=[[10, 30], [10, 30]],
-        duration=[[100, 150], [100, 150]],
-        demand=[1, 1],
-        submit=[0, 0],
-        total=[1, 4],
-    )
+    ctx = one_efficient_gpu()
     s = simulate(EnergyAware(ctx, max_wait_s=40))
     assert sorted(s.pool.tolist()) == [0, 1]
     assert sorted(s.start.tolist()) == [0.0, 40.0]  # woken up at submit + max_wait
@@ -137,12 +125,6 @@ def test_capacity_bound_is_between_the_free_bound_and_any_schedule() -> None:
 
 
 def test_energy_aware_without_patience_places_immediately_like_the_operator() -> None:
-    ctx = make_context(
-        energy=[[10, 30], [10, 30]],
-        duration=[[100, 150], [100, 150]],
-        demand=[1, 1],
-        submit=[0, 0],
-        total=[1, 4],
-    )
+    ctx = one_efficient_gpu()
     s = simulate(EnergyAware(ctx, max_wait_s=0))
     assert sorted(s.pool.tolist()) == [0, 1] and s.start.tolist() == [0.0, 0.0]
