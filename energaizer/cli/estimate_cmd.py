@@ -42,11 +42,9 @@ class Attention(StrEnum):
 def build_workload(
     *,
     model,
-    model_file,
     task,
     precision,
     gpu_count,
-    tensor_parallel,
     requests,
     input_tokens,
     output_tokens,
@@ -55,10 +53,12 @@ def build_workload(
     steps,
     global_batch_size,
     sequence_length,
-    frequency_mhz,
-    power_limit_w,
-    attention,
-    recompute,
+    model_file=None,
+    tensor_parallel=None,
+    frequency_mhz=None,
+    power_limit_w=None,
+    attention=Attention.flash,
+    recompute=False,
 ):
     """CLI flags -> Workload (validated by pydantic; errors name the flag's field)."""
     from energaizer.errors import InvalidInputError

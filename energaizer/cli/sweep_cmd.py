@@ -15,7 +15,7 @@ from energaizer.cli.common import (
     load_catalogs,
     print_json,
 )
-from energaizer.cli.estimate_cmd import Attention, Precision, Task, build_workload
+from energaizer.cli.estimate_cmd import Precision, Task, build_workload
 
 
 def register(app: typer.Typer) -> None:
@@ -52,11 +52,9 @@ def register(app: typer.Typer) -> None:
         spec = get_gpu(gpu)
         base = build_workload(
             model=model,
-            model_file=None,
             task=task,
             precision=precision,
             gpu_count=gpu_count,
-            tensor_parallel=None,
             requests=requests,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
@@ -65,10 +63,6 @@ def register(app: typer.Typer) -> None:
             steps=steps,
             global_batch_size=global_batch_size,
             sequence_length=sequence_length,
-            frequency_mhz=None,
-            power_limit_w=None,
-            attention=Attention.flash,
-            recompute=False,
         )
         f_lo = spec.min_clock_mhz or 0.25 * spec.max_clock_mhz
         clocks = np.linspace(max(f_lo, 0.3 * spec.max_clock_mhz), spec.max_clock_mhz, points)

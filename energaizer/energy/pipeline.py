@@ -102,9 +102,13 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
     # Per-kernel device columns: the math unit and its peak for the row's precision.
     peak_row = np.empty(n)
     tensor_row = np.empty(n, dtype=bool)
+    peaks: dict[tuple[int, str], tuple[float, bool]] = {}
     for i, w in enumerate(workloads):
         prec = w.precision if w.task == "inference" or w.precision in ("fp32", "tf32") else "bf16"
-        peak_row[i], tensor_row[i] = hw.peak(int(gi[i]), prec)
+        key = (int(gi[i]), prec)
+        if key not in peaks:
+            peaks[key] = hw.peak(*key)
+        peak_row[i], tensor_row[i] = peaks[key]
     r = kt.row
     dev = KernelDevice(g=gi[r], peak=peak_row[r], tensor=tensor_row[r])
     op = solve_operating_point(kt, dev, f_req[r], limit[r], hw, prof)

@@ -141,9 +141,7 @@ def build_row_params(
         if w.inference is not None:
             inf = w.inference
             c["requests"][i] = inf.requests
-            c["input_tokens"][i] = (
-                (a.image_tokens or inf.input_tokens) if a.image_tokens else inf.input_tokens
-            )
+            c["input_tokens"][i] = a.image_tokens or inf.input_tokens
             c["output_tokens"][i] = inf.output_tokens if a.arch_type == "decoder" else 0
             c["batch"][i] = min(inf.batch_size, inf.requests)
         if w.training is not None:
