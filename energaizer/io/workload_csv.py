@@ -3,8 +3,8 @@
 Columns: model, gpu, gpu_count, precision, task, requests, input_tokens, output_tokens, batch_size,
 tokens, steps, global_batch_size, sequence_length, frequency_mhz, power_limit_w; a model not in the
 catalog is described by arch_type, params_b, layers, hidden, heads, kv_heads, ffn, vocab,
-moe_experts, moe_active_experts, moe_expert_ffn, head_dim. Extensions: attention (flash|eager),
-tensor_parallel. Measurement files add measured_energy_joules and optionally
+moe_experts, moe_active_experts, moe_expert_ffn, head_dim. Extensions: attention (auto|flash|eager),
+execution (auto|eager|graphs), tensor_parallel. Measurement files add measured_energy_joules and optionally
 measured_duration_seconds, measured_average_power_watts; other columns are carried through.
 """
 
@@ -52,7 +52,7 @@ ARCH_COLUMNS = (
     "moe_expert_ffn",
     "head_dim",
 )
-EXTENSION_COLUMNS = ("attention", "tensor_parallel", "activation_recomputation")
+EXTENSION_COLUMNS = ("attention", "execution", "tensor_parallel", "activation_recomputation")
 MEASURED_COLUMNS = ("measured_energy_joules", "measured_duration_seconds", "measured_average_power_watts")
 INT_FIELDS = {
     "gpu_count",
@@ -120,8 +120,9 @@ def row_to_workload(raw: dict[str, str], where: str) -> tuple[Workload, str, dic
     for k in ("frequency_mhz", "power_limit_w", "tensor_parallel"):
         if k in vals:
             spec[k] = vals[k]
-    if "attention" in vals:
-        spec["attention"] = str(vals["attention"]).lower()
+    for k in ("attention", "execution"):
+        if k in vals:
+            spec[k] = str(vals[k]).lower()
     if task == "inference":
         spec["inference"] = {
             k: vals[k] for k in ("requests", "input_tokens", "output_tokens", "batch_size") if k in vals
