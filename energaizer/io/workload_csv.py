@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,16 +88,34 @@ class CsvRow:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+KNOWN_COLUMNS = frozenset((*WORKLOAD_COLUMNS, *ARCH_COLUMNS, *EXTENSION_COLUMNS, *MEASURED_COLUMNS))
+
+
 def _number(value: str, name: str, where: str) -> float | int:
     try:
         x = float(value)
     except ValueError:
         raise InvalidInputError(name, f"{where}: {value!r} is not a number") from None
     if name in INT_FIELDS:
-        if x != int(x):
+        if not math.isfinite(x) or x != int(x):
             raise InvalidInputError(name, f"{where}: {value!r} must be a whole number")
         return int(x)
     return x
+
+
+def _cell(key: str, text: str, where: str) -> Any:
+    """The value of one non-empty, stripped cell: int/float for numeric columns, else the text."""
+    if key in INT_FIELDS:
+        try:
+            return int(text)  # the common case; "1e6" and "128.0" take _number's float path
+        except ValueError:
+            return _number(text, key, where)
+    if key in FLOAT_FIELDS:
+        try:
+            return float(text)
+        except ValueError:
+            return _number(text, key, where)
+    return text
 
 
 def row_to_workload(raw: dict[str, str], where: str) -> tuple[Workload, str, dict[str, float]]:
@@ -105,9 +124,13 @@ def row_to_workload(raw: dict[str, str], where: str) -> tuple[Workload, str, dic
         if key is None or text is None:
             continue
         text = text.strip()
-        if text == "":
-            continue
-        vals[key] = _number(text, key, where) if key in INT_FIELDS | FLOAT_FIELDS else text
+        if text:
+            vals[key] = _cell(key, text, where)
+    return _workload_from_values(vals, where)
+
+
+def _workload_from_values(vals: dict[str, Any], where: str) -> tuple[Workload, str, dict[str, float]]:
+    """Parsed, non-empty cells of one row -> (Workload, GPU name, measured values)."""
     gpu = vals.get("gpu")
     if not gpu:
         raise InvalidInputError("gpu", f"{where}: missing (a catalog GPU id, see `energaizer gpus`)")
@@ -135,7 +158,7 @@ def row_to_workload(raw: dict[str, str], where: str) -> tuple[Workload, str, dic
     else:
         raise InvalidInputError("task", f"{where}: {task!r}", ["inference", "training"])
     model = vals.get("model")
-    if any(k in vals for k in ("layers", "hidden")) and not _in_catalog(model):
+    if ("layers" in vals or "hidden" in vals) and not _in_catalog(model):
         arch = {k: vals[k] for k in ARCH_COLUMNS if k in vals}
         arch["id"] = str(model or f"custom-{where}").lower()
         arch.setdefault("arch_type", "decoder")
@@ -178,8 +201,8 @@ def read_workload_csv(source: str | Path | io.TextIOBase) -> list[CsvRow]:
         raise InvalidInputError("csv", f"{name} is a directory") from None
     with handle:
         try:
-            reader = csv.DictReader(handle)
-            header = reader.fieldnames
+            reader = csv.reader(handle)
+            header = next(reader, None)
             if not header:
                 raise InvalidInputError("csv", f"{name} is empty (expected a header row)")
             if "gpu" not in header or ("model" not in header and "layers" not in header):
@@ -188,19 +211,49 @@ def read_workload_csv(source: str | Path | io.TextIOBase) -> list[CsvRow]:
                     f"{name}: header must have gpu and model (or architecture) "
                     f"columns; got {', '.join(header[:12])}",
                 )
-            rows: list[CsvRow] = []
-            known = set(WORKLOAD_COLUMNS) | set(ARCH_COLUMNS) | set(EXTENSION_COLUMNS) | set(MEASURED_COLUMNS)
-            for raw in reader:
-                where = f"{name} line {reader.line_num}"
-                if None in raw:
-                    raise InvalidInputError("csv", f"{where}: more fields than header columns")
-                workload, gpu, measured = row_to_workload(raw, where)
-                extra = {k: v for k, v in raw.items() if k not in known}
-                rows.append(CsvRow(reader.line_num, workload, gpu, measured, extra))
+            rows = _read_rows(reader, header, name)
         except csv.Error as exc:
             raise InvalidInputError("csv", f"{name}: malformed CSV ({exc})") from None
         except UnicodeDecodeError:
             raise InvalidInputError("csv", f"{name}: not UTF-8 text") from None
     if not rows:
         raise InvalidInputError("csv", f"{name} has a header but no rows")
+    return rows
+
+
+def _read_rows(reader: Any, header: list[str], name: str) -> list[CsvRow]:
+    """The data rows of a ``csv.reader`` positioned after ``header`` (as ``csv.DictReader`` reads them:
+    blank lines skipped, a short row's missing cells empty, a duplicated column's last cell wins)."""
+    width = len(header)
+    # (index, column, kind): kind 1 = whole number, 2 = number, 0 = text
+    known = [
+        (i, key, 1 if key in INT_FIELDS else 2 if key in FLOAT_FIELDS else 0)
+        for i, key in enumerate(header)
+        if key in KNOWN_COLUMNS
+    ]
+    extra_cols = [(i, key) for i, key in enumerate(header) if key not in KNOWN_COLUMNS]
+    rows: list[CsvRow] = []
+    append = rows.append
+    for row in reader:
+        if not row:
+            continue
+        line = reader.line_num
+        where = f"{name} line {line}"
+        if len(row) > width:
+            raise InvalidInputError("csv", f"{where}: more fields than header columns")
+        if len(row) < width:
+            row = row + [None] * (width - len(row))
+        vals: dict[str, Any] = {}
+        for i, key, kind in known:
+            text = row[i]
+            if text is not None and (text := text.strip()):
+                try:  # the common cases inline; "1e6", "128.0" and bad cells take _number's path
+                    vals[key] = text if kind == 0 else int(text) if kind == 1 else float(text)
+                except ValueError:
+                    vals[key] = _number(text, key, where)
+            elif key in vals:  # a duplicated column: DictReader keeps the last cell, even empty
+                del vals[key]
+        workload, gpu, measured = _workload_from_values(vals, where)
+        extra = {key: row[i] for i, key in extra_cols} if extra_cols else {}
+        append(CsvRow(line, workload, gpu, measured, extra))
     return rows

@@ -1,0 +1,71 @@
+"""The workload CSV reader: what it accepts, how it reads odd rows, and its one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from energaizer.errors import InvalidInputError
+from energaizer.io.workload_csv import read_workload_csv, row_to_workload
+
+
+def read(tmp_path, text: str):
+    path = tmp_path / "w.csv"
+    path.write_text(text)
+    return read_workload_csv(path)
+
+
+def test_numbers_in_any_spelling(tmp_path):
+    (row,) = read(
+        tmp_path,
+        "model,gpu,requests,input_tokens,output_tokens,frequency_mhz\nllama-3.1-8b,h100-sxm,1e3, 128.0 ,64,1500\n",
+    )
+    inf = row.workload.inference
+    assert (inf.requests, inf.input_tokens, inf.output_tokens) == (1000, 128, 64)
+    assert row.workload.frequency_mhz == 1500.0 and row.gpu == "h100-sxm" and row.line == 2
+
+
+def test_blank_lines_short_rows_and_extra_columns(tmp_path):
+    rows = read(
+        tmp_path,
+        "model,gpu,requests,note,measured_energy_joules\n"
+        "llama-3.1-8b,h100-sxm\n"
+        "\n"
+        "llama-3.1-8b,l4,3, keep me ,12.5\n",
+    )
+    assert [r.line for r in rows] == [2, 4]
+    assert rows[0].workload.inference.requests == 1  # the default
+    assert rows[0].extra == {"note": None} and rows[0].measured == {}
+    assert rows[1].extra == {"note": " keep me "} and rows[1].measured == {"measured_energy_joules": 12.5}
+
+
+def test_duplicated_column_last_cell_wins(tmp_path):
+    rows = read(tmp_path, "model,gpu,requests,requests\nllama-3.1-8b,l4,5,\nllama-3.1-8b,l4,,7\n")
+    assert [r.workload.inference.requests for r in rows] == [1, 7]
+
+
+def test_row_to_workload_matches_the_file_reader(tmp_path):
+    (row,) = read(tmp_path, "model,gpu,task,tokens,sequence_length\ngpt2,a10,training,1e6,512\n")
+    workload, gpu, measured = row_to_workload(
+        {"model": "gpt2", "gpu": "a10", "task": "training", "tokens": "1e6", "sequence_length": " 512 "}, "x"
+    )
+    assert workload == row.workload and gpu == "a10" and measured == {}
+
+
+@pytest.mark.parametrize(
+    ("cells", "field", "needle"),
+    [
+        ("llama-3.1-8b,l4,lots", "requests", "'lots' is not a number"),
+        ("llama-3.1-8b,l4,1.5", "requests", "must be a whole number"),
+        ("llama-3.1-8b,l4,nan", "requests", "must be a whole number"),
+        ("llama-3.1-8b,l4,inf", "requests", "must be a whole number"),
+        ("llama-3.1-8b,l4,-5", "inference.requests", "greater than or equal to 1"),
+        ("llama-3.1-8b,l4,3,4", "csv", "more fields than header columns"),
+        ("llama-3.1-8b,,3", "gpu", "missing"),
+    ],
+)
+def test_errors_name_field_and_line(tmp_path, cells, field, needle):
+    with pytest.raises(InvalidInputError) as info:
+        read(tmp_path, "model,gpu,requests\n" + cells + "\n")
+    assert info.value.field == field
+    assert "line 2" in str(info.value) and needle in str(info.value)
+    assert "\n" not in str(info.value)
