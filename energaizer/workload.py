@@ -81,9 +81,17 @@ class Workload(BaseModel):
     tensor_parallel: int | None = Field(default=None, ge=1, le=MAX_GPUS)
     inference: InferenceSpec | None = None
     training: TrainingSpec | None = None
-    attention: Literal["flash", "eager"] = Field(
-        default="flash",
-        description="fused FlashAttention (serving stacks) or eager matmul+softmax (plain PyTorch)",
+    attention: Literal["auto", "flash", "eager"] = Field(
+        default="auto",
+        description="fused FlashAttention (serving stacks), eager matmul+softmax (plain PyTorch), or auto: "
+        "eager for prefill-only forward passes, flash otherwise",
+    )
+    execution: Literal["auto", "eager", "graphs", "legacy-engine"] = Field(
+        default="auto",
+        description="how kernels reach the GPU: eager (framework dispatch per kernel: plain PyTorch, "
+        "HF generate), graphs (a current serving engine replaying CUDA graphs, e.g. vLLM >= 0.6, with a "
+        "host cost per decode step) or legacy-engine (a serving engine with heavy per-sequence Python "
+        "work per step, e.g. vLLM 0.5); auto: graphs for batched generation, eager otherwise",
     )
     frequency_mhz: float | None = Field(default=None, gt=0, le=5000, description="what-if SM clock")
     power_limit_w: float | None = Field(default=None, gt=0, le=5000, description="what-if power cap per GPU")

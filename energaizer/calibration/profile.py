@@ -1,7 +1,8 @@
 """Calibration profile: the few correction terms fitted to measurements, with physical meaning.
 
-Time corrections (EnergAIzer's lambda terms): a fixed cost per kernel launch, a cost per tile wave
-(prologue/epilogue of each wave of tiles), a host gap per forward pass / decode step, and the
+Time corrections (EnergAIzer's lambda terms): a fixed host cost per kernel launch (eager dispatch), a cost
+per tile wave (prologue/epilogue of each wave of tiles), a host gap per forward pass, a serving engine's
+host time per decode step and per running sequence, and the
 achievable fraction of peak compute, attention and bandwidth. Power: dynamic power of each module
 at full utilisation and maximum clock, as a fraction of the GPU's dynamic range (TDP - idle) or,
 for DRAM, as energy per bit; the generic voltage/frequency curve used where no table is measured.
@@ -24,16 +25,39 @@ class CalibrationProfile(BaseModel):
     name: str = "default"
     description: str = ""
     # --- time ---
-    launch_overhead_us: float = Field(default=4.0, ge=0, le=1000, description="fixed cost per kernel launch")
+    launch_overhead_us: float = Field(
+        default=8.0,
+        ge=0,
+        le=1000,
+        description="host dispatch cost per kernel under eager execution; the GPU idles when kernels are "
+        "shorter than their dispatch (a pass takes max(GPU time, launches x this))",
+    )
     wave_overhead_cycles: float = Field(default=1200.0, ge=0, le=1e6, description="per wave of tiles")
-    pass_overhead_ms: float = Field(default=0.3, ge=0, le=1e4, description="host gap per forward pass")
+    pass_overhead_ms: float = Field(
+        default=0.3, ge=0, le=1e4, description="host gap per forward pass under eager execution (sync, loop)"
+    )
     decode_step_overhead_ms: float = Field(
-        default=5.0,
+        default=2.0,
         ge=0,
         le=1e4,
-        description="serving-engine host gap per decode step (scheduling, sampling)",
+        description="serving-engine host time per decode step (scheduling, input preparation)",
     )
-    compute_efficiency: float = Field(default=0.8, gt=0, le=1, description="of tensor/SIMT peak in a tile")
+    decode_seq_overhead_us: float = Field(
+        default=20.0,
+        ge=0,
+        le=1e5,
+        description="serving-engine host time per running sequence per decode step (sampling, bookkeeping)",
+    )
+    legacy_decode_seq_overhead_us: float = Field(
+        default=300.0,
+        ge=0,
+        le=1e5,
+        description="the same for execution legacy-engine (per-sequence Python scheduling, e.g. vLLM 0.5)",
+    )
+    compute_efficiency: float = Field(default=0.8, gt=0, le=1, description="of tensor-core peak in a tile")
+    simt_efficiency: float = Field(
+        default=0.85, gt=0, le=1, description="of CUDA-core FP32 peak in a GEMM tile"
+    )
     attention_efficiency: float = Field(default=0.5, gt=0, le=1, description="fused attention vs GEMM peak")
     dram_efficiency: float = Field(default=0.85, gt=0, le=1, description="achievable fraction of DRAM BW")
     link_efficiency: float = Field(default=0.7, gt=0, le=1, description="achievable fraction of link BW")
@@ -59,7 +83,10 @@ FITTED_PARAMETERS: tuple[str, ...] = (
     "wave_overhead_cycles",
     "pass_overhead_ms",
     "decode_step_overhead_ms",
+    "decode_seq_overhead_us",
+    "legacy_decode_seq_overhead_us",
     "compute_efficiency",
+    "simt_efficiency",
     "attention_efficiency",
     "dram_efficiency",
     "alpha_tensor",

@@ -10,8 +10,8 @@ from energaizer.catalog.schema import GPUSpec, ModelArchitecture
 from energaizer.energy.memory import plan_memory
 from energaizer.errors import InvalidInputError
 from energaizer.kernels.cnn import add_cnn
-from energaizer.kernels.params import build_row_params
-from energaizer.kernels.table import COMM, PHASES, KernelTableBuilder
+from energaizer.kernels.params import RowParams, build_row_params
+from energaizer.kernels.table import COMM, PHASES, KernelTable, KernelTableBuilder
 from energaizer.kernels.transformer import add_inference, add_training, microbatch
 from energaizer.power.dvfs import idle_power
 from energaizer.power.model import solve_operating_point
@@ -71,6 +71,41 @@ def _knobs(workloads: list[Workload], hw: GpuTable, gi: np.ndarray) -> tuple[np.
     return np.where(np.isnan(f), f_max, f), np.where(np.isnan(lim), hw.limit_default[gi], lim)
 
 
+def host_gaps(
+    kt: KernelTable,
+    t_exec: np.ndarray,
+    p: RowParams,
+    passes: np.ndarray,
+    decode_steps: np.ndarray,
+    batch: np.ndarray,
+    prof: CalibrationProfile,
+) -> np.ndarray:
+    """Seconds per row during which the GPU waits for the host.
+
+    Eager execution: the host dispatches kernels one by one while the GPU runs ahead, so each phase
+    takes max(GPU time, launches x dispatch cost), plus a fixed gap per forward pass (and per
+    decode step: ``generate()`` runs one pass per token). A serving engine replays CUDA graphs and
+    spends host time between decode steps (scheduling, sampling) that grows with the running batch.
+    """
+    n = passes.shape[0]
+    nph = len(PHASES)
+    key = kt.row * nph + kt.phase
+    exec_rp = np.bincount(key, weights=t_exec, minlength=n * nph).reshape(n, nph)
+    launch_rp = np.bincount(key, weights=kt.count, minlength=n * nph).reshape(n, nph)
+    dispatch_wait = np.maximum(launch_rp * prof.launch_overhead_us * 1e-6 - exec_rp, 0.0).sum(axis=1)
+    eager = p.eager_dispatch > 0
+    per_seq_us = np.where(
+        p.legacy_engine > 0, prof.legacy_decode_seq_overhead_us, prof.decode_seq_overhead_us
+    )
+    per_step_s = (prof.decode_step_overhead_ms + per_seq_us * 1e-3 * batch) * 1e-3
+    pass_s = prof.pass_overhead_ms * 1e-3
+    return np.where(
+        eager,
+        dispatch_wait + (passes + decode_steps) * pass_s,
+        passes * pass_s + decode_steps * per_step_s,
+    )
+
+
 def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfile) -> EstimateBatch:
     n = len(workloads)
     archs = _architectures(workloads)
@@ -105,6 +140,8 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
     peaks: dict[tuple[int, str], tuple[float, bool]] = {}
     for i, w in enumerate(workloads):
         prec = w.precision if w.task == "inference" or w.precision in ("fp32", "tf32") else "bf16"
+        if prec == "fp32" and archs[i].arch_type == "cnn":
+            prec = "tf32"  # cuDNN convolutions default to TF32 tensor cores where the GPU has them
         key = (int(gi[i]), prec)
         if key not in peaks:
             peaks[key] = hw.peak(*key)
@@ -115,16 +152,13 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
 
     cnt = kt.count
     t_exec = cnt * op.timing.t_exec
-    t_gap = cnt * op.timing.t_gap
     is_comm = kt.kind == COMM
 
     def per_row(values: np.ndarray) -> np.ndarray:
         return np.bincount(r, weights=values, minlength=n)
 
     exec_s = per_row(t_exec)
-    gap_s = (
-        per_row(t_gap) + (passes * prof.pass_overhead_ms + decode_steps * prof.decode_step_overhead_ms) * 1e-3
-    )
+    gap_s = host_gaps(kt, t_exec, p, passes, decode_steps, mem.batch, prof)
     duration = exec_s + gap_s
     gpus = p.gpu_count
     idle_gap_w = idle_power(f_req, gi, hw, prof)

@@ -26,6 +26,8 @@ class RowParams:
     decoder: np.ndarray
     training: np.ndarray
     eager_attention: np.ndarray
+    eager_dispatch: np.ndarray  # 1: framework dispatch per kernel; 0: serving engine with CUDA graphs
+    legacy_engine: np.ndarray  # 1: serving engine with heavy per-sequence host work per step
     layers: np.ndarray
     hidden: np.ndarray
     heads: np.ndarray
@@ -99,6 +101,26 @@ def default_tensor_parallel(w: Workload, a: ModelArchitecture, gpu: GPUSpec) -> 
     return tp
 
 
+def execution_style(w: Workload, a: ModelArchitecture) -> tuple[str, str]:
+    """(attention, dispatch) after resolving ``auto``.
+
+    Prefill-only forward passes (encoders, embeddings, ``output_tokens: 0``) are modelled as plain
+    framework code: eager attention, one host dispatch per kernel (the EnergAIzer measurement
+    setting). Batched generation is a serving engine: fused attention, CUDA-graph decode steps with a
+    host cost per step. Batch-1 generation is framework ``generate()`` (eager dispatch, fused
+    attention); training uses fused attention and eager dispatch.
+    """
+    generates = w.inference is not None and w.inference.output_tokens > 0 and a.arch_type == "decoder"
+    attention = w.attention
+    if attention == "auto":
+        attention = "eager" if w.inference is not None and not generates else "flash"
+    dispatch = w.execution
+    if dispatch == "auto":
+        batched = w.inference is not None and min(w.inference.batch_size, w.inference.requests) > 1
+        dispatch = "graphs" if generates and batched else "eager"
+    return attention, dispatch
+
+
 def build_row_params(
     workloads: list[Workload], gpus: list[GPUSpec], archs: list[ModelArchitecture]
 ) -> RowParams:
@@ -110,7 +132,10 @@ def build_row_params(
         c["is_cnn"][i] = float(is_cnn)
         c["decoder"][i] = float(a.arch_type == "decoder")
         c["training"][i] = float(w.task == "training")
-        c["eager_attention"][i] = float(w.attention == "eager")
+        attention, dispatch = execution_style(w, a)
+        c["eager_attention"][i] = float(attention == "eager")
+        c["eager_dispatch"][i] = float(dispatch == "eager")
+        c["legacy_engine"][i] = float(dispatch == "legacy-engine")
         c["w_bytes"][i] = PRECISION_BYTES[w.precision] if w.task == "inference" else 2.0
         c["a_bytes"][i] = ACTIVATION_BYTES.get(w.precision, 2.0)
         if w.task == "training" and w.precision in ("fp32", "tf32"):

@@ -21,8 +21,13 @@ PREFILL, DECODE, FORWARD, BACKWARD, OPTIMIZER = range(5)
 # 2 norms (read+write), 2 residual adds, rotary, activation.
 ELEMENTWISE_PASSES_PER_LAYER = 12.0
 ELEMENTWISE_LAUNCHES_PER_LAYER = 6.0
-# Eager PyTorch launches more, smaller elementwise kernels.
+# Eager PyTorch (no fusion, no graphs) launches more, smaller elementwise kernels.
 EAGER_EXTRA_LAUNCHES_PER_LAYER = 6.0
+# Eager attention between the two score GEMMs (HF ``eager``): scale (read+write), mask add (read
+# scores and mask, write), softmax with fp32 output (two reads, one double-width write), cast back
+# (double-width read, write): 12 element-passes over the score matrix in 4 kernels.
+EAGER_SCORE_ELEMENT_PASSES = 12.0
+EAGER_SCORE_KERNELS = 4.0
 # AdamW with fp32 master weights: read p, g, m, v; write p, m, v, bf16 copy.
 OPTIMIZER_BYTES_PER_PARAM = 32.0
 OPTIMIZER_FLOPS_PER_PARAM = 12.0
@@ -97,6 +102,7 @@ def _layer_stack(
             "w_bytes",
             "a_bytes",
             "eager_attention",
+            "eager_dispatch",
         )
     }
     tp, wb, ab = s["tp"], s["w_bytes"], s["a_bytes"]
@@ -157,12 +163,21 @@ def _layer_stack(
         _gemm(b, r, phase, cnt * gm, ql, kl, hd[sel], ab[sel], ab[sel], batch=ht, weights=False)
         _gemm(b, r, phase, cnt * gm, ql, hd[sel], kl, ab[sel], ab[sel], batch=ht, weights=False)
         scores = ht * ql * kl * ab[sel]
-        # scale, mask, softmax (fp32 internally), dropout-free: ~3 read+write passes over the scores
-        _memory(b, r, phase, cnt * 3.0 * gm, 2.0 * scores, fp_flops=5.0 * ht * ql * kl)
+        # scale, mask add, softmax (fp32 out, max/sum pass), cast back: 4 kernels over the scores
+        _memory(
+            b,
+            r,
+            phase,
+            cnt * EAGER_SCORE_KERNELS * gm,
+            EAGER_SCORE_ELEMENT_PASSES * scores / EAGER_SCORE_KERNELS,
+            fp_flops=5.0 * ht * ql * kl / EAGER_SCORE_KERNELS,
+        )
 
     # Norms, residuals, activations, rotary.
     act = T * d * ab
-    launches = ELEMENTWISE_LAUNCHES_PER_LAYER + np.where(eager, EAGER_EXTRA_LAUNCHES_PER_LAYER, 0.0)
+    launches = ELEMENTWISE_LAUNCHES_PER_LAYER + np.where(
+        s["eager_dispatch"] > 0, EAGER_EXTRA_LAUNCHES_PER_LAYER, 0.0
+    )
     _memory(
         b,
         rows,

@@ -5,7 +5,7 @@ split-K fills the machine when there are fewer tiles than SMs, and DRAM traffic 
 operand/result traffic (ideal L2 reuse under threadblock swizzle) plus split-K partials. Fused
 attention tiles over query blocks (prefill) or KV blocks (decode). Memory-bound kernels stream
 their bytes. The correction terms from the calibration profile add a cost per wave of tiles and
-scale the achievable compute and bandwidth; the launch cost is an idle gap before each kernel.
+scale the achievable compute and bandwidth. Host dispatch costs are applied per row in the pipeline.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ class KernelDevice:
 @dataclass
 class KernelTiming:
     t_exec: np.ndarray  # device-busy seconds per launch
-    t_gap: np.ndarray  # idle seconds per launch (launch overhead)
     u_tensor: np.ndarray
     u_fp: np.ndarray
     u_l2: np.ndarray
@@ -74,7 +73,9 @@ def kernel_timing(
 
     tiles = np.where(is_gemm, gemm_tiles, np.where(is_attn, attn_tiles, 1.0))
     tile_flops = np.where(is_gemm, gemm_tile_flops, attn_tile_flops)
-    eff = prof.compute_efficiency * np.where(is_attn, prof.attention_efficiency, 1.0)
+    eff = np.where(dev.tensor, prof.compute_efficiency, prof.simt_efficiency) * np.where(
+        is_attn, prof.attention_efficiency, 1.0
+    )
     waves = np.maximum(np.ceil(tiles / sm), 1.0)
     t_comp = np.where(is_gemm | is_attn, waves * tile_flops / (peak_f / sm * eff), 0.0)
     t_fp = kt.fp_flops / (fp32_f * prof.compute_efficiency)
@@ -99,7 +100,6 @@ def kernel_timing(
     clip = lambda u: np.clip(u, 0.0, 1.0)  # noqa: E731
     return KernelTiming(
         t_exec=t_exec,
-        t_gap=np.full_like(t_exec, prof.launch_overhead_us * 1e-6),
         u_tensor=clip(u_tensor),
         u_fp=clip(u_fp),
         u_l2=clip(u_l2),
