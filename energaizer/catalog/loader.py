@@ -10,10 +10,17 @@ lookup, so changing it takes effect without a restart.
 Lookups are case-insensitive over ``id``, ``aliases``, ``name`` (GPUs) and ``hf_id`` (models).
 Spaces and underscores in a name also match dashes (``NVIDIA H100 80GB HBM3`` finds the GPU whose
 name or alias is ``nvidia-h100-80gb-hbm3``). An id always wins over another entry's alias.
+
+The built-in YAML files take tens of milliseconds to parse, a large share of a CLI command's start;
+their parsed content is kept as JSON in ``$XDG_CACHE_HOME/energaizer`` (default ``~/.cache``),
+named after a hash of the YAML text, so an edited file is parsed again. The cached content is
+validated like the YAML itself; a cache that cannot be read or written is passed over.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import re
@@ -24,7 +31,6 @@ from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from energaizer.catalog.schema import GPUSpec, ModelArchitecture
@@ -35,8 +41,6 @@ BUILTIN_DIR = Path(__file__).resolve().parent
 BUILTIN_GPUS = BUILTIN_DIR / "gpus.yaml"
 BUILTIN_MODELS = BUILTIN_DIR / "models.yaml"
 _TOP_LEVEL_KEYS = frozenset({"gpus", "models", "references"})
-
-_YamlLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 Entry = TypeVar("Entry", GPUSpec, ModelArchitecture)
 
@@ -64,8 +68,10 @@ def _parse_text(text: str, path: str) -> Any:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidInputError(path, f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    import yaml  # here, not at the top: the built-in catalog usually comes from the JSON cache
+
     try:
-        return yaml.load(text, Loader=_YamlLoader)
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -143,9 +149,67 @@ def read_catalog_file(path: str | os.PathLike[str]) -> CatalogFile:
 
 @cache
 def _builtin() -> CatalogFile:
-    gpus = read_catalog_file(BUILTIN_GPUS)
-    models = read_catalog_file(BUILTIN_MODELS)
+    gpus = _read_builtin_file(BUILTIN_GPUS)
+    models = _read_builtin_file(BUILTIN_MODELS)
     return CatalogFile(path=str(BUILTIN_DIR), gpus=gpus.gpus, models=models.models)
+
+
+_CACHE_FORMAT = 1
+
+
+def _cache_dir() -> Path | None:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    if not os.path.isabs(base):  # no home directory to speak of: no cache
+        return None
+    return Path(base) / "energaizer"
+
+
+def _read_builtin_file(path: Path) -> CatalogFile:
+    """:func:`read_catalog_file` for a built-in file, through the JSON cache of its parsed content."""
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInputError(name, f"cannot read catalog file: {exc.strerror or exc}") from None
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    folder = _cache_dir()
+    cached = folder / f"catalog-{path.stem}-{digest}.json" if folder is not None else None
+    if cached is not None:
+        try:
+            box = json.loads(cached.read_bytes())
+            if isinstance(box, dict) and box.get("format") == _CACHE_FORMAT and box.get("sha256") == digest:
+                return parse_catalog(box["data"], name)
+        except (OSError, ValueError, KeyError):  # InvalidInputError is a ValueError
+            pass  # no cache yet, or a damaged one: parse the YAML
+    data = _parse_text(text, name)
+    result = parse_catalog(data, name)  # a file that does not validate is not cached
+    if cached is not None:
+        _write_cache(
+            cached, f"catalog-{path.stem}-*.json", {"format": _CACHE_FORMAT, "sha256": digest, "data": data}
+        )
+    return result
+
+
+def _write_cache(target: Path, siblings: str, box: dict[str, Any]) -> None:
+    """Write ``box`` as JSON to ``target`` atomically and remove the ``siblings`` it supersedes."""
+    try:
+        text = json.dumps(box, ensure_ascii=False, allow_nan=False)
+        if json.loads(text) != box:  # YAML values JSON cannot hold (dates, non-string keys)
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    except (OSError, ValueError, TypeError):
+        return  # a read-only home, or content JSON cannot hold: parse the YAML next time too
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)  # atomic: a concurrent reader sees the old file or the whole new one
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return
+    for old in target.parent.glob(siblings):  # caches of earlier versions of the file
+        if old != target:
+            with contextlib.suppress(OSError):
+                old.unlink(missing_ok=True)
 
 
 _file_cache: dict[tuple[str, int, int], CatalogFile] = {}
