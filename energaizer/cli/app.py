@@ -69,15 +69,17 @@ def describe_exception(exc: BaseException) -> str | None:
 
 def _click_classes() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
     """(Exit, Abort, ClickException) classes of click and of typer's vendored copy, if any."""
-    import click
-
-    mods = [click.exceptions]
     try:
         from typer._click import exceptions as vendored  # typer >= 0.20 ships its own click
     except ImportError:  # pragma: no cover - older typer uses click itself
         vendored = None
     if vendored is not None:
-        mods.append(vendored)
+        # click itself only raises where it is loaded (a command module may use it): no need to import it
+        mods = [m for m in (vendored, sys.modules.get("click.exceptions")) if m is not None]
+    else:  # pragma: no cover
+        import click
+
+        mods = [click.exceptions]
 
     def pick(name: str) -> tuple[type, ...]:
         found = [getattr(m, name, None) for m in mods] + [getattr(typer, name, None)]

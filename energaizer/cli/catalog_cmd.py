@@ -11,9 +11,6 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def gpus(json_out: JsonOpt = False, catalog: CatalogOpt = None) -> None:
         """List the GPU catalog (datasheet figures; sources in --json)."""
-        from rich.console import Console
-        from rich.table import Table
-
         from energaizer.catalog import list_gpus
 
         load_catalogs(catalog)
@@ -21,6 +18,9 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json([g.model_dump(mode="json") for g in items])
             return
+        from rich.console import Console  # the table only: --json does without rich
+        from rich.table import Table
+
         table = Table(title=f"{len(items)} GPU types")
         for col in (
             "id",
@@ -56,9 +56,6 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def models(json_out: JsonOpt = False, catalog: CatalogOpt = None) -> None:
         """List the model catalog (architectures)."""
-        from rich.console import Console
-        from rich.table import Table
-
         from energaizer.catalog import list_models
 
         load_catalogs(catalog)
@@ -66,6 +63,9 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json([m.model_dump(mode="json") for m in items])
             return
+        from rich.console import Console  # the table only: --json does without rich
+        from rich.table import Table
+
         table = Table(title=f"{len(items)} models")
         for col in ("id", "hf id", "type", "params B", "layers", "hidden", "heads/kv", "ffn", "MoE"):
             table.add_column(col)
