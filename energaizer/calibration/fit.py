@@ -2,7 +2,9 @@
 
 The residuals are log(predicted / measured) of energy, time and power for every row, each data
 source weighted equally (so a large source does not drown a small one), minimised with a robust
-(soft-L1) bounded least-squares solver. Only the profile's shared physical parameters are fitted,
+(soft-L1) bounded least-squares solver, with a weak log-scale prior that keeps a parameter the rows do
+not identify (e.g. a serving engine's host time when no serving rows are given) at its physical
+default. Only the profile's shared physical parameters are fitted,
 never per-row or per-model factors, so the fit transfers to GPUs and models it has not seen.
 """
 
@@ -39,6 +41,7 @@ class ProfileFitter:
     parameters: Sequence[str] = FITTED_PARAMETERS
     start: CalibrationProfile | None = None
     max_evaluations: int = 400
+    prior_weight: float = 0.3  # weak pull of each parameter towards its physical default (log scale)
     profile_: CalibrationProfile | None = None
     cost_: float | None = None
 
@@ -62,6 +65,10 @@ class ProfileFitter:
         lo, hi = np.array([_bounds(k) for k in self.parameters]).T
         x0 = np.clip(x0, lo, np.minimum(hi, np.where(np.isfinite(hi), hi, x0 * 10 + 1)))
         scale = np.maximum(np.abs(x0), 1e-3)
+        prior = np.array(
+            [CalibrationProfile.model_fields[k].default for k in self.parameters], dtype=np.float64
+        )
+        has_prior = prior > 0
 
         def profile_at(x: np.ndarray) -> CalibrationProfile:
             return start.model_copy(
@@ -79,6 +86,11 @@ class ProfileFitter:
                 with np.errstate(invalid="ignore", divide="ignore"):
                     r = np.log(pv / mv)
                 parts.append(np.where(np.isfinite(r), r, 0.0) * weight)
+            # a parameter that the rows do not identify stays near its physical default
+            x = np.maximum(z * scale, 1e-9)
+            parts.append(
+                self.prior_weight * np.where(has_prior, np.log(x / np.where(has_prior, prior, 1.0)), 0.0)
+            )
             return np.concatenate(parts)
 
         sol = least_squares(
