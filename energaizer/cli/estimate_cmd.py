@@ -35,8 +35,16 @@ class Task(StrEnum):
 
 
 class Attention(StrEnum):
+    auto = "auto"
     flash = "flash"
     eager = "eager"
+
+
+class Execution(StrEnum):
+    auto = "auto"
+    eager = "eager"
+    graphs = "graphs"
+    legacy_engine = "legacy-engine"
 
 
 def build_workload(
@@ -57,7 +65,8 @@ def build_workload(
     tensor_parallel=None,
     frequency_mhz=None,
     power_limit_w=None,
-    attention=Attention.flash,
+    attention=Attention.auto,
+    execution=Execution.auto,
     recompute=False,
 ):
     """CLI flags -> Workload (validated by pydantic; errors name the flag's field)."""
@@ -71,6 +80,7 @@ def build_workload(
         "precision": precision.value,
         "gpu_count": gpu_count,
         "attention": attention.value,
+        "execution": execution.value,
     }
     if model_file is not None:
         spec["architecture"] = read_model_file(model_file)
@@ -205,8 +215,16 @@ def register(app: typer.Typer) -> None:
             int | None, typer.Option(help="training: TP degree (rest is data parallel)")
         ] = None,
         attention: Annotated[
-            Attention, typer.Option(help="flash (serving stacks) or eager (plain PyTorch)")
-        ] = Attention.flash,
+            Attention,
+            typer.Option(help="flash (serving stacks), eager (plain PyTorch); auto: eager for prefill-only"),
+        ] = Attention.auto,
+        execution: Annotated[
+            Execution,
+            typer.Option(
+                help="eager (PyTorch dispatch per kernel), graphs (current serving engine), legacy-engine "
+                "(vLLM 0.5-style host time per sequence); auto: graphs for batched generation"
+            ),
+        ] = Execution.auto,
         recompute: Annotated[
             bool, typer.Option("--recompute", help="training: activation recomputation")
         ] = False,
@@ -240,6 +258,7 @@ def register(app: typer.Typer) -> None:
             frequency_mhz=frequency_mhz,
             power_limit_w=power_limit_w,
             attention=attention,
+            execution=execution,
             recompute=recompute,
         )
         results = run_estimate(wl, gpu or ["all"], profile=profile)
