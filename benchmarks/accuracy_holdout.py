@@ -26,6 +26,8 @@ SPLITS = {
     "family qwen": lambda r: "qwen" in r.workload.model_name.lower(),
     "family llama": lambda r: "llama" in r.workload.model_name.lower(),
     "family bert": lambda r: "bert" in r.workload.model_name.lower(),
+    "source DVFS clocks": lambda r: r.extra.get("source") == "energaizer-artifact-dvfs",
+    "source ML.ENERGY v3": lambda r: r.extra.get("source") == "mlenergy-v3",
 }
 
 

@@ -1,6 +1,7 @@
 """Predicted vs measured: MAPE of energy, time and power; worst cases; GPU-ranking agreement.
 
-Ranking agreement: among measured rows that describe the same workload on different GPU types,
+Ranking agreement: among measured rows of one campaign (the source, less a per-GPU suffix such as
+``-a10``) that describe the same workload on different GPU types,
 the share of GPU pairs whose energy order the prediction gets right (pairwise concordance; 1.0 =
 identical rankings), and how often the predicted best GPU is the measured best.
 """
@@ -84,9 +85,15 @@ def _score(idx: np.ndarray, errs: tuple[np.ndarray, np.ndarray, np.ndarray]) -> 
     return GroupScore(int(idx.size), *(_mape(x[idx]) for x in errs))
 
 
+def _campaign(source: str, gpu: str) -> str:
+    """The measurement campaign of a row: its source, less a trailing per-GPU part (``artifact-a10``)."""
+    head, _, tail = source.rpartition("-")
+    return head if head and tail and gpu.startswith(tail) else source
+
+
 def _workload_key(r: CsvRow) -> str:
     w = r.workload.model_dump(exclude={"gpu_count", "tensor_parallel", "frequency_mhz", "power_limit_w"})
-    return f"{r.extra.get('source', '')}|{w}|{r.workload.gpu_count}"
+    return f"{_campaign(r.extra.get('source', ''), r.gpu)}|{w}|{r.workload.gpu_count}"
 
 
 def validate(rows: list[CsvRow], pred: EstimateBatch, worst_n: int = 10) -> ValidationReport:

@@ -98,3 +98,18 @@ def test_fp32_convolutions_use_tf32_tensor_cores_where_available():
     v_fp32 = one(w.model_copy(update={"precision": "fp32"}), "v100-sxm2-32gb")
     v_fp16 = one(w.model_copy(update={"precision": "fp16"}), "v100-sxm2-32gb")
     assert v_fp32.duration_seconds > 2.0 * v_fp16.duration_seconds
+
+
+@pytest.mark.parametrize(
+    ("source", "gpu", "campaign"),
+    [
+        ("energaizer-artifact-a10", "a10", "energaizer-artifact"),
+        ("energaizer-artifact-a100", "a100-pcie-40gb", "energaizer-artifact"),
+        ("energaizer-artifact-dvfs", "a100-pcie-40gb", "energaizer-artifact-dvfs"),
+        ("mlenergy-v2", "h100-sxm", "mlenergy-v2"),
+    ],
+)
+def test_ranking_pairs_rows_of_one_campaign_across_gpus(source, gpu, campaign):
+    from energaizer.calibration.validate import _campaign
+
+    assert _campaign(source, gpu) == campaign
