@@ -14,31 +14,10 @@ import math
 import sys
 from pathlib import Path
 
+from energaizer.io.workload_csv import MEASURED_COLUMNS, WORKLOAD_COLUMNS
+
 OUT_DIR = Path(__file__).resolve().parent.parent / "data" / "measurements"
-COLUMNS = (
-    "source",
-    "source_ref",
-    "model",
-    "gpu",
-    "gpu_count",
-    "precision",
-    "task",
-    "requests",
-    "input_tokens",
-    "output_tokens",
-    "batch_size",
-    "tokens",
-    "steps",
-    "global_batch_size",
-    "sequence_length",
-    "frequency_mhz",
-    "power_limit_w",
-    "attention",
-    "execution",
-    "measured_energy_joules",
-    "measured_duration_seconds",
-    "measured_average_power_watts",
-)
+COLUMNS = ("source", "source_ref", *WORKLOAD_COLUMNS, "attention", "execution", *MEASURED_COLUMNS)
 ASSUMPTIONS = {
     "mlenergy-v2 input_tokens": "chat (ShareGPT): 120 tokens (mean prompt 350 characters + chat template); "
     "code (HumanEval+): 150 tokens. The source does not publish token counts.",
