@@ -23,8 +23,9 @@ ASSUMPTIONS = {
     "code (HumanEval+): 150 tokens. The source does not publish token counts.",
     "mlenergy-v3 input_tokens": "lm-arena-chat 256, gpqa 300 tokens (not published).",
     "mlenergy-v1 input_tokens": "150 tokens (ShareGPT prompt + FastChat system prompt).",
-    "serving requests": "steady state is modelled as 8 x max_num_seqs requests at full concurrency; energy and "
-    "duration are per-request figures times that count.",
+    "serving requests": "steady state is modelled as 8 x batch requests at the concurrency the source reports "
+    "(avg_batch_size where it is below max_num_seqs, else max_num_seqs); energy and duration are per-request "
+    "figures times that count.",
     "mlenergy-v3 parallelism": "gpu_count = tensor x expert x data parallel, modelled as tensor parallel.",
     "mlenergy-v2 execution": "legacy-engine: vLLM 0.5.4 spends ~0.3 ms of host time per running sequence per "
     "decode step, 10x a current engine (mlenergy-v3, vLLM 0.11.1, same GPUs and models).",
@@ -102,6 +103,10 @@ def _serving(r: dict[str, str], source: str, inp: int, gpu_count: int) -> dict |
     e_req = _f(r["measured_energy_j"])
     power = _f(r["measured_avg_power_w"])
     batch = int(float(r["batch_size"]))
+    # the concurrency the engine actually sustained (below max_num_seqs when KV-cache bound)
+    avg = _f(r.get("avg_batch_size", ""))
+    if avg and avg < batch:
+        batch = max(1, round(avg))
     if not (out_tok and e_req and power) or r["model_id"] == "" or r["layers"] == "":
         return None
     requests = 8 * batch

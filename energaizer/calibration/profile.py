@@ -54,12 +54,26 @@ class CalibrationProfile(BaseModel):
         le=1e5,
         description="the same for execution legacy-engine (per-sequence Python scheduling, e.g. vLLM 0.5)",
     )
+    legacy_worker_overhead_ms: float = Field(
+        default=5.0,
+        ge=0,
+        le=1e4,
+        description="execution legacy-engine: host time per decode step per extra tensor-parallel worker "
+        "(the step is handed to each worker process in turn)",
+    )
     compute_efficiency: float = Field(default=0.8, gt=0, le=1, description="of tensor-core peak in a tile")
     simt_efficiency: float = Field(
         default=0.85, gt=0, le=1, description="of CUDA-core FP32 peak in a GEMM tile"
     )
     attention_efficiency: float = Field(default=0.5, gt=0, le=1, description="fused attention vs GEMM peak")
     dram_efficiency: float = Field(default=0.85, gt=0, le=1, description="achievable fraction of DRAM BW")
+    sm_bytes_per_cycle: float = Field(
+        default=16.0,
+        gt=0,
+        le=128,
+        description="DRAM bytes each SM keeps streaming per SM cycle (loads in flight / latency): caps the "
+        "bandwidth of memory-bound kernels at low SM clocks",
+    )
     link_efficiency: float = Field(default=0.7, gt=0, le=1, description="achievable fraction of link BW")
     comm_latency_us: float = Field(default=15.0, ge=0, le=1e5, description="per collective")
     # --- power ---
@@ -85,10 +99,12 @@ FITTED_PARAMETERS: tuple[str, ...] = (
     "decode_step_overhead_ms",
     "decode_seq_overhead_us",
     "legacy_decode_seq_overhead_us",
+    "legacy_worker_overhead_ms",
     "compute_efficiency",
     "simt_efficiency",
     "attention_efficiency",
     "dram_efficiency",
+    "sm_bytes_per_cycle",
     "alpha_tensor",
     "alpha_fp",
     "alpha_l2",

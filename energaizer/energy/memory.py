@@ -1,8 +1,9 @@
 """Memory feasibility: does the workload fit in gpu_count x GPU memory, and at what concurrency.
 
-Inference: weights (per tensor-parallel shard) + KV cache of the concurrent requests at full
-context must fit in the usable memory; as serving engines do, concurrency drops to what fits, and
-the workload is infeasible only when not even one request fits. Training: weights, gradients and
+Inference: weights (per tensor-parallel shard) + KV cache of the concurrent requests (paged: each
+holds its prompt and, on average, half its output) must fit in the usable memory; as serving
+engines do, concurrency drops to what fits, and the workload is infeasible only when not even one
+request at full context fits. Training: weights, gradients and
 AdamW states (16 B/param, sharded by tensor parallelism) plus activations of one micro-batch
 (~34 B per token per hidden unit per layer with flash attention; 2 with recomputation).
 """
@@ -43,14 +44,23 @@ def plan_memory(p: RowParams, archs: list[ModelArchitecture], hw: GpuTable, gi: 
             params[i] = cnn_params(a.cnn)
     weights = params * p.w_bytes / tp
     kv_loc = np.maximum(p.kv_heads / tp, 1.0)
-    kv_per_seq = (p.input_tokens + p.output_tokens) * 2.0 * p.layers * kv_loc * p.head_dim * p.a_bytes
+    kv_per_token = 2.0 * p.layers * kv_loc * p.head_dim * p.a_bytes
+    kv_per_seq = (p.input_tokens + p.output_tokens) * kv_per_token
+    # Paged KV cache: a running sequence holds its prompt and what it has generated so far, on
+    # average half its output under continuous batching; one request must fit at full length.
+    kv_mean_seq = (p.input_tokens + 0.5 * p.output_tokens) * kv_per_token
     inference = p.training == 0
     free = cap - weights - RUNTIME_RESERVE_BYTES
     with np.errstate(divide="ignore", invalid="ignore"):
-        fits = np.where(kv_per_seq > 0, np.floor(free / kv_per_seq), np.inf)
+        fits = np.where(kv_mean_seq > 0, np.floor(free / kv_mean_seq), np.inf)
+    fits = np.where(free >= kv_per_seq, np.maximum(fits, 1.0), 0.0)
     batch = np.where(inference, np.clip(fits, 0.0, p.batch), p.batch)
     batch = np.where(p.is_cnn > 0, p.batch, batch)
-    need = weights + RUNTIME_RESERVE_BYTES + np.where(inference, np.maximum(batch, 1.0) * kv_per_seq, 0.0)
+    need = (
+        weights
+        + RUNTIME_RESERVE_BYTES
+        + np.where(inference, np.maximum(kv_per_seq, np.maximum(batch, 1.0) * kv_mean_seq), 0.0)
+    )
 
     train = np.nonzero(p.training > 0)[0]
     if train.size:

@@ -97,7 +97,9 @@ def host_gaps(
     per_seq_us = np.where(
         p.legacy_engine > 0, prof.legacy_decode_seq_overhead_us, prof.decode_seq_overhead_us
     )
-    per_step_s = (prof.decode_step_overhead_ms + per_seq_us * 1e-3 * batch) * 1e-3
+    # A legacy engine also hands every step to each extra tensor-parallel worker process (RPC).
+    per_worker_ms = np.where(p.legacy_engine > 0, prof.legacy_worker_overhead_ms * (p.tp - 1.0), 0.0)
+    per_step_s = (prof.decode_step_overhead_ms + per_worker_ms + per_seq_us * 1e-3 * batch) * 1e-3
     pass_s = prof.pass_overhead_ms * 1e-3
     return np.where(
         eager,

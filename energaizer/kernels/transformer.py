@@ -23,6 +23,11 @@ ELEMENTWISE_PASSES_PER_LAYER = 12.0
 ELEMENTWISE_LAUNCHES_PER_LAYER = 6.0
 # Eager PyTorch (no fusion, no graphs) launches more, smaller elementwise kernels.
 EAGER_EXTRA_LAUNCHES_PER_LAYER = 6.0
+# Llama-style blocks (gated MLP with RMSNorm and rotary embeddings) launch many more in eager mode:
+# each RMSNorm is ~8 kernels (fp32 cast, square, mean, add, rsqrt, two multiplies, cast back) where
+# a LayerNorm is one, rotary is ~5 per tensor for q and k, plus the KV-cache append and the
+# activation multiply: about 24 more launches per layer (HF Llama/Qwen2 vs BERT/OPT traces).
+EAGER_GATED_EXTRA_LAUNCHES_PER_LAYER = 24.0
 # Eager attention between the two score GEMMs (HF ``eager``): scale (read+write), mask add (read
 # scores and mask, write), softmax with fp32 output (two reads, one double-width write), cast back
 # (double-width read, write): 12 element-passes over the score matrix in 4 kernels.
@@ -51,6 +56,14 @@ def _gemm(b: KernelTableBuilder, rows, phase, count, m, n, k, wb, ab, batch=1.0,
         bytes=nbytes,
         precision_bytes=np.minimum(wb, ab) if weights else ab,
     )
+
+
+def experts_touched(experts, k, tokens) -> np.ndarray:
+    """Expected number of distinct experts that ``tokens`` tokens, each routed to ``k`` of ``experts``
+    (balanced routing), hit: E (1 - (1 - k/E)^T). One token hits k; many hit all E."""
+    experts = np.asarray(experts, dtype=np.float64)
+    share = np.clip(np.asarray(k, dtype=np.float64) / np.maximum(experts, 1.0), 0.0, 1.0)
+    return np.where(experts > 0, experts * -np.expm1(tokens * np.log1p(-np.minimum(share, 1 - 1e-12))), 0.0)
 
 
 def _memory(b: KernelTableBuilder, rows, phase, count, nbytes, fp_flops=0.0) -> None:
@@ -118,13 +131,15 @@ def _layer_stack(
     _gemm(b, rows, phase, passes * L * gm, T, d, h_loc * hd, wb, ab)
     _gemm(b, rows, phase, passes * Ld * gm, T, mats * s["ffn"] / tp, d, wb, ab)
     _gemm(b, rows, phase, passes * Ld * gm, T, d, s["ffn"] / tp, wb, ab)
-    # MoE: tokens routed to k of E experts; experts that receive no token are not launched/read.
+    # MoE: each token picks k of E experts; an expert no token picked is neither read nor computed.
+    # Serving stacks and trainers run all experts of a layer as one grouped GEMM (batch = experts hit).
     experts = s["experts"]
     routed = T * s["active_experts"]
-    touched = np.minimum(experts, routed)
+    touched = experts_touched(experts, s["active_experts"], T)
     tok_per_expert = np.where(touched > 0, routed / np.maximum(touched, 1.0), 0.0)
-    _gemm(b, rows, phase, passes * Lm * gm * touched, tok_per_expert, mats * s["expert_ffn"] / tp, d, wb, ab)
-    _gemm(b, rows, phase, passes * Lm * gm * touched, tok_per_expert, d, s["expert_ffn"] / tp, wb, ab)
+    ffn_e = s["expert_ffn"] / tp
+    _gemm(b, rows, phase, passes * Lm * gm, tok_per_expert, mats * ffn_e, d, wb, ab, batch=touched)
+    _gemm(b, rows, phase, passes * Lm * gm, tok_per_expert, d, ffn_e, wb, ab, batch=touched)
     _gemm(b, rows, phase, passes * Lm * gm * (s["shared_ffn"] > 0), T, mats * s["shared_ffn"] / tp, d, wb, ab)
     _gemm(b, rows, phase, passes * Lm * gm * (s["shared_ffn"] > 0), T, d, s["shared_ffn"] / tp, wb, ab)
     _gemm(b, rows, phase, passes * Lm * gm, T, experts, d, wb, ab)  # router
@@ -140,15 +155,19 @@ def _layer_stack(
     flash_rows = ~eager
     if flash_rows.any():
         sel = flash_rows
+        # Decode kernels pack the query heads that share a KV head into one tile (GQA packing), so
+        # each KV block is read once per KV head: tiles = sequences x KV heads x KV blocks.
+        one_q = np.broadcast_to(q_len, rows.shape) <= 1
+        group = h_loc / kv_loc
         b.add(
             rows[sel],
             ATTENTION,
             phase,
             (passes * L)[sel],
-            m=np.broadcast_to(q_len, rows.shape)[sel],
+            m=np.where(one_q, group, np.broadcast_to(q_len, rows.shape))[sel],
             n=np.broadcast_to(kv_len, rows.shape)[sel],
             k=hd[sel],
-            batch=np.broadcast_to(heads_total, rows.shape)[sel],
+            batch=np.where(one_q, seqs * kv_loc, np.broadcast_to(heads_total, rows.shape))[sel],
             flops=(attn_flops * fa_mult)[sel],
             fp_flops=(5.0 * heads_total * q_len * kv_len * np.where(q_len > 1, causal_f, 1.0) * fa_mult)[sel],
             bytes=((kv_bytes + qo_bytes) * (2.0 if backward else 1.0))[sel],
@@ -176,7 +195,9 @@ def _layer_stack(
     # Norms, residuals, activations, rotary.
     act = T * d * ab
     launches = ELEMENTWISE_LAUNCHES_PER_LAYER + np.where(
-        s["eager_dispatch"] > 0, EAGER_EXTRA_LAUNCHES_PER_LAYER, 0.0
+        s["eager_dispatch"] > 0,
+        EAGER_EXTRA_LAUNCHES_PER_LAYER + EAGER_GATED_EXTRA_LAUNCHES_PER_LAYER * s["gated"],
+        0.0,
     )
     _memory(
         b,

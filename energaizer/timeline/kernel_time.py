@@ -18,6 +18,8 @@ from energaizer.calibration.profile import CalibrationProfile
 from energaizer.kernels.table import ATTENTION, COMM, GEMM, MEMORY, KernelTable
 from energaizer.timeline.hardware import SM_L2_BYTES_PER_CYCLE, GpuTable
 
+ATTENTION_DECODE_ROWS = 64  # query rows per tile at or below which attention tiles over KV blocks
+
 
 @dataclass
 class KernelDevice:
@@ -48,7 +50,9 @@ def kernel_timing(
     clock_scale = f_mhz / hw.f_tensor[g]
     peak_f = dev.peak * clock_scale
     fp32_f = hw.fp32_peak[g] * clock_scale
-    bw = hw.bw[g] * prof.dram_efficiency
+    # Streaming bandwidth: the DRAM's achievable share, or what the SMs can keep in flight at this
+    # clock (bytes per SM per cycle), whichever is lower: memory-bound kernels slow at low SM clocks.
+    bw = np.minimum(hw.bw[g] * prof.dram_efficiency, sm * f_hz * prof.sm_bytes_per_cycle)
     kind = kt.kind
     is_gemm, is_attn, is_mem, is_comm = kind == GEMM, kind == ATTENTION, kind == MEMORY, kind == COMM
 
@@ -68,7 +72,10 @@ def kernel_timing(
     gemm_l2 = gemm_tiles * (bm + bn) * k_split * kt.precision_bytes
 
     # --- attention tiling ---
-    attn_tiles = np.where(kt.m <= 1, kt.batch * np.ceil(kt.n / 512.0), kt.batch * np.ceil(kt.m / 128.0))
+    # decode (a few packed query rows per KV head): split over KV blocks; prefill: query blocks
+    attn_tiles = np.where(
+        kt.m <= ATTENTION_DECODE_ROWS, kt.batch * np.ceil(kt.n / 512.0), kt.batch * np.ceil(kt.m / 128.0)
+    )
     attn_tile_flops = kt.flops / np.maximum(attn_tiles, 1.0)
 
     tiles = np.where(is_gemm, gemm_tiles, np.where(is_attn, attn_tiles, 1.0))
