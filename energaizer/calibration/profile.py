@@ -67,13 +67,6 @@ class CalibrationProfile(BaseModel):
     )
     attention_efficiency: float = Field(default=0.5, gt=0, le=1, description="fused attention vs GEMM peak")
     dram_efficiency: float = Field(default=0.85, gt=0, le=1, description="achievable fraction of DRAM BW")
-    sm_bytes_per_cycle: float = Field(
-        default=16.0,
-        gt=0,
-        le=128,
-        description="DRAM bytes each SM keeps streaming per SM cycle (loads in flight / latency): caps the "
-        "bandwidth of memory-bound kernels at low SM clocks",
-    )
     link_efficiency: float = Field(default=0.7, gt=0, le=1, description="achievable fraction of link BW")
     comm_latency_us: float = Field(default=15.0, ge=0, le=1e5, description="per collective")
     # --- power ---
@@ -83,6 +76,13 @@ class CalibrationProfile(BaseModel):
     alpha_sm: float = Field(default=0.35, ge=0, le=10, description="SM activity (issue, clocks) while busy")
     dram_pj_per_bit_hbm: float = Field(default=7.0, ge=0, le=100)
     dram_pj_per_bit_gddr: float = Field(default=12.0, ge=0, le=100)
+    gap_activity: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="share of the SM-activity power drawn while the GPU waits for the host (clocks up, "
+        "small kernels in flight)",
+    )
     # --- DVFS fallbacks where a GPU has no measured table ---
     voltage_min_ratio: float = Field(default=0.78, gt=0, le=1, description="V at/below the knee / V at f_max")
     voltage_knee_ratio: float = Field(default=0.75, gt=0, le=1, description="knee clock / f_max")
@@ -104,11 +104,11 @@ FITTED_PARAMETERS: tuple[str, ...] = (
     "simt_efficiency",
     "attention_efficiency",
     "dram_efficiency",
-    "sm_bytes_per_cycle",
     "alpha_tensor",
     "alpha_fp",
     "alpha_l2",
     "alpha_sm",
+    "gap_activity",
     "dram_pj_per_bit_hbm",
     "dram_pj_per_bit_gddr",
 )

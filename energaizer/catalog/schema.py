@@ -65,7 +65,11 @@ class GPUSpec(BaseModel):
     def _check(self) -> GPUSpec:
         if "fp32" not in self.peak_tflops:
             raise ValueError("peak_tflops must contain fp32")
-        if self.power_limit_min_w and self.power_limit_max_w and self.power_limit_min_w > self.power_limit_max_w:
+        if (
+            self.power_limit_min_w
+            and self.power_limit_max_w
+            and self.power_limit_min_w > self.power_limit_max_w
+        ):
             raise ValueError("power_limit_min_w > power_limit_max_w")
         return self
 

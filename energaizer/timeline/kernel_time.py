@@ -50,9 +50,7 @@ def kernel_timing(
     clock_scale = f_mhz / hw.f_tensor[g]
     peak_f = dev.peak * clock_scale
     fp32_f = hw.fp32_peak[g] * clock_scale
-    # Streaming bandwidth: the DRAM's achievable share, or what the SMs can keep in flight at this
-    # clock (bytes per SM per cycle), whichever is lower: memory-bound kernels slow at low SM clocks.
-    bw = np.minimum(hw.bw[g] * prof.dram_efficiency, sm * f_hz * prof.sm_bytes_per_cycle)
+    bw = hw.bw[g] * prof.dram_efficiency
     kind = kt.kind
     is_gemm, is_attn, is_mem, is_comm = kind == GEMM, kind == ATTENTION, kind == MEMORY, kind == COMM
 
