@@ -107,6 +107,13 @@ class ModelArchitecture(BaseModel):
     head_dim: int | None = Field(default=None, gt=0, description="defaults to hidden / heads")
     ffn: int | None = Field(default=None, gt=0, description="dense FFN width (dense layers)")
     gated_mlp: bool = Field(default=True, description="SwiGLU/GeGLU (3 matrices) vs plain GELU MLP (2)")
+    eager_activation_kernels: int = Field(
+        default=1,
+        ge=1,
+        le=32,
+        description="elementwise kernels the reference (Hugging Face) eager implementation launches for "
+        "the MLP activation: 1 for a fused GELU/ReLU/SiLU, 8 for GPT-2's tanh-approximate gelu_new",
+    )
     vocab: int | None = Field(default=None, gt=0)
     tied_embeddings: bool = False
     moe_experts: int | None = Field(default=None, gt=0)

@@ -37,6 +37,7 @@ class RowParams:
     dense_layers: np.ndarray
     moe_layers: np.ndarray
     gated: np.ndarray
+    act_kernels: np.ndarray  # eager elementwise kernels of the MLP activation
     vocab: np.ndarray
     tied: np.ndarray
     experts: np.ndarray
@@ -156,6 +157,7 @@ def build_row_params(
             c["head_dim"][i] = a.head_dim_
             c["ffn"][i] = a.ffn or 0
             c["gated"][i] = float(a.gated_mlp)
+            c["act_kernels"][i] = float(a.eager_activation_kernels)
             c["vocab"][i] = a.vocab or 0
             c["tied"][i] = float(a.tied_embeddings)
             c["experts"][i] = a.moe_experts or 0

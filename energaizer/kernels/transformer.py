@@ -107,6 +107,7 @@ def _layer_stack(
             "head_dim",
             "ffn",
             "gated",
+            "act_kernels",
             "experts",
             "active_experts",
             "expert_ffn",
@@ -207,6 +208,20 @@ def _layer_stack(
         ELEMENTWISE_PASSES_PER_LAYER * act / launches + mats * T * s["ffn"] / tp * ab / launches,
         fp_flops=10.0 * T * d / launches,
     )
+    # An unfused eager activation (GPT-2's gelu_new: pow, 3 multiplies, 2 adds, tanh, scale) runs
+    # its extra kernels over the MLP intermediate, each reading and writing it.
+    extra_act = np.where(s["eager_dispatch"] > 0, s["act_kernels"] - 1.0, 0.0)
+    if (extra_act > 0).any():
+        sel = extra_act > 0
+        mlp_elems = (np.broadcast_to(T, rows.shape) * s["ffn"] / tp)[sel]
+        _memory(
+            b,
+            rows[sel],
+            phase,
+            (passes * Ld * extra_act * gm)[sel],
+            2.0 * mlp_elems * ab[sel],
+            fp_flops=mlp_elems,
+        )
     # Tensor-parallel all-reduces (2 per layer forward, 2 backward).
     _allreduce(b, rows, phase, passes * L * 2.0, act, tp)
 

@@ -8,6 +8,7 @@ import pytest
 
 from energaizer import Workload, estimate
 from energaizer.calibration.profile import CalibrationProfile
+from energaizer.catalog import get_model
 from energaizer.kernels.transformer import experts_touched
 
 
@@ -102,3 +103,19 @@ def test_host_gaps_draw_more_than_parked_idle_power():
     busy = one(w, "a100-pcie-40gb", CalibrationProfile(gap_activity=0.5))
     assert busy.duration_seconds == pytest.approx(quiet.duration_seconds)
     assert busy.breakdown["overhead"] > quiet.breakdown["overhead"] > 0
+
+
+def test_unfused_eager_activation_adds_kernels_and_traffic():
+    """GPT-2's gelu_new is 8 elementwise kernels over the MLP intermediate in eager PyTorch."""
+    arch = get_model("gpt2")
+    fused = arch.model_copy(update={"eager_activation_kernels": 1})
+    inf = {"requests": 8, "batch_size": 8, "input_tokens": 512, "output_tokens": 0}
+    e_new = one(Workload(architecture=arch, inference=inf), "a100-pcie-40gb")
+    e_fused = one(Workload(architecture=fused, inference=inf), "a100-pcie-40gb")
+    assert e_new.kernel_launches - e_fused.kernel_launches == 7 * 12
+    assert e_new.duration_seconds > e_fused.duration_seconds
+    # a serving engine fuses the activation: no difference there
+    gen = {"requests": 64, "batch_size": 32, "input_tokens": 128, "output_tokens": 64}
+    g_new = one(Workload(architecture=arch, inference=gen), "a100-pcie-40gb")
+    g_fused = one(Workload(architecture=fused, inference=gen), "a100-pcie-40gb")
+    assert g_new.duration_seconds == pytest.approx(g_fused.duration_seconds)
