@@ -13,8 +13,7 @@ from energaizer.kernels.cnn import add_cnn
 from energaizer.kernels.params import RowParams, build_row_params
 from energaizer.kernels.table import COMM, PHASES, KernelTable, KernelTableBuilder
 from energaizer.kernels.transformer import add_inference, add_training, microbatch
-from energaizer.power.dvfs import core_scale, idle_power
-from energaizer.power.model import solve_operating_point
+from energaizer.power.model import gap_power, solve_operating_point
 from energaizer.result import BREAKDOWN_KEYS, EstimateBatch
 from energaizer.timeline.hardware import GpuTable
 from energaizer.timeline.kernel_time import KernelDevice
@@ -163,19 +162,14 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
     gap_s = host_gaps(kt, t_exec, p, passes, decode_steps, mem.batch, prof)
     duration = exec_s + gap_s
     gpus = p.gpu_count
-    # During host gaps the GPU is not parked: clocks stay up and small kernels (sampling, copies)
-    # keep part of the SMs busy, a fitted share of the SM-activity power.
-    dyn_range = np.maximum(hw.tdp[gi] - hw.idle[gi], 1.0)
-    idle_gap_w = idle_power(f_req, gi, hw, prof) + prof.gap_activity * prof.alpha_sm * dyn_range * core_scale(
-        f_req, gi, hw, prof
-    )
+    gap_w = gap_power(f_req, gi, hw, prof)
     breakdown = {
         "static": per_row(op.power.idle * t_exec) * gpus,
         "compute": per_row(np.where(is_comm, 0.0, op.power.compute * t_exec)) * gpus,
         "memory": per_row(np.where(is_comm, 0.0, op.power.memory * t_exec)) * gpus,
         "communication": per_row(np.where(is_comm, (op.power.compute + op.power.memory) * t_exec, 0.0))
         * gpus,
-        "overhead": idle_gap_w * gap_s * gpus,
+        "overhead": gap_w * gap_s * gpus,
     }
     energy = sum(breakdown[k] for k in BREAKDOWN_KEYS)
     with np.errstate(invalid="ignore", divide="ignore"):

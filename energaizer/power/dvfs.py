@@ -19,35 +19,35 @@ def _ramp(f: np.ndarray, f_max: np.ndarray, knee_ratio: float) -> np.ndarray:
     return np.clip((f - knee) / np.maximum(f_max - knee, 1.0), 0.0, 1.0)
 
 
+def _measured(
+    out: np.ndarray, f: np.ndarray, g: np.ndarray, hw: GpuTable, table_field: str, relative: bool
+) -> np.ndarray:
+    """Replace ``out`` by the GPU's measured table (value vs locked clock), interpolated at ``f``, on
+    the GPUs that have one; ``relative`` divides by the value at the highest clock."""
+    for gi in np.unique(g):
+        table = getattr(hw.specs[gi], table_field)
+        if len(table) >= 2:
+            sel = g == gi
+            mhz = np.array([p.mhz for p in table])
+            value = np.array([p.value for p in table])
+            order = np.argsort(mhz)
+            out[sel] = np.interp(f[sel], mhz[order], value[order]) / (value[order][-1] if relative else 1.0)
+    return out
+
+
 def voltage_ratio(f: np.ndarray, g: np.ndarray, hw: GpuTable, prof: CalibrationProfile) -> np.ndarray:
     """V(f) / V(f_max) for clocks ``f`` on GPUs ``g`` (indices into ``hw``)."""
     out = prof.voltage_min_ratio + (1.0 - prof.voltage_min_ratio) * _ramp(
         f, hw.f_max[g], prof.voltage_knee_ratio
     )
-    for gi in np.unique(g):
-        table = hw.specs[gi].voltage_table
-        if len(table) >= 2:
-            sel = g == gi
-            mhz = np.array([p.mhz for p in table])
-            mv = np.array([p.value for p in table])
-            order = np.argsort(mhz)
-            out[sel] = np.interp(f[sel], mhz[order], mv[order]) / mv[order][-1]
-    return out
+    return _measured(out, f, g, hw, "voltage_table", relative=True)
 
 
 def idle_power(f: np.ndarray, g: np.ndarray, hw: GpuTable, prof: CalibrationProfile) -> np.ndarray:
     """Board power of an idle GPU whose SM clock is held at ``f`` (W)."""
     base = hw.idle[g]
     out = base * (1.0 + (prof.idle_at_max_clock_ratio - 1.0) * _ramp(f, hw.f_max[g], prof.voltage_knee_ratio))
-    for gi in np.unique(g):
-        table = hw.specs[gi].idle_power_table
-        if len(table) >= 2:
-            sel = g == gi
-            mhz = np.array([p.mhz for p in table])
-            watts = np.array([p.value for p in table])
-            order = np.argsort(mhz)
-            out[sel] = np.interp(f[sel], mhz[order], watts[order])
-    return out
+    return _measured(out, f, g, hw, "idle_power_table", relative=False)
 
 
 def core_scale(f: np.ndarray, g: np.ndarray, hw: GpuTable, prof: CalibrationProfile) -> np.ndarray:

@@ -32,14 +32,26 @@ class KernelPower:
         return self.idle + self.compute + self.memory
 
 
+def dynamic_range(hw: GpuTable, g: np.ndarray) -> np.ndarray:
+    """D = TDP - idle: the dynamic power the alpha terms are fractions of (W)."""
+    return np.maximum(hw.tdp[g] - hw.idle[g], 1.0)
+
+
+def gap_power(f: np.ndarray, g: np.ndarray, hw: GpuTable, prof: CalibrationProfile) -> np.ndarray:
+    """Board power while the GPU waits for the host at clock ``f``: not parked, clocks up, small
+    kernels (sampling, copies) keep a fitted share of the SM-activity power."""
+    return idle_power(f, g, hw, prof) + prof.gap_activity * prof.alpha_sm * dynamic_range(hw, g) * core_scale(
+        f, g, hw, prof
+    )
+
+
 def kernel_power(
     tm: KernelTiming, dev: KernelDevice, f: np.ndarray, hw: GpuTable, prof: CalibrationProfile
 ) -> KernelPower:
     g = dev.g
-    dyn_range = np.maximum(hw.tdp[g] - hw.idle[g], 1.0)
     s = core_scale(f, g, hw, prof)
     compute = (
-        dyn_range
+        dynamic_range(hw, g)
         * s
         * (
             prof.alpha_tensor * tm.u_tensor
