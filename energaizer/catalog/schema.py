@@ -52,6 +52,12 @@ class GPUSpec(BaseModel):
     power_limit_min_w: float | None = Field(default=None, gt=0)
     power_limit_max_w: float | None = Field(default=None, gt=0)
     idle_power_w: float = Field(gt=0, description="P0 idle board power at a parked clock")
+    dynamic_power_w: float | None = Field(
+        default=None,
+        gt=0,
+        description="dynamic power scale of the die at max clock, W (defaults to tdp_w - idle_power_w); "
+        "boards that share a die and max clock share it, whatever their TDP",
+    )
     interconnect: str = "pcie"
     interconnect_bw_gbs: float = Field(gt=0, description="bidirectional GPU-to-GPU bandwidth, GB/s")
     pcie_bw_gbs: float = Field(default=64.0, gt=0, description="bidirectional PCIe bandwidth, GB/s")

@@ -33,8 +33,9 @@ class KernelPower:
 
 
 def dynamic_range(hw: GpuTable, g: np.ndarray) -> np.ndarray:
-    """D = TDP - idle: the dynamic power the alpha terms are fractions of (W)."""
-    return np.maximum(hw.tdp[g] - hw.idle[g], 1.0)
+    """D: the dynamic power the alpha terms are fractions of (W); TDP - idle unless the catalog
+    gives the die's own figure (boards sharing a die and clock draw the same for the same work)."""
+    return np.maximum(hw.dynamic[g], 1.0)
 
 
 def gap_power(f: np.ndarray, g: np.ndarray, hw: GpuTable, prof: CalibrationProfile) -> np.ndarray:

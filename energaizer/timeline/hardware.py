@@ -44,6 +44,7 @@ class GpuTable:
     fp32_peak: np.ndarray  # FLOP/s at f_tensor
     link_bw: np.ndarray  # bytes/s one direction
     tdp: np.ndarray
+    dynamic: np.ndarray  # W: the die's dynamic power scale at f_max
     idle: np.ndarray
     limit_min: np.ndarray
     limit_max: np.ndarray
@@ -70,6 +71,7 @@ class GpuTable:
                 lambda g: (g.interconnect_bw_gbs if g.interconnect_bw_gbs else g.pcie_bw_gbs) * 1e9 / 2
             ),
             tdp=col(lambda g: g.tdp_w),
+            dynamic=col(lambda g: g.dynamic_power_w or g.tdp_w - g.idle_power_w),
             idle=col(lambda g: g.idle_power_w),
             limit_min=col(lambda g: g.power_limit_min_w or 0.3 * g.tdp_w),
             limit_max=col(lambda g: g.power_limit_max_w or g.tdp_w),
