@@ -66,6 +66,13 @@ class CalibrationProfile(BaseModel):
         default=0.85, gt=0, le=1, description="of CUDA-core FP32 peak in a GEMM tile"
     )
     attention_efficiency: float = Field(default=0.5, gt=0, le=1, description="fused attention vs GEMM peak")
+    quantized_expert_efficiency: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="MoE expert GEMMs with 8-bit or narrower weights reach this share of the bf16 kernels' "
+        "bandwidth and math rate (scale-factor handling in grouped low-precision kernels)",
+    )
     dram_efficiency: float = Field(default=0.85, gt=0, le=1, description="achievable fraction of DRAM BW")
     link_efficiency: float = Field(default=0.7, gt=0, le=1, description="achievable fraction of link BW")
     comm_latency_us: float = Field(default=15.0, ge=0, le=1e5, description="per collective")
@@ -103,6 +110,7 @@ FITTED_PARAMETERS: tuple[str, ...] = (
     "compute_efficiency",
     "simt_efficiency",
     "attention_efficiency",
+    "quantized_expert_efficiency",
     "dram_efficiency",
     "alpha_tensor",
     "alpha_fp",

@@ -36,6 +36,7 @@ class KernelTable:
     bytes: np.ndarray  # compulsory DRAM bytes per launch
     comm_bytes: np.ndarray  # bytes each GPU sends for COMM kernels (ring algorithm already applied)
     precision_bytes: np.ndarray  # element size of the operands
+    grouped: np.ndarray  # 1 for a MoE grouped expert GEMM (one launch over the touched experts)
 
 
 @dataclass
@@ -85,4 +86,5 @@ _COLUMNS = (
     "bytes",
     "comm_bytes",
     "precision_bytes",
+    "grouped",
 )

@@ -38,8 +38,11 @@ OPTIMIZER_BYTES_PER_PARAM = 32.0
 OPTIMIZER_FLOPS_PER_PARAM = 12.0
 
 
-def _gemm(b: KernelTableBuilder, rows, phase, count, m, n, k, wb, ab, batch=1.0, weights=True) -> None:
-    """A GEMM [m x k] @ [k x n]; the B operand is a weight (element size wb) or an activation."""
+def _gemm(
+    b: KernelTableBuilder, rows, phase, count, m, n, k, wb, ab, batch=1.0, weights=True, grouped=0.0
+) -> None:
+    """A GEMM [m x k] @ [k x n]; the B operand is a weight (element size wb) or an activation;
+    ``grouped``: one MoE launch over ``batch`` experts."""
     batch = np.asarray(batch, dtype=np.float64)
     b_elem = wb if weights else ab
     nbytes = batch * (m * k * ab + k * n * b_elem + m * n * ab)
@@ -55,6 +58,7 @@ def _gemm(b: KernelTableBuilder, rows, phase, count, m, n, k, wb, ab, batch=1.0,
         flops=2.0 * batch * m * n * k,
         bytes=nbytes,
         precision_bytes=np.minimum(wb, ab) if weights else ab,
+        grouped=grouped,
     )
 
 
@@ -139,8 +143,10 @@ def _layer_stack(
     touched = experts_touched(experts, s["active_experts"], T)
     tok_per_expert = np.where(touched > 0, routed / np.maximum(touched, 1.0), 0.0)
     ffn_e = s["expert_ffn"] / tp
-    _gemm(b, rows, phase, passes * Lm * gm, tok_per_expert, mats * ffn_e, d, wb, ab, batch=touched)
-    _gemm(b, rows, phase, passes * Lm * gm, tok_per_expert, d, ffn_e, wb, ab, batch=touched)
+    _gemm(
+        b, rows, phase, passes * Lm * gm, tok_per_expert, mats * ffn_e, d, wb, ab, batch=touched, grouped=1.0
+    )
+    _gemm(b, rows, phase, passes * Lm * gm, tok_per_expert, d, ffn_e, wb, ab, batch=touched, grouped=1.0)
     _gemm(b, rows, phase, passes * Lm * gm * (s["shared_ffn"] > 0), T, mats * s["shared_ffn"] / tp, d, wb, ab)
     _gemm(b, rows, phase, passes * Lm * gm * (s["shared_ffn"] > 0), T, d, s["shared_ffn"] / tp, wb, ab)
     _gemm(b, rows, phase, passes * Lm * gm, T, experts, d, wb, ab)  # router
@@ -262,10 +268,13 @@ def add_inference(b: KernelTableBuilder, p: RowParams, rows: np.ndarray, batch_e
 
 
 def microbatch(p: RowParams, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sequences per micro-batch, micro-batches per step) per data-parallel replica."""
+    """(sequences per micro-batch, micro-batches per step) per data-parallel replica: the replica's
+    sequences split evenly into the fewest micro-batches of at most TRAINING_TOKENS_PER_MICROBATCH
+    tokens (gradient accumulation does not pad the last micro-batch)."""
     seqs_per_replica = np.maximum(p.global_batch[rows] / p.dp[rows], 1.0)
-    mb = np.clip(np.floor(TRAINING_TOKENS_PER_MICROBATCH / p.seq[rows]), 1.0, seqs_per_replica)
-    return mb, np.ceil(seqs_per_replica / mb)
+    mb_max = np.clip(np.floor(TRAINING_TOKENS_PER_MICROBATCH / p.seq[rows]), 1.0, seqs_per_replica)
+    n_mb = np.ceil(seqs_per_replica / mb_max)
+    return seqs_per_replica / n_mb, n_mb
 
 
 def add_training(b: KernelTableBuilder, p: RowParams, rows: np.ndarray) -> None:

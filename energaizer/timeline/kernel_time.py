@@ -50,24 +50,14 @@ def kernel_timing(
     clock_scale = f_mhz / hw.f_tensor[g]
     peak_f = dev.peak * clock_scale
     fp32_f = hw.fp32_peak[g] * clock_scale
-    bw = hw.bw[g] * prof.dram_efficiency
+    # grouped expert GEMMs on 8-bit (or narrower) weights run below the bf16 kernels' rates
+    quantized = np.where((kt.grouped > 0) & (kt.precision_bytes < 2.0), prof.quantized_expert_efficiency, 1.0)
+    bw = hw.bw[g] * prof.dram_efficiency * quantized
     kind = kt.kind
     is_gemm, is_attn, is_mem, is_comm = kind == GEMM, kind == ATTENTION, kind == MEMORY, kind == COMM
 
-    # --- GEMM tiling ---
-    bm = np.where(kt.m <= 64, 64.0, hw.tile_m[g])
-    bn = hw.tile_n[g]
-    tiles0 = kt.batch * np.ceil(kt.m / bm) * np.ceil(kt.n / bn)
-    split = np.where(
-        tiles0 < sm,
-        np.clip(np.floor(sm / np.maximum(tiles0, 1.0)), 1.0, np.maximum(np.floor(kt.k / 256.0), 1.0)),
-        1.0,
-    )
-    gemm_tiles = tiles0 * split
-    k_split = kt.k / split
-    gemm_tile_flops = 2.0 * bm * bn * k_split
-    gemm_bytes = kt.bytes + np.where(split > 1, kt.batch * kt.m * kt.n * 4.0 * split, 0.0)
-    gemm_l2 = gemm_tiles * (bm + bn) * k_split * kt.precision_bytes
+    # --- GEMM tiling: the library picks the tile shape (and split-K) that finishes first ---
+    gemm = _gemm_tiling(kt, dev, hw, prof, g, sm, peak_f * quantized, f_hz)
 
     # --- attention tiling ---
     # decode (a few packed query rows per KV head): split over KV blocks; prefill: query blocks
@@ -76,15 +66,14 @@ def kernel_timing(
     )
     attn_tile_flops = kt.flops / np.maximum(attn_tiles, 1.0)
 
-    tiles = np.where(is_gemm, gemm_tiles, np.where(is_attn, attn_tiles, 1.0))
-    tile_flops = np.where(is_gemm, gemm_tile_flops, attn_tile_flops)
-    eff = np.where(dev.tensor, prof.compute_efficiency, prof.simt_efficiency) * np.where(
-        is_attn, prof.attention_efficiency, 1.0
+    eff = _math_efficiency(dev, prof) * np.where(is_attn, prof.attention_efficiency, 1.0)
+    attn_waves = np.maximum(np.ceil(attn_tiles / sm), 1.0)
+    waves = np.where(is_gemm, gemm.waves, np.where(is_attn, attn_waves, 1.0))
+    t_comp = np.where(
+        is_gemm, gemm.t_comp, np.where(is_attn, attn_waves * attn_tile_flops / (peak_f / sm * eff), 0.0)
     )
-    waves = np.maximum(np.ceil(tiles / sm), 1.0)
-    t_comp = np.where(is_gemm | is_attn, waves * tile_flops / (peak_f / sm * eff), 0.0)
     t_fp = kt.fp_flops / (fp32_f * prof.compute_efficiency)
-    nbytes = np.where(is_gemm, gemm_bytes, kt.bytes)
+    nbytes = np.where(is_gemm, gemm.bytes, kt.bytes)
     t_mem = np.where(is_comm, 0.0, nbytes / bw)
     t_link = np.where(
         is_comm, kt.comm_bytes / (hw.link_bw[g] * prof.link_efficiency) + prof.comm_latency_us * 1e-6, 0.0
@@ -98,7 +87,7 @@ def kernel_timing(
     u_tensor = np.where(dev.tensor & ~is_mem & ~is_comm, u_math, 0.0)
     u_fp = np.where(dev.tensor | is_mem | is_comm, 0.0, u_math) + kt.fp_flops / (fp32_f * t_exec)
     l2_bw = SM_L2_BYTES_PER_CYCLE * sm * f_hz
-    l2_bytes = np.where(is_gemm, gemm_l2, nbytes)
+    l2_bytes = np.where(is_gemm, gemm.l2_bytes, nbytes)
     u_l2 = l2_bytes / (l2_bw * t_exec)
     u_dram = nbytes / (hw.bw[g] * t_exec)
     u_busy = np.where(is_comm, 0.3, 1.0)
@@ -112,3 +101,69 @@ def kernel_timing(
         u_busy=u_busy,
         t_compute=np.minimum(np.maximum(t_comp, t_fp), t_exec),
     )
+
+
+# Tile shapes (BM, BN) a GEMM library chooses from; BN = 0 stands for the GPU's widest tile.
+GEMM_TILE_SHAPES = ((128.0, 0.0), (128.0, 128.0), (64.0, 128.0), (64.0, 64.0))
+
+
+@dataclass
+class GemmTiling:
+    waves: np.ndarray
+    t_comp: np.ndarray  # compute-bound seconds (math or operand feed), without the per-wave overhead
+    bytes: np.ndarray  # DRAM bytes incl. split-K partials
+    l2_bytes: np.ndarray
+
+
+def _math_efficiency(dev: KernelDevice, prof: CalibrationProfile) -> np.ndarray:
+    return np.where(dev.tensor, prof.compute_efficiency, prof.simt_efficiency)
+
+
+def _gemm_tiling(
+    kt: KernelTable,
+    dev: KernelDevice,
+    hw: GpuTable,
+    prof: CalibrationProfile,
+    g: np.ndarray,
+    sm: np.ndarray,
+    peak_f: np.ndarray,
+    f_hz: np.ndarray,
+) -> GemmTiling:
+    """Tiles in waves over the SMs for each candidate tile shape, split-K when there are fewer tiles
+    than SMs; per kernel the shape with the shortest compute time wins (as cuBLAS/CUTLASS heuristics
+    pick a smaller tile to fill the machine). A tile's operands stream from L2 at a bounded rate per
+    SM, so small tiles on fast tensor cores pay for their lower reuse."""
+    rate = peak_f / sm * _math_efficiency(dev, prof)  # FLOP/s per SM
+    feed = SM_L2_BYTES_PER_CYCLE * f_hz  # operand bytes/s per SM
+    best: GemmTiling | None = None
+    for bm0, bn0 in GEMM_TILE_SHAPES:
+        bm = np.where(kt.m <= 64, 64.0, np.full_like(kt.m, bm0))
+        bn = hw.tile_n[g] if bn0 == 0.0 else np.minimum(hw.tile_n[g], bn0)
+        tiles0 = kt.batch * np.ceil(kt.m / bm) * np.ceil(kt.n / bn)
+        split = np.where(
+            tiles0 < sm,
+            np.clip(np.floor(sm / np.maximum(tiles0, 1.0)), 1.0, np.maximum(np.floor(kt.k / 256.0), 1.0)),
+            1.0,
+        )
+        k_split = kt.k / split
+        waves = np.maximum(np.ceil(tiles0 * split / sm), 1.0)
+        per_wave = np.maximum(2.0 * bm * bn * k_split / rate, (bm + bn) * k_split * kt.precision_bytes / feed)
+        cand = GemmTiling(
+            waves=waves,
+            t_comp=waves * per_wave,
+            bytes=kt.bytes + np.where(split > 1, kt.batch * kt.m * kt.n * 4.0 * split, 0.0),
+            l2_bytes=tiles0 * split * (bm + bn) * k_split * kt.precision_bytes,
+        )
+        if best is None:
+            best = cand
+        else:
+            overhead = prof.wave_overhead_cycles / f_hz
+            better = cand.t_comp + cand.waves * overhead < best.t_comp + best.waves * overhead
+            best = GemmTiling(
+                **{
+                    k: np.where(better, getattr(cand, k), getattr(best, k))
+                    for k in GemmTiling.__dataclass_fields__
+                }
+            )
+    assert best is not None
+    return best

@@ -1,0 +1,125 @@
+"""Physics added after the third calibration pass: even micro-batch splits, tile-shape choice,
+one dynamic-power scale per die, and the low-precision grouped expert GEMM efficiency."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from energaizer import Workload, estimate
+from energaizer.calibration.profile import CalibrationProfile
+from energaizer.catalog import get_gpu
+from energaizer.kernels.table import GEMM, KernelTableBuilder
+from energaizer.timeline.hardware import GpuTable
+from energaizer.timeline.kernel_time import GEMM_TILE_SHAPES, KernelDevice, kernel_timing
+
+
+def one(w: Workload, gpu: str, profile: CalibrationProfile | None = None):
+    (e,) = estimate(w, gpu, profile=profile)
+    return e
+
+
+def train(batch: int, seq: int, model: str = "bert-base") -> Workload:
+    return Workload(
+        model=model,
+        task="training",
+        precision="fp32",
+        training={"steps": 100, "global_batch_size": batch, "sequence_length": seq},
+    )
+
+
+def test_gradient_accumulation_does_not_pad_the_last_micro_batch():
+    """48 sequences of 384 tokens exceed one micro-batch (16k tokens): they run as 2 x 24, so the
+    time per sequence stays where 40 sequences put it (it used to jump ~70 % with a padded 2 x 42)."""
+    t40 = one(train(40, 384), "v100-sxm2-32gb").duration_seconds / 40
+    t48 = one(train(48, 384), "v100-sxm2-32gb").duration_seconds / 48
+    assert t48 == pytest.approx(t40, rel=0.1)
+
+
+def _gemm_time(m: float, n: float, k: float, gpu: str, precision: str) -> float:
+    b = KernelTableBuilder()
+    eb = 4.0 if precision == "fp32" else 2.0
+    b.add(
+        np.array([0]),
+        GEMM,
+        0,
+        1.0,
+        m=m,
+        n=n,
+        k=k,
+        flops=2 * m * n * k,
+        bytes=(m * k + k * n + m * n) * eb,
+        precision_bytes=eb,
+    )
+    kt = b.build()
+    hw = GpuTable.from_specs([get_gpu(gpu)])
+    peak, tensor = hw.peak(0, precision)
+    dev = KernelDevice(g=np.zeros(1, dtype=int), peak=np.array([peak]), tensor=np.array([tensor]))
+    prof = CalibrationProfile()
+    return float(kernel_timing(kt, dev, np.array([hw.f_max[0]]), hw, prof).t_exec[0])
+
+
+def test_smaller_tiles_fill_the_machine():
+    """1024 x 768 output on 80 SMs: 48 tiles of 128 x 128 leave 32 SMs idle; a library picks a
+    smaller tile so that twice the rows cost about twice the time, not three times."""
+    t512 = _gemm_time(512, 768, 768, "v100-sxm2-32gb", "fp32")
+    t1024 = _gemm_time(1024, 768, 768, "v100-sxm2-32gb", "fp32")
+    assert t1024 / t512 < 2.3
+    assert len(GEMM_TILE_SHAPES) >= 2
+
+
+def test_large_gemm_keeps_the_big_tile_rate():
+    """A large bf16 GEMM on H100 runs near the tensor peak x efficiency: smaller tiles would be
+    limited by their operand feed from L2 and are not chosen."""
+    m = n = k = 8192.0
+    t = _gemm_time(m, n, k, "h100-sxm", "bf16")
+    g = get_gpu("h100-sxm")
+    rate = g.peak_tflops["bf16"] * 1e12 * g.max_clock_mhz / g.tensor_clock_mhz
+    ideal = 2 * m * n * k / (rate * CalibrationProfile().compute_efficiency)
+    assert ideal < t < 1.15 * ideal
+
+
+def test_boards_sharing_a_die_draw_the_same_dynamic_power():
+    """A100 SXM4 and PCIe are the same GA100 die at the same max clock: the same memory-bound work
+    draws the same dynamic power on both (they differ in idle power and power cap only)."""
+    w = Workload(
+        model="llama-7b",
+        precision="fp16",
+        execution="eager",
+        inference={"requests": 1, "input_tokens": 150, "output_tokens": 270, "batch_size": 1},
+    )
+    sxm, pcie = estimate(w, ["a100-sxm4-40gb", "a100-pcie-40gb"])
+    assert sxm.duration_seconds == pytest.approx(pcie.duration_seconds, rel=0.01)
+    dyn_sxm = sxm.breakdown["compute"] + sxm.breakdown["memory"]
+    dyn_pcie = pcie.breakdown["compute"] + pcie.breakdown["memory"]
+    assert dyn_sxm == pytest.approx(dyn_pcie, rel=0.02)
+    assert get_gpu("a100-sxm4-40gb").tdp_w > get_gpu("a100-pcie-40gb").tdp_w
+
+
+def _moe(precision: str, model: str = "Qwen/Qwen3-235B-A22B-Instruct-2507") -> Workload:
+    return Workload(
+        model=model,
+        precision=precision,
+        gpu_count=8,
+        inference={"requests": 256, "input_tokens": 256, "output_tokens": 256, "batch_size": 32},
+    )
+
+
+@pytest.mark.parametrize(
+    ("precision", "model", "slower"),
+    [
+        ("fp8", "Qwen/Qwen3-235B-A22B-Instruct-2507", True),  # fp8 grouped expert GEMMs
+        ("bf16", "Qwen/Qwen3-235B-A22B-Instruct-2507", False),  # bf16 experts: unaffected
+        ("fp8", "llama-3.1-70b", False),  # dense fp8: no grouped GEMM
+    ],
+)
+def test_quantized_expert_efficiency_only_slows_low_precision_experts(precision, model, slower):
+    fast = CalibrationProfile(quantized_expert_efficiency=1.0)
+    slow = CalibrationProfile(quantized_expert_efficiency=0.5)
+    w = _moe(precision, model)
+    t_fast = one(w, "h100-sxm", fast).duration_seconds
+    t_slow = one(w, "h100-sxm", slow).duration_seconds
+    if slower:
+        assert t_slow > 1.1 * t_fast
+    else:
+        assert t_slow == pytest.approx(t_fast, rel=1e-9)
