@@ -57,7 +57,7 @@ def kernel_timing(
     is_gemm, is_attn, is_mem, is_comm = kind == GEMM, kind == ATTENTION, kind == MEMORY, kind == COMM
 
     # --- GEMM tiling: the library picks the tile shape (and split-K) that finishes first ---
-    gemm = _gemm_tiling(kt, dev, hw, prof, g, sm, peak_f * quantized, f_hz)
+    gemm = _gemm_tiling(kt, dev, hw, prof, g, peak_f * quantized, bw, f_hz)
 
     # --- attention tiling ---
     # decode (a few packed query rows per KV head): split over KV blocks; prefill: query blocks
@@ -125,19 +125,22 @@ def _gemm_tiling(
     hw: GpuTable,
     prof: CalibrationProfile,
     g: np.ndarray,
-    sm: np.ndarray,
     peak_f: np.ndarray,
+    bw: np.ndarray,
     f_hz: np.ndarray,
 ) -> GemmTiling:
     """Tiles in waves over the SMs for each candidate tile shape, split-K when there are fewer tiles
-    than SMs; per kernel the shape with the shortest compute time wins (as cuBLAS/CUTLASS heuristics
-    pick a smaller tile to fill the machine). A tile's operands stream from L2 at a bounded rate per
-    SM, so small tiles on fast tensor cores pay for their lower reuse."""
+    than SMs; per kernel the shape that finishes first wins (as cuBLAS/CUTLASS heuristics pick a
+    smaller tile to fill the machine). A tile's operands stream from L2 at a bounded rate per SM, so
+    small tiles on fast tensor cores pay for their lower reuse."""
+    sm = hw.sm[g]
     rate = peak_f / sm * _math_efficiency(dev, prof)  # FLOP/s per SM
     feed = SM_L2_BYTES_PER_CYCLE * f_hz  # operand bytes/s per SM
+    overhead = prof.wave_overhead_cycles / f_hz
     best: GemmTiling | None = None
+    best_t = np.full(kt.m.shape, np.inf)
     for bm0, bn0 in GEMM_TILE_SHAPES:
-        bm = np.where(kt.m <= 64, 64.0, np.full_like(kt.m, bm0))
+        bm = np.where(kt.m <= 64, 64.0, bm0)
         bn = hw.tile_n[g] if bn0 == 0.0 else np.minimum(hw.tile_n[g], bn0)
         tiles0 = kt.batch * np.ceil(kt.m / bm) * np.ceil(kt.n / bn)
         split = np.where(
@@ -154,16 +157,18 @@ def _gemm_tiling(
             bytes=kt.bytes + np.where(split > 1, kt.batch * kt.m * kt.n * 4.0 * split, 0.0),
             l2_bytes=tiles0 * split * (bm + bn) * k_split * kt.precision_bytes,
         )
-        if best is None:
-            best = cand
-        else:
-            overhead = prof.wave_overhead_cycles / f_hz
-            better = cand.t_comp + cand.waves * overhead < best.t_comp + best.waves * overhead
-            best = GemmTiling(
+        t = np.maximum(cand.t_comp, cand.bytes / bw) + waves * overhead
+        better = t < best_t
+        best_t = np.where(better, t, best_t)
+        best = (
+            cand
+            if best is None
+            else GemmTiling(
                 **{
                     k: np.where(better, getattr(cand, k), getattr(best, k))
                     for k in GemmTiling.__dataclass_fields__
                 }
             )
+        )
     assert best is not None
     return best
