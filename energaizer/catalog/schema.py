@@ -120,6 +120,14 @@ class ModelArchitecture(BaseModel):
         description="elementwise kernels the reference (Hugging Face) eager implementation launches for "
         "the MLP activation: 1 for a fused GELU/ReLU/SiLU, 8 for GPT-2's tanh-approximate gelu_new",
     )
+    rotary_embeddings: bool | None = Field(
+        default=None,
+        description="rotary position embeddings applied to q and k in every layer (Llama, GPT-NeoX, GPT-J); "
+        "default: the same as gated_mlp (learned positions for GPT-2/OPT/BERT, ALiBi for BLOOM: false)",
+    )
+    rms_norm: bool | None = Field(
+        default=None, description="RMSNorm instead of LayerNorm; default: the same as gated_mlp"
+    )
     vocab: int | None = Field(default=None, gt=0)
     tied_embeddings: bool = False
     moe_experts: int | None = Field(default=None, gt=0)

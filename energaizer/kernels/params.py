@@ -38,6 +38,8 @@ class RowParams:
     moe_layers: np.ndarray
     gated: np.ndarray
     act_kernels: np.ndarray  # eager elementwise kernels of the MLP activation
+    rotary: np.ndarray  # 1: rotary position embeddings on q and k
+    rms_norm: np.ndarray  # 1: RMSNorm (several eager kernels) instead of a fused LayerNorm
     vocab: np.ndarray
     tied: np.ndarray
     experts: np.ndarray
@@ -158,6 +160,8 @@ def build_row_params(
             c["ffn"][i] = a.ffn or 0
             c["gated"][i] = float(a.gated_mlp)
             c["act_kernels"][i] = float(a.eager_activation_kernels)
+            c["rotary"][i] = float(a.gated_mlp if a.rotary_embeddings is None else a.rotary_embeddings)
+            c["rms_norm"][i] = float(a.gated_mlp if a.rms_norm is None else a.rms_norm)
             c["vocab"][i] = a.vocab or 0
             c["tied"][i] = float(a.tied_embeddings)
             c["experts"][i] = a.moe_experts or 0

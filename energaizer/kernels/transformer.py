@@ -23,11 +23,12 @@ ELEMENTWISE_PASSES_PER_LAYER = 12.0
 ELEMENTWISE_LAUNCHES_PER_LAYER = 6.0
 # Eager PyTorch (no fusion, no graphs) launches more, smaller elementwise kernels.
 EAGER_EXTRA_LAUNCHES_PER_LAYER = 6.0
-# Llama-style blocks (gated MLP with RMSNorm and rotary embeddings) launch many more in eager mode:
-# each RMSNorm is ~8 kernels (fp32 cast, square, mean, add, rsqrt, two multiplies, cast back) where
-# a LayerNorm is one, rotary is ~5 per tensor for q and k, plus the KV-cache append and the
-# activation multiply: about 24 more launches per layer (HF Llama/Qwen2 vs BERT/OPT traces).
-EAGER_GATED_EXTRA_LAUNCHES_PER_LAYER = 24.0
+# Llama-style blocks launch many more in eager mode (HF Llama/Qwen2 vs BERT/OPT traces): each RMSNorm
+# is ~7 kernels (fp32 cast, square, mean, add eps, rsqrt, multiply, cast back, weight) where a
+# LayerNorm is one, so two norms add 12; rotary embeddings cost ~5 kernels per tensor for q and k
+# (multiply by cos, negate and concatenate halves, multiply by sin, add) plus the cos/sin gathers: 12.
+EAGER_RMSNORM_EXTRA_LAUNCHES_PER_LAYER = 12.0
+EAGER_ROTARY_EXTRA_LAUNCHES_PER_LAYER = 12.0
 # Eager attention between the two score GEMMs (HF ``eager``): scale (read+write), mask add (read
 # scores and mask, write), softmax with fp32 output (two reads, one double-width write), cast back
 # (double-width read, write): 12 element-passes over the score matrix in 4 kernels.
@@ -112,6 +113,8 @@ def _layer_stack(
             "ffn",
             "gated",
             "act_kernels",
+            "rotary",
+            "rms_norm",
             "experts",
             "active_experts",
             "expert_ffn",
@@ -203,7 +206,9 @@ def _layer_stack(
     act = T * d * ab
     launches = ELEMENTWISE_LAUNCHES_PER_LAYER + np.where(
         s["eager_dispatch"] > 0,
-        EAGER_EXTRA_LAUNCHES_PER_LAYER + EAGER_GATED_EXTRA_LAUNCHES_PER_LAYER * s["gated"],
+        EAGER_EXTRA_LAUNCHES_PER_LAYER
+        + EAGER_RMSNORM_EXTRA_LAUNCHES_PER_LAYER * s["rms_norm"]
+        + EAGER_ROTARY_EXTRA_LAUNCHES_PER_LAYER * s["rotary"],
         0.0,
     )
     _memory(

@@ -8,7 +8,7 @@ import pytest
 
 from energaizer import Workload, estimate
 from energaizer.calibration.profile import CalibrationProfile
-from energaizer.catalog import get_gpu
+from energaizer.catalog import get_gpu, get_model
 from energaizer.kernels.table import GEMM, KernelTableBuilder
 from energaizer.timeline.hardware import GpuTable
 from energaizer.timeline.kernel_time import GEMM_TILE_SHAPES, KernelDevice, kernel_timing
@@ -123,3 +123,22 @@ def test_quantized_expert_efficiency_only_slows_low_precision_experts(precision,
         assert t_slow > 1.1 * t_fast
     else:
         assert t_slow == pytest.approx(t_fast, rel=1e-9)
+
+
+def test_rotary_and_rms_norm_set_the_eager_launches_not_the_mlp():
+    """GPT-NeoX blocks (rotary, LayerNorm, 2-matrix GELU MLP) pay the rotary kernels but not the
+    RMSNorm ones: between a GPT-2-style block and a Llama-style one."""
+
+    def launches(arch) -> float:
+        w = Workload(architecture=arch, inference={"requests": 1, "input_tokens": 128, "output_tokens": 0})
+        (e,) = estimate(w, "a100-pcie-40gb")
+        return e.kernel_launches
+
+    pythia = get_model("pythia-12b")
+    assert pythia.rotary_embeddings and not pythia.gated_mlp
+    base = launches(pythia)
+    learned = launches(pythia.model_copy(update={"rotary_embeddings": False}))
+    rms = launches(pythia.model_copy(update={"rms_norm": True}))
+    assert base - learned == pytest.approx(12 * pythia.layers, abs=1)
+    assert rms - base == pytest.approx(12 * pythia.layers, abs=1)
+    assert launches(get_model("gpt2")) / 12 < launches(get_model("qwen2-1.5b")) / 28
