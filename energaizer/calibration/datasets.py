@@ -14,15 +14,22 @@ import math
 import sys
 from pathlib import Path
 
+from energaizer.catalog import get_model
+from energaizer.errors import UnknownNameError
 from energaizer.io.workload_csv import MEASURED_COLUMNS, WORKLOAD_COLUMNS
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "data" / "measurements"
+HOLDOUT_DIR = OUT_DIR.parent / "holdout"
+# GPUs whose rows are never fitted: an unseen-GPU test of the shipped profile (A40: GA102, GDDR6).
+HOLDOUT_GPUS = frozenset({"a40"})
 COLUMNS = ("source", "source_ref", *WORKLOAD_COLUMNS, "attention", "execution", *MEASURED_COLUMNS)
 ASSUMPTIONS = {
     "mlenergy-v2 input_tokens": "chat (ShareGPT): 120 tokens (mean prompt 350 characters + chat template); "
     "code (HumanEval+): 150 tokens. The source does not publish token counts.",
     "mlenergy-v3 input_tokens": "lm-arena-chat 256, gpqa 300 tokens (not published).",
     "mlenergy-v1 input_tokens": "150 tokens (ShareGPT prompt + FastChat system prompt).",
+    "catalog models": "rows are kept when the catalog knows the model, also where the source's own "
+    "architecture columns are empty (e.g. the GPT-NeoX and BLOOM fine-tunes of ML.ENERGY v1).",
     "serving requests": "steady state is modelled as 8 x batch requests at the concurrency the source reports "
     "(avg_batch_size where it is below max_num_seqs, else max_num_seqs); energy and duration are per-request "
     "figures times that count.",
@@ -34,7 +41,11 @@ ASSUMPTIONS = {
     "generation, and a CUDA-graph serving engine for batched generation.",
     "artifact power limit": "A100-PCIe 250 W, A10 150 W (the cards' defaults); the locked clock is the "
     "requested clock, so throttled DVFS rows test the power-cap solve.",
-    "zeus": "V100 rows only (the other GPUs are not in the catalog); fp32 training; epoch sizes: ImageNet "
+    "zeus": "V100 and A40 rows (P100 and RTX 6000 are not in the catalog); fp32 training, which PyTorch "
+    "before 1.12 (the paper's stack) ran on TF32 tensor cores on the Ampere A40, so its rows say tf32; "
+    "A40 ImageNet rows are left out: ResNet-50 trains at ~350 images/s on both the V100 and the A40 (whose "
+    "TF32 rate is ~5x the V100's FP32), so the input pipeline, not the GPU, sets their pace; "
+    "epoch sizes: ImageNet "
     "1,281,167 images; SQuAD 88,641 examples at 384 tokens; Sentiment140 1,600,000 tweets at 64 tokens (tweets are at most 280 characters; batches are padded to their longest tweet).",
 }
 GPU_MAP = {
@@ -43,6 +54,7 @@ GPU_MAP = {
     "H100": "h100-sxm",
     "A100": "a100-sxm4-40gb",
     "V100": "v100-sxm2-32gb",
+    "A40": "a40",
     "a100-pcie-40gb": "a100-pcie-40gb",
     "a10": "a10",
 }
@@ -98,6 +110,16 @@ def artifact(shared: Path) -> list[dict]:
     return out
 
 
+def _in_catalog(model_id: str) -> bool:
+    """Rows are kept when the catalog knows the model's architecture (the source's own architecture
+    columns are empty for some models the catalog has)."""
+    try:
+        get_model(model_id)
+    except UnknownNameError:
+        return False
+    return bool(model_id)
+
+
 def _serving(r: dict[str, str], source: str, inp: int, gpu_count: int) -> dict | None:
     out_tok = _f(r["output_tokens"])
     e_req = _f(r["measured_energy_j"])
@@ -107,7 +129,7 @@ def _serving(r: dict[str, str], source: str, inp: int, gpu_count: int) -> dict |
     avg = _f(r.get("avg_batch_size", ""))
     if avg and avg < batch:
         batch = max(1, round(avg))
-    if not (out_tok and e_req and power) or r["model_id"] == "" or r["layers"] == "":
+    if not (out_tok and e_req and power) or not _in_catalog(r["model_id"]):
         return None
     requests = 8 * batch
     energy = e_req * requests
@@ -158,7 +180,7 @@ def mlenergy_v3(shared: Path) -> list[dict]:
 def mlenergy_v1(shared: Path) -> list[dict]:
     out = []
     for r in _read(shared / "measured" / "mlenergy_v1_legacy_inference.csv"):
-        if r["gpu"] not in GPU_MAP or not r["layers"]:
+        if r["gpu"] not in GPU_MAP or not _in_catalog(r["model_id"]):
             continue
         out_tok, energy, t = _f(r["output_tokens"]), _f(r["measured_energy_j"]), _f(r["measured_time_s"])
         if not (out_tok and energy and t):
@@ -185,11 +207,18 @@ def mlenergy_v1(shared: Path) -> list[dict]:
     return out
 
 
-def zeus(shared: Path) -> list[dict]:
+# Zeus GPU -> (catalog id, precision its fp32 PyTorch < 1.12 training ran at)
+ZEUS_GPUS = {"V100": ("v100-sxm2-32gb", "fp32"), "A40": ("a40", "tf32")}
+
+
+def zeus(shared: Path, gpu: str = "V100") -> list[dict]:
+    gpu_id, precision = ZEUS_GPUS[gpu]
     out = []
     for r in _read(shared / "measured" / "zeus_nsdi23_training_power.csv"):
-        if r["gpu"] != "V100" or r["dataset"] not in ZEUS_EPOCH:
+        if r["gpu"] != gpu or r["dataset"] not in ZEUS_EPOCH:
             continue
+        if gpu == "A40" and r["dataset"] == "imagenet":
+            continue  # input-pipeline bound (see ASSUMPTIONS["zeus"])
         samples, seq, model = ZEUS_EPOCH[r["dataset"]]
         batch = int(float(r["batch_size"]))
         energy, t = _f(r["measured_energy_j"]), _f(r["measured_time_s"])
@@ -200,9 +229,9 @@ def zeus(shared: Path) -> list[dict]:
                 "source": "zeus-nsdi23",
                 "source_ref": r["source_ref"],
                 "model": model,
-                "gpu": GPU_MAP["V100"],
+                "gpu": gpu_id,
                 "gpu_count": 1,
-                "precision": "fp32",
+                "precision": precision,
                 "task": "training",
                 "steps": math.ceil(samples / batch),
                 "global_batch_size": batch,
@@ -223,20 +252,29 @@ BUILDERS = {
     "mlenergy_v2": mlenergy_v2,
     "mlenergy_v3": mlenergy_v3,
     "zeus_v100": zeus,
+    "zeus_a40": lambda shared: zeus(shared, "A40"),
 }
 
 
-def build(shared: Path, out_dir: Path = OUT_DIR) -> dict[str, int]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+def build(shared: Path, out_dir: Path = OUT_DIR, holdout_dir: Path = HOLDOUT_DIR) -> dict[str, int]:
+    """Write the calibration CSVs to ``out_dir`` and the rows of the held-out GPUs (never fitted, the
+    unseen-GPU check of docs/accuracy.md) to ``holdout_dir``; returns the row count per file."""
     counts = {}
     for name, fn in BUILDERS.items():
         rows = fn(shared)
-        with (out_dir / f"{name}.csv").open("w", newline="", encoding="utf-8") as fh:
-            w = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="raise")
-            w.writeheader()
-            for row in rows:
-                w.writerow({k: row.get(k, "") for k in COLUMNS})
-        counts[name] = len(rows)
+        for folder, part in (
+            (out_dir, [r for r in rows if r["gpu"] not in HOLDOUT_GPUS]),
+            (holdout_dir, [r for r in rows if r["gpu"] in HOLDOUT_GPUS]),
+        ):
+            if not part:
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            with (folder / f"{name}.csv").open("w", newline="", encoding="utf-8") as fh:
+                w = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="raise")
+                w.writeheader()
+                for row in part:
+                    w.writerow({k: row.get(k, "") for k in COLUMNS})
+            counts[f"{folder.name}/{name}"] = len(part)
     return counts
 
 

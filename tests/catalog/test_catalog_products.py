@@ -33,6 +33,7 @@ from energaizer.errors import UnknownNameError
         ("NVIDIA-A100-SXM4-40GB-MIG-1g.5gb", "a100-sxm4-40gb"),
         ("NVIDIA-A100-SXM4-80GB-MIG-3g.40gb", "a100-sxm4-80gb"),
         ("NVIDIA-H100-80GB-HBM3-MIG-1g.10gb-SHARED", "h100-sxm"),
+        ("NVIDIA-A40", "a40"),
     ],
 )
 def test_gfd_labels_map_to_catalog_ids(label: str, gpu_id: str) -> None:
@@ -45,7 +46,7 @@ def test_every_contract_gpu_has_a_product_label() -> None:
             assert gpu_id_for_product(product) == gpu.id
 
 
-@pytest.mark.parametrize("label", ["NVIDIA-GeForce-RTX-4090", "", "  ", None, "NVIDIA-A40-MIG-1g.12gb"])
+@pytest.mark.parametrize("label", ["NVIDIA-GeForce-RTX-4090", "", "  ", None, "NVIDIA-RTX-A6000"])
 def test_unknown_products_give_none(label: str | None) -> None:
     assert gpu_id_for_product(label) is None
 
