@@ -117,7 +117,7 @@ def _in_catalog(model_id: str) -> bool:
         get_model(model_id)
     except UnknownNameError:
         return False
-    return bool(model_id)
+    return True
 
 
 def _serving(r: dict[str, str], source: str, inp: int, gpu_count: int) -> dict | None:
@@ -207,18 +207,17 @@ def mlenergy_v1(shared: Path) -> list[dict]:
     return out
 
 
-# Zeus GPU -> (catalog id, precision its fp32 PyTorch < 1.12 training ran at)
-ZEUS_GPUS = {"V100": ("v100-sxm2-32gb", "fp32"), "A40": ("a40", "tf32")}
+# Zeus GPU -> (catalog id, precision its fp32 PyTorch < 1.12 training ran at, input-bound data sets left
+# out, see ASSUMPTIONS["zeus"])
+ZEUS_GPUS = {"V100": ("v100-sxm2-32gb", "fp32", ()), "A40": ("a40", "tf32", ("imagenet",))}
 
 
 def zeus(shared: Path, gpu: str = "V100") -> list[dict]:
-    gpu_id, precision = ZEUS_GPUS[gpu]
+    gpu_id, precision, input_bound = ZEUS_GPUS[gpu]
     out = []
     for r in _read(shared / "measured" / "zeus_nsdi23_training_power.csv"):
-        if r["gpu"] != gpu or r["dataset"] not in ZEUS_EPOCH:
+        if r["gpu"] != gpu or r["dataset"] not in ZEUS_EPOCH or r["dataset"] in input_bound:
             continue
-        if gpu == "A40" and r["dataset"] == "imagenet":
-            continue  # input-pipeline bound (see ASSUMPTIONS["zeus"])
         samples, seq, model = ZEUS_EPOCH[r["dataset"]]
         batch = int(float(r["batch_size"]))
         energy, t = _f(r["measured_energy_j"]), _f(r["measured_time_s"])
