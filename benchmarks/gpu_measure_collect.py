@@ -18,11 +18,7 @@ import csv
 import sys
 from pathlib import Path
 
-COLUMNS = (
-    "source,source_ref,model,gpu,gpu_count,precision,task,requests,input_tokens,output_tokens,batch_size,tokens,"
-    "steps,global_batch_size,sequence_length,frequency_mhz,power_limit_w,attention,execution,"
-    "measured_energy_joules,measured_duration_seconds,measured_average_power_watts"
-).split(",")
+from energaizer.calibration.datasets import COLUMNS
 
 
 def keep(row: dict[str, str]) -> bool:
