@@ -4,7 +4,9 @@
 
 Prints, for each hold-out split, the MAPE of energy/time/power on the held-out rows after fitting the
 profile on the other rows, next to the in-sample MAPE of the shipped default profile; then the shipped
-profile on the rows of a GPU it was never fitted on (energaizer/data/holdout/, the A40).
+profile on the never-fitted rows of energaizer/data/holdout/, per source: the A40 (a GPU the profile has not
+seen) and our own H100 NVML runs (hardware, host and software stack the profile has not seen).
+``--never-fitted`` prints only those (seconds instead of minutes).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from energaizer.estimator import estimate_pairs
 from energaizer.io.workload_csv import read_workload_csv
 
 DATA = Path(__file__).resolve().parents[1] / "energaizer" / "data" / "measurements"
-UNSEEN = DATA.parent / "holdout"  # rows of GPUs the default profile is never fitted on (A40)
+UNSEEN = DATA.parent / "holdout"  # rows the default profile is never fitted on (A40, own H100 runs)
 SPLITS = {
     "GPU h100-sxm": lambda r: r.gpu == "h100-sxm",
     "GPU a10": lambda r: r.gpu == "a10",
@@ -48,9 +50,22 @@ def score(rows, prof):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--nfev", type=int, default=250)
+    ap.add_argument("--never-fitted", action="store_true", help="only the rows of energaizer/data/holdout")
     args = ap.parse_args()
-    rows = rows_all()
     default = load_profile(None)
+    if not args.never_fitted:
+        hold_out_fits(rows_all(), default, args.nfev)
+    unseen = rows_all(UNSEEN)
+    for source in sorted({r.extra.get("source") or "(none)" for r in unseen}):
+        u = score([r for r in unseen if (r.extra.get("source") or "(none)") == source], default)
+        gpus = ", ".join(sorted({r.gpu for r in unseen if (r.extra.get("source") or "(none)") == source}))
+        print(
+            f"{'never fitted':18s} {u.rows:5d} {u.energy_mape:11.1f} {u.time_mape:6.1f} {u.power_mape:6.1f}"
+            f"   {source} ({gpus})"
+        )
+
+
+def hold_out_fits(rows, default, nfev: int) -> None:
     print(
         f"{'split':18s} {'rows':>5s} {'E% held-out':>11s} {'T%':>6s} {'P%':>6s} | {'E% default':>10s} {'fit s':>6s}"
     )
@@ -58,7 +73,7 @@ def main() -> None:
         test = [r for r in rows if held(r)]
         train = [r for r in rows if not held(r)]
         t0 = time.perf_counter()
-        prof = ProfileFitter(max_evaluations=args.nfev).fit(train).profile_
+        prof = ProfileFitter(max_evaluations=nfev).fit(train).profile_
         dt = time.perf_counter() - t0
         s, d = score(test, prof), score(test, default)
         print(
@@ -67,12 +82,6 @@ def main() -> None:
         )
     o = score(rows, default)
     print(f"{'all (default)':18s} {o.rows:5d} {o.energy_mape:11.1f} {o.time_mape:6.1f} {o.power_mape:6.1f}")
-    unseen = rows_all(UNSEEN)
-    if unseen:
-        u = score(unseen, default)
-        print(
-            f"{'unseen GPU (A40)':18s} {u.rows:5d} {u.energy_mape:11.1f} {u.time_mape:6.1f} {u.power_mape:6.1f}"
-        )
 
 
 if __name__ == "__main__":

@@ -1,21 +1,23 @@
 #!/usr/bin/env python3
 """Measure real kernels and whole AI workloads on the local NVIDIA GPU with NVML.
 
-This is the script behind ``energaizer/data/measurements/energaizer_h100.csv`` and
-``energaizer/data/kernels/h100_nvml.csv``. It needs a CUDA GPU, PyTorch, transformers,
-torchvision and nvidia-ml-py (none of them are energaizer dependencies); models are built from
+This is the script behind ``benchmarks/results/h100-nvml-2026-11-22`` (collected into
+``energaizer/data/holdout/energaizer_h100.csv`` by ``gpu_measure_collect.py``). It needs a CUDA
+GPU, PyTorch, transformers, torchvision and nvidia-ml-py (none of them are energaizer dependencies); models are built from
 their published configurations with random weights (no download), which leaves the kernels, their
 shapes and counts as in the real checkpoints.
 
 What it measures, per item: GPU energy from NVML's total-energy counter (mJ, whole board) over the
 item, wall time between two CUDA synchronisations, and NVML power/SM-clock samples every 50 ms in a
-background thread (mean, min clock, throttle reasons) to show whether the board ran at its boost
+separate process (mean, min clock, throttle reasons) to show whether the board ran at its boost
 clock or was held back by its power limit. It never changes clocks or power limits: the board is
 measured as found, and the found state (power limit, clocks) is written next to the results.
 
-Usage (on the GPU machine):  python benchmarks/gpu_measure.py --out DIR [--parts kernels,diag,workloads] [--plan 1|2]
-Writes DIR/workloads.csv (contract section 3 columns plus observed clocks), DIR/kernels.csv and
-DIR/device.json.
+Usage (on the GPU machine):
+    python benchmarks/gpu_measure.py --out DIR [--parts kernels,diag,profile,workloads] [--plan 1|2|3]
+Writes DIR/workloads.csv (contract section 3 columns plus observed clocks), DIR/kernels.csv,
+DIR/profiles.txt|csv and DIR/device.json. Environment: SDPA_CUDNN=0 turns PyTorch's cuDNN attention
+backend off, SAMPLER=none keeps only the energy counter, MEASURE_DEADLINE_S bounds the run.
 """
 
 from __future__ import annotations
@@ -902,7 +904,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
     ap.add_argument(
-        "--parts", default="kernels,diag,workloads", help="comma-separated: kernels, diag, workloads"
+        "--parts", default="kernels,diag,workloads", help="comma-separated: kernels, diag, profile, workloads"
     )
     ap.add_argument(
         "--plan", choices=sorted(PLANS), default="1", help="workload list (1: first pass, 2: second)"

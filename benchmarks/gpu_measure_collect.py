@@ -2,7 +2,7 @@
 """Turn the raw runs of ``benchmarks/gpu_measure.py`` into a calibration CSV (contract section 3).
 
     python benchmarks/gpu_measure_collect.py benchmarks/results/h100-nvml-2026-11-22 \\
-        energaizer/data/measurements/energaizer_h100.csv
+        energaizer/data/holdout/energaizer_h100.csv
 
 Reads ``RUN_DIR/run*/workloads.csv`` and keeps every row except HF ``generate`` rows measured with
 PyTorch's cuDNN attention backend on (column ``sdpa_cudnn`` 1, or absent: PyTorch's default on

@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Single kernels measured on a real GPU vs the kernel-level model (time, power, clock under the cap).
+
+    python benchmarks/kernel_validation.py [KERNELS_CSV] [--gpu h100-sxm] [--profile PATH]
+
+KERNELS_CSV is a ``kernels.csv`` written by ``benchmarks/gpu_measure.py`` (default: the H100 run of
+2026-11-22). Each measured kernel becomes a one-kernel table (GEMM, fused attention or memory-bound
+pass with the measured shape, FLOPs and compulsory bytes) evaluated at the GPU's boost clock and
+power limit, as the board ran it. Device time only: no host dispatch, no launch gaps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+
+from energaizer.calibration.profile import load_profile
+from energaizer.catalog import get_gpu
+from energaizer.kernels.table import ATTENTION, GEMM, MEMORY, KernelTableBuilder
+from energaizer.power.model import solve_operating_point
+from energaizer.timeline.hardware import GpuTable
+from energaizer.timeline.kernel_time import KernelDevice
+
+DEFAULT_CSV = Path(__file__).resolve().parent / "results" / "h100-nvml-2026-11-22" / "run1" / "kernels.csv"
+ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "tf32": 4, "fp32": 4, "fp8": 1}
+
+
+def kernel_table(name: str, dtype: str, flops: float, nbytes: float) -> KernelTableBuilder:
+    b = KernelTableBuilder()
+    row, pb = np.zeros(1), ELEMENT_BYTES[dtype]
+    if name.startswith("gemm_"):
+        m, k, n = (int(x) for x in name.split("_")[1].split("x"))
+        out_bytes = 2 if dtype == "fp8" else pb  # fp8 GEMMs write bf16
+        b.add(
+            row,
+            GEMM,
+            0,
+            1.0,
+            m=m,
+            n=n,
+            k=k,
+            flops=2.0 * m * n * k,
+            bytes=(m * k + k * n) * pb + m * n * out_bytes,
+            precision_bytes=pb,
+        )
+    elif name.startswith("sdpa_"):
+        dims = {key: int(val) for key, val in re.findall(r"(kv|[bhsd])(\d+)", name.split("_")[-1])}
+        queries = dims["s"] if "causal" in name else 1
+        b.add(
+            row,
+            ATTENTION,
+            0,
+            1.0,
+            m=queries,
+            n=dims["s"],
+            k=dims["d"],
+            batch=dims["b"] * dims["h"],
+            flops=flops,
+            bytes=nbytes,
+            precision_bytes=pb,
+        )
+    else:
+        b.add(row, MEMORY, 0, 1.0, fp_flops=flops, bytes=nbytes, precision_bytes=pb)
+    return b
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("csv", nargs="?", type=Path, default=DEFAULT_CSV)
+    ap.add_argument("--gpu", default="h100-sxm")
+    ap.add_argument("--profile", default=None)
+    args = ap.parse_args()
+    prof = load_profile(args.profile)
+    hw = GpuTable.from_specs([get_gpu(args.gpu)])
+    print(
+        f"{'kernel':34s} {'dtype':5s} {'time us pred/meas':>22s} {'power W pred/meas':>20s} {'clock MHz pred/meas':>20s}"
+    )
+    err_t, err_p = [], []
+    with args.csv.open(newline="", encoding="utf-8") as fh:
+        for r in csv.DictReader(fh):
+            kt = kernel_table(
+                r["kernel"], r["dtype"], float(r["flops_per_call"]), float(r["min_dram_bytes_per_call"])
+            )
+            peak, tensor = hw.peak(0, r["dtype"])
+            dev = KernelDevice(g=np.zeros(1, dtype=int), peak=np.full(1, peak), tensor=np.full(1, tensor))
+            op = solve_operating_point(
+                kt.build(), dev, hw.f_max[:1].copy(), hw.limit_default[:1].copy(), hw, prof
+            )
+            t, p = op.timing.t_exec[0] * 1e6, op.power.total[0]
+            tm, pm = float(r["time_per_call_us"]), float(r["average_power_w"])
+            err_t.append(t / tm - 1)
+            err_p.append(p / pm - 1)
+            print(
+                f"{r['kernel']:34s} {r['dtype']:5s} {t:9.1f} /{tm:9.1f} {t / tm - 1:+5.0%} {p:6.0f} /{pm:5.0f} "
+                f"{p / pm - 1:+5.0%} {op.f[0]:7.0f} /{float(r['sm_clock_mean_mhz']):6.0f}"
+            )
+    print(
+        f"MAPE over {len(err_t)} kernels: time {100 * np.mean(np.abs(err_t)):.1f} %, "
+        f"power {100 * np.mean(np.abs(err_p)):.1f} %"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
