@@ -21,6 +21,7 @@ FALLBACK = {
 }
 HOPPER_LIKE = {"hopper", "blackwell"}
 SM_L2_BYTES_PER_CYCLE = 64.0  # per SM, order of A100/H100 L2 slice bandwidth
+TMA_ALIGN_BYTES = 16  # stride alignment of Hopper's bulk tensor copies (and the widest vector load)
 
 
 def math_precision(gpu: GPUSpec, precision: str) -> str:
@@ -52,6 +53,7 @@ class GpuTable:
     gddr: np.ndarray
     tile_m: np.ndarray
     tile_n: np.ndarray
+    tma: np.ndarray  # 1: tensor-core GEMMs take the bulk-copy (TMA) path, which needs 16-byte aligned strides
 
     @classmethod
     def from_specs(cls, specs: list[GPUSpec]) -> GpuTable:
@@ -79,6 +81,7 @@ class GpuTable:
             gddr=col(lambda g: g.memory_type == "gddr"),
             tile_m=col(lambda g: 128.0),
             tile_n=col(lambda g: 256.0 if g.architecture.lower() in HOPPER_LIKE else 128.0),
+            tma=col(lambda g: g.architecture.lower() in HOPPER_LIKE),
         )
 
     def peak(self, gpu_index: int, precision: str) -> tuple[float, bool]:
