@@ -374,84 +374,43 @@ def run_kernels(meter: Meter, out_dir: str, idle: dict[str, float]) -> list[dict
 # --------------------------------------------------------------------------- whole workloads
 
 
+# HF configuration class and the published shapes of each measured model:
+# (class, hidden, ffn, layers, heads, kv heads, vocab, tied embeddings, extra keywords).
+HF_SHAPES: dict[str, tuple] = {
+    "llama-3.1-8b": ("LlamaConfig", 4096, 14336, 32, 32, 8, 128256, False, {"rope_theta": 500000.0}),
+    "qwen3-8b": ("Qwen3Config", 4096, 12288, 36, 32, 8, 151936, False, {"head_dim": 128}),
+    "mistral-7b-v0.3": ("MistralConfig", 4096, 14336, 32, 32, 8, 32768, False, {"sliding_window": None}),
+    "qwen2-1.5b": ("Qwen2Config", 1536, 8960, 28, 12, 2, 151936, True, {}),
+}
+
+
 def hf_config(model: str):
     import transformers as tf
 
-    if model == "llama-3.1-8b":
-        return tf.LlamaConfig(
-            hidden_size=4096,
-            intermediate_size=14336,
-            num_hidden_layers=32,
-            num_attention_heads=32,
-            num_key_value_heads=8,
-            vocab_size=128256,
-            max_position_embeddings=8192,
-            rope_theta=500000.0,
-            tie_word_embeddings=False,
-        )
-    if model == "qwen3-8b":
-        return tf.Qwen3Config(
-            hidden_size=4096,
-            intermediate_size=12288,
-            num_hidden_layers=36,
-            num_attention_heads=32,
-            num_key_value_heads=8,
-            head_dim=128,
-            vocab_size=151936,
-            max_position_embeddings=8192,
-            tie_word_embeddings=False,
-        )
-    if model == "mistral-7b-v0.3":
-        return tf.MistralConfig(
-            hidden_size=4096,
-            intermediate_size=14336,
-            num_hidden_layers=32,
-            num_attention_heads=32,
-            num_key_value_heads=8,
-            vocab_size=32768,
-            max_position_embeddings=8192,
-            sliding_window=None,
-        )
-    if model == "qwen2-1.5b":
-        return tf.Qwen2Config(
-            hidden_size=1536,
-            intermediate_size=8960,
-            num_hidden_layers=28,
-            num_attention_heads=12,
-            num_key_value_heads=2,
-            vocab_size=151936,
-            max_position_embeddings=8192,
-            tie_word_embeddings=True,
-        )
+    if model in HF_SHAPES:
+        cls, hidden, ffn, layers, heads, kv, vocab, tied, extra = HF_SHAPES[model]
+        return getattr(tf, cls)(
+            hidden_size=hidden, intermediate_size=ffn, num_hidden_layers=layers, num_attention_heads=heads,
+            num_key_value_heads=kv, vocab_size=vocab, max_position_embeddings=8192, tie_word_embeddings=tied,
+            **extra,
+        )  # fmt: skip
     if model == "opt-1.3b":
         return tf.OPTConfig(
-            hidden_size=2048,
-            ffn_dim=8192,
-            num_hidden_layers=24,
-            num_attention_heads=32,
-            vocab_size=50272,
-            word_embed_proj_dim=2048,
-            max_position_embeddings=2048,
-        )
+            hidden_size=2048, ffn_dim=8192, num_hidden_layers=24, num_attention_heads=32, vocab_size=50272,
+            word_embed_proj_dim=2048, max_position_embeddings=2048,
+        )  # fmt: skip
     if model == "gpt2":
         return tf.GPT2Config()
+    large = {
+        "hidden_size": 1024,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 16,
+        "intermediate_size": 4096,
+    }
     if model == "bert-large":
-        return tf.BertConfig(
-            hidden_size=1024,
-            num_hidden_layers=24,
-            num_attention_heads=16,
-            intermediate_size=4096,
-            vocab_size=30522,
-        )
+        return tf.BertConfig(vocab_size=30522, **large)
     if model == "vit-large":
-        return tf.ViTConfig(
-            hidden_size=1024,
-            num_hidden_layers=24,
-            num_attention_heads=16,
-            intermediate_size=4096,
-            image_size=224,
-            patch_size=16,
-        )
+        return tf.ViTConfig(image_size=224, patch_size=16, **large)
     raise KeyError(model)
 
 
@@ -557,7 +516,7 @@ PLAN_2: list[Workload] = [
     Workload("gpt2", "bf16", "training", steps=60, global_batch_size=8, sequence_length=1024),
     Workload("resnet-50", "fp32", "training", steps=40, global_batch_size=128),
 ]
-# Third pass: every generate row with PyTorch's cuDNN attention backend off. With it on (PyTorch >= 2.5
+# Third pass: every generate row with PyTorch's cuDNN attention backend off. With it on (PyTorch 2.11
 # prefers it on Hopper), each new KV length in a decode loop builds a new cuDNN plan (~60 ms per step
 # here), which swamps the kernels; run with SDPA_CUDNN=0 (flash / memory-efficient backends).
 PLAN_3: list[Workload] = list(
