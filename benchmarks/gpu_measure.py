@@ -14,8 +14,8 @@ clock or was held back by its power limit. It never changes clocks or power limi
 measured as found, and the found state (power limit, clocks) is written next to the results.
 
 Usage (on the GPU machine):
-    python benchmarks/gpu_measure.py --out DIR [--parts kernels,diag,profile,workloads] [--plan 1|2|3]
-Writes DIR/workloads.csv (contract section 3 columns plus observed clocks), DIR/kernels.csv,
+    python benchmarks/gpu_measure.py --out DIR [--parts kernels,sweep,diag,profile,workloads] [--plan 1|2|3]
+Writes DIR/workloads.csv (contract section 3 columns plus observed clocks), DIR/kernels.csv, DIR/sweep.csv,
 DIR/profiles.txt|csv and DIR/device.json. Environment: SDPA_CUDNN=0 turns PyTorch's cuDNN attention
 backend off, SAMPLER=none keeps only the energy counter, MEASURE_DEADLINE_S bounds the run.
 """
@@ -308,10 +308,78 @@ def timed_calls(meter: Meter, fn: Callable[[], object], reps: int) -> tuple[dict
     return m, start.elapsed_time(end)
 
 
-def run_kernels(meter: Meter, out_dir: str, idle: dict[str, float]) -> list[dict]:
+def sweep_cases() -> list[tuple[str, str, Callable[[], Callable[[], object]], float, float]]:
+    """Size sweeps: a bf16 add from 64 KiB to 1 GiB per operand, and a bf16 GEMM (K 4096, N 14336) from
+    M = 1 to 8192. Each case replays a CUDA graph of GRAPH_CALLS launches, so host dispatch stays out."""
+    cases = []
+    for exp in range(16, 31, 2):
+        nbytes = 1 << exp
+        cases.append((f"add_{nbytes}B", "bf16", _graphed(_add_setup(nbytes)), nbytes / 2, 3 * nbytes))
+    for m in (1, 8, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192):
+        k, n = 4096, 14336
+        cases.append(
+            (
+                f"gemm_{m}x{k}x{n}",
+                "bf16",
+                _graphed(_mm_setup(m, k, n)),
+                2.0 * m * k * n,
+                (m * k + k * n + m * n) * 2,
+            )
+        )
+    return cases
+
+
+GRAPH_CALLS = 50
+
+
+def _add_setup(nbytes: int) -> Callable[[], Callable[[], object]]:
+    def setup():
+        x = torch.randn(nbytes // 2, device="cuda", dtype=torch.bfloat16)
+        y, z = torch.randn_like(x), torch.empty_like(x)
+        return lambda: torch.add(x, y, out=z)
+
+    return setup
+
+
+def _mm_setup(m: int, k: int, n: int) -> Callable[[], Callable[[], object]]:
+    def setup():
+        a = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+        b = torch.randn(k, n, device="cuda", dtype=torch.bfloat16)
+        c = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
+        return lambda: torch.mm(a, b, out=c)
+
+    return setup
+
+
+def _graphed(setup: Callable[[], Callable[[], object]]) -> Callable[[], Callable[[], object]]:
+    """A setup whose run replays GRAPH_CALLS captured launches (per-call figures divide by calls_per_run)."""
+
+    def graphed_setup():
+        fn = setup()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                fn()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for _ in range(GRAPH_CALLS):
+                fn()
+
+        def replay() -> None:
+            graph.replay()
+
+        replay.calls_per_run = GRAPH_CALLS  # type: ignore[attr-defined]
+        return replay
+
+    return graphed_setup
+
+
+def run_kernels(meter: Meter, out_dir: str, idle: dict[str, float], sweep: bool = False) -> list[dict]:
     rows: list[dict] = []
-    path = os.path.join(out_dir, "kernels.csv")
-    for name, dtype, setup, flops, nbytes in kernel_cases():
+    path = os.path.join(out_dir, "sweep.csv" if sweep else "kernels.csv")
+    for name, dtype, setup, flops, nbytes in sweep_cases() if sweep else kernel_cases():
         if time_left() < 60:
             print(f"deadline: skipping kernel {name}", flush=True)
             continue
@@ -329,6 +397,7 @@ def run_kernels(meter: Meter, out_dir: str, idle: dict[str, float]) -> list[dict
             per_call = (time.perf_counter() - t0) / n
             reps = max(5, int(KERNEL_SECONDS / per_call))
             m, gpu_ms = timed_calls(meter, fn, reps)
+            reps *= getattr(fn, "calls_per_run", 1)
             t_call = gpu_ms / 1000.0 / reps
             row = {
                 "kernel": name,
@@ -863,7 +932,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
     ap.add_argument(
-        "--parts", default="kernels,diag,workloads", help="comma-separated: kernels, diag, profile, workloads"
+        "--parts",
+        default="kernels,diag,workloads",
+        help="comma-separated: kernels, sweep, diag, profile, workloads",
     )
     ap.add_argument(
         "--plan", choices=sorted(PLANS), default="1", help="workload list (1: first pass, 2: second)"
@@ -886,6 +957,8 @@ def main() -> int:
     parts = set(args.parts.split(","))
     if "kernels" in parts:
         run_kernels(meter, args.out, idle)
+    if "sweep" in parts:
+        run_kernels(meter, args.out, idle, sweep=True)
     if "diag" in parts:
         diagnose_host(meter, args.out)
     if "profile" in parts:
