@@ -56,9 +56,12 @@ def main() -> None:
     if not args.never_fitted:
         hold_out_fits(rows_all(), default, args.nfev)
     unseen = rows_all(UNSEEN)
-    for source in sorted({r.extra.get("source") or "(none)" for r in unseen}):
-        u = score([r for r in unseen if (r.extra.get("source") or "(none)") == source], default)
-        gpus = ", ".join(sorted({r.gpu for r in unseen if (r.extra.get("source") or "(none)") == source}))
+    by_source: dict[str, list] = {}
+    for r in unseen:
+        by_source.setdefault(r.extra.get("source") or "(none)", []).append(r)
+    for source, group in sorted(by_source.items()):
+        u = score(group, default)
+        gpus = ", ".join(sorted({r.gpu for r in group}))
         print(
             f"{'never fitted':18s} {u.rows:5d} {u.energy_mape:11.1f} {u.time_mape:6.1f} {u.power_mape:6.1f}"
             f"   {source} ({gpus})"
