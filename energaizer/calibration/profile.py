@@ -32,6 +32,13 @@ class CalibrationProfile(BaseModel):
         description="host dispatch cost per kernel under eager execution; the GPU idles when kernels are "
         "shorter than their dispatch (a pass takes max(GPU time, launches x this))",
     )
+    dispatch_overlap_loss: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        description="share of the shorter of host dispatch and GPU time that does not overlap under eager "
+        "execution (0: the host always runs ahead; 1: serialised, as in code that syncs every layer)",
+    )
     wave_overhead_cycles: float = Field(default=1200.0, ge=0, le=1e6, description="per wave of tiles")
     pass_overhead_ms: float = Field(
         default=0.3, ge=0, le=1e4, description="host gap per forward pass under eager execution (sync, loop)"
@@ -101,6 +108,7 @@ class CalibrationProfile(BaseModel):
 
 FITTED_PARAMETERS: tuple[str, ...] = (
     "launch_overhead_us",
+    "dispatch_overlap_loss",
     "wave_overhead_cycles",
     "pass_overhead_ms",
     "decode_step_overhead_ms",

@@ -128,6 +128,27 @@ class ModelArchitecture(BaseModel):
     rms_norm: bool | None = Field(
         default=None, description="RMSNorm instead of LayerNorm; default: the same as gated_mlp"
     )
+    eager_score_kernels: int = Field(
+        default=2,
+        ge=0,
+        le=8,
+        description="elementwise kernels the reference (Hugging Face) eager attention runs on the score "
+        "matrix before the softmax: 2 for scale and mask add (Llama, Qwen, BERT; GPT-2's scale and "
+        "causal where), 1 where only one of them touches the scores (OPT scales q, ViT has no mask)",
+    )
+    eager_host_syncs: bool = Field(
+        default=False,
+        description="the reference (Hugging Face) eager implementation synchronises the host with the GPU "
+        "in every layer, so kernel dispatch no longer overlaps GPU work: GPT-NeoX attention in "
+        "transformers 4.2x-4.3x copies its mask value from host memory each layer (torch.tensor(...).to("
+        "device), a pageable copy that waits for the stream)",
+    )
+    eager_softmax_fp32: bool = Field(
+        default=True,
+        description="the eager softmax runs in fp32 and is cast back (softmax(..., dtype=float32).to(dtype): "
+        "Llama, OPT, Qwen, ViT; three kernels on 16-bit scores); false where it keeps the score dtype "
+        "(BERT, GPT-2)",
+    )
     vocab: int | None = Field(default=None, gt=0)
     tied_embeddings: bool = False
     moe_experts: int | None = Field(default=None, gt=0)

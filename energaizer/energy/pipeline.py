@@ -82,8 +82,9 @@ def host_gaps(
     """Seconds per row during which the GPU waits for the host.
 
     Eager execution: the host dispatches kernels one by one while the GPU runs ahead, so each phase
-    takes max(GPU time, launches x dispatch cost), plus a fixed gap per forward pass (and per
-    decode step: ``generate()`` runs one pass per token). A serving engine replays CUDA graphs and
+    takes max(GPU time, launches x dispatch cost) plus ``dispatch_overlap_loss`` x the smaller of the
+    two (the overlap is imperfect; code that synchronises every layer does not overlap at all), plus
+    a fixed gap per forward pass (and per decode step: ``generate()`` runs one pass per token). A serving engine replays CUDA graphs and
     spends host time between decode steps (scheduling, sampling) that grows with the running batch.
     """
     n = passes.shape[0]
@@ -91,7 +92,11 @@ def host_gaps(
     key = kt.row * nph + kt.phase
     exec_rp = np.bincount(key, weights=t_exec, minlength=n * nph).reshape(n, nph)
     launch_rp = np.bincount(key, weights=kt.count, minlength=n * nph).reshape(n, nph)
-    dispatch_wait = np.maximum(launch_rp * prof.launch_overhead_us * 1e-6 - exec_rp, 0.0).sum(axis=1)
+    dispatch_rp = launch_rp * prof.launch_overhead_us * 1e-6
+    # Code that synchronises every layer serialises dispatch and GPU work; otherwise they overlap.
+    loss = np.where(p.host_syncs > 0, 1.0, prof.dispatch_overlap_loss)[:, None]
+    exposed = np.maximum(dispatch_rp - exec_rp, 0.0) + loss * np.minimum(dispatch_rp, exec_rp)
+    dispatch_wait = exposed.sum(axis=1)
     eager = p.eager_dispatch > 0
     per_seq_us = np.where(
         p.legacy_engine > 0, prof.legacy_decode_seq_overhead_us, prof.decode_seq_overhead_us

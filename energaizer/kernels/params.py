@@ -40,6 +40,9 @@ class RowParams:
     act_kernels: np.ndarray  # eager elementwise kernels of the MLP activation
     rotary: np.ndarray  # 1: rotary position embeddings on q and k
     rms_norm: np.ndarray  # 1: RMSNorm (several eager kernels) instead of a fused LayerNorm
+    score_kernels: np.ndarray  # eager attention: elementwise kernels on the scores before the softmax
+    softmax_fp32: np.ndarray  # 1: eager softmax writes fp32 probabilities, cast back in another kernel
+    host_syncs: np.ndarray  # 1: the eager implementation synchronises host and GPU in every layer
     vocab: np.ndarray
     tied: np.ndarray
     experts: np.ndarray
@@ -162,6 +165,9 @@ def build_row_params(
             c["act_kernels"][i] = float(a.eager_activation_kernels)
             c["rotary"][i] = float(a.gated_mlp if a.rotary_embeddings is None else a.rotary_embeddings)
             c["rms_norm"][i] = float(a.gated_mlp if a.rms_norm is None else a.rms_norm)
+            c["score_kernels"][i] = float(a.eager_score_kernels)
+            c["softmax_fp32"][i] = float(a.eager_softmax_fp32)
+            c["host_syncs"][i] = float(a.eager_host_syncs)
             c["vocab"][i] = a.vocab or 0
             c["tied"][i] = float(a.tied_embeddings)
             c["experts"][i] = a.moe_experts or 0

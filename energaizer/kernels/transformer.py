@@ -29,11 +29,9 @@ EAGER_EXTRA_LAUNCHES_PER_LAYER = 6.0
 # (multiply by cos, negate and concatenate halves, multiply by sin, add) plus the cos/sin gathers: 12.
 EAGER_RMSNORM_EXTRA_LAUNCHES_PER_LAYER = 12.0
 EAGER_ROTARY_EXTRA_LAUNCHES_PER_LAYER = 12.0
-# Eager attention between the two score GEMMs (HF ``eager``): scale (read+write), mask add (read
-# scores and mask, write), softmax with fp32 output (two reads, one double-width write), cast back
-# (double-width read, write): 12 element-passes over the score matrix in 4 kernels.
-EAGER_SCORE_ELEMENT_PASSES = 12.0
-EAGER_SCORE_KERNELS = 4.0
+# Softmax work per score element: max, subtract, exp, sum, scale.
+FP_FLOPS_PER_SOFTMAX_ELEMENT = 5.0
+FP32_BYTES = 4.0
 # AdamW with fp32 master weights: read p, g, m, v; write p, m, v, bf16 copy.
 OPTIMIZER_BYTES_PER_PARAM = 32.0
 OPTIMIZER_FLOPS_PER_PARAM = 12.0
@@ -69,6 +67,21 @@ def experts_touched(experts, k, tokens) -> np.ndarray:
     experts = np.asarray(experts, dtype=np.float64)
     share = np.clip(np.asarray(k, dtype=np.float64) / np.maximum(experts, 1.0), 0.0, 1.0)
     return np.where(experts > 0, experts * -np.expm1(tokens * np.log1p(-np.minimum(share, 1 - 1e-12))), 0.0)
+
+
+def eager_score_traffic(prep_kernels, softmax_fp32, act_bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(kernels, DRAM bytes per score element) of eager attention between the two score GEMMs.
+
+    Each elementwise kernel before the softmax (scale, mask add) reads and writes the scores. A
+    softmax in the score dtype reads them and writes the probabilities. ``softmax(x, dtype=float32)
+    .to(dtype)`` on 16-bit scores is three kernels in PyTorch (cast up, fp32 softmax, cast back: the
+    EnergAIzer artifact's traces list typecast_to_fp32, softmax fp32 and typecast_to_bf16 once per
+    layer). bf16 scores: Llama/Qwen2 5 kernels and 28 bytes per score, BERT 3 kernels and 12 bytes.
+    """
+    upcast = (np.asarray(softmax_fp32) > 0) & (act_bytes < FP32_BYTES)
+    kernels = prep_kernels + np.where(upcast, 3.0, 1.0)
+    softmax = np.where(upcast, 2.0 * (act_bytes + FP32_BYTES) + 2.0 * FP32_BYTES, 2.0 * act_bytes)
+    return kernels, prep_kernels * 2.0 * act_bytes + softmax
 
 
 def _memory(b: KernelTableBuilder, rows, phase, count, nbytes, fp_flops=0.0) -> None:
@@ -124,6 +137,8 @@ def _layer_stack(
             "a_bytes",
             "eager_attention",
             "eager_dispatch",
+            "score_kernels",
+            "softmax_fp32",
         )
     }
     tp, wb, ab = s["tp"], s["w_bytes"], s["a_bytes"]
@@ -191,15 +206,15 @@ def _layer_stack(
         ht = np.broadcast_to(heads_total, rows.shape)[sel]
         _gemm(b, r, phase, cnt * gm, ql, kl, hd[sel], ab[sel], ab[sel], batch=ht, weights=False)
         _gemm(b, r, phase, cnt * gm, ql, hd[sel], kl, ab[sel], ab[sel], batch=ht, weights=False)
-        scores = ht * ql * kl * ab[sel]
-        # scale, mask add, softmax (fp32 out, max/sum pass), cast back: 4 kernels over the scores
+        kernels, per_element = eager_score_traffic(s["score_kernels"][sel], s["softmax_fp32"][sel], ab[sel])
+        elements = ht * ql * kl
         _memory(
             b,
             r,
             phase,
-            cnt * EAGER_SCORE_KERNELS * gm,
-            EAGER_SCORE_ELEMENT_PASSES * scores / EAGER_SCORE_KERNELS,
-            fp_flops=5.0 * ht * ql * kl / EAGER_SCORE_KERNELS,
+            cnt * kernels * gm,
+            per_element * elements / kernels,
+            fp_flops=FP_FLOPS_PER_SOFTMAX_ELEMENT * elements / kernels,
         )
 
     # Norms, residuals, activations, rotary.

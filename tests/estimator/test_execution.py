@@ -58,9 +58,15 @@ def test_tiny_eager_pass_is_dispatch_bound():
 
 def test_large_eager_pass_hides_dispatch_behind_gpu_work():
     big = prefill(inference={"input_tokens": 1024, "batch_size": 32, "requests": 32})
-    fast = one(big, "a100-pcie-40gb", CalibrationProfile(launch_overhead_us=1.0, pass_overhead_ms=0.0))
-    slow = one(big, "a100-pcie-40gb", CalibrationProfile(launch_overhead_us=20.0, pass_overhead_ms=0.0))
-    assert slow.duration_seconds == pytest.approx(fast.duration_seconds, rel=0.01)
+
+    def run(us: float, loss: float):
+        prof = CalibrationProfile(launch_overhead_us=us, pass_overhead_ms=0.0, dispatch_overlap_loss=loss)
+        return one(big, "a100-pcie-40gb", prof)
+
+    assert run(20.0, 0.0).duration_seconds == pytest.approx(run(1.0, 0.0).duration_seconds, rel=1e-9)
+    # with imperfect overlap the stated share of the dispatch time shows through
+    fast, slow = run(1.0, 0.25), run(20.0, 0.25)
+    assert slow.duration_seconds - fast.duration_seconds == pytest.approx(0.25 * slow.kernel_launches * 19e-6)
 
 
 def test_legacy_engine_host_time_grows_with_batch_and_lowers_power():
