@@ -72,6 +72,14 @@ class CalibrationProfile(BaseModel):
     simt_efficiency: float = Field(
         default=0.85, gt=0, le=1, description="of CUDA-core FP32 peak in a GEMM tile"
     )
+    simt_issue_share: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="FFMA share of the issue slots in a SIMT (CUDA-core fp32) GEMM on SMs with 128 FP32 "
+        "lanes (GA10x, Ada, Hopper), where every other instruction displaces an FFMA (H100 sgemm measured "
+        "0.78 of the 128-lane peak)",
+    )
     attention_efficiency: float = Field(default=0.5, gt=0, le=1, description="fused attention vs GEMM peak")
     quantized_expert_efficiency: float = Field(
         default=1.0,
@@ -117,6 +125,7 @@ FITTED_PARAMETERS: tuple[str, ...] = (
     "legacy_worker_overhead_ms",
     "compute_efficiency",
     "simt_efficiency",
+    "simt_issue_share",
     "attention_efficiency",
     "quantized_expert_efficiency",
     "dram_efficiency",

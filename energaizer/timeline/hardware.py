@@ -31,6 +31,11 @@ def math_precision(gpu: GPUSpec, precision: str) -> str:
     return "fp32"
 
 
+def _fp32_lanes_per_sm(g: GPUSpec) -> float:
+    lanes = g.peak_tflops["fp32"] * 1e12 / (g.sm_count * g.max_clock_mhz * 1e6 * 2.0)
+    return float(2.0 ** np.round(np.log2(max(lanes, 1.0))))
+
+
 @dataclass
 class GpuTable:
     """Columns indexed by distinct-GPU index."""
@@ -54,6 +59,7 @@ class GpuTable:
     tile_m: np.ndarray
     tile_n: np.ndarray
     tma: np.ndarray  # 1: tensor-core GEMMs take the bulk-copy (TMA) path, which needs 16-byte aligned strides
+    fp32_lanes: np.ndarray  # FP32 lanes per SM (datasheet fp32 peak / (SMs x max clock x 2)), a power of 2
 
     @classmethod
     def from_specs(cls, specs: list[GPUSpec]) -> GpuTable:
@@ -82,6 +88,7 @@ class GpuTable:
             tile_m=col(lambda g: 128.0),
             tile_n=col(lambda g: 256.0 if g.architecture.lower() in HOPPER_LIKE else 128.0),
             tma=col(lambda g: g.architecture.lower() in HOPPER_LIKE),
+            fp32_lanes=col(_fp32_lanes_per_sm),
         )
 
     def peak(self, gpu_index: int, precision: str) -> tuple[float, bool]:

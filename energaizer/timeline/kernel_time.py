@@ -66,7 +66,7 @@ def kernel_timing(
     )
     attn_tile_flops = kt.flops / np.maximum(attn_tiles, 1.0)
 
-    eff = _math_efficiency(dev, prof) * np.where(is_attn, prof.attention_efficiency, 1.0)
+    eff = _math_efficiency(dev, prof, hw, g) * np.where(is_attn, prof.attention_efficiency, 1.0)
     attn_waves = np.maximum(np.ceil(attn_tiles / sm), 1.0)
     waves = np.where(is_gemm, gemm.waves, np.where(is_attn, attn_waves, 1.0))
     t_comp = np.where(
@@ -85,7 +85,9 @@ def kernel_timing(
     useful = kt.flops
     u_math = useful / (peak_f * t_exec)
     u_tensor = np.where(dev.tensor & ~is_mem & ~is_comm, u_math, 0.0)
-    u_fp = np.where(dev.tensor | is_mem | is_comm, 0.0, u_math) + kt.fp_flops / (fp32_f * t_exec)
+    # an issue-bound SIMT GEMM keeps every issue slot busy: its activity is relative to the issue limit
+    u_simt = u_math / _issue_share(prof, hw, g)
+    u_fp = np.where(dev.tensor | is_mem | is_comm, 0.0, u_simt) + kt.fp_flops / (fp32_f * t_exec)
     l2_bw = SM_L2_BYTES_PER_CYCLE * sm * f_hz
     l2_bytes = np.where(is_gemm, gemm.l2_bytes, nbytes)
     u_l2 = l2_bytes / (l2_bw * t_exec)
@@ -115,8 +117,19 @@ class GemmTiling:
     l2_bytes: np.ndarray
 
 
-def _math_efficiency(dev: KernelDevice, prof: CalibrationProfile) -> np.ndarray:
-    return np.where(dev.tensor, prof.compute_efficiency, prof.simt_efficiency)
+# An SM sub-partition issues one warp instruction per clock. With 16 FP32 lanes (64 per SM: V100,
+# A100) a warp FFMA occupies them for two clocks, leaving every other issue slot for the loads and
+# address math of a SIMT GEMM; with 32 lanes (128 per SM: GA10x, Ada, Hopper) every such instruction
+# takes an FFMA slot, so a SIMT GEMM reaches only its FFMA share of the datasheet peak.
+ISSUE_BOUND_FP32_LANES = 128.0
+
+
+def _issue_share(prof: CalibrationProfile, hw: GpuTable, g: np.ndarray) -> np.ndarray:
+    return np.where(hw.fp32_lanes[g] >= ISSUE_BOUND_FP32_LANES, prof.simt_issue_share, 1.0)
+
+
+def _math_efficiency(dev: KernelDevice, prof: CalibrationProfile, hw: GpuTable, g: np.ndarray) -> np.ndarray:
+    return np.where(dev.tensor, prof.compute_efficiency, prof.simt_efficiency * _issue_share(prof, hw, g))
 
 
 def _operand_feed_fraction(kt: KernelTable, dev: KernelDevice, hw: GpuTable, g: np.ndarray) -> np.ndarray:
@@ -149,7 +162,7 @@ def _gemm_tiling(
     smaller tile to fill the machine). A tile's operands stream from L2 at a bounded rate per SM, so
     small tiles on fast tensor cores pay for their lower reuse."""
     sm = hw.sm[g]
-    rate = peak_f / sm * _math_efficiency(dev, prof)  # FLOP/s per SM
+    rate = peak_f / sm * _math_efficiency(dev, prof, hw, g)  # FLOP/s per SM
     feed = SM_L2_BYTES_PER_CYCLE * f_hz * _operand_feed_fraction(kt, dev, hw, g)  # operand bytes/s per SM
     overhead = prof.wave_overhead_cycles / f_hz
     best: GemmTiling | None = None
