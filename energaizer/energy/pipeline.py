@@ -84,8 +84,9 @@ def host_gaps(
     Eager execution: the host dispatches kernels one by one while the GPU runs ahead, so each phase
     takes max(GPU time, launches x dispatch cost) plus ``dispatch_overlap_loss`` x the smaller of the
     two (the overlap is imperfect; code that synchronises every layer does not overlap at all), plus
-    a fixed gap per forward pass (and per decode step: ``generate()`` runs one pass per token). A serving engine replays CUDA graphs and
-    spends host time between decode steps (scheduling, sampling) that grows with the running batch.
+    a fixed gap per forward pass (and per decode step: ``generate()`` runs one pass per token). A
+    serving engine replays CUDA graphs and spends host time between decode steps (scheduling,
+    sampling) that grows with the running batch.
     """
     n = passes.shape[0]
     nph = len(PHASES)
