@@ -57,7 +57,9 @@ def kernel_timing(
     is_gemm, is_attn, is_mem, is_comm = kind == GEMM, kind == ATTENTION, kind == MEMORY, kind == COMM
 
     # --- GEMM tiling: the library picks the tile shape (and split-K) that finishes first ---
-    gemm = _gemm_tiling(kt, dev, hw, prof, g, peak_f * quantized, bw, f_hz)
+    issue = _issue_share(prof, hw, g)
+    math_eff = np.where(dev.tensor, prof.compute_efficiency, prof.simt_efficiency * issue)
+    gemm = _gemm_tiling(kt, dev, hw, g, math_eff, peak_f * quantized, bw, f_hz, prof)
 
     # --- attention tiling ---
     # decode (a few packed query rows per KV head): split over KV blocks; prefill: query blocks
@@ -66,7 +68,7 @@ def kernel_timing(
     )
     attn_tile_flops = kt.flops / np.maximum(attn_tiles, 1.0)
 
-    eff = _math_efficiency(dev, prof, hw, g) * np.where(is_attn, prof.attention_efficiency, 1.0)
+    eff = math_eff * np.where(is_attn, prof.attention_efficiency, 1.0)
     attn_waves = np.maximum(np.ceil(attn_tiles / sm), 1.0)
     waves = np.where(is_gemm, gemm.waves, np.where(is_attn, attn_waves, 1.0))
     t_comp = np.where(
@@ -86,7 +88,7 @@ def kernel_timing(
     u_math = useful / (peak_f * t_exec)
     u_tensor = np.where(dev.tensor & ~is_mem & ~is_comm, u_math, 0.0)
     # an issue-bound SIMT GEMM keeps every issue slot busy: its activity is relative to the issue limit
-    u_simt = u_math / _issue_share(prof, hw, g)
+    u_simt = u_math / issue
     u_fp = np.where(dev.tensor | is_mem | is_comm, 0.0, u_simt) + kt.fp_flops / (fp32_f * t_exec)
     l2_bw = SM_L2_BYTES_PER_CYCLE * sm * f_hz
     l2_bytes = np.where(is_gemm, gemm.l2_bytes, nbytes)
@@ -128,10 +130,6 @@ def _issue_share(prof: CalibrationProfile, hw: GpuTable, g: np.ndarray) -> np.nd
     return np.where(hw.fp32_lanes[g] >= ISSUE_BOUND_FP32_LANES, prof.simt_issue_share, 1.0)
 
 
-def _math_efficiency(dev: KernelDevice, prof: CalibrationProfile, hw: GpuTable, g: np.ndarray) -> np.ndarray:
-    return np.where(dev.tensor, prof.compute_efficiency, prof.simt_efficiency * _issue_share(prof, hw, g))
-
-
 def _operand_feed_fraction(kt: KernelTable, dev: KernelDevice, hw: GpuTable, g: np.ndarray) -> np.ndarray:
     """Share of the operand feed a tensor-core GEMM gets from its loads' width.
 
@@ -151,18 +149,19 @@ def _gemm_tiling(
     kt: KernelTable,
     dev: KernelDevice,
     hw: GpuTable,
-    prof: CalibrationProfile,
     g: np.ndarray,
+    math_eff: np.ndarray,
     peak_f: np.ndarray,
     bw: np.ndarray,
     f_hz: np.ndarray,
+    prof: CalibrationProfile,
 ) -> GemmTiling:
     """Tiles in waves over the SMs for each candidate tile shape, split-K when there are fewer tiles
     than SMs; per kernel the shape that finishes first wins (as cuBLAS/CUTLASS heuristics pick a
     smaller tile to fill the machine). A tile's operands stream from L2 at a bounded rate per SM, so
     small tiles on fast tensor cores pay for their lower reuse."""
     sm = hw.sm[g]
-    rate = peak_f / sm * _math_efficiency(dev, prof, hw, g)  # FLOP/s per SM
+    rate = peak_f / sm * math_eff  # FLOP/s per SM
     feed = SM_L2_BYTES_PER_CYCLE * f_hz * _operand_feed_fraction(kt, dev, hw, g)  # operand bytes/s per SM
     overhead = prof.wave_overhead_cycles / f_hz
     best: GemmTiling | None = None
