@@ -89,11 +89,25 @@ class CalibrationProfile(BaseModel):
         "bandwidth and math rate (scale-factor handling in grouped low-precision kernels)",
     )
     dram_efficiency: float = Field(default=0.85, gt=0, le=1, description="achievable fraction of DRAM BW")
+    dram_stream_headroom: float = Field(
+        default=1.5,
+        gt=0,
+        le=100,
+        description="bytes that streaming loads keep in flight at the maximum clock, relative to what the "
+        "GPU's raw DRAM bandwidth needs; their latency runs in core cycles, so below f_max x "
+        "dram_efficiency / this a memory-bound kernel slows with the SM clock",
+    )
     link_efficiency: float = Field(default=0.7, gt=0, le=1, description="achievable fraction of link BW")
     comm_latency_us: float = Field(default=15.0, ge=0, le=1e5, description="per collective")
     # --- power ---
     alpha_tensor: float = Field(default=1.2, ge=0, le=10, description="tensor-core power at full use")
-    alpha_fp: float = Field(default=0.5, ge=0, le=10, description="CUDA-core FP power at full use")
+    fp32_pj_per_flop: float = Field(
+        default=10.0,
+        ge=0,
+        le=1000,
+        description="energy per FP32 FLOP on the CUDA cores (operand fetch, issue and FMA) at the voltage "
+        "of the maximum clock (pJ); scales with V^2, so SIMT power follows the lanes a GPU has, not its TDP",
+    )
     alpha_l2: float = Field(default=0.2, ge=0, le=10, description="L2 power at full use")
     alpha_sm: float = Field(default=0.35, ge=0, le=10, description="SM activity (issue, clocks) while busy")
     dram_pj_per_bit_hbm: float = Field(default=7.0, ge=0, le=100)
@@ -129,8 +143,9 @@ FITTED_PARAMETERS: tuple[str, ...] = (
     "attention_efficiency",
     "quantized_expert_efficiency",
     "dram_efficiency",
+    "dram_stream_headroom",
     "alpha_tensor",
-    "alpha_fp",
+    "fp32_pj_per_flop",
     "alpha_l2",
     "alpha_sm",
     "gap_activity",

@@ -1,8 +1,11 @@
 """Module utilisation -> board power, and the power-cap clock solve.
 
-P_exec = P_idle(f) + D * s(f) * (a_tc u_tc + a_fp u_fp + a_l2 u_l2 + a_sm u_busy) + E_bit * DRAM bits/s
+P_exec = P_idle(f) + D * s(f) * (a_tc u_tc + a_l2 u_l2 + a_sm u_busy) + E_fp * (V/V_max)^2 * FP32 FLOP/s
+         + E_bit * DRAM bits/s
 where D = TDP - idle (the GPU's dynamic range), s(f) = (V(f)/V_max)^2 f/f_max (the core clock
-domain), and DRAM power does not follow the SM clock. When P_exec exceeds the power limit the
+domain), and DRAM power does not follow the SM clock. CUDA-core math costs energy per FLOP rather than
+a share of D: GPUs differ four-fold in FP32 lanes per watt of TDP (an A10 has 128 per SM at 150 W, a
+V100 64 at 300 W), and their measured SIMT power follows the FLOPs they execute, not their TDP. When P_exec exceeds the power limit the
 clock drops (as the firmware does) until it fits: compute-bound kernels then take longer.
 """
 
@@ -14,7 +17,7 @@ import numpy as np
 
 from energaizer.calibration.profile import CalibrationProfile
 from energaizer.kernels.table import KernelTable
-from energaizer.power.dvfs import core_scale, idle_power
+from energaizer.power.dvfs import core_scale, idle_power, voltage_ratio
 from energaizer.timeline.hardware import GpuTable
 from energaizer.timeline.kernel_time import KernelDevice, KernelTiming, kernel_timing
 
@@ -54,13 +57,9 @@ def kernel_power(
     compute = (
         dynamic_range(hw, g)
         * s
-        * (
-            prof.alpha_tensor * tm.u_tensor
-            + prof.alpha_fp * tm.u_fp
-            + prof.alpha_l2 * tm.u_l2
-            + prof.alpha_sm * tm.u_busy
-        )
+        * (prof.alpha_tensor * tm.u_tensor + prof.alpha_l2 * tm.u_l2 + prof.alpha_sm * tm.u_busy)
     )
+    compute = compute + prof.fp32_pj_per_flop * 1e-12 * tm.fp_flop_rate * voltage_ratio(f, g, hw, prof) ** 2
     pj = np.where(hw.gddr[g] > 0, prof.dram_pj_per_bit_gddr, prof.dram_pj_per_bit_hbm)
     memory = pj * 1e-12 * 8.0 * tm.u_dram * hw.bw[g]
     return KernelPower(idle=idle_power(f, g, hw, prof), compute=compute, memory=memory)

@@ -38,6 +38,7 @@ class KernelTiming:
     u_l2: np.ndarray
     u_dram: np.ndarray
     u_busy: np.ndarray
+    fp_flop_rate: np.ndarray  # FLOP/s executed on the CUDA cores (SIMT GEMMs, elementwise math)
     t_compute: np.ndarray  # the compute-bound part of t_exec (for the breakdown)
 
 
@@ -52,7 +53,7 @@ def kernel_timing(
     fp32_f = hw.fp32_peak[g] * clock_scale
     # grouped expert GEMMs on 8-bit (or narrower) weights run below the bf16 kernels' rates
     quantized = np.where((kt.grouped > 0) & (kt.precision_bytes < 2.0), prof.quantized_expert_efficiency, 1.0)
-    bw = hw.bw[g] * prof.dram_efficiency * quantized
+    bw = _stream_bandwidth(hw, g, f_mhz, prof) * quantized
     kind = kt.kind
     is_gemm, is_attn, is_mem, is_comm = kind == GEMM, kind == ATTENTION, kind == MEMORY, kind == COMM
 
@@ -89,6 +90,7 @@ def kernel_timing(
     u_tensor = np.where(dev.tensor & ~is_mem & ~is_comm, u_math, 0.0)
     # an issue-bound SIMT GEMM keeps every issue slot busy: its activity is relative to the issue limit
     u_simt = u_math / issue
+    simt_flops = np.where(dev.tensor | is_mem | is_comm, 0.0, useful) + kt.fp_flops
     u_fp = np.where(dev.tensor | is_mem | is_comm, 0.0, u_simt) + kt.fp_flops / (fp32_f * t_exec)
     l2_bw = SM_L2_BYTES_PER_CYCLE * sm * f_hz
     l2_bytes = np.where(is_gemm, gemm.l2_bytes, nbytes)
@@ -103,8 +105,19 @@ def kernel_timing(
         u_l2=clip(u_l2),
         u_dram=clip(u_dram),
         u_busy=u_busy,
+        fp_flop_rate=simt_flops / t_exec,
         t_compute=np.minimum(np.maximum(t_comp, t_fp), t_exec),
     )
+
+
+def _stream_bandwidth(hw: GpuTable, g: np.ndarray, f_mhz: np.ndarray, prof: CalibrationProfile) -> np.ndarray:
+    """Achievable DRAM bandwidth at SM clock ``f_mhz``. The SMs keep a bounded number of bytes in flight
+    and part of a load's latency runs in core cycles (L1, crossbar, L2), so by Little's law the bandwidth
+    they can draw scales with the clock; GPUs are built to saturate DRAM at f_max with some headroom
+    (``dram_stream_headroom``), so memory-bound kernels keep full speed down to a knee and then slow
+    with the clock (the A100 DVFS rows: 0.53 x f_max)."""
+    in_flight = prof.dram_stream_headroom * hw.bw[g] * f_mhz / hw.f_max[g]
+    return np.minimum(hw.bw[g] * prof.dram_efficiency, in_flight)
 
 
 # Tile shapes (BM, BN) a GEMM library chooses from; BN = 0 stands for the GPU's widest tile.
