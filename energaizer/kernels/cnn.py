@@ -51,6 +51,47 @@ def cnn_params(spec: CNNSpec) -> float:
     return float(cnn_shape_arrays(spec)["params"])
 
 
+# Winograd F(4x4, 3x3): a 6x6 input tile gives a 4x4 output tile, so 36 element-wise products replace
+# 16 x 9 = 144 multiply-adds per tile and channel pair (4x fewer), done as 36 batched GEMMs.
+WINO_TILE_OUT = 16.0
+WINO_TILE_IN = 36.0
+
+
+def _add_winograd(
+    b: KernelTableBuilder,
+    r: np.ndarray,
+    phase: int,
+    count: np.ndarray,
+    m: np.ndarray,
+    n: np.ndarray,
+    cin: np.ndarray,
+    in_bytes: np.ndarray,
+    out_bytes: np.ndarray,
+    w_bytes: np.ndarray,
+) -> None:
+    """A 3x3 stride-1 convolution on CUDA cores as cuDNN runs it in fp32 (``cudnn.benchmark`` picks the
+    non-fused Winograd algorithm there; with TF32 or 16-bit tensor cores it picks implicit GEMM):
+    transform the input tiles (2.25x the input written), 36 batched GEMMs over (output tiles x C_in) .
+    (C_in x C_out), transform back. ``m`` = output pixels, ``n`` = C_out."""
+    tiles = m / WINO_TILE_OUT
+    expand = WINO_TILE_IN / WINO_TILE_OUT
+    b.add(r, MEMORY, phase, count, bytes=in_bytes * (1.0 + expand), fp_flops=in_bytes)
+    b.add(
+        r,
+        GEMM,
+        phase,
+        count,
+        m=tiles,
+        n=n,
+        k=cin,
+        batch=WINO_TILE_IN,
+        flops=2.0 * WINO_TILE_IN * tiles * n * cin,
+        bytes=(in_bytes + out_bytes) * expand + w_bytes * WINO_TILE_IN / 9.0,
+        precision_bytes=4.0,
+    )
+    b.add(r, MEMORY, phase, count, bytes=out_bytes * (1.0 + expand), fp_flops=out_bytes)
+
+
 def _add_pass(
     b: KernelTableBuilder,
     rows: np.ndarray,
@@ -61,6 +102,7 @@ def _add_pass(
     wb: np.ndarray,
     ab: np.ndarray,
     eager: np.ndarray,
+    simt: np.ndarray,
     backward: bool,
 ) -> None:
     """One forward (or backward) pass of the network for each of ``rows`` (same network), vectorised as
@@ -71,7 +113,7 @@ def _add_pass(
         n_layers = layer_cols.shape[0]
         return (*(np.tile(c, rows.size) for c in layer_cols.T), np.repeat(per_row, n_layers, axis=1))
 
-    per_row = np.stack([rows.astype(np.float64), count, images, wb, ab, eager.astype(np.float64)])
+    per_row = np.stack([rows.astype(np.float64), count, images, wb, ab, eager.astype(np.float64), simt])
     conv = shapes["conv"]
     if conv.size:
         cin, cout, k, stride, groups, h, w, pr = outer(conv, per_row)
@@ -79,24 +121,37 @@ def _add_pass(
         m = img * h * w
         n = cout / groups
         kk = k * k * cin / groups
-        nbytes = (
-            img * cin * (h * stride) * (w * stride) * abb
-            + cout * cin / groups * k * k * wbb
-            + img * cout * h * w * abb
-        )
+        in_bytes = img * cin * (h * stride) * (w * stride) * abb
+        out_bytes = img * cout * h * w * abb
+        nbytes = in_bytes + cout * cin / groups * k * k * wbb + out_bytes
+        wino = (pr[6] > 0) & (k == 3) & (stride == 1) & (groups == 1)
+        direct = ~wino
         b.add(
-            r,
+            r[direct],
             GEMM,
             phase,
-            cnt * gm,
-            m=m,
-            n=n,
-            k=kk,
-            batch=groups,
-            flops=2.0 * m * n * kk * groups,
-            bytes=nbytes,
-            precision_bytes=np.minimum(wbb, abb),
+            (cnt * gm)[direct],
+            m=m[direct],
+            n=n[direct],
+            k=kk[direct],
+            batch=groups[direct],
+            flops=(2.0 * m * n * kk * groups)[direct],
+            bytes=nbytes[direct],
+            precision_bytes=np.minimum(wbb, abb)[direct],
         )
+        if wino.any():
+            _add_winograd(
+                b,
+                r[wino],
+                phase,
+                (cnt * gm)[wino],
+                m[wino],
+                n[wino],
+                cin[wino],
+                in_bytes[wino],
+                out_bytes[wino],
+                (cout * cin * 9 * wbb)[wino],
+            )
         # batch-norm + activation (+ residual) as separate memory-bound passes in eager frameworks
         b.add(
             r,
@@ -158,14 +213,26 @@ def add_cnn(b: KernelTableBuilder, p: RowParams, rows: np.ndarray, specs: list[C
         idx = np.array(idx_list)
         r = rows[idx]
         shapes = cnn_shape_arrays(spec)
-        wb, ab, eager = p.w_bytes[r], p.a_bytes[r], p.eager_attention[r] > 0
+        wb, ab, eager, simt = p.w_bytes[r], p.a_bytes[r], p.eager_attention[r] > 0, p.simt_convs[r]
         train = p.training[r] > 0
         if train.any():
             rt, it = r[train], idx[train]
             images = np.maximum(p.global_batch[rt] / p.dp[rt], 1.0)
             steps = p.steps[rt]
             for phase, backward in ((FORWARD, False), (BACKWARD, True)):
-                _add_pass(b, rt, phase, steps, images, shapes, wb[train], ab[train], eager[train], backward)
+                _add_pass(
+                    b,
+                    rt,
+                    phase,
+                    steps,
+                    images,
+                    shapes,
+                    wb[train],
+                    ab[train],
+                    eager[train],
+                    simt[train],
+                    backward,
+                )
             prm = float(shapes["params"])
             b.add(
                 rt,
@@ -182,6 +249,6 @@ def add_cnn(b: KernelTableBuilder, p: RowParams, rows: np.ndarray, specs: list[C
             ri, ii = r[inf], idx[inf]
             batch = p.batch[ri]
             passes = np.ceil(p.requests[ri] / batch)
-            _add_pass(b, ri, PREFILL, passes, batch, shapes, wb[inf], ab[inf], eager[inf], False)
+            _add_pass(b, ri, PREFILL, passes, batch, shapes, wb[inf], ab[inf], eager[inf], simt[inf], False)
             passes_out[ii] = passes
     return passes_out

@@ -43,6 +43,7 @@ class RowParams:
     score_kernels: np.ndarray  # eager attention: elementwise kernels on the scores before the softmax
     softmax_fp32: np.ndarray  # 1: eager softmax writes fp32 probabilities, cast back in another kernel
     host_syncs: np.ndarray  # 1: the eager implementation synchronises host and GPU in every layer
+    simt_convs: np.ndarray  # 1: convolutions run on CUDA cores in fp32 (no TF32 tensor cores): Winograd
     vocab: np.ndarray
     tied: np.ndarray
     experts: np.ndarray
@@ -136,6 +137,9 @@ def build_row_params(
         c = cols
         is_cnn = a.arch_type == "cnn"
         c["is_cnn"][i] = float(is_cnn)
+        c["simt_convs"][i] = float(
+            is_cnn and w.precision in ("fp32", "tf32") and "tf32" not in gpu.peak_tflops
+        )
         c["decoder"][i] = float(a.arch_type == "decoder")
         c["training"][i] = float(w.task == "training")
         attention, dispatch = execution_style(w, a)
