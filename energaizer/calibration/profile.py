@@ -153,6 +153,12 @@ FITTED_PARAMETERS: tuple[str, ...] = (
     "dram_pj_per_bit_gddr",
 )
 
+# Parameters an older profile may still carry, and what replaced them.
+RETIRED_PARAMETERS: dict[str, str] = {
+    "alpha_fp": "replaced by fp32_pj_per_flop (CUDA-core power is energy per FLOP, not a share of TDP); "
+    "re-run `energaizer calibrate` on your measurements",
+}
+
 DEFAULT_PROFILE_PATH = Path(__file__).resolve().parent.parent / "data" / "profiles" / "default.json"
 
 
@@ -171,6 +177,9 @@ def load_profile(profile: CalibrationProfile | str | Path | None) -> Calibration
         raise InvalidInputError(
             "profile", f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})"
         ) from None
+    retired = sorted(k for k in data if k in RETIRED_PARAMETERS) if isinstance(data, dict) else []
+    if retired:
+        raise InvalidInputError(retired[0], f"{path}: {RETIRED_PARAMETERS[retired[0]]}")
     return CalibrationProfile.model_validate(data)
 
 

@@ -166,6 +166,17 @@ def test_calibrate_writes_a_profile_that_estimate_uses(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+def test_a_profile_with_a_retired_parameter_names_its_replacement(tmp_path):
+    prof = json.loads((DATA.parent / "profiles" / "default.json").read_text())
+    prof["alpha_fp"] = 0.57  # what profiles fitted before fp32_pj_per_flop carried
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(prof))
+    r = cli("estimate", "--model", "gpt2", "--gpu", "a10", "--profile", str(path))
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()]
+    assert "alpha_fp" in r.stderr and "fp32_pj_per_flop" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_sweep_names_optimal_settings():
     r = cli(
         "sweep",
