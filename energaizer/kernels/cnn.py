@@ -22,6 +22,7 @@ from energaizer.kernels.transformer import (
     OPTIMIZER_FLOPS_PER_PARAM,
     PREFILL,
     _allreduce,
+    _gemm,
 )
 
 
@@ -65,30 +66,17 @@ def _add_winograd(
     m: np.ndarray,
     n: np.ndarray,
     cin: np.ndarray,
-    in_bytes: np.ndarray,
-    out_bytes: np.ndarray,
-    w_bytes: np.ndarray,
+    wb: np.ndarray,
+    ab: np.ndarray,
 ) -> None:
     """A 3x3 stride-1 convolution on CUDA cores as cuDNN runs it in fp32 (``cudnn.benchmark`` picks the
     non-fused Winograd algorithm there; with TF32 or 16-bit tensor cores it picks implicit GEMM):
     transform the input tiles (2.25x the input written), 36 batched GEMMs over (output tiles x C_in) .
-    (C_in x C_out), transform back. ``m`` = output pixels, ``n`` = C_out."""
-    tiles = m / WINO_TILE_OUT
+    (C_in x C_out), transform back. ``m`` = output pixels (= input pixels at stride 1), ``n`` = C_out."""
     expand = WINO_TILE_IN / WINO_TILE_OUT
+    in_bytes, out_bytes = m * cin * ab, m * n * ab
     b.add(r, MEMORY, phase, count, bytes=in_bytes * (1.0 + expand), fp_flops=in_bytes)
-    b.add(
-        r,
-        GEMM,
-        phase,
-        count,
-        m=tiles,
-        n=n,
-        k=cin,
-        batch=WINO_TILE_IN,
-        flops=2.0 * WINO_TILE_IN * tiles * n * cin,
-        bytes=(in_bytes + out_bytes) * expand + w_bytes * WINO_TILE_IN / 9.0,
-        precision_bytes=4.0,
-    )
+    _gemm(b, r, phase, count, m / WINO_TILE_OUT, n, cin, wb, ab, batch=WINO_TILE_IN)
     b.add(r, MEMORY, phase, count, bytes=out_bytes * (1.0 + expand), fp_flops=out_bytes)
 
 
@@ -148,9 +136,8 @@ def _add_pass(
                 m[wino],
                 n[wino],
                 cin[wino],
-                in_bytes[wino],
-                out_bytes[wino],
-                (cout * cin * 9 * wbb)[wino],
+                wbb[wino],
+                abb[wino],
             )
         # batch-norm + activation (+ residual) as separate memory-bound passes in eager frameworks
         b.add(

@@ -27,9 +27,8 @@ def test_winograd_kernels_hand_checked():
         np.array([m]),
         np.array([c]),
         np.array([c]),
-        np.array([act]),
-        np.array([act]),
-        np.array([c * c * 9 * 4.0]),
+        np.array([4.0]),
+        np.array([4.0]),
     )
     kt = b.build()
     assert list(kt.kind) == [MEMORY, GEMM, MEMORY]
@@ -37,9 +36,11 @@ def test_winograd_kernels_hand_checked():
     assert kt.batch[gemm][0] == 36
     assert (kt.m[gemm][0], kt.n[gemm][0], kt.k[gemm][0]) == (m / 16, c, c)
     assert kt.flops[gemm][0] == pytest.approx(2 * m * c * 9 * c / 4)
-    # transforms: read the tensor once, write/read its 2.25x transformed copy
+    # transforms: read the tensor once, write/read its 2.25x transformed copy; the GEMMs read the transformed
+    # input and the 36/9 x transformed filters and write the transformed output
     assert kt.bytes[0] == pytest.approx(3.25 * act)
     assert kt.bytes[2] == pytest.approx(3.25 * act)
+    assert kt.bytes[gemm][0] == pytest.approx(2.25 * act + 4 * c * c * 9 * 4.0 + 2.25 * act)
 
 
 @pytest.mark.parametrize(
