@@ -90,8 +90,9 @@ def kernel_timing(
     u_tensor = np.where(dev.tensor & ~is_mem & ~is_comm, u_math, 0.0)
     # an issue-bound SIMT GEMM keeps every issue slot busy: its activity is relative to the issue limit
     u_simt = u_math / issue
-    simt_flops = np.where(dev.tensor | is_mem | is_comm, 0.0, useful) + kt.fp_flops
-    u_fp = np.where(dev.tensor | is_mem | is_comm, 0.0, u_simt) + kt.fp_flops / (fp32_f * t_exec)
+    simt_math = ~(dev.tensor | is_mem | is_comm)
+    simt_flops = np.where(simt_math, useful, 0.0) + kt.fp_flops
+    u_fp = np.where(simt_math, u_simt, 0.0) + kt.fp_flops / (fp32_f * t_exec)
     l2_bw = SM_L2_BYTES_PER_CYCLE * sm * f_hz
     l2_bytes = np.where(is_gemm, gemm.l2_bytes, nbytes)
     u_l2 = l2_bytes / (l2_bw * t_exec)
