@@ -70,7 +70,20 @@ class CalibrationProfile(BaseModel):
         description="execution legacy-engine: host time per decode step per extra tensor-parallel worker "
         "(the step is handed to each worker process in turn)",
     )
-    compute_efficiency: float = Field(default=0.8, gt=0, le=1, description="of tensor-core peak in a tile")
+    compute_efficiency: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="of tensor-core peak in a tile's math (its operand staging aside)",
+    )
+    operand_feed_bytes_per_cycle: float = Field(
+        default=48.0,
+        gt=0,
+        le=1024,
+        description="operand bytes per SM per clock that a tensor-core GEMM tile stages (shared-memory fills "
+        "and fragment loads) beside its MMAs; the staging is not hidden, so a tile takes its math time plus its "
+        "operand bytes at this rate, and GPUs with more tensor FLOP per SM per clock reach less of their peak",
+    )
     simt_efficiency: float = Field(
         default=0.85, gt=0, le=1, description="of CUDA-core FP32 peak in a GEMM tile"
     )
@@ -140,6 +153,7 @@ FITTED_PARAMETERS: tuple[str, ...] = (
     "legacy_decode_seq_overhead_us",
     "legacy_worker_overhead_ms",
     "compute_efficiency",
+    "operand_feed_bytes_per_cycle",
     "simt_efficiency",
     "simt_issue_share",
     "attention_efficiency",

@@ -20,6 +20,9 @@ FALLBACK = {
     "fp32": ("fp32",),
 }
 HOPPER_LIKE = {"hopper", "blackwell"}
+# Blackwell's tensor cores run one MMA across a pair of SMs (CUTLASS "2SM" kernels, cta_group::2): the
+# pair shares the B operand tile, so each SM stages only half of it.
+PAIRED_MMA = {"blackwell"}
 SM_L2_BYTES_PER_CYCLE = 64.0  # per SM, order of A100/H100 L2 slice bandwidth
 TMA_ALIGN_BYTES = 16  # stride alignment of Hopper's bulk tensor copies (and the widest vector load)
 
@@ -59,6 +62,7 @@ class GpuTable:
     tile_m: np.ndarray
     tile_n: np.ndarray
     tma: np.ndarray  # 1: tensor-core GEMMs take the bulk-copy (TMA) path, which needs 16-byte aligned strides
+    b_tile_sharing: np.ndarray  # SMs that share one B operand tile of a tensor-core GEMM (2 on Blackwell)
     fp32_lanes: np.ndarray  # FP32 lanes per SM (datasheet fp32 peak / (SMs x max clock x 2)), a power of 2
 
     @classmethod
@@ -88,6 +92,7 @@ class GpuTable:
             tile_m=col(lambda g: 128.0),
             tile_n=col(lambda g: 256.0 if g.architecture.lower() in HOPPER_LIKE else 128.0),
             tma=col(lambda g: g.architecture.lower() in HOPPER_LIKE),
+            b_tile_sharing=col(lambda g: 2.0 if g.architecture.lower() in PAIRED_MMA else 1.0),
             fp32_lanes=col(_fp32_lanes_per_sm),
         )
 

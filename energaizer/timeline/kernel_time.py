@@ -172,11 +172,19 @@ def _gemm_tiling(
 ) -> GemmTiling:
     """Tiles in waves over the SMs for each candidate tile shape, split-K when there are fewer tiles
     than SMs; per kernel the shape that finishes first wins (as cuBLAS/CUTLASS heuristics pick a
-    smaller tile to fill the machine). A tile's operands stream from L2 at a bounded rate per SM, so
-    small tiles on fast tensor cores pay for their lower reuse."""
+    smaller tile to fill the machine). A tensor-core tile takes its math time plus the time to stage its
+    operands at ``operand_feed_bytes_per_cycle`` per SM: the staging rate does not grow with the tensor
+    cores' width, so an A100 (2048 FLOP/clk/SM) reaches a smaller share of its peak than an A10 or V100
+    (1024), and small tiles pay for their lower reuse. (Fitted on V100, A10, A100 and H100 rows at once,
+    this one rule beat an efficiency per GPU generation and one that hides Hopper's asynchronous staging.)
+    SIMT tiles overlap their loads with the FFMAs and are bound by the slower of the two."""
     sm = hw.sm[g]
     rate = peak_f / sm * math_eff  # FLOP/s per SM
-    feed = SM_L2_BYTES_PER_CYCLE * f_hz * _operand_feed_fraction(kt, dev, hw, g)  # operand bytes/s per SM
+    # operand bytes/s per SM: tensor-core tiles stage theirs at the profile's rate, which their MMAs do not
+    # hide; SIMT tiles load at the L2 slice rate, overlapped with their FFMAs
+    feed_per_cycle = np.where(dev.tensor, prof.operand_feed_bytes_per_cycle, SM_L2_BYTES_PER_CYCLE)
+    feed = feed_per_cycle * f_hz * _operand_feed_fraction(kt, dev, hw, g)
+    b_share = np.where(dev.tensor, hw.b_tile_sharing[g], 1.0)
     overhead = prof.wave_overhead_cycles / f_hz
     best: GemmTiling | None = None
     best_t = np.full(kt.m.shape, np.inf)
@@ -191,12 +199,16 @@ def _gemm_tiling(
         )
         k_split = kt.k / split
         waves = np.maximum(np.ceil(tiles0 * split / sm), 1.0)
-        per_wave = np.maximum(2.0 * bm * bn * k_split / rate, (bm + bn) * k_split * kt.precision_bytes / feed)
+        t_math = 2.0 * bm * bn * k_split / rate
+        operand_bytes = (bm + bn / b_share) * k_split * kt.precision_bytes
+        per_wave = np.where(
+            dev.tensor, t_math + operand_bytes / feed, np.maximum(t_math, operand_bytes / feed)
+        )
         cand = GemmTiling(
             waves=waves,
             t_comp=waves * per_wave,
             bytes=kt.bytes + np.where(split > 1, kt.batch * kt.m * kt.n * 4.0 * split, 0.0),
-            l2_bytes=tiles0 * split * (bm + bn) * k_split * kt.precision_bytes,
+            l2_bytes=tiles0 * split * operand_bytes,
         )
         t = np.maximum(cand.t_comp, cand.bytes / bw) + waves * overhead
         better = t < best_t
