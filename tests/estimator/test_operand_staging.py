@@ -5,38 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gemm_support import gemm_at_max_clock
 
 from energaizer.calibration.profile import CalibrationProfile
 from energaizer.catalog import get_gpu
-from energaizer.kernels.table import GEMM, KernelTableBuilder
 from energaizer.timeline.hardware import GpuTable
-from energaizer.timeline.kernel_time import KernelDevice, kernel_timing
 
 N = 8192.0
 
 
-def _gemm(gpu: str, precision: str, prof: CalibrationProfile, m: float = N) -> tuple[float, float]:
-    """(seconds, share of the datasheet peak at f_max) of an m x 8192 x 8192 GEMM."""
-    eb = 4.0 if precision == "fp32" else 2.0
-    b = KernelTableBuilder()
-    b.add(
-        np.array([0]),
-        GEMM,
-        0,
-        1.0,
-        m=m,
-        n=N,
-        k=N,
-        flops=2 * m * N * N,
-        bytes=(2 * m * N + N * N) * eb,
-        precision_bytes=eb,
-    )
-    hw = GpuTable.from_specs([get_gpu(gpu)])
-    peak, tensor = hw.peak(0, precision)
-    dev = KernelDevice(g=np.zeros(1, dtype=int), peak=np.array([peak]), tensor=np.array([tensor]))
-    t = float(kernel_timing(b.build(), dev, np.array([hw.f_max[0]]), hw, prof).t_exec[0])
-    rate = peak * hw.f_max[0] / hw.f_tensor[0]
-    return t, 2 * m * N * N / t / rate
+def _gemm(gpu: str, precision: str, prof: CalibrationProfile) -> tuple[float, float]:
+    """(seconds, share of the datasheet peak at f_max) of an 8192^3 GEMM."""
+    return gemm_at_max_clock(N, N, N, gpu, precision, prof)
 
 
 def test_wider_tensor_cores_reach_a_smaller_share_of_their_peak():

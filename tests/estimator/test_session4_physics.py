@@ -3,15 +3,13 @@ one dynamic-power scale per die, and the low-precision grouped expert GEMM effic
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+from gemm_support import gemm_at_max_clock
 
 from energaizer import Workload, estimate
 from energaizer.calibration.profile import CalibrationProfile
 from energaizer.catalog import get_gpu, get_model
-from energaizer.kernels.table import GEMM, KernelTableBuilder
-from energaizer.timeline.hardware import GpuTable
-from energaizer.timeline.kernel_time import GEMM_TILE_SHAPES, KernelDevice, kernel_timing
+from energaizer.timeline.kernel_time import GEMM_TILE_SHAPES
 
 
 def one(w: Workload, gpu: str, profile: CalibrationProfile | None = None):
@@ -37,26 +35,7 @@ def test_gradient_accumulation_does_not_pad_the_last_micro_batch():
 
 
 def _gemm_time(m: float, n: float, k: float, gpu: str, precision: str) -> float:
-    b = KernelTableBuilder()
-    eb = 4.0 if precision == "fp32" else 2.0
-    b.add(
-        np.array([0]),
-        GEMM,
-        0,
-        1.0,
-        m=m,
-        n=n,
-        k=k,
-        flops=2 * m * n * k,
-        bytes=(m * k + k * n + m * n) * eb,
-        precision_bytes=eb,
-    )
-    kt = b.build()
-    hw = GpuTable.from_specs([get_gpu(gpu)])
-    peak, tensor = hw.peak(0, precision)
-    dev = KernelDevice(g=np.zeros(1, dtype=int), peak=np.array([peak]), tensor=np.array([tensor]))
-    prof = CalibrationProfile()
-    return float(kernel_timing(kt, dev, np.array([hw.f_max[0]]), hw, prof).t_exec[0])
+    return gemm_at_max_clock(m, n, k, gpu, precision)[0]
 
 
 def test_smaller_tiles_fill_the_machine():
