@@ -4,8 +4,8 @@ Time corrections (EnergAIzer's lambda terms): a fixed host cost per kernel launc
 per tile wave (prologue/epilogue of each wave of tiles), a host gap per forward pass, a serving engine's
 host time per decode step and per running sequence, and the
 achievable fraction of peak compute, attention and bandwidth (and how far below f_max memory-bound
-kernels keep that bandwidth), and the rate at which tensor-core tiles stage their operands. Power: dynamic power of each module
-at full utilisation and maximum clock, as a fraction of the GPU's dynamic range (TDP - idle) or,
+kernels keep that bandwidth), and the rate at which tensor-core tiles stage their operands. Power:
+dynamic power of each module at full utilisation and maximum clock, as a fraction of the GPU's dynamic range (TDP - idle) or,
 for CUDA-core math and DRAM, as energy per FLOP and per bit; the generic voltage/frequency curve used
 where no table is measured.
 Parameters are shared by all GPUs so that an unseen GPU still gets a sound estimate.

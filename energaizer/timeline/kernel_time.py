@@ -4,8 +4,9 @@ GEMMs run as tiles (BM x BN) in waves over the SMs: wave quantisation and the ta
 split-K fills the machine when there are fewer tiles than SMs, and DRAM traffic is the compulsory
 operand/result traffic (ideal L2 reuse under threadblock swizzle) plus split-K partials. Fused
 attention tiles over query blocks (prefill) or KV blocks (decode). Memory-bound kernels stream
-their bytes. The correction terms from the calibration profile add a cost per wave of tiles, the
-time tensor-core tiles take to stage their operands, and scale the achievable compute and bandwidth. Host dispatch costs are applied per row in the pipeline.
+their bytes. The correction terms from the calibration profile add a cost per wave of tiles and the
+time tensor-core tiles take to stage their operands, and scale the achievable compute and bandwidth.
+Host dispatch costs are applied per row in the pipeline.
 """
 
 from __future__ import annotations
@@ -201,9 +202,8 @@ def _gemm_tiling(
         waves = np.maximum(np.ceil(tiles0 * split / sm), 1.0)
         t_math = 2.0 * bm * bn * k_split / rate
         operand_bytes = (bm + bn / b_share) * k_split * kt.precision_bytes
-        per_wave = np.where(
-            dev.tensor, t_math + operand_bytes / feed, np.maximum(t_math, operand_bytes / feed)
-        )
+        t_stage = operand_bytes / feed
+        per_wave = np.where(dev.tensor, t_math + t_stage, np.maximum(t_math, t_stage))
         cand = GemmTiling(
             waves=waves,
             t_comp=waves * per_wave,
