@@ -7,20 +7,25 @@ the free GPUs per pool, and returns a pool per pending job or -1 (wait).
   scores); no job blocks the ones behind it. Energy is not looked at.
 * ``fastest-gpu``: jobs in arrival order, each to the feasible pool with room where it runs
   shortest.
-* ``energy-aware``: the operator's optimiser (:func:`energaizer.placement.solve`) on energy, over
-  the oldest ``batch_limit`` pending jobs that fit somewhere. A job only considers pools within
-  ``energy_slack`` of its least-energy pool in the whole inventory (it waits for one of them),
-  until it has waited ``max_wait_s``; then every feasible pool is allowed.
+* ``energy-aware``: the operator's optimiser (:func:`energaizer.placement.solve`) over the oldest
+  ``batch_limit`` pending jobs that fit somewhere, minimising the marginal fleet energy of the
+  fleet mode (:mod:`energaizer.placement.fleet`; the job energy when no fleet model is given). A
+  job only considers pools within ``energy_slack`` of its cheapest pool in the whole inventory
+  (it waits for one of them) until it has waited ``max_wait_seconds``; then every feasible pool
+  is allowed and the optimiser picks the cheapest that is free. Deadlines win over waiting: once
+  waiting longer could make a preferred pool miss the job's deadline, the job takes any feasible
+  pool that still meets it (any feasible pool when none does).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from energaizer.placement import PlacementProblem, solve
+from energaizer.placement import FleetModel, PlacementProblem, objective_matrix, solve
 
 POLICY_NAMES: tuple[str, ...] = ("energy-aware", "first-fit", "fastest-gpu")
 
@@ -28,7 +33,7 @@ POLICY_NAMES: tuple[str, ...] = ("energy-aware", "first-fit", "fastest-gpu")
 @dataclass
 class Context:
     """What every policy may know: per-job demand and submit time, (J, P) energy/duration/feasible,
-    and total GPUs per pool."""
+    total GPUs per pool and, optionally, per-job deadlines (seconds after submission, NaN = none)."""
 
     demand: np.ndarray
     submit: np.ndarray
@@ -37,6 +42,7 @@ class Context:
     feasible: np.ndarray
     total: np.ndarray
     pool_ids: list[str]
+    deadline: np.ndarray | None = None
 
 
 class Policy:
@@ -48,9 +54,9 @@ class Policy:
     def decide(self, pending: np.ndarray, free: np.ndarray, now: float) -> np.ndarray:
         raise NotImplementedError
 
-    def wake_time(self, job: int) -> float | None:
-        """A time at which this job's options change even if nothing else happens (or None)."""
-        return None
+    def wake_times(self, job: int) -> list[float]:
+        """Times at which this job's options change even if nothing else happens."""
+        return []
 
 
 class _Sequential(Policy):
@@ -109,47 +115,84 @@ class EnergyAware(Policy):
         ctx: Context,
         *,
         energy_slack: float = 0.05,
-        max_wait_s: float = math.inf,
+        max_wait_seconds: float = math.inf,
         batch_limit: int = 256,
         time_limit_s: float = 0.2,
         exact_max_vars: int = 0,
         lp_max_vars: int = 0,
+        fleet: FleetModel | None = None,
     ) -> None:
         """``exact_max_vars``/``lp_max_vars`` are passed to :func:`solve`; the planner's defaults
         (0: regret greedy with local search, or the exact paths when they are trivial) keep
-        thousands of decisions fast; raise them to use LP rounding / the MILP on every batch."""
+        thousands of decisions fast; raise them to use LP rounding / the MILP on every batch.
+        ``fleet``: minimise that fleet mode's marginal fleet energy (default: the job energy)."""
         super().__init__(ctx)
         self.energy_slack = energy_slack
-        self.max_wait_s = max_wait_s
+        self.max_wait_seconds = max_wait_seconds
         self.batch_limit = batch_limit
         self.time_limit_s = time_limit_s
         self.exact_max_vars = exact_max_vars
         self.lp_max_vars = lp_max_vars
-        best = np.min(ctx.energy, axis=1, initial=np.inf)
-        self.preferred = ctx.feasible & (ctx.energy <= best[:, None] * (1.0 + energy_slack))
+        self.cost = objective_matrix(ctx.energy, ctx.duration, "energy", fleet=fleet, demand=ctx.demand)
+        self.cost[~ctx.feasible] = np.inf
+        best = np.min(self.cost, axis=1, initial=np.inf)
+        self.preferred = ctx.feasible & (self.cost <= best[:, None] * (1.0 + energy_slack) + 1e-9)
+        # what a job costs if it gives up waiting: its cheapest pool that is not preferred (its
+        # dearest preferred pool when every feasible pool is preferred)
+        other = np.min(np.where(ctx.feasible & ~self.preferred, self.cost, np.inf), axis=1, initial=np.inf)
+        dearest = np.max(np.where(self.preferred, self.cost, -np.inf), axis=1, initial=-np.inf)
+        self.fallback = np.where(np.isfinite(other), other, dearest)
+        # deadlines: the job stops waiting at the latest start that still lets every preferred pool
+        # meet its deadline
+        self.due = np.full(ctx.demand.size, np.nan)
+        self.urgent_at = np.full(ctx.demand.size, np.inf)
+        if ctx.deadline is not None:
+            self.due = ctx.submit + ctx.deadline
+            slowest = np.max(np.where(self.preferred, ctx.duration, -np.inf), axis=1, initial=-np.inf)
+            with np.errstate(invalid="ignore"):
+                urgent = self.due - slowest
+            self.urgent_at = np.where(np.isfinite(urgent), urgent, np.inf)
         self.solves = 0
         self.solvers: dict[str, int] = {}
 
-    def wake_time(self, job: int) -> float | None:
-        if math.isfinite(self.max_wait_s):
-            return float(self.ctx.submit[job] + self.max_wait_s)
-        return None
+    def wake_times(self, job: int) -> list[float]:
+        out = []
+        if math.isfinite(self.max_wait_seconds):
+            out.append(float(self.ctx.submit[job] + self.max_wait_seconds))
+        if math.isfinite(self.urgent_at[job]):
+            out.append(float(self.urgent_at[job]))
+        return out
+
+    def allowed(self, pending: np.ndarray, now: float) -> np.ndarray:
+        """(len(pending), P) pools each pending job may take now."""
+        ctx = self.ctx
+        allowed = self.preferred[pending].copy()
+        if math.isfinite(self.max_wait_seconds):
+            late = now - ctx.submit[pending] >= self.max_wait_seconds
+            allowed[late] = ctx.feasible[pending[late]]
+        urgent = now >= self.urgent_at[pending]
+        if urgent.any():
+            jobs = pending[urgent]
+            meets = ctx.feasible[jobs] & (now + ctx.duration[jobs] <= self.due[jobs, None] + 1e-9)
+            meets[~meets.any(axis=1)] = ctx.feasible[jobs[~meets.any(axis=1)]]
+            allowed[urgent] = meets
+        return allowed
 
     def decide(self, pending: np.ndarray, free: np.ndarray, now: float) -> np.ndarray:
         ctx = self.ctx
         out = np.full(pending.size, -1, dtype=np.int64)
-        allowed = self.preferred[pending]
-        if math.isfinite(self.max_wait_s):
-            late = now - ctx.submit[pending] >= self.max_wait_s
-            if late.any():
-                allowed = allowed.copy()
-                allowed[late] = ctx.feasible[pending[late]]
+        allowed = self.allowed(pending, now)
         fits = allowed & (ctx.demand[pending, None] <= free[None, :])
         cand = np.nonzero(fits.any(axis=1))[0][: self.batch_limit]
         if not cand.size:
             return out
         jobs = pending[cand]
-        cost = np.where(allowed[cand], ctx.energy[jobs], np.inf)
+        # cost relative to the job's fallback, so that a contested pool goes to the jobs that save
+        # the most on it, not to the smallest ones (shifted to be >= 0; every placement count pays
+        # the same shift per job, and the optimiser places as many jobs as it can first)
+        rel = np.where(allowed[cand], self.cost[jobs] - self.fallback[jobs, None], np.inf)
+        finite = rel[np.isfinite(rel)]
+        cost = rel - min(float(finite.min()), 0.0) if finite.size else rel
         problem = PlacementProblem(
             job_ids=[str(j) for j in jobs],
             type_ids=ctx.pool_ids,
@@ -169,10 +212,10 @@ class EnergyAware(Policy):
         return out
 
 
-def make_policy(name: str, ctx: Context, *, seed: int = 0, **energy_kw: float) -> Policy:
+def make_policy(name: str, ctx: Context, *, seed: int = 0, **energy_kw: Any) -> Policy:
     """A policy by name; ``energy_kw`` go to :class:`EnergyAware`."""
     if name == "energy-aware":
-        return EnergyAware(ctx, **energy_kw)  # type: ignore[arg-type]
+        return EnergyAware(ctx, **energy_kw)
     if name == "first-fit":
         return FirstFit(ctx, seed=seed)
     if name == "fastest-gpu":

@@ -40,7 +40,7 @@ def test_energy_aware_waits_for_the_efficient_pool_and_others_do_not() -> None:
 
 def test_energy_aware_gives_up_waiting_after_max_wait() -> None:
     ctx = one_efficient_gpu()
-    s = simulate(EnergyAware(ctx, max_wait_s=40))
+    s = simulate(EnergyAware(ctx, max_wait_seconds=40))
     assert sorted(s.pool.tolist()) == [0, 1]
     assert sorted(s.start.tolist()) == [0.0, 40.0]  # woken up at submit + max_wait
 
@@ -126,5 +126,5 @@ def test_capacity_bound_is_between_the_free_bound_and_any_schedule() -> None:
 
 def test_energy_aware_without_patience_places_immediately_like_the_operator() -> None:
     ctx = one_efficient_gpu()
-    s = simulate(EnergyAware(ctx, max_wait_s=0))
+    s = simulate(EnergyAware(ctx, max_wait_seconds=0))
     assert sorted(s.pool.tolist()) == [0, 1] and s.start.tolist() == [0.0, 0.0]

@@ -1,0 +1,153 @@
+"""Fleet energy: what a placement adds to what the GPUs of a cluster draw, and what a plain scheduler
+would have spent.
+
+A job's own estimate (``energy[j, t]``, board energy of its GPUs while it runs) is not what the
+cluster saves by placing it well: the cluster's GPUs draw idle power whenever they run nothing.
+Two fleet modes say what idle GPUs cost:
+
+* ``static``: every GPU stays powered (a fixed on-premises cluster). Running job j on type t for
+  ``duration[j, t]`` seconds on ``demand[j]`` GPUs replaces that much idle draw, so the marginal
+  fleet energy is the job's energy above the idle power its GPUs draw anyway::
+
+      E_jt - demand_j * duration_jt * idle_power_t          (clipped at 0)
+
+  Over a fixed horizon the fleet energy is ``sum_t GPUs_t * idle_power_t * horizon`` plus the sum
+  of these marginals, so minimising them minimises the fleet energy exactly.
+* ``elastic``: node pools scale down after an idle timeout (cluster-autoscaler's
+  ``scale-down-unneeded-time``, 10 min by default). A GPU kept busy by a job would otherwise be
+  off, so the job pays its whole energy, the idle floor included (a slow job keeps its node's
+  idle power on for longer), plus its GPUs' idle power for the timeout after it ends::
+
+      E_jt + demand_j * idle_timeout_s * idle_power_t
+
+``objective_matrix(energy, duration, objective, fleet=FleetModel(...))`` uses these marginals in
+place of the job energy (``energy``, and the energy term of ``energy-delay``).
+
+:func:`counterfactual_energy` gives, for one job, the energy on the type a plain scheduler would
+have used (the first type in the cluster's default order that is feasible and has room) and on
+the worst feasible type: the operator reports savings against both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+DEFAULT_IDLE_TIMEOUT_SECONDS = 600.0  # cluster-autoscaler --scale-down-unneeded-time default
+
+
+class FleetMode(StrEnum):
+    """What idle GPUs cost: ``static`` = always powered; ``elastic`` = nodes scale down when idle."""
+
+    STATIC = "static"
+    ELASTIC = "elastic"
+
+
+FLEET_MODES: tuple[str, ...] = tuple(m.value for m in FleetMode)
+
+
+@dataclass(frozen=True)
+class FleetModel:
+    """The fleet mode, each type's idle power per GPU (``(T,)`` watts) and the elastic idle timeout."""
+
+    mode: FleetMode
+    idle_power_watts: np.ndarray
+    idle_timeout_seconds: float = DEFAULT_IDLE_TIMEOUT_SECONDS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", FleetMode(self.mode))
+        idle = np.asarray(self.idle_power_watts, dtype=float).reshape(-1)
+        if (idle < 0).any() or not np.isfinite(idle).all():
+            raise ValueError("idle_power_watts must be finite and >= 0")
+        if not (math.isfinite(self.idle_timeout_seconds) and self.idle_timeout_seconds >= 0):
+            raise ValueError("idle_timeout_seconds must be finite and >= 0")
+        object.__setattr__(self, "idle_power_watts", idle)
+
+
+def marginal_fleet_energy(
+    energy: np.ndarray, duration: np.ndarray, demand: np.ndarray, fleet: FleetModel, *, clip: bool = True
+) -> np.ndarray:
+    """(J, T) marginal fleet energy in joules of each job on each type under ``fleet.mode`` (see the
+    module docstring). Non-finite energy or duration stays ``np.inf``. ``clip=False`` keeps a
+    negative static marginal (an estimate below the idle floor), as a lower bound needs."""
+    energy = np.asarray(energy, dtype=float)
+    duration = np.asarray(duration, dtype=float)
+    demand = np.asarray(demand, dtype=float).reshape(-1, 1)
+    idle = fleet.idle_power_watts.reshape(1, -1)
+    if (
+        energy.shape != duration.shape
+        or energy.shape[1:] != idle.shape[1:]
+        or energy.shape[0] != demand.shape[0]
+    ):
+        raise ValueError(
+            f"energy {energy.shape}, duration {duration.shape}, demand ({demand.shape[0]},) and "
+            f"idle_power_watts ({idle.shape[1]},) do not match"
+        )
+    bad = ~np.isfinite(energy) | ~np.isfinite(duration) | (energy < 0) | (duration < 0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if fleet.mode is FleetMode.STATIC:
+            out = energy - demand * duration * idle
+            if clip:
+                out = np.maximum(out, 0.0)
+        else:
+            out = energy + demand * fleet.idle_timeout_seconds * idle
+    out = np.where(bad, np.inf, out)
+    return out
+
+
+@dataclass(frozen=True)
+class Counterfactual:
+    """One job's energy on the type a plain scheduler would have used and on the worst feasible type.
+
+    ``plain_had_room`` is False when no feasible type had room: a plain scheduler would then have
+    waited for the first feasible type in the default order, which is the one reported."""
+
+    plain_gpu_type: str
+    plain_energy_joules: float
+    plain_had_room: bool
+    worst_gpu_type: str
+    worst_energy_joules: float
+
+    def savings_joules(self, chosen_energy_joules: float) -> tuple[float, float]:
+        """(against the plain scheduler's type, against the worst feasible type); the first is
+        negative when the chosen type costs more than the plain scheduler's."""
+        return (
+            self.plain_energy_joules - chosen_energy_joules,
+            max(0.0, self.worst_energy_joules - chosen_energy_joules),
+        )
+
+
+def counterfactual_energy(
+    estimates: Mapping[str, float | None],
+    default_order: Sequence[str],
+    free_gpus: Mapping[str, float],
+    demand: float,
+) -> Counterfactual | None:
+    """Counterfactual energies for one job.
+
+    ``estimates``: energy in joules per GPU type (None, NaN or inf = infeasible); ``default_order``:
+    the order in which a plain scheduler tries the cluster's types (types missing from it are
+    tried after it, in the order of ``estimates``); ``free_gpus``: free GPUs per type; ``demand``:
+    the GPUs the job needs. None when no type is feasible."""
+    feasible = {
+        t: float(e)
+        for t, e in estimates.items()
+        if e is not None and math.isfinite(float(e)) and float(e) >= 0
+    }
+    if not feasible:
+        return None
+    order = [t for t in dict.fromkeys([*default_order, *estimates]) if t in feasible]
+    with_room = [t for t in order if free_gpus.get(t, 0.0) + 1e-9 >= demand]
+    plain = with_room[0] if with_room else order[0]
+    worst = max(order, key=lambda t: (feasible[t], -order.index(t)))
+    return Counterfactual(
+        plain_gpu_type=plain,
+        plain_energy_joules=feasible[plain],
+        plain_had_room=bool(with_room),
+        worst_gpu_type=worst,
+        worst_energy_joules=feasible[worst],
+    )
