@@ -19,6 +19,7 @@ the free GPUs per pool, and returns a pool per pending job or -1 (wait).
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -152,8 +153,37 @@ class EnergyAware(Policy):
             with np.errstate(invalid="ignore"):
                 urgent = self.due - slowest
             self.urgent_at = np.where(np.isfinite(urgent), urgent, np.inf)
+        self.running: list[tuple[float, int, float]] = []  # (end, pool, GPUs) of what it started
         self.solves = 0
         self.solvers: dict[str, int] = {}
+
+    def _hopeless(self, pending: np.ndarray, free: np.ndarray, now: float) -> np.ndarray:
+        """Pending jobs that cannot start on a preferred pool before their wait limit: by the
+        predicted ends of the jobs it started, a preferred pool frees enough GPUs for the job and
+        for the older jobs waiting for it (each counted on its preferred pools in equal shares)
+        only after ``submit + max_wait_seconds``. They stop waiting now instead of at the limit."""
+        ctx = self.ctx
+        while self.running and self.running[0][0] <= now:
+            heapq.heappop(self.running)
+        pref = self.preferred[pending]
+        share = ctx.demand[pending] / np.maximum(pref.sum(axis=1), 1)
+        limit = ctx.submit[pending] + self.max_wait_seconds
+        earliest = np.full(pending.size, np.inf)
+        for p in range(ctx.total.size):
+            on = np.nonzero(pref[:, p])[0]
+            if not on.size:
+                continue
+            ahead = np.cumsum(share[on]) - share[on]  # pending is in arrival order
+            needed = ahead + ctx.demand[pending[on]] - free[p]
+            ends = sorted((e, d) for e, q, d in self.running if q == p)
+            times = np.array([e for e, _ in ends] or [np.inf])
+            freed = np.cumsum([d for _, d in ends] or [0.0])
+            k = np.searchsorted(freed, needed - 1e-9)
+            t = np.where(needed <= 1e-9, now, times[np.minimum(k, times.size - 1)])
+            t = np.where(k >= freed.size, np.inf, t)
+            t = np.where(needed <= 1e-9, now, t)
+            earliest[on] = np.minimum(earliest[on], t)
+        return earliest > limit
 
     def wake_times(self, job: int) -> list[float]:
         out = []
@@ -163,12 +193,13 @@ class EnergyAware(Policy):
             out.append(float(self.urgent_at[job]))
         return out
 
-    def allowed(self, pending: np.ndarray, now: float) -> np.ndarray:
+    def allowed(self, pending: np.ndarray, free: np.ndarray, now: float) -> np.ndarray:
         """(len(pending), P) pools each pending job may take now."""
         ctx = self.ctx
         allowed = self.preferred[pending].copy()
         if math.isfinite(self.max_wait_seconds):
             late = now - ctx.submit[pending] >= self.max_wait_seconds
+            late |= self._hopeless(pending, free, now)
             allowed[late] = ctx.feasible[pending[late]]
         urgent = now >= self.urgent_at[pending]
         if urgent.any():
@@ -181,7 +212,7 @@ class EnergyAware(Policy):
     def decide(self, pending: np.ndarray, free: np.ndarray, now: float) -> np.ndarray:
         ctx = self.ctx
         out = np.full(pending.size, -1, dtype=np.int64)
-        allowed = self.allowed(pending, now)
+        allowed = self.allowed(pending, free, now)
         fits = allowed & (ctx.demand[pending, None] <= free[None, :])
         cand = np.nonzero(fits.any(axis=1))[0][: self.batch_limit]
         if not cand.size:
@@ -209,6 +240,9 @@ class EnergyAware(Policy):
         self.solves += 1
         self.solvers[result.solver] = self.solvers.get(result.solver, 0) + 1
         out[cand] = result.assignment
+        for k in np.nonzero(result.assignment >= 0)[0]:
+            j, p = int(jobs[k]), int(result.assignment[k])
+            heapq.heappush(self.running, (float(now + ctx.duration[j, p]), p, float(ctx.demand[j])))
         return out
 
 
