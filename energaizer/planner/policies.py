@@ -193,13 +193,12 @@ class EnergyAware(Policy):
             out.append(float(self.urgent_at[job]))
         return out
 
-    def allowed(self, pending: np.ndarray, free: np.ndarray, now: float) -> np.ndarray:
-        """(len(pending), P) pools each pending job may take now."""
+    def allowed(self, pending: np.ndarray, now: float) -> np.ndarray:
+        """(len(pending), P) pools each pending job may take now (the wait limit and deadlines)."""
         ctx = self.ctx
         allowed = self.preferred[pending].copy()
         if math.isfinite(self.max_wait_seconds):
             late = now - ctx.submit[pending] >= self.max_wait_seconds
-            late |= self._hopeless(pending, free, now)
             allowed[late] = ctx.feasible[pending[late]]
         urgent = now >= self.urgent_at[pending]
         if urgent.any():
@@ -210,13 +209,34 @@ class EnergyAware(Policy):
         return allowed
 
     def decide(self, pending: np.ndarray, free: np.ndarray, now: float) -> np.ndarray:
+        """Place what may go now; then the jobs that would wait in vain (:meth:`_hopeless`, judged
+        with the placements just made) take the best of what is left."""
         ctx = self.ctx
         out = np.full(pending.size, -1, dtype=np.int64)
-        allowed = self.allowed(pending, free, now)
-        fits = allowed & (ctx.demand[pending, None] <= free[None, :])
+        allowed = self.allowed(pending, now)
+        free = free.copy()
+        self._place(pending, allowed, free, now, out)
+        if math.isfinite(self.max_wait_seconds):
+            waiting = np.nonzero(out < 0)[0]
+            if waiting.size and free.max(initial=0.0) > 0:
+                hopeless = waiting[self._hopeless(pending[waiting], free, now)]
+                if hopeless.size:
+                    allowed[hopeless] = ctx.feasible[pending[hopeless]]
+                    only = np.zeros(pending.size, dtype=bool)
+                    only[hopeless] = True
+                    self._place(pending, allowed & only[:, None], free, now, out)
+        return out
+
+    def _place(
+        self, pending: np.ndarray, allowed: np.ndarray, free: np.ndarray, now: float, out: np.ndarray
+    ) -> None:
+        """One optimiser call over the oldest ``batch_limit`` unplaced jobs that fit an allowed
+        pool; writes ``out`` and takes the GPUs from ``free``."""
+        ctx = self.ctx
+        fits = allowed & (ctx.demand[pending, None] <= free[None, :]) & (out < 0)[:, None]
         cand = np.nonzero(fits.any(axis=1))[0][: self.batch_limit]
         if not cand.size:
-            return out
+            return
         jobs = pending[cand]
         # cost relative to the job's fallback, so that a contested pool goes to the jobs that save
         # the most on it, not to the smallest ones (shifted to be >= 0; every placement count pays
@@ -242,8 +262,8 @@ class EnergyAware(Policy):
         out[cand] = result.assignment
         for k in np.nonzero(result.assignment >= 0)[0]:
             j, p = int(jobs[k]), int(result.assignment[k])
+            free[p] -= ctx.demand[j]
             heapq.heappush(self.running, (float(now + ctx.duration[j, p]), p, float(ctx.demand[j])))
-        return out
 
 
 def make_policy(name: str, ctx: Context, *, seed: int = 0, **energy_kw: Any) -> Policy:
