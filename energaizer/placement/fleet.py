@@ -15,10 +15,20 @@ Two fleet modes say what idle GPUs cost:
   of these marginals, so minimising them minimises the fleet energy exactly.
 * ``elastic``: node pools scale down after an idle timeout (cluster-autoscaler's
   ``scale-down-unneeded-time``, 10 min by default). A GPU kept busy by a job would otherwise be
-  off, so the job pays its whole energy, the idle floor included (a slow job keeps its node's
-  idle power on for longer), plus its GPUs' idle power for the timeout after it ends::
+  off, so the job pays its whole energy, the idle floor included, plus its GPUs' idle power for
+  the timeout after it ends. A job also keeps its nodes powered, so the GPUs of its nodes that it
+  leaves idle draw idle power while it runs: for its whole run when it needs nodes powered up
+  (its GPUs do not fit on the idle GPUs of powered nodes, ``idle_powered_gpus``; none when not
+  given), else for the part of its run that outlasts how long the powered nodes stay needed
+  anyway (``powered_for_seconds``: the longest remaining run of the jobs already there plus the
+  idle timeout; 0 when not given). A slow job that keeps a node busy pays that node's idle power::
 
-      E_jt + demand_j * idle_timeout_s * idle_power_t
+      E_jt + idle_power_t * (demand_j * idle_timeout_s + unused_jt * kept_jt)
+      new_gpus = max(demand_j - idle_powered_gpus_t, 0)
+      unused_jt = ceil(g / gpus_per_node_t) * gpus_per_node_t - g  with g = new_gpus if > 0 else demand_j
+      kept_jt = duration_jt if new_gpus > 0 else max(duration_jt - powered_for_seconds_t, 0)
+
+  (without ``gpus_per_node`` the node term is left out).
 
 ``objective_matrix(energy, duration, objective, fleet=FleetModel(...))`` uses these marginals in
 place of the job energy (``energy``, and the energy term of ``energy-delay``).
@@ -52,11 +62,19 @@ FLEET_MODES: tuple[str, ...] = tuple(m.value for m in FleetMode)
 
 @dataclass(frozen=True)
 class FleetModel:
-    """The fleet mode, each type's idle power per GPU (``(T,)`` watts) and the elastic idle timeout."""
+    """The fleet mode, each type's idle power per GPU (``(T,)`` watts) and the elastic idle timeout.
+
+    Elastic only (optional, ``(T,)``): ``gpus_per_node`` of each type; ``idle_powered_gpus``, the
+    GPUs of each type on powered nodes that run nothing now (a job placed there powers up no
+    node; without it every job is assumed to power up its own nodes); ``powered_for_seconds``,
+    how long those nodes stay needed by the jobs already running on them plus the idle timeout."""
 
     mode: FleetMode
     idle_power_watts: np.ndarray
     idle_timeout_seconds: float = DEFAULT_IDLE_TIMEOUT_SECONDS
+    gpus_per_node: np.ndarray | None = None
+    idle_powered_gpus: np.ndarray | None = None
+    powered_for_seconds: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", FleetMode(self.mode))
@@ -66,6 +84,16 @@ class FleetModel:
         if not (math.isfinite(self.idle_timeout_seconds) and self.idle_timeout_seconds >= 0):
             raise ValueError("idle_timeout_seconds must be finite and >= 0")
         object.__setattr__(self, "idle_power_watts", idle)
+        for name in ("gpus_per_node", "idle_powered_gpus", "powered_for_seconds"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            arr = np.asarray(value, dtype=float).reshape(-1)
+            if arr.shape != idle.shape or (arr < 0).any() or not np.isfinite(arr).all():
+                raise ValueError(f"{name} must have one finite value >= 0 per type ({idle.size})")
+            if name == "gpus_per_node" and (arr < 1).any():
+                raise ValueError("gpus_per_node must be >= 1")
+            object.__setattr__(self, name, arr)
 
 
 def marginal_fleet_energy(
@@ -95,6 +123,19 @@ def marginal_fleet_energy(
                 out = np.maximum(out, 0.0)
         else:
             out = energy + demand * fleet.idle_timeout_seconds * idle
+            if fleet.gpus_per_node is not None:
+                per_node = fleet.gpus_per_node.reshape(1, -1)
+                spare = 0.0 if fleet.idle_powered_gpus is None else fleet.idle_powered_gpus.reshape(1, -1)
+                new = np.maximum(demand - spare, 0.0)
+                g = np.where(new > 0, new, demand)
+                unused = np.ceil(g / per_node - 1e-9) * per_node - g
+                kept_for = (
+                    0.0 if fleet.powered_for_seconds is None else fleet.powered_for_seconds.reshape(1, -1)
+                )
+                kept = np.where(new > 0, duration, np.maximum(duration - kept_for, 0.0))
+                # on idle GPUs of powered nodes the job replaces their idle draw while they stay up
+                saved = np.where(new > 0, 0.0, demand * np.minimum(duration, kept_for))
+                out = np.maximum(out + (unused * kept - saved) * idle, 0.0)
     out = np.where(bad, np.inf, out)
     return out
 

@@ -207,6 +207,7 @@ def fleet_model(pools: Sequence[NodePool], opts: PlanOptions) -> FleetModel:
         mode=opts.fleet_mode,
         idle_power_watts=np.array([get_gpu(p.gpu).idle_power_w for p in pools], dtype=float),
         idle_timeout_seconds=opts.idle_timeout_seconds,
+        gpus_per_node=np.array([p.gpus_per_node for p in pools], dtype=float),
     )
 
 

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from energaizer.placement import FleetModel, PlacementProblem, objective_matrix, solve
+from energaizer.placement import FleetMode, FleetModel, PlacementProblem, objective_matrix, solve
 
 POLICY_NAMES: tuple[str, ...] = ("energy-aware", "first-fit", "fastest-gpu")
 
@@ -134,6 +134,12 @@ class EnergyAware(Policy):
         self.time_limit_s = time_limit_s
         self.exact_max_vars = exact_max_vars
         self.lp_max_vars = lp_max_vars
+        self.fleet = fleet
+        self.elastic_nodes = (
+            fleet is not None and fleet.mode is FleetMode.ELASTIC and fleet.gpus_per_node is not None
+        )
+        # which pools a job prefers (and waits for) leaves the node term out: whether a job powers
+        # up a node depends on the moment (state_cost)
         self.cost = objective_matrix(ctx.energy, ctx.duration, "energy", fleet=fleet, demand=ctx.demand)
         self.cost[~ctx.feasible] = np.inf
         best = np.min(self.cost, axis=1, initial=np.inf)
@@ -154,6 +160,7 @@ class EnergyAware(Policy):
                 urgent = self.due - slowest
             self.urgent_at = np.where(np.isfinite(urgent), urgent, np.inf)
         self.running: list[tuple[float, int, float]] = []  # (end, pool, GPUs) of what it started
+        self.recent: list[tuple[float, float, int, float]] = []  # (start, end, pool, GPUs), elastic
         self.solves = 0
         self.solvers: dict[str, int] = {}
 
@@ -185,6 +192,54 @@ class EnergyAware(Policy):
             earliest[on] = np.minimum(earliest[on], t)
         return earliest > limit
 
+    def idle_powered_gpus(self, free: np.ndarray, now: float) -> np.ndarray:
+        """Elastic: per pool, GPUs on powered nodes that run nothing now. A node is powered while it
+        was needed within the idle timeout (jobs packed onto the fewest nodes, as the fleet
+        accounting of :mod:`energaizer.planner.fleet` counts them)."""
+        assert self.fleet is not None and self.fleet.gpus_per_node is not None
+        ctx = self.ctx
+        window = now - self.fleet.idle_timeout_seconds
+        self.recent = [r for r in self.recent if r[1] > window]
+        busy_now = ctx.total - free
+        peak = busy_now.copy()
+        if self.recent:
+            rec = np.array(self.recent)
+            start, end, pool, gpus = rec[:, 0], rec[:, 1], rec[:, 2].astype(np.int64), rec[:, 3]
+            for p in np.unique(pool):
+                on = pool == p
+                points = np.concatenate([[window], start[on][start[on] > window]])
+                level = (
+                    (start[on][None, :] <= points[:, None]) & (end[on][None, :] > points[:, None])
+                ) @ gpus[on]
+                peak[p] = max(peak[p], float(level.max()))
+        per_node = self.fleet.gpus_per_node
+        powered = np.minimum(np.ceil(peak / per_node - 1e-9) * per_node, ctx.total)
+        return np.maximum(powered - busy_now, 0.0)
+
+    def state_cost(self, jobs: np.ndarray, free: np.ndarray, now: float) -> np.ndarray:
+        """(len(jobs), P) cost now: elastic with node sizes counts the idle GPUs of powered nodes
+        (no node to power up there); otherwise the fixed cost."""
+        if not self.elastic_nodes or self.fleet is None:
+            return self.cost[jobs]
+        ctx = self.ctx
+        while self.running and self.running[0][0] <= now:
+            heapq.heappop(self.running)
+        # how long the powered nodes stay needed anyway: the longest remaining run of the jobs on
+        # them, plus the idle timeout
+        ends = np.zeros(ctx.total.size)
+        for end, p, _ in self.running:
+            ends[p] = max(ends[p], end - now)
+        fleet = replace(
+            self.fleet,
+            idle_powered_gpus=self.idle_powered_gpus(free, now),
+            powered_for_seconds=np.where(ends > 0, ends + self.fleet.idle_timeout_seconds, 0.0),
+        )
+        cost = objective_matrix(
+            ctx.energy[jobs], ctx.duration[jobs], "energy", fleet=fleet, demand=ctx.demand[jobs]
+        )
+        cost[~ctx.feasible[jobs]] = np.inf
+        return cost
+
     def wake_times(self, job: int) -> list[float]:
         out = []
         if math.isfinite(self.max_wait_seconds):
@@ -193,10 +248,14 @@ class EnergyAware(Policy):
             out.append(float(self.urgent_at[job]))
         return out
 
-    def allowed(self, pending: np.ndarray, now: float) -> np.ndarray:
-        """(len(pending), P) pools each pending job may take now (the wait limit and deadlines)."""
+    def allowed(self, pending: np.ndarray, now: float, cost: np.ndarray | None = None) -> np.ndarray:
+        """(len(pending), P) pools each pending job may take now (the wait limit and deadlines);
+        ``cost`` (the cost now, elastic) also admits pools within the slack of the job's best."""
         ctx = self.ctx
         allowed = self.preferred[pending].copy()
+        if cost is not None:
+            best = np.min(self.cost[pending], axis=1, initial=np.inf)
+            allowed |= ctx.feasible[pending] & (cost <= best[:, None] * (1.0 + self.energy_slack) + 1e-9)
         if math.isfinite(self.max_wait_seconds):
             late = now - ctx.submit[pending] >= self.max_wait_seconds
             allowed[late] = ctx.feasible[pending[late]]
@@ -213,9 +272,10 @@ class EnergyAware(Policy):
         with the placements just made) take the best of what is left."""
         ctx = self.ctx
         out = np.full(pending.size, -1, dtype=np.int64)
-        allowed = self.allowed(pending, now)
+        cost = self.state_cost(pending, free, now) if self.elastic_nodes else None
+        allowed = self.allowed(pending, now, cost)
         free = free.copy()
-        self._place(pending, allowed, free, now, out)
+        self._place(pending, allowed, free, now, out, cost)
         if math.isfinite(self.max_wait_seconds):
             waiting = np.nonzero(out < 0)[0]
             if waiting.size and free.max(initial=0.0) > 0:
@@ -224,11 +284,18 @@ class EnergyAware(Policy):
                     allowed[hopeless] = ctx.feasible[pending[hopeless]]
                     only = np.zeros(pending.size, dtype=bool)
                     only[hopeless] = True
-                    self._place(pending, allowed & only[:, None], free, now, out)
+                    cost = self.state_cost(pending, free, now) if self.elastic_nodes else None
+                    self._place(pending, allowed & only[:, None], free, now, out, cost)
         return out
 
     def _place(
-        self, pending: np.ndarray, allowed: np.ndarray, free: np.ndarray, now: float, out: np.ndarray
+        self,
+        pending: np.ndarray,
+        allowed: np.ndarray,
+        free: np.ndarray,
+        now: float,
+        out: np.ndarray,
+        cost_now: np.ndarray | None = None,
     ) -> None:
         """One optimiser call over the oldest ``batch_limit`` unplaced jobs that fit an allowed
         pool; writes ``out`` and takes the GPUs from ``free``."""
@@ -241,7 +308,8 @@ class EnergyAware(Policy):
         # cost relative to the job's fallback, so that a contested pool goes to the jobs that save
         # the most on it, not to the smallest ones (shifted to be >= 0; every placement count pays
         # the same shift per job, and the optimiser places as many jobs as it can first)
-        rel = np.where(allowed[cand], self.cost[jobs] - self.fallback[jobs, None], np.inf)
+        base = self.cost[jobs] if cost_now is None else cost_now[cand]
+        rel = np.where(allowed[cand], base - self.fallback[jobs, None], np.inf)
         finite = rel[np.isfinite(rel)]
         cost = rel - min(float(finite.min()), 0.0) if finite.size else rel
         problem = PlacementProblem(
@@ -264,6 +332,8 @@ class EnergyAware(Policy):
             j, p = int(jobs[k]), int(result.assignment[k])
             free[p] -= ctx.demand[j]
             heapq.heappush(self.running, (float(now + ctx.duration[j, p]), p, float(ctx.demand[j])))
+            if self.elastic_nodes:
+                self.recent.append((now, float(now + ctx.duration[j, p]), p, float(ctx.demand[j])))
 
 
 def make_policy(name: str, ctx: Context, *, seed: int = 0, **energy_kw: Any) -> Policy:

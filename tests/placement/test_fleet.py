@@ -101,3 +101,27 @@ def test_counterfactual_without_room_reports_the_first_feasible_type_and_none_wh
     cf = counterfactual_energy({"x": 5.0, "y": 7.0}, ["y"], {"x": 1, "y": 0}, demand=1)
     assert cf is not None and cf.plain_gpu_type == "x" and cf.worst_gpu_type == "y"
     assert counterfactual_energy({"a": None, "b": INF}, ["a", "b"], {"a": 8}, demand=1) is None
+
+
+def test_elastic_job_that_powers_up_a_node_pays_for_the_gpus_it_leaves_idle() -> None:
+    energy, duration, demand = np.array([[1000.0]]), np.array([[10.0]]), np.array([1.0])
+    base = dict(idle_power_watts=np.array([15.0]), idle_timeout_seconds=100.0, gpus_per_node=np.array([4.0]))
+    # no powered node: it powers one up and leaves 3 GPUs idle for its 10 s
+    cold = marginal_fleet_energy(energy, duration, demand, FleetModel("elastic", **base))
+    assert cold[0, 0] == 1000 + 15 * (100 + 3 * 10)
+    # two idle GPUs on a node that stays needed 4 s anyway: the node is kept 6 s longer for it,
+    # and for 4 s it replaces an idle GPU's draw
+    warm = marginal_fleet_energy(
+        energy,
+        duration,
+        demand,
+        FleetModel("elastic", **base, idle_powered_gpus=np.array([2.0]), powered_for_seconds=np.array([4.0])),
+    )
+    assert warm[0, 0] == 1000 + 15 * (100 + 3 * 6 - 4)
+    # a whole-node job leaves nothing idle on its node
+    whole = marginal_fleet_energy(energy, duration, np.array([4.0]), FleetModel("elastic", **base))
+    assert whole[0, 0] == 1000 + 15 * 4 * 100
+    with pytest.raises(ValueError, match="gpus_per_node"):
+        FleetModel("elastic", IDLE, gpus_per_node=np.array([0.0, 8.0]))
+    with pytest.raises(ValueError, match="idle_powered_gpus"):
+        FleetModel("elastic", IDLE, idle_powered_gpus=np.array([1.0]))

@@ -169,3 +169,23 @@ def test_energy_aware_without_patience_places_immediately_like_the_operator() ->
     ctx = one_efficient_gpu()
     s = simulate(EnergyAware(ctx, max_wait_seconds=0))
     assert sorted(s.pool.tolist()) == [0, 1] and s.start.tolist() == [0.0, 0.0]
+
+
+def test_elastic_energy_aware_fills_a_powered_node_before_powering_up_another() -> None:
+    from energaizer.placement import FleetModel
+
+    # two pools of one 4-GPU node; job 0 powers pool 0 up for 1000 s; job 1 costs a little less on
+    # pool 1, but there it would power up a node and leave 3 GPUs idle for its 1000 s
+    ctx = make_context(
+        energy=[[100e3, 200e3], [105e3, 100e3]],
+        duration=[[1000, 1000], [1000, 1000]],
+        demand=[1, 1],
+        submit=[0, 10],
+        total=[4, 4],
+    )
+    idle = np.array([50.0, 50.0])
+    elastic = FleetModel("elastic", idle, idle_timeout_seconds=60, gpus_per_node=np.array([4.0, 4.0]))
+    s = simulate(EnergyAware(ctx, fleet=elastic))
+    assert s.pool.tolist() == [0, 0]
+    plain = FleetModel("elastic", idle, idle_timeout_seconds=60)  # no node sizes: job energy decides
+    assert simulate(EnergyAware(ctx, fleet=plain)).pool.tolist() == [0, 1]
