@@ -41,7 +41,7 @@ from energaizer.planner.costs import CostCache
 from energaizer.planner.demo import DemoConfig, generate_demo
 from energaizer.planner.plan import PlanOptions, PlanResult, run_plan
 from energaizer.planner.pools import NodePool, default_demo_pools, read_pools
-from energaizer.planner.trace import Trace, read_trace
+from energaizer.planner.trace import Trace, gpu_rows_of_alibaba, read_trace
 
 REPO = Path(__file__).resolve().parents[1]
 # ../shared beside the checkout (CI), or beside the folder of worktrees
@@ -58,34 +58,18 @@ EARLY_QUANTILE = 0.005
 MODES = ("static", "elastic")
 
 
-def derived_rows(rows: Iterable[Mapping[str, str]]) -> list[dict[str, str]]:
-    """Trace rows (job_id, submit_time_s, gpu_count, duration_s, reference_gpu) from raw pods."""
-    out = []
-    for r in rows:
-        try:
-            gpus = int(r.get("gpu_count") or 0)
-            duration = float(r.get("duration_s") or "nan")
-            submit = float(r["submit_time_s"])
-        except (ValueError, KeyError):
-            continue
-        if gpus < 1 or not duration > 0 or r.get("censored_at_trace_end") == "1":
-            continue
-        out.append(
-            {
-                "job_id": r["job_id"],
-                "submit_time_s": f"{submit:g}",
-                "gpu_count": str(gpus),
-                "duration_s": f"{duration:g}",
-                "reference_gpu": SPEC_TO_GPU.get((r.get("gpu_spec") or "").strip(), ""),
-            }
-        )
-    start = float(np.quantile([float(r["submit_time_s"]) for r in out], EARLY_QUANTILE)) if out else 0.0
-    return sorted(
-        (r for r in out if float(r["submit_time_s"]) >= start), key=lambda r: float(r["submit_time_s"])
-    )
+def derived_rows(rows: Iterable[Mapping[str, str]]) -> list[Mapping[str, str]]:
+    """Trace rows (job_id, submit_time_s, gpu_count, duration_s, reference_gpu) from raw pods,
+    without the isolated pods before the active window."""
+    out = gpu_rows_of_alibaba(rows, SPEC_TO_GPU)
+    if not out:
+        return []
+    start = float(np.quantile([float(r["submit_time_s"]) for r in out], EARLY_QUANTILE))
+    kept = [r for r in out if float(r["submit_time_s"]) >= start]
+    return sorted(kept, key=lambda r: float(r["submit_time_s"]))
 
 
-def write_trace(rows: list[dict[str, str]], path: Path) -> None:
+def write_trace(rows: list[Mapping[str, str]], path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
