@@ -21,14 +21,19 @@ Two fleet modes say what idle GPUs cost:
   (its GPUs do not fit on the idle GPUs of powered nodes, ``idle_powered_gpus``; none when not
   given), else for the part of its run that outlasts how long the powered nodes stay needed
   anyway (``powered_for_seconds``: the longest remaining run of the jobs already there plus the
-  idle timeout; 0 when not given). A slow job that keeps a node busy pays that node's idle power::
+  idle timeout; 0 when not given), less the GPUs the pool's usual load fills then
+  (``typical_busy_gpus``), and it replaces the idle draw of the powered GPUs it takes meanwhile.
+  A slow job that keeps a node busy pays that node's idle power::
 
-      E_jt + idle_power_t * (demand_j * idle_timeout_s + unused_jt * kept_jt)
+      E_jt + idle_power_t * (demand_j * idle_timeout_s + unused_jt * kept_jt - saved_jt)
       new_gpus = max(demand_j - idle_powered_gpus_t, 0)
-      unused_jt = ceil(g / gpus_per_node_t) * gpus_per_node_t - g  with g = new_gpus if > 0 else demand_j
+      unused_jt = ceil(n / gpus_per_node_t) * gpus_per_node_t - n            if new_gpus > 0 (n = new_gpus)
+                  max(ceil(d / gpus_per_node_t) * gpus_per_node_t - d - typical_busy_gpus_t, 0)
+                                                                           else (d = demand_j)
       kept_jt = duration_jt if new_gpus > 0 else max(duration_jt - powered_for_seconds_t, 0)
+      saved_jt = 0 if new_gpus > 0 else demand_j * min(duration_jt, powered_for_seconds_t)
 
-  (without ``gpus_per_node`` the node term is left out).
+  clipped at 0; without ``gpus_per_node`` the node terms (``unused``, ``saved``) are left out.
 
 ``objective_matrix(energy, duration, objective, fleet=FleetModel(...))`` uses these marginals in
 place of the job energy (``energy``, and the energy term of ``energy-delay``).
@@ -67,7 +72,9 @@ class FleetModel:
     Elastic only (optional, ``(T,)``): ``gpus_per_node`` of each type; ``idle_powered_gpus``, the
     GPUs of each type on powered nodes that run nothing now (a job placed there powers up no
     node; without it every job is assumed to power up its own nodes); ``powered_for_seconds``,
-    how long those nodes stay needed by the jobs already running on them plus the idle timeout."""
+    how long those nodes stay needed by the jobs already running on them plus the idle timeout;
+    ``typical_busy_gpus``, the GPUs of each type usually busy (e.g. a recent average), which fill
+    the node's other GPUs after that."""
 
     mode: FleetMode
     idle_power_watts: np.ndarray
@@ -75,6 +82,7 @@ class FleetModel:
     gpus_per_node: np.ndarray | None = None
     idle_powered_gpus: np.ndarray | None = None
     powered_for_seconds: np.ndarray | None = None
+    typical_busy_gpus: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", FleetMode(self.mode))
@@ -84,7 +92,7 @@ class FleetModel:
         if not (math.isfinite(self.idle_timeout_seconds) and self.idle_timeout_seconds >= 0):
             raise ValueError("idle_timeout_seconds must be finite and >= 0")
         object.__setattr__(self, "idle_power_watts", idle)
-        for name in ("gpus_per_node", "idle_powered_gpus", "powered_for_seconds"):
+        for name in ("gpus_per_node", "idle_powered_gpus", "powered_for_seconds", "typical_busy_gpus"):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -133,6 +141,10 @@ def marginal_fleet_energy(
                     0.0 if fleet.powered_for_seconds is None else fleet.powered_for_seconds.reshape(1, -1)
                 )
                 kept = np.where(new > 0, duration, np.maximum(duration - kept_for, 0.0))
+                if fleet.typical_busy_gpus is not None:
+                    # after the jobs there now, the pool's usual load fills the node's other GPUs
+                    filled = fleet.typical_busy_gpus.reshape(1, -1)
+                    unused = np.where(new > 0, unused, np.maximum(unused - filled, 0.0))
                 # on idle GPUs of powered nodes the job replaces their idle draw while they stay up
                 saved = np.where(new > 0, 0.0, demand * np.minimum(duration, kept_for))
                 out = np.maximum(out + (unused * kept - saved) * idle, 0.0)

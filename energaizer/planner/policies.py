@@ -29,6 +29,7 @@ import numpy as np
 from energaizer.placement import FleetMode, FleetModel, PlacementProblem, objective_matrix, solve
 
 POLICY_NAMES: tuple[str, ...] = ("energy-aware", "first-fit", "fastest-gpu")
+LOAD_WINDOW_SECONDS = 6 * 3600.0
 
 
 @dataclass
@@ -161,6 +162,10 @@ class EnergyAware(Policy):
             self.urgent_at = np.where(np.isfinite(urgent), urgent, np.inf)
         self.running: list[tuple[float, int, float]] = []  # (end, pool, GPUs) of what it started
         self.recent: list[tuple[float, float, int, float]] = []  # (start, end, pool, GPUs), elastic
+        # elastic: busy GPUs per pool, averaged over about LOAD_WINDOW_SECONDS
+        self.load = np.zeros(ctx.total.size)
+        self.last_busy = np.zeros(ctx.total.size)
+        self.load_time = float(np.min(ctx.submit, initial=0.0))
         self.solves = 0
         self.solvers: dict[str, int] = {}
 
@@ -229,10 +234,17 @@ class EnergyAware(Policy):
         ends = np.zeros(ctx.total.size)
         for end, p, _ in self.running:
             ends[p] = max(ends[p], end - now)
+        busy = ctx.total - free
+        if now > self.load_time:
+            keep = np.exp(-(now - self.load_time) / LOAD_WINDOW_SECONDS)
+            self.load = self.load * keep + self.last_busy * (1.0 - keep)
+            self.load_time = now
+        self.last_busy = busy
         fleet = replace(
             self.fleet,
             idle_powered_gpus=self.idle_powered_gpus(free, now),
             powered_for_seconds=np.where(ends > 0, ends + self.fleet.idle_timeout_seconds, 0.0),
+            typical_busy_gpus=self.load,
         )
         cost = objective_matrix(
             ctx.energy[jobs], ctx.duration[jobs], "energy", fleet=fleet, demand=ctx.demand[jobs]

@@ -118,6 +118,15 @@ def test_elastic_job_that_powers_up_a_node_pays_for_the_gpus_it_leaves_idle() ->
         FleetModel("elastic", **base, idle_powered_gpus=np.array([2.0]), powered_for_seconds=np.array([4.0])),
     )
     assert warm[0, 0] == 1000 + 15 * (100 + 3 * 6 - 4)
+    # when the pool usually keeps 2 more GPUs busy, only 1 of the node's GPUs is left idle
+    usual = FleetModel(
+        "elastic",
+        **base,
+        idle_powered_gpus=np.array([2.0]),
+        powered_for_seconds=np.array([4.0]),
+        typical_busy_gpus=np.array([2.0]),
+    )
+    assert marginal_fleet_energy(energy, duration, demand, usual)[0, 0] == 1000 + 15 * (100 + 1 * 6 - 4)
     # a whole-node job leaves nothing idle on its node
     whole = marginal_fleet_energy(energy, duration, np.array([4.0]), FleetModel("elastic", **base))
     assert whole[0, 0] == 1000 + 15 * 4 * 100
