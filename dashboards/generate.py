@@ -20,6 +20,11 @@ NS = 'namespace=~"$namespace"'
 # Predicted figures of the GPU type each AIJob was placed on (placement_info is 1 for that type).
 PLACED = "* on (namespace, aijob, gpu_type) group_left () energaizer_placement_info"
 LATENCY = "sum by (le) (rate(energaizer_estimation_seconds_bucket[$__rate_interval]))"
+# Counters of every placement decision (issue 17): the predicted energy placed per GPU type, and the
+# predicted savings against the counterfactual placement. increase() over a window gives the energy
+# and savings of the decisions made in it, so they add up over time and survive deleted AIJobs.
+PLACED_TOTAL = "energaizer_placed_predicted_energy_joules_total"
+SAVINGS_TOTAL = "energaizer_predicted_savings_joules_total"
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,40 @@ PANELS: tuple[Panel, ...] = (
         (Query("sum(energaizer_free_gpus)"),),
         width=6,
         height=5,
+    ),
+    Panel(
+        "Predicted energy placed (time range)",
+        "stat",
+        "joule",
+        (Query(f"sum(increase({PLACED_TOTAL}[$__range]))"),),
+        width=6,
+        height=5,
+        description="Predicted GPU energy of the placement decisions made in the dashboard's time range "
+        "(counter, so AIJobs deleted since still count).",
+    ),
+    Panel(
+        "Predicted savings (time range)",
+        "stat",
+        "joule",
+        (Query(f"sum(increase({SAVINGS_TOTAL}[$__range]))"),),
+        width=6,
+        height=5,
+        description="Predicted energy saved by the placement decisions made in the dashboard's time range, "
+        "against the counterfactual placement.",
+    ),
+    Panel(
+        "Predicted energy placed per hour by GPU type",
+        "timeseries",
+        "joule",
+        (Query(f"sum by (gpu_type) (increase({PLACED_TOTAL}[1h]))", "{{gpu_type}}"),),
+        description="Predicted GPU energy of the AIJobs placed on each GPU type in the preceding hour.",
+    ),
+    Panel(
+        "Predicted savings per hour",
+        "timeseries",
+        "joule",
+        (Query(f"sum(increase({SAVINGS_TOTAL}[1h]))", "savings"),),
+        description="Predicted energy saved by the placements of the preceding hour.",
     ),
     Panel(
         "Predicted energy by namespace",

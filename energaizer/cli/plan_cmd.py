@@ -71,14 +71,33 @@ def plan(
             help="energy-aware: accept pools within this fraction of a job's best",
         ),
     ] = 0.05,
-    max_wait_s: Annotated[
-        float | None,
+    max_wait_seconds: Annotated[
+        float,
         typer.Option(
+            "--max-wait-seconds",
             "--max-wait-s",
             min=0.0,
-            help="energy-aware: after this wait any feasible pool (default: no limit)",
+            help="energy-aware: a job waits at most this long for its best GPU type, then takes the "
+            "best free feasible type (inf = wait for it; deadlines still win)",
         ),
-    ] = None,
+    ] = 900.0,
+    fleet_mode: Annotated[
+        str,
+        typer.Option(
+            "--fleet-mode",
+            help="what idle GPUs cost: static (always powered) or elastic (nodes scale down after "
+            "--idle-timeout-seconds)",
+        ),
+    ] = "static",
+    idle_timeout_seconds: Annotated[
+        float,
+        typer.Option(
+            "--idle-timeout-seconds",
+            min=0.0,
+            max=1e7,
+            help="elastic: a node is removed after this long without a job",
+        ),
+    ] = 600.0,
     exact: Annotated[
         bool, typer.Option("--exact", help="energy-aware: LP rounding / MILP on every batch (slower)")
     ] = False,
@@ -103,6 +122,12 @@ def plan(
         raise InvalidInputError("--trace", "missing: give a trace CSV, or --demo for the built-in demo")
     if not demo and pools_file is None:
         raise InvalidInputError("--pools", "missing: give a node pools YAML (or --demo for the demo pools)")
+    from energaizer.placement import FLEET_MODES
+
+    if fleet_mode not in FLEET_MODES:
+        raise InvalidInputError("--fleet-mode", f"unknown fleet mode {fleet_mode!r}", FLEET_MODES)
+    if math.isnan(max_wait_seconds):
+        raise InvalidInputError("--max-wait-seconds", "must be a number of seconds >= 0 (or inf)")
     policies = list(dict.fromkeys(policy or POLICY_CHOICES))
     for p in policies:
         if p not in POLICY_CHOICES:
@@ -126,7 +151,9 @@ def plan(
         price_per_kwh=price_per_kwh,
         carbon_g_per_kwh=carbon_g_per_kwh,
         energy_slack=energy_slack,
-        max_wait_s=max_wait_s if max_wait_s is not None else math.inf,
+        max_wait_seconds=max_wait_seconds,
+        fleet_mode=fleet_mode,
+        idle_timeout_seconds=idle_timeout_seconds,
         exact_placement=exact,
         seed=seed,
     )
@@ -155,6 +182,7 @@ def plan(
     sweeps = run_power_sweeps(trace, pools, limits, options, cache=cache) if limits else []
 
     from energaizer.planner.report import (
+        fleet_headline,
         render_sweep_table,
         render_table,
         render_utilisation_table,
@@ -177,8 +205,9 @@ def plan(
     from rich.console import Console
 
     console = Console()
-    title = f"energaizer plan: {len(trace)} jobs from {trace.source} on " + ", ".join(
-        f"{p.name} {p.nodes}x{p.gpus_per_node}" for p in pools
+    title = (
+        f"energaizer plan ({fleet_headline(options)}): {len(trace)} jobs from {trace.source} on "
+        + ", ".join(f"{p.name} {p.nodes}x{p.gpus_per_node}" for p in pools)
     )
     console.print(render_table(result, title))
     console.print(render_utilisation_table(result))

@@ -19,7 +19,13 @@ API::
     solve(problem, *, time_limit_s=0.5, exact_max_vars=2000, mip_rel_gap=1e-3,
           lp_max_vars=200000, compute_bound=False) -> PlacementResult
     lp_lower_bound(problem, min_placed_weight=None) -> float   (LP relaxation)
-    objective_matrix(energy, duration, "energy" | "time" | "energy-delay") -> cost matrix
+    objective_matrix(energy, duration, "energy" | "time" | "energy-delay", fleet=None, demand=None)
+                                                                -> cost matrix
+    FleetModel(mode, idle_power_watts, idle_timeout_seconds=600)  "static" | "elastic" fleet mode
+    marginal_fleet_energy(energy, duration, demand, fleet)      -> (J, T) marginal fleet energy
+    counterfactual_energy(estimates, default_order, free_gpus, demand) -> Counterfactual | None
+                                    plain scheduler's type (first free feasible in default order) and
+                                    the worst feasible type, with their energies
     greedy_assign(problem) -> assignment                        (the heuristic alone)
 
 Algorithms: everyone's cheapest type fits -> "trivial" (optimal). Unit demands with at most 2,000
@@ -37,6 +43,15 @@ See ``benchmarks/bench_placement.py`` for times and gaps.
 from __future__ import annotations
 
 from energaizer.placement.exact import lp_lower_bound
+from energaizer.placement.fleet import (
+    DEFAULT_IDLE_TIMEOUT_SECONDS,
+    FLEET_MODES,
+    Counterfactual,
+    FleetMode,
+    FleetModel,
+    counterfactual_energy,
+    marginal_fleet_energy,
+)
 from energaizer.placement.greedy import greedy_assign
 from energaizer.placement.problem import (
     OBJECTIVES,
@@ -51,16 +66,23 @@ from energaizer.placement.problem import (
 from energaizer.placement.solver import EXACT_MAX_VARS, solve
 
 __all__ = [
+    "DEFAULT_IDLE_TIMEOUT_SECONDS",
     "EXACT_MAX_VARS",
+    "FLEET_MODES",
     "OBJECTIVES",
     "REASON_CAPACITY",
+    "Counterfactual",
+    "FleetMode",
+    "FleetModel",
     "Objective",
     "PlacementProblem",
     "PlacementResult",
+    "counterfactual_energy",
     "evaluate",
     "greedy_assign",
     "is_feasible",
     "lp_lower_bound",
+    "marginal_fleet_energy",
     "objective_matrix",
     "solve",
 ]

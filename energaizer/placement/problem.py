@@ -8,6 +8,8 @@ from typing import Literal
 
 import numpy as np
 
+from energaizer.placement.fleet import FleetModel, marginal_fleet_energy
+
 Objective = Literal["energy", "time", "energy-delay"]
 OBJECTIVES: tuple[str, ...] = ("energy", "time", "energy-delay")
 Solver = Literal["milp", "assignment", "greedy", "trivial"]
@@ -102,15 +104,30 @@ class PlacementResult:
         return None if t < 0 else str(problem.type_ids[t])
 
 
-def objective_matrix(energy: np.ndarray, duration: np.ndarray, objective: Objective) -> np.ndarray:
+def objective_matrix(
+    energy: np.ndarray,
+    duration: np.ndarray,
+    objective: Objective,
+    *,
+    fleet: FleetModel | None = None,
+    demand: np.ndarray | None = None,
+) -> np.ndarray:
     """Cost matrix for an objective: ``energy`` (J), ``time`` (s) or ``energy-delay`` (J*s).
 
-    Non-finite or negative inputs stay infeasible (``np.inf``).
+    With ``fleet`` (and ``demand``, the GPUs of each job), the energy term is the marginal fleet
+    energy of that fleet mode (:func:`energaizer.placement.fleet.marginal_fleet_energy`) instead of
+    the job's own energy; ``time`` is unchanged. Non-finite or negative inputs stay infeasible
+    (``np.inf``).
     """
     energy = np.asarray(energy, dtype=float)
     duration = np.asarray(duration, dtype=float)
     if energy.shape != duration.shape:
         raise ValueError("energy and duration must have the same shape")
+    bad = ~np.isfinite(energy) | ~np.isfinite(duration) | (energy < 0) | (duration < 0)
+    if fleet is not None and objective != "time":
+        if demand is None:
+            raise ValueError("a fleet objective needs the demand (GPUs) of each job")
+        energy = marginal_fleet_energy(energy, duration, demand, fleet)
     if objective == "energy":
         out = energy.copy()
     elif objective == "time":
@@ -120,8 +137,7 @@ def objective_matrix(energy: np.ndarray, duration: np.ndarray, objective: Object
             out = energy * duration
     else:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
-    bad = ~np.isfinite(energy) | ~np.isfinite(duration) | (energy < 0) | (duration < 0) | np.isnan(out)
-    out[bad] = np.inf
+    out[bad | np.isnan(out)] = np.inf
     return out
 
 

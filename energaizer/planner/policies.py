@@ -7,28 +7,35 @@ the free GPUs per pool, and returns a pool per pending job or -1 (wait).
   scores); no job blocks the ones behind it. Energy is not looked at.
 * ``fastest-gpu``: jobs in arrival order, each to the feasible pool with room where it runs
   shortest.
-* ``energy-aware``: the operator's optimiser (:func:`energaizer.placement.solve`) on energy, over
-  the oldest ``batch_limit`` pending jobs that fit somewhere. A job only considers pools within
-  ``energy_slack`` of its least-energy pool in the whole inventory (it waits for one of them),
-  until it has waited ``max_wait_s``; then every feasible pool is allowed.
+* ``energy-aware``: the operator's optimiser (:func:`energaizer.placement.solve`) over the oldest
+  ``batch_limit`` pending jobs that fit somewhere, minimising the marginal fleet energy of the
+  fleet mode (:mod:`energaizer.placement.fleet`; the job energy when no fleet model is given). A
+  job only considers pools within ``energy_slack`` of its cheapest pool in the whole inventory
+  (it waits for one of them) until it has waited ``max_wait_seconds``; then every feasible pool
+  is allowed and the optimiser picks the cheapest that is free. Deadlines win over waiting: once
+  waiting longer could make a preferred pool miss the job's deadline, the job takes any feasible
+  pool that still meets it (any feasible pool when none does).
 """
 
 from __future__ import annotations
 
+import heapq
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
-from energaizer.placement import PlacementProblem, solve
+from energaizer.placement import FleetMode, FleetModel, PlacementProblem, objective_matrix, solve
 
 POLICY_NAMES: tuple[str, ...] = ("energy-aware", "first-fit", "fastest-gpu")
+LOAD_WINDOW_SECONDS = 6 * 3600.0
 
 
 @dataclass
 class Context:
     """What every policy may know: per-job demand and submit time, (J, P) energy/duration/feasible,
-    and total GPUs per pool."""
+    total GPUs per pool and, optionally, per-job deadlines (seconds after submission, NaN = none)."""
 
     demand: np.ndarray
     submit: np.ndarray
@@ -37,6 +44,7 @@ class Context:
     feasible: np.ndarray
     total: np.ndarray
     pool_ids: list[str]
+    deadline: np.ndarray | None = None
 
 
 class Policy:
@@ -48,9 +56,9 @@ class Policy:
     def decide(self, pending: np.ndarray, free: np.ndarray, now: float) -> np.ndarray:
         raise NotImplementedError
 
-    def wake_time(self, job: int) -> float | None:
-        """A time at which this job's options change even if nothing else happens (or None)."""
-        return None
+    def wake_times(self, job: int) -> list[float]:
+        """Times at which this job's options change even if nothing else happens."""
+        return []
 
 
 class _Sequential(Policy):
@@ -109,47 +117,213 @@ class EnergyAware(Policy):
         ctx: Context,
         *,
         energy_slack: float = 0.05,
-        max_wait_s: float = math.inf,
+        max_wait_seconds: float = math.inf,
         batch_limit: int = 256,
         time_limit_s: float = 0.2,
         exact_max_vars: int = 0,
         lp_max_vars: int = 0,
+        fleet: FleetModel | None = None,
     ) -> None:
         """``exact_max_vars``/``lp_max_vars`` are passed to :func:`solve`; the planner's defaults
         (0: regret greedy with local search, or the exact paths when they are trivial) keep
-        thousands of decisions fast; raise them to use LP rounding / the MILP on every batch."""
+        thousands of decisions fast; raise them to use LP rounding / the MILP on every batch.
+        ``fleet``: minimise that fleet mode's marginal fleet energy (default: the job energy)."""
         super().__init__(ctx)
         self.energy_slack = energy_slack
-        self.max_wait_s = max_wait_s
+        self.max_wait_seconds = max_wait_seconds
         self.batch_limit = batch_limit
         self.time_limit_s = time_limit_s
         self.exact_max_vars = exact_max_vars
         self.lp_max_vars = lp_max_vars
-        best = np.min(ctx.energy, axis=1, initial=np.inf)
-        self.preferred = ctx.feasible & (ctx.energy <= best[:, None] * (1.0 + energy_slack))
+        self.fleet = fleet
+        self.elastic_nodes = (
+            fleet is not None and fleet.mode is FleetMode.ELASTIC and fleet.gpus_per_node is not None
+        )
+        # which pools a job prefers (and waits for) leaves the node term out: whether a job powers
+        # up a node depends on the moment (state_cost)
+        self.cost = objective_matrix(ctx.energy, ctx.duration, "energy", fleet=fleet, demand=ctx.demand)
+        self.cost[~ctx.feasible] = np.inf
+        best = np.min(self.cost, axis=1, initial=np.inf)
+        self.preferred = ctx.feasible & (self.cost <= best[:, None] * (1.0 + energy_slack) + 1e-9)
+        # what a job costs if it gives up waiting: its cheapest pool that is not preferred (its
+        # dearest preferred pool when every feasible pool is preferred)
+        other = np.min(np.where(ctx.feasible & ~self.preferred, self.cost, np.inf), axis=1, initial=np.inf)
+        dearest = np.max(np.where(self.preferred, self.cost, -np.inf), axis=1, initial=-np.inf)
+        self.fallback = np.where(np.isfinite(other), other, dearest)
+        # deadlines: the job stops waiting at the latest start that still lets every preferred pool
+        # meet its deadline
+        self.due = np.full(ctx.demand.size, np.nan)
+        self.urgent_at = np.full(ctx.demand.size, np.inf)
+        if ctx.deadline is not None:
+            self.due = ctx.submit + ctx.deadline
+            slowest = np.max(np.where(self.preferred, ctx.duration, -np.inf), axis=1, initial=-np.inf)
+            with np.errstate(invalid="ignore"):
+                urgent = self.due - slowest
+            self.urgent_at = np.where(np.isfinite(urgent), urgent, np.inf)
+        self.running: list[tuple[float, int, float]] = []  # (end, pool, GPUs) of what it started
+        self.recent: list[tuple[float, float, int, float]] = []  # (start, end, pool, GPUs), elastic
+        # elastic: busy GPUs per pool, averaged over about LOAD_WINDOW_SECONDS
+        self.load = np.zeros(ctx.total.size)
+        self.last_busy = np.zeros(ctx.total.size)
+        self.load_time = float(np.min(ctx.submit, initial=0.0))
         self.solves = 0
         self.solvers: dict[str, int] = {}
 
-    def wake_time(self, job: int) -> float | None:
-        if math.isfinite(self.max_wait_s):
-            return float(self.ctx.submit[job] + self.max_wait_s)
-        return None
+    def _hopeless(self, pending: np.ndarray, free: np.ndarray, now: float) -> np.ndarray:
+        """Pending jobs that cannot start on a preferred pool before their wait limit: by the
+        predicted ends of the jobs it started, a preferred pool frees enough GPUs for the job and
+        for the older jobs waiting for it (each counted on its preferred pools in equal shares)
+        only after ``submit + max_wait_seconds``. They stop waiting now instead of at the limit."""
+        ctx = self.ctx
+        while self.running and self.running[0][0] <= now:
+            heapq.heappop(self.running)
+        pref = self.preferred[pending]
+        share = ctx.demand[pending] / np.maximum(pref.sum(axis=1), 1)
+        limit = ctx.submit[pending] + self.max_wait_seconds
+        earliest = np.full(pending.size, np.inf)
+        for p in range(ctx.total.size):
+            on = np.nonzero(pref[:, p])[0]
+            if not on.size:
+                continue
+            ahead = np.cumsum(share[on]) - share[on]  # pending is in arrival order
+            needed = ahead + ctx.demand[pending[on]] - free[p]
+            ends = sorted((e, d) for e, q, d in self.running if q == p)
+            times = np.array([e for e, _ in ends] or [np.inf])
+            freed = np.cumsum([d for _, d in ends] or [0.0])
+            k = np.searchsorted(freed, needed - 1e-9)
+            t = np.where(needed <= 1e-9, now, times[np.minimum(k, times.size - 1)])
+            t = np.where(k >= freed.size, np.inf, t)
+            t = np.where(needed <= 1e-9, now, t)
+            earliest[on] = np.minimum(earliest[on], t)
+        return earliest > limit
+
+    def idle_powered_gpus(self, free: np.ndarray, now: float) -> np.ndarray:
+        """Elastic: per pool, GPUs on powered nodes that run nothing now. A node is powered while it
+        was needed within the idle timeout (jobs packed onto the fewest nodes, as the fleet
+        accounting of :mod:`energaizer.planner.fleet` counts them)."""
+        assert self.fleet is not None and self.fleet.gpus_per_node is not None
+        ctx = self.ctx
+        window = now - self.fleet.idle_timeout_seconds
+        self.recent = [r for r in self.recent if r[1] > window]
+        busy_now = ctx.total - free
+        peak = busy_now.copy()
+        if self.recent:
+            rec = np.array(self.recent)
+            start, end, pool, gpus = rec[:, 0], rec[:, 1], rec[:, 2].astype(np.int64), rec[:, 3]
+            for p in np.unique(pool):
+                on = pool == p
+                points = np.concatenate([[window], start[on][start[on] > window]])
+                level = (
+                    (start[on][None, :] <= points[:, None]) & (end[on][None, :] > points[:, None])
+                ) @ gpus[on]
+                peak[p] = max(peak[p], float(level.max()))
+        per_node = self.fleet.gpus_per_node
+        powered = np.minimum(np.ceil(peak / per_node - 1e-9) * per_node, ctx.total)
+        return np.maximum(powered - busy_now, 0.0)
+
+    def state_cost(self, jobs: np.ndarray, free: np.ndarray, now: float) -> np.ndarray:
+        """(len(jobs), P) cost now: elastic with node sizes counts the idle GPUs of powered nodes
+        (no node to power up there); otherwise the fixed cost."""
+        if not self.elastic_nodes or self.fleet is None:
+            return self.cost[jobs]
+        ctx = self.ctx
+        while self.running and self.running[0][0] <= now:
+            heapq.heappop(self.running)
+        # how long the powered nodes stay needed anyway: the longest remaining run of the jobs on
+        # them, plus the idle timeout
+        ends = np.zeros(ctx.total.size)
+        for end, p, _ in self.running:
+            ends[p] = max(ends[p], end - now)
+        busy = ctx.total - free
+        if now > self.load_time:
+            keep = np.exp(-(now - self.load_time) / LOAD_WINDOW_SECONDS)
+            self.load = self.load * keep + self.last_busy * (1.0 - keep)
+            self.load_time = now
+        self.last_busy = busy
+        fleet = replace(
+            self.fleet,
+            idle_powered_gpus=self.idle_powered_gpus(free, now),
+            powered_for_seconds=np.where(ends > 0, ends + self.fleet.idle_timeout_seconds, 0.0),
+            typical_busy_gpus=self.load,
+        )
+        cost = objective_matrix(
+            ctx.energy[jobs], ctx.duration[jobs], "energy", fleet=fleet, demand=ctx.demand[jobs]
+        )
+        cost[~ctx.feasible[jobs]] = np.inf
+        return cost
+
+    def wake_times(self, job: int) -> list[float]:
+        out = []
+        if math.isfinite(self.max_wait_seconds):
+            out.append(float(self.ctx.submit[job] + self.max_wait_seconds))
+        if math.isfinite(self.urgent_at[job]):
+            out.append(float(self.urgent_at[job]))
+        return out
+
+    def allowed(self, pending: np.ndarray, now: float, cost: np.ndarray | None = None) -> np.ndarray:
+        """(len(pending), P) pools each pending job may take now (the wait limit and deadlines);
+        ``cost`` (the cost now, elastic) also admits pools within the slack of the job's best."""
+        ctx = self.ctx
+        allowed = self.preferred[pending].copy()
+        if cost is not None:
+            best = np.min(self.cost[pending], axis=1, initial=np.inf)
+            allowed |= ctx.feasible[pending] & (cost <= best[:, None] * (1.0 + self.energy_slack) + 1e-9)
+        if math.isfinite(self.max_wait_seconds):
+            late = now - ctx.submit[pending] >= self.max_wait_seconds
+            allowed[late] = ctx.feasible[pending[late]]
+        urgent = now >= self.urgent_at[pending]
+        if urgent.any():
+            jobs = pending[urgent]
+            meets = ctx.feasible[jobs] & (now + ctx.duration[jobs] <= self.due[jobs, None] + 1e-9)
+            meets[~meets.any(axis=1)] = ctx.feasible[jobs[~meets.any(axis=1)]]
+            allowed[urgent] = meets
+        return allowed
 
     def decide(self, pending: np.ndarray, free: np.ndarray, now: float) -> np.ndarray:
+        """Place what may go now; then the jobs that would wait in vain (:meth:`_hopeless`, judged
+        with the placements just made) take the best of what is left."""
         ctx = self.ctx
         out = np.full(pending.size, -1, dtype=np.int64)
-        allowed = self.preferred[pending]
-        if math.isfinite(self.max_wait_s):
-            late = now - ctx.submit[pending] >= self.max_wait_s
-            if late.any():
-                allowed = allowed.copy()
-                allowed[late] = ctx.feasible[pending[late]]
-        fits = allowed & (ctx.demand[pending, None] <= free[None, :])
+        cost = self.state_cost(pending, free, now) if self.elastic_nodes else None
+        allowed = self.allowed(pending, now, cost)
+        free = free.copy()
+        self._place(pending, allowed, free, now, out, cost)
+        if math.isfinite(self.max_wait_seconds):
+            waiting = np.nonzero(out < 0)[0]
+            if waiting.size and free.max(initial=0.0) > 0:
+                hopeless = waiting[self._hopeless(pending[waiting], free, now)]
+                if hopeless.size:
+                    allowed[hopeless] = ctx.feasible[pending[hopeless]]
+                    only = np.zeros(pending.size, dtype=bool)
+                    only[hopeless] = True
+                    cost = self.state_cost(pending, free, now) if self.elastic_nodes else None
+                    self._place(pending, allowed & only[:, None], free, now, out, cost)
+        return out
+
+    def _place(
+        self,
+        pending: np.ndarray,
+        allowed: np.ndarray,
+        free: np.ndarray,
+        now: float,
+        out: np.ndarray,
+        cost_now: np.ndarray | None = None,
+    ) -> None:
+        """One optimiser call over the oldest ``batch_limit`` unplaced jobs that fit an allowed
+        pool; writes ``out`` and takes the GPUs from ``free``."""
+        ctx = self.ctx
+        fits = allowed & (ctx.demand[pending, None] <= free[None, :]) & (out < 0)[:, None]
         cand = np.nonzero(fits.any(axis=1))[0][: self.batch_limit]
         if not cand.size:
-            return out
+            return
         jobs = pending[cand]
-        cost = np.where(allowed[cand], ctx.energy[jobs], np.inf)
+        # cost relative to the job's fallback, so that a contested pool goes to the jobs that save
+        # the most on it, not to the smallest ones (shifted to be >= 0; every placement count pays
+        # the same shift per job, and the optimiser places as many jobs as it can first)
+        base = self.cost[jobs] if cost_now is None else cost_now[cand]
+        rel = np.where(allowed[cand], base - self.fallback[jobs, None], np.inf)
+        finite = rel[np.isfinite(rel)]
+        cost = rel - min(float(finite.min()), 0.0) if finite.size else rel
         problem = PlacementProblem(
             job_ids=[str(j) for j in jobs],
             type_ids=ctx.pool_ids,
@@ -166,13 +340,18 @@ class EnergyAware(Policy):
         self.solves += 1
         self.solvers[result.solver] = self.solvers.get(result.solver, 0) + 1
         out[cand] = result.assignment
-        return out
+        for k in np.nonzero(result.assignment >= 0)[0]:
+            j, p = int(jobs[k]), int(result.assignment[k])
+            free[p] -= ctx.demand[j]
+            heapq.heappush(self.running, (float(now + ctx.duration[j, p]), p, float(ctx.demand[j])))
+            if self.elastic_nodes:
+                self.recent.append((now, float(now + ctx.duration[j, p]), p, float(ctx.demand[j])))
 
 
-def make_policy(name: str, ctx: Context, *, seed: int = 0, **energy_kw: float) -> Policy:
+def make_policy(name: str, ctx: Context, *, seed: int = 0, **energy_kw: Any) -> Policy:
     """A policy by name; ``energy_kw`` go to :class:`EnergyAware`."""
     if name == "energy-aware":
-        return EnergyAware(ctx, **energy_kw)  # type: ignore[arg-type]
+        return EnergyAware(ctx, **energy_kw)
     if name == "first-fit":
         return FirstFit(ctx, seed=seed)
     if name == "fastest-gpu":

@@ -78,9 +78,9 @@ def simulate(
         while nxt < arrivals.size and submit[arrivals[nxt]] <= now:
             j = int(arrivals[nxt])
             pending.append(j)
-            wake = policy.wake_time(j)
-            if wake is not None and wake > now:
-                heapq.heappush(wakeups, wake)
+            for wake in policy.wake_times(j):
+                if wake > now:
+                    heapq.heappush(wakeups, wake)
             nxt += 1
         if pending:
             queue = np.fromiter(pending, dtype=np.int64, count=len(pending))

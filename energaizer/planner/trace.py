@@ -321,8 +321,12 @@ def read_trace(
             raise InvalidInputError("trace", f"{name}: malformed CSV ({exc})") from None
 
 
-def gpu_rows_of_alibaba(rows: Iterable[Mapping[str, str]]) -> Sequence[Mapping[str, str]]:
-    """Alibaba 2023 pod rows that ran on GPUs with a known duration (for replaying the raw trace)."""
+def gpu_rows_of_alibaba(
+    rows: Iterable[Mapping[str, str]], spec_to_gpu: Mapping[str, str] | None = None
+) -> Sequence[Mapping[str, str]]:
+    """Alibaba 2023 pod rows that ran on GPUs with a known duration (for replaying the raw trace).
+    With ``spec_to_gpu`` (the pod's ``gpu_spec`` -> catalog GPU id), a row whose spec is in it
+    names that GPU as its ``reference_gpu`` (else the plan's default reference)."""
     out = []
     for r in rows:
         try:
@@ -331,12 +335,13 @@ def gpu_rows_of_alibaba(rows: Iterable[Mapping[str, str]]) -> Sequence[Mapping[s
         except ValueError:
             continue
         if gpus > 0 and dur > 0 and r.get("censored_at_trace_end") != "1":
-            out.append(
-                {
-                    "job_id": r["job_id"],
-                    "submit_time_s": r["submit_time_s"],
-                    "gpu_count": str(gpus),
-                    "duration_s": r["duration_s"],
-                }
-            )
+            row = {
+                "job_id": r["job_id"],
+                "submit_time_s": r["submit_time_s"],
+                "gpu_count": str(gpus),
+                "duration_s": r["duration_s"],
+            }
+            if spec_to_gpu is not None:
+                row["reference_gpu"] = spec_to_gpu.get((r.get("gpu_spec") or "").strip(), "")
+            out.append(row)
     return out

@@ -31,10 +31,17 @@ CONTRACT = {
     "energaizer_aijobs": "gauge",
     "energaizer_free_gpus": "gauge",
 }
+# Issue 17: counters of every placement decision (the operator adds them; the dashboard graphs them
+# with increase()). Until the operator's registry exports them, their panels are the only ones the
+# live test lets answer without data.
+DECISION_COUNTERS = {
+    "energaizer_placed_predicted_energy_joules_total": "counter",
+    "energaizer_predicted_savings_joules_total": "counter",
+}
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
 # What Grafana substitutes for the dashboard's variables: the namespace variable's "All" value, and
 # a rate window of at least four scrape intervals (the test scrapes every second).
-GRAFANA_VARIABLES = {"$namespace": ".*", "$__rate_interval": "15s"}
+GRAFANA_VARIABLES = {"$namespace": ".*", "$__rate_interval": "15s", "$__range": "1h"}
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +80,15 @@ def test_queries_use_only_contract_metrics_and_cover_them_all(dashboard: dict[st
     for title, target in targets(dashboard):
         names = metric_names(target["expr"])
         assert names, f"{title}: no energaizer metric in {target['expr']!r}"
-        assert names <= CONTRACT.keys(), f"{title}: unknown metrics {names - CONTRACT.keys()}"
+        known = CONTRACT.keys() | DECISION_COUNTERS.keys()
+        assert names <= known, f"{title}: unknown metrics {names - known}"
         used |= names
     variable = next(v for v in dashboard["templating"]["list"] if v["name"] == "namespace")
     used |= metric_names(variable["definition"])
-    assert used == CONTRACT.keys()
+    assert used == CONTRACT.keys() | DECISION_COUNTERS.keys()
+    for name in DECISION_COUNTERS:
+        uses = re.findall(rf"\w*\(?{name}\[", json.dumps(dashboard))
+        assert uses and all(u.startswith("increase(") for u in uses), f"{name} is graphed with increase()"
     histogram_uses = re.findall(r"energaizer_estimation_seconds\w*", json.dumps(dashboard))
     assert all(u.endswith(HISTOGRAM_SUFFIXES) for u in histogram_uses), "a histogram is queried by its family"
 
@@ -254,14 +265,17 @@ def test_every_dashboard_query_runs_on_the_scraped_operator_metrics(
 
     # The operator keeps estimating AIJobs meanwhile: the latency histogram has a non-zero rate.
     scraped = _poll(scraped_names, 30, "the first scrape", tick=lambda: m.estimation_seconds.observe(0.004))
-    for title, target in targets(dashboard):
+    exported = generate_latest(m.registry).decode()
+    pending = {n for n in DECISION_COUNTERS if f"\n{n} " not in exported and f"\n{n}{{" not in exported}
+    live_targets = [(t, q) for t, q in targets(dashboard) if not metric_names(q["expr"]) & pending]
+    for title, target in live_targets:
         for name in metric_names(target["expr"]):
-            family = {f"{name}_bucket"} if CONTRACT[name] == "histogram" else {name}
+            family = {f"{name}_bucket"} if CONTRACT.get(name) == "histogram" else {name}
             assert family <= scraped, f"{title}: {name} is not in the live scrape"
 
     def all_answer() -> dict[str, list[dict[str, Any]]]:
         answers = {}
-        for title, target in targets(dashboard):
+        for title, target in live_targets:
             body = _query(prometheus, grafana_expand(target["expr"]))
             assert body["status"] == "success", (title, body)
             if not body["data"]["result"]:

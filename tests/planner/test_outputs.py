@@ -29,11 +29,40 @@ def test_plan_demo_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
     names = [p["name"] for p in doc["policies"]]
     assert {"energy-aware", "first-fit", "fastest-gpu"} <= set(names)
     for p in doc["policies"]:
-        for key in ("total_energy_joules", "makespan_seconds", "mean_wait_seconds"):
+        for key in (
+            "total_energy_joules",
+            "makespan_seconds",
+            "mean_wait_seconds",
+            "p95_wait_seconds",
+            "max_wait_seconds",
+            "idle_energy_joules",
+            "fleet_energy_joules",
+        ):
             assert isinstance(p[key], (int, float)) and p[key] >= 0
+        assert p["fleet_energy_joules"] == pytest.approx(p["total_energy_joules"] + p["idle_energy_joules"])
+        assert p["makespan_seconds"] <= doc["horizon_seconds"] + 1e-6
+        assert p["fleet_energy_joules"] >= doc["lower_bound_fleet_energy_joules"] * (1 - 1e-9)
     assert isinstance(doc["lower_bound_energy_joules"], float) and doc["lower_bound_energy_joules"] > 0
+    assert doc["fleet_mode"] == "static" and doc["energy_aware"]["max_wait_seconds"] == 900
     assert doc["assumptions"] and doc["seed"] == 3
     assert doc["trace"]["jobs"] == 120
+
+
+def test_plan_elastic_mode_and_wait_limit_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    base = ("plan", "--demo", "--demo-jobs", "80", "--seed", "2", "--json")
+    code, out, _ = run_cli(
+        capsys, *base, "--fleet-mode", "elastic", "--idle-timeout-seconds", "300", "--max-wait-seconds", "60"
+    )
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["fleet_mode"] == "elastic" and doc["idle_timeout_seconds"] == 300
+    longest = max(p["makespan_seconds"] for p in doc["policies"])
+    assert doc["horizon_seconds"] == pytest.approx(longest + 300)
+    ea = next(p for p in doc["policies"] if p["name"] == "energy-aware")
+    assert doc["energy_aware"]["max_wait_seconds"] == 60
+    code, out, _ = run_cli(capsys, *base, "--max-wait-seconds", "inf")
+    assert code == 0 and json.loads(out)["energy_aware"]["max_wait_seconds"] is None
+    assert ea["max_wait_seconds"] >= 0
 
 
 def test_plan_table_csv_plots_and_what_ifs(
@@ -59,11 +88,17 @@ def test_plan_table_csv_plots_and_what_ifs(
     )
     assert code == 0, out
     assert "energy-aware" in out and "lower-bound" in out and "power-limit sweep" in out
+    assert "static fleet" in out and "fleet kWh" in out and "vs energy-aware" in out and "p95 wait" in out
     rows = list(csv.DictReader(csv_path.open()))
     assert {r["scenario"] for r in rows} == {"base", "l4@60W", "l4@72W"}
     assert "utilisation_h100-sxm-2" in rows[0]
     files = sorted(p.name for p in plots.iterdir())
-    assert files == ["cumulative_energy.png", "energy_per_policy.png", "utilisation_per_pool.png"]
+    assert files == [
+        "cumulative_energy.png",
+        "energy_per_policy.png",
+        "utilisation_per_pool.png",
+        "wait_time_distribution.png",
+    ]
     import matplotlib.image as mpimg
 
     for name in files:
@@ -93,6 +128,10 @@ def test_plan_json_on_user_files(
         (["plan", "--demo", "--add-pool", "h100"], "--add-pool"),
         (["plan", "--demo", "--power-limit-w", "nosuch=100"], "--power-limit-w"),
         (["plan", "--demo", "--policy", "random"], "--policy"),
+        (["plan", "--demo", "--fleet-mode", "sometimes"], "--fleet-mode"),
+        (["plan", "--demo", "--max-wait-seconds", "-1"], "--max-wait-seconds"),
+        (["plan", "--demo", "--max-wait-seconds", "nan"], "--max-wait-seconds"),
+        (["plan", "--demo", "--idle-timeout-seconds", "-5"], "--idle-timeout-seconds"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(

@@ -38,11 +38,52 @@ def test_energy_aware_waits_for_the_efficient_pool_and_others_do_not() -> None:
     assert ff.start.tolist() == [0.0, 0.0]
 
 
-def test_energy_aware_gives_up_waiting_after_max_wait() -> None:
+def test_energy_aware_gives_up_waiting_at_once_when_the_best_pool_frees_too_late() -> None:
     ctx = one_efficient_gpu()
-    s = simulate(EnergyAware(ctx, max_wait_s=40))
+    s = simulate(EnergyAware(ctx, max_wait_seconds=40))
+    # the efficient GPU frees at 100 s, after the 40 s limit: the second job starts on pool 1 now
     assert sorted(s.pool.tolist()) == [0, 1]
-    assert sorted(s.start.tolist()) == [0.0, 40.0]  # woken up at submit + max_wait
+    assert s.start.tolist() == [0.0, 0.0]
+
+
+def test_energy_aware_waits_when_the_best_pool_frees_within_the_limit() -> None:
+    ctx = one_efficient_gpu()
+    s = simulate(EnergyAware(ctx, max_wait_seconds=150))
+    assert s.pool.tolist() == [0, 0] and sorted(s.start.tolist()) == [0.0, 100.0]
+
+
+@pytest.mark.parametrize("max_wait", [0.0, 120.0, 900.0])
+def test_energy_aware_never_waits_past_the_limit_when_another_pool_has_room(max_wait: float) -> None:
+    rng = np.random.default_rng(3)
+    n = 200
+    energy = np.column_stack([rng.uniform(1, 2, n), rng.uniform(3, 4, n)])  # pool 0 always best
+    duration = np.column_stack([rng.uniform(100, 2000, n), rng.uniform(100, 2000, n)])
+    submit = np.sort(rng.uniform(0, 20_000, n))
+    ctx = make_context(energy, duration, np.ones(n), submit, total=[2, 1000])
+    s = simulate(EnergyAware(ctx, max_wait_seconds=max_wait))
+    wait = s.start - submit
+    assert wait.max() <= max_wait + 1e-6
+    assert (s.pool == 0).any() and (s.pool == 1).any()
+
+
+def test_deadline_wins_over_waiting() -> None:
+    # job 1 prefers pool 0 (busy until 100 s) but must finish by 200 s and pool 0 takes 150 s:
+    # it cannot wait past 50 s, so it starts on pool 1 (60 s) at 50 s at the latest
+    ctx = make_context(
+        energy=[[10, 30], [10, 30]],
+        duration=[[100, 60], [150, 60]],
+        demand=[1, 1],
+        submit=[0, 0],
+        total=[1, 4],
+    )
+    ctx.deadline = np.array([np.nan, 200.0])
+    s = simulate(EnergyAware(ctx, max_wait_seconds=math.inf))
+    assert s.pool.tolist() == [0, 1]
+    assert s.start[1] <= 50.0 and s.end[1] <= 200.0
+    # without the deadline it waits for pool 0 as long as it takes
+    ctx.deadline = None
+    s = simulate(EnergyAware(ctx, max_wait_seconds=math.inf))
+    assert s.pool.tolist() == [0, 0] and s.start[1] == 100.0
 
 
 def test_energy_slack_admits_nearly_as_good_pools() -> None:
@@ -126,5 +167,25 @@ def test_capacity_bound_is_between_the_free_bound_and_any_schedule() -> None:
 
 def test_energy_aware_without_patience_places_immediately_like_the_operator() -> None:
     ctx = one_efficient_gpu()
-    s = simulate(EnergyAware(ctx, max_wait_s=0))
+    s = simulate(EnergyAware(ctx, max_wait_seconds=0))
     assert sorted(s.pool.tolist()) == [0, 1] and s.start.tolist() == [0.0, 0.0]
+
+
+def test_elastic_energy_aware_fills_a_powered_node_before_powering_up_another() -> None:
+    from energaizer.placement import FleetModel
+
+    # two pools of one 4-GPU node; job 0 powers pool 0 up for 1000 s; job 1 costs a little less on
+    # pool 1, but there it would power up a node and leave 3 GPUs idle for its 1000 s
+    ctx = make_context(
+        energy=[[100e3, 200e3], [105e3, 100e3]],
+        duration=[[1000, 1000], [1000, 1000]],
+        demand=[1, 1],
+        submit=[0, 10],
+        total=[4, 4],
+    )
+    idle = np.array([50.0, 50.0])
+    elastic = FleetModel("elastic", idle, idle_timeout_seconds=60, gpus_per_node=np.array([4.0, 4.0]))
+    s = simulate(EnergyAware(ctx, fleet=elastic))
+    assert s.pool.tolist() == [0, 0]
+    plain = FleetModel("elastic", idle, idle_timeout_seconds=60)  # no node sizes: job energy decides
+    assert simulate(EnergyAware(ctx, fleet=plain)).pool.tolist() == [0, 1]
