@@ -9,8 +9,14 @@ apply the advice (docs/scheduler.md).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from pydantic import ValidationError
+
+from energaizer.errors import InvalidInputError
 from energaizer.whatif import DEFAULT_MAX_SLOWDOWN, recommend_power_cap
 from energaizer_operator.models import AIJobSpec
 from energaizer_operator.pod_workload import (
@@ -18,6 +24,8 @@ from energaizer_operator.pod_workload import (
     ANNOTATION_POWER_LIMIT,
     ANNOTATION_SM_CLOCK,
 )
+
+logger = logging.getLogger("energaizer_operator.powercap")
 
 
 @dataclass(frozen=True)
@@ -67,3 +75,26 @@ def power_annotations(advice: JobPowerAdvice | None) -> dict[str, str]:
         ANNOTATION_SM_CLOCK: f"{advice.sm_clock_mhz:.0f}",
         ANNOTATION_ENERGY_AT_POWER_LIMIT: f"{advice.energy_joules:.6g}",
     }
+
+
+def advise_spec(
+    spec_body: Mapping[str, Any], gpu_type: str, profile: str | None = None
+) -> JobPowerAdvice | None:
+    """:func:`advise` for an AIJob's raw ``spec`` (as the placer's records hold it); None when the spec
+    or the type gives no advice. Never raises for bad input: advice is optional."""
+    try:
+        return advise(AIJobSpec.model_validate(dict(spec_body)), gpu_type, profile)
+    except (ValidationError, InvalidInputError) as exc:
+        logger.info("no power-cap advice for %s: %s", gpu_type, exc)
+        return None
+
+
+def annotate_job(job: dict[str, Any], advice: JobPowerAdvice | None) -> None:
+    """Add the advice's annotations to a Job body and its pod template (in place)."""
+    extra = power_annotations(advice)
+    if not extra:
+        return
+    meta = job.setdefault("metadata", {})
+    meta["annotations"] = {**(meta.get("annotations") or {}), **extra}
+    pod_meta = job.setdefault("spec", {}).setdefault("template", {}).setdefault("metadata", {})
+    pod_meta["annotations"] = {**(pod_meta.get("annotations") or {}), **extra}
