@@ -157,7 +157,7 @@ class PlacementStatus(_Camel):
     predicted_energy_joules: float
     savings_joules: float = Field(description="against the worst feasible type")
     recommended_power_limit_watts: float | None = Field(
-        default=None, description="per-GPU power limit with the least energy within spec.placement.maxSlowdown"
+        default=None, description="per-GPU power limit, least energy within spec.placement.maxSlowdown"
     )
     recommended_sm_clock_mhz: float | None = Field(
         default=None, description="the alternative knob: SM clock lock with the least energy in that budget"

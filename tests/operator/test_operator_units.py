@@ -177,7 +177,8 @@ def test_pod_gpu_use():
         "metadata": {"annotations": {"energaizer.io/gpu-type": "l4"}, "labels": {"energaizer.io/aijob": "x"}},
     }
     assert pod_gpus(ours, gpu_resource="nvidia.com/gpu") is None  # counted through its Job
-    gated = {**pod, "metadata": {"annotations": {"energaizer.io/gpu-type": "l4"}}}  # steered via the Kueue gate
+    # A pod of a Job steered through the Kueue gate: not an AIJob's, so its GPUs count.
+    gated = {**pod, "metadata": {"annotations": {"energaizer.io/gpu-type": "l4"}}}
     assert pod_gpus(gated, gpu_resource="nvidia.com/gpu") == PodGPUs("n1", 3)
 
 
