@@ -17,15 +17,10 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Serve POST /scheduler/prioritize and /scheduler/filter (energy per GPU type) and GET /healthz."""
+        from energaizer.cli.common import operator_module
         from energaizer.errors import InvalidInputError
 
-        try:
-            from energaizer_operator.extender.server import run
-        except ModuleNotFoundError as exc:  # aiohttp/kubernetes/prometheus-client missing
-            raise InvalidInputError(
-                "extender",
-                f"needs the operator extra ({exc.name} is missing): pip install 'energaizer[operator]'",
-            ) from None
+        run = operator_module("extender.server", "extender").run
         try:
             run(host, port, node_cache=node_cache)
         except OSError as exc:  # the port is taken or the address cannot be bound

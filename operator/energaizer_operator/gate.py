@@ -117,6 +117,25 @@ def _prefer(pod_spec: dict[str, Any], label: str, products: Sequence[str]) -> No
     node_affinity["preferredDuringSchedulingIgnoredDuringExecution"] = preferred
 
 
+def within_slack(energy_joules: Mapping[str, float], slack: float) -> list[str]:
+    """GPU types whose energy is at most ``(1 + slack)`` times the least, least energy first."""
+    if not energy_joules:
+        return []
+    best = min(energy_joules.values())
+    return sorted(
+        (t for t, e in energy_joules.items() if e <= best * (1 + slack)), key=energy_joules.__getitem__
+    )
+
+
+def energy_affinity(
+    pod_spec: dict[str, Any], label: str, allowed_products: Sequence[str], best_products: Sequence[str]
+) -> None:
+    """In place: require one of ``allowed_products`` (ANDed into the pod's own required terms) and prefer
+    ``best_products``. Also usable by the placer for the Jobs it creates for queue-labelled AIJobs."""
+    _require_product(pod_spec, label, allowed_products)
+    _prefer(pod_spec, label, best_products)
+
+
 def decide_gated_job(
     job: Mapping[str, Any], products: Mapping[str, Sequence[str]], settings: OperatorSettings
 ) -> GateDecision:
@@ -148,11 +167,11 @@ def decide_gated_job(
         message = f"no GPU type present can run it ({why}); released unchanged"
         return GateDecision(release, "NoFeasibleGpuType", message[:1000], warning=True, estimates=estimates)
     best = feasible[0]
-    allowed = [e for e in feasible if e.energy_joules <= best.energy_joules * (1 + slack)]
+    by_type = {e.gpu_type: e for e in feasible}
+    allowed = [by_type[t] for t in within_slack({e.gpu_type: e.energy_joules for e in feasible}, slack)]
     allowed_products = sorted({p for e in allowed for p in products[e.gpu_type]})
     pod_spec = copy.deepcopy(template.get("spec") or {})
-    _require_product(pod_spec, settings.gpu_product_label, allowed_products)
-    _prefer(pod_spec, settings.gpu_product_label, products[best.gpu_type])
+    energy_affinity(pod_spec, settings.gpu_product_label, allowed_products, products[best.gpu_type])
     advice = advise(spec, best.gpu_type, settings.profile)
     written = {
         **contract_annotations(best.gpu_type, best.energy_joules, best.duration_seconds),

@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 from energaizer.errors import InvalidInputError
 from energaizer_operator.estimation import estimate_job
 from energaizer_operator.inventory import resolve_gpu_type
-from energaizer_operator.models import WorkloadSpec
+from energaizer_operator.models import EstimateStatus, WorkloadSpec
 from energaizer_operator.pod_workload import (
     ANNOTATION_WORKLOAD,
     job_spec,
@@ -65,16 +65,6 @@ class LRU(Generic[K, V]):
 
 
 @dataclass(frozen=True)
-class TypeVerdict:
-    """One pod's workload on one GPU type."""
-
-    feasible: bool
-    energy_joules: float
-    duration_seconds: float
-    reason: str = ""
-
-
-@dataclass(frozen=True)
 class PodWork:
     """What a pod asks for: its workload key, the workload and its GPUs per pod (None = no statement)."""
 
@@ -101,7 +91,7 @@ class Scorer:
         self.gpu_resource = gpu_resource
         self.product_map = dict(product_map or {})
         self.profile = profile
-        self.verdicts: LRU[tuple[str, str], TypeVerdict] = LRU(cache_size)
+        self.verdicts: LRU[tuple[str, str], EstimateStatus] = LRU(cache_size)
         self._works: LRU[tuple[str, int], PodWork | InvalidInputError] = LRU(cache_size)
         self._types: dict[str, tuple[str | None, str]] = {}
         self.estimator_runs = 0
@@ -158,9 +148,9 @@ class Scorer:
 
     # --------------------------------------------------------------------------------- estimates
 
-    def verdicts_for(self, work: PodWork, gpu_types: Iterable[str]) -> dict[str, TypeVerdict]:
-        """Verdicts per GPU type; the estimator runs once, vectorised, for the types not cached yet."""
-        out: dict[str, TypeVerdict] = {}
+    def verdicts_for(self, work: PodWork, gpu_types: Iterable[str]) -> dict[str, EstimateStatus]:
+        """Estimates per GPU type; the estimator runs once, vectorised, for the types not cached yet."""
+        out: dict[str, EstimateStatus] = {}
         missing: list[str] = []
         for gpu_type in gpu_types:
             if gpu_type in out:
@@ -178,12 +168,11 @@ class Scorer:
             except InvalidInputError as exc:
                 raise InvalidInputError(ANNOTATION_WORKLOAD, str(exc)) from None
             for est in estimates:
-                verdict = TypeVerdict(est.feasible, est.energy_joules, est.duration_seconds, est.reason)
-                self.verdicts.put((work.key, est.gpu_type), verdict)
-                out[est.gpu_type] = verdict
+                self.verdicts.put((work.key, est.gpu_type), est)
+                out[est.gpu_type] = est
         return out
 
-    def type_scores(self, verdicts: Mapping[str, TypeVerdict]) -> dict[str, int]:
+    def type_scores(self, verdicts: Mapping[str, EstimateStatus]) -> dict[str, int]:
         energies = {t: v.energy_joules for t, v in verdicts.items() if v.feasible and v.energy_joules > 0}
         if not energies:
             return dict.fromkeys(verdicts, 0)
