@@ -238,3 +238,24 @@ BAD = {
 def test_schema_rejects_bad_values(values: dict[str, Any]) -> None:
     with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmValuesError):
         chart.validate_schema(chart.merge_values(values))
+
+
+def test_documented_examples_are_valid(render) -> None:
+    """docs/scheduler.md's YAML: the vLLM Deployment is valid Kubernetes and opts in as the chart expects;
+    the KubeSchedulerConfiguration shown is the chart's."""
+    from energaizer_operator.gate import GATE_ANNOTATION, GATE_NAME
+    from energaizer_operator.pod_workload import ANNOTATION_WORKLOAD, parse_workload
+
+    text = (CHART.parents[1] / "docs" / "scheduler.md").read_text()
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, flags=re.S)]
+    kinds = {b["kind"]: b for b in blocks}
+    deployment = kinds["Deployment"]
+    for version in KUBE_VERSIONS:
+        kubernetes_validate.validate(deployment, version, strict=True)
+    pod = deployment["spec"]["template"]
+    assert pod["spec"]["schedulerName"] == config(render(ON))["profiles"][0]["schedulerName"]
+    assert parse_workload(pod["metadata"]["annotations"][ANNOTATION_WORKLOAD]).model == "llama-3.1-8b"
+    assert kinds["KubeSchedulerConfiguration"] == config(render(ON))
+    policy = kinds["ClusterPolicy"]["spec"]["rules"][0]
+    gate = policy["mutate"]["patchStrategicMerge"]["metadata"]["annotations"]
+    assert gate == {f"+({GATE_ANNOTATION})": GATE_NAME}
