@@ -114,6 +114,7 @@ async def test_gated_job_gets_affinity_annotations_and_only_our_gate_removed(gpu
     job = c.jobs()["serve"]
     ann = job["metadata"]["annotations"]
     assert ann[GATE] == "example.com/quota-check"  # the other controller's gate stays
+    assert not [k for k in ann if "kopf" in k] and not job["metadata"].get("finalizers")  # no kopf state
 
     energy = estimates(w, 2, 3)
     best = min(energy, key=energy.get)
