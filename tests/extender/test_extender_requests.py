@@ -111,6 +111,12 @@ BAD_BODIES = [
     b'{"Pod": {}, "Nodes": [1, 2]}',
     b'{"Pod": {}, "NodeNames": [1, 2]}',
     b'{"Pod": {}}',
+    b'{"Pod": {"metadata": "x"}, "NodeNames": []}',
+    b'{"Pod": {"metadata": {"annotations": ["a"]}}, "NodeNames": []}',
+    b'{"Pod": {"spec": {"containers": "abc"}}, "NodeNames": ["a"]}',
+    b'{"Pod": {"spec": {"containers": [{"resources": {"limits": [1]}}]}}, "NodeNames": ["a"]}',
+    b'{"Pod": {}, "Nodes": {"items": [{"metadata": {"name": "a", "labels": [1]}}]}}',
+    b'{"Pod": {}, "Nodes": {"items": [null]}}',
     b"[" * 100_000,
 ]
 

@@ -66,7 +66,7 @@ class LRU(Generic[K, V]):
 
 @dataclass(frozen=True)
 class PodWork:
-    """What a pod asks for: its workload key, the workload and its GPUs per pod (None = no statement)."""
+    """What a pod asks for: its workload key, the workload and its GPUs per pod."""
 
     key: str
     workload: WorkloadSpec
@@ -218,24 +218,53 @@ class Scorer:
         return passed, failed
 
 
+def _object(value: Any, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise BadRequest(f"{where}: must be an object")
+    return value
+
+
+def _check_pod(pod: Any) -> Mapping[str, Any]:
+    """The parts of the Pod the extender reads have the shapes of a v1.Pod."""
+    if not isinstance(pod, Mapping):
+        raise BadRequest("Pod: missing or not an object")
+    meta = _object(pod.get("metadata"), "Pod.metadata")
+    _object(meta.get("annotations"), "Pod.metadata.annotations")
+    spec = _object(pod.get("spec"), "Pod.spec")
+    for key in ("containers", "initContainers"):
+        containers = spec.get(key)
+        if containers is None:
+            continue
+        if not isinstance(containers, list):
+            raise BadRequest(f"Pod.spec.{key}: must be a list")
+        for i, container in enumerate(containers):
+            entry = _object(container, f"Pod.spec.{key}[{i}]")
+            resources = _object(entry.get("resources"), f"Pod.spec.{key}[{i}].resources")
+            for part in ("limits", "requests"):
+                _object(resources.get(part), f"Pod.spec.{key}[{i}].resources.{part}")
+    return pod
+
+
 def parse_args(body: Any) -> tuple[Mapping[str, Any], list[Mapping[str, Any]] | None, list[str] | None]:
     """ExtenderArgs -> (pod, node objects or None, node names or None); ``BadRequest`` when malformed."""
     if not isinstance(body, Mapping):
         raise BadRequest("the body must be a JSON object (kube-scheduler ExtenderArgs)")
-    pod = body.get("Pod")
-    if not isinstance(pod, Mapping):
-        raise BadRequest("Pod: missing or not an object")
+    pod = _check_pod(body.get("Pod"))
     nodes = body.get("Nodes")
     names = body.get("NodeNames")
     if nodes is not None:
-        items = nodes.get("items") if isinstance(nodes, Mapping) else None
-        if items is None and isinstance(nodes, Mapping):
+        items = _object(nodes, "Nodes").get("items")
+        if items is None:
             items = []
-        if not isinstance(items, list) or not all(isinstance(n, Mapping) for n in items):
-            raise BadRequest("Nodes: must be a NodeList with a list of Node objects in items")
+        if not isinstance(items, list):
+            raise BadRequest("Nodes.items: must be a list of Node objects")
         for i, node in enumerate(items):
-            if not isinstance((node.get("metadata") or {}).get("name"), str):
+            meta = _object(_object(node, f"Nodes.items[{i}]").get("metadata"), f"Nodes.items[{i}].metadata")
+            if not isinstance(meta.get("name"), str):
                 raise BadRequest(f"Nodes.items[{i}].metadata.name: missing")
+            _object(meta.get("labels"), f"Nodes.items[{i}].metadata.labels")
         return pod, items, None
     if names is not None:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
