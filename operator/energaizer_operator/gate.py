@@ -13,8 +13,9 @@ then writes, on the Job and its pod template:
   power-cap advice (``energaizer.io/recommended-power-limit-watts``, budget ``energaizer.io/max-slowdown``);
 * the gate with only :data:`GATE_NAME` removed (Kueue allows removing names, never adding them).
 
-A Job whose workload cannot be read or run anywhere gets a Warning Event and is released unsteered
-(its gate name removed): energaizer never holds a Job it cannot place. GPUs per pod come from the pod
+A Job whose workload cannot be read or run anywhere, or whose steering patch the API rejects (422), gets
+a Warning Event and is released unsteered (its gate name removed): energaizer never holds a Job it cannot
+place. GPUs per pod come from the pod
 template's ``nvidia.com/gpu`` limit, replicas from ``spec.parallelism``.
 """
 
@@ -214,10 +215,17 @@ async def steer_gated_job(
     settings: OperatorSettings = memo["settings"]
     namespace, name = body.metadata.namespace, body.metadata.name
     job: Mapping[str, Any] = dict(body)
+    rejected = ""  # the API refused the steering patch once: release the Job unsteered
     for attempt in range(ATTEMPTS):
-        if not gated_by_us((job.get("metadata") or {}).get("annotations")):
+        annotations = (job.get("metadata") or {}).get("annotations") or {}
+        if not gated_by_us(annotations):
             return  # released meanwhile (by us in an earlier event, or the gate was dropped)
-        decision = await asyncio.to_thread(decide_gated_job, job, _present_products(gpu_nodes), settings)
+        if rejected:
+            message = f"the steering patch was rejected ({rejected}); released unchanged"
+            release = {"metadata": {"annotations": _release(annotations)}}
+            decision = GateDecision(release, "SteeringRejected", message, warning=True)
+        else:
+            decision = await asyncio.to_thread(decide_gated_job, job, _present_products(gpu_nodes), settings)
         patch = copy.deepcopy(decision.patch)
         patch["metadata"]["resourceVersion"] = (job.get("metadata") or {}).get("resourceVersion")
         try:
@@ -225,6 +233,8 @@ async def steer_gated_job(
         except kube.ApiException as exc:
             if exc.status == 404:
                 return
+            if exc.status == 422 and "spec" in decision.patch:
+                rejected = str(exc.reason or exc.status)[:300]
             logger.warning("gated Job %s/%s: patch failed (%s); retrying", namespace, name, exc.status)
             await asyncio.sleep(min(8.0, 0.5 * 2**attempt))
             try:

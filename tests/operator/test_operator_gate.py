@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import aiohttp.web
 import pytest
 from energaizer_operator.estimation import estimate_job
 from energaizer_operator.models import AIJobSpec
@@ -231,3 +232,38 @@ def test_decision_units() -> None:
     assert bad.warning and "energaizer.io/energy-slack" in bad.message and "spec" not in bad.patch
     none = decide_gated_job(gated_job("j", workload=w), {}, settings)
     assert none.warning and none.reason == "NoFeasibleGpuType"
+
+
+class RefusingEmulator(RealisticEmulator):
+    """Like an admission webhook that refuses changes to the pod template of the Job named ``refused``
+    (kmock's own reactions would still apply the patch: it serves writes even when intercepted)."""
+
+    async def _handle(self, request):
+        data = request.data if isinstance(request.data, dict) else {}
+        if (
+            str(request.method).upper().endswith("PATCH")
+            and request.url.path.endswith("/jobs/refused")
+            and "spec" in data
+        ):
+            return aiohttp.web.json_response(
+                {"kind": "Status", "status": "Failure", "reason": "Invalid", "code": 422}, status=422
+            )
+        return await super()._handle(request)
+
+
+@pytest.mark.kmock(cls=RefusingEmulator)
+async def test_rejected_steering_patch_releases_the_job(gpu_cluster, operator_factory):
+    """The API refuses the affinity patch: the Job is released unsteered, with a Warning Event."""
+    c = gpu_cluster
+    await operator_factory()
+    await c.post(JOBS_URL, gated_job("refused", workload=work()))
+    await c.post(JOBS_URL, gated_job("accepted", workload=work()))
+    for name in ("refused", "accepted"):
+        await wait_for(lambda n=name: released(c, n), timeout=90)
+    job = c.jobs()["refused"]
+    assert "energaizer.io/gpu-type" not in job["metadata"]["annotations"]
+    assert LABEL not in json.dumps(job["spec"]["template"]["spec"].get("affinity", {}))
+    assert "energaizer.io/gpu-type" in c.jobs()["accepted"]["metadata"]["annotations"]
+    await wait_for(
+        lambda: any(e.get("reason") == "SteeringRejected" for e in c.events("refused")), timeout=20
+    )
