@@ -191,7 +191,10 @@ def decide_gated_job(
         + f" (energy within {slack:.0%})"
     )
     if advice is not None:
-        message += f"; power limit {advice.power_limit_watts:.0f} W saves energy within {budget:.0%} slowdown"
+        message += (
+            f"; recommended power limit {advice.power_limit_watts:.0f} W/GPU: {advice.energy_joules:.4g} J"
+            f" within {budget:.0%} slowdown"
+        )
     return GateDecision(patch, "Steered", message[:1000], estimates=estimates)
 
 
