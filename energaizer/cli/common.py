@@ -163,3 +163,18 @@ def fmt_seconds(s: float | None) -> str:
     if s >= 1:
         return f"{s:,.2f} s"
     return f"{s * 1e3:,.2f} ms"
+
+
+def operator_module(name: str, command: str) -> Any:
+    """Import ``energaizer_operator.<name>``; without the operator extra (kopf, kubernetes, aiohttp,
+    prometheus-client) that is a one-line input error naming ``command``, not a traceback."""
+    import importlib
+
+    from energaizer.errors import InvalidInputError
+
+    try:
+        return importlib.import_module(f"energaizer_operator.{name}")
+    except ModuleNotFoundError as exc:
+        raise InvalidInputError(
+            command, f"needs the operator extra ({exc.name} is missing): pip install 'energaizer[operator]'"
+        ) from None

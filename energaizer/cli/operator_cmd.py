@@ -18,11 +18,7 @@ def register(app: typer.Typer) -> None:
 
         if namespace and all_namespaces:
             raise InvalidInputError("--namespace", "cannot be combined with --all-namespaces")
-        try:
-            from energaizer_operator.main import run
-        except ModuleNotFoundError as exc:  # kopf/kubernetes/prometheus-client missing
-            raise InvalidInputError(
-                "operator",
-                f"needs the operator extra ({exc.name} is missing): pip install 'energaizer[operator]'",
-            ) from None
+        from energaizer.cli.common import operator_module
+
+        run = operator_module("main", "operator").run
         run(list(namespace or []), all_namespaces=all_namespaces)

@@ -43,13 +43,10 @@ def register(app: typer.Typer) -> None:
         catalog: CatalogOpt = None,
     ) -> None:
         """Energy vs SM clock and vs power limit for one workload on one GPU type."""
-        import numpy as np
-
-        from energaizer.catalog import get_gpu
-        from energaizer.estimator import estimate_pairs
+        from energaizer.whatif import least_energy
+        from energaizer.whatif import sweep as run_sweep
 
         load_catalogs(catalog)
-        spec = get_gpu(gpu)
         base = build_workload(
             model=model,
             task=task,
@@ -64,39 +61,31 @@ def register(app: typer.Typer) -> None:
             global_batch_size=global_batch_size,
             sequence_length=sequence_length,
         )
-        f_lo = spec.min_clock_mhz or 0.25 * spec.max_clock_mhz
-        clocks = np.linspace(max(f_lo, 0.3 * spec.max_clock_mhz), spec.max_clock_mhz, points)
-        lim_lo = spec.power_limit_min_w or 0.3 * spec.tdp_w
-        limits = np.linspace(lim_lo, spec.power_limit_default_w, points)
-        variants = [base.model_copy(update={"frequency_mhz": float(f)}) for f in clocks]
-        variants += [base.model_copy(update={"power_limit_w": float(w)}) for w in limits]
-        res = estimate_pairs(variants, [spec] * len(variants), profile=profile)
-        n = len(clocks)
-        result = {"gpu": spec.id, "clock_sweep": [], "power_limit_sweep": []}
-        for i in range(len(variants)):
-            item = {
-                "energy_joules": float(res.energy_joules[i]),
-                "duration_seconds": float(res.duration_seconds[i]),
-                "average_power_watts": float(res.average_power_watts[i]),
-            }
-            if i < n:
-                result["clock_sweep"].append({"frequency_mhz": float(clocks[i]), **item})
-            else:
-                result["power_limit_sweep"].append({"power_limit_w": float(limits[i - n]), **item})
+        res = run_sweep(base, gpu, points=points, profile=profile)
 
-        def best(items, key):
-            t_fast = min(x["duration_seconds"] for x in items)
-            ok = [x for x in items if x["duration_seconds"] <= t_fast * (1 + max_slowdown)]
-            return min(items, key=lambda x: x["energy_joules"])[key], min(
-                ok, key=lambda x: x["energy_joules"]
-            )[key]
+        def rows(points_, key):
+            return [
+                {
+                    key: p.setting,
+                    "energy_joules": p.energy_joules,
+                    "duration_seconds": p.duration_seconds,
+                    "average_power_watts": p.average_power_watts,
+                }
+                for p in points_
+            ]
 
-        result["energy_optimal_frequency_mhz"], result["recommended_frequency_mhz"] = best(
-            result["clock_sweep"], "frequency_mhz"
-        )
-        result["energy_optimal_power_limit_w"], result["recommended_power_limit_w"] = best(
-            result["power_limit_sweep"], "power_limit_w"
-        )
+        result = {
+            "gpu": res.gpu,
+            "clock_sweep": rows(res.clock, "frequency_mhz"),
+            "power_limit_sweep": rows(res.power_limit, "power_limit_w"),
+        }
+        fastest = res.fastest_duration_seconds
+        optimal, recommended = least_energy(res.clock, max_slowdown, fastest)
+        result["energy_optimal_frequency_mhz"] = optimal.setting
+        result["recommended_frequency_mhz"] = recommended.setting
+        optimal, recommended = least_energy(res.power_limit, max_slowdown, fastest)
+        result["energy_optimal_power_limit_w"] = optimal.setting
+        result["recommended_power_limit_w"] = recommended.setting
         if json_out:
             print_json(result)
             return
@@ -104,11 +93,12 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         console = Console()
+        spec_id = res.gpu
         for name, key, unit in (
             ("clock_sweep", "frequency_mhz", "MHz"),
             ("power_limit_sweep", "power_limit_w", "W"),
         ):
-            t = Table(title=f"{spec.id}: {name.replace('_', ' ')}")
+            t = Table(title=f"{spec_id}: {name.replace('_', ' ')}")
             for col in (unit, "energy", "time", "avg power"):
                 t.add_column(col, justify="right")
             for x in result[name]:

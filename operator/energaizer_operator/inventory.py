@@ -18,6 +18,7 @@ from energaizer_operator import ANNOTATION_GPU_TYPE, ANNOTATION_GPUS, API_VERSIO
 logger = logging.getLogger(__name__)
 
 MIG_MARKER = "-MIG-"
+AIJOB_LABEL = "energaizer.io/aijob"  # on the pods of the Jobs the operator creates (steering.AIJOB_LABEL)
 SHARED_SUFFIX = "-SHARED"
 
 
@@ -134,9 +135,9 @@ def pod_gpu_request(pod_spec: Mapping[str, Any], gpu_resource: str) -> int:
 def pod_gpus(body: Mapping[str, Any], *, gpu_resource: str) -> PodGPUs | None:
     """GPUs held by a live pod bound to a node; None for finished pods, unbound pods, pods of
     energaizer Jobs (their Job accounts for them) and pods without GPUs."""
-    annotations = (body.get("metadata") or {}).get("annotations") or {}
-    if ANNOTATION_GPU_TYPE in annotations:
-        return None
+    meta = body.get("metadata") or {}
+    if ANNOTATION_GPU_TYPE in (meta.get("annotations") or {}) and AIJOB_LABEL in (meta.get("labels") or {}):
+        return None  # a pod of an AIJob's Job (Jobs steered through the Kueue gate are not: count them)
     status = body.get("status") or {}
     if status.get("phase") in ("Succeeded", "Failed"):
         return None

@@ -17,7 +17,15 @@ from energaizer_operator import GROUP, PLURAL, VERSION
 
 MERGE_PATCH = "application/merge-patch+json"
 
-__all__ = ["ApiException", "api_client", "create_job", "patch_aijob", "patch_aijob_status", "read_job"]
+__all__ = [
+    "ApiException",
+    "api_client",
+    "create_job",
+    "patch_aijob",
+    "patch_aijob_status",
+    "patch_job",
+    "read_job",
+]
 
 
 @functools.lru_cache(maxsize=1)
@@ -53,3 +61,9 @@ def create_job(namespace: str, body: dict[str, Any]) -> dict[str, Any]:
 
 def read_job(namespace: str, name: str) -> dict[str, Any]:
     return _plain(kubernetes.client.BatchV1Api(api_client()).read_namespaced_job(name, namespace))
+
+
+def patch_job(namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Merge-patch a Job (with ``metadata.resourceVersion`` in ``body``: only if it has not changed)."""
+    api = kubernetes.client.BatchV1Api(api_client())
+    return _plain(api.patch_namespaced_job(name, namespace, body, _content_type=MERGE_PATCH))

@@ -21,6 +21,7 @@ def run(namespaces: list[str] | None = None, all_namespaces: bool = False) -> No
     logging.getLogger().setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
+    import energaizer_operator.gate
     import energaizer_operator.handlers  # noqa: F401  (registers the handlers)
 
     kopf.run(

@@ -103,6 +103,12 @@ class PlacementSpec(_Camel):
     deadline_seconds: float | None = Field(
         default=None, gt=0, description="types slower than this are infeasible"
     )
+    max_slowdown: float | None = Field(
+        default=None,
+        ge=0,
+        le=10,
+        description="slowdown budget of the power-cap advice (0.1 = at most 10 % longer); default 0.1",
+    )
 
 
 class AIJobSpec(_Camel):
@@ -150,6 +156,15 @@ class PlacementStatus(_Camel):
     job_name: str | None = None
     predicted_energy_joules: float
     savings_joules: float = Field(description="against the worst feasible type")
+    recommended_power_limit_watts: float | None = Field(
+        default=None, description="per-GPU power limit, least energy within spec.placement.maxSlowdown"
+    )
+    recommended_sm_clock_mhz: float | None = Field(
+        default=None, description="the alternative knob: SM clock lock with the least energy in that budget"
+    )
+    predicted_energy_at_power_limit_joules: float | None = Field(
+        default=None, description="predicted energy of the whole job at the recommended power limit"
+    )
 
 
 class Condition(_Camel):

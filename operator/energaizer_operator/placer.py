@@ -23,6 +23,13 @@ from energaizer_operator.batch import Decision, decide
 from energaizer_operator.conditions import set_condition
 from energaizer_operator.inventory import Capacity, NodeGPUs, PodGPUs, SteeredJob, compute_capacity
 from energaizer_operator.metrics import Metrics
+from energaizer_operator.powercap import (
+    JobPowerAdvice,
+    advise_spec,
+    annotate_job,
+    placement_fields,
+    power_annotations,
+)
 from energaizer_operator.records import AIJobRecord
 from energaizer_operator.settings import OperatorSettings
 from energaizer_operator.steering import build_job, contract_annotations, owned_by
@@ -192,6 +199,7 @@ class Placer:
             decision.savings_joules,
         )
         job_name: str | None = None
+        advice = await asyncio.to_thread(advise_spec, rec.spec, gpu_type, self.settings.profile)
         if steer:
             resources = rec.spec.get("resources") or {}
             body = build_job(
@@ -207,6 +215,7 @@ class Placer:
                 energy_joules=energy,
                 duration_seconds=duration,
             )
+            annotate_job(body, advice)
             kopf.adopt(body, owner=rec.ref)
             try:
                 await asyncio.to_thread(kube.create_job, rec.namespace, body)
@@ -218,13 +227,15 @@ class Placer:
                     await self._conflict(rec)
                     return
                 annotations = (existing.get("metadata") or {}).get("annotations") or {}
-                gpu_type = annotations.get("energaizer.io/gpu-type", gpu_type)
+                if annotations.get("energaizer.io/gpu-type", gpu_type) != gpu_type:
+                    gpu_type = annotations["energaizer.io/gpu-type"]
+                    advice = await asyncio.to_thread(advise_spec, rec.spec, gpu_type, self.settings.profile)
                 est = rec.estimates.get(gpu_type)
                 if est is not None:
                     energy, duration = est.energy_joules, est.duration_seconds
                 logger.info("adopted the existing Job %s/%s", rec.namespace, rec.name)
             job_name = rec.name
-        await self._record_placement(rec, gpu_type, job_name, energy, duration, savings)
+        await self._record_placement(rec, gpu_type, job_name, energy, duration, savings, advice)
 
     async def _adopt(self, rec: AIJobRecord, job: SteeredJob) -> None:
         """The AIJob's Job exists (an earlier run created it): record it instead of placing again."""
@@ -235,8 +246,9 @@ class Placer:
         self.inflight[rec.uid] = InFlight(rec.phase, rec.generation, job.gpu_type, job.gpus, False)
         async with self._semaphore:
             try:
+                advice = await asyncio.to_thread(advise_spec, rec.spec, job.gpu_type, self.settings.profile)
                 await self._record_placement(
-                    rec, job.gpu_type, job.name, energy, duration, max(0.0, worst - energy)
+                    rec, job.gpu_type, job.name, energy, duration, max(0.0, worst - energy), advice
                 )
             except Exception:
                 self.inflight.pop(rec.uid, None)
@@ -250,14 +262,16 @@ class Placer:
         energy: float,
         duration: float,
         savings: float,
+        advice: JobPowerAdvice | None = None,
     ) -> None:
-        annotations = contract_annotations(gpu_type, energy, duration)
+        annotations = {**contract_annotations(gpu_type, energy, duration), **power_annotations(advice)}
         await asyncio.to_thread(
             kube.patch_aijob, rec.namespace, rec.name, {"metadata": {"annotations": annotations}}
         )
         placement = {"gpuType": gpu_type, "predictedEnergyJoules": energy, "savingsJoules": savings}
         if job_name:
             placement["jobName"] = job_name
+        placement.update(placement_fields(advice))
         where = f"Job {job_name}" if job_name else "recommendation only (annotate mode)"
         message = f"{gpu_type}: predicted {energy:.4g} J, {duration:.4g} s, saves {savings:.4g} J; {where}"
         status = {

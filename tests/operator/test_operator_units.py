@@ -172,8 +172,14 @@ def test_pod_gpu_use():
     }
     assert pod_gpus(pod, gpu_resource="nvidia.com/gpu") == PodGPUs("n1", 3)
     assert pod_gpus({**pod, "status": {"phase": "Succeeded"}}, gpu_resource="nvidia.com/gpu") is None
-    ours = {**pod, "metadata": {"annotations": {"energaizer.io/gpu-type": "l4"}}}
+    ours = {
+        **pod,
+        "metadata": {"annotations": {"energaizer.io/gpu-type": "l4"}, "labels": {"energaizer.io/aijob": "x"}},
+    }
     assert pod_gpus(ours, gpu_resource="nvidia.com/gpu") is None  # counted through its Job
+    # A pod of a Job steered through the Kueue gate: not an AIJob's, so its GPUs count.
+    gated = {**pod, "metadata": {"annotations": {"energaizer.io/gpu-type": "l4"}}}
+    assert pod_gpus(gated, gpu_resource="nvidia.com/gpu") == PodGPUs("n1", 3)
 
 
 def test_capacity_subtracts_pods_jobs_and_reservations():

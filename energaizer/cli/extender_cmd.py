@@ -1,0 +1,29 @@
+"""``energaizer extender``: serve kube-scheduler's extender API (needs the ``operator`` extra)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("extender")
+    def extender(
+        port: int = typer.Option(8888, "--port", min=1, max=65535, help="TCP port to listen on"),
+        host: str = typer.Option("0.0.0.0", "--host", help="address to listen on"),
+        node_cache: bool = typer.Option(
+            True,
+            "--node-cache/--no-node-cache",
+            help="watch the API's Nodes to answer NodeNames requests (nodeCacheCapable: true)",
+        ),
+    ) -> None:
+        """Serve POST /scheduler/prioritize and /scheduler/filter (energy per GPU type) and GET /healthz."""
+        from energaizer.cli.common import operator_module
+        from energaizer.errors import InvalidInputError
+
+        run = operator_module("extender.server", "extender").run
+        try:
+            run(host, port, node_cache=node_cache)
+        except OSError as exc:  # the port is taken or the address cannot be bound
+            raise InvalidInputError(
+                "--port", f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+            ) from None

@@ -1,0 +1,221 @@
+"""The HTTP side of ``energaizer extender``: kube-scheduler's extender API (contract section 5).
+
+``POST /scheduler/prioritize`` -> HostPriorityList, ``POST /scheduler/filter`` -> ExtenderFilterResult,
+``GET /healthz`` -> 200, ``GET /readyz`` -> 200 once the node cache has its first list (or runs
+without one), ``GET /metrics`` -> Prometheus text. A body that is not ExtenderArgs gets HTTP 400 with
+``{"Error": ...}``; a pod whose ``energaizer.io/workload`` annotation is malformed gets the filter's
+``Error`` field (HTTP 200, as kube-scheduler expects) and HTTP 422 from prioritize. No request can
+stop the server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from energaizer.errors import InvalidInputError
+from energaizer_operator.extender.node_cache import NodeCache
+from energaizer_operator.extender.scoring import BadRequest, Scorer, parse_args
+
+logger = logging.getLogger("energaizer_operator.extender")
+
+MAX_BODY_BYTES = 256 * 1024 * 1024  # a NodeList of thousands of nodes
+SCORER = web.AppKey("scorer", Scorer)
+NODE_CACHE = web.AppKey("node_cache", object)
+METRICS = web.AppKey("metrics", object)
+
+
+class ExtenderMetrics:
+    def __init__(self, scorer: Scorer) -> None:
+        self.registry = CollectorRegistry()
+        Gauge(
+            "energaizer_extender_estimator_runs",
+            "estimator calls since start (one per new workload and set of new GPU types)",
+            registry=self.registry,
+        ).set_function(lambda: scorer.estimator_runs)
+        Gauge(
+            "energaizer_extender_cached_verdicts",
+            "(workload, GPU type) verdicts held in the score cache",
+            registry=self.registry,
+        ).set_function(lambda: len(scorer.verdicts))
+        self.requests = Counter(
+            "energaizer_extender_requests",
+            "extender requests by verb and outcome",
+            ["verb", "outcome"],
+            registry=self.registry,
+        )
+        self.seconds = Histogram(
+            "energaizer_extender_request_seconds",
+            "time to answer one extender request",
+            ["verb"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0),
+            registry=self.registry,
+        )
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"Error": message}, status=status, dumps=_dumps)
+
+
+def _node_types(
+    scorer: Scorer, cache: NodeCache | None, items: list[Mapping[str, Any]] | None, names: list[str] | None
+) -> dict[str, str | None]:
+    if items is not None:
+        return {n["metadata"]["name"]: scorer.gpu_type_of_node(n) for n in items}
+    assert names is not None
+    if cache is None:
+        return dict.fromkeys(names)
+    return {name: scorer.gpu_type_of_product(cache.product(name)) for name in names}
+
+
+async def _args(request: web.Request) -> tuple[Mapping[str, Any], list | None, list[str] | None]:
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("the body is not JSON: nested too deeply") from None
+    return parse_args(body)
+
+
+def _answer(verb: str, handler: Any) -> Any:
+    async def serve(request: web.Request) -> web.Response:
+        metrics: ExtenderMetrics = request.app[METRICS]
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await handler(request)
+        except BadRequest as exc:
+            outcome = "bad_request"
+            return _error(400, str(exc))
+        except web.HTTPException:
+            outcome = "bad_request"
+            raise
+        except Exception:
+            outcome = "error"
+            logger.exception("%s failed", verb)
+            return _error(500, "internal error (see the extender's log)")
+        finally:
+            metrics.requests.labels(verb, outcome).inc()
+            metrics.seconds.labels(verb).observe(time.perf_counter() - started)
+
+    return serve
+
+
+async def prioritize(request: web.Request) -> web.Response:
+    scorer = request.app[SCORER]
+    pod, items, names = await _args(request)
+    nodes = _node_types(scorer, request.app[NODE_CACHE], items, names)
+    try:
+        return web.json_response(scorer.prioritize(pod, nodes), dumps=_dumps)
+    except InvalidInputError as exc:
+        logger.info("prioritize %s: %s", _pod_key(pod), exc)
+        return _error(422, str(exc))
+
+
+async def filter_nodes(request: web.Request) -> web.Response:
+    scorer = request.app[SCORER]
+    pod, items, names = await _args(request)
+    nodes = _node_types(scorer, request.app[NODE_CACHE], items, names)
+    try:
+        passed, failed = scorer.filter(pod, nodes)
+        error = ""
+    except InvalidInputError as exc:
+        logger.info("filter %s: %s", _pod_key(pod), exc)
+        passed, failed, error = list(nodes), {}, str(exc)
+    result: dict[str, Any] = {
+        "FailedNodes": failed,
+        # the same nodes: a GPU type that cannot run the workload is not fixed by preempting pods
+        "FailedAndUnresolvableNodes": failed,
+        "Error": error,
+    }
+    if items is not None:
+        keep = set(passed)
+        result["Nodes"] = {
+            "apiVersion": "v1",
+            "kind": "NodeList",
+            "items": [n for n in items if n["metadata"]["name"] in keep],
+        }
+        result["NodeNames"] = None
+    else:
+        result["NodeNames"] = passed
+        result["Nodes"] = None
+    return web.json_response(result, dumps=_dumps)
+
+
+def _pod_key(pod: Mapping[str, Any]) -> str:
+    meta = pod.get("metadata") or {}
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    cache = request.app[NODE_CACHE]
+    if cache is not None and not cache.synced.is_set():
+        return web.Response(status=503, text="node cache not synced yet")
+    return web.Response(text="ok")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[METRICS].registry
+    return web.Response(body=generate_latest(registry), content_type="text/plain")
+
+
+def make_app(scorer: Scorer, cache: NodeCache | None) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[SCORER] = scorer
+    app[NODE_CACHE] = cache
+    app[METRICS] = ExtenderMetrics(scorer)
+    app.router.add_post("/scheduler/prioritize", _answer("prioritize", prioritize))
+    app.router.add_post("/scheduler/filter", _answer("filter", filter_nodes))
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def run(host: str = "0.0.0.0", port: int = 8888, *, node_cache: bool = True) -> None:
+    """Serve until SIGINT/SIGTERM. Settings (GPU label, product map, profile, log level) are the
+    operator's ``ENERGAIZER_*`` variables."""
+    from energaizer_operator.settings import OperatorSettings
+
+    settings = OperatorSettings.from_env()
+    if settings.profile:
+        from energaizer.calibration.profile import load_profile
+
+        load_profile(settings.profile)  # a bad profile is a start-up error, not a failing request
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    scorer = Scorer(
+        product_label=settings.gpu_product_label,
+        gpu_resource=settings.gpu_resource,
+        product_map=settings.product_map,
+        profile=settings.profile,
+    )
+    cache = NodeCache(settings.gpu_product_label) if node_cache else None
+    app = make_app(scorer, cache)
+    if cache is not None:
+
+        async def start_cache(_: web.Application) -> None:
+            cache.start()
+
+        async def stop_cache(_: web.Application) -> None:
+            cache.stop()
+
+        app.on_startup.append(start_cache)
+        app.on_cleanup.append(stop_cache)
+    logger.info("energaizer extender on %s:%d (node cache %s)", host, port, "on" if cache else "off")
+    web.run_app(app, host=host, port=port, print=None, access_log=None)

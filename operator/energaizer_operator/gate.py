@@ -1,0 +1,253 @@
+"""Kueue-native steering: Jobs held by Kueue's admission gate until energaizer has chosen their GPU types.
+
+A ``batch/v1`` Job that energaizer did not create, carrying ``kueue.x-k8s.io/admission-gated-by`` with
+:data:`GATE_NAME` among its comma-separated names and an ``energaizer.io/workload`` annotation (JSON
+of an AIJob ``spec.workload``) is estimated on the GPU types present in the cluster. One merge patch
+then writes, on the Job and its pod template:
+
+* a *required* node affinity on the products of every feasible type whose predicted energy is within
+  the energy slack of the best (``energaizer.io/energy-slack``, default :data:`DEFAULT_ENERGY_SLACK`),
+  ANDed with any affinity the template has, so Kueue keeps choosing among those flavors by quota;
+* a *preferred* node affinity on the best type's products;
+* the contract annotations (best type, its predicted energy and duration), the allowed types, and the
+  power-cap advice (``energaizer.io/recommended-power-limit-watts``, budget ``energaizer.io/max-slowdown``);
+* the gate with only :data:`GATE_NAME` removed (Kueue allows removing names, never adding them).
+
+A Job whose workload cannot be read or run anywhere, or whose steering patch the API rejects (422), gets
+a Warning Event and is released unsteered (its gate name removed): energaizer never holds a Job it cannot
+place. GPUs per pod come from the pod
+template's ``nvidia.com/gpu`` limit, replicas from ``spec.parallelism``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from energaizer.errors import InvalidInputError
+from energaizer.whatif import DEFAULT_MAX_SLOWDOWN
+from energaizer_operator import API_VERSION, KIND, kube
+from energaizer_operator.estimation import estimate_job
+from energaizer_operator.inventory import compute_capacity
+from energaizer_operator.models import EstimateStatus
+from energaizer_operator.pod_workload import ANNOTATION_WORKLOAD, job_spec, parse_workload, pod_gpus
+from energaizer_operator.powercap import advise, power_annotations
+from energaizer_operator.settings import OperatorSettings
+from energaizer_operator.steering import AIJOB_LABEL, _require_product, contract_annotations
+
+logger = logging.getLogger("energaizer_operator.gate")
+
+GATE_ANNOTATION = "kueue.x-k8s.io/admission-gated-by"
+GATE_NAME = "energaizer.io/placer"
+ANNOTATION_ENERGY_SLACK = "energaizer.io/energy-slack"
+ANNOTATION_MAX_SLOWDOWN = "energaizer.io/max-slowdown"
+ANNOTATION_GPU_TYPES = "energaizer.io/gpu-types"  # the types the required affinity allows, best first
+DEFAULT_ENERGY_SLACK = 0.2
+PREFERRED_WEIGHT = 100
+ATTEMPTS = 5
+
+
+def gate_names(value: str | None) -> list[str]:
+    return [n.strip() for n in (value or "").split(",") if n.strip()]
+
+
+def gated_by_us(annotations: Mapping[str, str] | None) -> bool:
+    return GATE_NAME in gate_names((annotations or {}).get(GATE_ANNOTATION))
+
+
+def created_by_energaizer(meta: Mapping[str, Any]) -> bool:
+    owned = any(
+        ref.get("kind") == KIND and ref.get("apiVersion") == API_VERSION
+        for ref in meta.get("ownerReferences") or []
+    )
+    return owned or AIJOB_LABEL in (meta.get("labels") or {})
+
+
+def _fraction(annotations: Mapping[str, str], key: str, default: float) -> float:
+    text = annotations.get(key)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidInputError(key, f"not a number: {text!r}") from None
+    if not 0 <= value <= 10:
+        raise InvalidInputError(key, f"must be between 0 and 10, got {value:g}")
+    return value
+
+
+@dataclass
+class GateDecision:
+    """What to write: a merge patch, and the Event that explains it."""
+
+    patch: dict[str, Any]
+    reason: str
+    message: str
+    warning: bool = False
+    estimates: list[EstimateStatus] = field(default_factory=list)
+
+
+def _release(annotations: Mapping[str, str]) -> dict[str, Any]:
+    """The gate annotation with only our name removed (null = the whole annotation goes)."""
+    rest = [n for n in gate_names(annotations.get(GATE_ANNOTATION)) if n != GATE_NAME]
+    return {GATE_ANNOTATION: ",".join(rest) if rest else None}
+
+
+def _prefer(pod_spec: dict[str, Any], label: str, products: Sequence[str]) -> None:
+    node_affinity = pod_spec.setdefault("affinity", {}).setdefault("nodeAffinity", {})
+    preferred = [
+        p
+        for p in node_affinity.get("preferredDuringSchedulingIgnoredDuringExecution") or []
+        if not any(e.get("key") == label for e in (p.get("preference") or {}).get("matchExpressions") or [])
+    ]
+    preferred.append(
+        {
+            "weight": PREFERRED_WEIGHT,
+            "preference": {
+                "matchExpressions": [{"key": label, "operator": "In", "values": sorted(products)}]
+            },
+        }
+    )
+    node_affinity["preferredDuringSchedulingIgnoredDuringExecution"] = preferred
+
+
+def within_slack(energy_joules: Mapping[str, float], slack: float) -> list[str]:
+    """GPU types whose energy is at most ``(1 + slack)`` times the least, least energy first."""
+    if not energy_joules:
+        return []
+    best = min(energy_joules.values())
+    return sorted(
+        (t for t, e in energy_joules.items() if e <= best * (1 + slack)), key=energy_joules.__getitem__
+    )
+
+
+def energy_affinity(
+    pod_spec: dict[str, Any], label: str, allowed_products: Sequence[str], best_products: Sequence[str]
+) -> None:
+    """In place: require one of ``allowed_products`` (ANDed into the pod's own required terms) and prefer
+    ``best_products``. Also usable by the placer for the Jobs it creates for queue-labelled AIJobs."""
+    _require_product(pod_spec, label, allowed_products)
+    _prefer(pod_spec, label, best_products)
+
+
+def decide_gated_job(
+    job: Mapping[str, Any], products: Mapping[str, Sequence[str]], settings: OperatorSettings
+) -> GateDecision:
+    """The patch for one gated Job, given the GPU types present (catalog id -> product label values)."""
+    meta = job.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    template = (job.get("spec") or {}).get("template") or {}
+    release = {"metadata": {"annotations": _release(annotations)}}
+    try:
+        workload = parse_workload(annotations.get(ANNOTATION_WORKLOAD, ""))
+        gpus = pod_gpus(template.get("spec") or {}, settings.gpu_resource)
+        if gpus <= 0:
+            raise InvalidInputError(
+                f"spec.template.spec.containers[].resources.limits.{settings.gpu_resource}",
+                "the pod template requests no GPUs",
+            )
+        replicas = max(1, int((job.get("spec") or {}).get("parallelism") or 1))
+        slack = _fraction(annotations, ANNOTATION_ENERGY_SLACK, DEFAULT_ENERGY_SLACK)
+        budget = _fraction(annotations, ANNOTATION_MAX_SLOWDOWN, DEFAULT_MAX_SLOWDOWN)
+        spec = job_spec(workload, gpus, replicas, maxSlowdown=budget)
+        types = sorted(products)
+        estimates = estimate_job(spec, types, settings.profile) if types else []
+    except (InvalidInputError, ValidationError) as exc:
+        message = f"not steered, released unchanged: {exc}"
+        return GateDecision(release, "InvalidWorkload", message[:1000], warning=True)
+    feasible = sorted((e for e in estimates if e.feasible), key=lambda e: e.energy_joules)
+    if not feasible:
+        why = "; ".join(f"{e.gpu_type}: {e.reason}" for e in estimates) or "no GPU nodes of a known type"
+        message = f"no GPU type present can run it ({why}); released unchanged"
+        return GateDecision(release, "NoFeasibleGpuType", message[:1000], warning=True, estimates=estimates)
+    best = feasible[0]
+    by_type = {e.gpu_type: e for e in feasible}
+    allowed = [by_type[t] for t in within_slack({e.gpu_type: e.energy_joules for e in feasible}, slack)]
+    allowed_products = sorted({p for e in allowed for p in products[e.gpu_type]})
+    pod_spec = copy.deepcopy(template.get("spec") or {})
+    energy_affinity(pod_spec, settings.gpu_product_label, allowed_products, products[best.gpu_type])
+    advice = advise(spec, best.gpu_type, settings.profile)
+    written = {
+        **contract_annotations(best.gpu_type, best.energy_joules, best.duration_seconds),
+        **power_annotations(advice),
+        ANNOTATION_GPU_TYPES: ",".join(e.gpu_type for e in allowed),
+    }
+    patch = {
+        "metadata": {"annotations": {**written, **release["metadata"]["annotations"]}},
+        "spec": {
+            "template": {"metadata": {"annotations": written}, "spec": {"affinity": pod_spec["affinity"]}}
+        },
+    }
+    message = (
+        f"{best.gpu_type} preferred ({best.energy_joules:.4g} J, {best.duration_seconds:.4g} s); allowed "
+        + ", ".join(f"{e.gpu_type} ({e.energy_joules:.4g} J)" for e in allowed)
+        + f" (energy within {slack:.0%})"
+    )
+    if advice is not None:
+        message += (
+            f"; recommended power limit {advice.power_limit_watts:.0f} W/GPU: {advice.energy_joules:.4g} J"
+            f" within {budget:.0%} slowdown"
+        )
+    return GateDecision(patch, "Steered", message[:1000], estimates=estimates)
+
+
+def _present_products(gpu_nodes: kopf.Index) -> dict[str, list[str]]:
+    nodes = [n for store in list(gpu_nodes.values()) for n in store]
+    return compute_capacity(nodes, [], []).products
+
+
+@kopf.on.event(
+    "batch",
+    "v1",
+    "jobs",
+    annotations={GATE_ANNOTATION: kopf.PRESENT, ANNOTATION_WORKLOAD: kopf.PRESENT},
+    when=lambda annotations, meta, **_: gated_by_us(annotations) and not created_by_energaizer(meta),
+)
+async def steer_gated_job(
+    body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, gpu_nodes: kopf.Index, **_: Any
+) -> None:
+    if event.get("type") == "DELETED":
+        return
+    settings: OperatorSettings = memo["settings"]
+    namespace, name = body.metadata.namespace, body.metadata.name
+    job: Mapping[str, Any] = dict(body)
+    rejected = ""  # the API refused the steering patch once: release the Job unsteered
+    for attempt in range(ATTEMPTS):
+        annotations = (job.get("metadata") or {}).get("annotations") or {}
+        if not gated_by_us(annotations):
+            return  # released meanwhile (by us in an earlier event, or the gate was dropped)
+        if rejected:
+            message = f"the steering patch was rejected ({rejected}); released unchanged"
+            release = {"metadata": {"annotations": _release(annotations)}}
+            decision = GateDecision(release, "SteeringRejected", message, warning=True)
+        else:
+            decision = await asyncio.to_thread(decide_gated_job, job, _present_products(gpu_nodes), settings)
+        patch = copy.deepcopy(decision.patch)
+        patch["metadata"]["resourceVersion"] = (job.get("metadata") or {}).get("resourceVersion")
+        try:
+            await asyncio.to_thread(kube.patch_job, namespace, name, patch)
+        except kube.ApiException as exc:
+            if exc.status == 404:
+                return
+            if exc.status == 422 and "spec" in decision.patch:
+                rejected = str(exc.reason or exc.status)[:300]
+            logger.warning("gated Job %s/%s: patch failed (%s); retrying", namespace, name, exc.status)
+            await asyncio.sleep(min(8.0, 0.5 * 2**attempt))
+            try:
+                job = await asyncio.to_thread(kube.read_job, namespace, name)
+            except kube.ApiException as read_exc:
+                if read_exc.status == 404:
+                    return
+            continue
+        post = kopf.warn if decision.warning else kopf.info
+        post(dict(body), reason=decision.reason, message=decision.message)
+        logger.info("gated Job %s/%s: %s: %s", namespace, name, decision.reason, decision.message)
+        return
+    logger.error("gated Job %s/%s: could not be released after %d attempts", namespace, name, ATTEMPTS)

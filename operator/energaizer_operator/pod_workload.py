@@ -1,0 +1,68 @@
+"""The work a pod states about itself: the ``energaizer.io/workload`` annotation (JSON of an AIJob's
+``spec.workload``) plus its GPUs per pod (its ``nvidia.com/gpu`` limit), as an :class:`AIJobSpec`.
+
+Shared by the scheduler extender (pods) and the Kueue admission gate (a Job's pod template).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from energaizer.errors import InvalidInputError
+from energaizer_operator.inventory import pod_gpu_request
+from energaizer_operator.models import AIJobSpec, WorkloadSpec
+
+ANNOTATION_WORKLOAD = "energaizer.io/workload"
+# Power-cap advice (extension): the per-GPU power limit that minimises energy within the slowdown budget.
+ANNOTATION_POWER_LIMIT = "energaizer.io/recommended-power-limit-watts"
+ANNOTATION_SM_CLOCK = "energaizer.io/recommended-sm-clock-mhz"
+ANNOTATION_ENERGY_AT_POWER_LIMIT = "energaizer.io/predicted-energy-at-power-limit-joules"
+
+
+def parse_workload(text: str) -> WorkloadSpec:
+    """The annotation's JSON -> a validated ``WorkloadSpec``; bad input raises ``InvalidInputError``
+    naming the annotation and the field."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise InvalidInputError(ANNOTATION_WORKLOAD, f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidInputError(ANNOTATION_WORKLOAD, "must be a JSON object (an AIJob spec.workload)")
+    try:
+        spec = WorkloadSpec.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        where = f"{ANNOTATION_WORKLOAD}: {loc}" if loc else ANNOTATION_WORKLOAD
+        raise InvalidInputError(where, err.get("msg", "invalid value")) from None
+    if spec.model is not None:
+        from energaizer.catalog import get_model
+
+        try:
+            get_model(spec.model)
+        except InvalidInputError as exc:
+            raise InvalidInputError(ANNOTATION_WORKLOAD, str(exc)) from None
+    return spec
+
+
+def workload_key(spec: WorkloadSpec, gpus_per_pod: int) -> str:
+    """A canonical text for (workload, GPUs per pod): equal work gives an equal key."""
+    return json.dumps([spec.model_dump(mode="json", exclude_none=True), gpus_per_pod], sort_keys=True)
+
+
+def job_spec(workload: WorkloadSpec, gpus_per_pod: int, replicas: int = 1, **placement: Any) -> AIJobSpec:
+    """The AIJob spec equivalent to ``replicas`` pods of ``gpus_per_pod`` GPUs doing ``workload`` each."""
+    return AIJobSpec(
+        workload=workload,
+        resources={"gpusPerReplica": gpus_per_pod, "replicas": replicas},
+        placement=placement,
+    )
+
+
+def pod_gpus(pod_spec: Mapping[str, Any], gpu_resource: str) -> int:
+    """GPUs per pod from its containers' limits (``inventory.pod_gpu_request``)."""
+    return pod_gpu_request(pod_spec, gpu_resource)

@@ -1,0 +1,269 @@
+"""Kueue-native steering on the API mock: Jobs gated with ``kueue.x-k8s.io/admission-gated-by`` get node
+affinity, the contract and power-cap annotations, and lose only energaizer's gate name."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp.web
+import pytest
+from energaizer_operator.estimation import estimate_job
+from energaizer_operator.models import AIJobSpec
+from kmock_support import RealisticEmulator
+from operator_testkit import PRODUCTS, wait_for
+
+from energaizer.whatif import recommend_power_cap
+
+pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
+
+GATE = "kueue.x-k8s.io/admission-gated-by"
+JOBS_URL = "/apis/batch/v1/namespaces/default/jobs"
+LABEL = "nvidia.com/gpu.product"
+
+
+def work(model: str = "llama-3.1-8b", requests: int = 4000) -> dict[str, Any]:
+    return {
+        "model": model,
+        "inference": {"requests": requests, "inputTokens": 512, "outputTokens": 256, "batchSize": 16},
+    }
+
+
+def gated_job(
+    name: str,
+    *,
+    gates: str = "energaizer.io/placer",
+    workload: dict[str, Any] | str | None = None,
+    gpus: int = 1,
+    parallelism: int = 1,
+    extra: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    annotations = {GATE: gates, **(extra or {})}
+    if workload is not None:
+        annotations["energaizer.io/workload"] = (
+            workload if isinstance(workload, str) else json.dumps(workload)
+        )
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "annotations": annotations,
+            "labels": {"kueue.x-k8s.io/queue-name": "team-a", **(labels or {})},
+        },
+        "spec": {
+            "suspend": True,
+            "parallelism": parallelism,
+            "completions": parallelism,
+            "template": {
+                "metadata": {"annotations": {"team": "a"}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    # The user's own constraint: it must survive (ANDed with energaizer's).
+                    "affinity": {
+                        "nodeAffinity": {
+                            "requiredDuringSchedulingIgnoredDuringExecution": {
+                                "nodeSelectorTerms": [
+                                    {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}
+                                ]
+                            }
+                        }
+                    },
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "vllm/vllm-openai:v0.6.0",
+                            "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def estimates(workload: dict[str, Any], gpus: int, replicas: int) -> dict[str, float]:
+    spec = AIJobSpec.model_validate(
+        {"workload": workload, "resources": {"gpusPerReplica": gpus, "replicas": replicas}}
+    )
+    return {e.gpu_type: e.energy_joules for e in estimate_job(spec, sorted(PRODUCTS)) if e.feasible}
+
+
+def released(c, name: str) -> bool:
+    job = c.jobs().get(name)
+    return job is not None and "energaizer.io/placer" not in (job["metadata"]["annotations"].get(GATE) or "")
+
+
+async def test_gated_job_gets_affinity_annotations_and_only_our_gate_removed(gpu_cluster, operator_factory):
+    c = gpu_cluster
+    await operator_factory()
+    w = work()
+    await c.post(
+        JOBS_URL,
+        gated_job(
+            "serve",
+            gates="example.com/quota-check, energaizer.io/placer",
+            workload=w,
+            gpus=2,
+            parallelism=3,
+            extra={"energaizer.io/energy-slack": "0.2", "energaizer.io/max-slowdown": "0.2"},
+        ),
+    )
+    await wait_for(lambda: released(c, "serve"), timeout=60)
+    job = c.jobs()["serve"]
+    ann = job["metadata"]["annotations"]
+    assert ann[GATE] == "example.com/quota-check"  # the other controller's gate stays
+    assert not [k for k in ann if "kopf" in k] and not job["metadata"].get("finalizers")  # no kopf state
+
+    energy = estimates(w, 2, 3)
+    best = min(energy, key=energy.get)
+    allowed = sorted((t for t in energy if energy[t] <= energy[best] * 1.2), key=energy.get)
+    assert ann["energaizer.io/gpu-type"] == best
+    assert float(ann["energaizer.io/predicted-energy-joules"]) == pytest.approx(energy[best], rel=1e-5)
+    assert float(ann["energaizer.io/predicted-duration-seconds"]) > 0
+    assert ann["energaizer.io/gpu-types"].split(",") == allowed
+
+    spec = AIJobSpec.model_validate({"workload": w, "resources": {"gpusPerReplica": 2, "replicas": 3}})
+    advice = recommend_power_cap(spec.to_workload(), best, max_slowdown=0.2)
+    assert float(ann["energaizer.io/recommended-power-limit-watts"]) == pytest.approx(
+        advice.power_limit_watts, abs=0.5
+    )
+    assert float(ann["energaizer.io/predicted-energy-at-power-limit-joules"]) == pytest.approx(
+        3 * advice.energy_joules, rel=1e-5
+    )
+
+    pod = job["spec"]["template"]
+    assert pod["metadata"]["annotations"]["team"] == "a"
+    for key in ("energaizer.io/gpu-type", "energaizer.io/recommended-power-limit-watts"):
+        assert pod["metadata"]["annotations"][key] == ann[key]
+    node_affinity = pod["spec"]["affinity"]["nodeAffinity"]
+    (term,) = node_affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    by_key = {e["key"]: e for e in term["matchExpressions"]}
+    assert by_key["zone"]["values"] == ["a"]
+    assert by_key[LABEL]["operator"] == "In"
+    assert by_key[LABEL]["values"] == sorted(PRODUCTS[t] for t in allowed)
+    (preferred,) = node_affinity["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert preferred["weight"] == 100
+    assert preferred["preference"]["matchExpressions"] == [
+        {"key": LABEL, "operator": "In", "values": [PRODUCTS[best]]}
+    ]
+    assert job["spec"]["suspend"] is True  # admission stays Kueue's
+    await wait_for(lambda: any(e.get("reason") == "Steered" for e in c.events("serve")), timeout=20)
+
+
+async def test_infeasible_types_are_excluded_and_a_sole_gate_is_removed(gpu_cluster, operator_factory):
+    c = gpu_cluster
+    await operator_factory()
+    await c.post(JOBS_URL, gated_job("big", workload=work("qwen3-32b", 500)))
+    await wait_for(lambda: released(c, "big"), timeout=60)
+    ann = c.jobs()["big"]["metadata"]["annotations"]
+    assert GATE not in ann
+    assert "l4" not in ann["energaizer.io/gpu-types"].split(",")  # 32B weights do not fit in 24 GB
+    terms = c.jobs()["big"]["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+    values = terms["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
+        "matchExpressions"
+    ]
+    assert PRODUCTS["l4"] not in next(e for e in values if e["key"] == LABEL)["values"]
+
+
+async def test_bad_workload_is_released_unsteered_with_a_warning(gpu_cluster, operator_factory):
+    c = gpu_cluster
+    await operator_factory()
+    await c.post(
+        JOBS_URL, gated_job("typo", workload='{"model": "llama-3.1-8b", "inference": {"requests": -1}}')
+    )
+    await c.post(JOBS_URL, gated_job("no-fit", workload=work("llama-3.1-405b", 10)))
+    await c.post(JOBS_URL, gated_job("ok", workload=work()))
+    for name in ("typo", "no-fit", "ok"):
+        await wait_for(lambda n=name: released(c, n), timeout=60)
+    for name, reason in (("typo", "InvalidWorkload"), ("no-fit", "NoFeasibleGpuType")):
+        job = c.jobs()[name]
+        assert "energaizer.io/gpu-type" not in job["metadata"]["annotations"]
+        assert LABEL not in json.dumps(job["spec"]["template"]["spec"].get("affinity", {}))
+        await wait_for(
+            lambda n=name, r=reason: any(
+                e.get("reason") == r and e.get("type") == "Warning" for e in c.events(n)
+            ),
+            timeout=20,
+        )
+    assert "energaizer.io/gpu-type" in c.jobs()["ok"]["metadata"]["annotations"]  # others unaffected
+
+
+async def test_jobs_not_gated_by_energaizer_are_left_alone(gpu_cluster, operator_factory):
+    c = gpu_cluster
+    await operator_factory()
+    await c.post(JOBS_URL, gated_job("theirs", gates="example.com/other", workload=work()))
+    await c.post(JOBS_URL, gated_job("unstated", workload=None))
+    await c.post(JOBS_URL, gated_job("aijob-made", workload=work(), labels={"energaizer.io/aijob": "x"}))
+    await c.post(JOBS_URL, gated_job("marker", workload=work()))  # processed: proves the operator ran
+    await wait_for(lambda: released(c, "marker"), timeout=60)
+    for name in ("theirs", "unstated", "aijob-made"):
+        ann = c.jobs()[name]["metadata"]["annotations"]
+        assert GATE in ann and "energaizer.io/gpu-type" not in ann, name
+
+
+def test_decision_units() -> None:
+    from energaizer_operator.gate import _release, decide_gated_job, gate_names
+    from energaizer_operator.settings import OperatorSettings
+
+    assert gate_names(" a.io/x, energaizer.io/placer ,") == ["a.io/x", "energaizer.io/placer"]
+    assert _release({GATE: "a.io/x,energaizer.io/placer"}) == {GATE: "a.io/x"}
+    assert _release({GATE: "energaizer.io/placer"}) == {GATE: None}
+    products = {t: [p] for t, p in PRODUCTS.items()}
+    settings = OperatorSettings()
+    w = work()
+    energy = estimates(w, 1, 1)
+    best = min(energy, key=energy.get)
+    tight = decide_gated_job(
+        gated_job("j", workload=w, extra={"energaizer.io/energy-slack": "0"}), products, settings
+    )
+    assert tight.patch["metadata"]["annotations"]["energaizer.io/gpu-types"] == best
+    loose = decide_gated_job(
+        gated_job("j", workload=w, extra={"energaizer.io/energy-slack": "10"}), products, settings
+    )
+    assert sorted(loose.patch["metadata"]["annotations"]["energaizer.io/gpu-types"].split(",")) == sorted(
+        energy
+    )
+    bad = decide_gated_job(
+        gated_job("j", workload=w, extra={"energaizer.io/energy-slack": "lots"}), products, settings
+    )
+    assert bad.warning and "energaizer.io/energy-slack" in bad.message and "spec" not in bad.patch
+    none = decide_gated_job(gated_job("j", workload=w), {}, settings)
+    assert none.warning and none.reason == "NoFeasibleGpuType"
+
+
+class RefusingEmulator(RealisticEmulator):
+    """Like an admission webhook that refuses changes to the pod template of the Job named ``refused``
+    (kmock's own reactions would still apply the patch: it serves writes even when intercepted)."""
+
+    async def _handle(self, request):
+        data = request.data if isinstance(request.data, dict) else {}
+        if (
+            str(request.method).upper().endswith("PATCH")
+            and request.url.path.endswith("/jobs/refused")
+            and "spec" in data
+        ):
+            return aiohttp.web.json_response(
+                {"kind": "Status", "status": "Failure", "reason": "Invalid", "code": 422}, status=422
+            )
+        return await super()._handle(request)
+
+
+@pytest.mark.kmock(cls=RefusingEmulator)
+async def test_rejected_steering_patch_releases_the_job(gpu_cluster, operator_factory):
+    """The API refuses the affinity patch: the Job is released unsteered, with a Warning Event."""
+    c = gpu_cluster
+    await operator_factory()
+    await c.post(JOBS_URL, gated_job("refused", workload=work()))
+    await c.post(JOBS_URL, gated_job("accepted", workload=work()))
+    for name in ("refused", "accepted"):
+        await wait_for(lambda n=name: released(c, n), timeout=90)
+    job = c.jobs()["refused"]
+    assert "energaizer.io/gpu-type" not in job["metadata"]["annotations"]
+    assert LABEL not in json.dumps(job["spec"]["template"]["spec"].get("affinity", {}))
+    assert "energaizer.io/gpu-type" in c.jobs()["accepted"]["metadata"]["annotations"]
+    await wait_for(
+        lambda: any(e.get("reason") == "SteeringRejected" for e in c.events("refused")), timeout=20
+    )

@@ -1,0 +1,56 @@
+"""Power-cap advice on placements (API mock): status.placement and the Job's annotations carry the power
+limit that minimises energy within spec.placement.maxSlowdown."""
+
+from __future__ import annotations
+
+import pytest
+from energaizer_operator.models import AIJobSpec
+from kmock_support import RealisticEmulator
+from operator_testkit import aijob, wait_for
+
+from energaizer.whatif import recommend_power_cap
+
+pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
+
+
+async def test_placement_carries_the_power_cap_advice(gpu_cluster, operator_factory):
+    c = gpu_cluster
+    await operator_factory()
+    await c.create(aijob("capped", requests=3000, gpus=1, replicas=2, maxSlowdown=0.25))
+    await c.create(aijob("advice-only", requests=3000, mode="annotate"))
+    for name in ("capped", "advice-only"):
+        await wait_for(lambda n=name: c.phase(n) == "Placed", timeout=60)
+
+    obj = c.aijob("capped")
+    placement = obj["status"]["placement"]
+    spec = AIJobSpec.model_validate(obj["spec"])
+    advice = recommend_power_cap(spec.to_workload(), placement["gpuType"], max_slowdown=0.25)
+    assert placement["recommendedPowerLimitWatts"] == pytest.approx(advice.power_limit_watts, abs=0.1)
+    assert placement["recommendedSmClockMhz"] == pytest.approx(advice.sm_clock_mhz, abs=0.1)
+    assert placement["predictedEnergyAtPowerLimitJoules"] == pytest.approx(2 * advice.energy_joules, rel=1e-6)
+    assert placement["predictedEnergyAtPowerLimitJoules"] <= placement["predictedEnergyJoules"] * (1 + 1e-9)
+    watts = f"{advice.power_limit_watts:.0f}"
+    job = c.jobs()["capped"]
+    assert job["metadata"]["annotations"]["energaizer.io/recommended-power-limit-watts"] == watts
+    pod_annotations = job["spec"]["template"]["metadata"]["annotations"]
+    assert pod_annotations["energaizer.io/recommended-power-limit-watts"] == watts
+    assert obj["metadata"]["annotations"]["energaizer.io/recommended-power-limit-watts"] == watts
+
+    # Annotate mode: advice in the status and on the AIJob, no Job; default budget 10 %.
+    other = c.aijob("advice-only")
+    spec = AIJobSpec.model_validate(other["spec"])
+    gpu_type = other["status"]["placement"]["gpuType"]
+    advice = recommend_power_cap(spec.to_workload(), gpu_type, max_slowdown=0.1)
+    assert other["status"]["placement"]["recommendedPowerLimitWatts"] == pytest.approx(
+        advice.power_limit_watts, abs=0.1
+    )
+    assert "advice-only" not in c.jobs()
+
+
+async def test_bad_max_slowdown_is_invalid(gpu_cluster, operator_factory):
+    c = gpu_cluster
+    await operator_factory()
+    await c.create(aijob("too-slow", maxSlowdown=-1))
+    await wait_for(lambda: c.phase("too-slow") == "Invalid", timeout=60)
+    conds = {x["type"]: x for x in c.aijob("too-slow")["status"]["conditions"]}
+    assert "spec.placement.maxSlowdown" in conds["Invalid"]["message"]
