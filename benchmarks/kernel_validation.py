@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from energaizer.calibration.profile import load_profile
 from energaizer.catalog import get_gpu
+from energaizer.hardware import GpuTable
 from energaizer.kernels.table import ATTENTION, GEMM, MEMORY, KernelTableBuilder
 from energaizer.power.model import solve_operating_point
-from energaizer.timeline.hardware import GpuTable
-from energaizer.timeline.kernel_time import KernelDevice
+from energaizer.profile import load_profile
+from energaizer.timing.kernel_time import KernelDevice
 
 DEFAULT_CSV = Path(__file__).resolve().parent / "results" / "h100-nvml-2026-11-22" / "run1" / "kernels.csv"
 ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "tf32": 4, "fp32": 4, "fp8": 1}

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
-from energaizer.calibration.profile import FITTED_PARAMETERS, CalibrationProfile
 from energaizer.calibration.validate import measured_arrays
 from energaizer.catalog import get_gpu
-from energaizer.energy.pipeline import run
 from energaizer.errors import InvalidInputError
 from energaizer.io.workload_csv import CsvRow
+from energaizer.pipeline import run
+from energaizer.profile import FITTED_PARAMETERS, CalibrationProfile
 
 
 def _bounds(name: str) -> tuple[float, float]:

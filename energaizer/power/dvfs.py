@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from energaizer.calibration.profile import CalibrationProfile
-from energaizer.timeline.hardware import GpuTable
+from energaizer.hardware import GpuTable
+from energaizer.profile import CalibrationProfile
 
 
 def _ramp(f: np.ndarray, f_max: np.ndarray, knee_ratio: float) -> np.ndarray:

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from energaizer.calibration.profile import CalibrationProfile
+from energaizer.hardware import GpuTable
 from energaizer.kernels.table import KernelTable
 from energaizer.power.dvfs import core_scale, idle_power, voltage_ratio
-from energaizer.timeline.hardware import GpuTable
-from energaizer.timeline.kernel_time import KernelDevice, KernelTiming, kernel_timing
+from energaizer.profile import CalibrationProfile
+from energaizer.timing.kernel_time import KernelDevice, KernelTiming, kernel_timing
 
 CAP_BISECTION_STEPS = 9  # ~3 MHz on a 1.6 GHz range, finer than the 15 MHz clock steps
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from energaizer.calibration.profile import CalibrationProfile
 from energaizer.catalog import get_gpu
+from energaizer.hardware import GpuTable
 from energaizer.kernels.table import GEMM, KernelTableBuilder
-from energaizer.timeline.hardware import GpuTable
-from energaizer.timeline.kernel_time import KernelDevice, kernel_timing
+from energaizer.profile import CalibrationProfile
+from energaizer.timing.kernel_time import KernelDevice, kernel_timing
 
 
 def gemm_at_max_clock(

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from energaizer import Workload, estimate
-from energaizer.calibration.profile import CalibrationProfile
 from energaizer.catalog import get_model
 from energaizer.kernels.transformer import eager_score_traffic
+from energaizer.profile import CalibrationProfile
 
 
 def one(w: Workload, gpu: str, profile: CalibrationProfile | None = None):
@@ -105,9 +105,9 @@ def test_dispatch_overlap_loss_lengthens_eager_runs_between_its_bounds():
 def _simt_gemm(gpu: str, prof: CalibrationProfile):
     """One large fp32 (CUDA-core) GEMM at the clock its peak is quoted at: (seconds, FP32 activity)."""
     from energaizer.catalog import get_gpu
+    from energaizer.hardware import GpuTable
     from energaizer.kernels.table import GEMM, KernelTableBuilder
-    from energaizer.timeline.hardware import GpuTable
-    from energaizer.timeline.kernel_time import KernelDevice, kernel_timing
+    from energaizer.timing.kernel_time import KernelDevice, kernel_timing
 
     m = n = k = 8192.0
     b = KernelTableBuilder()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from energaizer import Workload, estimate
-from energaizer.calibration.profile import CalibrationProfile
 from energaizer.catalog import get_model
 from energaizer.kernels.params import execution_style
+from energaizer.profile import CalibrationProfile
 
 
 def one(w: Workload, gpu: str, profile: CalibrationProfile | None = None):

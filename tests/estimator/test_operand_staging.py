@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from gemm_support import gemm_at_max_clock
 
-from energaizer.calibration.profile import CalibrationProfile
 from energaizer.catalog import get_gpu
-from energaizer.timeline.hardware import GpuTable
+from energaizer.hardware import GpuTable
+from energaizer.profile import CalibrationProfile
 
 N = 8192.0
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from energaizer import Workload, estimate
-from energaizer.calibration.profile import CalibrationProfile
 from energaizer.catalog import get_gpu
+from energaizer.hardware import GpuTable
 from energaizer.kernels.table import GEMM, KernelTableBuilder
-from energaizer.timeline.hardware import GpuTable
-from energaizer.timeline.kernel_time import KernelDevice, kernel_timing
+from energaizer.profile import CalibrationProfile
+from energaizer.timing.kernel_time import KernelDevice, kernel_timing
 
 
 def serve(**kw) -> Workload:

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from energaizer import Workload, estimate
-from energaizer.calibration.profile import CalibrationProfile
 from energaizer.catalog import get_model
 from energaizer.kernels.transformer import experts_touched
+from energaizer.profile import CalibrationProfile
 
 
 def one(w: Workload, gpu: str, profile: CalibrationProfile | None = None):

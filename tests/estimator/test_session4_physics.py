@@ -7,9 +7,9 @@ import pytest
 from gemm_support import gemm_at_max_clock
 
 from energaizer import Workload, estimate
-from energaizer.calibration.profile import CalibrationProfile
 from energaizer.catalog import get_gpu, get_model
-from energaizer.timeline.kernel_time import GEMM_TILE_SHAPES
+from energaizer.profile import CalibrationProfile
+from energaizer.timing.kernel_time import GEMM_TILE_SHAPES
 
 
 def one(w: Workload, gpu: str, profile: CalibrationProfile | None = None):

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from energaizer import Workload, estimate
-from energaizer.calibration.profile import CalibrationProfile
 from energaizer.catalog import get_gpu
+from energaizer.hardware import GpuTable
 from energaizer.kernels.table import GEMM, MEMORY, KernelTableBuilder
 from energaizer.power.dvfs import voltage_ratio
 from energaizer.power.model import kernel_power
-from energaizer.timeline.hardware import GpuTable
-from energaizer.timeline.kernel_time import KernelDevice, kernel_timing
+from energaizer.profile import CalibrationProfile
+from energaizer.timing.kernel_time import KernelDevice, kernel_timing
 
 
 def _device(gpu: str, precision: str) -> tuple[GpuTable, KernelDevice]:

@@ -70,9 +70,9 @@ def test_winograd_cuts_resnet50_gemm_flops_on_the_v100():
     """ResNet-50's 3x3 stride-1 convs are 37 % of its conv FLOPs (the stride-2 3x3s, the 7x7 stem and the
     1x1s stay direct); Winograd does them with a quarter of the multiply-adds, so the V100 fp32 kernel
     table carries 1 - 0.75 x 0.37 = 72 % of the direct GEMM FLOPs."""
-    from energaizer.energy.memory import plan_memory
+    from energaizer.hardware import GpuTable
     from energaizer.kernels.cnn import add_cnn, cnn_shape_arrays
-    from energaizer.timeline.hardware import GpuTable
+    from energaizer.memory_plan import plan_memory
 
     arch = get_model("resnet-50")
     w = Workload.model_validate(

@@ -5,7 +5,7 @@ Source: ``azure_llm_inference_2023.csv`` of the shared traces (Azure/AzurePublic
 only the columns ``service, t_s, input_tokens, output_tokens`` (``t_s`` rounded to milliseconds;
 the verbatim ``TIMESTAMP`` column is dropped), gzip-compressed. Rebuild with::
 
-    python -m energaizer.planner.azure_extract ../shared/traces/azure_llm_inference_2023.csv \\
+    python tools/azure_extract.py ../shared/traces/azure_llm_inference_2023.csv \\
         -o energaizer/data/demo/azure_llm_inference_2023.csv.gz
 """
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from energaizer.calibration.profile import CalibrationProfile
+from energaizer.hardware import SM_L2_BYTES_PER_CYCLE, TMA_ALIGN_BYTES, GpuTable
 from energaizer.kernels.table import ATTENTION, COMM, GEMM, MEMORY, KernelTable
-from energaizer.timeline.hardware import SM_L2_BYTES_PER_CYCLE, TMA_ALIGN_BYTES, GpuTable
+from energaizer.profile import CalibrationProfile
 
 ATTENTION_DECODE_ROWS = 64  # query rows per tile at or below which attention tiles over KV blocks
 

@@ -4,7 +4,7 @@ The trace (``alibaba_gpu_v2023_pods.csv`` in the shared traces folder, from alib
 ``cluster-trace-gpu-v2023``) is licensed for research/study use only, so the repository ships
 only the parameters fitted here, never its rows. Refit with::
 
-    python -m energaizer.planner.fit_alibaba ../shared/traces/alibaba_gpu_v2023_pods.csv \\
+    python tools/fit_alibaba.py ../shared/traces/alibaba_gpu_v2023_pods.csv \\
         -o energaizer/data/demo/alibaba2023_fit.json
 
 What is fitted (GPU pods only, ``gpu_count > 0``):
@@ -91,7 +91,7 @@ def fit(path: str | Path) -> dict[str, Any]:
         }
     return {
         "source": {**SOURCE, "sha256": hashlib.sha256(raw).hexdigest()},
-        "fitted_with": "python -m energaizer.planner.fit_alibaba",
+        "fitted_with": "python tools/fit_alibaba.py",
         "window": {
             "rule": f"from the first day with >= {MIN_DAILY} GPU pod creations to the last creation",
             "start_s": start,

@@ -1,6 +1,6 @@
 """Build the shipped measurement CSVs (contract section 3 format) from ``../shared/data``.
 
-Run ``python -m energaizer.calibration.datasets SHARED_DATA_DIR`` to regenerate
+Run ``python tools/build_measurements.py SHARED_DATA_DIR`` to regenerate
 ``energaizer/data/measurements/*.csv``. Each output row is one workload with its measured
 whole-workload GPU energy, duration and average power (all GPUs), plus ``source``/``source_ref``
 provenance columns. Assumptions that the sources do not record are listed in ``ASSUMPTIONS`` and
@@ -16,13 +16,12 @@ from pathlib import Path
 
 from energaizer.catalog import get_model
 from energaizer.errors import UnknownNameError
-from energaizer.io.workload_csv import MEASURED_COLUMNS, WORKLOAD_COLUMNS
+from energaizer.io.workload_csv import MEASUREMENT_FILE_COLUMNS as COLUMNS
 
-OUT_DIR = Path(__file__).resolve().parent.parent / "data" / "measurements"
+OUT_DIR = Path(__file__).resolve().parent.parent / "energaizer" / "data" / "measurements"
 HOLDOUT_DIR = OUT_DIR.parent / "holdout"
 # GPUs whose rows are never fitted: an unseen-GPU test of the shipped profile (A40: GA102, GDDR6).
 HOLDOUT_GPUS = frozenset({"a40"})
-COLUMNS = ("source", "source_ref", *WORKLOAD_COLUMNS, "attention", "execution", *MEASURED_COLUMNS)
 ASSUMPTIONS = {
     "mlenergy-v2 input_tokens": "chat (ShareGPT): 120 tokens (mean prompt 350 characters + chat template); "
     "code (HumanEval+): 150 tokens. The source does not publish token counts.",
@@ -281,6 +280,6 @@ if __name__ == "__main__":  # pragma: no cover
     root = (
         Path(sys.argv[1])
         if len(sys.argv) > 1
-        else Path(__file__).resolve().parents[2].parent / "shared" / "data"
+        else Path(__file__).resolve().parents[1].parent / "shared" / "data"
     )
     print(build(root))

@@ -1,22 +1,27 @@
-"""The estimator pipeline: workload spec -> kernels -> timeline -> power -> energy, for N rows at once."""
+"""The orchestrator: workload -> kernels -> timing -> power -> energy, for N (workload, GPU) rows at once.
+
+The only module that calls every stage; each stage imports only the ones below it (``.importlinter``).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from energaizer.calibration.profile import CalibrationProfile
 from energaizer.catalog import get_model
 from energaizer.catalog.schema import GPUSpec, ModelArchitecture
-from energaizer.energy.memory import plan_memory
+from energaizer.energy.breakdown import energy_breakdown, per_row
 from energaizer.errors import InvalidInputError
+from energaizer.hardware import GpuTable
 from energaizer.kernels.cnn import add_cnn
-from energaizer.kernels.params import RowParams, build_row_params
-from energaizer.kernels.table import COMM, PHASES, KernelTable, KernelTableBuilder
+from energaizer.kernels.params import build_row_params
+from energaizer.kernels.table import COMM, PHASES, KernelTableBuilder
 from energaizer.kernels.transformer import add_inference, add_training, microbatch
+from energaizer.memory_plan import plan_memory
 from energaizer.power.model import gap_power, solve_operating_point
-from energaizer.result import BREAKDOWN_KEYS, EstimateBatch
-from energaizer.timeline.hardware import GpuTable
-from energaizer.timeline.kernel_time import KernelDevice
+from energaizer.profile import CalibrationProfile
+from energaizer.result import EstimateBatch
+from energaizer.timing.host import host_gaps
+from energaizer.timing.kernel_time import KernelDevice
 from energaizer.workload import Workload
 
 
@@ -70,49 +75,6 @@ def _knobs(workloads: list[Workload], hw: GpuTable, gi: np.ndarray) -> tuple[np.
     return np.where(np.isnan(f), f_max, f), np.where(np.isnan(lim), hw.limit_default[gi], lim)
 
 
-def host_gaps(
-    kt: KernelTable,
-    t_exec: np.ndarray,
-    p: RowParams,
-    passes: np.ndarray,
-    decode_steps: np.ndarray,
-    batch: np.ndarray,
-    prof: CalibrationProfile,
-) -> np.ndarray:
-    """Seconds per row during which the GPU waits for the host.
-
-    Eager execution: the host dispatches kernels one by one while the GPU runs ahead, so each phase
-    takes max(GPU time, launches x dispatch cost) plus ``dispatch_overlap_loss`` x the smaller of the
-    two (the overlap is imperfect; code that synchronises every layer does not overlap at all), plus
-    a fixed gap per forward pass (and per decode step: ``generate()`` runs one pass per token). A
-    serving engine replays CUDA graphs and spends host time between decode steps (scheduling,
-    sampling) that grows with the running batch.
-    """
-    n = passes.shape[0]
-    nph = len(PHASES)
-    key = kt.row * nph + kt.phase
-    exec_rp = np.bincount(key, weights=t_exec, minlength=n * nph).reshape(n, nph)
-    launch_rp = np.bincount(key, weights=kt.count, minlength=n * nph).reshape(n, nph)
-    dispatch_rp = launch_rp * prof.launch_overhead_us * 1e-6
-    # Code that synchronises every layer serialises dispatch and GPU work; otherwise they overlap.
-    loss = np.where(p.host_syncs > 0, 1.0, prof.dispatch_overlap_loss)[:, None]
-    exposed = np.maximum(dispatch_rp - exec_rp, 0.0) + loss * np.minimum(dispatch_rp, exec_rp)
-    dispatch_wait = exposed.sum(axis=1)
-    eager = p.eager_dispatch > 0
-    per_seq_us = np.where(
-        p.legacy_engine > 0, prof.legacy_decode_seq_overhead_us, prof.decode_seq_overhead_us
-    )
-    # A legacy engine also hands every step to each extra tensor-parallel worker process (RPC).
-    per_worker_ms = np.where(p.legacy_engine > 0, prof.legacy_worker_overhead_ms * (p.tp - 1.0), 0.0)
-    per_step_s = (prof.decode_step_overhead_ms + per_worker_ms + per_seq_us * 1e-3 * batch) * 1e-3
-    pass_s = prof.pass_overhead_ms * 1e-3
-    return np.where(
-        eager,
-        dispatch_wait + (passes + decode_steps) * pass_s,
-        passes * pass_s + decode_steps * per_step_s,
-    )
-
-
 def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfile) -> EstimateBatch:
     n = len(workloads)
     archs = _architectures(workloads)
@@ -160,31 +122,21 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
     cnt = kt.count
     t_exec = cnt * op.timing.t_exec
     is_comm = kt.kind == COMM
-
-    def per_row(values: np.ndarray) -> np.ndarray:
-        return np.bincount(r, weights=values, minlength=n)
-
-    exec_s = per_row(t_exec)
+    exec_s = per_row(kt, t_exec, n)
     gap_s = host_gaps(kt, t_exec, p, passes, decode_steps, mem.batch, prof)
     duration = exec_s + gap_s
     gpus = p.gpu_count
     gap_w = gap_power(f_req, gi, hw, prof)
-    breakdown = {
-        "static": per_row(op.power.idle * t_exec) * gpus,
-        "compute": per_row(np.where(is_comm, 0.0, op.power.compute * t_exec)) * gpus,
-        "memory": per_row(np.where(is_comm, 0.0, op.power.memory * t_exec)) * gpus,
-        "communication": per_row(np.where(is_comm, (op.power.compute + op.power.memory) * t_exec, 0.0))
-        * gpus,
-        "overhead": gap_w * gap_s * gpus,
-    }
-    energy = sum(breakdown[k] for k in BREAKDOWN_KEYS)
+    energy, breakdown = energy_breakdown(kt, t_exec, op.power, gap_w, gap_s, gpus, n)
     with np.errstate(invalid="ignore", divide="ignore"):
         power = np.where(duration > 0, energy / duration, 0.0)
-        f_eff = np.where(exec_s > 0, per_row(op.f * t_exec) / exec_s, f_req)
+        f_eff = np.where(exec_s > 0, per_row(kt, op.f * t_exec, n) / exec_s, f_req)
         out_tokens = p.requests * p.output_tokens
         epot = np.where((p.training == 0) & (out_tokens > 0), energy / out_tokens, np.nan)
-    time_breakdown = {name: per_row(np.where(kt.phase == i, t_exec, 0.0)) for i, name in enumerate(PHASES)}
-    time_breakdown["communication"] = per_row(np.where(is_comm, t_exec, 0.0))
+    time_breakdown = {
+        name: per_row(kt, np.where(kt.phase == i, t_exec, 0.0), n) for i, name in enumerate(PHASES)
+    }
+    time_breakdown["communication"] = per_row(kt, np.where(is_comm, t_exec, 0.0), n)
     time_breakdown["overhead"] = gap_s
     feasible = mem.feasible.copy()
     zero = ~feasible
@@ -203,6 +155,6 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
         frequency_mhz=f_eff,
         power_limit_w=limit,
         memory_required_gb=mem.required_gb,
-        kernel_launches=per_row(cnt),
+        kernel_launches=per_row(kt, cnt, n),
         time_breakdown=time_breakdown,
     )

@@ -5,9 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import build_measurements as datasets
 import pytest
-
-from energaizer.calibration import datasets
 
 
 def _row(gpu: str) -> dict:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from energaizer.catalog.schema import ModelArchitecture
+from energaizer.hardware import GpuTable
 from energaizer.kernels.params import RowParams
 from energaizer.kernels.transformer import microbatch
-from energaizer.timeline.hardware import GpuTable
 
 USABLE_FRACTION = 0.92  # of nominal memory, after the CUDA context and allocator reserve
 RUNTIME_RESERVE_BYTES = 1.0e9  # activations / workspace of the serving engine

@@ -175,7 +175,7 @@ RETIRED_PARAMETERS: dict[str, str] = {
     "re-run `energaizer calibrate` on your measurements",
 }
 
-DEFAULT_PROFILE_PATH = Path(__file__).resolve().parent.parent / "data" / "profiles" / "default.json"
+DEFAULT_PROFILE_PATH = Path(__file__).resolve().parent / "data" / "profiles" / "default.json"
 
 
 def load_profile(profile: CalibrationProfile | str | Path | None) -> CalibrationProfile:
@@ -183,8 +183,6 @@ def load_profile(profile: CalibrationProfile | str | Path | None) -> Calibration
     if isinstance(profile, CalibrationProfile):
         return profile
     path = Path(profile) if profile is not None else DEFAULT_PROFILE_PATH
-    if profile is None and not path.exists():
-        return CalibrationProfile()
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
