@@ -20,7 +20,8 @@ import numpy as np
 
 from energaizer.catalog import get_gpu
 from energaizer.hardware import GpuTable
-from energaizer.kernels.table import ATTENTION, GEMM, MEMORY, KernelTableBuilder
+from energaizer.kernels.ops import Op, Phase
+from energaizer.kernels.table import KernelTableBuilder
 from energaizer.power.model import solve_operating_point
 from energaizer.profile import load_profile
 from energaizer.timing.kernel_time import KernelDevice
@@ -37,8 +38,8 @@ def kernel_table(name: str, dtype: str, flops: float, nbytes: float) -> KernelTa
         out_bytes = 2 if dtype == "fp8" else pb  # fp8 GEMMs write bf16
         b.add(
             row,
-            GEMM,
-            0,
+            Op.LINEAR,
+            Phase.PREFILL,
             1.0,
             m=m,
             n=n,
@@ -52,8 +53,8 @@ def kernel_table(name: str, dtype: str, flops: float, nbytes: float) -> KernelTa
         queries = dims["s"] if "causal" in name else 1
         b.add(
             row,
-            ATTENTION,
-            0,
+            Op.ATTENTION,
+            Phase.PREFILL,
             1.0,
             m=queries,
             n=dims["s"],
@@ -64,7 +65,7 @@ def kernel_table(name: str, dtype: str, flops: float, nbytes: float) -> KernelTa
             precision_bytes=pb,
         )
     else:
-        b.add(row, MEMORY, 0, 1.0, fp_flops=flops, bytes=nbytes, precision_bytes=pb)
+        b.add(row, Op.ELEMENTWISE, Phase.PREFILL, 1.0, fp_flops=flops, bytes=nbytes, precision_bytes=pb)
     return b
 
 

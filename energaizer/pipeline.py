@@ -9,17 +9,18 @@ import numpy as np
 
 from energaizer.catalog import get_model
 from energaizer.catalog.schema import GPUSpec, ModelArchitecture
-from energaizer.energy.breakdown import energy_breakdown, per_row
+from energaizer.energy.breakdown import energy_breakdown, op_breakdown, per_row
 from energaizer.errors import InvalidInputError
 from energaizer.hardware import GpuTable
 from energaizer.kernels.cnn import add_cnn
+from energaizer.kernels.ops import PHASES, Kind
 from energaizer.kernels.params import build_row_params
-from energaizer.kernels.table import COMM, PHASES, KernelTableBuilder
+from energaizer.kernels.table import KernelTableBuilder
 from energaizer.kernels.transformer import add_inference, add_training, microbatch
 from energaizer.memory_plan import plan_memory
 from energaizer.power.model import gap_power, solve_operating_point
 from energaizer.profile import CalibrationProfile
-from energaizer.result import EstimateBatch
+from energaizer.result import EstimateBatch, OpFigures
 from energaizer.timing.host import host_gaps
 from energaizer.timing.kernel_time import KernelDevice
 from energaizer.workload import Workload
@@ -121,7 +122,7 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
 
     cnt = kt.count
     t_exec = cnt * op.timing.t_exec
-    is_comm = kt.kind == COMM
+    is_comm = kt.kind == Kind.COMM
     exec_s = per_row(kt, t_exec, n)
     gap_s = host_gaps(kt, t_exec, p, passes, decode_steps, mem.batch, prof)
     duration = exec_s + gap_s
@@ -138,10 +139,13 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
     }
     time_breakdown["communication"] = per_row(kt, np.where(is_comm, t_exec, 0.0), n)
     time_breakdown["overhead"] = gap_s
+    op_names, op_energy, op_seconds = op_breakdown(kt, t_exec, op.power, gpus, n)
     feasible = mem.feasible.copy()
     zero = ~feasible
     for arr in (energy, duration, power, *breakdown.values()):
         arr[zero] = np.nan
+    op_energy[zero] = np.nan
+    op_seconds[zero] = np.nan
     return EstimateBatch(
         gpu=[s.id for s in specs],
         energy_joules=energy,
@@ -157,4 +161,5 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
         memory_required_gb=mem.required_gb,
         kernel_launches=per_row(kt, cnt, n),
         time_breakdown=time_breakdown,
+        ops=OpFigures(names=op_names, energy_joules=op_energy, duration_seconds=op_seconds),
     )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from energaizer.kernels.table import COMM, KernelTable
+from energaizer.kernels.ops import OP_NAMES, Kind
+from energaizer.kernels.table import KernelTable
 from energaizer.power.model import KernelPower
 from energaizer.result import BREAKDOWN_KEYS
 
@@ -30,7 +31,7 @@ def energy_breakdown(
     power goes to ``static``, dynamic power to ``compute`` / ``memory``, all power of collectives to
     ``communication`` and the host waits to ``overhead``.
     """
-    is_comm = kt.kind == COMM
+    is_comm = kt.kind == Kind.COMM
     breakdown = {
         "static": per_row(kt, power.idle * t_exec, n) * gpus,
         "compute": per_row(kt, np.where(is_comm, 0.0, power.compute * t_exec), n) * gpus,
@@ -41,3 +42,23 @@ def energy_breakdown(
     }
     energy = sum(breakdown[k] for k in BREAKDOWN_KEYS)
     return energy, breakdown
+
+
+def op_breakdown(
+    kt: KernelTable, t_exec: np.ndarray, power: KernelPower, gpus: np.ndarray, n: int
+) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """Kernel energy (all GPUs, J) and GPU time (s) per operation: ``(names, energy, seconds)`` with
+    one column per op that runs in any row (``energy[i, j]`` is op ``names[j]`` of row ``i``). Host
+    waits belong to no op: the ops' seconds sum to ``duration_seconds`` minus the overhead time, their
+    energy to ``energy_joules`` minus ``breakdown["overhead"]``."""
+    n_ops = len(OP_NAMES)
+    key = kt.row * n_ops + kt.op
+    size = n * n_ops
+    # (an empty table gives integer bincounts: hence the casts)
+    seconds = (
+        np.bincount(key, weights=t_exec, minlength=size).reshape(n, n_ops).astype(np.float64, copy=False)
+    )
+    energy = np.bincount(key, weights=power.total * t_exec, minlength=size).reshape(n, n_ops) * gpus[:, None]
+    energy = energy.astype(np.float64, copy=False)
+    used = np.unique(kt.op)
+    return tuple(OP_NAMES[j] for j in used.tolist()), energy[:, used], seconds[:, used]

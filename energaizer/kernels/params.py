@@ -66,6 +66,13 @@ class RowParams:
     seq: np.ndarray
     recompute: np.ndarray
 
+    def take(self, rows: np.ndarray) -> RowParams:
+        """The parameters of ``rows`` only (every column indexed by ``rows``)."""
+        return RowParams(**{name: getattr(self, name)[rows] for name in _FIELDS})
+
+
+_FIELDS = tuple(f.name for f in fields(RowParams))
+
 
 def transformer_params(a: ModelArchitecture) -> tuple[float, float]:
     """(total, active) parameter counts of a transformer, from its shapes."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from energaizer.kernels.ops import PHASES
 from energaizer.kernels.params import RowParams
-from energaizer.kernels.table import PHASES, KernelTable
+from energaizer.kernels.table import KernelTable
 from energaizer.profile import CalibrationProfile
 
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from energaizer.hardware import SM_L2_BYTES_PER_CYCLE, TMA_ALIGN_BYTES, GpuTable
-from energaizer.kernels.table import ATTENTION, COMM, GEMM, MEMORY, KernelTable
+from energaizer.kernels.ops import Kind
+from energaizer.kernels.table import KernelTable
 from energaizer.profile import CalibrationProfile
 
 ATTENTION_DECODE_ROWS = 64  # query rows per tile at or below which attention tiles over KV blocks
@@ -56,7 +57,12 @@ def kernel_timing(
     quantized = np.where((kt.grouped > 0) & (kt.precision_bytes < 2.0), prof.quantized_expert_efficiency, 1.0)
     bw = _stream_bandwidth(hw, g, f_mhz, prof) * quantized
     kind = kt.kind
-    is_gemm, is_attn, is_mem, is_comm = kind == GEMM, kind == ATTENTION, kind == MEMORY, kind == COMM
+    is_gemm, is_attn, is_mem, is_comm = (
+        kind == Kind.GEMM,
+        kind == Kind.ATTENTION,
+        kind == Kind.MEMORY,
+        kind == Kind.COMM,
+    )
 
     # --- GEMM tiling: the library picks the tile shape (and split-K) that finishes first ---
     issue = _issue_share(prof, hw, g)

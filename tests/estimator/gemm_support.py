@@ -6,7 +6,8 @@ import numpy as np
 
 from energaizer.catalog import get_gpu
 from energaizer.hardware import GpuTable
-from energaizer.kernels.table import GEMM, KernelTableBuilder
+from energaizer.kernels.ops import Op, Phase
+from energaizer.kernels.table import KernelTableBuilder
 from energaizer.profile import CalibrationProfile
 from energaizer.timing.kernel_time import KernelDevice, kernel_timing
 
@@ -19,8 +20,8 @@ def gemm_at_max_clock(
     b = KernelTableBuilder()
     b.add(
         np.array([0]),
-        GEMM,
-        0,
+        Op.LINEAR,
+        Phase.PREFILL,
         1.0,
         m=m,
         n=n,

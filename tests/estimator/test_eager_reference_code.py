@@ -106,13 +106,23 @@ def _simt_gemm(gpu: str, prof: CalibrationProfile):
     """One large fp32 (CUDA-core) GEMM at the clock its peak is quoted at: (seconds, FP32 activity)."""
     from energaizer.catalog import get_gpu
     from energaizer.hardware import GpuTable
-    from energaizer.kernels.table import GEMM, KernelTableBuilder
+    from energaizer.kernels.ops import Op, Phase
+    from energaizer.kernels.table import KernelTableBuilder
     from energaizer.timing.kernel_time import KernelDevice, kernel_timing
 
     m = n = k = 8192.0
     b = KernelTableBuilder()
     b.add(
-        np.array([0]), GEMM, 0, 1.0, m=m, n=n, k=k, flops=2 * m * n * k, bytes=12 * m * n, precision_bytes=4.0
+        np.array([0]),
+        Op.LINEAR,
+        Phase.PREFILL,
+        1.0,
+        m=m,
+        n=n,
+        k=k,
+        flops=2 * m * n * k,
+        bytes=12 * m * n,
+        precision_bytes=4.0,
     )
     hw = GpuTable.from_specs([get_gpu(gpu)])
     peak, tensor = hw.peak(0, "fp32")

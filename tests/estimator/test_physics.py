@@ -10,7 +10,8 @@ import pytest
 from energaizer import Workload, estimate
 from energaizer.catalog import get_gpu
 from energaizer.hardware import GpuTable
-from energaizer.kernels.table import GEMM, KernelTableBuilder
+from energaizer.kernels.ops import Op, Phase
+from energaizer.kernels.table import KernelTableBuilder
 from energaizer.profile import CalibrationProfile
 from energaizer.timing.kernel_time import KernelDevice, kernel_timing
 
@@ -76,7 +77,16 @@ def test_hand_checked_gemm_time():
     b = KernelTableBuilder()
     n = 8192.0
     b.add(
-        np.array([0]), GEMM, 0, 1.0, m=n, n=n, k=n, flops=2 * n**3, bytes=3 * n * n * 2, precision_bytes=2.0
+        np.array([0]),
+        Op.LINEAR,
+        Phase.PREFILL,
+        1.0,
+        m=n,
+        n=n,
+        k=n,
+        flops=2 * n**3,
+        bytes=3 * n * n * 2,
+        precision_bytes=2.0,
     )
     kt = b.build()
     dev = KernelDevice(g=np.array([0]), peak=np.array([312e12]), tensor=np.array([True]))
@@ -182,7 +192,7 @@ def test_fast_json_rows_match_pydantic_dump():
 
     batch = estimate_matrix([serve(), serve(model="llama-3.1-405b")], ["h100-sxm", "l4"])
     slow = [e.model_dump() for e in batch.to_estimates()]
-    fast = batch.to_dicts()
+    fast = batch.to_dicts(ops=True)
     for a, b in zip(slow, fast, strict=True):
         assert a.keys() == b.keys()
         for k in a:

@@ -9,7 +9,8 @@ import pytest
 from energaizer import Workload, estimate
 from energaizer.catalog import get_gpu
 from energaizer.hardware import GpuTable
-from energaizer.kernels.table import GEMM, MEMORY, KernelTableBuilder
+from energaizer.kernels.ops import Op, Phase
+from energaizer.kernels.table import KernelTableBuilder
 from energaizer.power.dvfs import voltage_ratio
 from energaizer.power.model import kernel_power
 from energaizer.profile import CalibrationProfile
@@ -24,13 +25,24 @@ def _device(gpu: str, precision: str) -> tuple[GpuTable, KernelDevice]:
 
 def _sgemm_table(n: float = 8192.0):
     b = KernelTableBuilder()
-    b.add(np.array([0]), GEMM, 0, 1.0, m=n, n=n, k=n, flops=2 * n**3, bytes=12 * n * n, precision_bytes=4.0)
+    b.add(
+        np.array([0]),
+        Op.LINEAR,
+        Phase.PREFILL,
+        1.0,
+        m=n,
+        n=n,
+        k=n,
+        flops=2 * n**3,
+        bytes=12 * n * n,
+        precision_bytes=4.0,
+    )
     return b.build()
 
 
 def _stream_table(nbytes: float = 4e9):
     b = KernelTableBuilder()
-    b.add(np.array([0]), MEMORY, 0, 1.0, bytes=nbytes, precision_bytes=2.0)
+    b.add(np.array([0]), Op.ELEMENTWISE, Phase.PREFILL, 1.0, bytes=nbytes, precision_bytes=2.0)
     return b.build()
 
 

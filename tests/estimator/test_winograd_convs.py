@@ -8,9 +8,10 @@ import pytest
 
 from energaizer import Workload
 from energaizer.catalog import get_gpu, get_model
-from energaizer.kernels.cnn import _add_winograd
+from energaizer.kernels.cnn import add_winograd
+from energaizer.kernels.ops import Kind, Op, Phase
 from energaizer.kernels.params import build_row_params
-from energaizer.kernels.table import GEMM, MEMORY, KernelTableBuilder
+from energaizer.kernels.table import KernelTableBuilder
 
 
 def test_winograd_kernels_hand_checked():
@@ -19,10 +20,10 @@ def test_winograd_kernels_hand_checked():
     b = KernelTableBuilder()
     m, c = 32 * 56 * 56.0, 64.0
     act = m * c * 4.0  # fp32 input (= output) bytes
-    _add_winograd(
+    add_winograd(
         b,
         np.array([0]),
-        0,
+        Phase.FORWARD,
         np.array([1.0]),
         np.array([m]),
         np.array([c]),
@@ -31,8 +32,9 @@ def test_winograd_kernels_hand_checked():
         np.array([4.0]),
     )
     kt = b.build()
-    assert list(kt.kind) == [MEMORY, GEMM, MEMORY]
-    gemm = kt.kind == GEMM
+    assert list(kt.kind) == [Kind.MEMORY, Kind.GEMM, Kind.MEMORY]
+    assert list(kt.op) == [Op.WINOGRAD_TRANSFORM, Op.CONV, Op.WINOGRAD_TRANSFORM]
+    gemm = kt.kind == Kind.GEMM
     assert kt.batch[gemm][0] == 36
     assert (kt.m[gemm][0], kt.n[gemm][0], kt.k[gemm][0]) == (m / 16, c, c)
     assert kt.flops[gemm][0] == pytest.approx(2 * m * c * 9 * c / 4)
@@ -90,7 +92,7 @@ def test_winograd_cuts_resnet50_gemm_flops_on_the_v100():
         b = KernelTableBuilder()
         add_cnn(b, p, np.arange(1), [arch.cnn])
         kt = b.build()
-        flops[gpu] = float((kt.flops * kt.count)[kt.kind == GEMM].sum())
+        flops[gpu] = float((kt.flops * kt.count)[kt.kind == Kind.GEMM].sum())
     cin, cout, k, stride, groups, h, w_out = cnn_shape_arrays(arch.cnn)["conv"].T
     conv_flops = 2 * cin / groups * cout * k * k * h * w_out
     share = conv_flops[(k == 3) & (stride == 1) & (groups == 1)].sum() / conv_flops.sum()
