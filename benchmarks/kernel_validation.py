@@ -59,7 +59,7 @@ def kernel_table(name: str, dtype: str, flops: float, nbytes: float) -> KernelTa
             m=queries,
             n=dims["s"],
             k=dims["d"],
-            batch=dims["b"] * dims["h"],
+            gemm_group=dims["b"] * dims["h"],
             flops=flops,
             bytes=nbytes,
             precision_bytes=pb,
@@ -89,7 +89,7 @@ def main() -> int:
             peak, tensor = hw.peak(0, r["dtype"])
             dev = KernelDevice(g=np.zeros(1, dtype=int), peak=np.full(1, peak), tensor=np.full(1, tensor))
             op = solve_operating_point(
-                kt.build(), dev, hw.f_max[:1].copy(), hw.limit_default[:1].copy(), hw, prof
+                kt.build(), dev, hw.max_clock_mhz[:1].copy(), hw.limit_default[:1].copy(), hw, prof
             )
             t, p = op.timing.t_exec[0] * 1e6, op.power.total[0]
             tm, pm = float(r["time_per_call_us"]), float(r["average_power_w"])
@@ -97,7 +97,7 @@ def main() -> int:
             err_p.append(p / pm - 1)
             print(
                 f"{r['kernel']:34s} {r['dtype']:5s} {t:9.1f} /{tm:9.1f} {t / tm - 1:+5.0%} {p:6.0f} /{pm:5.0f} "
-                f"{p / pm - 1:+5.0%} {op.f[0]:7.0f} /{float(r['sm_clock_mean_mhz']):6.0f}"
+                f"{p / pm - 1:+5.0%} {op.clock_mhz[0]:7.0f} /{float(r['sm_clock_mean_mhz']):6.0f}"
             )
     print(
         f"MAPE over {len(err_t)} kernels: time {100 * np.mean(np.abs(err_t)):.1f} %, "

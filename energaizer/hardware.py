@@ -45,15 +45,15 @@ class GpuTable:
 
     specs: list[GPUSpec]
     sm: np.ndarray
-    f_max: np.ndarray
-    f_min: np.ndarray
-    f_tensor: np.ndarray
+    max_clock_mhz: np.ndarray  # SM clock, MHz
+    min_clock_mhz: np.ndarray
+    tensor_clock_mhz: np.ndarray  # the clock the datasheet peaks are quoted at
     bw: np.ndarray  # bytes/s
     l2_bytes: np.ndarray
-    fp32_peak: np.ndarray  # FLOP/s at f_tensor
+    fp32_peak: np.ndarray  # FLOP/s at tensor_clock_mhz
     link_bw: np.ndarray  # bytes/s one direction
     tdp: np.ndarray
-    dynamic: np.ndarray  # W: the die's dynamic power scale at f_max
+    dynamic: np.ndarray  # W: the die's dynamic power scale at max_clock_mhz
     idle: np.ndarray
     limit_min: np.ndarray
     limit_max: np.ndarray
@@ -73,9 +73,9 @@ class GpuTable:
         return cls(
             specs=specs,
             sm=col(lambda g: g.sm_count),
-            f_max=col(lambda g: g.max_clock_mhz),
-            f_min=col(lambda g: g.min_clock_mhz or 0.25 * g.max_clock_mhz),
-            f_tensor=col(lambda g: g.tensor_clock_mhz),
+            max_clock_mhz=col(lambda g: g.max_clock_mhz),
+            min_clock_mhz=col(lambda g: g.min_clock_mhz or 0.25 * g.max_clock_mhz),
+            tensor_clock_mhz=col(lambda g: g.tensor_clock_mhz),
             bw=col(lambda g: g.memory_bw_gbs * 1e9),
             l2_bytes=col(lambda g: g.l2_mb * 1e6),
             fp32_peak=col(lambda g: g.peak_tflops["fp32"] * 1e12),
@@ -97,7 +97,7 @@ class GpuTable:
         )
 
     def peak(self, gpu_index: int, precision: str) -> tuple[float, bool]:
-        """(FLOP/s at f_tensor for this precision's math, runs on tensor cores?)."""
+        """(FLOP/s at tensor_clock_mhz for this precision's math, runs on tensor cores?)."""
         g = self.specs[gpu_index]
         p = math_precision(g, precision)
         return g.peak_tflops[p] * 1e12, p != "fp32"

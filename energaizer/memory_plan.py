@@ -28,7 +28,7 @@ TRAINING_STATE_BYTES_PER_PARAM = 16.0
 class MemoryPlan:
     feasible: np.ndarray
     reason: list[str]
-    batch: np.ndarray  # effective concurrency (inference)
+    concurrency: np.ndarray  # requests served at once after the memory limit (inference)
     required_gb: np.ndarray  # per GPU at the effective concurrency
 
 
@@ -49,28 +49,28 @@ def plan_memory(p: RowParams, archs: list[ModelArchitecture], hw: GpuTable, gi: 
     # Paged KV cache: a running sequence holds its prompt and what it has generated so far, on
     # average half its output under continuous batching; one request must fit at full length.
     kv_mean_seq = (p.input_tokens + 0.5 * p.output_tokens) * kv_per_token
-    inference = p.training == 0
+    inference = ~p.training
     free = cap - weights - RUNTIME_RESERVE_BYTES
     with np.errstate(divide="ignore", invalid="ignore"):
         fits = np.where(kv_mean_seq > 0, np.floor(free / kv_mean_seq), np.inf)
     fits = np.where(free >= kv_per_seq, np.maximum(fits, 1.0), 0.0)
-    batch = np.where(inference, np.clip(fits, 0.0, p.batch), p.batch)
-    batch = np.where(p.is_cnn > 0, p.batch, batch)
+    concurrency = np.where(inference, np.clip(fits, 0.0, p.concurrency), p.concurrency)
+    concurrency = np.where(p.is_cnn, p.concurrency, concurrency)
     need = (
         weights
         + RUNTIME_RESERVE_BYTES
-        + np.where(inference, np.maximum(kv_per_seq, np.maximum(batch, 1.0) * kv_mean_seq), 0.0)
+        + np.where(inference, np.maximum(kv_per_seq, np.maximum(concurrency, 1.0) * kv_mean_seq), 0.0)
     )
 
-    train = np.nonzero(p.training > 0)[0]
+    train = np.nonzero(p.training)[0]
     if train.size:
         mb, _ = microbatch(p, train)
-        act_per = np.where(p.recompute[train] > 0, 2.0, 34.0)
+        act_per = np.where(p.recompute[train], 2.0, 34.0)
         tokens = mb * p.seq[train]
         acts = act_per * tokens * p.hidden[train] * p.layers[train] / tp[train]
         state = TRAINING_STATE_BYTES_PER_PARAM * params[train] / tp[train]
         need[train] = state + acts + RUNTIME_RESERVE_BYTES
-    feasible = np.where(inference & (p.is_cnn == 0), batch >= 1.0, need <= cap)
+    feasible = np.where(inference & ~p.is_cnn, concurrency >= 1.0, need <= cap)
     reason = [""] * n
     for i in np.nonzero(~feasible)[0].tolist():
         g = hw.specs[gi[i]]
@@ -83,4 +83,6 @@ def plan_memory(p: RowParams, archs: list[ModelArchitecture], hw: GpuTable, gi: 
             f"does not fit: {what} need {need[i] / 1e9:.1f} GB per GPU, {g.id} has "
             f"{cap[i] / 1e9:.1f} GB usable x {int(p.gpu_count[i])} GPU(s); use more GPUs or a larger GPU"
         )
-    return MemoryPlan(feasible=feasible, reason=reason, batch=np.maximum(batch, 1.0), required_gb=need / 1e9)
+    return MemoryPlan(
+        feasible=feasible, reason=reason, concurrency=np.maximum(concurrency, 1.0), required_gb=need / 1e9
+    )

@@ -55,16 +55,16 @@ def _gpu_index(specs: list[GPUSpec]) -> tuple[GpuTable, np.ndarray]:
 
 
 def _knobs(workloads: list[Workload], hw: GpuTable, gi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    f = np.array([w.frequency_mhz or np.nan for w in workloads], dtype=np.float64)
+    clock = np.array([w.frequency_mhz or np.nan for w in workloads], dtype=np.float64)
     lim = np.array([w.power_limit_w or np.nan for w in workloads], dtype=np.float64)
-    f_max, f_min = hw.f_max[gi], hw.f_min[gi]
+    max_clock, min_clock = hw.max_clock_mhz[gi], hw.min_clock_mhz[gi]
     lo, hi = hw.limit_min[gi], hw.limit_max[gi]
-    bad_f = ~np.isnan(f) & ((f > f_max + 0.5) | (f < f_min - 0.5))
-    if bad_f.any():
-        i = int(np.argmax(bad_f))
+    bad_clock = ~np.isnan(clock) & ((clock > max_clock + 0.5) | (clock < min_clock - 0.5))
+    if bad_clock.any():
+        i = int(np.argmax(bad_clock))
         raise InvalidInputError(
             "frequency_mhz",
-            f"{f[i]:g} MHz is outside {hw.specs[gi[i]].id}'s clock range {f_min[i]:g}-{f_max[i]:g} MHz",
+            f"{clock[i]:g} MHz is outside {hw.specs[gi[i]].id}'s clock range {min_clock[i]:g}-{max_clock[i]:g} MHz",
         )
     bad_l = ~np.isnan(lim) & ((lim > hi + 0.5) | (lim < lo - 0.5))
     if bad_l.any():
@@ -73,33 +73,33 @@ def _knobs(workloads: list[Workload], hw: GpuTable, gi: np.ndarray) -> tuple[np.
             "power_limit_w",
             f"{lim[i]:g} W is outside {hw.specs[gi[i]].id}'s power-limit range {lo[i]:g}-{hi[i]:g} W",
         )
-    return np.where(np.isnan(f), f_max, f), np.where(np.isnan(lim), hw.limit_default[gi], lim)
+    return np.where(np.isnan(clock), max_clock, clock), np.where(np.isnan(lim), hw.limit_default[gi], lim)
 
 
 def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfile) -> EstimateBatch:
     n = len(workloads)
     archs = _architectures(workloads)
     hw, gi = _gpu_index(specs)
-    f_req, limit = _knobs(workloads, hw, gi)
+    clock_mhz, power_limit_w = _knobs(workloads, hw, gi)
     p = build_row_params(workloads, specs, archs)
     mem = plan_memory(p, archs, hw, gi)
 
     builder = KernelTableBuilder()
     rows = np.arange(n)
-    tr = (p.is_cnn == 0) & mem.feasible
-    inf_rows = rows[tr & (p.training == 0)]
-    add_inference(builder, p, inf_rows, mem.batch[inf_rows])
-    train_rows = rows[tr & (p.training > 0)]
+    tr = ~p.is_cnn & mem.feasible
+    inf_rows = rows[tr & ~p.training]
+    add_inference(builder, p, inf_rows, mem.concurrency[inf_rows])
+    train_rows = rows[tr & p.training]
     add_training(builder, p, train_rows)
     passes = np.zeros(n)
     ir = inf_rows
     decode_steps = np.zeros(n)
-    passes[ir] = np.ceil(p.requests[ir] / mem.batch[ir])
-    decode_steps[ir] = p.requests[ir] * p.output_tokens[ir] / mem.batch[ir]
+    passes[ir] = np.ceil(p.requests[ir] / mem.concurrency[ir])
+    decode_steps[ir] = p.requests[ir] * p.output_tokens[ir] / mem.concurrency[ir]
     if train_rows.size:
         _, n_mb = microbatch(p, train_rows)
         passes[train_rows] = p.steps[train_rows] * n_mb
-    cnn_rows = rows[(p.is_cnn > 0) & mem.feasible]
+    cnn_rows = rows[p.is_cnn & mem.feasible]
     if cnn_rows.size:
         passes[cnn_rows] = add_cnn(builder, p, cnn_rows, [archs[r].cnn for r in cnn_rows.tolist()])
     kt = builder.build()
@@ -118,22 +118,22 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
         peak_row[i], tensor_row[i] = peaks[key]
     r = kt.row
     dev = KernelDevice(g=gi[r], peak=peak_row[r], tensor=tensor_row[r])
-    op = solve_operating_point(kt, dev, f_req[r], limit[r], hw, prof)
+    op = solve_operating_point(kt, dev, clock_mhz[r], power_limit_w[r], hw, prof)
 
     cnt = kt.count
     t_exec = cnt * op.timing.t_exec
     is_comm = kt.kind == Kind.COMM
     exec_s = per_row(kt, t_exec, n)
-    gap_s = host_gaps(kt, t_exec, p, passes, decode_steps, mem.batch, prof)
+    gap_s = host_gaps(kt, t_exec, p, passes, decode_steps, mem.concurrency, prof)
     duration = exec_s + gap_s
     gpus = p.gpu_count
-    gap_w = gap_power(f_req, gi, hw, prof)
+    gap_w = gap_power(clock_mhz, gi, hw, prof)
     energy, breakdown = energy_breakdown(kt, t_exec, op.power, gap_w, gap_s, gpus, n)
     with np.errstate(invalid="ignore", divide="ignore"):
         power = np.where(duration > 0, energy / duration, 0.0)
-        f_eff = np.where(exec_s > 0, per_row(kt, op.f * t_exec, n) / exec_s, f_req)
+        effective_mhz = np.where(exec_s > 0, per_row(kt, op.clock_mhz * t_exec, n) / exec_s, clock_mhz)
         out_tokens = p.requests * p.output_tokens
-        epot = np.where((p.training == 0) & (out_tokens > 0), energy / out_tokens, np.nan)
+        epot = np.where(~p.training & (out_tokens > 0), energy / out_tokens, np.nan)
     time_breakdown = {
         name: per_row(kt, np.where(kt.phase == i, t_exec, 0.0), n) for i, name in enumerate(PHASES)
     }
@@ -156,8 +156,8 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
         feasible=feasible,
         reason=mem.reason,
         gpu_count=gpus.astype(np.int64),
-        frequency_mhz=f_eff,
-        power_limit_w=limit,
+        frequency_mhz=effective_mhz,
+        power_limit_w=power_limit_w,
         memory_required_gb=mem.required_gb,
         kernel_launches=per_row(kt, cnt, n),
         time_breakdown=time_breakdown,

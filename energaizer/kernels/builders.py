@@ -46,11 +46,11 @@ def gemm(
         m=m,
         n=n,
         k=k,
-        batch=gemm_group,
+        gemm_group=gemm_group,
         flops=2.0 * gemm_group * m * n * k,
         bytes=nbytes,
         precision_bytes=np.minimum(wb, ab) if weights else ab,
-        grouped=1.0 if moe_grouped else 0.0,
+        moe_grouped=moe_grouped,
     )
 
 

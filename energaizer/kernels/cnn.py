@@ -114,7 +114,7 @@ def _add_pass(
             m=m[direct],
             n=n[direct],
             k=kk[direct],
-            batch=groups[direct],
+            gemm_group=groups[direct],
             flops=(2.0 * m * n * kk * groups)[direct],
             bytes=nbytes[direct],
             precision_bytes=np.minimum(wbb, abb)[direct],
@@ -172,7 +172,7 @@ def _add_pass(
             m=tok,
             n=tok,
             k=hd,
-            batch=bh,
+            gemm_group=bh,
             flops=4.0 * bh * tok * tok * hd * (2.5 if backward else 1.0),
             fp_flops=5.0 * bh * tok * tok,
             bytes=4.0 * bh * tok * hd * abb + np.where(eag > 0, 6.0 * scores, 0.0),
@@ -199,8 +199,8 @@ def add_cnn(b: KernelTableBuilder, p: RowParams, rows: np.ndarray, specs: list[C
         idx = np.array(idx_list)
         r = rows[idx]
         shapes = cnn_shape_arrays(spec)
-        wb, ab, eager, simt = p.w_bytes[r], p.a_bytes[r], p.eager_attention[r] > 0, p.simt_convs[r]
-        train = p.training[r] > 0
+        wb, ab, eager, simt = p.w_bytes[r], p.a_bytes[r], p.eager_attention[r], p.simt_convs[r]
+        train = p.training[r]
         if train.any():
             rt, it = r[train], idx[train]
             images = np.maximum(p.global_batch[rt] / p.dp[rt], 1.0)
@@ -224,10 +224,10 @@ def add_cnn(b: KernelTableBuilder, p: RowParams, rows: np.ndarray, specs: list[C
         inf = ~train
         if inf.any():
             ri, ii = r[inf], idx[inf]
-            batch = p.batch[ri]
-            passes = np.ceil(p.requests[ri] / batch)
+            images = p.concurrency[ri]
+            passes = np.ceil(p.requests[ri] / images)
             _add_pass(
-                b, ri, Phase.PREFILL, passes, batch, shapes, wb[inf], ab[inf], eager[inf], simt[inf], False
+                b, ri, Phase.PREFILL, passes, images, shapes, wb[inf], ab[inf], eager[inf], simt[inf], False
             )
             passes_out[ii] = passes
     return passes_out

@@ -26,13 +26,13 @@ class KernelTable:
     m: np.ndarray  # GEMM rows (tokens); for ATTENTION: query rows per (batch*head)
     n: np.ndarray  # GEMM cols
     k: np.ndarray  # GEMM reduction dim
-    batch: np.ndarray  # independent GEMMs / attention heads in one launch
+    gemm_group: np.ndarray  # independent GEMMs (batched GEMM, conv groups) / attention heads in one launch
     flops: np.ndarray  # tensor-core (or SIMT for fp32) FLOPs per launch
     fp_flops: np.ndarray  # CUDA-core FLOPs per launch (softmax, activations, optimizer math)
     bytes: np.ndarray  # compulsory DRAM bytes per launch
     comm_bytes: np.ndarray  # bytes each GPU sends for COMM kernels (ring algorithm already applied)
     precision_bytes: np.ndarray  # element size of the operands
-    grouped: np.ndarray  # 1 for a MoE grouped expert GEMM (one launch over the touched experts)
+    moe_grouped: np.ndarray  # bool: a MoE grouped expert GEMM (one launch over the experts hit)
 
 
 @dataclass
@@ -56,8 +56,9 @@ class KernelTableBuilder:
         }
         full["count"] = np.broadcast_to(np.asarray(count, dtype=np.float64), (size,))
         for name in _COLUMNS[5:]:
-            default = 1.0 if name in ("batch", "m", "n", "k", "precision_bytes") else 0.0
-            full[name] = np.broadcast_to(np.asarray(cols.pop(name, default), dtype=np.float64), (size,))
+            default = 1.0 if name in ("gemm_group", "m", "n", "k", "precision_bytes") else 0.0
+            dtype = _DTYPES.get(name, np.float64)
+            full[name] = np.broadcast_to(np.asarray(cols.pop(name, default), dtype=dtype), (size,))
         if cols:
             raise TypeError(f"unknown kernel columns: {sorted(cols)}")
         for name in _COLUMNS:
@@ -74,7 +75,7 @@ class KernelTableBuilder:
         return KernelTable(**{k: v[keep] for k, v in cols.items()})
 
 
-_DTYPES = {"row": np.int64, "op": np.int8, "kind": np.int8, "phase": np.int8}
+_DTYPES = {"row": np.int64, "op": np.int8, "kind": np.int8, "phase": np.int8, "moe_grouped": np.bool_}
 _COLUMNS = (
     "row",
     "op",
@@ -84,11 +85,11 @@ _COLUMNS = (
     "m",
     "n",
     "k",
-    "batch",
+    "gemm_group",
     "flops",
     "fp_flops",
     "bytes",
     "comm_bytes",
     "precision_bytes",
-    "grouped",
+    "moe_grouped",
 )

@@ -164,7 +164,7 @@ class LayerPass:
         causal_f = np.where(self.causal, 0.5, 1.0)
         heads_total = seqs * self.h_loc
         per_layer = self.passes * s.layers
-        eager = s.eager_attention > 0
+        eager = s.eager_attention
         flash_rows = ~eager
         if flash_rows.any():
             sel = flash_rows
@@ -184,7 +184,7 @@ class LayerPass:
                 m=np.where(one_q, group, np.broadcast_to(q_len, rows.shape))[sel],
                 n=np.broadcast_to(kv_len, rows.shape)[sel],
                 k=hd[sel],
-                batch=np.where(one_q, seqs * self.kv_loc, np.broadcast_to(heads_total, rows.shape))[sel],
+                gemm_group=np.where(one_q, seqs * self.kv_loc, np.broadcast_to(heads_total, rows.shape))[sel],
                 flops=(attn_flops * fa_mult)[sel],
                 fp_flops=(5.0 * heads_total * q_len * kv_len * np.where(q_len > 1, causal_f, 1.0) * fa_mult)[
                     sel
@@ -219,7 +219,7 @@ class LayerPass:
         s, T = self.s, self.tokens
         act = T * s.hidden * s.a_bytes
         launches = ELEMENTWISE_LAUNCHES_PER_LAYER + np.where(
-            s.eager_dispatch > 0,
+            s.eager_dispatch,
             EAGER_EXTRA_LAUNCHES_PER_LAYER
             + EAGER_RMSNORM_EXTRA_LAUNCHES_PER_LAYER * s.rms_norm
             + EAGER_ROTARY_EXTRA_LAUNCHES_PER_LAYER * s.rotary,
@@ -240,7 +240,7 @@ class LayerPass:
         """An unfused eager activation (GPT-2's gelu_new: pow, 3 multiplies, 2 adds, tanh, scale) runs
         its extra kernels over the MLP intermediate, each reading and writing it."""
         s = self.s
-        extra_act = np.where(s.eager_dispatch > 0, s.act_kernels - 1.0, 0.0)
+        extra_act = np.where(s.eager_dispatch, s.act_kernels - 1.0, 0.0)
         if (extra_act > 0).any():
             sel = extra_act > 0
             mlp_elems = (np.broadcast_to(self.tokens, self.rows.shape) * s.ffn / s.tp)[sel]
@@ -286,7 +286,7 @@ def add_inference(b: KernelTableBuilder, p: RowParams, rows: np.ndarray, concurr
         return
     req, inp, out = p.requests[rows], p.input_tokens[rows], p.output_tokens[rows]
     B = concurrency
-    decoder = p.decoder[rows] > 0
+    decoder = p.decoder[rows]
     prefill_passes = np.ceil(req / B)
     T = B * inp
     LayerPass(p, rows, Phase.PREFILL, prefill_passes, T, inp, inp, decoder, B).emit(b)
@@ -324,10 +324,10 @@ def add_training(b: KernelTableBuilder, p: RowParams, rows: np.ndarray) -> None:
     mb, n_mb = microbatch(p, rows)
     passes = steps * n_mb
     T = mb * seq
-    causal = p.decoder[rows] > 0
+    causal = p.decoder[rows]
     LayerPass(p, rows, Phase.FORWARD, passes, T, seq, seq, causal, mb).emit(b)
     LayerPass(p, rows, Phase.BACKWARD, passes, T, seq, seq, causal, mb, backward=True).emit(b)
-    recompute = p.recompute[rows] > 0
+    recompute = p.recompute[rows]
     if recompute.any():
         sel = recompute
         LayerPass(

@@ -41,33 +41,35 @@ def dynamic_range(hw: GpuTable, g: np.ndarray) -> np.ndarray:
     return np.maximum(hw.dynamic[g], 1.0)
 
 
-def gap_power(f: np.ndarray, g: np.ndarray, hw: GpuTable, prof: CalibrationProfile) -> np.ndarray:
-    """Board power while the GPU waits for the host at clock ``f``: not parked, clocks up, small
+def gap_power(clock_mhz: np.ndarray, g: np.ndarray, hw: GpuTable, prof: CalibrationProfile) -> np.ndarray:
+    """Board power while the GPU waits for the host at clock ``clock_mhz``: not parked, clocks up, small
     kernels (sampling, copies) keep a fitted share of the SM-activity power."""
-    return idle_power(f, g, hw, prof) + prof.gap_activity * prof.alpha_sm * dynamic_range(hw, g) * core_scale(
-        f, g, hw, prof
-    )
+    return idle_power(clock_mhz, g, hw, prof) + prof.gap_activity * prof.alpha_sm * dynamic_range(
+        hw, g
+    ) * core_scale(clock_mhz, g, hw, prof)
 
 
 def kernel_power(
-    tm: KernelTiming, dev: KernelDevice, f: np.ndarray, hw: GpuTable, prof: CalibrationProfile
+    tm: KernelTiming, dev: KernelDevice, clock_mhz: np.ndarray, hw: GpuTable, prof: CalibrationProfile
 ) -> KernelPower:
     g = dev.g
-    s = core_scale(f, g, hw, prof)
+    s = core_scale(clock_mhz, g, hw, prof)
     compute = (
         dynamic_range(hw, g)
         * s
         * (prof.alpha_tensor * tm.u_tensor + prof.alpha_l2 * tm.u_l2 + prof.alpha_sm * tm.u_busy)
     )
-    compute = compute + prof.fp32_pj_per_flop * 1e-12 * tm.fp_flop_rate * voltage_ratio(f, g, hw, prof) ** 2
+    compute = (
+        compute + prof.fp32_pj_per_flop * 1e-12 * tm.fp_flop_rate * voltage_ratio(clock_mhz, g, hw, prof) ** 2
+    )
     pj = np.where(hw.gddr[g] > 0, prof.dram_pj_per_bit_gddr, prof.dram_pj_per_bit_hbm)
     memory = pj * 1e-12 * 8.0 * tm.u_dram * hw.bw[g]
-    return KernelPower(idle=idle_power(f, g, hw, prof), compute=compute, memory=memory)
+    return KernelPower(idle=idle_power(clock_mhz, g, hw, prof), compute=compute, memory=memory)
 
 
 @dataclass
 class OperatingPoint:
-    f: np.ndarray  # effective clock per kernel (MHz)
+    clock_mhz: np.ndarray  # effective clock per kernel (MHz)
     timing: KernelTiming
     power: KernelPower
     capped: np.ndarray  # bool
@@ -76,37 +78,38 @@ class OperatingPoint:
 def solve_operating_point(
     kt: KernelTable,
     dev: KernelDevice,
-    f_req: np.ndarray,
-    limit: np.ndarray,
+    requested_mhz: np.ndarray,
+    power_limit_w: np.ndarray,
     hw: GpuTable,
     prof: CalibrationProfile,
 ) -> OperatingPoint:
-    """Evaluate every kernel at the requested clock; where power exceeds the limit, bisect the clock
-    down to the highest one that fits (never below the GPU's minimum clock)."""
-    tm = kernel_timing(kt, dev, f_req, hw, prof)
-    pw = kernel_power(tm, dev, f_req, hw, prof)
-    capped = pw.total > limit
-    f = f_req.copy()
+    """The clock, time and power of every kernel. Each runs at ``requested_mhz`` unless its board power
+    there exceeds ``power_limit_w`` (per GPU); then, as the firmware does, the clock drops: bisected to
+    the highest that fits (never below the GPU's minimum clock), where the board draws at most the limit."""
+    tm = kernel_timing(kt, dev, requested_mhz, hw, prof)
+    pw = kernel_power(tm, dev, requested_mhz, hw, prof)
+    capped = pw.total > power_limit_w
+    clock_mhz = requested_mhz.copy()
     if capped.any():
         idx = np.nonzero(capped)[0]
         sub = _subset(kt, idx)
         sdev = KernelDevice(g=dev.g[idx], peak=dev.peak[idx], tensor=dev.tensor[idx])
-        lo = hw.f_min[sdev.g].copy()
-        hi = f_req[idx].copy()
-        lim = limit[idx]
+        lo = hw.min_clock_mhz[sdev.g].copy()
+        hi = requested_mhz[idx].copy()
+        lim = power_limit_w[idx]
         for _ in range(CAP_BISECTION_STEPS):
             mid = 0.5 * (lo + hi)
             p = kernel_power(kernel_timing(sub, sdev, mid, hw, prof), sdev, mid, hw, prof).total
             ok = p <= lim
             lo = np.where(ok, mid, lo)
             hi = np.where(ok, hi, mid)
-        f[idx] = lo
-        tm = kernel_timing(kt, dev, f, hw, prof)
-        pw = kernel_power(tm, dev, f, hw, prof)
+        clock_mhz[idx] = lo
+        tm = kernel_timing(kt, dev, clock_mhz, hw, prof)
+        pw = kernel_power(tm, dev, clock_mhz, hw, prof)
         # At the minimum clock a kernel may still exceed the limit: the board then draws the limit.
-        scale = np.minimum(1.0, limit / np.maximum(pw.total, 1e-9))
+        scale = np.minimum(1.0, power_limit_w / np.maximum(pw.total, 1e-9))
         pw = KernelPower(idle=pw.idle * scale, compute=pw.compute * scale, memory=pw.memory * scale)
-    return OperatingPoint(f=f, timing=tm, power=pw, capped=capped)
+    return OperatingPoint(clock_mhz=clock_mhz, timing=tm, power=pw, capped=capped)
 
 
 def _subset(kt: KernelTable, idx: np.ndarray) -> KernelTable:

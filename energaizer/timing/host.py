@@ -16,7 +16,7 @@ def host_gaps(
     p: RowParams,
     passes: np.ndarray,
     decode_steps: np.ndarray,
-    batch: np.ndarray,
+    concurrency: np.ndarray,
     prof: CalibrationProfile,
 ) -> np.ndarray:
     """Seconds per row during which the GPU waits for the host.
@@ -35,16 +35,14 @@ def host_gaps(
     launch_rp = np.bincount(key, weights=kt.count, minlength=n * nph).reshape(n, nph)
     dispatch_rp = launch_rp * prof.launch_overhead_us * 1e-6
     # Code that synchronises every layer serialises dispatch and GPU work; otherwise they overlap.
-    loss = np.where(p.host_syncs > 0, 1.0, prof.dispatch_overlap_loss)[:, None]
+    loss = np.where(p.host_syncs, 1.0, prof.dispatch_overlap_loss)[:, None]
     exposed = np.maximum(dispatch_rp - exec_rp, 0.0) + loss * np.minimum(dispatch_rp, exec_rp)
     dispatch_wait = exposed.sum(axis=1)
-    eager = p.eager_dispatch > 0
-    per_seq_us = np.where(
-        p.legacy_engine > 0, prof.legacy_decode_seq_overhead_us, prof.decode_seq_overhead_us
-    )
+    eager = p.eager_dispatch
+    per_seq_us = np.where(p.legacy_engine, prof.legacy_decode_seq_overhead_us, prof.decode_seq_overhead_us)
     # A legacy engine also hands every step to each extra tensor-parallel worker process (RPC).
-    per_worker_ms = np.where(p.legacy_engine > 0, prof.legacy_worker_overhead_ms * (p.tp - 1.0), 0.0)
-    per_step_s = (prof.decode_step_overhead_ms + per_worker_ms + per_seq_us * 1e-3 * batch) * 1e-3
+    per_worker_ms = np.where(p.legacy_engine, prof.legacy_worker_overhead_ms * (p.tp - 1.0), 0.0)
+    per_step_s = (prof.decode_step_overhead_ms + per_worker_ms + per_seq_us * 1e-3 * concurrency) * 1e-3
     pass_s = prof.pass_overhead_ms * 1e-3
     return np.where(
         eager,

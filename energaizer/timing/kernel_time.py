@@ -28,7 +28,7 @@ class KernelDevice:
     """Per-kernel hardware columns (gathered once from the row's GPU and precision)."""
 
     g: np.ndarray  # distinct-GPU index
-    peak: np.ndarray  # FLOP/s of the kernel's math unit at f_tensor
+    peak: np.ndarray  # FLOP/s of the kernel's math unit at the GPU's tensor_clock_mhz
     tensor: np.ndarray  # bool: math on tensor cores
 
 
@@ -45,17 +45,17 @@ class KernelTiming:
 
 
 def kernel_timing(
-    kt: KernelTable, dev: KernelDevice, f_mhz: np.ndarray, hw: GpuTable, prof: CalibrationProfile
+    kt: KernelTable, dev: KernelDevice, clock_mhz: np.ndarray, hw: GpuTable, prof: CalibrationProfile
 ) -> KernelTiming:
     g = dev.g
-    f_hz = f_mhz * 1e6
+    clock_hz = clock_mhz * 1e6
     sm = hw.sm[g]
-    clock_scale = f_mhz / hw.f_tensor[g]
+    clock_scale = clock_mhz / hw.tensor_clock_mhz[g]
     peak_f = dev.peak * clock_scale
     fp32_f = hw.fp32_peak[g] * clock_scale
     # grouped expert GEMMs on 8-bit (or narrower) weights run below the bf16 kernels' rates
-    quantized = np.where((kt.grouped > 0) & (kt.precision_bytes < 2.0), prof.quantized_expert_efficiency, 1.0)
-    bw = _stream_bandwidth(hw, g, f_mhz, prof) * quantized
+    quantized = np.where(kt.moe_grouped & (kt.precision_bytes < 2.0), prof.quantized_expert_efficiency, 1.0)
+    bw = _stream_bandwidth(hw, g, clock_mhz, prof) * quantized
     kind = kt.kind
     is_gemm, is_attn, is_mem, is_comm = (
         kind == Kind.GEMM,
@@ -67,12 +67,14 @@ def kernel_timing(
     # --- GEMM tiling: the library picks the tile shape (and split-K) that finishes first ---
     issue = _issue_share(prof, hw, g)
     math_eff = np.where(dev.tensor, prof.compute_efficiency, prof.simt_efficiency * issue)
-    gemm = _gemm_tiling(kt, dev, hw, g, math_eff, peak_f * quantized, bw, f_hz, prof)
+    gemm = _gemm_tiling(kt, dev, hw, g, math_eff, peak_f * quantized, bw, clock_hz, prof)
 
     # --- attention tiling ---
     # decode (a few packed query rows per KV head): split over KV blocks; prefill: query blocks
     attn_tiles = np.where(
-        kt.m <= ATTENTION_DECODE_ROWS, kt.batch * np.ceil(kt.n / 512.0), kt.batch * np.ceil(kt.m / 128.0)
+        kt.m <= ATTENTION_DECODE_ROWS,
+        kt.gemm_group * np.ceil(kt.n / 512.0),
+        kt.gemm_group * np.ceil(kt.m / 128.0),
     )
     attn_tile_flops = kt.flops / np.maximum(attn_tiles, 1.0)
 
@@ -88,7 +90,7 @@ def kernel_timing(
     t_link = np.where(
         is_comm, kt.comm_bytes / (hw.link_bw[g] * prof.link_efficiency) + prof.comm_latency_us * 1e-6, 0.0
     )
-    t_wave = np.where(is_comm, 0.0, waves * prof.wave_overhead_cycles / f_hz)
+    t_wave = np.where(is_comm, 0.0, waves * prof.wave_overhead_cycles / clock_hz)
     t_exec = np.maximum.reduce([t_comp, t_fp, t_mem, t_link]) + t_wave
     t_exec = np.maximum(t_exec, 1e-9)
 
@@ -100,7 +102,7 @@ def kernel_timing(
     simt_math = ~(dev.tensor | is_mem | is_comm)
     simt_flops = np.where(simt_math, useful, 0.0) + kt.fp_flops
     u_fp = np.where(simt_math, u_simt, 0.0) + kt.fp_flops / (fp32_f * t_exec)
-    l2_bw = SM_L2_BYTES_PER_CYCLE * sm * f_hz
+    l2_bw = SM_L2_BYTES_PER_CYCLE * sm * clock_hz
     l2_bytes = np.where(is_gemm, gemm.l2_bytes, nbytes)
     u_l2 = l2_bytes / (l2_bw * t_exec)
     u_dram = nbytes / (hw.bw[g] * t_exec)
@@ -118,13 +120,15 @@ def kernel_timing(
     )
 
 
-def _stream_bandwidth(hw: GpuTable, g: np.ndarray, f_mhz: np.ndarray, prof: CalibrationProfile) -> np.ndarray:
-    """Achievable DRAM bandwidth at SM clock ``f_mhz``. The SMs keep a bounded number of bytes in flight
+def _stream_bandwidth(
+    hw: GpuTable, g: np.ndarray, clock_mhz: np.ndarray, prof: CalibrationProfile
+) -> np.ndarray:
+    """Achievable DRAM bandwidth at SM clock ``clock_mhz``. The SMs keep a bounded number of bytes in flight
     and part of a load's latency runs in core cycles (L1, crossbar, L2), so by Little's law the bandwidth
     they can draw scales with the clock; GPUs are built to saturate DRAM at f_max with some headroom
     (``dram_stream_headroom``), so memory-bound kernels keep full speed down to a knee and then slow
     with the clock (the A100 DVFS rows: 0.53 x f_max)."""
-    in_flight = prof.dram_stream_headroom * hw.bw[g] * f_mhz / hw.f_max[g]
+    in_flight = prof.dram_stream_headroom * hw.bw[g] * clock_mhz / hw.max_clock_mhz[g]
     return np.minimum(hw.bw[g] * prof.dram_efficiency, in_flight)
 
 
@@ -174,7 +178,7 @@ def _gemm_tiling(
     math_eff: np.ndarray,
     peak_f: np.ndarray,
     bw: np.ndarray,
-    f_hz: np.ndarray,
+    clock_hz: np.ndarray,
     prof: CalibrationProfile,
 ) -> GemmTiling:
     """Tiles in waves over the SMs for each candidate tile shape, split-K when there are fewer tiles
@@ -190,15 +194,15 @@ def _gemm_tiling(
     # operand bytes/s per SM: tensor-core tiles stage theirs at the profile's rate, which their MMAs do not
     # hide; SIMT tiles load at the L2 slice rate, overlapped with their FFMAs
     feed_per_cycle = np.where(dev.tensor, prof.operand_feed_bytes_per_cycle, SM_L2_BYTES_PER_CYCLE)
-    feed = feed_per_cycle * f_hz * _operand_feed_fraction(kt, dev, hw, g)
+    feed = feed_per_cycle * clock_hz * _operand_feed_fraction(kt, dev, hw, g)
     b_share = np.where(dev.tensor, hw.b_tile_sharing[g], 1.0)
-    overhead = prof.wave_overhead_cycles / f_hz
+    overhead = prof.wave_overhead_cycles / clock_hz
     best: GemmTiling | None = None
     best_t = np.full(kt.m.shape, np.inf)
     for bm0, bn0 in GEMM_TILE_SHAPES:
         bm = np.where(kt.m <= 64, 64.0, bm0)
         bn = hw.tile_n[g] if bn0 == 0.0 else np.minimum(hw.tile_n[g], bn0)
-        tiles0 = kt.batch * np.ceil(kt.m / bm) * np.ceil(kt.n / bn)
+        tiles0 = kt.gemm_group * np.ceil(kt.m / bm) * np.ceil(kt.n / bn)
         split = np.where(
             tiles0 < sm,
             np.clip(np.floor(sm / np.maximum(tiles0, 1.0)), 1.0, np.maximum(np.floor(kt.k / 256.0), 1.0)),
@@ -213,7 +217,7 @@ def _gemm_tiling(
         cand = GemmTiling(
             waves=waves,
             t_comp=waves * per_wave,
-            bytes=kt.bytes + np.where(split > 1, kt.batch * kt.m * kt.n * 4.0 * split, 0.0),
+            bytes=kt.bytes + np.where(split > 1, kt.gemm_group * kt.m * kt.n * 4.0 * split, 0.0),
             l2_bytes=tiles0 * split * operand_bytes,
         )
         t = np.maximum(cand.t_comp, cand.bytes / bw) + waves * overhead

@@ -128,7 +128,7 @@ def _simt_gemm(gpu: str, prof: CalibrationProfile):
     peak, tensor = hw.peak(0, "fp32")
     assert not tensor
     dev = KernelDevice(g=np.zeros(1, dtype=int), peak=np.array([peak]), tensor=np.array([tensor]))
-    tm = kernel_timing(b.build(), dev, np.array([hw.f_tensor[0]]), hw, prof)  # peak is quoted there
+    tm = kernel_timing(b.build(), dev, np.array([hw.tensor_clock_mhz[0]]), hw, prof)  # peak is quoted there
     return float(tm.t_exec[0]), float(tm.u_fp[0]), peak
 
 

@@ -98,7 +98,7 @@ def test_shipped_profile_gives_ga102_simt_gemms_the_power_of_its_bf16_gemms():
 def test_streaming_keeps_full_bandwidth_down_to_the_knee_then_slows_with_the_clock(gpu):
     prof = CalibrationProfile(dram_efficiency=0.72, dram_stream_headroom=1.35, wave_overhead_cycles=0.0)
     hw, dev = _device(gpu, "bf16")
-    f_max = hw.f_max[0]
+    f_max = hw.max_clock_mhz[0]
     knee = f_max * 0.72 / 1.35
 
     def seconds(mhz: float) -> float:

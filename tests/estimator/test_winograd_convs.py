@@ -35,7 +35,7 @@ def test_winograd_kernels_hand_checked():
     assert list(kt.kind) == [Kind.MEMORY, Kind.GEMM, Kind.MEMORY]
     assert list(kt.op) == [Op.WINOGRAD_TRANSFORM, Op.CONV, Op.WINOGRAD_TRANSFORM]
     gemm = kt.kind == Kind.GEMM
-    assert kt.batch[gemm][0] == 36
+    assert kt.gemm_group[gemm][0] == 36
     assert (kt.m[gemm][0], kt.n[gemm][0], kt.k[gemm][0]) == (m / 16, c, c)
     assert kt.flops[gemm][0] == pytest.approx(2 * m * c * 9 * c / 4)
     # transforms: read the tensor once, write/read its 2.25x transformed copy; the GEMMs read the transformed
