@@ -34,6 +34,8 @@ def gemm_at_max_clock(
     peak, tensor = hw.peak(0, precision)
     dev = KernelDevice(g=np.zeros(1, dtype=int), peak=np.array([peak]), tensor=np.array([tensor]))
     t = float(
-        kernel_timing(b.build(), dev, np.array([hw.max_clock_mhz[0]]), hw, prof or CalibrationProfile()).t_exec[0]
+        kernel_timing(
+            b.build(), dev, np.array([hw.max_clock_mhz[0]]), hw, prof or CalibrationProfile()
+        ).t_exec[0]
     )
     return t, 2 * m * n * k / t / (peak * hw.max_clock_mhz[0] / hw.tensor_clock_mhz[0])
