@@ -77,6 +77,14 @@ def _knobs(workloads: list[Workload], hw: GpuTable, gi: np.ndarray) -> tuple[np.
 
 
 def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfile) -> EstimateBatch:
+    """Estimate ``workloads[i]`` on ``specs[i]`` for every i with calibration profile ``prof``.
+
+    Checks the what-if clock and power limit against each GPU, builds the row parameters, plans memory
+    (feasibility, the concurrency that fits), emits the kernel table of every feasible row, solves each
+    kernel's operating point (clock under the power cap, time, power), adds the host time between
+    kernels and passes, and sums per row: duration, energy and its breakdown, the time by phase and the
+    energy and time by operation. Infeasible rows get NaN figures and a reason.
+    """
     n = len(workloads)
     archs = _architectures(workloads)
     hw, gi = _gpu_index(specs)

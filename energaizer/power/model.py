@@ -52,6 +52,10 @@ def gap_power(clock_mhz: np.ndarray, g: np.ndarray, hw: GpuTable, prof: Calibrat
 def kernel_power(
     tm: KernelTiming, dev: KernelDevice, clock_mhz: np.ndarray, hw: GpuTable, prof: CalibrationProfile
 ) -> KernelPower:
+    """Board power of one GPU while each kernel runs at ``clock_mhz``, split as the breakdown needs it:
+    idle power at that clock, the dynamic power of the core clock domain (tensor cores, L2 and SM
+    activity as shares of the die's dynamic range, scaled by V^2 f; CUDA-core FLOPs at an energy per
+    FLOP scaled by V^2) and DRAM power (energy per bit x the bits the kernel moves per second)."""
     g = dev.g
     s = core_scale(clock_mhz, g, hw, prof)
     compute = (

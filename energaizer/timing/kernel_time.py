@@ -47,6 +47,15 @@ class KernelTiming:
 def kernel_timing(
     kt: KernelTable, dev: KernelDevice, clock_mhz: np.ndarray, hw: GpuTable, prof: CalibrationProfile
 ) -> KernelTiming:
+    """Seconds per launch and module utilisation of every kernel of ``kt`` at SM clock ``clock_mhz``
+    (one per kernel), on the GPUs and math units of ``dev``.
+
+    A launch takes the longest of its compute time (GEMMs: tiles in waves, :func:`_gemm_tiling`; fused
+    attention: query or KV blocks in waves), its CUDA-core time (``fp_flops``), its DRAM time (bytes at
+    the bandwidth the clock allows) and its link time (collectives), plus a fixed cost per wave. The
+    utilisations (tensor cores, CUDA cores, L2, DRAM, SM busy) are what :func:`energaizer.power.model.
+    kernel_power` turns into watts.
+    """
     g = dev.g
     clock_hz = clock_mhz * 1e6
     sm = hw.sm[g]

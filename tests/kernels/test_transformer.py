@@ -140,7 +140,7 @@ def test_unfused_eager_activation_adds_kernels_and_traffic(one):
 
 def test_gradient_accumulation_does_not_pad_the_last_micro_batch(one):
     """48 sequences of 384 tokens exceed one micro-batch (16k tokens): they run as 2 x 24, so the
-    time per sequence stays where 40 sequences put it (it used to jump ~70 % with a padded 2 x 42)."""
+    time per sequence stays where 40 sequences put it (a padded 2 x 42 would cost ~70 % more)."""
     t40 = one(train(40, 384), "v100-sxm2-32gb").duration_seconds / 40
     t48 = one(train(48, 384), "v100-sxm2-32gb").duration_seconds / 48
     assert t48 == pytest.approx(t40, rel=0.1)
