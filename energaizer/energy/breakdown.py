@@ -60,5 +60,5 @@ def op_breakdown(
     )
     energy = np.bincount(key, weights=power.total * t_exec, minlength=size).reshape(n, n_ops) * gpus[:, None]
     energy = energy.astype(np.float64, copy=False)
-    used = np.unique(kt.op)
+    used = np.flatnonzero(np.bincount(kt.op, minlength=n_ops))
     return tuple(OP_NAMES[j] for j in used.tolist()), energy[:, used], seconds[:, used]

@@ -108,12 +108,30 @@ def solve_operating_point(
             lo = np.where(ok, mid, lo)
             hi = np.where(ok, hi, mid)
         clock_mhz[idx] = lo
-        tm = kernel_timing(kt, dev, clock_mhz, hw, prof)
-        pw = kernel_power(tm, dev, clock_mhz, hw, prof)
+        # Only the capped kernels change (timing and power are per kernel): recompute those at their clock.
+        sub_tm = kernel_timing(sub, sdev, lo, hw, prof)
+        sub_pw = kernel_power(sub_tm, sdev, lo, hw, prof)
         # At the minimum clock a kernel may still exceed the limit: the board then draws the limit.
-        scale = np.minimum(1.0, power_limit_w / np.maximum(pw.total, 1e-9))
-        pw = KernelPower(idle=pw.idle * scale, compute=pw.compute * scale, memory=pw.memory * scale)
+        scale = np.minimum(1.0, lim / np.maximum(sub_pw.total, 1e-9))
+        tm = _scatter(tm, idx, sub_tm)
+        pw = _scatter(
+            pw,
+            idx,
+            KernelPower(
+                idle=sub_pw.idle * scale, compute=sub_pw.compute * scale, memory=sub_pw.memory * scale
+            ),
+        )
     return OperatingPoint(clock_mhz=clock_mhz, timing=tm, power=pw, capped=capped)
+
+
+def _scatter(full, idx: np.ndarray, part):
+    """A copy of the per-kernel dataclass ``full`` with entries ``idx`` replaced by those of ``part``."""
+    cols = {}
+    for name in full.__dataclass_fields__:
+        col = getattr(full, name).copy()
+        col[idx] = getattr(part, name)
+        cols[name] = col
+    return type(full)(**cols)
 
 
 def _subset(kt: KernelTable, idx: np.ndarray) -> KernelTable:
