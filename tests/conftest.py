@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import pytest
+from gemm_support import one_gpu
 
 from energaizer import Estimate, Workload, estimate
-from energaizer.catalog import get_gpu
 from energaizer.hardware import GpuTable
 from energaizer.profile import CalibrationProfile
 from energaizer.timing.kernel_time import KernelDevice
@@ -45,12 +44,6 @@ def _prefill(**kw) -> Workload:
     return Workload(model=kw.pop("model", "gpt2"), inference=inf, **kw)
 
 
-def _device(gpu: str, precision: str) -> tuple[GpuTable, KernelDevice]:
-    hw = GpuTable.from_specs([get_gpu(gpu)])
-    peak, tensor = hw.peak(0, precision)
-    return hw, KernelDevice(g=np.zeros(1, dtype=int), peak=np.array([peak]), tensor=np.array([tensor]))
-
-
 @pytest.fixture
 def llama_serving() -> Callable[..., Workload]:
     """``llama_serving(**changes)``: Llama-3.1-8B serving 200 requests of 512 + 128 tokens, 16 at once."""
@@ -73,4 +66,4 @@ def prefill() -> Callable[..., Workload]:
 def device() -> Callable[[str, str], tuple[GpuTable, KernelDevice]]:
     """``device(gpu, precision)``: the hardware table of one GPU and a one-kernel device column for the
     math unit of ``precision``."""
-    return _device
+    return one_gpu

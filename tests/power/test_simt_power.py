@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gemm_support import one_gemm
 
 from energaizer import Workload, estimate
-from energaizer.kernels.ops import Op, Phase
-from energaizer.kernels.table import KernelTableBuilder
 from energaizer.power.dvfs import voltage_ratio
 from energaizer.power.model import kernel_power
 from energaizer.profile import CalibrationProfile
@@ -17,20 +16,7 @@ SIMT_ONLY = {"alpha_tensor": 0.0, "alpha_l2": 0.0, "alpha_sm": 0.0, "dram_pj_per
 
 
 def _sgemm_table(n: float = 8192.0):
-    b = KernelTableBuilder()
-    b.add(
-        np.array([0]),
-        Op.LINEAR,
-        Phase.PREFILL,
-        1.0,
-        m=n,
-        n=n,
-        k=n,
-        flops=2 * n**3,
-        bytes=12 * n * n,
-        precision_bytes=4.0,
-    )
-    return b.build()
+    return one_gemm(n, n, n, 4.0, nbytes=12 * n * n)
 
 
 @pytest.mark.parametrize(

@@ -4,45 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gemm_support import gemm_at_max_clock
+from gemm_support import gemm_at_max_clock, one_gemm, one_gpu
 
 from energaizer import Workload, estimate
 from energaizer.catalog import get_gpu, get_model
 from energaizer.hardware import GpuTable
-from energaizer.kernels.ops import Op, Phase
-from energaizer.kernels.table import KernelTableBuilder
 from energaizer.profile import CalibrationProfile
 from energaizer.timing.kernel_time import GEMM_TILE_SHAPES, KernelDevice, kernel_timing
 
 
 def _simt_gemm(gpu: str, prof: CalibrationProfile):
     """One large fp32 (CUDA-core) GEMM at the clock its peak is quoted at: (seconds, FP32 activity)."""
-    from energaizer.catalog import get_gpu
-    from energaizer.hardware import GpuTable
-    from energaizer.kernels.ops import Op, Phase
-    from energaizer.kernels.table import KernelTableBuilder
-    from energaizer.timing.kernel_time import KernelDevice, kernel_timing
-
-    m = n = k = 8192.0
-    b = KernelTableBuilder()
-    b.add(
-        np.array([0]),
-        Op.LINEAR,
-        Phase.PREFILL,
-        1.0,
-        m=m,
-        n=n,
-        k=k,
-        flops=2 * m * n * k,
-        bytes=12 * m * n,
-        precision_bytes=4.0,
-    )
-    hw = GpuTable.from_specs([get_gpu(gpu)])
-    peak, tensor = hw.peak(0, "fp32")
-    assert not tensor
-    dev = KernelDevice(g=np.zeros(1, dtype=int), peak=np.array([peak]), tensor=np.array([tensor]))
-    tm = kernel_timing(b.build(), dev, np.array([hw.tensor_clock_mhz[0]]), hw, prof)  # peak is quoted there
-    return float(tm.t_exec[0]), float(tm.u_fp[0]), peak
+    n = 8192.0
+    hw, dev = one_gpu(gpu, "fp32")
+    assert not dev.tensor[0]
+    table = one_gemm(n, n, n, 4.0, nbytes=12 * n * n)
+    tm = kernel_timing(table, dev, np.array([hw.tensor_clock_mhz[0]]), hw, prof)  # peak is quoted there
+    return float(tm.t_exec[0]), float(tm.u_fp[0]), float(dev.peak[0])
 
 
 def _gemm_time(m: float, n: float, k: float, gpu: str, precision: str) -> float:
@@ -70,21 +48,8 @@ def test_hand_checked_gemm_time():
     )
     gpu = get_gpu("a100-sxm4-80gb")
     hw = GpuTable.from_specs([gpu])
-    b = KernelTableBuilder()
     n = 8192.0
-    b.add(
-        np.array([0]),
-        Op.LINEAR,
-        Phase.PREFILL,
-        1.0,
-        m=n,
-        n=n,
-        k=n,
-        flops=2 * n**3,
-        bytes=3 * n * n * 2,
-        precision_bytes=2.0,
-    )
-    kt = b.build()
+    kt = one_gemm(n, n, n, 2.0)
     dev = KernelDevice(g=np.array([0]), peak=np.array([312e12]), tensor=np.array([True]))
     t = kernel_timing(kt, dev, np.array([1410.0]), hw, prof).t_exec[0]
     math = 2 * 128 * 128 * n / (312e12 / 108)  # 92.9 us
