@@ -89,7 +89,7 @@ def main() -> int:
             peak, tensor = hw.peak(0, r["dtype"])
             dev = KernelDevice(g=np.zeros(1, dtype=int), peak=np.full(1, peak), tensor=np.full(1, tensor))
             op = solve_operating_point(
-                kt.build(), dev, hw.max_clock_mhz[:1].copy(), hw.limit_default[:1].copy(), hw, prof
+                kt.build(), dev, hw.max_clock_mhz[:1].copy(), hw.power_limit_default_w[:1].copy(), hw, prof
             )
             t, p = op.timing.t_exec[0] * 1e6, op.power.total[0]
             tm, pm = float(r["time_per_call_us"]), float(r["average_power_w"])

@@ -41,27 +41,29 @@ def _fp32_lanes_per_sm(g: GPUSpec) -> float:
 
 @dataclass
 class GpuTable:
-    """Columns indexed by distinct-GPU index."""
+    """The catalog figures of the distinct GPUs of a batch as NumPy columns (index: distinct-GPU index)."""
 
     specs: list[GPUSpec]
-    sm: np.ndarray
+    sm_count: np.ndarray
     max_clock_mhz: np.ndarray  # SM clock, MHz
     min_clock_mhz: np.ndarray
     tensor_clock_mhz: np.ndarray  # the clock the datasheet peaks are quoted at
-    bw: np.ndarray  # bytes/s
+    dram_bytes_per_s: np.ndarray  # DRAM bandwidth
     l2_bytes: np.ndarray
-    fp32_peak: np.ndarray  # FLOP/s at tensor_clock_mhz
-    link_bw: np.ndarray  # bytes/s one direction
-    tdp: np.ndarray
-    dynamic: np.ndarray  # W: the die's dynamic power scale at max_clock_mhz
-    idle: np.ndarray
-    limit_min: np.ndarray
-    limit_max: np.ndarray
-    limit_default: np.ndarray
-    gddr: np.ndarray
+    fp32_flops: np.ndarray  # CUDA-core FP32 peak, FLOP/s at tensor_clock_mhz
+    link_bytes_per_s: np.ndarray  # one direction
+    tdp_w: np.ndarray
+    dynamic_power_w: np.ndarray  # the die's dynamic power scale at max_clock_mhz
+    idle_power_w: np.ndarray
+    power_limit_min_w: np.ndarray
+    power_limit_max_w: np.ndarray
+    power_limit_default_w: np.ndarray
+    gddr: np.ndarray  # bool: GDDR memory (else HBM)
     tile_m: np.ndarray
     tile_n: np.ndarray
-    tma: np.ndarray  # 1: tensor-core GEMMs take the bulk-copy (TMA) path, which needs 16-byte aligned strides
+    tma: (
+        np.ndarray
+    )  # bool: tensor-core GEMMs take the bulk-copy (TMA) path, which needs 16-byte aligned strides
     b_tile_sharing: np.ndarray  # SMs that share one B operand tile of a tensor-core GEMM (2 on Blackwell)
     fp32_lanes: np.ndarray  # FP32 lanes per SM (datasheet fp32 peak / (SMs x max clock x 2)), a power of 2
 
@@ -72,26 +74,26 @@ class GpuTable:
 
         return cls(
             specs=specs,
-            sm=col(lambda g: g.sm_count),
+            sm_count=col(lambda g: g.sm_count),
             max_clock_mhz=col(lambda g: g.max_clock_mhz),
             min_clock_mhz=col(lambda g: g.min_clock_mhz or 0.25 * g.max_clock_mhz),
             tensor_clock_mhz=col(lambda g: g.tensor_clock_mhz),
-            bw=col(lambda g: g.memory_bw_gbs * 1e9),
+            dram_bytes_per_s=col(lambda g: g.memory_bw_gbs * 1e9),
             l2_bytes=col(lambda g: g.l2_mb * 1e6),
-            fp32_peak=col(lambda g: g.peak_tflops["fp32"] * 1e12),
-            link_bw=col(
+            fp32_flops=col(lambda g: g.peak_tflops["fp32"] * 1e12),
+            link_bytes_per_s=col(
                 lambda g: (g.interconnect_bw_gbs if g.interconnect_bw_gbs else g.pcie_bw_gbs) * 1e9 / 2
             ),
-            tdp=col(lambda g: g.tdp_w),
-            dynamic=col(lambda g: g.dynamic_power_w or g.tdp_w - g.idle_power_w),
-            idle=col(lambda g: g.idle_power_w),
-            limit_min=col(lambda g: g.power_limit_min_w or 0.3 * g.tdp_w),
-            limit_max=col(lambda g: g.power_limit_max_w or g.tdp_w),
-            limit_default=col(lambda g: g.power_limit_default_w),
-            gddr=col(lambda g: g.memory_type == "gddr"),
+            tdp_w=col(lambda g: g.tdp_w),
+            dynamic_power_w=col(lambda g: g.dynamic_power_w or g.tdp_w - g.idle_power_w),
+            idle_power_w=col(lambda g: g.idle_power_w),
+            power_limit_min_w=col(lambda g: g.power_limit_min_w or 0.3 * g.tdp_w),
+            power_limit_max_w=col(lambda g: g.power_limit_max_w or g.tdp_w),
+            power_limit_default_w=col(lambda g: g.power_limit_default_w),
+            gddr=np.array([g.memory_type == "gddr" for g in specs], dtype=bool),
             tile_m=col(lambda g: 128.0),
             tile_n=col(lambda g: 256.0 if g.architecture.lower() in HOPPER_LIKE else 128.0),
-            tma=col(lambda g: g.architecture.lower() in HOPPER_LIKE),
+            tma=np.array([g.architecture.lower() in HOPPER_LIKE for g in specs], dtype=bool),
             b_tile_sharing=col(lambda g: 2.0 if g.architecture.lower() in PAIRED_MMA else 1.0),
             fp32_lanes=col(_fp32_lanes_per_sm),
         )

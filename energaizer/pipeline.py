@@ -58,7 +58,7 @@ def _knobs(workloads: list[Workload], hw: GpuTable, gi: np.ndarray) -> tuple[np.
     clock = np.array([w.frequency_mhz or np.nan for w in workloads], dtype=np.float64)
     lim = np.array([w.power_limit_w or np.nan for w in workloads], dtype=np.float64)
     max_clock, min_clock = hw.max_clock_mhz[gi], hw.min_clock_mhz[gi]
-    lo, hi = hw.limit_min[gi], hw.limit_max[gi]
+    lo, hi = hw.power_limit_min_w[gi], hw.power_limit_max_w[gi]
     bad_clock = ~np.isnan(clock) & ((clock > max_clock + 0.5) | (clock < min_clock - 0.5))
     if bad_clock.any():
         i = int(np.argmax(bad_clock))
@@ -73,7 +73,9 @@ def _knobs(workloads: list[Workload], hw: GpuTable, gi: np.ndarray) -> tuple[np.
             "power_limit_w",
             f"{lim[i]:g} W is outside {hw.specs[gi[i]].id}'s power-limit range {lo[i]:g}-{hi[i]:g} W",
         )
-    return np.where(np.isnan(clock), max_clock, clock), np.where(np.isnan(lim), hw.limit_default[gi], lim)
+    return np.where(np.isnan(clock), max_clock, clock), np.where(
+        np.isnan(lim), hw.power_limit_default_w[gi], lim
+    )
 
 
 def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfile) -> EstimateBatch:

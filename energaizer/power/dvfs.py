@@ -47,7 +47,7 @@ def voltage_ratio(clock_mhz: np.ndarray, g: np.ndarray, hw: GpuTable, prof: Cali
 
 def idle_power(clock_mhz: np.ndarray, g: np.ndarray, hw: GpuTable, prof: CalibrationProfile) -> np.ndarray:
     """Board power of an idle GPU whose SM clock is held at ``clock_mhz`` (W)."""
-    base = hw.idle[g]
+    base = hw.idle_power_w[g]
     out = base * (
         1.0
         + (prof.idle_at_max_clock_ratio - 1.0)

@@ -38,7 +38,7 @@ class KernelPower:
 def dynamic_range(hw: GpuTable, g: np.ndarray) -> np.ndarray:
     """D: the dynamic power the alpha terms are fractions of (W); TDP - idle unless the catalog
     gives the die's own figure (boards sharing a die and clock draw the same for the same work)."""
-    return np.maximum(hw.dynamic[g], 1.0)
+    return np.maximum(hw.dynamic_power_w[g], 1.0)
 
 
 def gap_power(clock_mhz: np.ndarray, g: np.ndarray, hw: GpuTable, prof: CalibrationProfile) -> np.ndarray:
@@ -66,8 +66,8 @@ def kernel_power(
     compute = (
         compute + prof.fp32_pj_per_flop * 1e-12 * tm.fp_flop_rate * voltage_ratio(clock_mhz, g, hw, prof) ** 2
     )
-    pj = np.where(hw.gddr[g] > 0, prof.dram_pj_per_bit_gddr, prof.dram_pj_per_bit_hbm)
-    memory = pj * 1e-12 * 8.0 * tm.u_dram * hw.bw[g]
+    pj = np.where(hw.gddr[g], prof.dram_pj_per_bit_gddr, prof.dram_pj_per_bit_hbm)
+    memory = pj * 1e-12 * 8.0 * tm.u_dram * hw.dram_bytes_per_s[g]
     return KernelPower(idle=idle_power(clock_mhz, g, hw, prof), compute=compute, memory=memory)
 
 

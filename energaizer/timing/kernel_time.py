@@ -58,10 +58,10 @@ def kernel_timing(
     """
     g = dev.g
     clock_hz = clock_mhz * 1e6
-    sm = hw.sm[g]
+    sm = hw.sm_count[g]
     clock_scale = clock_mhz / hw.tensor_clock_mhz[g]
     peak_f = dev.peak * clock_scale
-    fp32_f = hw.fp32_peak[g] * clock_scale
+    fp32_f = hw.fp32_flops[g] * clock_scale
     # grouped expert GEMMs on 8-bit (or narrower) weights run below the bf16 kernels' rates
     quantized = np.where(kt.moe_grouped & (kt.precision_bytes < 2.0), prof.quantized_expert_efficiency, 1.0)
     bw = _stream_bandwidth(hw, g, clock_mhz, prof) * quantized
@@ -97,7 +97,9 @@ def kernel_timing(
     nbytes = np.where(is_gemm, gemm.bytes, kt.bytes)
     t_mem = np.where(is_comm, 0.0, nbytes / bw)
     t_link = np.where(
-        is_comm, kt.comm_bytes / (hw.link_bw[g] * prof.link_efficiency) + prof.comm_latency_us * 1e-6, 0.0
+        is_comm,
+        kt.comm_bytes / (hw.link_bytes_per_s[g] * prof.link_efficiency) + prof.comm_latency_us * 1e-6,
+        0.0,
     )
     t_wave = np.where(is_comm, 0.0, waves * prof.wave_overhead_cycles / clock_hz)
     t_exec = np.maximum.reduce([t_comp, t_fp, t_mem, t_link]) + t_wave
@@ -114,7 +116,7 @@ def kernel_timing(
     l2_bw = SM_L2_BYTES_PER_CYCLE * sm * clock_hz
     l2_bytes = np.where(is_gemm, gemm.l2_bytes, nbytes)
     u_l2 = l2_bytes / (l2_bw * t_exec)
-    u_dram = nbytes / (hw.bw[g] * t_exec)
+    u_dram = nbytes / (hw.dram_bytes_per_s[g] * t_exec)
     u_busy = np.where(is_comm, 0.3, 1.0)
     clip = lambda u: np.clip(u, 0.0, 1.0)  # noqa: E731
     return KernelTiming(
@@ -137,8 +139,8 @@ def _stream_bandwidth(
     they can draw scales with the clock; GPUs are built to saturate DRAM at f_max with some headroom
     (``dram_stream_headroom``), so memory-bound kernels keep full speed down to a knee and then slow
     with the clock (the A100 DVFS rows: 0.53 x f_max)."""
-    in_flight = prof.dram_stream_headroom * hw.bw[g] * clock_mhz / hw.max_clock_mhz[g]
-    return np.minimum(hw.bw[g] * prof.dram_efficiency, in_flight)
+    in_flight = prof.dram_stream_headroom * hw.dram_bytes_per_s[g] * clock_mhz / hw.max_clock_mhz[g]
+    return np.minimum(hw.dram_bytes_per_s[g] * prof.dram_efficiency, in_flight)
 
 
 # Tile shapes (BM, BN) a GEMM library chooses from; BN = 0 stands for the GPU's widest tile.
@@ -176,7 +178,7 @@ def _operand_feed_fraction(kt: KernelTable, dev: KernelDevice, hw: GpuTable, g: 
     kb = np.rint(kt.k * kt.precision_bytes).astype(np.int64)
     low = np.minimum(nb & -nb, kb & -kb)
     align = np.clip(np.where(low > 0, low, TMA_ALIGN_BYTES), 1, TMA_ALIGN_BYTES)
-    return np.where((hw.tma[g] > 0) & dev.tensor, align / TMA_ALIGN_BYTES, 1.0)
+    return np.where(hw.tma[g] & dev.tensor, align / TMA_ALIGN_BYTES, 1.0)
 
 
 def _gemm_tiling(
@@ -198,7 +200,7 @@ def _gemm_tiling(
     (1024), and small tiles pay for their lower reuse. (Fitted on V100, A10, A100 and H100 rows at once,
     this one rule beat an efficiency per GPU generation and one that hides Hopper's asynchronous staging.)
     SIMT tiles overlap their loads with the FFMAs and are bound by the slower of the two."""
-    sm = hw.sm[g]
+    sm = hw.sm_count[g]
     rate = peak_f / sm * math_eff  # FLOP/s per SM
     # operand bytes/s per SM: tensor-core tiles stage theirs at the profile's rate, which their MMAs do not
     # hide; SIMT tiles load at the L2 slice rate, overlapped with their FFMAs

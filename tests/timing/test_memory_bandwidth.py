@@ -28,7 +28,7 @@ def test_streaming_keeps_full_bandwidth_down_to_the_knee_then_slows_with_the_clo
     def seconds(mhz: float) -> float:
         return float(kernel_timing(_stream_table(), dev, np.array([mhz]), hw, prof).t_exec[0])
 
-    assert seconds(f_max) == pytest.approx(4e9 / (hw.bw[0] * 0.72), rel=1e-9)
+    assert seconds(f_max) == pytest.approx(4e9 / (hw.dram_bytes_per_s[0] * 0.72), rel=1e-9)
     assert seconds(1.05 * knee) == pytest.approx(seconds(f_max), rel=1e-9)
     # below the knee: bandwidth proportional to the clock
     assert seconds(0.5 * knee) == pytest.approx(2 * seconds(knee), rel=1e-9)
