@@ -54,7 +54,7 @@ def eager_score_traffic(prep_kernels, softmax_fp32, act_bytes) -> tuple[np.ndarr
     EnergAIzer artifact's traces list typecast_to_fp32, softmax fp32 and typecast_to_bf16 once per
     layer). bf16 scores: Llama/Qwen2 5 kernels and 28 bytes per score, BERT 3 kernels and 12 bytes.
     """
-    upcast = (np.asarray(softmax_fp32) > 0) & (act_bytes < FP32_BYTES)
+    upcast = np.asarray(softmax_fp32, dtype=bool) & (act_bytes < FP32_BYTES)
     kernels = prep_kernels + np.where(upcast, 3.0, 1.0)
     softmax = np.where(upcast, 2.0 * (act_bytes + FP32_BYTES) + 2.0 * FP32_BYTES, 2.0 * act_bytes)
     return kernels, prep_kernels * 2.0 * act_bytes + softmax
