@@ -237,6 +237,10 @@ def register(app: typer.Typer) -> None:
         catalog: CatalogOpt = None,
     ) -> None:
         """Energy, time and power of a workload on one or more GPU types."""
+        if ops and not json_out:
+            from energaizer.errors import InvalidInputError
+
+            raise InvalidInputError("--ops", "adds a key to the JSON output: use it with --json")
         load_catalogs(catalog)
         if from_csv is not None:
             _estimate_csv(from_csv, json_out, profile, ops)

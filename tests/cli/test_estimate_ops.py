@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from energaizer.cli.app import main
 
 
@@ -24,3 +26,11 @@ def test_cli_writes_ops_only_when_asked(tmp_path, capsys):
     rows = _json_of(capsys, "estimate", "--from-csv", str(csv), "--json", "--ops")
     assert rows[0]["ops"].keys() == rows[1]["ops"].keys()  # one shape for every row
     assert rows[0]["ops"]["conv"]["energy_joules"] == 0.0 and rows[1]["ops"]["conv"]["energy_joules"] > 0
+
+
+def test_ops_without_json_is_one_line_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["estimate", "--model", "gpt2", "--gpu", "a10", "--ops"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --ops: adds a key to the JSON output: use it with --json"]
