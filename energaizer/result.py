@@ -121,31 +121,36 @@ class EstimateBatch:
             "memory_required_gb",
             "kernel_launches",
         )
+        n = len(self)
+
+        def rows_of(columns: dict[str, list]) -> list[dict]:
+            keys = tuple(columns)
+            if not keys:
+                return [{} for _ in range(n)]
+            return [dict(zip(keys, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+
         cols = {k: col(getattr(self, k)) for k in names}
-        bd = {k: col(v) for k, v in self.breakdown.items()}
-        tb = {k: col(v) for k, v in self.time_breakdown.items()}
-        op_cols = [
-            (name, col(self.ops.energy_joules[:, j]), col(self.ops.duration_seconds[:, j]))
-            for j, name in enumerate(self.ops.names if ops else ())
-        ]
-        feas = self.feasible.tolist()
-        counts = self.gpu_count.tolist()
-        out = []
-        for i in range(len(self)):
-            d = {"gpu": self.gpu[i]}
-            for k in names[:4]:
-                d[k] = cols[k][i]
-            d["breakdown"] = {k: v[i] for k, v in bd.items()}
-            d["feasible"] = bool(feas[i])
-            d["reason"] = self.reason[i]
-            d["gpu_count"] = int(counts[i])
-            for k in names[4:]:
-                d[k] = cols[k][i]
-            d["time_breakdown"] = {k: v[i] for k, v in tb.items()}
-            if ops:
-                d["ops"] = {name: {"energy_joules": e[i], "duration_seconds": t[i]} for name, e, t in op_cols}
-            out.append(d)
-        return out
+        columns: dict[str, list] = {"gpu": self.gpu}
+        columns.update((k, cols[k]) for k in names[:4])
+        columns["breakdown"] = rows_of({k: col(v) for k, v in self.breakdown.items()})
+        columns["feasible"] = [bool(x) for x in self.feasible.tolist()]
+        columns["reason"] = self.reason
+        columns["gpu_count"] = [int(x) for x in self.gpu_count.tolist()]
+        columns.update((k, cols[k]) for k in names[4:])
+        columns["time_breakdown"] = rows_of({k: col(v) for k, v in self.time_breakdown.items()})
+        if ops:
+            columns["ops"] = rows_of(
+                {
+                    name: rows_of(
+                        {
+                            "energy_joules": col(self.ops.energy_joules[:, j]),
+                            "duration_seconds": col(self.ops.duration_seconds[:, j]),
+                        }
+                    )
+                    for j, name in enumerate(self.ops.names)
+                }
+            )
+        return rows_of(columns)
 
 
 def _finite(x: float) -> float | None:
