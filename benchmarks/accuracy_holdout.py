@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 from energaizer.calibration.fit import ProfileFitter
-from energaizer.calibration.profile import load_profile
 from energaizer.calibration.validate import validate
 from energaizer.estimator import estimate_pairs
 from energaizer.io.workload_csv import read_workload_csv
+from energaizer.profile import load_profile
 
 DATA = Path(__file__).resolve().parents[1] / "energaizer" / "data" / "measurements"
 UNSEEN = DATA.parent / "holdout"  # rows the default profile is never fitted on (A40, own H100 runs)

@@ -18,7 +18,7 @@ import csv
 import sys
 from pathlib import Path
 
-from energaizer.calibration.datasets import COLUMNS
+from energaizer.io.workload_csv import MEASUREMENT_FILE_COLUMNS as COLUMNS
 
 
 def keep(row: dict[str, str]) -> bool:

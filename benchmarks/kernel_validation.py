@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from energaizer.calibration.profile import load_profile
 from energaizer.catalog import get_gpu
-from energaizer.kernels.table import ATTENTION, GEMM, MEMORY, KernelTableBuilder
+from energaizer.hardware import GpuTable
+from energaizer.kernels.ops import Op, Phase
+from energaizer.kernels.table import KernelTableBuilder
 from energaizer.power.model import solve_operating_point
-from energaizer.timeline.hardware import GpuTable
-from energaizer.timeline.kernel_time import KernelDevice
+from energaizer.profile import load_profile
+from energaizer.timing.kernel_time import KernelDevice
 
 DEFAULT_CSV = Path(__file__).resolve().parent / "results" / "h100-nvml-2026-11-22" / "run1" / "kernels.csv"
 ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "tf32": 4, "fp32": 4, "fp8": 1}
@@ -37,8 +38,8 @@ def kernel_table(name: str, dtype: str, flops: float, nbytes: float) -> KernelTa
         out_bytes = 2 if dtype == "fp8" else pb  # fp8 GEMMs write bf16
         b.add(
             row,
-            GEMM,
-            0,
+            Op.LINEAR,
+            Phase.PREFILL,
             1.0,
             m=m,
             n=n,
@@ -52,19 +53,19 @@ def kernel_table(name: str, dtype: str, flops: float, nbytes: float) -> KernelTa
         queries = dims["s"] if "causal" in name else 1
         b.add(
             row,
-            ATTENTION,
-            0,
+            Op.ATTENTION,
+            Phase.PREFILL,
             1.0,
             m=queries,
             n=dims["s"],
             k=dims["d"],
-            batch=dims["b"] * dims["h"],
+            gemm_group=dims["b"] * dims["h"],
             flops=flops,
             bytes=nbytes,
             precision_bytes=pb,
         )
     else:
-        b.add(row, MEMORY, 0, 1.0, fp_flops=flops, bytes=nbytes, precision_bytes=pb)
+        b.add(row, Op.ELEMENTWISE, Phase.PREFILL, 1.0, fp_flops=flops, bytes=nbytes, precision_bytes=pb)
     return b
 
 
@@ -88,7 +89,7 @@ def main() -> int:
             peak, tensor = hw.peak(0, r["dtype"])
             dev = KernelDevice(g=np.zeros(1, dtype=int), peak=np.full(1, peak), tensor=np.full(1, tensor))
             op = solve_operating_point(
-                kt.build(), dev, hw.f_max[:1].copy(), hw.limit_default[:1].copy(), hw, prof
+                kt.build(), dev, hw.max_clock_mhz[:1].copy(), hw.power_limit_default_w[:1].copy(), hw, prof
             )
             t, p = op.timing.t_exec[0] * 1e6, op.power.total[0]
             tm, pm = float(r["time_per_call_us"]), float(r["average_power_w"])
@@ -96,7 +97,7 @@ def main() -> int:
             err_p.append(p / pm - 1)
             print(
                 f"{r['kernel']:34s} {r['dtype']:5s} {t:9.1f} /{tm:9.1f} {t / tm - 1:+5.0%} {p:6.0f} /{pm:5.0f} "
-                f"{p / pm - 1:+5.0%} {op.f[0]:7.0f} /{float(r['sm_clock_mean_mhz']):6.0f}"
+                f"{p / pm - 1:+5.0%} {op.clock_mhz[0]:7.0f} /{float(r['sm_clock_mean_mhz']):6.0f}"
             )
     print(
         f"MAPE over {len(err_t)} kernels: time {100 * np.mean(np.abs(err_t)):.1f} %, "

@@ -27,18 +27,18 @@ _LAZY = {
     "get_model": "energaizer.catalog",
     "list_gpus": "energaizer.catalog",
     "list_models": "energaizer.catalog",
-    "CalibrationProfile": "energaizer.calibration.profile",
+    "CalibrationProfile": "energaizer.profile",
     "EnergaizerError": "energaizer.errors",
 }
 
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from energaizer.calibration.profile import CalibrationProfile  # noqa: F401
     from energaizer.catalog import get_gpu, get_model, list_gpus, list_models  # noqa: F401
     from energaizer.catalog.schema import GPUSpec, ModelArchitecture  # noqa: F401
     from energaizer.errors import EnergaizerError  # noqa: F401
     from energaizer.estimator import estimate, estimate_matrix, estimate_pairs  # noqa: F401
+    from energaizer.profile import CalibrationProfile  # noqa: F401
     from energaizer.result import Estimate, EstimateBatch  # noqa: F401
     from energaizer.workload import InferenceSpec, TrainingSpec, Workload  # noqa: F401
 

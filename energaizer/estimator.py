@@ -1,6 +1,6 @@
 """The estimator's public functions: workloads x GPU types -> time, power, energy.
 
-All three functions share one vectorised core (``energaizer.energy.pipeline.run``) that evaluates
+All three functions share one vectorised core (``energaizer.pipeline.run``) that evaluates
 every (workload, GPU) pair at once with NumPy.
 """
 
@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from energaizer.calibration.profile import CalibrationProfile, load_profile
 from energaizer.catalog import get_gpu, list_gpus
 from energaizer.catalog.schema import GPUSpec
+from energaizer.profile import CalibrationProfile, load_profile
 from energaizer.result import Estimate, EstimateBatch
 from energaizer.workload import Workload
 
@@ -46,7 +46,7 @@ def estimate_pairs(
     profile: ProfileLike = None,
 ) -> EstimateBatch:
     """Estimate ``workloads[i]`` on ``gpus[i]`` for every i (vectorised)."""
-    from energaizer.energy.pipeline import run
+    from energaizer.pipeline import run
 
     if len(workloads) != len(gpus):
         raise ValueError("workloads and gpus must have the same length")

@@ -10,6 +10,22 @@ from pydantic import BaseModel, Field
 BREAKDOWN_KEYS: tuple[str, ...] = ("static", "compute", "memory", "communication", "overhead")
 
 
+class OpEstimate(BaseModel):
+    """Energy and time of one operation's kernels (e.g. every ``mlp_up`` GEMM) over the whole workload."""
+
+    energy_joules: float | None = Field(description="all GPUs; null when the workload is infeasible")
+    duration_seconds: float | None = Field(description="GPU time; null when the workload is infeasible")
+
+
+@dataclass
+class OpFigures:
+    """Per-operation columns of a batch: ``energy_joules[i, j]`` is op ``names[j]`` of row ``i``."""
+
+    names: tuple[str, ...] = ()
+    energy_joules: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    duration_seconds: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+
 class Estimate(BaseModel):
     """Predicted time, power and energy of a whole workload on all the GPUs it uses (board energy)."""
 
@@ -28,6 +44,11 @@ class Estimate(BaseModel):
     memory_required_gb: float = Field(description="per GPU: weights + KV cache or training state")
     kernel_launches: float = Field(description="kernel launches over the whole workload")
     time_breakdown: dict[str, float] = Field(default_factory=dict, description="seconds by phase")
+    ops: dict[str, OpEstimate] = Field(
+        default_factory=dict,
+        description="kernel energy (all GPUs) and GPU time per operation (qkv_proj, mlp_up, attention, ...); "
+        "host waits (breakdown.overhead) belong to no op",
+    )
 
 
 @dataclass
@@ -48,6 +69,7 @@ class EstimateBatch:
     memory_required_gb: np.ndarray
     kernel_launches: np.ndarray
     time_breakdown: dict[str, np.ndarray] = field(default_factory=dict)
+    ops: OpFigures = field(default_factory=OpFigures)
 
     def __len__(self) -> int:
         return len(self.gpu)
@@ -69,14 +91,22 @@ class EstimateBatch:
             memory_required_gb=float(self.memory_required_gb[i]),
             kernel_launches=float(self.kernel_launches[i]),
             time_breakdown={k: float(v[i]) for k, v in self.time_breakdown.items()},
+            ops={
+                name: OpEstimate(
+                    energy_joules=_finite(self.ops.energy_joules[i, j]),
+                    duration_seconds=_finite(self.ops.duration_seconds[i, j]),
+                )
+                for j, name in enumerate(self.ops.names)
+            },
         )
 
     def to_estimates(self) -> list[Estimate]:
         return [self.row(i) for i in range(len(self))]
 
-    def to_dicts(self) -> list[dict]:
-        """The same content as ``[e.model_dump() for e in to_estimates()]``, built from the columns
-        directly (fast path for large JSON outputs); NaN becomes None."""
+    def to_dicts(self, ops: bool = False) -> list[dict]:
+        """The same content as ``[e.model_dump(exclude=...) for e in to_estimates()]``, built from the
+        columns directly (fast path for large JSON outputs); NaN becomes None. ``ops`` adds the
+        per-operation figures (key ``ops``)."""
 
         def col(a: np.ndarray) -> list:
             return [None if x != x else x for x in a.tolist()]
@@ -91,22 +121,38 @@ class EstimateBatch:
             "memory_required_gb",
             "kernel_launches",
         )
+        n = len(self)
+
+        def rows_of(columns: dict[str, list]) -> list[dict]:
+            keys = tuple(columns)
+            if not keys:
+                return [{} for _ in range(n)]
+            return [dict(zip(keys, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+
         cols = {k: col(getattr(self, k)) for k in names}
-        bd = {k: col(v) for k, v in self.breakdown.items()}
-        tb = {k: col(v) for k, v in self.time_breakdown.items()}
-        feas = self.feasible.tolist()
-        counts = self.gpu_count.tolist()
-        out = []
-        for i in range(len(self)):
-            d = {"gpu": self.gpu[i]}
-            for k in names[:4]:
-                d[k] = cols[k][i]
-            d["breakdown"] = {k: v[i] for k, v in bd.items()}
-            d["feasible"] = bool(feas[i])
-            d["reason"] = self.reason[i]
-            d["gpu_count"] = int(counts[i])
-            for k in names[4:]:
-                d[k] = cols[k][i]
-            d["time_breakdown"] = {k: v[i] for k, v in tb.items()}
-            out.append(d)
-        return out
+        columns: dict[str, list] = {"gpu": self.gpu}
+        columns.update((k, cols[k]) for k in names[:4])
+        columns["breakdown"] = rows_of({k: col(v) for k, v in self.breakdown.items()})
+        columns["feasible"] = [bool(x) for x in self.feasible.tolist()]
+        columns["reason"] = self.reason
+        columns["gpu_count"] = [int(x) for x in self.gpu_count.tolist()]
+        columns.update((k, cols[k]) for k in names[4:])
+        columns["time_breakdown"] = rows_of({k: col(v) for k, v in self.time_breakdown.items()})
+        if ops:
+            columns["ops"] = rows_of(
+                {
+                    name: rows_of(
+                        {
+                            "energy_joules": col(self.ops.energy_joules[:, j]),
+                            "duration_seconds": col(self.ops.duration_seconds[:, j]),
+                        }
+                    )
+                    for j, name in enumerate(self.ops.names)
+                }
+            )
+        return rows_of(columns)
+
+
+def _finite(x: float) -> float | None:
+    x = float(x)
+    return None if x != x else x

@@ -10,19 +10,21 @@ never per-row or per-model factors, so the fit transfers to GPUs and models it h
 
 from __future__ import annotations
 
+import inspect
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.optimize import least_squares
 
-from energaizer.calibration.profile import FITTED_PARAMETERS, CalibrationProfile
 from energaizer.calibration.validate import measured_arrays
 from energaizer.catalog import get_gpu
-from energaizer.energy.pipeline import run
 from energaizer.errors import InvalidInputError
 from energaizer.io.workload_csv import CsvRow
+from energaizer.pipeline import run
+from energaizer.profile import FITTED_PARAMETERS, CalibrationProfile
+from energaizer.result import EstimateBatch
 
 
 def _bounds(name: str) -> tuple[float, float]:
@@ -34,16 +36,45 @@ def _bounds(name: str) -> tuple[float, float]:
     return float(lo) + 1e-6, float(hi)
 
 
-@dataclass
 class ProfileFitter:
-    """``ProfileFitter(params).fit(rows)`` -> fitted ``profile_``; ``predict(rows)`` -> EstimateBatch."""
+    """Fits a :class:`CalibrationProfile` to measured rows, with scikit-learn's estimator conventions.
 
-    parameters: Sequence[str] = FITTED_PARAMETERS
-    start: CalibrationProfile | None = None
-    max_evaluations: int = 400
-    prior_weight: float = 0.3  # weak pull of each parameter towards its physical default (log scale)
-    profile_: CalibrationProfile | None = None
-    cost_: float | None = None
+    ``__init__`` only stores its parameters (checked by ``fit``): ``parameters`` (the profile fields to
+    fit), ``start`` (the profile they start from and the others keep; default: the unfitted physical
+    defaults), ``max_evaluations`` (estimator runs the solver may make) and ``prior_weight`` (the weak
+    log-scale pull of each parameter towards its physical default). ``fit(rows)`` sets the fitted state,
+    attributes ending in ``_``: ``profile_`` (the fitted profile), ``cost_`` (the solver's final cost)
+    and ``n_evaluations_``; ``predict(rows)`` estimates the rows with ``profile_``.
+    ``get_params()`` / ``set_params(**params)`` read and change the constructor parameters.
+    """
+
+    def __init__(
+        self,
+        parameters: Sequence[str] = FITTED_PARAMETERS,
+        start: CalibrationProfile | None = None,
+        max_evaluations: int = 400,
+        prior_weight: float = 0.3,
+    ) -> None:
+        self.parameters = parameters
+        self.start = start
+        self.max_evaluations = max_evaluations
+        self.prior_weight = prior_weight
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor parameters."""
+        return {name: getattr(self, name) for name in _PARAMS}
+
+    def set_params(self, **params: Any) -> ProfileFitter:
+        """Change constructor parameters (unknown names raise); returns ``self``."""
+        for name, value in params.items():
+            if name not in _PARAMS:
+                raise InvalidInputError(name, "not a ProfileFitter parameter", _PARAMS)
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self.get_params().items() if v != _DEFAULTS[k]}
+        return f"ProfileFitter({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
     def _validate(self) -> None:
         unknown = [p for p in self.parameters if p not in CalibrationProfile.model_fields]
@@ -51,6 +82,7 @@ class ProfileFitter:
             raise InvalidInputError("parameters", f"unknown: {', '.join(unknown)}", FITTED_PARAMETERS)
 
     def fit(self, rows: list[CsvRow]) -> ProfileFitter:
+        """Fit ``parameters`` to the measured energy, time and power of ``rows``; returns ``self``."""
         self._validate()
         e, t, p = measured_arrays(rows)
         if not np.isfinite(e).any():
@@ -104,9 +136,19 @@ class ProfileFitter:
         )
         self.profile_ = profile_at(sol.x).model_copy(update={"fitted_on": dict(counts)})
         self.cost_ = float(sol.cost)
+        self.n_evaluations_ = int(sol.nfev)
         return self
 
-    def predict(self, rows: list[CsvRow]):
-        if self.profile_ is None:
-            raise RuntimeError("call fit() first")
+    def predict(self, rows: list[CsvRow]) -> EstimateBatch:
+        """Estimates of ``rows`` with the fitted profile."""
+        if not hasattr(self, "profile_"):
+            raise RuntimeError("this ProfileFitter is not fitted yet: call fit(rows) first")
         return run([r.workload for r in rows], [get_gpu(r.gpu) for r in rows], self.profile_)
+
+
+_PARAMS = ("parameters", "start", "max_evaluations", "prior_weight")
+_DEFAULTS = {
+    name: p.default
+    for name, p in inspect.signature(ProfileFitter.__init__).parameters.items()
+    if name in _PARAMS
+}

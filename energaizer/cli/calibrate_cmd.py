@@ -34,8 +34,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Fit the correction terms (launch, wave, host gaps, efficiencies, module power) to measurements."""
         from energaizer.calibration.fit import ProfileFitter
-        from energaizer.calibration.profile import FITTED_PARAMETERS, load_profile, save_profile
         from energaizer.calibration.validate import validate
+        from energaizer.profile import FITTED_PARAMETERS, load_profile, save_profile
 
         load_catalogs(catalog)
         rows = _read_all(measurements)

@@ -230,13 +230,20 @@ def register(app: typer.Typer) -> None:
         ] = False,
         from_csv: Annotated[Path | None, typer.Option(help="estimate every row of a workload CSV")] = None,
         json_out: JsonOpt = False,
+        ops: Annotated[
+            bool, typer.Option("--ops", help="with --json: add energy and time per operation (key ops)")
+        ] = False,
         profile: ProfileOpt = None,
         catalog: CatalogOpt = None,
     ) -> None:
         """Energy, time and power of a workload on one or more GPU types."""
+        if ops and not json_out:
+            from energaizer.errors import InvalidInputError
+
+            raise InvalidInputError("--ops", "adds a key to the JSON output: use it with --json")
         load_catalogs(catalog)
         if from_csv is not None:
-            _estimate_csv(from_csv, json_out, profile)
+            _estimate_csv(from_csv, json_out, profile, ops)
             return
         from energaizer.estimator import estimate as run_estimate
 
@@ -263,18 +270,18 @@ def register(app: typer.Typer) -> None:
         )
         results = run_estimate(wl, gpu or ["all"], profile=profile)
         if json_out:
-            print_json([r.model_dump(mode="json") for r in results])
+            print_json([r.model_dump(mode="json", exclude=None if ops else {"ops"}) for r in results])
         else:
             render_table(results, f"{wl.model_name} {wl.task} ({wl.precision}, {wl.gpu_count} GPU/replica)")
 
 
-def _estimate_csv(path: Path, json_out: bool, profile: Path | None) -> None:
+def _estimate_csv(path: Path, json_out: bool, profile: Path | None, ops: bool = False) -> None:
     from energaizer.estimator import estimate_pairs
     from energaizer.io.workload_csv import read_workload_csv
 
     rows = read_workload_csv(path)
     batch = estimate_pairs([r.workload for r in rows], [r.gpu for r in rows], profile=profile)
     if json_out:
-        print_json(batch.to_dicts())
+        print_json(batch.to_dicts(ops=ops))
     else:
         render_table(batch.to_estimates(), f"{path.name}: {len(rows)} rows")

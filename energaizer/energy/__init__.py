@@ -1,1 +1,1 @@
-"""Power x time -> energy, and the pipeline that chains the stages."""
+"""Power x time -> energy per row and its breakdown (static, compute, memory, communication, overhead)."""

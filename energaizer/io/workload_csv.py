@@ -55,6 +55,15 @@ ARCH_COLUMNS = (
 )
 EXTENSION_COLUMNS = ("attention", "execution", "tensor_parallel", "activation_recomputation")
 MEASURED_COLUMNS = ("measured_energy_joules", "measured_duration_seconds", "measured_average_power_watts")
+# Column order of the shipped measurement files (energaizer/data/measurements, holdout): provenance first.
+MEASUREMENT_FILE_COLUMNS = (
+    "source",
+    "source_ref",
+    *WORKLOAD_COLUMNS,
+    "attention",
+    "execution",
+    *MEASURED_COLUMNS,
+)
 INT_FIELDS = {
     "gpu_count",
     "requests",

@@ -12,18 +12,10 @@ from functools import cache
 import numpy as np
 
 from energaizer.catalog.schema import CNNSpec
+from energaizer.kernels.builders import gemm, optimizer_step
+from energaizer.kernels.ops import Op, Phase
 from energaizer.kernels.params import RowParams
-from energaizer.kernels.table import ATTENTION, GEMM, MEMORY, KernelTableBuilder
-from energaizer.kernels.transformer import (
-    BACKWARD,
-    FORWARD,
-    OPTIMIZER,
-    OPTIMIZER_BYTES_PER_PARAM,
-    OPTIMIZER_FLOPS_PER_PARAM,
-    PREFILL,
-    _allreduce,
-    _gemm,
-)
+from energaizer.kernels.table import KernelTableBuilder
 
 
 @cache
@@ -58,10 +50,10 @@ WINO_TILE_OUT = 16.0
 WINO_TILE_IN = 36.0
 
 
-def _add_winograd(
+def add_winograd(
     b: KernelTableBuilder,
     r: np.ndarray,
-    phase: int,
+    phase: Phase,
     count: np.ndarray,
     m: np.ndarray,
     n: np.ndarray,
@@ -75,15 +67,15 @@ def _add_winograd(
     (C_in x C_out), transform back. ``m`` = output pixels (= input pixels at stride 1), ``n`` = C_out."""
     expand = WINO_TILE_IN / WINO_TILE_OUT
     in_bytes, out_bytes = m * cin * ab, m * n * ab
-    b.add(r, MEMORY, phase, count, bytes=in_bytes * (1.0 + expand), fp_flops=in_bytes)
-    _gemm(b, r, phase, count, m / WINO_TILE_OUT, n, cin, wb, ab, batch=WINO_TILE_IN)
-    b.add(r, MEMORY, phase, count, bytes=out_bytes * (1.0 + expand), fp_flops=out_bytes)
+    b.add(r, Op.WINOGRAD_TRANSFORM, phase, count, bytes=in_bytes * (1.0 + expand), fp_flops=in_bytes)
+    gemm(b, r, Op.CONV, phase, count, m / WINO_TILE_OUT, n, cin, wb, ab, gemm_group=WINO_TILE_IN)
+    b.add(r, Op.WINOGRAD_TRANSFORM, phase, count, bytes=out_bytes * (1.0 + expand), fp_flops=out_bytes)
 
 
 def _add_pass(
     b: KernelTableBuilder,
     rows: np.ndarray,
-    phase: int,
+    phase: Phase,
     count: np.ndarray,
     images: np.ndarray,
     shapes: dict,
@@ -116,19 +108,19 @@ def _add_pass(
         direct = ~wino
         b.add(
             r[direct],
-            GEMM,
+            Op.CONV,
             phase,
             (cnt * gm)[direct],
             m=m[direct],
             n=n[direct],
             k=kk[direct],
-            batch=groups[direct],
+            gemm_group=groups[direct],
             flops=(2.0 * m * n * kk * groups)[direct],
             bytes=nbytes[direct],
             precision_bytes=np.minimum(wbb, abb)[direct],
         )
         if wino.any():
-            _add_winograd(
+            add_winograd(
                 b,
                 r[wino],
                 phase,
@@ -142,7 +134,7 @@ def _add_pass(
         # batch-norm + activation (+ residual) as separate memory-bound passes in eager frameworks
         b.add(
             r,
-            MEMORY,
+            Op.NORM_ACT,
             phase,
             cnt * gm * 2.0,
             bytes=2.0 * img * cout * h * w * abb,
@@ -155,7 +147,7 @@ def _add_pass(
         m = img * tok
         b.add(
             r,
-            GEMM,
+            Op.LINEAR,
             phase,
             cnt * gm,
             m=m,
@@ -165,7 +157,7 @@ def _add_pass(
             bytes=m * din * abb + din * dout * wbb + m * dout * abb,
             precision_bytes=np.minimum(wbb, abb),
         )
-        b.add(r, MEMORY, phase, cnt * gm * 2.0, bytes=4.0 * m * dout * abb, fp_flops=8.0 * m * dout)
+        b.add(r, Op.NORM_ACT, phase, cnt * gm * 2.0, bytes=4.0 * m * dout * abb, fp_flops=8.0 * m * dout)
     att = shapes["attention"]
     if att.size:
         tok, heads, hd, pr = outer(att, per_row)
@@ -174,20 +166,27 @@ def _add_pass(
         scores = bh * tok * tok * abb
         b.add(
             r,
-            ATTENTION,
+            Op.ATTENTION,
             phase,
             cnt,
             m=tok,
             n=tok,
             k=hd,
-            batch=bh,
+            gemm_group=bh,
             flops=4.0 * bh * tok * tok * hd * (2.5 if backward else 1.0),
             fp_flops=5.0 * bh * tok * tok,
             bytes=4.0 * bh * tok * hd * abb + np.where(eag > 0, 6.0 * scores, 0.0),
             precision_bytes=abb,
         )
     elem = shapes["elementwise"]
-    b.add(rows, MEMORY, phase, count * gm, bytes=2.0 * images * elem * ab / 4.0, fp_flops=images * elem / 4.0)
+    b.add(
+        rows,
+        Op.ELEMENTWISE,
+        phase,
+        count * gm,
+        bytes=2.0 * images * elem * ab / 4.0,
+        fp_flops=images * elem / 4.0,
+    )
 
 
 def add_cnn(b: KernelTableBuilder, p: RowParams, rows: np.ndarray, specs: list[CNNSpec]) -> np.ndarray:
@@ -200,13 +199,13 @@ def add_cnn(b: KernelTableBuilder, p: RowParams, rows: np.ndarray, specs: list[C
         idx = np.array(idx_list)
         r = rows[idx]
         shapes = cnn_shape_arrays(spec)
-        wb, ab, eager, simt = p.w_bytes[r], p.a_bytes[r], p.eager_attention[r] > 0, p.simt_convs[r]
-        train = p.training[r] > 0
+        wb, ab, eager, simt = p.w_bytes[r], p.a_bytes[r], p.eager_attention[r], p.simt_convs[r]
+        train = p.training[r]
         if train.any():
             rt, it = r[train], idx[train]
             images = np.maximum(p.global_batch[rt] / p.dp[rt], 1.0)
             steps = p.steps[rt]
-            for phase, backward in ((FORWARD, False), (BACKWARD, True)):
+            for phase, backward in ((Phase.FORWARD, False), (Phase.BACKWARD, True)):
                 _add_pass(
                     b,
                     rt,
@@ -220,22 +219,15 @@ def add_cnn(b: KernelTableBuilder, p: RowParams, rows: np.ndarray, specs: list[C
                     simt[train],
                     backward,
                 )
-            prm = float(shapes["params"])
-            b.add(
-                rt,
-                MEMORY,
-                OPTIMIZER,
-                steps,
-                bytes=OPTIMIZER_BYTES_PER_PARAM * prm,
-                fp_flops=OPTIMIZER_FLOPS_PER_PARAM * prm,
-            )
-            _allreduce(b, rt, OPTIMIZER, steps, np.full(rt.size, 2.0 * prm), p.dp[rt])
+            optimizer_step(b, rt, steps, np.full(rt.size, float(shapes["params"])), p.dp[rt])
             passes_out[it] = steps
         inf = ~train
         if inf.any():
             ri, ii = r[inf], idx[inf]
-            batch = p.batch[ri]
-            passes = np.ceil(p.requests[ri] / batch)
-            _add_pass(b, ri, PREFILL, passes, batch, shapes, wb[inf], ab[inf], eager[inf], simt[inf], False)
+            images = p.concurrency[ri]
+            passes = np.ceil(p.requests[ri] / images)
+            _add_pass(
+                b, ri, Phase.PREFILL, passes, images, shapes, wb[inf], ab[inf], eager[inf], simt[inf], False
+            )
             passes_out[ii] = passes
     return passes_out

@@ -1,6 +1,7 @@
-"""Per-row numeric parameters (architecture, sizes, parallelism) as NumPy columns.
+"""Per-row parameters (architecture, sizes, parallelism) as NumPy columns: :class:`RowParams`.
 
-This is the only place that loops over workloads in Python; everything downstream is vectorised.
+``build_row_params`` is the only place that loops over workloads in Python; everything downstream is
+vectorised.
 """
 
 from __future__ import annotations
@@ -20,14 +21,19 @@ TRAINING_TOKENS_PER_MICROBATCH = 16384.0
 
 @dataclass
 class RowParams:
-    """One entry per (workload, GPU) row."""
+    """The numbers every stage needs about each (workload, GPU) row: one NumPy column per parameter.
 
-    is_cnn: np.ndarray
-    decoder: np.ndarray
-    training: np.ndarray
-    eager_attention: np.ndarray
-    eager_dispatch: np.ndarray  # 1: framework dispatch per kernel; 0: serving engine with CUDA graphs
-    legacy_engine: np.ndarray  # 1: serving engine with heavy per-sequence host work per step
+    Flags are bool arrays; counts and sizes are float64. ``take(rows)`` selects rows.
+    """
+
+    # what runs
+    is_cnn: np.ndarray  # bool
+    decoder: np.ndarray  # bool: a decoder (causal attention, generates tokens)
+    training: np.ndarray  # bool
+    eager_attention: np.ndarray  # bool: separate score GEMMs + softmax instead of fused attention
+    eager_dispatch: np.ndarray  # bool: framework dispatch per kernel (else a serving engine with CUDA graphs)
+    legacy_engine: np.ndarray  # bool: serving engine with heavy per-sequence host work per step
+    # transformer architecture
     layers: np.ndarray
     hidden: np.ndarray
     heads: np.ndarray
@@ -36,35 +42,91 @@ class RowParams:
     ffn: np.ndarray
     dense_layers: np.ndarray
     moe_layers: np.ndarray
-    gated: np.ndarray
+    gated: np.ndarray  # bool: gated MLP (up and gate projections)
     act_kernels: np.ndarray  # eager elementwise kernels of the MLP activation
-    rotary: np.ndarray  # 1: rotary position embeddings on q and k
-    rms_norm: np.ndarray  # 1: RMSNorm (several eager kernels) instead of a fused LayerNorm
+    rotary: np.ndarray  # bool: rotary position embeddings on q and k
+    rms_norm: np.ndarray  # bool: RMSNorm (several eager kernels) instead of a fused LayerNorm
     score_kernels: np.ndarray  # eager attention: elementwise kernels on the scores before the softmax
-    softmax_fp32: np.ndarray  # 1: eager softmax writes fp32 probabilities, cast back in another kernel
-    host_syncs: np.ndarray  # 1: the eager implementation synchronises host and GPU in every layer
-    simt_convs: np.ndarray  # 1: convolutions run on CUDA cores in fp32 (no TF32 tensor cores): Winograd
+    softmax_fp32: np.ndarray  # bool: eager softmax writes fp32 probabilities, cast back in another kernel
+    host_syncs: np.ndarray  # bool: the eager implementation synchronises host and GPU in every layer
+    simt_convs: np.ndarray  # bool: convolutions run on CUDA cores in fp32 (no TF32 tensor cores): Winograd
     vocab: np.ndarray
-    tied: np.ndarray
+    tied: np.ndarray  # bool: input and output embeddings shared
     experts: np.ndarray
     active_experts: np.ndarray
     expert_ffn: np.ndarray
     shared_ffn: np.ndarray
-    params: np.ndarray  # total parameters
+    params: np.ndarray  # total parameters (transformers; 0 for CNNs)
     active_params: np.ndarray
+    # precision and parallelism
     w_bytes: np.ndarray  # weight element size
     a_bytes: np.ndarray  # activation / KV element size
     gpu_count: np.ndarray
     tp: np.ndarray
     dp: np.ndarray
+    # inference
     requests: np.ndarray
     input_tokens: np.ndarray
     output_tokens: np.ndarray
-    batch: np.ndarray
+    concurrency: np.ndarray  # requests served at once (CNN: images per pass), before memory limits
+    # training
     steps: np.ndarray
     global_batch: np.ndarray
     seq: np.ndarray
-    recompute: np.ndarray
+    recompute: np.ndarray  # bool: activation recomputation
+
+    def take(self, rows: np.ndarray) -> RowParams:
+        """The parameters of ``rows`` only (every column indexed by ``rows``)."""
+        return RowParams(**{name: getattr(self, name)[rows] for name in _FIELDS})
+
+
+BOOL_FIELDS = frozenset(
+    {
+        "is_cnn",
+        "decoder",
+        "training",
+        "eager_attention",
+        "eager_dispatch",
+        "legacy_engine",
+        "gated",
+        "rotary",
+        "rms_norm",
+        "softmax_fp32",
+        "host_syncs",
+        "simt_convs",
+        "tied",
+        "recompute",
+    }
+)
+# Columns that depend on the architecture alone (computed once per distinct model).
+ARCH_FIELDS = (
+    "is_cnn",
+    "decoder",
+    "layers",
+    "moe_layers",
+    "dense_layers",
+    "hidden",
+    "heads",
+    "kv_heads",
+    "head_dim",
+    "ffn",
+    "gated",
+    "act_kernels",
+    "rotary",
+    "rms_norm",
+    "score_kernels",
+    "softmax_fp32",
+    "host_syncs",
+    "vocab",
+    "tied",
+    "experts",
+    "active_experts",
+    "expert_ffn",
+    "shared_ffn",
+    "params",
+    "active_params",
+)
+_FIELDS = tuple(f.name for f in fields(RowParams))
 
 
 def transformer_params(a: ModelArchitecture) -> tuple[float, float]:
@@ -128,19 +190,65 @@ def execution_style(w: Workload, a: ModelArchitecture) -> tuple[str, str]:
     return attention, dispatch
 
 
+def _arch_columns(a: ModelArchitecture) -> tuple[float, ...]:
+    """The ``ARCH_FIELDS`` of one architecture (zeros but ``is_cnn`` for a CNN)."""
+    if a.arch_type == "cnn":
+        return (1.0, *([0.0] * (len(ARCH_FIELDS) - 1)))
+    layers = a.layers or 0
+    moe_layers = round(layers * a.moe_layer_fraction) if a.is_moe else 0
+    total, active = transformer_params(a)
+    return (
+        0.0,
+        float(a.arch_type == "decoder"),
+        layers,
+        moe_layers,
+        layers - moe_layers,
+        a.hidden or 0,
+        a.heads or 0,
+        a.kv_heads_,
+        a.head_dim_,
+        a.ffn or 0,
+        float(a.gated_mlp),
+        float(a.eager_activation_kernels),
+        float(a.gated_mlp if a.rotary_embeddings is None else a.rotary_embeddings),
+        float(a.gated_mlp if a.rms_norm is None else a.rms_norm),
+        float(a.eager_score_kernels),
+        float(a.eager_softmax_fp32),
+        float(a.eager_host_syncs),
+        a.vocab or 0,
+        float(a.tied_embeddings),
+        a.moe_experts or 0,
+        a.moe_active_experts or 0,
+        a.moe_expert_ffn or a.ffn or 0,
+        a.moe_shared_ffn or 0,
+        total,
+        active,
+    )
+
+
 def build_row_params(
     workloads: list[Workload], gpus: list[GPUSpec], archs: list[ModelArchitecture]
 ) -> RowParams:
+    """The parameters of every (workload, GPU, architecture) row: the architecture's shapes, the
+    resolved execution style (attention, dispatch), element sizes, tensor/data parallelism, and the
+    inference or training sizes. The one place that loops over workloads in Python."""
     n = len(workloads)
-    cols: dict[str, list[float]] = {f.name: [0.0] * n for f in fields(RowParams)}
+    arch_index: dict[int, int] = {}
+    arch_rows: list[tuple[float, ...]] = []
+    which = np.empty(n, dtype=np.int64)
+    per_row = ARCH_FIELDS
+    cols: dict[str, list[float]] = {name: [0.0] * n for name in _FIELDS if name not in per_row}
+    c = cols
     for i, (w, gpu, a) in enumerate(zip(workloads, gpus, archs, strict=True)):
-        c = cols
+        j = arch_index.get(id(a))
+        if j is None:
+            j = arch_index[id(a)] = len(arch_rows)
+            arch_rows.append(_arch_columns(a))
+        which[i] = j
         is_cnn = a.arch_type == "cnn"
-        c["is_cnn"][i] = float(is_cnn)
         c["simt_convs"][i] = float(
             is_cnn and w.precision in ("fp32", "tf32") and "tf32" not in gpu.peak_tflops
         )
-        c["decoder"][i] = float(a.arch_type == "decoder")
         c["training"][i] = float(w.task == "training")
         attention, dispatch = execution_style(w, a)
         c["eager_attention"][i] = float(attention == "eager")
@@ -154,37 +262,12 @@ def build_row_params(
         tp = default_tensor_parallel(w, a, gpu)
         c["tp"][i] = tp
         c["dp"][i] = w.gpu_count // tp
-        if not is_cnn:
-            layers = a.layers or 0
-            moe_layers = round(layers * a.moe_layer_fraction) if a.is_moe else 0
-            c["layers"][i] = layers
-            c["moe_layers"][i] = moe_layers
-            c["dense_layers"][i] = layers - moe_layers
-            c["hidden"][i] = a.hidden or 0
-            c["heads"][i] = a.heads or 0
-            c["kv_heads"][i] = a.kv_heads_
-            c["head_dim"][i] = a.head_dim_
-            c["ffn"][i] = a.ffn or 0
-            c["gated"][i] = float(a.gated_mlp)
-            c["act_kernels"][i] = float(a.eager_activation_kernels)
-            c["rotary"][i] = float(a.gated_mlp if a.rotary_embeddings is None else a.rotary_embeddings)
-            c["rms_norm"][i] = float(a.gated_mlp if a.rms_norm is None else a.rms_norm)
-            c["score_kernels"][i] = float(a.eager_score_kernels)
-            c["softmax_fp32"][i] = float(a.eager_softmax_fp32)
-            c["host_syncs"][i] = float(a.eager_host_syncs)
-            c["vocab"][i] = a.vocab or 0
-            c["tied"][i] = float(a.tied_embeddings)
-            c["experts"][i] = a.moe_experts or 0
-            c["active_experts"][i] = a.moe_active_experts or 0
-            c["expert_ffn"][i] = a.moe_expert_ffn or a.ffn or 0
-            c["shared_ffn"][i] = a.moe_shared_ffn or 0
-            c["params"][i], c["active_params"][i] = transformer_params(a)
         if w.inference is not None:
             inf = w.inference
             c["requests"][i] = inf.requests
             c["input_tokens"][i] = a.image_tokens or inf.input_tokens
             c["output_tokens"][i] = inf.output_tokens if a.arch_type == "decoder" else 0
-            c["batch"][i] = min(inf.batch_size, inf.requests)
+            c["concurrency"][i] = min(inf.batch_size, inf.requests)
         if w.training is not None:
             tr = w.training
             seq = float(a.image_tokens or tr.sequence_length) if not is_cnn else 1.0
@@ -192,4 +275,10 @@ def build_row_params(
             c["seq"][i] = seq
             c["steps"][i] = tr.total_steps
             c["recompute"][i] = float(tr.activation_recomputation)
-    return RowParams(**{k: np.asarray(v, dtype=np.float64) for k, v in cols.items()})
+    table = np.array(arch_rows, dtype=np.float64).reshape(len(arch_rows), len(ARCH_FIELDS))
+    out = {name: np.asarray(v, dtype=np.float64) for name, v in cols.items()}
+    for k, name in enumerate(ARCH_FIELDS):
+        out[name] = table[which, k] if n else np.zeros(0)
+    for name in BOOL_FIELDS:
+        out[name] = out[name] > 0
+    return RowParams(**out)

@@ -1,9 +1,8 @@
 """A columnar table of kernels: one entry per distinct kernel shape of a row, with its count.
 
-Every array has one element per kernel entry; ``row`` says which (workload, GPU) pair it belongs to.
-Kinds: GEMM (tiled, tensor cores), ATTENTION (fused flash attention), EAGER_ATTENTION (separate
-score GEMMs + softmax), MEMORY (elementwise / norm / optimizer: memory bound, CUDA cores),
-COMM (a collective over NVLink/PCIe).
+Every array has one element per kernel entry; ``row`` says which (workload, GPU) pair it belongs to,
+``op`` which operation it is (:class:`energaizer.kernels.ops.Op`, which fixes its ``kind``) and
+``phase`` where in the workload it runs.
 """
 
 from __future__ import annotations
@@ -12,11 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-GEMM, ATTENTION, MEMORY, COMM = 0, 1, 2, 3
-KIND_NAMES = ("gemm", "attention", "memory", "comm")
-
-# Phases, for the time breakdown.
-PHASES = ("prefill", "decode", "forward", "backward", "optimizer")
+from energaizer.kernels.ops import OP_KIND, Op, Phase
 
 
 @dataclass
@@ -24,19 +19,20 @@ class KernelTable:
     """Columns of the kernel table. ``count`` = launches of this shape over the whole workload."""
 
     row: np.ndarray
-    kind: np.ndarray
-    phase: np.ndarray
+    op: np.ndarray  # Op
+    kind: np.ndarray  # Kind (from the op)
+    phase: np.ndarray  # Phase
     count: np.ndarray
     m: np.ndarray  # GEMM rows (tokens); for ATTENTION: query rows per (batch*head)
     n: np.ndarray  # GEMM cols
     k: np.ndarray  # GEMM reduction dim
-    batch: np.ndarray  # independent GEMMs / attention heads in one launch
+    gemm_group: np.ndarray  # independent GEMMs (batched GEMM, conv groups) / attention heads in one launch
     flops: np.ndarray  # tensor-core (or SIMT for fp32) FLOPs per launch
     fp_flops: np.ndarray  # CUDA-core FLOPs per launch (softmax, activations, optimizer math)
     bytes: np.ndarray  # compulsory DRAM bytes per launch
     comm_bytes: np.ndarray  # bytes each GPU sends for COMM kernels (ring algorithm already applied)
     precision_bytes: np.ndarray  # element size of the operands
-    grouped: np.ndarray  # 1 for a MoE grouped expert GEMM (one launch over the touched experts)
+    moe_grouped: np.ndarray  # bool: a MoE grouped expert GEMM (one launch over the experts hit)
 
 
 @dataclass
@@ -45,16 +41,24 @@ class KernelTableBuilder:
 
     parts: dict[str, list[np.ndarray]] = field(default_factory=lambda: {k: [] for k in _COLUMNS})
 
-    def add(self, rows: np.ndarray, kind: int, phase: int, count, **cols) -> None:
+    def add(self, rows: np.ndarray, op: Op, phase: Phase, count, **cols) -> None:
+        """Entries ``op`` in ``phase`` for ``rows``, launched ``count`` times each; ``cols`` are the
+        shape columns (scalars or arrays over ``rows``; omitted ones take their defaults)."""
         rows = np.asarray(rows, dtype=np.int64)
         size = rows.shape[0]
         if size == 0:
             return
-        full = {"row": rows, "kind": np.full(size, kind, np.int8), "phase": np.full(size, phase, np.int8)}
+        full = {
+            "row": rows,
+            "op": np.full(size, op, np.int8),
+            "kind": np.full(size, OP_KIND[op], np.int8),
+            "phase": np.full(size, phase, np.int8),
+        }
         full["count"] = np.broadcast_to(np.asarray(count, dtype=np.float64), (size,))
-        for name in _COLUMNS[4:]:
-            default = 1.0 if name in ("batch", "m", "n", "k", "precision_bytes") else 0.0
-            full[name] = np.broadcast_to(np.asarray(cols.pop(name, default), dtype=np.float64), (size,))
+        for name in _COLUMNS[5:]:
+            default = 1.0 if name in ("gemm_group", "m", "n", "k", "precision_bytes") else 0.0
+            dtype = _DTYPES.get(name, np.float64)
+            full[name] = np.broadcast_to(np.asarray(cols.pop(name, default), dtype=dtype), (size,))
         if cols:
             raise TypeError(f"unknown kernel columns: {sorted(cols)}")
         for name in _COLUMNS:
@@ -71,20 +75,21 @@ class KernelTableBuilder:
         return KernelTable(**{k: v[keep] for k, v in cols.items()})
 
 
-_DTYPES = {"row": np.int64, "kind": np.int8, "phase": np.int8}
+_DTYPES = {"row": np.int64, "op": np.int8, "kind": np.int8, "phase": np.int8, "moe_grouped": np.bool_}
 _COLUMNS = (
     "row",
+    "op",
     "kind",
     "phase",
     "count",
     "m",
     "n",
     "k",
-    "batch",
+    "gemm_group",
     "flops",
     "fp_flops",
     "bytes",
     "comm_bytes",
     "precision_bytes",
-    "grouped",
+    "moe_grouped",
 )

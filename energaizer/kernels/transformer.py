@@ -1,21 +1,24 @@
-"""Transformer workloads -> kernels, vectorised over rows.
+"""Transformer workloads -> kernels, vectorised over rows: one emitter per operation.
 
-Inference: prefill passes (``batch`` prompts each) + decode steps under continuous batching
-(``batch`` tokens per step, attention over the KV cache at the mean context length; the KV bytes
-are linear in context, so the mean step is exact for them). ``output_tokens == 0`` or an encoder
-means prefill/forward passes only. Training: forward, backward (dgrad + wgrad GEMMs, attention
-backward ~2.5x forward), optional recomputation, AdamW update, tensor-parallel all-reduces per
-layer and a data-parallel gradient all-reduce per step.
+Inference: prefill passes (``concurrency`` prompts each) + decode steps under continuous batching
+(``concurrency`` tokens per step, attention over the KV cache at the mean context length; the KV
+bytes are linear in context, so the mean step is exact for them). ``output_tokens == 0`` or an
+encoder means prefill/forward passes only. Training: forward, backward (dgrad + wgrad GEMMs,
+attention backward ~2.5x forward), optional recomputation, AdamW update, tensor-parallel
+all-reduces per layer and a data-parallel gradient all-reduce per step.
+
+:class:`LayerPass` holds the geometry of one pass over every layer; its methods (``qkv_proj``,
+``attn_out``, ``mlp_up``, ... , ``tp_allreduce``) each add the kernels of one :class:`Op`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from energaizer.kernels.builders import allreduce, gemm, memory, optimizer_step
+from energaizer.kernels.ops import Op, Phase
 from energaizer.kernels.params import TRAINING_TOKENS_PER_MICROBATCH, RowParams
-from energaizer.kernels.table import ATTENTION, COMM, GEMM, MEMORY, KernelTableBuilder
-
-PREFILL, DECODE, FORWARD, BACKWARD, OPTIMIZER = range(5)
+from energaizer.kernels.table import KernelTableBuilder
 
 # Element passes over the hidden state per layer outside GEMMs/attention (fused serving stacks):
 # 2 norms (read+write), 2 residual adds, rotary, activation.
@@ -32,33 +35,6 @@ EAGER_ROTARY_EXTRA_LAUNCHES_PER_LAYER = 12.0
 # Softmax work per score element: max, subtract, exp, sum, scale.
 FP_FLOPS_PER_SOFTMAX_ELEMENT = 5.0
 FP32_BYTES = 4.0
-# AdamW with fp32 master weights: read p, g, m, v; write p, m, v, bf16 copy.
-OPTIMIZER_BYTES_PER_PARAM = 32.0
-OPTIMIZER_FLOPS_PER_PARAM = 12.0
-
-
-def _gemm(
-    b: KernelTableBuilder, rows, phase, count, m, n, k, wb, ab, batch=1.0, weights=True, grouped=0.0
-) -> None:
-    """A GEMM [m x k] @ [k x n]; the B operand is a weight (element size wb) or an activation;
-    ``grouped``: one MoE launch over ``batch`` experts."""
-    batch = np.asarray(batch, dtype=np.float64)
-    b_elem = wb if weights else ab
-    nbytes = batch * (m * k * ab + k * n * b_elem + m * n * ab)
-    b.add(
-        rows,
-        GEMM,
-        phase,
-        count,
-        m=m,
-        n=n,
-        k=k,
-        batch=batch,
-        flops=2.0 * batch * m * n * k,
-        bytes=nbytes,
-        precision_bytes=np.minimum(wb, ab) if weights else ab,
-        grouped=grouped,
-    )
 
 
 def experts_touched(experts, k, tokens) -> np.ndarray:
@@ -78,213 +54,255 @@ def eager_score_traffic(prep_kernels, softmax_fp32, act_bytes) -> tuple[np.ndarr
     EnergAIzer artifact's traces list typecast_to_fp32, softmax fp32 and typecast_to_bf16 once per
     layer). bf16 scores: Llama/Qwen2 5 kernels and 28 bytes per score, BERT 3 kernels and 12 bytes.
     """
-    upcast = (np.asarray(softmax_fp32) > 0) & (act_bytes < FP32_BYTES)
+    upcast = np.asarray(softmax_fp32, dtype=bool) & (act_bytes < FP32_BYTES)
     kernels = prep_kernels + np.where(upcast, 3.0, 1.0)
     softmax = np.where(upcast, 2.0 * (act_bytes + FP32_BYTES) + 2.0 * FP32_BYTES, 2.0 * act_bytes)
     return kernels, prep_kernels * 2.0 * act_bytes + softmax
 
 
-def _memory(b: KernelTableBuilder, rows, phase, count, nbytes, fp_flops=0.0) -> None:
-    b.add(rows, MEMORY, phase, count, bytes=nbytes, fp_flops=fp_flops)
+class LayerPass:
+    """One pass of every layer for ``tokens`` tokens of each of ``rows`` (``seqs`` sequences of
+    ``q_len`` queries attending to ``kv_len`` keys), repeated ``passes`` times; ``backward`` makes it
+    the backward pass (dgrad + wgrad GEMMs, attention backward 2.5x the forward)."""
 
+    def __init__(
+        self,
+        p: RowParams,
+        rows: np.ndarray,
+        phase: Phase,
+        passes,
+        tokens,
+        q_len,
+        kv_len,
+        causal,
+        seqs,
+        backward: bool = False,
+    ) -> None:
+        self.rows, self.phase, self.backward = rows, phase, backward
+        self.passes = np.broadcast_to(np.asarray(passes, dtype=np.float64), rows.shape)
+        self.tokens, self.q_len, self.kv_len, self.causal, self.seqs = tokens, q_len, kv_len, causal, seqs
+        self.s = s = p.take(rows)
+        self.h_loc = np.maximum(s.heads / s.tp, 1.0)  # query heads per GPU
+        self.kv_loc = np.maximum(s.kv_heads / s.tp, 1.0)  # KV heads per GPU
+        self.mats = 1.0 + s.gated  # MLP input matrices: up (and gate)
+        self.gm = 2.0 if backward else 1.0  # backward: dgrad + wgrad per GEMM
 
-def _allreduce(b: KernelTableBuilder, rows, phase, count, size_bytes, group) -> None:
-    """Ring all-reduce of ``size_bytes`` over ``group`` GPUs: each sends 2(g-1)/g of it."""
-    group = np.asarray(group, dtype=np.float64)
-    sent = np.where(group > 1, 2.0 * (group - 1.0) / np.maximum(group, 1.0) * size_bytes, 0.0)
-    b.add(
-        rows, COMM, phase, np.where(group > 1, count, 0.0), comm_bytes=sent, bytes=2.0 * size_bytes, m=group
-    )
+    def emit(self, b: KernelTableBuilder) -> None:
+        """Every operation of the pass, in table order."""
+        self.qkv_proj(b)
+        self.attn_out(b)
+        self.mlp_up(b)
+        self.mlp_down(b)
+        self.moe_experts(b)
+        self.shared_expert_up(b)
+        self.shared_expert_down(b)
+        self.router(b)
+        self.attention(b)
+        self.norm_act(b)
+        self.activation(b)
+        self.tp_allreduce(b)
 
+    def _gemm(self, b: KernelTableBuilder, op: Op, count, m, n, k, **kw) -> None:
+        gemm(b, self.rows, op, self.phase, count, m, n, k, self.s.w_bytes, self.s.a_bytes, **kw)
 
-def _layer_stack(
-    b: KernelTableBuilder,
-    p: RowParams,
-    rows: np.ndarray,
-    phase: int,
-    passes,
-    tokens,
-    q_len,
-    kv_len,
-    causal,
-    seqs,
-    backward: bool = False,
-) -> None:
-    """One pass of every layer for ``tokens`` tokens (``seqs`` sequences of ``q_len`` queries
-    attending to ``kv_len`` keys), repeated ``passes`` times. ``backward`` emits the backward pass."""
-    passes = np.broadcast_to(np.asarray(passes, dtype=np.float64), rows.shape)
-    s = {
-        f: getattr(p, f)[rows]
-        for f in (
-            "layers",
-            "dense_layers",
-            "moe_layers",
-            "hidden",
-            "heads",
-            "kv_heads",
-            "head_dim",
-            "ffn",
-            "gated",
-            "act_kernels",
-            "rotary",
-            "rms_norm",
-            "experts",
-            "active_experts",
-            "expert_ffn",
-            "shared_ffn",
-            "tp",
-            "w_bytes",
-            "a_bytes",
-            "eager_attention",
-            "eager_dispatch",
-            "score_kernels",
-            "softmax_fp32",
+    def qkv_proj(self, b: KernelTableBuilder) -> None:
+        s = self.s
+        count = self.passes * s.layers * self.gm
+        self._gemm(b, Op.QKV_PROJ, count, self.tokens, (self.h_loc + 2 * self.kv_loc) * s.head_dim, s.hidden)
+
+    def attn_out(self, b: KernelTableBuilder) -> None:
+        s = self.s
+        count = self.passes * s.layers * self.gm
+        self._gemm(b, Op.ATTN_OUT, count, self.tokens, s.hidden, self.h_loc * s.head_dim)
+
+    def mlp_up(self, b: KernelTableBuilder) -> None:
+        s = self.s
+        count = self.passes * s.dense_layers * self.gm
+        self._gemm(b, Op.MLP_UP, count, self.tokens, self.mats * s.ffn / s.tp, s.hidden)
+
+    def mlp_down(self, b: KernelTableBuilder) -> None:
+        s = self.s
+        count = self.passes * s.dense_layers * self.gm
+        self._gemm(b, Op.MLP_DOWN, count, self.tokens, s.hidden, s.ffn / s.tp)
+
+    def moe_experts(self, b: KernelTableBuilder) -> None:
+        """Routed experts (ops ``moe_up``, ``moe_down``). Each token picks k of E experts; an expert no
+        token picked is neither read nor computed. Serving stacks and trainers run all experts of a
+        layer as one grouped GEMM (``gemm_group`` = experts hit)."""
+        s, T = self.s, self.tokens
+        routed = T * s.active_experts
+        touched = experts_touched(s.experts, s.active_experts, T)
+        tok_per_expert = np.where(touched > 0, routed / np.maximum(touched, 1.0), 0.0)
+        ffn_e = s.expert_ffn / s.tp
+        count = self.passes * s.moe_layers * self.gm
+        up_n = self.mats * ffn_e
+        self._gemm(b, Op.MOE_UP, count, tok_per_expert, up_n, s.hidden, gemm_group=touched, moe_grouped=True)
+        self._gemm(
+            b, Op.MOE_DOWN, count, tok_per_expert, s.hidden, ffn_e, gemm_group=touched, moe_grouped=True
         )
-    }
-    tp, wb, ab = s["tp"], s["w_bytes"], s["a_bytes"]
-    d, hd = s["hidden"], s["head_dim"]
-    h_loc = np.maximum(s["heads"] / tp, 1.0)
-    kv_loc = np.maximum(s["kv_heads"] / tp, 1.0)
-    mats = 1.0 + s["gated"]
-    gm = 2.0 if backward else 1.0  # backward: dgrad + wgrad per GEMM
-    L, Ld, Lm = s["layers"], s["dense_layers"], s["moe_layers"]
-    T = tokens
 
-    _gemm(b, rows, phase, passes * L * gm, T, (h_loc + 2 * kv_loc) * hd, d, wb, ab)
-    _gemm(b, rows, phase, passes * L * gm, T, d, h_loc * hd, wb, ab)
-    _gemm(b, rows, phase, passes * Ld * gm, T, mats * s["ffn"] / tp, d, wb, ab)
-    _gemm(b, rows, phase, passes * Ld * gm, T, d, s["ffn"] / tp, wb, ab)
-    # MoE: each token picks k of E experts; an expert no token picked is neither read nor computed.
-    # Serving stacks and trainers run all experts of a layer as one grouped GEMM (batch = experts hit).
-    experts = s["experts"]
-    routed = T * s["active_experts"]
-    touched = experts_touched(experts, s["active_experts"], T)
-    tok_per_expert = np.where(touched > 0, routed / np.maximum(touched, 1.0), 0.0)
-    ffn_e = s["expert_ffn"] / tp
-    _gemm(
-        b, rows, phase, passes * Lm * gm, tok_per_expert, mats * ffn_e, d, wb, ab, batch=touched, grouped=1.0
-    )
-    _gemm(b, rows, phase, passes * Lm * gm, tok_per_expert, d, ffn_e, wb, ab, batch=touched, grouped=1.0)
-    _gemm(b, rows, phase, passes * Lm * gm * (s["shared_ffn"] > 0), T, mats * s["shared_ffn"] / tp, d, wb, ab)
-    _gemm(b, rows, phase, passes * Lm * gm * (s["shared_ffn"] > 0), T, d, s["shared_ffn"] / tp, wb, ab)
-    _gemm(b, rows, phase, passes * Lm * gm, T, experts, d, wb, ab)  # router
+    def shared_expert_up(self, b: KernelTableBuilder) -> None:
+        s = self.s
+        count = self.passes * s.moe_layers * self.gm * (s.shared_ffn > 0)
+        self._gemm(b, Op.SHARED_EXPERT_UP, count, self.tokens, self.mats * s.shared_ffn / s.tp, s.hidden)
 
-    # Attention.
-    causal_f = np.where(causal, 0.5, 1.0)
-    heads_total = seqs * h_loc
-    attn_flops = 4.0 * heads_total * q_len * kv_len * hd * np.where(q_len > 1, causal_f, 1.0)
-    kv_bytes = seqs * kv_len * 2.0 * kv_loc * hd * ab
-    qo_bytes = 2.0 * seqs * q_len * h_loc * hd * ab
-    fa_mult = 2.5 if backward else 1.0
-    eager = s["eager_attention"] > 0
-    flash_rows = ~eager
-    if flash_rows.any():
-        sel = flash_rows
-        # Decode kernels pack the query heads that share a KV head into one tile (GQA packing), so
-        # each KV block is read once per KV head: tiles = sequences x KV heads x KV blocks.
-        one_q = np.broadcast_to(q_len, rows.shape) <= 1
-        group = h_loc / kv_loc
-        b.add(
-            rows[sel],
-            ATTENTION,
-            phase,
-            (passes * L)[sel],
-            m=np.where(one_q, group, np.broadcast_to(q_len, rows.shape))[sel],
-            n=np.broadcast_to(kv_len, rows.shape)[sel],
-            k=hd[sel],
-            batch=np.where(one_q, seqs * kv_loc, np.broadcast_to(heads_total, rows.shape))[sel],
-            flops=(attn_flops * fa_mult)[sel],
-            fp_flops=(5.0 * heads_total * q_len * kv_len * np.where(q_len > 1, causal_f, 1.0) * fa_mult)[sel],
-            bytes=((kv_bytes + qo_bytes) * (2.0 if backward else 1.0))[sel],
-            precision_bytes=ab[sel],
+    def shared_expert_down(self, b: KernelTableBuilder) -> None:
+        s = self.s
+        count = self.passes * s.moe_layers * self.gm * (s.shared_ffn > 0)
+        self._gemm(b, Op.SHARED_EXPERT_DOWN, count, self.tokens, s.hidden, s.shared_ffn / s.tp)
+
+    def router(self, b: KernelTableBuilder) -> None:
+        s = self.s
+        self._gemm(b, Op.ROUTER, self.passes * s.moe_layers * self.gm, self.tokens, s.experts, s.hidden)
+
+    def attention(self, b: KernelTableBuilder) -> None:
+        """Fused attention (op ``attention``) where the row runs flash attention, else eager attention:
+        the two score GEMMs (``attn_scores``, ``attn_values``) and the passes between them
+        (``softmax``)."""
+        s, rows, q_len, kv_len, seqs = self.s, self.rows, self.q_len, self.kv_len, self.seqs
+        hd, ab = s.head_dim, s.a_bytes
+        causal_f = np.where(self.causal, 0.5, 1.0)
+        heads_total = seqs * self.h_loc
+        per_layer = self.passes * s.layers
+        eager = s.eager_attention
+        flash_rows = ~eager
+        if flash_rows.any():
+            sel = flash_rows
+            attn_flops = 4.0 * heads_total * q_len * kv_len * hd * np.where(q_len > 1, causal_f, 1.0)
+            kv_bytes = seqs * kv_len * 2.0 * self.kv_loc * hd * ab
+            qo_bytes = 2.0 * seqs * q_len * self.h_loc * hd * ab
+            fa_mult = 2.5 if self.backward else 1.0
+            # Decode kernels pack the query heads that share a KV head into one tile (GQA packing), so
+            # each KV block is read once per KV head: tiles = sequences x KV heads x KV blocks.
+            one_q = np.broadcast_to(q_len, rows.shape) <= 1
+            group = self.h_loc / self.kv_loc
+            b.add(
+                rows[sel],
+                Op.ATTENTION,
+                self.phase,
+                per_layer[sel],
+                m=np.where(one_q, group, np.broadcast_to(q_len, rows.shape))[sel],
+                n=np.broadcast_to(kv_len, rows.shape)[sel],
+                k=hd[sel],
+                gemm_group=np.where(one_q, seqs * self.kv_loc, np.broadcast_to(heads_total, rows.shape))[sel],
+                flops=(attn_flops * fa_mult)[sel],
+                fp_flops=(5.0 * heads_total * q_len * kv_len * np.where(q_len > 1, causal_f, 1.0) * fa_mult)[
+                    sel
+                ],
+                bytes=((kv_bytes + qo_bytes) * (2.0 if self.backward else 1.0))[sel],
+                precision_bytes=ab[sel],
+            )
+        if eager.any():
+            sel = eager
+            r, cnt, gm, phase = rows[sel], per_layer[sel], self.gm, self.phase
+            ql = np.broadcast_to(q_len, rows.shape)[sel]
+            kl = np.broadcast_to(kv_len, rows.shape)[sel]
+            ht = np.broadcast_to(heads_total, rows.shape)[sel]
+            hs, abs_ = hd[sel], ab[sel]
+            gemm(b, r, Op.ATTN_SCORES, phase, cnt * gm, ql, kl, hs, abs_, abs_, gemm_group=ht, weights=False)
+            gemm(b, r, Op.ATTN_VALUES, phase, cnt * gm, ql, hs, kl, abs_, abs_, gemm_group=ht, weights=False)
+            kernels, per_element = eager_score_traffic(s.score_kernels[sel], s.softmax_fp32[sel], abs_)
+            elements = ht * ql * kl
+            memory(
+                b,
+                r,
+                Op.SOFTMAX,
+                phase,
+                cnt * kernels * gm,
+                per_element * elements / kernels,
+                fp_flops=FP_FLOPS_PER_SOFTMAX_ELEMENT * elements / kernels,
+            )
+
+    def norm_act(self, b: KernelTableBuilder) -> None:
+        """Norms, residual adds, rotary embeddings and the MLP activation: fused kernels in a serving
+        stack, many more small ones under eager dispatch."""
+        s, T = self.s, self.tokens
+        act = T * s.hidden * s.a_bytes
+        launches = ELEMENTWISE_LAUNCHES_PER_LAYER + np.where(
+            s.eager_dispatch,
+            EAGER_EXTRA_LAUNCHES_PER_LAYER
+            + EAGER_RMSNORM_EXTRA_LAUNCHES_PER_LAYER * s.rms_norm
+            + EAGER_ROTARY_EXTRA_LAUNCHES_PER_LAYER * s.rotary,
+            0.0,
         )
-    if eager.any():
-        sel = eager
-        r, cnt = rows[sel], (passes * L)[sel]
-        ql = np.broadcast_to(q_len, rows.shape)[sel]
-        kl = np.broadcast_to(kv_len, rows.shape)[sel]
-        ht = np.broadcast_to(heads_total, rows.shape)[sel]
-        _gemm(b, r, phase, cnt * gm, ql, kl, hd[sel], ab[sel], ab[sel], batch=ht, weights=False)
-        _gemm(b, r, phase, cnt * gm, ql, hd[sel], kl, ab[sel], ab[sel], batch=ht, weights=False)
-        kernels, per_element = eager_score_traffic(s["score_kernels"][sel], s["softmax_fp32"][sel], ab[sel])
-        elements = ht * ql * kl
-        _memory(
+        memory(
             b,
-            r,
-            phase,
-            cnt * kernels * gm,
-            per_element * elements / kernels,
-            fp_flops=FP_FLOPS_PER_SOFTMAX_ELEMENT * elements / kernels,
+            self.rows,
+            Op.NORM_ACT,
+            self.phase,
+            self.passes * s.layers * launches * self.gm,
+            ELEMENTWISE_PASSES_PER_LAYER * act / launches
+            + self.mats * T * s.ffn / s.tp * s.a_bytes / launches,
+            fp_flops=10.0 * T * s.hidden / launches,
         )
 
-    # Norms, residuals, activations, rotary.
-    act = T * d * ab
-    launches = ELEMENTWISE_LAUNCHES_PER_LAYER + np.where(
-        s["eager_dispatch"] > 0,
-        EAGER_EXTRA_LAUNCHES_PER_LAYER
-        + EAGER_RMSNORM_EXTRA_LAUNCHES_PER_LAYER * s["rms_norm"]
-        + EAGER_ROTARY_EXTRA_LAUNCHES_PER_LAYER * s["rotary"],
-        0.0,
-    )
-    _memory(
-        b,
-        rows,
-        phase,
-        passes * L * launches * gm,
-        ELEMENTWISE_PASSES_PER_LAYER * act / launches + mats * T * s["ffn"] / tp * ab / launches,
-        fp_flops=10.0 * T * d / launches,
-    )
-    # An unfused eager activation (GPT-2's gelu_new: pow, 3 multiplies, 2 adds, tanh, scale) runs
-    # its extra kernels over the MLP intermediate, each reading and writing it.
-    extra_act = np.where(s["eager_dispatch"] > 0, s["act_kernels"] - 1.0, 0.0)
-    if (extra_act > 0).any():
-        sel = extra_act > 0
-        mlp_elems = (np.broadcast_to(T, rows.shape) * s["ffn"] / tp)[sel]
-        _memory(
-            b,
-            rows[sel],
-            phase,
-            (passes * Ld * extra_act * gm)[sel],
-            2.0 * mlp_elems * ab[sel],
-            fp_flops=mlp_elems,
-        )
-    # Tensor-parallel all-reduces (2 per layer forward, 2 backward).
-    _allreduce(b, rows, phase, passes * L * 2.0, act, tp)
+    def activation(self, b: KernelTableBuilder) -> None:
+        """An unfused eager activation (GPT-2's gelu_new: pow, 3 multiplies, 2 adds, tanh, scale) runs
+        its extra kernels over the MLP intermediate, each reading and writing it."""
+        s = self.s
+        extra_act = np.where(s.eager_dispatch, s.act_kernels - 1.0, 0.0)
+        if (extra_act > 0).any():
+            sel = extra_act > 0
+            mlp_elems = (np.broadcast_to(self.tokens, self.rows.shape) * s.ffn / s.tp)[sel]
+            memory(
+                b,
+                self.rows[sel],
+                Op.ACTIVATION,
+                self.phase,
+                (self.passes * s.dense_layers * extra_act * self.gm)[sel],
+                2.0 * mlp_elems * s.a_bytes[sel],
+                fp_flops=mlp_elems,
+            )
+
+    def tp_allreduce(self, b: KernelTableBuilder) -> None:
+        """Tensor-parallel all-reduces of the hidden state: 2 per layer forward, 2 backward."""
+        s = self.s
+        act = self.tokens * s.hidden * s.a_bytes
+        allreduce(b, self.rows, Op.TP_ALLREDUCE, self.phase, self.passes * s.layers * 2.0, act, s.tp)
 
 
-def _lm_head(b: KernelTableBuilder, p: RowParams, rows, phase, passes, tokens, backward=False) -> None:
+def lm_head(b: KernelTableBuilder, p: RowParams, rows, phase: Phase, passes, tokens, backward=False) -> None:
+    """The vocabulary projection (``lm_head``) and the fp32 pass over its logits (``logits``: sampling
+    in inference, cross-entropy in training)."""
     tp, wb, ab = p.tp[rows], p.w_bytes[rows], p.a_bytes[rows]
     vocab, d = p.vocab[rows], p.hidden[rows]
     gm = 2.0 if backward else 1.0
-    _gemm(b, rows, phase, passes * gm * (vocab > 0), tokens, vocab / tp, d, wb, ab)
-    # sampling / cross-entropy over the logits (fp32)
-    _memory(
-        b, rows, phase, passes * (vocab > 0), tokens * vocab / tp * 8.0, fp_flops=5.0 * tokens * vocab / tp
+    gemm(b, rows, Op.LM_HEAD, phase, passes * gm * (vocab > 0), tokens, vocab / tp, d, wb, ab)
+    memory(
+        b,
+        rows,
+        Op.LOGITS,
+        phase,
+        passes * (vocab > 0),
+        tokens * vocab / tp * 8.0,
+        fp_flops=5.0 * tokens * vocab / tp,
     )
 
 
-def add_inference(b: KernelTableBuilder, p: RowParams, rows: np.ndarray, batch_eff: np.ndarray) -> None:
-    """Inference kernels for transformer rows; ``batch_eff`` is the concurrency after memory limits."""
+def add_inference(b: KernelTableBuilder, p: RowParams, rows: np.ndarray, concurrency: np.ndarray) -> None:
+    """Inference kernels for transformer rows; ``concurrency`` is the number of requests served at
+    once after memory limits."""
     if rows.size == 0:
         return
     req, inp, out = p.requests[rows], p.input_tokens[rows], p.output_tokens[rows]
-    B = batch_eff
-    decoder = p.decoder[rows] > 0
+    B = concurrency
+    decoder = p.decoder[rows]
     prefill_passes = np.ceil(req / B)
     T = B * inp
-    _layer_stack(b, p, rows, PREFILL, prefill_passes, T, inp, inp, decoder, B)
+    LayerPass(p, rows, Phase.PREFILL, prefill_passes, T, inp, inp, decoder, B).emit(b)
     emb = T * p.hidden[rows] * p.a_bytes[rows]
-    _memory(b, rows, PREFILL, prefill_passes, 2.0 * emb)
+    memory(b, rows, Op.EMBEDDING, Phase.PREFILL, prefill_passes, 2.0 * emb)
     gen = out > 0
     if gen.any():
         r = rows[gen]
         Bg, reqg, outg, inpg = B[gen], req[gen], out[gen], inp[gen]
-        _lm_head(b, p, r, PREFILL, prefill_passes[gen], Bg)
+        lm_head(b, p, r, Phase.PREFILL, prefill_passes[gen], Bg)
         steps = reqg * outg / Bg
         ctx = inpg + outg / 2.0
-        _layer_stack(b, p, r, DECODE, steps, Bg, np.ones_like(Bg), ctx, np.ones_like(Bg, dtype=bool), Bg)
-        _lm_head(b, p, r, DECODE, steps, Bg)
-        _memory(b, r, DECODE, steps, 2.0 * Bg * p.hidden[r] * p.a_bytes[r])
+        one = np.ones_like(Bg)
+        LayerPass(p, r, Phase.DECODE, steps, Bg, one, ctx, np.ones_like(Bg, dtype=bool), Bg).emit(b)
+        lm_head(b, p, r, Phase.DECODE, steps, Bg)
+        memory(b, r, Op.EMBEDDING, Phase.DECODE, steps, 2.0 * Bg * p.hidden[r] * p.a_bytes[r])
 
 
 def microbatch(p: RowParams, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -298,39 +316,23 @@ def microbatch(p: RowParams, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def add_training(b: KernelTableBuilder, p: RowParams, rows: np.ndarray) -> None:
+    """Training kernels for transformer rows: forward, backward (and recomputation) passes per
+    micro-batch, the LM head where the model has one, and the optimizer step."""
     if rows.size == 0:
         return
     seq, steps = p.seq[rows], p.steps[rows]
     mb, n_mb = microbatch(p, rows)
     passes = steps * n_mb
     T = mb * seq
-    causal = p.decoder[rows] > 0
-    _layer_stack(b, p, rows, FORWARD, passes, T, seq, seq, causal, mb)
-    _layer_stack(b, p, rows, BACKWARD, passes, T, seq, seq, causal, mb, backward=True)
-    recompute = p.recompute[rows] > 0
+    causal = p.decoder[rows]
+    LayerPass(p, rows, Phase.FORWARD, passes, T, seq, seq, causal, mb).emit(b)
+    LayerPass(p, rows, Phase.BACKWARD, passes, T, seq, seq, causal, mb, backward=True).emit(b)
+    recompute = p.recompute[rows]
     if recompute.any():
-        r = rows[recompute]
-        _layer_stack(
-            b,
-            p,
-            r,
-            BACKWARD,
-            passes[recompute],
-            T[recompute],
-            seq[recompute],
-            seq[recompute],
-            causal[recompute],
-            mb[recompute],
-        )
-    _lm_head(b, p, rows, FORWARD, passes * p.decoder[rows], T)
-    _lm_head(b, p, rows, BACKWARD, passes * p.decoder[rows], T, backward=True)
-    params_gpu = p.params[rows] / p.tp[rows]
-    _memory(
-        b,
-        rows,
-        OPTIMIZER,
-        steps,
-        OPTIMIZER_BYTES_PER_PARAM * params_gpu,
-        fp_flops=OPTIMIZER_FLOPS_PER_PARAM * params_gpu,
-    )
-    _allreduce(b, rows, OPTIMIZER, steps, 2.0 * params_gpu, p.dp[rows])
+        sel = recompute
+        LayerPass(
+            p, rows[sel], Phase.BACKWARD, passes[sel], T[sel], seq[sel], seq[sel], causal[sel], mb[sel]
+        ).emit(b)
+    lm_head(b, p, rows, Phase.FORWARD, passes * p.decoder[rows], T)
+    lm_head(b, p, rows, Phase.BACKWARD, passes * p.decoder[rows], T, backward=True)
+    optimizer_step(b, rows, steps, p.params[rows] / p.tp[rows], p.dp[rows])

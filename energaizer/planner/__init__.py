@@ -8,6 +8,6 @@ Modules: :mod:`pools` (node pools, what-if flags), :mod:`trace` (job trace CSV),
 replay; the energy-aware policy is :func:`energaizer.placement.solve`), :mod:`bounds`,
 :mod:`fleet` (idle GPUs of a schedule in either fleet mode),
 :mod:`plan` (``run_plan``, ``run_power_sweeps``), :mod:`report` and :mod:`plots` (outputs),
-:mod:`demo` (the built-in demo trace), :mod:`fit_alibaba` and :mod:`azure_extract` (rebuild the
-shipped demo data from ``../shared/traces``).
+:mod:`demo` (the built-in demo trace). ``tools/fit_alibaba.py`` and ``tools/azure_extract.py``
+rebuild the shipped demo data from ``../shared/traces``.
 """

@@ -10,46 +10,52 @@ from __future__ import annotations
 
 import numpy as np
 
-from energaizer.calibration.profile import CalibrationProfile
-from energaizer.timeline.hardware import GpuTable
+from energaizer.hardware import GpuTable
+from energaizer.profile import CalibrationProfile
 
 
-def _ramp(f: np.ndarray, f_max: np.ndarray, knee_ratio: float) -> np.ndarray:
-    knee = knee_ratio * f_max
-    return np.clip((f - knee) / np.maximum(f_max - knee, 1.0), 0.0, 1.0)
+def _ramp(clock_mhz: np.ndarray, max_clock_mhz: np.ndarray, knee_ratio: float) -> np.ndarray:
+    knee = knee_ratio * max_clock_mhz
+    return np.clip((clock_mhz - knee) / np.maximum(max_clock_mhz - knee, 1.0), 0.0, 1.0)
 
 
 def _measured(
-    out: np.ndarray, f: np.ndarray, g: np.ndarray, hw: GpuTable, table_field: str, relative: bool
+    out: np.ndarray, clock_mhz: np.ndarray, g: np.ndarray, hw: GpuTable, table_field: str, relative: bool
 ) -> np.ndarray:
-    """Replace ``out`` by the GPU's measured table (value vs locked clock), interpolated at ``f``, on
+    """Replace ``out`` by the GPU's measured table (value vs locked clock), interpolated at ``clock_mhz``, on
     the GPUs that have one; ``relative`` divides by the value at the highest clock."""
-    for gi in np.unique(g):
+    for gi in np.flatnonzero(np.bincount(g)):  # the GPUs present (np.unique sorts: slower)
         table = getattr(hw.specs[gi], table_field)
         if len(table) >= 2:
             sel = g == gi
             mhz = np.array([p.mhz for p in table])
             value = np.array([p.value for p in table])
             order = np.argsort(mhz)
-            out[sel] = np.interp(f[sel], mhz[order], value[order]) / (value[order][-1] if relative else 1.0)
+            out[sel] = np.interp(clock_mhz[sel], mhz[order], value[order]) / (
+                value[order][-1] if relative else 1.0
+            )
     return out
 
 
-def voltage_ratio(f: np.ndarray, g: np.ndarray, hw: GpuTable, prof: CalibrationProfile) -> np.ndarray:
-    """V(f) / V(f_max) for clocks ``f`` on GPUs ``g`` (indices into ``hw``)."""
+def voltage_ratio(clock_mhz: np.ndarray, g: np.ndarray, hw: GpuTable, prof: CalibrationProfile) -> np.ndarray:
+    """V(clock) / V(max clock) at SM clocks ``clock_mhz`` on GPUs ``g`` (indices into ``hw``)."""
     out = prof.voltage_min_ratio + (1.0 - prof.voltage_min_ratio) * _ramp(
-        f, hw.f_max[g], prof.voltage_knee_ratio
+        clock_mhz, hw.max_clock_mhz[g], prof.voltage_knee_ratio
     )
-    return _measured(out, f, g, hw, "voltage_table", relative=True)
+    return _measured(out, clock_mhz, g, hw, "voltage_table", relative=True)
 
 
-def idle_power(f: np.ndarray, g: np.ndarray, hw: GpuTable, prof: CalibrationProfile) -> np.ndarray:
-    """Board power of an idle GPU whose SM clock is held at ``f`` (W)."""
-    base = hw.idle[g]
-    out = base * (1.0 + (prof.idle_at_max_clock_ratio - 1.0) * _ramp(f, hw.f_max[g], prof.voltage_knee_ratio))
-    return _measured(out, f, g, hw, "idle_power_table", relative=False)
+def idle_power(clock_mhz: np.ndarray, g: np.ndarray, hw: GpuTable, prof: CalibrationProfile) -> np.ndarray:
+    """Board power of an idle GPU whose SM clock is held at ``clock_mhz`` (W)."""
+    base = hw.idle_power_w[g]
+    out = base * (
+        1.0
+        + (prof.idle_at_max_clock_ratio - 1.0)
+        * _ramp(clock_mhz, hw.max_clock_mhz[g], prof.voltage_knee_ratio)
+    )
+    return _measured(out, clock_mhz, g, hw, "idle_power_table", relative=False)
 
 
-def core_scale(f: np.ndarray, g: np.ndarray, hw: GpuTable, prof: CalibrationProfile) -> np.ndarray:
-    """Dynamic-power scale of the core clock domain relative to f_max: (V/V_max)^2 * f/f_max."""
-    return voltage_ratio(f, g, hw, prof) ** 2 * (f / hw.f_max[g])
+def core_scale(clock_mhz: np.ndarray, g: np.ndarray, hw: GpuTable, prof: CalibrationProfile) -> np.ndarray:
+    """Dynamic-power scale of the core clock domain relative to the max clock: (V/V_max)^2 * clock / max clock."""
+    return voltage_ratio(clock_mhz, g, hw, prof) ** 2 * (clock_mhz / hw.max_clock_mhz[g])

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from energaizer.calibration.profile import CalibrationProfile
+from energaizer.hardware import GpuTable
 from energaizer.kernels.table import KernelTable
 from energaizer.power.dvfs import core_scale, idle_power, voltage_ratio
-from energaizer.timeline.hardware import GpuTable
-from energaizer.timeline.kernel_time import KernelDevice, KernelTiming, kernel_timing
+from energaizer.profile import CalibrationProfile
+from energaizer.timing.kernel_time import KernelDevice, KernelTiming, kernel_timing
 
 CAP_BISECTION_STEPS = 9  # ~3 MHz on a 1.6 GHz range, finer than the 15 MHz clock steps
 
@@ -38,36 +38,42 @@ class KernelPower:
 def dynamic_range(hw: GpuTable, g: np.ndarray) -> np.ndarray:
     """D: the dynamic power the alpha terms are fractions of (W); TDP - idle unless the catalog
     gives the die's own figure (boards sharing a die and clock draw the same for the same work)."""
-    return np.maximum(hw.dynamic[g], 1.0)
+    return np.maximum(hw.dynamic_power_w[g], 1.0)
 
 
-def gap_power(f: np.ndarray, g: np.ndarray, hw: GpuTable, prof: CalibrationProfile) -> np.ndarray:
-    """Board power while the GPU waits for the host at clock ``f``: not parked, clocks up, small
+def gap_power(clock_mhz: np.ndarray, g: np.ndarray, hw: GpuTable, prof: CalibrationProfile) -> np.ndarray:
+    """Board power while the GPU waits for the host at clock ``clock_mhz``: not parked, clocks up, small
     kernels (sampling, copies) keep a fitted share of the SM-activity power."""
-    return idle_power(f, g, hw, prof) + prof.gap_activity * prof.alpha_sm * dynamic_range(hw, g) * core_scale(
-        f, g, hw, prof
-    )
+    return idle_power(clock_mhz, g, hw, prof) + prof.gap_activity * prof.alpha_sm * dynamic_range(
+        hw, g
+    ) * core_scale(clock_mhz, g, hw, prof)
 
 
 def kernel_power(
-    tm: KernelTiming, dev: KernelDevice, f: np.ndarray, hw: GpuTable, prof: CalibrationProfile
+    tm: KernelTiming, dev: KernelDevice, clock_mhz: np.ndarray, hw: GpuTable, prof: CalibrationProfile
 ) -> KernelPower:
+    """Board power of one GPU while each kernel runs at ``clock_mhz``, split as the breakdown needs it:
+    idle power at that clock, the dynamic power of the core clock domain (tensor cores, L2 and SM
+    activity as shares of the die's dynamic range, scaled by V^2 f; CUDA-core FLOPs at an energy per
+    FLOP scaled by V^2) and DRAM power (energy per bit x the bits the kernel moves per second)."""
     g = dev.g
-    s = core_scale(f, g, hw, prof)
+    s = core_scale(clock_mhz, g, hw, prof)
     compute = (
         dynamic_range(hw, g)
         * s
         * (prof.alpha_tensor * tm.u_tensor + prof.alpha_l2 * tm.u_l2 + prof.alpha_sm * tm.u_busy)
     )
-    compute = compute + prof.fp32_pj_per_flop * 1e-12 * tm.fp_flop_rate * voltage_ratio(f, g, hw, prof) ** 2
-    pj = np.where(hw.gddr[g] > 0, prof.dram_pj_per_bit_gddr, prof.dram_pj_per_bit_hbm)
-    memory = pj * 1e-12 * 8.0 * tm.u_dram * hw.bw[g]
-    return KernelPower(idle=idle_power(f, g, hw, prof), compute=compute, memory=memory)
+    compute = (
+        compute + prof.fp32_pj_per_flop * 1e-12 * tm.fp_flop_rate * voltage_ratio(clock_mhz, g, hw, prof) ** 2
+    )
+    pj = np.where(hw.gddr[g], prof.dram_pj_per_bit_gddr, prof.dram_pj_per_bit_hbm)
+    memory = pj * 1e-12 * 8.0 * tm.u_dram * hw.dram_bytes_per_s[g]
+    return KernelPower(idle=idle_power(clock_mhz, g, hw, prof), compute=compute, memory=memory)
 
 
 @dataclass
 class OperatingPoint:
-    f: np.ndarray  # effective clock per kernel (MHz)
+    clock_mhz: np.ndarray  # effective clock per kernel (MHz)
     timing: KernelTiming
     power: KernelPower
     capped: np.ndarray  # bool
@@ -76,37 +82,56 @@ class OperatingPoint:
 def solve_operating_point(
     kt: KernelTable,
     dev: KernelDevice,
-    f_req: np.ndarray,
-    limit: np.ndarray,
+    requested_mhz: np.ndarray,
+    power_limit_w: np.ndarray,
     hw: GpuTable,
     prof: CalibrationProfile,
 ) -> OperatingPoint:
-    """Evaluate every kernel at the requested clock; where power exceeds the limit, bisect the clock
-    down to the highest one that fits (never below the GPU's minimum clock)."""
-    tm = kernel_timing(kt, dev, f_req, hw, prof)
-    pw = kernel_power(tm, dev, f_req, hw, prof)
-    capped = pw.total > limit
-    f = f_req.copy()
+    """The clock, time and power of every kernel. Each runs at ``requested_mhz`` unless its board power
+    there exceeds ``power_limit_w`` (per GPU); then, as the firmware does, the clock drops: bisected to
+    the highest that fits (never below the GPU's minimum clock), where the board draws at most the limit."""
+    tm = kernel_timing(kt, dev, requested_mhz, hw, prof)
+    pw = kernel_power(tm, dev, requested_mhz, hw, prof)
+    capped = pw.total > power_limit_w
+    clock_mhz = requested_mhz.copy()
     if capped.any():
         idx = np.nonzero(capped)[0]
         sub = _subset(kt, idx)
         sdev = KernelDevice(g=dev.g[idx], peak=dev.peak[idx], tensor=dev.tensor[idx])
-        lo = hw.f_min[sdev.g].copy()
-        hi = f_req[idx].copy()
-        lim = limit[idx]
+        lo = hw.min_clock_mhz[sdev.g].copy()
+        hi = requested_mhz[idx].copy()
+        lim = power_limit_w[idx]
         for _ in range(CAP_BISECTION_STEPS):
             mid = 0.5 * (lo + hi)
             p = kernel_power(kernel_timing(sub, sdev, mid, hw, prof), sdev, mid, hw, prof).total
             ok = p <= lim
             lo = np.where(ok, mid, lo)
             hi = np.where(ok, hi, mid)
-        f[idx] = lo
-        tm = kernel_timing(kt, dev, f, hw, prof)
-        pw = kernel_power(tm, dev, f, hw, prof)
+        clock_mhz[idx] = lo
+        # Only the capped kernels change (timing and power are per kernel): recompute those at their clock.
+        sub_tm = kernel_timing(sub, sdev, lo, hw, prof)
+        sub_pw = kernel_power(sub_tm, sdev, lo, hw, prof)
         # At the minimum clock a kernel may still exceed the limit: the board then draws the limit.
-        scale = np.minimum(1.0, limit / np.maximum(pw.total, 1e-9))
-        pw = KernelPower(idle=pw.idle * scale, compute=pw.compute * scale, memory=pw.memory * scale)
-    return OperatingPoint(f=f, timing=tm, power=pw, capped=capped)
+        scale = np.minimum(1.0, lim / np.maximum(sub_pw.total, 1e-9))
+        tm = _scatter(tm, idx, sub_tm)
+        pw = _scatter(
+            pw,
+            idx,
+            KernelPower(
+                idle=sub_pw.idle * scale, compute=sub_pw.compute * scale, memory=sub_pw.memory * scale
+            ),
+        )
+    return OperatingPoint(clock_mhz=clock_mhz, timing=tm, power=pw, capped=capped)
+
+
+def _scatter(full, idx: np.ndarray, part):
+    """A copy of the per-kernel dataclass ``full`` with entries ``idx`` replaced by those of ``part``."""
+    cols = {}
+    for name in full.__dataclass_fields__:
+        col = getattr(full, name).copy()
+        col[idx] = getattr(part, name)
+        cols[name] = col
+    return type(full)(**cols)
 
 
 def _subset(kt: KernelTable, idx: np.ndarray) -> KernelTable:

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from azure_extract import build
+from fit_alibaba import fit
 
-from energaizer.planner.azure_extract import build
 from energaizer.planner.demo import load_azure
-from energaizer.planner.fit_alibaba import fit
 
 from .conftest import REPO, SHARED_TRACES
 

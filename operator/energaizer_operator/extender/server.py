@@ -195,7 +195,7 @@ def run(host: str = "0.0.0.0", port: int = 8888, *, node_cache: bool = True) -> 
 
     settings = OperatorSettings.from_env()
     if settings.profile:
-        from energaizer.calibration.profile import load_profile
+        from energaizer.profile import load_profile
 
         load_profile(settings.profile)  # a bad profile is a start-up error, not a failing request
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

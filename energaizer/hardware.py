@@ -1,0 +1,105 @@
+"""GPU figures as NumPy columns, one entry per distinct GPU, plus the precision -> peak rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from energaizer.catalog.schema import GPUSpec
+
+# A precision the GPU lacks runs on the next one it has (weight-only quantised kernels run their
+# math at 16 bit; bf16 on pre-Ampere runs as fp16; tf32 without tensor cores is SIMT fp32).
+FALLBACK = {
+    "fp4": ("fp4", "fp8", "bf16", "fp16", "fp32"),
+    "fp8": ("fp8", "bf16", "fp16", "fp32"),
+    "int8": ("int8", "fp8", "fp16", "bf16", "fp32"),
+    "bf16": ("bf16", "fp16", "fp32"),
+    "fp16": ("fp16", "bf16", "fp32"),
+    "tf32": ("tf32", "fp32"),
+    "fp32": ("fp32",),
+}
+HOPPER_LIKE = {"hopper", "blackwell"}
+# Blackwell's tensor cores run one MMA across a pair of SMs (CUTLASS "2SM" kernels, cta_group::2): the
+# pair shares the B operand tile, so each SM stages only half of it.
+PAIRED_MMA = {"blackwell"}
+SM_L2_BYTES_PER_CYCLE = 64.0  # per SM, order of A100/H100 L2 slice bandwidth
+TMA_ALIGN_BYTES = 16  # stride alignment of Hopper's bulk tensor copies (and the widest vector load)
+
+
+def math_precision(gpu: GPUSpec, precision: str) -> str:
+    for p in FALLBACK[precision]:
+        if p in gpu.peak_tflops:
+            return p
+    return "fp32"
+
+
+def _fp32_lanes_per_sm(g: GPUSpec) -> float:
+    lanes = g.peak_tflops["fp32"] * 1e12 / (g.sm_count * g.max_clock_mhz * 1e6 * 2.0)
+    return float(2.0 ** np.round(np.log2(max(lanes, 1.0))))
+
+
+@dataclass
+class GpuTable:
+    """The catalog figures of the distinct GPUs of a batch as NumPy columns (index: distinct-GPU index)."""
+
+    specs: list[GPUSpec]
+    sm_count: np.ndarray
+    max_clock_mhz: np.ndarray  # SM clock, MHz
+    min_clock_mhz: np.ndarray
+    tensor_clock_mhz: np.ndarray  # the clock the datasheet peaks are quoted at
+    dram_bytes_per_s: np.ndarray  # DRAM bandwidth
+    l2_bytes: np.ndarray
+    fp32_flops: np.ndarray  # CUDA-core FP32 peak, FLOP/s at tensor_clock_mhz
+    link_bytes_per_s: np.ndarray  # one direction
+    tdp_w: np.ndarray
+    dynamic_power_w: np.ndarray  # the die's dynamic power scale at max_clock_mhz
+    idle_power_w: np.ndarray
+    power_limit_min_w: np.ndarray
+    power_limit_max_w: np.ndarray
+    power_limit_default_w: np.ndarray
+    gddr: np.ndarray  # bool: GDDR memory (else HBM)
+    tile_m: np.ndarray
+    tile_n: np.ndarray
+    tma: (
+        np.ndarray
+    )  # bool: tensor-core GEMMs take the bulk-copy (TMA) path, which needs 16-byte aligned strides
+    b_tile_sharing: np.ndarray  # SMs that share one B operand tile of a tensor-core GEMM (2 on Blackwell)
+    fp32_lanes: np.ndarray  # FP32 lanes per SM (datasheet fp32 peak / (SMs x max clock x 2)), a power of 2
+
+    @classmethod
+    def from_specs(cls, specs: list[GPUSpec]) -> GpuTable:
+        def col(fn) -> np.ndarray:
+            return np.array([fn(g) for g in specs], dtype=np.float64)
+
+        return cls(
+            specs=specs,
+            sm_count=col(lambda g: g.sm_count),
+            max_clock_mhz=col(lambda g: g.max_clock_mhz),
+            min_clock_mhz=col(lambda g: g.min_clock_mhz or 0.25 * g.max_clock_mhz),
+            tensor_clock_mhz=col(lambda g: g.tensor_clock_mhz),
+            dram_bytes_per_s=col(lambda g: g.memory_bw_gbs * 1e9),
+            l2_bytes=col(lambda g: g.l2_mb * 1e6),
+            fp32_flops=col(lambda g: g.peak_tflops["fp32"] * 1e12),
+            link_bytes_per_s=col(
+                lambda g: (g.interconnect_bw_gbs if g.interconnect_bw_gbs else g.pcie_bw_gbs) * 1e9 / 2
+            ),
+            tdp_w=col(lambda g: g.tdp_w),
+            dynamic_power_w=col(lambda g: g.dynamic_power_w or g.tdp_w - g.idle_power_w),
+            idle_power_w=col(lambda g: g.idle_power_w),
+            power_limit_min_w=col(lambda g: g.power_limit_min_w or 0.3 * g.tdp_w),
+            power_limit_max_w=col(lambda g: g.power_limit_max_w or g.tdp_w),
+            power_limit_default_w=col(lambda g: g.power_limit_default_w),
+            gddr=np.array([g.memory_type == "gddr" for g in specs], dtype=bool),
+            tile_m=col(lambda g: 128.0),
+            tile_n=col(lambda g: 256.0 if g.architecture.lower() in HOPPER_LIKE else 128.0),
+            tma=np.array([g.architecture.lower() in HOPPER_LIKE for g in specs], dtype=bool),
+            b_tile_sharing=col(lambda g: 2.0 if g.architecture.lower() in PAIRED_MMA else 1.0),
+            fp32_lanes=col(_fp32_lanes_per_sm),
+        )
+
+    def peak(self, gpu_index: int, precision: str) -> tuple[float, bool]:
+        """(FLOP/s at tensor_clock_mhz for this precision's math, runs on tensor cores?)."""
+        g = self.specs[gpu_index]
+        p = math_precision(g, precision)
+        return g.peak_tflops[p] * 1e12, p != "fp32"

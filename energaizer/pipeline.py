@@ -1,0 +1,175 @@
+"""The orchestrator: workload -> kernels -> timing -> power -> energy, for N (workload, GPU) rows at once.
+
+The only module that calls every stage; each stage imports only the ones below it (``.importlinter``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from energaizer.catalog import get_model
+from energaizer.catalog.schema import GPUSpec, ModelArchitecture
+from energaizer.energy.breakdown import energy_breakdown, op_breakdown, per_row
+from energaizer.errors import InvalidInputError
+from energaizer.hardware import GpuTable
+from energaizer.kernels.cnn import add_cnn
+from energaizer.kernels.ops import PHASES, Kind
+from energaizer.kernels.params import build_row_params
+from energaizer.kernels.table import KernelTableBuilder
+from energaizer.kernels.transformer import add_inference, add_training, microbatch
+from energaizer.memory_plan import plan_memory
+from energaizer.power.model import gap_power, solve_operating_point
+from energaizer.profile import CalibrationProfile
+from energaizer.result import EstimateBatch, OpFigures
+from energaizer.timing.host import host_gaps
+from energaizer.timing.kernel_time import KernelDevice
+from energaizer.workload import Workload
+
+
+def _architectures(workloads: list[Workload]) -> list[ModelArchitecture]:
+    cache: dict[str, ModelArchitecture] = {}
+    out = []
+    for w in workloads:
+        if w.architecture is not None:
+            out.append(w.architecture)
+            continue
+        assert w.model is not None
+        key = w.model.lower()
+        if key not in cache:
+            cache[key] = get_model(w.model)
+        out.append(cache[key])
+    return out
+
+
+def _gpu_index(specs: list[GPUSpec]) -> tuple[GpuTable, np.ndarray]:
+    distinct: dict[int, int] = {}
+    uniq: list[GPUSpec] = []
+    idx = np.empty(len(specs), dtype=np.int64)
+    for i, s in enumerate(specs):
+        key = id(s)
+        if key not in distinct:
+            distinct[key] = len(uniq)
+            uniq.append(s)
+        idx[i] = distinct[key]
+    return GpuTable.from_specs(uniq), idx
+
+
+def _knobs(workloads: list[Workload], hw: GpuTable, gi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    clock = np.array([w.frequency_mhz or np.nan for w in workloads], dtype=np.float64)
+    lim = np.array([w.power_limit_w or np.nan for w in workloads], dtype=np.float64)
+    max_clock, min_clock = hw.max_clock_mhz[gi], hw.min_clock_mhz[gi]
+    lo, hi = hw.power_limit_min_w[gi], hw.power_limit_max_w[gi]
+    bad_clock = ~np.isnan(clock) & ((clock > max_clock + 0.5) | (clock < min_clock - 0.5))
+    if bad_clock.any():
+        i = int(np.argmax(bad_clock))
+        raise InvalidInputError(
+            "frequency_mhz",
+            f"{clock[i]:g} MHz is outside {hw.specs[gi[i]].id}'s clock range {min_clock[i]:g}-{max_clock[i]:g} MHz",
+        )
+    bad_l = ~np.isnan(lim) & ((lim > hi + 0.5) | (lim < lo - 0.5))
+    if bad_l.any():
+        i = int(np.argmax(bad_l))
+        raise InvalidInputError(
+            "power_limit_w",
+            f"{lim[i]:g} W is outside {hw.specs[gi[i]].id}'s power-limit range {lo[i]:g}-{hi[i]:g} W",
+        )
+    return np.where(np.isnan(clock), max_clock, clock), np.where(
+        np.isnan(lim), hw.power_limit_default_w[gi], lim
+    )
+
+
+def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfile) -> EstimateBatch:
+    """Estimate ``workloads[i]`` on ``specs[i]`` for every i with calibration profile ``prof``.
+
+    Checks the what-if clock and power limit against each GPU, builds the row parameters, plans memory
+    (feasibility, the concurrency that fits), emits the kernel table of every feasible row, solves each
+    kernel's operating point (clock under the power cap, time, power), adds the host time between
+    kernels and passes, and sums per row: duration, energy and its breakdown, the time by phase and the
+    energy and time by operation. Infeasible rows get NaN figures and a reason.
+    """
+    n = len(workloads)
+    archs = _architectures(workloads)
+    hw, gi = _gpu_index(specs)
+    clock_mhz, power_limit_w = _knobs(workloads, hw, gi)
+    p = build_row_params(workloads, specs, archs)
+    mem = plan_memory(p, archs, hw, gi)
+
+    builder = KernelTableBuilder()
+    rows = np.arange(n)
+    tr = ~p.is_cnn & mem.feasible
+    inf_rows = rows[tr & ~p.training]
+    add_inference(builder, p, inf_rows, mem.concurrency[inf_rows])
+    train_rows = rows[tr & p.training]
+    add_training(builder, p, train_rows)
+    passes = np.zeros(n)
+    ir = inf_rows
+    decode_steps = np.zeros(n)
+    passes[ir] = np.ceil(p.requests[ir] / mem.concurrency[ir])
+    decode_steps[ir] = p.requests[ir] * p.output_tokens[ir] / mem.concurrency[ir]
+    if train_rows.size:
+        _, n_mb = microbatch(p, train_rows)
+        passes[train_rows] = p.steps[train_rows] * n_mb
+    cnn_rows = rows[p.is_cnn & mem.feasible]
+    if cnn_rows.size:
+        passes[cnn_rows] = add_cnn(builder, p, cnn_rows, [archs[r].cnn for r in cnn_rows.tolist()])
+    kt = builder.build()
+
+    # Per-kernel device columns: the math unit and its peak for the row's precision.
+    peak_row = np.empty(n)
+    tensor_row = np.empty(n, dtype=bool)
+    peaks: dict[tuple[int, str], tuple[float, bool]] = {}
+    for i, w in enumerate(workloads):
+        prec = w.precision if w.task == "inference" or w.precision in ("fp32", "tf32") else "bf16"
+        if prec == "fp32" and archs[i].arch_type == "cnn":
+            prec = "tf32"  # cuDNN convolutions default to TF32 tensor cores where the GPU has them
+        key = (int(gi[i]), prec)
+        if key not in peaks:
+            peaks[key] = hw.peak(*key)
+        peak_row[i], tensor_row[i] = peaks[key]
+    r = kt.row
+    dev = KernelDevice(g=gi[r], peak=peak_row[r], tensor=tensor_row[r])
+    op = solve_operating_point(kt, dev, clock_mhz[r], power_limit_w[r], hw, prof)
+
+    cnt = kt.count
+    t_exec = cnt * op.timing.t_exec
+    is_comm = kt.kind == Kind.COMM
+    exec_s = per_row(kt, t_exec, n)
+    gap_s = host_gaps(kt, t_exec, p, passes, decode_steps, mem.concurrency, prof)
+    duration = exec_s + gap_s
+    gpus = p.gpu_count
+    gap_w = gap_power(clock_mhz, gi, hw, prof)
+    energy, breakdown = energy_breakdown(kt, t_exec, op.power, gap_w, gap_s, gpus, n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        power = np.where(duration > 0, energy / duration, 0.0)
+        effective_mhz = np.where(exec_s > 0, per_row(kt, op.clock_mhz * t_exec, n) / exec_s, clock_mhz)
+        out_tokens = p.requests * p.output_tokens
+        epot = np.where(~p.training & (out_tokens > 0), energy / out_tokens, np.nan)
+    time_breakdown = {
+        name: per_row(kt, np.where(kt.phase == i, t_exec, 0.0), n) for i, name in enumerate(PHASES)
+    }
+    time_breakdown["communication"] = per_row(kt, np.where(is_comm, t_exec, 0.0), n)
+    time_breakdown["overhead"] = gap_s
+    op_names, op_energy, op_seconds = op_breakdown(kt, t_exec, op.power, gpus, n)
+    feasible = mem.feasible.copy()
+    zero = ~feasible
+    for arr in (energy, duration, power, *breakdown.values()):
+        arr[zero] = np.nan
+    op_energy[zero] = np.nan
+    op_seconds[zero] = np.nan
+    return EstimateBatch(
+        gpu=[s.id for s in specs],
+        energy_joules=energy,
+        duration_seconds=duration,
+        average_power_watts=power,
+        energy_per_output_token_joules=np.where(zero, np.nan, epot),
+        breakdown=breakdown,
+        feasible=feasible,
+        reason=mem.reason,
+        gpu_count=gpus.astype(np.int64),
+        frequency_mhz=effective_mhz,
+        power_limit_w=power_limit_w,
+        memory_required_gb=mem.required_gb,
+        kernel_launches=per_row(kt, cnt, n),
+        time_breakdown=time_breakdown,
+        ops=OpFigures(names=op_names, energy_joules=op_energy, duration_seconds=op_seconds),
+    )

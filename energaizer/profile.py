@@ -1,0 +1,201 @@
+"""Calibration profile: the few correction terms fitted to measurements, with physical meaning.
+
+Time corrections (EnergAIzer's lambda terms): a fixed host cost per kernel launch (eager dispatch), a cost
+per tile wave (prologue/epilogue of each wave of tiles), a host gap per forward pass, a serving engine's
+host time per decode step and per running sequence, and the
+achievable fraction of peak compute, attention and bandwidth (and how far below f_max memory-bound
+kernels keep that bandwidth), and the rate at which tensor-core tiles stage their operands. Power:
+dynamic power of each module at full utilisation and maximum clock, as a fraction of the GPU's dynamic range (TDP - idle) or,
+for CUDA-core math and DRAM, as energy per FLOP and per bit; the generic voltage/frequency curve used
+where no table is measured.
+Parameters are shared by all GPUs so that an unseen GPU still gets a sound estimate.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from energaizer.errors import InvalidInputError
+
+
+class CalibrationProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "default"
+    description: str = ""
+    # --- time ---
+    launch_overhead_us: float = Field(
+        default=8.0,
+        ge=0,
+        le=1000,
+        description="host dispatch cost per kernel under eager execution; the GPU idles when kernels are "
+        "shorter than their dispatch (a pass takes max(GPU time, launches x this))",
+    )
+    dispatch_overlap_loss: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        description="share of the shorter of host dispatch and GPU time that does not overlap under eager "
+        "execution (0: the host always runs ahead; 1: serialised, as in code that syncs every layer)",
+    )
+    wave_overhead_cycles: float = Field(default=1200.0, ge=0, le=1e6, description="per wave of tiles")
+    pass_overhead_ms: float = Field(
+        default=0.3, ge=0, le=1e4, description="host gap per forward pass under eager execution (sync, loop)"
+    )
+    decode_step_overhead_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=1e4,
+        description="serving-engine host time per decode step (scheduling, input preparation)",
+    )
+    decode_seq_overhead_us: float = Field(
+        default=20.0,
+        ge=0,
+        le=1e5,
+        description="serving-engine host time per running sequence per decode step (sampling, bookkeeping)",
+    )
+    legacy_decode_seq_overhead_us: float = Field(
+        default=300.0,
+        ge=0,
+        le=1e5,
+        description="the same for execution legacy-engine (per-sequence Python scheduling, e.g. vLLM 0.5)",
+    )
+    legacy_worker_overhead_ms: float = Field(
+        default=5.0,
+        ge=0,
+        le=1e4,
+        description="execution legacy-engine: host time per decode step per extra tensor-parallel worker "
+        "(the step is handed to each worker process in turn)",
+    )
+    compute_efficiency: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="of tensor-core peak in a tile's math (its operand staging aside)",
+    )
+    operand_feed_bytes_per_cycle: float = Field(
+        default=48.0,
+        gt=0,
+        le=1024,
+        description="operand bytes per SM per clock that a tensor-core GEMM tile stages (shared-memory fills "
+        "and fragment loads) beside its MMAs; the staging is not hidden, so a tile takes its math time plus its "
+        "operand bytes at this rate, and GPUs with more tensor FLOP per SM per clock reach less of their peak",
+    )
+    simt_efficiency: float = Field(
+        default=0.85, gt=0, le=1, description="of CUDA-core FP32 peak in a GEMM tile"
+    )
+    simt_issue_share: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="FFMA share of the issue slots in a SIMT (CUDA-core fp32) GEMM on SMs with 128 FP32 "
+        "lanes (GA10x, Ada, Hopper), where every other instruction displaces an FFMA (H100 sgemm measured "
+        "0.78 of the 128-lane peak)",
+    )
+    attention_efficiency: float = Field(default=0.5, gt=0, le=1, description="fused attention vs GEMM peak")
+    quantized_expert_efficiency: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="MoE expert GEMMs with 8-bit or narrower weights reach this share of the bf16 kernels' "
+        "bandwidth and math rate (scale-factor handling in grouped low-precision kernels)",
+    )
+    dram_efficiency: float = Field(default=0.85, gt=0, le=1, description="achievable fraction of DRAM BW")
+    dram_stream_headroom: float = Field(
+        default=1.5,
+        gt=0,
+        le=100,
+        description="bytes that streaming loads keep in flight at the maximum clock, relative to what the "
+        "GPU's raw DRAM bandwidth needs; their latency runs in core cycles, so below f_max x "
+        "dram_efficiency / this a memory-bound kernel slows with the SM clock",
+    )
+    link_efficiency: float = Field(default=0.7, gt=0, le=1, description="achievable fraction of link BW")
+    comm_latency_us: float = Field(default=15.0, ge=0, le=1e5, description="per collective")
+    # --- power ---
+    alpha_tensor: float = Field(default=1.2, ge=0, le=10, description="tensor-core power at full use")
+    fp32_pj_per_flop: float = Field(
+        default=10.0,
+        ge=0,
+        le=1000,
+        description="energy per FP32 FLOP on the CUDA cores (operand fetch, issue and FMA) at the voltage "
+        "of the maximum clock (pJ); scales with V^2, so SIMT power follows the lanes a GPU has, not its TDP",
+    )
+    alpha_l2: float = Field(default=0.2, ge=0, le=10, description="L2 power at full use")
+    alpha_sm: float = Field(default=0.35, ge=0, le=10, description="SM activity (issue, clocks) while busy")
+    dram_pj_per_bit_hbm: float = Field(default=7.0, ge=0, le=100)
+    dram_pj_per_bit_gddr: float = Field(default=12.0, ge=0, le=100)
+    gap_activity: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="share of the SM-activity power drawn while the GPU waits for the host (clocks up, "
+        "small kernels in flight)",
+    )
+    # --- DVFS fallbacks where a GPU has no measured table ---
+    voltage_min_ratio: float = Field(default=0.78, gt=0, le=1, description="V at/below the knee / V at f_max")
+    voltage_knee_ratio: float = Field(default=0.75, gt=0, le=1, description="knee clock / f_max")
+    idle_at_max_clock_ratio: float = Field(default=1.6, ge=1, le=5, description="idle(f_max) / idle(parked)")
+    # --- provenance ---
+    fitted_on: dict[str, int] = Field(default_factory=dict, description="source -> rows used in the fit")
+    fit_metrics: dict[str, float] = Field(default_factory=dict)
+
+
+FITTED_PARAMETERS: tuple[str, ...] = (
+    "launch_overhead_us",
+    "dispatch_overlap_loss",
+    "wave_overhead_cycles",
+    "pass_overhead_ms",
+    "decode_step_overhead_ms",
+    "decode_seq_overhead_us",
+    "legacy_decode_seq_overhead_us",
+    "legacy_worker_overhead_ms",
+    "compute_efficiency",
+    "operand_feed_bytes_per_cycle",
+    "simt_efficiency",
+    "simt_issue_share",
+    "attention_efficiency",
+    "quantized_expert_efficiency",
+    "dram_efficiency",
+    "dram_stream_headroom",
+    "alpha_tensor",
+    "fp32_pj_per_flop",
+    "alpha_l2",
+    "alpha_sm",
+    "gap_activity",
+    "dram_pj_per_bit_hbm",
+    "dram_pj_per_bit_gddr",
+)
+
+# Parameters an older profile may still carry, and what replaced them.
+RETIRED_PARAMETERS: dict[str, str] = {
+    "alpha_fp": "replaced by fp32_pj_per_flop (CUDA-core power is energy per FLOP, not a share of TDP); "
+    "re-run `energaizer calibrate` on your measurements",
+}
+
+DEFAULT_PROFILE_PATH = Path(__file__).resolve().parent / "data" / "profiles" / "default.json"
+
+
+def load_profile(profile: CalibrationProfile | str | Path | None) -> CalibrationProfile:
+    """None -> the shipped default profile; a path -> that JSON file; a profile -> itself."""
+    if isinstance(profile, CalibrationProfile):
+        return profile
+    path = Path(profile) if profile is not None else DEFAULT_PROFILE_PATH
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InvalidInputError("profile", f"file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(
+            "profile", f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})"
+        ) from None
+    retired = sorted(k for k in data if k in RETIRED_PARAMETERS) if isinstance(data, dict) else []
+    if retired:
+        raise InvalidInputError(retired[0], f"{path}: {RETIRED_PARAMETERS[retired[0]]}")
+    return CalibrationProfile.model_validate(data)
+
+
+def save_profile(profile: CalibrationProfile, path: str | Path) -> None:
+    Path(path).write_text(profile.model_dump_json(indent=2) + "\n")

@@ -1,1 +1,0 @@
-"""Kernels -> execution timeline: time per kernel and module utilisation (tiles, waves, bandwidth)."""

@@ -1,0 +1,51 @@
+"""Host time per row: the seconds the GPU waits for the host between and around its kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from energaizer.kernels.ops import PHASES
+from energaizer.kernels.params import RowParams
+from energaizer.kernels.table import KernelTable
+from energaizer.profile import CalibrationProfile
+
+
+def host_gaps(
+    kt: KernelTable,
+    t_exec: np.ndarray,
+    p: RowParams,
+    passes: np.ndarray,
+    decode_steps: np.ndarray,
+    concurrency: np.ndarray,
+    prof: CalibrationProfile,
+) -> np.ndarray:
+    """Seconds per row during which the GPU waits for the host.
+
+    Eager execution: the host dispatches kernels one by one while the GPU runs ahead, so each phase
+    takes max(GPU time, launches x dispatch cost) plus ``dispatch_overlap_loss`` x the smaller of the
+    two (the overlap is imperfect; code that synchronises every layer does not overlap at all), plus
+    a fixed gap per forward pass (and per decode step: ``generate()`` runs one pass per token). A
+    serving engine replays CUDA graphs and spends host time between decode steps (scheduling,
+    sampling) that grows with the running batch.
+    """
+    n = passes.shape[0]
+    nph = len(PHASES)
+    key = kt.row * nph + kt.phase
+    exec_rp = np.bincount(key, weights=t_exec, minlength=n * nph).reshape(n, nph)
+    launch_rp = np.bincount(key, weights=kt.count, minlength=n * nph).reshape(n, nph)
+    dispatch_rp = launch_rp * prof.launch_overhead_us * 1e-6
+    # Code that synchronises every layer serialises dispatch and GPU work; otherwise they overlap.
+    loss = np.where(p.host_syncs, 1.0, prof.dispatch_overlap_loss)[:, None]
+    exposed = np.maximum(dispatch_rp - exec_rp, 0.0) + loss * np.minimum(dispatch_rp, exec_rp)
+    dispatch_wait = exposed.sum(axis=1)
+    eager = p.eager_dispatch
+    per_seq_us = np.where(p.legacy_engine, prof.legacy_decode_seq_overhead_us, prof.decode_seq_overhead_us)
+    # A legacy engine also hands every step to each extra tensor-parallel worker process (RPC).
+    per_worker_ms = np.where(p.legacy_engine, prof.legacy_worker_overhead_ms * (p.tp - 1.0), 0.0)
+    per_step_s = (prof.decode_step_overhead_ms + per_worker_ms + per_seq_us * 1e-3 * concurrency) * 1e-3
+    pass_s = prof.pass_overhead_ms * 1e-3
+    return np.where(
+        eager,
+        dispatch_wait + (passes + decode_steps) * pass_s,
+        passes * pass_s + decode_steps * per_step_s,
+    )

@@ -1,0 +1,248 @@
+"""Time and module utilisation of each kernel at a given SM clock (vectorised).
+
+GEMMs run as tiles (BM x BN) in waves over the SMs: wave quantisation and the tail are explicit,
+split-K fills the machine when there are fewer tiles than SMs, and DRAM traffic is the compulsory
+operand/result traffic (ideal L2 reuse under threadblock swizzle) plus split-K partials. Fused
+attention tiles over query blocks (prefill) or KV blocks (decode). Memory-bound kernels stream
+their bytes. The correction terms from the calibration profile add a cost per wave of tiles and the
+time tensor-core tiles take to stage their operands, and scale the achievable compute and bandwidth.
+Host dispatch costs are applied per row in the pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from energaizer.hardware import SM_L2_BYTES_PER_CYCLE, TMA_ALIGN_BYTES, GpuTable
+from energaizer.kernels.ops import Kind
+from energaizer.kernels.table import KernelTable
+from energaizer.profile import CalibrationProfile
+
+ATTENTION_DECODE_ROWS = 64  # query rows per tile at or below which attention tiles over KV blocks
+
+
+@dataclass
+class KernelDevice:
+    """Per-kernel hardware columns (gathered once from the row's GPU and precision)."""
+
+    g: np.ndarray  # distinct-GPU index
+    peak: np.ndarray  # FLOP/s of the kernel's math unit at the GPU's tensor_clock_mhz
+    tensor: np.ndarray  # bool: math on tensor cores
+
+
+@dataclass
+class KernelTiming:
+    t_exec: np.ndarray  # device-busy seconds per launch
+    u_tensor: np.ndarray
+    u_fp: np.ndarray
+    u_l2: np.ndarray
+    u_dram: np.ndarray
+    u_busy: np.ndarray
+    fp_flop_rate: np.ndarray  # FLOP/s executed on the CUDA cores (SIMT GEMMs, elementwise math)
+    t_compute: np.ndarray  # the compute-bound part of t_exec (for the breakdown)
+
+
+def kernel_timing(
+    kt: KernelTable, dev: KernelDevice, clock_mhz: np.ndarray, hw: GpuTable, prof: CalibrationProfile
+) -> KernelTiming:
+    """Seconds per launch and module utilisation of every kernel of ``kt`` at SM clock ``clock_mhz``
+    (one per kernel), on the GPUs and math units of ``dev``.
+
+    A launch takes the longest of its compute time (GEMMs: tiles in waves, :func:`_gemm_tiling`; fused
+    attention: query or KV blocks in waves), its CUDA-core time (``fp_flops``), its DRAM time (bytes at
+    the bandwidth the clock allows) and its link time (collectives), plus a fixed cost per wave. The
+    utilisations (tensor cores, CUDA cores, L2, DRAM, SM busy) are what :func:`energaizer.power.model.
+    kernel_power` turns into watts.
+    """
+    g = dev.g
+    clock_hz = clock_mhz * 1e6
+    sm = hw.sm_count[g]
+    clock_scale = clock_mhz / hw.tensor_clock_mhz[g]
+    peak_f = dev.peak * clock_scale
+    fp32_f = hw.fp32_flops[g] * clock_scale
+    # grouped expert GEMMs on 8-bit (or narrower) weights run below the bf16 kernels' rates
+    quantized = np.where(kt.moe_grouped & (kt.precision_bytes < 2.0), prof.quantized_expert_efficiency, 1.0)
+    bw = _stream_bandwidth(hw, g, clock_mhz, prof) * quantized
+    kind = kt.kind
+    is_gemm, is_attn, is_mem, is_comm = (
+        kind == Kind.GEMM,
+        kind == Kind.ATTENTION,
+        kind == Kind.MEMORY,
+        kind == Kind.COMM,
+    )
+
+    # --- GEMM tiling: the library picks the tile shape (and split-K) that finishes first ---
+    issue = _issue_share(prof, hw, g)
+    math_eff = np.where(dev.tensor, prof.compute_efficiency, prof.simt_efficiency * issue)
+    gemm = _gemm_tiling(kt, dev, hw, g, math_eff, peak_f * quantized, bw, clock_hz, prof)
+
+    # --- attention tiling ---
+    # decode (a few packed query rows per KV head): split over KV blocks; prefill: query blocks
+    attn_tiles = np.where(
+        kt.m <= ATTENTION_DECODE_ROWS,
+        kt.gemm_group * np.ceil(kt.n / 512.0),
+        kt.gemm_group * np.ceil(kt.m / 128.0),
+    )
+    attn_tile_flops = kt.flops / np.maximum(attn_tiles, 1.0)
+
+    eff = math_eff * np.where(is_attn, prof.attention_efficiency, 1.0)
+    attn_waves = np.maximum(np.ceil(attn_tiles / sm), 1.0)
+    waves = np.where(is_gemm, gemm.waves, np.where(is_attn, attn_waves, 1.0))
+    t_comp = np.where(
+        is_gemm, gemm.t_comp, np.where(is_attn, attn_waves * attn_tile_flops / (peak_f / sm * eff), 0.0)
+    )
+    t_fp = kt.fp_flops / (fp32_f * prof.compute_efficiency)
+    nbytes = np.where(is_gemm, gemm.bytes, kt.bytes)
+    t_mem = np.where(is_comm, 0.0, nbytes / bw)
+    t_link = np.where(
+        is_comm,
+        kt.comm_bytes / (hw.link_bytes_per_s[g] * prof.link_efficiency) + prof.comm_latency_us * 1e-6,
+        0.0,
+    )
+    t_wave = np.where(is_comm, 0.0, waves * prof.wave_overhead_cycles / clock_hz)
+    t_exec = np.maximum.reduce([t_comp, t_fp, t_mem, t_link]) + t_wave
+    t_exec = np.maximum(t_exec, 1e-9)
+
+    useful = kt.flops
+    u_math = useful / (peak_f * t_exec)
+    u_tensor = np.where(dev.tensor & ~is_mem & ~is_comm, u_math, 0.0)
+    # an issue-bound SIMT GEMM keeps every issue slot busy: its activity is relative to the issue limit
+    u_simt = u_math / issue
+    simt_math = ~(dev.tensor | is_mem | is_comm)
+    simt_flops = np.where(simt_math, useful, 0.0) + kt.fp_flops
+    u_fp = np.where(simt_math, u_simt, 0.0) + kt.fp_flops / (fp32_f * t_exec)
+    l2_bw = SM_L2_BYTES_PER_CYCLE * sm * clock_hz
+    l2_bytes = np.where(is_gemm, gemm.l2_bytes, nbytes)
+    u_l2 = l2_bytes / (l2_bw * t_exec)
+    u_dram = nbytes / (hw.dram_bytes_per_s[g] * t_exec)
+    u_busy = np.where(is_comm, 0.3, 1.0)
+    clip = lambda u: np.clip(u, 0.0, 1.0)  # noqa: E731
+    return KernelTiming(
+        t_exec=t_exec,
+        u_tensor=clip(u_tensor),
+        u_fp=clip(u_fp),
+        u_l2=clip(u_l2),
+        u_dram=clip(u_dram),
+        u_busy=u_busy,
+        fp_flop_rate=simt_flops / t_exec,
+        t_compute=np.minimum(np.maximum(t_comp, t_fp), t_exec),
+    )
+
+
+def _stream_bandwidth(
+    hw: GpuTable, g: np.ndarray, clock_mhz: np.ndarray, prof: CalibrationProfile
+) -> np.ndarray:
+    """Achievable DRAM bandwidth at SM clock ``clock_mhz``. The SMs keep a bounded number of bytes in flight
+    and part of a load's latency runs in core cycles (L1, crossbar, L2), so by Little's law the bandwidth
+    they can draw scales with the clock; GPUs are built to saturate DRAM at f_max with some headroom
+    (``dram_stream_headroom``), so memory-bound kernels keep full speed down to a knee and then slow
+    with the clock (the A100 DVFS rows: 0.53 x f_max)."""
+    in_flight = prof.dram_stream_headroom * hw.dram_bytes_per_s[g] * clock_mhz / hw.max_clock_mhz[g]
+    return np.minimum(hw.dram_bytes_per_s[g] * prof.dram_efficiency, in_flight)
+
+
+# Tile shapes (BM, BN) a GEMM library chooses from; BN = 0 stands for the GPU's widest tile.
+GEMM_TILE_SHAPES = ((128.0, 0.0), (128.0, 128.0), (64.0, 128.0), (64.0, 64.0))
+
+
+@dataclass
+class GemmTiling:
+    waves: np.ndarray
+    t_comp: np.ndarray  # compute-bound seconds (math or operand feed), without the per-wave overhead
+    bytes: np.ndarray  # DRAM bytes incl. split-K partials
+    l2_bytes: np.ndarray
+
+
+# An SM sub-partition issues one warp instruction per clock. With 16 FP32 lanes (64 per SM: V100,
+# A100) a warp FFMA occupies them for two clocks, leaving every other issue slot for the loads and
+# address math of a SIMT GEMM; with 32 lanes (128 per SM: GA10x, Ada, Hopper) every such instruction
+# takes an FFMA slot, so a SIMT GEMM reaches only its FFMA share of the datasheet peak.
+ISSUE_BOUND_FP32_LANES = 128.0
+
+
+def _issue_share(prof: CalibrationProfile, hw: GpuTable, g: np.ndarray) -> np.ndarray:
+    return np.where(hw.fp32_lanes[g] >= ISSUE_BOUND_FP32_LANES, prof.simt_issue_share, 1.0)
+
+
+def _operand_feed_fraction(kt: KernelTable, dev: KernelDevice, hw: GpuTable, g: np.ndarray) -> np.ndarray:
+    """Share of the operand feed a tensor-core GEMM gets from its loads' width.
+
+    On Hopper-class GPUs the fast GEMMs load tiles with bulk tensor copies, which need 16-byte aligned
+    strides; a GEMM whose inner or outer dimension breaks that (GPT-2's 50257-token vocabulary, BERT's
+    30522) falls back to kernels that load align bytes at a time (H100 profile: the GPT-2 LM head runs
+    at 95 TFLOP/s, BERT's at 246, aligned shapes at ~650). Other GPUs' kernels of each alignment are
+    native and keep the full feed (A100 GPT-2 rows show no such loss)."""
+    nb = np.rint(kt.n * kt.precision_bytes).astype(np.int64)
+    kb = np.rint(kt.k * kt.precision_bytes).astype(np.int64)
+    low = np.minimum(nb & -nb, kb & -kb)
+    align = np.clip(np.where(low > 0, low, TMA_ALIGN_BYTES), 1, TMA_ALIGN_BYTES)
+    return np.where(hw.tma[g] & dev.tensor, align / TMA_ALIGN_BYTES, 1.0)
+
+
+def _gemm_tiling(
+    kt: KernelTable,
+    dev: KernelDevice,
+    hw: GpuTable,
+    g: np.ndarray,
+    math_eff: np.ndarray,
+    peak_f: np.ndarray,
+    bw: np.ndarray,
+    clock_hz: np.ndarray,
+    prof: CalibrationProfile,
+) -> GemmTiling:
+    """Tiles in waves over the SMs for each candidate tile shape, split-K when there are fewer tiles
+    than SMs; per kernel the shape that finishes first wins (as cuBLAS/CUTLASS heuristics pick a
+    smaller tile to fill the machine). A tensor-core tile takes its math time plus the time to stage its
+    operands at ``operand_feed_bytes_per_cycle`` per SM: the staging rate does not grow with the tensor
+    cores' width, so an A100 (2048 FLOP/clk/SM) reaches a smaller share of its peak than an A10 or V100
+    (1024), and small tiles pay for their lower reuse. (Fitted on V100, A10, A100 and H100 rows at once,
+    this one rule beat an efficiency per GPU generation and one that hides Hopper's asynchronous staging.)
+    SIMT tiles overlap their loads with the FFMAs and are bound by the slower of the two."""
+    sm = hw.sm_count[g]
+    rate = peak_f / sm * math_eff  # FLOP/s per SM
+    # operand bytes/s per SM: tensor-core tiles stage theirs at the profile's rate, which their MMAs do not
+    # hide; SIMT tiles load at the L2 slice rate, overlapped with their FFMAs
+    feed_per_cycle = np.where(dev.tensor, prof.operand_feed_bytes_per_cycle, SM_L2_BYTES_PER_CYCLE)
+    feed = feed_per_cycle * clock_hz * _operand_feed_fraction(kt, dev, hw, g)
+    b_share = np.where(dev.tensor, hw.b_tile_sharing[g], 1.0)
+    overhead = prof.wave_overhead_cycles / clock_hz
+    best: GemmTiling | None = None
+    best_t = np.full(kt.m.shape, np.inf)
+    for bm0, bn0 in GEMM_TILE_SHAPES:
+        bm = np.where(kt.m <= 64, 64.0, bm0)
+        bn = hw.tile_n[g] if bn0 == 0.0 else np.minimum(hw.tile_n[g], bn0)
+        tiles0 = kt.gemm_group * np.ceil(kt.m / bm) * np.ceil(kt.n / bn)
+        split = np.where(
+            tiles0 < sm,
+            np.clip(np.floor(sm / np.maximum(tiles0, 1.0)), 1.0, np.maximum(np.floor(kt.k / 256.0), 1.0)),
+            1.0,
+        )
+        k_split = kt.k / split
+        waves = np.maximum(np.ceil(tiles0 * split / sm), 1.0)
+        t_math = 2.0 * bm * bn * k_split / rate
+        operand_bytes = (bm + bn / b_share) * k_split * kt.precision_bytes
+        t_stage = operand_bytes / feed
+        per_wave = np.where(dev.tensor, t_math + t_stage, np.maximum(t_math, t_stage))
+        cand = GemmTiling(
+            waves=waves,
+            t_comp=waves * per_wave,
+            bytes=kt.bytes + np.where(split > 1, kt.gemm_group * kt.m * kt.n * 4.0 * split, 0.0),
+            l2_bytes=tiles0 * split * operand_bytes,
+        )
+        t = np.maximum(cand.t_comp, cand.bytes / bw) + waves * overhead
+        better = t < best_t
+        best_t = np.where(better, t, best_t)
+        best = (
+            cand
+            if best is None
+            else GemmTiling(
+                **{
+                    k: np.where(better, getattr(cand, k), getattr(best, k))
+                    for k in GemmTiling.__dataclass_fields__
+                }
+            )
+        )
+    assert best is not None
+    return best

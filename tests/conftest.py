@@ -1,0 +1,69 @@
+"""Fixtures shared by the estimator's tests (tests/kernels, timing, power, energy, memory_plan, ...)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from gemm_support import one_gpu
+
+from energaizer import Estimate, Workload, estimate
+from energaizer.hardware import GpuTable
+from energaizer.profile import CalibrationProfile
+from energaizer.timing.kernel_time import KernelDevice
+
+OneEstimate = Callable[..., Estimate]
+
+
+def _one(w: Workload, gpu: str, profile: CalibrationProfile | None = None) -> Estimate:
+    (e,) = estimate(w, gpu, profile=profile)
+    return e
+
+
+@pytest.fixture
+def one() -> OneEstimate:
+    """``one(workload, gpu, profile=None)``: the estimate of one workload on one GPU type."""
+    return _one
+
+
+def _llama_serving(**kw) -> Workload:
+    inf = {"requests": 200, "input_tokens": 512, "output_tokens": 128, "batch_size": 16}
+    inf.update(kw.pop("inference", {}))
+    return Workload(model=kw.pop("model", "llama-3.1-8b"), inference=inf, **kw)
+
+
+def _serving(model: str, batch: int, gpus: int = 1, **kw) -> Workload:
+    inf = {"requests": 8 * batch, "input_tokens": 256, "output_tokens": 512, "batch_size": batch}
+    inf.update(kw.pop("inference", {}))
+    return Workload(model=model, gpu_count=gpus, inference=inf, **kw)
+
+
+def _prefill(**kw) -> Workload:
+    inf = {"requests": 1, "input_tokens": 128, "output_tokens": 0, "batch_size": 1}
+    inf.update(kw.pop("inference", {}))
+    return Workload(model=kw.pop("model", "gpt2"), inference=inf, **kw)
+
+
+@pytest.fixture
+def llama_serving() -> Callable[..., Workload]:
+    """``llama_serving(**changes)``: Llama-3.1-8B serving 200 requests of 512 + 128 tokens, 16 at once."""
+    return _llama_serving
+
+
+@pytest.fixture
+def serving() -> Callable[..., Workload]:
+    """``serving(model, batch, gpus=1, **changes)``: 8 x batch requests of 256 + 512 tokens, batch at once."""
+    return _serving
+
+
+@pytest.fixture
+def prefill() -> Callable[..., Workload]:
+    """``prefill(**changes)``: one GPT-2 forward pass over a 128-token prompt (no generation)."""
+    return _prefill
+
+
+@pytest.fixture
+def device() -> Callable[[str, str], tuple[GpuTable, KernelDevice]]:
+    """``device(gpu, precision)``: the hardware table of one GPU and a one-kernel device column for the
+    math unit of ``precision``."""
+    return one_gpu

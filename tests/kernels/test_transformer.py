@@ -1,0 +1,165 @@
+"""Transformer kernels: MoE routing, eager attention and launch counts, micro-batches, fused vs eager attention."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from energaizer import Workload, estimate
+from energaizer.catalog import get_model
+from energaizer.kernels.transformer import eager_score_traffic, experts_touched
+
+
+def per_step(e, w: Workload) -> float:
+    inf = w.inference
+    return e.duration_seconds / (inf.requests * inf.output_tokens / inf.batch_size)
+
+
+def train(batch: int, seq: int, model: str = "bert-base") -> Workload:
+    return Workload(
+        model=model,
+        task="training",
+        precision="fp32",
+        training={"steps": 100, "global_batch_size": batch, "sequence_length": seq},
+    )
+
+
+def test_moe_cheaper_than_dense_of_same_total_size(one, llama_serving):
+    moe = one(llama_serving(model="mixtral-8x7b", gpu_count=2), "h100-sxm")
+    dense = one(llama_serving(model="llama-3.1-70b", gpu_count=2), "h100-sxm")
+    assert moe.energy_joules < dense.energy_joules
+
+
+def test_eager_attention_costs_more_than_flash_at_long_prompts(one, prefill):
+    w = prefill(model="qwen2-1.5b", inference={"input_tokens": 8192})
+    eager = one(w, "a100-pcie-40gb")
+    flash = one(w.model_copy(update={"attention": "flash"}), "a100-pcie-40gb")
+    assert eager.duration_seconds > 1.5 * flash.duration_seconds
+    short = prefill(model="qwen2-1.5b", inference={"input_tokens": 128, "batch_size": 8, "requests": 8})
+    ratio = (
+        one(short, "a100-pcie-40gb").duration_seconds
+        / one(short.model_copy(update={"attention": "flash"}), "a100-pcie-40gb").duration_seconds
+    )
+    assert ratio < 1.3
+
+
+@pytest.mark.parametrize(
+    ("prep", "fp32_softmax", "act_bytes", "kernels", "bytes_per_score"),
+    [
+        # Llama/Qwen2 bf16: scale (2+2), mask add (2+2), cast up (2+4), fp32 softmax (4+4), cast back (4+2)
+        (2, True, 2.0, 5, 28.0),
+        # BERT bf16: divide (2+2), mask add (2+2), softmax in bf16 (2+2)
+        (2, False, 2.0, 3, 12.0),
+        # OPT bf16 scales q, not the scores: mask add, then the three fp32-softmax kernels
+        (1, True, 2.0, 4, 24.0),
+        # fp32 models need no casts: OPT fp32 is a mask add and a softmax
+        (1, True, 4.0, 2, 16.0),
+    ],
+)
+def test_eager_score_traffic_hand_checked(prep, fp32_softmax, act_bytes, kernels, bytes_per_score):
+    k, per_element = eager_score_traffic(
+        np.array([float(prep)]), np.array([float(fp32_softmax)]), np.array([act_bytes])
+    )
+    assert k[0] == kernels
+    assert per_element[0] == pytest.approx(bytes_per_score)
+
+
+def test_catalog_follows_the_reference_code():
+    assert not get_model("bert-large").eager_softmax_fp32
+    assert not get_model("gpt2").eager_softmax_fp32
+    assert get_model("qwen2-1.5b").eager_softmax_fp32
+    assert get_model("opt-1.3b").eager_score_kernels == 1
+    assert get_model("vit-large").eager_score_kernels == 1
+    assert get_model("pythia-12b").eager_host_syncs
+    assert not get_model("llama-3.1-8b").eager_host_syncs
+
+
+def test_fp32_softmax_costs_bert_more_kernels_and_time(one):
+    arch = get_model("bert-large")
+    upcast = arch.model_copy(update={"eager_softmax_fp32": True})
+    inf = {"requests": 32, "batch_size": 32, "input_tokens": 512, "output_tokens": 0}
+    base = one(Workload(architecture=arch, inference=inf), "a100-pcie-40gb")
+    more = one(Workload(architecture=upcast, inference=inf), "a100-pcie-40gb")
+    assert more.kernel_launches - base.kernel_launches == 2 * arch.layers
+    assert more.duration_seconds > base.duration_seconds * 1.05
+
+
+def test_experts_touched_limits():
+    e = np.array([128.0, 128.0, 128.0, 8.0])
+    k = np.array([8.0, 8.0, 8.0, 2.0])
+    t = np.array([1.0, 16.0, 10_000.0, 64.0])
+    hit = experts_touched(e, k, t)
+    assert hit[0] == pytest.approx(8.0)  # one token hits exactly its k experts
+    assert 64.0 < hit[1] < 128.0  # 16 tokens x 8 picks overlap: ~82 distinct, not 128
+    assert hit[1] == pytest.approx(128 * (1 - (1 - 8 / 128) ** 16))
+    assert hit[2] == pytest.approx(128.0)
+    assert hit[3] == pytest.approx(8.0)
+    assert experts_touched(np.array([0.0]), np.array([0.0]), np.array([5.0]))[0] == 0.0
+
+
+def test_moe_decode_step_grows_smoothly_with_batch(one, serving):
+    """Doubling a small decode batch reads the experts the new tokens hit, not every expert."""
+    model = "Qwen/Qwen3-235B-A22B-Instruct-2507"
+    steps = []
+    for b in (8, 16, 32):
+        w = serving(model, b, gpus=8)
+        steps.append(per_step(one(w, "h100-sxm"), w))
+    assert steps[0] < steps[1] < steps[2]
+    assert steps[1] / steps[0] < 1.45
+    assert steps[2] / steps[1] < 1.45
+
+
+def test_llama_style_blocks_launch_more_eager_kernels_per_layer(one):
+    """RMSNorm in fp32, rotary and the gated MLP are many small kernels in eager PyTorch."""
+
+    def launches_per_layer(model: str, layers: int) -> float:
+        w = Workload(model=model, inference={"requests": 1, "input_tokens": 128, "output_tokens": 0})
+        return one(w, "a100-pcie-40gb").kernel_launches / layers
+
+    bert = launches_per_layer("bert-large-uncased", 24)
+    qwen = launches_per_layer("Qwen/Qwen2-1.5B", 28)
+    assert 15 <= bert <= 30
+    assert qwen - bert == pytest.approx(24, abs=3)
+
+
+def test_unfused_eager_activation_adds_kernels_and_traffic(one):
+    """GPT-2's gelu_new is 8 elementwise kernels over the MLP intermediate in eager PyTorch."""
+    arch = get_model("gpt2")
+    fused = arch.model_copy(update={"eager_activation_kernels": 1})
+    inf = {"requests": 8, "batch_size": 8, "input_tokens": 512, "output_tokens": 0}
+    e_new = one(Workload(architecture=arch, inference=inf), "a100-pcie-40gb")
+    e_fused = one(Workload(architecture=fused, inference=inf), "a100-pcie-40gb")
+    assert e_new.kernel_launches - e_fused.kernel_launches == 7 * 12
+    assert e_new.duration_seconds > e_fused.duration_seconds
+    # a serving engine fuses the activation: no difference there
+    gen = {"requests": 64, "batch_size": 32, "input_tokens": 128, "output_tokens": 64}
+    g_new = one(Workload(architecture=arch, inference=gen), "a100-pcie-40gb")
+    g_fused = one(Workload(architecture=fused, inference=gen), "a100-pcie-40gb")
+    assert g_new.duration_seconds == pytest.approx(g_fused.duration_seconds)
+
+
+def test_gradient_accumulation_does_not_pad_the_last_micro_batch(one):
+    """48 sequences of 384 tokens exceed one micro-batch (16k tokens): they run as 2 x 24, so the
+    time per sequence stays where 40 sequences put it (a padded 2 x 42 would cost ~70 % more)."""
+    t40 = one(train(40, 384), "v100-sxm2-32gb").duration_seconds / 40
+    t48 = one(train(48, 384), "v100-sxm2-32gb").duration_seconds / 48
+    assert t48 == pytest.approx(t40, rel=0.1)
+
+
+def test_rotary_and_rms_norm_set_the_eager_launches_not_the_mlp():
+    """GPT-NeoX blocks (rotary, LayerNorm, 2-matrix GELU MLP) pay the rotary kernels but not the
+    RMSNorm ones: between a GPT-2-style block and a Llama-style one."""
+
+    def launches(arch) -> float:
+        w = Workload(architecture=arch, inference={"requests": 1, "input_tokens": 128, "output_tokens": 0})
+        (e,) = estimate(w, "a100-pcie-40gb")
+        return e.kernel_launches
+
+    pythia = get_model("pythia-12b")
+    assert pythia.rotary_embeddings and not pythia.gated_mlp
+    base = launches(pythia)
+    learned = launches(pythia.model_copy(update={"rotary_embeddings": False}))
+    rms = launches(pythia.model_copy(update={"rms_norm": True}))
+    assert base - learned == pytest.approx(12 * pythia.layers, abs=1)
+    assert rms - base == pytest.approx(12 * pythia.layers, abs=1)
+    assert launches(get_model("gpt2")) / 12 < launches(get_model("qwen2-1.5b")) / 28

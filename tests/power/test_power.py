@@ -1,0 +1,34 @@
+"""Board power: one dynamic-power scale per die, power during host gaps."""
+
+from __future__ import annotations
+
+import pytest
+
+from energaizer import Workload, estimate
+from energaizer.catalog import get_gpu
+from energaizer.profile import CalibrationProfile
+
+
+def test_host_gaps_draw_more_than_parked_idle_power(one):
+    w = Workload(model="gpt2", inference={"requests": 1, "input_tokens": 32, "output_tokens": 0})
+    quiet = one(w, "a100-pcie-40gb", CalibrationProfile(gap_activity=0.0))
+    busy = one(w, "a100-pcie-40gb", CalibrationProfile(gap_activity=0.5))
+    assert busy.duration_seconds == pytest.approx(quiet.duration_seconds)
+    assert busy.breakdown["overhead"] > quiet.breakdown["overhead"] > 0
+
+
+def test_boards_sharing_a_die_draw_the_same_dynamic_power():
+    """A100 SXM4 and PCIe are the same GA100 die at the same max clock: the same memory-bound work
+    draws the same dynamic power on both (they differ in idle power and power cap only)."""
+    w = Workload(
+        model="llama-7b",
+        precision="fp16",
+        execution="eager",
+        inference={"requests": 1, "input_tokens": 150, "output_tokens": 270, "batch_size": 1},
+    )
+    sxm, pcie = estimate(w, ["a100-sxm4-40gb", "a100-pcie-40gb"])
+    assert sxm.duration_seconds == pytest.approx(pcie.duration_seconds, rel=0.01)
+    dyn_sxm = sxm.breakdown["compute"] + sxm.breakdown["memory"]
+    dyn_pcie = pcie.breakdown["compute"] + pcie.breakdown["memory"]
+    assert dyn_sxm == pytest.approx(dyn_pcie, rel=0.02)
+    assert get_gpu("a100-sxm4-40gb").tdp_w > get_gpu("a100-pcie-40gb").tdp_w

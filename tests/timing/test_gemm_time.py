@@ -1,0 +1,175 @@
+"""GEMM time: tiles and waves, tile-shape choice, SIMT issue limits, unaligned operands, low-precision experts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gemm_support import gemm_at_max_clock, one_gemm, one_gpu
+
+from energaizer import Workload, estimate
+from energaizer.catalog import get_gpu, get_model
+from energaizer.hardware import GpuTable
+from energaizer.profile import CalibrationProfile
+from energaizer.timing.kernel_time import GEMM_TILE_SHAPES, KernelDevice, kernel_timing
+
+
+def _simt_gemm(gpu: str, prof: CalibrationProfile):
+    """One large fp32 (CUDA-core) GEMM at the clock its peak is quoted at: (seconds, FP32 activity)."""
+    n = 8192.0
+    hw, dev = one_gpu(gpu, "fp32")
+    assert not dev.tensor[0]
+    table = one_gemm(n, n, n, 4.0, nbytes=12 * n * n)
+    tm = kernel_timing(table, dev, np.array([hw.tensor_clock_mhz[0]]), hw, prof)  # peak is quoted there
+    return float(tm.t_exec[0]), float(tm.u_fp[0]), float(dev.peak[0])
+
+
+def _gemm_time(m: float, n: float, k: float, gpu: str, precision: str) -> float:
+    return gemm_at_max_clock(m, n, k, gpu, precision)[0]
+
+
+def _moe(precision: str, model: str = "Qwen/Qwen3-235B-A22B-Instruct-2507") -> Workload:
+    return Workload(
+        model=model,
+        precision=precision,
+        gpu_count=8,
+        inference={"requests": 256, "input_tokens": 256, "output_tokens": 256, "batch_size": 32},
+    )
+
+
+def test_hand_checked_gemm_time():
+    """8192^3 bf16 on A100-SXM4-80GB at 1410 MHz with ideal math efficiency and no overheads:
+    4096 tiles of 128x128 over 108 SMs = 38 waves; each wave is 2*128*128*8192 FLOP per SM at 312 TF/108
+    plus staging (128 + 128) x 8192 bf16 operands at 48 B per SM per clock."""
+    prof = CalibrationProfile(
+        compute_efficiency=1.0,
+        wave_overhead_cycles=0.0,
+        dram_efficiency=1.0,
+        operand_feed_bytes_per_cycle=48.0,
+    )
+    gpu = get_gpu("a100-sxm4-80gb")
+    hw = GpuTable.from_specs([gpu])
+    n = 8192.0
+    kt = one_gemm(n, n, n, 2.0)
+    dev = KernelDevice(g=np.array([0]), peak=np.array([312e12]), tensor=np.array([True]))
+    t = kernel_timing(kt, dev, np.array([1410.0]), hw, prof).t_exec[0]
+    math = 2 * 128 * 128 * n / (312e12 / 108)  # 92.9 us
+    staging = (128 + 128) * n * 2 / (48 * 1410e6)  # 62.0 us
+    expected = 38 * (math + staging)
+    assert t == pytest.approx(expected, rel=1e-9)
+    assert 38 * math == pytest.approx(3.531e-3, rel=1e-3)  # vs 3.524 ms ideal: 1.6 % wave quantisation
+    assert expected == pytest.approx(5.886e-3, rel=1e-3)
+
+
+def test_fp8_faster_than_bf16_on_hopper_for_compute_bound_prefill(one):
+    w = Workload(
+        model="llama-3.1-70b",
+        gpu_count=4,
+        attention="flash",  # fused attention: GEMM-bound (eager scores would be memory-bound)
+        inference={"requests": 64, "input_tokens": 4096, "output_tokens": 0, "batch_size": 16},
+    )
+    bf16 = one(w, "h100-sxm")
+    fp8 = one(w.model_copy(update={"precision": "fp8"}), "h100-sxm")
+    assert fp8.duration_seconds < 0.8 * bf16.duration_seconds
+    # A100 has no fp8: the same request runs at 16-bit speed there.
+    a_bf16 = one(w, "a100-sxm4-80gb")
+    a_fp8 = one(w.model_copy(update={"precision": "fp8"}), "a100-sxm4-80gb")
+    assert a_fp8.duration_seconds == pytest.approx(a_bf16.duration_seconds, rel=0.15)
+
+
+@pytest.mark.parametrize(
+    ("gpu", "issue_bound"),
+    [("a100-pcie-40gb", False), ("v100-sxm2-32gb", False), ("a10", True), ("h100-sxm", True), ("l40s", True)],
+)
+def test_simt_gemm_on_128_lane_sms_is_issue_bound(gpu, issue_bound):
+    """SMs with 128 FP32 lanes (GA10x, Ada, Hopper) reach only the FFMA share of the issue slots in a
+    SIMT GEMM (H100 sgemm measured at 0.78 of its datasheet peak); 64-lane SMs keep full rate. The
+    SM stays fully busy either way, so the FP32 activity (and power) does not drop with the rate."""
+    prof = CalibrationProfile(simt_efficiency=0.95, simt_issue_share=0.7, wave_overhead_cycles=0.0)
+    t, u_fp, peak = _simt_gemm(gpu, prof)
+    rate = 2 * 8192.0**3 / t / peak
+    assert rate == pytest.approx(0.95 * (0.7 if issue_bound else 1.0), rel=0.03)
+    assert u_fp == pytest.approx(0.95, rel=0.03)
+
+
+def test_smaller_tiles_fill_the_machine():
+    """1024 x 768 output on 80 SMs: 48 tiles of 128 x 128 leave 32 SMs idle; a library picks a
+    smaller tile so that twice the rows cost about twice the time, not three times."""
+    t512 = _gemm_time(512, 768, 768, "v100-sxm2-32gb", "fp32")
+    t1024 = _gemm_time(1024, 768, 768, "v100-sxm2-32gb", "fp32")
+    assert t1024 / t512 < 2.3
+    assert len(GEMM_TILE_SHAPES) >= 2
+
+
+def test_large_gemm_keeps_the_big_tile_rate():
+    """A large bf16 GEMM on H100 takes the widest tile (128 x 256), whose operand staging per FLOP is the
+    smallest: 2048 tiles over 132 SMs = 16 waves of math plus staging; a 128 x 128 tile would stage a
+    third more bytes per FLOP and is not chosen."""
+    m = n = k = 8192.0
+    t = _gemm_time(m, n, k, "h100-sxm", "bf16")
+    g = get_gpu("h100-sxm")
+    prof = CalibrationProfile()
+    f = g.max_clock_mhz * 1e6
+    rate_per_sm = g.peak_tflops["bf16"] * 1e12 * g.max_clock_mhz / g.tensor_clock_mhz / g.sm_count
+    math = 2 * 128 * 256 * k / (rate_per_sm * prof.compute_efficiency)
+    staging = (128 + 256) * k * 2 / (prof.operand_feed_bytes_per_cycle * f)
+    widest = 16 * (math + staging)
+    assert widest < t < 1.02 * widest  # + the per-wave overhead
+    square = (
+        2
+        * 16
+        * (
+            2 * 128 * 128 * k / (rate_per_sm * prof.compute_efficiency)
+            + 256 * k * 2 / (prof.operand_feed_bytes_per_cycle * f)
+        )
+    )
+    assert t < square
+
+
+@pytest.mark.parametrize(
+    ("precision", "model", "slower"),
+    [
+        ("fp8", "Qwen/Qwen3-235B-A22B-Instruct-2507", True),  # fp8 grouped expert GEMMs
+        ("bf16", "Qwen/Qwen3-235B-A22B-Instruct-2507", False),  # bf16 experts: unaffected
+        ("fp8", "llama-3.1-70b", False),  # dense fp8: no grouped GEMM
+    ],
+)
+def test_quantized_expert_efficiency_only_slows_low_precision_experts(one, precision, model, slower):
+    fast = CalibrationProfile(quantized_expert_efficiency=1.0)
+    slow = CalibrationProfile(quantized_expert_efficiency=0.5)
+    w = _moe(precision, model)
+    t_fast = one(w, "h100-sxm", fast).duration_seconds
+    t_slow = one(w, "h100-sxm", slow).duration_seconds
+    if slower:
+        assert t_slow > 1.1 * t_fast
+    else:
+        assert t_slow == pytest.approx(t_fast, rel=1e-9)
+
+
+def test_unaligned_gemm_is_slow_on_hopper_only():
+    """GPT-2's LM head (N = 50257, odd) cannot use Hopper's 16-byte bulk copies: measured 95 TFLOP/s
+    against ~650 for aligned shapes. The padded vocabulary (50304) keeps the fast path, and an A100
+    (native kernels for every alignment) pays nothing."""
+    h_odd = _gemm_time(8192, 50257, 768, "h100-sxm", "bf16")
+    h_pad = _gemm_time(8192, 50304, 768, "h100-sxm", "bf16")
+    assert h_odd > 2.0 * h_pad
+    h_even = _gemm_time(8192, 30522, 1024, "h100-sxm", "bf16")  # BERT: 4-byte aligned rows
+    assert (
+        h_pad * 30522 / 50304 * 1024 / 768
+        < h_even
+        < _gemm_time(8192, 30522 * 2 - 1, 1024, "h100-sxm", "bf16")
+    )
+    a_odd = _gemm_time(8192, 50257, 768, "a100-sxm4-40gb", "bf16")
+    a_pad = _gemm_time(8192, 50304, 768, "a100-sxm4-40gb", "bf16")
+    assert a_odd == pytest.approx(a_pad, rel=0.02)
+
+
+def test_unaligned_vocabulary_slows_gpt2_training_on_h100():
+    """The same GPT-2 with its vocabulary padded to a multiple of 64 (as Karpathy's nanoGPT does)
+    trains faster on an H100, and the same on an A100."""
+    gpt2 = get_model("gpt2")
+    padded = gpt2.model_copy(update={"id": "gpt2-padded", "vocab": 50304})
+    sizes = {"steps": 60, "global_batch_size": 8, "sequence_length": 1024}
+    for gpu, gain in (("h100-sxm", 1.1), ("a100-sxm4-40gb", 1.0)):
+        (odd,) = estimate(Workload(model="gpt2", task="training", training=sizes), gpu)
+        (even,) = estimate(Workload(architecture=padded, task="training", training=sizes), gpu)
+        assert odd.duration_seconds >= gain * even.duration_seconds * 0.99
