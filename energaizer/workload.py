@@ -83,15 +83,16 @@ class Workload(BaseModel):
     training: TrainingSpec | None = None
     attention: Literal["auto", "flash", "eager"] = Field(
         default="auto",
-        description="fused FlashAttention (serving stacks), eager matmul+softmax (plain PyTorch), or auto: "
-        "eager for prefill-only forward passes, flash otherwise",
+        description="fused attention (SDPA / FlashAttention, today's stacks; auto means flash) or eager "
+        "matmul+softmax kernels (plain PyTorch code of the pre-SDPA era, opt-in)",
     )
     execution: Literal["auto", "eager", "graphs", "legacy-engine"] = Field(
         default="auto",
         description="how kernels reach the GPU: eager (framework dispatch per kernel: plain PyTorch, "
         "HF generate), graphs (a current serving engine replaying CUDA graphs, e.g. vLLM >= 0.6, with a "
         "host cost per decode step) or legacy-engine (a serving engine with heavy per-sequence Python "
-        "work per step, e.g. vLLM 0.5); auto: graphs for batched generation, eager otherwise",
+        "work per step, e.g. vLLM 0.5); auto: graphs for inference at every batch size (prefill-only "
+        "included), eager for training steps",
     )
     frequency_mhz: float | None = Field(default=None, gt=0, le=5000, description="what-if SM clock")
     power_limit_w: float | None = Field(default=None, gt=0, le=5000, description="what-if power cap per GPU")

@@ -216,13 +216,13 @@ def register(app: typer.Typer) -> None:
         ] = None,
         attention: Annotated[
             Attention,
-            typer.Option(help="flash (serving stacks), eager (plain PyTorch); auto: eager for prefill-only"),
+            typer.Option(help="flash (SDPA/FlashAttention; auto), eager (matmul+softmax kernels, opt-in)"),
         ] = Attention.auto,
         execution: Annotated[
             Execution,
             typer.Option(
                 help="eager (PyTorch dispatch per kernel), graphs (current serving engine), legacy-engine "
-                "(vLLM 0.5-style host time per sequence); auto: graphs for batched generation"
+                "(vLLM 0.5-style host time per sequence); auto: graphs for inference, eager for training"
             ),
         ] = Execution.auto,
         recompute: Annotated[

@@ -170,23 +170,20 @@ def default_tensor_parallel(w: Workload, a: ModelArchitecture, gpu: GPUSpec) -> 
     return tp
 
 
-def execution_style(w: Workload, a: ModelArchitecture) -> tuple[str, str]:
-    """(attention, dispatch) after resolving ``auto``.
+def execution_style(w: Workload) -> tuple[str, str]:
+    """(attention, dispatch) after resolving ``auto`` to today's production stacks.
 
-    Prefill-only forward passes (encoders, embeddings, ``output_tokens: 0``) are modelled as plain
-    framework code: eager attention, one host dispatch per kernel (the EnergAIzer measurement
-    setting). Batched generation is a serving engine: fused attention, CUDA-graph decode steps with a
-    host cost per step. Batch-1 generation is framework ``generate()`` (eager dispatch, fused
-    attention); training uses fused attention and eager dispatch.
+    Attention is fused (SDPA / FlashAttention) for every workload, prefill-only passes included.
+    Inference runs as a serving engine does: fused kernels, CUDA-graph decode steps at every batch
+    size, host time per pass and per decode step. Training steps are dispatched kernel by kernel by
+    the framework (PyTorch, Megatron-LM and HF Trainer do not capture training steps in graphs).
+    Eager attention (matmul + softmax kernels) and eager inference dispatch (plain PyTorch,
+    HF ``generate()``) are opt-in: ``attention: eager``, ``execution: eager``.
     """
-    generates = w.inference is not None and w.inference.output_tokens > 0 and a.arch_type == "decoder"
-    attention = w.attention
-    if attention == "auto":
-        attention = "eager" if w.inference is not None and not generates else "flash"
+    attention = "flash" if w.attention == "auto" else w.attention
     dispatch = w.execution
     if dispatch == "auto":
-        batched = w.inference is not None and min(w.inference.batch_size, w.inference.requests) > 1
-        dispatch = "graphs" if generates and batched else "eager"
+        dispatch = "eager" if w.task == "training" else "graphs"
     return attention, dispatch
 
 
@@ -250,7 +247,7 @@ def build_row_params(
             is_cnn and w.precision in ("fp32", "tf32") and "tf32" not in gpu.peak_tflops
         )
         c["training"][i] = float(w.task == "training")
-        attention, dispatch = execution_style(w, a)
+        attention, dispatch = execution_style(w)
         c["eager_attention"][i] = float(attention == "eager")
         c["eager_dispatch"][i] = float(dispatch == "eager")
         c["legacy_engine"][i] = float(dispatch == "legacy-engine")
