@@ -11,7 +11,7 @@ from energaizer.catalog import get_model
 from energaizer.catalog.schema import GPUSpec, ModelArchitecture
 from energaizer.energy.breakdown import energy_breakdown, op_breakdown, per_row
 from energaizer.errors import InvalidInputError
-from energaizer.hardware import GpuTable
+from energaizer.hardware import GpuTable, precision_fallback
 from energaizer.kernels.cnn import add_cnn
 from energaizer.kernels.ops import PHASES, Kind
 from energaizer.kernels.params import build_row_params
@@ -78,6 +78,21 @@ def _knobs(workloads: list[Workload], hw: GpuTable, gi: np.ndarray) -> tuple[np.
     )
 
 
+def _check_layout(workloads: list[Workload], archs: list[ModelArchitecture], p) -> None:
+    """Tensor parallelism splits the attention heads: it must divide them (as vLLM and Megatron check)."""
+    bad = (p.is_cnn == 0) & (p.heads > 0) & (np.mod(p.heads, p.tp) != 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        heads, tp = int(p.heads[i]), int(p.tp[i])
+        field = "tensor_parallel" if workloads[i].tensor_parallel else "gpu_count"
+        allowed = [str(d) for d in range(1, heads + 1) if heads % d == 0]
+        raise InvalidInputError(
+            field,
+            f"tensor parallelism over {tp} GPUs must divide {archs[i].id}'s {heads} attention heads",
+            allowed,
+        )
+
+
 def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfile) -> EstimateBatch:
     """Estimate ``workloads[i]`` on ``specs[i]`` for every i with calibration profile ``prof``.
 
@@ -92,6 +107,7 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
     hw, gi = _gpu_index(specs)
     clock_mhz, power_limit_w = _knobs(workloads, hw, gi)
     p = build_row_params(workloads, specs, archs)
+    _check_layout(workloads, archs, p)
     mem = plan_memory(p, archs, hw, gi)
 
     builder = KernelTableBuilder()
@@ -118,14 +134,20 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
     peak_row = np.empty(n)
     tensor_row = np.empty(n, dtype=bool)
     peaks: dict[tuple[int, str], tuple[float, bool]] = {}
+    notes: dict[tuple[int, str], str] = {}
+    reason = list(mem.reason)
     for i, w in enumerate(workloads):
         prec = w.precision if w.task == "inference" or w.precision in ("fp32", "tf32") else "bf16"
+        asked = prec
         if prec == "fp32" and archs[i].arch_type == "cnn":
             prec = "tf32"  # cuDNN convolutions default to TF32 tensor cores where the GPU has them
         key = (int(gi[i]), prec)
         if key not in peaks:
             peaks[key] = hw.peak(*key)
+            notes[key] = "" if prec != asked else precision_fallback(hw.specs[key[0]], prec)
         peak_row[i], tensor_row[i] = peaks[key]
+        if mem.feasible[i] and notes[key]:
+            reason[i] = notes[key]  # an explicit fallback: the GPU cannot run this precision's math
     r = kt.row
     dev = KernelDevice(g=gi[r], peak=peak_row[r], tensor=tensor_row[r])
     op = solve_operating_point(kt, dev, clock_mhz[r], power_limit_w[r], hw, prof)
@@ -164,7 +186,7 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
         energy_per_output_token_joules=np.where(zero, np.nan, epot),
         breakdown=breakdown,
         feasible=feasible,
-        reason=mem.reason,
+        reason=reason,
         gpu_count=gpus.astype(np.int64),
         frequency_mhz=effective_mhz,
         power_limit_w=power_limit_w,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from energaizer.catalog.schema import ModelArchitecture, Precision
 
@@ -20,7 +20,10 @@ MAX_REQUESTS = 10**12
 MAX_TOKENS_PER_REQUEST = 10**7
 MAX_BATCH = 1_000_000
 MAX_TRAINING_TOKENS = 1e16
-MAX_GPUS = 65_536
+MAX_GPUS = 65_536  # a training job (data x tensor parallel); the largest clusters are ~10^5 GPUs
+# one inference replica (tensor x expert x data parallel): the largest published serving layouts
+# (DeepSeek-V3 expert-parallel decode) use a few hundred GPUs
+MAX_REPLICA_GPUS = 1_024
 
 
 class InferenceSpec(BaseModel):
@@ -96,6 +99,16 @@ class Workload(BaseModel):
     )
     frequency_mhz: float | None = Field(default=None, gt=0, le=5000, description="what-if SM clock")
     power_limit_w: float | None = Field(default=None, gt=0, le=5000, description="what-if power cap per GPU")
+
+    @field_validator("gpu_count")
+    @classmethod
+    def _replica_size(cls, v: int, info: ValidationInfo) -> int:
+        if info.data.get("task", "inference") == "inference" and v > MAX_REPLICA_GPUS:
+            raise ValueError(
+                f"{v} GPUs for one inference replica; at most {MAX_REPLICA_GPUS} (more GPUs serve more "
+                "replicas: estimate one replica)"
+            )
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> Workload:
