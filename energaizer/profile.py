@@ -116,6 +116,15 @@ class CalibrationProfile(BaseModel):
     comm_latency_us: float = Field(default=15.0, ge=0, le=1e5, description="per collective")
     # --- power ---
     alpha_tensor: float = Field(default=1.2, ge=0, le=10, description="tensor-core power at full use")
+    async_mma_energy_ratio: float = Field(
+        default=0.9,
+        gt=0,
+        le=2,
+        description="tensor-core energy per FLOP of asynchronous MMAs fed from shared memory by bulk "
+        "copies (Hopper wgmma + TMA, Blackwell tcgen05) relative to register-fed MMAs (Volta-Ada mma.sync); "
+        "set from the H100/H200 bf16 GEMMs at the 700 W cap (0.9: 8192^3 and 4096x4096x128256 within "
+        "+1..+8 % time at the measured clock; benchmarks/kernel_validation.py), not fitted",
+    )
     fp32_pj_per_flop: float = Field(
         default=10.0,
         ge=0,
