@@ -16,7 +16,7 @@ import numpy as np
 
 from energaizer.catalog.schema import ModelArchitecture
 from energaizer.hardware import GpuTable
-from energaizer.kernels.params import RowParams
+from energaizer.kernels.params import RowParams, cached_tokens, kv_elements_per_gpu
 from energaizer.kernels.transformer import microbatch
 
 USABLE_FRACTION = 0.92  # of nominal memory, after the CUDA context and allocator reserve
@@ -43,12 +43,13 @@ def plan_memory(p: RowParams, archs: list[ModelArchitecture], hw: GpuTable, gi: 
         if a.arch_type == "cnn":
             params[i] = cnn_params(a.cnn)
     weights = params * p.w_bytes / tp
-    kv_loc = np.maximum(p.kv_heads / tp, 1.0)
-    kv_per_token = 2.0 * p.layers * kv_loc * p.head_dim * p.a_bytes
-    kv_per_seq = (p.input_tokens + p.output_tokens) * kv_per_token
+    # bytes per cached token per GPU (MLA latents replicated over TP, K/V heads split), over the layers
+    kv_per_token = p.layers * kv_elements_per_gpu(p) * p.a_bytes
+    kv_per_seq = cached_tokens(p, p.input_tokens + p.output_tokens) * kv_per_token
     # Paged KV cache: a running sequence holds its prompt and what it has generated so far, on
     # average half its output under continuous batching; one request must fit at full length.
-    kv_mean_seq = (p.input_tokens + 0.5 * p.output_tokens) * kv_per_token
+    # Sliding-window layers hold at most the window.
+    kv_mean_seq = cached_tokens(p, p.input_tokens + 0.5 * p.output_tokens) * kv_per_token
     inference = ~p.training
     free = cap - weights - RUNTIME_RESERVE_BYTES
     with np.errstate(divide="ignore", invalid="ignore"):

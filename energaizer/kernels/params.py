@@ -39,6 +39,10 @@ class RowParams:
     heads: np.ndarray
     kv_heads: np.ndarray
     head_dim: np.ndarray
+    kv_elems: np.ndarray  # elements one layer caches per token (K and V heads, or MLA's latent + rope key)
+    mla: np.ndarray  # bool: multi-head latent attention (the latent is replicated on every TP rank)
+    window: np.ndarray  # sliding-window length (0: none)
+    window_frac: np.ndarray  # share of layers that are windowed
     ffn: np.ndarray
     dense_layers: np.ndarray
     moe_layers: np.ndarray
@@ -96,6 +100,7 @@ BOOL_FIELDS = frozenset(
         "simt_convs",
         "tied",
         "recompute",
+        "mla",
     }
 )
 # Columns that depend on the architecture alone (computed once per distinct model).
@@ -109,6 +114,10 @@ ARCH_FIELDS = (
     "heads",
     "kv_heads",
     "head_dim",
+    "kv_elems",
+    "mla",
+    "window",
+    "window_frac",
     "ffn",
     "gated",
     "act_kernels",
@@ -127,6 +136,20 @@ ARCH_FIELDS = (
     "active_params",
 )
 _FIELDS = tuple(f.name for f in fields(RowParams))
+
+
+def kv_elements_per_gpu(p: RowParams) -> np.ndarray:
+    """Elements one layer caches per token on one GPU: K/V heads split over tensor parallelism (a KV
+    head is replicated when there are fewer than ranks), MLA's latent replicated on every rank."""
+    heads_split = p.kv_elems / np.maximum(p.kv_heads, 1.0) * np.maximum(p.kv_heads / p.tp, 1.0)
+    return np.where(p.mla, p.kv_elems, heads_split)
+
+
+def cached_tokens(p: RowParams, length) -> np.ndarray:
+    """Tokens a layer caches (and attends to) for a context of ``length``, averaged over the layers:
+    sliding-window layers hold at most the window."""
+    capped = np.where(p.window > 0, np.minimum(length, p.window), length)
+    return (1.0 - p.window_frac) * length + p.window_frac * capped
 
 
 def transformer_params(a: ModelArchitecture) -> tuple[float, float]:
@@ -204,6 +227,10 @@ def _arch_columns(a: ModelArchitecture) -> tuple[float, ...]:
         a.heads or 0,
         a.kv_heads_,
         a.head_dim_,
+        a.kv_elements_per_token,
+        float(bool(a.kv_lora_rank)),
+        a.sliding_window or 0,
+        a.windowed_layer_fraction,
         a.ffn or 0,
         float(a.gated_mlp),
         float(a.eager_activation_kernels),

@@ -17,7 +17,12 @@ import numpy as np
 
 from energaizer.kernels.builders import allreduce, gemm, memory, optimizer_step
 from energaizer.kernels.ops import Op, Phase
-from energaizer.kernels.params import TRAINING_TOKENS_PER_MICROBATCH, RowParams
+from energaizer.kernels.params import (
+    TRAINING_TOKENS_PER_MICROBATCH,
+    RowParams,
+    cached_tokens,
+    kv_elements_per_gpu,
+)
 from energaizer.kernels.table import KernelTableBuilder
 
 # Element passes over the hidden state per layer outside GEMMs/attention (fused serving stacks):
@@ -159,23 +164,30 @@ class LayerPass:
         """Fused attention (op ``attention``) where the row runs flash attention, else eager attention:
         the two score GEMMs (``attn_scores``, ``attn_values``) and the passes between them
         (``softmax``)."""
-        s, rows, q_len, kv_len, seqs = self.s, self.rows, self.q_len, self.kv_len, self.seqs
+        s, rows, q_len, seqs = self.s, self.rows, self.q_len, self.seqs
         hd, ab = s.head_dim, s.a_bytes
         causal_f = np.where(self.causal, 0.5, 1.0)
         heads_total = seqs * self.h_loc
+        # keys a query attends to, over the layers (sliding-window layers: at most the window)
+        kv_len = cached_tokens(s, np.broadcast_to(np.asarray(self.kv_len, dtype=np.float64), rows.shape))
+        one_token = np.broadcast_to(q_len, rows.shape) <= 1
+        # MLA decode runs on the latent (absorbed projections): every head scores and sums the cached
+        # latent + rope key (FlashMLA); its single latent is shared by all heads like one KV head
+        attn_dim = np.where(s.mla & one_token, s.kv_elems, hd)
+        kv_loc = np.where(s.mla, 1.0, self.kv_loc)
         per_layer = self.passes * s.layers
         eager = s.eager_attention
         flash_rows = ~eager
         if flash_rows.any():
             sel = flash_rows
-            attn_flops = 4.0 * heads_total * q_len * kv_len * hd * np.where(q_len > 1, causal_f, 1.0)
-            kv_bytes = seqs * kv_len * 2.0 * self.kv_loc * hd * ab
+            attn_flops = 4.0 * heads_total * q_len * kv_len * attn_dim * np.where(q_len > 1, causal_f, 1.0)
+            kv_bytes = seqs * kv_len * kv_elements_per_gpu(s) * ab
             qo_bytes = 2.0 * seqs * q_len * self.h_loc * hd * ab
             fa_mult = 2.5 if self.backward else 1.0
             # Decode kernels pack the query heads that share a KV head into one tile (GQA packing), so
             # each KV block is read once per KV head: tiles = sequences x KV heads x KV blocks.
-            one_q = np.broadcast_to(q_len, rows.shape) <= 1
-            group = self.h_loc / self.kv_loc
+            one_q = one_token
+            group = self.h_loc / kv_loc
             b.add(
                 rows[sel],
                 Op.ATTENTION,
@@ -183,8 +195,8 @@ class LayerPass:
                 per_layer[sel],
                 m=np.where(one_q, group, np.broadcast_to(q_len, rows.shape))[sel],
                 n=np.broadcast_to(kv_len, rows.shape)[sel],
-                k=hd[sel],
-                gemm_group=np.where(one_q, seqs * self.kv_loc, np.broadcast_to(heads_total, rows.shape))[sel],
+                k=attn_dim[sel],
+                gemm_group=np.where(one_q, seqs * kv_loc, np.broadcast_to(heads_total, rows.shape))[sel],
                 flops=(attn_flops * fa_mult)[sel],
                 fp_flops=(5.0 * heads_total * q_len * kv_len * np.where(q_len > 1, causal_f, 1.0) * fa_mult)[
                     sel
