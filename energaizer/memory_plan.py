@@ -42,7 +42,9 @@ def plan_memory(p: RowParams, archs: list[ModelArchitecture], hw: GpuTable, gi: 
     for i, a in enumerate(archs):
         if a.arch_type == "cnn":
             params[i] = cnn_params(a.cnn)
-    weights = params * p.w_bytes / tp
+    # expert parallelism places whole experts over its GPUs; the rest is split by (engine) TP
+    experts = np.where(p.ep > 1, p.expert_params, 0.0)
+    weights = ((params - experts) / tp + experts / np.maximum(p.ep, 1.0)) * p.w_bytes
     # bytes per cached token per GPU (MLA latents replicated over TP, K/V heads split), over the layers
     kv_per_token = p.layers * kv_elements_per_gpu(p) * p.a_bytes
     kv_per_seq = cached_tokens(p, p.input_tokens + p.output_tokens) * kv_per_token
@@ -55,12 +57,15 @@ def plan_memory(p: RowParams, archs: list[ModelArchitecture], hw: GpuTable, gi: 
     with np.errstate(divide="ignore", invalid="ignore"):
         fits = np.where(kv_mean_seq > 0, np.floor(free / kv_mean_seq), np.inf)
     fits = np.where(free >= kv_per_seq, np.maximum(fits, 1.0), 0.0)
-    concurrency = np.where(inference, np.clip(fits, 0.0, p.concurrency), p.concurrency)
+    # each data-parallel attention engine holds the KV of its own sequences
+    concurrency = np.where(inference, np.clip(fits * p.engines, 0.0, p.concurrency), p.concurrency)
     concurrency = np.where(p.is_cnn, p.concurrency, concurrency)
     need = (
         weights
         + RUNTIME_RESERVE_BYTES
-        + np.where(inference, np.maximum(kv_per_seq, np.maximum(concurrency, 1.0) * kv_mean_seq), 0.0)
+        + np.where(
+            inference, np.maximum(kv_per_seq, np.maximum(concurrency / p.engines, 1.0) * kv_mean_seq), 0.0
+        )
     )
 
     train = np.nonzero(p.training)[0]

@@ -57,6 +57,13 @@ class CalibrationProfile(BaseModel):
         le=1e5,
         description="serving-engine host time per running sequence per decode step (sampling, bookkeeping)",
     )
+    engine_overlap_loss: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="share of the shorter of a serving engine's host time per decode step and the GPU's "
+        "step time that does not overlap (current engines schedule the next step during this one)",
+    )
     legacy_decode_seq_overhead_us: float = Field(
         default=300.0,
         ge=0,
@@ -159,6 +166,7 @@ FITTED_PARAMETERS: tuple[str, ...] = (
     "pass_overhead_ms",
     "decode_step_overhead_ms",
     "decode_seq_overhead_us",
+    "engine_overlap_loss",
     "legacy_decode_seq_overhead_us",
     "legacy_worker_overhead_ms",
     "compute_efficiency",

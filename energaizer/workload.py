@@ -82,6 +82,20 @@ class Workload(BaseModel):
     precision: Precision = "bf16"
     gpu_count: int = Field(default=1, ge=1, le=MAX_GPUS)
     tensor_parallel: int | None = Field(default=None, ge=1, le=MAX_GPUS)
+    expert_parallel: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_REPLICA_GPUS,
+        description="inference: MoE experts placed whole on this many GPUs (vLLM --enable-expert-parallel: "
+        "all GPUs of the replica); dispatch and combine all-to-all per MoE layer",
+    )
+    data_parallel: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_REPLICA_GPUS,
+        description="inference: data-parallel attention engines in the replica (vLLM --data-parallel-size), "
+        "each tensor parallel over gpu_count / data_parallel GPUs with its share of the sequences",
+    )
     inference: InferenceSpec | None = None
     training: TrainingSpec | None = None
     attention: Literal["auto", "flash", "eager"] = Field(
@@ -126,6 +140,16 @@ class Workload(BaseModel):
                 raise ValueError("task training needs training sizes (tokens or steps)")
         if self.tensor_parallel is not None and self.gpu_count % self.tensor_parallel:
             raise ValueError("gpu_count must be a multiple of tensor_parallel")
+        ep, dp = self.expert_parallel or 1, self.data_parallel or 1
+        if self.task == "training" and (ep > 1 or dp > 1):
+            raise ValueError("expert_parallel and data_parallel describe an inference replica")
+        if self.gpu_count % dp:
+            raise ValueError("gpu_count must be a multiple of data_parallel (engines of equal size)")
+        if ep not in (1, self.gpu_count):
+            raise ValueError(
+                "expert_parallel spans all GPUs of the replica (vLLM: tensor x data parallel): "
+                f"1 or gpu_count ({self.gpu_count})"
+            )
         return self
 
     @property

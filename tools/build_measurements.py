@@ -32,7 +32,10 @@ ASSUMPTIONS = {
     "serving requests": "steady state is modelled as 8 x batch requests at the concurrency the source reports "
     "(avg_batch_size where it is below max_num_seqs, else max_num_seqs); energy and duration are per-request "
     "figures times that count.",
-    "mlenergy-v3 parallelism": "gpu_count = tensor x expert x data parallel, modelled as tensor parallel.",
+    "mlenergy-v3 parallelism": "gpu_count = the run's GPUs; tensor_parallel, expert_parallel and data_parallel "
+    "as the leaderboard writes them (ml-energy/data records/runs.py: expert_parallel = the GPUs when the vLLM "
+    "config enables expert parallelism, tensor_parallel then 1, although ml-energy/benchmark launches vLLM "
+    "with --tensor-parallel-size = the GPUs unless the config sets data-parallel-size: EP = TP x DP).",
     "mlenergy-v2 execution": "legacy-engine: vLLM 0.5.4 spends ~0.3 ms of host time per running sequence per "
     "decode step, 10x a current engine (mlenergy-v3, vLLM 0.11.1, same GPUs and models).",
     "attention and execution": "written out for every row, because the defaults (auto) model today's "
@@ -174,9 +177,12 @@ def mlenergy_v3(shared: Path) -> list[dict]:
     for r in _read(shared / "measured" / "mlenergy_v3_inference.csv"):
         if r["modality"] != "text":
             continue
-        n = int(r["tensor_parallel"]) * int(r["expert_parallel"]) * int(r["data_parallel"])
-        row = _serving(r, "mlenergy-v3", 300 if r["task"] == "gpqa" else 256, n)
+        row = _serving(r, "mlenergy-v3", 300 if r["task"] == "gpqa" else 256, int(r["gpu_count"]))
         if row:
+            # the leaderboard's columns (ml-energy/data mlenergy_data/records/runs.py: EP = the GPUs when
+            # enable-expert-parallel is set, tensor_parallel then 1; vLLM itself ran TP x DP = EP)
+            ep, dp = int(r["expert_parallel"]), int(r["data_parallel"])
+            row.update(tensor_parallel=r["tensor_parallel"], expert_parallel=ep, data_parallel=dp)
             out.append(row)
     return out
 

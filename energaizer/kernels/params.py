@@ -62,12 +62,15 @@ class RowParams:
     shared_ffn: np.ndarray
     params: np.ndarray  # total parameters (transformers; 0 for CNNs)
     active_params: np.ndarray
+    expert_params: np.ndarray  # routed-expert parameters
     # precision and parallelism
     w_bytes: np.ndarray  # weight element size
     a_bytes: np.ndarray  # activation / KV element size
     gpu_count: np.ndarray
-    tp: np.ndarray
-    dp: np.ndarray
+    tp: np.ndarray  # tensor parallelism of the attention and dense layers (of one engine)
+    dp: np.ndarray  # training: data-parallel replicas
+    ep: np.ndarray  # inference: GPUs the MoE experts are placed on, whole (1: experts sliced by TP)
+    engines: np.ndarray  # inference: data-parallel attention engines of the replica
     # inference
     requests: np.ndarray
     input_tokens: np.ndarray
@@ -134,6 +137,7 @@ ARCH_FIELDS = (
     "shared_ffn",
     "params",
     "active_params",
+    "expert_params",
 )
 _FIELDS = tuple(f.name for f in fields(RowParams))
 
@@ -178,6 +182,9 @@ def transformer_params(a: ModelArchitecture) -> tuple[float, float]:
 def default_tensor_parallel(w: Workload, a: ModelArchitecture, gpu: GPUSpec) -> int:
     """Inference: all GPUs of the replica. Training: smallest power of two whose share of weights and
     optimizer state (16 B/param) fits in 60 % of one GPU, capped at 8 and at gpu_count."""
+    if w.task == "inference" and (w.data_parallel or (w.expert_parallel or 1) > 1):
+        # vLLM: EP size = TP x DP; each data-parallel engine is tensor parallel over its share
+        return w.gpu_count // (w.data_parallel or 1)
     if w.tensor_parallel:
         return w.tensor_parallel
     if w.task == "inference" or a.arch_type == "cnn":
@@ -247,6 +254,11 @@ def _arch_columns(a: ModelArchitecture) -> tuple[float, ...]:
         a.moe_shared_ffn or 0,
         total,
         active,
+        moe_layers
+        * (a.moe_experts or 0)
+        * (2.0 + a.gated_mlp)
+        * (a.hidden or 0)
+        * (a.moe_expert_ffn or a.ffn or 0),
     )
 
 
@@ -286,6 +298,8 @@ def build_row_params(
         tp = default_tensor_parallel(w, a, gpu)
         c["tp"][i] = tp
         c["dp"][i] = w.gpu_count // tp
+        c["engines"][i] = w.data_parallel or 1
+        c["ep"][i] = (w.expert_parallel or 1) if a.is_moe else 1
         if w.inference is not None:
             inf = w.inference
             c["requests"][i] = inf.requests
