@@ -17,7 +17,7 @@ from energaizer.kernels.ops import PHASES, Kind
 from energaizer.kernels.params import build_row_params
 from energaizer.kernels.table import KernelTableBuilder
 from energaizer.kernels.transformer import add_inference, add_training, microbatch
-from energaizer.memory_plan import plan_memory
+from energaizer.memory_plan import choose_training_layout, plan_memory
 from energaizer.power.model import gap_power, solve_operating_point
 from energaizer.profile import CalibrationProfile
 from energaizer.result import EstimateBatch, OpFigures
@@ -80,7 +80,8 @@ def _knobs(workloads: list[Workload], hw: GpuTable, gi: np.ndarray) -> tuple[np.
 
 def _check_layout(workloads: list[Workload], archs: list[ModelArchitecture], p) -> None:
     """Tensor parallelism splits the attention heads: it must divide them (as vLLM and Megatron check)."""
-    bad = (p.is_cnn == 0) & (p.heads > 0) & (np.mod(p.heads, p.tp) != 0)
+    explicit = np.array([w.task == "inference" or bool(w.tensor_parallel) for w in workloads])
+    bad = explicit & ~p.is_cnn & (p.heads > 0) & (np.mod(p.heads, p.tp) != 0)
     if bad.any():
         i = int(np.argmax(bad))
         heads, tp = int(p.heads[i]), int(p.tp[i])
@@ -91,6 +92,25 @@ def _check_layout(workloads: list[Workload], archs: list[ModelArchitecture], p) 
             f"tensor parallelism over {tp} GPUs must divide {archs[i].id}'s {heads} attention heads",
             allowed,
         )
+
+
+def _layout(p, train_rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The parallel layout of every row (training-only keys are NaN on inference rows)."""
+    n = p.tp.shape[0]
+    nan = np.full(n, np.nan)
+    mb, accum, rc = nan.copy(), nan.copy(), nan.copy()
+    if train_rows.size:
+        mb[train_rows], accum[train_rows] = microbatch(p, train_rows)
+        rc[train_rows] = p.recompute[train_rows]
+    training = p.training
+    return {
+        "tensor_parallel": p.tp.copy(),
+        "data_parallel": np.where(training, p.dp, p.engines),
+        "expert_parallel": np.maximum(p.ep, 1.0),
+        "micro_batch_sequences": mb,
+        "gradient_accumulation_steps": accum,
+        "activation_recomputation": rc,
+    }
 
 
 def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfile) -> EstimateBatch:
@@ -108,6 +128,8 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
     clock_mhz, power_limit_w = _knobs(workloads, hw, gi)
     p = build_row_params(workloads, specs, archs)
     _check_layout(workloads, archs, p)
+    fixed_tp = np.array([float(w.tensor_parallel or 0) for w in workloads])
+    choose_training_layout(p, archs, hw, gi, fixed_tp)
     mem = plan_memory(p, archs, hw, gi)
 
     builder = KernelTableBuilder()
@@ -194,4 +216,5 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
         kernel_launches=per_row(kt, cnt, n),
         time_breakdown=time_breakdown,
         ops=OpFigures(names=op_names, energy_joules=op_energy, duration_seconds=op_seconds),
+        layout=_layout(p, train_rows),
     )

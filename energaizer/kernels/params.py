@@ -81,6 +81,7 @@ class RowParams:
     global_batch: np.ndarray
     seq: np.ndarray
     recompute: np.ndarray  # bool: activation recomputation
+    mb_limit: np.ndarray  # training: most sequences per micro-batch the chosen layout allows (0: no limit)
 
     def take(self, rows: np.ndarray) -> RowParams:
         """The parameters of ``rows`` only (every column indexed by ``rows``)."""

@@ -349,6 +349,8 @@ def microbatch(p: RowParams, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     tokens (gradient accumulation does not pad the last micro-batch)."""
     seqs_per_replica = np.maximum(p.global_batch[rows] / p.dp[rows], 1.0)
     mb_max = np.clip(np.floor(TRAINING_TOKENS_PER_MICROBATCH / p.seq[rows]), 1.0, seqs_per_replica)
+    limit = p.mb_limit[rows]
+    mb_max = np.where(limit > 0, np.minimum(mb_max, limit), mb_max)
     n_mb = np.ceil(seqs_per_replica / mb_max)
     return seqs_per_replica / n_mb, n_mb
 
