@@ -1,38 +1,58 @@
-"""Accuracy of the shipped profile and of hold-out fits (does the fit generalise?).
+"""Does the fit generalise? Leave-one-GPU-out and leave-one-family-out accuracy, GPU ranking, never-fitted rows.
 
-    python benchmarks/accuracy_holdout.py [--nfev 250]
+    python benchmarks/accuracy_holdout.py [--by gpu,family,source] [--nfev 250] [--json OUT]
+    python benchmarks/accuracy_holdout.py --never-fitted
 
-Prints, for each hold-out split, the MAPE of energy/time/power on the held-out rows after fitting the
-profile on the other rows, next to the in-sample MAPE of the shipped default profile; then the shipped
-profile on the never-fitted rows of energaizer/data/holdout/, per source: the A40 (a GPU the profile has not
-seen) and our own H100 NVML runs (hardware, host and software stack the profile has not seen).
+For each GPU type (``gpu``) and each model family (``family``: the catalog's ``family`` reduced to its
+lineage, e.g. llama-1/llama-3/codellama -> llama, qwen2/qwen3-moe -> qwen) of the measured rows in
+energaizer/data/measurements, the profile is refitted on the other rows (from the physical defaults, the
+same fit as ``energaizer calibrate``) and scored on the held-out rows. Every row is thus predicted by a
+fit that has not seen its GPU (or its family); the pooled figures over all rows are the headline:
+MAPE of energy/time/power and the GPU-ranking agreement (pairwise concordance of the energy order of the
+same workload measured on two GPU types in one campaign), next to the in-sample figures of the shipped
+profile on the same rows. ``source`` holds out two whole sources (the DVFS clocks, ML.ENERGY v3).
+Then the shipped profile on the never-fitted rows of energaizer/data/holdout (the A40, our own H100 runs).
 ``--never-fitted`` prints only those (seconds instead of minutes).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
 
 from energaizer.calibration.fit import ProfileFitter
-from energaizer.calibration.validate import validate
+from energaizer.calibration.validate import ValidationReport, validate
+from energaizer.catalog import get_model
 from energaizer.estimator import estimate_pairs
 from energaizer.io.workload_csv import read_workload_csv
 from energaizer.profile import load_profile
 
 DATA = Path(__file__).resolve().parents[1] / "energaizer" / "data" / "measurements"
 UNSEEN = DATA.parent / "holdout"  # rows the default profile is never fitted on (A40, own H100 runs)
-SPLITS = {
-    "GPU h100-sxm": lambda r: r.gpu == "h100-sxm",
-    "GPU a10": lambda r: r.gpu == "a10",
-    "GPU v100": lambda r: r.gpu.startswith("v100"),
-    "family qwen": lambda r: "qwen" in r.workload.model_name.lower(),
-    "family llama": lambda r: "llama" in r.workload.model_name.lower(),
-    "family bert": lambda r: "bert" in r.workload.model_name.lower(),
-    "source DVFS clocks": lambda r: r.extra.get("source") == "energaizer-artifact-dvfs",
-    "source ML.ENERGY v3": lambda r: r.extra.get("source") == "mlenergy-v3",
+# catalog families that are one lineage of architectures (same block structure and authors)
+LINEAGE = {
+    "codellama": "llama",
+    "xgen": "llama",
+    "codegemma": "gemma",
+    "mixtral": "mistral",
+    "mobilevit": "vit",
 }
+SOURCES = {"source DVFS clocks": "energaizer-artifact-dvfs", "source ML.ENERGY v3": "mlenergy-v3"}
+
+
+def family(model_name: str) -> str:
+    """The lineage of a catalog model: its catalog family without the version (llama-3 -> llama)."""
+    fam = get_model(model_name).family or model_name
+    fam = re.sub(r"(-moe)$", "", fam)
+    fam = re.sub(r"-?\d+(\.\d+)?$", "", fam) or fam
+    return LINEAGE.get(fam, fam)
 
 
 def rows_all(folder: Path = DATA):
@@ -47,44 +67,122 @@ def score(rows, prof):
     return validate(rows, pred).overall
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--nfev", type=int, default=250)
-    ap.add_argument("--never-fitted", action="store_true", help="only the rows of energaizer/data/holdout")
-    args = ap.parse_args()
-    default = load_profile(None)
-    if not args.never_fitted:
-        hold_out_fits(rows_all(), default, args.nfev)
+def splits(rows, kinds: list[str]) -> dict[str, dict[str, Callable]]:
+    out: dict[str, dict[str, Callable]] = {}
+    if "gpu" in kinds:
+        out["gpu"] = {g: (lambda r, g=g: r.gpu == g) for g in sorted({r.gpu for r in rows})}
+    if "family" in kinds:
+        fams = sorted({family(r.workload.model_name) for r in rows})
+        out["family"] = {f: (lambda r, f=f: family(r.workload.model_name) == f) for f in fams}
+    if "source" in kinds:
+        out["source"] = {k: (lambda r, s=s: r.extra.get("source") == s) for k, s in SOURCES.items()}
+    return out
+
+
+def _pooled(rows, preds: dict[int, tuple[float, float, float]]) -> ValidationReport:
+    """Validation of rows each predicted by its own hold-out fit."""
+    idx = sorted(preds)
+    arr = np.array([preds[i] for i in idx], dtype=np.float64).reshape(-1, 3)
+    batch = SimpleNamespace(
+        gpu=[rows[i].gpu for i in idx],
+        energy_joules=arr[:, 0],
+        duration_seconds=arr[:, 1],
+        average_power_watts=arr[:, 2],
+    )
+    return validate([rows[i] for i in idx], batch)
+
+
+def leave_one_out(rows, default, kind: str, groups: dict[str, Callable], nfev: int) -> dict:
+    print(f"\nleave-one-{kind}-out (refit without the group, score the group; in-sample = shipped profile)")
+    print(
+        f"{kind:22s} {'rows':>5s} {'E%':>6s} {'T%':>6s} {'P%':>6s} | {'in-sample E/T/P':>17s} {'fit s':>6s}"
+    )
+    preds: dict[int, tuple[float, float, float]] = {}
+    table = {}
+    for name, held in groups.items():
+        test_i = [i for i, r in enumerate(rows) if held(r)]
+        train = [r for r in rows if not held(r)]
+        test = [rows[i] for i in test_i]
+        t0 = time.perf_counter()
+        prof = ProfileFitter(max_evaluations=nfev).fit(train).profile_
+        dt = time.perf_counter() - t0
+        pred = estimate_pairs([r.workload for r in test], [r.gpu for r in test], profile=prof)
+        for j, i in enumerate(test_i):
+            preds[i] = (pred.energy_joules[j], pred.duration_seconds[j], pred.average_power_watts[j])
+        s, d = validate(test, pred).overall, score(test, default)
+        table[name] = {
+            "rows": s.rows,
+            "held_out": [s.energy_mape, s.time_mape, s.power_mape],
+            "in_sample": [d.energy_mape, d.time_mape, d.power_mape],
+        }
+        print(
+            f"{name:22s} {s.rows:5d} {s.energy_mape:6.1f} {s.time_mape:6.1f} {s.power_mape:6.1f} | "
+            f"{d.energy_mape:5.1f} {d.time_mape:5.1f} {d.power_mape:5.1f} {dt:6.1f}",
+            flush=True,
+        )
+    pooled = _pooled(rows, preds)
+    o = pooled.overall
+    print(
+        f"{'pooled':22s} {o.rows:5d} {o.energy_mape:6.1f} {o.time_mape:6.1f} {o.power_mape:6.1f} | ranking "
+        f"{pooled.ranking_concordance:.2f} of {pooled.ranking_pairs} pairs, best GPU {pooled.best_gpu_agreement:.2f}"
+    )
+    return {
+        "groups": table,
+        "pooled": [o.energy_mape, o.time_mape, o.power_mape],
+        "rows": o.rows,
+        "ranking_concordance": pooled.ranking_concordance,
+        "ranking_pairs": pooled.ranking_pairs,
+        "best_gpu_agreement": pooled.best_gpu_agreement,
+    }
+
+
+def never_fitted(default) -> dict:
     unseen = rows_all(UNSEEN)
     by_source: dict[str, list] = {}
     for r in unseen:
         by_source.setdefault(r.extra.get("source") or "(none)", []).append(r)
+    out = {}
+    print("\nnever fitted (shipped profile)")
     for source, group in sorted(by_source.items()):
         u = score(group, default)
         gpus = ", ".join(sorted({r.gpu for r in group}))
+        out[source] = {"rows": u.rows, "mape": [u.energy_mape, u.time_mape, u.power_mape], "gpus": gpus}
         print(
-            f"{'never fitted':18s} {u.rows:5d} {u.energy_mape:11.1f} {u.time_mape:6.1f} {u.power_mape:6.1f}"
-            f"   {source} ({gpus})"
+            f"{source:32s} {u.rows:5d} {u.energy_mape:6.1f} {u.time_mape:6.1f} {u.power_mape:6.1f}   ({gpus})"
         )
+    return out
 
 
-def hold_out_fits(rows, default, nfev: int) -> None:
-    print(
-        f"{'split':18s} {'rows':>5s} {'E% held-out':>11s} {'T%':>6s} {'P%':>6s} | {'E% default':>10s} {'fit s':>6s}"
-    )
-    for name, held in SPLITS.items():
-        test = [r for r in rows if held(r)]
-        train = [r for r in rows if not held(r)]
-        t0 = time.perf_counter()
-        prof = ProfileFitter(max_evaluations=nfev).fit(train).profile_
-        dt = time.perf_counter() - t0
-        s, d = score(test, prof), score(test, default)
-        print(
-            f"{name:18s} {s.rows:5d} {s.energy_mape:11.1f} {s.time_mape:6.1f} {s.power_mape:6.1f} | "
-            f"{d.energy_mape:10.1f} {dt:6.1f}"
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nfev", type=int, default=250, help="most function evaluations per refit")
+    ap.add_argument("--by", default="gpu,family,source", help="comma list of gpu, family, source")
+    ap.add_argument("--never-fitted", action="store_true", help="only the rows of energaizer/data/holdout")
+    ap.add_argument("--json", type=Path, help="write the figures to this file")
+    args = ap.parse_args()
+    default = load_profile(None)
+    result: dict = {}
+    if not args.never_fitted:
+        rows = rows_all()
+        ins = validate(
+            rows, estimate_pairs([r.workload for r in rows], [r.gpu for r in rows], profile=default)
         )
-    o = score(rows, default)
-    print(f"{'all (default)':18s} {o.rows:5d} {o.energy_mape:11.1f} {o.time_mape:6.1f} {o.power_mape:6.1f}")
+        o = ins.overall
+        result["in_sample"] = {
+            "rows": o.rows,
+            "mape": [o.energy_mape, o.time_mape, o.power_mape],
+            "ranking_concordance": ins.ranking_concordance,
+            "ranking_pairs": ins.ranking_pairs,
+        }
+        print(
+            f"in-sample (shipped profile) {o.rows} rows: {o.energy_mape:.1f} / {o.time_mape:.1f} / "
+            f"{o.power_mape:.1f}, ranking {ins.ranking_concordance:.2f} of {ins.ranking_pairs} pairs"
+        )
+        for kind, groups in splits(rows, [k.strip() for k in args.by.split(",")]).items():
+            result[f"leave_one_{kind}_out"] = leave_one_out(rows, default, kind, groups, args.nfev)
+    result["never_fitted"] = never_fitted(default)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from energaizer.catalog import get_model
+
 MODELS = [
     "llama-3.1-8b",
     "llama-3.1-70b",
@@ -57,7 +59,9 @@ def write_csv(path: Path, n: int, seed: int = 0) -> None:
         )
         for _ in range(n):
             model, gpu = rng.choice(MODELS), rng.choice(GPUS)
-            count = rng.choice([1, 2, 4, 8])
+            heads = get_model(model).heads or 1
+            # valid layouts: tensor parallelism over the GPUs divides the attention heads
+            count = rng.choice([c for c in (1, 2, 4, 8) if heads % c == 0 or model == "resnet-50"])
             if rng.random() < 0.8:
                 w.writerow(
                     [

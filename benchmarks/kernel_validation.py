@@ -2,9 +2,11 @@
 """Single kernels measured on a real GPU vs the kernel-level model (time, power, clock under the cap).
 
     python benchmarks/kernel_validation.py [KERNELS_CSV] [--gpu h100-sxm] [--profile PATH]
+    python benchmarks/kernel_validation.py ../shared/data/measured/nvml_kernels_hopper.csv
 
 KERNELS_CSV is a ``kernels.csv`` written by ``benchmarks/gpu_measure.py`` (default: the H100 run of
-2026-11-22). Each measured kernel becomes a one-kernel table (GEMM, fused attention or memory-bound
+2026-11-22) or the shared ``nvml_kernels_hopper.csv`` (H100 SXM and H200: bf16 GEMMs, a copy, idle
+power; its ``gpu`` column picks the catalog GPU of each row). Each measured kernel becomes a one-kernel table (GEMM, fused attention or memory-bound
 pass with the measured shape, FLOPs and compulsory bytes) evaluated at the GPU's boost clock and
 power limit, as the board ran it. Device time only: no host dispatch, no launch gaps.
 """
@@ -22,6 +24,7 @@ from energaizer.catalog import get_gpu
 from energaizer.hardware import GpuTable
 from energaizer.kernels.ops import Op, Phase
 from energaizer.kernels.table import KernelTableBuilder
+from energaizer.power.dvfs import idle_power
 from energaizer.power.model import solve_operating_point
 from energaizer.profile import load_profile
 from energaizer.timing.kernel_time import KernelDevice
@@ -69,6 +72,48 @@ def kernel_table(name: str, dtype: str, flops: float, nbytes: float) -> KernelTa
     return b
 
 
+SHARED_GPUS = {"NVIDIA H100 80GB HBM3": "h100-sxm", "NVIDIA H200": "h200"}
+
+
+def shared_rows(path: Path) -> list[dict]:
+    """Rows of the shared nvml_kernels_hopper.csv in the kernels.csv layout (idle rows: power only)."""
+    out = []
+    with path.open(newline="", encoding="utf-8") as fh:
+        for r in csv.DictReader(fh):
+            gpu = SHARED_GPUS[r["gpu"]]
+            base = {
+                "gpu": gpu,
+                "average_power_w": r["avg_power_w"],
+                "sm_clock_mean_mhz": r["avg_sm_clock_mhz"],
+            }
+            if r["kind"] == "idle":
+                out.append({**base, "kernel": r["workload"], "dtype": ""})
+            elif r["kind"] == "gemm":
+                m, n, k = int(r["m"]), int(r["n"]), int(r["k"])
+                out.append(
+                    {
+                        **base,
+                        "kernel": f"gemm_{m}x{k}x{n}",
+                        "dtype": r["precision"],
+                        "flops_per_call": 2.0 * m * n * k,
+                        "min_dram_bytes_per_call": (m * k + k * n + m * n) * 2,
+                        "time_per_call_us": float(r["time_s"]) * 1e6,
+                    }
+                )
+            elif r["kind"] == "copy":
+                out.append(
+                    {
+                        **base,
+                        "kernel": "copy",
+                        "dtype": "bf16",
+                        "flops_per_call": 0.0,
+                        "min_dram_bytes_per_call": float(r["bytes"]),
+                        "time_per_call_us": float(r["time_s"]) * 1e6,
+                    }
+                )
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("csv", nargs="?", type=Path, default=DEFAULT_CSV)
@@ -76,34 +121,51 @@ def main() -> int:
     ap.add_argument("--profile", default=None)
     args = ap.parse_args()
     prof = load_profile(args.profile)
-    hw = GpuTable.from_specs([get_gpu(args.gpu)])
+    with args.csv.open(newline="", encoding="utf-8") as fh:
+        shared = "workload" in (fh.readline() or "")
+    if shared:
+        rows = shared_rows(args.csv)
+    else:
+        with args.csv.open(newline="", encoding="utf-8") as fh:
+            rows = [{**r, "gpu": args.gpu} for r in csv.DictReader(fh)]
+    for gpu in dict.fromkeys(r["gpu"] for r in rows):
+        score_gpu(gpu, [r for r in rows if r["gpu"] == gpu], prof)
+    return 0
+
+
+def score_gpu(gpu: str, rows: list[dict], prof) -> None:
+    hw = GpuTable.from_specs([get_gpu(gpu)])
     print(
-        f"{'kernel':34s} {'dtype':5s} {'time us pred/meas':>22s} {'power W pred/meas':>20s} {'clock MHz pred/meas':>20s}"
+        f"{gpu}\n{'kernel':34s} {'dtype':5s} {'time us pred/meas':>22s} {'power W pred/meas':>20s} "
+        f"{'clock MHz pred/meas':>20s}"
     )
     err_t, err_p = [], []
-    with args.csv.open(newline="", encoding="utf-8") as fh:
-        for r in csv.DictReader(fh):
-            kt = kernel_table(
-                r["kernel"], r["dtype"], float(r["flops_per_call"]), float(r["min_dram_bytes_per_call"])
-            )
-            peak, tensor = hw.peak(0, r["dtype"])
-            dev = KernelDevice(g=np.zeros(1, dtype=int), peak=np.full(1, peak), tensor=np.full(1, tensor))
-            op = solve_operating_point(
-                kt.build(), dev, hw.max_clock_mhz[:1].copy(), hw.power_limit_default_w[:1].copy(), hw, prof
-            )
-            t, p = op.timing.t_exec[0] * 1e6, op.power.total[0]
-            tm, pm = float(r["time_per_call_us"]), float(r["average_power_w"])
-            err_t.append(t / tm - 1)
-            err_p.append(p / pm - 1)
-            print(
-                f"{r['kernel']:34s} {r['dtype']:5s} {t:9.1f} /{tm:9.1f} {t / tm - 1:+5.0%} {p:6.0f} /{pm:5.0f} "
-                f"{p / pm - 1:+5.0%} {op.clock_mhz[0]:7.0f} /{float(r['sm_clock_mean_mhz']):6.0f}"
-            )
+    for r in rows:
+        if not r["dtype"]:  # idle power at a parked clock (cold) or still at boost (after load)
+            f = float(r["sm_clock_mean_mhz"])
+            idle = idle_power(np.full(1, f), np.zeros(1, dtype=int), hw, prof)[0]
+            print(f"{r['kernel']:34s} idle {idle:6.0f} /{float(r['average_power_w']):5.0f} W at {f:.0f} MHz")
+            continue
+        kt = kernel_table(
+            r["kernel"], r["dtype"], float(r["flops_per_call"]), float(r["min_dram_bytes_per_call"])
+        )
+        peak, tensor = hw.peak(0, r["dtype"])
+        dev = KernelDevice(g=np.zeros(1, dtype=int), peak=np.full(1, peak), tensor=np.full(1, tensor))
+        op = solve_operating_point(
+            kt.build(), dev, hw.max_clock_mhz[:1].copy(), hw.power_limit_default_w[:1].copy(), hw, prof
+        )
+        t, p = op.timing.t_exec[0] * 1e6, op.power.total[0]
+        tm, pm = float(r["time_per_call_us"]), float(r["average_power_w"])
+        err_t.append(t / tm - 1)
+        err_p.append(p / pm - 1)
+        print(
+            f"{r['kernel']:34s} {r['dtype']:5s} {t:9.1f} /{tm:9.1f} {t / tm - 1:+5.0%} {p:6.0f} /{pm:5.0f} "
+            f"{p / pm - 1:+5.0%} {op.clock_mhz[0]:7.0f} /{float(r['sm_clock_mean_mhz']):6.0f}"
+        )
     print(
         f"MAPE over {len(err_t)} kernels: time {100 * np.mean(np.abs(err_t)):.1f} %, "
-        f"power {100 * np.mean(np.abs(err_p)):.1f} %"
+        f"power {100 * np.mean(np.abs(err_p)):.1f} %\n"
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -34,6 +34,22 @@ def math_precision(gpu: GPUSpec, precision: str) -> str:
     return "fp32"
 
 
+WEIGHT_ONLY = {"fp4", "fp8", "int8"}  # quantised weights that weight-only kernels dequantise
+
+
+def precision_fallback(gpu: GPUSpec, precision: str) -> str:
+    """The ``reason`` note when ``gpu`` cannot run ``precision``'s math natively ("" when it can)."""
+    math = math_precision(gpu, precision)
+    if math == precision:
+        return ""
+    where = "CUDA cores" if math == "fp32" else "tensor cores"
+    if precision in WEIGHT_ONLY:
+        how = f"{precision} weights dequantised to {math} math on the {where} (weight-only kernels)"
+    else:
+        how = f"{math} math on the {where}"
+    return f"precision {precision} is not supported by {gpu.id} ({gpu.architecture}): modelled as {how}"
+
+
 def _fp32_lanes_per_sm(g: GPUSpec) -> float:
     lanes = g.peak_tflops["fp32"] * 1e12 / (g.sm_count * g.max_clock_mhz * 1e6 * 2.0)
     return float(2.0 ** np.round(np.log2(max(lanes, 1.0))))

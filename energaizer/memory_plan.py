@@ -16,12 +16,74 @@ import numpy as np
 
 from energaizer.catalog.schema import ModelArchitecture
 from energaizer.hardware import GpuTable
-from energaizer.kernels.params import RowParams
+from energaizer.kernels.params import (
+    TRAINING_TOKENS_PER_MICROBATCH,
+    RowParams,
+    cached_tokens,
+    kv_elements_per_gpu,
+)
 from energaizer.kernels.transformer import microbatch
 
 USABLE_FRACTION = 0.92  # of nominal memory, after the CUDA context and allocator reserve
 RUNTIME_RESERVE_BYTES = 1.0e9  # activations / workspace of the serving engine
 TRAINING_STATE_BYTES_PER_PARAM = 16.0
+
+
+MAX_TRAINING_TP = 8  # tensor parallelism stays inside one NVLink node
+MICROBATCH_HALVINGS = 12  # gradient accumulation down to one sequence per micro-batch
+
+
+def _training_need(p: RowParams, params: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Bytes per GPU of the training rows at their current layout (p.tp, p.dp, p.recompute, p.mb_limit)."""
+    mb, _ = microbatch(p, rows)
+    act_per = np.where(p.recompute[rows], 2.0, 34.0)
+    acts = act_per * mb * p.seq[rows] * p.hidden[rows] * p.layers[rows] / p.tp[rows]
+    state = TRAINING_STATE_BYTES_PER_PARAM * params[rows] / p.tp[rows]
+    return state + acts + RUNTIME_RESERVE_BYTES
+
+
+def choose_training_layout(
+    p: RowParams, archs: list[ModelArchitecture], hw: GpuTable, gi: np.ndarray, fixed_tp: np.ndarray
+) -> None:
+    """Per training row and GPU type, the layout a framework would pick (sets p.tp, p.dp, p.recompute,
+    p.mb_limit): the smallest tensor parallelism (a power of two that divides the GPUs and the
+    attention heads, at most 8), then the largest micro-batch (gradient accumulation), recomputation
+    only when nothing else fits. ``fixed_tp`` > 0 and a requested recomputation are kept. A row stays
+    at its first layout when none fits (it is then infeasible)."""
+    rows = np.nonzero(p.training & ~p.is_cnn)[0]
+    if rows.size == 0:
+        return
+    cap = np.array([hw.specs[g].memory_gb for g in gi[rows]]) * 1e9 * USABLE_FRACTION
+    params = p.params
+    chosen = np.zeros(rows.size, dtype=bool)
+    first = {k: getattr(p, k)[rows].copy() for k in ("tp", "dp", "recompute", "mb_limit")}
+    asked_rc = p.recompute[rows].copy()
+    heads = np.maximum(p.heads[rows], 1.0)
+    seqs_max = np.maximum(np.floor(TRAINING_TOKENS_PER_MICROBATCH / p.seq[rows]), 1.0)
+    for tp in (1.0, 2.0, 4.0, 8.0):
+        ok_tp = np.where(
+            fixed_tp[rows] > 0,
+            fixed_tp[rows] == tp,
+            (tp <= np.minimum(p.gpu_count[rows], MAX_TRAINING_TP))
+            & (np.mod(p.gpu_count[rows], tp) == 0)
+            & (np.mod(heads, tp) == 0),
+        )
+        for rc in (False, True):
+            ok = ok_tp & (rc | ~asked_rc)
+            for halving in range(MICROBATCH_HALVINGS + 1):
+                todo = ok & ~chosen
+                if not todo.any():
+                    break
+                r = rows[todo]
+                p.tp[r], p.dp[r], p.recompute[r] = tp, p.gpu_count[r] // tp, rc
+                p.mb_limit[r] = np.maximum(np.floor(seqs_max[todo] / 2**halving), 1.0)
+                fits = _training_need(p, params, r) <= cap[todo]
+                chosen[np.nonzero(todo)[0][fits]] = True
+                if halving and (p.mb_limit[r] <= 1.0).all():
+                    break
+    rest = rows[~chosen]
+    for k, v in first.items():
+        getattr(p, k)[rest] = v[~chosen]
 
 
 @dataclass
@@ -42,34 +104,35 @@ def plan_memory(p: RowParams, archs: list[ModelArchitecture], hw: GpuTable, gi: 
     for i, a in enumerate(archs):
         if a.arch_type == "cnn":
             params[i] = cnn_params(a.cnn)
-    weights = params * p.w_bytes / tp
-    kv_loc = np.maximum(p.kv_heads / tp, 1.0)
-    kv_per_token = 2.0 * p.layers * kv_loc * p.head_dim * p.a_bytes
-    kv_per_seq = (p.input_tokens + p.output_tokens) * kv_per_token
+    # expert parallelism places whole experts over its GPUs; the rest is split by (engine) TP
+    experts = np.where(p.ep > 1, p.expert_params, 0.0)
+    weights = ((params - experts) / tp + experts / np.maximum(p.ep, 1.0)) * p.w_bytes
+    # bytes per cached token per GPU (MLA latents replicated over TP, K/V heads split), over the layers
+    kv_per_token = p.layers * kv_elements_per_gpu(p) * p.a_bytes
+    kv_per_seq = cached_tokens(p, p.input_tokens + p.output_tokens) * kv_per_token
     # Paged KV cache: a running sequence holds its prompt and what it has generated so far, on
     # average half its output under continuous batching; one request must fit at full length.
-    kv_mean_seq = (p.input_tokens + 0.5 * p.output_tokens) * kv_per_token
+    # Sliding-window layers hold at most the window.
+    kv_mean_seq = cached_tokens(p, p.input_tokens + 0.5 * p.output_tokens) * kv_per_token
     inference = ~p.training
     free = cap - weights - RUNTIME_RESERVE_BYTES
     with np.errstate(divide="ignore", invalid="ignore"):
         fits = np.where(kv_mean_seq > 0, np.floor(free / kv_mean_seq), np.inf)
     fits = np.where(free >= kv_per_seq, np.maximum(fits, 1.0), 0.0)
-    concurrency = np.where(inference, np.clip(fits, 0.0, p.concurrency), p.concurrency)
+    # each data-parallel attention engine holds the KV of its own sequences
+    concurrency = np.where(inference, np.clip(fits * p.engines, 0.0, p.concurrency), p.concurrency)
     concurrency = np.where(p.is_cnn, p.concurrency, concurrency)
     need = (
         weights
         + RUNTIME_RESERVE_BYTES
-        + np.where(inference, np.maximum(kv_per_seq, np.maximum(concurrency, 1.0) * kv_mean_seq), 0.0)
+        + np.where(
+            inference, np.maximum(kv_per_seq, np.maximum(concurrency / p.engines, 1.0) * kv_mean_seq), 0.0
+        )
     )
 
     train = np.nonzero(p.training)[0]
     if train.size:
-        mb, _ = microbatch(p, train)
-        act_per = np.where(p.recompute[train], 2.0, 34.0)
-        tokens = mb * p.seq[train]
-        acts = act_per * tokens * p.hidden[train] * p.layers[train] / tp[train]
-        state = TRAINING_STATE_BYTES_PER_PARAM * params[train] / tp[train]
-        need[train] = state + acts + RUNTIME_RESERVE_BYTES
+        need[train] = _training_need(p, params, train)
     feasible = np.where(inference & ~p.is_cnn, concurrency >= 1.0, need <= cap)
     reason = [""] * n
     for i in np.nonzero(~feasible)[0].tolist():

@@ -11,13 +11,13 @@ from energaizer.catalog import get_model
 from energaizer.catalog.schema import GPUSpec, ModelArchitecture
 from energaizer.energy.breakdown import energy_breakdown, op_breakdown, per_row
 from energaizer.errors import InvalidInputError
-from energaizer.hardware import GpuTable
+from energaizer.hardware import GpuTable, precision_fallback
 from energaizer.kernels.cnn import add_cnn
 from energaizer.kernels.ops import PHASES, Kind
 from energaizer.kernels.params import build_row_params
 from energaizer.kernels.table import KernelTableBuilder
 from energaizer.kernels.transformer import add_inference, add_training, microbatch
-from energaizer.memory_plan import plan_memory
+from energaizer.memory_plan import choose_training_layout, plan_memory
 from energaizer.power.model import gap_power, solve_operating_point
 from energaizer.profile import CalibrationProfile
 from energaizer.result import EstimateBatch, OpFigures
@@ -78,6 +78,41 @@ def _knobs(workloads: list[Workload], hw: GpuTable, gi: np.ndarray) -> tuple[np.
     )
 
 
+def _check_layout(workloads: list[Workload], archs: list[ModelArchitecture], p) -> None:
+    """Tensor parallelism splits the attention heads: it must divide them (as vLLM and Megatron check)."""
+    explicit = np.array([w.task == "inference" or bool(w.tensor_parallel) for w in workloads])
+    bad = explicit & ~p.is_cnn & (p.heads > 0) & (np.mod(p.heads, p.tp) != 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        heads, tp = int(p.heads[i]), int(p.tp[i])
+        field = "tensor_parallel" if workloads[i].tensor_parallel else "gpu_count"
+        allowed = [str(d) for d in range(1, heads + 1) if heads % d == 0]
+        raise InvalidInputError(
+            field,
+            f"tensor parallelism over {tp} GPUs must divide {archs[i].id}'s {heads} attention heads",
+            allowed,
+        )
+
+
+def _layout(p, train_rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The parallel layout of every row (training-only keys are NaN on inference rows)."""
+    n = p.tp.shape[0]
+    nan = np.full(n, np.nan)
+    mb, accum, rc = nan.copy(), nan.copy(), nan.copy()
+    if train_rows.size:
+        mb[train_rows], accum[train_rows] = microbatch(p, train_rows)
+        rc[train_rows] = p.recompute[train_rows]
+    training = p.training
+    return {
+        "tensor_parallel": p.tp.copy(),
+        "data_parallel": np.where(training, p.dp, p.engines),
+        "expert_parallel": np.maximum(p.ep, 1.0),
+        "micro_batch_sequences": mb,
+        "gradient_accumulation_steps": accum,
+        "activation_recomputation": rc,
+    }
+
+
 def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfile) -> EstimateBatch:
     """Estimate ``workloads[i]`` on ``specs[i]`` for every i with calibration profile ``prof``.
 
@@ -92,6 +127,9 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
     hw, gi = _gpu_index(specs)
     clock_mhz, power_limit_w = _knobs(workloads, hw, gi)
     p = build_row_params(workloads, specs, archs)
+    _check_layout(workloads, archs, p)
+    fixed_tp = np.array([float(w.tensor_parallel or 0) for w in workloads])
+    choose_training_layout(p, archs, hw, gi, fixed_tp)
     mem = plan_memory(p, archs, hw, gi)
 
     builder = KernelTableBuilder()
@@ -118,14 +156,20 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
     peak_row = np.empty(n)
     tensor_row = np.empty(n, dtype=bool)
     peaks: dict[tuple[int, str], tuple[float, bool]] = {}
+    notes: dict[tuple[int, str], str] = {}
+    reason = list(mem.reason)
     for i, w in enumerate(workloads):
         prec = w.precision if w.task == "inference" or w.precision in ("fp32", "tf32") else "bf16"
+        asked = prec
         if prec == "fp32" and archs[i].arch_type == "cnn":
             prec = "tf32"  # cuDNN convolutions default to TF32 tensor cores where the GPU has them
         key = (int(gi[i]), prec)
         if key not in peaks:
             peaks[key] = hw.peak(*key)
+            notes[key] = "" if prec != asked else precision_fallback(hw.specs[key[0]], prec)
         peak_row[i], tensor_row[i] = peaks[key]
+        if mem.feasible[i] and notes[key]:
+            reason[i] = notes[key]  # an explicit fallback: the GPU cannot run this precision's math
     r = kt.row
     dev = KernelDevice(g=gi[r], peak=peak_row[r], tensor=tensor_row[r])
     op = solve_operating_point(kt, dev, clock_mhz[r], power_limit_w[r], hw, prof)
@@ -164,7 +208,7 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
         energy_per_output_token_joules=np.where(zero, np.nan, epot),
         breakdown=breakdown,
         feasible=feasible,
-        reason=mem.reason,
+        reason=reason,
         gpu_count=gpus.astype(np.int64),
         frequency_mhz=effective_mhz,
         power_limit_w=power_limit_w,
@@ -172,4 +216,5 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
         kernel_launches=per_row(kt, cnt, n),
         time_breakdown=time_breakdown,
         ops=OpFigures(names=op_names, energy_joules=op_energy, duration_seconds=op_seconds),
+        layout=_layout(p, train_rows),
     )

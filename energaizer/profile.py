@@ -57,6 +57,13 @@ class CalibrationProfile(BaseModel):
         le=1e5,
         description="serving-engine host time per running sequence per decode step (sampling, bookkeeping)",
     )
+    engine_overlap_loss: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="share of the shorter of a serving engine's host time per decode step and the GPU's "
+        "step time that does not overlap (current engines schedule the next step during this one)",
+    )
     legacy_decode_seq_overhead_us: float = Field(
         default=300.0,
         ge=0,
@@ -116,6 +123,15 @@ class CalibrationProfile(BaseModel):
     comm_latency_us: float = Field(default=15.0, ge=0, le=1e5, description="per collective")
     # --- power ---
     alpha_tensor: float = Field(default=1.2, ge=0, le=10, description="tensor-core power at full use")
+    async_mma_energy_ratio: float = Field(
+        default=0.9,
+        gt=0,
+        le=2,
+        description="tensor-core energy per FLOP of asynchronous MMAs fed from shared memory by bulk "
+        "copies (Hopper wgmma + TMA, Blackwell tcgen05) relative to register-fed MMAs (Volta-Ada mma.sync); "
+        "set from the H100/H200 bf16 GEMMs at the 700 W cap (0.9: 8192^3 and 4096x4096x128256 within "
+        "+1..+8 % time at the measured clock; benchmarks/kernel_validation.py), not fitted",
+    )
     fp32_pj_per_flop: float = Field(
         default=10.0,
         ge=0,
@@ -150,6 +166,7 @@ FITTED_PARAMETERS: tuple[str, ...] = (
     "pass_overhead_ms",
     "decode_step_overhead_ms",
     "decode_seq_overhead_us",
+    "engine_overlap_loss",
     "legacy_decode_seq_overhead_us",
     "legacy_worker_overhead_ms",
     "compute_efficiency",

@@ -49,6 +49,21 @@ class Estimate(BaseModel):
         description="kernel energy (all GPUs) and GPU time per operation (qkv_proj, mlp_up, attention, ...); "
         "host waits (breakdown.overhead) belong to no op",
     )
+    layout: dict[str, float | int | bool] = Field(
+        default_factory=dict,
+        description="the parallel layout estimated: tensor_parallel, data_parallel (training replicas or "
+        "inference attention engines), expert_parallel; training: micro_batch_sequences, "
+        "gradient_accumulation_steps, activation_recomputation",
+    )
+
+
+LAYOUT_INT_KEYS = ("tensor_parallel", "data_parallel", "expert_parallel", "gradient_accumulation_steps")
+
+
+def _layout_value(key: str, value: float) -> float | int | bool:
+    if key == "activation_recomputation":
+        return bool(value)
+    return int(value) if key in LAYOUT_INT_KEYS else float(value)
 
 
 @dataclass
@@ -70,6 +85,7 @@ class EstimateBatch:
     kernel_launches: np.ndarray
     time_breakdown: dict[str, np.ndarray] = field(default_factory=dict)
     ops: OpFigures = field(default_factory=OpFigures)
+    layout: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.gpu)
@@ -98,6 +114,7 @@ class EstimateBatch:
                 )
                 for j, name in enumerate(self.ops.names)
             },
+            layout={k: _layout_value(k, v[i]) for k, v in self.layout.items() if v[i] == v[i]},
         )
 
     def to_estimates(self) -> list[Estimate]:
@@ -150,6 +167,10 @@ class EstimateBatch:
                     for j, name in enumerate(self.ops.names)
                 }
             )
+        lay = {k: v.tolist() for k, v in self.layout.items()}
+        columns["layout"] = [
+            {k: _layout_value(k, v[i]) for k, v in lay.items() if v[i] == v[i]} for i in range(n)
+        ]
         return rows_of(columns)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from energaizer.catalog.schema import ModelArchitecture, Precision
 
@@ -20,7 +20,10 @@ MAX_REQUESTS = 10**12
 MAX_TOKENS_PER_REQUEST = 10**7
 MAX_BATCH = 1_000_000
 MAX_TRAINING_TOKENS = 1e16
-MAX_GPUS = 65_536
+MAX_GPUS = 65_536  # a training job (data x tensor parallel); the largest clusters are ~10^5 GPUs
+# one inference replica (tensor x expert x data parallel): the largest published serving layouts
+# (DeepSeek-V3 expert-parallel decode) use a few hundred GPUs
+MAX_REPLICA_GPUS = 1_024
 
 
 class InferenceSpec(BaseModel):
@@ -79,22 +82,47 @@ class Workload(BaseModel):
     precision: Precision = "bf16"
     gpu_count: int = Field(default=1, ge=1, le=MAX_GPUS)
     tensor_parallel: int | None = Field(default=None, ge=1, le=MAX_GPUS)
+    expert_parallel: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_REPLICA_GPUS,
+        description="inference: MoE experts placed whole on this many GPUs (vLLM --enable-expert-parallel: "
+        "all GPUs of the replica); dispatch and combine all-to-all per MoE layer",
+    )
+    data_parallel: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_REPLICA_GPUS,
+        description="inference: data-parallel attention engines in the replica (vLLM --data-parallel-size), "
+        "each tensor parallel over gpu_count / data_parallel GPUs with its share of the sequences",
+    )
     inference: InferenceSpec | None = None
     training: TrainingSpec | None = None
     attention: Literal["auto", "flash", "eager"] = Field(
         default="auto",
-        description="fused FlashAttention (serving stacks), eager matmul+softmax (plain PyTorch), or auto: "
-        "eager for prefill-only forward passes, flash otherwise",
+        description="fused attention (SDPA / FlashAttention, today's stacks; auto means flash) or eager "
+        "matmul+softmax kernels (plain PyTorch code of the pre-SDPA era, opt-in)",
     )
     execution: Literal["auto", "eager", "graphs", "legacy-engine"] = Field(
         default="auto",
         description="how kernels reach the GPU: eager (framework dispatch per kernel: plain PyTorch, "
         "HF generate), graphs (a current serving engine replaying CUDA graphs, e.g. vLLM >= 0.6, with a "
         "host cost per decode step) or legacy-engine (a serving engine with heavy per-sequence Python "
-        "work per step, e.g. vLLM 0.5); auto: graphs for batched generation, eager otherwise",
+        "work per step, e.g. vLLM 0.5); auto: graphs for inference at every batch size (prefill-only "
+        "included), eager for training steps",
     )
     frequency_mhz: float | None = Field(default=None, gt=0, le=5000, description="what-if SM clock")
     power_limit_w: float | None = Field(default=None, gt=0, le=5000, description="what-if power cap per GPU")
+
+    @field_validator("gpu_count")
+    @classmethod
+    def _replica_size(cls, v: int, info: ValidationInfo) -> int:
+        if info.data.get("task", "inference") == "inference" and v > MAX_REPLICA_GPUS:
+            raise ValueError(
+                f"{v} GPUs for one inference replica; at most {MAX_REPLICA_GPUS} (more GPUs serve more "
+                "replicas: estimate one replica)"
+            )
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> Workload:
@@ -112,6 +140,16 @@ class Workload(BaseModel):
                 raise ValueError("task training needs training sizes (tokens or steps)")
         if self.tensor_parallel is not None and self.gpu_count % self.tensor_parallel:
             raise ValueError("gpu_count must be a multiple of tensor_parallel")
+        ep, dp = self.expert_parallel or 1, self.data_parallel or 1
+        if self.task == "training" and (ep > 1 or dp > 1):
+            raise ValueError("expert_parallel and data_parallel describe an inference replica")
+        if self.gpu_count % dp:
+            raise ValueError("gpu_count must be a multiple of data_parallel (engines of equal size)")
+        if ep not in (1, self.gpu_count):
+            raise ValueError(
+                "expert_parallel spans all GPUs of the replica (vLLM: tensor x data parallel): "
+                f"1 or gpu_count ({self.gpu_count})"
+            )
         return self
 
     @property

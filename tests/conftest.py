@@ -41,6 +41,8 @@ def _serving(model: str, batch: int, gpus: int = 1, **kw) -> Workload:
 def _prefill(**kw) -> Workload:
     inf = {"requests": 1, "input_tokens": 128, "output_tokens": 0, "batch_size": 1}
     inf.update(kw.pop("inference", {}))
+    kw.setdefault("attention", "eager")
+    kw.setdefault("execution", "eager")
     return Workload(model=kw.pop("model", "gpt2"), inference=inf, **kw)
 
 
@@ -58,7 +60,8 @@ def serving() -> Callable[..., Workload]:
 
 @pytest.fixture
 def prefill() -> Callable[..., Workload]:
-    """``prefill(**changes)``: one GPT-2 forward pass over a 128-token prompt (no generation)."""
+    """``prefill(**changes)``: one GPT-2 forward pass over a 128-token prompt (no generation), as plain
+    PyTorch code runs it (eager attention and dispatch unless ``changes`` say otherwise)."""
     return _prefill
 
 

@@ -149,6 +149,24 @@ class ModelArchitecture(BaseModel):
         "Llama, OPT, Qwen, ViT; three kernels on 16-bit scores); false where it keeps the score dtype "
         "(BERT, GPT-2)",
     )
+    kv_lora_rank: int | None = Field(
+        default=None,
+        gt=0,
+        description="multi-head latent attention (DeepSeek-V2/V3): the compressed KV latent cached per "
+        "token per layer instead of K and V heads (512 for DeepSeek-V3); with qk_rope_head_dim",
+    )
+    qk_rope_head_dim: int | None = Field(
+        default=None, gt=0, description="MLA: the decoupled rotary key dims cached beside the latent (64)"
+    )
+    sliding_window: int | None = Field(
+        default=None, gt=0, description="tokens a sliding-window attention layer attends to (and caches)"
+    )
+    full_attention_every: int | None = Field(
+        default=None,
+        gt=0,
+        description="layer pattern with sliding_window: every Nth layer attends to the whole context "
+        "(Gemma 2 and gpt-oss: 2, Gemma 3: 6); empty = every layer is windowed",
+    )
     vocab: int | None = Field(default=None, gt=0)
     tied_embeddings: bool = False
     moe_experts: int | None = Field(default=None, gt=0)
@@ -191,6 +209,21 @@ class ModelArchitecture(BaseModel):
     @property
     def kv_heads_(self) -> int:
         return self.kv_heads or self.heads or 1
+
+    @property
+    def kv_elements_per_token(self) -> float:
+        """Elements one layer caches per token on one GPU without tensor parallelism: K and V of every
+        KV head, or MLA's latent + rotary key (one copy, replicated on every tensor-parallel rank)."""
+        if self.kv_lora_rank:
+            return float(self.kv_lora_rank + (self.qk_rope_head_dim or 0))
+        return 2.0 * self.kv_heads_ * self.head_dim_
+
+    @property
+    def windowed_layer_fraction(self) -> float:
+        """Share of layers that attend to (and cache) at most ``sliding_window`` tokens."""
+        if not self.sliding_window:
+            return 0.0
+        return 1.0 - 1.0 / self.full_attention_every if self.full_attention_every else 1.0
 
     @property
     def head_dim_(self) -> int:

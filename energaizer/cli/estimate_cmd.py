@@ -63,6 +63,8 @@ def build_workload(
     sequence_length,
     model_file=None,
     tensor_parallel=None,
+    expert_parallel=None,
+    data_parallel=None,
     frequency_mhz=None,
     power_limit_w=None,
     attention=Attention.auto,
@@ -88,6 +90,8 @@ def build_workload(
         spec["model"] = model
     for key, val in (
         ("tensor_parallel", tensor_parallel),
+        ("expert_parallel", expert_parallel),
+        ("data_parallel", data_parallel),
         ("frequency_mhz", frequency_mhz),
         ("power_limit_w", power_limit_w),
     ):
@@ -214,15 +218,23 @@ def register(app: typer.Typer) -> None:
         tensor_parallel: Annotated[
             int | None, typer.Option(help="training: TP degree (rest is data parallel)")
         ] = None,
+        expert_parallel: Annotated[
+            int | None,
+            typer.Option(help="inference: MoE experts placed whole on this many GPUs (1 or --gpu-count)"),
+        ] = None,
+        data_parallel: Annotated[
+            int | None,
+            typer.Option(help="inference: data-parallel attention engines (each TP over gpu-count / this)"),
+        ] = None,
         attention: Annotated[
             Attention,
-            typer.Option(help="flash (serving stacks), eager (plain PyTorch); auto: eager for prefill-only"),
+            typer.Option(help="flash (SDPA/FlashAttention; auto), eager (matmul+softmax kernels, opt-in)"),
         ] = Attention.auto,
         execution: Annotated[
             Execution,
             typer.Option(
                 help="eager (PyTorch dispatch per kernel), graphs (current serving engine), legacy-engine "
-                "(vLLM 0.5-style host time per sequence); auto: graphs for batched generation"
+                "(vLLM 0.5-style host time per sequence); auto: graphs for inference, eager for training"
             ),
         ] = Execution.auto,
         recompute: Annotated[
@@ -254,6 +266,8 @@ def register(app: typer.Typer) -> None:
             precision=precision,
             gpu_count=gpu_count,
             tensor_parallel=tensor_parallel,
+            expert_parallel=expert_parallel,
+            data_parallel=data_parallel,
             requests=requests,
             input_tokens=input_tokens,
             output_tokens=output_tokens,

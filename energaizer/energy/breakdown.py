@@ -29,13 +29,15 @@ def energy_breakdown(
     ``t_exec`` is the seconds each kernel entry runs in total (launch time x count), ``power`` its board
     power per GPU; ``gap_s`` / ``gap_w`` are the host-wait seconds and board power per row. Static
     power goes to ``static``, dynamic power to ``compute`` / ``memory``, all power of collectives to
-    ``communication`` and the host waits to ``overhead``.
+    ``communication`` and the host waits to ``overhead``. Ranks that wait for the busiest one (expert
+    parallelism, ``busy_share`` < 1) draw idle power meanwhile: dynamic power only for the busy share.
     """
     is_comm = kt.kind == Kind.COMM
+    t_busy = t_exec * kt.busy_share
     breakdown = {
         "static": per_row(kt, power.idle * t_exec, n) * gpus,
-        "compute": per_row(kt, np.where(is_comm, 0.0, power.compute * t_exec), n) * gpus,
-        "memory": per_row(kt, np.where(is_comm, 0.0, power.memory * t_exec), n) * gpus,
+        "compute": per_row(kt, np.where(is_comm, 0.0, power.compute * t_busy), n) * gpus,
+        "memory": per_row(kt, np.where(is_comm, 0.0, power.memory * t_busy), n) * gpus,
         "communication": per_row(kt, np.where(is_comm, (power.compute + power.memory) * t_exec, 0.0), n)
         * gpus,
         "overhead": gap_w * gap_s * gpus,
@@ -58,7 +60,8 @@ def op_breakdown(
     seconds = (
         np.bincount(key, weights=t_exec, minlength=size).reshape(n, n_ops).astype(np.float64, copy=False)
     )
-    energy = np.bincount(key, weights=power.total * t_exec, minlength=size).reshape(n, n_ops) * gpus[:, None]
+    joules = (power.idle + (power.compute + power.memory) * kt.busy_share) * t_exec
+    energy = np.bincount(key, weights=joules, minlength=size).reshape(n, n_ops) * gpus[:, None]
     energy = energy.astype(np.float64, copy=False)
     used = np.flatnonzero(np.bincount(kt.op, minlength=n_ops))
     return tuple(OP_NAMES[j] for j in used.tolist()), energy[:, used], seconds[:, used]

@@ -3,8 +3,9 @@
 Columns: model, gpu, gpu_count, precision, task, requests, input_tokens, output_tokens, batch_size,
 tokens, steps, global_batch_size, sequence_length, frequency_mhz, power_limit_w; a model not in the
 catalog is described by arch_type, params_b, layers, hidden, heads, kv_heads, ffn, vocab,
-moe_experts, moe_active_experts, moe_expert_ffn, head_dim. Extensions: attention (auto|flash|eager),
-execution (auto|eager|graphs), tensor_parallel. Measurement files add measured_energy_joules and optionally
+moe_experts, moe_active_experts, moe_expert_ffn, head_dim; the parallel layout of an inference replica:
+tensor_parallel, expert_parallel, data_parallel (vLLM meanings). Extensions: attention (auto|flash|eager),
+execution (auto|eager|graphs|legacy-engine), activation_recomputation. Measurement files add measured_energy_joules and optionally
 measured_duration_seconds, measured_average_power_watts; other columns are carried through.
 """
 
@@ -53,7 +54,14 @@ ARCH_COLUMNS = (
     "moe_expert_ffn",
     "head_dim",
 )
-EXTENSION_COLUMNS = ("attention", "execution", "tensor_parallel", "activation_recomputation")
+EXTENSION_COLUMNS = (
+    "attention",
+    "execution",
+    "tensor_parallel",
+    "expert_parallel",
+    "data_parallel",
+    "activation_recomputation",
+)
 MEASURED_COLUMNS = ("measured_energy_joules", "measured_duration_seconds", "measured_average_power_watts")
 # Column order of the shipped measurement files (energaizer/data/measurements, holdout): provenance first.
 MEASUREMENT_FILE_COLUMNS = (
@@ -62,6 +70,9 @@ MEASUREMENT_FILE_COLUMNS = (
     *WORKLOAD_COLUMNS,
     "attention",
     "execution",
+    "tensor_parallel",
+    "expert_parallel",
+    "data_parallel",
     *MEASURED_COLUMNS,
 )
 INT_FIELDS = {
@@ -84,6 +95,8 @@ INT_FIELDS = {
     "moe_expert_ffn",
     "head_dim",
     "tensor_parallel",
+    "expert_parallel",
+    "data_parallel",
 }
 FLOAT_FIELDS = {"tokens", "frequency_mhz", "power_limit_w", "params_b", *MEASURED_COLUMNS}
 
@@ -149,7 +162,7 @@ def _workload_from_values(vals: dict[str, Any], where: str) -> tuple[Workload, s
         "precision": str(vals.get("precision", "bf16")).lower(),
         "gpu_count": vals.get("gpu_count", 1),
     }
-    for k in ("frequency_mhz", "power_limit_w", "tensor_parallel"):
+    for k in ("frequency_mhz", "power_limit_w", "tensor_parallel", "expert_parallel", "data_parallel"):
         if k in vals:
             spec[k] = vals[k]
     for k in ("attention", "execution"):

@@ -31,10 +31,11 @@ def gemm(
     gemm_group=1.0,
     weights: bool = True,
     moe_grouped: bool = False,
+    busy_share=1.0,
 ) -> None:
     """``gemm_group`` GEMMs [m x k] @ [k x n] in one launch; the B operand is a weight (element size
     ``wb``) or, with ``weights=False``, an activation (``ab``). ``moe_grouped``: one MoE launch over
-    the experts hit (``gemm_group`` of them)."""
+    the experts hit (``gemm_group`` of them); ``busy_share``: share of the GPUs busy with it."""
     gemm_group = np.asarray(gemm_group, dtype=np.float64)
     b_elem = wb if weights else ab
     nbytes = gemm_group * (m * k * ab + k * n * b_elem + m * n * ab)
@@ -51,6 +52,7 @@ def gemm(
         bytes=nbytes,
         precision_bytes=np.minimum(wb, ab) if weights else ab,
         moe_grouped=moe_grouped,
+        busy_share=busy_share,
     )
 
 
@@ -64,6 +66,13 @@ def allreduce(b: KernelTableBuilder, rows, op: Op, phase: Phase, count, size_byt
     one GPU."""
     group = np.asarray(group, dtype=np.float64)
     sent = np.where(group > 1, 2.0 * (group - 1.0) / np.maximum(group, 1.0) * size_bytes, 0.0)
+    b.add(rows, op, phase, np.where(group > 1, count, 0.0), comm_bytes=sent, bytes=2.0 * size_bytes, m=group)
+
+
+def all_to_all(b: KernelTableBuilder, rows, op: Op, phase: Phase, count, size_bytes, group) -> None:
+    """All-to-all of ``size_bytes`` per GPU over ``group`` GPUs: each sends (g-1)/g of it."""
+    group = np.asarray(group, dtype=np.float64)
+    sent = np.where(group > 1, (group - 1.0) / np.maximum(group, 1.0) * size_bytes, 0.0)
     b.add(rows, op, phase, np.where(group > 1, count, 0.0), comm_bytes=sent, bytes=2.0 * size_bytes, m=group)
 
 

@@ -58,6 +58,7 @@ class Op(IntEnum):
     WINOGRAD_TRANSFORM = 22  # Winograd input / output tile transforms
     LINEAR = 23  # a plain linear layer (a CNN's MLP / classifier head)
     ELEMENTWISE = 24  # other elementwise work (pooling, squeeze-and-excitation scaling)
+    EP_ALL_TO_ALL = 25  # expert parallelism: dispatch of tokens to their experts' ranks and combine back
 
 
 OP_KIND: dict[Op, Kind] = {
@@ -86,6 +87,7 @@ OP_KIND: dict[Op, Kind] = {
     Op.WINOGRAD_TRANSFORM: Kind.MEMORY,
     Op.LINEAR: Kind.GEMM,
     Op.ELEMENTWISE: Kind.MEMORY,
+    Op.EP_ALL_TO_ALL: Kind.COMM,
 }
 
 PHASES: tuple[str, ...] = tuple(p.name.lower() for p in Phase)

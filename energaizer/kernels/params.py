@@ -39,6 +39,10 @@ class RowParams:
     heads: np.ndarray
     kv_heads: np.ndarray
     head_dim: np.ndarray
+    kv_elems: np.ndarray  # elements one layer caches per token (K and V heads, or MLA's latent + rope key)
+    mla: np.ndarray  # bool: multi-head latent attention (the latent is replicated on every TP rank)
+    window: np.ndarray  # sliding-window length (0: none)
+    window_frac: np.ndarray  # share of layers that are windowed
     ffn: np.ndarray
     dense_layers: np.ndarray
     moe_layers: np.ndarray
@@ -58,12 +62,15 @@ class RowParams:
     shared_ffn: np.ndarray
     params: np.ndarray  # total parameters (transformers; 0 for CNNs)
     active_params: np.ndarray
+    expert_params: np.ndarray  # routed-expert parameters
     # precision and parallelism
     w_bytes: np.ndarray  # weight element size
     a_bytes: np.ndarray  # activation / KV element size
     gpu_count: np.ndarray
-    tp: np.ndarray
-    dp: np.ndarray
+    tp: np.ndarray  # tensor parallelism of the attention and dense layers (of one engine)
+    dp: np.ndarray  # training: data-parallel replicas
+    ep: np.ndarray  # inference: GPUs the MoE experts are placed on, whole (1: experts sliced by TP)
+    engines: np.ndarray  # inference: data-parallel attention engines of the replica
     # inference
     requests: np.ndarray
     input_tokens: np.ndarray
@@ -74,6 +81,7 @@ class RowParams:
     global_batch: np.ndarray
     seq: np.ndarray
     recompute: np.ndarray  # bool: activation recomputation
+    mb_limit: np.ndarray  # training: most sequences per micro-batch the chosen layout allows (0: no limit)
 
     def take(self, rows: np.ndarray) -> RowParams:
         """The parameters of ``rows`` only (every column indexed by ``rows``)."""
@@ -96,6 +104,7 @@ BOOL_FIELDS = frozenset(
         "simt_convs",
         "tied",
         "recompute",
+        "mla",
     }
 )
 # Columns that depend on the architecture alone (computed once per distinct model).
@@ -109,6 +118,10 @@ ARCH_FIELDS = (
     "heads",
     "kv_heads",
     "head_dim",
+    "kv_elems",
+    "mla",
+    "window",
+    "window_frac",
     "ffn",
     "gated",
     "act_kernels",
@@ -125,8 +138,23 @@ ARCH_FIELDS = (
     "shared_ffn",
     "params",
     "active_params",
+    "expert_params",
 )
 _FIELDS = tuple(f.name for f in fields(RowParams))
+
+
+def kv_elements_per_gpu(p: RowParams) -> np.ndarray:
+    """Elements one layer caches per token on one GPU: K/V heads split over tensor parallelism (a KV
+    head is replicated when there are fewer than ranks), MLA's latent replicated on every rank."""
+    heads_split = p.kv_elems / np.maximum(p.kv_heads, 1.0) * np.maximum(p.kv_heads / p.tp, 1.0)
+    return np.where(p.mla, p.kv_elems, heads_split)
+
+
+def cached_tokens(p: RowParams, length) -> np.ndarray:
+    """Tokens a layer caches (and attends to) for a context of ``length``, averaged over the layers:
+    sliding-window layers hold at most the window."""
+    capped = np.where(p.window > 0, np.minimum(length, p.window), length)
+    return (1.0 - p.window_frac) * length + p.window_frac * capped
 
 
 def transformer_params(a: ModelArchitecture) -> tuple[float, float]:
@@ -155,6 +183,9 @@ def transformer_params(a: ModelArchitecture) -> tuple[float, float]:
 def default_tensor_parallel(w: Workload, a: ModelArchitecture, gpu: GPUSpec) -> int:
     """Inference: all GPUs of the replica. Training: smallest power of two whose share of weights and
     optimizer state (16 B/param) fits in 60 % of one GPU, capped at 8 and at gpu_count."""
+    if w.task == "inference" and (w.data_parallel or (w.expert_parallel or 1) > 1):
+        # vLLM: EP size = TP x DP; each data-parallel engine is tensor parallel over its share
+        return w.gpu_count // (w.data_parallel or 1)
     if w.tensor_parallel:
         return w.tensor_parallel
     if w.task == "inference" or a.arch_type == "cnn":
@@ -170,23 +201,20 @@ def default_tensor_parallel(w: Workload, a: ModelArchitecture, gpu: GPUSpec) -> 
     return tp
 
 
-def execution_style(w: Workload, a: ModelArchitecture) -> tuple[str, str]:
-    """(attention, dispatch) after resolving ``auto``.
+def execution_style(w: Workload) -> tuple[str, str]:
+    """(attention, dispatch) after resolving ``auto`` to today's production stacks.
 
-    Prefill-only forward passes (encoders, embeddings, ``output_tokens: 0``) are modelled as plain
-    framework code: eager attention, one host dispatch per kernel (the EnergAIzer measurement
-    setting). Batched generation is a serving engine: fused attention, CUDA-graph decode steps with a
-    host cost per step. Batch-1 generation is framework ``generate()`` (eager dispatch, fused
-    attention); training uses fused attention and eager dispatch.
+    Attention is fused (SDPA / FlashAttention) for every workload, prefill-only passes included.
+    Inference runs as a serving engine does: fused kernels, CUDA-graph decode steps at every batch
+    size, host time per pass and per decode step. Training steps are dispatched kernel by kernel by
+    the framework (PyTorch, Megatron-LM and HF Trainer do not capture training steps in graphs).
+    Eager attention (matmul + softmax kernels) and eager inference dispatch (plain PyTorch,
+    HF ``generate()``) are opt-in: ``attention: eager``, ``execution: eager``.
     """
-    generates = w.inference is not None and w.inference.output_tokens > 0 and a.arch_type == "decoder"
-    attention = w.attention
-    if attention == "auto":
-        attention = "eager" if w.inference is not None and not generates else "flash"
+    attention = "flash" if w.attention == "auto" else w.attention
     dispatch = w.execution
     if dispatch == "auto":
-        batched = w.inference is not None and min(w.inference.batch_size, w.inference.requests) > 1
-        dispatch = "graphs" if generates and batched else "eager"
+        dispatch = "eager" if w.task == "training" else "graphs"
     return attention, dispatch
 
 
@@ -207,6 +235,10 @@ def _arch_columns(a: ModelArchitecture) -> tuple[float, ...]:
         a.heads or 0,
         a.kv_heads_,
         a.head_dim_,
+        a.kv_elements_per_token,
+        float(bool(a.kv_lora_rank)),
+        a.sliding_window or 0,
+        a.windowed_layer_fraction,
         a.ffn or 0,
         float(a.gated_mlp),
         float(a.eager_activation_kernels),
@@ -223,6 +255,11 @@ def _arch_columns(a: ModelArchitecture) -> tuple[float, ...]:
         a.moe_shared_ffn or 0,
         total,
         active,
+        moe_layers
+        * (a.moe_experts or 0)
+        * (2.0 + a.gated_mlp)
+        * (a.hidden or 0)
+        * (a.moe_expert_ffn or a.ffn or 0),
     )
 
 
@@ -250,7 +287,7 @@ def build_row_params(
             is_cnn and w.precision in ("fp32", "tf32") and "tf32" not in gpu.peak_tflops
         )
         c["training"][i] = float(w.task == "training")
-        attention, dispatch = execution_style(w, a)
+        attention, dispatch = execution_style(w)
         c["eager_attention"][i] = float(attention == "eager")
         c["eager_dispatch"][i] = float(dispatch == "eager")
         c["legacy_engine"][i] = float(dispatch == "legacy-engine")
@@ -262,6 +299,8 @@ def build_row_params(
         tp = default_tensor_parallel(w, a, gpu)
         c["tp"][i] = tp
         c["dp"][i] = w.gpu_count // tp
+        c["engines"][i] = w.data_parallel or 1
+        c["ep"][i] = (w.expert_parallel or 1) if a.is_moe else 1
         if w.inference is not None:
             inf = w.inference
             c["requests"][i] = inf.requests

@@ -33,6 +33,8 @@ class KernelTable:
     comm_bytes: np.ndarray  # bytes each GPU sends for COMM kernels (ring algorithm already applied)
     precision_bytes: np.ndarray  # element size of the operands
     moe_grouped: np.ndarray  # bool: a MoE grouped expert GEMM (one launch over the experts hit)
+    busy_share: np.ndarray  # share of the GPUs' time spent on the work (1; expert parallelism: the
+    # other ranks wait for the busiest one at idle power)
 
 
 @dataclass
@@ -56,7 +58,7 @@ class KernelTableBuilder:
         }
         full["count"] = np.broadcast_to(np.asarray(count, dtype=np.float64), (size,))
         for name in _COLUMNS[5:]:
-            default = 1.0 if name in ("gemm_group", "m", "n", "k", "precision_bytes") else 0.0
+            default = 1.0 if name in ("gemm_group", "m", "n", "k", "precision_bytes", "busy_share") else 0.0
             dtype = _DTYPES.get(name, np.float64)
             full[name] = np.broadcast_to(np.asarray(cols.pop(name, default), dtype=dtype), (size,))
         if cols:
@@ -92,4 +94,5 @@ _COLUMNS = (
     "comm_bytes",
     "precision_bytes",
     "moe_grouped",
+    "busy_share",
 )

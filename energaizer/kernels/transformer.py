@@ -15,9 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from energaizer.kernels.builders import allreduce, gemm, memory, optimizer_step
+from energaizer.kernels.builders import all_to_all, allreduce, gemm, memory, optimizer_step
 from energaizer.kernels.ops import Op, Phase
-from energaizer.kernels.params import TRAINING_TOKENS_PER_MICROBATCH, RowParams
+from energaizer.kernels.params import (
+    TRAINING_TOKENS_PER_MICROBATCH,
+    RowParams,
+    cached_tokens,
+    kv_elements_per_gpu,
+)
 from energaizer.kernels.table import KernelTableBuilder
 
 # Element passes over the hidden state per layer outside GEMMs/attention (fused serving stacks):
@@ -43,6 +48,14 @@ def experts_touched(experts, k, tokens) -> np.ndarray:
     experts = np.asarray(experts, dtype=np.float64)
     share = np.clip(np.asarray(k, dtype=np.float64) / np.maximum(experts, 1.0), 0.0, 1.0)
     return np.where(experts > 0, experts * -np.expm1(tokens * np.log1p(-np.minimum(share, 1 - 1e-12))), 0.0)
+
+
+def busiest_rank_load(routed, ranks) -> np.ndarray:
+    """Load of the busiest of ``ranks`` GPUs relative to the mean when ``routed`` token-expert pairs
+    land on them at random: mean + sqrt(2 mean ln ranks) (the expected maximum of balanced counts)."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    mean = np.maximum(np.asarray(routed, dtype=np.float64) / np.maximum(ranks, 1.0), 1e-9)
+    return np.where(ranks > 1, 1.0 + np.sqrt(2.0 * np.log(np.maximum(ranks, 1.0)) / mean), 1.0)
 
 
 def eager_score_traffic(prep_kernels, softmax_fp32, act_bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -94,6 +107,7 @@ class LayerPass:
         self.mlp_up(b)
         self.mlp_down(b)
         self.moe_experts(b)
+        self.ep_all_to_all(b)
         self.shared_expert_up(b)
         self.shared_expert_down(b)
         self.router(b)
@@ -128,18 +142,32 @@ class LayerPass:
     def moe_experts(self, b: KernelTableBuilder) -> None:
         """Routed experts (ops ``moe_up``, ``moe_down``). Each token picks k of E experts; an expert no
         token picked is neither read nor computed. Serving stacks and trainers run all experts of a
-        layer as one grouped GEMM (``gemm_group`` = experts hit)."""
+        layer as one grouped GEMM (``gemm_group`` = experts hit). Tensor parallelism slices every expert;
+        expert parallelism places whole experts on the GPUs, which then see the tokens of every engine of
+        the replica, and the layer waits for the busiest rank while the others draw idle power."""
         s, T = self.s, self.tokens
-        routed = T * s.active_experts
-        touched = experts_touched(s.experts, s.active_experts, T)
+        ep, ep_on = s.ep, s.ep > 1
+        T_moe = np.where(ep_on, T * s.engines, T)
+        routed = T_moe * s.active_experts
+        touched = experts_touched(s.experts, s.active_experts, T_moe)
         tok_per_expert = np.where(touched > 0, routed / np.maximum(touched, 1.0), 0.0)
-        ffn_e = s.expert_ffn / s.tp
+        local = np.where(ep_on, touched / ep * busiest_rank_load(routed, ep), touched)
+        local = np.where(ep_on, np.minimum(local, s.experts / ep), local)
+        busy = np.where(ep_on & (local > 0), touched / ep / np.maximum(local, 1e-9), 1.0)
+        ffn_e = np.where(ep_on, s.expert_ffn, s.expert_ffn / s.tp)
         count = self.passes * s.moe_layers * self.gm
         up_n = self.mats * ffn_e
-        self._gemm(b, Op.MOE_UP, count, tok_per_expert, up_n, s.hidden, gemm_group=touched, moe_grouped=True)
-        self._gemm(
-            b, Op.MOE_DOWN, count, tok_per_expert, s.hidden, ffn_e, gemm_group=touched, moe_grouped=True
-        )
+        kw = {"gemm_group": local, "moe_grouped": True, "busy_share": busy}
+        self._gemm(b, Op.MOE_UP, count, tok_per_expert, up_n, s.hidden, **kw)
+        self._gemm(b, Op.MOE_DOWN, count, tok_per_expert, s.hidden, ffn_e, **kw)
+
+    def ep_all_to_all(self, b: KernelTableBuilder) -> None:
+        """Expert parallelism: dispatch and combine per MoE layer, every GPU sending its tokens' hidden
+        states to the ranks of their experts (``ep_all_to_all``)."""
+        s = self.s
+        count = self.passes * s.moe_layers * self.gm * 2.0 * (s.ep > 1)
+        size = self.tokens / s.tp * s.active_experts * s.hidden * s.a_bytes
+        all_to_all(b, self.rows, Op.EP_ALL_TO_ALL, self.phase, count, size, s.ep)
 
     def shared_expert_up(self, b: KernelTableBuilder) -> None:
         s = self.s
@@ -159,23 +187,30 @@ class LayerPass:
         """Fused attention (op ``attention``) where the row runs flash attention, else eager attention:
         the two score GEMMs (``attn_scores``, ``attn_values``) and the passes between them
         (``softmax``)."""
-        s, rows, q_len, kv_len, seqs = self.s, self.rows, self.q_len, self.kv_len, self.seqs
+        s, rows, q_len, seqs = self.s, self.rows, self.q_len, self.seqs
         hd, ab = s.head_dim, s.a_bytes
         causal_f = np.where(self.causal, 0.5, 1.0)
         heads_total = seqs * self.h_loc
+        # keys a query attends to, over the layers (sliding-window layers: at most the window)
+        kv_len = cached_tokens(s, np.broadcast_to(np.asarray(self.kv_len, dtype=np.float64), rows.shape))
+        one_token = np.broadcast_to(q_len, rows.shape) <= 1
+        # MLA decode runs on the latent (absorbed projections): every head scores and sums the cached
+        # latent + rope key (FlashMLA); its single latent is shared by all heads like one KV head
+        attn_dim = np.where(s.mla & one_token, s.kv_elems, hd)
+        kv_loc = np.where(s.mla, 1.0, self.kv_loc)
         per_layer = self.passes * s.layers
         eager = s.eager_attention
         flash_rows = ~eager
         if flash_rows.any():
             sel = flash_rows
-            attn_flops = 4.0 * heads_total * q_len * kv_len * hd * np.where(q_len > 1, causal_f, 1.0)
-            kv_bytes = seqs * kv_len * 2.0 * self.kv_loc * hd * ab
+            attn_flops = 4.0 * heads_total * q_len * kv_len * attn_dim * np.where(q_len > 1, causal_f, 1.0)
+            kv_bytes = seqs * kv_len * kv_elements_per_gpu(s) * ab
             qo_bytes = 2.0 * seqs * q_len * self.h_loc * hd * ab
             fa_mult = 2.5 if self.backward else 1.0
             # Decode kernels pack the query heads that share a KV head into one tile (GQA packing), so
             # each KV block is read once per KV head: tiles = sequences x KV heads x KV blocks.
-            one_q = np.broadcast_to(q_len, rows.shape) <= 1
-            group = self.h_loc / self.kv_loc
+            one_q = one_token
+            group = self.h_loc / kv_loc
             b.add(
                 rows[sel],
                 Op.ATTENTION,
@@ -183,8 +218,8 @@ class LayerPass:
                 per_layer[sel],
                 m=np.where(one_q, group, np.broadcast_to(q_len, rows.shape))[sel],
                 n=np.broadcast_to(kv_len, rows.shape)[sel],
-                k=hd[sel],
-                gemm_group=np.where(one_q, seqs * self.kv_loc, np.broadcast_to(heads_total, rows.shape))[sel],
+                k=attn_dim[sel],
+                gemm_group=np.where(one_q, seqs * kv_loc, np.broadcast_to(heads_total, rows.shape))[sel],
                 flops=(attn_flops * fa_mult)[sel],
                 fp_flops=(5.0 * heads_total * q_len * kv_len * np.where(q_len > 1, causal_f, 1.0) * fa_mult)[
                     sel
@@ -255,10 +290,12 @@ class LayerPass:
             )
 
     def tp_allreduce(self, b: KernelTableBuilder) -> None:
-        """Tensor-parallel all-reduces of the hidden state: 2 per layer forward, 2 backward."""
+        """Tensor-parallel all-reduces of the hidden state: 2 per layer forward, 2 backward; expert-
+        parallel MoE layers combine their outputs with the all-to-all instead of the second."""
         s = self.s
         act = self.tokens * s.hidden * s.a_bytes
-        allreduce(b, self.rows, Op.TP_ALLREDUCE, self.phase, self.passes * s.layers * 2.0, act, s.tp)
+        count = self.passes * (2.0 * s.layers - np.where(s.ep > 1, s.moe_layers, 0.0))
+        allreduce(b, self.rows, Op.TP_ALLREDUCE, self.phase, count, act, s.tp)
 
 
 def lm_head(b: KernelTableBuilder, p: RowParams, rows, phase: Phase, passes, tokens, backward=False) -> None:
@@ -285,9 +322,10 @@ def add_inference(b: KernelTableBuilder, p: RowParams, rows: np.ndarray, concurr
     if rows.size == 0:
         return
     req, inp, out = p.requests[rows], p.input_tokens[rows], p.output_tokens[rows]
-    B = concurrency
     decoder = p.decoder[rows]
-    prefill_passes = np.ceil(req / B)
+    prefill_passes = np.ceil(req / concurrency)
+    # one GPU's work: its data-parallel attention engine serves its share of the sequences
+    B = concurrency / p.engines[rows]
     T = B * inp
     LayerPass(p, rows, Phase.PREFILL, prefill_passes, T, inp, inp, decoder, B).emit(b)
     emb = T * p.hidden[rows] * p.a_bytes[rows]
@@ -297,7 +335,7 @@ def add_inference(b: KernelTableBuilder, p: RowParams, rows: np.ndarray, concurr
         r = rows[gen]
         Bg, reqg, outg, inpg = B[gen], req[gen], out[gen], inp[gen]
         lm_head(b, p, r, Phase.PREFILL, prefill_passes[gen], Bg)
-        steps = reqg * outg / Bg
+        steps = reqg * outg / concurrency[gen]
         ctx = inpg + outg / 2.0
         one = np.ones_like(Bg)
         LayerPass(p, r, Phase.DECODE, steps, Bg, one, ctx, np.ones_like(Bg, dtype=bool), Bg).emit(b)
@@ -311,6 +349,8 @@ def microbatch(p: RowParams, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     tokens (gradient accumulation does not pad the last micro-batch)."""
     seqs_per_replica = np.maximum(p.global_batch[rows] / p.dp[rows], 1.0)
     mb_max = np.clip(np.floor(TRAINING_TOKENS_PER_MICROBATCH / p.seq[rows]), 1.0, seqs_per_replica)
+    limit = p.mb_limit[rows]
+    mb_max = np.where(limit > 0, np.minimum(mb_max, limit), mb_max)
     n_mb = np.ceil(seqs_per_replica / mb_max)
     return seqs_per_replica / n_mb, n_mb
 

@@ -58,10 +58,12 @@ def kernel_power(
     FLOP scaled by V^2) and DRAM power (energy per bit x the bits the kernel moves per second)."""
     g = dev.g
     s = core_scale(clock_mhz, g, hw, prof)
+    # asynchronous MMAs (Hopper/Blackwell: operands from shared memory, no register round trip)
+    alpha_tensor = prof.alpha_tensor * np.where(hw.tma[g], prof.async_mma_energy_ratio, 1.0)
     compute = (
         dynamic_range(hw, g)
         * s
-        * (prof.alpha_tensor * tm.u_tensor + prof.alpha_l2 * tm.u_l2 + prof.alpha_sm * tm.u_busy)
+        * (alpha_tensor * tm.u_tensor + prof.alpha_l2 * tm.u_l2 + prof.alpha_sm * tm.u_busy)
     )
     compute = (
         compute + prof.fp32_pj_per_flop * 1e-12 * tm.fp_flop_rate * voltage_ratio(clock_mhz, g, hw, prof) ** 2

@@ -25,8 +25,10 @@ def host_gaps(
     takes max(GPU time, launches x dispatch cost) plus ``dispatch_overlap_loss`` x the smaller of the
     two (the overlap is imperfect; code that synchronises every layer does not overlap at all), plus
     a fixed gap per forward pass (and per decode step: ``generate()`` runs one pass per token). A
-    serving engine replays CUDA graphs and spends host time between decode steps (scheduling,
-    sampling) that grows with the running batch.
+    serving engine replays CUDA graphs and spends host time per decode step (scheduling, sampling)
+    that grows with the running batch. A current engine schedules the next step while the GPU runs
+    this one (vLLM's async scheduling), so a step takes max(host, GPU) plus ``engine_overlap_loss`` x
+    the smaller; a legacy engine (vLLM 0.5) runs them one after the other.
     """
     n = passes.shape[0]
     nph = len(PHASES)
@@ -44,8 +46,14 @@ def host_gaps(
     per_worker_ms = np.where(p.legacy_engine, prof.legacy_worker_overhead_ms * (p.tp - 1.0), 0.0)
     per_step_s = (prof.decode_step_overhead_ms + per_worker_ms + per_seq_us * 1e-3 * concurrency) * 1e-3
     pass_s = prof.pass_overhead_ms * 1e-3
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gpu_step = np.where(decode_steps > 0, exec_rp[:, PHASES.index("decode")] / decode_steps, 0.0)
+    overlapped = np.maximum(per_step_s - gpu_step, 0.0) + prof.engine_overlap_loss * np.minimum(
+        per_step_s, gpu_step
+    )
+    step_wait = np.where(p.legacy_engine > 0, per_step_s, overlapped)
     return np.where(
         eager,
         dispatch_wait + (passes + decode_steps) * pass_s,
-        passes * pass_s + decode_steps * per_step_s,
+        passes * pass_s + decode_steps * step_wait,
     )

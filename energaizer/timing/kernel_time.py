@@ -224,7 +224,10 @@ def _gemm_tiling(
         t_math = 2.0 * bm * bn * k_split / rate
         operand_bytes = (bm + bn / b_share) * k_split * kt.precision_bytes
         t_stage = operand_bytes / feed
-        per_wave = np.where(dev.tensor, t_math + t_stage, np.maximum(t_math, t_stage))
+        # register-fed MMAs (Volta-Ada) wait for their staged operands; Hopper/Blackwell bulk copies
+        # (TMA) stage the next k-block while wgmma/tcgen05 math runs on the current one
+        serial = dev.tensor & ~hw.tma[g]
+        per_wave = np.where(serial, t_math + t_stage, np.maximum(t_math, t_stage))
         cand = GemmTiling(
             waves=waves,
             t_comp=waves * per_wave,

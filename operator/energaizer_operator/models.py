@@ -74,6 +74,12 @@ class WorkloadSpec(_Camel):
     training: TrainingSizes | None = None
     frequency_mhz: float | None = Field(default=None, gt=0, le=5000, description="what-if SM clock")
     power_limit_w: float | None = Field(default=None, gt=0, le=5000, description="what-if power cap per GPU")
+    expert_parallel: int | None = Field(
+        default=None, ge=1, le=MAX_GPUS, description="inference: MoE experts over this many GPUs (1 or all)"
+    )
+    data_parallel: int | None = Field(
+        default=None, ge=1, le=MAX_GPUS, description="inference: data-parallel attention engines per replica"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> WorkloadSpec:
@@ -132,6 +138,8 @@ class AIJobSpec(_Camel):
             training=w.training.model_dump() if w.training is not None else None,
             frequency_mhz=w.frequency_mhz,
             power_limit_w=w.power_limit_w,
+            expert_parallel=w.expert_parallel,
+            data_parallel=w.data_parallel,
         )
 
     @property

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from energaizer import Workload, estimate
-from energaizer.catalog import list_gpus
+from energaizer.catalog import get_model, list_gpus
 
 MODELS = ["llama-3.1-8b", "qwen3-30b-a3b", "gpt2", "bert-large", "mixtral-8x7b", "resnet-50", "vit-large"]
 GPUS = [g.id for g in list_gpus()]
@@ -34,7 +34,9 @@ training = st.fixed_dictionaries(
 def workloads(draw):
     model = draw(st.sampled_from(MODELS))
     precision = draw(st.sampled_from(["fp32", "bf16", "fp16", "fp8", "int8", "fp4"]))
-    count = draw(st.sampled_from([1, 2, 4, 8]))
+    heads = get_model(model).heads or 1
+    # valid layouts only: tensor parallelism over the GPUs of a replica divides the attention heads
+    count = draw(st.sampled_from([c for c in (1, 2, 4, 8) if heads % c == 0 or model == "resnet-50"]))
     if draw(st.booleans()):
         return Workload(model=model, precision=precision, gpu_count=count, inference=draw(inference))
     return Workload(

@@ -52,7 +52,12 @@ def _ops(w: Workload, gpu: str = "h100-sxm") -> tuple:
             {"mlp_up", "mlp_down"},
         ),
         (
-            Workload(model="bert-large", inference={"requests": 8, "input_tokens": 128, "output_tokens": 0}),
+            Workload(
+                model="bert-large",
+                inference={"requests": 8, "input_tokens": 128, "output_tokens": 0},
+                attention="eager",
+                execution="eager",
+            ),
             {"attn_scores", "softmax", "attn_values"},
             {"attention", "lm_head", "tp_allreduce"},
         ),

@@ -78,8 +78,12 @@ def test_fp32_softmax_costs_bert_more_kernels_and_time(one):
     arch = get_model("bert-large")
     upcast = arch.model_copy(update={"eager_softmax_fp32": True})
     inf = {"requests": 32, "batch_size": 32, "input_tokens": 512, "output_tokens": 0}
-    base = one(Workload(architecture=arch, inference=inf), "a100-pcie-40gb")
-    more = one(Workload(architecture=upcast, inference=inf), "a100-pcie-40gb")
+    base = one(
+        Workload(architecture=arch, inference=inf, attention="eager", execution="eager"), "a100-pcie-40gb"
+    )
+    more = one(
+        Workload(architecture=upcast, inference=inf, attention="eager", execution="eager"), "a100-pcie-40gb"
+    )
     assert more.kernel_launches - base.kernel_launches == 2 * arch.layers
     assert more.duration_seconds > base.duration_seconds * 1.05
 
@@ -113,7 +117,12 @@ def test_llama_style_blocks_launch_more_eager_kernels_per_layer(one):
     """RMSNorm in fp32, rotary and the gated MLP are many small kernels in eager PyTorch."""
 
     def launches_per_layer(model: str, layers: int) -> float:
-        w = Workload(model=model, inference={"requests": 1, "input_tokens": 128, "output_tokens": 0})
+        w = Workload(
+            model=model,
+            inference={"requests": 1, "input_tokens": 128, "output_tokens": 0},
+            attention="eager",
+            execution="eager",
+        )
         return one(w, "a100-pcie-40gb").kernel_launches / layers
 
     bert = launches_per_layer("bert-large-uncased", 24)
@@ -127,8 +136,8 @@ def test_unfused_eager_activation_adds_kernels_and_traffic(one):
     arch = get_model("gpt2")
     fused = arch.model_copy(update={"eager_activation_kernels": 1})
     inf = {"requests": 8, "batch_size": 8, "input_tokens": 512, "output_tokens": 0}
-    e_new = one(Workload(architecture=arch, inference=inf), "a100-pcie-40gb")
-    e_fused = one(Workload(architecture=fused, inference=inf), "a100-pcie-40gb")
+    e_new = one(Workload(architecture=arch, inference=inf, execution="eager"), "a100-pcie-40gb")
+    e_fused = one(Workload(architecture=fused, inference=inf, execution="eager"), "a100-pcie-40gb")
     assert e_new.kernel_launches - e_fused.kernel_launches == 7 * 12
     assert e_new.duration_seconds > e_fused.duration_seconds
     # a serving engine fuses the activation: no difference there
@@ -151,7 +160,11 @@ def test_rotary_and_rms_norm_set_the_eager_launches_not_the_mlp():
     RMSNorm ones: between a GPT-2-style block and a Llama-style one."""
 
     def launches(arch) -> float:
-        w = Workload(architecture=arch, inference={"requests": 1, "input_tokens": 128, "output_tokens": 0})
+        w = Workload(
+            architecture=arch,
+            inference={"requests": 1, "input_tokens": 128, "output_tokens": 0},
+            execution="eager",
+        )
         (e,) = estimate(w, "a100-pcie-40gb")
         return e.kernel_launches
 

@@ -19,6 +19,7 @@ def _generate(arch) -> Workload:
         architecture=arch,
         precision="fp16",
         inference={"requests": 1, "batch_size": 1, "input_tokens": 150, "output_tokens": 200},
+        execution="eager",  # HF generate()
     )
 
 
@@ -82,7 +83,12 @@ def test_code_that_syncs_every_layer_serialises_dispatch_and_gpu_work(one):
 
 
 def test_dispatch_overlap_loss_lengthens_eager_runs_between_its_bounds(one):
-    w = Workload(model="bert-large", inference={"requests": 16, "batch_size": 16, "input_tokens": 128})
+    w = Workload(
+        model="bert-large",
+        inference={"requests": 16, "batch_size": 16, "input_tokens": 128},
+        attention="eager",
+        execution="eager",
+    )
     t = [
         one(w, "a100-pcie-40gb", CalibrationProfile(launch_overhead_us=20.0, dispatch_overlap_loss=x))
         for x in (0.0, 0.5, 1.0)

@@ -20,8 +20,9 @@ def _gemm(gpu: str, precision: str, prof: CalibrationProfile) -> tuple[float, fl
 
 
 def test_wider_tensor_cores_reach_a_smaller_share_of_their_peak():
-    """Same math efficiency, same staging rate: A10 (1024 FLOP/clk/SM) > A100 (2048) > H100 (4096, with
-    its wider 128 x 256 tile) in the share of peak a large bf16 GEMM reaches."""
+    """Same math efficiency, same staging rate: A10 (1024 FLOP/clk/SM) > A100 (2048) in the share of
+    peak a large bf16 GEMM reaches, as their register-fed MMAs wait for the staged operands. Hopper
+    (4096, 128 x 256 tile) overlaps its bulk-copy staging with the math: the slower of the two."""
     prof = CalibrationProfile(
         compute_efficiency=0.8, operand_feed_bytes_per_cycle=48.0, wave_overhead_cycles=0.0
     )
@@ -31,7 +32,10 @@ def test_wider_tensor_cores_reach_a_smaller_share_of_their_peak():
     # 1 / (1/(R e) + 1/(I B)) / R with R FLOP/clk/SM, I the tile's FLOP per staged byte, B = 48
     assert a10 == pytest.approx(1 / (1 / 819.2 + 1 / (64 * 48)) / 1024, rel=0.03)
     assert a100 == pytest.approx(1 / (1 / 1638.4 + 1 / (64 * 48)) / 2048, rel=0.03)
-    assert a10 > a100 > h100
+    assert a10 > a100
+    # 128 x 256 tile: 2 x 128 x 256 / ((128 + 256) x 2) = 85.3 FLOP per staged byte
+    assert h100 == pytest.approx(min(0.8, 85.33 * 48 / 4096), rel=0.05)  # less the last partial wave
+    assert h100 > a100
     # a faster staging rate narrows the gap and never slows a GEMM down
     quick = prof.model_copy(update={"operand_feed_bytes_per_cycle": 96.0})
     assert _gemm("a100-sxm4-80gb", "bf16", quick)[1] > a100
@@ -50,7 +54,7 @@ def test_blackwell_pairs_share_the_b_tile():
     f = g.max_clock_mhz * 1e6
     rate_per_sm = g.peak_tflops["bf16"] * 1e12 * g.max_clock_mhz / g.tensor_clock_mhz / g.sm_count * 0.8
     waves = np.ceil((N / 128) * (N / 256) / g.sm_count)
-    expected = waves * (2 * 128 * 256 * N / rate_per_sm + (128 + 128) * N * 2 / (48 * f))
+    expected = waves * max(2 * 128 * 256 * N / rate_per_sm, (128 + 128) * N * 2 / (48 * f))
     assert t == pytest.approx(expected, rel=1e-6)
 
 

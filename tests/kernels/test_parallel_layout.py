@@ -1,0 +1,64 @@
+"""Parallel layout of an inference replica (vLLM meanings): expert parallelism places whole experts on
+the GPUs with an all-to-all per MoE layer, data-parallel attention engines split the sequences."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from energaizer import Workload, estimate
+from energaizer.io.workload_csv import read_workload_csv
+from energaizer.kernels.transformer import busiest_rank_load
+
+SERVE = {"requests": 1024, "input_tokens": 256, "output_tokens": 512, "batch_size": 128}
+
+
+def one(**kw):
+    (e,) = estimate(Workload(model="qwen3-235b-a22b", gpu_count=8, inference=SERVE, **kw), "h100-sxm")
+    return e
+
+
+def test_layout_is_validated():
+    with pytest.raises(ValidationError, match="expert_parallel spans all GPUs"):
+        Workload(model="qwen3-235b-a22b", gpu_count=8, expert_parallel=4, inference=SERVE)
+    with pytest.raises(ValidationError, match="multiple of data_parallel"):
+        Workload(model="qwen3-235b-a22b", gpu_count=8, data_parallel=3, inference=SERVE)
+    with pytest.raises(ValidationError, match="inference replica"):
+        Workload(model="gpt2", task="training", gpu_count=8, expert_parallel=8, training={"steps": 1})
+
+
+def test_expert_parallelism_adds_all_to_all_and_waiting_ranks():
+    tp, ep = one(), one(expert_parallel=8)
+    assert tp.feasible and ep.feasible
+    # dispatch + combine per MoE layer instead of the MLP all-reduce: more collectives
+    assert ep.time_breakdown["communication"] > tp.time_breakdown["communication"]
+    # the layer waits for the busiest rank: slower, and the waiting ranks draw less power
+    assert ep.duration_seconds > tp.duration_seconds
+    assert ep.average_power_watts < tp.average_power_watts
+
+
+def test_busiest_rank_load_falls_with_the_tokens_per_rank():
+    assert busiest_rank_load(1e9, 8) == pytest.approx(1.0, abs=1e-3)
+    assert busiest_rank_load(64, 8) == pytest.approx(1 + (2 * 2.0794 / 8) ** 0.5, rel=1e-3)
+    assert busiest_rank_load(64, 1) == 1.0
+
+
+def test_data_parallel_engines_replicate_attention_and_hold_their_own_sequences():
+    tp, dp = one(expert_parallel=8, precision="fp8"), one(expert_parallel=8, data_parallel=8, precision="fp8")
+    # attention weights are replicated on every engine: more memory per GPU
+    assert dp.memory_required_gb > tp.memory_required_gb
+    assert dp.feasible
+    # in bf16 the replicated attention no longer fits beside an eighth of the experts
+    assert not one(expert_parallel=8, data_parallel=8).feasible
+
+
+def test_csv_reads_the_leaderboard_columns(tmp_path):
+    f = tmp_path / "w.csv"
+    f.write_text(
+        "model,gpu,gpu_count,requests,input_tokens,output_tokens,batch_size,tensor_parallel,expert_parallel,"
+        "data_parallel\nqwen3-235b-a22b,h100-sxm,8,64,256,256,16,1,8,1\n"
+    )
+    (row,) = read_workload_csv(f)
+    assert (row.workload.expert_parallel, row.workload.data_parallel) == (8, 1)
+    (e,) = estimate(row.workload, row.gpu)
+    assert e.feasible
