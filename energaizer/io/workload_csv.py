@@ -14,12 +14,14 @@ import csv
 import io
 import math
 from dataclasses import dataclass, field
+from math import isfinite
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from energaizer.errors import InvalidInputError
+from energaizer.io.files import open_text
 from energaizer.workload import Workload
 
 WORKLOAD_COLUMNS = (
@@ -96,6 +98,10 @@ def _number(value: str, name: str, where: str) -> float | int:
         x = float(value)
     except ValueError:
         raise InvalidInputError(name, f"{where}: {value!r} is not a number") from None
+    if math.isnan(x):
+        raise InvalidInputError(name, f"{where}: {value!r} is not a number")
+    if math.isinf(x):
+        raise InvalidInputError(name, f"{where}: {value!r} is not a finite number")
     if name in INT_FIELDS:
         if not math.isfinite(x) or x != int(x):
             raise InvalidInputError(name, f"{where}: {value!r} must be a whole number")
@@ -112,9 +118,10 @@ def _cell(key: str, text: str, where: str) -> Any:
             return _number(text, key, where)
     if key in FLOAT_FIELDS:
         try:
-            return float(text)
+            x = float(text)
         except ValueError:
             return _number(text, key, where)
+        return x if math.isfinite(x) else _number(text, key, where)
     return text
 
 
@@ -174,6 +181,9 @@ def _workload_from_values(vals: dict[str, Any], where: str) -> tuple[Workload, s
         loc = ".".join(str(x) for x in err["loc"])
         raise InvalidInputError(loc or "row", f"{where}: {err['msg']}") from None
     measured = {k: float(vals[k]) for k in MEASURED_COLUMNS if k in vals}
+    for k, v in measured.items():
+        if v <= 0:
+            raise InvalidInputError(k, f"{where}: {v:g} must be > 0 (a measurement of the whole workload)")
     return workload, str(gpu), measured
 
 
@@ -193,12 +203,7 @@ def _in_catalog(model: Any) -> bool:
 def read_workload_csv(source: str | Path | io.TextIOBase) -> list[CsvRow]:
     """Parse a workload / measurement CSV; errors name the line and column."""
     name = str(source) if not isinstance(source, io.TextIOBase) else "<stdin>"
-    try:
-        handle = source if isinstance(source, io.TextIOBase) else open(source, newline="", encoding="utf-8")  # noqa: SIM115
-    except FileNotFoundError:
-        raise InvalidInputError("csv", f"file not found: {name}") from None
-    except IsADirectoryError:
-        raise InvalidInputError("csv", f"{name} is a directory") from None
+    handle = source if isinstance(source, io.TextIOBase) else open_text(source, "csv")
     with handle:
         try:
             reader = csv.reader(handle)
@@ -248,9 +253,12 @@ def _read_rows(reader: Any, header: list[str], name: str) -> list[CsvRow]:
             text = row[i]
             if text is not None and (text := text.strip()):
                 try:  # the common cases inline; "1e6", "128.0" and bad cells take _number's path
-                    vals[key] = text if kind == 0 else int(text) if kind == 1 else float(text)
+                    value = text if kind == 0 else int(text) if kind == 1 else float(text)
                 except ValueError:
-                    vals[key] = _number(text, key, where)
+                    value = _number(text, key, where)
+                if kind == 2 and not isfinite(value):  # "nan", "inf"
+                    value = _number(text, key, where)
+                vals[key] = value
             elif key in vals:  # a duplicated column: DictReader keeps the last cell, even empty
                 del vals[key]
         workload, gpu, measured = _workload_from_values(vals, where)
