@@ -151,6 +151,9 @@ def _usage_text(exc: Exception) -> str:
     field = field or "usage"
     if re.match(r"^Option '[^']*' requires (an argument|\d+ arguments)", text):
         text = "needs a value"
+    elif m := re.match(r"^Input should be (greater|less) than( or equal to)? (\S+)", text):
+        op = (">" if m.group(1) == "greater" else "<") + ("=" if m.group(2) else "")
+        text = f"must be {op} {m.group(3)}" + text[m.end() :]
     elif "valid integer" in text:
         text = "not a whole number"
     elif "valid number" in text:

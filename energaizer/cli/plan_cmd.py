@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from energaizer.cli.common import CatalogOpt, JsonOpt, ProfileOpt, load_catalogs, print_json
+from energaizer.cli.common import CatalogOpt, JsonOpt, ProfileOpt, load_catalogs, number_option, print_json
 
 POLICY_CHOICES = ("energy-aware", "first-fit", "fastest-gpu")
 
@@ -32,12 +32,15 @@ def plan(
     ] = 2000,
     demo_load: Annotated[
         float,
-        typer.Option(
-            "--demo-load", min=0.01, max=10.0, help="demo offered load (fraction of the pools' GPUs)"
+        number_option(
+            "--demo-load", ge=0.01, le=10.0, help="demo offered load (fraction of the pools' GPUs)"
         ),
     ] = 0.5,
     seed: Annotated[
-        int, typer.Option("--seed", help="seed for the demo trace, template models and tie-breaking")
+        int,
+        typer.Option(
+            "--seed", min=0, max=2**32 - 1, help="seed for the demo trace, template models and tie-breaking"
+        ),
     ] = 0,
     policy: Annotated[
         list[str] | None, typer.Option("--policy", help="policy to simulate (repeatable; default: all)")
@@ -57,25 +60,27 @@ def plan(
         str, typer.Option("--reference-gpu", help="GPU the trace's duration_s were measured on")
     ] = "a100-sxm4-80gb",
     price_per_kwh: Annotated[
-        float, typer.Option("--price-per-kwh", min=0.0, help="energy price per kWh")
+        float, number_option("--price-per-kwh", ge=0.0, le=1e6, help="energy price per kWh")
     ] = 0.12,
     carbon_g_per_kwh: Annotated[
-        float, typer.Option("--carbon-g-per-kwh", min=0.0, help="grid carbon intensity, g CO2e per kWh")
+        float,
+        number_option("--carbon-g-per-kwh", ge=0.0, le=1e5, help="grid carbon intensity, g CO2e per kWh"),
     ] = 400.0,
     energy_slack: Annotated[
         float,
-        typer.Option(
+        number_option(
             "--energy-slack",
-            min=0.0,
-            max=10.0,
+            ge=0.0,
+            le=10.0,
             help="energy-aware: accept pools within this fraction of a job's best",
         ),
     ] = 0.05,
     max_wait_s: Annotated[
         float | None,
-        typer.Option(
+        number_option(
             "--max-wait-s",
-            min=0.0,
+            ge=0.0,
+            le=1e9,
             help="energy-aware: after this wait any feasible pool (default: no limit)",
         ),
     ] = None,
@@ -107,6 +112,8 @@ def plan(
     for p in policies:
         if p not in POLICY_CHOICES:
             raise InvalidInputError("--policy", f"unknown policy {p!r}", POLICY_CHOICES)
+    _check_outputs(csv_file, plots_dir)
+    _check_reference_gpu(reference_gpu)
 
     from energaizer.planner.costs import CostCache
     from energaizer.planner.plan import PlanOptions, run_plan, run_power_sweeps
@@ -195,6 +202,36 @@ def plan(
         console.print(f"[dim]assumption: {escape(a)}[/dim]")
     for p in plot_paths:
         console.print(f"wrote {p}")
+
+
+def _check_outputs(csv_file: Path | None, plots_dir: Path | None) -> None:
+    """Fail before the simulation, not after it, when an output cannot be written."""
+    from energaizer.errors import InvalidInputError
+
+    if csv_file is not None:
+        if csv_file.is_dir():
+            raise InvalidInputError("--csv", f"{csv_file} is a directory; give the CSV file to write")
+        if not csv_file.parent.is_dir():
+            raise InvalidInputError("--csv", f"folder {csv_file.parent} does not exist")
+    if plots_dir is not None:
+        if plots_dir.exists() and not plots_dir.is_dir():
+            raise InvalidInputError("--plots", f"{plots_dir} exists and is not a directory")
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise InvalidInputError(
+                "--plots", "needs matplotlib, which is not installed: pip install 'energaizer[plot]'"
+            ) from None
+
+
+def _check_reference_gpu(name: str) -> None:
+    from energaizer.catalog import get_gpu
+    from energaizer.errors import InvalidInputError, UnknownNameError
+
+    try:
+        get_gpu(name)
+    except UnknownNameError as exc:
+        raise InvalidInputError("--reference-gpu", f"unknown GPU {name!r}", exc.allowed) from None
 
 
 def _estimator(profile: Path | None):  # type: ignore[no-untyped-def]

@@ -28,11 +28,42 @@ def _attention_heads(workload: Workload) -> int | None:
     return getattr(arch, "heads", None) if arch is not None else None
 
 
+# Far above any real model (the largest have ~200 layers, hidden 32k, vocab 256k), far below what overflows.
+ARCHITECTURE_LIMITS: dict[str, float] = {
+    "layers": 10_000,
+    "hidden": 1_000_000,
+    "heads": 100_000,
+    "kv_heads": 100_000,
+    "head_dim": 100_000,
+    "ffn": 10_000_000,
+    "moe_expert_ffn": 10_000_000,
+    "vocab": 100_000_000,
+    "moe_experts": 100_000,
+    "moe_active_experts": 100_000,
+    "params_b": 1_000_000,
+}
+
+
+def check_architecture(workload: Workload, where: str = "", field_prefix: str = "") -> None:
+    """Reject a custom architecture with absurd sizes (``layers: 1e20`` would "not fit" in 10^19 GB)."""
+    arch = workload.architecture
+    if arch is None:
+        return
+    prefix = f"{where}: " if where else ""
+    for name, limit in ARCHITECTURE_LIMITS.items():
+        value = getattr(arch, name, None)
+        if isinstance(value, int | float) and value > limit:
+            raise InvalidInputError(
+                f"{field_prefix}{name}", f"{prefix}{value:,} is absurd for a model (at most {limit:,.0f})"
+            )
+
+
 def check_layout(workload: Workload, where: str = "", flags: bool = False) -> None:
     """Raise :class:`InvalidInputError` when the GPUs per replica cannot be laid out for this model.
 
     ``where`` prefixes the message (a CSV line); ``flags`` names the CLI flags instead of the fields.
     """
+    check_architecture(workload, where, "--model-file: " if flags else "")
     count_name = "--gpu-count" if flags else "gpu_count"
     tp_name = "--tensor-parallel" if flags else "tensor_parallel"
     prefix = f"{where}: " if where else ""

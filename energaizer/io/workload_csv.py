@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from energaizer.errors import InvalidInputError
 from energaizer.io.files import open_text
+from energaizer.io.layout import check_layout
 from energaizer.workload import Workload
 
 WORKLOAD_COLUMNS = (
@@ -153,6 +154,7 @@ def _workload_from_values(vals: dict[str, Any], where: str) -> tuple[Workload, s
     for k in ("attention", "execution"):
         if k in vals:
             spec[k] = str(vals[k]).lower()
+    _check_task_columns(vals, task, where)
     if task == "inference":
         spec["inference"] = {
             k: vals[k] for k in ("requests", "input_tokens", "output_tokens", "batch_size") if k in vals
@@ -180,11 +182,27 @@ def _workload_from_values(vals: dict[str, Any], where: str) -> tuple[Workload, s
         err = exc.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
         raise InvalidInputError(loc or "row", f"{where}: {err['msg']}") from None
+    check_layout(workload, where)
     measured = {k: float(vals[k]) for k in MEASURED_COLUMNS if k in vals}
     for k, v in measured.items():
         if v <= 0:
             raise InvalidInputError(k, f"{where}: {v:g} must be > 0 (a measurement of the whole workload)")
     return workload, str(gpu), measured
+
+
+_INFERENCE_SIZES = ("requests", "input_tokens", "output_tokens", "batch_size")
+_TRAINING_SIZES = ("tokens", "steps", "global_batch_size", "sequence_length")
+
+
+def _check_task_columns(vals: dict[str, Any], task: str, where: str) -> None:
+    """A row fills the sizes of its own task only (a file may mix tasks, each row leaving the others empty)."""
+    other = _TRAINING_SIZES if task == "inference" else _INFERENCE_SIZES if task == "training" else ()
+    for key in other:
+        if key in vals:
+            kind = "a training" if task == "inference" else "an inference"
+            raise InvalidInputError(
+                key, f"{where}: {kind} size in a {task} row (leave it empty, or set task to the other kind)"
+            )
 
 
 def _in_catalog(model: Any) -> bool:
