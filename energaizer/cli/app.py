@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args:  # bare `energaizer`: the help, as kubectl and helm do; not an error
         args = ["--help"]
     try:
-        app(args=args, standalone_mode=False)
+        app(args=args, prog_name="energaizer", standalone_mode=False)
     except exit_cls as exc:
         raise SystemExit(exc.exit_code) from None
     except abort_cls:

@@ -207,7 +207,7 @@ def range_help(text: str, *, ge=None, gt=None, le=None, lt=None) -> str:  # type
     """``text`` with the allowed range appended, e.g. ``"... [0 <= x <= 10]"``."""
     low = f"{ge:g} <= " if ge is not None else f"{gt:g} < " if gt is not None else ""
     high = f" <= {le:g}" if le is not None else f" < {lt:g}" if lt is not None else ""
-    return f"{text} [{low}x{high}]" if low or high else text
+    return f"{text} \\[{low}x{high}]" if low or high else text
 
 
 def number_option(*decls: str, help: str = "", ge=None, gt=None, le=None, lt=None, **kw):  # type: ignore[no-untyped-def]
@@ -253,31 +253,30 @@ def id_column(table: Any, header: str, values: list[str], **kw: Any) -> None:
     table.add_column(header, no_wrap=True, min_width=width, overflow="fold", **kw)
 
 
-def keep_first_column(table: Any) -> Any:
-    """Make an already-built table's first column (its ids) never cut: ``id_column`` after the fact."""
-    if table.columns:
-        col = table.columns[0]
-        cells = [str(c) for c in col.cells]
-        col.no_wrap = True
-        col.min_width = max([len(str(col.header)), *(len(c) for c in cells)])
+def keep_ids(table: Any) -> Any:
+    """An already-built table with its first column (the ids) never cut or folded, and every other
+    column folded rather than cut with an ellipsis: ``id_column`` after the fact."""
+    for i, col in enumerate(table.columns):
+        if i == 0:
+            cells = [str(c) for c in col.cells]
+            col.no_wrap = True
+            col.min_width = max([len(str(col.header)), *(len(c) for c in cells)])
+        col.overflow = "fold"
     return table
 
 
-def print_tables(*renderables: Any) -> None:
-    """Print to stdout. On a terminal the tables fit its width (ids kept whole, other columns fold); in a
-    pipe or a CI log, where there is no width to fit, each table is printed at its natural width."""
+def output_console() -> Any:
+    """The stdout console. On a terminal (or with COLUMNS set) tables fit its width, ids kept whole and
+    other columns folded; in a pipe or a CI log, where no width is known, nothing is wrapped or cut."""
     from rich.console import Console
 
     console = Console()
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        widest = max(
-            (
-                console.measure(r, options=console.options.update_width(10_000)).maximum
-                for r in renderables
-                if not isinstance(r, str)
-            ),
-            default=80,
-        )
-        console = Console(width=max(80, widest))
+        console = Console(width=10_000)
+    return console
+
+
+def print_tables(*renderables: Any) -> None:
+    console = output_console()
     for r in renderables:
         console.print(r)

@@ -146,9 +146,16 @@ def build_workload(
         workload = Workload.model_validate(spec)
     except ValidationError as exc:
         raise _flag_error(exc, model_file) from None
-    from energaizer.io.layout import check_layout
+    from energaizer.io.layout import architecture_of, check_layout
 
     check_layout(workload, flags=True)
+    arch = architecture_of(workload)
+    if arch is not None and arch.arch_type != "decoder" and output_tokens:
+        raise InvalidInputError(
+            "--output-tokens",
+            f"{workload.model_name} is an {arch.arch_type} model: it generates no tokens "
+            "(leave --output-tokens out, or give 0)",
+        )
     return workload
 
 
@@ -269,10 +276,17 @@ def render_table(estimates, title: str, *, rows=None, notes=(), wide: bool = Fal
     print_tables(table, *lines)
 
 
-def _defaults_note(task, values: dict) -> str | None:  # type: ignore[no-untyped-def]
+def _defaults_note(task, values: dict, arch_type: str = "decoder") -> str | None:  # type: ignore[no-untyped-def]
     """``defaults: requests 1, batch size 1`` for the sizes the user left out (echoed under the table)."""
     if task is Task.inference:
-        left = {k: v for k, v in INFERENCE_DEFAULTS.items() if values.get(k) is None}
+        used = (
+            INFERENCE_DEFAULTS
+            if arch_type == "decoder"
+            else {"requests": 1, "input_tokens": 512, "batch_size": 1}
+        )
+        if arch_type == "cnn":
+            used = {k: v for k, v in used.items() if k != "input_tokens"}
+        left = {k: INFERENCE_DEFAULTS[k] for k in used if values.get(k) is None}
     else:
         left = {k: v for k, v in TRAINING_DEFAULTS.items() if values.get(k) is None}
     if not left:
@@ -292,7 +306,7 @@ def _unique_gpus(names: list[str]):  # type: ignore[no-untyped-def]
 
 
 def _d(text: str, default: object) -> str:
-    return f"{text} [default: {default}]"
+    return f"{text} \\[default: {default}]"
 
 
 def register(app: typer.Typer) -> None:
@@ -306,7 +320,7 @@ def register(app: typer.Typer) -> None:
         gpu: Annotated[
             list[str] | None,
             typer.Option(
-                help="GPU id (repeatable; 'all' = every catalog GPU; see `energaizer gpus`) [default: all]"
+                help="GPU id (repeatable; 'all' = every catalog GPU; see `energaizer gpus`) \\[default: all]"
             ),
         ] = None,
         gpu_count: Annotated[int, typer.Option(help="GPUs per replica (tensor parallel)")] = 1,
@@ -383,6 +397,7 @@ def register(app: typer.Typer) -> None:
             _estimate_csv(from_csv, json_out, profile, wide)
             return
         from energaizer.estimator import estimate as run_estimate
+        from energaizer.io.layout import architecture_of
 
         wl = build_workload(
             model=model,
@@ -419,6 +434,7 @@ def register(app: typer.Typer) -> None:
                 "global_batch_size": global_batch_size,
                 "sequence_length": sequence_length,
             },
+            getattr(architecture_of(wl), "arch_type", "decoder"),
         )
         render_table(
             results,

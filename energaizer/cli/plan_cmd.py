@@ -104,6 +104,8 @@ def plan(
     load_catalogs(catalog)
     if demo and trace_file is not None:
         raise InvalidInputError("--trace", "give --trace or --demo, not both")
+    if demo and limit is not None:
+        raise InvalidInputError("--limit", "applies to --trace; for the demo give --demo-jobs N")
     if not demo and trace_file is None:
         raise InvalidInputError("--trace", "missing: give a trace CSV, or --demo for the built-in demo")
     if not demo and pools_file is None:
@@ -181,16 +183,16 @@ def plan(
         doc["plots"] = [str(p) for p in plot_paths]
         print_json(doc)
         return
-    from rich.console import Console
+    from energaizer.cli.common import keep_ids, output_console
 
-    console = Console()
+    console = output_console()
     title = f"energaizer plan: {len(trace)} jobs from {trace.source} on " + ", ".join(
         f"{p.name} {p.nodes}x{p.gpus_per_node}" for p in pools
     )
-    console.print(render_table(result, title))
-    console.print(render_utilisation_table(result))
+    console.print(keep_ids(render_table(result, title)))
+    console.print(keep_ids(render_utilisation_table(result)))
     if sweeps:
-        console.print(render_sweep_table(sweeps))
+        console.print(keep_ids(render_sweep_table(sweeps)))
     from rich.markup import escape
 
     if result.unplaceable:

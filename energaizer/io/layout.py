@@ -16,7 +16,8 @@ from energaizer.workload import Workload
 MAX_DEFAULT_TRAINING_TP = 8
 
 
-def _attention_heads(workload: Workload) -> int | None:
+def architecture_of(workload: Workload):  # type: ignore[no-untyped-def]
+    """The workload's architecture (its own, or the catalog's); None for an unknown catalog name."""
     arch = workload.architecture
     if arch is None and workload.model is not None:
         from energaizer.catalog import get_model
@@ -25,6 +26,11 @@ def _attention_heads(workload: Workload) -> int | None:
             arch = get_model(workload.model)
         except UnknownNameError:
             return None  # reported as an unknown model by the estimator, with the allowed names
+    return arch
+
+
+def _attention_heads(workload: Workload) -> int | None:
+    arch = architecture_of(workload)
     return getattr(arch, "heads", None) if arch is not None else None
 
 
@@ -72,12 +78,19 @@ def check_layout(workload: Workload, where: str = "", flags: bool = False) -> No
     model = workload.model_name
     if workload.task == "inference":
         tp = tp_given or workload.gpu_count
+        name = tp_name if tp_given else count_name
         if heads and tp > heads:
-            name = tp_name if tp_given else count_name
             raise InvalidInputError(
                 name,
                 f"{prefix}{tp} GPUs per replica, but {model} has {heads} attention heads: an inference "
                 f"replica shards them tensor-parallel, so at most {heads} GPUs per replica",
+            )
+        if heads and heads % tp:
+            fits = [d for d in (1, 2, 4, 8, 16, 32, 64) if heads % d == 0 and d <= heads]
+            raise InvalidInputError(
+                name,
+                f"{prefix}tensor parallel {tp} does not divide the {heads} attention heads of {model} "
+                f"(serving engines need it to; e.g. {', '.join(map(str, fits))})",
             )
         return
     if heads and tp_given and tp_given > heads:
