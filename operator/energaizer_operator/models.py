@@ -150,6 +150,13 @@ class PlacementStatus(_Camel):
     job_name: str | None = None
     predicted_energy_joules: float
     savings_joules: float = Field(description="against the worst feasible type")
+    # Extension: readable forms for `kubectl get aijobs` (printer columns cannot format numbers).
+    predicted_duration_seconds: float | None = None
+    predicted_energy: str | None = Field(default=None, description='readable, e.g. "1.2 MJ"')
+    predicted_duration: str | None = Field(default=None, description='readable, e.g. "12m30s"')
+    savings: str | None = Field(
+        default=None, description='readable savings and share of the worst type\'s energy, e.g. "310 kJ (24%)"'
+    )
 
 
 class Condition(_Camel):

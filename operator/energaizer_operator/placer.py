@@ -21,6 +21,7 @@ import kopf
 from energaizer_operator import kube
 from energaizer_operator.batch import Decision, decide
 from energaizer_operator.conditions import set_condition
+from energaizer_operator.display import readable_placement
 from energaizer_operator.inventory import Capacity, NodeGPUs, PodGPUs, SteeredJob, compute_capacity
 from energaizer_operator.metrics import Metrics
 from energaizer_operator.records import AIJobRecord
@@ -256,6 +257,7 @@ class Placer:
             kube.patch_aijob, rec.namespace, rec.name, {"metadata": {"annotations": annotations}}
         )
         placement = {"gpuType": gpu_type, "predictedEnergyJoules": energy, "savingsJoules": savings}
+        placement.update(readable_placement(energy, duration, savings))
         if job_name:
             placement["jobName"] = job_name
         where = f"Job {job_name}" if job_name else "recommendation only (annotate mode)"
