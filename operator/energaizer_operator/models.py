@@ -155,7 +155,8 @@ class PlacementStatus(_Camel):
     predicted_energy: str | None = Field(default=None, description='readable, e.g. "1.2 MJ"')
     predicted_duration: str | None = Field(default=None, description='readable, e.g. "12m30s"')
     savings: str | None = Field(
-        default=None, description='readable savings and share of the worst type\'s energy, e.g. "310 kJ (24%)"'
+        default=None,
+        description='readable savings and share of the worst type\'s energy, e.g. "310 kJ (24%)"',
     )
 
 

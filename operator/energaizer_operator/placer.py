@@ -268,7 +268,7 @@ class Placer:
             "conditions": set_condition(rec.conditions, "Placed", True, "Placed", message),
         }
         await asyncio.to_thread(kube.patch_aijob_status, rec.namespace, rec.name, status)
-        self.metrics.set_placement(rec.namespace, rec.name, gpu_type, savings)
+        self.metrics.set_placement(rec.namespace, rec.name, gpu_type, savings, energy)
         kopf.info(rec.ref, reason="Placed", message=message)
 
     async def _conflict(self, rec: AIJobRecord) -> None:
