@@ -394,6 +394,41 @@ def register(app: typer.Typer) -> None:
         """Energy, time and power of a workload on one or more GPU types."""
         load_catalogs(catalog)
         if from_csv is not None:
+            given = {
+                "--model": model is not None,
+                "--model-file": model_file is not None,
+                "--gpu": bool(gpu),
+                "--gpu-count": gpu_count != 1,
+                "--precision": precision is not Precision.bf16,
+                "--task": task is not Task.inference,
+                "--attention": attention is not Attention.auto,
+                "--execution": execution is not Execution.auto,
+                "--recompute": recompute,
+                **{
+                    f"--{k.replace('_', '-')}": v is not None
+                    for k, v in (
+                        ("requests", requests),
+                        ("input_tokens", input_tokens),
+                        ("output_tokens", output_tokens),
+                        ("batch_size", batch_size),
+                        ("tokens", tokens),
+                        ("steps", steps),
+                        ("global_batch_size", global_batch_size),
+                        ("sequence_length", sequence_length),
+                        ("frequency_mhz", frequency_mhz),
+                        ("power_limit_w", power_limit_w),
+                        ("tensor_parallel", tensor_parallel),
+                    )
+                },
+            }
+            clash = [flag for flag, on in given.items() if on]
+            if clash:
+                from energaizer.errors import InvalidInputError
+
+                raise InvalidInputError(
+                    clash[0],
+                    "cannot be combined with --from-csv: each row of the CSV gives its own workload and GPU",
+                )
             _estimate_csv(from_csv, json_out, profile, wide)
             return
         from energaizer.estimator import estimate as run_estimate

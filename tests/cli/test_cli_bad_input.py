@@ -184,8 +184,11 @@ CASES: list[tuple[list[str], str]] = [
     (["calibrate", "m_zero.csv", "-o", "p.json", "--parameters", "nonsense"], "--parameters"),
     (["calibrate", "m_zero.csv", "-o", "p.json", "--max-evaluations", "0"], "--max-evaluations"),
     (["calibrate", "m_zero.csv", "-o", "p.json", "--profile", "binary.bin"], "profile"),
+    (["estimate", "--from-csv", "w_neg.csv", "--model", "llama-3.1-8b"], "--model"),
+    (["estimate", "--from-csv", "w_neg.csv", "--gpu", "h100-sxm"], "--gpu"),
     # --- operator ----------------------------------------------------------------------------------
     (["operator", "--namespace", "a", "--all-namespaces"], "--namespace"),
+    (["operator", "--namespace", "Not_A_Namespace"], "--namespace"),
 ]
 
 
@@ -239,3 +242,22 @@ def test_plots_without_matplotlib_names_the_extra(tmp_path: Path) -> None:
     )
     assert r.code == 2 and len(r.err_lines) == 1, r.err
     assert "--plots" in r.err and "energaizer[plot]" in r.err
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"KUBECONFIG": "no-such-kubeconfig"}, "KUBECONFIG"),
+        ({"KUBECONFIG": "binary.bin"}, "KUBECONFIG"),
+        ({"KUBECONFIG": "bad.yaml"}, "KUBECONFIG"),
+        ({"ENERGAIZER_BATCH_WINDOW_SECONDS": "soon"}, "ENERGAIZER_BATCH_WINDOW_SECONDS"),
+    ],
+)
+def test_operator_without_a_cluster_or_with_bad_settings(
+    bad_files: Path, env: dict[str, str], needle: str
+) -> None:
+    """No usable kubeconfig (and not in a pod), or a bad ENERGAIZER_* value: one line before kopf starts."""
+    env = {"KUBERNETES_SERVICE_HOST": "", "KUBERNETES_SERVICE_PORT": "", **env}
+    r = run_cli("operator", "--namespace", "team-a", cwd=bad_files, env=env, timeout=120)
+    assert r.code == 2 and len(r.err_lines) == 1, r.err
+    assert r.err_lines[0].startswith(f"error: {needle}: "), r.err
