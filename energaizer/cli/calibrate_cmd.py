@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from energaizer.cli.common import CatalogOpt, JsonOpt, ProfileOpt, load_catalogs, print_json
+from energaizer.cli.common import (
+    CatalogOpt,
+    JsonOpt,
+    ProfileOpt,
+    id_column,
+    load_catalogs,
+    output_console,
+    print_json,
+)
 
 
 def _read_all(paths: list[Path]):  # type: ignore[no-untyped-def]
@@ -105,7 +113,7 @@ def register(app: typer.Typer) -> None:
         catalog: CatalogOpt = None,
     ) -> None:
         """Predicted vs measured: MAPE of energy/time/power by source and GPU, worst cases, GPU-ranking agreement."""
-        from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         from energaizer.calibration.validate import validate as run_validate
@@ -118,15 +126,16 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json(report.to_dict())
             return
-        console = Console()
+        console = output_console()
         table = Table(title=f"predicted vs measured ({len(rows)} rows): MAPE %")
-        for col in ("group", "rows", "energy", "time", "power"):
-            table.add_column(col, justify="right" if col != "group" else "left")
         groups = (
             [("all", report.overall)]
             + [(f"source {k}", v) for k, v in report.by_source.items()]
             + [(f"gpu {k}", v) for k, v in report.by_gpu.items()]
         )
+        id_column(table, "group", [name for name, _ in groups])
+        for col in ("rows", "energy", "time", "power"):
+            table.add_column(col, justify="right", overflow="fold")
         for name, s in groups:
             table.add_row(
                 name, str(s.rows), f"{s.energy_mape:.1f}", f"{s.time_mape:.1f}", f"{s.power_mape:.1f}"
@@ -137,14 +146,17 @@ def register(app: typer.Typer) -> None:
             f"{report.ranking_concordance:.2f}, best-GPU agreement {report.best_gpu_agreement:.2f}"
         )
         wt = Table(title="worst energy errors")
-        for col in ("line", "source", "model", "gpu", "energy %", "time %", "power %"):
-            wt.add_column(col)
+        id_column(wt, "line", [str(w["line"]) for w in report.worst], justify="right")
+        id_column(wt, "model", [w["model"] for w in report.worst])
+        id_column(wt, "gpu", [w["gpu"] for w in report.worst])
+        for col in ("source", "energy %", "time %", "power %"):
+            wt.add_column(col, overflow="fold", justify="left" if col == "source" else "right")
         for w in report.worst:
             wt.add_row(
                 str(w["line"]),
-                w["source"],
-                w["model"],
+                escape(w["model"]),
                 w["gpu"],
+                escape(w["source"]),
                 f"{w['energy_error_pct']:.1f}",
                 f"{w['time_error_pct']:.1f}",
                 f"{w['power_error_pct']:.1f}",
