@@ -305,7 +305,7 @@ def _unique_gpus(names: list[str]):  # type: ignore[no-untyped-def]
     return list(seen.values())
 
 
-def _d(text: str, default: object) -> str:
+def help_default(text: str, default: object) -> str:
     return f"{text} \\[default: {default}]"
 
 
@@ -327,16 +327,19 @@ def register(app: typer.Typer) -> None:
         precision: Annotated[Precision, typer.Option()] = Precision.bf16,
         task: Annotated[Task, typer.Option()] = Task.inference,
         requests: Annotated[
-            int | None, typer.Option(help=_d("inference: number of requests", INFERENCE_DEFAULTS["requests"]))
+            int | None,
+            typer.Option(help=help_default("inference: number of requests", INFERENCE_DEFAULTS["requests"])),
         ] = None,
         input_tokens: Annotated[
             int | None,
-            typer.Option(help=_d("inference: prompt tokens per request", INFERENCE_DEFAULTS["input_tokens"])),
+            typer.Option(
+                help=help_default("inference: prompt tokens per request", INFERENCE_DEFAULTS["input_tokens"])
+            ),
         ] = None,
         output_tokens: Annotated[
             int | None,
             typer.Option(
-                help=_d(
+                help=help_default(
                     "inference: generated tokens per request (0 = prefill only)",
                     INFERENCE_DEFAULTS["output_tokens"],
                 )
@@ -344,7 +347,9 @@ def register(app: typer.Typer) -> None:
         ] = None,
         batch_size: Annotated[
             int | None,
-            typer.Option(help=_d("inference: max concurrent requests", INFERENCE_DEFAULTS["batch_size"])),
+            typer.Option(
+                help=help_default("inference: max concurrent requests", INFERENCE_DEFAULTS["batch_size"])
+            ),
         ] = None,
         tokens: Annotated[
             float | None, number_option(help="training: total tokens (or --steps)", gt=0)
@@ -352,11 +357,15 @@ def register(app: typer.Typer) -> None:
         steps: Annotated[int | None, typer.Option(help="training: optimizer steps (or --tokens)")] = None,
         global_batch_size: Annotated[
             int | None,
-            typer.Option(help=_d("training: sequences per step", TRAINING_DEFAULTS["global_batch_size"])),
+            typer.Option(
+                help=help_default("training: sequences per step", TRAINING_DEFAULTS["global_batch_size"])
+            ),
         ] = None,
         sequence_length: Annotated[
             int | None,
-            typer.Option(help=_d("training: tokens per sequence", TRAINING_DEFAULTS["sequence_length"])),
+            typer.Option(
+                help=help_default("training: tokens per sequence", TRAINING_DEFAULTS["sequence_length"])
+            ),
         ] = None,
         frequency_mhz: Annotated[
             float | None,

@@ -16,7 +16,14 @@ from energaizer.cli.common import (
     number_option,
     print_json,
 )
-from energaizer.cli.estimate_cmd import Precision, Task, build_workload
+from energaizer.cli.estimate_cmd import (
+    INFERENCE_DEFAULTS,
+    TRAINING_DEFAULTS,
+    Precision,
+    Task,
+    build_workload,
+    help_default,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -27,14 +34,42 @@ def register(app: typer.Typer) -> None:
         gpu_count: Annotated[int, typer.Option(help="GPUs per replica")] = 1,
         precision: Annotated[Precision, typer.Option()] = Precision.bf16,
         task: Annotated[Task, typer.Option()] = Task.inference,
-        requests: Annotated[int | None, typer.Option()] = None,
-        input_tokens: Annotated[int | None, typer.Option()] = None,
-        output_tokens: Annotated[int | None, typer.Option()] = None,
-        batch_size: Annotated[int | None, typer.Option()] = None,
-        tokens: Annotated[float | None, typer.Option()] = None,
-        steps: Annotated[int | None, typer.Option()] = None,
-        global_batch_size: Annotated[int | None, typer.Option()] = None,
-        sequence_length: Annotated[int | None, typer.Option()] = None,
+        requests: Annotated[
+            int | None,
+            typer.Option(help=help_default("inference: number of requests", INFERENCE_DEFAULTS["requests"])),
+        ] = None,
+        input_tokens: Annotated[
+            int | None,
+            typer.Option(help=help_default("inference: prompt tokens", INFERENCE_DEFAULTS["input_tokens"])),
+        ] = None,
+        output_tokens: Annotated[
+            int | None,
+            typer.Option(
+                help=help_default("inference: generated tokens", INFERENCE_DEFAULTS["output_tokens"])
+            ),
+        ] = None,
+        batch_size: Annotated[
+            int | None,
+            typer.Option(
+                help=help_default("inference: concurrent requests", INFERENCE_DEFAULTS["batch_size"])
+            ),
+        ] = None,
+        tokens: Annotated[
+            float | None, number_option(help="training: total tokens (or --steps)", gt=0)
+        ] = None,
+        steps: Annotated[int | None, typer.Option(help="training: optimizer steps (or --tokens)")] = None,
+        global_batch_size: Annotated[
+            int | None,
+            typer.Option(
+                help=help_default("training: sequences per step", TRAINING_DEFAULTS["global_batch_size"])
+            ),
+        ] = None,
+        sequence_length: Annotated[
+            int | None,
+            typer.Option(
+                help=help_default("training: tokens per sequence", TRAINING_DEFAULTS["sequence_length"])
+            ),
+        ] = None,
         points: Annotated[int, typer.Option(help="settings per sweep", min=2, max=200)] = 12,
         max_slowdown: Annotated[
             float,
