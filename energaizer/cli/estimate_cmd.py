@@ -309,6 +309,41 @@ def help_default(text: str, default: object) -> str:
     return f"{text} \\[default: {default}]"
 
 
+# The workload-size flags, shared by `estimate` and `sweep`.
+RequestsOpt = Annotated[
+    int | None,
+    typer.Option(help=help_default("inference: number of requests", INFERENCE_DEFAULTS["requests"])),
+]
+InputTokensOpt = Annotated[
+    int | None,
+    typer.Option(
+        help=help_default("inference: prompt tokens per request", INFERENCE_DEFAULTS["input_tokens"])
+    ),
+]
+OutputTokensOpt = Annotated[
+    int | None,
+    typer.Option(
+        help=help_default(
+            "inference: generated tokens per request (0 = prefill only)", INFERENCE_DEFAULTS["output_tokens"]
+        )
+    ),
+]
+BatchSizeOpt = Annotated[
+    int | None,
+    typer.Option(help=help_default("inference: max concurrent requests", INFERENCE_DEFAULTS["batch_size"])),
+]
+TokensOpt = Annotated[float | None, number_option(help="training: total tokens (or --steps)", gt=0)]
+StepsOpt = Annotated[int | None, typer.Option(help="training: optimizer steps (or --tokens)")]
+GlobalBatchSizeOpt = Annotated[
+    int | None,
+    typer.Option(help=help_default("training: sequences per step", TRAINING_DEFAULTS["global_batch_size"])),
+]
+SequenceLengthOpt = Annotated[
+    int | None,
+    typer.Option(help=help_default("training: tokens per sequence", TRAINING_DEFAULTS["sequence_length"])),
+]
+
+
 def register(app: typer.Typer) -> None:
 
     @app.command()
@@ -326,47 +361,14 @@ def register(app: typer.Typer) -> None:
         gpu_count: Annotated[int, typer.Option(help="GPUs per replica (tensor parallel)")] = 1,
         precision: Annotated[Precision, typer.Option()] = Precision.bf16,
         task: Annotated[Task, typer.Option()] = Task.inference,
-        requests: Annotated[
-            int | None,
-            typer.Option(help=help_default("inference: number of requests", INFERENCE_DEFAULTS["requests"])),
-        ] = None,
-        input_tokens: Annotated[
-            int | None,
-            typer.Option(
-                help=help_default("inference: prompt tokens per request", INFERENCE_DEFAULTS["input_tokens"])
-            ),
-        ] = None,
-        output_tokens: Annotated[
-            int | None,
-            typer.Option(
-                help=help_default(
-                    "inference: generated tokens per request (0 = prefill only)",
-                    INFERENCE_DEFAULTS["output_tokens"],
-                )
-            ),
-        ] = None,
-        batch_size: Annotated[
-            int | None,
-            typer.Option(
-                help=help_default("inference: max concurrent requests", INFERENCE_DEFAULTS["batch_size"])
-            ),
-        ] = None,
-        tokens: Annotated[
-            float | None, number_option(help="training: total tokens (or --steps)", gt=0)
-        ] = None,
-        steps: Annotated[int | None, typer.Option(help="training: optimizer steps (or --tokens)")] = None,
-        global_batch_size: Annotated[
-            int | None,
-            typer.Option(
-                help=help_default("training: sequences per step", TRAINING_DEFAULTS["global_batch_size"])
-            ),
-        ] = None,
-        sequence_length: Annotated[
-            int | None,
-            typer.Option(
-                help=help_default("training: tokens per sequence", TRAINING_DEFAULTS["sequence_length"])
-            ),
-        ] = None,
+        requests: RequestsOpt = None,
+        input_tokens: InputTokensOpt = None,
+        output_tokens: OutputTokensOpt = None,
+        batch_size: BatchSizeOpt = None,
+        tokens: TokensOpt = None,
+        steps: StepsOpt = None,
+        global_batch_size: GlobalBatchSizeOpt = None,
+        sequence_length: SequenceLengthOpt = None,
         frequency_mhz: Annotated[
             float | None,
             number_option(help="what-if SM clock (default: the GPU's boost clock)", gt=0, le=5000),

@@ -17,12 +17,17 @@ from energaizer.cli.common import (
     print_json,
 )
 from energaizer.cli.estimate_cmd import (
-    INFERENCE_DEFAULTS,
-    TRAINING_DEFAULTS,
+    BatchSizeOpt,
+    GlobalBatchSizeOpt,
+    InputTokensOpt,
+    OutputTokensOpt,
     Precision,
+    RequestsOpt,
+    SequenceLengthOpt,
+    StepsOpt,
     Task,
+    TokensOpt,
     build_workload,
-    help_default,
 )
 
 
@@ -34,42 +39,14 @@ def register(app: typer.Typer) -> None:
         gpu_count: Annotated[int, typer.Option(help="GPUs per replica")] = 1,
         precision: Annotated[Precision, typer.Option()] = Precision.bf16,
         task: Annotated[Task, typer.Option()] = Task.inference,
-        requests: Annotated[
-            int | None,
-            typer.Option(help=help_default("inference: number of requests", INFERENCE_DEFAULTS["requests"])),
-        ] = None,
-        input_tokens: Annotated[
-            int | None,
-            typer.Option(help=help_default("inference: prompt tokens", INFERENCE_DEFAULTS["input_tokens"])),
-        ] = None,
-        output_tokens: Annotated[
-            int | None,
-            typer.Option(
-                help=help_default("inference: generated tokens", INFERENCE_DEFAULTS["output_tokens"])
-            ),
-        ] = None,
-        batch_size: Annotated[
-            int | None,
-            typer.Option(
-                help=help_default("inference: concurrent requests", INFERENCE_DEFAULTS["batch_size"])
-            ),
-        ] = None,
-        tokens: Annotated[
-            float | None, number_option(help="training: total tokens (or --steps)", gt=0)
-        ] = None,
-        steps: Annotated[int | None, typer.Option(help="training: optimizer steps (or --tokens)")] = None,
-        global_batch_size: Annotated[
-            int | None,
-            typer.Option(
-                help=help_default("training: sequences per step", TRAINING_DEFAULTS["global_batch_size"])
-            ),
-        ] = None,
-        sequence_length: Annotated[
-            int | None,
-            typer.Option(
-                help=help_default("training: tokens per sequence", TRAINING_DEFAULTS["sequence_length"])
-            ),
-        ] = None,
+        requests: RequestsOpt = None,
+        input_tokens: InputTokensOpt = None,
+        output_tokens: OutputTokensOpt = None,
+        batch_size: BatchSizeOpt = None,
+        tokens: TokensOpt = None,
+        steps: StepsOpt = None,
+        global_batch_size: GlobalBatchSizeOpt = None,
+        sequence_length: SequenceLengthOpt = None,
         points: Annotated[int, typer.Option(help="settings per sweep", min=2, max=200)] = 12,
         max_slowdown: Annotated[
             float,

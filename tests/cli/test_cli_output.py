@@ -69,46 +69,18 @@ def test_pipe_output_is_not_wrapped() -> None:
 
 
 def test_estimate_sorted_by_energy_with_best_and_fastest_marked() -> None:
-    r = run_cli(
-        "estimate",
-        "--model",
-        "llama-3.1-8b",
-        "--gpu",
-        "h100-sxm",
-        "--gpu",
-        "l4",
-        "--gpu",
-        "v100",
-        "--gpu",
-        "t4",
-        "--requests",
-        "20",
-    )
+    args = ["estimate", "--model", "llama-3.1-8b", "--requests", "20"]
+    for gpu in ("h100-sxm", "l4", "v100", "t4"):
+        args += ["--gpu", gpu]
+    r = run_cli(*args)
     assert r.code == 0, r.err
     rows = _table_rows(r.out)
-    gpus = [row[0] for row in rows]
-    assert sorted(gpus) == ["h100-sxm", "l4", "t4", "v100-sxm2-32gb"]
-    feasible = [row for row in rows if row[1] == "yes"]
+    assert sorted(row[0] for row in rows) == ["h100-sxm", "l4", "t4", "v100-sxm2-32gb"]
     assert rows[-1][0] == "t4" and rows[-1][1] == "no"  # infeasible last
-    js = json.loads(
-        run_cli(
-            "estimate",
-            "--model",
-            "llama-3.1-8b",
-            "--gpu",
-            "h100-sxm",
-            "--gpu",
-            "l4",
-            "--gpu",
-            "v100",
-            "--requests",
-            "20",
-            "--json",
-        ).out
-    )
+    js = [e for e in json.loads(run_cli(*args, "--json").out) if e["feasible"]]
     energy = {e["gpu"]: e["energy_joules"] for e in js}
     duration = {e["gpu"]: e["duration_seconds"] for e in js}
-    assert [row[0] for row in feasible] == sorted(energy, key=energy.get)
+    assert [row[0] for row in rows if row[1] == "yes"] == sorted(energy, key=energy.get)
     best = {row[0]: row[-1] for row in rows}
     assert "lowest energy" in best[min(energy, key=energy.get)]
     assert "fastest" in best[min(duration, key=duration.get)]

@@ -6,33 +6,23 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from deploy_support import by_kind, one
+from deploy_support import by_kind, one, rule_triples
 from energaizer_operator.rbac import REQUIRED_RULES
 
 CLUSTER_SCOPED = {"nodes", "namespaces", "customresourcedefinitions"}
 
 
-def _triples(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
-    return {
-        (g, r, v)
-        for rule in rules
-        for g in rule["apiGroups"]
-        for r in rule["resources"]
-        for v in rule["verbs"]
-    }
-
-
 def test_namespaced_mode_grants_namespaced_resources_by_role_only(render) -> None:
     objects = render({"operator": {"namespaces": ["team-a", "team-b"]}}, name="prod", namespace="ops")
-    cluster = _triples(one(objects, "ClusterRole")["rules"])
+    cluster = rule_triples(one(objects, "ClusterRole")["rules"])
     assert {r for _, r, _ in cluster} == CLUSTER_SCOPED
     assert all(v in ("get", "list", "watch") for _, _, v in cluster), "the ClusterRole is read-only"
     roles, bindings = by_kind(objects, "Role"), by_kind(objects, "RoleBinding")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
-    required = _triples(list(REQUIRED_RULES))
+    required = rule_triples(list(REQUIRED_RULES))
     for role in roles:
-        granted = _triples(role["rules"])
+        granted = rule_triples(role["rules"])
         assert {r for _, r, _ in granted} & CLUSTER_SCOPED == set()
         # with the ClusterRole's reads, each namespace gets exactly what the operator needs
         assert granted | cluster == required
@@ -54,7 +44,7 @@ def test_namespaced_mode_grants_namespaced_resources_by_role_only(render) -> Non
 def test_all_namespaces_mode_has_no_roles(render) -> None:
     objects = render()
     assert by_kind(objects, "Role") == [] and by_kind(objects, "RoleBinding") == []
-    assert _triples(one(objects, "ClusterRole")["rules"]) == _triples(list(REQUIRED_RULES))
+    assert rule_triples(one(objects, "ClusterRole")["rules"]) == rule_triples(list(REQUIRED_RULES))
 
 
 @pytest.mark.parametrize(
