@@ -137,8 +137,12 @@ def row_to_workload(raw: dict[str, str], where: str) -> tuple[Workload, str, dic
     return _workload_from_values(vals, where)
 
 
-def _workload_from_values(vals: dict[str, Any], where: str) -> tuple[Workload, str, dict[str, float]]:
-    """Parsed, non-empty cells of one row -> (Workload, GPU name, measured values)."""
+def _workload_from_values(
+    vals: dict[str, Any], where: str, checked: set[tuple[Any, ...]] | None = None
+) -> tuple[Workload, str, dict[str, float]]:
+    """Parsed, non-empty cells of one row -> (Workload, GPU name, measured values).
+
+    ``checked``: the catalog names and layouts already found valid in this file (a cache for long files)."""
     gpu = vals.get("gpu")
     if not gpu:
         raise InvalidInputError("gpu", f"{where}: missing (a catalog GPU id, see `energaizer gpus`)")
@@ -175,6 +179,10 @@ def _workload_from_values(vals: dict[str, Any], where: str) -> tuple[Workload, s
     else:
         if not model:
             raise InvalidInputError("model", f"{where}: missing (a catalog name, or architecture columns)")
+        if checked is None or ("model", model) not in checked:
+            _known("model", str(model), where)
+            if checked is not None:
+                checked.add(("model", model))
         spec["model"] = model
     try:
         workload = Workload.model_validate(spec)
@@ -182,7 +190,22 @@ def _workload_from_values(vals: dict[str, Any], where: str) -> tuple[Workload, s
         err = exc.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
         raise InvalidInputError(loc or "row", f"{where}: {err['msg']}") from None
-    check_layout(workload, where)
+    if checked is None or ("gpu", gpu) not in checked:
+        _known("gpu", str(gpu), where)
+        if checked is not None:
+            checked.add(("gpu", gpu))
+    layout = (
+        "layout",
+        workload.model,
+        workload.task,
+        workload.gpu_count,
+        workload.tensor_parallel,
+        workload.training.global_batch_size if workload.training is not None else None,
+    )
+    if checked is None or workload.architecture is not None or layout not in checked:
+        check_layout(workload, where)
+        if checked is not None and workload.architecture is None:
+            checked.add(layout)
     measured = {k: float(vals[k]) for k in MEASURED_COLUMNS if k in vals}
     for k, v in measured.items():
         if v <= 0:
@@ -203,6 +226,22 @@ def _check_task_columns(vals: dict[str, Any], task: str, where: str) -> None:
             raise InvalidInputError(
                 key, f"{where}: {kind} size in a {task} row (leave it empty, or set task to the other kind)"
             )
+
+
+def _known(kind: str, name: str, where: str) -> None:
+    """An unknown catalog name, reported with the row's line (the estimator would not say which row)."""
+    from energaizer.catalog import get_gpu, get_model
+    from energaizer.errors import UnknownNameError
+
+    try:
+        (get_gpu if kind == "gpu" else get_model)(name)
+    except UnknownNameError as exc:
+        hint = (
+            "see `energaizer gpus`"
+            if kind == "gpu"
+            else "see `energaizer models`, or give architecture columns"
+        )
+        raise InvalidInputError(kind, f"{where}: unknown {kind} {name!r} ({hint})", exc.allowed) from None
 
 
 def _in_catalog(model: Any) -> bool:
@@ -257,6 +296,7 @@ def _read_rows(reader: Any, header: list[str], name: str) -> list[CsvRow]:
     extra_cols = [(i, key) for i, key in enumerate(header) if key not in KNOWN_COLUMNS]
     rows: list[CsvRow] = []
     append = rows.append
+    checked: set[tuple[Any, ...]] = set()
     for row in reader:
         if not row:
             continue
@@ -279,7 +319,7 @@ def _read_rows(reader: Any, header: list[str], name: str) -> list[CsvRow]:
                 vals[key] = value
             elif key in vals:  # a duplicated column: DictReader keeps the last cell, even empty
                 del vals[key]
-        workload, gpu, measured = _workload_from_values(vals, where)
+        workload, gpu, measured = _workload_from_values(vals, where, checked)
         extra = {key: row[i] for i, key in extra_cols} if extra_cols else {}
         append(CsvRow(line, workload, gpu, measured, extra))
     return rows
