@@ -355,7 +355,8 @@ def register(app: typer.Typer) -> None:
         gpu: Annotated[
             list[str] | None,
             typer.Option(
-                help="GPU id (repeatable; 'all' = every catalog GPU; see `energaizer gpus`) \\[default: all]"
+                metavar="ID",
+                help="GPU id (repeatable; 'all' = every catalog GPU; see `energaizer gpus`) \\[default: all]",
             ),
         ] = None,
         gpu_count: Annotated[int, typer.Option(help="GPUs per replica (tensor parallel)")] = 1,

@@ -45,6 +45,8 @@ BAD_FILES: dict[str, str | bytes] = {
     "w_neg.csv": "model,gpu,requests\nllama-3.1-8b,h100-sxm,-3\n",
     "w_huge.csv": "model,gpu,gpu_count\nllama-3.1-8b,h100-sxm,1000\n",
     "w_mix.csv": "model,gpu,task,requests,tokens\nllama-3.1-8b,h100-sxm,training,5,1e9\n",
+    "w_gpu.csv": "model,gpu\nllama-3.1-8b,h900\n",
+    "w_model.csv": "model,gpu\nno-such-model,h100-sxm\n",
     "w_ragged.csv": "model,gpu\nllama-3.1-8b,h100-sxm,extra\n",
     "w_header_only.csv": "model,gpu\n",
     "w_nul.csv": "model,gpu\nllama\x00,h100-sxm\n",
