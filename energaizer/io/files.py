@@ -91,3 +91,21 @@ def open_text(path: str | os.PathLike[str], field: str, *, max_bytes: int = MAX_
 
 def not_utf8(name: str | Path, field: str) -> InvalidInputError:
     return InvalidInputError(field, f"{name} is not UTF-8 text")
+
+
+MAX_LINE_CHARS = 1024 * 1024
+
+
+def bounded_lines(handle: IO[str], name: str | Path, field: str, max_chars: int = MAX_LINE_CHARS):  # type: ignore[no-untyped-def]
+    """The lines of a text table, each at most ``max_chars`` long: a stream without newlines (``/dev/zero``,
+    a binary blob) is an input error instead of a read that fills the memory."""
+    readline = handle.readline
+    while True:
+        line = readline(max_chars)
+        if not line:
+            return
+        if len(line) >= max_chars and not line.endswith(("\n", "\r")):
+            raise InvalidInputError(
+                field, f"{name}: a line longer than {max_chars:,} characters (not a CSV table?)"
+            )
+        yield line

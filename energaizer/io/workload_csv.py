@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from energaizer.errors import InvalidInputError
-from energaizer.io.files import open_text
+from energaizer.io.files import bounded_lines, open_text
 from energaizer.io.layout import check_layout
 from energaizer.workload import Workload
 
@@ -263,7 +263,7 @@ def read_workload_csv(source: str | Path | io.TextIOBase) -> list[CsvRow]:
     handle = source if isinstance(source, io.TextIOBase) else open_text(source, "csv")
     with handle:
         try:
-            reader = csv.reader(handle)
+            reader = csv.reader(bounded_lines(handle, name, "csv"))
             header = next(reader, None)
             if not header:
                 raise InvalidInputError("csv", f"{name} is empty (expected a header row)")

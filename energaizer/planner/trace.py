@@ -297,13 +297,13 @@ def read_trace(
     path: str | Path, *, seed: int = 0, reference_gpu: str = DEFAULT_REFERENCE_GPU, limit: int | None = None
 ) -> Trace:
     """Read a trace CSV (see the module docstring); ``limit`` keeps the first N rows."""
-    from energaizer.io.files import not_utf8, open_text
+    from energaizer.io.files import bounded_lines, not_utf8, open_text
 
     name = str(path)
     handle = open_text(path, "trace")
     with handle:
         try:
-            reader = csv.DictReader(handle)
+            reader = csv.DictReader(bounded_lines(handle, name, "trace"))
             header = reader.fieldnames or []
             if "submit_time_s" not in header:
                 raise InvalidInputError(

@@ -142,6 +142,9 @@ CASES: list[tuple[list[str], str]] = [
     (["estimate", "--from-csv", "w_neg.csv"], "requests"),
     (["estimate", "--from-csv", "w_huge.csv"], "gpu_count"),
     (["estimate", "--from-csv", "w_mix.csv"], "training"),
+    (["estimate", "--from-csv", "/dev/zero"], "csv"),  # no newline, ever: never read into memory
+    (["estimate", "--model-file", "/dev/zero", "--gpu", "l4"], "--model-file"),
+    (["plan", "--pools", "pools.yaml", "--trace", "/dev/zero"], "trace"),
     (["estimate", "--from-csv", "w_gpu.csv"], "w_gpu.csv line 2: unknown gpu"),
     (["estimate", "--from-csv", "w_model.csv"], "w_model.csv line 2: unknown model"),
     (["plan", "--pools", "binary.bin", "--trace", "trace_nan.csv"], "pools"),
