@@ -60,12 +60,15 @@ def test_ids_are_never_cut(args: list[str], ids: list[str], columns: str) -> Non
 
 
 def test_pipe_output_is_not_wrapped() -> None:
-    """No COLUMNS and no terminal (a pipe, a CI log): each table row on one line, ids whole."""
-    r = run_cli("gpus", "--wide", env={"COLUMNS": ""})
-    r2 = run_cli("gpus", "--wide")
-    assert r2.code == 0
-    rows = _table_rows(r.out if r.code == 0 and r.out else r2.out)
-    assert len(rows) >= 19 and all(len(row) == 11 for row in rows)
+    """No COLUMNS and no terminal (a pipe, a CI log): each table row on one line, however wide."""
+    r = run_cli("gpus", "--wide", env={"COLUMNS": None})
+    assert r.code == 0, r.err
+    rows = _table_rows(r.out)
+    assert len(rows) >= 19 and all(row[0] for row in rows), "a row continued on a second line"
+    assert all(len(row) == 11 for row in rows)
+    assert max(len(line) for line in r.out.splitlines()) > 120  # wider than any default terminal
+    folded = _table_rows(run_cli("gpus", "--wide", env={"COLUMNS": "80"}).out)
+    assert not all(row[0] for row in folded)  # the same table on an 80-column terminal folds
 
 
 def test_estimate_sorted_by_energy_with_best_and_fastest_marked() -> None:
