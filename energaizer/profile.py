@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from energaizer.errors import InvalidInputError
 
@@ -200,18 +200,27 @@ def load_profile(profile: CalibrationProfile | str | Path | None) -> Calibration
     if isinstance(profile, CalibrationProfile):
         return profile
     path = Path(profile) if profile is not None else DEFAULT_PROFILE_PATH
+    from energaizer.files import read_text
+
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InvalidInputError("profile", f"file not found: {path}") from None
+        data = json.loads(read_text(path, "profile", max_bytes=16 * 1024 * 1024))
     except json.JSONDecodeError as exc:
         raise InvalidInputError(
             "profile", f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})"
         ) from None
-    retired = sorted(k for k in data if k in RETIRED_PARAMETERS) if isinstance(data, dict) else []
+    except RecursionError:
+        raise InvalidInputError("profile", f"{path} is nested too deeply to be a profile") from None
+    if not isinstance(data, dict):
+        raise InvalidInputError("profile", f"{path} must hold one JSON object (see `energaizer calibrate`)")
+    retired = sorted(k for k in data if k in RETIRED_PARAMETERS)
     if retired:
         raise InvalidInputError(retired[0], f"{path}: {RETIRED_PARAMETERS[retired[0]]}")
-    return CalibrationProfile.model_validate(data)
+    try:
+        return CalibrationProfile.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err.get("loc", ())) or "profile"
+        raise InvalidInputError(loc, f"{path}: {err['msg']}") from None
 
 
 def save_profile(profile: CalibrationProfile, path: str | Path) -> None:

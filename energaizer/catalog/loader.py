@@ -139,11 +139,10 @@ def parse_catalog(data: Any, path: str) -> CatalogFile:
 
 def read_catalog_file(path: str | os.PathLike[str]) -> CatalogFile:
     """Read and validate one YAML/JSON catalog file; raise InvalidInputError naming file and field."""
+    from energaizer.files import read_text
+
     name = os.fspath(path)
-    try:
-        text = Path(name).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInputError(name, f"cannot read catalog file: {exc.strerror or exc}") from None
+    text = read_text(name, "catalog", max_bytes=64 * 1024 * 1024)
     return parse_catalog(_parse_text(text, name), name)
 
 

@@ -26,6 +26,7 @@ app = typer.Typer(
     name="energaizer",
     help="Estimate GPU energy of AI workloads before they run, and place them where they cost least.",
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     add_completion=False,
     pretty_exceptions_enable=False,
 )
@@ -40,6 +41,33 @@ def _register_all() -> None:
                 raise
             continue
         module.register(app)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"energaizer {package_version()}")
+        raise typer.Exit(0)
+
+
+def package_version() -> str:
+    """The installed distribution's version (the source tree's ``__version__`` when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("energaizer")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without pip install
+        from energaizer import __version__
+
+        return __version__
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", "-V", help="print the version and exit", is_eager=True, callback=_version_callback
+    ),
+) -> None:
+    """Estimate GPU energy of AI workloads before they run, and place them where they cost least."""
 
 
 _register_all()
@@ -63,8 +91,12 @@ def describe_exception(exc: BaseException) -> str | None:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__") or exc.title
         return f"{loc}: {err.get('msg', 'invalid value')}"
-    if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)):
-        return f"{getattr(exc, 'filename', '') or 'file'}: {exc.strerror or exc}"
+    if isinstance(exc, OSError) and getattr(exc, "filename", None):  # an output file or folder
+        return f"{exc.filename}: {exc.strerror or exc}"
+    if isinstance(exc, UnicodeDecodeError):  # a reader that did not name its field (a bug to fix there)
+        return "input: a file is not UTF-8 text"
+    if isinstance(exc, MemoryError):
+        return "input: too large to hold in memory"
     return None
 
 
@@ -89,32 +121,105 @@ def _click_classes() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ..
     return pick("Exit"), pick("Abort"), pick("ClickException")
 
 
-def _usage_text(exc: Exception) -> str:
-    text = exc.format_message().replace("\n", " ").strip()
-    param = getattr(exc, "param", None)
+def _param_label(param: object) -> str | None:
+    """``--demo-load`` for an option, ``MEASUREMENTS`` for an argument: what the user typed."""
+    opts = [o for o in getattr(param, "opts", ()) or () if isinstance(o, str)]
+    longs = [o for o in opts if o.startswith("--")]
+    if longs:
+        return longs[0]
+    if opts and opts[0].startswith("-"):
+        return opts[0]
     name = getattr(param, "name", None)
-    if name and not text.startswith(name):
-        text = f"{name}: {text.removeprefix('Value error, ')}"
-    return text
+    return (
+        name.upper()
+        if isinstance(name, str) and getattr(param, "param_type_name", "") == "argument"
+        else name
+    )
+
+
+def _usage_text(exc: Exception) -> str:
+    """One line ``<field>: <message>`` for a click/typer usage error."""
+    import re
+
+    text = " ".join(exc.format_message().split())
+    field = _param_label(getattr(exc, "param", None)) or getattr(exc, "option_name", None)
+    # "Invalid value for '--x': ..." / "Invalid value for 'FILE': ...": the field says which
+    text = re.sub(r"^Invalid value for '[^']*'(?: / '[^']*')*: ", "", text)
+    text = text.removeprefix("Value error, ")
+    m = re.match(r"^No such (option|command):? '?([^\s']+)'?\.?", text)
+    if m:
+        field, text = field or m.group(2), f"no such {m.group(1)}" + text[m.end() :]
+    field = field or "usage"
+    if re.match(r"^Option '[^']*' requires (an argument|\d+ arguments)", text):
+        text = "needs a value"
+    elif m := re.match(r"^Input should be (greater|less) than( or equal to)? (\S+)", text):
+        op = (">" if m.group(1) == "greater" else "<") + ("=" if m.group(2) else "")
+        text = f"must be {op} {m.group(3)}" + text[m.end() :]
+    elif "valid integer" in text:
+        text = "not a whole number"
+    elif "valid number" in text:
+        text = "not a number"
+    if text.startswith(("Missing option", "Missing argument")):
+        text = "missing (required)"
+    return f"{field}: {text}" if not text.startswith(f"{field}:") else text
 
 
 def main(argv: list[str] | None = None) -> None:
     exit_cls, abort_cls, click_cls = _click_classes()
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args:  # bare `energaizer`: the help, as kubectl and helm do; not an error
+        args = ["--help"]
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=args, prog_name="energaizer", standalone_mode=False)
     except exit_cls as exc:
         raise SystemExit(exc.exit_code) from None
     except abort_cls:
         fail("aborted", 1)
     except click_cls as exc:
-        fail(_usage_text(exc), exc.exit_code)
-    except (KeyboardInterrupt, BrokenPipeError):
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a group without a sub-command: its help
+            typer.echo(exc.format_message())
+            raise SystemExit(0) from None
+        fail(_usage_text(exc), 2 if exc.exit_code == 1 else exc.exit_code)
+    except KeyboardInterrupt:
         raise SystemExit(130) from None
+    except BrokenPipeError:  # `energaizer gpus | head`: the reader left; stay quiet
+        _silence_stdout()
+        raise SystemExit(141) from None
     except Exception as exc:
         text = describe_exception(exc)
-        if text is None:
-            raise
-        fail(text)
+        if text is not None:
+            fail(text)
+        _internal_error(exc)
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # pragma: no cover - no stdout file descriptor
+        pass
+
+
+def _internal_error(exc: BaseException) -> None:
+    """A bug, not the user's input: one line (the traceback with ENERGAIZER_DEBUG=1), exit 1."""
+    import os
+
+    if os.environ.get("ENERGAIZER_DEBUG", "").strip() not in ("", "0"):
+        raise exc
+    where = ""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is not None:
+        where = f" at {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
+    message = " ".join(str(exc).split())[:300]
+    fail(
+        f"internal: {type(exc).__name__}{where}: {message} "
+        "(a bug; ENERGAIZER_DEBUG=1 shows the traceback, please report it)",
+        1,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,16 +7,42 @@ from typing import Annotated
 
 import typer
 
-from energaizer.cli.common import CatalogOpt, JsonOpt, ProfileOpt, load_catalogs, print_json
+from energaizer.cli.common import (
+    CatalogOpt,
+    JsonOpt,
+    ProfileOpt,
+    id_column,
+    load_catalogs,
+    output_console,
+    print_json,
+)
 
 
-def _read_all(paths: list[Path]):
+def _read_all(paths: list[Path]):  # type: ignore[no-untyped-def]
+    """The rows of every measurement CSV; each row must carry a measured energy (contract section 3)."""
+    from energaizer.errors import InvalidInputError
     from energaizer.io.workload_csv import read_workload_csv
 
     rows = []
     for p in paths:
-        rows.extend(read_workload_csv(p))
+        got = read_workload_csv(p)
+        for r in got:
+            if "measured_energy_joules" not in r.measured:
+                raise InvalidInputError(
+                    "measured_energy_joules",
+                    f"{p} line {r.line}: missing; a measurement CSV has the measured energy of every row "
+                    "(and optionally measured_duration_seconds, measured_average_power_watts)",
+                )
+        rows.extend(got)
     return rows
+
+
+def _fitted_description(paths: list[Path], rows, start: str) -> str:  # type: ignore[no-untyped-def]
+    files = ", ".join(p.name for p in paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+    return (
+        f"Fitted by `energaizer calibrate` on {len(rows)} measured rows from {files}, "
+        f"starting from profile {start!r}; rows per source in fitted_on."
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -28,24 +54,40 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="comma list of parameters to fit (default: all)")
         ] = None,
         profile: ProfileOpt = None,
-        max_evaluations: Annotated[int, typer.Option(help="solver budget")] = 300,
+        max_evaluations: Annotated[
+            int, typer.Option(help="solver budget (model evaluations)", min=1, max=100_000)
+        ] = 300,
         json_out: JsonOpt = False,
         catalog: CatalogOpt = None,
     ) -> None:
         """Fit the correction terms (launch, wave, host gaps, efficiencies, module power) to measurements."""
         from energaizer.calibration.fit import ProfileFitter
         from energaizer.calibration.validate import validate
+        from energaizer.errors import InvalidInputError
         from energaizer.profile import FITTED_PARAMETERS, load_profile, save_profile
 
         load_catalogs(catalog)
+        names = (
+            [p.strip() for p in parameters.split(",") if p.strip()] if parameters else list(FITTED_PARAMETERS)
+        )
+        unknown = [n for n in names if n not in FITTED_PARAMETERS]
+        if unknown or not names:
+            raise InvalidInputError(
+                "--parameters", f"unknown parameter {unknown[0]!r}" if unknown else "empty", FITTED_PARAMETERS
+            )
+        if output.is_dir():
+            raise InvalidInputError("--output", f"{output} is a directory; give the profile file to write")
+        if not output.parent.is_dir():
+            raise InvalidInputError("--output", f"folder {output.parent} does not exist")
+        start = load_profile(profile)
         rows = _read_all(measurements)
-        names = [p.strip() for p in parameters.split(",")] if parameters else list(FITTED_PARAMETERS)
-        fitter = ProfileFitter(parameters=names, start=load_profile(profile), max_evaluations=max_evaluations)
+        fitter = ProfileFitter(parameters=names, start=start, max_evaluations=max_evaluations)
         fitter.fit(rows)
         report = validate(rows, fitter.predict(rows))
         fitted = fitter.profile_.model_copy(
             update={
                 "name": output.stem,
+                "description": _fitted_description(measurements, rows, start.name),
                 "fit_metrics": {
                     "energy_mape_pct": report.overall.energy_mape,
                     "time_mape_pct": report.overall.time_mape,
@@ -65,13 +107,13 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def validate(
         measurements: Annotated[list[Path], typer.Argument(help="measurement CSV(s), contract section 3")],
-        worst: Annotated[int, typer.Option(help="how many worst rows to list")] = 10,
+        worst: Annotated[int, typer.Option(help="how many worst rows to list", min=0, max=100_000)] = 10,
         json_out: JsonOpt = False,
         profile: ProfileOpt = None,
         catalog: CatalogOpt = None,
     ) -> None:
         """Predicted vs measured: MAPE of energy/time/power by source and GPU, worst cases, GPU-ranking agreement."""
-        from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         from energaizer.calibration.validate import validate as run_validate
@@ -84,15 +126,16 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json(report.to_dict())
             return
-        console = Console()
+        console = output_console()
         table = Table(title=f"predicted vs measured ({len(rows)} rows): MAPE %")
-        for col in ("group", "rows", "energy", "time", "power"):
-            table.add_column(col, justify="right" if col != "group" else "left")
         groups = (
             [("all", report.overall)]
             + [(f"source {k}", v) for k, v in report.by_source.items()]
             + [(f"gpu {k}", v) for k, v in report.by_gpu.items()]
         )
+        id_column(table, "group", [name for name, _ in groups])
+        for col in ("rows", "energy", "time", "power"):
+            table.add_column(col, justify="right", overflow="fold")
         for name, s in groups:
             table.add_row(
                 name, str(s.rows), f"{s.energy_mape:.1f}", f"{s.time_mape:.1f}", f"{s.power_mape:.1f}"
@@ -103,14 +146,17 @@ def register(app: typer.Typer) -> None:
             f"{report.ranking_concordance:.2f}, best-GPU agreement {report.best_gpu_agreement:.2f}"
         )
         wt = Table(title="worst energy errors")
-        for col in ("line", "source", "model", "gpu", "energy %", "time %", "power %"):
-            wt.add_column(col)
+        id_column(wt, "line", [str(w["line"]) for w in report.worst], justify="right")
+        id_column(wt, "model", [w["model"] for w in report.worst])
+        id_column(wt, "gpu", [w["gpu"] for w in report.worst])
+        for col in ("source", "energy %", "time %", "power %"):
+            wt.add_column(col, overflow="fold", justify="left" if col == "source" else "right")
         for w in report.worst:
             wt.add_row(
                 str(w["line"]),
-                w["source"],
-                w["model"],
+                escape(w["model"]),
                 w["gpu"],
+                escape(w["source"]),
                 f"{w['energy_error_pct']:.1f}",
                 f"{w['time_error_pct']:.1f}",
                 f"{w['power_error_pct']:.1f}",

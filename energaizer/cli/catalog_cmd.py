@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import typer
 
-from energaizer.cli.common import CatalogOpt, JsonOpt, load_catalogs, print_json
+from energaizer.cli.common import (
+    CatalogOpt,
+    JsonOpt,
+    WideOpt,
+    id_column,
+    load_catalogs,
+    print_json,
+    print_tables,
+)
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def gpus(json_out: JsonOpt = False, catalog: CatalogOpt = None) -> None:
-        """List the GPU catalog (datasheet figures; sources in --json)."""
+    def gpus(json_out: JsonOpt = False, wide: WideOpt = False, catalog: CatalogOpt = None) -> None:
+        """List the GPU catalog (datasheet figures; --wide for more columns, sources in --json)."""
         from energaizer.catalog import list_gpus
 
         load_catalogs(catalog)
@@ -18,44 +26,39 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json([g.model_dump(mode="json") for g in items])
             return
-        from rich.console import Console  # the table only: --json does without rich
-        from rich.table import Table
+        from rich.table import Table  # the table only: --json does without rich
 
         table = Table(title=f"{len(items)} GPU types")
-        for col in (
-            "id",
-            "name",
-            "SMs",
-            "max MHz",
-            "memory GB",
-            "BW GB/s",
-            "bf16 TF",
-            "fp8 TF",
-            "TDP W",
-            "idle W",
-            "aliases",
-        ):
-            table.add_column(col)
+        id_column(table, "id", [g.id for g in items])
+        cols = ["memory GB", "BW GB/s", "bf16 TF", "fp8 TF", "TDP W"]
+        if wide:
+            cols += ["idle W", "SMs", "max MHz", "name", "aliases"]
+        for col in cols:
+            table.add_column(col, overflow="fold", justify="left" if col in ("name", "aliases") else "right")
         for g in items:
             pk = g.peak_tflops
-            table.add_row(
+            cells = [
                 g.id,
-                g.name,
-                str(g.sm_count),
-                f"{g.max_clock_mhz:.0f}",
                 f"{g.memory_gb:g}",
                 f"{g.memory_bw_gbs:g}",
                 f"{pk.get('bf16', pk.get('fp16', 0)):g}",
                 f"{pk['fp8']:g}" if "fp8" in pk else "-",
                 f"{g.tdp_w:g}",
-                f"{g.idle_power_w:g}",
-                ", ".join(g.aliases[:4]),
-            )
-        Console().print(table)
+            ]
+            if wide:
+                cells += [
+                    f"{g.idle_power_w:g}",
+                    str(g.sm_count),
+                    f"{g.max_clock_mhz:.0f}",
+                    g.name,
+                    ", ".join(g.aliases[:4]),
+                ]
+            table.add_row(*cells)
+        print_tables(table)
 
     @app.command()
-    def models(json_out: JsonOpt = False, catalog: CatalogOpt = None) -> None:
-        """List the model catalog (architectures)."""
+    def models(json_out: JsonOpt = False, wide: WideOpt = False, catalog: CatalogOpt = None) -> None:
+        """List the model catalog (architectures; --wide for more columns)."""
         from energaizer.catalog import list_models
 
         load_catalogs(catalog)
@@ -63,23 +66,29 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json([m.model_dump(mode="json") for m in items])
             return
-        from rich.console import Console  # the table only: --json does without rich
-        from rich.table import Table
+        from rich.table import Table  # the table only: --json does without rich
 
         table = Table(title=f"{len(items)} models")
-        for col in ("id", "hf id", "type", "params B", "layers", "hidden", "heads/kv", "ffn", "MoE"):
-            table.add_column(col)
+        id_column(table, "id", [m.id for m in items])
+        cols = ["type", "params B", "layers", "hidden", "MoE"]
+        if wide:
+            cols += ["heads/kv", "ffn", "hf id"]
+        for col in cols:
+            table.add_column(col, overflow="fold", justify="left" if col in ("type", "hf id") else "right")
         for m in items:
-            moe = f"{m.moe_active_experts}/{m.moe_experts}" if m.is_moe else "-"
-            table.add_row(
+            cells = [
                 m.id,
-                m.hf_id or "-",
                 m.arch_type,
                 f"{m.params_b:g}" if m.params_b else "-",
                 str(m.layers or "-"),
                 str(m.hidden or "-"),
-                f"{m.heads}/{m.kv_heads_}" if m.heads else "-",
-                str(m.ffn or m.moe_expert_ffn or "-"),
-                moe,
-            )
-        Console().print(table)
+                f"{m.moe_active_experts}/{m.moe_experts}" if m.is_moe else "-",
+            ]
+            if wide:
+                cells += [
+                    f"{m.heads}/{m.kv_heads_}" if m.heads else "-",
+                    str(m.ffn or m.moe_expert_ffn or "-"),
+                    m.hf_id or "-",
+                ]
+            table.add_row(*cells)
+        print_tables(table)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from json.encoder import encode_basestring_ascii as _encode_str
 from pathlib import Path
@@ -18,6 +19,7 @@ CatalogOpt = Annotated[
     list[Path] | None, typer.Option("--catalog", help="extra catalog YAML with gpus:/models: (repeatable)")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
+WideOpt = Annotated[bool, typer.Option("--wide", "-w", help="more columns in the table (as kubectl -o wide)")]
 
 
 def load_catalogs(paths: list[Path] | None) -> None:
@@ -178,3 +180,125 @@ def operator_module(name: str, command: str) -> Any:
         raise InvalidInputError(
             command, f"needs the operator extra ({exc.name} is missing): pip install 'energaizer[operator]'"
         ) from None
+
+
+# --- numeric flags --------------------------------------------------------------------------------
+
+
+def number_range(
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    allow_inf: bool = False,
+):  # type: ignore[no-untyped-def]
+    """A typer ``callback`` that rejects NaN ("not a number"), infinities and values out of range.
+
+    Typer's own ``min``/``max`` compare NaN as out of range ("must be <= 10") and accept ``inf``;
+    this names the actual problem. The bounds also go into the option's help text via
+    :func:`range_help`.
+    """
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return value
+        if isinstance(value, list | tuple):
+            return [check(v) for v in value]
+        x = float(value)
+        if math.isnan(x):
+            raise typer.BadParameter("not a number (nan)")
+        if math.isinf(x) and not (allow_inf and x > 0):
+            raise typer.BadParameter(f"must be a finite number (got {value})")
+        for bound, ok, word in (
+            (ge, lambda b: x >= b, ">="),
+            (gt, lambda b: x > b, ">"),
+            (le, lambda b: x <= b, "<="),
+            (lt, lambda b: x < b, "<"),
+        ):
+            if bound is not None and not ok(bound):
+                raise typer.BadParameter(f"must be {word} {bound:g} (got {value:g})")
+        return value
+
+    return check
+
+
+def range_help(text: str, *, ge=None, gt=None, le=None, lt=None) -> str:  # type: ignore[no-untyped-def]
+    """``text`` with the allowed range appended, e.g. ``"... [0 <= x <= 10]"``."""
+    low = f"{ge:g} <= " if ge is not None else f"{gt:g} < " if gt is not None else ""
+    high = f" <= {le:g}" if le is not None else f" < {lt:g}" if lt is not None else ""
+    return f"{text} \\[{low}x{high}]" if low or high else text
+
+
+def number_option(*decls: str, help: str = "", ge=None, gt=None, le=None, lt=None, allow_inf=False, **kw):  # type: ignore[no-untyped-def]
+    """``typer.Option`` for a number in a range (see :func:`number_range`); finite unless ``allow_inf``
+    (then ``inf`` means "no limit")."""
+    bounds = {"ge": ge, "gt": gt, "le": le, "lt": lt}
+    check = number_range(**bounds, allow_inf=allow_inf)
+    return typer.Option(*decls, help=range_help(help, **bounds), callback=check, **kw)
+
+
+_PYDANTIC_BOUNDS = {
+    "greater_than_equal": (">=", "ge"),
+    "greater_than": (">", "gt"),
+    "less_than_equal": ("<=", "le"),
+    "less_than": ("<", "lt"),
+}
+
+
+def pydantic_message(err: dict[str, Any]) -> str:
+    """One pydantic error as a short phrase: ``must be >= 1 (got -5)``, ``not a number (got nan)``."""
+    value = err.get("input")
+    if isinstance(value, float) and math.isnan(value):
+        return "is not a number (got nan)"
+    if isinstance(value, float) and math.isinf(value):
+        return f"must be a finite number (got {value})"
+    bound = _PYDANTIC_BOUNDS.get(err.get("type", ""))
+    ctx = err.get("ctx") or {}
+    if bound is not None and bound[1] in ctx:
+        return (
+            f"must be {bound[0]} {ctx[bound[1]]:,} (got {value:,})"
+            if isinstance(value, int | float)
+            else f"must be {bound[0]} {ctx[bound[1]]}"
+        )
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
+    return f"{msg[0].lower()}{msg[1:]}{shown}" if msg else f"is invalid{shown}"
+
+
+# --- tables ---------------------------------------------------------------------------------------
+
+
+def id_column(table: Any, header: str, values: list[str], **kw: Any) -> None:
+    """Add a column of ids that is never cut or folded: the other columns fold instead."""
+    width = max([len(header), *(len(v) for v in values)])
+    table.add_column(header, no_wrap=True, min_width=width, overflow="fold", **kw)
+
+
+def keep_ids(table: Any) -> Any:
+    """An already-built table with its first column (the ids) never cut or folded, and every other
+    column folded rather than cut with an ellipsis: ``id_column`` after the fact."""
+    for i, col in enumerate(table.columns):
+        if i == 0:
+            cells = [str(c) for c in col.cells]
+            col.no_wrap = True
+            col.min_width = max([len(str(col.header)), *(len(c) for c in cells)])
+        col.overflow = "fold"
+    return table
+
+
+def output_console() -> Any:
+    """The stdout console. On a terminal (or with COLUMNS set) tables fit its width, ids kept whole and
+    other columns folded; in a pipe or a CI log, where no width is known, nothing is wrapped or cut."""
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=10_000)
+    return console
+
+
+def print_tables(*renderables: Any) -> None:
+    console = output_console()
+    for r in renderables:
+        console.print(r)

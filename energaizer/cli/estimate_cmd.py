@@ -12,9 +12,11 @@ from energaizer.cli.common import (
     CatalogOpt,
     JsonOpt,
     ProfileOpt,
+    WideOpt,
     fmt_energy,
     fmt_seconds,
     load_catalogs,
+    number_option,
     print_json,
 )
 
@@ -71,10 +73,22 @@ def build_workload(
     execution=Execution.auto,
     recompute=False,
 ):
-    """CLI flags -> Workload (validated by pydantic; errors name the flag's field)."""
+    """CLI flags -> Workload (validated by pydantic; errors name the flag)."""
+    from pydantic import ValidationError
+
     from energaizer.errors import InvalidInputError
     from energaizer.workload import Workload
 
+    sizes = {
+        "tokens": tokens,
+        "steps": steps,
+        "global_batch_size": global_batch_size,
+        "sequence_length": sequence_length,
+        "requests": requests,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "batch_size": batch_size,
+    }
     if (model is None) == (model_file is None):
         raise InvalidInputError("model", "give exactly one of --model NAME or --model-file FILE")
     spec: dict = {
@@ -98,8 +112,12 @@ def build_workload(
         if val is not None:
             spec[key] = val
     if task is Task.inference:
-        if any(v is not None for v in (tokens, steps, global_batch_size, sequence_length)):
-            raise InvalidInputError("task", "training sizes (--tokens/--steps/...) need --task training")
+        given = [f for f, v in _TRAINING_FLAGS.items() if sizes[v] is not None]
+        if given or recompute:
+            flag = given[0] if given else "--recompute"
+            raise InvalidInputError(
+                flag, "is a training size: add --task training (or drop it for inference)"
+            )
         spec["inference"] = {
             k: v
             for k, v in (
@@ -111,6 +129,9 @@ def build_workload(
             if v is not None
         }
     else:
+        given = [f for f, v in _INFERENCE_FLAGS.items() if sizes[v] is not None]
+        if given:
+            raise InvalidInputError(given[0], "is an inference size: drop it for --task training")
         if tokens is None and steps is None:
             raise InvalidInputError("tokens", "training needs --tokens N or --steps N")
         spec["training"] = {
@@ -125,7 +146,55 @@ def build_workload(
         }
         if recompute:
             spec["training"]["activation_recomputation"] = True
-    return Workload.model_validate(spec)
+    try:
+        workload = Workload.model_validate(spec)
+    except ValidationError as exc:
+        raise _flag_error(exc, model_file) from None
+    from energaizer.io.layout import architecture_of, check_layout
+
+    check_layout(workload, flags=True)
+    arch = architecture_of(workload)
+    if arch is not None and arch.arch_type != "decoder" and output_tokens:
+        raise InvalidInputError(
+            "--output-tokens",
+            f"{workload.model_name} is an {arch.arch_type} model: it generates no tokens "
+            "(leave --output-tokens out, or give 0)",
+        )
+    return workload
+
+
+# flag -> build_workload argument
+_TRAINING_FLAGS = {
+    "--tokens": "tokens",
+    "--steps": "steps",
+    "--global-batch-size": "global_batch_size",
+    "--sequence-length": "sequence_length",
+}
+_INFERENCE_FLAGS = {
+    "--requests": "requests",
+    "--input-tokens": "input_tokens",
+    "--output-tokens": "output_tokens",
+    "--batch-size": "batch_size",
+}
+# What the estimate assumes for a size the user did not give (energaizer.workload's defaults; a test
+# keeps the two equal). Shown in --help and echoed under the table.
+INFERENCE_DEFAULTS = {"requests": 1, "input_tokens": 512, "output_tokens": 256, "batch_size": 1}
+TRAINING_DEFAULTS = {"global_batch_size": 256, "sequence_length": 2048}
+
+
+def _flag_error(exc, model_file):  # type: ignore[no-untyped-def]
+    """A Workload ValidationError -> InvalidInputError naming the flag the user typed (and the field)."""
+    from energaizer.cli.common import pydantic_message
+    from energaizer.errors import InvalidInputError
+
+    err = exc.errors()[0]
+    loc = [str(x) for x in err.get("loc", ())]
+    if loc and loc[0] == "architecture":
+        where = ".".join(loc[1:]) or "architecture"
+        return InvalidInputError("--model-file", f"{model_file}: {where} {pydantic_message(err)}")
+    if not loc:
+        return InvalidInputError("workload", pydantic_message(err))
+    return InvalidInputError("--" + loc[-1].replace("_", "-"), f"{loc[-1]} {pydantic_message(err)}")
 
 
 def read_model_file(path: Path) -> dict:
@@ -134,46 +203,57 @@ def read_model_file(path: Path) -> dict:
     import yaml
 
     from energaizer.errors import InvalidInputError
+    from energaizer.files import read_text
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInputError("model_file", f"cannot read {path}: {exc.strerror}") from None
+    text = read_text(path, "--model-file", max_bytes=1024 * 1024)
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise InvalidInputError(
-            "model_file", f"{path} is not valid YAML/JSON ({str(exc).splitlines()[0]})"
-        ) from None
+    except (ValueError, yaml.YAMLError, RecursionError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise InvalidInputError("--model-file", f"{path} is not valid YAML/JSON ({first})") from None
     if not isinstance(data, dict):
-        raise InvalidInputError("model_file", f"{path} must hold one architecture mapping")
+        raise InvalidInputError(
+            "--model-file", f"{path} must hold one architecture mapping (layers, hidden, heads, ...)"
+        )
     data.setdefault("id", path.stem.lower())
     return data
 
 
-def render_table(estimates, title: str) -> None:
-    from rich.console import Console
+def render_table(estimates, title: str, *, rows=None, notes=(), wide: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """The human table. One workload on several GPUs: sorted by energy, the lowest-energy and the fastest
+    feasible GPU marked. ``rows`` (CSV rows, same order as ``estimates``): row number and model columns,
+    file order kept. ``wide``: also the clock and the energy breakdown by component."""
+    from rich.markup import escape
     from rich.table import Table
 
+    from energaizer.cli.common import id_column, print_tables
+
+    order = list(range(len(estimates)))
+    best = fastest = None
+    if rows is None and len(estimates) > 1:
+        order.sort(key=lambda i: (not estimates[i].feasible, estimates[i].energy_joules))
+        feasible = [i for i in order if estimates[i].feasible]
+        if feasible:
+            best = feasible[0]
+            fastest = min(feasible, key=lambda i: estimates[i].duration_seconds)
     table = Table(title=title)
-    for col in (
-        "GPU",
-        "feasible",
-        "energy",
-        "time",
-        "avg power",
-        "J/output token",
-        "clock MHz",
-        "static",
-        "compute",
-        "memory",
-        "comm",
-        "overhead",
-    ):
-        table.add_column(col, justify="left" if col == "GPU" else "right")
-    for e in estimates:
+    if rows is not None:
+        id_column(table, "line", [str(r.line) for r in rows], justify="right")
+        id_column(table, "model", [r.workload.model_name for r in rows])
+    id_column(table, "GPU", [e.gpu for e in estimates])
+    columns = ["feasible", "energy", "time", "avg power", "J/output token"]
+    if wide:
+        columns += ["clock MHz", "static", "compute", "memory", "comm", "overhead"]
+    if best is not None:
+        columns.append("best")
+    for col in columns:
+        table.add_column(col, justify="left" if col == "best" else "right", overflow="fold")
+    for i in order:
+        e = estimates[i]
         b = e.breakdown
-        table.add_row(
+        marks = [m for m, hit in (("lowest energy", i == best), ("fastest", i == fastest)) if hit]
+        cells = [str(rows[i].line), rows[i].workload.model_name] if rows is not None else []
+        cells += [
             e.gpu,
             "yes" if e.feasible else "no",
             fmt_energy(e.energy_joules),
@@ -182,39 +262,128 @@ def render_table(estimates, title: str) -> None:
             f"{e.energy_per_output_token_joules:.3f}"
             if e.energy_per_output_token_joules is not None
             else "-",
-            f"{e.frequency_mhz:,.0f}",
-            *(fmt_energy(b.get(k)) for k in ("static", "compute", "memory", "communication", "overhead")),
-        )
-    console = Console()
-    console.print(table)
-    for e in estimates:
+        ]
+        if wide:
+            cells.append(f"{e.frequency_mhz:,.0f}")
+            cells += [
+                fmt_energy(b.get(k)) for k in ("static", "compute", "memory", "communication", "overhead")
+            ]
+        if best is not None:
+            cells.append(", ".join(marks))
+        table.add_row(*(escape(c) for c in cells), style="bold" if i == best else None)
+    lines = list(notes)
+    for i in order:
+        e = estimates[i]
         if not e.feasible:
-            console.print(f"[yellow]{e.gpu}[/]: {e.reason}")
+            where = f"row {rows[i].line} " if rows is not None else ""
+            lines.append(f"[yellow]{where}{escape(e.gpu)}[/]: {escape(e.reason)}")
+    print_tables(table, *lines)
+
+
+def _defaults_note(task, values: dict, arch_type: str = "decoder") -> str | None:  # type: ignore[no-untyped-def]
+    """``defaults: requests 1, batch size 1`` for the sizes the user left out (echoed under the table)."""
+    if task is Task.inference:
+        used = (
+            INFERENCE_DEFAULTS
+            if arch_type == "decoder"
+            else {"requests": 1, "input_tokens": 512, "batch_size": 1}
+        )
+        if arch_type == "cnn":
+            used = {k: v for k, v in used.items() if k != "input_tokens"}
+        left = {k: INFERENCE_DEFAULTS[k] for k in used if values.get(k) is None}
+    else:
+        left = {k: v for k, v in TRAINING_DEFAULTS.items() if values.get(k) is None}
+    if not left:
+        return None
+    shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in left.items())
+    return f"[dim]defaults used (not given): {shown}[/dim]"
+
+
+def _unique_gpus(names: list[str]):  # type: ignore[no-untyped-def]
+    """Catalog specs for ``--gpu`` values ('all' expanded), each GPU once, in the order first named."""
+    from energaizer.estimator import resolve_gpus
+
+    seen: dict[str, object] = {}
+    for spec in resolve_gpus(names):
+        seen.setdefault(spec.id, spec)
+    return list(seen.values())
+
+
+def help_default(text: str, default: object) -> str:
+    return f"{text} \\[default: {default}]"
+
+
+# The workload-size flags, shared by `estimate` and `sweep`.
+RequestsOpt = Annotated[
+    int | None,
+    typer.Option(help=help_default("inference: number of requests", INFERENCE_DEFAULTS["requests"])),
+]
+InputTokensOpt = Annotated[
+    int | None,
+    typer.Option(
+        help=help_default("inference: prompt tokens per request", INFERENCE_DEFAULTS["input_tokens"])
+    ),
+]
+OutputTokensOpt = Annotated[
+    int | None,
+    typer.Option(
+        help=help_default(
+            "inference: generated tokens per request (0 = prefill only)", INFERENCE_DEFAULTS["output_tokens"]
+        )
+    ),
+]
+BatchSizeOpt = Annotated[
+    int | None,
+    typer.Option(help=help_default("inference: max concurrent requests", INFERENCE_DEFAULTS["batch_size"])),
+]
+TokensOpt = Annotated[float | None, number_option(help="training: total tokens (or --steps)", gt=0)]
+StepsOpt = Annotated[int | None, typer.Option(help="training: optimizer steps (or --tokens)")]
+GlobalBatchSizeOpt = Annotated[
+    int | None,
+    typer.Option(help=help_default("training: sequences per step", TRAINING_DEFAULTS["global_batch_size"])),
+]
+SequenceLengthOpt = Annotated[
+    int | None,
+    typer.Option(help=help_default("training: tokens per sequence", TRAINING_DEFAULTS["sequence_length"])),
+]
 
 
 def register(app: typer.Typer) -> None:
+
     @app.command()
     def estimate(
-        model: Annotated[str | None, typer.Option(help="catalog model (HF id or alias)")] = None,
+        model: Annotated[
+            str | None, typer.Option(help="catalog model (HF id or alias; see `energaizer models`)")
+        ] = None,
         model_file: Annotated[Path | None, typer.Option(help="custom architecture (YAML/JSON)")] = None,
         gpu: Annotated[
-            list[str] | None, typer.Option(help="GPU id (repeatable; 'all' = every catalog GPU)")
+            list[str] | None,
+            typer.Option(
+                metavar="ID",
+                help="GPU id (repeatable; 'all' = every catalog GPU; see `energaizer gpus`) \\[default: all]",
+            ),
         ] = None,
         gpu_count: Annotated[int, typer.Option(help="GPUs per replica (tensor parallel)")] = 1,
         precision: Annotated[Precision, typer.Option()] = Precision.bf16,
         task: Annotated[Task, typer.Option()] = Task.inference,
-        requests: Annotated[int | None, typer.Option(help="inference: number of requests")] = None,
-        input_tokens: Annotated[int | None, typer.Option(help="inference: prompt tokens per request")] = None,
-        output_tokens: Annotated[
-            int | None, typer.Option(help="inference: generated tokens (0 = prefill only)")
+        requests: RequestsOpt = None,
+        input_tokens: InputTokensOpt = None,
+        output_tokens: OutputTokensOpt = None,
+        batch_size: BatchSizeOpt = None,
+        tokens: TokensOpt = None,
+        steps: StepsOpt = None,
+        global_batch_size: GlobalBatchSizeOpt = None,
+        sequence_length: SequenceLengthOpt = None,
+        frequency_mhz: Annotated[
+            float | None,
+            number_option(help="what-if SM clock (default: the GPU's boost clock)", gt=0, le=5000),
         ] = None,
-        batch_size: Annotated[int | None, typer.Option(help="inference: max concurrent requests")] = None,
-        tokens: Annotated[float | None, typer.Option(help="training: total tokens")] = None,
-        steps: Annotated[int | None, typer.Option(help="training: optimizer steps")] = None,
-        global_batch_size: Annotated[int | None, typer.Option(help="training: sequences per step")] = None,
-        sequence_length: Annotated[int | None, typer.Option(help="training: tokens per sequence")] = None,
-        frequency_mhz: Annotated[float | None, typer.Option(help="what-if SM clock")] = None,
-        power_limit_w: Annotated[float | None, typer.Option(help="what-if power limit per GPU")] = None,
+        power_limit_w: Annotated[
+            float | None,
+            number_option(
+                help="what-if power limit per GPU (default: the GPU's default limit)", gt=0, le=5000
+            ),
+        ] = None,
         tensor_parallel: Annotated[
             int | None, typer.Option(help="training: TP degree (rest is data parallel)")
         ] = None,
@@ -245,6 +414,7 @@ def register(app: typer.Typer) -> None:
         ops: Annotated[
             bool, typer.Option("--ops", help="with --json: add energy and time per operation (key ops)")
         ] = False,
+        wide: WideOpt = False,
         profile: ProfileOpt = None,
         catalog: CatalogOpt = None,
     ) -> None:
@@ -255,9 +425,47 @@ def register(app: typer.Typer) -> None:
             raise InvalidInputError("--ops", "adds a key to the JSON output: use it with --json")
         load_catalogs(catalog)
         if from_csv is not None:
-            _estimate_csv(from_csv, json_out, profile, ops)
+            given = {
+                "--model": model is not None,
+                "--model-file": model_file is not None,
+                "--gpu": bool(gpu),
+                "--gpu-count": gpu_count != 1,
+                "--precision": precision is not Precision.bf16,
+                "--task": task is not Task.inference,
+                "--attention": attention is not Attention.auto,
+                "--execution": execution is not Execution.auto,
+                "--recompute": recompute,
+                **{
+                    f"--{k.replace('_', '-')}": v is not None
+                    for k, v in (
+                        ("requests", requests),
+                        ("input_tokens", input_tokens),
+                        ("output_tokens", output_tokens),
+                        ("batch_size", batch_size),
+                        ("tokens", tokens),
+                        ("steps", steps),
+                        ("global_batch_size", global_batch_size),
+                        ("sequence_length", sequence_length),
+                        ("frequency_mhz", frequency_mhz),
+                        ("power_limit_w", power_limit_w),
+                        ("tensor_parallel", tensor_parallel),
+                        ("expert_parallel", expert_parallel),
+                        ("data_parallel", data_parallel),
+                    )
+                },
+            }
+            clash = [flag for flag, on in given.items() if on]
+            if clash:
+                from energaizer.errors import InvalidInputError
+
+                raise InvalidInputError(
+                    clash[0],
+                    "cannot be combined with --from-csv: each row of the CSV gives its own workload and GPU",
+                )
+            _estimate_csv(from_csv, json_out, profile, ops, wide)
             return
         from energaizer.estimator import estimate as run_estimate
+        from energaizer.io.layout import architecture_of
 
         wl = build_workload(
             model=model,
@@ -282,14 +490,33 @@ def register(app: typer.Typer) -> None:
             execution=execution,
             recompute=recompute,
         )
-        results = run_estimate(wl, gpu or ["all"], profile=profile)
+        results = run_estimate(wl, _unique_gpus(gpu or ["all"]), profile=profile)
         if json_out:
             print_json([r.model_dump(mode="json", exclude=None if ops else {"ops"}) for r in results])
-        else:
-            render_table(results, f"{wl.model_name} {wl.task} ({wl.precision}, {wl.gpu_count} GPU/replica)")
+            return
+        note = _defaults_note(
+            task,
+            {
+                "requests": requests,
+                "input_tokens": input_tokens,
+                "output_tokens": output_tokens,
+                "batch_size": batch_size,
+                "global_batch_size": global_batch_size,
+                "sequence_length": sequence_length,
+            },
+            getattr(architecture_of(wl), "arch_type", "decoder"),
+        )
+        render_table(
+            results,
+            f"{wl.model_name} {wl.task} ({wl.precision}, {wl.gpu_count} GPU/replica)",
+            notes=[note] if note else (),
+            wide=wide,
+        )
 
 
-def _estimate_csv(path: Path, json_out: bool, profile: Path | None, ops: bool = False) -> None:
+def _estimate_csv(
+    path: Path, json_out: bool, profile: Path | None, ops: bool = False, wide: bool = False
+) -> None:
     from energaizer.estimator import estimate_pairs
     from energaizer.io.workload_csv import read_workload_csv
 
@@ -298,4 +525,4 @@ def _estimate_csv(path: Path, json_out: bool, profile: Path | None, ops: bool = 
     if json_out:
         print_json(batch.to_dicts(ops=ops))
     else:
-        render_table(batch.to_estimates(), f"{path.name}: {len(rows)} rows")
+        render_table(batch.to_estimates(), f"{path.name}: {len(rows)} rows", rows=rows, wide=wide)

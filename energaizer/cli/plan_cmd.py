@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from energaizer.cli.common import CatalogOpt, JsonOpt, ProfileOpt, load_catalogs, print_json
+from energaizer.cli.common import CatalogOpt, JsonOpt, ProfileOpt, load_catalogs, number_option, print_json
 
 POLICY_CHOICES = ("energy-aware", "first-fit", "fastest-gpu")
 
@@ -32,12 +31,15 @@ def plan(
     ] = 2000,
     demo_load: Annotated[
         float,
-        typer.Option(
-            "--demo-load", min=0.01, max=10.0, help="demo offered load (fraction of the pools' GPUs)"
+        number_option(
+            "--demo-load", ge=0.01, le=10.0, help="demo offered load (fraction of the pools' GPUs)"
         ),
     ] = 0.5,
     seed: Annotated[
-        int, typer.Option("--seed", help="seed for the demo trace, template models and tie-breaking")
+        int,
+        typer.Option(
+            "--seed", min=0, max=2**32 - 1, help="seed for the demo trace, template models and tie-breaking"
+        ),
     ] = 0,
     policy: Annotated[
         list[str] | None, typer.Option("--policy", help="policy to simulate (repeatable; default: all)")
@@ -57,26 +59,28 @@ def plan(
         str, typer.Option("--reference-gpu", help="GPU the trace's duration_s were measured on")
     ] = "a100-sxm4-80gb",
     price_per_kwh: Annotated[
-        float, typer.Option("--price-per-kwh", min=0.0, help="energy price per kWh")
+        float, number_option("--price-per-kwh", ge=0.0, le=1e6, help="energy price per kWh")
     ] = 0.12,
     carbon_g_per_kwh: Annotated[
-        float, typer.Option("--carbon-g-per-kwh", min=0.0, help="grid carbon intensity, g CO2e per kWh")
+        float,
+        number_option("--carbon-g-per-kwh", ge=0.0, le=1e5, help="grid carbon intensity, g CO2e per kWh"),
     ] = 400.0,
     energy_slack: Annotated[
         float,
-        typer.Option(
+        number_option(
             "--energy-slack",
-            min=0.0,
-            max=10.0,
+            ge=0.0,
+            le=10.0,
             help="energy-aware: accept pools within this fraction of a job's best",
         ),
     ] = 0.05,
     max_wait_seconds: Annotated[
         float,
-        typer.Option(
+        number_option(
             "--max-wait-seconds",
             "--max-wait-s",
-            min=0.0,
+            ge=0.0,
+            allow_inf=True,
             help="energy-aware: a job waits at most this long for its best GPU type, then takes the "
             "best free feasible type (inf = wait for it; deadlines still win)",
         ),
@@ -91,10 +95,10 @@ def plan(
     ] = "static",
     idle_timeout_seconds: Annotated[
         float,
-        typer.Option(
+        number_option(
             "--idle-timeout-seconds",
-            min=0.0,
-            max=1e7,
+            ge=0.0,
+            le=1e7,
             help="elastic: a node is removed after this long without a job",
         ),
     ] = 600.0,
@@ -118,6 +122,8 @@ def plan(
     load_catalogs(catalog)
     if demo and trace_file is not None:
         raise InvalidInputError("--trace", "give --trace or --demo, not both")
+    if demo and limit is not None:
+        raise InvalidInputError("--limit", "applies to --trace; for the demo give --demo-jobs N")
     if not demo and trace_file is None:
         raise InvalidInputError("--trace", "missing: give a trace CSV, or --demo for the built-in demo")
     if not demo and pools_file is None:
@@ -126,12 +132,12 @@ def plan(
 
     if fleet_mode not in FLEET_MODES:
         raise InvalidInputError("--fleet-mode", f"unknown fleet mode {fleet_mode!r}", FLEET_MODES)
-    if math.isnan(max_wait_seconds):
-        raise InvalidInputError("--max-wait-seconds", "must be a number of seconds >= 0 (or inf)")
     policies = list(dict.fromkeys(policy or POLICY_CHOICES))
     for p in policies:
         if p not in POLICY_CHOICES:
             raise InvalidInputError("--policy", f"unknown policy {p!r}", POLICY_CHOICES)
+    _check_outputs(csv_file, plots_dir)
+    _check_reference_gpu(reference_gpu)
 
     from energaizer.planner.costs import CostCache
     from energaizer.planner.plan import PlanOptions, run_plan, run_power_sweeps
@@ -202,17 +208,17 @@ def plan(
         doc["plots"] = [str(p) for p in plot_paths]
         print_json(doc)
         return
-    from rich.console import Console
+    from energaizer.cli.common import keep_ids, output_console
 
-    console = Console()
+    console = output_console()
     title = (
         f"energaizer plan ({fleet_headline(options)}): {len(trace)} jobs from {trace.source} on "
         + ", ".join(f"{p.name} {p.nodes}x{p.gpus_per_node}" for p in pools)
     )
-    console.print(render_table(result, title))
-    console.print(render_utilisation_table(result))
+    console.print(keep_ids(render_table(result, title)))
+    console.print(keep_ids(render_utilisation_table(result)))
     if sweeps:
-        console.print(render_sweep_table(sweeps))
+        console.print(keep_ids(render_sweep_table(sweeps)))
     from rich.markup import escape
 
     if result.unplaceable:
@@ -224,6 +230,36 @@ def plan(
         console.print(f"[dim]assumption: {escape(a)}[/dim]")
     for p in plot_paths:
         console.print(f"wrote {p}")
+
+
+def _check_outputs(csv_file: Path | None, plots_dir: Path | None) -> None:
+    """Fail before the simulation, not after it, when an output cannot be written."""
+    from energaizer.errors import InvalidInputError
+
+    if csv_file is not None:
+        if csv_file.is_dir():
+            raise InvalidInputError("--csv", f"{csv_file} is a directory; give the CSV file to write")
+        if not csv_file.parent.is_dir():
+            raise InvalidInputError("--csv", f"folder {csv_file.parent} does not exist")
+    if plots_dir is not None:
+        if plots_dir.exists() and not plots_dir.is_dir():
+            raise InvalidInputError("--plots", f"{plots_dir} exists and is not a directory")
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise InvalidInputError(
+                "--plots", "needs matplotlib, which is not installed: pip install 'energaizer[plot]'"
+            ) from None
+
+
+def _check_reference_gpu(name: str) -> None:
+    from energaizer.catalog import get_gpu
+    from energaizer.errors import InvalidInputError, UnknownNameError
+
+    try:
+        get_gpu(name)
+    except UnknownNameError as exc:
+        raise InvalidInputError("--reference-gpu", f"unknown GPU {name!r}", exc.allowed) from None
 
 
 def _estimator(profile: Path | None):  # type: ignore[no-untyped-def]

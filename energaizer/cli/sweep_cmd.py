@@ -13,30 +13,44 @@ from energaizer.cli.common import (
     fmt_energy,
     fmt_seconds,
     load_catalogs,
+    number_option,
     print_json,
 )
-from energaizer.cli.estimate_cmd import Precision, Task, build_workload
+from energaizer.cli.estimate_cmd import (
+    BatchSizeOpt,
+    GlobalBatchSizeOpt,
+    InputTokensOpt,
+    OutputTokensOpt,
+    Precision,
+    RequestsOpt,
+    SequenceLengthOpt,
+    StepsOpt,
+    Task,
+    TokensOpt,
+    build_workload,
+)
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def sweep(
-        gpu: Annotated[str, typer.Option(help="GPU id")],
-        model: Annotated[str | None, typer.Option()] = None,
-        gpu_count: Annotated[int, typer.Option()] = 1,
+        gpu: Annotated[str, typer.Option(help="GPU id (see `energaizer gpus`)")],
+        model: Annotated[str | None, typer.Option(help="catalog model (see `energaizer models`)")] = None,
+        gpu_count: Annotated[int, typer.Option(help="GPUs per replica")] = 1,
         precision: Annotated[Precision, typer.Option()] = Precision.bf16,
         task: Annotated[Task, typer.Option()] = Task.inference,
-        requests: Annotated[int | None, typer.Option()] = None,
-        input_tokens: Annotated[int | None, typer.Option()] = None,
-        output_tokens: Annotated[int | None, typer.Option()] = None,
-        batch_size: Annotated[int | None, typer.Option()] = None,
-        tokens: Annotated[float | None, typer.Option()] = None,
-        steps: Annotated[int | None, typer.Option()] = None,
-        global_batch_size: Annotated[int | None, typer.Option()] = None,
-        sequence_length: Annotated[int | None, typer.Option()] = None,
+        requests: RequestsOpt = None,
+        input_tokens: InputTokensOpt = None,
+        output_tokens: OutputTokensOpt = None,
+        batch_size: BatchSizeOpt = None,
+        tokens: TokensOpt = None,
+        steps: StepsOpt = None,
+        global_batch_size: GlobalBatchSizeOpt = None,
+        sequence_length: SequenceLengthOpt = None,
         points: Annotated[int, typer.Option(help="settings per sweep", min=2, max=200)] = 12,
         max_slowdown: Annotated[
-            float, typer.Option(help="allowed time increase for the recommendation, e.g. 0.1")
+            float,
+            number_option(help="allowed time increase for the recommendation, e.g. 0.1 (10 %)", ge=0, le=100),
         ] = 0.1,
         json_out: JsonOpt = False,
         profile: ProfileOpt = None,

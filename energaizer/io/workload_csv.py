@@ -15,12 +15,15 @@ import csv
 import io
 import math
 from dataclasses import dataclass, field
+from math import isfinite
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from energaizer.errors import InvalidInputError
+from energaizer.files import bounded_lines, open_text
+from energaizer.io.layout import check_layout
 from energaizer.workload import Workload
 
 WORKLOAD_COLUMNS = (
@@ -118,6 +121,10 @@ def _number(value: str, name: str, where: str) -> float | int:
         x = float(value)
     except ValueError:
         raise InvalidInputError(name, f"{where}: {value!r} is not a number") from None
+    if math.isnan(x):
+        raise InvalidInputError(name, f"{where}: {value!r} is not a number")
+    if math.isinf(x):
+        raise InvalidInputError(name, f"{where}: {value!r} is not a finite number")
     if name in INT_FIELDS:
         if not math.isfinite(x) or x != int(x):
             raise InvalidInputError(name, f"{where}: {value!r} must be a whole number")
@@ -134,9 +141,10 @@ def _cell(key: str, text: str, where: str) -> Any:
             return _number(text, key, where)
     if key in FLOAT_FIELDS:
         try:
-            return float(text)
+            x = float(text)
         except ValueError:
             return _number(text, key, where)
+        return x if math.isfinite(x) else _number(text, key, where)
     return text
 
 
@@ -151,8 +159,12 @@ def row_to_workload(raw: dict[str, str], where: str) -> tuple[Workload, str, dic
     return _workload_from_values(vals, where)
 
 
-def _workload_from_values(vals: dict[str, Any], where: str) -> tuple[Workload, str, dict[str, float]]:
-    """Parsed, non-empty cells of one row -> (Workload, GPU name, measured values)."""
+def _workload_from_values(
+    vals: dict[str, Any], where: str, checked: set[tuple[Any, ...]] | None = None
+) -> tuple[Workload, str, dict[str, float]]:
+    """Parsed, non-empty cells of one row -> (Workload, GPU name, measured values).
+
+    ``checked``: the catalog names and layouts already found valid in this file (a cache for long files)."""
     gpu = vals.get("gpu")
     if not gpu:
         raise InvalidInputError("gpu", f"{where}: missing (a catalog GPU id, see `energaizer gpus`)")
@@ -168,6 +180,7 @@ def _workload_from_values(vals: dict[str, Any], where: str) -> tuple[Workload, s
     for k in ("attention", "execution"):
         if k in vals:
             spec[k] = str(vals[k]).lower()
+    _check_task_columns(vals, task, where)
     if task == "inference":
         spec["inference"] = {
             k: vals[k] for k in ("requests", "input_tokens", "output_tokens", "batch_size") if k in vals
@@ -188,6 +201,10 @@ def _workload_from_values(vals: dict[str, Any], where: str) -> tuple[Workload, s
     else:
         if not model:
             raise InvalidInputError("model", f"{where}: missing (a catalog name, or architecture columns)")
+        if checked is None or ("model", model) not in checked:
+            _known("model", str(model), where)
+            if checked is not None:
+                checked.add(("model", model))
         spec["model"] = model
     try:
         workload = Workload.model_validate(spec)
@@ -195,8 +212,58 @@ def _workload_from_values(vals: dict[str, Any], where: str) -> tuple[Workload, s
         err = exc.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
         raise InvalidInputError(loc or "row", f"{where}: {err['msg']}") from None
+    if checked is None or ("gpu", gpu) not in checked:
+        _known("gpu", str(gpu), where)
+        if checked is not None:
+            checked.add(("gpu", gpu))
+    layout = (
+        "layout",
+        workload.model,
+        workload.task,
+        workload.gpu_count,
+        workload.tensor_parallel,
+        workload.training.global_batch_size if workload.training is not None else None,
+    )
+    if checked is None or workload.architecture is not None or layout not in checked:
+        check_layout(workload, where)
+        if checked is not None and workload.architecture is None:
+            checked.add(layout)
     measured = {k: float(vals[k]) for k in MEASURED_COLUMNS if k in vals}
+    for k, v in measured.items():
+        if v <= 0:
+            raise InvalidInputError(k, f"{where}: {v:g} must be > 0 (a measurement of the whole workload)")
     return workload, str(gpu), measured
+
+
+_INFERENCE_SIZES = ("requests", "input_tokens", "output_tokens", "batch_size")
+_TRAINING_SIZES = ("tokens", "steps", "global_batch_size", "sequence_length")
+
+
+def _check_task_columns(vals: dict[str, Any], task: str, where: str) -> None:
+    """A row fills the sizes of its own task only (a file may mix tasks, each row leaving the others empty)."""
+    other = _TRAINING_SIZES if task == "inference" else _INFERENCE_SIZES if task == "training" else ()
+    for key in other:
+        if key in vals:
+            kind = "a training" if task == "inference" else "an inference"
+            raise InvalidInputError(
+                key, f"{where}: {kind} size in a {task} row (leave it empty, or set task to the other kind)"
+            )
+
+
+def _known(kind: str, name: str, where: str) -> None:
+    """An unknown catalog name, reported with the row's line (the estimator would not say which row)."""
+    from energaizer.catalog import get_gpu, get_model
+    from energaizer.errors import UnknownNameError
+
+    try:
+        (get_gpu if kind == "gpu" else get_model)(name)
+    except UnknownNameError as exc:
+        hint = (
+            "see `energaizer gpus`"
+            if kind == "gpu"
+            else "see `energaizer models`, or give architecture columns"
+        )
+        raise InvalidInputError(kind, f"{where}: unknown {kind} {name!r} ({hint})", exc.allowed) from None
 
 
 def _in_catalog(model: Any) -> bool:
@@ -215,15 +282,10 @@ def _in_catalog(model: Any) -> bool:
 def read_workload_csv(source: str | Path | io.TextIOBase) -> list[CsvRow]:
     """Parse a workload / measurement CSV; errors name the line and column."""
     name = str(source) if not isinstance(source, io.TextIOBase) else "<stdin>"
-    try:
-        handle = source if isinstance(source, io.TextIOBase) else open(source, newline="", encoding="utf-8")  # noqa: SIM115
-    except FileNotFoundError:
-        raise InvalidInputError("csv", f"file not found: {name}") from None
-    except IsADirectoryError:
-        raise InvalidInputError("csv", f"{name} is a directory") from None
+    handle = source if isinstance(source, io.TextIOBase) else open_text(source, "csv")
     with handle:
         try:
-            reader = csv.reader(handle)
+            reader = csv.reader(bounded_lines(handle, name, "csv"))
             header = next(reader, None)
             if not header:
                 raise InvalidInputError("csv", f"{name} is empty (expected a header row)")
@@ -256,6 +318,7 @@ def _read_rows(reader: Any, header: list[str], name: str) -> list[CsvRow]:
     extra_cols = [(i, key) for i, key in enumerate(header) if key not in KNOWN_COLUMNS]
     rows: list[CsvRow] = []
     append = rows.append
+    checked: set[tuple[Any, ...]] = set()
     for row in reader:
         if not row:
             continue
@@ -270,12 +333,15 @@ def _read_rows(reader: Any, header: list[str], name: str) -> list[CsvRow]:
             text = row[i]
             if text is not None and (text := text.strip()):
                 try:  # the common cases inline; "1e6", "128.0" and bad cells take _number's path
-                    vals[key] = text if kind == 0 else int(text) if kind == 1 else float(text)
+                    value = text if kind == 0 else int(text) if kind == 1 else float(text)
                 except ValueError:
-                    vals[key] = _number(text, key, where)
+                    value = _number(text, key, where)
+                if kind == 2 and not isfinite(value):  # "nan", "inf"
+                    value = _number(text, key, where)
+                vals[key] = value
             elif key in vals:  # a duplicated column: DictReader keeps the last cell, even empty
                 del vals[key]
-        workload, gpu, measured = _workload_from_values(vals, where)
+        workload, gpu, measured = _workload_from_values(vals, where, checked)
         extra = {key: row[i] for i, key in extra_cols} if extra_cols else {}
         append(CsvRow(line, workload, gpu, measured, extra))
     return rows

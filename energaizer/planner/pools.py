@@ -81,15 +81,12 @@ def read_pools(path: str | Path) -> list[NodePool]:
     """Read a YAML (or JSON) list of pools, or ``{pools: [...]}``."""
     import yaml
 
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidInputError("pools", f"file not found: {path}") from None
-    except IsADirectoryError:
-        raise InvalidInputError("pools", f"{path} is a directory") from None
+    from energaizer.files import read_text
+
+    text = read_text(path, "pools", max_bytes=16 * 1024 * 1024)
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:
         raise InvalidInputError("pools", f"{path}: malformed YAML ({exc.__class__.__name__})") from None
     return _validated(data, str(path))
 

@@ -297,16 +297,13 @@ def read_trace(
     path: str | Path, *, seed: int = 0, reference_gpu: str = DEFAULT_REFERENCE_GPU, limit: int | None = None
 ) -> Trace:
     """Read a trace CSV (see the module docstring); ``limit`` keeps the first N rows."""
+    from energaizer.files import bounded_lines, not_utf8, open_text
+
     name = str(path)
-    try:
-        handle = open(path, newline="", encoding="utf-8")  # noqa: SIM115
-    except FileNotFoundError:
-        raise InvalidInputError("trace", f"file not found: {name}") from None
-    except IsADirectoryError:
-        raise InvalidInputError("trace", f"{name} is a directory") from None
+    handle = open_text(path, "trace")
     with handle:
         try:
-            reader = csv.DictReader(handle)
+            reader = csv.DictReader(bounded_lines(handle, name, "trace"))
             header = reader.fieldnames or []
             if "submit_time_s" not in header:
                 raise InvalidInputError(
@@ -319,6 +316,8 @@ def read_trace(
             return read_trace_rows(rows, builder, name)
         except csv.Error as exc:
             raise InvalidInputError("trace", f"{name}: malformed CSV ({exc})") from None
+        except UnicodeDecodeError:
+            raise not_utf8(name, "trace") from None
 
 
 def gpu_rows_of_alibaba(

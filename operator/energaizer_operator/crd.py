@@ -76,6 +76,37 @@ def structural_schema(model: type[Any]) -> dict[str, Any]:
     return _structural(_resolve(raw, defs))
 
 
+def _column(
+    name: str, json_path: str, kind: str = "string", priority: int = 0, **extra: str
+) -> dict[str, Any]:
+    col: dict[str, Any] = {"name": name, "type": kind, "jsonPath": json_path}
+    if priority:
+        col["priority"] = priority
+    col.update(extra)
+    return col
+
+
+# `kubectl get aijobs`: what a user scans; `-o wide` (priority 1) adds the exact numbers and the request.
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    _column("GPU Type", ".status.placement.gpuType"),
+    _column("Energy", ".status.placement.predictedEnergy", description="predicted energy of the whole job"),
+    _column("Duration", ".status.placement.predictedDuration", description="predicted duration"),
+    _column("Savings", ".status.placement.savings", description="against the worst feasible GPU type"),
+    _column("Job", ".status.placement.jobName"),
+    _column("Phase", ".status.phase"),
+    _column("Age", ".metadata.creationTimestamp", "date"),
+    _column("Model", ".spec.workload.model", priority=1),
+    _column("Task", ".spec.workload.task", priority=1),
+    _column("GPUs", ".spec.resources.gpusPerReplica", "integer", priority=1),
+    _column("Replicas", ".spec.resources.replicas", "integer", priority=1),
+    _column("Mode", ".spec.placement.mode", priority=1),
+    _column("Objective", ".spec.placement.objective", priority=1),
+    _column("Energy (J)", ".status.placement.predictedEnergyJoules", "number", priority=1),
+    _column("Duration (s)", ".status.placement.predictedDurationSeconds", "number", priority=1),
+    _column("Savings (J)", ".status.placement.savingsJoules", "number", priority=1),
+]
+
+
 def aijob_crd() -> dict[str, Any]:
     spec_schema = structural_schema(AIJobSpec)
     spec_schema["description"] = "What to run and how to place it (contract section 2)."
@@ -103,16 +134,7 @@ def aijob_crd() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        {"name": "GPU Type", "type": "string", "jsonPath": ".status.placement.gpuType"},
-                        {
-                            "name": "Predicted Energy (J)",
-                            "type": "number",
-                            "jsonPath": ".status.placement.predictedEnergyJoules",
-                        },
-                        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                    ],
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from energaizer_operator.models import PHASES
 
@@ -57,6 +57,27 @@ class Metrics:
         self.unknown_gpu_nodes = Gauge(
             "energaizer_unknown_gpu_nodes", "GPU nodes with an unknown GPU product", ["product"], registry=r
         )
+        # Counters (Prometheus convention: `_total`, unit before it). The per-AIJob gauges above vanish
+        # with their AIJob; these keep the history, e.g. `increase(energaizer_predicted_saved_energy_joules_total[30d])`.
+        # Labels: gpu_type only (bounded by the catalog), never namespace or AIJob name.
+        self.placements_total = Counter(
+            "energaizer_placements_total",
+            "AIJobs placed (or recommended) per GPU type",
+            ["gpu_type"],
+            registry=r,
+        )
+        self.placed_energy_total = Counter(
+            "energaizer_predicted_placed_energy_joules_total",
+            "Predicted energy of the AIJobs placed on a GPU type, summed at placement",
+            ["gpu_type"],
+            registry=r,
+        )
+        self.savings_total = Counter(
+            "energaizer_predicted_saved_energy_joules_total",
+            "Predicted energy saved against each AIJob's worst feasible GPU type, summed at placement",
+            ["gpu_type"],
+            registry=r,
+        )
         self._lock = threading.Lock()
         self._estimated_types: dict[tuple[str, str], set[str]] = {}
         self._placed_type: dict[tuple[str, str], str] = {}
@@ -87,10 +108,22 @@ class Metrics:
                 self._remove_estimate(namespace, name, t)
             self._estimated_types[key] = new
 
-    def set_placement(self, namespace: str, name: str, gpu_type: str | None, savings: float | None) -> None:
+    def set_placement(
+        self,
+        namespace: str,
+        name: str,
+        gpu_type: str | None,
+        savings: float | None,
+        energy: float | None = None,
+    ) -> None:
         key = (namespace, name)
         with self._lock:
             old = self._placed_type.pop(key, None)
+            if gpu_type is not None and old != gpu_type:  # a new placement, not the same one recorded again
+                self.placements_total.labels(gpu_type=gpu_type).inc()
+                self.savings_total.labels(gpu_type=gpu_type).inc(max(0.0, savings or 0.0))
+                if energy is not None and energy >= 0:
+                    self.placed_energy_total.labels(gpu_type=gpu_type).inc(energy)
             if old is not None and old != gpu_type:
                 self.placement_info.remove(namespace, name, old)
             if gpu_type is None:

@@ -173,6 +173,14 @@ class PlacementStatus(_Camel):
     predicted_energy_at_power_limit_joules: float | None = Field(
         default=None, description="predicted energy of the whole job at the recommended power limit"
     )
+    # Extension: readable forms for `kubectl get aijobs` (printer columns cannot format numbers).
+    predicted_duration_seconds: float | None = None
+    predicted_energy: str | None = Field(default=None, description='readable, e.g. "1.2 MJ"')
+    predicted_duration: str | None = Field(default=None, description='readable, e.g. "12m30s"')
+    savings: str | None = Field(
+        default=None,
+        description='readable savings and share of the worst type\'s energy, e.g. "310 kJ (24%)"',
+    )
 
 
 class Condition(_Camel):

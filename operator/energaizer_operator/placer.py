@@ -21,6 +21,7 @@ import kopf
 from energaizer_operator import kube
 from energaizer_operator.batch import Decision, decide
 from energaizer_operator.conditions import set_condition
+from energaizer_operator.display import readable_placement
 from energaizer_operator.inventory import Capacity, NodeGPUs, PodGPUs, SteeredJob, compute_capacity
 from energaizer_operator.metrics import Metrics
 from energaizer_operator.powercap import (
@@ -269,6 +270,7 @@ class Placer:
             kube.patch_aijob, rec.namespace, rec.name, {"metadata": {"annotations": annotations}}
         )
         placement = {"gpuType": gpu_type, "predictedEnergyJoules": energy, "savingsJoules": savings}
+        placement.update(readable_placement(energy, duration, savings))
         if job_name:
             placement["jobName"] = job_name
         placement.update(placement_fields(advice))
@@ -280,7 +282,7 @@ class Placer:
             "conditions": set_condition(rec.conditions, "Placed", True, "Placed", message),
         }
         await asyncio.to_thread(kube.patch_aijob_status, rec.namespace, rec.name, status)
-        self.metrics.set_placement(rec.namespace, rec.name, gpu_type, savings)
+        self.metrics.set_placement(rec.namespace, rec.name, gpu_type, savings, energy)
         kopf.info(rec.ref, reason="Placed", message=message)
 
     async def _conflict(self, rec: AIJobRecord) -> None:

@@ -10,7 +10,7 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 import yaml
-from deploy_support import CHART, CRD_PATH, DASHBOARD_JSON, KUBE_VERSIONS, by_kind, one
+from deploy_support import CHART, CRD_PATH, DASHBOARD_JSON, KUBE_VERSIONS, by_kind, one, rule_triples
 from energaizer_operator.rbac import REQUIRED_RULES
 from energaizer_operator.settings import OperatorSettings
 
@@ -100,16 +100,6 @@ def test_packaged_chart_carries_the_linked_files(tmp_path: Path) -> None:
     assert json.loads(dashboard["data"]["energaizer.json"]) == json.loads(DASHBOARD_JSON.read_text())
 
 
-def _triples(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
-    return {
-        (g, r, v)
-        for rule in rules
-        for g in rule["apiGroups"]
-        for r in rule["resources"]
-        for v in rule["verbs"]
-    }
-
-
 def _strings(node: Any) -> list[str]:
     if isinstance(node, dict):
         return [s for k, v in node.items() for s in (k, *_strings(v))]
@@ -124,7 +114,7 @@ def test_clusterrole_is_exactly_what_the_operator_needs(render) -> None:
     assert all(
         set(rule) == {"apiGroups", "resources", "verbs"} for rule in role["rules"]
     )  # no resourceNames etc.
-    granted, required = _triples(role["rules"]), _triples(list(REQUIRED_RULES))
+    granted, required = rule_triples(role["rules"]), rule_triples(list(REQUIRED_RULES))
     assert required - granted == set(), "operator calls not granted"
     assert granted - required == set(), "grants beyond energaizer_operator.rbac.REQUIRED_RULES"
 

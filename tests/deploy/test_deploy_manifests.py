@@ -14,7 +14,7 @@ import yaml
 from crd_jsonschema import crd_validator, errors
 from deploy_support import CRD_PATH, KUBE_VERSIONS, MANIFESTS
 
-SAMPLES = sorted((MANIFESTS / "samples").glob("*.yaml"))
+SAMPLES = sorted(p for p in (MANIFESTS / "samples").glob("*.yaml") if p.name != "kustomization.yaml")
 INSTALL = sorted((MANIFESTS / "install").glob("*.yaml"))
 MONITORING = sorted((MANIFESTS / "monitoring").glob("*.yaml"))
 

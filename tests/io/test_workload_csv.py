@@ -56,8 +56,8 @@ def test_row_to_workload_matches_the_file_reader(tmp_path):
     [
         ("llama-3.1-8b,l4,lots", "requests", "'lots' is not a number"),
         ("llama-3.1-8b,l4,1.5", "requests", "must be a whole number"),
-        ("llama-3.1-8b,l4,nan", "requests", "must be a whole number"),
-        ("llama-3.1-8b,l4,inf", "requests", "must be a whole number"),
+        ("llama-3.1-8b,l4,nan", "requests", "is not a number"),
+        ("llama-3.1-8b,l4,inf", "requests", "is not a finite number"),
         ("llama-3.1-8b,l4,-5", "inference.requests", "greater than or equal to 1"),
         ("llama-3.1-8b,l4,3,4", "csv", "more fields than header columns"),
         ("llama-3.1-8b,,3", "gpu", "missing"),

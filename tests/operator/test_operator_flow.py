@@ -5,6 +5,7 @@ from __future__ import annotations
 import urllib.request
 
 import pytest
+from energaizer_operator.display import readable_duration, readable_energy
 from kmock_support import RealisticEmulator
 from operator_testkit import JOBS, aijob, wait_for
 
@@ -39,6 +40,10 @@ async def test_estimate_place_steer_and_mirror(gpu_cluster, operator_factory):
     assert placement["gpuType"] == best
     assert placement["jobName"] == "chat"
     assert placement["savingsJoules"] == pytest.approx(max(feasible.values()) - feasible[best], rel=1e-6)
+    # readable forms for `kubectl get aijobs` (printer columns)
+    assert placement["predictedEnergy"] == readable_energy(placement["predictedEnergyJoules"])
+    assert placement["predictedDuration"] == readable_duration(estimates[best]["durationSeconds"])
+    assert placement["savings"].startswith(readable_energy(placement["savingsJoules"]))
     conds = {c_["type"]: c_["status"] for c_ in status["conditions"]}
     assert conds["Estimated"] == "True" and conds["Placed"] == "True"
     ann = obj["metadata"]["annotations"]

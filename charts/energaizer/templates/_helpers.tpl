@@ -50,3 +50,25 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/* Path where the product-map ConfigMap is mounted; ENERGAIZER_PRODUCT_MAP reads it as @file. */}}
 {{- define "energaizer.productMapDir" -}}/etc/energaizer/product-map{{- end }}
 {{- define "energaizer.profileDir" -}}/etc/energaizer/profile{{- end }}
+
+{{/*
+RBAC rules on namespaced resources: in the ClusterRole when the operator watches every namespace,
+in a Role per namespace when operator.namespaces is set.
+*/}}
+{{- define "energaizer.namespacedRules" -}}
+- apiGroups: [energaizer.io]
+  resources: [aijobs]
+  verbs: [get, list, watch, patch]
+- apiGroups: [energaizer.io]
+  resources: [aijobs/status]
+  verbs: [get, patch]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch]
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end }}

@@ -1,0 +1,111 @@
+"""Reading a user's input file as text, with one-line errors that name the flag or field.
+
+Every reader of a user file (model file, profile, catalog, pools, trace, workload CSV) goes through
+:func:`read_text` or :func:`open_text`, so that a missing, unreadable, binary, non-UTF-8 or absurdly
+large file is an :class:`~energaizer.errors.InvalidInputError`, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import IO
+
+from energaizer.errors import InvalidInputError
+
+# A spec, catalog, profile or pools file is a few kB; a workload CSV or job trace a few hundred MB at most.
+MAX_TEXT_BYTES = 64 * 1024 * 1024
+MAX_TABLE_BYTES = 2 * 1024 * 1024 * 1024
+
+
+def _checked_size(path: str | os.PathLike[str], field: str, max_bytes: int) -> int:
+    """The size of a readable regular file (or a pipe/device: -1); errors for anything else."""
+    name = os.fspath(path)
+    try:
+        st = os.stat(name)
+    except FileNotFoundError:
+        raise InvalidInputError(field, f"file not found: {name}") from None
+    except PermissionError:
+        raise InvalidInputError(field, f"{name}: permission denied") from None
+    except OSError as exc:
+        raise InvalidInputError(field, f"cannot read {name}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InvalidInputError(field, f"{name} is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        return -1  # /dev/stdin, a named pipe: read as a stream
+    if st.st_size > max_bytes:
+        raise InvalidInputError(
+            field, f"{name} is {st.st_size / 2**20:,.0f} MiB; at most {max_bytes / 2**20:,.0f} MiB is read"
+        )
+    return st.st_size
+
+
+def decode_text(data: bytes, name: str, field: str) -> str:
+    """UTF-8 text of ``data`` (a leading BOM dropped); binary or other encodings are input errors."""
+    if b"\x00" in data[:65536]:
+        raise InvalidInputError(field, f"{name} is a binary file, not UTF-8 text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InvalidInputError(
+            field, f"{name} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line})"
+        ) from None
+
+
+def read_text(path: str | os.PathLike[str], field: str, *, max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """The whole file as text; ``field`` names the flag or setting in every error."""
+    name = os.fspath(path)
+    _checked_size(name, field, max_bytes)
+    try:
+        with open(name, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise InvalidInputError(field, f"cannot read {name}: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise InvalidInputError(field, f"{name} is larger than {max_bytes / 2**20:,.0f} MiB")
+    return decode_text(data, name, field)
+
+
+def open_text(path: str | os.PathLike[str], field: str, *, max_bytes: int = MAX_TABLE_BYTES) -> IO[str]:
+    """A UTF-8 text handle for streaming a table (``newline=""`` as :mod:`csv` wants).
+
+    A decoding error surfaces while reading; callers turn ``UnicodeDecodeError`` into an input error
+    with :func:`not_utf8`.
+    """
+    name = os.fspath(path)
+    if _checked_size(name, field, max_bytes) >= 0:  # a regular file: look at its start (a pipe is read once)
+        try:
+            with open(name, "rb") as probe:
+                head = probe.read(4096)
+        except OSError as exc:
+            raise InvalidInputError(field, f"cannot read {name}: {exc.strerror or exc}") from None
+        if b"\x00" in head:
+            raise InvalidInputError(field, f"{name} is a binary file, not UTF-8 text")
+    try:
+        return open(name, newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise InvalidInputError(field, f"cannot read {name}: {exc.strerror or exc}") from None
+
+
+def not_utf8(name: str | Path, field: str) -> InvalidInputError:
+    return InvalidInputError(field, f"{name} is not UTF-8 text")
+
+
+MAX_LINE_CHARS = 1024 * 1024
+
+
+def bounded_lines(handle: IO[str], name: str | Path, field: str, max_chars: int = MAX_LINE_CHARS):  # type: ignore[no-untyped-def]
+    """The lines of a text table, each at most ``max_chars`` long: a stream without newlines (``/dev/zero``,
+    a binary blob) is an input error instead of a read that fills the memory."""
+    readline = handle.readline
+    while True:
+        line = readline(max_chars)
+        if not line:
+            return
+        if len(line) >= max_chars and not line.endswith(("\n", "\r")):
+            raise InvalidInputError(
+                field, f"{name}: a line longer than {max_chars:,} characters (not a CSV table?)"
+            )
+        yield line

@@ -1,0 +1,110 @@
+"""Sanity checks of a workload's parallel layout that the per-field bounds of :class:`Workload` cannot see.
+
+``gpu_count`` may be up to 65,536 (a training run), but an inference replica shards the model
+tensor-parallel over all its GPUs, and a tensor-parallel group cannot be wider than the model has
+attention heads; a training run cannot have more data-parallel ranks than sequences per step.
+The CLI flags and the workload CSV reader both apply these checks, so ``--gpu-count 1000`` on an
+8B model is an input error instead of a "feasible" 177 kW estimate.
+"""
+
+from __future__ import annotations
+
+from energaizer.errors import InvalidInputError, UnknownNameError
+from energaizer.workload import Workload
+
+# the training default: the smallest power of two that fits memory, at most this many GPUs
+MAX_DEFAULT_TRAINING_TP = 8
+
+
+def architecture_of(workload: Workload):  # type: ignore[no-untyped-def]
+    """The workload's architecture (its own, or the catalog's); None for an unknown catalog name."""
+    arch = workload.architecture
+    if arch is None and workload.model is not None:
+        from energaizer.catalog import get_model
+
+        try:
+            arch = get_model(workload.model)
+        except UnknownNameError:
+            return None  # reported as an unknown model by the estimator, with the allowed names
+    return arch
+
+
+def _attention_heads(workload: Workload) -> int | None:
+    arch = architecture_of(workload)
+    return getattr(arch, "heads", None) if arch is not None else None
+
+
+# Far above any real model (the largest have ~200 layers, hidden 32k, vocab 256k), far below what overflows.
+ARCHITECTURE_LIMITS: dict[str, float] = {
+    "layers": 10_000,
+    "hidden": 1_000_000,
+    "heads": 100_000,
+    "kv_heads": 100_000,
+    "head_dim": 100_000,
+    "ffn": 10_000_000,
+    "moe_expert_ffn": 10_000_000,
+    "vocab": 100_000_000,
+    "moe_experts": 100_000,
+    "moe_active_experts": 100_000,
+    "params_b": 1_000_000,
+}
+
+
+def check_architecture(workload: Workload, where: str = "", field_prefix: str = "") -> None:
+    """Reject a custom architecture with absurd sizes (``layers: 1e20`` would "not fit" in 10^19 GB)."""
+    arch = workload.architecture
+    if arch is None:
+        return
+    prefix = f"{where}: " if where else ""
+    for name, limit in ARCHITECTURE_LIMITS.items():
+        value = getattr(arch, name, None)
+        if isinstance(value, int | float) and value > limit:
+            raise InvalidInputError(
+                f"{field_prefix}{name}", f"{prefix}{value:,} is absurd for a model (at most {limit:,.0f})"
+            )
+
+
+def check_layout(workload: Workload, where: str = "", flags: bool = False) -> None:
+    """Raise :class:`InvalidInputError` when the GPUs per replica cannot be laid out for this model.
+
+    ``where`` prefixes the message (a CSV line); ``flags`` names the CLI flags instead of the fields.
+    """
+    check_architecture(workload, where, "--model-file: " if flags else "")
+    count_name = "--gpu-count" if flags else "gpu_count"
+    tp_name = "--tensor-parallel" if flags else "tensor_parallel"
+    prefix = f"{where}: " if where else ""
+    heads = _attention_heads(workload)
+    tp_given = workload.tensor_parallel
+    model = workload.model_name
+    if workload.task == "inference":
+        tp = tp_given or workload.gpu_count
+        name = tp_name if tp_given else count_name
+        if heads and tp > heads:
+            raise InvalidInputError(
+                name,
+                f"{prefix}{tp} GPUs per replica, but {model} has {heads} attention heads: an inference "
+                f"replica shards them tensor-parallel, so at most {heads} GPUs per replica",
+            )
+        if heads and heads % tp:
+            fits = [d for d in (1, 2, 4, 8, 16, 32, 64) if heads % d == 0 and d <= heads]
+            raise InvalidInputError(
+                name,
+                f"{prefix}tensor parallel {tp} does not divide the {heads} attention heads of {model} "
+                f"(serving engines need it to; e.g. {', '.join(map(str, fits))})",
+            )
+        return
+    if heads and tp_given and tp_given > heads:
+        raise InvalidInputError(
+            tp_name, f"{prefix}{tp_given} exceeds the {heads} attention heads of {model} (at most {heads})"
+        )
+    training = workload.training
+    if training is None:
+        return
+    tp_max = tp_given or min(MAX_DEFAULT_TRAINING_TP, workload.gpu_count, heads or MAX_DEFAULT_TRAINING_TP)
+    data_parallel = workload.gpu_count // tp_max
+    if data_parallel > training.global_batch_size:
+        raise InvalidInputError(
+            count_name,
+            f"{prefix}{workload.gpu_count} GPUs make {data_parallel} data-parallel ranks, more than the "
+            f"{training.global_batch_size} sequences per step (global batch size): every rank needs one",
+        )

@@ -1,0 +1,268 @@
+"""Every malformed flag or file: one stderr line ``error: <field>: ...``, exit code 2, no traceback.
+
+Table-driven: each case is an invocation (run in the folder of malformed files from conftest) and a
+text the single error line must contain (the flag or field it names).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.cli.cli_support import run_cli
+
+E = ["estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm"]
+T = [*E, "--task", "training"]
+S = ["sweep", "--gpu", "h100-sxm", "--model", "llama-3.1-8b"]
+P = ["plan", "--demo", "--demo-jobs", "20"]
+
+CASES: list[tuple[list[str], str]] = [
+    # --- usage -------------------------------------------------------------------------------------
+    (["no-such-command"], "no-such-command"),
+    (["estimate", "--no-such-flag"], "--no-such-flag"),
+    (["estimate", "--gpu"], "--gpu"),
+    (["sweep"], "--gpu"),
+    (["validate"], "MEASUREMENTS"),
+    (["calibrate", "x.csv"], "--output"),
+    (["estimate", "--model", "llama-3.1-8b", "--model-file", "arch.yaml"], "model"),
+    (["estimate", "--gpu", "h100-sxm"], "model"),
+    # --- names and choices -------------------------------------------------------------------------
+    (["estimate", "--model", "no-such-model", "--gpu", "h100-sxm"], "model"),
+    ([*E[:3], "--gpu", "h900"], "gpu"),
+    ([*E, "--precision", "fp64"], "--precision"),
+    ([*E, "--task", "fine-tuning"], "--task"),
+    ([*E, "--attention", "sparse"], "--attention"),
+    (["sweep", "--gpu", "h900", "--model", "llama-3.1-8b"], "gpu"),
+    # --- numbers: text, NaN, infinities, signs, absurd sizes ---------------------------------------
+    ([*E, "--requests", "lots"], "--requests"),
+    ([*E, "--requests", "1e30"], "--requests"),
+    ([*E, "--requests", "-5"], "--requests"),
+    ([*E, "--requests", "0"], "--requests"),
+    ([*E, "--requests", "99999999999999999999999"], "--requests"),
+    ([*E, "--batch-size", "999999999"], "batch_size"),
+    ([*E, "--input-tokens", "0"], "--input-tokens"),
+    ([*E, "--output-tokens", "-1"], "--output-tokens"),
+    ([*E, "--gpu-count", "0"], "--gpu-count"),
+    ([*E, "--gpu-count", "1000"], "--gpu-count"),
+    ([*E, "--gpu-count", "100000"], "--gpu-count"),
+    ([*E, "--frequency-mhz", "nan"], "not a number"),
+    ([*E, "--frequency-mhz", "inf"], "--frequency-mhz"),
+    ([*E, "--frequency-mhz", "-100"], "--frequency-mhz"),
+    ([*E, "--power-limit-w", "NaN"], "not a number"),
+    ([*E, "--power-limit-w", "5"], "power_limit_w"),
+    ([*E, "--power-limit-w", "1e9"], "--power-limit-w"),
+    ([*T, "--tokens", "nan"], "not a number"),
+    ([*T, "--tokens", "inf"], "--tokens"),
+    ([*T, "--tokens", "-1e9"], "--tokens"),
+    ([*T, "--tokens", "1e40"], "--tokens"),
+    ([*T, "--steps", "0"], "--steps"),
+    ([*T, "--steps", "10", "--global-batch-size", "4", "--gpu-count", "64"], "--gpu-count"),
+    ([*T, "--steps", "10", "--tensor-parallel", "3", "--gpu-count", "8"], "tensor"),
+    # --- sizes of the other task -------------------------------------------------------------------
+    ([*T, "--tokens", "1e9", "--requests", "5"], "--requests"),
+    ([*T, "--tokens", "1e9", "--batch-size", "8"], "--batch-size"),
+    ([*E, "--tokens", "1e9"], "--tokens"),
+    ([*E, "--recompute"], "--recompute"),
+    ([*T], "tokens"),
+    # --- sweep ------------------------------------------------------------------------------------
+    ([*S, "--max-slowdown", "-1"], "--max-slowdown"),
+    ([*S, "--max-slowdown", "nan"], "not a number"),
+    ([*S, "--max-slowdown", "inf"], "--max-slowdown"),
+    ([*S, "--points", "1"], "--points"),
+    ([*S, "--points", "100000"], "--points"),
+    # --- plan flags --------------------------------------------------------------------------------
+    ([*P, "--demo-load", "nan"], "not a number"),
+    ([*P, "--demo-load", "0"], "--demo-load"),
+    ([*P, "--demo-jobs", "0"], "--demo-jobs"),
+    ([*P, "--price-per-kwh", "nan"], "not a number"),
+    ([*P, "--price-per-kwh", "-1"], "--price-per-kwh"),
+    ([*P, "--carbon-g-per-kwh", "inf"], "--carbon-g-per-kwh"),
+    ([*P, "--energy-slack", "inf"], "--energy-slack"),
+    ([*P, "--max-wait-s", "nan"], "not a number"),
+    ([*P, "--seed", "-1"], "--seed"),
+    ([*P, "--limit", "0"], "--limit"),
+    ([*P, "--policy", "random"], "--policy"),
+    ([*P, "--reference-gpu", "h900"], "--reference-gpu"),
+    ([*P, "--add-pool", "h100"], "--add-pool"),
+    ([*P, "--add-pool", "h900:1x8"], "--add-pool"),
+    ([*P, "--add-pool", "h100-sxm:0x8"], "--add-pool"),
+    ([*P, "--power-limit-w", "nosuch=100"], "--power-limit-w"),
+    ([*P, "--power-limit-w", "l4=nan"], "--power-limit-w"),
+    ([*P, "--power-limit-w", "l4=-5"], "--power-limit-w"),
+    ([*P, "--plots", "plain-file"], "--plots"),
+    ([*P, "--csv", "no-such-folder/out.csv"], "--csv"),
+    ([*P, "--csv", "a-folder"], "--csv"),
+    (["plan", "--demo", "--trace", "trace_nan.csv"], "--trace"),
+    (["plan", "--trace", "trace_nan.csv"], "--pools"),
+    # --- files: missing, folders, binary, other encodings, malformed, out of range ------------------
+    (["estimate", "--model-file", "no-such.yaml", "--gpu", "h100-sxm"], "--model-file"),
+    (["estimate", "--model-file", "a-folder", "--gpu", "h100-sxm"], "--model-file"),
+    (["estimate", "--model-file", "binary.yaml", "--gpu", "h100-sxm"], "--model-file"),
+    (["estimate", "--model-file", "binary.json", "--gpu", "h100-sxm"], "--model-file"),
+    (["estimate", "--model-file", "latin1.yaml", "--gpu", "h100-sxm"], "--model-file"),
+    (["estimate", "--model-file", "latin1.json", "--gpu", "h100-sxm"], "--model-file"),
+    (["estimate", "--model-file", "empty.txt", "--gpu", "h100-sxm"], "--model-file"),
+    (["estimate", "--model-file", "list.yaml", "--gpu", "h100-sxm"], "--model-file"),
+    (["estimate", "--model-file", "scalar.json", "--gpu", "h100-sxm"], "--model-file"),
+    (["estimate", "--model-file", "bad.yaml", "--gpu", "h100-sxm"], "--model-file"),
+    (["estimate", "--model-file", "bad.json", "--gpu", "h100-sxm"], "--model-file"),
+    (["estimate", "--model-file", "deep.json", "--gpu", "h100-sxm"], "--model-file"),
+    (["estimate", "--model-file", "arch_nan.yaml", "--gpu", "h100-sxm"], "layers"),
+    (["estimate", "--model-file", "arch_negative.yaml", "--gpu", "h100-sxm"], "layers"),
+    (["estimate", "--model-file", "arch_huge.yaml", "--gpu", "h100-sxm"], "layers"),
+    (["estimate", "--model-file", "arch_text.yaml", "--gpu", "h100-sxm"], "layers"),
+    ([*E, "--profile", "no-such.json"], "profile"),
+    ([*E, "--profile", "a-folder"], "profile"),
+    ([*E, "--profile", "binary.bin"], "profile"),
+    ([*E, "--profile", "latin1.json"], "profile"),
+    ([*E, "--profile", "bad.json"], "profile"),
+    ([*E, "--profile", "scalar.json"], "profile"),
+    ([*E, "--profile", "deep.json"], "profile"),
+    ([*E, "--profile", "profile_nan.json"], "compute_efficiency"),
+    ([*E, "--profile", "profile_neg.json"], "compute_efficiency"),
+    ([*E, "--profile", "profile_unknown.json"], "no_such_parameter"),
+    ([*E, "--catalog", "binary.bin"], "catalog"),
+    ([*E, "--catalog", "latin1.yaml"], "catalog"),
+    ([*E, "--catalog", "no-such.yaml"], "no-such.yaml"),
+    (["gpus", "--catalog", "catalog_bad.yaml"], "gpus[0]"),
+    (["models", "--catalog", "catalog_key.yaml"], "nonsense"),
+    (["models", "--catalog", "bad.yaml"], "bad.yaml"),
+    (["estimate", "--from-csv", "no-such.csv"], "not found"),
+    (["estimate", "--from-csv", "a-folder"], "csv"),
+    (["estimate", "--from-csv", "binary.bin"], "csv"),
+    (["estimate", "--from-csv", "latin1.csv"], "csv"),
+    (["estimate", "--from-csv", "utf16.csv"], "csv"),
+    (["estimate", "--from-csv", "empty.txt"], "csv"),
+    (["estimate", "--from-csv", "w_header_only.csv"], "csv"),
+    (["estimate", "--from-csv", "w_nul.csv"], "csv"),
+    (["estimate", "--from-csv", "w_ragged.csv"], "csv"),
+    (["estimate", "--from-csv", "w_nan.csv"], "frequency_mhz"),
+    (["estimate", "--from-csv", "w_inf.csv"], "tokens"),
+    (["estimate", "--from-csv", "w_neg.csv"], "requests"),
+    (["estimate", "--from-csv", "w_huge.csv"], "gpu_count"),
+    (["estimate", "--from-csv", "w_mix.csv"], "training"),
+    (["estimate", "--from-csv", "/dev/zero"], "csv"),  # no newline, ever: never read into memory
+    (["estimate", "--model-file", "/dev/zero", "--gpu", "l4"], "--model-file"),
+    (["plan", "--pools", "pools.yaml", "--trace", "/dev/zero"], "trace"),
+    (["estimate", "--from-csv", "w_gpu.csv"], "w_gpu.csv line 2: unknown gpu"),
+    (["estimate", "--from-csv", "w_model.csv"], "w_model.csv line 2: unknown model"),
+    (["plan", "--pools", "binary.bin", "--trace", "trace_nan.csv"], "pools"),
+    (["plan", "--pools", "latin1.yaml", "--trace", "trace_nan.csv"], "pools"),
+    (["plan", "--pools", "bad.yaml", "--trace", "trace_nan.csv"], "pools"),
+    (["plan", "--pools", "a-folder", "--trace", "trace_nan.csv"], "pools"),
+    (["plan", "--pools", "pools_neg.yaml", "--trace", "trace_nan.csv"], "nodes"),
+    (["plan", "--pools", "pools_nan.yaml", "--trace", "trace_nan.csv"], "nodes"),
+    (["plan", "--pools", "pools_gpu.yaml", "--trace", "trace_nan.csv"], "gpu"),
+    (["plan", "--pools", "pools_huge.yaml", "--trace", "trace_nan.csv"], "nodes"),
+    (["plan", "--pools", "pools_neg.yaml", "--trace", "binary.bin"], "pools"),
+    (["plan", "--demo", "--pools", "pools_neg.yaml"], "nodes"),
+    (["plan", "--pools", "../a-folder/none.yaml", "--trace", "x.csv"], "pools"),
+    *[
+        (["plan", "--pools", "pools.yaml", "--trace", name], field)
+        for name, field in (
+            ("binary.bin", "trace"),
+            ("latin1.csv", "trace"),
+            ("a-folder", "trace"),
+            ("no-such.csv", "trace"),
+            ("empty.txt", "submit_time_s"),
+            ("trace_nohdr.csv", "submit_time_s"),
+            ("trace_nan.csv", "submit_time_s"),
+            ("trace_inf.csv", "duration_s"),
+            ("trace_neg.csv", "gpu_count"),
+        )
+    ],
+    # --- validate / calibrate ----------------------------------------------------------------------
+    (["validate", "binary.bin"], "csv"),
+    (["validate", "latin1.csv"], "csv"),
+    (["validate", "m_unmeasured.csv"], "measured_energy_joules"),
+    (["validate", "m_empty_cell.csv"], "measured_energy_joules"),
+    (["validate", "m_negative.csv"], "measured_energy_joules"),
+    (["validate", "m_zero.csv"], "measured_energy_joules"),
+    (["validate", "m_nan.csv"], "measured_energy_joules"),
+    (["validate", "m_negative.csv", "--worst", "-1"], "--worst"),
+    (["calibrate", "m_negative.csv", "-o", "out.json"], "measured_energy_joules"),
+    (["calibrate", "m_unmeasured.csv", "-o", "out.json"], "measured_energy_joules"),
+    (["calibrate", "binary.bin", "-o", "out.json"], "csv"),
+    (["calibrate", "m_zero.csv", "-o", "a-folder"], "--output"),
+    (["calibrate", "m_zero.csv", "-o", "no-such-folder/p.json"], "--output"),
+    (["calibrate", "m_zero.csv", "-o", "p.json", "--parameters", "nonsense"], "--parameters"),
+    (["calibrate", "m_zero.csv", "-o", "p.json", "--max-evaluations", "0"], "--max-evaluations"),
+    (["calibrate", "m_zero.csv", "-o", "p.json", "--profile", "binary.bin"], "profile"),
+    (["estimate", "--from-csv", "w_neg.csv", "--model", "llama-3.1-8b"], "--model"),
+    (["estimate", "--from-csv", "w_neg.csv", "--gpu", "h100-sxm"], "--gpu"),
+    # --- operator ----------------------------------------------------------------------------------
+    (["operator", "--namespace", "a", "--all-namespaces"], "--namespace"),
+    (["operator", "--namespace", "Not_A_Namespace"], "--namespace"),
+]
+
+
+def _id(case: tuple[list[str], str]) -> str:
+    return " ".join(case[0])[:80]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
+def test_malformed_invocation_is_one_error_line_exit_2(bad_files: Path, case: tuple[list[str], str]) -> None:
+    args, needle = case
+    if "pools.yaml" in args:
+        (bad_files / "pools.yaml").write_text("- {gpu: h100-sxm, nodes: 1, gpus_per_node: 8}\n")
+    r = run_cli(*args, cwd=bad_files)
+    assert "Traceback" not in r.err, r.err
+    assert r.code == 2, (r.code, r.err)
+    assert len(r.err_lines) == 1, r.err
+    line = r.err_lines[0]
+    assert line.startswith("error: ") and len(line) > len("error: x: "), line
+    assert needle in line, line
+    assert r.out == "", r.out  # nothing half-printed on stdout
+
+
+def test_internal_errors_are_one_line_with_exit_1(tmp_path: Path) -> None:
+    """A bug (not the user's input) is also one line, exit 1, with the traceback behind ENERGAIZER_DEBUG."""
+    boom = tmp_path / "sitecustomize.py"
+    boom.write_text(
+        "import energaizer.cli.catalog_cmd as c\n"
+        "import energaizer.catalog as cat\n"
+        "def _boom():\n    raise RuntimeError('injected')\n"
+        "cat.list_gpus = _boom\n"
+    )
+    r = run_cli("gpus", env={"PYTHONPATH": str(tmp_path)})
+    assert r.code == 1 and len(r.err_lines) == 1, r.err
+    assert r.err_lines[0].startswith("error: internal: RuntimeError") and "injected" in r.err
+    r = run_cli("gpus", env={"PYTHONPATH": str(tmp_path), "ENERGAIZER_DEBUG": "1"})
+    assert r.code == 1 and "Traceback" in r.err and "injected" in r.err
+
+
+def test_plots_without_matplotlib_names_the_extra(tmp_path: Path) -> None:
+    fake = tmp_path / "matplotlib"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('No module named matplotlib')\n")
+    r = run_cli(
+        "plan",
+        "--demo",
+        "--demo-jobs",
+        "20",
+        "--plots",
+        str(tmp_path / "out"),
+        env={"PYTHONPATH": str(tmp_path)},
+    )
+    assert r.code == 2 and len(r.err_lines) == 1, r.err
+    assert "--plots" in r.err and "energaizer[plot]" in r.err
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"KUBECONFIG": "no-such-kubeconfig"}, "KUBECONFIG"),
+        ({"KUBECONFIG": "binary.bin"}, "KUBECONFIG"),
+        ({"KUBECONFIG": "bad.yaml"}, "KUBECONFIG"),
+        ({"ENERGAIZER_BATCH_WINDOW_SECONDS": "soon"}, "ENERGAIZER_BATCH_WINDOW_SECONDS"),
+    ],
+)
+def test_operator_without_a_cluster_or_with_bad_settings(
+    bad_files: Path, env: dict[str, str], needle: str
+) -> None:
+    """No usable kubeconfig (and not in a pod), or a bad ENERGAIZER_* value: one line before kopf starts."""
+    env = {"KUBERNETES_SERVICE_HOST": "", "KUBERNETES_SERVICE_PORT": "", **env}
+    r = run_cli("operator", "--namespace", "team-a", cwd=bad_files, env=env, timeout=120)
+    assert r.code == 2 and len(r.err_lines) == 1, r.err
+    assert r.err_lines[0].startswith(f"error: {needle}: "), r.err

@@ -1,0 +1,174 @@
+"""What a new user sees: help and version, whole ids in tables at any width, sorted and marked estimates,
+defaults shown and echoed, and a calibrated profile that names its own data."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.cli.cli_support import run_cli
+
+DATA = Path(__file__).resolve().parents[2] / "energaizer" / "data" / "measurements"
+
+
+def test_bare_command_prints_help_not_an_error() -> None:
+    r = run_cli()
+    assert r.code == 0 and r.err == ""
+    assert "Usage: energaizer" in r.out and "estimate" in r.out
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version(flag: str) -> None:
+    from importlib.metadata import version
+
+    r = run_cli(flag)
+    assert r.code == 0 and r.out.strip() == f"energaizer {version('energaizer')}"
+
+
+@pytest.mark.parametrize("args", [["-h"], ["--help"], ["estimate", "-h"], ["plan", "-h"], ["sweep", "-h"]])
+def test_help_flags(args: list[str]) -> None:
+    r = run_cli(*args)
+    assert r.code == 0 and "Usage: energaizer" in r.out
+
+
+def _table_lines(text: str) -> list[list[str]]:
+    """The cells of each table line, as printed (a folded row takes several lines)."""
+    return [
+        [c.strip() for c in line.strip("│").split("│")] for line in text.splitlines() if line.startswith("│")
+    ]
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    """The table's rows; a line with an empty id continues the row above (a folded cell)."""
+    rows: list[list[str]] = []
+    for cells in _table_lines(text):
+        if rows and not cells[0]:
+            rows[-1] = [" ".join(filter(None, pair)) for pair in zip(rows[-1], cells, strict=True)]
+        else:
+            rows.append(cells)
+    return rows
+
+
+@pytest.mark.parametrize("columns", ["60", "80", "120"])
+@pytest.mark.parametrize(
+    ("args", "ids"),
+    [
+        (["gpus"], ["v100-sxm2-32gb", "a100-sxm4-80gb", "a100-pcie-40gb"]),
+        (["models"], ["llama-3.1-8b", "qwen3-235b-a22b"]),
+        (["estimate", "--model", "llama-3.1-8b", "--gpu", "all"], ["v100-sxm2-32gb", "a100-sxm4-80gb"]),
+        (["plan", "--demo", "--demo-jobs", "20"], ["energy-aware", "first-fit", "fastest-gpu"]),
+    ],
+)
+def test_ids_are_never_cut(args: list[str], ids: list[str], columns: str) -> None:
+    r = run_cli(*args, env={"COLUMNS": columns})
+    assert r.code == 0, r.err
+    first_cells = {row[0] for row in _table_rows(r.out)}
+    for i in ids:
+        assert i in first_cells, (i, sorted(first_cells)[:10])
+    assert "…" not in "".join(line.split("│")[1] for line in r.out.splitlines() if line.startswith("│"))
+
+
+def test_pipe_output_is_not_wrapped() -> None:
+    """No COLUMNS and no terminal (a pipe, a CI log): each table row on one line, however wide."""
+    r = run_cli("gpus", "--wide", env={"COLUMNS": None})
+    assert r.code == 0, r.err
+    rows = _table_lines(r.out)
+    assert len(rows) >= 19 and all(row[0] for row in rows), "a row continued on a second line"
+    assert all(len(row) == 11 for row in rows)
+    assert max(len(line) for line in r.out.splitlines()) > 120  # wider than any default terminal
+    folded = _table_lines(run_cli("gpus", "--wide", env={"COLUMNS": "80"}).out)
+    assert not all(row[0] for row in folded)  # the same table on an 80-column terminal folds
+
+
+def test_estimate_sorted_by_energy_with_best_and_fastest_marked() -> None:
+    args = ["estimate", "--model", "llama-3.1-8b", "--requests", "20"]
+    for gpu in ("h100-sxm", "l4", "v100", "t4"):
+        args += ["--gpu", gpu]
+    r = run_cli(*args)
+    assert r.code == 0, r.err
+    rows = _table_rows(r.out)
+    assert sorted(row[0] for row in rows) == ["h100-sxm", "l4", "t4", "v100-sxm2-32gb"]
+    assert rows[-1][0] == "t4" and rows[-1][1] == "no"  # infeasible last
+    js = [e for e in json.loads(run_cli(*args, "--json").out) if e["feasible"]]
+    energy = {e["gpu"]: e["energy_joules"] for e in js}
+    duration = {e["gpu"]: e["duration_seconds"] for e in js}
+    assert [row[0] for row in rows if row[1] == "yes"] == sorted(energy, key=energy.get)
+    best = {row[0]: row[-1] for row in rows}
+    assert "lowest energy" in best[min(energy, key=energy.get)]
+    assert "fastest" in best[min(duration, key=duration.get)]
+    assert best["t4"] == ""
+
+
+def test_gpu_named_twice_is_listed_once() -> None:
+    r = run_cli("estimate", "--model", "llama-3.1-8b", "--gpu", "h100", "--gpu", "all", "--json")
+    assert r.code == 0, r.err
+    gpus = [e["gpu"] for e in json.loads(r.out)]
+    assert gpus[0] == "h100-sxm" and gpus.count("h100-sxm") == 1 and len(gpus) == len(set(gpus))
+    r = run_cli("estimate", "--model", "llama-3.1-8b", "--gpu", "h100", "--gpu", "all")
+    assert [row[0] for row in _table_rows(r.out)].count("h100-sxm") == 1
+
+
+def test_from_csv_table_shows_line_and_model(tmp_path: Path) -> None:
+    csv = tmp_path / "w.csv"
+    csv.write_text("model,gpu,requests\nllama-3.1-8b,h100-sxm,10\n\nqwen3-8b,l4,5\n")
+    r = run_cli("estimate", "--from-csv", str(csv))
+    assert r.code == 0, r.err
+    rows = _table_rows(r.out)
+    assert [row[:3] for row in rows] == [["2", "llama-3.1-8b", "h100-sxm"], ["4", "qwen3-8b", "l4"]]
+
+
+def test_defaults_in_help_and_echoed() -> None:
+    from energaizer.cli.estimate_cmd import INFERENCE_DEFAULTS, TRAINING_DEFAULTS
+    from energaizer.workload import InferenceSpec, TrainingSpec
+
+    assert {k: InferenceSpec().model_dump()[k] for k in INFERENCE_DEFAULTS} == INFERENCE_DEFAULTS
+    assert {k: TrainingSpec(steps=1).model_dump()[k] for k in TRAINING_DEFAULTS} == TRAINING_DEFAULTS
+    r = run_cli("estimate", "--help", env={"COLUMNS": "200"})
+    text = " ".join(r.out.split())
+    for flag, value in (
+        ("--requests", 1),
+        ("--input-tokens", 512),
+        ("--batch-size", 1),
+        ("--sequence-length", 2048),
+    ):
+        assert re.search(rf"{flag}[^\[]*\[default: {value}\]", text, re.IGNORECASE), flag
+    r = run_cli("estimate", "--model", "llama-3.1-8b", "--gpu", "l4", "--requests", "4")
+    assert (
+        "defaults used" in r.out
+        and "--batch-size 1" in r.out
+        and "--requests" not in r.out.split("defaults")[1]
+    )
+    r = run_cli(
+        "estimate",
+        "--model",
+        "llama-3.1-8b",
+        "--gpu",
+        "l4",
+        "--requests",
+        "4",
+        "--input-tokens",
+        "8",
+        "--output-tokens",
+        "8",
+        "--batch-size",
+        "2",
+    )
+    assert "defaults used" not in r.out
+
+
+def test_calibrated_profile_describes_its_own_data(tmp_path: Path) -> None:
+    src = (DATA / "artifact.csv").read_text().splitlines()
+    data = tmp_path / "mine.csv"
+    data.write_text("\n".join(src[:41]) + "\n")
+    out = tmp_path / "p.json"
+    r = run_cli(
+        "calibrate", str(data), "-o", str(out), "--parameters", "launch_overhead_us", "--max-evaluations", "5"
+    )
+    assert r.code == 0, r.err
+    profile = json.loads(out.read_text())
+    assert "mine.csv" in profile["description"] and "40 measured rows" in profile["description"]
+    assert sum(profile["fitted_on"].values()) == 40
+    assert "ML.ENERGY" not in profile["description"]

@@ -1,0 +1,69 @@
+"""operator.namespaces set: namespaced RBAC (a Role + RoleBinding per namespace), a read-only ClusterRole for
+cluster-scoped resources; and the ServiceMonitor's selector labels (kube-prometheus-stack's `release`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from deploy_support import by_kind, one, rule_triples
+from energaizer_operator.rbac import REQUIRED_RULES
+
+CLUSTER_SCOPED = {"nodes", "namespaces", "customresourcedefinitions"}
+
+
+def test_namespaced_mode_grants_namespaced_resources_by_role_only(render) -> None:
+    objects = render({"operator": {"namespaces": ["team-a", "team-b"]}}, name="prod", namespace="ops")
+    cluster = rule_triples(one(objects, "ClusterRole")["rules"])
+    assert {r for _, r, _ in cluster} == CLUSTER_SCOPED
+    assert all(v in ("get", "list", "watch") for _, _, v in cluster), "the ClusterRole is read-only"
+    roles, bindings = by_kind(objects, "Role"), by_kind(objects, "RoleBinding")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    required = rule_triples(list(REQUIRED_RULES))
+    for role in roles:
+        granted = rule_triples(role["rules"])
+        assert {r for _, r, _ in granted} & CLUSTER_SCOPED == set()
+        # with the ClusterRole's reads, each namespace gets exactly what the operator needs
+        assert granted | cluster == required
+    for binding in bindings:
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "prod-energaizer",
+        }
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "prod-energaizer", "namespace": "ops"}
+        ]
+    # the operator watches exactly those namespaces
+    container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    text = " ".join(container.get("args", []) + [str(e) for e in container.get("env", [])])
+    assert "team-a" in text and "team-b" in text
+
+
+def test_all_namespaces_mode_has_no_roles(render) -> None:
+    objects = render()
+    assert by_kind(objects, "Role") == [] and by_kind(objects, "RoleBinding") == []
+    assert rule_triples(one(objects, "ClusterRole")["rules"]) == rule_triples(list(REQUIRED_RULES))
+
+
+@pytest.mark.parametrize(
+    ("values", "labels"),
+    [
+        ({}, {}),
+        ({"prometheusRelease": "kube-prometheus-stack"}, {"release": "kube-prometheus-stack"}),
+        (
+            {"labels": {"team": "ml"}, "prometheusRelease": "monitoring"},
+            {"release": "monitoring", "team": "ml"},
+        ),
+    ],
+)
+def test_servicemonitor_selector_labels(render, values: dict[str, Any], labels: dict[str, str]) -> None:
+    monitor = one(render({"serviceMonitor": {"enabled": True, **values}}), "ServiceMonitor")
+    got = monitor["metadata"]["labels"]
+    assert {k: v for k, v in got.items() if not k.startswith(("app.kubernetes.io/", "helm.sh/"))} == labels
+
+
+def test_prometheus_release_is_validated_by_the_schema(render) -> None:
+    with pytest.raises(Exception, match=r"prometheusRelease|pattern|schema"):
+        render({"serviceMonitor": {"enabled": True, "prometheusRelease": "not a name!"}})

@@ -1,0 +1,87 @@
+"""Metric names follow Prometheus conventions and labels stay bounded (docs/operator.md, "Metrics").
+
+The contract's names and types are checked in tests/deploy/test_deploy_dashboard.py."""
+
+from __future__ import annotations
+
+import re
+
+from energaizer_operator.metrics import Metrics
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+UNITS = ("_joules", "_seconds", "_watts", "_ratio", "_bytes", "_info")
+COUNTS = (
+    "energaizer_aijobs",
+    "energaizer_free_gpus",
+    "energaizer_unknown_gpu_nodes",
+)  # plain counts: no unit
+BOUNDED_LABELS = {"namespace", "aijob", "gpu_type", "phase", "product"}
+
+
+def _families() -> dict[str, object]:
+    m = Metrics()
+    m.set_estimates(
+        "ns",
+        "a",
+        [
+            {
+                "feasible": True,
+                "gpuType": "l4",
+                "energyJoules": 9.0,
+                "durationSeconds": 2.0,
+                "averagePowerWatts": 4.5,
+            }
+        ],
+    )
+    m.set_placement("ns", "a", "l4", 3.0, 9.0)
+    m.estimation_seconds.observe(0.01)
+    m.set_inventory({"l4": 2}, ["Tesla-X"])
+    text = generate_latest(m.registry).decode()
+    # the text format shows each counter's and histogram's `_created` timestamp as a family of its own
+    return {f.name: f for f in text_string_to_metric_families(text) if not f.name.endswith("_created")}
+
+
+def test_counters_end_in_total_and_units_are_named() -> None:
+    families = _families()
+    counters = [f for f in families.values() if f.type == "counter"]
+    assert {f.name for f in counters} >= {
+        "energaizer_placements",
+        "energaizer_predicted_saved_energy_joules",
+        "energaizer_predicted_placed_energy_joules",
+    }
+    for f in families.values():
+        assert re.fullmatch(r"energaizer_[a-z0-9_]+", f.name), f.name
+        for s in f.samples:
+            if f.type == "counter" and s.name.endswith("_total"):
+                assert s.name == f.name + "_total"
+        if f.type != "counter" and f.name not in COUNTS:
+            assert f.name.endswith(UNITS), f"{f.name}: name its unit"
+
+
+def test_labels_are_bounded() -> None:
+    for f in _families().values():
+        for s in f.samples:
+            assert set(s.labels) - {"le"} <= BOUNDED_LABELS, (f.name, s.labels)
+
+
+def test_counters_count_each_placement_once() -> None:
+    m = Metrics()
+    for _ in range(3):  # the same placement recorded again (e.g. adopted after a restart)
+        m.set_placement("ns", "a", "l4", 3.0, 9.0)
+    m.set_placement("ns", "b", "l4", 1.0, 5.0)
+    assert m.registry.get_sample_value("energaizer_placements_total", {"gpu_type": "l4"}) == 2
+    assert (
+        m.registry.get_sample_value("energaizer_predicted_saved_energy_joules_total", {"gpu_type": "l4"})
+        == 4.0
+    )
+    assert (
+        m.registry.get_sample_value("energaizer_predicted_placed_energy_joules_total", {"gpu_type": "l4"})
+        == 14.0
+    )
+    m.forget("ns", "a")  # the per-AIJob series go, the counters keep the history
+    assert (
+        m.registry.get_sample_value("energaizer_predicted_savings_joules", {"namespace": "ns", "aijob": "a"})
+        is None
+    )
+    assert m.registry.get_sample_value("energaizer_placements_total", {"gpu_type": "l4"}) == 2
