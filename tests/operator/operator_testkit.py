@@ -151,6 +151,7 @@ current-context: mock
             "ENERGAIZER_METRICS_PORT": str(self.metrics_port),
             "ENERGAIZER_HEALTH_PORT": str(free_port()),
             "ENERGAIZER_BATCH_WINDOW_SECONDS": "0.5",
+            "ENERGAIZER_LEASE_DURATION_SECONDS": "6",  # a restarted process takes over within 6 s
             **self.extra_env,
         }
         self.runs += 1
