@@ -102,7 +102,12 @@ class Cluster:
         return self.k8s.objects[AIJOBS, ns, name].raw
 
     def phase(self, name: str, ns: str = "default") -> str | None:
-        return (self.aijob(name, ns).get("status") or {}).get("phase")
+        """The AIJob's phase; None when it has none or does not exist (yet)."""
+        try:
+            obj = self.aijob(name, ns)
+        except KeyError:
+            return None
+        return (obj.get("status") or {}).get("phase")
 
     def jobs(self) -> dict[str, dict[str, Any]]:
         return {k[2]: v.raw for k, v in self.k8s.objects.items() if k[0] == JOBS and not v.deleted}
@@ -148,6 +153,7 @@ current-context: mock
         env = {
             **os.environ,
             "KUBECONFIG": str(kubeconfig),
+            "PYTHONUNBUFFERED": "1",  # every log line reaches the file before a SIGKILL
             "ENERGAIZER_METRICS_PORT": str(self.metrics_port),
             "ENERGAIZER_HEALTH_PORT": str(free_port()),
             "ENERGAIZER_BATCH_WINDOW_SECONDS": "0.5",
@@ -171,5 +177,9 @@ current-context: mock
             self.proc.kill()
             return await self.proc.wait()
 
+    def logs(self) -> list[str]:
+        """One log per run (start) of the process."""
+        return [(self.tmp / f"operator-{i}.log").read_text() for i in range(1, self.runs + 1)]
+
     def log(self) -> str:
-        return "\n".join((self.tmp / f"operator-{i}.log").read_text() for i in range(1, self.runs + 1))
+        return "\n".join(self.logs())
