@@ -136,6 +136,7 @@ class OperatorProcess:
     def __init__(self, cluster: Cluster, tmp: Path, env: dict[str, str]) -> None:
         self.cluster, self.tmp, self.extra_env = cluster, tmp, env
         self.metrics_port = free_port()
+        self.health_port = free_port()
         self.proc: asyncio.subprocess.Process | None = None
         self.runs = 0
 
@@ -155,7 +156,7 @@ current-context: mock
             "KUBECONFIG": str(kubeconfig),
             "PYTHONUNBUFFERED": "1",  # every log line reaches the file before a SIGKILL
             "ENERGAIZER_METRICS_PORT": str(self.metrics_port),
-            "ENERGAIZER_HEALTH_PORT": str(free_port()),
+            "ENERGAIZER_HEALTH_PORT": str(self.health_port),
             "ENERGAIZER_BATCH_WINDOW_SECONDS": "0.5",
             "ENERGAIZER_LEASE_DURATION_SECONDS": "6",  # a restarted process takes over within 6 s
             **self.extra_env,
