@@ -64,8 +64,9 @@ async def startup(
     if cfg.health_port:
         state.health = HealthServer(cfg.health_port, lambda: state.failed).start()
         asyncio.get_running_loop().create_task(_heartbeat(state.health), name="heartbeat")
-    if cfg.leader_election:
+    if cfg.leader_election:  # elected from the start: a standby keeps its indices warm meanwhile
         state.election = LeaderElection(cfg)
+        state.tasks.append(asyncio.get_running_loop().create_task(state.election.run(), name="election"))
     common = {"aijobs": aijob_records, "nodes": gpu_nodes, "jobs": steered_jobs}
     state.estimator = EstimateLoop(cfg, state.metrics, is_leader=state.is_leader, **common)
     state.placer = Placer(cfg, state.metrics, pods=gpu_pods, is_leader=state.is_leader, **common)
@@ -117,8 +118,7 @@ async def aijob_events(
 ) -> None:
     state = _state(memo)
     # Idempotent; kopf runs this only once its indices are populated, in its event-posting context.
-    loops = [state.election] if state.election is not None else []
-    state.start(*loops, state.estimator, state.placer)
+    state.start(state.estimator, state.placer)
     if event.get("type") == "DELETED":
         state.metrics.forget(namespace, name)
         return

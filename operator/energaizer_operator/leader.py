@@ -76,6 +76,7 @@ class LeaderElection:
         self._last_renew = 0.0  # time.monotonic() of the last successful renewal
 
     async def run(self) -> None:
+        logger.info("%s: candidate for the Lease %s/%s", self.identity, self.namespace, LEASE_NAME)
         while True:
             try:
                 leading = await asyncio.to_thread(self.try_acquire_or_renew)

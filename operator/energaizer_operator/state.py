@@ -37,14 +37,13 @@ class OperatorState:
         """Whether this replica may write (always, without leader election)."""
         return self.election is None or self.election.holds()
 
-    @property
-    def started(self) -> bool:
-        return bool(self.tasks)
+    started: bool = False
 
     def start(self, *loops: Any) -> None:
         """Start the loops once. Call it from a kopf handler: events are posted from its context."""
-        if not self.tasks:
-            self.tasks = [asyncio.create_task(loop.run(), name=type(loop).__name__) for loop in loops]
+        if not self.started:
+            self.started = True
+            self.tasks += [asyncio.create_task(loop.run(), name=type(loop).__name__) for loop in loops]
 
     @property
     def failed(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import socket
@@ -130,6 +131,9 @@ class Cluster:
         return any(r.params.get("watch") == "true" and r.path.endswith("/aijobs") for r in list(journal))
 
 
+_instances = itertools.count()
+
+
 class OperatorProcess:
     """``python -m energaizer_operator`` (the same code path as ``energaizer operator``)."""
 
@@ -139,6 +143,7 @@ class OperatorProcess:
         self.health_port = free_port()
         self.proc: asyncio.subprocess.Process | None = None
         self.runs = 0
+        self.name = f"operator{next(_instances)}"  # one log prefix per process
 
     async def start(self) -> None:
         kubeconfig = self.tmp / "kubeconfig"
@@ -162,7 +167,7 @@ current-context: mock
             **self.extra_env,
         }
         self.runs += 1
-        log = open(self.tmp / f"operator-{self.runs}.log", "wb")  # noqa: SIM115
+        log = open(self.tmp / f"{self.name}-{self.runs}.log", "wb")  # noqa: SIM115
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "energaizer_operator", env=env, stdout=log, stderr=asyncio.subprocess.STDOUT
         )
@@ -180,7 +185,7 @@ current-context: mock
 
     def logs(self) -> list[str]:
         """One log per run (start) of the process."""
-        return [(self.tmp / f"operator-{i}.log").read_text() for i in range(1, self.runs + 1)]
+        return [(self.tmp / f"{self.name}-{i}.log").read_text() for i in range(1, self.runs + 1)]
 
     def log(self) -> str:
         return "\n".join(self.logs())
