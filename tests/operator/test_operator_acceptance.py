@@ -77,7 +77,7 @@ def _batch_optimum(c, batch: dict) -> tuple[float, int]:
             if e["feasible"] and t in types and res["gpusPerReplica"] <= batch["largestFreeNode"].get(t, 0):
                 cost[j, types.index(t)] = e["energyJoules"]
     capacity = np.array([batch["free"][t] for t in types], dtype=float)
-    result = solve(PlacementProblem(names, types, cost, demand, capacity), time_limit_s=30, mip_rel_gap=1e-6)
+    result = solve(PlacementProblem(names, types, cost, demand, capacity), time_limit_s=60, mip_rel_gap=1e-4)
     return result.objective, result.placed
 
 
