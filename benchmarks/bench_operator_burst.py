@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
+import resource
 import signal
 import statistics
 import sys
@@ -112,6 +114,11 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def phase(k: Any, name: str) -> str | None:
     try:
         return (k.objects[AIJOBS, "default", name].raw.get("status") or {}).get("phase")
@@ -174,6 +181,8 @@ async def main(args: argparse.Namespace) -> None:
         stop.set()
         poller.join()
         rss = peak_rss_mib(op.proc.pid)
+        operator_cpu = cpu_seconds(op.proc.pid)
+        mock_cpu = resource.getrusage(resource.RUSAGE_SELF)
         assert await op.stop() == 0
 
         latency = sorted(k.estimated_at[n] - created_at[n] for n in names if n in k.estimated_at)
@@ -207,7 +216,10 @@ async def main(args: argparse.Namespace) -> None:
                 f"  batch {b['batch']}: {b['jobs']} jobs, backlog {b['backlog']}, placed {b['placed']}, "
                 f"{b['solver']} optimal={b['optimal']}, objective {b['objective']:.4g} J"
             )
-        print(f"operator peak RSS: {rss:.0f} MiB")
+        print(
+            f"operator peak RSS: {rss:.0f} MiB; CPU: operator {operator_cpu:.1f} s (last run), "
+            f"API mock + this script {mock_cpu.ru_utime + mock_cpu.ru_stime:.1f} s"
+        )
         print(
             f"/healthz: {len(worst)} polls, max {max(worst):.3f} s, p99 "
             f"{statistics.quantiles(worst, n=100)[98]:.3f} s, failures {len(failures)}"

@@ -36,6 +36,7 @@ ORDER = (
     "ClusterRoleBinding",
     "ConfigMap",
     "Deployment",
+    "PodDisruptionBudget",
     "Service",
 )
 

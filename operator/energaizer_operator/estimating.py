@@ -53,6 +53,7 @@ class EstimateLoop:
         self.inflight: dict[str, int | None] = {}  # uid -> generation being written
         self._semaphore = asyncio.Semaphore(PARALLEL_WRITES)
         self._no_types_reported = False
+        self._writes: set[asyncio.Task[None]] = set()
 
     def backlog(self, records: Iterable[AIJobRecord]) -> list[AIJobRecord]:
         """Valid AIJobs still to be estimated (the placer waits for them)."""
@@ -123,8 +124,16 @@ class EstimateLoop:
                     self.metrics.estimation_seconds.observe(per_job)
                     writes.append(self._write(rec, self._estimated(rec, result, rec.uid in steered)))
             logger.info("estimated %d AIJobs in one batch (%.3f s)", len(batch), per_job * len(batch))
-        await asyncio.gather(*writes)
+        # The writes run on while the next window collects the next batch (in flight until echoed).
+        for write in writes:
+            task = asyncio.create_task(write)
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
         return len(invalid) + len(batch)
+
+    async def drain(self) -> None:
+        """Wait for the writes in flight (tests, shutdown)."""
+        await asyncio.gather(*self._writes, return_exceptions=True)
 
     @staticmethod
     def _invalid(rec: AIJobRecord, err: SpecError) -> Any:

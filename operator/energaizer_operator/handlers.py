@@ -57,7 +57,9 @@ async def startup(
 ) -> None:
     state = _state(memo)
     cfg = state.settings
-    settings.posting.level = logging.INFO
+    # kopf turns its per-object log lines at this level into Events ("Handler ... succeeded" for every
+    # watch event): only warnings. The operator's own Events are posted by reporting.report.
+    settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300  # reconnect watches now and then (kopf default: never)
     if cfg.metrics_port:
         state.metrics_server = state.metrics.serve(cfg.metrics_port)

@@ -27,6 +27,8 @@ def run(namespaces: list[str] | None = None, all_namespaces: bool = False) -> No
     )
     logging.getLogger().setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if level > logging.DEBUG:  # kopf logs every handled watch event ("Handler ... succeeded") at INFO
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
     import energaizer_operator.handlers  # noqa: F401  (registers the handlers)
     from energaizer_operator.state import OperatorState

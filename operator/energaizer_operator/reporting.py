@@ -65,6 +65,6 @@ async def report(
     conditions = [condition] if isinstance(condition, Condition) else list(condition or [])
     status = status_body(rec, phase, conditions, fields)
     await asyncio.to_thread(kube.patch_aijob_status, rec.namespace, rec.name, status)
-    if event is not None:
-        post = kopf.warn if event.warning else kopf.info
-        post(rec.ref, reason=event.reason, message=event.message[:MAX_MESSAGE])
+    if event is not None:  # kopf.event: not filtered by settings.posting.level (kopf's own log lines are)
+        kind = "Warning" if event.warning else "Normal"
+        kopf.event(rec.ref, type=kind, reason=event.reason, message=event.message[:MAX_MESSAGE])

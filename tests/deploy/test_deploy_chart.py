@@ -14,7 +14,7 @@ from deploy_support import CHART, CRD_PATH, DASHBOARD_JSON, KUBE_VERSIONS, by_ki
 from energaizer_operator.rbac import REQUIRED_RULES
 from energaizer_operator.settings import OperatorSettings
 
-DEFAULT_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Service"}
+DEFAULT_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "PodDisruptionBudget", "Service"}
 ALL_ON: dict[str, Any] = {
     "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
     "dashboard": {"enabled": True, "namespace": "monitoring", "annotations": {"grafana_folder": "AI"}},
@@ -148,7 +148,8 @@ def test_clusterrolebinding_binds_the_service_account(render) -> None:
 def test_deployment_is_locked_down(render) -> None:
     deployment = one(render(), "Deployment")
     pod = deployment["spec"]["template"]["spec"]
-    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == 2 and deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert one(render(), "PodDisruptionBudget")["spec"]["minAvailable"] == 1  # HA: one replica stays
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 65532
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}

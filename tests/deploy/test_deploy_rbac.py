@@ -42,6 +42,7 @@ CLIENT_RESOURCES = {
     "pod": ("", "pods"),
     "namespace": ("", "namespaces"),
     "event": ("", "events"),
+    "lease": ("coordination.k8s.io", "leases"),
     "custom_object": (energaizer_operator.GROUP, energaizer_operator.PLURAL),
 }
 # kopf handlers on a resource: list+watch it; change handlers also patch it (progress annotations).
