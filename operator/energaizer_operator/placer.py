@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -42,6 +43,10 @@ logger = logging.getLogger("energaizer_operator.placer")
 
 WAITING = (Phase.ESTIMATED, Phase.UNSCHEDULABLE)
 PARALLEL_CALLS = 8
+
+
+def _finite(value: float | None) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 @dataclass
@@ -218,12 +223,13 @@ class Placer:
             "placed": int(result.placed),
             "solver": result.solver,
             "optimal": bool(result.optimal),
-            "objective": float(result.objective),
+            "objective": _finite(result.objective),
+            "lowerBound": _finite(result.lower_bound),
             "free": capacity.free,
             "largestFreeNode": capacity.largest_free_node,
             "assignment": {d.job.key: d.gpu_type for d in decisions},
         }
-        logger.info("placement batch %s", json.dumps(record, sort_keys=True))
+        logger.info("placement batch %s", json.dumps(record, sort_keys=True, allow_nan=False))
 
     async def _apply(self, rec: AIJobRecord, decision: Decision, capacity: Capacity, steer: bool) -> None:
         async with self._semaphore:
