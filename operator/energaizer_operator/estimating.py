@@ -157,11 +157,13 @@ class EstimateLoop:
             message = "no feasible GPU type: " + "; ".join(f"{e.gpu_type}: {e.reason}" for e in estimates)
         # An AIJob whose Job exists keeps its phase (Jobs are immutable); others are placed (again).
         phase = None if has_job and rec.phase is not None else Phase.ESTIMATED
+        # No Event: the Estimated condition carries the message, and a burst of 1,000 AIJobs would
+        # otherwise cost the API server 1,000 more requests before the first placement.
         return report(
             rec,
             phase,
             [Condition("Invalid", False, "ValidSpec"), Condition("Estimated", True, "Estimated", message)],
-            Event("Estimated", message),
+            None,
             observedGeneration=rec.generation,
             estimates=[e.wire() for e in estimates],
         )
