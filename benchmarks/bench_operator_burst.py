@@ -30,13 +30,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import kmock
 from kmock._internal import apps
 from kmock._internal import parsing as _kp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "operator"))
 
-from kmock_support import RealisticEmulator, parse_namespaces
+from kmock_support import RealisticEmulator, declare_resources, parse_namespaces
 from operator_testkit import AIJOBS, AIJOBS_URL, Cluster, OperatorProcess, aijob, node
 
 TYPES = {  # catalog id -> (GFD product label, nodes of 8 GPUs)
@@ -130,14 +129,7 @@ async def main(args: argparse.Namespace) -> None:
     _kp.parse_path = parse_namespaces
     async with TimedEmulator() as k, apps.Server(k):
         k.estimated_at, k.terminal_at = {}, {}
-        k.resources.load_bundled()
-        k.resources[AIJOBS] = kmock.ResourceInfo(
-            kind="AIJob",
-            singular="aijob",
-            namespaced=True,
-            subresources={"status"},
-            verbs={"create", "delete", "get", "list", "patch", "update", "watch"},
-        )
+        declare_resources(k)
         c = Cluster(k)
         await c.post(
             "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}

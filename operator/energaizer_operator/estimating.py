@@ -14,17 +14,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from energaizer.errors import InvalidInputError
 from energaizer_operator.estimation import candidate_types, estimate_many
-from energaizer_operator.inventory import NodeGPUs, SteeredJob, compute_capacity
-from energaizer_operator.metrics import Metrics
+from energaizer_operator.inventory import compute_capacity
+from energaizer_operator.loops import IndexLoop, index_values
 from energaizer_operator.models import EstimateStatus, Phase
 from energaizer_operator.records import AIJobRecord, SpecError, describe_spec_error
 from energaizer_operator.reporting import Condition, Event, report
-from energaizer_operator.settings import OperatorSettings
 
 logger = logging.getLogger("energaizer_operator.estimating")
 
@@ -32,44 +30,16 @@ PARALLEL_WRITES = 16
 MAX_BATCH = 2000  # AIJobs per estimator call (bounds one call's memory and latency)
 
 
-def index_values(index: Mapping[Any, Iterable[Any]]) -> list[Any]:
-    return [value for store in list(index.values()) for value in store]
-
-
-class EstimateLoop:
-    def __init__(
-        self,
-        settings: OperatorSettings,
-        metrics: Metrics,
-        *,
-        aijobs: Mapping[Any, Iterable[AIJobRecord]],
-        nodes: Mapping[Any, Iterable[NodeGPUs]],
-        jobs: Mapping[Any, Iterable[SteeredJob]],
-        is_leader: Callable[[], bool] = lambda: True,
-    ) -> None:
-        self.settings, self.metrics = settings, metrics
-        self.aijobs, self.nodes, self.jobs = aijobs, nodes, jobs
-        self.is_leader = is_leader
+class EstimateLoop(IndexLoop):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.inflight: dict[str, int | None] = {}  # uid -> generation being written
         self._semaphore = asyncio.Semaphore(PARALLEL_WRITES)
         self._no_types_reported = False
         self._writes: set[asyncio.Task[None]] = set()
 
-    def backlog(self, records: Iterable[AIJobRecord]) -> list[AIJobRecord]:
-        """Valid AIJobs still to be estimated (the placer waits for them)."""
-        return [r for r in records if r.needs_estimate and r.spec is not None]
-
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.estimate_window_seconds)  # what arrives meanwhile: one batch
-            if not self.is_leader():
-                continue
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("estimation batch failed; retrying in the next window")
+    def interval(self) -> float:
+        return self.settings.estimate_window_seconds  # what arrives meanwhile: one batch
 
     def _todo(self, records: list[AIJobRecord]) -> list[AIJobRecord]:
         by_uid = {r.uid: r for r in records}
@@ -81,11 +51,11 @@ class EstimateLoop:
 
     async def tick(self) -> int:
         """One batch; returns how many AIJobs it handled."""
-        todo = self._todo(index_values(self.aijobs))
+        todo = self._todo(index_values(self.indices.aijobs))
         if not todo:
             return 0
-        present = compute_capacity(index_values(self.nodes), [], []).types
-        steered = {j.owner_uid for j in index_values(self.jobs) if j.owner_uid}
+        present = compute_capacity(index_values(self.indices.nodes), [], []).types
+        steered = {j.owner_uid for j in index_values(self.indices.jobs) if j.owner_uid}
         invalid: list[tuple[AIJobRecord, SpecError]] = []
         batch: list[tuple[AIJobRecord, list[str]]] = []
         waiting_for_types = False

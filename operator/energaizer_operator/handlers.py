@@ -25,6 +25,7 @@ from energaizer_operator.estimating import EstimateLoop
 from energaizer_operator.health import HealthServer
 from energaizer_operator.inventory import node_gpus, pod_gpus, steered_job
 from energaizer_operator.leader import LeaderElection
+from energaizer_operator.loops import Indices
 from energaizer_operator.placer import Placer
 from energaizer_operator.records import aijob_record
 from energaizer_operator.state import OperatorState
@@ -69,9 +70,9 @@ async def startup(
     if cfg.leader_election:  # elected from the start: a standby keeps its indices warm meanwhile
         state.election = LeaderElection(cfg)
         state.tasks.append(asyncio.get_running_loop().create_task(state.election.run(), name="election"))
-    common = {"aijobs": aijob_records, "nodes": gpu_nodes, "jobs": steered_jobs}
-    state.estimator = EstimateLoop(cfg, state.metrics, is_leader=state.is_leader, **common)
-    state.placer = Placer(cfg, state.metrics, pods=gpu_pods, is_leader=state.is_leader, **common)
+    indices = Indices(aijobs=aijob_records, nodes=gpu_nodes, pods=gpu_pods, jobs=steered_jobs)
+    state.estimator = EstimateLoop(cfg, state.metrics, indices, is_leader=state.is_leader)
+    state.placer = Placer(cfg, state.metrics, indices, is_leader=state.is_leader)
     logger.info("energaizer operator started: %s", cfg.model_dump())
 
 

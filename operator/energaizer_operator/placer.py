@@ -21,7 +21,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,13 +30,11 @@ import kopf
 from energaizer_operator import kube
 from energaizer_operator.batch import BatchTiming, Decision, batch_due, decide
 from energaizer_operator.constants import ANNOTATION_GPU_TYPE
-from energaizer_operator.estimating import index_values
-from energaizer_operator.inventory import Capacity, NodeGPUs, PodGPUs, SteeredJob, compute_capacity
-from energaizer_operator.metrics import Metrics
+from energaizer_operator.inventory import Capacity, SteeredJob, compute_capacity
+from energaizer_operator.loops import IndexLoop, index_values
 from energaizer_operator.models import Phase
 from energaizer_operator.records import AIJobRecord
 from energaizer_operator.reporting import Condition, Event, report
-from energaizer_operator.settings import OperatorSettings
 from energaizer_operator.steering import build_job, contract_annotations, owned_by
 
 logger = logging.getLogger("energaizer_operator.placer")
@@ -59,24 +57,11 @@ class InFlight:
     steer: bool
 
 
-class Placer:
-    def __init__(
-        self,
-        settings: OperatorSettings,
-        metrics: Metrics,
-        *,
-        nodes: Mapping[Any, Iterable[NodeGPUs]],
-        pods: Mapping[Any, Iterable[PodGPUs]],
-        jobs: Mapping[Any, Iterable[SteeredJob]],
-        aijobs: Mapping[Any, Iterable[AIJobRecord]],
-        clock: Callable[[], float] = time.monotonic,
-        is_leader: Callable[[], bool] = lambda: True,
-    ) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.nodes, self.pods, self.jobs, self.aijobs = nodes, pods, jobs, aijobs
-        self.clock, self.is_leader = clock, is_leader
-        self.timing = BatchTiming(settings.batch_window_seconds, settings.max_batch_delay_seconds)
+class Placer(IndexLoop):
+    def __init__(self, *args: Any, clock: Callable[[], float] = time.monotonic, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+        self.timing = BatchTiming(self.settings.batch_window_seconds, self.settings.max_batch_delay_seconds)
         self.inflight: dict[str, InFlight] = {}
         self._last_fingerprint: tuple[Any, ...] | None = None
         self._reported_unknown: set[str] = set()
@@ -86,17 +71,8 @@ class Placer:
         self._mirrored: dict[str, tuple[str | None, str]] = {}  # uid -> (resourceVersion, Job phase) written
         self.batches = 0
 
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(min(self.settings.batch_window_seconds, 0.5))
-            if not self.is_leader():
-                continue
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("placement batch failed; retrying in the next window")
+    def interval(self) -> float:
+        return min(self.settings.batch_window_seconds, 0.5)
 
     def capacity(self, records: Mapping[str, AIJobRecord], jobs: Mapping[str, SteeredJob]) -> Capacity:
         for uid, entry in list(self.inflight.items()):
@@ -110,7 +86,9 @@ class Placer:
         for uid, entry in self.inflight.items():
             if entry.steer and entry.gpu_type and uid not in jobs:
                 reserved[entry.gpu_type] += entry.gpus
-        return compute_capacity(index_values(self.nodes), index_values(self.pods), jobs.values(), reserved)
+        return compute_capacity(
+            index_values(self.indices.nodes), index_values(self.indices.pods), jobs.values(), reserved
+        )
 
     def _track(self, records: Mapping[str, AIJobRecord], now: float) -> None:
         for uid in set(self._first_seen) - set(records):
@@ -125,8 +103,8 @@ class Placer:
 
     async def tick(self) -> list[Decision]:
         now = self.clock()
-        records = {r.uid: r for r in index_values(self.aijobs)}
-        jobs = {j.owner_uid: j for j in index_values(self.jobs) if j.owner_uid}
+        records = {r.uid: r for r in index_values(self.indices.aijobs)}
+        jobs = {j.owner_uid: j for j in index_values(self.indices.jobs) if j.owner_uid}
         capacity = self.capacity(records, jobs)
         self._track(records, now)
         self.metrics.set_inventory(capacity.free, capacity.unknown_products)

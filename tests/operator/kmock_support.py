@@ -169,6 +169,18 @@ class RealisticEmulator(kmock.KubernetesEmulator):
                 yield event
 
 
+def declare_resources(emulator: kmock.KubernetesEmulator) -> None:
+    """kmock's bundled built-in resources (nodes, pods, jobs, events, leases ...) plus the AIJob CRD."""
+    emulator.resources.load_bundled()
+    emulator.resources["energaizer.io/v1alpha1/aijobs"] = kmock.ResourceInfo(
+        kind="AIJob",
+        singular="aijob",
+        namespaced=True,
+        subresources={"status"},
+        verbs={"create", "delete", "get", "list", "patch", "update", "watch"},
+    )
+
+
 _orig_parse_path = _kp.parse_path
 
 
