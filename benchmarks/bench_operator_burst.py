@@ -204,9 +204,11 @@ async def main(args: argparse.Namespace) -> None:
         print(f"all terminal after {settle:.1f} s from the first create; phases {phases}")
         print(f"steered Jobs: {len(jobs)} (placed {phases.get('Placed', 0)})")
         for b in batches:
+            bound = b.get("lowerBound")
+            gap = f", {100 * (b['objective'] / bound - 1):.2f} % above the LP bound" if bound else ""
             print(
                 f"  batch {b['batch']}: {b['jobs']} jobs, backlog {b['backlog']}, placed {b['placed']}, "
-                f"{b['solver']} optimal={b['optimal']}, objective {b['objective']:.4g} J"
+                f"{b['solver']} optimal={b['optimal']}, objective {b['objective']:.4g} J{gap}"
             )
         print(
             f"operator peak RSS: {rss:.0f} MiB; CPU: operator {operator_cpu:.1f} s (last run), "
