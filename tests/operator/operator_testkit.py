@@ -126,9 +126,10 @@ class Cluster:
             if k[0] == "v1/events" and (v.raw.get("involvedObject") or {}).get("name") == name
         ]
 
-    def watching_aijobs(self) -> bool:
+    def aijob_watches(self) -> int:
+        """How many watch requests on AIJobs the mock has seen (one more per operator start)."""
         journal = getattr(self.k8s, "journal", [])
-        return any(r.params.get("watch") == "true" and r.path.endswith("/aijobs") for r in list(journal))
+        return sum(r.params.get("watch") == "true" and r.path.endswith("/aijobs") for r in list(journal))
 
 
 _instances = itertools.count()
@@ -167,11 +168,12 @@ current-context: mock
             **self.extra_env,
         }
         self.runs += 1
+        watches = self.cluster.aijob_watches()
         log = open(self.tmp / f"{self.name}-{self.runs}.log", "wb")  # noqa: SIM115
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "energaizer_operator", env=env, stdout=log, stderr=asyncio.subprocess.STDOUT
         )
-        await wait_for(self.cluster.watching_aijobs, timeout=30)
+        await wait_for(lambda: self.cluster.aijob_watches() > watches, timeout=60)
 
     async def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.proc is not None

@@ -23,7 +23,11 @@ pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
 
 
 def scrape(port: int) -> str:
-    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    """The operator's /metrics text; empty while its server is not up yet."""
+    try:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError:
+        return ""
 
 
 SETTLED = {"Placed", "Unschedulable"}
