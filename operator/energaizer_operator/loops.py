@@ -53,10 +53,14 @@ class IndexLoop:
     async def tick(self) -> Any:
         raise NotImplementedError
 
+    def observe(self) -> None:
+        """What a standby does instead of ``tick`` (keep its metrics current); nothing by default."""
+
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval())
             if not self.is_leader():
+                self.observe()
                 continue
             try:
                 await self.tick()

@@ -101,14 +101,22 @@ class Placer(IndexLoop):
         for uid in estimated:
             self._ready_since.setdefault(uid, now)
 
-    async def tick(self) -> list[Decision]:
-        now = self.clock()
+    def _observe(self) -> tuple[dict[str, AIJobRecord], dict[str, SteeredJob], Capacity]:
         records = {r.uid: r for r in index_values(self.indices.aijobs)}
         jobs = {j.owner_uid: j for j in index_values(self.indices.jobs) if j.owner_uid}
         capacity = self.capacity(records, jobs)
-        self._track(records, now)
         self.metrics.set_inventory(capacity.free, capacity.unknown_products)
         self.metrics.set_phase_counts(Counter(str(r.phase or Phase.PENDING) for r in records.values()))
+        return records, jobs, capacity
+
+    def observe(self) -> None:
+        """A standby: the inventory and phase-count metrics, as the leader sees them."""
+        self._observe()
+
+    async def tick(self) -> list[Decision]:
+        now = self.clock()
+        records, jobs, capacity = self._observe()
+        self._track(records, now)
         for product, reason in capacity.unknown_products.items():
             if product not in self._reported_unknown:
                 self._reported_unknown.add(product)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import signal
 
 import pytest
 from kmock_support import RealisticEmulator
 from operator_testkit import wait_for
-from test_operator_acceptance import SETTLED, _burst, _limited_cluster, assert_settled_consistently
+from test_operator_acceptance import SETTLED, _burst, _limited_cluster, assert_settled_consistently, scrape
 
 pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
 
 LEASES = "coordination.k8s.io/v1/leases"
+
+
+def placed_gauge(metrics: str) -> float:
+    match = re.search(r'^energaizer_aijobs\{phase="Placed"\} ([0-9.e+]+)$', metrics, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
 
 
 def holder(c) -> str | None:
@@ -39,6 +45,9 @@ async def test_standby_takes_over_after_the_leader_is_killed(cluster, operator_f
     assert (
         "placement batch" not in second.log() and "estimated" not in second.log()
     )  # the standby wrote nothing
+    # ... but keeps its indices warm and its metrics current.
+    await wait_for(lambda: placed_gauge(scrape(second.metrics_port)) >= 5, timeout=30)
+    await wait_for(lambda: "energaizer_predicted_energy_joules{" in scrape(second.metrics_port), timeout=30)
     await first.stop(signal.SIGKILL)
     for body in bodies[80:]:
         await c.create(body)
