@@ -34,8 +34,11 @@ ORDER = (
     "ServiceAccount",
     "ClusterRole",
     "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
     "ConfigMap",
     "Deployment",
+    "PodDisruptionBudget",
     "Service",
 )
 

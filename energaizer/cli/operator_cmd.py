@@ -10,32 +10,6 @@ import typer
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
-def check_cluster_credentials() -> None:
-    """Fail with one line before starting when there is no usable cluster login (what kopf's default login
-    finds: the in-cluster service account, else the kubeconfig)."""
-    import os
-
-    import kubernetes
-    import yaml
-
-    from energaizer.errors import InvalidInputError
-
-    try:
-        kubernetes.config.load_incluster_config()
-        return
-    except kubernetes.config.ConfigException:
-        pass
-    where = os.environ.get("KUBECONFIG") or "~/.kube/config"
-    try:
-        kubernetes.config.load_kube_config()
-    except (kubernetes.config.ConfigException, OSError, yaml.YAMLError, TypeError, ValueError) as exc:
-        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise InvalidInputError(
-            "KUBECONFIG",
-            f"no usable cluster credentials in {where} and not running in a pod ({reason})",
-        ) from None
-
-
 def register(app: typer.Typer) -> None:
     @app.command("operator")
     def operator(
@@ -56,8 +30,7 @@ def register(app: typer.Typer) -> None:
                 )
         from energaizer.cli.common import operator_module
 
+        # run() checks the ENERGAIZER_* settings and the cluster credentials before kopf starts:
+        # a bad value or no usable login is one line naming it (ENERGAIZER_..., KUBECONFIG)
         run = operator_module("main", "operator").run
-        OperatorSettings = operator_module("settings", "operator").OperatorSettings
-        OperatorSettings.from_env()  # a bad ENERGAIZER_* value: one line naming the variable
-        check_cluster_credentials()
         run(list(namespace or []), all_namespaces=all_namespaces)

@@ -6,23 +6,24 @@ Run it with ``energaizer operator`` (or ``python -m energaizer_operator``). The 
 
 from __future__ import annotations
 
-GROUP = "energaizer.io"
-VERSION = "v1alpha1"
-PLURAL = "aijobs"
-KIND = "AIJob"
-SHORT_NAME = "aij"
-API_VERSION = f"{GROUP}/{VERSION}"
-
-# Contract section 2: annotations on the AIJob, its Job and the Job's pod template.
-ANNOTATION_GPU_TYPE = "energaizer.io/gpu-type"
-ANNOTATION_ENERGY = "energaizer.io/predicted-energy-joules"
-ANNOTATION_DURATION = "energaizer.io/predicted-duration-seconds"
-# Extension: total GPUs a steered Job holds (replicas x gpusPerReplica), used for capacity accounting.
-ANNOTATION_GPUS = "energaizer.io/gpus"
-
-KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+from energaizer_operator.constants import (
+    AIJOB_LABEL,
+    ANNOTATION_DURATION,
+    ANNOTATION_ENERGY,
+    ANNOTATION_GPU_TYPE,
+    ANNOTATION_GPUS,
+    API_VERSION,
+    GROUP,
+    KIND,
+    KUEUE_QUEUE_LABEL,
+    LEASE_NAME,
+    PLURAL,
+    SHORT_NAME,
+    VERSION,
+)
 
 __all__ = [
+    "AIJOB_LABEL",
     "ANNOTATION_DURATION",
     "ANNOTATION_ENERGY",
     "ANNOTATION_GPUS",
@@ -31,6 +32,7 @@ __all__ = [
     "GROUP",
     "KIND",
     "KUEUE_QUEUE_LABEL",
+    "LEASE_NAME",
     "PLURAL",
     "SHORT_NAME",
     "VERSION",

@@ -1,7 +1,10 @@
-"""One placement batch: pending AIJobs x present GPU types -> a PlacementProblem -> decisions.
+"""One placement batch: when to decide it, and pending AIJobs x present GPU types -> decisions.
 
-Pure (no Kubernetes): the inputs are cached estimates (``status.estimates``) and the free capacity;
-the optimiser is the shared :func:`energaizer.placement.solve`.
+Pure (no Kubernetes, no clock of its own): :func:`batch_due` decides from the times the caller
+passes in (the placer's injectable clock), :func:`decide` from the cached estimates
+(``status.estimates``) and the free capacity; the optimiser is the shared
+:func:`energaizer.placement.solve`, with a time limit generous enough that a loaded machine does
+not change its answer for the batches an operator sees (hundreds of jobs x a few types).
 """
 
 from __future__ import annotations
@@ -13,6 +16,40 @@ import numpy as np
 
 from energaizer.placement import PlacementProblem, PlacementResult, objective_matrix, solve
 from energaizer_operator.inventory import Capacity
+
+SOLVER_TIME_LIMIT_S = 5.0
+
+
+@dataclass(frozen=True)
+class BatchTiming:
+    """When a burst is complete enough to place.
+
+    ``quiet_seconds``: no new AIJob for this long (the batching window); ``max_delay_seconds``: the
+    oldest estimated job never waits longer than this, whatever keeps arriving."""
+
+    quiet_seconds: float
+    max_delay_seconds: float
+
+
+def batch_due(
+    *,
+    ready_since: Sequence[float],
+    last_arrival: float | None,
+    backlog: int,
+    now: float,
+    timing: BatchTiming,
+) -> bool:
+    """Place the estimated jobs now? Burst-aware: never while AIJobs are still to be estimated
+    (``backlog``) or while they keep arriving (``last_arrival`` within the quiet window), unless the
+    oldest of them (``ready_since``: when each became ready to place) has waited ``max_delay``.
+    All times come from one clock (the caller's)."""
+    if not ready_since:
+        return False
+    if now - min(ready_since) >= timing.max_delay_seconds:
+        return True
+    if backlog:
+        return False
+    return last_arrival is None or now - last_arrival >= timing.quiet_seconds
 
 
 @dataclass(frozen=True)
@@ -88,7 +125,7 @@ def build_problem(jobs: Sequence[PendingJob], capacity: Capacity) -> PlacementPr
 
 
 def decide(
-    jobs: Sequence[PendingJob], capacity: Capacity, *, time_limit_s: float = 0.5
+    jobs: Sequence[PendingJob], capacity: Capacity, *, time_limit_s: float = SOLVER_TIME_LIMIT_S
 ) -> tuple[list[Decision], PlacementResult]:
     problem = build_problem(jobs, capacity)
     result = solve(problem, time_limit_s=time_limit_s)

@@ -1,15 +1,19 @@
-"""Estimate an AIJob on its candidate GPU types and turn the result into ``status.estimates``.
+"""Estimate AIJobs on their candidate GPU types and turn the results into ``status.estimates``.
 
-One vectorised ``energaizer.estimate_matrix`` call per AIJob: the workload of ONE replica on
+A batch of AIJobs is ONE vectorised estimator call (``energaizer.estimate_pairs``: every (job,
+candidate type) pair at once; :func:`estimate_many`). Each job's workload is ONE replica on
 ``gpusPerReplica`` GPUs; replicas run in parallel, so the job's energy and power are ``replicas``
 times a replica's and its duration is a replica's. A deadline makes slower types infeasible.
+Numbers of infeasible types are ``None`` (null on the wire): JSON has no NaN.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from energaizer.errors import InvalidInputError
+from energaizer.result import EstimateBatch
 from energaizer_operator.models import AIJobSpec, EstimateStatus
 
 
@@ -33,33 +37,77 @@ def candidate_types(spec: AIJobSpec, present: Sequence[str]) -> list[str]:
     return out
 
 
-def estimate_job(
-    spec: AIJobSpec, gpu_types: Sequence[str], profile: str | None = None
-) -> list[EstimateStatus]:
-    """Estimates for the whole AIJob (all replicas) on each type, in ``gpu_types`` order."""
-    from energaizer import estimate_matrix
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
-    if not gpu_types:
-        return []
-    batch = estimate_matrix([spec.to_workload()], list(gpu_types), profile=profile)
+
+def _statuses(
+    spec: AIJobSpec, gpu_types: Sequence[str], batch: EstimateBatch, offset: int
+) -> list[EstimateStatus]:
     replicas = spec.resources.replicas
     deadline = spec.placement.deadline_seconds
     out: list[EstimateStatus] = []
     for i, gpu_type in enumerate(gpu_types):
-        feasible = bool(batch.feasible[i])
-        reason = batch.reason[i] if not feasible else ""
-        duration = float(batch.duration_seconds[i])
+        row = offset + i
+        feasible = bool(batch.feasible[row])
+        reason = str(batch.reason[row]) if not feasible else ""
+        energy = float(batch.energy_joules[row]) * replicas
+        duration = float(batch.duration_seconds[row])
+        power = float(batch.average_power_watts[row]) * replicas
+        if feasible and not (math.isfinite(energy) and math.isfinite(duration)):
+            feasible, reason = False, reason or "no finite prediction"
         if feasible and deadline is not None and duration > deadline:
             feasible = False
             reason = f"misses the deadline: {duration:.0f} s > {deadline:.0f} s"
         out.append(
             EstimateStatus(
                 gpu_type=gpu_type,
-                energy_joules=float(batch.energy_joules[i]) * replicas,
-                duration_seconds=duration,
-                average_power_watts=float(batch.average_power_watts[i]) * replicas,
+                energy_joules=_finite(energy) if feasible else None,
+                duration_seconds=_finite(duration) if feasible else None,
+                average_power_watts=_finite(power) if feasible else None,
                 feasible=feasible,
                 reason=reason,
             )
         )
     return out
+
+
+def estimate_many(
+    jobs: Sequence[tuple[AIJobSpec, Sequence[str]]], profile: str | None = None
+) -> list[list[EstimateStatus] | InvalidInputError]:
+    """Estimates for many AIJobs (each on its own candidate types) in one vectorised call.
+
+    A job the estimator rejects (e.g. a what-if clock outside one GPU's range) gets its
+    ``InvalidInputError`` in its slot; the batch is split in halves until the others are estimated."""
+    from energaizer import estimate_pairs
+
+    if not jobs:
+        return []
+    workloads, gpus = [], []
+    for spec, types in jobs:
+        workload = spec.to_workload()
+        workloads.extend([workload] * len(types))
+        gpus.extend(types)
+    try:
+        batch = estimate_pairs(workloads, gpus, profile=profile)
+    except InvalidInputError as exc:
+        if len(jobs) == 1:
+            return [exc]
+        half = len(jobs) // 2
+        return estimate_many(jobs[:half], profile) + estimate_many(jobs[half:], profile)
+    out: list[list[EstimateStatus] | InvalidInputError] = []
+    offset = 0
+    for spec, types in jobs:
+        out.append(_statuses(spec, types, batch, offset))
+        offset += len(types)
+    return out
+
+
+def estimate_job(
+    spec: AIJobSpec, gpu_types: Sequence[str], profile: str | None = None
+) -> list[EstimateStatus]:
+    """Estimates for the whole AIJob (all replicas) on each type, in ``gpu_types`` order."""
+    result = estimate_many([(spec, gpu_types)], profile)[0]
+    if isinstance(result, InvalidInputError):
+        raise result
+    return result

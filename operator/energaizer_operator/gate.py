@@ -215,7 +215,9 @@ async def steer_gated_job(
 ) -> None:
     if event.get("type") == "DELETED":
         return
-    settings: OperatorSettings = memo["settings"]
+    # Every replica handles gated Jobs (no leader needed): each patch carries the resourceVersion it
+    # read, so of two replicas one wins and the other re-reads a Job that is no longer gated by us.
+    settings: OperatorSettings = memo["state"].settings
     namespace, name = body.metadata.namespace, body.metadata.name
     job: Mapping[str, Any] = dict(body)
     rejected = ""  # the API refused the steering patch once: release the Job unsteered
@@ -246,8 +248,9 @@ async def steer_gated_job(
                 if read_exc.status == 404:
                     return
             continue
-        post = kopf.warn if decision.warning else kopf.info
-        post(dict(body), reason=decision.reason, message=decision.message)
+        # kopf.event, not kopf.info: the operator posts only WARNING-level log lines as Events
+        kind = "Warning" if decision.warning else "Normal"
+        kopf.event(dict(body), type=kind, reason=decision.reason, message=decision.message)
         logger.info("gated Job %s/%s: %s: %s", namespace, name, decision.reason, decision.message)
         return
     logger.error("gated Job %s/%s: could not be released after %d attempts", namespace, name, ATTEMPTS)

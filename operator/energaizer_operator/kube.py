@@ -8,9 +8,11 @@ Only PATCH (merge patch) is used for updates.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any
 
 import kubernetes
+import yaml
 from kubernetes.client.exceptions import ApiException
 
 from energaizer_operator import GROUP, PLURAL, VERSION
@@ -21,20 +23,59 @@ __all__ = [
     "ApiException",
     "api_client",
     "create_job",
+    "create_lease",
+    "current_namespace",
+    "load_config",
     "patch_aijob",
     "patch_aijob_status",
     "patch_job",
+    "patch_lease",
     "read_job",
+    "read_lease",
 ]
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+class NoClusterConfigError(RuntimeError):
+    """Neither an in-cluster service account nor a usable kubeconfig."""
+
+
+def load_config() -> None:
+    """Load credentials (in-cluster, else kubeconfig); ``NoClusterConfigError`` with one line if none."""
+    try:
+        kubernetes.config.load_incluster_config()
+        return
+    except kubernetes.config.ConfigException:
+        pass
+    try:
+        kubernetes.config.load_kube_config()
+    except (kubernetes.config.ConfigException, OSError, ValueError, TypeError, yaml.YAMLError) as exc:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise NoClusterConfigError(
+            f"no in-cluster service account and no usable kubeconfig (KUBECONFIG or ~/.kube/config): {detail}"
+        ) from None
+
+
+def current_namespace() -> str:
+    """The service account's namespace in a pod, else the kubeconfig context's, else ``default``."""
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+    except OSError:
+        pass
+    try:
+        _contexts, active = kubernetes.config.list_kube_config_contexts()
+        return str((active or {}).get("context", {}).get("namespace") or "default")
+    except (kubernetes.config.ConfigException, OSError, ValueError, TypeError):
+        return "default"
 
 
 @functools.lru_cache(maxsize=1)
 def api_client() -> kubernetes.client.ApiClient:
-    try:
-        kubernetes.config.load_incluster_config()
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
-    return kubernetes.client.ApiClient()
+    load_config()
+    configuration = kubernetes.client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = 32  # parallel writes from worker threads share the pool
+    return kubernetes.client.ApiClient(configuration)
 
 
 def _plain(obj: Any) -> dict[str, Any]:
@@ -67,3 +108,17 @@ def patch_job(namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]
     """Merge-patch a Job (with ``metadata.resourceVersion`` in ``body``: only if it has not changed)."""
     api = kubernetes.client.BatchV1Api(api_client())
     return _plain(api.patch_namespaced_job(name, namespace, body, _content_type=MERGE_PATCH))
+
+
+def read_lease(namespace: str, name: str) -> dict[str, Any]:
+    return _plain(kubernetes.client.CoordinationV1Api(api_client()).read_namespaced_lease(name, namespace))
+
+
+def create_lease(namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    return _plain(kubernetes.client.CoordinationV1Api(api_client()).create_namespaced_lease(namespace, body))
+
+
+def patch_lease(namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Merge patch; a ``metadata.resourceVersion`` in ``body`` makes it conditional (409 if stale)."""
+    api = kubernetes.client.CoordinationV1Api(api_client())
+    return _plain(api.patch_namespaced_lease(name, namespace, body, _content_type=MERGE_PATCH))

@@ -6,13 +6,20 @@ import logging
 
 import kopf
 
+from energaizer.errors import InvalidInputError
+from energaizer_operator import kube
 from energaizer_operator.settings import OperatorSettings
 
 
 def run(namespaces: list[str] | None = None, all_namespaces: bool = False) -> None:
     """Run until SIGINT/SIGTERM. Namespaces: the arguments, else ``ENERGAIZER_NAMESPACES``; none or
-    ``all_namespaces`` = cluster-wide. Credentials: kopf's default login (in-cluster or kubeconfig)."""
+    ``all_namespaces`` = cluster-wide. Credentials: in-cluster service account, else kubeconfig;
+    with neither, ``InvalidInputError`` (one line) before anything starts."""
     settings = OperatorSettings.from_env()
+    try:
+        kube.load_config()
+    except kube.NoClusterConfigError as exc:
+        raise InvalidInputError("KUBECONFIG", str(exc)) from None
     watched = [] if all_namespaces else list(namespaces or settings.namespaces)
     level = getattr(logging, settings.log_level)
     kopf.configure(
@@ -20,14 +27,16 @@ def run(namespaces: list[str] | None = None, all_namespaces: bool = False) -> No
     )
     logging.getLogger().setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if level > logging.DEBUG:  # kopf logs every handled watch event ("Handler ... succeeded") at INFO
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
     import energaizer_operator.gate
     import energaizer_operator.handlers  # noqa: F401  (registers the handlers)
+    from energaizer_operator.state import OperatorState
 
     kopf.run(
-        standalone=True,  # one replica; no peering objects needed
+        standalone=True,  # no kopf peering: replicas elect a leader with a Lease (leader.py)
         clusterwide=not watched,
         namespaces=watched,
-        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None,
-        memo=kopf.Memo(settings=settings),
+        memo=kopf.Memo(state=OperatorState(settings)),
     )

@@ -6,6 +6,7 @@ CRD's openAPIV3Schema is generated from them (:mod:`energaizer_operator.crd`).
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -15,19 +16,23 @@ from energaizer.catalog.schema import ModelArchitecture, Precision
 from energaizer.workload import MAX_BATCH, MAX_GPUS, MAX_REQUESTS, MAX_TOKENS_PER_REQUEST, MAX_TRAINING_TOKENS
 from energaizer.workload import Workload as EstimatorWorkload
 
-Phase = Literal[
-    "Pending", "Estimated", "Placed", "Running", "Succeeded", "Failed", "Invalid", "Unschedulable"
-]
-PHASES: tuple[str, ...] = (
-    "Pending",
-    "Estimated",
-    "Placed",
-    "Running",
-    "Succeeded",
-    "Failed",
-    "Invalid",
-    "Unschedulable",
-)
+
+class Phase(StrEnum):
+    """``status.phase`` of an AIJob (contract section 2)."""
+
+    PENDING = "Pending"
+    ESTIMATED = "Estimated"
+    PLACED = "Placed"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    INVALID = "Invalid"
+    UNSCHEDULABLE = "Unschedulable"
+
+
+PHASES: tuple[str, ...] = tuple(p.value for p in Phase)
+# Phases the operator never leaves on its own (a spec change re-estimates an Invalid AIJob).
+TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.INVALID})
 Mode = Literal["steer", "annotate"]
 Objective = Literal["energy", "time", "energy-delay"]
 MAX_REPLICAS = 10_000
@@ -151,12 +156,18 @@ class AIJobSpec(_Camel):
 
 
 class EstimateStatus(_Camel):
+    """One GPU type's prediction; an infeasible type has null numbers (JSON has no NaN)."""
+
     gpu_type: str
-    energy_joules: float
-    duration_seconds: float
-    average_power_watts: float
+    energy_joules: float | None = None
+    duration_seconds: float | None = None
+    average_power_watts: float | None = None
     feasible: bool
     reason: str = ""
+
+    def wire(self) -> dict[str, Any]:
+        """camelCase JSON with explicit nulls (``dump`` would drop them)."""
+        return self.model_dump(mode="json", by_alias=True)
 
 
 class PlacementStatus(_Camel):

@@ -1,29 +1,39 @@
-"""The batching loop: every window, place the pending AIJobs jointly and steer them.
+"""The batching loop: place the pending AIJobs jointly and steer them.
 
-It reads only kopf's indices (nodes, pods, steered Jobs, AIJobs); in-memory state is limited to
-decisions whose status patch has not come back through the watch yet (so a job is never decided
-twice) and GPUs promised to Jobs not yet visible (so a batch never reuses them). After a restart
-that state is rebuilt from the cluster: a Job that already exists for an AIJob is adopted, never
-created again (deterministic name; 409 Conflict -> read it back).
+It reads only kopf's indices (nodes, pods, steered Jobs, AIJobs). When to decide is
+:func:`energaizer_operator.batch.batch_due` on the placer's injectable ``clock`` (burst-aware: not
+while AIJobs are still being estimated or keep arriving); what to decide is
+:func:`energaizer_operator.batch.decide` on the pending jobs and the free capacity of that moment.
+Every batch is logged as one ``placement batch {json}`` line (jobs, free GPUs, assignment, solver,
+objective) so that it can be audited against the optimum of its moment.
+
+In-memory state is limited to decisions whose status patch has not come back through the watch
+yet (so a job is never decided twice) and GPUs promised to Jobs not yet visible (so a batch never
+reuses them). After a restart that state is rebuilt from the cluster: a Job that already exists for
+an AIJob is adopted, never created again (deterministic name; 409 Conflict -> read it back).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
+import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
 from energaizer_operator import kube
-from energaizer_operator.batch import Decision, decide
-from energaizer_operator.conditions import set_condition
+from energaizer_operator.batch import BatchTiming, Decision, batch_due, decide
+from energaizer_operator.constants import ANNOTATION_GPU_TYPE
 from energaizer_operator.display import readable_placement
-from energaizer_operator.inventory import Capacity, NodeGPUs, PodGPUs, SteeredJob, compute_capacity
-from energaizer_operator.metrics import Metrics
+from energaizer_operator.inventory import Capacity, SteeredJob, compute_capacity
+from energaizer_operator.loops import IndexLoop, index_values
+from energaizer_operator.models import Phase
 from energaizer_operator.powercap import (
     JobPowerAdvice,
     advise_spec,
@@ -32,143 +42,188 @@ from energaizer_operator.powercap import (
     power_annotations,
 )
 from energaizer_operator.records import AIJobRecord
-from energaizer_operator.settings import OperatorSettings
+from energaizer_operator.reporting import Condition, Event, report
 from energaizer_operator.steering import build_job, contract_annotations, owned_by
 
 logger = logging.getLogger("energaizer_operator.placer")
 
-WAITING = ("Estimated", "Unschedulable")
+WAITING = (Phase.ESTIMATED, Phase.UNSCHEDULABLE)
 PARALLEL_CALLS = 8
-MAX_WAIT_TICKS = 5
+
+
+def _finite(value: float | None) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 @dataclass
 class InFlight:
-    phase_seen: str | None  # the AIJob phase when decided; the entry ends when the phase moves on
+    phase_seen: Phase | None  # the AIJob phase when decided; the entry ends when the phase moves on
     generation: int | None
+    resource_version: str | None
     gpu_type: str | None
     gpus: int
     steer: bool
 
 
-def _values(index: Mapping[Any, Iterable[Any]]) -> list[Any]:
-    return [value for store in list(index.values()) for value in store]
-
-
-class Placer:
-    def __init__(
-        self,
-        settings: OperatorSettings,
-        metrics: Metrics,
-        *,
-        nodes: Mapping[Any, Iterable[NodeGPUs]],
-        pods: Mapping[Any, Iterable[PodGPUs]],
-        jobs: Mapping[Any, Iterable[SteeredJob]],
-        aijobs: Mapping[Any, Iterable[AIJobRecord]],
-    ) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.nodes, self.pods, self.jobs, self.aijobs = nodes, pods, jobs, aijobs
-        self._task: asyncio.Task[None] | None = None
+class Placer(IndexLoop):
+    def __init__(self, *args: Any, clock: Callable[[], float] = time.monotonic, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+        self.timing = BatchTiming(self.settings.batch_window_seconds, self.settings.max_batch_delay_seconds)
         self.inflight: dict[str, InFlight] = {}
         self._last_fingerprint: tuple[Any, ...] | None = None
         self._reported_unknown: set[str] = set()
         self._semaphore = asyncio.Semaphore(PARALLEL_CALLS)
-        self._previous_fresh: set[str] = set()
-        self._waited_ticks = 0
+        self._first_seen: dict[str, float] = {}  # uid -> when this process first saw the AIJob
+        self._ready_since: dict[str, float] = {}  # uid -> when it became Estimated (ready to place)
+        self._mirrored: dict[str, tuple[str | None, str]] = {}  # uid -> (resourceVersion, Job phase) written
+        self.batches = 0
 
-    def start(self) -> None:
-        """Start the loop (once). Call it from a kopf handler: events are posted from its context."""
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="energaizer-placer")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    @property
-    def failed(self) -> bool:
-        return self._task is not None and self._task.done()
-
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.batch_window_seconds)
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("placement batch failed; retrying in the next window")
+    def interval(self) -> float:
+        return min(self.settings.batch_window_seconds, 0.5)
 
     def capacity(self, records: Mapping[str, AIJobRecord], jobs: Mapping[str, SteeredJob]) -> Capacity:
         for uid, entry in list(self.inflight.items()):
             rec = records.get(uid)
             changed = rec is None or rec.phase != entry.phase_seen or rec.generation != entry.generation
+            if entry.gpu_type is None and rec is not None:
+                changed = changed or rec.resource_version != entry.resource_version
             if changed and (rec is None or not entry.steer or uid in jobs or entry.gpu_type is None):
                 del self.inflight[uid]
         reserved: Counter[str] = Counter()
         for uid, entry in self.inflight.items():
             if entry.steer and entry.gpu_type and uid not in jobs:
                 reserved[entry.gpu_type] += entry.gpus
-        return compute_capacity(_values(self.nodes), _values(self.pods), jobs.values(), reserved)
+        return compute_capacity(
+            index_values(self.indices.nodes), index_values(self.indices.pods), jobs.values(), reserved
+        )
 
-    async def tick(self) -> list[Decision]:
-        records = {r.uid: r for r in _values(self.aijobs)}
-        jobs = {j.owner_uid: j for j in _values(self.jobs) if j.owner_uid}
+    def _track(self, records: Mapping[str, AIJobRecord], now: float) -> None:
+        for uid in set(self._first_seen) - set(records):
+            del self._first_seen[uid]
+        for uid in records:
+            self._first_seen.setdefault(uid, now)
+        estimated = {u for u, r in records.items() if r.phase == Phase.ESTIMATED and r.up_to_date}
+        for uid in set(self._ready_since) - estimated:
+            del self._ready_since[uid]
+        for uid in estimated:
+            self._ready_since.setdefault(uid, now)
+
+    def _observe(self) -> tuple[dict[str, AIJobRecord], dict[str, SteeredJob], Capacity]:
+        records = {r.uid: r for r in index_values(self.indices.aijobs)}
+        jobs = {j.owner_uid: j for j in index_values(self.indices.jobs) if j.owner_uid}
         capacity = self.capacity(records, jobs)
         self.metrics.set_inventory(capacity.free, capacity.unknown_products)
-        self.metrics.set_phase_counts(Counter(r.phase or "Pending" for r in records.values()))
+        self.metrics.set_phase_counts(Counter(str(r.phase or Phase.PENDING) for r in records.values()))
+        return records, jobs, capacity
+
+    def observe(self) -> None:
+        """A standby: the inventory and phase-count metrics, as the leader sees them."""
+        self._observe()
+
+    async def tick(self) -> list[Decision]:
+        now = self.clock()
+        records, jobs, capacity = self._observe()
+        self._track(records, now)
         for product, reason in capacity.unknown_products.items():
             if product not in self._reported_unknown:
                 self._reported_unknown.add(product)
                 logger.warning("ignoring GPU nodes with product %r: %s", product, reason)
 
         waiting = [
-            r for r in records.values() if r.phase in WAITING and r.up_to_date and r.uid not in self.inflight
+            r
+            for r in records.values()
+            if r.phase in WAITING and r.up_to_date and r.spec is not None and r.uid not in self.inflight
         ]
         adopt = [r for r in waiting if r.uid in jobs]
         waiting = [r for r in waiting if r.uid not in jobs]
-        fresh_uids = {r.uid for r in waiting if r.phase == "Estimated"}
-        fingerprint = capacity.fingerprint()
         if adopt:
             await asyncio.gather(*(self._adopt(r, jobs[r.uid]) for r in adopt))
-        if not waiting or (not fresh_uids and fingerprint == self._last_fingerprint):
+        await self._mirror(records, jobs)
+        fresh = [r for r in waiting if r.phase == Phase.ESTIMATED]
+        backlog = [r for r in records.values() if r.needs_estimate and r.spec is not None]
+        arrivals = [self._first_seen[r.uid] for r in (*fresh, *backlog)]
+        fingerprint = capacity.fingerprint()
+        if fresh:
+            due = batch_due(
+                ready_since=[self._ready_since[r.uid] for r in fresh],
+                last_arrival=max(arrivals, default=None),
+                backlog=len(backlog),
+                now=now,
+                timing=self.timing,
+            )
+        else:  # only Unschedulable ones: retry when the capacity changed and no burst is in progress
+            due = bool(waiting) and fingerprint != self._last_fingerprint and not backlog
+        if not due:
             return []
-        # A burst is placed jointly: wait while new jobs keep arriving, for at most MAX_WAIT_TICKS windows.
-        arriving = bool(fresh_uids - self._previous_fresh)
-        self._previous_fresh = fresh_uids
-        self._waited_ticks = 0 if not arriving else self._waited_ticks + 1
-        if arriving and self._waited_ticks < MAX_WAIT_TICKS:
-            return []
-        self._waited_ticks = 0
         self._last_fingerprint = fingerprint
         pending = [r.pending_job(self.settings.default_objective) for r in waiting]
         decisions, result = await asyncio.to_thread(decide, pending, capacity)
-        logger.info(
-            "placement batch: %d jobs, %d placed by %s (optimal=%s), total objective %.6g",
-            len(pending),
-            result.placed,
-            result.solver,
-            result.optimal,
-            result.objective,
-        )
+        self.batches += 1
+        self._log_batch(decisions, result, capacity, len(backlog), now)
         by_key = {r.key: r for r in waiting}
         tasks = []
         for decision in decisions:
             rec = by_key[decision.job.key]
             if decision.gpu_type is None:
-                if rec.phase == "Unschedulable" and _condition_message(rec, "Placed") == decision.reason:
+                if rec.phase == Phase.UNSCHEDULABLE and rec.condition_message("Placed") == decision.reason:
                     continue  # nothing new to say
                 steer = False
             else:
                 steer = rec.mode(self.settings.default_mode) == "steer"
             self.inflight[rec.uid] = InFlight(
-                rec.phase, rec.generation, decision.gpu_type, decision.job.demand, steer
+                rec.phase, rec.generation, rec.resource_version, decision.gpu_type, decision.job.demand, steer
             )
             tasks.append(self._apply(rec, decision, capacity, steer))
         await asyncio.gather(*tasks)
         return decisions
+
+    async def _mirror(self, records: Mapping[str, AIJobRecord], jobs: Mapping[str, SteeredJob]) -> None:
+        """A steered Job's state -> its AIJob's phase (Running, Succeeded, Failed); level-triggered."""
+        writes = []
+        for uid, job in jobs.items():
+            rec = records.get(uid)
+            if rec is None or uid in self.inflight or job.phase == Phase.PLACED:
+                continue
+            if rec.phase not in (Phase.PLACED, Phase.RUNNING) or rec.phase == job.phase:
+                continue
+            seen = (rec.resource_version, job.phase)
+            if self._mirrored.get(uid) == seen:
+                continue  # written; waiting for the watch to bring it back
+            self._mirrored[uid] = seen
+            condition = Condition("Running", job.phase == Phase.RUNNING, job.phase, f"Job {job.name}")
+            writes.append(self._write_mirror(rec, Phase(job.phase), condition))
+        for uid in set(self._mirrored) - set(jobs):
+            del self._mirrored[uid]
+        await asyncio.gather(*writes)
+
+    async def _write_mirror(self, rec: AIJobRecord, phase: Phase, condition: Condition) -> None:
+        async with self._semaphore:
+            try:
+                await report(rec, phase, condition, None)
+                logger.info("AIJob %s: %s (mirrored from its Job)", rec.key, phase)
+            except Exception:
+                self._mirrored.pop(rec.uid, None)
+                logger.exception("could not mirror the Job state of %s; retrying", rec.key)
+
+    def _log_batch(
+        self, decisions: list[Decision], result: Any, capacity: Capacity, backlog: int, now: float
+    ) -> None:
+        record = {
+            "batch": self.batches,
+            "clock": round(now, 3),
+            "jobs": len(decisions),
+            "backlog": backlog,
+            "placed": int(result.placed),
+            "solver": result.solver,
+            "optimal": bool(result.optimal),
+            "objective": _finite(result.objective),
+            "lowerBound": _finite(result.lower_bound),
+            "free": capacity.free,
+            "largestFreeNode": capacity.largest_free_node,
+            "assignment": {d.job.key: d.gpu_type for d in decisions},
+        }
+        logger.info("placement batch %s", json.dumps(record, sort_keys=True, allow_nan=False))
 
     async def _apply(self, rec: AIJobRecord, decision: Decision, capacity: Capacity, steer: bool) -> None:
         async with self._semaphore:
@@ -182,14 +237,15 @@ class Placer:
                 logger.exception("could not apply the placement of %s; retrying", rec.key)
 
     async def _unschedulable(self, rec: AIJobRecord, reason: str) -> None:
-        status = {
-            "phase": "Unschedulable",
-            "placement": None,
-            "conditions": set_condition(rec.conditions, "Placed", False, "Unschedulable", reason),
-        }
-        await asyncio.to_thread(kube.patch_aijob_status, rec.namespace, rec.name, status)
-        self.metrics.set_placement(rec.namespace, rec.name, None, None)
-        kopf.warn(rec.ref, reason="Unschedulable", message=reason[:1000])
+        # One Warning Event per change into Unschedulable; a new reason only updates the condition.
+        event = None if rec.phase == Phase.UNSCHEDULABLE else Event("Unschedulable", reason, warning=True)
+        await report(
+            rec,
+            Phase.UNSCHEDULABLE,
+            Condition("Placed", False, "Unschedulable", reason),
+            event,
+            placement=None,
+        )
 
     async def _place(self, rec: AIJobRecord, decision: Decision, capacity: Capacity, steer: bool) -> None:
         gpu_type = decision.gpu_type
@@ -202,13 +258,13 @@ class Placer:
         job_name: str | None = None
         advice = await asyncio.to_thread(advise_spec, rec.spec, gpu_type, self.settings.profile)
         if steer:
-            resources = rec.spec.get("resources") or {}
+            assert rec.spec is not None
             body = build_job(
                 name=rec.name,
                 namespace=rec.namespace,
-                template=rec.spec.get("template") or {},
-                replicas=int(resources.get("replicas") or 1),
-                gpus_per_replica=int(resources.get("gpusPerReplica") or 1),
+                template=rec.spec.template,
+                replicas=rec.spec.resources.replicas,
+                gpus_per_replica=rec.spec.resources.gpus_per_replica,
                 gpu_type=gpu_type,
                 products=capacity.products.get(gpu_type, []),
                 product_label=self.settings.gpu_product_label,
@@ -228,11 +284,11 @@ class Placer:
                     await self._conflict(rec)
                     return
                 annotations = (existing.get("metadata") or {}).get("annotations") or {}
-                if annotations.get("energaizer.io/gpu-type", gpu_type) != gpu_type:
-                    gpu_type = annotations["energaizer.io/gpu-type"]
+                if annotations.get(ANNOTATION_GPU_TYPE, gpu_type) != gpu_type:
+                    gpu_type = annotations[ANNOTATION_GPU_TYPE]
                     advice = await asyncio.to_thread(advise_spec, rec.spec, gpu_type, self.settings.profile)
                 est = rec.estimates.get(gpu_type)
-                if est is not None:
+                if est is not None and est.feasible:
                     energy, duration = est.energy_joules, est.duration_seconds
                 logger.info("adopted the existing Job %s/%s", rec.namespace, rec.name)
             job_name = rec.name
@@ -241,10 +297,15 @@ class Placer:
     async def _adopt(self, rec: AIJobRecord, job: SteeredJob) -> None:
         """The AIJob's Job exists (an earlier run created it): record it instead of placing again."""
         est = rec.estimates.get(job.gpu_type)
-        energy = est.energy_joules if est else (job.predicted_energy_joules or 0.0)
-        duration = est.duration_seconds if est else (job.predicted_duration_seconds or 0.0)
+        if est is not None and est.feasible:
+            energy, duration = est.energy_joules, est.duration_seconds
+        else:
+            energy = job.predicted_energy_joules or 0.0
+            duration = job.predicted_duration_seconds or 0.0
         worst = max((e.energy_joules for e in rec.estimates.values() if e.feasible), default=energy)
-        self.inflight[rec.uid] = InFlight(rec.phase, rec.generation, job.gpu_type, job.gpus, False)
+        self.inflight[rec.uid] = InFlight(
+            rec.phase, rec.generation, rec.resource_version, job.gpu_type, job.gpus, False
+        )
         async with self._semaphore:
             try:
                 advice = await asyncio.to_thread(advise_spec, rec.spec, job.gpu_type, self.settings.profile)
@@ -269,34 +330,30 @@ class Placer:
         await asyncio.to_thread(
             kube.patch_aijob, rec.namespace, rec.name, {"metadata": {"annotations": annotations}}
         )
-        placement = {"gpuType": gpu_type, "predictedEnergyJoules": energy, "savingsJoules": savings}
-        placement.update(readable_placement(energy, duration, savings))
+        placement: dict[str, Any] = {
+            "gpuType": gpu_type,
+            "predictedEnergyJoules": energy,
+            "savingsJoules": savings,
+            **readable_placement(energy, duration, savings),
+        }
         if job_name:
             placement["jobName"] = job_name
         placement.update(placement_fields(advice))
         where = f"Job {job_name}" if job_name else "recommendation only (annotate mode)"
         message = f"{gpu_type}: predicted {energy:.4g} J, {duration:.4g} s, saves {savings:.4g} J; {where}"
-        status = {
-            "phase": "Placed",
-            "placement": placement,
-            "conditions": set_condition(rec.conditions, "Placed", True, "Placed", message),
-        }
-        await asyncio.to_thread(kube.patch_aijob_status, rec.namespace, rec.name, status)
-        self.metrics.set_placement(rec.namespace, rec.name, gpu_type, savings, energy)
-        kopf.info(rec.ref, reason="Placed", message=message)
+        await report(
+            rec,
+            Phase.PLACED,
+            Condition("Placed", True, "Placed", message),
+            Event("Placed", message),
+            placement=placement,
+        )
 
     async def _conflict(self, rec: AIJobRecord) -> None:
         message = f"a Job named {rec.name} exists and is not owned by this AIJob"
-        status = {
-            "phase": "Failed",
-            "conditions": set_condition(rec.conditions, "Placed", False, "JobNameConflict", message),
-        }
-        await asyncio.to_thread(kube.patch_aijob_status, rec.namespace, rec.name, status)
-        kopf.warn(rec.ref, reason="JobNameConflict", message=message)
-
-
-def _condition_message(rec: AIJobRecord, type_: str) -> str | None:
-    for cond in rec.conditions:
-        if cond.get("type") == type_:
-            return str(cond.get("message", ""))
-    return None
+        await report(
+            rec,
+            Phase.FAILED,
+            Condition("Placed", False, "JobNameConflict", message),
+            Event("JobNameConflict", message, warning=True),
+        )

@@ -17,8 +17,8 @@ class PolicyRule(TypedDict):
 
 
 REQUIRED_RULES: list[PolicyRule] = [
-    # The AIJob custom resource: kopf watches and patches it (annotations, progress), the operator
-    # patches its status subresource (estimates, placement, mirrored Job phase).
+    # The AIJob custom resource: kopf watches it, the operator patches its annotations (contract) and
+    # its status subresource (estimates, placement, mirrored Job phase).
     {"apiGroups": ["energaizer.io"], "resources": ["aijobs"], "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": ["energaizer.io"], "resources": ["aijobs/status"], "verbs": ["get", "patch"]},
     # GPU inventory: the node index (GPU product label, allocatable GPUs, readiness).
@@ -27,7 +27,9 @@ REQUIRED_RULES: list[PolicyRule] = [
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
     # Steering: one batch/v1 Job per AIJob (create, read back on 409 Conflict, watch for status).
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "patch"]},
-    # kopf posts Kubernetes Events for the AIJobs it handles.
+    # Leader election between replicas (leader.py): one Lease, created once, then read and renewed.
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "patch"]},
+    # Events about the AIJobs (posted through kopf).
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     # kopf: resource discovery and namespace watching in namespaced mode.
     {

@@ -1,13 +1,32 @@
-"""What the AIJob index keeps per object: enough to place and steer it without re-reading it."""
+"""What the AIJob index keeps per object: the spec parsed once, the status the operator needs.
+
+The index handler builds one :class:`AIJobRecord` per watch event; the spec is validated with the
+pydantic models once per ``(uid, generation)`` (a status change does not re-parse it). Everything
+downstream (estimation, placement, steering) reads the parsed :class:`AIJobSpec`, never raw dicts.
+"""
 
 from __future__ import annotations
 
+import math
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from energaizer_operator import API_VERSION, KIND
+from pydantic import ValidationError
+
+from energaizer.catalog import get_model
+from energaizer.errors import InvalidInputError
 from energaizer_operator.batch import PendingJob, TypeEstimate
+from energaizer_operator.constants import API_VERSION, KIND
+from energaizer_operator.models import TERMINAL_PHASES, AIJobSpec, Phase
+from energaizer_operator.steering import check_template
+
+
+@dataclass(frozen=True)
+class SpecError:
+    field: str  # e.g. "spec.workload.inference.requests"
+    message: str  # starts with the field path
 
 
 @dataclass(frozen=True)
@@ -16,11 +35,14 @@ class AIJobRecord:
     name: str
     uid: str
     generation: int | None
-    phase: str | None
+    phase: Phase | None
     observed_generation: int | None
-    spec: Mapping[str, Any]
+    spec: AIJobSpec | None  # None when the spec is invalid (then ``spec_error`` says why)
+    spec_error: SpecError | None = None
     estimates: Mapping[str, TypeEstimate] = field(default_factory=dict)
     conditions: tuple[Mapping[str, Any], ...] = ()
+    placed_gpu_type: str | None = None  # status.placement.gpuType
+    resource_version: str | None = None
 
     @property
     def key(self) -> str:
@@ -28,8 +50,19 @@ class AIJobRecord:
 
     @property
     def up_to_date(self) -> bool:
-        """Estimated for the current spec (``observedGeneration`` == ``generation``)."""
+        """Handled for the current spec (``observedGeneration`` == ``generation``)."""
         return self.generation is None or self.observed_generation == self.generation
+
+    @property
+    def needs_estimate(self) -> bool:
+        """No phase yet, or a spec the operator has not handled: level-triggered, whatever kopf saw."""
+        if self.phase is None:
+            return True
+        return not self.up_to_date and self.phase not in (Phase.SUCCEEDED, Phase.FAILED)
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in TERMINAL_PHASES and self.up_to_date
 
     @property
     def ref(self) -> dict[str, Any]:
@@ -41,38 +74,127 @@ class AIJobRecord:
         }
 
     def pending_job(self, default_objective: str) -> PendingJob:
-        resources = self.spec.get("resources") or {}
-        gpr = int(resources.get("gpusPerReplica") or 1)
-        replicas = int(resources.get("replicas") or 1)
-        objective = (self.spec.get("placement") or {}).get("objective") or default_objective
-        return PendingJob(self.key, self.uid, gpr * replicas, gpr, objective, self.estimates)
+        assert self.spec is not None
+        resources = self.spec.resources
+        objective = self.spec.placement.objective or default_objective
+        return PendingJob(
+            self.key,
+            self.uid,
+            resources.gpus_per_replica * resources.replicas,
+            resources.gpus_per_replica,
+            objective,
+            self.estimates,
+        )
 
     def mode(self, default_mode: str) -> str:
-        return (self.spec.get("placement") or {}).get("mode") or default_mode
+        return (self.spec.placement.mode if self.spec else None) or default_mode
+
+    def condition_message(self, type_: str) -> str | None:
+        for cond in self.conditions:
+            if cond.get("type") == type_:
+                return str(cond.get("message", ""))
+        return None
 
 
-def aijob_record(body: Mapping[str, Any]) -> AIJobRecord:
+def describe_spec_error(exc: Exception) -> SpecError:
+    """The field path and a message starting with it, for a bad spec."""
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        loc = [str(p) for p in err.get("loc", ()) if p != "__root__"]
+        prefix = "spec.workload" if exc.title == "Workload" else "spec"  # the estimator's own model
+        path = ".".join([prefix, *loc]) if loc else prefix
+        return SpecError(path, f"{path}: {err.get('msg', 'invalid value')}")
+    if isinstance(exc, InvalidInputError):
+        if exc.field.startswith("spec."):
+            return SpecError(exc.field, str(exc))
+        return SpecError(f"spec.workload.{exc.field}", f"spec.workload.{exc}")
+    return SpecError("spec", str(exc))
+
+
+def parse_spec(raw: Mapping[str, Any], default_mode: str) -> tuple[AIJobSpec | None, SpecError | None]:
+    """Validate a raw ``spec``: the models, then what the estimator's own model checks, then (steer
+    mode) the pod template."""
+    try:
+        spec = AIJobSpec.model_validate(dict(raw))
+        workload = spec.to_workload()  # the estimator's own checks raise here, not mid-batch
+        if workload.model is not None:
+            get_model(workload.model)  # unknown names: spec.workload.model
+        if (spec.placement.mode or default_mode) == "steer":
+            check_template(spec.template)
+    except (ValidationError, InvalidInputError) as exc:
+        return None, describe_spec_error(exc)
+    return spec, None
+
+
+class SpecCache:
+    """Parsed specs by (uid, generation, default mode): a spec is validated once per generation."""
+
+    def __init__(self, size: int = 50_000) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[Any, ...], tuple[AIJobSpec | None, SpecError | None]] = OrderedDict()
+
+    def parse(
+        self, uid: str, generation: int | None, raw: Mapping[str, Any], default_mode: str
+    ) -> tuple[AIJobSpec | None, SpecError | None]:
+        if generation is None:  # no generation from the server: cannot tell specs apart
+            return parse_spec(raw, default_mode)
+        key = (uid, generation, default_mode)
+        hit = self._items.get(key)
+        if hit is None:
+            hit = self._items[key] = parse_spec(raw, default_mode)
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return hit
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _estimate(e: Mapping[str, Any]) -> TypeEstimate:
+    energy, duration = _number(e.get("energyJoules")), _number(e.get("durationSeconds"))
+    feasible = bool(e.get("feasible")) and energy is not None and duration is not None
+    return TypeEstimate(
+        energy if energy is not None else math.inf,
+        duration if duration is not None else math.inf,
+        _number(e.get("averagePowerWatts")) or 0.0,
+        feasible,
+        str(e.get("reason") or ""),
+    )
+
+
+def _phase(value: Any) -> Phase | None:
+    try:
+        return Phase(value) if value else None
+    except ValueError:
+        return None
+
+
+def aijob_record(body: Mapping[str, Any], cache: SpecCache, default_mode: str) -> AIJobRecord:
     meta = body.get("metadata") or {}
     status = body.get("status") or {}
+    uid, generation = meta.get("uid", ""), meta.get("generation")
+    spec, error = cache.parse(uid, generation, body.get("spec") or {}, default_mode)
     estimates = {
-        e["gpuType"]: TypeEstimate(
-            float(e.get("energyJoules", 0.0)),
-            float(e.get("durationSeconds", 0.0)),
-            float(e.get("averagePowerWatts", 0.0)),
-            bool(e.get("feasible")),
-            str(e.get("reason") or ""),
-        )
+        e["gpuType"]: _estimate(e)
         for e in status.get("estimates") or []
         if isinstance(e, Mapping) and e.get("gpuType")
     }
+    placement = status.get("placement") or {}
     return AIJobRecord(
         namespace=meta.get("namespace", ""),
         name=meta.get("name", ""),
-        uid=meta.get("uid", ""),
-        generation=meta.get("generation"),
-        phase=status.get("phase"),
+        uid=uid,
+        generation=generation,
+        phase=_phase(status.get("phase")),
         observed_generation=status.get("observedGeneration"),
-        spec=dict(body.get("spec") or {}),
+        spec=spec,
+        spec_error=error,
         estimates=estimates,
         conditions=tuple(c for c in status.get("conditions") or [] if isinstance(c, Mapping)),
+        placed_gpu_type=placement.get("gpuType") if isinstance(placement, Mapping) else None,
+        resource_version=meta.get("resourceVersion"),
     )

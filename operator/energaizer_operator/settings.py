@@ -21,6 +21,8 @@ ENV_PREFIX = "ENERGAIZER_"
 ENV_VARS: dict[str, str] = {
     "namespaces": "ENERGAIZER_NAMESPACES",
     "batch_window_seconds": "ENERGAIZER_BATCH_WINDOW_SECONDS",
+    "max_batch_delay_seconds": "ENERGAIZER_MAX_BATCH_DELAY_SECONDS",
+    "estimate_window_seconds": "ENERGAIZER_ESTIMATE_WINDOW_SECONDS",
     "gpu_product_label": "ENERGAIZER_GPU_PRODUCT_LABEL",
     "gpu_resource": "ENERGAIZER_GPU_RESOURCE",
     "product_map": "ENERGAIZER_PRODUCT_MAP",
@@ -30,6 +32,8 @@ ENV_VARS: dict[str, str] = {
     "health_port": "ENERGAIZER_HEALTH_PORT",
     "profile": "ENERGAIZER_PROFILE",
     "log_level": "ENERGAIZER_LOG_LEVEL",
+    "leader_election": "ENERGAIZER_LEADER_ELECTION",
+    "lease_duration_seconds": "ENERGAIZER_LEASE_DURATION_SECONDS",
 }
 
 
@@ -37,7 +41,15 @@ class OperatorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     namespaces: list[str] = Field(default_factory=list, description="namespaces to watch; empty = all")
-    batch_window_seconds: float = Field(default=2.0, gt=0, le=3600, description="placement batching window")
+    batch_window_seconds: float = Field(
+        default=2.0, gt=0, le=3600, description="placement batching window: no new AIJob for this long"
+    )
+    max_batch_delay_seconds: float = Field(
+        default=30.0, gt=0, le=86400, description="an estimated AIJob waits at most this long for its batch"
+    )
+    estimate_window_seconds: float = Field(
+        default=0.2, gt=0, le=60, description="AIJobs arriving within this window are estimated in one call"
+    )
     gpu_product_label: str = Field(default="nvidia.com/gpu.product", min_length=1)
     gpu_resource: str = Field(default="nvidia.com/gpu", min_length=1)
     product_map: dict[str, str] = Field(
@@ -49,6 +61,13 @@ class OperatorSettings(BaseModel):
     health_port: int = Field(default=8081, ge=0, le=65535)
     profile: str | None = Field(default=None, description="calibration profile path")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    leader_election: bool = Field(default=True, description="only the holder of a Lease writes (HA)")
+    lease_duration_seconds: float = Field(
+        default=15.0,
+        ge=3,
+        le=600,
+        description="a standby takes over this long after the leader's last renewal",
+    )
 
     @field_validator("namespaces", mode="before")
     @classmethod

@@ -14,15 +14,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from energaizer.errors import InvalidInputError
-from energaizer_operator import (
+from energaizer_operator.constants import (
+    AIJOB_LABEL,
     ANNOTATION_DURATION,
     ANNOTATION_ENERGY,
     ANNOTATION_GPU_TYPE,
     ANNOTATION_GPUS,
     KUEUE_QUEUE_LABEL,
 )
-
-AIJOB_LABEL = "energaizer.io/aijob"
 
 
 def contract_annotations(gpu_type: str, energy_joules: float, duration_seconds: float) -> dict[str, str]:

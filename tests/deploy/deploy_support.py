@@ -44,6 +44,18 @@ def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return found[0]
 
 
+def leader_election_role(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Role for the operator's leader-election Lease, in the release's own namespace."""
+    found = [o for o in by_kind(objects, "Role") if o["metadata"]["name"].endswith("-leader-election")]
+    assert len(found) == 1, f"expected one leader-election Role, got {len(found)}"
+    return found[0]
+
+
+def watched_namespace_roles(objects: list[dict[str, Any]], kind: str = "Role") -> list[dict[str, Any]]:
+    """Roles (or RoleBindings) granted in the watched namespaces: all but the leader-election ones."""
+    return [o for o in by_kind(objects, kind) if not o["metadata"]["name"].endswith("-leader-election")]
+
+
 def rule_triples(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
     """RBAC rules as (apiGroup, resource, verb) triples."""
     return {

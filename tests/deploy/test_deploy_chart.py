@@ -10,11 +10,30 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 import yaml
-from deploy_support import CHART, CRD_PATH, DASHBOARD_JSON, KUBE_VERSIONS, by_kind, one, rule_triples
+from deploy_support import (
+    CHART,
+    CRD_PATH,
+    DASHBOARD_JSON,
+    KUBE_VERSIONS,
+    by_kind,
+    leader_election_role,
+    one,
+    rule_triples,
+)
 from energaizer_operator.rbac import REQUIRED_RULES
 from energaizer_operator.settings import OperatorSettings
 
-DEFAULT_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Service"}
+DEFAULT_KINDS = {
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+    "ConfigMap",
+    "Deployment",
+    "PodDisruptionBudget",
+    "Service",
+}
 ALL_ON: dict[str, Any] = {
     "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
     "dashboard": {"enabled": True, "namespace": "monitoring", "annotations": {"grafana_folder": "AI"}},
@@ -109,12 +128,15 @@ def _strings(node: Any) -> list[str]:
 
 
 def test_clusterrole_is_exactly_what_the_operator_needs(render) -> None:
-    role = one(render(), "ClusterRole")
+    objects = render()
+    role = one(objects, "ClusterRole")
     assert not [s for s in _strings(role) if "*" in s], "wildcard in the ClusterRole"
     assert all(
         set(rule) == {"apiGroups", "resources", "verbs"} for rule in role["rules"]
     )  # no resourceNames etc.
-    granted, required = rule_triples(role["rules"]), rule_triples(list(REQUIRED_RULES))
+    # the Lease of the leader election is granted by a Role in the release's namespace, not cluster-wide
+    granted = rule_triples(role["rules"]) | rule_triples(leader_election_role(objects)["rules"])
+    required = rule_triples(list(REQUIRED_RULES))
     assert required - granted == set(), "operator calls not granted"
     assert granted - required == set(), "grants beyond energaizer_operator.rbac.REQUIRED_RULES"
 
@@ -138,7 +160,8 @@ def test_clusterrolebinding_binds_the_service_account(render) -> None:
 def test_deployment_is_locked_down(render) -> None:
     deployment = one(render(), "Deployment")
     pod = deployment["spec"]["template"]["spec"]
-    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == 2 and deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert one(render(), "PodDisruptionBudget")["spec"]["minAvailable"] == 1  # HA: one replica stays
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 65532
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}

@@ -14,7 +14,7 @@ from typing import Any
 import energaizer_operator
 import kubernetes.client
 import pytest
-from deploy_support import one
+from deploy_support import leader_election_role, one
 
 # Every method of the official client's API classes (CoreV1Api, BatchV1Api, CustomObjectsApi, ...).
 CLIENT_METHODS = {
@@ -42,6 +42,7 @@ CLIENT_RESOURCES = {
     "pod": ("", "pods"),
     "namespace": ("", "namespaces"),
     "event": ("", "events"),
+    "lease": ("coordination.k8s.io", "leases"),
     "custom_object": (energaizer_operator.GROUP, energaizer_operator.PLURAL),
 }
 # kopf handlers on a resource: list+watch it; change handlers also patch it (progress annotations).
@@ -115,7 +116,8 @@ def test_the_scan_sees_the_operator_calls() -> None:
 
 
 def test_every_call_in_the_operator_code_is_granted(render) -> None:
-    granted = _granted(one(render(), "ClusterRole"))
+    objects = render()
+    granted = _granted(one(objects, "ClusterRole")) | _granted(leader_election_role(objects))
     missing = (calls_in_code() | KOPF_OWN) - granted
     assert missing == set(), f"the ClusterRole lacks {sorted(missing)}"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from deploy_support import by_kind, one, rule_triples
+from deploy_support import leader_election_role, one, rule_triples, watched_namespace_roles
 from energaizer_operator.rbac import REQUIRED_RULES
 
 CLUSTER_SCOPED = {"nodes", "namespaces", "customresourcedefinitions"}
@@ -17,7 +17,10 @@ def test_namespaced_mode_grants_namespaced_resources_by_role_only(render) -> Non
     cluster = rule_triples(one(objects, "ClusterRole")["rules"])
     assert {r for _, r, _ in cluster} == CLUSTER_SCOPED
     assert all(v in ("get", "list", "watch") for _, _, v in cluster), "the ClusterRole is read-only"
-    roles, bindings = by_kind(objects, "Role"), by_kind(objects, "RoleBinding")
+    roles, bindings = watched_namespace_roles(objects), watched_namespace_roles(objects, "RoleBinding")
+    leader = leader_election_role(objects)
+    assert leader["metadata"]["namespace"] == "ops"  # the Lease lives in the operator's own namespace
+    cluster_and_leader = cluster | rule_triples(leader["rules"])
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     required = rule_triples(list(REQUIRED_RULES))
@@ -25,7 +28,7 @@ def test_namespaced_mode_grants_namespaced_resources_by_role_only(render) -> Non
         granted = rule_triples(role["rules"])
         assert {r for _, r, _ in granted} & CLUSTER_SCOPED == set()
         # with the ClusterRole's reads, each namespace gets exactly what the operator needs
-        assert granted | cluster == required
+        assert granted | cluster_and_leader == required
     for binding in bindings:
         assert binding["roleRef"] == {
             "apiGroup": "rbac.authorization.k8s.io",
@@ -43,8 +46,11 @@ def test_namespaced_mode_grants_namespaced_resources_by_role_only(render) -> Non
 
 def test_all_namespaces_mode_has_no_roles(render) -> None:
     objects = render()
-    assert by_kind(objects, "Role") == [] and by_kind(objects, "RoleBinding") == []
-    assert rule_triples(one(objects, "ClusterRole")["rules"]) == rule_triples(list(REQUIRED_RULES))
+    assert watched_namespace_roles(objects) == [] and watched_namespace_roles(objects, "RoleBinding") == []
+    granted = rule_triples(one(objects, "ClusterRole")["rules"]) | rule_triples(
+        leader_election_role(objects)["rules"]
+    )
+    assert granted == rule_triples(list(REQUIRED_RULES))
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,14 @@ def test_aijob_gets_estimated_and_placed_on_a_real_cluster(tmp_path):
             raise
     namespace = os.environ.get("ENERGAIZER_E2E_NAMESPACE", "default")
     name = f"e2e-{uuid.uuid4().hex[:6]}"
-    env = {**os.environ, "ENERGAIZER_METRICS_PORT": "0", "ENERGAIZER_HEALTH_PORT": "0"}
+    # No leader election: an operator installed in the cluster would hold the Lease and this one
+    # would stand by.
+    env = {
+        **os.environ,
+        "ENERGAIZER_METRICS_PORT": "0",
+        "ENERGAIZER_HEALTH_PORT": "0",
+        "ENERGAIZER_LEADER_ELECTION": "false",
+    }
     with open(tmp_path / "operator.log", "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "energaizer", "operator", "--namespace", namespace],

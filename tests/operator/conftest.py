@@ -16,21 +16,14 @@ from kmock._internal import parsing as _kp
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from kmock_support import parse_namespaces
-from operator_testkit import AIJOBS, PRODUCTS, Cluster, OperatorProcess, node
+from kmock_support import declare_resources, parse_namespaces
+from operator_testkit import PRODUCTS, Cluster, OperatorProcess, node
 
 
 @pytest.fixture
 async def cluster(kmock: Any, monkeypatch: pytest.MonkeyPatch) -> Cluster:
     monkeypatch.setattr(_kp, "parse_path", parse_namespaces)
-    kmock.resources.load_bundled()
-    kmock.resources[AIJOBS] = kmock.ResourceInfo(
-        kind="AIJob",
-        singular="aijob",
-        namespaced=True,
-        subresources={"status"},
-        verbs={"create", "delete", "get", "list", "patch", "update", "watch"},
-    )
+    declare_resources(kmock)
     c = Cluster(kmock)
     await c.post(
         "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}

@@ -4,6 +4,9 @@
   kopf's finalizer JSON-Patch, label selectors and list kinds.
 * a bounded request log (kmock scans it on every request), with ``journal`` for assertions.
 * ``metadata.generateName`` honoured (kopf posts Events with it).
+* strict like a real API server: 400 Bad Request for a body with ``NaN``/``Infinity`` (not JSON), and
+  409 Conflict for a PUT/PATCH whose body carries a stale ``metadata.resourceVersion`` (optimistic
+  concurrency, as the Lease-based leader election relies on).
 * ``parse_namespaces``: kmock 0.8 answers ``GET /api/v1/namespaces`` with HTTP 500; kopf's namespaced
   mode needs it.
 """
@@ -11,12 +14,14 @@
 from __future__ import annotations
 
 import datetime
+import json
 import uuid
 from dataclasses import dataclass
 
 import kmock
 from kmock._internal import enums
 from kmock._internal import parsing as _kp
+from kmock._internal.k8s import KubernetesError
 
 
 def _match(labels: dict, selector: str) -> bool:
@@ -35,6 +40,20 @@ def _match(labels: dict, selector: str) -> bool:
         elif term not in labels:
             return False
     return True
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _check_json(body: bytes) -> None:
+    """A real API server rejects NaN/Infinity (Go's encoding/json): so does the mock."""
+    if not body:
+        return
+    try:
+        json.loads(body, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise KubernetesError(status=400, reason="BadRequest", message=f"invalid JSON body: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -67,6 +86,24 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         )
         if len(self._requests) > 2 * self.KEEP_REQUESTS:
             del self._requests[: -self.KEEP_REQUESTS]
+        if str(request.method).upper().rsplit(".", 1)[-1] in ("POST", "PUT", "PATCH"):
+            _check_json(request.body)
+        if (
+            request.resource is not None
+            and isinstance(request.data, dict)
+            and request.action == enums.action.UPDATE
+            and request.name
+        ):
+            wanted = (request.data.get("metadata") or {}).get("resourceVersion")
+            key = (request.resource, request.namespace, request.name)
+            if wanted and key in self.objects and not self.objects[key].deleted:
+                current = str(self.objects[key].get("metadata", {}).get("resourceVersion", ""))
+                if str(wanted) != current:
+                    raise KubernetesError(
+                        status=409,
+                        reason="Conflict",
+                        message=f"the object has been modified (resourceVersion {wanted} != {current})",
+                    )
         if (
             request.resource is not None
             and isinstance(request.data, list)
@@ -130,6 +167,18 @@ class RealisticEmulator(kmock.KubernetesEmulator):
                 continue
             if check(request, request.resource, md.get("namespace"), md.get("name"), strict=False):
                 yield event
+
+
+def declare_resources(emulator: kmock.KubernetesEmulator) -> None:
+    """kmock's bundled built-in resources (nodes, pods, jobs, events, leases ...) plus the AIJob CRD."""
+    emulator.resources.load_bundled()
+    emulator.resources["energaizer.io/v1alpha1/aijobs"] = kmock.ResourceInfo(
+        kind="AIJob",
+        singular="aijob",
+        namespaced=True,
+        subresources={"status"},
+        verbs={"create", "delete", "get", "list", "patch", "update", "watch"},
+    )
 
 
 _orig_parse_path = _kp.parse_path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import socket
@@ -102,7 +103,12 @@ class Cluster:
         return self.k8s.objects[AIJOBS, ns, name].raw
 
     def phase(self, name: str, ns: str = "default") -> str | None:
-        return (self.aijob(name, ns).get("status") or {}).get("phase")
+        """The AIJob's phase; None when it has none or does not exist (yet)."""
+        try:
+            obj = self.aijob(name, ns)
+        except KeyError:
+            return None
+        return (obj.get("status") or {}).get("phase")
 
     def jobs(self) -> dict[str, dict[str, Any]]:
         return {k[2]: v.raw for k, v in self.k8s.objects.items() if k[0] == JOBS and not v.deleted}
@@ -120,9 +126,13 @@ class Cluster:
             if k[0] == "v1/events" and (v.raw.get("involvedObject") or {}).get("name") == name
         ]
 
-    def watching_aijobs(self) -> bool:
+    def aijob_watches(self) -> int:
+        """How many watch requests on AIJobs the mock has seen (one more per operator start)."""
         journal = getattr(self.k8s, "journal", [])
-        return any(r.params.get("watch") == "true" and r.path.endswith("/aijobs") for r in list(journal))
+        return sum(r.params.get("watch") == "true" and r.path.endswith("/aijobs") for r in list(journal))
+
+
+_instances = itertools.count()
 
 
 class OperatorProcess:
@@ -131,8 +141,10 @@ class OperatorProcess:
     def __init__(self, cluster: Cluster, tmp: Path, env: dict[str, str]) -> None:
         self.cluster, self.tmp, self.extra_env = cluster, tmp, env
         self.metrics_port = free_port()
+        self.health_port = free_port()
         self.proc: asyncio.subprocess.Process | None = None
         self.runs = 0
+        self.name = f"operator{next(_instances)}"  # one log prefix per process
 
     async def start(self) -> None:
         kubeconfig = self.tmp / "kubeconfig"
@@ -148,17 +160,20 @@ current-context: mock
         env = {
             **os.environ,
             "KUBECONFIG": str(kubeconfig),
+            "PYTHONUNBUFFERED": "1",  # every log line reaches the file before a SIGKILL
             "ENERGAIZER_METRICS_PORT": str(self.metrics_port),
-            "ENERGAIZER_HEALTH_PORT": str(free_port()),
+            "ENERGAIZER_HEALTH_PORT": str(self.health_port),
             "ENERGAIZER_BATCH_WINDOW_SECONDS": "0.5",
+            "ENERGAIZER_LEASE_DURATION_SECONDS": "6",  # a restarted process takes over within 6 s
             **self.extra_env,
         }
         self.runs += 1
-        log = open(self.tmp / f"operator-{self.runs}.log", "wb")  # noqa: SIM115
+        watches = self.cluster.aijob_watches()
+        log = open(self.tmp / f"{self.name}-{self.runs}.log", "wb")  # noqa: SIM115
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "energaizer_operator", env=env, stdout=log, stderr=asyncio.subprocess.STDOUT
         )
-        await wait_for(self.cluster.watching_aijobs, timeout=30)
+        await wait_for(lambda: self.cluster.aijob_watches() > watches, timeout=60)
 
     async def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.proc is not None
@@ -170,5 +185,9 @@ current-context: mock
             self.proc.kill()
             return await self.proc.wait()
 
+    def logs(self) -> list[str]:
+        """One log per run (start) of the process."""
+        return [(self.tmp / f"{self.name}-{i}.log").read_text() for i in range(1, self.runs + 1)]
+
     def log(self) -> str:
-        return "\n".join((self.tmp / f"operator-{i}.log").read_text() for i in range(1, self.runs + 1))
+        return "\n".join(self.logs())

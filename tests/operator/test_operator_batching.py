@@ -1,0 +1,199 @@
+"""The batch decision as pure functions: when (``batch_due`` on a given clock) and what (``decide``)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+from energaizer_operator.batch import BatchTiming, PendingJob, TypeEstimate, batch_due, decide
+from energaizer_operator.estimation import estimate_many
+from energaizer_operator.inventory import NodeGPUs, compute_capacity
+from energaizer_operator.models import AIJobSpec, Phase
+from energaizer_operator.records import SpecCache, aijob_record, parse_spec
+from operator_testkit import aijob
+
+from energaizer.errors import InvalidInputError
+from energaizer.placement import PlacementProblem, solve
+
+TIMING = BatchTiming(quiet_seconds=1.0, max_delay_seconds=30.0)
+
+
+# -------------------------------------------------------------------------------------- batch_due
+
+
+def test_nothing_to_place_is_never_due():
+    assert not batch_due(ready_since=[], last_arrival=None, backlog=0, now=1e6, timing=TIMING)
+
+
+def test_waits_while_the_estimation_backlog_is_not_drained():
+    args = {"ready_since": [100.0], "last_arrival": 100.0, "timing": TIMING}
+    assert not batch_due(backlog=600, now=105.0, **args)  # burst still being estimated
+    assert batch_due(backlog=0, now=105.0, **args)  # drained and quiet
+
+
+def test_waits_for_the_quiet_window_after_the_last_arrival():
+    args = {"ready_since": [100.0, 100.5], "backlog": 0, "timing": TIMING}
+    assert not batch_due(last_arrival=100.5, now=101.0, **args)
+    assert batch_due(last_arrival=100.5, now=101.5, **args)
+
+
+def test_never_waits_longer_than_the_maximum_delay():
+    args = {"ready_since": [100.0, 120.0], "last_arrival": 129.9, "timing": TIMING}
+    assert not batch_due(backlog=5, now=129.9, **args)
+    assert batch_due(backlog=5, now=130.0, **args)  # the oldest job waited 30 s: place anyway
+
+
+def test_the_decision_depends_only_on_its_inputs():
+    rng = random.Random(3)
+    for _ in range(200):
+        ready = [rng.uniform(0, 50) for _ in range(rng.randint(0, 5))]
+        args = {
+            "ready_since": ready,
+            "last_arrival": max(ready, default=None),
+            "backlog": rng.choice([0, 0, 3]),
+            "now": rng.uniform(0, 80),
+            "timing": TIMING,
+        }
+        assert batch_due(**args) == batch_due(**args)
+
+
+# ----------------------------------------------------------------------------------------- decide
+
+
+def _fixed_batch(seed: int = 5, n: int = 40) -> tuple[list[PendingJob], object]:
+    rng = random.Random(seed)
+    nodes = [NodeGPUs(f"{t}-{i}", f"P{t}", t, 8, True) for t in ("a", "b", "c") for i in range(2)]
+    capacity = compute_capacity(nodes, [], [])
+    jobs = []
+    for j in range(n):
+        base = rng.uniform(1e4, 1e6)
+        est = {
+            t: TypeEstimate(base * rng.uniform(0.5, 2.0), rng.uniform(10, 1000), 300.0, rng.random() > 0.1)
+            for t in ("a", "b", "c")
+        }
+        gpr = rng.choice([1, 1, 2])
+        jobs.append(PendingJob(f"ns/j{j}", f"u{j}", gpr, gpr, "energy", est))
+    return jobs, capacity
+
+
+def test_a_fixed_batch_is_placed_optimally():
+    jobs, capacity = _fixed_batch()
+    decisions, result = decide(jobs, capacity)
+    types = capacity.types
+    cost = np.full((len(jobs), len(types)), np.inf)
+    for j, job in enumerate(jobs):
+        for t, gpu_type in enumerate(types):
+            est = job.estimates[gpu_type]
+            if est.feasible:
+                cost[j, t] = est.energy_joules
+    problem = PlacementProblem(
+        [j.key for j in jobs],
+        types,
+        cost,
+        np.array([j.demand for j in jobs], dtype=float),
+        np.array([capacity.free[t] for t in types], dtype=float),
+    )
+    best = solve(problem, time_limit_s=30, mip_rel_gap=1e-9)
+    assert result.placed == best.placed
+    assert result.objective <= best.objective * (1 + 1e-3)
+    used = {t: 0 for t in types}
+    for d in decisions:
+        if d.gpu_type is not None:
+            used[d.gpu_type] += d.job.demand
+            assert d.job.estimates[d.gpu_type].feasible
+    assert all(used[t] <= capacity.free[t] for t in types)
+    # The same inputs give the same decisions (no clock, no randomness inside).
+    again, _ = decide(jobs, capacity)
+    assert [d.gpu_type for d in again] == [d.gpu_type for d in decisions]
+
+
+# ------------------------------------------------------------------------- estimation and records
+
+
+def test_batched_estimates_have_null_not_nan_for_infeasible_types():
+    small = AIJobSpec.model_validate(aijob("s", requests=100)["spec"])
+    huge = AIJobSpec.model_validate(aijob("h", model="llama-3.1-405b", requests=100)["spec"])
+    results = estimate_many([(small, ["l4", "h100-sxm"]), (huge, ["l4"])])
+    assert [e.gpu_type for e in results[0]] == ["l4", "h100-sxm"]
+    assert all(e.feasible and e.energy_joules > 0 for e in results[0])
+    (oom,) = results[1]
+    assert not oom.feasible and oom.reason
+    wire = oom.wire()
+    assert wire["energyJoules"] is None and wire["durationSeconds"] is None
+    assert wire["averagePowerWatts"] is None
+    json.dumps([e.wire() for r in results for e in r], allow_nan=False)  # valid JSON
+
+
+def test_one_bad_job_does_not_fail_the_batch():
+    good = AIJobSpec.model_validate(aijob("g", requests=100)["spec"])
+    bad_body = aijob("b", requests=100)
+    bad_body["spec"]["workload"]["frequencyMhz"] = 4000  # outside every GPU's clock range
+    bad = AIJobSpec.model_validate(bad_body["spec"])
+    results = estimate_many([(good, ["l4"]), (bad, ["l4"]), (good, ["h100-sxm"])])
+    assert isinstance(results[1], InvalidInputError)
+    assert not isinstance(results[0], InvalidInputError) and not isinstance(results[2], InvalidInputError)
+
+
+def test_deadline_makes_slow_types_infeasible_with_null_numbers():
+    spec = AIJobSpec.model_validate(aijob("d", requests=20000, deadlineSeconds=1.0)["spec"])
+    (est,) = estimate_many([(spec, ["l4"])])[0]
+    assert not est.feasible and "deadline" in est.reason and est.energy_joules is None
+
+
+def test_spec_is_parsed_once_per_generation_and_errors_name_the_field():
+    cache = SpecCache()
+    body = aijob("x")
+    body["metadata"].update(uid="u1", generation=1)
+    first = aijob_record(body, cache, "steer")
+    body["status"] = {"phase": "Estimated", "observedGeneration": 1}
+    second = aijob_record(body, cache, "steer")
+    assert first.spec is second.spec  # the same parsed object: not validated again
+    assert second.phase is Phase.ESTIMATED and not second.needs_estimate
+    assert first.needs_estimate  # no phase yet: whatever kopf's annotations say
+    body["metadata"]["generation"] = 2
+    assert aijob_record(body, cache, "steer").needs_estimate  # a spec the operator has not handled
+
+    bad = aijob("y")["spec"]
+    bad["workload"]["model"] = "no-such-model"
+    spec, error = parse_spec(bad, "steer")
+    assert spec is None and error.field == "spec.workload.model" and error.message.startswith(error.field)
+    bad = aijob("z")["spec"]
+    bad["template"] = {}
+    assert parse_spec(bad, "steer")[1].field == "spec.template.spec.containers"
+    assert parse_spec(bad, "annotate")[1] is None  # annotate mode runs nothing: no template needed
+
+
+def test_records_read_null_numbers_as_infeasible():
+    body = aijob("n")
+    body["metadata"].update(uid="u", generation=1)
+    body["status"] = {
+        "phase": "Estimated",
+        "observedGeneration": 1,
+        "estimates": [
+            {
+                "gpuType": "l4",
+                "energyJoules": None,
+                "durationSeconds": None,
+                "feasible": False,
+                "reason": "oom",
+            },
+            {
+                "gpuType": "t4",
+                "energyJoules": 5.0,
+                "durationSeconds": 2.0,
+                "averagePowerWatts": 2.5,
+                "feasible": True,
+            },
+        ],
+    }
+    rec = aijob_record(body, SpecCache(), "steer")
+    assert not rec.estimates["l4"].feasible and math.isinf(rec.estimates["l4"].energy_joules)
+    assert rec.estimates["t4"].feasible and rec.estimates["t4"].energy_joules == 5.0
+
+
+@pytest.mark.parametrize("phase", list(Phase))
+def test_phases_are_the_contract_strings(phase):
+    assert str(phase) == phase.value and Phase(phase.value) is phase

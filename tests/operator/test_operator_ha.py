@@ -1,0 +1,62 @@
+"""High availability: two real operator processes, one Lease; the standby takes over after a SIGKILL."""
+
+from __future__ import annotations
+
+import re
+import signal
+
+import pytest
+from kmock_support import RealisticEmulator
+from operator_testkit import wait_for
+from test_operator_acceptance import SETTLED, _burst, _limited_cluster, assert_settled_consistently, scrape
+
+pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
+
+LEASES = "coordination.k8s.io/v1/leases"
+
+
+def placed_gauge(metrics: str) -> float:
+    match = re.search(r'^energaizer_aijobs\{phase="Placed"\} ([0-9.e+]+)$', metrics, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def holder(c) -> str | None:
+    try:
+        lease = c.k8s.objects[LEASES, "default", "energaizer-operator"].raw
+    except KeyError:
+        return None
+    return (lease.get("spec") or {}).get("holderIdentity")
+
+
+async def test_standby_takes_over_after_the_leader_is_killed(cluster, operator_factory):
+    c = cluster
+    await _limited_cluster(c)
+    first = await operator_factory(ENERGAIZER_BATCH_WINDOW_SECONDS="0.3")
+    await wait_for(lambda: (h := holder(c)) and h.endswith(f"-{first.proc.pid}"), timeout=60)
+    second = await operator_factory(ENERGAIZER_BATCH_WINDOW_SECONDS="0.3")
+    await wait_for(lambda: "candidate for the Lease" in second.log(), timeout=60)
+
+    bodies = _burst(120, seed=5)
+    names = [b["metadata"]["name"] for b in bodies]
+    for body in bodies[:80]:
+        await c.create(body)
+    await wait_for(lambda: sum(c.phase(n) == "Placed" for n in names) >= 5, timeout=90, interval=0.02)
+    assert holder(c).endswith(f"-{first.proc.pid}")
+    assert (
+        "placement batch" not in second.log() and "estimated" not in second.log()
+    )  # the standby wrote nothing
+    # ... but keeps its indices warm and its metrics current.
+    await wait_for(lambda: placed_gauge(scrape(second.metrics_port)) >= 5, timeout=30)
+    await wait_for(lambda: "energaizer_predicted_energy_joules{" in scrape(second.metrics_port), timeout=30)
+    await first.stop(signal.SIGKILL)
+    for body in bodies[80:]:
+        await c.create(body)
+    await wait_for(lambda: (h := holder(c)) and h.endswith(f"-{second.proc.pid}"), timeout=60)
+    await wait_for(lambda: all(c.phase(n) in SETTLED for n in names), timeout=120, interval=0.5)
+
+    assert_settled_consistently(c, names, [first.log(), second.log()])
+    placed = {n for n in names if c.phase(n) == "Placed"}
+    assert set(c.jobs()) == placed
+    # A second create of a name can only be a 409 that the new leader adopted, never a second Job.
+    assert {n for n in c.job_creates() if n in c.jobs()} == placed
+    assert await second.stop() == 0
