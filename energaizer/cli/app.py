@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "energaizer.cli.sweep_cmd",
     "energaizer.cli.plan_cmd",
     "energaizer.cli.operator_cmd",
+    "energaizer.cli.measurements_cmd",
 )
 
 app = typer.Typer(

@@ -21,7 +21,8 @@ def run(namespaces: list[str] | None = None, all_namespaces: bool = False) -> No
     logging.getLogger().setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
-    import energaizer_operator.handlers  # noqa: F401  (registers the handlers)
+    import energaizer_operator.handlers  # registers the handlers
+    import energaizer_operator.measured_handlers  # noqa: F401  (measured energy, contract section 5)
 
     kopf.run(
         standalone=True,  # one replica; no peering objects needed

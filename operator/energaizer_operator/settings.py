@@ -30,6 +30,10 @@ ENV_VARS: dict[str, str] = {
     "health_port": "ENERGAIZER_HEALTH_PORT",
     "profile": "ENERGAIZER_PROFILE",
     "log_level": "ENERGAIZER_LOG_LEVEL",
+    "prometheus_url": "ENERGAIZER_PROMETHEUS_URL",
+    "measure_interval_seconds": "ENERGAIZER_MEASURE_INTERVAL_SECONDS",
+    "measure_margin_seconds": "ENERGAIZER_MEASURE_MARGIN_SECONDS",
+    "measure_give_up_seconds": "ENERGAIZER_MEASURE_GIVE_UP_SECONDS",
 }
 
 
@@ -49,6 +53,23 @@ class OperatorSettings(BaseModel):
     health_port: int = Field(default=8081, ge=0, le=65535)
     profile: str | None = Field(default=None, description="calibration profile path")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # Measured energy (contract section 5): dcgm-exporter's counter read through this Prometheus.
+    prometheus_url: str | None = Field(
+        default=None, pattern=r"^https?://\S+$", description="Prometheus base URL; unset = no measurement"
+    )
+    measure_interval_seconds: float = Field(
+        default=15.0, gt=0, le=3600, description="how often finished AIJobs are (re)tried; first retry delay"
+    )
+    measure_margin_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description="samples looked for this long before a pod's start and after its end (>= one "
+        "dcgm-exporter collection + one scrape interval)",
+    )
+    measure_give_up_seconds: float = Field(
+        default=3600.0, gt=0, description="a job whose GPUs have no energy series this long after it ended"
+    )
 
     @field_validator("namespaces", mode="before")
     @classmethod
@@ -69,7 +90,7 @@ class OperatorSettings(BaseModel):
     def _upper(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("profile", mode="before")
+    @field_validator("profile", "prometheus_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
