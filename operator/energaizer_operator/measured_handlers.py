@@ -27,6 +27,7 @@ import kopf
 from energaizer_operator import ANNOTATION_ENERGY, ANNOTATION_GPU_TYPE, GROUP, PLURAL, VERSION
 from energaizer_operator.conditions import set_condition
 from energaizer_operator.measured import (
+    ENERGY_METRIC,
     Backoff,
     Outcome,
     PodRun,
@@ -158,22 +159,17 @@ async def measure(
     return attribute(pods, discovery, series, margin_seconds=margin_seconds)
 
 
-def _client(memo: kopf.Memo, url: str) -> PrometheusClient:
-    client: PrometheusClient | None = memo.get("prometheus_client")
-    if client is None or client.base_url != url.rstrip("/"):
-        client = PrometheusClient(url)
-        memo["prometheus_client"] = client
-    return client
-
-
-def _backoff(memo: kopf.Memo, cfg: OperatorSettings) -> Backoff:
-    backoff: Backoff | None = memo.get("measure_backoff")
-    if backoff is None:
-        backoff = Backoff(
-            cfg.measure_interval_seconds, max(MAX_BACKOFF_SECONDS, cfg.measure_interval_seconds)
-        )
-        memo["measure_backoff"] = backoff
-    return backoff
+@kopf.on.startup()
+def measure_startup(memo: kopf.Memo, **_: Any) -> None:
+    """Objects shared by every AIJob's timer (kopf gives each object a shallow copy of this memo)."""
+    cfg = _settings(memo)
+    if cfg.prometheus_url:
+        memo["prometheus_client"] = PrometheusClient(cfg.prometheus_url)
+        logger.info("measured energy: reading %s from %s", ENERGY_METRIC, cfg.prometheus_url)
+    memo["measure_backoff"] = Backoff(
+        cfg.measure_interval_seconds, max(MAX_BACKOFF_SECONDS, cfg.measure_interval_seconds)
+    )
+    memo["measure_decided"] = {}
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=TIMER_SECONDS, when=_wants_measurement)
@@ -199,14 +195,14 @@ async def measure_aijob(
         p.phase == "Running" or (p.started is not None and p.finished is None and not p.done) for p in pods
     ):
         return  # the Job is finished but some pod is still being torn down
-    backoff = _backoff(memo, cfg)
+    backoff: Backoff = memo["measure_backoff"]
     now = time.time()
-    decided: dict[str, float] = memo.setdefault("measure_decided", {})
+    decided: dict[str, float] = memo["measure_decided"]
     if now - decided.get(uid, -math.inf) < DECIDED_SECONDS or not backoff.due(uid, now):
         return  # decided (the timer can tick again before the patched body arrives), or backing off
     try:
         outcome = await measure(
-            _client(memo, cfg.prometheus_url or ""), pods, margin_seconds=cfg.measure_margin_seconds, now=now
+            memo["prometheus_client"], pods, margin_seconds=cfg.measure_margin_seconds, now=now
         )
     except PrometheusUnavailable as exc:
         outcome = Outcome(Reason.UNAVAILABLE, str(exc)[:500])

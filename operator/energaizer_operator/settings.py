@@ -30,6 +30,7 @@ ENV_VARS: dict[str, str] = {
     "health_port": "ENERGAIZER_HEALTH_PORT",
     "profile": "ENERGAIZER_PROFILE",
     "log_level": "ENERGAIZER_LOG_LEVEL",
+    "profile_reload_seconds": "ENERGAIZER_PROFILE_RELOAD_SECONDS",
     "prometheus_url": "ENERGAIZER_PROMETHEUS_URL",
     "measure_interval_seconds": "ENERGAIZER_MEASURE_INTERVAL_SECONDS",
     "measure_margin_seconds": "ENERGAIZER_MEASURE_MARGIN_SECONDS",
@@ -53,6 +54,12 @@ class OperatorSettings(BaseModel):
     health_port: int = Field(default=8081, ge=0, le=65535)
     profile: str | None = Field(default=None, description="calibration profile path")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    profile_reload_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=86400,
+        description="check the profile file this often (0 = read it at each estimate)",
+    )
     # Measured energy (contract section 5): dcgm-exporter's counter read through this Prometheus.
     prometheus_url: str | None = Field(
         default=None, pattern=r"^https?://\S+$", description="Prometheus base URL; unset = no measurement"
