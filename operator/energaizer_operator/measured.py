@@ -9,8 +9,9 @@ dcgm-exporter publishes ``DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION`` (millijoules si
 2. *How much*: ALL series of each such UUID over the run window, whatever their pod labels (a pod's
    labels vanish from the series when it ends, so the samples around its end carry none), merged into
    one counter per GPU; a drop of the counter is a reset (driver reload) and counts as a restart from
-   zero, as Prometheus' ``increase`` does; the counter is interpolated linearly at each pod's start and
-   finish (:func:`attribute`). Windows of the job's own pods on one GPU are merged, so a retried pod or
+   zero, as Prometheus' ``increase`` does (plus the unseen part of that interval at the power of the one
+   before); the increase between the first and last samples inside each pod's window is scaled to the
+   whole window (:func:`window_energy_mj`, :func:`attribute`). Windows of the job's own pods on one GPU are merged, so a retried pod or
    two pods of the job on one GPU are counted once.
 
 A GPU seen with another workload's pod inside the window (time-slicing: dcgm-exporter with
@@ -285,15 +286,25 @@ def merge_windows(windows: Iterable[tuple[float, float]]) -> list[tuple[float, f
 
 
 def unwrap(samples: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Counter samples (one per timestamp, sorted) -> cumulative energy since the first sample, with a
-    drop of the counter counted as a reset to zero (the new value is what accrued since the reset)."""
+    """Counter samples (one per timestamp, sorted) -> cumulative energy since the first sample.
+
+    A drop of the counter is a reset (driver reload): the new value is what accrued since the reload, and
+    the part of the interval before the reload, which no sample saw, is taken at the power of the
+    interval before (at least the new value, as Prometheus' ``increase`` counts it)."""
     out: list[tuple[float, float]] = []
     total = 0.0
-    prev: float | None = None
+    prev: tuple[float, float] | None = None
+    slope = 0.0
     for t, v in samples:
         if prev is not None:
-            total += v - prev if v >= prev else v
-        prev = v
+            dt = t - prev[0]
+            if v >= prev[1]:
+                step = v - prev[1]
+                slope = step / dt if dt > 0 else slope
+            else:
+                step = max(v, slope * dt)
+            total += step
+        prev = (t, v)
         out.append((t, total))
     return out
 
@@ -311,6 +322,34 @@ def _at(curve: Sequence[tuple[float, float]], t: float) -> float:
     if t1 <= t0:
         return e1
     return e0 + (e1 - e0) * (min(max(t, t0), t1) - t0) / (t1 - t0)
+
+
+def window_energy_mj(
+    curve: Sequence[tuple[float, float]], a: float, b: float, spacing: float
+) -> float | None:
+    """Counter increase over [a, b] of an unwrapped curve that has a sample at or after ``b``.
+
+    With two samples or more inside the window and each uncovered edge at most 1.5 sampling intervals, the
+    increase between the first and the last sample inside is scaled to the whole window: the job's own
+    average power stands in for the edges, where linear interpolation between the bracketing samples would
+    mix in the idle (or another job's) power before the start and after the end and, for a job drawing more
+    than idle, under-count both edges. Otherwise the counter is interpolated at ``a`` and ``b`` (extrapolated
+    back by at most 1.5 intervals when the first sample is after ``a``); None when the start is not covered.
+    """
+    inside = [(t, e) for t, e in curve if a <= t <= b]
+    edge = 1.5 * max(spacing, 1e-9)
+    if len(inside) >= 2 and inside[0][0] - a <= edge and b - inside[-1][0] <= edge:
+        (t0, e0), (t1, e1) = inside[0], inside[-1]
+        if t1 > t0:
+            return (e1 - e0) * (b - a) / (t1 - t0)
+    if curve[0][0] > a:
+        if len(curve) < 2 or curve[0][0] - a > edge:
+            return None
+        (t0, e0), (t1, e1) = curve[0], curve[1]
+        start = e0 - (e1 - e0) / (t1 - t0) * (t0 - a) if t1 > t0 else e0
+    else:
+        start = _at(curve, a)
+    return _at(curve, b) - start
 
 
 def merged_samples(series: Iterable[Series]) -> list[tuple[float, float]]:
@@ -406,23 +445,16 @@ def attribute(
         curve = unwrap(samples)
         energy_mj = 0.0
         seconds = 0.0
+        spacing = _spacing(samples)
         for a, b in windows:
             if curve[-1][0] < b:
                 return Outcome(
                     Reason.WAITING, f"no sample of GPU {uuid} after {_iso(b)} yet (pod end); will retry"
                 )
-            if curve[0][0] > a:
-                # no sample before the start: extrapolate backwards at the first interval's power when the
-                # gap is at most one sampling interval, else the start of the run is not covered
-                if len(curve) < 2 or curve[0][0] - a > max(_spacing(samples), 1e-9) * 1.5:
-                    return Outcome(
-                        Reason.NO_DATA, f"no sample of GPU {uuid} at or before {_iso(a)} (pod start)"
-                    )
-                (t0, e0), (t1, e1) = curve[0], curve[1]
-                start_mj = e0 - (e1 - e0) / (t1 - t0) * (t0 - a) if t1 > t0 else e0
-            else:
-                start_mj = _at(curve, a)
-            energy_mj += _at(curve, b) - start_mj
+            got = window_energy_mj(curve, a, b, spacing)
+            if got is None:
+                return Outcome(Reason.NO_DATA, f"no sample of GPU {uuid} near {_iso(a)} (pod start)")
+            energy_mj += got
             seconds += b - a
         first = series[0].labels if series else {}
         uses.append(

@@ -61,7 +61,9 @@ def test_a_counter_reset_counts_from_zero():
     out = attribute([pod], series, series, margin_seconds=5)
     assert out.reason is Reason.MEASURED
     assert out.energy_joules == pytest.approx(100.0 * 20, rel=1e-9)
-    assert unwrap([(0, 50.0), (1, 70.0), (2, 5.0), (3, 15.0)]) == [(0, 0.0), (1, 20.0), (2, 25.0), (3, 35.0)]
+    # the reset interval: at least the new value, at the power of the interval before (20 per second)
+    assert unwrap([(0, 50.0), (1, 70.0), (2, 5.0), (3, 15.0)]) == [(0, 0.0), (1, 20.0), (2, 40.0), (3, 50.0)]
+    assert unwrap([(0, 50.0), (1, 51.0), (2, 5.0)]) == [(0, 0.0), (1, 1.0), (2, 6.0)]
 
 
 def test_time_sliced_gpu_is_flagged_not_attributed():
@@ -181,3 +183,18 @@ def test_selectors_parse_and_helpers():
     assert b.due("x", 0.0)
     assert [b.failed("x", 0.0) for _ in range(4)] == [1.0, 2.0, 4.0, 4.0]
     assert not b.due("x", 3.0) and b.due("x", 4.0)
+
+
+def test_edges_take_the_jobs_own_power_not_the_idle_power_around_it():
+    """Idle 50 W, 300 W while the pod runs, samples half an interval off the pod's start and end:
+    interpolating between bracketing samples would under-count both edges by (300 - 50) W x 0.25 s."""
+    pod = run(start=T0 + 10.0, end=T0 + 30.0)
+
+    def energy_mj(t: float) -> float:
+        busy = min(max(t - pod.started, 0.0), pod.finished - pod.started)
+        return (50.0 * (t - T0) + 250.0 * busy) * 1000.0
+
+    samples = tuple((T0 + 0.5 + i, energy_mj(T0 + 0.5 + i)) for i in range(40))
+    series = [Series({**GPU, "namespace": "ns", "pod": pod.name}, samples)]
+    out = attribute([pod], series, series, margin_seconds=5)
+    assert out.energy_joules == pytest.approx(300.0 * 20, rel=1e-9)

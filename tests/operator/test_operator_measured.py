@@ -16,9 +16,9 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
+from dcgm_support import METRIC as ENERGY
 from dcgm_support import FakeExporter, FakeGPU, Hold, Prometheus, prometheus_binary
 from kmock_support import RealisticEmulator
 from operator_testkit import PRODUCTS, Cluster, aijob, node, wait_for
@@ -129,9 +129,9 @@ async def sleep_until(t: float) -> None:
         await asyncio.sleep(min(0.2, max(0.0, t - time.time())))
 
 
-async def play_pods(cluster: Cluster, plans: list[PodPlan]) -> None:
+async def play_pods(cluster: Cluster, plans: list[PodPlan], complete_jobs: bool = True) -> None:
     """The kubelet and the Job controller: pods Running at their start, Succeeded at their end, each Job
-    Complete once its pods are done."""
+    Complete once its pods are done (unless ``complete_jobs`` is false)."""
     k8s = cluster.k8s
     events = sorted(
         [(p.start, "start", p) for p in plans] + [(p.end, "end", p) for p in plans], key=lambda e: e[0]
@@ -170,21 +170,22 @@ async def play_pods(cluster: Cluster, plans: list[PodPlan]) -> None:
             )
         else:
             remaining[p.job].discard(p.name)
-            if not remaining[p.job]:
-                n = sum(1 for q in plans if q.job == p.job)
-                await k8s.patch(
-                    JOB_STATUS.format(name=p.job),
-                    json={
-                        "status": {
-                            "active": 0,
-                            "succeeded": n,
-                            "completionTime": iso(p.end),
-                            "conditions": [
-                                {"type": "Complete", "status": "True", "lastTransitionTime": iso(p.end)}
-                            ],
-                        }
-                    },
-                )
+            if not remaining[p.job] and complete_jobs:
+                await complete_job(cluster, p.job, sum(1 for q in plans if q.job == p.job), p.end)
+
+
+async def complete_job(cluster: Cluster, job: str, succeeded: int, at: float) -> None:
+    await cluster.k8s.patch(
+        JOB_STATUS.format(name=job),
+        json={
+            "status": {
+                "active": 0,
+                "succeeded": succeeded,
+                "completionTime": iso(at),
+                "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": iso(at)}],
+            }
+        },
+    )
 
 
 def measured_condition(cluster: Cluster, name: str) -> dict | None:
@@ -267,6 +268,11 @@ async def test_measured_energy_against_known_truth(cluster, operator_factory, tm
             m = c.aijob(name)["status"]["measured"]
             gpus, replicas = shapes[name]
             assert m["source"] == "dcgm" and m["gpus"] == gpus * replicas
+            print(  # the figures, for `pytest -s`
+                f"{name}: {gpus * replicas} GPU(s) on {m['gpuType']}: energy {m['energyJoules']:.0f} J vs true "
+                f"{truth[name]:.0f} J ({m['energyJoules'] / truth[name] - 1:+.2%}), duration "
+                f"{m['durationSeconds']:.2f} s vs {seconds[name]} s"
+            )
             assert m["energyJoules"] == pytest.approx(truth[name], rel=0.05), (name, m, truth[name])
             assert m["durationSeconds"] == pytest.approx(seconds[name], rel=0.05)
             assert m["averagePowerWatts"] == pytest.approx(truth[name] / seconds[name], rel=0.05)
@@ -349,42 +355,54 @@ async def test_measured_energy_against_known_truth(cluster, operator_factory, tm
     assert await op.stop() == 0
 
 
-async def test_prometheus_unreachable_is_retried_and_placing_goes_on(cluster, operator_factory, tmp_path):
-    """No Prometheus at the URL: the finished AIJob gets a retryable condition, the operator keeps placing;
-    with Prometheus back (after a restart, nothing kept in memory) the same AIJob is attributed."""
+async def test_prometheus_down_is_retried_and_placing_goes_on(cluster, operator_factory, tmp_path):
+    """Prometheus down when the Job ends: a retryable condition, the operator keeps placing, and once the
+    same Prometheus is back (its stored samples replayed) the AIJob is measured, within 5 %."""
+    prometheus_binary()
     c = cluster
-    await c.add_node(node("l4-0", PRODUCTS["l4"], 8))
-    down = Prometheus(tmp_path, {})
-    op = await operator_factory(ENERGAIZER_PROMETHEUS_URL=down.url, ENERGAIZER_MEASURE_INTERVAL_SECONDS="1")
-    await c.create(aijob("early"))
-    await wait_for(lambda: c.phase("early") == "Placed" and "early" in c.jobs(), timeout=60)
-    job_uid = c.jobs()["early"]["metadata"]["uid"]
-    now = math.floor(time.time())
-    plan = PodPlan("early-0-abcde", "early", "l4-0", [], now - 10, now - 2)
-    body = pod_body(plan, job_uid)
-    body["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] = "1"
-    await c.post(POD, body)
-    await play_pods(c, [plan])
-    cond = await wait_for(lambda: measured_condition(c, "early"), timeout=60)
-    assert cond["status"] == "False" and cond["reason"] == "PrometheusUnavailable"
-    await c.create(aijob("later"))
-    await wait_for(lambda: c.phase("later") == "Placed", timeout=60)
-    assert "measured" not in c.aijob("early")["status"]
-    assert await op.stop() == 0
-    # Prometheus answers but has no series of the pod: a retryable NoData, still no number.
-    up = Prometheus(Path(tmp_path), {"none": []}, port=down.port)
-    up.start()
+    fleet, exporters = await start_fleet(c, boot=time.time() - 600.0)
+    prom = Prometheus(tmp_path, {"dcgm-exporter": [f"127.0.0.1:{e.port}" for e in exporters]})
+    prom.start()
+    op = await operator_factory(
+        ENERGAIZER_PROMETHEUS_URL=prom.url,
+        ENERGAIZER_MEASURE_INTERVAL_SECONDS="1",
+        ENERGAIZER_MEASURE_MARGIN_SECONDS="5",
+    )
     try:
-        await wait_for(lambda: prom_ready(up), timeout=60)
-        op2 = await operator_factory(
-            ENERGAIZER_PROMETHEUS_URL=up.url, ENERGAIZER_MEASURE_INTERVAL_SECONDS="1"
+        await c.create(aijob("early", gpus=2))
+        await wait_for(lambda: c.phase("early") == "Placed" and "early" in c.jobs(), timeout=60)
+        await wait_for(lambda: len(prom.query('up{job="dcgm-exporter"} == 1')) == len(exporters), timeout=60)
+        gpu_type = c.aijob("early")["status"]["placement"]["gpuType"]
+        node_name, held = fleet.take(gpu_type, 2)
+        t0 = math.ceil(time.time()) + 2
+        plan = PodPlan("early-0-abcde", "early", node_name, held, t0, t0 + 12)
+        for g in held:
+            g.holds.append(Hold("default", plan.name, plan.start, plan.end, BUSY_WATTS[gpu_type]))
+        await c.post(POD, pod_body(plan, c.jobs()["early"]["metadata"]["uid"]))
+        await play_pods(c, [plan], complete_jobs=False)
+        uuid = held[0].uuid
+        await wait_for(
+            lambda: prom.query(f'timestamp({ENERGY}{{UUID="{uuid}"}}) > {plan.end + 1}'),
+            timeout=60,
+            interval=0.5,
         )
-        await wait_for(lambda: (measured_condition(c, "early") or {}).get("reason") == "NoData", timeout=60)
+        prom.stop()  # down when the Job completes
+        await complete_job(c, "early", 1, plan.end)
+        cond = await wait_for(lambda: measured_condition(c, "early"), timeout=60)
+        assert cond["status"] == "False" and cond["reason"] == "PrometheusUnavailable"
+        await c.create(aijob("later"))
+        await wait_for(lambda: c.phase("later") == "Placed", timeout=60)
         assert "measured" not in c.aijob("early")["status"]
-        assert await op2.stop() == 0
+
+        prom.start()  # the same storage: the samples scraped before it stopped are replayed
+        m = await wait_for(lambda: c.aijob("early")["status"].get("measured"), timeout=90, interval=0.5)
+        truth = sum(g.energy_joules(plan.start, plan.end) for g in held)
+        assert m["energyJoules"] == pytest.approx(truth, rel=0.05) and m["gpus"] == 2
+        assert m["durationSeconds"] == pytest.approx(12.0, rel=0.05)
+        assert measured_condition(c, "early")["reason"] == "Measured"
+        assert "PrometheusUnavailable" in op.log()
     finally:
-        up.stop()
-
-
-def prom_ready(prom: Prometheus) -> bool:
-    return prom.query("vector(1)") != []
+        prom.stop()
+        for e in exporters:
+            await e.stop()
+    assert await op.stop() == 0
