@@ -431,7 +431,9 @@ def attribute(
             (by_name[n].started, by_name[n].finished)  # type: ignore[misc]
             for n in held[uuid]
         )
-        tolerance = 2.0 * _spacing(samples)
+        # dcgm-exporter refreshes its pod mapping once per collection (30 s by default), so a predecessor's
+        # labels can outlive it by a collection plus a scrape interval
+        tolerance = max(2.0 * _spacing(samples), margin_seconds / 2.0)
         for w in windows:
             foreign = _foreign_pods(series, own, w, tolerance)
             if foreign:

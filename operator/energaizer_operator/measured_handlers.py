@@ -191,12 +191,14 @@ async def measure_aijob(
     if job is None or not job.finished:
         return
     pods: list[PodRun] = list(measure_pods.get((namespace, job_name), []))
-    if any(
-        p.phase == "Running" or (p.started is not None and p.finished is None and not p.done) for p in pods
+    ended = job.completed_at or max((p.finished or 0.0 for p in pods), default=0.0)
+    now = time.time()
+    stuck = bool(ended) and now - ended > cfg.measure_give_up_seconds  # e.g. a pod of a lost node
+    if not stuck and any(
+        p.phase == "Running" or (p.started is not None and p.finished is None) for p in pods
     ):
         return  # the Job is finished but some pod is still being torn down
     backoff: Backoff = memo["measure_backoff"]
-    now = time.time()
     decided: dict[str, float] = memo["measure_decided"]
     if now - decided.get(uid, -math.inf) < DECIDED_SECONDS or not backoff.due(uid, now):
         return  # decided (the timer can tick again before the patched body arrives), or backing off
@@ -209,7 +211,6 @@ async def measure_aijob(
     except Exception as exc:  # a bug must not stop the other AIJobs' measurement: log, condition, retry
         logger.exception("AIJob %s/%s: measurement failed", namespace, name)
         outcome = Outcome(Reason.UNAVAILABLE, f"measurement failed: {type(exc).__name__}: {exc}"[:500])
-    ended = job.completed_at or max((p.finished or 0.0 for p in pods), default=0.0)
     if outcome.reason is Reason.NO_DATA and ended and now - ended > cfg.measure_give_up_seconds:
         outcome = Outcome(
             Reason.GAVE_UP,
