@@ -1,4 +1,5 @@
-"""A synthetic dcgm-exporter (one HTTP endpoint per node) and a real Prometheus server for the tests.
+"""A synthetic dcgm-exporter (one HTTP endpoint per node) and a real Prometheus server for the tests
+(``prometheus_binary``, ``query`` are shared with test_operator_prometheus.py).
 
 Each fake GPU draws ``idle_watts`` except while pods hold it (``busy_watts`` then); its
 ``DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION`` is the exact integral of that power in millijoules since the
@@ -164,10 +165,15 @@ class Prometheus:
                 self.proc.wait()
 
     def query(self, expr: str) -> list[dict]:
-        url = f"{self.url}/api/v1/query?query={urllib.parse.quote(expr)}"
-        try:
-            body = json.loads(urllib.request.urlopen(url, timeout=5).read())
-        except OSError:
-            return []
-        assert body["status"] == "success", body
-        return body["data"]["result"]
+        return query(self.url, expr)
+
+
+def query(base: str, expr: str) -> list[dict]:
+    """An instant query's result; [] while Prometheus does not answer."""
+    url = f"{base}/api/v1/query?query={urllib.parse.quote(expr)}"
+    try:
+        body = json.loads(urllib.request.urlopen(url, timeout=5).read())
+    except OSError:
+        return []
+    assert body["status"] == "success", body
+    return body["data"]["result"]
