@@ -198,3 +198,44 @@ def test_edges_take_the_jobs_own_power_not_the_idle_power_around_it():
     series = [Series({**GPU, "namespace": "ns", "pod": pod.name}, samples)]
     out = attribute([pod], series, series, margin_seconds=5)
     assert out.energy_joules == pytest.approx(300.0 * 20, rel=1e-9)
+
+
+async def test_prometheus_client_maps_every_failure_to_unavailable():
+    from aiohttp import web
+    from energaizer_operator.promclient import PrometheusClient, PrometheusUnavailable
+    from operator_testkit import free_port
+
+    answers = {
+        "/ok/api/v1/query": web.json_response(
+            {"status": "success", "data": {"resultType": "matrix", "result": []}}
+        ),
+        "/error/api/v1/query": web.json_response({"status": "error", "error": "bad"}, status=400),
+        "/html/api/v1/query": web.Response(text="<html>proxy</html>", status=502),
+    }
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        assert form["query"] == "up" and float(form["time"]) == 12.5
+        return answers[request.path]
+
+    app = web.Application()
+    app.router.add_post("/{kind}/api/v1/query", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        ok = PrometheusClient(f"http://127.0.0.1:{port}/ok/")
+        assert await ok.query("up", 12.5) == ("matrix", [])
+        await ok.close()
+        for url in (
+            f"http://127.0.0.1:{port}/error",
+            f"http://127.0.0.1:{port}/html",
+            f"http://127.0.0.1:{free_port()}",
+        ):
+            client = PrometheusClient(url, timeout_seconds=5)
+            with pytest.raises(PrometheusUnavailable):
+                await client.query("up", 12.5)
+            await client.close()
+    finally:
+        await runner.cleanup()
