@@ -16,6 +16,7 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from dcgm_support import METRIC as ENERGY
@@ -188,6 +189,22 @@ async def complete_job(cluster: Cluster, job: str, succeeded: int, at: float) ->
     )
 
 
+async def export_measurements(kubeconfig: Path, *args: str) -> None:
+    """``energaizer export-measurements`` in a subprocess, awaited (kmock serves from this event loop)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "energaizer",
+        "export-measurements",
+        *args,
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode == 0, stderr.decode()
+
+
 def measured_condition(cluster: Cluster, name: str) -> dict | None:
     return next(
         (c for c in cluster.aijob(name)["status"].get("conditions") or [] if c["type"] == "Measured"), None
@@ -310,24 +327,10 @@ async def test_measured_energy_against_known_truth(cluster, operator_factory, tm
 
         # export-measurements: one row per measured AIJob, equal to its status.
         out = tmp_path / "measured.csv"
-        env = {**os.environ, "KUBECONFIG": str(tmp_path / "kubeconfig")}
-        proc = await asyncio.create_subprocess_exec(  # async: kmock serves from this event loop
-            *[
-                sys.executable,
-                "-m",
-                "energaizer",
-                "export-measurements",
-                "--namespace",
-                "default",
-                "-o",
-                str(out),
-            ],
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=120)
-        assert proc.returncode == 0, stderr.decode()
+        await export_measurements(tmp_path / "kubeconfig", "--namespace", "default", "-o", str(out))
+        everywhere = tmp_path / "all.csv"
+        await export_measurements(tmp_path / "kubeconfig", "--all-namespaces", "-o", str(everywhere))
+        assert everywhere.read_text() == out.read_text()
         rows = {r["aijob"]: r for r in csv.DictReader(out.open())}
         assert set(rows) == set(measured)
         for name in measured:
