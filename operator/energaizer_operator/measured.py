@@ -23,6 +23,7 @@ that does not answer is a *retryable* outcome.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import enum
 import itertools
@@ -479,6 +480,80 @@ def attribute(
         duration_seconds=float(duration),
         devices=tuple(uses),
     )
+
+
+# ------------------------------------------------------------------------- time-sliced nodes
+
+SHARING_STRATEGY_LABEL = "nvidia.com/gpu.sharing-strategy"  # GPU Feature Discovery: none | time-slicing | mps
+REPLICAS_LABEL = "nvidia.com/gpu.replicas"  # GPU Feature Discovery: replicas per GPU under sharing
+
+
+def node_time_sliced(labels: Mapping[str, str], product_label: str = "nvidia.com/gpu.product") -> bool:
+    """A node whose GPUs the device plugin hands to several pods at once (GPU Feature Discovery labels)."""
+    if labels.get(SHARING_STRATEGY_LABEL, "none") not in ("", "none"):
+        return True
+    try:
+        if int(labels.get(REPLICAS_LABEL, "1") or 1) > 1:
+            return True
+    except ValueError:
+        pass
+    return str(labels.get(product_label, "")).upper().endswith("-SHARED")
+
+
+def overlapping(pods: Sequence[PodRun], others: Iterable[PodRun], now: float) -> list[PodRun]:
+    """Other GPU pods on the nodes of ``pods`` whose run overlapped one of theirs (still running = now)."""
+    own = {(p.namespace, p.name) for p in pods}
+    out = []
+    for o in others:
+        if (o.namespace, o.name) in own or o.started is None or o.gpus <= 0:
+            continue
+        end = o.finished if o.finished is not None else now
+        if any(
+            p.node == o.node
+            and p.started is not None
+            and p.finished is not None
+            and o.started < p.finished
+            and end > p.started
+            for p in pods
+        ):
+            out.append(o)
+    return out
+
+
+def hidden_sharing(
+    held: Mapping[str, set[str]],
+    neighbours: Sequence[PodRun],
+    series: Iterable[Series],
+    margin_seconds: float,
+    now: float,
+) -> Outcome | None:
+    """On a time-sliced node dcgm-exporter without ``--kubernetes-virtual-gpus`` labels a shared GPU with one
+    of its pods only: a neighbour that overlapped the job and that the exporter names on no GPU may have
+    shared the job's GPUs unseen; one named on a job's GPU did share it. None when every neighbour is seen
+    on other GPUs only."""
+    neighbours = [n if n.finished is not None else dataclasses.replace(n, finished=now) for n in neighbours]
+    seen = discover_gpus(neighbours, series, margin_seconds)
+    where: dict[str, set[str]] = {}
+    for uuid, names in seen.items():
+        for n in names:
+            where.setdefault(n, set()).add(uuid)
+    for n in neighbours:
+        uuids = where.get(n.name, set())
+        if uuids & set(held):
+            shared = sorted(uuids & set(held))[0]
+            return Outcome(
+                Reason.SHARED,
+                f"GPU {shared} was shared with {n.namespace}/{n.name} (time-slicing): "
+                "its energy cannot be split between pods",
+            )
+        if not uuids:
+            return Outcome(
+                Reason.SHARED,
+                f"pod {n.namespace}/{n.name} ran at the same time on time-sliced node {n.node} and "
+                f"{ENERGY_METRIC} names it on no GPU: it may have shared the job's GPUs (run dcgm-exporter "
+                "with --kubernetes-virtual-gpus)",
+            )
+    return None
 
 
 def _iso(t: float) -> str:

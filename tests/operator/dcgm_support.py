@@ -46,6 +46,7 @@ class FakeGPU:
     booted: float
     holds: list[Hold] = field(default_factory=list)
     reloads: list[float] = field(default_factory=list)
+    virtual_gpus: bool = True  # False: dcgm-exporter's default mapping, one (the last) pod per shared GPU
 
     @property
     def uuid(self) -> str:
@@ -91,6 +92,8 @@ class FakeExporter:
             )
             value = f"{g.counter_mj(t):.0f}"
             holders = g.pods_at(t)
+            if not g.virtual_gpus:
+                holders = holders[-1:]
             if not holders:
                 lines.append(f"{METRIC}{{{base}}} {value}")
             for h in holders:

@@ -239,3 +239,25 @@ async def test_prometheus_client_maps_every_failure_to_unavailable():
             await client.close()
     finally:
         await runner.cleanup()
+
+
+def test_time_sliced_nodes_and_hidden_neighbours():
+    from energaizer_operator.measured import hidden_sharing, node_time_sliced, overlapping
+
+    assert node_time_sliced({"nvidia.com/gpu.replicas": "4"})
+    assert node_time_sliced({"nvidia.com/gpu.sharing-strategy": "time-slicing"})
+    assert node_time_sliced({"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB-SHARED"})
+    assert not node_time_sliced({"nvidia.com/gpu.replicas": "1", "nvidia.com/gpu.sharing-strategy": "none"})
+    mine = run(start=T0 + 10, end=T0 + 40)
+    during = PodRun("other", "x", "n1", T0 + 20, None, "Running", None, 1)  # still running: ends "now"
+    before = PodRun("other", "y", "n1", T0, T0 + 9, "Succeeded", None, 1)
+    elsewhere = PodRun("other", "z", "n2", T0 + 20, T0 + 30, "Succeeded", None, 1)
+    cpu_only = PodRun("other", "w", "n1", T0 + 20, T0 + 30, "Succeeded", None, 0)
+    assert overlapping([mine], [mine, during, before, elsewhere, cpu_only], now=T0 + 50) == [during]
+    held = {"GPU-a": {mine.name}}
+    unseen = hidden_sharing(held, [during], [], margin_seconds=5, now=T0 + 50)
+    assert unseen is not None and unseen.reason is Reason.SHARED and "other/x" in unseen.message
+    own_gpu = counter(100.0, T0, T0 + 60, labels={"UUID": "GPU-b", "namespace": "other", "pod": "x"})
+    assert hidden_sharing(held, [during], [own_gpu], margin_seconds=5, now=T0 + 50) is None
+    on_mine = counter(100.0, T0, T0 + 60, labels={"namespace": "other", "pod": "x"})
+    assert hidden_sharing(held, [during], [on_mine], margin_seconds=5, now=T0 + 50).reason is Reason.SHARED

@@ -165,6 +165,8 @@ async def play_pods(cluster: Cluster, plans: list[PodPlan], complete_jobs: bool 
             },
         )
         assert resp.status == 200, await resp.text()
+        if not p.job:
+            continue  # a pod of no Job
         if kind == "start":
             await k8s.patch(
                 JOB_STATUS.format(name=p.job), json={"status": {"active": 1, "startTime": iso(p.start)}}
@@ -404,6 +406,71 @@ async def test_prometheus_down_is_retried_and_placing_goes_on(cluster, operator_
         assert m["durationSeconds"] == pytest.approx(12.0, rel=0.05)
         assert measured_condition(c, "early")["reason"] == "Measured"
         assert "PrometheusUnavailable" in op.log()
+    finally:
+        prom.stop()
+        for e in exporters:
+            await e.stop()
+    assert await op.stop() == 0
+
+
+async def test_hidden_sharing_on_a_time_sliced_node(cluster, operator_factory, tmp_path):
+    """dcgm-exporter without virtual GPUs names a shared GPU with one pod only: on a node that GFD labels
+    time-sliced, a pod that overlapped the job and is named on no GPU makes the job's number unprovable
+    (GPUShared); on another time-sliced node, a neighbour seen on its own GPU does not."""
+    prometheus_binary()
+    c = cluster
+    gpu_type = "a100-sxm4-80gb"
+    gpus: dict[str, list[FakeGPU]] = {}
+    exporters = []
+    for name in ("ts-a", "ts-b"):
+        body = node(name, PRODUCTS[gpu_type], 4)
+        body["metadata"]["labels"]["nvidia.com/gpu.replicas"] = "2"
+        await c.add_node(body)
+        gpus[name] = [
+            FakeGPU(
+                name, k, MODEL_NAMES[gpu_type], IDLE_WATTS[gpu_type], time.time() - 600, virtual_gpus=False
+            )
+            for k in range(4)
+        ]
+        exporters.append(FakeExporter(name, gpus[name]))
+        await exporters[-1].start()
+    prom = Prometheus(tmp_path, {"dcgm-exporter": [f"127.0.0.1:{e.port}" for e in exporters]})
+    prom.start()
+    op = await operator_factory(
+        ENERGAIZER_PROMETHEUS_URL=prom.url,
+        ENERGAIZER_MEASURE_INTERVAL_SECONDS="1",
+        ENERGAIZER_MEASURE_MARGIN_SECONDS="5",
+    )
+    try:
+        for name in ("visible", "alone"):
+            await c.create(aijob(name))
+        for name in ("visible", "alone"):
+            await wait_for(lambda n=name: c.phase(n) == "Placed" and n in c.jobs(), timeout=60)
+        await wait_for(lambda: len(prom.query('up{job="dcgm-exporter"} == 1')) == 2, timeout=60)
+        t0 = math.ceil(time.time()) + 2
+        plans = [
+            PodPlan("intruder", "", "ts-a", [gpus["ts-a"][0]], t0, t0 + 10),  # hidden behind "visible"
+            PodPlan("visible-0-aaaaa", "visible", "ts-a", [gpus["ts-a"][0]], t0, t0 + 10),
+            PodPlan("alone-0-bbbbb", "alone", "ts-b", [gpus["ts-b"][1]], t0, t0 + 10),
+            PodPlan("neighbour", "", "ts-b", [gpus["ts-b"][2]], t0, t0 + 10),
+        ]
+        for p in plans:
+            for g in p.gpus:
+                g.holds.append(Hold("default", p.name, p.start, p.end, BUSY_WATTS[gpu_type]))
+            pod = pod_body(p, c.jobs()[p.job]["metadata"]["uid"] if p.job else "")
+            if not p.job:
+                pod["metadata"].pop("ownerReferences")
+                pod["metadata"]["labels"] = {}
+            await c.post(POD, pod)
+        await play_pods(c, plans)
+        m = await wait_for(lambda: c.aijob("alone")["status"].get("measured"), timeout=60, interval=0.5)
+        truth = gpus["ts-b"][1].energy_joules(t0, t0 + 10)
+        assert m["energyJoules"] == pytest.approx(truth, rel=0.05)
+        cond = await wait_for(
+            lambda: (x := measured_condition(c, "visible")) and x["reason"] == "GPUShared" and x, timeout=60
+        )
+        assert "default/intruder" in cond["message"] and "names it on no GPU" in cond["message"]
+        assert "measured" not in c.aijob("visible")["status"]
     finally:
         prom.stop()
         for e in exporters:
