@@ -93,7 +93,12 @@ def job_run(body: Mapping[str, Any]) -> JobRun:
 # ---------------------------------------------------------------------------------------- indices
 
 
-@kopf.index("", "v1", "pods")
+def _enabled(memo: kopf.Memo, **_: Any) -> bool:
+    """Every handler here is a no-op filter when measurement is off (no index memory, no handler logs)."""
+    return bool(_settings(memo).prometheus_url)
+
+
+@kopf.index("", "v1", "pods", when=_enabled)
 def measure_pods(body: kopf.Body, memo: kopf.Memo, **_: Any) -> Any:
     """Pods of Jobs by ("job", namespace, Job), and GPU pods by ("node", node) (time-slicing neighbours)."""
     run = pod_run(body, _settings(memo).gpu_resource)
@@ -105,23 +110,21 @@ def measure_pods(body: kopf.Body, memo: kopf.Memo, **_: Any) -> Any:
     return keys or None
 
 
-@kopf.index("", "v1", "nodes")
+@kopf.index("", "v1", "nodes", when=_enabled)
 def measure_nodes(body: kopf.Body, name: str, memo: kopf.Memo, **_: Any) -> Any:
     """Nodes whose GPUs are time-sliced (or MPS-shared) by the device plugin."""
     labels = (body.get("metadata") or {}).get("labels") or {}
     return {name: True} if node_time_sliced(labels, _settings(memo).gpu_product_label) else None
 
 
-@kopf.index("batch", "v1", "jobs", annotations={ANNOTATION_GPU_TYPE: kopf.PRESENT})
+@kopf.index("batch", "v1", "jobs", annotations={ANNOTATION_GPU_TYPE: kopf.PRESENT}, when=_enabled)
 def measure_jobs(body: kopf.Body, **_: Any) -> Any:
     run = job_run(body)
     return {(run.namespace, run.name): run}
 
 
-@kopf.index(GROUP, VERSION, PLURAL)
-def measure_candidates(body: kopf.Body, uid: str, memo: kopf.Memo, **_: Any) -> Any:
-    if not _settings(memo).prometheus_url:
-        return None
+@kopf.index(GROUP, VERSION, PLURAL, when=_enabled)
+def measure_candidates(body: kopf.Body, uid: str, **_: Any) -> Any:
     found = candidate(body)
     return {uid: found} if found is not None else None
 
@@ -413,7 +416,7 @@ def measure_startup(memo: kopf.Memo, **_: Any) -> None:
         logger.info("measured energy: reading %s from %s", ENERGY_METRIC, cfg.prometheus_url)
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
+@kopf.on.event(GROUP, VERSION, PLURAL, when=_enabled)
 async def measured_gauge(
     event: kopf.RawEvent,
     memo: kopf.Memo,
