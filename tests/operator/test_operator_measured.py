@@ -207,6 +207,21 @@ async def export_measurements(kubeconfig: Path, *args: str) -> None:
     assert proc.returncode == 0, stderr.decode()
 
 
+async def measuring_operator(operator_factory, prom: Prometheus):
+    """The operator reading ``prom``, retrying every second, looking 5 s around each pod's run."""
+    return await operator_factory(
+        ENERGAIZER_PROMETHEUS_URL=prom.url,
+        ENERGAIZER_MEASURE_INTERVAL_SECONDS="1",
+        ENERGAIZER_MEASURE_MARGIN_SECONDS="5",
+    )
+
+
+async def shutdown(prom: Prometheus, exporters: list[FakeExporter]) -> None:
+    prom.stop()
+    for e in exporters:
+        await e.stop()
+
+
 def measured_condition(cluster: Cluster, name: str) -> dict | None:
     return next(
         (c for c in cluster.aijob(name)["status"].get("conditions") or [] if c["type"] == "Measured"), None
@@ -218,11 +233,7 @@ async def test_measured_energy_against_known_truth(cluster, operator_factory, tm
     c = cluster
     fleet, exporters = await start_fleet(c, boot=time.time() - 3600.0)
     prom = Prometheus(tmp_path, {})
-    op = await operator_factory(
-        ENERGAIZER_PROMETHEUS_URL=prom.url,
-        ENERGAIZER_MEASURE_INTERVAL_SECONDS="1",
-        ENERGAIZER_MEASURE_MARGIN_SECONDS="5",
-    )
+    op = await measuring_operator(operator_factory, prom)
     prom.targets = {
         "dcgm-exporter": [f"127.0.0.1:{e.port}" for e in exporters],
         "energaizer-operator": [f"127.0.0.1:{op.metrics_port}"],
@@ -354,9 +365,7 @@ async def test_measured_energy_against_known_truth(cluster, operator_factory, tm
             assert float(row["measured_duration_seconds"]) == m["durationSeconds"]
             assert float(row["predicted_energy_joules"]) == status["placement"]["predictedEnergyJoules"]
     finally:
-        prom.stop()
-        for e in exporters:
-            await e.stop()
+        await shutdown(prom, exporters)
     assert await op.stop() == 0
 
 
@@ -368,11 +377,7 @@ async def test_prometheus_down_is_retried_and_placing_goes_on(cluster, operator_
     fleet, exporters = await start_fleet(c, boot=time.time() - 600.0)
     prom = Prometheus(tmp_path, {"dcgm-exporter": [f"127.0.0.1:{e.port}" for e in exporters]})
     prom.start()
-    op = await operator_factory(
-        ENERGAIZER_PROMETHEUS_URL=prom.url,
-        ENERGAIZER_MEASURE_INTERVAL_SECONDS="1",
-        ENERGAIZER_MEASURE_MARGIN_SECONDS="5",
-    )
+    op = await measuring_operator(operator_factory, prom)
     try:
         await c.create(aijob("early", gpus=2))
         await wait_for(lambda: c.phase("early") == "Placed" and "early" in c.jobs(), timeout=60)
@@ -407,9 +412,7 @@ async def test_prometheus_down_is_retried_and_placing_goes_on(cluster, operator_
         assert measured_condition(c, "early")["reason"] == "Measured"
         assert "PrometheusUnavailable" in op.log()
     finally:
-        prom.stop()
-        for e in exporters:
-            await e.stop()
+        await shutdown(prom, exporters)
     assert await op.stop() == 0
 
 
@@ -436,11 +439,7 @@ async def test_hidden_sharing_on_a_time_sliced_node(cluster, operator_factory, t
         await exporters[-1].start()
     prom = Prometheus(tmp_path, {"dcgm-exporter": [f"127.0.0.1:{e.port}" for e in exporters]})
     prom.start()
-    op = await operator_factory(
-        ENERGAIZER_PROMETHEUS_URL=prom.url,
-        ENERGAIZER_MEASURE_INTERVAL_SECONDS="1",
-        ENERGAIZER_MEASURE_MARGIN_SECONDS="5",
-    )
+    op = await measuring_operator(operator_factory, prom)
     try:
         for name in ("visible", "alone"):
             await c.create(aijob(name))
@@ -472,7 +471,5 @@ async def test_hidden_sharing_on_a_time_sliced_node(cluster, operator_factory, t
         assert "default/intruder" in cond["message"] and "names it on no GPU" in cond["message"]
         assert "measured" not in c.aijob("visible")["status"]
     finally:
-        prom.stop()
-        for e in exporters:
-            await e.stop()
+        await shutdown(prom, exporters)
     assert await op.stop() == 0
