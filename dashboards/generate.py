@@ -2,7 +2,7 @@
 
 Run ``python dashboards/generate.py`` after editing; ``tests/deploy`` fails when the committed JSON
 differs from this script's output. Every query uses only the operator's metric names
-(contract, section 4). The Helm chart ships the JSON in a ConfigMap for the Grafana sidecar.
+(contract, section 4; the measured-energy panels need ``ENERGAIZER_PROMETHEUS_URL``). The Helm chart ships the JSON in a ConfigMap for the Grafana sidecar.
 """
 
 from __future__ import annotations
@@ -25,6 +25,11 @@ LATENCY = "sum by (le) (rate(energaizer_estimation_seconds_bucket[$__rate_interv
 # and savings of the decisions made in it, so they add up over time and survive deleted AIJobs.
 PLACED_TOTAL = "energaizer_placed_predicted_energy_joules_total"
 SAVINGS_TOTAL = "energaizer_predicted_savings_joules_total"
+# Measured energy (contract sections 4 and 5): the predicted figure of the same AIJobs, on their placed type.
+MEASURED = f"energaizer_measured_energy_joules{{{NS}}}"
+PREDICTED_MEASURED = (
+    f"energaizer_predicted_energy_joules{{{NS}}} {PLACED} and on (namespace, aijob) {MEASURED}"
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class Query:
     legend: str = "__auto"
     instant: bool = False
     table: bool = False
+    format: str | None = None  # Grafana target format, e.g. "heatmap" (cumulative buckets -> counts)
 
 
 @dataclass(frozen=True)
@@ -183,6 +189,54 @@ PANELS: tuple[Panel, ...] = (
         (Query("sum by (phase) (energaizer_aijobs)", "{{phase}}"),),
     ),
     Panel(
+        "Predicted vs measured energy by GPU type",
+        "timeseries",
+        "joule",
+        (
+            Query(f"sum by (gpu_type) ({MEASURED})", "{{gpu_type}} measured"),
+            Query(f"sum by (gpu_type) ({PREDICTED_MEASURED})", "{{gpu_type}} predicted"),
+        ),
+        description="AIJobs whose Job was measured with dcgm-exporter: measured energy and the energy "
+        "predicted for the same AIJobs on the GPU type they ran on.",
+    ),
+    Panel(
+        "Measured / predicted energy: distribution",
+        "bargauge",
+        "short",
+        (
+            Query(
+                "sum by (le) (energaizer_prediction_error_ratio_bucket)",
+                "{{le}}",
+                instant=True,
+                format="heatmap",
+            ),
+        ),
+        width=6,
+        description="Measured AIJobs by measured / predicted energy ratio (upper bucket bound; 1 = exact).",
+    ),
+    Panel(
+        "Median measured / predicted by GPU type",
+        "timeseries",
+        "short",
+        (
+            Query(
+                "histogram_quantile(0.5, sum by (gpu_type, le) (energaizer_prediction_error_ratio_bucket))",
+                "{{gpu_type}}",
+            ),
+        ),
+        width=6,
+        description="Above 1: the estimator under-predicts on that GPU type (refit with export-measurements "
+        "and calibrate).",
+    ),
+    Panel(
+        "Measured energy by namespace",
+        "timeseries",
+        "joule",
+        (Query(f"sum by (namespace) ({MEASURED})", "{{namespace}}"),),
+        width=24,
+        description="dcgm-exporter energy of the measured AIJobs of each namespace.",
+    ),
+    Panel(
         "AIJob placements",
         "table",
         "short",
@@ -210,6 +264,8 @@ def _target(query: Query, ref_id: str) -> dict[str, Any]:
     }
     if query.table:
         target["format"] = "table"
+    elif query.format:
+        target["format"] = query.format
     return target
 
 

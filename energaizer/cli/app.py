@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "energaizer.cli.plan_cmd",
     "energaizer.cli.operator_cmd",
     "energaizer.cli.extender_cmd",
+    "energaizer.cli.measurements_cmd",
 )
 
 app = typer.Typer(

@@ -57,10 +57,21 @@ def register(app: typer.Typer) -> None:
         max_evaluations: Annotated[
             int, typer.Option(help="solver budget (model evaluations)", min=1, max=100_000)
         ] = 300,
+        folds: Annotated[
+            int, typer.Option(min=0, help="held-out check: 0 = leave-one-out, K = K-fold cross-validation")
+        ] = 0,
+        force: Annotated[
+            bool, typer.Option(help="write the profile even when its held-out error is not better")
+        ] = False,
         json_out: JsonOpt = False,
         catalog: CatalogOpt = None,
     ) -> None:
-        """Fit the correction terms (launch, wave, host gaps, efficiencies, module power) to measurements."""
+        """Fit the correction terms (launch, wave, host gaps, efficiencies, module power) to measurements.
+
+        The fit is cross-validated on the rows (leave-one-out by default): when its held-out energy MAPE is
+        not below the starting profile's (the shipped default, or --profile) on the same rows, the profile is
+        not written (exit 1) unless --force."""
+        from energaizer.calibration.crossval import holdout
         from energaizer.calibration.fit import ProfileFitter
         from energaizer.calibration.validate import validate
         from energaizer.errors import InvalidInputError
@@ -84,6 +95,21 @@ def register(app: typer.Typer) -> None:
         fitter = ProfileFitter(parameters=names, start=start, max_evaluations=max_evaluations)
         fitter.fit(rows)
         report = validate(rows, fitter.predict(rows))
+        held = holdout(rows, fitter, start, folds=folds)
+        baseline = "--profile" if profile is not None else "the default profile"
+        verdict = (
+            f"{held.method} energy MAPE {held.energy_mape_pct:.1f} % vs {held.baseline_energy_mape_pct:.1f} % "
+            f"with {baseline}"
+        )
+        if not held.better and not force:
+            if json_out:
+                print_json({"written": False, "holdout": held.to_dict(), "validation": report.to_dict()})
+            typer.echo(
+                f"error: calibrate: not written: {verdict}: the fit would not predict new jobs better "
+                "(--force writes it anyway)",
+                err=True,
+            )
+            raise SystemExit(1)
         fitted = fitter.profile_.model_copy(
             update={
                 "name": output.stem,
@@ -92,16 +118,26 @@ def register(app: typer.Typer) -> None:
                     "energy_mape_pct": report.overall.energy_mape,
                     "time_mape_pct": report.overall.time_mape,
                     "power_mape_pct": report.overall.power_mape,
+                    "holdout_energy_mape_pct": held.energy_mape_pct,
+                    "baseline_energy_mape_pct": held.baseline_energy_mape_pct,
                 },
             }
         )
         save_profile(fitted, output)
         if json_out:
-            print_json({"profile": fitted.model_dump(mode="json"), "validation": report.to_dict()})
+            print_json(
+                {
+                    "written": True,
+                    "profile": fitted.model_dump(mode="json"),
+                    "holdout": held.to_dict(),
+                    "validation": report.to_dict(),
+                }
+            )
         else:
             typer.echo(
                 f"wrote {output}: {len(rows)} rows, energy MAPE {report.overall.energy_mape:.1f} %, "
-                f"time {report.overall.time_mape:.1f} %, power {report.overall.power_mape:.1f} %"
+                f"time {report.overall.time_mape:.1f} %, power {report.overall.power_mape:.1f} %; "
+                f"held out: {verdict}" + ("" if held.better else " (written with --force)")
             )
 
     @app.command()

@@ -20,6 +20,10 @@ def run(namespaces: list[str] | None = None, all_namespaces: bool = False) -> No
         kube.load_config()
     except kube.NoClusterConfigError as exc:
         raise InvalidInputError("KUBECONFIG", str(exc)) from None
+    from energaizer_operator.profile_watch import validated_copy
+
+    # a profile that does not load stops the operator here, in one line; reloads go to a validated copy
+    settings, profile_watcher = validated_copy(settings)
     watched = [] if all_namespaces else list(namespaces or settings.namespaces)
     level = getattr(logging, settings.log_level)
     kopf.configure(
@@ -30,13 +34,15 @@ def run(namespaces: list[str] | None = None, all_namespaces: bool = False) -> No
     if level > logging.DEBUG:  # kopf logs every handled watch event ("Handler ... succeeded") at INFO
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
-    import energaizer_operator.gate
-    import energaizer_operator.handlers  # noqa: F401  (registers the handlers)
+    import energaizer_operator.gate  # Kueue admission gate (Jobs energaizer did not create)
+    import energaizer_operator.handlers  # registers the handlers
+    import energaizer_operator.measured_handlers  # measured energy (contract section 5)
+    import energaizer_operator.profile_watch  # noqa: F401  (the calibration profile, reloaded on change)
     from energaizer_operator.state import OperatorState
 
     kopf.run(
         standalone=True,  # no kopf peering: replicas elect a leader with a Lease (leader.py)
         clusterwide=not watched,
         namespaces=watched,
-        memo=kopf.Memo(state=OperatorState(settings)),
+        memo=kopf.Memo(state=OperatorState(settings), profile_watcher=profile_watcher),
     )

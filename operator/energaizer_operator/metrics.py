@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from energaizer_operator.models import PHASES
 
+ERROR_RATIO_BUCKETS = (0.5, 0.67, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.25, 1.5, 2.0, 3.0, float("inf"))
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -78,6 +80,21 @@ class Metrics:
             ["gpu_type"],
             registry=r,
         )
+        # Measured energy (contract sections 4 and 5)
+        self.measured_energy = Gauge(
+            "energaizer_measured_energy_joules",
+            "Measured (dcgm-exporter) energy of an AIJob's Job",
+            job_labels,
+            registry=r,
+        )
+        self.prediction_error_ratio = Histogram(
+            "energaizer_prediction_error_ratio",
+            "Measured / predicted energy of finished AIJobs",
+            ["gpu_type"],
+            buckets=ERROR_RATIO_BUCKETS,
+            registry=r,
+        )
+        self._measured_type: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
         self._estimated_types: dict[tuple[str, str], set[str]] = {}
         self._placed_type: dict[tuple[str, str], str] = {}
@@ -144,6 +161,21 @@ class Metrics:
             if placed is not None:
                 self._try_remove(self.placement_info, namespace, name, placed)
             self._try_remove(self.savings, namespace, name)
+
+    def set_measured(self, namespace: str, name: str, gpu_type: str, energy_joules: float) -> None:
+        key = (namespace, name)
+        with self._lock:
+            old = self._measured_type.get(key)
+            if old is not None and old != gpu_type:
+                self._try_remove(self.measured_energy, namespace, name, old)
+            self._measured_type[key] = gpu_type
+            self.measured_energy.labels(namespace, name, gpu_type).set(energy_joules)
+
+    def forget_measured(self, namespace: str, name: str) -> None:
+        with self._lock:
+            old = self._measured_type.pop((namespace, name), None)
+            if old is not None:
+                self._try_remove(self.measured_energy, namespace, name, old)
 
     def set_phase_counts(self, counts: Mapping[str, int]) -> None:
         for phase in PHASES:

@@ -194,6 +194,29 @@ class PlacementStatus(_Camel):
     )
 
 
+class MeasuredDevice(_Camel):
+    """One GPU the AIJob's pods held, as dcgm-exporter names it."""
+
+    uuid: str
+    hostname: str = ""
+    model_name: str = ""
+    pods: list[str] = Field(default_factory=list)
+    seconds: float = Field(ge=0, description="time the job's pods held it")
+    energy_joules: float = Field(description="counter increase over that time")
+
+
+class MeasuredStatus(_Camel):
+    """Measured energy of the Job the AIJob ran (contract section 5)."""
+
+    energy_joules: float = Field(description="summed over the GPUs the job's pods held")
+    duration_seconds: float = Field(ge=0, description="first pod start to last pod finish")
+    average_power_watts: float = Field(description="energyJoules / durationSeconds")
+    gpus: int = Field(ge=0, description="GPUs attributed")
+    source: Literal["dcgm"] = "dcgm"
+    gpu_type: str | None = Field(default=None, description="the GPU type the job was placed on")
+    devices: list[MeasuredDevice] = Field(default_factory=list)
+
+
 class Condition(_Camel):
     type: str
     status: Literal["True", "False", "Unknown"]
@@ -207,6 +230,7 @@ class AIJobStatus(_Camel):
     observed_generation: int | None = None
     estimates: list[EstimateStatus] | None = None
     placement: PlacementStatus | None = None
+    measured: MeasuredStatus | None = None
     conditions: list[Condition] | None = None
 
 

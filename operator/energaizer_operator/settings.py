@@ -34,6 +34,11 @@ ENV_VARS: dict[str, str] = {
     "log_level": "ENERGAIZER_LOG_LEVEL",
     "leader_election": "ENERGAIZER_LEADER_ELECTION",
     "lease_duration_seconds": "ENERGAIZER_LEASE_DURATION_SECONDS",
+    "profile_reload_seconds": "ENERGAIZER_PROFILE_RELOAD_SECONDS",
+    "prometheus_url": "ENERGAIZER_PROMETHEUS_URL",
+    "measure_interval_seconds": "ENERGAIZER_MEASURE_INTERVAL_SECONDS",
+    "measure_margin_seconds": "ENERGAIZER_MEASURE_MARGIN_SECONDS",
+    "measure_give_up_seconds": "ENERGAIZER_MEASURE_GIVE_UP_SECONDS",
 }
 
 
@@ -68,6 +73,29 @@ class OperatorSettings(BaseModel):
         le=600,
         description="a standby takes over this long after the leader's last renewal",
     )
+    profile_reload_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=86400,
+        description="check the profile file this often (0 = read it at each estimate)",
+    )
+    # Measured energy (contract section 5): dcgm-exporter's counter read through this Prometheus.
+    prometheus_url: str | None = Field(
+        default=None, pattern=r"^https?://\S+$", description="Prometheus base URL; unset = no measurement"
+    )
+    measure_interval_seconds: float = Field(
+        default=15.0, gt=0, le=3600, description="how often finished AIJobs are (re)tried; first retry delay"
+    )
+    measure_margin_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description="samples looked for this long before a pod's start and after its end (>= one "
+        "dcgm-exporter collection + one scrape interval)",
+    )
+    measure_give_up_seconds: float = Field(
+        default=3600.0, gt=0, description="a job whose GPUs have no energy series this long after it ended"
+    )
 
     @field_validator("namespaces", mode="before")
     @classmethod
@@ -88,7 +116,7 @@ class OperatorSettings(BaseModel):
     def _upper(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("profile", mode="before")
+    @field_validator("profile", "prometheus_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

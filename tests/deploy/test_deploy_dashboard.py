@@ -30,6 +30,8 @@ CONTRACT = {
     "energaizer_estimation_seconds": "histogram",
     "energaizer_aijobs": "gauge",
     "energaizer_free_gpus": "gauge",
+    "energaizer_measured_energy_joules": "gauge",
+    "energaizer_prediction_error_ratio": "histogram",
 }
 # Issue 17: counters of every placement decision (the operator adds them; the dashboard graphs them
 # with increase()). Until the operator's registry exports them, their panels are the only ones the
@@ -89,7 +91,9 @@ def test_queries_use_only_contract_metrics_and_cover_them_all(dashboard: dict[st
     for name in DECISION_COUNTERS:
         uses = re.findall(rf"\w*\(?{name}\[", json.dumps(dashboard))
         assert uses and all(u.startswith("increase(") for u in uses), f"{name} is graphed with increase()"
-    histogram_uses = re.findall(r"energaizer_estimation_seconds\w*", json.dumps(dashboard))
+    histogram_uses = re.findall(
+        r"energaizer_(?:estimation_seconds|prediction_error_ratio)\w*", json.dumps(dashboard)
+    )
     assert all(u.endswith(HISTOGRAM_SUFFIXES) for u in histogram_uses), "a histogram is queried by its family"
 
 
@@ -132,6 +136,9 @@ JOBS = {
     ("ml", "llama-8b-finetune"): ("h100-sxm", {"h100-sxm": 9.0e8, "a100-sxm4-80gb": 1.3e9}),
     ("research", "mistral-summaries"): ("h100-sxm", {"h100-sxm": 2.0e6, "l4": 3.5e6}),
 }
+
+# Measured (dcgm) joules of two of them: ratios 1.2 (l40s) and 0.8 (h100-sxm).
+MEASURED = {("ml", "llama-8b-serving"): 4.8e6, ("research", "mistral-summaries"): 1.6e6}
 
 
 def _free_port() -> int:
@@ -191,6 +198,10 @@ def metrics() -> Iterator[tuple[Metrics, int]]:
             ],
         )
         m.set_placement(namespace, name, placed, max(energy.values()) - energy[placed])
+    for (namespace, name), joules in MEASURED.items():
+        placed, energy = JOBS[(namespace, name)]
+        m.set_measured(namespace, name, placed, joules)
+        m.prediction_error_ratio.labels(gpu_type=placed).observe(joules / energy[placed])
     m.set_phase_counts({"Placed": 2, "Running": 1})
     m.set_inventory({"h100-sxm": 6, "l40s": 2, "a100-sxm4-80gb": 0}, [])
     port = _free_port()
@@ -306,6 +317,16 @@ def test_every_dashboard_query_runs_on_the_scraped_operator_metrics(
     assert 0.0025 <= p50 <= 0.005, "every estimation took 4 ms: the p50 falls in the (2.5 ms, 5 ms] bucket"
     assert float(answers["Estimations per second/A"][0]["value"][1]) > 0
     assert len(answers["AIJob placements/A"]) == len(JOBS)
+    assert by("gpu_type", "Predicted vs measured energy by GPU type/A") == {"l40s": 4.8e6, "h100-sxm": 1.6e6}
+    # the prediction of the measured AIJobs only (llama-8b-finetune was not measured)
+    assert by("gpu_type", "Predicted vs measured energy by GPU type/B") == {"l40s": 4.0e6, "h100-sxm": 2.0e6}
+    assert by("namespace", "Measured energy by namespace/A") == {"ml": 4.8e6, "research": 1.6e6}
+    buckets = by("le", "Measured / predicted energy: distribution/A")
+    assert (
+        buckets["0.8"] == 1.0 and buckets["1.1"] == 1.0 and buckets["1.25"] == 2.0 and buckets["+Inf"] == 2.0
+    )
+    median = by("gpu_type", "Median measured / predicted by GPU type/A")
+    assert 1.1 <= median["l40s"] <= 1.25 and 0.67 <= median["h100-sxm"] <= 0.8
     namespaces = _get(
         f"{prometheus}/api/v1/label/namespace/values?match[]={urllib.parse.quote('energaizer_placement_info')}"
     )

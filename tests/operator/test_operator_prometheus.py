@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
-import urllib.parse
-import urllib.request
 
 import pytest
+from dcgm_support import prometheus_binary as find_prometheus
+from dcgm_support import query
 from kmock_support import RealisticEmulator
 from operator_testkit import aijob, free_port, wait_for
 
 pytestmark = [pytest.mark.kmock(cls=RealisticEmulator), pytest.mark.prometheus]
 
 
-def _query(base: str, expr: str) -> list[dict]:
-    url = f"{base}/api/v1/query?query={urllib.parse.quote(expr)}"
-    try:
-        body = json.loads(urllib.request.urlopen(url, timeout=2).read())
-    except OSError:
-        return []
-    assert body["status"] == "success", body
-    return body["data"]["result"]
-
-
 @pytest.fixture
 def prometheus_binary() -> str:
-    path = shutil.which("prometheus")
-    if path is None:
-        pytest.skip("the prometheus binary is absent: apt-get install -y --no-install-recommends prometheus")
-    return path
+    return find_prometheus()
 
 
 async def test_real_prometheus_scrapes_the_operator(
@@ -63,23 +48,23 @@ async def test_real_prometheus_scrapes_the_operator(
     base = f"http://127.0.0.1:{port}"
     try:
         placed = await wait_for(
-            lambda: _query(base, 'energaizer_placement_info{aijob="scraped"}'), timeout=40, interval=0.5
+            lambda: query(base, 'energaizer_placement_info{aijob="scraped"}'), timeout=40, interval=0.5
         )
         assert placed[0]["metric"]["gpu_type"] == gpu_type and placed[0]["metric"]["namespace"] == "default"
         assert placed[0]["metric"]["job"] == "energaizer-operator"
-        energy = _query(base, f'energaizer_predicted_energy_joules{{aijob="scraped",gpu_type="{gpu_type}"}}')
+        energy = query(base, f'energaizer_predicted_energy_joules{{aijob="scraped",gpu_type="{gpu_type}"}}')
         expected = c.aijob("scraped")["status"]["placement"]["predictedEnergyJoules"]
         assert float(energy[0]["value"][1]) == pytest.approx(expected, rel=1e-9)
-        assert len(_query(base, 'energaizer_predicted_duration_seconds{aijob="scraped"}')) == 3
-        assert len(_query(base, 'energaizer_predicted_power_watts{aijob="scraped"}')) == 3
-        assert _query(base, 'energaizer_predicted_savings_joules{aijob="scraped"}')
+        assert len(query(base, 'energaizer_predicted_duration_seconds{aijob="scraped"}')) == 3
+        assert len(query(base, 'energaizer_predicted_power_watts{aijob="scraped"}')) == 3
+        assert query(base, 'energaizer_predicted_savings_joules{aijob="scraped"}')
         free = await wait_for(
-            lambda: _query(base, f'energaizer_free_gpus{{gpu_type="{gpu_type}"}}'), timeout=10
+            lambda: query(base, f'energaizer_free_gpus{{gpu_type="{gpu_type}"}}'), timeout=10
         )
         assert float(free[0]["value"][1]) == 6.0  # 8 on the one Ready node of that type, minus 2
-        counts = await wait_for(lambda: _query(base, 'energaizer_aijobs{phase="Placed"}'), timeout=10)
+        counts = await wait_for(lambda: query(base, 'energaizer_aijobs{phase="Placed"}'), timeout=10)
         assert float(counts[0]["value"][1]) == 1.0
-        assert float(_query(base, "energaizer_estimation_seconds_count")[0]["value"][1]) >= 1
+        assert float(query(base, "energaizer_estimation_seconds_count")[0]["value"][1]) >= 1
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -1,0 +1,176 @@
+"""``energaizer export-measurements``: the measured AIJobs of a cluster as a measurement CSV (contract
+sections 1 and 3), ready for ``energaizer calibrate`` / ``energaizer validate``.
+
+One row per AIJob whose Job succeeded and that has ``status.measured`` (written by the operator from
+dcgm-exporter, contract section 5). The row's workload is ONE replica (``gpu_count = gpusPerReplica``), as
+the estimator models it; replicas run the same workload in parallel, so ``measured_energy_joules`` and
+``measured_average_power_watts`` are the job's divided by ``replicas`` and ``measured_duration_seconds`` is
+the job's. Carried-through columns: ``namespace``, ``aijob``, ``replicas``, ``measured_job_energy_joules``
+(``status.measured.energyJoules`` as written), ``measured_gpus``, ``predicted_energy_joules``, ``source``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+# CSV column -> (spec section, camelCase key)
+_SIZES = {
+    "requests": ("inference", "requests"),
+    "input_tokens": ("inference", "inputTokens"),
+    "output_tokens": ("inference", "outputTokens"),
+    "batch_size": ("inference", "batchSize"),
+    "tokens": ("training", "tokens"),
+    "steps": ("training", "steps"),
+    "global_batch_size": ("training", "globalBatchSize"),
+    "sequence_length": ("training", "sequenceLength"),
+}
+_ARCH = {
+    "arch_type": "arch_type",
+    "params_b": "params_b",
+    "layers": "layers",
+    "hidden": "hidden",
+    "heads": "heads",
+    "kv_heads": "kv_heads",
+    "ffn": "ffn",
+    "vocab": "vocab",
+    "moe_experts": "moe_experts",
+    "moe_active_experts": "moe_active_experts",
+    "moe_expert_ffn": "moe_expert_ffn",
+    "head_dim": "head_dim",
+}
+EXTRA_COLUMNS = (
+    "namespace",
+    "aijob",
+    "replicas",
+    "measured_job_energy_joules",
+    "measured_gpus",
+    "predicted_energy_joules",
+    "source",
+)
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def measurement_row(body: Mapping[str, Any], include_failed: bool = False) -> dict[str, str] | None:
+    """One AIJob object -> one measurement CSV row (None when it has no measurement to export)."""
+    status = body.get("status") or {}
+    measured = status.get("measured")
+    phase = status.get("phase")
+    if not isinstance(measured, Mapping) or measured.get("energyJoules") is None:
+        return None
+    if phase != "Succeeded" and not (include_failed and phase == "Failed"):
+        return None
+    spec = body.get("spec") or {}
+    meta = body.get("metadata") or {}
+    workload = spec.get("workload") or {}
+    resources = spec.get("resources") or {}
+    replicas = int(resources.get("replicas") or 1)
+    gpu = measured.get("gpuType") or (status.get("placement") or {}).get("gpuType") or ""
+    energy = float(measured["energyJoules"])
+    power = measured.get("averagePowerWatts")
+    row: dict[str, Any] = {
+        "model": workload.get("model") or "",
+        "gpu": gpu,
+        "gpu_count": int(resources.get("gpusPerReplica") or 1),
+        "precision": workload.get("precision") or "",
+        "task": workload.get("task") or "inference",
+        "frequency_mhz": workload.get("frequencyMhz"),
+        "power_limit_w": workload.get("powerLimitW"),
+        "measured_energy_joules": energy / replicas,
+        "measured_duration_seconds": measured.get("durationSeconds"),
+        "measured_average_power_watts": float(power) / replicas if power is not None else None,
+        "namespace": meta.get("namespace") or "",
+        "aijob": meta.get("name") or "",
+        "replicas": replicas,
+        "measured_job_energy_joules": measured["energyJoules"],
+        "measured_gpus": measured.get("gpus"),
+        "predicted_energy_joules": (status.get("placement") or {}).get("predictedEnergyJoules"),
+        "source": f"dcgm:{meta.get('namespace') or ''}",
+    }
+    for column, (section, key) in _SIZES.items():
+        row[column] = (workload.get(section) or {}).get(key)
+    arch = workload.get("architecture") if not workload.get("model") else None
+    for column, key in _ARCH.items():
+        row[column] = (arch or {}).get(key)
+    return {k: _cell(v) for k, v in row.items()}
+
+
+def write_csv(rows: Iterable[Mapping[str, str]], out: io.TextIOBase | Any) -> int:
+    from energaizer.io.workload_csv import ARCH_COLUMNS, MEASURED_COLUMNS, WORKLOAD_COLUMNS
+
+    rows = list(rows)
+    columns = list(WORKLOAD_COLUMNS)
+    if any(r.get("arch_type") for r in rows):
+        columns += list(ARCH_COLUMNS)
+    columns += list(MEASURED_COLUMNS) + list(EXTRA_COLUMNS)
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow(r)
+    return len(rows)
+
+
+def list_aijobs(namespaces: list[str], all_namespaces: bool) -> list[dict[str, Any]]:
+    """AIJob objects of the current kubeconfig's cluster (``KUBECONFIG``, else in-cluster)."""
+    import kubernetes
+
+    from energaizer.errors import InvalidInputError
+
+    try:
+        try:
+            kubernetes.config.load_incluster_config()
+            current_ns = None
+        except kubernetes.config.ConfigException:
+            kubernetes.config.load_kube_config()
+            _contexts, active = kubernetes.config.list_kube_config_contexts()
+            current_ns = ((active or {}).get("context") or {}).get("namespace")
+    except (kubernetes.config.ConfigException, OSError) as exc:
+        raise InvalidInputError("KUBECONFIG", f"no cluster credentials: {exc}") from None
+    api = kubernetes.client.CustomObjectsApi()
+    group, version, plural = "energaizer.io", "v1alpha1", "aijobs"
+    try:
+        if all_namespaces:
+            return list(api.list_cluster_custom_object(group, version, plural).get("items") or [])
+        items: list[dict[str, Any]] = []
+        for ns in namespaces or [current_ns or "default"]:
+            items.extend(api.list_namespaced_custom_object(group, version, ns, plural).get("items") or [])
+        return items
+    except kubernetes.client.exceptions.ApiException as exc:
+        raise InvalidInputError("cluster", f"listing AIJobs failed: HTTP {exc.status} {exc.reason}") from None
+    except OSError as exc:  # urllib3 connection errors
+        raise InvalidInputError("cluster", f"listing AIJobs failed: {exc}") from None
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("export-measurements")
+    def export_measurements(
+        output: Annotated[Path, typer.Option("-o", "--output", help="measurement CSV to write")],
+        namespace: Annotated[
+            list[str] | None, typer.Option("--namespace", "-n", help="namespace to read (repeatable)")
+        ] = None,
+        all_namespaces: Annotated[
+            bool, typer.Option("--all-namespaces", "-A", help="every namespace")
+        ] = False,
+        include_failed: Annotated[
+            bool, typer.Option(help="also export AIJobs whose Job failed (their work did not complete)")
+        ] = False,
+    ) -> None:
+        """Write the measured AIJobs (status.measured, from dcgm-exporter) as a measurement CSV for calibrate."""
+        from energaizer.errors import InvalidInputError
+
+        if namespace and all_namespaces:
+            raise InvalidInputError("--namespace", "give --namespace or --all-namespaces, not both")
+        items = list_aijobs(list(namespace or []), all_namespaces)
+        rows = [r for body in items if (r := measurement_row(body, include_failed)) is not None]
+        rows.sort(key=lambda r: (r["namespace"], r["aijob"]))
+        with output.open("w", newline="") as fh:
+            n = write_csv(rows, fh)
+        typer.echo(f"wrote {output}: {n} measured AIJob(s) of {len(items)}")

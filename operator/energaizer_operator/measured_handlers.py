@@ -1,0 +1,451 @@
+"""kopf handlers of measured energy (contract section 5): only active with ``ENERGAIZER_PROMETHEUS_URL``.
+
+* indices ``measure_pods`` (pods with their node and run window: Job pods by Job, GPU pods by node),
+  ``measure_nodes`` (time-sliced GPU nodes) and ``measure_jobs`` (the operator's Jobs, finished or not);
+* ``measure_candidates`` (placed AIJobs without ``status.measured`` nor a final reason for none) and the
+  :class:`Measurer` loop over them (every 2 s; not a kopf timer, which would put a finalizer on every
+  AIJob): once an AIJob's Job has finished and its pods have ended, it queries Prometheus and writes
+  ``status.measured`` and the ``Measured`` condition (or only the condition, with the reason there is no
+  number), an Event, the
+  ``energaizer_measured_energy_joules`` gauge and one ``energaizer_prediction_error_ratio`` observation.
+  Retryable outcomes (Prometheus down, data not scraped yet) back off per AIJob
+  (``ENERGAIZER_MEASURE_INTERVAL_SECONDS`` doubling up to 10 minutes); nothing is lost across restarts,
+  since an AIJob without ``status.measured`` is simply tried again;
+* ``measured_gauge``: starts the loop on the first AIJob event (kopf's Event posting is set up there),
+  keeps the gauge in step with ``status.measured`` (after a restart too) and drops it with the AIJob.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+import kubernetes
+
+from energaizer_operator import ANNOTATION_ENERGY, ANNOTATION_GPU_TYPE, GROUP, PLURAL, VERSION, kube
+from energaizer_operator.conditions import set_condition
+from energaizer_operator.measured import (
+    ENERGY_METRIC,
+    Backoff,
+    Outcome,
+    PodRun,
+    Reason,
+    Series,
+    hidden_sharing,
+    node_time_sliced,
+    overlapping,
+    parse_matrix,
+    parse_time,
+    pod_run,
+    pods_selector,
+    ran,
+    range_query,
+    uuids_selector,
+)
+from energaizer_operator.promclient import PrometheusClient, PrometheusUnavailable
+from energaizer_operator.settings import OperatorSettings
+
+logger = logging.getLogger("energaizer_operator.measured")
+
+CONDITION = "Measured"
+LOOP_SECONDS = 2.0
+MAX_BACKOFF_SECONDS = 600.0
+DECIDED_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class JobRun:
+    namespace: str
+    name: str
+    finished: bool
+    completed_at: float | None
+
+
+def _settings(memo: kopf.Memo) -> OperatorSettings:
+    return memo["state"].settings
+
+
+def job_run(body: Mapping[str, Any]) -> JobRun:
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    done = [
+        c
+        for c in status.get("conditions") or []
+        if c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+    ]
+    completed = parse_time(status.get("completionTime"))
+    if completed is None and done:
+        completed = parse_time(done[0].get("lastTransitionTime"))
+    return JobRun(str(meta.get("namespace") or ""), str(meta.get("name") or ""), bool(done), completed)
+
+
+# ---------------------------------------------------------------------------------------- indices
+
+
+def _enabled(memo: kopf.Memo, **_: Any) -> bool:
+    """Every handler here is a no-op filter when measurement is off (no index memory, no handler logs)."""
+    return bool(_settings(memo).prometheus_url)
+
+
+@kopf.index("", "v1", "pods", when=_enabled)
+def measure_pods(body: kopf.Body, memo: kopf.Memo, **_: Any) -> Any:
+    """Pods of Jobs by ("job", namespace, Job), and GPU pods by ("node", node) (time-slicing neighbours)."""
+    run = pod_run(body, _settings(memo).gpu_resource)
+    keys: dict[tuple[str, ...], PodRun] = {}
+    if run.job:
+        keys[("job", run.namespace, run.job)] = run
+    if run.node and run.gpus > 0:
+        keys[("node", run.node)] = run
+    return keys or None
+
+
+@kopf.index("", "v1", "nodes", when=_enabled)
+def measure_nodes(body: kopf.Body, name: str, memo: kopf.Memo, **_: Any) -> Any:
+    """Nodes whose GPUs are time-sliced (or MPS-shared) by the device plugin."""
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    return {name: True} if node_time_sliced(labels, _settings(memo).gpu_product_label) else None
+
+
+@kopf.index("batch", "v1", "jobs", annotations={ANNOTATION_GPU_TYPE: kopf.PRESENT}, when=_enabled)
+def measure_jobs(body: kopf.Body, **_: Any) -> Any:
+    run = job_run(body)
+    return {(run.namespace, run.name): run}
+
+
+@kopf.index(GROUP, VERSION, PLURAL, when=_enabled)
+def measure_candidates(body: kopf.Body, uid: str, **_: Any) -> Any:
+    found = candidate(body)
+    return {uid: found} if found is not None else None
+
+
+# ------------------------------------------------------------------------------------------- loop
+
+
+def _final(status: Mapping[str, Any]) -> bool:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == CONDITION:
+            try:
+                return Reason(cond.get("reason")).final
+            except ValueError:
+                return False
+    return False
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A placed AIJob without a measurement (nor a final reason for none): what the loop needs of it."""
+
+    namespace: str
+    name: str
+    uid: str
+    job_name: str
+    gpu_type: str
+    predicted_energy_joules: float | None
+
+    @property
+    def ref(self) -> dict[str, Any]:
+        """A minimal body for Events."""
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "AIJob",
+            "metadata": {"name": self.name, "namespace": self.namespace, "uid": self.uid},
+        }
+
+
+def candidate(body: Mapping[str, Any]) -> Candidate | None:
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    job_name = (status.get("placement") or {}).get("jobName")
+    if not job_name or status.get("measured") or _final(status):
+        return None
+    return Candidate(
+        str(meta.get("namespace") or ""),
+        str(meta.get("name") or ""),
+        str(meta.get("uid") or ""),
+        str(job_name),
+        _gpu_type(status, meta),
+        _predicted(status, meta),
+    )
+
+
+def _gpu_type(status: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
+    return str(
+        (status.get("placement") or {}).get("gpuType")
+        or (meta.get("annotations") or {}).get(ANNOTATION_GPU_TYPE)
+        or "unknown"
+    )
+
+
+def _predicted(status: Mapping[str, Any], meta: Mapping[str, Any]) -> float | None:
+    value = (status.get("placement") or {}).get("predictedEnergyJoules")
+    if value is None:
+        value = (meta.get("annotations") or {}).get(ANNOTATION_ENERGY)
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+async def _pod_series(
+    client: PrometheusClient, pods: Sequence[PodRun], start: float, end: float
+) -> list[Series]:
+    """Energy series labelled with ``pods`` over [start, end], one query per namespace."""
+    out: list[Series] = []
+    by_ns: dict[str, list[str]] = {}
+    for p in pods:
+        by_ns.setdefault(p.namespace, []).append(p.name)
+    for ns, names in sorted(by_ns.items()):
+        expr, at = range_query(pods_selector(ns, names), start, end)
+        _kind, found = await client.query(expr, at)
+        out.extend(parse_matrix(found))
+    return out
+
+
+async def measure(
+    client: PrometheusClient,
+    pods: list[PodRun],
+    *,
+    margin_seconds: float,
+    now: float,
+    neighbours: Sequence[PodRun] = (),
+) -> Outcome:
+    """Query Prometheus for the job's pods and attribute (:func:`energaizer_operator.measured.attribute`);
+    ``neighbours``: other GPU pods that overlapped them on time-sliced nodes (:func:`hidden_sharing`)."""
+    from energaizer_operator.measured import attribute
+
+    runs = ran(pods)
+    if not runs:
+        return attribute(pods, [], [], margin_seconds=margin_seconds)
+    start = min(p.started for p in runs) - margin_seconds  # type: ignore[type-var,operator]
+    end = min(now, max(p.finished for p in runs) + margin_seconds)  # type: ignore[type-var,operator]
+    discovery = await _pod_series(client, runs, start, end)
+    uuids = {s.labels.get("UUID", "") for s in discovery} - {""}
+    series = []
+    if uuids:
+        expr, at = range_query(uuids_selector(uuids), start, end)
+        _kind, result = await client.query(expr, at)
+        series = parse_matrix(result)
+    outcome = attribute(pods, discovery, series, margin_seconds=margin_seconds)
+    if outcome.measured and neighbours:
+        found = await _pod_series(client, neighbours, start, end)
+        held = {d.uuid: set(d.pods) for d in outcome.devices}
+        hidden = hidden_sharing(held, neighbours, found, margin_seconds, now)
+        if hidden is not None:
+            return hidden
+    return outcome
+
+
+class Measurer:
+    """One loop over the candidates (not a kopf timer: timers put a finalizer on every AIJob they run for)."""
+
+    def __init__(self, cfg: OperatorSettings, memo: kopf.Memo) -> None:
+        self.cfg, self.memo = cfg, memo
+        self.client = PrometheusClient(cfg.prometheus_url or "")
+        self.backoff = Backoff(
+            cfg.measure_interval_seconds, max(MAX_BACKOFF_SECONDS, cfg.measure_interval_seconds)
+        )
+        self.decided: dict[str, float] = {}
+        self.task: asyncio.Task | None = None
+
+    def start(self, candidates: kopf.Index, pods: kopf.Index, jobs: kopf.Index, nodes: kopf.Index) -> None:
+        """Idempotent; called from an AIJob event handler so that kopf's Event posting works in the task."""
+        if self.task is None:
+            self.task = asyncio.create_task(self.run(candidates, pods, jobs, nodes))
+            self.task.add_done_callback(_report_end)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        await self.client.close()
+
+    async def run(
+        self, candidates: kopf.Index, pods: kopf.Index, jobs: kopf.Index, nodes: kopf.Index
+    ) -> None:
+        while True:
+            await asyncio.sleep(LOOP_SECONDS)
+            for cand in [c for store in list(candidates.values()) for c in store]:
+                try:
+                    await self.measure_one(cand, pods, jobs, nodes)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # one AIJob's failure must not stop the others' measurement
+                    logger.exception("AIJob %s/%s: measurement failed", cand.namespace, cand.name)
+
+    async def measure_one(
+        self, cand: Candidate, measure_pods: kopf.Index, measure_jobs: kopf.Index, measure_nodes: kopf.Index
+    ) -> None:
+        if not self.memo["state"].is_leader():
+            return  # only the leader writes; a standby takes over the same candidates when elected
+        cfg, uid = self.cfg, cand.uid
+        namespace, name, job_name = cand.namespace, cand.name, cand.job_name
+        job = next(iter(measure_jobs.get((namespace, job_name), [])), None)
+        if job is None or not job.finished:
+            return
+        pods: list[PodRun] = list(measure_pods.get(("job", namespace, job_name), []))
+        ended = job.completed_at or max((p.finished or 0.0 for p in pods), default=0.0)
+        now = time.time()
+        stuck = bool(ended) and now - ended > cfg.measure_give_up_seconds  # e.g. a pod of a lost node
+        if not stuck and any(
+            p.phase == "Running" or (p.started is not None and p.finished is None) for p in pods
+        ):
+            return  # the Job is finished but some pod is still being torn down
+        backoff, decided = self.backoff, self.decided
+        if now - decided.get(uid, -math.inf) < DECIDED_SECONDS or not backoff.due(uid, now):
+            return  # decided (the index can lag the written status), or backing off
+        sliced = {p.node for p in pods if p.node and p.node in measure_nodes}
+        others = [o for node in sorted(sliced) for o in measure_pods.get(("node", node), [])]
+        try:
+            outcome = await measure(
+                self.client,
+                pods,
+                margin_seconds=cfg.measure_margin_seconds,
+                now=now,
+                neighbours=overlapping(ran(pods), others, now),
+            )
+        except PrometheusUnavailable as exc:
+            outcome = Outcome(Reason.UNAVAILABLE, str(exc)[:500])
+        except Exception as exc:  # a bug must not stop the other AIJobs' measurement: log, condition, retry
+            logger.exception("AIJob %s/%s: measurement failed", namespace, name)
+            outcome = Outcome(Reason.UNAVAILABLE, f"measurement failed: {type(exc).__name__}: {exc}"[:500])
+        if outcome.reason is Reason.NO_DATA and ended and now - ended > cfg.measure_give_up_seconds:
+            outcome = Outcome(
+                Reason.GAVE_UP,
+                f"{outcome.message}; gave up {cfg.measure_give_up_seconds:.0f} s after the Job ended",
+            )
+        gpu_type = cand.gpu_type
+        if outcome.reason.final:
+            backoff.forget(uid)
+            decided[uid] = now  # if the write is lost, the AIJob is decided again after DECIDED_SECONDS
+        else:
+            delay = backoff.failed(uid, now)
+            logger.info(
+                "AIJob %s/%s: %s: %s (retry in %.0f s)",
+                namespace,
+                name,
+                outcome.reason,
+                outcome.message,
+                delay,
+            )
+        # merged into the object as it is now (read back first): conditions written meanwhile are kept
+        try:
+            written = await asyncio.to_thread(_write_status, namespace, name, outcome, gpu_type)
+        except kube.ApiException as exc:
+            logger.warning(
+                "AIJob %s/%s: writing the measurement failed: HTTP %s", namespace, name, exc.status
+            )
+            decided.pop(uid, None)
+            return
+        if not written:
+            return
+        if outcome.measured:
+            metrics = self.memo["state"].metrics
+            if metrics is not None:
+                metrics.set_measured(namespace, name, gpu_type, float(outcome.energy_joules or 0.0))
+                predicted = cand.predicted_energy_joules
+                if predicted and predicted > 0:
+                    metrics.prediction_error_ratio.labels(gpu_type=gpu_type).observe(
+                        outcome.energy_joules / predicted
+                    )
+            kopf.event(cand.ref, type="Normal", reason="Measured", message=outcome.message)
+            logger.info("AIJob %s/%s: measured %s", namespace, name, outcome.message)
+        elif outcome.reason.final:
+            kopf.event(cand.ref, type="Warning", reason=outcome.reason.value, message=outcome.message[:1000])
+            logger.warning(
+                "AIJob %s/%s: no measurement: %s: %s", namespace, name, outcome.reason, outcome.message
+            )
+
+
+def _report_end(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("the measurement loop stopped", exc_info=task.exception())
+
+
+def _write_status(namespace: str, name: str, outcome: Outcome, gpu_type: str) -> bool:
+    """Merge the outcome into the AIJob's current status; False when there is nothing (new) to write."""
+    api = kubernetes.client.CustomObjectsApi(kube.api_client())
+    try:
+        current = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    except kube.ApiException as exc:
+        if exc.status == 404:
+            return False  # deleted meanwhile
+        raise
+    status = current.get("status") or {}
+    if status.get("measured"):
+        return False
+    conditions = list(status.get("conditions") or [])
+    old = next((c for c in conditions if c.get("type") == CONDITION), None)
+    message = outcome.message[:1000]
+    if (
+        not outcome.measured
+        and old is not None
+        and (old.get("reason"), old.get("message"))
+        == (
+            outcome.reason.value,
+            message,
+        )
+    ):
+        return False  # the same condition again: no write, no Event
+    update: dict[str, Any] = {
+        "conditions": set_condition(conditions, CONDITION, outcome.measured, outcome.reason, message)
+    }
+    if outcome.measured:
+        update["measured"] = outcome.status(gpu_type)
+    kube.patch_aijob_status(namespace, name, update)
+    return True
+
+
+# ------------------------------------------------------------------------------------------ gauge
+
+
+@kopf.on.startup()
+def measure_startup(memo: kopf.Memo, **_: Any) -> None:
+    cfg = _settings(memo)
+    if cfg.prometheus_url:
+        memo["measurer"] = Measurer(cfg, memo)
+        logger.info("measured energy: reading %s from %s", ENERGY_METRIC, cfg.prometheus_url)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL, when=_enabled)
+async def measured_gauge(
+    event: kopf.RawEvent,
+    memo: kopf.Memo,
+    measure_candidates: kopf.Index,
+    measure_pods: kopf.Index,
+    measure_jobs: kopf.Index,
+    measure_nodes: kopf.Index,
+    **_: Any,
+) -> None:
+    """Keeps the measured gauge in step with status.measured, and starts the measurement loop."""
+    measurer: Measurer | None = memo.get("measurer")
+    if measurer is not None:
+        measurer.start(measure_candidates, measure_pods, measure_jobs, measure_nodes)
+    metrics = memo["state"].metrics
+    obj = event.get("object") or {}
+    meta = obj.get("metadata") or {}
+    namespace, name = meta.get("namespace", ""), meta.get("name", "")
+    if metrics is None or not name:
+        return
+    measured = (obj.get("status") or {}).get("measured")
+    if event.get("type") == "DELETED" or not measured:
+        metrics.forget_measured(namespace, name)
+        if event.get("type") == "DELETED" and measurer is not None:
+            measurer.decided.pop(meta.get("uid"), None)
+        return
+    gpu_type = measured.get("gpuType") or _gpu_type(obj.get("status") or {}, meta)
+    metrics.set_measured(namespace, name, gpu_type, float(measured.get("energyJoules") or 0.0))
+
+
+@kopf.on.cleanup()
+async def measure_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    measurer: Measurer | None = memo.get("measurer")
+    if measurer is not None:
+        await measurer.stop()

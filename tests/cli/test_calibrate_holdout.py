@@ -1,0 +1,70 @@
+"""``energaizer calibrate``'s held-out check: leave-one-out error against the starting profile, and no
+profile written when the fit would not predict new jobs better (unless ``--force``)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from energaizer.calibration.crossval import fold_indices
+
+DATA = Path(__file__).resolve().parents[2] / "energaizer" / "data" / "measurements"
+FIT = ["--parameters", "alpha_tensor,alpha_sm,alpha_l2", "--max-evaluations", "30"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "energaizer", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def rows_csv(tmp_path: Path, power_scale: float) -> Path:
+    """20 measured A100/A10 rows of the EnergAIzer artifact, energy and power scaled (a site whose GPUs draw
+    that much more than the rows the default profile was fitted on)."""
+    rows = list(csv.DictReader((DATA / "artifact.csv").open()))[:20]
+    for r in rows:
+        for key in ("measured_energy_joules", "measured_average_power_watts"):
+            if r.get(key):
+                r[key] = str(float(r[key]) * power_scale)
+    path = tmp_path / f"site-{power_scale}.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_a_better_fit_is_written_with_its_held_out_error(tmp_path):
+    out = tmp_path / "site.json"
+    r = cli("calibrate", str(rows_csv(tmp_path, 1.3)), "-o", str(out), *FIT, "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    held = report["holdout"]
+    assert report["written"] and held["method"] == "leave-one-out" and held["folds"] == held["rows"] == 20
+    assert held["better"] and held["energy_mape_pct"] < held["baseline_energy_mape_pct"]
+    metrics = json.loads(out.read_text())["fit_metrics"]
+    assert metrics["holdout_energy_mape_pct"] == held["energy_mape_pct"]
+    assert metrics["baseline_energy_mape_pct"] == held["baseline_energy_mape_pct"]
+
+
+def test_a_fit_that_is_not_better_is_refused_unless_forced(tmp_path):
+    out = tmp_path / "same.json"
+    rows = rows_csv(tmp_path, 1.0)  # rows the default profile was fitted on
+    r = cli("calibrate", str(rows), "-o", str(out), *FIT, "--folds", "5")
+    assert r.returncode == 1 and not out.exists()
+    line = r.stderr.strip()
+    assert line.startswith("error: calibrate: not written: 5-fold energy MAPE") and "\n" not in line
+    forced = cli("calibrate", str(rows), "-o", str(out), *FIT, "--folds", "5", "--force")
+    assert forced.returncode == 0 and out.exists() and "written with --force" in forced.stdout
+
+
+def test_fold_indices_cover_every_row_once():
+    for n, k in ((5, 0), (5, 9), (10, 3)):
+        parts = fold_indices(n, k)
+        assert sorted(np.concatenate(parts).tolist()) == list(range(n))
+    assert len(fold_indices(5, 0)) == 5 and len(fold_indices(10, 3)) == 3

@@ -1,0 +1,182 @@
+"""A synthetic dcgm-exporter (one HTTP endpoint per node) and a real Prometheus server for the tests
+(``prometheus_binary``, ``query`` are shared with test_operator_prometheus.py).
+
+Each fake GPU draws ``idle_watts`` except while pods hold it (``busy_watts`` then); its
+``DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION`` is the exact integral of that power in millijoules since the
+last driver load (``reload`` restarts it from zero), computed from the wall clock when scraped. Pod labels
+(``namespace``, ``pod``, ``container``) are on a GPU's row only while a pod holds it; a GPU held by several
+pods at once (time-slicing) gets one row per pod with a ``vgpu`` label, as dcgm-exporter does with
+``--kubernetes-virtual-gpus``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from operator_testkit import free_port
+
+METRIC = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
+
+
+@dataclass
+class Hold:
+    namespace: str
+    pod: str
+    start: float
+    end: float
+    busy_watts: float
+
+
+@dataclass
+class FakeGPU:
+    node: str
+    index: int
+    model_name: str
+    idle_watts: float
+    booted: float
+    holds: list[Hold] = field(default_factory=list)
+    reloads: list[float] = field(default_factory=list)
+    virtual_gpus: bool = True  # False: dcgm-exporter's default mapping, one (the last) pod per shared GPU
+
+    @property
+    def uuid(self) -> str:
+        return "GPU-" + str(uuidlib.uuid5(uuidlib.NAMESPACE_DNS, f"{self.node}/{self.index}"))
+
+    def energy_joules(self, a: float, b: float) -> float:
+        """Exact energy drawn over [a, b] (busy power while any pod holds the GPU)."""
+        if b <= a:
+            return 0.0
+        total = self.idle_watts * (b - a)
+        busy = sorted((max(h.start, a), min(h.end, b), h.busy_watts) for h in self.holds)
+        for s, e, w in busy:
+            if e > s:
+                total += (w - self.idle_watts) * (e - s)
+        return total
+
+    def counter_mj(self, t: float) -> float:
+        since = max([self.booted, *[r for r in self.reloads if r <= t]])
+        return self.energy_joules(since, t) * 1000.0
+
+    def pods_at(self, t: float) -> list[Hold]:
+        return [h for h in self.holds if h.start <= t < h.end]
+
+
+class FakeExporter:
+    """dcgm-exporter's text format for the GPUs of one node."""
+
+    def __init__(self, node: str, gpus: list[FakeGPU]) -> None:
+        self.node, self.gpus = node, gpus
+        self.port = free_port()
+        self.runner: web.AppRunner | None = None
+
+    def render(self, t: float) -> str:
+        lines = [
+            f"# HELP {METRIC} Total energy consumption since boot (in mJ).",
+            f"# TYPE {METRIC} counter",
+        ]
+        for g in self.gpus:
+            base = (
+                f'gpu="{g.index}",UUID="{g.uuid}",pci_bus_id="00000000:{g.index + 7:02X}:00.0",'
+                f'device="nvidia{g.index}",modelName="{g.model_name}",Hostname="{g.node}",'
+                'DCGM_FI_DRIVER_VERSION="550.54.15"'
+            )
+            value = f"{g.counter_mj(t):.0f}"
+            holders = g.pods_at(t)
+            if not g.virtual_gpus:
+                holders = holders[-1:]
+            if not holders:
+                lines.append(f"{METRIC}{{{base}}} {value}")
+            for h in holders:
+                pod = f'container="main",namespace="{h.namespace}",pod="{h.pod}"'
+                vgpu = f',vgpu="{holders.index(h)}"' if len(holders) > 1 else ""
+                lines.append(f"{METRIC}{{{base},{pod}{vgpu}}} {value}")
+        return "\n".join(lines) + "\n"
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(text=self.render(time.time()), content_type="text/plain")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+def prometheus_binary() -> str:
+    path = shutil.which("prometheus")
+    if path is None:
+        pytest.skip("the prometheus binary is absent: apt-get install -y --no-install-recommends prometheus")
+    return path
+
+
+class Prometheus:
+    """A real Prometheus server scraping ``targets`` ({job name: ["host:port", ...]}) every second."""
+
+    def __init__(self, tmp: Path, targets: dict[str, list[str]], port: int | None = None) -> None:
+        self.tmp, self.targets = tmp, targets
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        jobs = "".join(
+            f"  - job_name: {name}\n    static_configs: [{{targets: {json.dumps(addrs)}}}]\n"
+            for name, addrs in self.targets.items()
+        )
+        config = self.tmp / "prometheus.yml"
+        config.write_text(
+            "global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}\n"
+            f"scrape_configs:\n{jobs}"
+        )
+        with open(self.tmp / "prometheus.log", "wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    prometheus_binary(),
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={self.tmp / 'prometheus-data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def query(self, expr: str) -> list[dict]:
+        return query(self.url, expr)
+
+
+def query(base: str, expr: str) -> list[dict]:
+    """An instant query's result; [] while Prometheus does not answer."""
+    url = f"{base}/api/v1/query?query={urllib.parse.quote(expr)}"
+    try:
+        body = json.loads(urllib.request.urlopen(url, timeout=5).read())
+    except OSError:
+        return []
+    assert body["status"] == "success", body
+    return body["data"]["result"]

@@ -1,0 +1,98 @@
+"""``energaizer export-measurements``: AIJob objects -> a measurement CSV that ``calibrate`` reads."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+
+from energaizer.cli.measurements_cmd import measurement_row, write_csv
+from energaizer.io.workload_csv import read_workload_csv
+
+
+def aijob(name: str, phase: str = "Succeeded", measured: dict | None = None, **workload) -> dict:
+    return {
+        "metadata": {"name": name, "namespace": "ml"},
+        "spec": {
+            "workload": {
+                "model": "llama-3.1-8b",
+                "precision": "bf16",
+                "task": "inference",
+                "inference": {"requests": 500, "inputTokens": 256, "outputTokens": 64, "batchSize": 8},
+                **workload,
+            },
+            "resources": {"gpusPerReplica": 2, "replicas": 3},
+        },
+        "status": {
+            "phase": phase,
+            "placement": {"gpuType": "h100-sxm", "jobName": name, "predictedEnergyJoules": 5000.0},
+            **({"measured": measured} if measured is not None else {}),
+        },
+    }
+
+
+MEASURED = {
+    "energyJoules": 6000.5,
+    "durationSeconds": 12.25,
+    "averagePowerWatts": 489.8,
+    "gpus": 6,
+    "source": "dcgm",
+    "gpuType": "h100-sxm",
+}
+
+
+def test_rows_describe_one_replica_and_keep_the_status_figures():
+    row = measurement_row(aijob("a", measured=MEASURED))
+    assert row is not None
+    assert (row["model"], row["gpu"], row["gpu_count"], row["replicas"]) == (
+        "llama-3.1-8b",
+        "h100-sxm",
+        "2",
+        "3",
+    )
+    assert (row["requests"], row["input_tokens"], row["output_tokens"], row["batch_size"]) == (
+        "500",
+        "256",
+        "64",
+        "8",
+    )
+    assert float(row["measured_energy_joules"]) == 6000.5 / 3
+    assert float(row["measured_job_energy_joules"]) == 6000.5
+    assert float(row["measured_duration_seconds"]) == 12.25
+    assert float(row["measured_average_power_watts"]) == 489.8 / 3
+    assert row["predicted_energy_joules"] == "5000.0" and row["measured_gpus"] == "6"
+    assert measurement_row(aijob("b")) is None  # not measured
+    assert measurement_row(aijob("c", phase="Failed", measured=MEASURED)) is None
+    assert measurement_row(aijob("c", phase="Failed", measured=MEASURED), include_failed=True) is not None
+
+
+def test_the_csv_is_what_calibrate_reads():
+    training = {
+        "task": "training",
+        "inference": None,
+        "training": {"tokens": 1.0e6, "sequenceLength": 2048, "globalBatchSize": 64},
+    }
+    rows = [
+        measurement_row(aijob("a", measured=MEASURED)),
+        measurement_row(aijob("t", measured=MEASURED, **training)),
+    ]
+    buf = io.StringIO()
+    assert write_csv(rows, buf) == 2
+    parsed = read_workload_csv(io.StringIO(buf.getvalue()))
+    assert [r.gpu for r in parsed] == ["h100-sxm", "h100-sxm"]
+    assert parsed[0].workload.gpu_count == 2 and parsed[0].workload.task == "inference"
+    assert parsed[1].workload.task == "training"
+    assert parsed[0].measured["measured_energy_joules"] == 6000.5 / 3
+
+
+def test_bad_invocations_are_one_line_errors(tmp_path):
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "absent")}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    base = [sys.executable, "-m", "energaizer", "export-measurements", "-o", str(tmp_path / "x.csv")]
+    both = subprocess.run([*base, "-n", "a", "-A"], capture_output=True, text=True, env=env, timeout=120)
+    assert both.returncode == 2 and both.stderr.startswith("error: --namespace:")
+    assert len(both.stderr.strip().splitlines()) == 1
+    nocreds = subprocess.run(base, capture_output=True, text=True, env=env, timeout=120)
+    assert nocreds.returncode == 2 and nocreds.stderr.startswith("error: KUBECONFIG:"), nocreds.stderr
+    assert len(nocreds.stderr.strip().splitlines()) == 1

@@ -1,0 +1,263 @@
+"""The attribution logic of :mod:`energaizer_operator.measured` on hand-made Prometheus results."""
+
+from __future__ import annotations
+
+import pytest
+from energaizer_operator.measured import (
+    Backoff,
+    PodRun,
+    Reason,
+    Series,
+    attribute,
+    merge_windows,
+    parse_matrix,
+    pod_run,
+    pods_selector,
+    unwrap,
+    uuids_selector,
+)
+
+GPU = {"UUID": "GPU-a", "Hostname": "n1", "modelName": "NVIDIA H100 80GB HBM3", "gpu": "0"}
+T0 = 1_700_000_000.0
+
+
+def run(name: str = "job-0-aaaaa", start: float = T0 + 10, end: float = T0 + 40, gpus: int = 1) -> PodRun:
+    return PodRun("ns", name, "n1", start, end, "Succeeded", "job", gpus)
+
+
+def counter(
+    watts: float, t_from: float, t_to: float, step: float = 1.0, labels=None, start_mj: float = 0.0
+) -> Series:
+    n = int((t_to - t_from) / step) + 1
+    samples = tuple((t_from + i * step, start_mj + watts * i * step * 1000.0) for i in range(n))
+    return Series({**GPU, **(labels or {})}, samples)
+
+
+def test_labels_vanish_at_the_end_and_the_counter_is_interpolated():
+    pod = run(start=T0 + 10.5, end=T0 + 40.5)
+    full = counter(300.0, T0, T0 + 60)
+    before = Series(dict(GPU), tuple(s for s in full.samples if s[0] < pod.started))
+    during = Series(
+        {**GPU, "namespace": "ns", "pod": pod.name},
+        tuple(s for s in full.samples if pod.started <= s[0] < pod.finished),
+    )
+    after = Series(dict(GPU), tuple(s for s in full.samples if s[0] >= pod.finished))
+    out = attribute([pod], [during], [before, during, after], margin_seconds=5)
+    assert out.reason is Reason.MEASURED, out.message
+    assert out.energy_joules == pytest.approx(300.0 * 30, rel=1e-9)
+    assert out.duration_seconds == pytest.approx(30.0)
+    assert out.average_power_watts == pytest.approx(300.0)
+    assert [d.uuid for d in out.devices] == ["GPU-a"]
+    status = out.status("h100-sxm")
+    assert status["source"] == "dcgm" and status["gpus"] == 1 and status["gpuType"] == "h100-sxm"
+
+
+def test_a_counter_reset_counts_from_zero():
+    pod = run(start=T0, end=T0 + 20)
+    first = counter(100.0, T0, T0 + 10, start_mj=5e9)  # 10 s at 100 W, then a driver reload
+    second = counter(100.0, T0 + 11, T0 + 25, start_mj=100_000.0)  # 1 s since the reload at T0 + 10
+    labels = {"namespace": "ns", "pod": pod.name}
+    series = [Series({**GPU, **labels}, first.samples), Series({**GPU, **labels}, second.samples)]
+    out = attribute([pod], series, series, margin_seconds=5)
+    assert out.reason is Reason.MEASURED
+    assert out.energy_joules == pytest.approx(100.0 * 20, rel=1e-9)
+    # the reset interval: at least the new value, at the power of the interval before (20 per second)
+    assert unwrap([(0, 50.0), (1, 70.0), (2, 5.0), (3, 15.0)]) == [(0, 0.0), (1, 20.0), (2, 40.0), (3, 50.0)]
+    assert unwrap([(0, 50.0), (1, 51.0), (2, 5.0)]) == [(0, 0.0), (1, 1.0), (2, 6.0)]
+
+
+def test_time_sliced_gpu_is_flagged_not_attributed():
+    pod = run()
+    mine = counter(200.0, T0, T0 + 60, labels={"namespace": "ns", "pod": pod.name, "vgpu": "0"})
+    theirs = counter(200.0, T0, T0 + 60, labels={"namespace": "other", "pod": "x", "vgpu": "1"})
+    out = attribute([pod], [mine], [mine, theirs], margin_seconds=5)
+    assert out.reason is Reason.SHARED and out.energy_joules is None
+    assert "other/x" in out.message and Reason.SHARED.final
+
+
+def test_a_predecessor_whose_labels_linger_one_scrape_is_not_sharing():
+    pod = run(start=T0 + 20, end=T0 + 50)
+    full = counter(150.0, T0, T0 + 60)
+    prev = Series(
+        {**GPU, "namespace": "ns", "pod": "before"}, tuple(s for s in full.samples if s[0] <= T0 + 21)
+    )
+    mine = Series(
+        {**GPU, "namespace": "ns", "pod": pod.name},
+        tuple(s for s in full.samples if T0 + 21 < s[0] < T0 + 50),
+    )
+    rest = Series(dict(GPU), tuple(s for s in full.samples if s[0] >= T0 + 50))
+    out = attribute([pod], [mine], [prev, mine, rest], margin_seconds=5)
+    assert out.reason is Reason.MEASURED, out.message
+    assert out.energy_joules == pytest.approx(150.0 * 30)
+
+
+def test_mig_rows_are_not_attributed():
+    pod = run()
+    rows = [
+        counter(100.0, T0, T0 + 60, labels={"GPU_I_ID": gi, "GPU_I_PROFILE": "1g.10gb"}) for gi in ("1", "2")
+    ]
+    mine = Series({**rows[0].labels, "namespace": "ns", "pod": pod.name}, rows[0].samples)
+    out = attribute([pod], [mine], [mine, rows[1]], margin_seconds=5)
+    assert out.reason is Reason.MIG and out.energy_joules is None
+
+
+def test_multi_pod_multi_node_job_sums_gpus_and_spans_pods():
+    a = run("job-0-aaaaa", start=T0 + 10, end=T0 + 30, gpus=2)
+    b = PodRun("ns", "job-1-bbbbb", "n2", T0 + 15, T0 + 45, "Succeeded", "job", 1)
+    gpus = {
+        ("GPU-a", a.name): 100.0,
+        ("GPU-b", a.name): 200.0,
+        ("GPU-c", b.name): 300.0,
+    }
+    discovery, allseries = [], []
+    for (uuid, pod), watts in gpus.items():
+        s = counter(watts, T0, T0 + 60, labels={"UUID": uuid, "namespace": "ns", "pod": pod})
+        discovery.append(s)
+        allseries.append(s)
+    out = attribute([a, b], discovery, allseries, margin_seconds=5)
+    assert out.reason is Reason.MEASURED
+    assert out.energy_joules == pytest.approx(100 * 20 + 200 * 20 + 300 * 30)
+    assert out.duration_seconds == pytest.approx(35.0)
+    assert len(out.devices) == 3
+
+
+def test_retryable_outcomes():
+    pod = run(end=T0 + 40)
+    early = counter(100.0, T0, T0 + 35, labels={"namespace": "ns", "pod": pod.name})
+    out = attribute([pod], [early], [early], margin_seconds=5)
+    assert out.reason is Reason.WAITING and out.reason.retryable
+    assert attribute([pod], [], [], margin_seconds=5).reason is Reason.NO_DATA
+    two = run(gpus=2)
+    one = counter(100.0, T0, T0 + 60, labels={"namespace": "ns", "pod": two.name})
+    missing = attribute([two], [one], [one], margin_seconds=5)
+    assert missing.reason is Reason.NO_DATA and "2 GPU(s)" in missing.message
+    never = PodRun("ns", "p", None, None, None, "Failed", "job", 1)
+    assert attribute([never], [], [], margin_seconds=5).reason is Reason.NO_PODS
+
+
+def test_pod_run_reads_container_times_and_owner():
+    body = {
+        "metadata": {
+            "name": "job-0-x",
+            "namespace": "ns",
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "job", "uid": "u"}],
+        },
+        "spec": {
+            "nodeName": "n1",
+            "containers": [{"name": "a", "resources": {"limits": {"nvidia.com/gpu": "2"}}}],
+        },
+        "status": {
+            "phase": "Succeeded",
+            "startTime": "2026-01-01T00:00:00Z",
+            "containerStatuses": [
+                {
+                    "name": "a",
+                    "state": {
+                        "terminated": {
+                            "startedAt": "2026-01-01T00:00:05Z",
+                            "finishedAt": "2026-01-01T00:01:05Z",
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    r = pod_run(body)
+    assert (r.job, r.node, r.gpus, r.phase) == ("job", "n1", 2, "Succeeded")
+    assert r.finished - r.started == 60.0
+    body["status"]["containerStatuses"].append(
+        {"name": "b", "state": {"running": {"startedAt": "2026-01-01T00:00:01Z"}}}
+    )
+    assert pod_run(body).finished is None and pod_run(body).started == r.started - 4
+
+
+def test_selectors_parse_and_helpers():
+    assert pods_selector("ns", ["a.b", "c"]) == (
+        'DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{namespace="ns",pod=~"a\\\\.b|c"}'
+    )
+    assert uuids_selector(["GPU-1"]).endswith('{UUID=~"GPU\\\\-1"}')
+    parsed = parse_matrix([{"metric": {"UUID": "u"}, "values": [[2, "5"], [1, "NaN"], [1.5, "3"]]}])
+    assert parsed[0].samples == ((1.5, 3.0), (2.0, 5.0))
+    assert merge_windows([(5, 9), (0, 2), (1, 3)]) == [(0, 3), (5, 9)]
+    b = Backoff(1.0, 4.0)
+    assert b.due("x", 0.0)
+    assert [b.failed("x", 0.0) for _ in range(4)] == [1.0, 2.0, 4.0, 4.0]
+    assert not b.due("x", 3.0) and b.due("x", 4.0)
+
+
+def test_edges_take_the_jobs_own_power_not_the_idle_power_around_it():
+    """Idle 50 W, 300 W while the pod runs, samples half an interval off the pod's start and end:
+    interpolating between bracketing samples would under-count both edges by (300 - 50) W x 0.25 s."""
+    pod = run(start=T0 + 10.0, end=T0 + 30.0)
+
+    def energy_mj(t: float) -> float:
+        busy = min(max(t - pod.started, 0.0), pod.finished - pod.started)
+        return (50.0 * (t - T0) + 250.0 * busy) * 1000.0
+
+    samples = tuple((T0 + 0.5 + i, energy_mj(T0 + 0.5 + i)) for i in range(40))
+    series = [Series({**GPU, "namespace": "ns", "pod": pod.name}, samples)]
+    out = attribute([pod], series, series, margin_seconds=5)
+    assert out.energy_joules == pytest.approx(300.0 * 20, rel=1e-9)
+
+
+async def test_prometheus_client_maps_every_failure_to_unavailable():
+    from aiohttp import web
+    from energaizer_operator.promclient import PrometheusClient, PrometheusUnavailable
+    from operator_testkit import free_port
+
+    answers = {
+        "/ok/api/v1/query": web.json_response(
+            {"status": "success", "data": {"resultType": "matrix", "result": []}}
+        ),
+        "/error/api/v1/query": web.json_response({"status": "error", "error": "bad"}, status=400),
+        "/html/api/v1/query": web.Response(text="<html>proxy</html>", status=502),
+    }
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        assert form["query"] == "up" and float(form["time"]) == 12.5
+        return answers[request.path]
+
+    app = web.Application()
+    app.router.add_post("/{kind}/api/v1/query", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        ok = PrometheusClient(f"http://127.0.0.1:{port}/ok/")
+        assert await ok.query("up", 12.5) == ("matrix", [])
+        await ok.close()
+        for url in (
+            f"http://127.0.0.1:{port}/error",
+            f"http://127.0.0.1:{port}/html",
+            f"http://127.0.0.1:{free_port()}",
+        ):
+            client = PrometheusClient(url, timeout_seconds=5)
+            with pytest.raises(PrometheusUnavailable):
+                await client.query("up", 12.5)
+            await client.close()
+    finally:
+        await runner.cleanup()
+
+
+def test_time_sliced_nodes_and_hidden_neighbours():
+    from energaizer_operator.measured import hidden_sharing, node_time_sliced, overlapping
+
+    assert node_time_sliced({"nvidia.com/gpu.replicas": "4"})
+    assert node_time_sliced({"nvidia.com/gpu.sharing-strategy": "time-slicing"})
+    assert node_time_sliced({"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB-SHARED"})
+    assert not node_time_sliced({"nvidia.com/gpu.replicas": "1", "nvidia.com/gpu.sharing-strategy": "none"})
+    mine = run(start=T0 + 10, end=T0 + 40)
+    during = PodRun("other", "x", "n1", T0 + 20, None, "Running", None, 1)  # still running: ends "now"
+    before = PodRun("other", "y", "n1", T0, T0 + 9, "Succeeded", None, 1)
+    elsewhere = PodRun("other", "z", "n2", T0 + 20, T0 + 30, "Succeeded", None, 1)
+    cpu_only = PodRun("other", "w", "n1", T0 + 20, T0 + 30, "Succeeded", None, 0)
+    assert overlapping([mine], [mine, during, before, elsewhere, cpu_only], now=T0 + 50) == [during]
+    held = {"GPU-a": {mine.name}}
+    unseen = hidden_sharing(held, [during], [], margin_seconds=5, now=T0 + 50)
+    assert unseen is not None and unseen.reason is Reason.SHARED and "other/x" in unseen.message
+    own_gpu = counter(100.0, T0, T0 + 60, labels={"UUID": "GPU-b", "namespace": "other", "pod": "x"})
+    assert hidden_sharing(held, [during], [own_gpu], margin_seconds=5, now=T0 + 50) is None
+    on_mine = counter(100.0, T0, T0 + 60, labels={"namespace": "other", "pod": "x"})
+    assert hidden_sharing(held, [during], [on_mine], margin_seconds=5, now=T0 + 50).reason is Reason.SHARED

@@ -1,0 +1,475 @@
+"""Measured energy end to end: the real operator against kmock, a real Prometheus scraping a synthetic
+dcgm-exporter per node, the test playing the scheduler, the kubelet and the Job controller.
+
+Truth: every fake GPU's counter is the exact integral of a known power; a job's true energy is the power
+its GPUs drew between its pods' start and finish times (as written in the pods' status).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime
+import math
+import os
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from dcgm_support import METRIC as ENERGY
+from dcgm_support import FakeExporter, FakeGPU, Hold, Prometheus, prometheus_binary
+from kmock_support import RealisticEmulator
+from operator_testkit import PRODUCTS, Cluster, aijob, node, wait_for
+
+pytestmark = [pytest.mark.kmock(cls=RealisticEmulator), pytest.mark.prometheus]
+
+MODEL_NAMES = {
+    "h100-sxm": "NVIDIA H100 80GB HBM3",
+    "a100-sxm4-80gb": "NVIDIA A100-SXM4-80GB",
+    "l4": "NVIDIA L4",
+}
+IDLE_WATTS = {"h100-sxm": 70.0, "a100-sxm4-80gb": 55.0, "l4": 16.0}
+BUSY_WATTS = {"h100-sxm": 520.0, "a100-sxm4-80gb": 310.0, "l4": 68.0}
+GPUS_PER_NODE = 8
+POD = "/api/v1/namespaces/default/pods"
+JOB_STATUS = "/apis/batch/v1/namespaces/default/jobs/{name}/status"
+
+
+def iso(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Fleet:
+    """Two nodes of each GPU type, 8 fake GPUs each, and which GPUs are free."""
+
+    gpus: dict[str, list[FakeGPU]] = field(default_factory=dict)  # node -> GPUs
+    types: dict[str, str] = field(default_factory=dict)  # node -> catalog id
+    used: set[tuple[str, int]] = field(default_factory=set)
+
+    def take(self, gpu_type: str, count: int, avoid: set[str] = frozenset()) -> tuple[str, list[FakeGPU]]:
+        for name, gpus in self.gpus.items():
+            if self.types[name] != gpu_type or name in avoid:
+                continue
+            free = [g for g in gpus if (name, g.index) not in self.used]
+            if len(free) >= count:
+                self.used.update((name, g.index) for g in free[:count])
+                return name, free[:count]
+        raise AssertionError(f"no node of {gpu_type} with {count} free GPUs")
+
+
+@dataclass
+class PodPlan:
+    name: str
+    job: str
+    node: str
+    gpus: list[FakeGPU]
+    start: float
+    end: float
+
+
+async def start_fleet(cluster: Cluster, boot: float) -> tuple[Fleet, list[FakeExporter]]:
+    fleet = Fleet()
+    exporters = []
+    for gpu_type, product in PRODUCTS.items():
+        for i in range(2):
+            name = f"{gpu_type}-{i}"
+            await cluster.add_node(node(name, product, GPUS_PER_NODE))
+            gpus = [
+                FakeGPU(name, k, MODEL_NAMES[gpu_type], IDLE_WATTS[gpu_type], boot)
+                for k in range(GPUS_PER_NODE)
+            ]
+            fleet.gpus[name], fleet.types[name] = gpus, gpu_type
+            exporters.append(FakeExporter(name, gpus))
+    for e in exporters:
+        await e.start()
+    return fleet, exporters
+
+
+def pod_body(plan: PodPlan, job_uid: str) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": plan.name,
+            "namespace": "default",
+            "labels": {
+                "job-name": plan.job,
+                "batch.kubernetes.io/job-name": plan.job,
+                "controller-uid": job_uid,
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "name": plan.job,
+                    "uid": job_uid,
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {
+            "nodeName": plan.node,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "vllm",
+                    "resources": {"limits": {"nvidia.com/gpu": str(len(plan.gpus))}},
+                }
+            ],
+        },
+        "status": {"phase": "Pending"},
+    }
+
+
+async def sleep_until(t: float) -> None:
+    while time.time() < t:
+        await asyncio.sleep(min(0.2, max(0.0, t - time.time())))
+
+
+async def play_pods(cluster: Cluster, plans: list[PodPlan], complete_jobs: bool = True) -> None:
+    """The kubelet and the Job controller: pods Running at their start, Succeeded at their end, each Job
+    Complete once its pods are done (unless ``complete_jobs`` is false)."""
+    k8s = cluster.k8s
+    events = sorted(
+        [(p.start, "start", p) for p in plans] + [(p.end, "end", p) for p in plans], key=lambda e: e[0]
+    )
+    remaining = defaultdict(set)
+    for p in plans:
+        remaining[p.job].add(p.name)
+    for at, kind, p in events:
+        await sleep_until(at)
+        if kind == "start":
+            state = {"running": {"startedAt": iso(p.start)}}
+            phase = "Running"
+        else:
+            state = {
+                "terminated": {
+                    "startedAt": iso(p.start),
+                    "finishedAt": iso(p.end),
+                    "exitCode": 0,
+                    "reason": "Completed",
+                }
+            }
+            phase = "Succeeded"
+        resp = await k8s.patch(
+            f"{POD}/{p.name}/status",
+            json={
+                "status": {
+                    "phase": phase,
+                    "containerStatuses": [{"name": "main", "ready": phase == "Running", "state": state}],
+                }
+            },
+        )
+        assert resp.status == 200, await resp.text()
+        if not p.job:
+            continue  # a pod of no Job
+        if kind == "start":
+            await k8s.patch(
+                JOB_STATUS.format(name=p.job), json={"status": {"active": 1, "startTime": iso(p.start)}}
+            )
+        else:
+            remaining[p.job].discard(p.name)
+            if not remaining[p.job] and complete_jobs:
+                await complete_job(cluster, p.job, sum(1 for q in plans if q.job == p.job), p.end)
+
+
+async def complete_job(cluster: Cluster, job: str, succeeded: int, at: float) -> None:
+    await cluster.k8s.patch(
+        JOB_STATUS.format(name=job),
+        json={
+            "status": {
+                "active": 0,
+                "succeeded": succeeded,
+                "completionTime": iso(at),
+                "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": iso(at)}],
+            }
+        },
+    )
+
+
+async def export_measurements(kubeconfig: Path, *args: str) -> None:
+    """``energaizer export-measurements`` in a subprocess, awaited (kmock serves from this event loop)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "energaizer",
+        "export-measurements",
+        *args,
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode == 0, stderr.decode()
+
+
+async def measuring_operator(operator_factory, prom: Prometheus):
+    """The operator reading ``prom``, retrying every second, looking 5 s around each pod's run."""
+    return await operator_factory(
+        ENERGAIZER_PROMETHEUS_URL=prom.url,
+        ENERGAIZER_MEASURE_INTERVAL_SECONDS="1",
+        ENERGAIZER_MEASURE_MARGIN_SECONDS="5",
+    )
+
+
+async def shutdown(prom: Prometheus, exporters: list[FakeExporter]) -> None:
+    prom.stop()
+    for e in exporters:
+        await e.stop()
+
+
+def measured_condition(cluster: Cluster, name: str) -> dict | None:
+    return next(
+        (c for c in cluster.aijob(name)["status"].get("conditions") or [] if c["type"] == "Measured"), None
+    )
+
+
+async def test_measured_energy_against_known_truth(cluster, operator_factory, tmp_path):
+    prometheus_binary()
+    c = cluster
+    fleet, exporters = await start_fleet(c, boot=time.time() - 3600.0)
+    prom = Prometheus(tmp_path, {})
+    op = await measuring_operator(operator_factory, prom)
+    prom.targets = {
+        "dcgm-exporter": [f"127.0.0.1:{e.port}" for e in exporters],
+        "energaizer-operator": [f"127.0.0.1:{op.metrics_port}"],
+    }
+    prom.start()
+    try:
+        # AIJobs of 1 to 4 GPUs; "left" and "right" will be time-sliced onto one GPU.
+        shapes = {
+            "solo": (1, 1),
+            "pair": (2, 1),
+            "wide": (2, 2),
+            "quad": (4, 1),
+            "left": (1, 1),
+            "right": (1, 1),
+        }
+        for name, (gpus, replicas) in shapes.items():
+            await c.create(aijob(name, gpus=gpus, replicas=replicas))
+        for name in shapes:
+            await wait_for(lambda n=name: c.phase(n) == "Placed" and n in c.jobs(), timeout=60)
+        await wait_for(lambda: len(prom.query('up{job="dcgm-exporter"} == 1')) == len(exporters), timeout=60)
+
+        # The scheduler: GPUs of the placed type; "wide" spans two nodes; "right" shares "left"'s GPU.
+        t0 = math.ceil(time.time()) + 3
+        seconds = {"solo": 20, "pair": 24, "wide": 20, "quad": 16, "left": 16, "right": 16}
+        plans: list[PodPlan] = []
+        for name, (gpus, replicas) in shapes.items():
+            gpu_type = c.aijob(name)["status"]["placement"]["gpuType"]
+            nodes_used: set[str] = set()
+            for r in range(replicas):
+                if name == "right":
+                    left = next(p for p in plans if p.job == "left")
+                    node_name, held = left.node, left.gpus
+                else:
+                    node_name, held = fleet.take(gpu_type, gpus, avoid=nodes_used)
+                nodes_used.add(node_name)
+                plans.append(PodPlan(f"{name}-{r}-x{r}z", name, node_name, held, t0, t0 + seconds[name]))
+        for p in plans:
+            for g in p.gpus:
+                g.holds.append(
+                    Hold("default", p.name, p.start, p.end, BUSY_WATTS[fleet.types[p.node]] + 5 * g.index)
+                )
+            job_uid = c.jobs()[p.job]["metadata"]["uid"]
+            await c.post(POD, pod_body(p, job_uid))
+        pair_gpu = next(p for p in plans if p.job == "pair").gpus[0]
+        pair_gpu.reloads.append(t0 + 10.5)  # a driver reload mid-run: its counter restarts from zero
+
+        await play_pods(c, plans)
+
+        truth = {
+            name: sum(g.energy_joules(p.start, p.end) for p in plans if p.job == name for g in p.gpus)
+            for name in shapes
+        }
+        measured = ("solo", "pair", "wide", "quad")
+        for name in measured:
+            await wait_for(lambda n=name: c.aijob(n)["status"].get("measured"), timeout=60, interval=0.5)
+        for name in ("left", "right"):
+            await wait_for(
+                lambda n=name: (measured_condition(c, n) or {}).get("reason") == "GPUShared", timeout=60
+            )
+
+        for name in measured:
+            m = c.aijob(name)["status"]["measured"]
+            gpus, replicas = shapes[name]
+            assert m["source"] == "dcgm" and m["gpus"] == gpus * replicas
+            print(  # the figures, for `pytest -s`
+                f"{name}: {gpus * replicas} GPU(s) on {m['gpuType']}: energy {m['energyJoules']:.0f} J vs true "
+                f"{truth[name]:.0f} J ({m['energyJoules'] / truth[name] - 1:+.2%}), duration "
+                f"{m['durationSeconds']:.2f} s vs {seconds[name]} s"
+            )
+            assert m["energyJoules"] == pytest.approx(truth[name], rel=0.05), (name, m, truth[name])
+            assert m["durationSeconds"] == pytest.approx(seconds[name], rel=0.05)
+            assert m["averagePowerWatts"] == pytest.approx(truth[name] / seconds[name], rel=0.05)
+            assert m["gpuType"] == c.aijob(name)["status"]["placement"]["gpuType"]
+            uuids = {g.uuid for p in plans if p.job == name for g in p.gpus}
+            assert {d["uuid"] for d in m["devices"]} == uuids
+            cond = measured_condition(c, name)
+            assert cond["status"] == "True" and cond["reason"] == "Measured"
+        assert len({d["hostname"] for d in c.aijob("wide")["status"]["measured"]["devices"]}) == 2
+        for name in ("left", "right"):
+            assert "measured" not in c.aijob(name)["status"]
+            cond = measured_condition(c, name)
+            assert cond["status"] == "False" and "time-slicing" in cond["message"]
+            other = "right" if name == "left" else "left"
+            assert f"default/{other}-0-x0z" in cond["message"]
+
+        # The operator's series in the same Prometheus.
+        for name in measured:
+            m = c.aijob(name)["status"]["measured"]
+            expr = f'energaizer_measured_energy_joules{{aijob="{name}",namespace="default"}}'
+            got = await wait_for(lambda e=expr: prom.query(e), timeout=30, interval=0.5)
+            assert got[0]["metric"]["gpu_type"] == m["gpuType"]
+            assert float(got[0]["value"][1]) == pytest.approx(m["energyJoules"], rel=1e-6)
+        counts = await wait_for(
+            lambda: (
+                (r := prom.query("sum(energaizer_prediction_error_ratio_count)"))
+                and float(r[0]["value"][1]) == 4
+                and r
+            ),
+            timeout=30,
+            interval=0.5,
+        )
+        assert counts
+        assert not prom.query('energaizer_measured_energy_joules{aijob=~"left|right"}')
+
+        # export-measurements: one row per measured AIJob, equal to its status.
+        out = tmp_path / "measured.csv"
+        await export_measurements(tmp_path / "kubeconfig", "--namespace", "default", "-o", str(out))
+        everywhere = tmp_path / "all.csv"
+        await export_measurements(tmp_path / "kubeconfig", "--all-namespaces", "-o", str(everywhere))
+        assert everywhere.read_text() == out.read_text()
+        rows = {r["aijob"]: r for r in csv.DictReader(out.open())}
+        assert set(rows) == set(measured)
+        for name in measured:
+            status = c.aijob(name)["status"]
+            m, row = status["measured"], rows[name]
+            gpus, replicas = shapes[name]
+            assert (
+                row["gpu"] == m["gpuType"]
+                and int(row["gpu_count"]) == gpus
+                and int(row["replicas"]) == replicas
+            )
+            assert (
+                row["model"] == "llama-3.1-8b" and row["task"] == "inference" and int(row["requests"]) == 2000
+            )
+            assert float(row["measured_job_energy_joules"]) == m["energyJoules"]
+            assert float(row["measured_energy_joules"]) == pytest.approx(
+                m["energyJoules"] / replicas, rel=1e-9
+            )
+            assert float(row["measured_duration_seconds"]) == m["durationSeconds"]
+            assert float(row["predicted_energy_joules"]) == status["placement"]["predictedEnergyJoules"]
+    finally:
+        await shutdown(prom, exporters)
+    assert await op.stop() == 0
+
+
+async def test_prometheus_down_is_retried_and_placing_goes_on(cluster, operator_factory, tmp_path):
+    """Prometheus down when the Job ends: a retryable condition, the operator keeps placing, and once the
+    same Prometheus is back (its stored samples replayed) the AIJob is measured, within 5 %."""
+    prometheus_binary()
+    c = cluster
+    fleet, exporters = await start_fleet(c, boot=time.time() - 600.0)
+    prom = Prometheus(tmp_path, {"dcgm-exporter": [f"127.0.0.1:{e.port}" for e in exporters]})
+    prom.start()
+    op = await measuring_operator(operator_factory, prom)
+    try:
+        await c.create(aijob("early", gpus=2))
+        await wait_for(lambda: c.phase("early") == "Placed" and "early" in c.jobs(), timeout=60)
+        await wait_for(lambda: len(prom.query('up{job="dcgm-exporter"} == 1')) == len(exporters), timeout=60)
+        gpu_type = c.aijob("early")["status"]["placement"]["gpuType"]
+        node_name, held = fleet.take(gpu_type, 2)
+        t0 = math.ceil(time.time()) + 2
+        plan = PodPlan("early-0-abcde", "early", node_name, held, t0, t0 + 12)
+        for g in held:
+            g.holds.append(Hold("default", plan.name, plan.start, plan.end, BUSY_WATTS[gpu_type]))
+        await c.post(POD, pod_body(plan, c.jobs()["early"]["metadata"]["uid"]))
+        await play_pods(c, [plan], complete_jobs=False)
+        uuid = held[0].uuid
+        await wait_for(
+            lambda: prom.query(f'timestamp({ENERGY}{{UUID="{uuid}"}}) > {plan.end + 1}'),
+            timeout=60,
+            interval=0.5,
+        )
+        prom.stop()  # down when the Job completes
+        await complete_job(c, "early", 1, plan.end)
+        cond = await wait_for(lambda: measured_condition(c, "early"), timeout=60)
+        assert cond["status"] == "False" and cond["reason"] == "PrometheusUnavailable"
+        await c.create(aijob("later"))
+        await wait_for(lambda: c.phase("later") == "Placed", timeout=60)
+        assert "measured" not in c.aijob("early")["status"]
+
+        prom.start()  # the same storage: the samples scraped before it stopped are replayed
+        m = await wait_for(lambda: c.aijob("early")["status"].get("measured"), timeout=90, interval=0.5)
+        truth = sum(g.energy_joules(plan.start, plan.end) for g in held)
+        assert m["energyJoules"] == pytest.approx(truth, rel=0.05) and m["gpus"] == 2
+        assert m["durationSeconds"] == pytest.approx(12.0, rel=0.05)
+        assert measured_condition(c, "early")["reason"] == "Measured"
+        assert "PrometheusUnavailable" in op.log()
+    finally:
+        await shutdown(prom, exporters)
+    assert await op.stop() == 0
+
+
+async def test_hidden_sharing_on_a_time_sliced_node(cluster, operator_factory, tmp_path):
+    """dcgm-exporter without virtual GPUs names a shared GPU with one pod only: on a node that GFD labels
+    time-sliced, a pod that overlapped the job and is named on no GPU makes the job's number unprovable
+    (GPUShared); on another time-sliced node, a neighbour seen on its own GPU does not."""
+    prometheus_binary()
+    c = cluster
+    gpu_type = "a100-sxm4-80gb"
+    gpus: dict[str, list[FakeGPU]] = {}
+    exporters = []
+    for name in ("ts-a", "ts-b"):
+        body = node(name, PRODUCTS[gpu_type], 4)
+        body["metadata"]["labels"]["nvidia.com/gpu.replicas"] = "2"
+        await c.add_node(body)
+        gpus[name] = [
+            FakeGPU(
+                name, k, MODEL_NAMES[gpu_type], IDLE_WATTS[gpu_type], time.time() - 600, virtual_gpus=False
+            )
+            for k in range(4)
+        ]
+        exporters.append(FakeExporter(name, gpus[name]))
+        await exporters[-1].start()
+    prom = Prometheus(tmp_path, {"dcgm-exporter": [f"127.0.0.1:{e.port}" for e in exporters]})
+    prom.start()
+    op = await measuring_operator(operator_factory, prom)
+    try:
+        for name in ("visible", "alone"):
+            await c.create(aijob(name))
+        for name in ("visible", "alone"):
+            await wait_for(lambda n=name: c.phase(n) == "Placed" and n in c.jobs(), timeout=60)
+        await wait_for(lambda: len(prom.query('up{job="dcgm-exporter"} == 1')) == 2, timeout=60)
+        t0 = math.ceil(time.time()) + 2
+        plans = [
+            PodPlan("intruder", "", "ts-a", [gpus["ts-a"][0]], t0, t0 + 10),  # hidden behind "visible"
+            PodPlan("visible-0-aaaaa", "visible", "ts-a", [gpus["ts-a"][0]], t0, t0 + 10),
+            PodPlan("alone-0-bbbbb", "alone", "ts-b", [gpus["ts-b"][1]], t0, t0 + 10),
+            PodPlan("neighbour", "", "ts-b", [gpus["ts-b"][2]], t0, t0 + 10),
+        ]
+        for p in plans:
+            for g in p.gpus:
+                g.holds.append(Hold("default", p.name, p.start, p.end, BUSY_WATTS[gpu_type]))
+            pod = pod_body(p, c.jobs()[p.job]["metadata"]["uid"] if p.job else "")
+            if not p.job:
+                pod["metadata"].pop("ownerReferences")
+                pod["metadata"]["labels"] = {}
+            await c.post(POD, pod)
+        await play_pods(c, plans)
+        m = await wait_for(lambda: c.aijob("alone")["status"].get("measured"), timeout=60, interval=0.5)
+        truth = gpus["ts-b"][1].energy_joules(t0, t0 + 10)
+        assert m["energyJoules"] == pytest.approx(truth, rel=0.05)
+        cond = await wait_for(
+            lambda: (x := measured_condition(c, "visible")) and x["reason"] == "GPUShared" and x, timeout=60
+        )
+        assert "default/intruder" in cond["message"] and "names it on no GPU" in cond["message"]
+        assert "measured" not in c.aijob("visible")["status"]
+    finally:
+        await shutdown(prom, exporters)
+    assert await op.stop() == 0

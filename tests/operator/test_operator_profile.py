@@ -1,0 +1,63 @@
+"""The calibration profile file (a mounted ConfigMap in the chart): loaded at start, reloaded on change, and a
+broken edit ignored (the last good profile stays), with the real operator against kmock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+
+import pytest
+from kmock_support import RealisticEmulator
+from operator_testkit import aijob, wait_for
+
+from energaizer.profile import DEFAULT_PROFILE_PATH
+
+pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
+
+
+def energies(c, name: str) -> dict[str, float]:
+    return {e["gpuType"]: e["energyJoules"] for e in c.aijob(name)["status"]["estimates"] if e["feasible"]}
+
+
+async def test_profile_is_reloaded_when_its_file_changes(gpu_cluster, operator_factory, tmp_path):
+    c = gpu_cluster
+    base = json.loads(DEFAULT_PROFILE_PATH.read_text())
+    path = (
+        tmp_path / "profile.yaml"
+    )  # the chart's key name; calibrate writes JSON, which YAML readers take too
+    path.write_text(json.dumps({**base, "name": "site-a"}))
+    op = await operator_factory(ENERGAIZER_PROFILE=str(path), ENERGAIZER_PROFILE_RELOAD_SECONDS="0.5")
+    await c.create(aijob("first", mode="annotate"))
+    await wait_for(lambda: c.phase("first") in ("Estimated", "Placed"), timeout=60)
+    first = energies(c, "first")
+
+    slower = {**base, "name": "site-b", "decode_step_overhead_ms": base["decode_step_overhead_ms"] * 20}
+    path.write_text(json.dumps(slower))
+    await wait_for(lambda: "reloaded" in op.log() and "site-b" in op.log(), timeout=60)
+    await c.create(aijob("second", mode="annotate"))
+    await wait_for(lambda: c.phase("second") in ("Estimated", "Placed"), timeout=60)
+    second = energies(c, "second")
+    assert set(second) == set(first)
+    assert all(second[t] > first[t] * 1.05 for t in first)
+
+    path.write_text("{not json")
+    await wait_for(lambda: "rejected" in op.log(), timeout=60)
+    await c.create(aijob("third", mode="annotate"))
+    await wait_for(lambda: c.phase("third") in ("Estimated", "Placed"), timeout=60)
+    assert energies(c, "third") == pytest.approx(second, rel=1e-9)  # the last good profile
+    assert await op.stop() == 0
+
+
+async def test_a_broken_profile_stops_the_operator_at_start(tmp_path):
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps({"launch_overhead_us": -5}))
+    env = {**os.environ, "ENERGAIZER_PROFILE": str(path), "KUBECONFIG": str(tmp_path / "absent")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "energaizer", "operator", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    lines = err.decode().strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("error: ENERGAIZER_PROFILE: launch_overhead_us:")
