@@ -1,6 +1,6 @@
 """Does the fit generalise? Leave-one-GPU-out and leave-one-family-out accuracy, GPU ranking, never-fitted rows.
 
-    python benchmarks/accuracy_holdout.py [--by gpu,family,source] [--nfev 250] [--json OUT]
+    python benchmarks/accuracy_holdout.py [--by gpu,family,source] [--only a10,qwen] [--nfev 250] [--json OUT]
     python benchmarks/accuracy_holdout.py --never-fitted
 
 For each GPU type (``gpu``) and each model family (``family``: the catalog's ``family`` reduced to its
@@ -157,6 +157,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--nfev", type=int, default=250, help="most function evaluations per refit")
     ap.add_argument("--by", default="gpu,family,source", help="comma list of gpu, family, source")
+    ap.add_argument(
+        "--only",
+        default="",
+        help="comma list of group names to hold out (e.g. a10,h100-sxm,qwen); default all of each --by kind",
+    )
     ap.add_argument("--never-fitted", action="store_true", help="only the rows of energaizer/data/holdout")
     ap.add_argument("--json", type=Path, help="write the figures to this file")
     args = ap.parse_args()
@@ -178,7 +183,12 @@ def main() -> None:
             f"in-sample (shipped profile) {o.rows} rows: {o.energy_mape:.1f} / {o.time_mape:.1f} / "
             f"{o.power_mape:.1f}, ranking {ins.ranking_concordance:.2f} of {ins.ranking_pairs} pairs"
         )
+        only = {g.strip() for g in args.only.split(",") if g.strip()}
         for kind, groups in splits(rows, [k.strip() for k in args.by.split(",")]).items():
+            if only:
+                groups = {name: held for name, held in groups.items() if name in only}
+                if not groups:
+                    continue
             result[f"leave_one_{kind}_out"] = leave_one_out(rows, default, kind, groups, args.nfev)
     result["never_fitted"] = never_fitted(default)
     if args.json:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from energaizer.catalog.memory import dram_energy_ratio
 from energaizer.catalog.schema import GPUSpec
 
 # A precision the GPU lacks runs on the next one it has (weight-only quantised kernels run their
@@ -74,7 +75,7 @@ class GpuTable:
     power_limit_min_w: np.ndarray
     power_limit_max_w: np.ndarray
     power_limit_default_w: np.ndarray
-    gddr: np.ndarray  # bool: GDDR memory (else HBM)
+    dram_energy_ratio: np.ndarray  # DRAM energy per bit relative to HBM2 (by memory technology)
     tile_m: np.ndarray
     tile_n: np.ndarray
     tma: (
@@ -106,7 +107,7 @@ class GpuTable:
             power_limit_min_w=col(lambda g: g.power_limit_min_w or 0.3 * g.tdp_w),
             power_limit_max_w=col(lambda g: g.power_limit_max_w or g.tdp_w),
             power_limit_default_w=col(lambda g: g.power_limit_default_w),
-            gddr=np.array([g.memory_type == "gddr" for g in specs], dtype=bool),
+            dram_energy_ratio=col(lambda g: dram_energy_ratio(g.memory_type, g.memory_technology)),
             tile_m=col(lambda g: 128.0),
             tile_n=col(lambda g: 256.0 if g.architecture.lower() in HOPPER_LIKE else 128.0),
             tma=np.array([g.architecture.lower() in HOPPER_LIKE for g in specs], dtype=bool),
