@@ -62,8 +62,10 @@ def kernel_timing(
     clock_scale = clock_mhz / hw.tensor_clock_mhz[g]
     peak_f = dev.peak * clock_scale
     fp32_f = hw.fp32_flops[g] * clock_scale
-    # grouped expert GEMMs on 8-bit (or narrower) weights run below the bf16 kernels' rates
-    quantized = np.where(kt.moe_grouped & (kt.precision_bytes < 2.0), prof.quantized_expert_efficiency, 1.0)
+    # grouped expert GEMMs on 8-bit (or narrower) weights carry block scales (CUDA-core work in the tile,
+    # _gemm_tiling) and run below the bf16 kernels' rates (the kernels' fitted share beyond that work)
+    scaled = kt.moe_grouped & (kt.precision_bytes < 2.0)
+    quantized = np.where(scaled, prof.quantized_expert_efficiency, 1.0)
     bw = _stream_bandwidth(hw, g, clock_mhz, prof) * quantized
     kind = kt.kind
     is_gemm, is_attn, is_mem, is_comm = (
@@ -76,7 +78,7 @@ def kernel_timing(
     # --- GEMM tiling: the library picks the tile shape (and split-K) that finishes first ---
     issue = _issue_share(prof, hw, g)
     math_eff = np.where(dev.tensor, prof.compute_efficiency, prof.simt_efficiency * issue)
-    gemm = _gemm_tiling(kt, dev, hw, g, math_eff, peak_f * quantized, bw, clock_hz, prof)
+    gemm = _gemm_tiling(kt, dev, hw, g, math_eff, peak_f * quantized, bw, clock_hz, prof, scaled)
 
     # --- attention tiling ---
     # decode (a few packed query rows per KV head): split over KV blocks; prefill: query blocks
@@ -111,8 +113,9 @@ def kernel_timing(
     # an issue-bound SIMT GEMM keeps every issue slot busy: its activity is relative to the issue limit
     u_simt = u_math / issue
     simt_math = ~(dev.tensor | is_mem | is_comm)
-    simt_flops = np.where(simt_math, useful, 0.0) + kt.fp_flops
-    u_fp = np.where(simt_math, u_simt, 0.0) + kt.fp_flops / (fp32_f * t_exec)
+    fp_flops = kt.fp_flops + np.where(is_gemm, gemm.fp_flops, 0.0)
+    simt_flops = np.where(simt_math, useful, 0.0) + fp_flops
+    u_fp = np.where(simt_math, u_simt, 0.0) + fp_flops / (fp32_f * t_exec)
     l2_bw = SM_L2_BYTES_PER_CYCLE * sm * clock_hz
     l2_bytes = np.where(is_gemm, gemm.l2_bytes, nbytes)
     u_l2 = l2_bytes / (l2_bw * t_exec)
@@ -143,6 +146,11 @@ def _stream_bandwidth(
     return np.minimum(hw.dram_bytes_per_s[g] * prof.dram_efficiency, in_flight)
 
 
+# Block-scaled 8-bit GEMMs (DeepSeek-style 128-wide K blocks, vLLM's FP8 fused MoE)
+SCALE_BLOCK_K = 128.0
+SCALE_ISSUE_PER_ACC = 2.0
+SCALE_FLOPS_PER_ACC = 3.0
+
 # Tile shapes (BM, BN) a GEMM library chooses from; BN = 0 stands for the GPU's widest tile.
 GEMM_TILE_SHAPES = ((128.0, 0.0), (128.0, 128.0), (64.0, 128.0), (64.0, 64.0))
 
@@ -153,6 +161,7 @@ class GemmTiling:
     t_comp: np.ndarray  # compute-bound seconds (math or operand feed), without the per-wave overhead
     bytes: np.ndarray  # DRAM bytes incl. split-K partials
     l2_bytes: np.ndarray
+    fp_flops: np.ndarray  # CUDA-core FLOPs per launch (block scales of low-precision GEMMs)
 
 
 # An SM sub-partition issues one warp instruction per clock. With 16 FP32 lanes (64 per SM: V100,
@@ -191,6 +200,7 @@ def _gemm_tiling(
     bw: np.ndarray,
     clock_hz: np.ndarray,
     prof: CalibrationProfile,
+    scaled: np.ndarray,
 ) -> GemmTiling:
     """Tiles in waves over the SMs for each candidate tile shape, split-K when there are fewer tiles
     than SMs; per kernel the shape that finishes first wins (as cuBLAS/CUTLASS heuristics pick a
@@ -228,11 +238,18 @@ def _gemm_tiling(
         # (TMA) stage the next k-block while wgmma/tcgen05 math runs on the current one
         serial = dev.tensor & ~hw.tma[g]
         per_wave = np.where(serial, t_math + t_stage, np.maximum(t_math, t_stage))
+        # block-scaled low-precision GEMMs rescale the tile's fp32 partial sums on the CUDA cores after
+        # every scale block of K (multiply by the activation x weight scale, add: 2 issue slots and
+        # 3 FLOPs per accumulator), after the MMAs of that block complete: serial with the tile
+        scale_blocks = np.where(scaled, np.ceil(k_split / SCALE_BLOCK_K), 0.0)
+        t_scale = SCALE_ISSUE_PER_ACC * bm * bn * scale_blocks / (hw.fp32_lanes[g] * clock_hz)
+        per_wave = per_wave + t_scale
         cand = GemmTiling(
             waves=waves,
             t_comp=waves * per_wave,
             bytes=kt.bytes + np.where(split > 1, kt.gemm_group * kt.m * kt.n * 4.0 * split, 0.0),
             l2_bytes=tiles0 * split * operand_bytes,
+            fp_flops=SCALE_FLOPS_PER_ACC * tiles0 * split * bm * bn * scale_blocks,
         )
         t = np.maximum(cand.t_comp, cand.bytes / bw) + waves * overhead
         better = t < best_t

@@ -127,6 +127,31 @@ def test_large_gemm_keeps_the_big_tile_rate():
 
 
 @pytest.mark.parametrize(
+    ("element_bytes", "grouped", "scaled"),
+    [(1.0, True, True), (2.0, True, False), (1.0, False, False)],  # fp8 experts; bf16 experts; dense fp8
+)
+def test_block_scaled_expert_gemms_rescale_on_the_cuda_cores(element_bytes, grouped, scaled):
+    """An fp8 grouped expert GEMM rescales its fp32 partial sums after every 128-wide K block: 3 FLOPs
+    per accumulator per block on the CUDA cores (8192^3: 3 m n k / 128), 2 issue slots each, after that
+    block's MMAs (serial with the tile); bf16 experts and dense fp8 GEMMs have none."""
+    m = n = k = 8192.0
+    hw, dev = one_gpu("h100-sxm", "fp8")
+    prof = CalibrationProfile()
+    f = np.array([1500.0])
+    tm = kernel_timing(one_gemm(m, n, k, element_bytes, moe_grouped=grouped), dev, f, hw, prof)
+    plain = kernel_timing(one_gemm(m, n, k, element_bytes), dev, f, hw, prof)
+    cuda_flops = tm.fp_flop_rate[0] * tm.t_exec[0]
+    if not scaled:
+        assert cuda_flops == 0.0 and tm.t_exec[0] == pytest.approx(plain.t_exec[0], rel=1e-12)
+        return
+    assert cuda_flops == pytest.approx(3.0 * m * n * k / 128.0, rel=1e-9)
+    g = get_gpu("h100-sxm")
+    scale_s = 2.0 * m * n * (k / 128.0) / (g.sm_count * 128.0 * 1500e6)  # 128 FP32 lanes per SM
+    assert plain.t_exec[0] + 0.99 * scale_s < tm.t_exec[0] < plain.t_exec[0] + 1.2 * scale_s
+    assert tm.u_fp[0] > 0.0
+
+
+@pytest.mark.parametrize(
     ("precision", "model", "slower"),
     [
         ("fp8", "Qwen/Qwen3-235B-A22B-Instruct-2507", True),  # fp8 grouped expert GEMMs
