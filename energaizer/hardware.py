@@ -12,7 +12,7 @@ from energaizer.catalog.schema import GPUSpec
 # A precision the GPU lacks runs on the next one it has (weight-only quantised kernels run their
 # math at 16 bit; bf16 on pre-Ampere runs as fp16; tf32 without tensor cores is SIMT fp32).
 FALLBACK = {
-    "fp4": ("fp4", "fp8", "bf16", "fp16", "fp32"),
+    "fp4": ("fp4", "bf16", "fp16", "fp32"),  # MXFP4/NVFP4 without fp4 math: W4A16 (Marlin, matmul_ogs)
     "fp8": ("fp8", "bf16", "fp16", "fp32"),
     "int8": ("int8", "fp8", "fp16", "bf16", "fp32"),
     "bf16": ("bf16", "fp16", "fp32"),
@@ -20,6 +20,7 @@ FALLBACK = {
     "tf32": ("tf32", "fp32"),
     "fp32": ("fp32",),
 }
+MATH_BYTES = {"fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5}
 HOPPER_LIKE = {"hopper", "blackwell"}
 # Blackwell's tensor cores run one MMA across a pair of SMs (CUTLASS "2SM" kernels, cta_group::2): the
 # pair shares the B operand tile, so each SM stages only half of it.
@@ -114,6 +115,10 @@ class GpuTable:
             b_tile_sharing=col(lambda g: 2.0 if g.architecture.lower() in PAIRED_MMA else 1.0),
             fp32_lanes=col(_fp32_lanes_per_sm),
         )
+
+    def math_bytes(self, gpu_index: int, precision: str) -> float:
+        """Element size of the math this precision runs in on this GPU (its fallback where it has none)."""
+        return MATH_BYTES[math_precision(self.specs[gpu_index], precision)]
 
     def peak(self, gpu_index: int, precision: str) -> tuple[float, bool]:
         """(FLOP/s at tensor_clock_mhz for this precision's math, runs on tensor cores?)."""

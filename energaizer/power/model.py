@@ -99,7 +99,7 @@ def solve_operating_point(
     if capped.any():
         idx = np.nonzero(capped)[0]
         sub = _subset(kt, idx)
-        sdev = KernelDevice(g=dev.g[idx], peak=dev.peak[idx], tensor=dev.tensor[idx])
+        sdev = dev.subset(idx)
         lo = hw.min_clock_mhz[sdev.g].copy()
         hi = requested_mhz[idx].copy()
         lim = power_limit_w[idx]

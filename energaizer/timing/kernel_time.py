@@ -30,6 +30,14 @@ class KernelDevice:
     g: np.ndarray  # distinct-GPU index
     peak: np.ndarray  # FLOP/s of the kernel's math unit at the GPU's tensor_clock_mhz
     tensor: np.ndarray  # bool: math on tensor cores
+    # element size of the math precision: GEMMs whose weights are narrower (fp8 on Ampere, fp4 on Hopper)
+    # are weight-only kernels that dequantise every weight they load; None: no such kernels
+    math_bytes: np.ndarray | None = None
+
+    def subset(self, idx: np.ndarray) -> KernelDevice:
+        """The columns of kernels ``idx``."""
+        mb = None if self.math_bytes is None else self.math_bytes[idx]
+        return KernelDevice(g=self.g[idx], peak=self.peak[idx], tensor=self.tensor[idx], math_bytes=mb)
 
 
 @dataclass
@@ -62,10 +70,16 @@ def kernel_timing(
     clock_scale = clock_mhz / hw.tensor_clock_mhz[g]
     peak_f = dev.peak * clock_scale
     fp32_f = hw.fp32_flops[g] * clock_scale
-    # grouped expert GEMMs on 8-bit (or narrower) weights carry block scales (CUDA-core work in the tile,
-    # _gemm_tiling) and run below the bf16 kernels' rates (the kernels' fitted share beyond that work)
-    scaled = kt.moe_grouped & (kt.precision_bytes < 2.0)
-    quantized = np.where(scaled, prof.quantized_expert_efficiency, 1.0)
+    # weight-only GEMMs dequantise their weights on the CUDA cores; grouped expert GEMMs on 8-bit (or
+    # narrower) weights with low-precision math rescale their partial sums per K block (both CUDA-core
+    # work in the tile, _gemm_tiling) and run below the bf16 kernels' rates (the kernels' fitted share
+    # beyond that work)
+    low = kt.moe_grouped & (kt.precision_bytes < 2.0)
+    weight_only = (
+        np.zeros(kt.m.shape, dtype=bool) if dev.math_bytes is None else kt.precision_bytes < dev.math_bytes
+    )
+    scaled = low & ~weight_only
+    quantized = np.where(low, prof.quantized_expert_efficiency, 1.0)
     bw = _stream_bandwidth(hw, g, clock_mhz, prof) * quantized
     kind = kt.kind
     is_gemm, is_attn, is_mem, is_comm = (
@@ -78,7 +92,7 @@ def kernel_timing(
     # --- GEMM tiling: the library picks the tile shape (and split-K) that finishes first ---
     issue = _issue_share(prof, hw, g)
     math_eff = np.where(dev.tensor, prof.compute_efficiency, prof.simt_efficiency * issue)
-    gemm = _gemm_tiling(kt, dev, hw, g, math_eff, peak_f * quantized, bw, clock_hz, prof, scaled)
+    gemm = _gemm_tiling(kt, dev, hw, g, math_eff, peak_f * quantized, bw, clock_hz, prof, scaled, weight_only)
 
     # --- attention tiling ---
     # decode (a few packed query rows per KV head): split over KV blocks; prefill: query blocks
@@ -150,6 +164,10 @@ def _stream_bandwidth(
 SCALE_BLOCK_K = 128.0
 SCALE_ISSUE_PER_ACC = 2.0
 SCALE_FLOPS_PER_ACC = 3.0
+# Weight-only kernels (Marlin-style): one bit-manipulation instruction (LOP3/PRMT) converts two packed
+# weights and one packed HFMA2 applies their scale: 1 issue slot and 1 FLOP per weight
+DEQUANT_ISSUE_PER_WEIGHT = 1.0
+DEQUANT_FLOPS_PER_WEIGHT = 1.0
 
 # Tile shapes (BM, BN) a GEMM library chooses from; BN = 0 stands for the GPU's widest tile.
 GEMM_TILE_SHAPES = ((128.0, 0.0), (128.0, 128.0), (64.0, 128.0), (64.0, 64.0))
@@ -201,6 +219,7 @@ def _gemm_tiling(
     clock_hz: np.ndarray,
     prof: CalibrationProfile,
     scaled: np.ndarray,
+    weight_only: np.ndarray,
 ) -> GemmTiling:
     """Tiles in waves over the SMs for each candidate tile shape, split-K when there are fewer tiles
     than SMs; per kernel the shape that finishes first wins (as cuBLAS/CUTLASS heuristics pick a
@@ -242,14 +261,21 @@ def _gemm_tiling(
         # every scale block of K (multiply by the activation x weight scale, add: 2 issue slots and
         # 3 FLOPs per accumulator), after the MMAs of that block complete: serial with the tile
         scale_blocks = np.where(scaled, np.ceil(k_split / SCALE_BLOCK_K), 0.0)
-        t_scale = SCALE_ISSUE_PER_ACC * bm * bn * scale_blocks / (hw.fp32_lanes[g] * clock_hz)
-        per_wave = per_wave + t_scale
+        lanes_hz = hw.fp32_lanes[g] * clock_hz
+        per_wave = per_wave + SCALE_ISSUE_PER_ACC * bm * bn * scale_blocks / lanes_hz
+        # weight-only kernels convert every weight of their B tile to the math precision on the CUDA
+        # cores, software-pipelined with the MMAs and loads of the previous K block (Marlin): it draws
+        # power, and sets the pace only where it is the slowest of the three
+        dequant = np.where(weight_only, bn * k_split, 0.0)
+        per_wave = np.maximum(per_wave, DEQUANT_ISSUE_PER_WEIGHT * dequant / lanes_hz)
         cand = GemmTiling(
             waves=waves,
             t_comp=waves * per_wave,
             bytes=kt.bytes + np.where(split > 1, kt.gemm_group * kt.m * kt.n * 4.0 * split, 0.0),
             l2_bytes=tiles0 * split * operand_bytes,
-            fp_flops=SCALE_FLOPS_PER_ACC * tiles0 * split * bm * bn * scale_blocks,
+            fp_flops=tiles0
+            * split
+            * (SCALE_FLOPS_PER_ACC * bm * bn * scale_blocks + DEQUANT_FLOPS_PER_WEIGHT * dequant),
         )
         t = np.maximum(cand.t_comp, cand.bytes / bw) + waves * overhead
         better = t < best_t
