@@ -237,6 +237,9 @@ def _gemm_tiling(
     feed = feed_per_cycle * clock_hz * _operand_feed_fraction(kt, dev, hw, g)
     b_share = np.where(dev.tensor, hw.b_tile_sharing[g], 1.0)
     overhead = prof.wave_overhead_cycles / clock_hz
+    lanes_hz = hw.fp32_lanes[g] * clock_hz
+    cuda_core_work = bool(scaled.any() or weight_only.any())  # most batches have none: skip the arrays
+    no_flops = np.zeros(kt.m.shape)
     best: GemmTiling | None = None
     best_t = np.full(kt.m.shape, np.inf)
     for bm0, bn0 in GEMM_TILE_SHAPES:
@@ -260,22 +263,26 @@ def _gemm_tiling(
         # block-scaled low-precision GEMMs rescale the tile's fp32 partial sums on the CUDA cores after
         # every scale block of K (multiply by the activation x weight scale, add: 2 issue slots and
         # 3 FLOPs per accumulator), after the MMAs of that block complete: serial with the tile
-        scale_blocks = np.where(scaled, np.ceil(k_split / SCALE_BLOCK_K), 0.0)
-        lanes_hz = hw.fp32_lanes[g] * clock_hz
-        per_wave = per_wave + SCALE_ISSUE_PER_ACC * bm * bn * scale_blocks / lanes_hz
         # weight-only kernels convert every weight of their B tile to the math precision on the CUDA
         # cores, software-pipelined with the MMAs and loads of the previous K block (Marlin): it draws
         # power, and sets the pace only where it is the slowest of the three
-        dequant = np.where(weight_only, bn * k_split, 0.0)
-        per_wave = np.maximum(per_wave, DEQUANT_ISSUE_PER_WEIGHT * dequant / lanes_hz)
+        fp_flops = no_flops
+        if cuda_core_work:
+            scale_blocks = np.where(scaled, np.ceil(k_split / SCALE_BLOCK_K), 0.0)
+            per_wave = per_wave + SCALE_ISSUE_PER_ACC * bm * bn * scale_blocks / lanes_hz
+            dequant = np.where(weight_only, bn * k_split, 0.0)
+            per_wave = np.maximum(per_wave, DEQUANT_ISSUE_PER_WEIGHT * dequant / lanes_hz)
+            fp_flops = (
+                tiles0
+                * split
+                * (SCALE_FLOPS_PER_ACC * bm * bn * scale_blocks + DEQUANT_FLOPS_PER_WEIGHT * dequant)
+            )
         cand = GemmTiling(
             waves=waves,
             t_comp=waves * per_wave,
             bytes=kt.bytes + np.where(split > 1, kt.gemm_group * kt.m * kt.n * 4.0 * split, 0.0),
             l2_bytes=tiles0 * split * operand_bytes,
-            fp_flops=tiles0
-            * split
-            * (SCALE_FLOPS_PER_ACC * bm * bn * scale_blocks + DEQUANT_FLOPS_PER_WEIGHT * dequant),
+            fp_flops=fp_flops,
         )
         t = np.maximum(cand.t_comp, cand.bytes / bw) + waves * overhead
         better = t < best_t
