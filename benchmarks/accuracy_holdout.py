@@ -1,6 +1,6 @@
 """Does the fit generalise? Leave-one-GPU-out and leave-one-family-out accuracy, GPU ranking, never-fitted rows.
 
-    python benchmarks/accuracy_holdout.py [--by gpu,family,source] [--nfev 250] [--json OUT]
+    python benchmarks/accuracy_holdout.py [--by gpu,family,source] [--only a10,qwen] [--nfev 250] [--json OUT]
     python benchmarks/accuracy_holdout.py --never-fitted
 
 For each GPU type (``gpu``) and each model family (``family``: the catalog's ``family`` reduced to its
@@ -28,7 +28,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from energaizer.calibration.fit import ProfileFitter
-from energaizer.calibration.validate import ValidationReport, validate
+from energaizer.calibration.validate import ValidationReport, _workload_key, measured_arrays, validate
 from energaizer.catalog import get_model
 from energaizer.estimator import estimate_pairs
 from energaizer.io.workload_csv import read_workload_csv
@@ -92,6 +92,36 @@ def _pooled(rows, preds: dict[int, tuple[float, float, float]]) -> ValidationRep
     return validate([rows[i] for i in idx], batch)
 
 
+def discordant_pairs(rows, preds: dict[int, tuple[float, float, float]]) -> list[dict]:
+    """The GPU pairs (same workload, one campaign) whose held-out predicted energy order is the reverse
+    of the measured one, with both energy ratios (first GPU / second GPU)."""
+    e = measured_arrays(rows)[0]
+    same: dict[str, dict[str, list[int]]] = {}
+    for i in preds:
+        if np.isfinite(e[i]):
+            same.setdefault(_workload_key(rows[i]), {}).setdefault(rows[i].gpu, []).append(i)
+    out = []
+    for by_gpu in same.values():
+        gpus = sorted(by_gpu)
+        for a_i, a in enumerate(gpus):
+            for b in gpus[a_i + 1 :]:
+                ma, mb = (float(np.mean(e[by_gpu[x]])) for x in (a, b))
+                pa, pb = (float(np.mean([preds[i][0] for i in by_gpu[x]])) for x in (a, b))
+                if (ma < mb) != (pa < pb):
+                    r = rows[by_gpu[a][0]]
+                    out.append(
+                        {
+                            "source": r.extra.get("source", ""),
+                            "model": r.workload.model_name,
+                            "precision": r.workload.precision,
+                            "gpus": [a, b],
+                            "measured_ratio": ma / mb,
+                            "predicted_ratio": pa / pb,
+                        }
+                    )
+    return out
+
+
 def leave_one_out(rows, default, kind: str, groups: dict[str, Callable], nfev: int) -> dict:
     print(f"\nleave-one-{kind}-out (refit without the group, score the group; in-sample = shipped profile)")
     print(
@@ -121,6 +151,12 @@ def leave_one_out(rows, default, kind: str, groups: dict[str, Callable], nfev: i
             flush=True,
         )
     pooled = _pooled(rows, preds)
+    flips = discordant_pairs(rows, preds)
+    for f in flips:
+        print(
+            f"  order reversed: {f['source']} {f['model']} {f['precision']} {f['gpus'][0]}/{f['gpus'][1]} "
+            f"energy measured {f['measured_ratio']:.2f}, predicted {f['predicted_ratio']:.2f}"
+        )
     o = pooled.overall
     print(
         f"{'pooled':22s} {o.rows:5d} {o.energy_mape:6.1f} {o.time_mape:6.1f} {o.power_mape:6.1f} | ranking "
@@ -133,6 +169,7 @@ def leave_one_out(rows, default, kind: str, groups: dict[str, Callable], nfev: i
         "ranking_concordance": pooled.ranking_concordance,
         "ranking_pairs": pooled.ranking_pairs,
         "best_gpu_agreement": pooled.best_gpu_agreement,
+        "order_reversed": flips,
     }
 
 
@@ -157,6 +194,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--nfev", type=int, default=250, help="most function evaluations per refit")
     ap.add_argument("--by", default="gpu,family,source", help="comma list of gpu, family, source")
+    ap.add_argument(
+        "--only",
+        default="",
+        help="comma list of group names to hold out (e.g. a10,h100-sxm,qwen); default all of each --by kind",
+    )
     ap.add_argument("--never-fitted", action="store_true", help="only the rows of energaizer/data/holdout")
     ap.add_argument("--json", type=Path, help="write the figures to this file")
     args = ap.parse_args()
@@ -178,7 +220,12 @@ def main() -> None:
             f"in-sample (shipped profile) {o.rows} rows: {o.energy_mape:.1f} / {o.time_mape:.1f} / "
             f"{o.power_mape:.1f}, ranking {ins.ranking_concordance:.2f} of {ins.ranking_pairs} pairs"
         )
+        only = {g.strip() for g in args.only.split(",") if g.strip()}
         for kind, groups in splits(rows, [k.strip() for k in args.by.split(",")]).items():
+            if only:
+                groups = {name: held for name, held in groups.items() if name in only}
+                if not groups:
+                    continue
             result[f"leave_one_{kind}_out"] = leave_one_out(rows, default, kind, groups, args.nfev)
     result["never_fitted"] = never_fitted(default)
     if args.json:

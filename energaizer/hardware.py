@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from energaizer.catalog.memory import dram_energy_ratio
 from energaizer.catalog.schema import GPUSpec
 
 # A precision the GPU lacks runs on the next one it has (weight-only quantised kernels run their
 # math at 16 bit; bf16 on pre-Ampere runs as fp16; tf32 without tensor cores is SIMT fp32).
 FALLBACK = {
-    "fp4": ("fp4", "fp8", "bf16", "fp16", "fp32"),
+    "fp4": ("fp4", "bf16", "fp16", "fp32"),  # MXFP4/NVFP4 without fp4 math: W4A16 (Marlin, matmul_ogs)
     "fp8": ("fp8", "bf16", "fp16", "fp32"),
     "int8": ("int8", "fp8", "fp16", "bf16", "fp32"),
     "bf16": ("bf16", "fp16", "fp32"),
@@ -19,6 +20,7 @@ FALLBACK = {
     "tf32": ("tf32", "fp32"),
     "fp32": ("fp32",),
 }
+MATH_BYTES = {"fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5}
 HOPPER_LIKE = {"hopper", "blackwell"}
 # Blackwell's tensor cores run one MMA across a pair of SMs (CUTLASS "2SM" kernels, cta_group::2): the
 # pair shares the B operand tile, so each SM stages only half of it.
@@ -74,7 +76,7 @@ class GpuTable:
     power_limit_min_w: np.ndarray
     power_limit_max_w: np.ndarray
     power_limit_default_w: np.ndarray
-    gddr: np.ndarray  # bool: GDDR memory (else HBM)
+    dram_energy_ratio: np.ndarray  # DRAM energy per bit relative to HBM2 (by memory technology)
     tile_m: np.ndarray
     tile_n: np.ndarray
     tma: (
@@ -106,13 +108,17 @@ class GpuTable:
             power_limit_min_w=col(lambda g: g.power_limit_min_w or 0.3 * g.tdp_w),
             power_limit_max_w=col(lambda g: g.power_limit_max_w or g.tdp_w),
             power_limit_default_w=col(lambda g: g.power_limit_default_w),
-            gddr=np.array([g.memory_type == "gddr" for g in specs], dtype=bool),
+            dram_energy_ratio=col(lambda g: dram_energy_ratio(g.memory_type, g.memory_technology)),
             tile_m=col(lambda g: 128.0),
             tile_n=col(lambda g: 256.0 if g.architecture.lower() in HOPPER_LIKE else 128.0),
             tma=np.array([g.architecture.lower() in HOPPER_LIKE for g in specs], dtype=bool),
             b_tile_sharing=col(lambda g: 2.0 if g.architecture.lower() in PAIRED_MMA else 1.0),
             fp32_lanes=col(_fp32_lanes_per_sm),
         )
+
+    def math_bytes(self, gpu_index: int, precision: str) -> float:
+        """Element size of the math this precision runs in on this GPU (its fallback where it has none)."""
+        return MATH_BYTES[math_precision(self.specs[gpu_index], precision)]
 
     def peak(self, gpu_index: int, precision: str) -> tuple[float, bool]:
         """(FLOP/s at tensor_clock_mhz for this precision's math, runs on tensor cores?)."""

@@ -155,7 +155,8 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
     # Per-kernel device columns: the math unit and its peak for the row's precision.
     peak_row = np.empty(n)
     tensor_row = np.empty(n, dtype=bool)
-    peaks: dict[tuple[int, str], tuple[float, bool]] = {}
+    math_bytes_row = np.empty(n)
+    peaks: dict[tuple[int, str], tuple[float, bool, float]] = {}
     notes: dict[tuple[int, str], str] = {}
     reason = list(mem.reason)
     for i, w in enumerate(workloads):
@@ -165,13 +166,13 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
             prec = "tf32"  # cuDNN convolutions default to TF32 tensor cores where the GPU has them
         key = (int(gi[i]), prec)
         if key not in peaks:
-            peaks[key] = hw.peak(*key)
+            peaks[key] = (*hw.peak(*key), hw.math_bytes(*key))
             notes[key] = "" if prec != asked else precision_fallback(hw.specs[key[0]], prec)
-        peak_row[i], tensor_row[i] = peaks[key]
+        peak_row[i], tensor_row[i], math_bytes_row[i] = peaks[key]
         if mem.feasible[i] and notes[key]:
             reason[i] = notes[key]  # an explicit fallback: the GPU cannot run this precision's math
     r = kt.row
-    dev = KernelDevice(g=gi[r], peak=peak_row[r], tensor=tensor_row[r])
+    dev = KernelDevice(g=gi[r], peak=peak_row[r], tensor=tensor_row[r], math_bytes=math_bytes_row[r])
     op = solve_operating_point(kt, dev, clock_mhz[r], power_limit_w[r], hw, prof)
 
     cnt = kt.count

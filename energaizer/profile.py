@@ -141,8 +141,14 @@ class CalibrationProfile(BaseModel):
     )
     alpha_l2: float = Field(default=0.2, ge=0, le=10, description="L2 power at full use")
     alpha_sm: float = Field(default=0.35, ge=0, le=10, description="SM activity (issue, clocks) while busy")
-    dram_pj_per_bit_hbm: float = Field(default=7.0, ge=0, le=100)
-    dram_pj_per_bit_gddr: float = Field(default=12.0, ge=0, le=100)
+    dram_pj_per_bit: float = Field(
+        default=7.0,
+        ge=0,
+        le=100,
+        description="board-level energy per bit of an HBM2 access (DRAM, interface, the GPU's PHY and "
+        "controller), pJ; other memory technologies scale it by their published ratio "
+        "(energaizer/catalog/memory.py), so one shared scale covers every GPU",
+    )
     gap_activity: float = Field(
         default=0.2,
         ge=0,
@@ -182,13 +188,16 @@ FITTED_PARAMETERS: tuple[str, ...] = (
     "alpha_l2",
     "alpha_sm",
     "gap_activity",
-    "dram_pj_per_bit_hbm",
-    "dram_pj_per_bit_gddr",
+    "dram_pj_per_bit",
 )
 
 # Parameters an older profile may still carry, and what replaced them.
 RETIRED_PARAMETERS: dict[str, str] = {
     "alpha_fp": "replaced by fp32_pj_per_flop (CUDA-core power is energy per FLOP, not a share of TDP); "
+    "re-run `energaizer calibrate` on your measurements",
+    "dram_pj_per_bit_hbm": "replaced by dram_pj_per_bit (HBM2) x the memory technology's published ratio; "
+    "re-run `energaizer calibrate` on your measurements",
+    "dram_pj_per_bit_gddr": "replaced by dram_pj_per_bit (HBM2) x the memory technology's published ratio; "
     "re-run `energaizer calibrate` on your measurements",
 }
 

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from energaizer.catalog.memory import MemoryTechnology
+
 Precision = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4"]
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4")
 
@@ -43,6 +45,11 @@ class GPUSpec(BaseModel):
     memory_gb: float = Field(gt=0)
     memory_bw_gbs: float = Field(gt=0, description="DRAM/HBM bandwidth, GB/s")
     memory_type: Literal["hbm", "gddr"] = Field(default="hbm", description="HBM stacks or GDDR devices")
+    memory_technology: MemoryTechnology | None = Field(
+        default=None,
+        description="DRAM generation (hbm2, hbm2e, hbm3, hbm3e, gddr6, gddr6x, gddr7): sets the energy per "
+        "bit relative to HBM2 (energaizer.catalog.memory.py); default hbm2 for hbm, gddr6 for gddr",
+    )
     l2_mb: float = Field(gt=0)
     peak_tflops: dict[Precision, float] = Field(
         description="dense peak TFLOP/s (TOPS for int8) at tensor_clock_mhz; fp32 = SIMT FP32. "
@@ -77,6 +84,8 @@ class GPUSpec(BaseModel):
             and self.power_limit_min_w > self.power_limit_max_w
         ):
             raise ValueError("power_limit_min_w > power_limit_max_w")
+        if self.memory_technology and not self.memory_technology.startswith(self.memory_type):
+            raise ValueError(f"memory_technology {self.memory_technology} is not {self.memory_type} memory")
         return self
 
     @property

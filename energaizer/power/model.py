@@ -68,7 +68,7 @@ def kernel_power(
     compute = (
         compute + prof.fp32_pj_per_flop * 1e-12 * tm.fp_flop_rate * voltage_ratio(clock_mhz, g, hw, prof) ** 2
     )
-    pj = np.where(hw.gddr[g], prof.dram_pj_per_bit_gddr, prof.dram_pj_per_bit_hbm)
+    pj = prof.dram_pj_per_bit * hw.dram_energy_ratio[g]
     memory = pj * 1e-12 * 8.0 * tm.u_dram * hw.dram_bytes_per_s[g]
     return KernelPower(idle=idle_power(clock_mhz, g, hw, prof), compute=compute, memory=memory)
 
@@ -99,7 +99,7 @@ def solve_operating_point(
     if capped.any():
         idx = np.nonzero(capped)[0]
         sub = _subset(kt, idx)
-        sdev = KernelDevice(g=dev.g[idx], peak=dev.peak[idx], tensor=dev.tensor[idx])
+        sdev = dev.subset(idx)
         lo = hw.min_clock_mhz[sdev.g].copy()
         hi = requested_mhz[idx].copy()
         lim = power_limit_w[idx]

@@ -30,6 +30,14 @@ class KernelDevice:
     g: np.ndarray  # distinct-GPU index
     peak: np.ndarray  # FLOP/s of the kernel's math unit at the GPU's tensor_clock_mhz
     tensor: np.ndarray  # bool: math on tensor cores
+    # element size of the math precision: GEMMs whose weights are narrower (fp8 on Ampere, fp4 on Hopper)
+    # are weight-only kernels that dequantise every weight they load; None: no such kernels
+    math_bytes: np.ndarray | None = None
+
+    def subset(self, idx: np.ndarray) -> KernelDevice:
+        """The columns of kernels ``idx``."""
+        mb = None if self.math_bytes is None else self.math_bytes[idx]
+        return KernelDevice(g=self.g[idx], peak=self.peak[idx], tensor=self.tensor[idx], math_bytes=mb)
 
 
 @dataclass
@@ -62,8 +70,16 @@ def kernel_timing(
     clock_scale = clock_mhz / hw.tensor_clock_mhz[g]
     peak_f = dev.peak * clock_scale
     fp32_f = hw.fp32_flops[g] * clock_scale
-    # grouped expert GEMMs on 8-bit (or narrower) weights run below the bf16 kernels' rates
-    quantized = np.where(kt.moe_grouped & (kt.precision_bytes < 2.0), prof.quantized_expert_efficiency, 1.0)
+    # weight-only GEMMs dequantise their weights on the CUDA cores; grouped expert GEMMs on 8-bit (or
+    # narrower) weights with low-precision math rescale their partial sums per K block (both CUDA-core
+    # work in the tile, _gemm_tiling) and run below the bf16 kernels' rates (the kernels' fitted share
+    # beyond that work)
+    low = kt.moe_grouped & (kt.precision_bytes < 2.0)
+    weight_only = (
+        np.zeros(kt.m.shape, dtype=bool) if dev.math_bytes is None else kt.precision_bytes < dev.math_bytes
+    )
+    scaled = low & ~weight_only
+    quantized = np.where(low, prof.quantized_expert_efficiency, 1.0)
     bw = _stream_bandwidth(hw, g, clock_mhz, prof) * quantized
     kind = kt.kind
     is_gemm, is_attn, is_mem, is_comm = (
@@ -76,7 +92,7 @@ def kernel_timing(
     # --- GEMM tiling: the library picks the tile shape (and split-K) that finishes first ---
     issue = _issue_share(prof, hw, g)
     math_eff = np.where(dev.tensor, prof.compute_efficiency, prof.simt_efficiency * issue)
-    gemm = _gemm_tiling(kt, dev, hw, g, math_eff, peak_f * quantized, bw, clock_hz, prof)
+    gemm = _gemm_tiling(kt, dev, hw, g, math_eff, peak_f * quantized, bw, clock_hz, prof, scaled, weight_only)
 
     # --- attention tiling ---
     # decode (a few packed query rows per KV head): split over KV blocks; prefill: query blocks
@@ -111,8 +127,9 @@ def kernel_timing(
     # an issue-bound SIMT GEMM keeps every issue slot busy: its activity is relative to the issue limit
     u_simt = u_math / issue
     simt_math = ~(dev.tensor | is_mem | is_comm)
-    simt_flops = np.where(simt_math, useful, 0.0) + kt.fp_flops
-    u_fp = np.where(simt_math, u_simt, 0.0) + kt.fp_flops / (fp32_f * t_exec)
+    fp_flops = kt.fp_flops + np.where(is_gemm, gemm.fp_flops, 0.0)
+    simt_flops = np.where(simt_math, useful, 0.0) + fp_flops
+    u_fp = np.where(simt_math, u_simt, 0.0) + fp_flops / (fp32_f * t_exec)
     l2_bw = SM_L2_BYTES_PER_CYCLE * sm * clock_hz
     l2_bytes = np.where(is_gemm, gemm.l2_bytes, nbytes)
     u_l2 = l2_bytes / (l2_bw * t_exec)
@@ -143,6 +160,15 @@ def _stream_bandwidth(
     return np.minimum(hw.dram_bytes_per_s[g] * prof.dram_efficiency, in_flight)
 
 
+# Block-scaled 8-bit GEMMs (DeepSeek-style 128-wide K blocks, vLLM's FP8 fused MoE)
+SCALE_BLOCK_K = 128.0
+SCALE_ISSUE_PER_ACC = 2.0
+SCALE_FLOPS_PER_ACC = 3.0
+# Weight-only kernels (Marlin-style): one bit-manipulation instruction (LOP3/PRMT) converts two packed
+# weights and one packed HFMA2 applies their scale: 1 issue slot and 1 FLOP per weight
+DEQUANT_ISSUE_PER_WEIGHT = 1.0
+DEQUANT_FLOPS_PER_WEIGHT = 1.0
+
 # Tile shapes (BM, BN) a GEMM library chooses from; BN = 0 stands for the GPU's widest tile.
 GEMM_TILE_SHAPES = ((128.0, 0.0), (128.0, 128.0), (64.0, 128.0), (64.0, 64.0))
 
@@ -153,6 +179,7 @@ class GemmTiling:
     t_comp: np.ndarray  # compute-bound seconds (math or operand feed), without the per-wave overhead
     bytes: np.ndarray  # DRAM bytes incl. split-K partials
     l2_bytes: np.ndarray
+    fp_flops: np.ndarray  # CUDA-core FLOPs per launch (block scales of low-precision GEMMs)
 
 
 # An SM sub-partition issues one warp instruction per clock. With 16 FP32 lanes (64 per SM: V100,
@@ -191,6 +218,8 @@ def _gemm_tiling(
     bw: np.ndarray,
     clock_hz: np.ndarray,
     prof: CalibrationProfile,
+    scaled: np.ndarray,
+    weight_only: np.ndarray,
 ) -> GemmTiling:
     """Tiles in waves over the SMs for each candidate tile shape, split-K when there are fewer tiles
     than SMs; per kernel the shape that finishes first wins (as cuBLAS/CUTLASS heuristics pick a
@@ -208,6 +237,9 @@ def _gemm_tiling(
     feed = feed_per_cycle * clock_hz * _operand_feed_fraction(kt, dev, hw, g)
     b_share = np.where(dev.tensor, hw.b_tile_sharing[g], 1.0)
     overhead = prof.wave_overhead_cycles / clock_hz
+    lanes_hz = hw.fp32_lanes[g] * clock_hz
+    cuda_core_work = bool(scaled.any() or weight_only.any())  # most batches have none: skip the arrays
+    no_flops = np.zeros(kt.m.shape)
     best: GemmTiling | None = None
     best_t = np.full(kt.m.shape, np.inf)
     for bm0, bn0 in GEMM_TILE_SHAPES:
@@ -228,11 +260,29 @@ def _gemm_tiling(
         # (TMA) stage the next k-block while wgmma/tcgen05 math runs on the current one
         serial = dev.tensor & ~hw.tma[g]
         per_wave = np.where(serial, t_math + t_stage, np.maximum(t_math, t_stage))
+        # block-scaled low-precision GEMMs rescale the tile's fp32 partial sums on the CUDA cores after
+        # every scale block of K (multiply by the activation x weight scale, add: 2 issue slots and
+        # 3 FLOPs per accumulator), after the MMAs of that block complete: serial with the tile
+        # weight-only kernels convert every weight of their B tile to the math precision on the CUDA
+        # cores, software-pipelined with the MMAs and loads of the previous K block (Marlin): it draws
+        # power, and sets the pace only where it is the slowest of the three
+        fp_flops = no_flops
+        if cuda_core_work:
+            scale_blocks = np.where(scaled, np.ceil(k_split / SCALE_BLOCK_K), 0.0)
+            per_wave = per_wave + SCALE_ISSUE_PER_ACC * bm * bn * scale_blocks / lanes_hz
+            dequant = np.where(weight_only, bn * k_split, 0.0)
+            per_wave = np.maximum(per_wave, DEQUANT_ISSUE_PER_WEIGHT * dequant / lanes_hz)
+            fp_flops = (
+                tiles0
+                * split
+                * (SCALE_FLOPS_PER_ACC * bm * bn * scale_blocks + DEQUANT_FLOPS_PER_WEIGHT * dequant)
+            )
         cand = GemmTiling(
             waves=waves,
             t_comp=waves * per_wave,
             bytes=kt.bytes + np.where(split > 1, kt.gemm_group * kt.m * kt.n * 4.0 * split, 0.0),
             l2_bytes=tiles0 * split * operand_bytes,
+            fp_flops=fp_flops,
         )
         t = np.maximum(cand.t_comp, cand.bytes / bw) + waves * overhead
         better = t < best_t

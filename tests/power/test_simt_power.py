@@ -12,7 +12,7 @@ from energaizer.power.model import kernel_power
 from energaizer.profile import CalibrationProfile
 from energaizer.timing.kernel_time import kernel_timing
 
-SIMT_ONLY = {"alpha_tensor": 0.0, "alpha_l2": 0.0, "alpha_sm": 0.0, "dram_pj_per_bit_hbm": 0.0}
+SIMT_ONLY = {"alpha_tensor": 0.0, "alpha_l2": 0.0, "alpha_sm": 0.0, "dram_pj_per_bit": 0.0}
 
 
 def _sgemm_table(n: float = 8192.0):

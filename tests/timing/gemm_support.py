@@ -13,9 +13,11 @@ from energaizer.profile import CalibrationProfile
 from energaizer.timing.kernel_time import KernelDevice, kernel_timing
 
 
-def one_gemm(m: float, n: float, k: float, element_bytes: float, nbytes: float | None = None) -> KernelTable:
+def one_gemm(
+    m: float, n: float, k: float, element_bytes: float, nbytes: float | None = None, moe_grouped: bool = False
+) -> KernelTable:
     """A kernel table of one m x n x k GEMM launched once; ``nbytes`` defaults to reading both operands
-    and writing the result once."""
+    and writing the result once; ``moe_grouped``: a grouped expert GEMM."""
     b = KernelTableBuilder()
     b.add(
         np.array([0]),
@@ -28,6 +30,7 @@ def one_gemm(m: float, n: float, k: float, element_bytes: float, nbytes: float |
         flops=2 * m * n * k,
         bytes=(m * k + k * n + m * n) * element_bytes if nbytes is None else nbytes,
         precision_bytes=element_bytes,
+        moe_grouped=moe_grouped,
     )
     return b.build()
 

@@ -127,6 +127,31 @@ def test_large_gemm_keeps_the_big_tile_rate():
 
 
 @pytest.mark.parametrize(
+    ("element_bytes", "grouped", "scaled"),
+    [(1.0, True, True), (2.0, True, False), (1.0, False, False)],  # fp8 experts; bf16 experts; dense fp8
+)
+def test_block_scaled_expert_gemms_rescale_on_the_cuda_cores(element_bytes, grouped, scaled):
+    """An fp8 grouped expert GEMM rescales its fp32 partial sums after every 128-wide K block: 3 FLOPs
+    per accumulator per block on the CUDA cores (8192^3: 3 m n k / 128), 2 issue slots each, after that
+    block's MMAs (serial with the tile); bf16 experts and dense fp8 GEMMs have none."""
+    m = n = k = 8192.0
+    hw, dev = one_gpu("h100-sxm", "fp8")
+    prof = CalibrationProfile()
+    f = np.array([1500.0])
+    tm = kernel_timing(one_gemm(m, n, k, element_bytes, moe_grouped=grouped), dev, f, hw, prof)
+    plain = kernel_timing(one_gemm(m, n, k, element_bytes), dev, f, hw, prof)
+    cuda_flops = tm.fp_flop_rate[0] * tm.t_exec[0]
+    if not scaled:
+        assert cuda_flops == 0.0 and tm.t_exec[0] == pytest.approx(plain.t_exec[0], rel=1e-12)
+        return
+    assert cuda_flops == pytest.approx(3.0 * m * n * k / 128.0, rel=1e-9)
+    g = get_gpu("h100-sxm")
+    scale_s = 2.0 * m * n * (k / 128.0) / (g.sm_count * 128.0 * 1500e6)  # 128 FP32 lanes per SM
+    assert plain.t_exec[0] + 0.99 * scale_s < tm.t_exec[0] < plain.t_exec[0] + 1.2 * scale_s
+    assert tm.u_fp[0] > 0.0
+
+
+@pytest.mark.parametrize(
     ("precision", "model", "slower"),
     [
         ("fp8", "Qwen/Qwen3-235B-A22B-Instruct-2507", True),  # fp8 grouped expert GEMMs
@@ -174,3 +199,29 @@ def test_unaligned_vocabulary_slows_gpt2_training_on_h100():
         (odd,) = estimate(Workload(model="gpt2", task="training", training=sizes), gpu)
         (even,) = estimate(Workload(architecture=padded, task="training", training=sizes), gpu)
         assert odd.duration_seconds >= gain * even.duration_seconds * 0.99
+
+
+def test_weight_only_gemms_dequantise_every_weight_on_the_cuda_cores():
+    """fp8 weights on an A100 (bf16 math): a weight-only kernel converts each weight of its B tile once
+    per M tile (1 FLOP each: 64-row decode GEMM = n x k), pipelined with the loads and MMAs, so a
+    memory-bound decode GEMM keeps its time and draws the CUDA-core power on top."""
+    m, n, k = 16.0, 8192.0, 8192.0
+    hw, dev = one_gpu("a100-sxm4-80gb", "bf16")
+    prof = CalibrationProfile()
+    f = np.array([1410.0])
+    kt = one_gemm(m, n, k, 1.0)
+    wo = KernelDevice(g=dev.g, peak=dev.peak, tensor=dev.tensor, math_bytes=np.array([2.0]))
+    native = KernelDevice(g=dev.g, peak=dev.peak, tensor=dev.tensor, math_bytes=np.array([1.0]))
+    t_wo, t_native = kernel_timing(kt, wo, f, hw, prof), kernel_timing(kt, native, f, hw, prof)
+    assert t_wo.fp_flop_rate[0] * t_wo.t_exec[0] == pytest.approx(n * k, rel=1e-9)
+    assert t_native.fp_flop_rate[0] == 0.0
+    assert t_wo.t_exec[0] == pytest.approx(t_native.t_exec[0], rel=1e-12)
+
+
+def test_fp4_without_fp4_math_runs_weight_only_at_16_bit():
+    """MXFP4/NVFP4 weights on a Hopper GPU run W4A16 kernels (bf16 math), not fp8 math."""
+    hw = GpuTable.from_specs([get_gpu("h100-sxm"), get_gpu("b200")])
+    assert hw.math_bytes(0, "fp4") == 2.0 and hw.peak(0, "fp4") == hw.peak(0, "bf16")
+    assert hw.math_bytes(1, "fp4") == 0.5
+    (r,) = estimate(Workload(model="gpt-oss-20b", precision="fp4"), "h100-sxm")
+    assert "fp4 weights dequantised to bf16 math" in r.reason
