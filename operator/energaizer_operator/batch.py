@@ -225,11 +225,18 @@ def decide(
         t = int(result.assignment[j])
         if t < 0:
             if wait_left[j] > 0:
-                waits_for = ", ".join(
-                    tp for tp, c in zip(problem.type_ids, problem.cost[j], strict=True) if math.isfinite(c)
-                ) or "its preferred GPU types"
+                waits_for = (
+                    ", ".join(
+                        tp
+                        for tp, c in zip(problem.type_ids, problem.cost[j], strict=True)
+                        if math.isfinite(c)
+                    )
+                    or "its preferred GPU types"
+                )
                 reason = f"waiting up to {wait_left[j]:.0f} s more for {waits_for} (maxWaitSeconds)"
-                decisions.append(Decision(job, None, reason, waiting=True, wait_left_seconds=float(wait_left[j])))
+                decisions.append(
+                    Decision(job, None, reason, waiting=True, wait_left_seconds=float(wait_left[j]))
+                )
                 continue
             fallback = "no GPU type present in the cluster" if not capacity.types else "not placed"
             decisions.append(Decision(job, None, result.reasons[j] or fallback))
@@ -237,7 +244,9 @@ def decide(
         gpu_type = problem.type_ids[t]
         est = job.estimates[gpu_type]
         room = {
-            tp: capacity.free.get(tp, 0) if capacity.largest_free_node.get(tp, 0) >= job.gpus_per_replica else 0
+            tp: capacity.free.get(tp, 0)
+            if capacity.largest_free_node.get(tp, 0) >= job.gpus_per_replica
+            else 0
             for tp in capacity.types
         }
         cf = counterfactual_energy(

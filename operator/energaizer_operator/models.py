@@ -182,7 +182,9 @@ class PlacementStatus(_Camel):
     job_name: str | None = None
     predicted_energy_joules: float
     savings_joules: float = Field(description="against the worst feasible type")
-    worst_energy_joules: float | None = Field(default=None, description="predicted energy on the worst feasible type")
+    worst_energy_joules: float | None = Field(
+        default=None, description="predicted energy on the worst feasible type"
+    )
     plain_scheduler_gpu_type: str | None = Field(
         default=None,
         description="the type a plain scheduler would have used: the first feasible type with room, most "

@@ -27,8 +27,8 @@ from typing import Any
 
 import kopf
 
-from energaizer_operator import kube
 from energaizer.placement import FleetMode
+from energaizer_operator import kube
 from energaizer_operator.batch import BatchTiming, Decision, FleetSettings, batch_due, decide
 from energaizer_operator.constants import ANNOTATION_GPU_TYPE
 from energaizer_operator.display import readable_placement
@@ -89,7 +89,9 @@ class Placer(IndexLoop):
         self._mirrored: dict[str, tuple[str | None, str]] = {}  # uid -> (resourceVersion, Job phase) written
         self._waiting_since: dict[str, float] = {}  # uid -> when it began waiting for a placement
         self._held: dict[str, Held] = {}  # uid -> waiting for a preferred type (maxWaitSeconds)
-        self.fleet = FleetSettings(FleetMode(self.settings.fleet_mode), self.settings.fleet_idle_timeout_seconds)
+        self.fleet = FleetSettings(
+            FleetMode(self.settings.fleet_mode), self.settings.fleet_idle_timeout_seconds
+        )
         self.batches = 0
 
     def interval(self) -> float:
@@ -182,7 +184,9 @@ class Placer(IndexLoop):
         self._last_fingerprint = fingerprint
         pending = [
             r.pending_job(
-                self.settings.default_objective, self.settings.max_wait_seconds, now - self._waiting_since[r.uid]
+                self.settings.default_objective,
+                self.settings.max_wait_seconds,
+                now - self._waiting_since[r.uid],
             )
             for r in waiting
         ]
@@ -195,7 +199,10 @@ class Placer(IndexLoop):
             rec = by_key[decision.job.key]
             if decision.waiting:
                 self._held[rec.uid] = Held(fingerprint, now + decision.wait_left_seconds)
-                if rec.condition_message("Placed") is not None and rec.condition_reason("Placed") == "Waiting":
+                if (
+                    rec.condition_message("Placed") is not None
+                    and rec.condition_reason("Placed") == "Waiting"
+                ):
                     continue  # said already
                 self.inflight[rec.uid] = InFlight(
                     rec.phase, rec.generation, rec.resource_version, None, decision.job.demand, False
@@ -349,7 +356,9 @@ class Placer(IndexLoop):
             )
         # counted here, at decision time in the leader: a restart adopts existing placements uncounted
         self.metrics.count_placement(gpu_type, energy, savings)
-        await self._record_placement(rec, gpu_type, job_name, energy, duration, savings, advice, counterfactual)
+        await self._record_placement(
+            rec, gpu_type, job_name, energy, duration, savings, advice, counterfactual
+        )
 
     async def _adopt(self, rec: AIJobRecord, job: SteeredJob) -> None:
         """The AIJob's Job exists (an earlier run created it): record it instead of placing again."""
