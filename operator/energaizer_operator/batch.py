@@ -23,7 +23,6 @@ feasible type with room in the cluster's default order) and the worst feasible t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -102,6 +101,14 @@ class PendingJob:
 
 
 @dataclass(frozen=True)
+class Wait:
+    """A job that may still wait ``left_seconds`` for one of its preferred ``types``."""
+
+    left_seconds: float
+    types: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class FleetSettings:
     """``ENERGAIZER_FLEET_MODE`` and ``ENERGAIZER_FLEET_IDLE_TIMEOUT_SECONDS``."""
 
@@ -151,7 +158,8 @@ def build_problem(
     """Cost (J, T) from each job's own objective (the fleet mode's marginal energy with ``fleet``);
     a type is infeasible for a job when it was not estimated, is infeasible (memory, deadline), no
     node has ``gpusPerReplica`` free GPUs, or the job still waits for a preferred type. Also
-    returns, per job, the seconds it may still wait (0 = every feasible type is allowed)."""
+    returns, per job, how long it may still wait and for which types (None: every feasible type is
+    allowed)."""
     types = capacity.types
     n_jobs, n_types = len(jobs), len(types)
     energy = np.full((n_jobs, n_types), np.inf)
@@ -179,7 +187,7 @@ def build_problem(
         cost[rows] = objective_matrix(
             energy[rows], duration[rows], objective, fleet=model, demand=demand[rows]
         )
-    wait_left = np.zeros(n_jobs)
+    waits: list[Wait | None] = [None] * n_jobs
     for j, job in enumerate(jobs):
         row = cost[j]
         if not np.isfinite(row).any():
@@ -189,10 +197,9 @@ def build_problem(
         allowance = wait_allowance_seconds(job, duration[j, preferred].tolist())
         left = allowance - job.waited_seconds
         if left > 0 and not preferred.all():
-            wait_left[j] = left
-            names = ", ".join(t for t, p in zip(types, preferred, strict=True) if p)
+            waits[j] = Wait(float(left), tuple(t for t, p in zip(types, preferred, strict=True) if p))
             for t in np.nonzero(np.isfinite(row) & ~preferred)[0]:
-                reasons[j][t] = f"waiting up to {left:.0f} s more for {names}"
+                reasons[j][t] = f"waiting up to {left:.0f} s more for {', '.join(waits[j].types)}"
             row[~preferred] = np.inf
     if n_types:
         too_big = (gpr[:, None] > largest[None, :]) & np.isfinite(cost)
@@ -207,7 +214,7 @@ def build_problem(
         capacity=np.array([capacity.free.get(t, 0) for t in types], dtype=float),
         infeasible_reasons=reasons,
     )
-    return problem, wait_left
+    return problem, waits
 
 
 def decide(
@@ -217,25 +224,21 @@ def decide(
     fleet: FleetSettings | None = None,
     time_limit_s: float = SOLVER_TIME_LIMIT_S,
 ) -> tuple[list[Decision], PlacementResult]:
-    problem, wait_left = build_problem(jobs, capacity, fleet)
+    problem, waits = build_problem(jobs, capacity, fleet)
     result = solve(problem, time_limit_s=time_limit_s)
     order = plain_scheduler_order(capacity)
     decisions: list[Decision] = []
     for j, job in enumerate(jobs):
         t = int(result.assignment[j])
         if t < 0:
-            if wait_left[j] > 0:
-                waits_for = (
-                    ", ".join(
-                        tp
-                        for tp, c in zip(problem.type_ids, problem.cost[j], strict=True)
-                        if math.isfinite(c)
-                    )
-                    or "its preferred GPU types"
+            wait = waits[j]
+            if wait is not None:
+                reason = (
+                    f"waiting up to {wait.left_seconds:.0f} s more for {', '.join(wait.types)} "
+                    f"(maxWaitSeconds {job.max_wait_seconds:.0f} s)"
                 )
-                reason = f"waiting up to {wait_left[j]:.0f} s more for {waits_for} (maxWaitSeconds)"
                 decisions.append(
-                    Decision(job, None, reason, waiting=True, wait_left_seconds=float(wait_left[j]))
+                    Decision(job, None, reason, waiting=True, wait_left_seconds=wait.left_seconds)
                 )
                 continue
             fallback = "no GPU type present in the cluster" if not capacity.types else "not placed"

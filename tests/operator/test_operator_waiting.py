@@ -41,7 +41,7 @@ def test_a_job_waits_for_its_best_type_then_takes_the_best_free_one():
     [d], _ = decide([_job(100.0, **est)], cap)
     assert d.waiting and d.gpu_type is None
     assert d.wait_left_seconds == pytest.approx(800.0)
-    assert "a" in d.reason and "maxWaitSeconds" in d.reason
+    assert d.reason == "waiting up to 800 s more for a (maxWaitSeconds 900 s)"
     [d], _ = decide([_job(900.0, **est)], cap)  # waited maxWaitSeconds: the best free type
     assert not d.waiting and d.gpu_type == "b"
     [d], _ = decide([_job(0.0, **est)], _cluster(a=1, b=2, c=2))  # a is free: no waiting at all
