@@ -30,8 +30,9 @@ import kopf
 from energaizer.placement import FleetMode
 from energaizer_operator import kube
 from energaizer_operator.batch import BatchTiming, Decision, FleetSettings, batch_due, decide
-from energaizer_operator.constants import ANNOTATION_GPU_TYPE
+from energaizer_operator.constants import ANNOTATION_GPU_TYPE, KUEUE_QUEUE_LABEL
 from energaizer_operator.display import readable_placement
+from energaizer_operator.gate import ANNOTATION_GPU_TYPES, DEFAULT_ENERGY_SLACK, energy_affinity, within_slack
 from energaizer_operator.inventory import Capacity, SteeredJob, compute_capacity
 from energaizer_operator.loops import IndexLoop, index_values
 from energaizer_operator.models import Phase
@@ -327,6 +328,8 @@ class Placer(IndexLoop):
                 duration_seconds=duration,
             )
             annotate_job(body, advice)
+            if ((rec.spec.template.get("metadata") or {}).get("labels") or {}).get(KUEUE_QUEUE_LABEL):
+                self._kueue_affinity(body, rec, gpu_type, capacity)
             kopf.adopt(body, owner=rec.ref)
             try:
                 await asyncio.to_thread(kube.create_job, rec.namespace, body)
@@ -359,6 +362,26 @@ class Placer(IndexLoop):
         await self._record_placement(
             rec, gpu_type, job_name, energy, duration, savings, advice, counterfactual
         )
+
+    def _kueue_affinity(
+        self, body: dict[str, Any], rec: AIJobRecord, gpu_type: str, capacity: Capacity
+    ) -> None:
+        """A queue-labelled AIJob's Job takes the admission-gate path (:mod:`energaizer_operator.gate`):
+        Kueue keeps its quota and fallback among the feasible types present whose predicted energy is
+        within the energy slack of the best (plus the chosen type), and the chosen type is preferred."""
+        present = {
+            t: e.energy_joules for t, e in rec.estimates.items() if e.feasible and capacity.products.get(t)
+        }
+        allowed = within_slack(present, DEFAULT_ENERGY_SLACK)
+        if gpu_type not in allowed:
+            allowed.append(gpu_type)  # the batch's choice (e.g. after maxWaitSeconds) stays allowed
+        products = sorted({p for t in allowed for p in capacity.products.get(t, [])})
+        template = body["spec"]["template"]
+        energy_affinity(
+            template["spec"], self.settings.gpu_product_label, products, capacity.products[gpu_type]
+        )
+        for meta in (body["metadata"], template["metadata"]):
+            meta["annotations"][ANNOTATION_GPU_TYPES] = ",".join(allowed)
 
     async def _adopt(self, rec: AIJobRecord, job: SteeredJob) -> None:
         """The AIJob's Job exists (an earlier run created it): record it instead of placing again."""
