@@ -285,6 +285,7 @@ def test_every_dashboard_query_runs_on_the_scraped_operator_metrics(
         """The operator keeps estimating and placing: the counters rise between scrapes."""
         m.estimation_seconds.observe(0.004)
         m.count_placement("l40s", 1000.0, 10.0)
+
     for title, target in live_targets:
         for name in metric_names(target["expr"]):
             family = {f"{name}_bucket"} if CONTRACT.get(name) == "histogram" else {name}
