@@ -16,14 +16,14 @@ def run(namespaces: list[str] | None = None, all_namespaces: bool = False) -> No
     ``all_namespaces`` = cluster-wide. Credentials: in-cluster service account, else kubeconfig;
     with neither, ``InvalidInputError`` (one line) before anything starts."""
     settings = OperatorSettings.from_env()
-    try:
-        kube.load_config()
-    except kube.NoClusterConfigError as exc:
-        raise InvalidInputError("KUBECONFIG", str(exc)) from None
     from energaizer_operator.profile_watch import validated_copy
 
     # a profile that does not load stops the operator here, in one line; reloads go to a validated copy
     settings, profile_watcher = validated_copy(settings)
+    try:
+        kube.load_config()
+    except kube.NoClusterConfigError as exc:
+        raise InvalidInputError("KUBECONFIG", str(exc)) from None
     watched = [] if all_namespaces else list(namespaces or settings.namespaces)
     level = getattr(logging, settings.log_level)
     kopf.configure(
