@@ -133,5 +133,4 @@ async def aijob_events(
         name,
         placement.get("gpuType"),
         placement.get("savingsJoules"),
-        placement.get("predictedEnergyJoules"),
     )

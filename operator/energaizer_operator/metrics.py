@@ -12,10 +12,47 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily
 
 from energaizer_operator.models import PHASES
 
 ERROR_RATIO_BUCKETS = (0.5, 0.67, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.25, 1.5, 2.0, 3.0, float("inf"))
+
+
+class SavingsTotal:
+    """``energaizer_predicted_savings_joules_total``: a counter exported by a custom collector.
+
+    prometheus_client refuses a ``Counter("energaizer_predicted_savings_joules")`` next to the
+    contract gauge of that name (its base name is taken), although the exposed names differ
+    (``..._total`` vs the gauge). Its ``describe`` names nothing (the registry then does not check
+    its names, even with ``auto_describe``), and it exposes the counter as a plain ``counter`` family named ``..._total`` in the text
+    format, which Prometheus parses as a counter."""
+
+    NAME = "energaizer_predicted_savings_joules"
+    HELP = "Predicted energy saved against each AIJob's worst feasible GPU type, summed at placement"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value = 0.0
+
+    def inc(self, amount: float) -> None:
+        if amount < 0:
+            raise ValueError("counters only go up")
+        with self._lock:
+            self._value += amount
+
+    @property
+    def value(self) -> float:
+        with self._lock:
+            return self._value
+
+    def describe(self) -> list[CounterMetricFamily]:
+        return []
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        family = CounterMetricFamily(self.NAME, self.HELP)
+        family.add_metric([], self.value)
+        yield family
 
 
 class Metrics:
@@ -60,8 +97,9 @@ class Metrics:
             "energaizer_unknown_gpu_nodes", "GPU nodes with an unknown GPU product", ["product"], registry=r
         )
         # Counters (Prometheus convention: `_total`, unit before it). The per-AIJob gauges above vanish
-        # with their AIJob; these keep the history, e.g. `increase(energaizer_predicted_saved_energy_joules_total[30d])`.
-        # Labels: gpu_type only (bounded by the catalog), never namespace or AIJob name.
+        # with their AIJob; these keep the history, e.g. `increase(energaizer_predicted_savings_joules_total[30d])`.
+        # Labels: gpu_type only (bounded by the catalog), never namespace or AIJob name. Counted at
+        # decision time by the leader (count_placement), so a restart does not count placements again.
         self.placements_total = Counter(
             "energaizer_placements_total",
             "AIJobs placed (or recommended) per GPU type",
@@ -69,17 +107,13 @@ class Metrics:
             registry=r,
         )
         self.placed_energy_total = Counter(
-            "energaizer_predicted_placed_energy_joules_total",
+            "energaizer_placed_predicted_energy_joules_total",
             "Predicted energy of the AIJobs placed on a GPU type, summed at placement",
             ["gpu_type"],
             registry=r,
         )
-        self.savings_total = Counter(
-            "energaizer_predicted_saved_energy_joules_total",
-            "Predicted energy saved against each AIJob's worst feasible GPU type, summed at placement",
-            ["gpu_type"],
-            registry=r,
-        )
+        self.savings_total = SavingsTotal()
+        r.register(self.savings_total)  # describes nothing: see SavingsTotal
         # Measured energy (contract sections 4 and 5)
         self.measured_energy = Gauge(
             "energaizer_measured_energy_joules",
@@ -131,16 +165,10 @@ class Metrics:
         name: str,
         gpu_type: str | None,
         savings: float | None,
-        energy: float | None = None,
     ) -> None:
         key = (namespace, name)
         with self._lock:
             old = self._placed_type.pop(key, None)
-            if gpu_type is not None and old != gpu_type:  # a new placement, not the same one recorded again
-                self.placements_total.labels(gpu_type=gpu_type).inc()
-                self.savings_total.labels(gpu_type=gpu_type).inc(max(0.0, savings or 0.0))
-                if energy is not None and energy >= 0:
-                    self.placed_energy_total.labels(gpu_type=gpu_type).inc(energy)
             if old is not None and old != gpu_type:
                 self.placement_info.remove(namespace, name, old)
             if gpu_type is None:
@@ -150,6 +178,13 @@ class Metrics:
             self._placed_type[key] = gpu_type
             self.placement_info.labels(namespace, name, gpu_type).set(1)
             self.savings.labels(namespace, name).set(savings or 0.0)
+
+    def count_placement(self, gpu_type: str, energy_joules: float, savings_joules: float) -> None:
+        """One placement decided now (the leader, at decision time): the counters."""
+        self.placements_total.labels(gpu_type=gpu_type).inc()
+        if energy_joules >= 0:
+            self.placed_energy_total.labels(gpu_type=gpu_type).inc(energy_joules)
+        self.savings_total.inc(max(0.0, savings_joules))
 
     def forget(self, namespace: str, name: str) -> None:
         """Remove every series of a deleted AIJob."""

@@ -114,6 +114,13 @@ class PlacementSpec(_Camel):
     deadline_seconds: float | None = Field(
         default=None, gt=0, description="types slower than this are infeasible"
     )
+    max_wait_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=7 * 86400,
+        description="how long the job may wait for its best GPU type before it takes the best free "
+        "feasible type; default from the operator's settings (ENERGAIZER_MAX_WAIT_SECONDS)",
+    )
     max_slowdown: float | None = Field(
         default=None,
         ge=0,
@@ -175,6 +182,20 @@ class PlacementStatus(_Camel):
     job_name: str | None = None
     predicted_energy_joules: float
     savings_joules: float = Field(description="against the worst feasible type")
+    worst_energy_joules: float | None = Field(
+        default=None, description="predicted energy on the worst feasible type"
+    )
+    plain_scheduler_gpu_type: str | None = Field(
+        default=None,
+        description="the type a plain scheduler would have used: the first feasible type with room, most "
+        "free GPUs first (kube-scheduler's LeastAllocated), ties by type id",
+    )
+    plain_scheduler_energy_joules: float | None = Field(
+        default=None, description="predicted energy on plainSchedulerGpuType"
+    )
+    savings_vs_plain_scheduler_joules: float | None = Field(
+        default=None, description="plainSchedulerEnergyJoules - predictedEnergyJoules (negative = costs more)"
+    )
     recommended_power_limit_watts: float | None = Field(
         default=None, description="per-GPU power limit, least energy within spec.placement.maxSlowdown"
     )

@@ -27,10 +27,12 @@ from typing import Any
 
 import kopf
 
+from energaizer.placement import FleetMode
 from energaizer_operator import kube
-from energaizer_operator.batch import BatchTiming, Decision, batch_due, decide
-from energaizer_operator.constants import ANNOTATION_GPU_TYPE
+from energaizer_operator.batch import BatchTiming, Decision, FleetSettings, batch_due, decide
+from energaizer_operator.constants import ANNOTATION_GPU_TYPE, KUEUE_QUEUE_LABEL
 from energaizer_operator.display import readable_placement
+from energaizer_operator.gate import ANNOTATION_GPU_TYPES, DEFAULT_ENERGY_SLACK, energy_affinity, within_slack
 from energaizer_operator.inventory import Capacity, SteeredJob, compute_capacity
 from energaizer_operator.loops import IndexLoop, index_values
 from energaizer_operator.models import Phase
@@ -55,6 +57,15 @@ def _finite(value: float | None) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
+@dataclass(frozen=True)
+class Held:
+    """An AIJob that waits for a preferred GPU type: decide again when the capacity changes or its
+    wait ends (``wake_at``, on the placer's clock)."""
+
+    fingerprint: tuple[Any, ...]
+    wake_at: float
+
+
 @dataclass
 class InFlight:
     phase_seen: Phase | None  # the AIJob phase when decided; the entry ends when the phase moves on
@@ -77,6 +88,11 @@ class Placer(IndexLoop):
         self._first_seen: dict[str, float] = {}  # uid -> when this process first saw the AIJob
         self._ready_since: dict[str, float] = {}  # uid -> when it became Estimated (ready to place)
         self._mirrored: dict[str, tuple[str | None, str]] = {}  # uid -> (resourceVersion, Job phase) written
+        self._waiting_since: dict[str, float] = {}  # uid -> when it began waiting for a placement
+        self._held: dict[str, Held] = {}  # uid -> waiting for a preferred type (maxWaitSeconds)
+        self.fleet = FleetSettings(
+            FleetMode(self.settings.fleet_mode), self.settings.fleet_idle_timeout_seconds
+        )
         self.batches = 0
 
     def interval(self) -> float:
@@ -108,6 +124,13 @@ class Placer(IndexLoop):
             del self._ready_since[uid]
         for uid in estimated:
             self._ready_since.setdefault(uid, now)
+        waiting = {u for u, r in records.items() if r.phase in WAITING and r.up_to_date}
+        for uid in set(self._waiting_since) - waiting:
+            del self._waiting_since[uid]
+        for uid in set(self._held) - waiting:
+            del self._held[uid]
+        for uid in waiting:
+            self._waiting_since.setdefault(uid, now)
 
     def _observe(self) -> tuple[dict[str, AIJobRecord], dict[str, SteeredJob], Capacity]:
         records = {r.uid: r for r in index_values(self.indices.aijobs)}
@@ -140,10 +163,13 @@ class Placer(IndexLoop):
         if adopt:
             await asyncio.gather(*(self._adopt(r, jobs[r.uid]) for r in adopt))
         await self._mirror(records, jobs)
-        fresh = [r for r in waiting if r.phase == Phase.ESTIMATED]
+        fresh = [r for r in waiting if r.phase == Phase.ESTIMATED and r.uid not in self._held]
         backlog = [r for r in records.values() if r.needs_estimate and r.spec is not None]
         arrivals = [self._first_seen[r.uid] for r in (*fresh, *backlog)]
         fingerprint = capacity.fingerprint()
+        held = [self._held[r.uid] for r in waiting if r.uid in self._held]
+        wake = any(now >= h.wake_at for h in held)
+        moved = any(h.fingerprint != fingerprint for h in held) and not backlog
         if fresh:
             due = batch_due(
                 ready_since=[self._ready_since[r.uid] for r in fresh],
@@ -154,17 +180,37 @@ class Placer(IndexLoop):
             )
         else:  # only Unschedulable ones: retry when the capacity changed and no burst is in progress
             due = bool(waiting) and fingerprint != self._last_fingerprint and not backlog
-        if not due:
+        if not (due or wake or moved):
             return []
         self._last_fingerprint = fingerprint
-        pending = [r.pending_job(self.settings.default_objective) for r in waiting]
-        decisions, result = await asyncio.to_thread(decide, pending, capacity)
+        pending = [
+            r.pending_job(
+                self.settings.default_objective,
+                self.settings.max_wait_seconds,
+                now - self._waiting_since[r.uid],
+            )
+            for r in waiting
+        ]
+        decisions, result = await asyncio.to_thread(decide, pending, capacity, fleet=self.fleet)
         self.batches += 1
         self._log_batch(decisions, result, capacity, len(backlog), now)
         by_key = {r.key: r for r in waiting}
         tasks = []
         for decision in decisions:
             rec = by_key[decision.job.key]
+            if decision.waiting:
+                self._held[rec.uid] = Held(fingerprint, now + decision.wait_left_seconds)
+                if (
+                    rec.condition_message("Placed") is not None
+                    and rec.condition_reason("Placed") == "Waiting"
+                ):
+                    continue  # said already
+                self.inflight[rec.uid] = InFlight(
+                    rec.phase, rec.generation, rec.resource_version, None, decision.job.demand, False
+                )
+                tasks.append(self._apply(rec, decision, capacity, False))
+                continue
+            self._held.pop(rec.uid, None)
             if decision.gpu_type is None:
                 if rec.phase == Phase.UNSCHEDULABLE and rec.condition_message("Placed") == decision.reason:
                     continue  # nothing new to say
@@ -222,19 +268,27 @@ class Placer(IndexLoop):
             "free": capacity.free,
             "largestFreeNode": capacity.largest_free_node,
             "assignment": {d.job.key: d.gpu_type for d in decisions},
+            "waiting": sorted(d.job.key for d in decisions if d.waiting),
+            "fleetMode": str(self.fleet.mode),
         }
         logger.info("placement batch %s", json.dumps(record, sort_keys=True, allow_nan=False))
 
     async def _apply(self, rec: AIJobRecord, decision: Decision, capacity: Capacity, steer: bool) -> None:
         async with self._semaphore:
             try:
-                if decision.gpu_type is None:
+                if decision.waiting:
+                    await self._wait(rec, decision.reason)
+                elif decision.gpu_type is None:
                     await self._unschedulable(rec, decision.reason)
                 else:
                     await self._place(rec, decision, capacity, steer)
             except Exception:
                 self.inflight.pop(rec.uid, None)
                 logger.exception("could not apply the placement of %s; retrying", rec.key)
+
+    async def _wait(self, rec: AIJobRecord, reason: str) -> None:
+        """Waiting for a preferred type: the phase stays, the Placed condition says what it waits for."""
+        await report(rec, rec.phase, Condition("Placed", False, "Waiting", reason), Event("Waiting", reason))
 
     async def _unschedulable(self, rec: AIJobRecord, reason: str) -> None:
         # One Warning Event per change into Unschedulable; a new reason only updates the condition.
@@ -255,6 +309,7 @@ class Placer(IndexLoop):
             decision.predicted_duration_seconds,
             decision.savings_joules,
         )
+        worst = decision.worst_energy_joules
         job_name: str | None = None
         advice = await asyncio.to_thread(advise_spec, rec.spec, gpu_type, self.settings.profile)
         if steer:
@@ -273,6 +328,8 @@ class Placer(IndexLoop):
                 duration_seconds=duration,
             )
             annotate_job(body, advice)
+            if ((rec.spec.template.get("metadata") or {}).get("labels") or {}).get(KUEUE_QUEUE_LABEL):
+                self._kueue_affinity(body, rec, gpu_type, capacity)
             kopf.adopt(body, owner=rec.ref)
             try:
                 await asyncio.to_thread(kube.create_job, rec.namespace, body)
@@ -290,9 +347,41 @@ class Placer(IndexLoop):
                 est = rec.estimates.get(gpu_type)
                 if est is not None and est.feasible:
                     energy, duration = est.energy_joules, est.duration_seconds
+                    savings = max(0.0, (worst if worst is not None else energy) - energy)
                 logger.info("adopted the existing Job %s/%s", rec.namespace, rec.name)
             job_name = rec.name
-        await self._record_placement(rec, gpu_type, job_name, energy, duration, savings, advice)
+        counterfactual: dict[str, Any] = {"worstEnergyJoules": worst}
+        if decision.plain_gpu_type is not None and decision.plain_energy_joules is not None:
+            counterfactual.update(
+                plainSchedulerGpuType=decision.plain_gpu_type,
+                plainSchedulerEnergyJoules=decision.plain_energy_joules,
+                savingsVsPlainSchedulerJoules=decision.plain_energy_joules - energy,
+            )
+        # counted here, at decision time in the leader: a restart adopts existing placements uncounted
+        self.metrics.count_placement(gpu_type, energy, savings)
+        await self._record_placement(
+            rec, gpu_type, job_name, energy, duration, savings, advice, counterfactual
+        )
+
+    def _kueue_affinity(
+        self, body: dict[str, Any], rec: AIJobRecord, gpu_type: str, capacity: Capacity
+    ) -> None:
+        """A queue-labelled AIJob's Job takes the admission-gate path (:mod:`energaizer_operator.gate`):
+        Kueue keeps its quota and fallback among the feasible types present whose predicted energy is
+        within the energy slack of the best (plus the chosen type), and the chosen type is preferred."""
+        present = {
+            t: e.energy_joules for t, e in rec.estimates.items() if e.feasible and capacity.products.get(t)
+        }
+        allowed = within_slack(present, DEFAULT_ENERGY_SLACK)
+        if gpu_type not in allowed:
+            allowed.append(gpu_type)  # the batch's choice (e.g. after maxWaitSeconds) stays allowed
+        products = sorted({p for t in allowed for p in capacity.products.get(t, [])})
+        template = body["spec"]["template"]
+        energy_affinity(
+            template["spec"], self.settings.gpu_product_label, products, capacity.products[gpu_type]
+        )
+        for meta in (body["metadata"], template["metadata"]):
+            meta["annotations"][ANNOTATION_GPU_TYPES] = ",".join(allowed)
 
     async def _adopt(self, rec: AIJobRecord, job: SteeredJob) -> None:
         """The AIJob's Job exists (an earlier run created it): record it instead of placing again."""
@@ -310,7 +399,14 @@ class Placer(IndexLoop):
             try:
                 advice = await asyncio.to_thread(advise_spec, rec.spec, job.gpu_type, self.settings.profile)
                 await self._record_placement(
-                    rec, job.gpu_type, job.name, energy, duration, max(0.0, worst - energy), advice
+                    rec,
+                    job.gpu_type,
+                    job.name,
+                    energy,
+                    duration,
+                    max(0.0, worst - energy),
+                    advice,
+                    {"worstEnergyJoules": worst},
                 )
             except Exception:
                 self.inflight.pop(rec.uid, None)
@@ -325,6 +421,7 @@ class Placer(IndexLoop):
         duration: float,
         savings: float,
         advice: JobPowerAdvice | None = None,
+        counterfactual: Mapping[str, Any] | None = None,
     ) -> None:
         annotations = {**contract_annotations(gpu_type, energy, duration), **power_annotations(advice)}
         await asyncio.to_thread(
@@ -338,6 +435,7 @@ class Placer(IndexLoop):
         }
         if job_name:
             placement["jobName"] = job_name
+        placement.update({k: v for k, v in (counterfactual or {}).items() if v is not None})
         placement.update(placement_fields(advice))
         where = f"Job {job_name}" if job_name else "recommendation only (annotate mode)"
         message = f"{gpu_type}: predicted {energy:.4g} J, {duration:.4g} s, saves {savings:.4g} J; {where}"

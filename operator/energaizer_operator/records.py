@@ -73,10 +73,14 @@ class AIJobRecord:
             "metadata": {"name": self.name, "namespace": self.namespace, "uid": self.uid, "labels": {}},
         }
 
-    def pending_job(self, default_objective: str) -> PendingJob:
+    def pending_job(
+        self, default_objective: str, default_max_wait_seconds: float = 0.0, waited_seconds: float = 0.0
+    ) -> PendingJob:
         assert self.spec is not None
         resources = self.spec.resources
-        objective = self.spec.placement.objective or default_objective
+        placement = self.spec.placement
+        objective = placement.objective or default_objective
+        max_wait = placement.max_wait_seconds
         return PendingJob(
             self.key,
             self.uid,
@@ -84,10 +88,19 @@ class AIJobRecord:
             resources.gpus_per_replica,
             objective,
             self.estimates,
+            max_wait_seconds=default_max_wait_seconds if max_wait is None else max_wait,
+            waited_seconds=waited_seconds,
+            deadline_seconds=placement.deadline_seconds,
         )
 
     def mode(self, default_mode: str) -> str:
         return (self.spec.placement.mode if self.spec else None) or default_mode
+
+    def condition_reason(self, type_: str) -> str | None:
+        for cond in self.conditions:
+            if cond.get("type") == type_:
+                return str(cond.get("reason", ""))
+        return None
 
     def condition_message(self, type_: str) -> str | None:
         for cond in self.conditions:

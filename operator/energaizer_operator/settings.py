@@ -39,6 +39,9 @@ ENV_VARS: dict[str, str] = {
     "measure_interval_seconds": "ENERGAIZER_MEASURE_INTERVAL_SECONDS",
     "measure_margin_seconds": "ENERGAIZER_MEASURE_MARGIN_SECONDS",
     "measure_give_up_seconds": "ENERGAIZER_MEASURE_GIVE_UP_SECONDS",
+    "max_wait_seconds": "ENERGAIZER_MAX_WAIT_SECONDS",
+    "fleet_mode": "ENERGAIZER_FLEET_MODE",
+    "fleet_idle_timeout_seconds": "ENERGAIZER_FLEET_IDLE_TIMEOUT_SECONDS",
 }
 
 
@@ -97,6 +100,20 @@ class OperatorSettings(BaseModel):
         default=3600.0, gt=0, description="a job whose GPUs have no energy series this long after it ended"
     )
 
+    # Fleet energy (issue 17): bounded waiting and what idle GPUs cost.
+    max_wait_seconds: float = Field(
+        default=900.0,
+        ge=0,
+        le=7 * 86400,
+        description="default spec.placement.maxWaitSeconds: how long a job waits for its best GPU type",
+    )
+    fleet_mode: Literal["static", "elastic"] = Field(
+        default="static", description="static: GPUs stay powered; elastic: node pools scale down when idle"
+    )
+    fleet_idle_timeout_seconds: float = Field(
+        default=600.0, ge=0, le=86400, description="elastic: how long an idle node stays up before scale-down"
+    )
+
     @field_validator("namespaces", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
@@ -110,6 +127,11 @@ class OperatorSettings(BaseModel):
         if isinstance(value, str):
             return parse_product_map(value)
         return value
+
+    @field_validator("fleet_mode", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_level", mode="before")
     @classmethod

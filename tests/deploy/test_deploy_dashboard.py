@@ -33,9 +33,8 @@ CONTRACT = {
     "energaizer_measured_energy_joules": "gauge",
     "energaizer_prediction_error_ratio": "histogram",
 }
-# Issue 17: counters of every placement decision (the operator adds them; the dashboard graphs them
-# with increase()). Until the operator's registry exports them, their panels are the only ones the
-# live test lets answer without data.
+# Issue 17: counters of every placement decision (the leader counts them when it decides; the
+# dashboard graphs them with increase()).
 DECISION_COUNTERS = {
     "energaizer_placed_predicted_energy_joules_total": "counter",
     "energaizer_predicted_savings_joules_total": "counter",
@@ -198,6 +197,7 @@ def metrics() -> Iterator[tuple[Metrics, int]]:
             ],
         )
         m.set_placement(namespace, name, placed, max(energy.values()) - energy[placed])
+        m.count_placement(placed, energy[placed], max(energy.values()) - energy[placed])
     for (namespace, name), joules in MEASURED.items():
         placed, energy = JOBS[(namespace, name)]
         m.set_measured(namespace, name, placed, joules)
@@ -277,8 +277,15 @@ def test_every_dashboard_query_runs_on_the_scraped_operator_metrics(
     # The operator keeps estimating AIJobs meanwhile: the latency histogram has a non-zero rate.
     scraped = _poll(scraped_names, 30, "the first scrape", tick=lambda: m.estimation_seconds.observe(0.004))
     exported = generate_latest(m.registry).decode()
-    pending = {n for n in DECISION_COUNTERS if f"\n{n} " not in exported and f"\n{n}{{" not in exported}
-    live_targets = [(t, q) for t, q in targets(dashboard) if not metric_names(q["expr"]) & pending]
+    for name in DECISION_COUNTERS:
+        assert f"\n{name} " in exported or f"\n{name}{{" in exported, f"{name} is exported"
+    live_targets = targets(dashboard)
+
+    def decide_more() -> None:
+        """The operator keeps estimating and placing: the counters rise between scrapes."""
+        m.estimation_seconds.observe(0.004)
+        m.count_placement("l40s", 1000.0, 10.0)
+
     for title, target in live_targets:
         for name in metric_names(target["expr"]):
             family = {f"{name}_bucket"} if CONTRACT.get(name) == "histogram" else {name}
@@ -294,12 +301,7 @@ def test_every_dashboard_query_runs_on_the_scraped_operator_metrics(
             answers[f"{title}/{target['refId']}"] = body["data"]["result"]
         return answers
 
-    answers = _poll(
-        all_answer,
-        40,
-        "every dashboard query to return data",
-        tick=lambda: m.estimation_seconds.observe(0.004),
-    )
+    answers = _poll(all_answer, 40, "every dashboard query to return data", tick=decide_more)
 
     def by(label: str, key: str) -> dict[str, float]:
         return {r["metric"][label]: float(r["value"][1]) for r in answers[key]}
@@ -309,6 +311,9 @@ def test_every_dashboard_query_runs_on_the_scraped_operator_metrics(
     assert by("gpu_type", "Predicted energy by GPU type/A") == {"l40s": 4.0e6, "h100-sxm": 9.0e8 + 2.0e6}
     assert by("gpu_type", "Placements by GPU type/A") == {"l40s": 1.0, "h100-sxm": 2.0}
     assert by("namespace", "Predicted savings by namespace/A") == {"ml": 2.0e6 + 4.0e8, "research": 1.5e6}
+    for key in ("Predicted energy placed (time range)/A", "Predicted savings (time range)/A"):
+        assert float(answers[key][0]["value"][1]) >= 0.0, key
+    assert "l40s" in by("gpu_type", "Predicted energy placed per hour by GPU type/A")
     assert by("gpu_type", "Free GPUs per type/A") == {"h100-sxm": 6.0, "l40s": 2.0, "a100-sxm4-80gb": 0.0}
     phases = by("phase", "AIJobs by phase/A")
     assert phases["Placed"] == 2.0 and phases["Running"] == 1.0 and sum(phases.values()) == 3.0

@@ -165,6 +165,9 @@ current-context: mock
             "ENERGAIZER_HEALTH_PORT": str(self.health_port),
             "ENERGAIZER_BATCH_WINDOW_SECONDS": "0.5",
             "ENERGAIZER_LEASE_DURATION_SECONDS": "6",  # a restarted process takes over within 6 s
+            # a job whose best type is full takes the best free one at once, unless the test sets
+            # spec.placement.maxWaitSeconds (test_operator_wait_flow.py) or this variable
+            "ENERGAIZER_MAX_WAIT_SECONDS": "0",
             **self.extra_env,
         }
         self.runs += 1

@@ -34,12 +34,16 @@ def _families() -> dict[str, object]:
             }
         ],
     )
-    m.set_placement("ns", "a", "l4", 3.0, 9.0)
+    m.set_placement("ns", "a", "l4", 3.0)
+    m.count_placement("l4", 9.0, 3.0)
     m.estimation_seconds.observe(0.01)
     m.set_inventory({"l4": 2}, ["Tesla-X"])
     text = generate_latest(m.registry).decode()
     # the text format shows each counter's and histogram's `_created` timestamp as a family of its own
-    return {f.name: f for f in text_string_to_metric_families(text) if not f.name.endswith("_created")}
+    # the savings gauge and the savings counter share the family name (the counter's samples end in _total)
+    return {
+        (f.name, f.type): f for f in text_string_to_metric_families(text) if not f.name.endswith("_created")
+    }
 
 
 def test_counters_end_in_total_and_units_are_named() -> None:
@@ -47,8 +51,8 @@ def test_counters_end_in_total_and_units_are_named() -> None:
     counters = [f for f in families.values() if f.type == "counter"]
     assert {f.name for f in counters} >= {
         "energaizer_placements",
-        "energaizer_predicted_saved_energy_joules",
-        "energaizer_predicted_placed_energy_joules",
+        "energaizer_predicted_savings_joules",
+        "energaizer_placed_predicted_energy_joules",
     }
     for f in families.values():
         assert re.fullmatch(r"energaizer_[a-z0-9_]+", f.name), f.name
@@ -65,18 +69,17 @@ def test_labels_are_bounded() -> None:
             assert set(s.labels) - {"le"} <= BOUNDED_LABELS, (f.name, s.labels)
 
 
-def test_counters_count_each_placement_once() -> None:
+def test_counters_count_decisions_not_watch_events() -> None:
     m = Metrics()
-    for _ in range(3):  # the same placement recorded again (e.g. adopted after a restart)
-        m.set_placement("ns", "a", "l4", 3.0, 9.0)
-    m.set_placement("ns", "b", "l4", 1.0, 5.0)
+    m.count_placement("l4", 9.0, 3.0)  # the leader's decisions
+    m.count_placement("l4", 5.0, 1.0)
+    for _ in range(3):  # the same placements seen again through the watch (e.g. after a restart)
+        m.set_placement("ns", "a", "l4", 3.0)
+        m.set_placement("ns", "b", "l4", 1.0)
     assert m.registry.get_sample_value("energaizer_placements_total", {"gpu_type": "l4"}) == 2
+    assert m.registry.get_sample_value("energaizer_predicted_savings_joules_total") == 4.0
     assert (
-        m.registry.get_sample_value("energaizer_predicted_saved_energy_joules_total", {"gpu_type": "l4"})
-        == 4.0
-    )
-    assert (
-        m.registry.get_sample_value("energaizer_predicted_placed_energy_joules_total", {"gpu_type": "l4"})
+        m.registry.get_sample_value("energaizer_placed_predicted_energy_joules_total", {"gpu_type": "l4"})
         == 14.0
     )
     m.forget("ns", "a")  # the per-AIJob series go, the counters keep the history

@@ -65,6 +65,15 @@ async def test_real_prometheus_scrapes_the_operator(
         counts = await wait_for(lambda: query(base, 'energaizer_aijobs{phase="Placed"}'), timeout=10)
         assert float(counts[0]["value"][1]) == 1.0
         assert float(query(base, "energaizer_estimation_seconds_count")[0]["value"][1]) >= 1
+        # the decision counters: the savings counter shares its base name with the contract gauge above
+        placement = c.aijob("scraped")["status"]["placement"]
+        total = query(base, "energaizer_predicted_savings_joules_total")
+        assert float(total[0]["value"][1]) == pytest.approx(placement["savingsJoules"], rel=1e-9)
+        placed_energy = query(
+            base, f'energaizer_placed_predicted_energy_joules_total{{gpu_type="{gpu_type}"}}'
+        )
+        assert float(placed_energy[0]["value"][1]) == pytest.approx(expected, rel=1e-9)
+        assert float(query(base, "energaizer_placements_total")[0]["value"][1]) == 1.0
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -282,7 +282,7 @@ def test_batch_decision_respects_capacity_and_node_size():
         _job("big", 4, 4, a=1.0, b=50.0),  # a has no node with 4 free GPUs
         _job("oom", 1, 1, a=-1.0, b=-1.0),
     ]
-    problem = build_problem(jobs, cap)
+    problem, _ = build_problem(jobs, cap)
     assert problem.infeasible_reasons[3][0] == "no node has 4 free GPUs"
     decisions, result = decide(jobs, cap)
     got = {d.job.key: d.gpu_type for d in decisions}

@@ -1,0 +1,52 @@
+"""The real operator against kmock: the Job of a queue-labelled AIJob takes the admission-gate path
+(required: the feasible types within the energy slack; preferred: the chosen one), so Kueue keeps its
+quota and fallback; a Job without the label keeps the required affinity on one type."""
+
+from __future__ import annotations
+
+import pytest
+from energaizer_operator.gate import DEFAULT_ENERGY_SLACK
+from kmock_support import RealisticEmulator
+from operator_testkit import PRODUCTS, aijob, wait_for
+
+pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
+LABEL = "nvidia.com/gpu.product"
+
+
+def _required(pod_spec):
+    terms = pod_spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    return [
+        e["values"] for t in terms["nodeSelectorTerms"] for e in t["matchExpressions"] if e["key"] == LABEL
+    ]
+
+
+async def test_queue_labelled_aijob_gets_energy_ranked_affinity(gpu_cluster, operator_factory):
+    c = gpu_cluster
+    await operator_factory()
+    await c.create(aijob("queued", labels={"kueue.x-k8s.io/queue-name": "team-a"}))
+    await c.create(aijob("direct"))
+    for name in ("queued", "direct"):
+        await wait_for(lambda n=name: c.phase(n) == "Placed", timeout=30)
+    status = c.aijob("queued")["status"]
+    energy = {e["gpuType"]: e["energyJoules"] for e in status["estimates"] if e["feasible"]}
+    chosen = status["placement"]["gpuType"]
+    best = min(energy.values())
+    allowed = sorted((t for t, e in energy.items() if e <= best * (1 + DEFAULT_ENERGY_SLACK)), key=energy.get)
+    if chosen not in allowed:
+        allowed.append(chosen)
+
+    job = c.jobs()["queued"]
+    assert job["spec"]["suspend"] is True  # Kueue admits it
+    pod_spec = job["spec"]["template"]["spec"]
+    assert _required(pod_spec) == [sorted(PRODUCTS[t] for t in allowed)]
+    preferred = pod_spec["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert [p["preference"]["matchExpressions"][0]["values"] for p in preferred] == [[PRODUCTS[chosen]]]
+    assert preferred[0]["weight"] == 100
+    for meta in (job["metadata"], job["spec"]["template"]["metadata"]):
+        assert meta["annotations"]["energaizer.io/gpu-types"] == ",".join(allowed)
+        assert meta["annotations"]["energaizer.io/gpu-type"] == chosen
+
+    # without the queue label: required affinity on the chosen type only, nothing preferred
+    direct = c.jobs()["direct"]["spec"]["template"]["spec"]
+    assert _required(direct) == [[PRODUCTS[c.aijob("direct")["status"]["placement"]["gpuType"]]]]
+    assert "preferredDuringSchedulingIgnoredDuringExecution" not in direct["affinity"]["nodeAffinity"]
