@@ -37,6 +37,10 @@ class PlanOptions(BaseModel):
     )
     batch_limit: int = Field(default=256, ge=1, description="energy-aware: jobs per optimiser call")
     exact_placement: bool = Field(default=False, description="energy-aware: LP rounding / MILP per batch")
+    overflow_pressure: bool = Field(
+        default=True,
+        description="energy-aware: a job that takes a pool it does not prefer pays its opportunity cost",
+    )
     seed: int = Field(default=0, description="first-fit tie-breaking")
 
 
@@ -247,6 +251,7 @@ def run_plan(
             max_wait_seconds=opts.max_wait_seconds,
             batch_limit=opts.batch_limit,
             fleet=fleet,
+            overflow_pressure=opts.overflow_pressure,
             **(
                 {"exact_max_vars": EXACT_MAX_VARS, "lp_max_vars": LP_MAX_VARS} if opts.exact_placement else {}
             ),

@@ -14,7 +14,11 @@ the free GPUs per pool, and returns a pool per pending job or -1 (wait).
   (it waits for one of them) until it has waited ``max_wait_seconds``; then every feasible pool
   is allowed and the optimiser picks the cheapest that is free. Deadlines win over waiting: once
   waiting longer could make a preferred pool miss the job's deadline, the job takes any feasible
-  pool that still meets it (any feasible pool when none does).
+  pool that still meets it (any feasible pool when none does). A job that takes a pool it does
+  not prefer (it stopped waiting) also pays that pool's *overflow pressure* (:meth:`EnergyAware.
+  overflow_pressure_cost`): the GPU-seconds it takes there, times what a GPU-second of that pool
+  has saved the jobs that prefer it, times the pool's busy fraction now; so a job that overflows
+  goes to a pool nobody is waiting for rather than fill the scarce pool others need.
 """
 
 from __future__ import annotations
@@ -123,11 +127,14 @@ class EnergyAware(Policy):
         exact_max_vars: int = 0,
         lp_max_vars: int = 0,
         fleet: FleetModel | None = None,
+        overflow_pressure: bool = True,
     ) -> None:
         """``exact_max_vars``/``lp_max_vars`` are passed to :func:`solve`; the planner's defaults
         (0: regret greedy with local search, or the exact paths when they are trivial) keep
         thousands of decisions fast; raise them to use LP rounding / the MILP on every batch.
-        ``fleet``: minimise that fleet mode's marginal fleet energy (default: the job energy)."""
+        ``fleet``: minimise that fleet mode's marginal fleet energy (default: the job energy).
+        ``overflow_pressure``: charge jobs that take a pool they do not prefer that pool's
+        opportunity cost (:meth:`overflow_pressure_cost`)."""
         super().__init__(ctx)
         self.energy_slack = energy_slack
         self.max_wait_seconds = max_wait_seconds
@@ -150,6 +157,16 @@ class EnergyAware(Policy):
         other = np.min(np.where(ctx.feasible & ~self.preferred, self.cost, np.inf), axis=1, initial=np.inf)
         dearest = np.max(np.where(self.preferred, self.cost, -np.inf), axis=1, initial=-np.inf)
         self.fallback = np.where(np.isfinite(other), other, dearest)
+        # what a GPU-second of each pool saves the jobs that prefer it (against their fallback):
+        # running sums over the jobs submitted so far (``overflow_pressure_cost``)
+        self.overflow_pressure = overflow_pressure
+        gpu_s = ctx.demand[:, None] * np.where(self.preferred, ctx.duration, 0.0)
+        self._saving = np.where(self.preferred, np.maximum(self.fallback[:, None] - self.cost, 0.0), 0.0)
+        self._gpu_s = np.nan_to_num(gpu_s)
+        self._order = np.argsort(ctx.submit, kind="stable")
+        self._seen = 0
+        self._saving_sum = np.zeros(ctx.total.size)
+        self._gpu_s_sum = np.zeros(ctx.total.size)
         # deadlines: the job stops waiting at the latest start that still lets every preferred pool
         # meet its deadline
         self.due = np.full(ctx.demand.size, np.nan)
@@ -252,6 +269,36 @@ class EnergyAware(Policy):
         cost[~ctx.feasible[jobs]] = np.inf
         return cost
 
+    def overflow_pressure_cost(
+        self, jobs: np.ndarray, free: np.ndarray, now: float, base: np.ndarray
+    ) -> np.ndarray:
+        """(len(jobs), P) opportunity cost of running a job on a pool it does not prefer:
+        ``demand_j x duration_jp x saving_p x busy_p``, where ``saving_p`` is what a GPU-second of
+        pool p saved the jobs submitted up to ``now`` that prefer it (sum over them of their
+        fallback cost less their cost on p, over the sum of their GPU-seconds on p) and ``busy_p``
+        the fraction of p's GPUs busy now (before this batch), the chance that such a job will
+        want that GPU-second. Zero on the job's preferred pools, on pools within the slack of its
+        best by ``base`` (its cost now), and on infeasible pools."""
+        ctx = self.ctx
+        order = self._order
+        while self._seen < order.size and ctx.submit[order[self._seen]] <= now:
+            j = order[self._seen]
+            self._saving_sum += self._saving[j]
+            self._gpu_s_sum += self._gpu_s[j]
+            self._seen += 1
+        density = np.where(self._gpu_s_sum > 0, self._saving_sum / np.maximum(self._gpu_s_sum, 1e-12), 0.0)
+        busy = 1.0 - free / np.maximum(ctx.total, 1.0)
+        take = ctx.demand[jobs, None] * ctx.duration[jobs]
+        best = np.min(self.cost[jobs], axis=1, initial=np.inf)
+        exempt = (
+            self.preferred[jobs]
+            | ~ctx.feasible[jobs]
+            | (base <= best[:, None] * (1.0 + self.energy_slack) + 1e-9)
+        )
+        with np.errstate(invalid="ignore"):
+            out = np.where(exempt, 0.0, take * (density * busy)[None, :])
+        return np.nan_to_num(out)
+
     def wake_times(self, job: int) -> list[float]:
         out = []
         if math.isfinite(self.max_wait_seconds):
@@ -321,6 +368,8 @@ class EnergyAware(Policy):
         # the most on it, not to the smallest ones (shifted to be >= 0; every placement count pays
         # the same shift per job, and the optimiser places as many jobs as it can first)
         base = self.cost[jobs] if cost_now is None else cost_now[cand]
+        if self.overflow_pressure:
+            base = base + self.overflow_pressure_cost(jobs, free, now, base)
         rel = np.where(allowed[cand], base - self.fallback[jobs, None], np.inf)
         finite = rel[np.isfinite(rel)]
         cost = rel - min(float(finite.min()), 0.0) if finite.size else rel

@@ -189,3 +189,40 @@ def test_elastic_energy_aware_fills_a_powered_node_before_powering_up_another() 
     assert s.pool.tolist() == [0, 0]
     plain = FleetModel("elastic", idle, idle_timeout_seconds=60)  # no node sizes: job energy decides
     assert simulate(EnergyAware(ctx, fleet=plain)).pool.tolist() == [0, 1]
+
+
+def overflow_case():
+    """Pool 0 (2 GPUs) saves job 0 20 J over its fallback pool 2; jobs 1 and 2 prefer pool 1 (one
+    GPU, held by job 2 for 1000 s), so job 1 overflows at once (10 s wait limit) to pool 0 (12 J)
+    or pool 2 (13 J)."""
+    return make_context(
+        energy=[[10, INF, 30], [12, 10, 13], [12, 10, 13]],
+        duration=[[100, INF, 100], [100, 100, 100], [1000, 1000, 1000]],
+        demand=[1, 1, 1],
+        submit=[0, 1, 0],
+        total=[2, 1, 4],
+    )
+
+
+def test_overflow_pressure_cost_is_hand_checked() -> None:
+    ea = EnergyAware(overflow_case(), max_wait_seconds=10)
+    job = np.array([1])
+    cost = ea.overflow_pressure_cost(job, free=np.array([1.0, 0.0, 4.0]), now=1.0, base=ea.cost[job])
+    # pool 0: job 0 saved (30 - 10) J on 1 GPU x 100 s = 0.2 J per GPU-second; half its GPUs busy;
+    # job 1 would take 1 x 100 GPU-seconds: 100 x 0.2 x 0.5 = 10 J. Pool 1 is job 1's preferred
+    # pool, nobody prefers pool 2: 0 there.
+    assert cost[0].tolist() == pytest.approx([10.0, 0.0, 0.0])
+    # before job 0 is submitted nothing has been saved on pool 0 yet
+    fresh = EnergyAware(overflow_case(), max_wait_seconds=10)
+    early = fresh.overflow_pressure_cost(job, free=np.array([2.0, 0.0, 4.0]), now=-1.0, base=fresh.cost[job])
+    assert early.tolist() == [[0.0, 0.0, 0.0]]
+
+
+def test_an_overflowing_job_leaves_the_pool_others_need() -> None:
+    ctx = overflow_case()
+    with_pressure = simulate(EnergyAware(ctx, max_wait_seconds=10))
+    # job 1 gives up on pool 1 at once; pool 0 costs it 12 + 10 J of pressure, pool 2 13 J
+    assert with_pressure.pool.tolist() == [0, 2, 1]
+    assert with_pressure.start.tolist() == [0.0, 1.0, 0.0]
+    without = simulate(EnergyAware(ctx, max_wait_seconds=10, overflow_pressure=False))
+    assert without.pool.tolist() == [0, 0, 1]  # the cheapest free pool, the one job 0 needs
