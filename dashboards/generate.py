@@ -21,8 +21,9 @@ NS = 'namespace=~"$namespace"'
 PLACED = "* on (namespace, aijob, gpu_type) group_left () energaizer_placement_info"
 LATENCY = "sum by (le) (rate(energaizer_estimation_seconds_bucket[$__rate_interval]))"
 # Counters of every placement decision (issue 17): the predicted energy placed per GPU type, and the
-# predicted savings against the counterfactual placement. increase() over a window gives the energy
-# and savings of the decisions made in it, so they add up over time and survive deleted AIJobs.
+# predicted savings against each AIJob's worst feasible GPU type (status.placement.savingsJoules).
+# increase() over a window gives the energy and savings of the decisions made in it, so they add up over
+# time and survive deleted AIJobs.
 PLACED_TOTAL = "energaizer_placed_predicted_energy_joules_total"
 SAVINGS_TOTAL = "energaizer_predicted_savings_joules_total"
 # Measured energy (contract sections 4 and 5): the predicted figure of the same AIJobs, on their placed type.
@@ -106,7 +107,7 @@ PANELS: tuple[Panel, ...] = (
         width=6,
         height=5,
         description="Predicted energy saved by the placement decisions made in the dashboard's time range, "
-        "against the counterfactual placement.",
+        "against each AIJob's worst feasible GPU type (status.placement.savingsJoules).",
     ),
     Panel(
         "Predicted energy placed per hour by GPU type",
