@@ -19,7 +19,7 @@ from energaizer.hardware import GpuTable
 from energaizer.kernels.table import KernelTable
 from energaizer.power.dvfs import core_scale, idle_power, voltage_ratio
 from energaizer.profile import CalibrationProfile
-from energaizer.timing.kernel_time import KernelDevice, KernelTiming, kernel_timing
+from energaizer.timing.kernel_time import KernelDevice, KernelTiming, kernel_timing, plan_timing
 
 CAP_BISECTION_STEPS = 9  # ~3 MHz on a 1.6 GHz range, finer than the 15 MHz clock steps
 
@@ -103,15 +103,16 @@ def solve_operating_point(
         lo = hw.min_clock_mhz[sdev.g].copy()
         hi = requested_mhz[idx].copy()
         lim = power_limit_w[idx]
+        plan = plan_timing(sub, sdev, hw, prof)  # what does not depend on the clock, once for all steps
         for _ in range(CAP_BISECTION_STEPS):
             mid = 0.5 * (lo + hi)
-            p = kernel_power(kernel_timing(sub, sdev, mid, hw, prof), sdev, mid, hw, prof).total
+            p = kernel_power(kernel_timing(sub, sdev, mid, hw, prof, plan), sdev, mid, hw, prof).total
             ok = p <= lim
             lo = np.where(ok, mid, lo)
             hi = np.where(ok, hi, mid)
         clock_mhz[idx] = lo
         # Only the capped kernels change (timing and power are per kernel): recompute those at their clock.
-        sub_tm = kernel_timing(sub, sdev, lo, hw, prof)
+        sub_tm = kernel_timing(sub, sdev, lo, hw, prof, plan)
         sub_pw = kernel_power(sub_tm, sdev, lo, hw, prof)
         # At the minimum clock a kernel may still exceed the limit: the board then draws the limit.
         scale = np.minimum(1.0, lim / np.maximum(sub_pw.total, 1e-9))
