@@ -17,7 +17,7 @@ import numpy as np
 
 from energaizer.hardware import GpuTable
 from energaizer.kernels.table import KernelTable
-from energaizer.power.dvfs import core_scale, idle_power, voltage_ratio
+from energaizer.power.dvfs import ClockCurves, core_scale, idle_power
 from energaizer.profile import CalibrationProfile
 from energaizer.timing.kernel_time import KernelDevice, KernelTiming, kernel_timing, plan_timing
 
@@ -49,28 +49,54 @@ def gap_power(clock_mhz: np.ndarray, g: np.ndarray, hw: GpuTable, prof: Calibrat
     ) * core_scale(clock_mhz, g, hw, prof)
 
 
+@dataclass
+class PowerPlan:
+    """The clock-independent factors of :func:`kernel_power` for the kernels of ``dev``."""
+
+    curves: ClockCurves
+    dynamic_w: np.ndarray  # D per kernel
+    alpha_tensor: np.ndarray
+    dram_j_per_byte: np.ndarray  # energy per bit x 8 (J per byte moved)
+    dram_bytes_per_s: np.ndarray
+
+
+def plan_power(dev: KernelDevice, hw: GpuTable, prof: CalibrationProfile) -> PowerPlan:
+    g = dev.g
+    pj = prof.dram_pj_per_bit * hw.dram_energy_ratio[g]
+    return PowerPlan(
+        curves=ClockCurves(g, hw, prof),
+        dynamic_w=dynamic_range(hw, g),
+        # asynchronous MMAs (Hopper/Blackwell: operands from shared memory, no register round trip)
+        alpha_tensor=prof.alpha_tensor * np.where(hw.tma[g], prof.async_mma_energy_ratio, 1.0),
+        dram_j_per_byte=pj * 1e-12 * 8.0,
+        dram_bytes_per_s=hw.dram_bytes_per_s[g],
+    )
+
+
 def kernel_power(
-    tm: KernelTiming, dev: KernelDevice, clock_mhz: np.ndarray, hw: GpuTable, prof: CalibrationProfile
+    tm: KernelTiming,
+    dev: KernelDevice,
+    clock_mhz: np.ndarray,
+    hw: GpuTable,
+    prof: CalibrationProfile,
+    plan: PowerPlan | None = None,
 ) -> KernelPower:
     """Board power of one GPU while each kernel runs at ``clock_mhz``, split as the breakdown needs it:
     idle power at that clock, the dynamic power of the core clock domain (tensor cores, L2 and SM
     activity as shares of the die's dynamic range, scaled by V^2 f; CUDA-core FLOPs at an energy per
-    FLOP scaled by V^2) and DRAM power (energy per bit x the bits the kernel moves per second)."""
-    g = dev.g
-    s = core_scale(clock_mhz, g, hw, prof)
-    # asynchronous MMAs (Hopper/Blackwell: operands from shared memory, no register round trip)
-    alpha_tensor = prof.alpha_tensor * np.where(hw.tma[g], prof.async_mma_energy_ratio, 1.0)
+    FLOP scaled by V^2) and DRAM power (energy per bit x the bits the kernel moves per second).
+    ``plan``: :func:`plan_power` of ``dev`` (computed here when None)."""
+    pl = plan_power(dev, hw, prof) if plan is None else plan
+    voltage = pl.curves.voltage_ratio(clock_mhz)
+    s = pl.curves.core_scale(clock_mhz, voltage)
     compute = (
-        dynamic_range(hw, g)
+        pl.dynamic_w
         * s
-        * (alpha_tensor * tm.u_tensor + prof.alpha_l2 * tm.u_l2 + prof.alpha_sm * tm.u_busy)
+        * (pl.alpha_tensor * tm.u_tensor + prof.alpha_l2 * tm.u_l2 + prof.alpha_sm * tm.u_busy)
     )
-    compute = (
-        compute + prof.fp32_pj_per_flop * 1e-12 * tm.fp_flop_rate * voltage_ratio(clock_mhz, g, hw, prof) ** 2
-    )
-    pj = prof.dram_pj_per_bit * hw.dram_energy_ratio[g]
-    memory = pj * 1e-12 * 8.0 * tm.u_dram * hw.dram_bytes_per_s[g]
-    return KernelPower(idle=idle_power(clock_mhz, g, hw, prof), compute=compute, memory=memory)
+    compute = compute + prof.fp32_pj_per_flop * 1e-12 * tm.fp_flop_rate * voltage**2
+    memory = pl.dram_j_per_byte * tm.u_dram * pl.dram_bytes_per_s
+    return KernelPower(idle=pl.curves.idle_power(clock_mhz), compute=compute, memory=memory)
 
 
 @dataclass
@@ -103,17 +129,18 @@ def solve_operating_point(
         lo = hw.min_clock_mhz[sdev.g].copy()
         hi = requested_mhz[idx].copy()
         lim = power_limit_w[idx]
-        plan = plan_timing(sub, sdev, hw, prof)  # what does not depend on the clock, once for all steps
+        # what does not depend on the clock, once for all steps
+        plan, pplan = plan_timing(sub, sdev, hw, prof), plan_power(sdev, hw, prof)
         for _ in range(CAP_BISECTION_STEPS):
             mid = 0.5 * (lo + hi)
-            p = kernel_power(kernel_timing(sub, sdev, mid, hw, prof, plan), sdev, mid, hw, prof).total
+            p = kernel_power(kernel_timing(sub, sdev, mid, hw, prof, plan), sdev, mid, hw, prof, pplan).total
             ok = p <= lim
             lo = np.where(ok, mid, lo)
             hi = np.where(ok, hi, mid)
         clock_mhz[idx] = lo
         # Only the capped kernels change (timing and power are per kernel): recompute those at their clock.
         sub_tm = kernel_timing(sub, sdev, lo, hw, prof, plan)
-        sub_pw = kernel_power(sub_tm, sdev, lo, hw, prof)
+        sub_pw = kernel_power(sub_tm, sdev, lo, hw, prof, pplan)
         # At the minimum clock a kernel may still exceed the limit: the board then draws the limit.
         scale = np.minimum(1.0, lim / np.maximum(sub_pw.total, 1e-9))
         tm = _scatter(tm, idx, sub_tm)
