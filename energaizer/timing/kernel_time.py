@@ -309,21 +309,19 @@ def _plan_gemm(
     tile_n = hw.tile_n[g]
     b_share = np.where(tensor, hw.b_tile_sharing[g], 1.0)
     cuda_core_work = bool(scaled.any() or weight_only.any())  # most batches have none: skip the arrays
-    cols: dict[str, list[np.ndarray]] = {
-        name: []
-        for name in (
-            "waves",
-            "tile_flops",
-            "operand_bytes",
-            "bytes",
-            "l2_bytes",
-            "scale_issue",
-            "dequant",
-            "fp_flops",
-        )
-    }
-    no_flops = np.zeros(m.shape)
-    for bm0, bn0 in GEMM_TILE_SHAPES:
+    shapes = len(GEMM_TILE_SHAPES)
+    names = (
+        "waves",
+        "tile_flops",
+        "operand_bytes",
+        "bytes",
+        "l2_bytes",
+        "scale_issue",
+        "dequant",
+        "fp_flops",
+    )
+    cols = {name: np.zeros((shapes, m.size)) for name in names}
+    for s, (bm0, bn0) in enumerate(GEMM_TILE_SHAPES):
         bm = np.where(m <= 64, 64.0, bm0)
         bn = tile_n if bn0 == 0.0 else np.minimum(tile_n, bn0)
         tiles0 = group * np.ceil(m / bm) * np.ceil(n / bn)
@@ -334,25 +332,21 @@ def _plan_gemm(
         )
         k_split = k / split
         operand_bytes = (bm + bn / b_share) * k_split * pb
-        cols["waves"].append(np.maximum(np.ceil(tiles0 * split / sm), 1.0))
-        cols["tile_flops"].append(2.0 * bm * bn * k_split)
-        cols["operand_bytes"].append(operand_bytes)
-        cols["bytes"].append(kbytes + np.where(split > 1, group * m * n * 4.0 * split, 0.0))
-        cols["l2_bytes"].append(tiles0 * split * operand_bytes)
-        if cuda_core_work:
+        cols["waves"][s] = np.maximum(np.ceil(tiles0 * split / sm), 1.0)
+        cols["tile_flops"][s] = 2.0 * bm * bn * k_split
+        cols["operand_bytes"][s] = operand_bytes
+        cols["bytes"][s] = kbytes + np.where(split > 1, group * m * n * 4.0 * split, 0.0)
+        cols["l2_bytes"][s] = tiles0 * split * operand_bytes
+        if cuda_core_work:  # otherwise the zeros
             scale_blocks = np.where(scaled, np.ceil(k_split / SCALE_BLOCK_K), 0.0)
             dequant = np.where(weight_only, bn * k_split, 0.0)
-            cols["scale_issue"].append(SCALE_ISSUE_PER_ACC * bm * bn * scale_blocks)
-            cols["dequant"].append(DEQUANT_ISSUE_PER_WEIGHT * dequant)
-            cols["fp_flops"].append(
+            cols["scale_issue"][s] = SCALE_ISSUE_PER_ACC * bm * bn * scale_blocks
+            cols["dequant"][s] = DEQUANT_ISSUE_PER_WEIGHT * dequant
+            cols["fp_flops"][s] = (
                 tiles0
                 * split
                 * (SCALE_FLOPS_PER_ACC * bm * bn * scale_blocks + DEQUANT_FLOPS_PER_WEIGHT * dequant)
             )
-        else:
-            cols["scale_issue"].append(no_flops)
-            cols["dequant"].append(no_flops)
-            cols["fp_flops"].append(no_flops)
     return GemmPlan(
         idx=idx,
         sm=sm,
@@ -366,7 +360,7 @@ def _plan_gemm(
         # (TMA) stage the next k-block while wgmma/tcgen05 math runs on the current one
         serial=tensor & ~hw.tma[g],
         cuda_core_work=cuda_core_work,
-        **{name: np.stack(v) for name, v in cols.items()},
+        **cols,
     )
 
 
@@ -402,7 +396,7 @@ def _gemm_tiling(
     count = idx.size
     best_s = np.zeros(count, dtype=np.int64)
     best_t = np.full(count, np.inf)
-    t_comps = []
+    t_comps = np.empty((len(GEMM_TILE_SHAPES), count))
     for s in range(len(GEMM_TILE_SHAPES)):
         waves = plan.waves[s]
         t_math = plan.tile_flops[s] / rate
@@ -411,16 +405,15 @@ def _gemm_tiling(
         if plan.cuda_core_work:
             per_wave = per_wave + plan.scale_issue[s] / lanes_hz
             per_wave = np.maximum(per_wave, plan.dequant[s] / lanes_hz)
-        t_comp = waves * per_wave
-        t_comps.append(t_comp)
+        t_comp = np.multiply(waves, per_wave, out=t_comps[s])
         t = np.maximum(t_comp, plan.bytes[s] / bw) + waves * overhead
         better = t < best_t
-        best_t = np.where(better, t, best_t)
-        best_s = np.where(better, s, best_s)
+        np.copyto(best_t, t, where=better)
+        best_s[better] = s
     flat = best_s * count + np.arange(count)
     return GemmTiling(
         waves=plan.waves.ravel()[flat],
-        t_comp=np.stack(t_comps).ravel()[flat],
+        t_comp=t_comps.ravel()[flat],
         bytes=plan.bytes.ravel()[flat],
         l2_bytes=plan.l2_bytes.ravel()[flat],
         fp_flops=plan.fp_flops.ravel()[flat],
