@@ -107,6 +107,22 @@ class OperatingPoint:
     capped: np.ndarray  # bool
 
 
+# The kernel columns the operating point depends on (timing and power are per kernel, from these alone)
+_SOLVE_COLUMNS = (
+    "kind",
+    "m",
+    "n",
+    "k",
+    "gemm_group",
+    "flops",
+    "fp_flops",
+    "bytes",
+    "comm_bytes",
+    "precision_bytes",
+    "moe_grouped",
+)
+
+
 def solve_operating_point(
     kt: KernelTable,
     dev: KernelDevice,
@@ -117,7 +133,68 @@ def solve_operating_point(
 ) -> OperatingPoint:
     """The clock, time and power of every kernel. Each runs at ``requested_mhz`` unless its board power
     there exceeds ``power_limit_w`` (per GPU); then, as the firmware does, the clock drops: bisected to
-    the highest that fits (never below the GPU's minimum clock), where the board draws at most the limit."""
+    the highest that fits (never below the GPU's minimum clock), where the board draws at most the limit.
+
+    Rows of a batch share many kernels (the decode GEMMs of a model at one batch size on one GPU): each
+    distinct kernel (same shape, device, clock and limit, bit for bit) is solved once."""
+    math_bytes = dev.math_bytes if dev.math_bytes is not None else np.zeros(dev.g.shape)
+    cols = [getattr(kt, name) for name in _SOLVE_COLUMNS]
+    first, inverse = distinct_rows(
+        [*cols, dev.g, dev.peak, dev.tensor, math_bytes, requested_mhz, power_limit_w]
+    )
+    if first.size == inverse.size:
+        return _solve(kt, dev, requested_mhz, power_limit_w, hw, prof)
+    op = _solve(_subset(kt, first), dev.subset(first), requested_mhz[first], power_limit_w[first], hw, prof)
+    return OperatingPoint(
+        clock_mhz=op.clock_mhz[inverse],
+        timing=_gather(op.timing, inverse),
+        power=_gather(op.power, inverse),
+        capped=op.capped[inverse],
+    )
+
+
+def distinct_rows(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, inverse)`` over the rows formed by ``columns`` (equal length, numeric or bool): the
+    position of one row of each distinct bit pattern, and for every row the index into ``first`` of
+    its own. Rows are sorted by a hash of their bits and only equal neighbours merged (exact: a hash
+    collision can only leave a duplicate unmerged)."""
+    n = columns[0].shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    bits = [np.ascontiguousarray(col, dtype=np.float64).view(np.uint64) for col in columns]
+    h = np.zeros(n, dtype=np.uint64)
+    mult, shift = np.uint64(0x9E3779B97F4A7C15), np.uint64(29)
+    for col in bits:
+        h ^= col
+        h *= mult
+        h ^= h >> shift
+    order = np.argsort(h, kind="stable")
+    starts = np.empty(n, dtype=bool)
+    starts[0] = True
+    new = starts[1:]
+    new[:] = False
+    for col in bits:
+        ordered = col[order]
+        new |= ordered[1:] != ordered[:-1]
+    group = np.cumsum(starts) - 1
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = group
+    return order[starts], inverse
+
+
+def _gather(part, idx: np.ndarray):
+    """The per-kernel dataclass ``part`` at entries ``idx``."""
+    return type(part)(**{name: getattr(part, name)[idx] for name in part.__dataclass_fields__})
+
+
+def _solve(
+    kt: KernelTable,
+    dev: KernelDevice,
+    requested_mhz: np.ndarray,
+    power_limit_w: np.ndarray,
+    hw: GpuTable,
+    prof: CalibrationProfile,
+) -> OperatingPoint:
     tm = kernel_timing(kt, dev, requested_mhz, hw, prof)
     pw = kernel_power(tm, dev, requested_mhz, hw, prof)
     capped = pw.total > power_limit_w
