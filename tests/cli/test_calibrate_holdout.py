@@ -57,12 +57,7 @@ def test_a_fit_that_is_not_better_is_refused_unless_forced(tmp_path):
     rows = rows_csv(tmp_path, 1.0)  # rows the default profile was fitted on
     # parameters of the legacy serving engine: the artifact's eager rows do not depend on them, so no fit
     # of them can predict held-out rows better than the starting profile
-    fit = [
-        "--parameters",
-        "legacy_decode_seq_overhead_us,legacy_worker_overhead_ms",
-        "--max-evaluations",
-        "10",
-    ]
+    fit = ["--parameters", "legacy_decode_seq_overhead_us,legacy_worker_overhead_ms", "--max-evaluations", "10"]
     r = cli("calibrate", str(rows), "-o", str(out), *fit, "--folds", "5")
     assert r.returncode == 1 and not out.exists()
     line = r.stderr.strip()
