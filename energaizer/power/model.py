@@ -107,19 +107,12 @@ class OperatingPoint:
     capped: np.ndarray  # bool
 
 
-# The kernel columns the operating point depends on (timing and power are per kernel, from these alone)
-_SOLVE_COLUMNS = (
-    "kind",
-    "m",
-    "n",
-    "k",
-    "gemm_group",
-    "flops",
-    "fp_flops",
-    "bytes",
-    "comm_bytes",
-    "precision_bytes",
-    "moe_grouped",
+# The kernel columns the operating point depends on: all but the bookkeeping (timing and power are per
+# kernel, from these alone; a new shape column is included by default)
+_SOLVE_COLUMNS = tuple(
+    name
+    for name in KernelTable.__dataclass_fields__
+    if name not in ("row", "op", "phase", "count", "busy_share")
 )
 
 
