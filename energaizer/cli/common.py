@@ -123,7 +123,7 @@ def _encode_dicts(rows: list, level: int, indent: int) -> list[str] | None:
     keys = tuple(first)
     for row in rows:
         if type(row) is not dict or tuple(row) != keys:
-            return None
+            return _encode_mixed_dicts(rows, level, indent)
     if not keys:
         return ["{}"] * len(rows)
     if not all(type(k) is str for k in keys):
@@ -144,6 +144,24 @@ def _encode_dicts(rows: list, level: int, indent: int) -> list[str] | None:
         parts.append(_encode_str(key).replace("%", "%%") + ": %s")
     template = "{" + inner + ("," + inner).join(parts) + outer + "}"
     return [template % values for values in zip(*columns, strict=True)]
+
+
+def _encode_mixed_dicts(rows: list, level: int, indent: int) -> list[str] | None:
+    """:func:`_encode_dicts` for dicts of several shapes (the ``layout`` of inference and training
+    rows): each shape encoded as one group, the texts put back in the rows' order."""
+    groups: dict[tuple, list[int]] = {}
+    for i, row in enumerate(rows):
+        if type(row) is not dict:
+            return None
+        groups.setdefault(tuple(row), []).append(i)
+    out: list[str] = [""] * len(rows)
+    for members in groups.values():
+        encoded = _encode_dicts([rows[i] for i in members], level, indent)
+        if encoded is None:
+            return None
+        for i, text in zip(members, encoded, strict=True):
+            out[i] = text
+    return out
 
 
 def fmt_energy(j: float | None) -> str:

@@ -14,48 +14,78 @@ from energaizer.hardware import GpuTable
 from energaizer.profile import CalibrationProfile
 
 
-def _ramp(clock_mhz: np.ndarray, max_clock_mhz: np.ndarray, knee_ratio: float) -> np.ndarray:
-    knee = knee_ratio * max_clock_mhz
-    return np.clip((clock_mhz - knee) / np.maximum(max_clock_mhz - knee, 1.0), 0.0, 1.0)
+class ClockCurves:
+    """Voltage and idle power vs clock for the GPUs ``g`` (indices into ``hw``, one per element): what
+    does not depend on the clock (the knee, the measured tables of the GPUs present and which elements
+    use them) is prepared once, for callers that evaluate the curves at many clocks (the power-cap
+    bisection)."""
+
+    def __init__(self, g: np.ndarray, hw: GpuTable, prof: CalibrationProfile) -> None:
+        self.prof = prof
+        self.max_clock_mhz = hw.max_clock_mhz[g]
+        self.knee = prof.voltage_knee_ratio * self.max_clock_mhz
+        self.span = np.maximum(self.max_clock_mhz - self.knee, 1.0)
+        self.idle_w = hw.idle_power_w[g]
+        self.voltage_tables = _tables(g, hw, "voltage_table", relative=True)
+        self.idle_tables = _tables(g, hw, "idle_power_table", relative=False)
+
+    def _ramp(self, clock_mhz: np.ndarray) -> np.ndarray:
+        return np.clip((clock_mhz - self.knee) / self.span, 0.0, 1.0)
+
+    def voltage_ratio(self, clock_mhz: np.ndarray) -> np.ndarray:
+        """V(clock) / V(max clock)."""
+        vmin = self.prof.voltage_min_ratio
+        out = vmin + (1.0 - vmin) * self._ramp(clock_mhz)
+        return _measured(out, clock_mhz, self.voltage_tables)
+
+    def idle_power(self, clock_mhz: np.ndarray) -> np.ndarray:
+        """Board power of an idle GPU whose SM clock is held at ``clock_mhz`` (W)."""
+        out = self.idle_w * (1.0 + (self.prof.idle_at_max_clock_ratio - 1.0) * self._ramp(clock_mhz))
+        return _measured(out, clock_mhz, self.idle_tables)
+
+    def core_scale(self, clock_mhz: np.ndarray, voltage: np.ndarray | None = None) -> np.ndarray:
+        """Dynamic-power scale of the core clock domain relative to the max clock: (V/V_max)^2 * clock /
+        max clock (``voltage``: :meth:`voltage_ratio` at this clock, when the caller has it)."""
+        v = self.voltage_ratio(clock_mhz) if voltage is None else voltage
+        return v**2 * (clock_mhz / self.max_clock_mhz)
 
 
-def _measured(
-    out: np.ndarray, clock_mhz: np.ndarray, g: np.ndarray, hw: GpuTable, table_field: str, relative: bool
-) -> np.ndarray:
-    """Replace ``out`` by the GPU's measured table (value vs locked clock), interpolated at ``clock_mhz``, on
-    the GPUs that have one; ``relative`` divides by the value at the highest clock."""
+_Table = tuple[np.ndarray, np.ndarray, np.ndarray, float]  # elements, clocks (sorted), values, divisor
+
+
+def _tables(g: np.ndarray, hw: GpuTable, table_field: str, relative: bool) -> list[_Table]:
+    """The measured tables (value vs locked clock) of the GPUs of ``g`` that have one, with the elements
+    they apply to; ``relative`` divides by the value at the highest clock."""
+    out = []
     for gi in np.flatnonzero(np.bincount(g)):  # the GPUs present (np.unique sorts: slower)
         table = getattr(hw.specs[gi], table_field)
         if len(table) >= 2:
-            sel = g == gi
             mhz = np.array([p.mhz for p in table])
             value = np.array([p.value for p in table])
             order = np.argsort(mhz)
-            out[sel] = np.interp(clock_mhz[sel], mhz[order], value[order]) / (
-                value[order][-1] if relative else 1.0
+            out.append(
+                (np.flatnonzero(g == gi), mhz[order], value[order], value[order][-1] if relative else 1.0)
             )
+    return out
+
+
+def _measured(out: np.ndarray, clock_mhz: np.ndarray, tables: list[_Table]) -> np.ndarray:
+    """Replace ``out`` by the measured tables, interpolated at ``clock_mhz``, on the elements they apply to."""
+    for idx, mhz, value, divisor in tables:
+        out[idx] = np.interp(clock_mhz[idx], mhz, value) / divisor
     return out
 
 
 def voltage_ratio(clock_mhz: np.ndarray, g: np.ndarray, hw: GpuTable, prof: CalibrationProfile) -> np.ndarray:
     """V(clock) / V(max clock) at SM clocks ``clock_mhz`` on GPUs ``g`` (indices into ``hw``)."""
-    out = prof.voltage_min_ratio + (1.0 - prof.voltage_min_ratio) * _ramp(
-        clock_mhz, hw.max_clock_mhz[g], prof.voltage_knee_ratio
-    )
-    return _measured(out, clock_mhz, g, hw, "voltage_table", relative=True)
+    return ClockCurves(g, hw, prof).voltage_ratio(clock_mhz)
 
 
 def idle_power(clock_mhz: np.ndarray, g: np.ndarray, hw: GpuTable, prof: CalibrationProfile) -> np.ndarray:
     """Board power of an idle GPU whose SM clock is held at ``clock_mhz`` (W)."""
-    base = hw.idle_power_w[g]
-    out = base * (
-        1.0
-        + (prof.idle_at_max_clock_ratio - 1.0)
-        * _ramp(clock_mhz, hw.max_clock_mhz[g], prof.voltage_knee_ratio)
-    )
-    return _measured(out, clock_mhz, g, hw, "idle_power_table", relative=False)
+    return ClockCurves(g, hw, prof).idle_power(clock_mhz)
 
 
 def core_scale(clock_mhz: np.ndarray, g: np.ndarray, hw: GpuTable, prof: CalibrationProfile) -> np.ndarray:
     """Dynamic-power scale of the core clock domain relative to the max clock: (V/V_max)^2 * clock / max clock."""
-    return voltage_ratio(clock_mhz, g, hw, prof) ** 2 * (clock_mhz / hw.max_clock_mhz[g])
+    return ClockCurves(g, hw, prof).core_scale(clock_mhz)

@@ -17,9 +17,9 @@ import numpy as np
 
 from energaizer.hardware import GpuTable
 from energaizer.kernels.table import KernelTable
-from energaizer.power.dvfs import core_scale, idle_power, voltage_ratio
+from energaizer.power.dvfs import ClockCurves, core_scale, idle_power
 from energaizer.profile import CalibrationProfile
-from energaizer.timing.kernel_time import KernelDevice, KernelTiming, kernel_timing
+from energaizer.timing.kernel_time import KernelDevice, KernelTiming, kernel_timing, plan_timing
 
 CAP_BISECTION_STEPS = 9  # ~3 MHz on a 1.6 GHz range, finer than the 15 MHz clock steps
 
@@ -49,28 +49,54 @@ def gap_power(clock_mhz: np.ndarray, g: np.ndarray, hw: GpuTable, prof: Calibrat
     ) * core_scale(clock_mhz, g, hw, prof)
 
 
+@dataclass
+class PowerPlan:
+    """The clock-independent factors of :func:`kernel_power` for the kernels of ``dev``."""
+
+    curves: ClockCurves
+    dynamic_w: np.ndarray  # D per kernel
+    alpha_tensor: np.ndarray
+    dram_j_per_byte: np.ndarray  # energy per bit x 8 (J per byte moved)
+    dram_bytes_per_s: np.ndarray
+
+
+def plan_power(dev: KernelDevice, hw: GpuTable, prof: CalibrationProfile) -> PowerPlan:
+    g = dev.g
+    pj = prof.dram_pj_per_bit * hw.dram_energy_ratio[g]
+    return PowerPlan(
+        curves=ClockCurves(g, hw, prof),
+        dynamic_w=dynamic_range(hw, g),
+        # asynchronous MMAs (Hopper/Blackwell: operands from shared memory, no register round trip)
+        alpha_tensor=prof.alpha_tensor * np.where(hw.tma[g], prof.async_mma_energy_ratio, 1.0),
+        dram_j_per_byte=pj * 1e-12 * 8.0,
+        dram_bytes_per_s=hw.dram_bytes_per_s[g],
+    )
+
+
 def kernel_power(
-    tm: KernelTiming, dev: KernelDevice, clock_mhz: np.ndarray, hw: GpuTable, prof: CalibrationProfile
+    tm: KernelTiming,
+    dev: KernelDevice,
+    clock_mhz: np.ndarray,
+    hw: GpuTable,
+    prof: CalibrationProfile,
+    plan: PowerPlan | None = None,
 ) -> KernelPower:
     """Board power of one GPU while each kernel runs at ``clock_mhz``, split as the breakdown needs it:
     idle power at that clock, the dynamic power of the core clock domain (tensor cores, L2 and SM
     activity as shares of the die's dynamic range, scaled by V^2 f; CUDA-core FLOPs at an energy per
-    FLOP scaled by V^2) and DRAM power (energy per bit x the bits the kernel moves per second)."""
-    g = dev.g
-    s = core_scale(clock_mhz, g, hw, prof)
-    # asynchronous MMAs (Hopper/Blackwell: operands from shared memory, no register round trip)
-    alpha_tensor = prof.alpha_tensor * np.where(hw.tma[g], prof.async_mma_energy_ratio, 1.0)
+    FLOP scaled by V^2) and DRAM power (energy per bit x the bits the kernel moves per second).
+    ``plan``: :func:`plan_power` of ``dev`` (computed here when None)."""
+    pl = plan_power(dev, hw, prof) if plan is None else plan
+    voltage = pl.curves.voltage_ratio(clock_mhz)
+    s = pl.curves.core_scale(clock_mhz, voltage)
     compute = (
-        dynamic_range(hw, g)
+        pl.dynamic_w
         * s
-        * (alpha_tensor * tm.u_tensor + prof.alpha_l2 * tm.u_l2 + prof.alpha_sm * tm.u_busy)
+        * (pl.alpha_tensor * tm.u_tensor + prof.alpha_l2 * tm.u_l2 + prof.alpha_sm * tm.u_busy)
     )
-    compute = (
-        compute + prof.fp32_pj_per_flop * 1e-12 * tm.fp_flop_rate * voltage_ratio(clock_mhz, g, hw, prof) ** 2
-    )
-    pj = prof.dram_pj_per_bit * hw.dram_energy_ratio[g]
-    memory = pj * 1e-12 * 8.0 * tm.u_dram * hw.dram_bytes_per_s[g]
-    return KernelPower(idle=idle_power(clock_mhz, g, hw, prof), compute=compute, memory=memory)
+    compute = compute + prof.fp32_pj_per_flop * 1e-12 * tm.fp_flop_rate * voltage**2
+    memory = pl.dram_j_per_byte * tm.u_dram * pl.dram_bytes_per_s
+    return KernelPower(idle=pl.curves.idle_power(clock_mhz), compute=compute, memory=memory)
 
 
 @dataclass
@@ -79,6 +105,15 @@ class OperatingPoint:
     timing: KernelTiming
     power: KernelPower
     capped: np.ndarray  # bool
+
+
+# The kernel columns the operating point depends on: all but the bookkeeping (timing and power are per
+# kernel, from these alone; a new shape column is included by default)
+_SOLVE_COLUMNS = tuple(
+    name
+    for name in KernelTable.__dataclass_fields__
+    if name not in ("row", "op", "phase", "count", "busy_share")
+)
 
 
 def solve_operating_point(
@@ -91,7 +126,68 @@ def solve_operating_point(
 ) -> OperatingPoint:
     """The clock, time and power of every kernel. Each runs at ``requested_mhz`` unless its board power
     there exceeds ``power_limit_w`` (per GPU); then, as the firmware does, the clock drops: bisected to
-    the highest that fits (never below the GPU's minimum clock), where the board draws at most the limit."""
+    the highest that fits (never below the GPU's minimum clock), where the board draws at most the limit.
+
+    Rows of a batch share many kernels (the decode GEMMs of a model at one batch size on one GPU): each
+    distinct kernel (same shape, device, clock and limit, bit for bit) is solved once."""
+    math_bytes = dev.math_bytes if dev.math_bytes is not None else np.zeros(dev.g.shape)
+    cols = [getattr(kt, name) for name in _SOLVE_COLUMNS]
+    first, inverse = distinct_rows(
+        [*cols, dev.g, dev.peak, dev.tensor, math_bytes, requested_mhz, power_limit_w]
+    )
+    if first.size == inverse.size:
+        return _solve(kt, dev, requested_mhz, power_limit_w, hw, prof)
+    op = _solve(_subset(kt, first), dev.subset(first), requested_mhz[first], power_limit_w[first], hw, prof)
+    return OperatingPoint(
+        clock_mhz=op.clock_mhz[inverse],
+        timing=_gather(op.timing, inverse),
+        power=_gather(op.power, inverse),
+        capped=op.capped[inverse],
+    )
+
+
+def distinct_rows(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, inverse)`` over the rows formed by ``columns`` (equal length, numeric or bool): the
+    position of one row of each distinct bit pattern, and for every row the index into ``first`` of
+    its own. Rows are sorted by a hash of their bits and only equal neighbours merged (exact: a hash
+    collision can only leave a duplicate unmerged)."""
+    n = columns[0].shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    bits = [np.ascontiguousarray(col, dtype=np.float64).view(np.uint64) for col in columns]
+    h = np.zeros(n, dtype=np.uint64)
+    mult, shift = np.uint64(0x9E3779B97F4A7C15), np.uint64(29)
+    for col in bits:
+        h ^= col
+        h *= mult
+        h ^= h >> shift
+    order = np.argsort(h, kind="stable")
+    starts = np.empty(n, dtype=bool)
+    starts[0] = True
+    new = starts[1:]
+    new[:] = False
+    for col in bits:
+        ordered = col[order]
+        new |= ordered[1:] != ordered[:-1]
+    group = np.cumsum(starts) - 1
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = group
+    return order[starts], inverse
+
+
+def _gather(part, idx: np.ndarray):
+    """The per-kernel dataclass ``part`` at entries ``idx``."""
+    return type(part)(**{name: getattr(part, name)[idx] for name in part.__dataclass_fields__})
+
+
+def _solve(
+    kt: KernelTable,
+    dev: KernelDevice,
+    requested_mhz: np.ndarray,
+    power_limit_w: np.ndarray,
+    hw: GpuTable,
+    prof: CalibrationProfile,
+) -> OperatingPoint:
     tm = kernel_timing(kt, dev, requested_mhz, hw, prof)
     pw = kernel_power(tm, dev, requested_mhz, hw, prof)
     capped = pw.total > power_limit_w
@@ -103,16 +199,18 @@ def solve_operating_point(
         lo = hw.min_clock_mhz[sdev.g].copy()
         hi = requested_mhz[idx].copy()
         lim = power_limit_w[idx]
+        # what does not depend on the clock, once for all steps
+        plan, pplan = plan_timing(sub, sdev, hw, prof), plan_power(sdev, hw, prof)
         for _ in range(CAP_BISECTION_STEPS):
             mid = 0.5 * (lo + hi)
-            p = kernel_power(kernel_timing(sub, sdev, mid, hw, prof), sdev, mid, hw, prof).total
+            p = kernel_power(kernel_timing(sub, sdev, mid, hw, prof, plan), sdev, mid, hw, prof, pplan).total
             ok = p <= lim
             lo = np.where(ok, mid, lo)
             hi = np.where(ok, hi, mid)
         clock_mhz[idx] = lo
         # Only the capped kernels change (timing and power are per kernel): recompute those at their clock.
-        sub_tm = kernel_timing(sub, sdev, lo, hw, prof)
-        sub_pw = kernel_power(sub_tm, sdev, lo, hw, prof)
+        sub_tm = kernel_timing(sub, sdev, lo, hw, prof, plan)
+        sub_pw = kernel_power(sub_tm, sdev, lo, hw, prof, pplan)
         # At the minimum clock a kernel may still exceed the limit: the board then draws the limit.
         scale = np.minimum(1.0, lim / np.maximum(sub_pw.total, 1e-9))
         tm = _scatter(tm, idx, sub_tm)

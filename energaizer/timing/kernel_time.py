@@ -52,24 +52,36 @@ class KernelTiming:
     t_compute: np.ndarray  # the compute-bound part of t_exec (for the breakdown)
 
 
-def kernel_timing(
-    kt: KernelTable, dev: KernelDevice, clock_mhz: np.ndarray, hw: GpuTable, prof: CalibrationProfile
-) -> KernelTiming:
-    """Seconds per launch and module utilisation of every kernel of ``kt`` at SM clock ``clock_mhz``
-    (one per kernel), on the GPUs and math units of ``dev``.
+@dataclass
+class TimingPlan:
+    """The clock-independent columns of :func:`kernel_timing` for one kernel table on one set of devices
+    (computed once, reused at every clock the power-cap bisection tries)."""
 
-    A launch takes the longest of its compute time (GEMMs: tiles in waves, :func:`_gemm_tiling`; fused
-    attention: query or KV blocks in waves), its CUDA-core time (``fp_flops``), its DRAM time (bytes at
-    the bandwidth the clock allows) and its link time (collectives), plus a fixed cost per wave. The
-    utilisations (tensor cores, CUDA cores, L2, DRAM, SM busy) are what :func:`energaizer.power.model.
-    kernel_power` turns into watts.
-    """
+    sm: np.ndarray
+    tensor_clock_mhz: np.ndarray
+    fp32_flops: np.ndarray
+    quantized: np.ndarray
+    stream_peak: np.ndarray  # achievable DRAM bytes/s at full speed
+    stream_headroom: np.ndarray  # headroom x DRAM bytes/s (scaled by clock / f_max)
+    max_clock_mhz: np.ndarray
+    is_attn: np.ndarray
+    is_comm: np.ndarray
+    issue: np.ndarray
+    attn_waves: np.ndarray
+    attn_work: np.ndarray  # attention waves x FLOPs per tile
+    attn_eff: np.ndarray
+    t_link: np.ndarray
+    u_tensor_mask: np.ndarray
+    simt_math: np.ndarray
+    l2_per_cycle: np.ndarray  # L2 bytes per cycle over all SMs
+    u_busy: np.ndarray
+    gemm: GemmPlan
+
+
+def plan_timing(kt: KernelTable, dev: KernelDevice, hw: GpuTable, prof: CalibrationProfile) -> TimingPlan:
+    """The clock-independent part of :func:`kernel_timing` for ``kt`` on ``dev``."""
     g = dev.g
-    clock_hz = clock_mhz * 1e6
     sm = hw.sm_count[g]
-    clock_scale = clock_mhz / hw.tensor_clock_mhz[g]
-    peak_f = dev.peak * clock_scale
-    fp32_f = hw.fp32_flops[g] * clock_scale
     # weight-only GEMMs dequantise their weights on the CUDA cores; grouped expert GEMMs on 8-bit (or
     # narrower) weights with low-precision math rescale their partial sums per K block (both CUDA-core
     # work in the tile, _gemm_tiling) and run below the bf16 kernels' rates (the kernels' fitted share
@@ -80,7 +92,6 @@ def kernel_timing(
     )
     scaled = low & ~weight_only
     quantized = np.where(low, prof.quantized_expert_efficiency, 1.0)
-    bw = _stream_bandwidth(hw, g, clock_mhz, prof) * quantized
     kind = kt.kind
     is_gemm, is_attn, is_mem, is_comm = (
         kind == Kind.GEMM,
@@ -88,13 +99,8 @@ def kernel_timing(
         kind == Kind.MEMORY,
         kind == Kind.COMM,
     )
-
-    # --- GEMM tiling: the library picks the tile shape (and split-K) that finishes first ---
     issue = _issue_share(prof, hw, g)
     math_eff = np.where(dev.tensor, prof.compute_efficiency, prof.simt_efficiency * issue)
-    gemm = _gemm_tiling(kt, dev, hw, g, math_eff, peak_f * quantized, bw, clock_hz, prof, scaled, weight_only)
-
-    # --- attention tiling ---
     # decode (a few packed query rows per KV head): split over KV blocks; prefill: query blocks
     attn_tiles = np.where(
         kt.m <= ATTENTION_DECODE_ROWS,
@@ -102,39 +108,100 @@ def kernel_timing(
         kt.gemm_group * np.ceil(kt.m / 128.0),
     )
     attn_tile_flops = kt.flops / np.maximum(attn_tiles, 1.0)
-
-    eff = math_eff * np.where(is_attn, prof.attention_efficiency, 1.0)
     attn_waves = np.maximum(np.ceil(attn_tiles / sm), 1.0)
-    waves = np.where(is_gemm, gemm.waves, np.where(is_attn, attn_waves, 1.0))
-    t_comp = np.where(
-        is_gemm, gemm.t_comp, np.where(is_attn, attn_waves * attn_tile_flops / (peak_f / sm * eff), 0.0)
+    dram = hw.dram_bytes_per_s[g]
+    return TimingPlan(
+        sm=sm,
+        tensor_clock_mhz=hw.tensor_clock_mhz[g],
+        fp32_flops=hw.fp32_flops[g],
+        quantized=quantized,
+        stream_peak=dram * prof.dram_efficiency,
+        stream_headroom=prof.dram_stream_headroom * dram,
+        max_clock_mhz=hw.max_clock_mhz[g],
+        is_attn=is_attn,
+        is_comm=is_comm,
+        issue=issue,
+        attn_waves=attn_waves,
+        attn_work=attn_waves * attn_tile_flops,
+        attn_eff=math_eff * np.where(is_attn, prof.attention_efficiency, 1.0),
+        t_link=np.where(
+            is_comm,
+            kt.comm_bytes / (hw.link_bytes_per_s[g] * prof.link_efficiency) + prof.comm_latency_us * 1e-6,
+            0.0,
+        ),
+        u_tensor_mask=dev.tensor & ~is_mem & ~is_comm,
+        simt_math=~(dev.tensor | is_mem | is_comm),
+        l2_per_cycle=SM_L2_BYTES_PER_CYCLE * sm,
+        u_busy=np.where(is_comm, 0.3, 1.0),
+        gemm=_plan_gemm(kt, dev, hw, prof, np.nonzero(is_gemm)[0], math_eff, scaled, weight_only),
     )
+
+
+def kernel_timing(
+    kt: KernelTable,
+    dev: KernelDevice,
+    clock_mhz: np.ndarray,
+    hw: GpuTable,
+    prof: CalibrationProfile,
+    plan: TimingPlan | None = None,
+) -> KernelTiming:
+    """Seconds per launch and module utilisation of every kernel of ``kt`` at SM clock ``clock_mhz``
+    (one per kernel), on the GPUs and math units of ``dev``. ``plan``: :func:`plan_timing` of the same
+    ``kt`` and ``dev`` (computed here when None), for callers that evaluate one table at many clocks.
+
+    A launch takes the longest of its compute time (GEMMs: tiles in waves, :func:`_gemm_tiling`; fused
+    attention: query or KV blocks in waves), its CUDA-core time (``fp_flops``), its DRAM time (bytes at
+    the bandwidth the clock allows) and its link time (collectives), plus a fixed cost per wave. The
+    utilisations (tensor cores, CUDA cores, L2, DRAM, SM busy) are what :func:`energaizer.power.model.
+    kernel_power` turns into watts.
+    """
+    pl = plan_timing(kt, dev, hw, prof) if plan is None else plan
+    g = dev.g
+    clock_hz = clock_mhz * 1e6
+    sm = pl.sm
+    clock_scale = clock_mhz / pl.tensor_clock_mhz
+    peak_f = dev.peak * clock_scale
+    fp32_f = pl.fp32_flops * clock_scale
+    # Achievable DRAM bandwidth at this clock. The SMs keep a bounded number of bytes in flight and part
+    # of a load's latency runs in core cycles (L1, crossbar, L2), so by Little's law the bandwidth they
+    # can draw scales with the clock; GPUs are built to saturate DRAM at f_max with some headroom
+    # (``dram_stream_headroom``), so memory-bound kernels keep full speed down to a knee and then slow
+    # with the clock (the A100 DVFS rows: 0.53 x f_max).
+    bw = np.minimum(pl.stream_peak, pl.stream_headroom * clock_mhz / pl.max_clock_mhz) * pl.quantized
+    is_attn, is_comm = pl.is_attn, pl.is_comm
+
+    # --- GEMM tiling: the library picks the tile shape (and split-K) that finishes first ---
+    gemm = _gemm_tiling(pl.gemm, peak_f * pl.quantized, bw, clock_hz, prof)
+    gi = pl.gemm.idx
+
+    # --- attention tiling: query or KV blocks in waves ---
+    waves = np.where(is_attn, pl.attn_waves, 1.0)
+    waves[gi] = gemm.waves
+    t_comp = np.where(is_attn, pl.attn_work / (peak_f / sm * pl.attn_eff), 0.0)
+    t_comp[gi] = gemm.t_comp
     t_fp = kt.fp_flops / (fp32_f * prof.compute_efficiency)
-    nbytes = np.where(is_gemm, gemm.bytes, kt.bytes)
+    nbytes = kt.bytes.copy()
+    nbytes[gi] = gemm.bytes
     t_mem = np.where(is_comm, 0.0, nbytes / bw)
-    t_link = np.where(
-        is_comm,
-        kt.comm_bytes / (hw.link_bytes_per_s[g] * prof.link_efficiency) + prof.comm_latency_us * 1e-6,
-        0.0,
-    )
     t_wave = np.where(is_comm, 0.0, waves * prof.wave_overhead_cycles / clock_hz)
-    t_exec = np.maximum.reduce([t_comp, t_fp, t_mem, t_link]) + t_wave
+    t_exec = np.maximum.reduce([t_comp, t_fp, t_mem, pl.t_link]) + t_wave
     t_exec = np.maximum(t_exec, 1e-9)
 
     useful = kt.flops
     u_math = useful / (peak_f * t_exec)
-    u_tensor = np.where(dev.tensor & ~is_mem & ~is_comm, u_math, 0.0)
+    u_tensor = np.where(pl.u_tensor_mask, u_math, 0.0)
     # an issue-bound SIMT GEMM keeps every issue slot busy: its activity is relative to the issue limit
-    u_simt = u_math / issue
-    simt_math = ~(dev.tensor | is_mem | is_comm)
-    fp_flops = kt.fp_flops + np.where(is_gemm, gemm.fp_flops, 0.0)
+    u_simt = u_math / pl.issue
+    simt_math = pl.simt_math
+    fp_flops = kt.fp_flops.copy()
+    fp_flops[gi] += gemm.fp_flops
     simt_flops = np.where(simt_math, useful, 0.0) + fp_flops
     u_fp = np.where(simt_math, u_simt, 0.0) + fp_flops / (fp32_f * t_exec)
-    l2_bw = SM_L2_BYTES_PER_CYCLE * sm * clock_hz
-    l2_bytes = np.where(is_gemm, gemm.l2_bytes, nbytes)
+    l2_bw = pl.l2_per_cycle * clock_hz
+    l2_bytes = nbytes.copy()
+    l2_bytes[gi] = gemm.l2_bytes
     u_l2 = l2_bytes / (l2_bw * t_exec)
     u_dram = nbytes / (hw.dram_bytes_per_s[g] * t_exec)
-    u_busy = np.where(is_comm, 0.3, 1.0)
     clip = lambda u: np.clip(u, 0.0, 1.0)  # noqa: E731
     return KernelTiming(
         t_exec=t_exec,
@@ -142,22 +209,10 @@ def kernel_timing(
         u_fp=clip(u_fp),
         u_l2=clip(u_l2),
         u_dram=clip(u_dram),
-        u_busy=u_busy,
+        u_busy=pl.u_busy,
         fp_flop_rate=simt_flops / t_exec,
         t_compute=np.minimum(np.maximum(t_comp, t_fp), t_exec),
     )
-
-
-def _stream_bandwidth(
-    hw: GpuTable, g: np.ndarray, clock_mhz: np.ndarray, prof: CalibrationProfile
-) -> np.ndarray:
-    """Achievable DRAM bandwidth at SM clock ``clock_mhz``. The SMs keep a bounded number of bytes in flight
-    and part of a load's latency runs in core cycles (L1, crossbar, L2), so by Little's law the bandwidth
-    they can draw scales with the clock; GPUs are built to saturate DRAM at f_max with some headroom
-    (``dram_stream_headroom``), so memory-bound kernels keep full speed down to a knee and then slow
-    with the clock (the A100 DVFS rows: 0.53 x f_max)."""
-    in_flight = prof.dram_stream_headroom * hw.dram_bytes_per_s[g] * clock_mhz / hw.max_clock_mhz[g]
-    return np.minimum(hw.dram_bytes_per_s[g] * prof.dram_efficiency, in_flight)
 
 
 # Block-scaled 8-bit GEMMs (DeepSeek-style 128-wide K blocks, vLLM's FP8 fused MoE)
@@ -193,7 +248,9 @@ def _issue_share(prof: CalibrationProfile, hw: GpuTable, g: np.ndarray) -> np.nd
     return np.where(hw.fp32_lanes[g] >= ISSUE_BOUND_FP32_LANES, prof.simt_issue_share, 1.0)
 
 
-def _operand_feed_fraction(kt: KernelTable, dev: KernelDevice, hw: GpuTable, g: np.ndarray) -> np.ndarray:
+def _operand_feed_fraction(
+    n: np.ndarray, k: np.ndarray, precision_bytes: np.ndarray, tensor: np.ndarray, hw: GpuTable, g: np.ndarray
+) -> np.ndarray:
     """Share of the operand feed a tensor-core GEMM gets from its loads' width.
 
     On Hopper-class GPUs the fast GEMMs load tiles with bulk tensor copies, which need 16-byte aligned
@@ -201,101 +258,163 @@ def _operand_feed_fraction(kt: KernelTable, dev: KernelDevice, hw: GpuTable, g: 
     30522) falls back to kernels that load align bytes at a time (H100 profile: the GPT-2 LM head runs
     at 95 TFLOP/s, BERT's at 246, aligned shapes at ~650). Other GPUs' kernels of each alignment are
     native and keep the full feed (A100 GPT-2 rows show no such loss)."""
-    nb = np.rint(kt.n * kt.precision_bytes).astype(np.int64)
-    kb = np.rint(kt.k * kt.precision_bytes).astype(np.int64)
+    nb = np.rint(n * precision_bytes).astype(np.int64)
+    kb = np.rint(k * precision_bytes).astype(np.int64)
     low = np.minimum(nb & -nb, kb & -kb)
     align = np.clip(np.where(low > 0, low, TMA_ALIGN_BYTES), 1, TMA_ALIGN_BYTES)
-    return np.where(hw.tma[g] & dev.tensor, align / TMA_ALIGN_BYTES, 1.0)
+    return np.where(hw.tma[g] & tensor, align / TMA_ALIGN_BYTES, 1.0)
 
 
-def _gemm_tiling(
+@dataclass
+class GemmPlan:
+    """The clock-independent tiling of the GEMM kernels ``idx`` of a table: per candidate tile shape
+    (first axis, :data:`GEMM_TILE_SHAPES`) and kernel, the waves, the work and traffic of a wave."""
+
+    idx: np.ndarray  # the GEMM kernels' positions in the table
+    sm: np.ndarray
+    math_eff: np.ndarray
+    feed_per_cycle: np.ndarray  # operand bytes per SM cycle (before the alignment share)
+    feed_fraction: np.ndarray
+    lanes: np.ndarray  # FP32 lanes per SM
+    serial: np.ndarray  # bool: staging does not overlap the MMAs
+    cuda_core_work: bool  # some kernel rescales partial sums or dequantises weights
+    waves: np.ndarray
+    tile_flops: np.ndarray  # 2 BM BN K/split: a tile's math
+    operand_bytes: np.ndarray  # a tile's staged operand bytes
+    bytes: np.ndarray  # DRAM bytes incl. split-K partials
+    l2_bytes: np.ndarray
+    scale_issue: np.ndarray  # issue slots per tile rescaling partial sums
+    dequant: np.ndarray  # weights a tile dequantises
+    fp_flops: np.ndarray  # CUDA-core FLOPs per launch
+
+
+def _plan_gemm(
     kt: KernelTable,
     dev: KernelDevice,
     hw: GpuTable,
-    g: np.ndarray,
-    math_eff: np.ndarray,
-    peak_f: np.ndarray,
-    bw: np.ndarray,
-    clock_hz: np.ndarray,
     prof: CalibrationProfile,
+    idx: np.ndarray,
+    math_eff: np.ndarray,
     scaled: np.ndarray,
     weight_only: np.ndarray,
-) -> GemmTiling:
+) -> GemmPlan:
     """Tiles in waves over the SMs for each candidate tile shape, split-K when there are fewer tiles
-    than SMs; per kernel the shape that finishes first wins (as cuBLAS/CUTLASS heuristics pick a
-    smaller tile to fill the machine). A tensor-core tile takes its math time plus the time to stage its
-    operands at ``operand_feed_bytes_per_cycle`` per SM: the staging rate does not grow with the tensor
-    cores' width, so an A100 (2048 FLOP/clk/SM) reaches a smaller share of its peak than an A10 or V100
-    (1024), and small tiles pay for their lower reuse. (Fitted on V100, A10, A100 and H100 rows at once,
-    this one rule beat an efficiency per GPU generation and one that hides Hopper's asynchronous staging.)
-    SIMT tiles overlap their loads with the FFMAs and are bound by the slower of the two."""
+    than SMs (see :func:`_gemm_tiling`), for the GEMM kernels ``idx``."""
+    m, n, k = kt.m[idx], kt.n[idx], kt.k[idx]
+    group, pb, kbytes = kt.gemm_group[idx], kt.precision_bytes[idx], kt.bytes[idx]
+    g = dev.g[idx]
+    tensor = dev.tensor[idx]
+    scaled, weight_only = scaled[idx], weight_only[idx]
     sm = hw.sm_count[g]
-    rate = peak_f / sm * math_eff  # FLOP/s per SM
-    # operand bytes/s per SM: tensor-core tiles stage theirs at the profile's rate, which their MMAs do not
-    # hide; SIMT tiles load at the L2 slice rate, overlapped with their FFMAs
-    feed_per_cycle = np.where(dev.tensor, prof.operand_feed_bytes_per_cycle, SM_L2_BYTES_PER_CYCLE)
-    feed = feed_per_cycle * clock_hz * _operand_feed_fraction(kt, dev, hw, g)
-    b_share = np.where(dev.tensor, hw.b_tile_sharing[g], 1.0)
-    overhead = prof.wave_overhead_cycles / clock_hz
-    lanes_hz = hw.fp32_lanes[g] * clock_hz
+    tile_n = hw.tile_n[g]
+    b_share = np.where(tensor, hw.b_tile_sharing[g], 1.0)
     cuda_core_work = bool(scaled.any() or weight_only.any())  # most batches have none: skip the arrays
-    no_flops = np.zeros(kt.m.shape)
-    best: GemmTiling | None = None
-    best_t = np.full(kt.m.shape, np.inf)
-    for bm0, bn0 in GEMM_TILE_SHAPES:
-        bm = np.where(kt.m <= 64, 64.0, bm0)
-        bn = hw.tile_n[g] if bn0 == 0.0 else np.minimum(hw.tile_n[g], bn0)
-        tiles0 = kt.gemm_group * np.ceil(kt.m / bm) * np.ceil(kt.n / bn)
+    shapes = len(GEMM_TILE_SHAPES)
+    names = (
+        "waves",
+        "tile_flops",
+        "operand_bytes",
+        "bytes",
+        "l2_bytes",
+        "scale_issue",
+        "dequant",
+        "fp_flops",
+    )
+    cols = {name: np.zeros((shapes, m.size)) for name in names}
+    for s, (bm0, bn0) in enumerate(GEMM_TILE_SHAPES):
+        bm = np.where(m <= 64, 64.0, bm0)
+        bn = tile_n if bn0 == 0.0 else np.minimum(tile_n, bn0)
+        tiles0 = group * np.ceil(m / bm) * np.ceil(n / bn)
         split = np.where(
             tiles0 < sm,
-            np.clip(np.floor(sm / np.maximum(tiles0, 1.0)), 1.0, np.maximum(np.floor(kt.k / 256.0), 1.0)),
+            np.clip(np.floor(sm / np.maximum(tiles0, 1.0)), 1.0, np.maximum(np.floor(k / 256.0), 1.0)),
             1.0,
         )
-        k_split = kt.k / split
-        waves = np.maximum(np.ceil(tiles0 * split / sm), 1.0)
-        t_math = 2.0 * bm * bn * k_split / rate
-        operand_bytes = (bm + bn / b_share) * k_split * kt.precision_bytes
-        t_stage = operand_bytes / feed
-        # register-fed MMAs (Volta-Ada) wait for their staged operands; Hopper/Blackwell bulk copies
-        # (TMA) stage the next k-block while wgmma/tcgen05 math runs on the current one
-        serial = dev.tensor & ~hw.tma[g]
-        per_wave = np.where(serial, t_math + t_stage, np.maximum(t_math, t_stage))
-        # block-scaled low-precision GEMMs rescale the tile's fp32 partial sums on the CUDA cores after
-        # every scale block of K (multiply by the activation x weight scale, add: 2 issue slots and
-        # 3 FLOPs per accumulator), after the MMAs of that block complete: serial with the tile
-        # weight-only kernels convert every weight of their B tile to the math precision on the CUDA
-        # cores, software-pipelined with the MMAs and loads of the previous K block (Marlin): it draws
-        # power, and sets the pace only where it is the slowest of the three
-        fp_flops = no_flops
-        if cuda_core_work:
+        k_split = k / split
+        operand_bytes = (bm + bn / b_share) * k_split * pb
+        cols["waves"][s] = np.maximum(np.ceil(tiles0 * split / sm), 1.0)
+        cols["tile_flops"][s] = 2.0 * bm * bn * k_split
+        cols["operand_bytes"][s] = operand_bytes
+        cols["bytes"][s] = kbytes + np.where(split > 1, group * m * n * 4.0 * split, 0.0)
+        cols["l2_bytes"][s] = tiles0 * split * operand_bytes
+        if cuda_core_work:  # otherwise the zeros
             scale_blocks = np.where(scaled, np.ceil(k_split / SCALE_BLOCK_K), 0.0)
-            per_wave = per_wave + SCALE_ISSUE_PER_ACC * bm * bn * scale_blocks / lanes_hz
             dequant = np.where(weight_only, bn * k_split, 0.0)
-            per_wave = np.maximum(per_wave, DEQUANT_ISSUE_PER_WEIGHT * dequant / lanes_hz)
-            fp_flops = (
+            cols["scale_issue"][s] = SCALE_ISSUE_PER_ACC * bm * bn * scale_blocks
+            cols["dequant"][s] = DEQUANT_ISSUE_PER_WEIGHT * dequant
+            cols["fp_flops"][s] = (
                 tiles0
                 * split
                 * (SCALE_FLOPS_PER_ACC * bm * bn * scale_blocks + DEQUANT_FLOPS_PER_WEIGHT * dequant)
             )
-        cand = GemmTiling(
-            waves=waves,
-            t_comp=waves * per_wave,
-            bytes=kt.bytes + np.where(split > 1, kt.gemm_group * kt.m * kt.n * 4.0 * split, 0.0),
-            l2_bytes=tiles0 * split * operand_bytes,
-            fp_flops=fp_flops,
-        )
-        t = np.maximum(cand.t_comp, cand.bytes / bw) + waves * overhead
+    return GemmPlan(
+        idx=idx,
+        sm=sm,
+        math_eff=math_eff[idx],
+        # operand bytes/s per SM: tensor-core tiles stage theirs at the profile's rate, which their MMAs
+        # do not hide; SIMT tiles load at the L2 slice rate, overlapped with their FFMAs
+        feed_per_cycle=np.where(tensor, prof.operand_feed_bytes_per_cycle, SM_L2_BYTES_PER_CYCLE),
+        feed_fraction=_operand_feed_fraction(n, k, pb, tensor, hw, g),
+        lanes=hw.fp32_lanes[g],
+        # register-fed MMAs (Volta-Ada) wait for their staged operands; Hopper/Blackwell bulk copies
+        # (TMA) stage the next k-block while wgmma/tcgen05 math runs on the current one
+        serial=tensor & ~hw.tma[g],
+        cuda_core_work=cuda_core_work,
+        **cols,
+    )
+
+
+def _gemm_tiling(
+    plan: GemmPlan,
+    peak_f: np.ndarray,
+    bw: np.ndarray,
+    clock_hz: np.ndarray,
+    prof: CalibrationProfile,
+) -> GemmTiling:
+    """The tile shape of each GEMM of ``plan`` that finishes first at ``clock_hz`` (as cuBLAS/CUTLASS
+    heuristics pick a smaller tile to fill the machine); ``peak_f``, ``bw``, ``clock_hz``: per kernel of
+    the whole table. A tensor-core tile takes its math time plus the time to stage its
+    operands at ``operand_feed_bytes_per_cycle`` per SM: the staging rate does not grow with the tensor
+    cores' width, so an A100 (2048 FLOP/clk/SM) reaches a smaller share of its peak than an A10 or V100
+    (1024), and small tiles pay for their lower reuse. (Fitted on V100, A10, A100 and H100 rows at once,
+    this one rule beat an efficiency per GPU generation and one that hides Hopper's asynchronous staging.)
+    SIMT tiles overlap their loads with the FFMAs and are bound by the slower of the two.
+
+    Block-scaled low-precision GEMMs rescale the tile's fp32 partial sums on the CUDA cores after
+    every scale block of K (multiply by the activation x weight scale, add: 2 issue slots and
+    3 FLOPs per accumulator), after the MMAs of that block complete: serial with the tile.
+    Weight-only kernels convert every weight of their B tile to the math precision on the CUDA
+    cores, software-pipelined with the MMAs and loads of the previous K block (Marlin): it draws
+    power, and sets the pace only where it is the slowest of the three."""
+    idx = plan.idx
+    clock_hz = clock_hz[idx]
+    bw = bw[idx]
+    rate = peak_f[idx] / plan.sm * plan.math_eff  # FLOP/s per SM
+    feed = plan.feed_per_cycle * clock_hz * plan.feed_fraction
+    overhead = prof.wave_overhead_cycles / clock_hz
+    lanes_hz = plan.lanes * clock_hz
+    count = idx.size
+    best_s = np.zeros(count, dtype=np.int64)
+    best_t = np.full(count, np.inf)
+    t_comps = np.empty((len(GEMM_TILE_SHAPES), count))
+    for s in range(len(GEMM_TILE_SHAPES)):
+        waves = plan.waves[s]
+        t_math = plan.tile_flops[s] / rate
+        t_stage = plan.operand_bytes[s] / feed
+        per_wave = np.where(plan.serial, t_math + t_stage, np.maximum(t_math, t_stage))
+        if plan.cuda_core_work:
+            per_wave = per_wave + plan.scale_issue[s] / lanes_hz
+            per_wave = np.maximum(per_wave, plan.dequant[s] / lanes_hz)
+        t_comp = np.multiply(waves, per_wave, out=t_comps[s])
+        t = np.maximum(t_comp, plan.bytes[s] / bw) + waves * overhead
         better = t < best_t
-        best_t = np.where(better, t, best_t)
-        best = (
-            cand
-            if best is None
-            else GemmTiling(
-                **{
-                    k: np.where(better, getattr(cand, k), getattr(best, k))
-                    for k in GemmTiling.__dataclass_fields__
-                }
-            )
-        )
-    assert best is not None
-    return best
+        np.copyto(best_t, t, where=better)
+        best_s[better] = s
+    flat = best_s * count + np.arange(count)
+    return GemmTiling(
+        waves=plan.waves.ravel()[flat],
+        t_comp=t_comps.ravel()[flat],
+        bytes=plan.bytes.ravel()[flat],
+        l2_bytes=plan.l2_bytes.ravel()[flat],
+        fp_flops=plan.fp_flops.ravel()[flat],
+    )

@@ -50,6 +50,17 @@ def test_fast_path_matches_json(rows, indent):
     assert dumps_json(rows, indent) == reference(rows, indent)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(same_shaped_rows(), min_size=1, max_size=3), st.data(), st.sampled_from([2, 0]))
+def test_rows_of_several_shapes_match_json(groups, data, indent):
+    """Rows (or nested dicts, as the estimate's ``layout``) of several shapes, interleaved."""
+    rows = [row for group in groups for row in group]
+    rows = data.draw(st.permutations(rows))
+    assert dumps_json(rows, indent) == reference(rows, indent)
+    nested = [{"id": i, "layout": row} for i, row in enumerate(rows)]
+    assert dumps_json(nested, indent) == reference(nested, indent)
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     st.recursive(
