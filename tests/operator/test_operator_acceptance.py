@@ -213,9 +213,12 @@ async def test_sigkill_at_random_moments_of_a_burst(cluster, operator_factory):
     # Metrics rebuilt from the API: every feasible estimate of every AIJob, also those estimated
     # by an earlier (killed) process.
     feasible = sum(e["feasible"] for n in names for e in c.aijob(n)["status"]["estimates"])
+    # both series families follow the watched statuses: wait until the last watch event has reached them
     text = await wait_for(
-        lambda: (t := scrape(op.metrics_port)).count("energaizer_predicted_energy_joules{") >= feasible and t,
-        timeout=30,
+        lambda: (t := scrape(op.metrics_port)).count("energaizer_predicted_energy_joules{") >= feasible
+        and t.count("energaizer_placement_info{") >= len(placed)
+        and t,
+        timeout=60,
     )
     assert text.count("energaizer_predicted_energy_joules{") == feasible
     assert text.count("energaizer_placement_info{") == len(placed)

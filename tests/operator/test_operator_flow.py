@@ -70,9 +70,13 @@ async def test_estimate_place_steer_and_mirror(gpu_cluster, operator_factory):
     await wait_for(lambda: any(e.get("reason") == "Placed" for e in c.events("chat")), timeout=10)
 
     # Free GPUs: 8 per known type minus the 4 held by "chat" and 1 by "queued" (annotate holds none).
-    text = await wait_for(lambda: (t := scrape(op.metrics_port)) and "energaizer_free_gpus{" in t and t)
+    # the series follow the watched statuses: wait until they have caught up, then check them
+    placed_line = f'energaizer_placement_info{{aijob="chat",gpu_type="{best}",namespace="default"}} 1.0'
+    text = await wait_for(
+        lambda: (t := scrape(op.metrics_port)) and "energaizer_free_gpus{" in t and placed_line in t and t
+    )
     assert 'energaizer_unknown_gpu_nodes{product="ACME-X1000"} 1.0' in text
-    assert f'energaizer_placement_info{{aijob="chat",gpu_type="{best}",namespace="default"}} 1.0' in text
+    assert placed_line in text
 
     # The Job controller is simulated: running, then complete -> mirrored to the AIJob.
     await c.k8s.patch("/apis/batch/v1/namespaces/default/jobs/chat/status", json={"status": {"active": 2}})
