@@ -25,7 +25,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def wait_for(pred: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
+async def wait_for(pred: Callable[[], Any], timeout: float = 90.0, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = pred()

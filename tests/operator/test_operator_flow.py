@@ -67,7 +67,7 @@ async def test_estimate_place_steer_and_mirror(gpu_cluster, operator_factory):
     assert jobs["queued"]["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
     assert c.aijob("advice")["status"]["placement"]["gpuType"] in feasible
     assert "jobName" not in c.aijob("advice")["status"]["placement"]
-    await wait_for(lambda: any(e.get("reason") == "Placed" for e in c.events("chat")), timeout=10)
+    await wait_for(lambda: any(e.get("reason") == "Placed" for e in c.events("chat")), timeout=60)
 
     # Free GPUs: 8 per known type minus the 4 held by "chat" and 1 by "queued" (annotate holds none).
     # the series follow the watched statuses: wait until they have caught up, then check them

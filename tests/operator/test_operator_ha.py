@@ -46,8 +46,8 @@ async def test_standby_takes_over_after_the_leader_is_killed(cluster, operator_f
         "placement batch" not in second.log() and "estimated" not in second.log()
     )  # the standby wrote nothing
     # ... but keeps its indices warm and its metrics current.
-    await wait_for(lambda: placed_gauge(scrape(second.metrics_port)) >= 5, timeout=30)
-    await wait_for(lambda: "energaizer_predicted_energy_joules{" in scrape(second.metrics_port), timeout=30)
+    await wait_for(lambda: placed_gauge(scrape(second.metrics_port)) >= 5, timeout=90)
+    await wait_for(lambda: "energaizer_predicted_energy_joules{" in scrape(second.metrics_port), timeout=90)
     await first.stop(signal.SIGKILL)
     for body in bodies[80:]:
         await c.create(body)

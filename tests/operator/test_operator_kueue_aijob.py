@@ -26,7 +26,7 @@ async def test_queue_labelled_aijob_gets_energy_ranked_affinity(gpu_cluster, ope
     await c.create(aijob("queued", labels={"kueue.x-k8s.io/queue-name": "team-a"}))
     await c.create(aijob("direct"))
     for name in ("queued", "direct"):
-        await wait_for(lambda n=name: c.phase(n) == "Placed", timeout=30)
+        await wait_for(lambda n=name: c.phase(n) == "Placed", timeout=90)
     status = c.aijob("queued")["status"]
     energy = {e["gpuType"]: e["energyJoules"] for e in status["estimates"] if e["feasible"]}
     chosen = status["placement"]["gpuType"]

@@ -323,7 +323,7 @@ async def test_measured_energy_against_known_truth(cluster, operator_factory, tm
         for name in measured:
             m = c.aijob(name)["status"]["measured"]
             expr = f'energaizer_measured_energy_joules{{aijob="{name}",namespace="default"}}'
-            got = await wait_for(lambda e=expr: prom.query(e), timeout=30, interval=0.5)
+            got = await wait_for(lambda e=expr: prom.query(e), timeout=90, interval=0.5)
             assert got[0]["metric"]["gpu_type"] == m["gpuType"]
             assert float(got[0]["value"][1]) == pytest.approx(m["energyJoules"], rel=1e-6)
         counts = await wait_for(
@@ -332,7 +332,7 @@ async def test_measured_energy_against_known_truth(cluster, operator_factory, tm
                 and float(r[0]["value"][1]) == 4
                 and r
             ),
-            timeout=30,
+            timeout=90,
             interval=0.5,
         )
         assert counts

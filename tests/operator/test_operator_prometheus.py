@@ -59,10 +59,10 @@ async def test_real_prometheus_scrapes_the_operator(
         assert len(query(base, 'energaizer_predicted_power_watts{aijob="scraped"}')) == 3
         assert query(base, 'energaizer_predicted_savings_joules{aijob="scraped"}')
         free = await wait_for(
-            lambda: query(base, f'energaizer_free_gpus{{gpu_type="{gpu_type}"}}'), timeout=10
+            lambda: query(base, f'energaizer_free_gpus{{gpu_type="{gpu_type}"}}'), timeout=60
         )
         assert float(free[0]["value"][1]) == 6.0  # 8 on the one Ready node of that type, minus 2
-        counts = await wait_for(lambda: query(base, 'energaizer_aijobs{phase="Placed"}'), timeout=10)
+        counts = await wait_for(lambda: query(base, 'energaizer_aijobs{phase="Placed"}'), timeout=60)
         assert float(counts[0]["value"][1]) == 1.0
         assert float(query(base, "energaizer_estimation_seconds_count")[0]["value"][1]) >= 1
         # the decision counters: the savings counter shares its base name with the contract gauge above

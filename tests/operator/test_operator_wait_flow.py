@@ -18,7 +18,7 @@ async def test_a_job_waits_for_its_best_type_and_takes_it_when_it_frees(gpu_clus
     c = gpu_cluster
     await operator_factory()
     await c.create(aijob("probe", mode="annotate"))
-    await wait_for(lambda: c.phase("probe") == "Placed", timeout=30)
+    await wait_for(lambda: c.phase("probe") == "Placed", timeout=90)
     estimates = {e["gpuType"]: e for e in c.aijob("probe")["status"]["estimates"] if e["feasible"]}
     energy = {t: e["energyJoules"] for t, e in estimates.items()}
     best = min(energy, key=energy.get)
@@ -26,11 +26,11 @@ async def test_a_job_waits_for_its_best_type_and_takes_it_when_it_frees(gpu_clus
 
     # the best type's only node is taken by one job
     await c.create(aijob("hog", gpus=8, candidateGpuTypes=[best]))
-    await wait_for(lambda: c.phase("hog") == "Placed", timeout=30)
+    await wait_for(lambda: c.phase("hog") == "Placed", timeout=90)
     await c.create(aijob("patient", maxWaitSeconds=86400))
     await c.create(aijob("hurry", maxWaitSeconds=0))
-    await wait_for(lambda: c.phase("hurry") == "Placed", timeout=30)
-    waiting = await wait_for(lambda: _condition(c.aijob("patient"), "Placed"), timeout=30)
+    await wait_for(lambda: c.phase("hurry") == "Placed", timeout=90)
+    waiting = await wait_for(lambda: _condition(c.aijob("patient"), "Placed"), timeout=90)
     assert waiting["status"] == "False" and waiting["reason"] == "Waiting"
     assert best in waiting["message"] and "maxWaitSeconds" in waiting["message"]
     assert c.phase("patient") == "Estimated" and "patient" not in c.jobs()
@@ -54,7 +54,7 @@ async def test_a_job_waits_for_its_best_type_and_takes_it_when_it_frees(gpu_clus
 
     # a second node of the best type: the waiting job takes it
     await c.add_node(node(f"{best}-1", PRODUCTS[best], 8))
-    await wait_for(lambda: c.phase("patient") == "Placed", timeout=30)
+    await wait_for(lambda: c.phase("patient") == "Placed", timeout=90)
     placement = c.aijob("patient")["status"]["placement"]
     assert placement["gpuType"] == best
     assert _condition(c.aijob("patient"), "Placed")["status"] == "True"
