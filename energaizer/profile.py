@@ -1,7 +1,8 @@
 """Calibration profile: the few correction terms fitted to measurements, with physical meaning.
 
-Time corrections (EnergAIzer's lambda terms): a fixed host cost per kernel launch (eager dispatch), a cost
-per tile wave (prologue/epilogue of each wave of tiles), a host gap per forward pass, a serving engine's
+Time corrections (EnergAIzer's lambda terms): a fixed host cost per kernel launch (eager dispatch), a fixed
+device latency per launch, a cost per tile wave (prologue/epilogue of each wave of tiles), a host gap per
+forward pass, a serving engine's
 host time per decode step and per running sequence, and the
 achievable fraction of peak compute, attention and bandwidth (and how far below f_max memory-bound
 kernels keep that bandwidth), and the rate at which tensor-core tiles stage their operands. Power:

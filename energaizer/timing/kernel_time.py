@@ -4,7 +4,8 @@ GEMMs run as tiles (BM x BN) in waves over the SMs: wave quantisation and the ta
 split-K fills the machine when there are fewer tiles than SMs, and DRAM traffic is the compulsory
 operand/result traffic (ideal L2 reuse under threadblock swizzle) plus split-K partials. Fused
 attention tiles over query blocks (prefill) or KV blocks (decode). Memory-bound kernels stream
-their bytes. The correction terms from the calibration profile add a cost per wave of tiles and the
+their bytes. The correction terms from the calibration profile add a fixed latency per launch, a cost per
+wave of tiles and the
 time tensor-core tiles take to stage their operands, and scale the achievable compute and bandwidth.
 Host dispatch costs are applied per row in the pipeline.
 """
