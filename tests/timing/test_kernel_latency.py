@@ -3,12 +3,15 @@ passes; hidden behind eager dispatch when the host is the slower, paid in full i
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from energaizer.kernels.ops import Op, Phase
 from energaizer.kernels.table import KernelTableBuilder
-from energaizer.profile import CalibrationProfile
+from energaizer.profile import CalibrationProfile, load_profile
 from energaizer.timing.kernel_time import kernel_timing
 
 
@@ -84,3 +87,30 @@ def test_latency_hides_behind_slow_eager_dispatch_but_not_in_graph_replays(one, 
     g0 = one(w, "h100-sxm", CalibrationProfile(kernel_latency_us=0.0))
     g3 = one(w, "h100-sxm", CalibrationProfile(kernel_latency_us=3.0))
     assert g3.duration_seconds > g0.duration_seconds + 0.5 * g3.kernel_launches * 3e-6
+
+
+SWEEP = (
+    Path(__file__).resolve().parents[2]
+    / "benchmarks"
+    / "results"
+    / "h100-nvml-2026-11-22"
+    / "sweep"
+    / "sweep.csv"
+)
+
+
+def test_shipped_fixed_time_per_launch_matches_the_h100_add_sweep(device):
+    """The H100 bf16 adds of 0.2-3.2 GB replayed from CUDA graphs take a fixed time plus their bytes at a
+    constant rate: the shipped profile's fixed part (latency + one wave) is that intercept (1.82 us)."""
+    with SWEEP.open(newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["kernel"].startswith("add_")]
+    big = [r for r in rows if float(r["min_dram_bytes_per_call"]) > 1.5e8]
+    nbytes = np.array([float(r["min_dram_bytes_per_call"]) for r in big])
+    secs = np.array([float(r["time_per_call_us"]) * 1e-6 for r in big])
+    _, measured_fixed = np.polyfit(nbytes, secs, 1)
+    prof = load_profile(None)
+    tm, hw = _times(prof, [float(b) for b in nbytes], device)
+    bw = hw.dram_bytes_per_s[0] * prof.dram_efficiency
+    predicted_fixed = tm.t_exec - nbytes / bw
+    np.testing.assert_allclose(predicted_fixed, predicted_fixed[0], rtol=1e-6)
+    assert predicted_fixed[0] == pytest.approx(measured_fixed, rel=0.3)
