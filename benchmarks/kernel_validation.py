@@ -164,8 +164,41 @@ def score_gpu(gpu: str, rows: list[dict], prof) -> None:
         )
     print(
         f"MAPE over {len(err_t)} kernels: time {100 * np.mean(np.abs(err_t)):.1f} %, "
-        f"power {100 * np.mean(np.abs(err_p)):.1f} %\n"
+        f"power {100 * np.mean(np.abs(err_p)):.1f} %"
     )
+    streaming_fit(rows, hw, prof)
+    print()
+
+
+def streaming_fit(rows: list[dict], hw: GpuTable, prof) -> None:
+    """What the streaming kernels (copies, adds) identify: time = fixed + bytes / (share x DRAM peak),
+    from the rows whose traffic is at least twice the L2 (smaller ones stay in L2 between calls). With
+    two or more sizes the fixed part and the share are both fitted; with one, the share follows from the
+    profile's fixed part (``kernel_latency_us`` plus one wave of ``wave_overhead_cycles``)."""
+    peak = hw.dram_bytes_per_s[0]
+    fixed_profile = prof.kernel_latency_us * 1e-6 + prof.wave_overhead_cycles / (hw.max_clock_mhz[0] * 1e6)
+    for kind in ("copy", "add"):
+        pts = [
+            (float(r["min_dram_bytes_per_call"]), float(r["time_per_call_us"]) * 1e-6)
+            for r in rows
+            if r["dtype"]
+            and r["kernel"].startswith(kind)
+            and float(r["min_dram_bytes_per_call"]) >= 2.0 * hw.l2_bytes[0]
+        ]
+        if not pts:
+            continue
+        nbytes, secs = np.array(pts).T
+        if len(pts) >= 2:
+            slope, fixed = np.polyfit(nbytes, secs, 1)
+            share = 1.0 / (slope * peak)
+            how = f"fitted over {len(pts)} sizes: fixed {fixed * 1e6:.2f} us"
+        else:
+            share = float(np.mean(nbytes / ((secs - fixed_profile) * peak)))
+            how = "one size, with the profile's fixed part"
+        print(
+            f"streaming {kind} ({how}): {share:.3f} of the DRAM peak; profile: fixed {fixed_profile * 1e6:.2f} us "
+            f"(latency {prof.kernel_latency_us:.2f} us + one wave), dram_efficiency {prof.dram_efficiency:.3f}"
+        )
 
 
 if __name__ == "__main__":

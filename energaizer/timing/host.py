@@ -8,6 +8,7 @@ from energaizer.kernels.ops import PHASES
 from energaizer.kernels.params import RowParams
 from energaizer.kernels.table import KernelTable
 from energaizer.profile import CalibrationProfile
+from energaizer.timing.kernel_time import kernel_latency_s
 
 
 def host_gaps(
@@ -23,7 +24,9 @@ def host_gaps(
 
     Eager execution: the host dispatches kernels one by one while the GPU runs ahead, so each phase
     takes max(GPU time, launches x dispatch cost) plus ``dispatch_overlap_loss`` x the smaller of the
-    two (the overlap is imperfect; code that synchronises every layer does not overlap at all), plus
+    two (the overlap is imperfect; code that synchronises every layer does not overlap at all; a
+    kernel's fixed launch latency on the device is not part of that share: when the host is the
+    slower, each kernel's latency passes while the GPU would wait for the next dispatch anyway), plus
     a fixed gap per forward pass (and per decode step: ``generate()`` runs one pass per token). A
     serving engine replays CUDA graphs and spends host time per decode step (scheduling, sampling)
     that grows with the running batch. A current engine schedules the next step while the GPU runs
@@ -35,10 +38,13 @@ def host_gaps(
     key = kt.row * nph + kt.phase
     exec_rp = np.bincount(key, weights=t_exec, minlength=n * nph).reshape(n, nph)
     launch_rp = np.bincount(key, weights=kt.count, minlength=n * nph).reshape(n, nph)
+    latency_rp = np.bincount(key, weights=kt.count * kernel_latency_s(kt, prof), minlength=n * nph)
     dispatch_rp = launch_rp * prof.launch_overhead_us * 1e-6
     # Code that synchronises every layer serialises dispatch and GPU work; otherwise they overlap.
-    loss = np.where(p.host_syncs, 1.0, prof.dispatch_overlap_loss)[:, None]
-    exposed = np.maximum(dispatch_rp - exec_rp, 0.0) + loss * np.minimum(dispatch_rp, exec_rp)
+    syncs = p.host_syncs[:, None].astype(bool)
+    loss = np.where(syncs, 1.0, prof.dispatch_overlap_loss)
+    body_rp = np.where(syncs, exec_rp, exec_rp - latency_rp.reshape(n, nph))
+    exposed = np.maximum(dispatch_rp - exec_rp, 0.0) + loss * np.minimum(dispatch_rp, body_rp)
     dispatch_wait = exposed.sum(axis=1)
     eager = p.eager_dispatch
     per_seq_us = np.where(p.legacy_engine, prof.legacy_decode_seq_overhead_us, prof.decode_seq_overhead_us)

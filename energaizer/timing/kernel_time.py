@@ -4,7 +4,8 @@ GEMMs run as tiles (BM x BN) in waves over the SMs: wave quantisation and the ta
 split-K fills the machine when there are fewer tiles than SMs, and DRAM traffic is the compulsory
 operand/result traffic (ideal L2 reuse under threadblock swizzle) plus split-K partials. Fused
 attention tiles over query blocks (prefill) or KV blocks (decode). Memory-bound kernels stream
-their bytes. The correction terms from the calibration profile add a cost per wave of tiles and the
+their bytes. The correction terms from the calibration profile add a fixed latency per launch, a cost per
+wave of tiles and the
 time tensor-core tiles take to stage their operands, and scale the achievable compute and bandwidth.
 Host dispatch costs are applied per row in the pipeline.
 """
@@ -75,7 +76,17 @@ class TimingPlan:
     simt_math: np.ndarray
     l2_per_cycle: np.ndarray  # L2 bytes per cycle over all SMs
     u_busy: np.ndarray
+    latency: np.ndarray  # fixed device seconds per launch (kernel_latency_s)
     gemm: GemmPlan
+
+
+def kernel_latency_s(kt: KernelTable, prof: CalibrationProfile) -> np.ndarray:
+    """Fixed device seconds of every launch of ``kt`` beside its waves and its work: the front end
+    starting the grid, the first loads' DRAM latency before the stream reaches its rate, the last
+    stores draining and the next launch starting (a CUDA-graph replay of a tiny kernel takes ~1.1 us
+    per launch on an H100; a large copy's time is ~1.8 us plus its bytes at 0.92 of the HBM peak).
+    Collectives carry their own latency (``comm_latency_us``)."""
+    return np.where(kt.kind == Kind.COMM, 0.0, prof.kernel_latency_us * 1e-6)
 
 
 def plan_timing(kt: KernelTable, dev: KernelDevice, hw: GpuTable, prof: CalibrationProfile) -> TimingPlan:
@@ -133,6 +144,7 @@ def plan_timing(kt: KernelTable, dev: KernelDevice, hw: GpuTable, prof: Calibrat
         simt_math=~(dev.tensor | is_mem | is_comm),
         l2_per_cycle=SM_L2_BYTES_PER_CYCLE * sm,
         u_busy=np.where(is_comm, 0.3, 1.0),
+        latency=kernel_latency_s(kt, prof),
         gemm=_plan_gemm(kt, dev, hw, prof, np.nonzero(is_gemm)[0], math_eff, scaled, weight_only),
     )
 
@@ -151,7 +163,8 @@ def kernel_timing(
 
     A launch takes the longest of its compute time (GEMMs: tiles in waves, :func:`_gemm_tiling`; fused
     attention: query or KV blocks in waves), its CUDA-core time (``fp_flops``), its DRAM time (bytes at
-    the bandwidth the clock allows) and its link time (collectives), plus a fixed cost per wave. The
+    the bandwidth the clock allows) and its link time (collectives), plus a cost per wave (in cycles)
+    and a fixed latency per launch (:func:`kernel_latency_s`). The
     utilisations (tensor cores, CUDA cores, L2, DRAM, SM busy) are what :func:`energaizer.power.model.
     kernel_power` turns into watts.
     """
@@ -184,7 +197,7 @@ def kernel_timing(
     nbytes[gi] = gemm.bytes
     t_mem = np.where(is_comm, 0.0, nbytes / bw)
     t_wave = np.where(is_comm, 0.0, waves * prof.wave_overhead_cycles / clock_hz)
-    t_exec = np.maximum.reduce([t_comp, t_fp, t_mem, pl.t_link]) + t_wave
+    t_exec = np.maximum.reduce([t_comp, t_fp, t_mem, pl.t_link]) + t_wave + pl.latency
     t_exec = np.maximum(t_exec, 1e-9)
 
     useful = kt.flops
@@ -209,7 +222,9 @@ def kernel_timing(
         u_fp=clip(u_fp),
         u_l2=clip(u_l2),
         u_dram=clip(u_dram),
-        u_busy=pl.u_busy,
+        # the SMs are busy (issuing, stalled on their loads) for the work and the waves, not while the
+        # grid starts and drains (a tiny kernel replayed back to back draws little over idle power)
+        u_busy=pl.u_busy * (1.0 - pl.latency / t_exec),
         fp_flop_rate=simt_flops / t_exec,
         t_compute=np.minimum(np.maximum(t_comp, t_fp), t_exec),
     )

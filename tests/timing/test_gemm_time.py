@@ -43,6 +43,7 @@ def test_hand_checked_gemm_time():
     prof = CalibrationProfile(
         compute_efficiency=1.0,
         wave_overhead_cycles=0.0,
+        kernel_latency_us=0.0,
         dram_efficiency=1.0,
         operand_feed_bytes_per_cycle=48.0,
     )
@@ -84,7 +85,9 @@ def test_simt_gemm_on_128_lane_sms_is_issue_bound(gpu, issue_bound):
     """SMs with 128 FP32 lanes (GA10x, Ada, Hopper) reach only the FFMA share of the issue slots in a
     SIMT GEMM (H100 sgemm measured at 0.78 of its datasheet peak); 64-lane SMs keep full rate. The
     SM stays fully busy either way, so the FP32 activity (and power) does not drop with the rate."""
-    prof = CalibrationProfile(simt_efficiency=0.95, simt_issue_share=0.7, wave_overhead_cycles=0.0)
+    prof = CalibrationProfile(
+        simt_efficiency=0.95, simt_issue_share=0.7, wave_overhead_cycles=0.0, kernel_latency_us=0.0
+    )
     t, u_fp, peak = _simt_gemm(gpu, prof)
     rate = 2 * 8192.0**3 / t / peak
     assert rate == pytest.approx(0.95 * (0.7 if issue_bound else 1.0), rel=0.03)

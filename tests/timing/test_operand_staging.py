@@ -24,7 +24,10 @@ def test_wider_tensor_cores_reach_a_smaller_share_of_their_peak():
     peak a large bf16 GEMM reaches, as their register-fed MMAs wait for the staged operands. Hopper
     (4096, 128 x 256 tile) overlaps its bulk-copy staging with the math: the slower of the two."""
     prof = CalibrationProfile(
-        compute_efficiency=0.8, operand_feed_bytes_per_cycle=48.0, wave_overhead_cycles=0.0
+        compute_efficiency=0.8,
+        operand_feed_bytes_per_cycle=48.0,
+        wave_overhead_cycles=0.0,
+        kernel_latency_us=0.0,
     )
     a10 = _gemm("a10", "bf16", prof)[1]
     a100 = _gemm("a100-sxm4-80gb", "bf16", prof)[1]
@@ -45,7 +48,10 @@ def test_blackwell_pairs_share_the_b_tile():
     """B200 runs one MMA over a pair of SMs that share the B operand: each SM stages 128 + 256/2 rows
     per k-step of its 128 x 256 tile instead of 128 + 256."""
     prof = CalibrationProfile(
-        compute_efficiency=0.8, operand_feed_bytes_per_cycle=48.0, wave_overhead_cycles=0.0
+        compute_efficiency=0.8,
+        operand_feed_bytes_per_cycle=48.0,
+        wave_overhead_cycles=0.0,
+        kernel_latency_us=0.0,
     )
     g = get_gpu("b200")
     assert GpuTable.from_specs([g]).b_tile_sharing[0] == 2.0
