@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gemm_support import one_gpu
 
 from energaizer import Workload
 from energaizer.catalog import get_gpu
-from energaizer.hardware import GpuTable
+from energaizer.kernels.builders import gemm, memory
 from energaizer.kernels.ops import Op, Phase
 from energaizer.kernels.table import KernelTableBuilder
 from energaizer.power.model import solve_operating_point, solve_power_window
@@ -20,25 +21,12 @@ LIMIT_W = 700.0
 def _gemm_and_copy():
     """A compute-bound bf16 GEMM (above 700 W at boost on an H100) and a 1 GiB copy (below it)."""
     b = KernelTableBuilder()
-    m = n = k = 8192.0
-    b.add(
-        np.array([0]),
-        Op.LINEAR,
-        Phase.DECODE,
-        10.0,
-        m=m,
-        n=n,
-        k=k,
-        flops=2 * m * n * k,
-        bytes=3 * m * n * 2.0,
-        precision_bytes=2.0,
-    )
-    b.add(np.array([0]), Op.NORM_ACT, Phase.DECODE, 10.0, bytes=2.0 * 2**30)
-    kt = b.build()
-    hw = GpuTable.from_specs([get_gpu("h100-sxm")])
-    peak, tensor = hw.peak(0, "bf16")
-    dev = KernelDevice(g=np.zeros(2, dtype=int), peak=np.full(2, peak), tensor=np.full(2, tensor))
-    return kt, dev, hw
+    row = np.array([0])
+    gemm(b, row, Op.LINEAR, Phase.DECODE, 10.0, 8192.0, 8192.0, 8192.0, 2.0, 2.0)
+    memory(b, row, Op.NORM_ACT, Phase.DECODE, 10.0, 2.0 * 2**30)
+    hw, one = one_gpu("h100-sxm", "bf16")
+    dev = KernelDevice(g=np.zeros(2, dtype=int), peak=np.repeat(one.peak, 2), tensor=np.repeat(one.tensor, 2))
+    return b.build(), dev, hw
 
 
 def _solve(window, wait_s=None, wait_w=None):
