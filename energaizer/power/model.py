@@ -6,7 +6,10 @@ where D = TDP - idle (the GPU's dynamic range), s(f) = (V(f)/V_max)^2 f/f_max (t
 domain), and DRAM power does not follow the SM clock. CUDA-core math costs energy per FLOP rather than
 a share of D: GPUs differ four-fold in FP32 lanes per watt of TDP (an A10 has 128 per SM at 150 W, a
 V100 64 at 300 W), and their measured SIMT power follows the FLOPs they execute, not their TDP. When P_exec exceeds the power limit the
-clock drops (as the firmware does) until it fits: compute-bound kernels then take longer.
+clock drops (as the firmware does) until it fits: compute-bound kernels then take longer. The firmware
+holds the limit on average over its control window, so the kernels that interleave within one window
+share a clock (:func:`solve_power_window`); :func:`solve_operating_point` caps each kernel on its own
+(an isolated kernel repeated back to back).
 """
 
 from __future__ import annotations
