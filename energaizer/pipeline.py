@@ -13,12 +13,12 @@ from energaizer.energy.breakdown import energy_breakdown, op_breakdown, per_row
 from energaizer.errors import InvalidInputError
 from energaizer.hardware import GpuTable, precision_fallback
 from energaizer.kernels.cnn import add_cnn
-from energaizer.kernels.ops import PHASES, Kind
+from energaizer.kernels.ops import PHASES, Kind, Phase
 from energaizer.kernels.params import build_row_params
 from energaizer.kernels.table import KernelTableBuilder
 from energaizer.kernels.transformer import add_inference, add_training, microbatch
 from energaizer.memory_plan import choose_training_layout, plan_memory
-from energaizer.power.model import gap_power, solve_operating_point
+from energaizer.power.model import gap_power, solve_power_window, solve_uncapped
 from energaizer.profile import CalibrationProfile
 from energaizer.result import EstimateBatch, OpFigures
 from energaizer.timing.host import host_gaps
@@ -113,6 +113,21 @@ def _layout(p, train_rows: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+def _power_windows(kt, p) -> tuple[np.ndarray, int]:
+    """The power controller's window of every kernel (:func:`solve_power_window`): one per row and
+    phase, the phases of a step following each other faster than the controller reacts are one. A
+    current serving engine (vLLM V1) schedules new prompts' prefill chunks into its decode steps, so
+    its prefill and decode share a window; a legacy engine and eager code run them as separate passes.
+    """
+    nph = len(PHASES)
+    r = kt.row
+    chunked = (p.eager_dispatch[r] == 0) & (p.legacy_engine[r] == 0) & ~p.training[r]
+    phase = np.where(chunked & (kt.phase == Phase.PREFILL), Phase.DECODE, kt.phase).astype(np.int64)
+    key = r.astype(np.int64) * nph + phase
+    uniq, window = np.unique(key, return_inverse=True)
+    return window, int(uniq.size)
+
+
 def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfile) -> EstimateBatch:
     """Estimate ``workloads[i]`` on ``specs[i]`` for every i with calibration profile ``prof``.
 
@@ -173,7 +188,20 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
             reason[i] = notes[key]  # an explicit fallback: the GPU cannot run this precision's math
     r = kt.row
     dev = KernelDevice(g=gi[r], peak=peak_row[r], tensor=tensor_row[r], math_bytes=math_bytes_row[r])
-    op = solve_operating_point(kt, dev, clock_mhz[r], power_limit_w[r], hw, prof)
+    window, n_win = _power_windows(kt, p)
+    # host waits inside each window at the requested clock (the window's share of its row's waits)
+    uncapped = solve_uncapped(kt, dev, clock_mhz[r], hw, prof)
+    t_req = kt.count * uncapped.timing.t_exec
+    gap_req = host_gaps(kt, t_req, p, passes, decode_steps, mem.concurrency, prof)
+    exec_req = per_row(kt, t_req, n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(exec_req[r] > 0, t_req / exec_req[r], 0.0)
+    wait_s = np.bincount(window, weights=share * gap_req[r], minlength=n_win)
+    wait_w = np.zeros(n_win)
+    wait_w[window] = gap_power(clock_mhz, gi, hw, prof)[r]
+    op = solve_power_window(
+        kt, dev, clock_mhz[r], power_limit_w[r], window, hw, prof, wait_s, wait_w, uncapped
+    )
 
     cnt = kt.count
     t_exec = cnt * op.timing.t_exec

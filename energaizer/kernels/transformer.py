@@ -40,6 +40,17 @@ EAGER_ROTARY_EXTRA_LAUNCHES_PER_LAYER = 12.0
 # Softmax work per score element: max, subtract, exp, sum, scale.
 FP_FLOPS_PER_SOFTMAX_ELEMENT = 5.0
 FP32_BYTES = 4.0
+# Sampling in a serving engine: today's chat models ship generation configs with top-p / top-k
+# (Llama 3 top_p 0.9, Qwen3 top_k 20 + top_p 0.8, Gemma 3 top_k 64 + top_p 0.95), which vLLM applies
+# by default, and vLLM's sampler (V1 native path, FlashInfer's is opt-in; V0 alike) sorts every
+# sequence's fp32 logits over the whole vocabulary. DRAM bytes per logit: cast to fp32 (2 + 4),
+# temperature (8), segmented radix sort of fp32 keys with int64 indices (4 digit passes reading and
+# writing 12 B each, plus the index init: ~100), top-k mask (14), top-p softmax + cumsum + mask (34),
+# scatter back (16), softmax (12), exponential noise, divide and argmax (20).
+SAMPLING_BYTES_PER_LOGIT = 210.0
+SAMPLING_FP_FLOPS_PER_LOGIT = 30.0  # two softmaxes, cumsum, noise, compares
+# Eager code (HF ``generate``, training losses): one fp32 pass over the logits (read + write).
+LOGIT_PASS_BYTES = 8.0
 
 
 def experts_touched(experts, k, tokens) -> np.ndarray:
@@ -299,20 +310,24 @@ class LayerPass:
 
 
 def lm_head(b: KernelTableBuilder, p: RowParams, rows, phase: Phase, passes, tokens, backward=False) -> None:
-    """The vocabulary projection (``lm_head``) and the fp32 pass over its logits (``logits``: sampling
-    in inference, cross-entropy in training)."""
+    """The vocabulary projection (``lm_head``) and the fp32 passes over its logits (``logits``:
+    sampling in inference, cross-entropy in training). A serving engine gathers the logits of every
+    tensor-parallel rank and samples on each with top-p / top-k over the whole vocabulary
+    (``SAMPLING_BYTES_PER_LOGIT``); eager code and training make one pass over their slice."""
     tp, wb, ab = p.tp[rows], p.w_bytes[rows], p.a_bytes[rows]
     vocab, d = p.vocab[rows], p.hidden[rows]
     gm = 2.0 if backward else 1.0
     gemm(b, rows, Op.LM_HEAD, phase, passes * gm * (vocab > 0), tokens, vocab / tp, d, wb, ab)
+    engine = (p.eager_dispatch[rows] == 0) & ~p.training[rows]
+    logits = tokens * np.where(engine, vocab, vocab / tp)
     memory(
         b,
         rows,
         Op.LOGITS,
         phase,
         passes * (vocab > 0),
-        tokens * vocab / tp * 8.0,
-        fp_flops=5.0 * tokens * vocab / tp,
+        logits * np.where(engine, SAMPLING_BYTES_PER_LOGIT, LOGIT_PASS_BYTES),
+        fp_flops=logits * np.where(engine, SAMPLING_FP_FLOPS_PER_LOGIT, 5.0),
     )
 
 

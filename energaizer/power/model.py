@@ -6,7 +6,10 @@ where D = TDP - idle (the GPU's dynamic range), s(f) = (V(f)/V_max)^2 f/f_max (t
 domain), and DRAM power does not follow the SM clock. CUDA-core math costs energy per FLOP rather than
 a share of D: GPUs differ four-fold in FP32 lanes per watt of TDP (an A10 has 128 per SM at 150 W, a
 V100 64 at 300 W), and their measured SIMT power follows the FLOPs they execute, not their TDP. When P_exec exceeds the power limit the
-clock drops (as the firmware does) until it fits: compute-bound kernels then take longer.
+clock drops (as the firmware does) until it fits: compute-bound kernels then take longer. The firmware
+holds the limit on average over its control window, so the kernels that interleave within one window
+share a clock (:func:`solve_power_window`); :func:`solve_operating_point` caps each kernel on its own
+(an isolated kernel repeated back to back).
 """
 
 from __future__ import annotations
@@ -236,3 +239,95 @@ def _scatter(full, idx: np.ndarray, part):
 
 def _subset(kt: KernelTable, idx: np.ndarray) -> KernelTable:
     return KernelTable(**{name: getattr(kt, name)[idx] for name in kt.__dataclass_fields__})
+
+
+def solve_uncapped(
+    kt: KernelTable, dev: KernelDevice, requested_mhz: np.ndarray, hw: GpuTable, prof: CalibrationProfile
+) -> OperatingPoint:
+    """Every kernel at ``requested_mhz`` whatever its power (the start of :func:`solve_power_window`)."""
+    return solve_operating_point(kt, dev, requested_mhz, np.full(requested_mhz.shape, np.inf), hw, prof)
+
+
+def solve_power_window(
+    kt: KernelTable,
+    dev: KernelDevice,
+    requested_mhz: np.ndarray,
+    power_limit_w: np.ndarray,
+    window: np.ndarray,
+    hw: GpuTable,
+    prof: CalibrationProfile,
+    wait_seconds: np.ndarray | None = None,
+    wait_watts: np.ndarray | None = None,
+    uncapped: OperatingPoint | None = None,
+) -> OperatingPoint:
+    """The clock, time and power of every kernel when the power limit holds on average over a window.
+
+    The firmware's power controller averages the board's power over tens of milliseconds and moves the
+    clock in steps that take milliseconds: it cannot follow kernels of microseconds to milliseconds.
+    The kernels of one ``window`` (a non-negative integer per kernel: the kernels that interleave
+    within the controller's window, e.g. a serving engine's decode steps) therefore share one clock,
+    the highest at or below ``requested_mhz`` at which their time-weighted average power fits
+    ``power_limit_w``; a compute-bound GEMM may draw more than the limit at that clock, paid for by the
+    memory-bound kernels around it. ``wait_seconds`` / ``wait_watts`` (per window) are the host waits
+    inside the window and the board's power meanwhile: they count towards the average. Kernels of a
+    window share the request and the limit. A window still above the limit at the GPU's minimum clock
+    draws the limit (its power scaled down, as in :func:`solve_operating_point`). ``uncapped``: the
+    operating point at ``requested_mhz`` without a limit (:func:`solve_uncapped`), if the caller has it."""
+    n_win = int(window.max()) + 1 if window.size else 0
+    wait_s = np.zeros(n_win) if wait_seconds is None else wait_seconds
+    wait_j = np.zeros(n_win) if wait_watts is None else wait_watts * wait_s
+    op = solve_uncapped(kt, dev, requested_mhz, hw, prof) if uncapped is None else uncapped
+    avg = _window_mean(window, kt.count * op.timing.t_exec, op.power.total, n_win, wait_s, wait_j)
+    limit = np.full(n_win, np.inf)
+    limit[window] = power_limit_w
+    over = avg > limit
+    capped = over[window]
+    if not capped.any():
+        return OperatingPoint(op.clock_mhz, op.timing, op.power, capped)
+    idx = np.nonzero(capped)[0]
+    sub, sdev, sw = _subset(kt, idx), dev.subset(idx), window[idx]
+    lo = np.zeros(n_win)
+    hi = np.zeros(n_win)
+    lo[sw] = hw.min_clock_mhz[sdev.g]
+    hi[sw] = requested_mhz[idx]
+    plan, pplan = plan_timing(sub, sdev, hw, prof), plan_power(sdev, hw, prof)
+
+    def at(clock_w: np.ndarray) -> tuple[KernelTiming, KernelPower, np.ndarray]:
+        clock = clock_w[sw]
+        tm = kernel_timing(sub, sdev, clock, hw, prof, plan)
+        pw = kernel_power(tm, sdev, clock, hw, prof, pplan)
+        return tm, pw, _window_mean(sw, sub.count * tm.t_exec, pw.total, n_win, wait_s, wait_j)
+
+    for _ in range(CAP_BISECTION_STEPS):
+        mid = 0.5 * (lo + hi)
+        ok = at(mid)[2] <= limit
+        lo = np.where(ok, mid, lo)
+        hi = np.where(ok, hi, mid)
+    sub_tm, sub_pw, sub_avg = at(lo)
+    scale = np.ones(n_win)
+    scale[over] = np.minimum(1.0, limit[over] / np.maximum(sub_avg[over], 1e-9))
+    s = scale[sw]
+    clock_mhz = op.clock_mhz.copy()
+    clock_mhz[idx] = lo[sw]
+    pw = KernelPower(idle=sub_pw.idle * s, compute=sub_pw.compute * s, memory=sub_pw.memory * s)
+    return OperatingPoint(
+        clock_mhz=clock_mhz,
+        timing=_scatter(op.timing, idx, sub_tm),
+        power=_scatter(op.power, idx, pw),
+        capped=capped,
+    )
+
+
+def _window_mean(
+    window: np.ndarray,
+    seconds: np.ndarray,
+    watts: np.ndarray,
+    n_win: int,
+    wait_seconds: np.ndarray,
+    wait_joules: np.ndarray,
+) -> np.ndarray:
+    """Average board power per window: kernel ``seconds`` at ``watts`` plus the waits (0 when empty)."""
+    total = np.bincount(window, weights=seconds, minlength=n_win) + wait_seconds
+    joules = np.bincount(window, weights=seconds * watts, minlength=n_win) + wait_joules
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, joules / total, 0.0)

@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 
 from energaizer import Workload, estimate
-from energaizer.catalog import get_model
-from energaizer.kernels.transformer import eager_score_traffic, experts_touched
+from energaizer.catalog import get_gpu, get_model
+from energaizer.kernels.ops import Op, Phase
+from energaizer.kernels.params import build_row_params
+from energaizer.kernels.table import KernelTableBuilder
+from energaizer.kernels.transformer import (
+    LOGIT_PASS_BYTES,
+    SAMPLING_BYTES_PER_LOGIT,
+    add_inference,
+    eager_score_traffic,
+    experts_touched,
+)
 
 
 def per_step(e, w: Workload) -> float:
@@ -176,3 +185,35 @@ def test_rotary_and_rms_norm_set_the_eager_launches_not_the_mlp():
     assert base - learned == pytest.approx(12 * pythia.layers, abs=1)
     assert rms - base == pytest.approx(12 * pythia.layers, abs=1)
     assert launches(get_model("gpt2")) / 12 < launches(get_model("qwen2-1.5b")) / 28
+
+
+def _decode_logit_bytes_per_step(w: Workload, gpu: str = "h100-sxm") -> float:
+    p = build_row_params([w], [get_gpu(gpu)], [get_model(w.model)])
+    b = KernelTableBuilder()
+    add_inference(b, p, np.array([0]), np.array([float(w.inference.batch_size)]))
+    kt = b.build()
+    sel = (kt.op == Op.LOGITS) & (kt.phase == Phase.DECODE)
+    inf = w.inference
+    steps = inf.requests * inf.output_tokens / inf.batch_size
+    return float(np.sum(kt.bytes[sel] * kt.count[sel]) / steps)
+
+
+def test_serving_engines_sort_every_sequences_logits_over_the_whole_vocabulary(serving):
+    """vLLM samples with the model's top-p / top-k: a sort of each sequence's fp32 logits on every
+    tensor-parallel rank (the logits are gathered), far more traffic than one pass."""
+    vocab = get_model("llama-3.1-8b").vocab
+    one_gpu = serving("llama-3.1-8b", 64)
+    two_gpus = serving("llama-3.1-8b", 64, gpus=2)
+    eager = one_gpu.model_copy(update={"execution": "eager"})
+    assert _decode_logit_bytes_per_step(one_gpu) == pytest.approx(64 * vocab * SAMPLING_BYTES_PER_LOGIT)
+    assert _decode_logit_bytes_per_step(two_gpus) == pytest.approx(64 * vocab * SAMPLING_BYTES_PER_LOGIT)
+    assert _decode_logit_bytes_per_step(eager) == pytest.approx(64 * vocab * LOGIT_PASS_BYTES)
+
+
+def test_sampling_cost_grows_with_the_vocabulary(serving):
+    """Per decode step and sequence, Gemma 3's 262k vocabulary samples at about twice Llama 3's 128k."""
+    big = _decode_logit_bytes_per_step(serving("google/gemma-3-12b-it", 64))
+    small = _decode_logit_bytes_per_step(serving("llama-3.1-8b", 64))
+    assert big / small == pytest.approx(
+        get_model("google/gemma-3-12b-it").vocab / get_model("llama-3.1-8b").vocab, rel=1e-9
+    )

@@ -71,10 +71,12 @@ def test_fp8_faster_than_bf16_on_hopper_for_compute_bound_prefill(one):
     bf16 = one(w, "h100-sxm")
     fp8 = one(w.model_copy(update={"precision": "fp8"}), "h100-sxm")
     assert fp8.duration_seconds < 0.8 * bf16.duration_seconds
-    # A100 has no fp8: the same request runs at 16-bit speed there.
+    # A100 has no fp8: the same request runs with 16-bit math there; only the half-width weights it
+    # stages save time (a 128 x 128 tile stages 3/4 of the bf16 bytes), far short of Hopper's gain.
     a_bf16 = one(w, "a100-sxm4-80gb")
     a_fp8 = one(w.model_copy(update={"precision": "fp8"}), "a100-sxm4-80gb")
-    assert a_fp8.duration_seconds == pytest.approx(a_bf16.duration_seconds, rel=0.15)
+    assert a_fp8.duration_seconds == pytest.approx(a_bf16.duration_seconds, rel=0.2)
+    assert a_fp8.duration_seconds / a_bf16.duration_seconds > fp8.duration_seconds / bf16.duration_seconds + 0.1
 
 
 @pytest.mark.parametrize(
