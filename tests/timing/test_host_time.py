@@ -141,3 +141,10 @@ def test_legacy_engine_runs_prefills_as_steps_of_their_own(one, serving):
 
     assert host_per_decode_step(256, 64) == pytest.approx(10e-3 * (2.0 - math.exp(-4.0)), rel=1e-6)
     assert host_per_decode_step(16, 512) == pytest.approx(10e-3 * (2.0 - math.exp(-16 / 512)), rel=1e-6)
+
+    # prefill-only serving: one step per admitted batch of running requests
+    w = serving("llama-3.1-8b", 16, execution="legacy-engine")
+    w = w.model_copy(update={"inference": w.inference.model_copy(update={"output_tokens": 0})})
+    steps = w.inference.requests / 16
+    overhead = one(w, "a100-sxm4-40gb", prof).time_breakdown["overhead"]
+    assert overhead == pytest.approx(steps * 10e-3, rel=1e-6)
