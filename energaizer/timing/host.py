@@ -58,8 +58,30 @@ def host_gaps(
         per_step_s, gpu_step
     )
     step_wait = np.where(p.legacy_engine > 0, per_step_s, overlapped)
+    # A legacy engine runs prefills as steps of their own (vLLM 0.5's default scheduler never mixes
+    # them with decodes): whenever a sequence finishes and requests wait, the next step admits them.
+    legacy_prefill_s = (
+        legacy_prefill_steps(passes, decode_steps, concurrency, p)
+        * (prof.decode_step_overhead_ms + per_worker_ms)
+        * 1e-3
+    )
     return np.where(
         eager,
         dispatch_wait + (passes + decode_steps) * pass_s,
-        passes * pass_s + decode_steps * step_wait,
+        np.where(p.legacy_engine > 0, legacy_prefill_s, passes * pass_s) + decode_steps * step_wait,
     )
+
+
+def legacy_prefill_steps(
+    passes: np.ndarray, decode_steps: np.ndarray, concurrency: np.ndarray, p: RowParams
+) -> np.ndarray:
+    """Prefill steps of a legacy engine (vLLM 0.5: a step runs either prefills or decodes).
+
+    With all requests queued, a prefill step follows every decode step in which at least one running
+    sequence finished: the c running sequences finish at c / (output tokens) per step (Poisson), so a
+    share 1 - exp(-c / output) of the decode steps is followed by one. At least one per admitted batch
+    (``passes``: prefill-only serving admits c requests per step), at most one per request."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(p.output_tokens > 0, concurrency / np.maximum(p.output_tokens, 1.0), 0.0)
+    steps = decode_steps * -np.expm1(-rate)
+    return np.minimum(np.maximum(steps, passes), np.maximum(p.requests, passes))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from energaizer import Workload, estimate
@@ -32,3 +33,25 @@ def test_boards_sharing_a_die_draw_the_same_dynamic_power():
     dyn_pcie = pcie.breakdown["compute"] + pcie.breakdown["memory"]
     assert dyn_sxm == pytest.approx(dyn_pcie, rel=0.02)
     assert get_gpu("a100-sxm4-40gb").tdp_w > get_gpu("a100-pcie-40gb").tdp_w
+
+
+def test_idle_power_per_clock_follows_the_boards_measured_tables():
+    """Idle power rises with the locked clock as the measured boards do: the A100-SXM4-40GB takes its
+    sister 80 GB board's measured curve (same die, clocks and SXM4 module), and a GPU without a table
+    rises by the mean of the measured boards' ratio, which must stay within what they show."""
+    from energaizer.hardware import GpuTable
+    from energaizer.power.dvfs import idle_power
+
+    prof = CalibrationProfile()
+    specs = [get_gpu(g) for g in ("a100-sxm4-40gb", "a100-sxm4-80gb", "v100-sxm2-32gb")]
+    hw = GpuTable.from_specs(specs)
+    g = np.arange(3)
+    at_max = idle_power(hw.max_clock_mhz[g], g, hw, prof)
+    assert at_max[0] == pytest.approx(at_max[1]) == pytest.approx(82.29)
+    assert at_max[2] == pytest.approx(specs[2].idle_power_w * prof.idle_at_max_clock_ratio)
+    ratios = []
+    for spec in (get_gpu(x) for x in ("a100-pcie-40gb", "a100-sxm4-80gb", "h100-sxm")):
+        table = sorted(spec.idle_power_table, key=lambda p: p.mhz)
+        ratios.append(table[-1].value / table[0].value)
+    assert min(ratios) <= prof.idle_at_max_clock_ratio <= max(ratios)
+    assert prof.idle_at_max_clock_ratio == pytest.approx(sum(ratios) / len(ratios), abs=0.02)

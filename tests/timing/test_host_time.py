@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from energaizer import Workload
@@ -105,8 +107,12 @@ def test_legacy_engine_pays_per_extra_tensor_parallel_worker(one, serving):
     prof = CalibrationProfile(legacy_worker_overhead_ms=5.0)
     w2 = serving("llama-3.1-70b", 64, gpus=2, execution="legacy-engine", precision="fp8")
     w8 = serving("llama-3.1-70b", 64, gpus=8, execution="legacy-engine", precision="fp8")
-    g2 = one(w2, "h100-sxm", prof).time_breakdown["overhead"] / (w2.inference.requests * 512 / 64)
-    g8 = one(w8, "h100-sxm", prof).time_breakdown["overhead"] / (w8.inference.requests * 512 / 64)
+    # engine steps: the decode steps, plus a prefill step after each decode step in which a sequence
+    # finished (64 running, 512 tokens each: a share 1 - exp(-64 / 512) of them)
+    decode_steps = w2.inference.requests * 512 / 64
+    steps = decode_steps * (1.0 + -math.expm1(-64 / 512))
+    g2 = one(w2, "h100-sxm", prof).time_breakdown["overhead"] / steps
+    g8 = one(w8, "h100-sxm", prof).time_breakdown["overhead"] / steps
     assert g8 - g2 == pytest.approx(6 * 5e-3, rel=0.02)
     # a current engine does not
     c2 = serving("llama-3.1-70b", 64, gpus=2, execution="graphs", precision="fp8")
@@ -114,3 +120,31 @@ def test_legacy_engine_pays_per_extra_tensor_parallel_worker(one, serving):
     assert one(c2, "h100-sxm", prof).time_breakdown["overhead"] == pytest.approx(
         one(c8, "h100-sxm", prof).time_breakdown["overhead"], rel=1e-6
     )
+
+
+def test_legacy_engine_runs_prefills_as_steps_of_their_own(one, serving):
+    """vLLM 0.5 never mixes prefills into decode steps: with requests queued, every decode step in which
+    a running sequence finished is followed by a prefill step with its own host cost. Short outputs at
+    a large batch finish sequences almost every step (nearly twice the steps); long ones at a small
+    batch seldom."""
+    prof = CalibrationProfile(
+        decode_step_overhead_ms=10.0, legacy_decode_seq_overhead_us=0.0, legacy_worker_overhead_ms=0.0
+    )
+
+    def host_per_decode_step(batch: int, output_tokens: int) -> float:
+        w = serving("llama-3.1-8b", batch, execution="legacy-engine")
+        w = w.model_copy(
+            update={"inference": w.inference.model_copy(update={"output_tokens": output_tokens})}
+        )
+        decode_steps = w.inference.requests * output_tokens / batch
+        return one(w, "a100-sxm4-40gb", prof).time_breakdown["overhead"] / decode_steps
+
+    assert host_per_decode_step(256, 64) == pytest.approx(10e-3 * (2.0 - math.exp(-4.0)), rel=1e-6)
+    assert host_per_decode_step(16, 512) == pytest.approx(10e-3 * (2.0 - math.exp(-16 / 512)), rel=1e-6)
+
+    # prefill-only serving: one step per admitted batch of running requests
+    w = serving("llama-3.1-8b", 16, execution="legacy-engine")
+    w = w.model_copy(update={"inference": w.inference.model_copy(update={"output_tokens": 0})})
+    steps = w.inference.requests / 16
+    overhead = one(w, "a100-sxm4-40gb", prof).time_breakdown["overhead"]
+    assert overhead == pytest.approx(steps * 10e-3, rel=1e-6)
