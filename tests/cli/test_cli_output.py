@@ -165,7 +165,15 @@ def test_calibrated_profile_describes_its_own_data(tmp_path: Path) -> None:
     data.write_text("\n".join(src[:41]) + "\n")
     out = tmp_path / "p.json"
     r = run_cli(
-        "calibrate", str(data), "-o", str(out), "--parameters", "launch_overhead_us", "--max-evaluations", "5"
+        "calibrate",
+        str(data),
+        "-o",
+        str(out),
+        "--parameters",
+        "launch_overhead_us",
+        "--max-evaluations",
+        "5",
+        "--force",  # these rows are in the default profile's fit: the refit need not be better held out
     )
     assert r.code == 0, r.err
     profile = json.loads(out.read_text())
