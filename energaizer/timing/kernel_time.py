@@ -90,15 +90,20 @@ def kernel_latency_s(kt: KernelTable, prof: CalibrationProfile) -> np.ndarray:
     return np.where(kt.kind == Kind.COMM, 0.0, prof.kernel_latency_us * 1e-6)
 
 
+# Share of the catalog L2 that holds a stream every SM reads: A100/H100-class L2s are two partitions, each
+# caching what the SMs of its own GPCs read, so lines that all SMs touch are held twice.
+L2_STREAM_SHARE = 0.5
+
+
 def l2_resident_share(kt: KernelTable, hw: GpuTable, g: np.ndarray) -> np.ndarray:
     """Share of each chained eager kernel's bytes that stay on chip: a tensor one kernel writes and the
     next reads (and the freed block the caching allocator hands to the next output) stays in the write-
-    back L2 when the kernel's footprint fits beside everything else there. All of it while the
-    footprint is at most half the catalog's L2 (``l2_mb``: the other half holds the other operands, and
-    A100/H100 split their L2 in two partitions), none from the whole L2 on (a stream larger than the
-    cache evicts its own lines before the next kernel reads them), linear between. Kernels with no
+    back L2 when the kernel's footprint fits beside everything else there. With C the L2 capacity for a
+    stream every SM reads (``L2_STREAM_SHARE`` of the catalog's ``l2_mb``): all of it while the footprint
+    is at most half of C (the other half holds the other operands), none from C on (a stream larger than
+    the cache evicts its own lines before the next kernel reads them), linear between. Kernels with no
     footprint (everything but the eager elementwise chains) are served from DRAM."""
-    ratio = kt.l2_footprint / hw.l2_bytes[g]
+    ratio = kt.l2_footprint / (L2_STREAM_SHARE * hw.l2_bytes[g])
     return np.where(kt.l2_footprint > 0, np.clip(2.0 - 2.0 * ratio, 0.0, 1.0), 0.0)
 
 
