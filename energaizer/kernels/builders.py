@@ -56,9 +56,13 @@ def gemm(
     )
 
 
-def memory(b: KernelTableBuilder, rows, op: Op, phase: Phase, count, nbytes, fp_flops=0.0) -> None:
-    """A memory-bound pass moving ``nbytes`` DRAM bytes with ``fp_flops`` CUDA-core FLOPs per launch."""
-    b.add(rows, op, phase, count, bytes=nbytes, fp_flops=fp_flops)
+def memory(
+    b: KernelTableBuilder, rows, op: Op, phase: Phase, count, nbytes, fp_flops=0.0, l2_footprint=0.0
+) -> None:
+    """A memory-bound pass moving ``nbytes`` bytes with ``fp_flops`` CUDA-core FLOPs per launch;
+    ``l2_footprint`` > 0: a kernel of an eager chain touching that many bytes, served from L2 where
+    they fit (:func:`energaizer.timing.kernel_time.l2_resident_share`)."""
+    b.add(rows, op, phase, count, bytes=nbytes, fp_flops=fp_flops, l2_footprint=l2_footprint)
 
 
 def allreduce(b: KernelTableBuilder, rows, op: Op, phase: Phase, count, size_bytes, group) -> None:

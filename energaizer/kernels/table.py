@@ -35,6 +35,9 @@ class KernelTable:
     moe_grouped: np.ndarray  # bool: a MoE grouped expert GEMM (one launch over the experts hit)
     busy_share: np.ndarray  # share of the GPUs' time spent on the work (1; expert parallelism: the
     # other ranks wait for the busiest one at idle power)
+    # bytes a kernel of an eager elementwise chain touches (the tensors its neighbours wrote or read
+    # next); 0: no L2 residency rule (see energaizer.timing.kernel_time.l2_resident_share)
+    l2_footprint: np.ndarray
 
 
 @dataclass
@@ -95,4 +98,5 @@ _COLUMNS = (
     "precision_bytes",
     "moe_grouped",
     "busy_share",
+    "l2_footprint",
 )

@@ -84,6 +84,20 @@ def eager_score_traffic(prep_kernels, softmax_fp32, act_bytes) -> tuple[np.ndarr
     return kernels, prep_kernels * 2.0 * act_bytes + softmax
 
 
+def eager_elementwise_bytes(act_bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bytes the unfused eager kernels move beyond the fused passes' read-and-write of each tensor:
+    (per hidden element per RMSNorm, per q/k element for rotary embeddings, per MLP element for the
+    gate x up multiply). HF RMSNorm: cast to fp32 (a + 4), square (8), mean (4), scale (8), cast back
+    (4 + a), weight (2a): 20 B + the casts beyond the fused pass's 2a (Qwen2-1.5B bf16 on an H100:
+    the torch.profiler list shows these kernels at 2-3.1 TB/s over exactly those tensors). Rotary:
+    x cos (2a), negated half (a), concatenation (2a), x sin (2a), add (3a): 10a, 8a beyond the fused
+    pass. ``act(gate) * up``: the multiply reads two and writes one MLP tensor (3a) after the
+    activation's read and write."""
+    a = np.asarray(act_bytes, dtype=np.float64)
+    casts = np.where(a < FP32_BYTES, 2.0 * (a + FP32_BYTES), 0.0)
+    return 20.0 + casts, 8.0 * a, 3.0 * a
+
+
 class LayerPass:
     """One pass of every layer for ``tokens`` tokens of each of ``rows`` (``seqs`` sequences of
     ``q_len`` queries attending to ``kv_len`` keys), repeated ``passes`` times; ``backward`` makes it
@@ -261,26 +275,62 @@ class LayerPass:
 
     def norm_act(self, b: KernelTableBuilder) -> None:
         """Norms, residual adds, rotary embeddings and the MLP activation: fused kernels in a serving
-        stack, many more small ones under eager dispatch."""
+        stack, many more small ones under eager dispatch.
+
+        Eager Llama-style code runs them unfused (HF RMSNorm, ``apply_rotary_pos_emb``, ``act(gate) *
+        up``), each kernel reading and writing its whole tensor (:func:`eager_elementwise_bytes`); the
+        ``norm_act`` kernels of eager rows are chained (each reads what the one before wrote), so they
+        carry their footprint for the L2 residency rule."""
         s, T = self.s, self.tokens
         act = T * s.hidden * s.a_bytes
-        launches = ELEMENTWISE_LAUNCHES_PER_LAYER + np.where(
-            s.eager_dispatch,
-            EAGER_EXTRA_LAUNCHES_PER_LAYER
-            + EAGER_RMSNORM_EXTRA_LAUNCHES_PER_LAYER * s.rms_norm
-            + EAGER_ROTARY_EXTRA_LAUNCHES_PER_LAYER * s.rotary,
-            0.0,
-        )
+        eager = s.eager_dispatch
+        rms = np.where(eager, s.rms_norm, 0.0)
+        rot = np.where(eager, s.rotary, 0.0)
+        gated_mul = np.where(eager, s.gated, 0.0)
+        launches = ELEMENTWISE_LAUNCHES_PER_LAYER + np.where(eager, EAGER_EXTRA_LAUNCHES_PER_LAYER, 0.0)
+        count = self.passes * s.layers * self.gm
+        base_launches = launches - gated_mul  # the gate x up multiply is one of them
+        T_b = np.broadcast_to(T, self.rows.shape)
+        mlp_elems = T_b * s.ffn / s.tp  # one MLP intermediate
+        norm_b, rot_b, mul_b = eager_elementwise_bytes(s.a_bytes)
         memory(
             b,
             self.rows,
             Op.NORM_ACT,
             self.phase,
-            self.passes * s.layers * launches * self.gm,
-            ELEMENTWISE_PASSES_PER_LAYER * act / launches
-            + self.mats * T * s.ffn / s.tp * s.a_bytes / launches,
-            fp_flops=10.0 * T * s.hidden / launches,
+            count * base_launches,
+            (ELEMENTWISE_PASSES_PER_LAYER * act + self.mats * T * s.ffn / s.tp * s.a_bytes) / base_launches,
+            fp_flops=10.0 * T * s.hidden / base_launches,
+            l2_footprint=np.where(eager, 3.0 * act, 0.0),  # a residual add: two inputs, one output
         )
+        hidden_elems = T_b * s.hidden
+        qk_elems = T_b * (self.h_loc + self.kv_loc) * s.head_dim
+        q_elems = T_b * self.h_loc * s.head_dim
+        # (launches per layer, bytes per layer, footprint of one launch: the mean over the norm's six
+        # tensor-sized kernels and the rotary's five per tensor)
+        extra = (
+            (
+                EAGER_RMSNORM_EXTRA_LAUNCHES_PER_LAYER * rms,
+                2.0 * norm_b * hidden_elems,
+                (norm_b + 2.0 * s.a_bytes) / 6.0 * hidden_elems,
+            ),
+            (EAGER_ROTARY_EXTRA_LAUNCHES_PER_LAYER * rot, rot_b * qk_elems, 2.0 * s.a_bytes * q_elems),
+            (gated_mul, mul_b * mlp_elems, mul_b * mlp_elems),
+        )
+        for per_layer, layer_bytes, footprint in extra:
+            sel = per_layer > 0
+            if sel.any():
+                per_launch = layer_bytes / np.maximum(per_layer, 1.0)
+                memory(
+                    b,
+                    self.rows[sel],
+                    Op.NORM_ACT,
+                    self.phase,
+                    (count * per_layer)[sel],
+                    per_launch[sel],
+                    fp_flops=(per_launch / (2.0 * s.a_bytes))[sel],
+                    l2_footprint=footprint[sel],
+                )
 
     def activation(self, b: KernelTableBuilder) -> None:
         """An unfused eager activation (GPT-2's gelu_new: pow, 3 multiplies, 2 adds, tanh, scale) runs
@@ -298,6 +348,7 @@ class LayerPass:
                 (self.passes * s.dense_layers * extra_act * self.gm)[sel],
                 2.0 * mlp_elems * s.a_bytes[sel],
                 fp_flops=mlp_elems,
+                l2_footprint=2.0 * mlp_elems * s.a_bytes[sel],
             )
 
     def tp_allreduce(self, b: KernelTableBuilder) -> None:

@@ -77,6 +77,7 @@ class TimingPlan:
     l2_per_cycle: np.ndarray  # L2 bytes per cycle over all SMs
     u_busy: np.ndarray
     latency: np.ndarray  # fixed device seconds per launch (kernel_latency_s)
+    l2_resident: np.ndarray  # share of a chained kernel's bytes served from L2 (l2_resident_share)
     gemm: GemmPlan
 
 
@@ -87,6 +88,23 @@ def kernel_latency_s(kt: KernelTable, prof: CalibrationProfile) -> np.ndarray:
     per launch on an H100; a large copy's time is ~1.8 us plus its bytes at 0.92 of the HBM peak).
     Collectives carry their own latency (``comm_latency_us``)."""
     return np.where(kt.kind == Kind.COMM, 0.0, prof.kernel_latency_us * 1e-6)
+
+
+# Share of the catalog L2 that holds a stream every SM reads: A100/H100-class L2s are two partitions, each
+# caching what the SMs of its own GPCs read, so lines that all SMs touch are held twice.
+L2_STREAM_SHARE = 0.5
+
+
+def l2_resident_share(kt: KernelTable, hw: GpuTable, g: np.ndarray) -> np.ndarray:
+    """Share of each chained eager kernel's bytes that stay on chip: a tensor one kernel writes and the
+    next reads (and the freed block the caching allocator hands to the next output) stays in the write-
+    back L2 when the kernel's footprint fits beside everything else there. With C the L2 capacity for a
+    stream every SM reads (``L2_STREAM_SHARE`` of the catalog's ``l2_mb``): all of it while the footprint
+    is at most half of C (the other half holds the other operands), none from C on (a stream larger than
+    the cache evicts its own lines before the next kernel reads them), linear between. Kernels with no
+    footprint (everything but the eager elementwise chains) are served from DRAM."""
+    ratio = kt.l2_footprint / (L2_STREAM_SHARE * hw.l2_bytes[g])
+    return np.where(kt.l2_footprint > 0, np.clip(2.0 - 2.0 * ratio, 0.0, 1.0), 0.0)
 
 
 def plan_timing(kt: KernelTable, dev: KernelDevice, hw: GpuTable, prof: CalibrationProfile) -> TimingPlan:
@@ -145,6 +163,7 @@ def plan_timing(kt: KernelTable, dev: KernelDevice, hw: GpuTable, prof: Calibrat
         l2_per_cycle=SM_L2_BYTES_PER_CYCLE * sm,
         u_busy=np.where(is_comm, 0.3, 1.0),
         latency=kernel_latency_s(kt, prof),
+        l2_resident=l2_resident_share(kt, hw, g),
         gemm=_plan_gemm(kt, dev, hw, prof, np.nonzero(is_gemm)[0], math_eff, scaled, weight_only),
     )
 
@@ -195,7 +214,12 @@ def kernel_timing(
     t_fp = kt.fp_flops / (fp32_f * prof.compute_efficiency)
     nbytes = kt.bytes.copy()
     nbytes[gi] = gemm.bytes
-    t_mem = np.where(is_comm, 0.0, nbytes / bw)
+    l2_bw = pl.l2_per_cycle * clock_hz
+    # chained eager kernels whose tensors stay in L2 move their bytes at the L2's rate, not DRAM's
+    dram_bytes = nbytes * (1.0 - pl.l2_resident)
+    t_mem = np.where(
+        is_comm, 0.0, np.maximum(dram_bytes / bw, np.where(pl.l2_resident > 0, nbytes / l2_bw, 0.0))
+    )
     t_wave = np.where(is_comm, 0.0, waves * prof.wave_overhead_cycles / clock_hz)
     t_exec = np.maximum.reduce([t_comp, t_fp, t_mem, pl.t_link]) + t_wave + pl.latency
     t_exec = np.maximum(t_exec, 1e-9)
@@ -210,11 +234,10 @@ def kernel_timing(
     fp_flops[gi] += gemm.fp_flops
     simt_flops = np.where(simt_math, useful, 0.0) + fp_flops
     u_fp = np.where(simt_math, u_simt, 0.0) + fp_flops / (fp32_f * t_exec)
-    l2_bw = pl.l2_per_cycle * clock_hz
     l2_bytes = nbytes.copy()
     l2_bytes[gi] = gemm.l2_bytes
     u_l2 = l2_bytes / (l2_bw * t_exec)
-    u_dram = nbytes / (hw.dram_bytes_per_s[g] * t_exec)
+    u_dram = dram_bytes / (hw.dram_bytes_per_s[g] * t_exec)
     clip = lambda u: np.clip(u, 0.0, 1.0)  # noqa: E731
     return KernelTiming(
         t_exec=t_exec,

@@ -14,6 +14,7 @@ from energaizer.kernels.transformer import (
     LOGIT_PASS_BYTES,
     SAMPLING_BYTES_PER_LOGIT,
     add_inference,
+    eager_elementwise_bytes,
     eager_score_traffic,
     experts_touched,
 )
@@ -217,3 +218,38 @@ def test_sampling_cost_grows_with_the_vocabulary(serving):
     assert big / small == pytest.approx(
         get_model("google/gemma-3-12b-it").vocab / get_model("llama-3.1-8b").vocab, rel=1e-9
     )
+
+
+@pytest.mark.parametrize(
+    ("act_bytes", "norm", "rotary", "mul"),
+    [(2.0, 32.0, 16.0, 6.0), (4.0, 20.0, 32.0, 12.0)],
+)
+def test_eager_elementwise_bytes_hand_checked(act_bytes, norm, rotary, mul):
+    """bf16 RMSNorm: cast up 6 + square 8 + mean 4 + scale 8 + cast back 6 + weight 4 = 36 B per element,
+    32 beyond the fused pass's 4; fp32 has no casts. Rotary 10a per q/k element, 8a beyond the fused
+    read and write; the gate x up multiply 3a per MLP element."""
+    got = eager_elementwise_bytes(np.array([act_bytes]))
+    np.testing.assert_allclose([g[0] for g in got], [norm, rotary, mul])
+
+
+def test_eager_qwen2_elementwise_time_matches_the_h100_profile(one):
+    """HF Qwen2-1.5B, 16 x 1024 tokens on an H100: the torch.profiler list (benchmarks/results/
+    h100-nvml-2026-11-22/profile) shows 53 ms of elementwise kernels per pass over tensors of 50-300 MB,
+    too large for the 50 MB L2; the same pass in a serving stack (fused kernels) costs a fraction."""
+    inf = {"requests": 16, "batch_size": 16, "input_tokens": 1024, "output_tokens": 0}
+    eager = one(Workload(model="qwen2-1.5b", inference=inf, execution="eager"), "h100-sxm")
+    fused = one(Workload(model="qwen2-1.5b", inference=inf), "h100-sxm")
+    assert 40e-3 < eager.ops["norm_act"].duration_seconds < 65e-3
+    assert fused.ops["norm_act"].duration_seconds < 0.4 * eager.ops["norm_act"].duration_seconds
+
+
+def test_small_eager_tensors_stay_in_l2(one):
+    """At 512 tokens Llama-3.1-8B's norm and rotary tensors (4-8 MB) fit the H100's L2: the elementwise
+    kernels cost less per token than at 8 x 2048 tokens, where they stream from DRAM."""
+
+    def per_token(batch: int, tokens: int) -> float:
+        inf = {"requests": batch, "batch_size": batch, "input_tokens": tokens, "output_tokens": 0}
+        e = one(Workload(model="llama-3.1-8b", inference=inf, execution="eager"), "h100-sxm")
+        return e.ops["norm_act"].duration_seconds / (batch * tokens)
+
+    assert per_token(1, 512) < 0.8 * per_token(8, 2048)
