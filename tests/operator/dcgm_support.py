@@ -72,7 +72,12 @@ class FakeGPU:
 
 
 class FakeExporter:
-    """dcgm-exporter's text format for the GPUs of one node."""
+    """dcgm-exporter's text format for the GPUs of one node.
+
+    Each sample carries the time its value was computed at (the exposition format's optional timestamp):
+    Prometheus would otherwise stamp it with the start of its scrape, and on a loaded test machine the
+    handler may run a good fraction of a second later, which skews a 10 s window's energy by several per
+    cent whatever the operator does. (The real exporter's values are DCGM readings of its own moment too.)"""
 
     def __init__(self, node: str, gpus: list[FakeGPU]) -> None:
         self.node, self.gpus = node, gpus
@@ -90,7 +95,7 @@ class FakeExporter:
                 f'device="nvidia{g.index}",modelName="{g.model_name}",Hostname="{g.node}",'
                 'DCGM_FI_DRIVER_VERSION="550.54.15"'
             )
-            value = f"{g.counter_mj(t):.0f}"
+            value = f"{g.counter_mj(t):.0f} {int(t * 1000)}"
             holders = g.pods_at(t)
             if not g.virtual_gpus:
                 holders = holders[-1:]
