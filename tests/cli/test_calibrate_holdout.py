@@ -23,10 +23,10 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def rows_csv(tmp_path: Path, power_scale: float) -> Path:
-    """20 measured A100/A10 rows of the EnergAIzer artifact, energy and power scaled (a site whose GPUs draw
+def rows_csv(tmp_path: Path, power_scale: float, count: int = 20) -> Path:
+    """``count`` measured A100/A10 rows of the EnergAIzer artifact, energy and power scaled (a site whose GPUs draw
     that much more than the rows the default profile was fitted on)."""
-    rows = list(csv.DictReader((DATA / "artifact.csv").open()))[:20]
+    rows = list(csv.DictReader((DATA / "artifact.csv").open()))[:count]
     for r in rows:
         for key in ("measured_energy_joules", "measured_average_power_watts"):
             if r.get(key):
@@ -50,6 +50,14 @@ def test_a_better_fit_is_written_with_its_held_out_error(tmp_path):
     metrics = json.loads(out.read_text())["fit_metrics"]
     assert metrics["holdout_energy_mape_pct"] == held["energy_mape_pct"]
     assert metrics["baseline_energy_mape_pct"] == held["baseline_energy_mape_pct"]
+
+
+def test_many_rows_are_checked_by_ten_folds_not_a_refit_per_row(tmp_path):
+    """Above 50 rows the default check is 10-fold (the shipped 1037 rows would otherwise take 1037 refits)."""
+    r = cli("calibrate", str(rows_csv(tmp_path, 1.3, count=60)), "-o", str(tmp_path / "p.json"), *FIT, "--json")
+    assert r.returncode == 0, r.stderr
+    held = json.loads(r.stdout)["holdout"]
+    assert held["method"] == "10-fold" and held["folds"] == 10 and held["rows"] == 60
 
 
 def test_a_fit_that_is_not_better_is_refused_unless_forced(tmp_path):
