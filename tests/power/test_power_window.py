@@ -87,3 +87,22 @@ def test_a_workload_below_the_limit_is_not_slowed(one, serving):
     e = one(w, "h100-sxm")
     assert e.average_power_watts < LIMIT_W
     assert e.frequency_mhz == pytest.approx(get_gpu("h100-sxm").max_clock_mhz, rel=1e-6)
+
+
+def test_a_row_whose_host_waits_shrink_at_the_capped_clock_still_averages_within_its_limit():
+    """The windows are solved with the host waits of the requested clock; at the capped clock a slower GPU
+    hides more of an eager host's dispatch, so the row would end above its limit (T4, 70 W: 70.02 W before):
+    its board then draws the limit, and the breakdown still sums to the energy."""
+    from energaizer import Workload, estimate
+    from energaizer.workload import TrainingSpec
+
+    w = Workload(
+        model="gpt2",
+        task="training",
+        precision="bf16",
+        training=TrainingSpec(tokens=100000.0, global_batch_size=6, sequence_length=16),
+    )
+    (e,) = estimate(w, "t4")
+    assert e.feasible and e.frequency_mhz < 1590  # capped
+    assert e.average_power_watts <= e.power_limit_w * (1 + 1e-9)
+    assert sum(e.breakdown.values()) == pytest.approx(e.energy_joules, rel=1e-9)
