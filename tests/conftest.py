@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import pytest
 from gemm_support import one_gpu
+from hypothesis import settings
 
 from energaizer import Estimate, Workload, estimate
 from energaizer.hardware import GpuTable
@@ -13,6 +15,12 @@ from energaizer.profile import CalibrationProfile
 from energaizer.timing.kernel_time import KernelDevice
 
 OneEstimate = Callable[..., Estimate]
+
+# Property tests draw the same examples on every run (CI must not turn red by the luck of a draw);
+# `HYPOTHESIS_PROFILE=explore pytest ...` searches new random examples, many more of them.
+settings.register_profile("ci", derandomize=True, database=None)
+settings.register_profile("explore", max_examples=2000, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def _one(w: Workload, gpu: str, profile: CalibrationProfile | None = None) -> Estimate:
