@@ -20,7 +20,7 @@ from energaizer.kernels.params import build_row_params
 from energaizer.kernels.table import KernelTableBuilder
 from energaizer.kernels.transformer import add_inference, add_training, microbatch
 from energaizer.memory_plan import choose_training_layout, plan_memory
-from energaizer.power.model import KernelPower, gap_power, solve_power_window, solve_uncapped
+from energaizer.power.model import gap_power, solve_power_window, solve_uncapped
 from energaizer.profile import CalibrationProfile
 from energaizer.result import EstimateBatch, OpFigures
 from energaizer.timing.host import host_gaps
@@ -217,15 +217,13 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
     # The windows were solved with the host waits of the requested clock; a capped (slower) GPU hides more
     # of an eager host's dispatch, so a row can end a little above its limit: its board then draws the
     # limit, the kernels' power scaled down (as a window still over the limit at the minimum clock does).
-    budget = power_limit_w * gpus * (exec_s + gap_s)
+    budget = power_limit_w * gpus * duration
     over = energy > budget
     if over.any():
         gap_j = breakdown["overhead"]
         with np.errstate(invalid="ignore", divide="ignore"):
             scale = np.where(over, np.clip((budget - gap_j) / (energy - gap_j), 0.0, 1.0), 1.0)
-        s = scale[r]
-        pw = KernelPower(idle=op.power.idle * s, compute=op.power.compute * s, memory=op.power.memory * s)
-        op = replace(op, power=pw)
+        op = replace(op, power=op.power.scaled(scale[r]))
         energy, breakdown = energy_breakdown(kt, t_exec, op.power, gap_w, gap_s, gpus, n)
     with np.errstate(invalid="ignore", divide="ignore"):
         power = np.where(duration > 0, energy / duration, 0.0)

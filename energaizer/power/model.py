@@ -37,6 +37,12 @@ class KernelPower:
     def total(self) -> np.ndarray:
         return self.idle + self.compute + self.memory
 
+    def scaled(self, factor: np.ndarray) -> KernelPower:
+        """Every part times ``factor`` (per kernel): a board held to its limit draws less of each."""
+        return KernelPower(
+            idle=self.idle * factor, compute=self.compute * factor, memory=self.memory * factor
+        )
+
 
 def dynamic_range(hw: GpuTable, g: np.ndarray) -> np.ndarray:
     """D: the dynamic power the alpha terms are fractions of (W); TDP - idle unless the catalog
@@ -220,9 +226,7 @@ def _solve(
         pw = _scatter(
             pw,
             idx,
-            KernelPower(
-                idle=sub_pw.idle * scale, compute=sub_pw.compute * scale, memory=sub_pw.memory * scale
-            ),
+            sub_pw.scaled(scale),
         )
     return OperatingPoint(clock_mhz=clock_mhz, timing=tm, power=pw, capped=capped)
 
@@ -309,7 +313,7 @@ def solve_power_window(
     s = scale[sw]
     clock_mhz = op.clock_mhz.copy()
     clock_mhz[idx] = lo[sw]
-    pw = KernelPower(idle=sub_pw.idle * s, compute=sub_pw.compute * s, memory=sub_pw.memory * s)
+    pw = sub_pw.scaled(s)
     return OperatingPoint(
         clock_mhz=clock_mhz,
         timing=_scatter(op.timing, idx, sub_tm),
