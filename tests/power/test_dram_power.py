@@ -44,7 +44,8 @@ def test_gddr_costs_more_per_bit_than_hbm_and_newer_gddr_less():
     r = DRAM_ENERGY_RATIO
     assert r["gddr6"] > 2.0 * r["hbm2"]  # off-package PCB I/O on both ends vs interposer I/O
     assert r["gddr7"] < r["gddr6x"] < r["gddr6"]
-    assert r["hbm2"] == r["hbm2e"] == r["hbm3"] == r["hbm3e"]
+    assert r["hbm2"] == r["hbm2e"]  # the same 1.2 V supplies (JESD235C)
+    assert r["hbm3"] == r["hbm3e"] == pytest.approx((1.1 / 1.2) ** 2)  # JESD238's 1.1 V core supply
 
 
 def test_a_catalog_entry_without_a_technology_gets_its_memory_type_default():
