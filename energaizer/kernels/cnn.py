@@ -105,7 +105,12 @@ def _add_pass(
         out_bytes = img * cout * h * w * abb
         nbytes = in_bytes + cout * cin / groups * k * k * wbb + out_bytes
         wino = (pr[6] > 0) & (k == 3) & (stride == 1) & (groups == 1)
-        direct = ~wino
+        # A depthwise convolution (one filter per channel) is no GEMM: its N is 1, and as an implicit
+        # GEMM every channel would pad a tensor-core tile 64-wide. cuDNN and PyTorch run it as a direct
+        # kernel on the CUDA cores (k x k FMAs per output, the input tile staged once in shared memory):
+        # memory-bound, its bytes the input, output and filters.
+        depthwise = (groups > 1) & (groups == cin)
+        direct = ~wino & ~depthwise
         b.add(
             r[direct],
             Op.CONV,
@@ -119,6 +124,15 @@ def _add_pass(
             bytes=nbytes[direct],
             precision_bytes=np.minimum(wbb, abb)[direct],
         )
+        if depthwise.any():
+            b.add(
+                r[depthwise],
+                Op.DEPTHWISE_CONV,
+                phase,
+                (cnt * gm)[depthwise],
+                fp_flops=(2.0 * m * cout * k * k)[depthwise],
+                bytes=nbytes[depthwise],
+            )
         if wino.any():
             add_winograd(
                 b,

@@ -59,6 +59,7 @@ class Op(IntEnum):
     LINEAR = 23  # a plain linear layer (a CNN's MLP / classifier head)
     ELEMENTWISE = 24  # other elementwise work (pooling, squeeze-and-excitation scaling)
     EP_ALL_TO_ALL = 25  # expert parallelism: dispatch of tokens to their experts' ranks and combine back
+    DEPTHWISE_CONV = 26  # depthwise convolution: a direct kernel on the CUDA cores (MobileNet, MobileViT)
 
 
 OP_KIND: dict[Op, Kind] = {
@@ -88,6 +89,7 @@ OP_KIND: dict[Op, Kind] = {
     Op.LINEAR: Kind.GEMM,
     Op.ELEMENTWISE: Kind.MEMORY,
     Op.EP_ALL_TO_ALL: Kind.COMM,
+    Op.DEPTHWISE_CONV: Kind.MEMORY,
 }
 
 PHASES: tuple[str, ...] = tuple(p.name.lower() for p in Phase)
