@@ -105,8 +105,9 @@ def plan_memory(p: RowParams, archs: list[ModelArchitecture], hw: GpuTable, gi: 
         if a.arch_type == "cnn":
             params[i] = cnn_params(a.cnn)
     # expert parallelism places whole experts over its GPUs; the rest is split by (engine) TP
-    experts = np.where(p.ep > 1, p.expert_params, 0.0)
-    weights = ((params - experts) / tp + experts / np.maximum(p.ep, 1.0)) * p.w_bytes
+    # (routed experts in their own element size: a checkpoint may ship them narrower, gpt-oss in MXFP4)
+    experts_per_gpu = p.expert_params / np.where(p.ep > 1, p.ep, tp)
+    weights = (params - p.expert_params) / tp * p.w_bytes + experts_per_gpu * p.expert_w_bytes
     # bytes per cached token per GPU (MLA latents replicated over TP, K/V heads split), over the layers
     kv_per_token = p.layers * kv_elements_per_gpu(p) * p.a_bytes
     kv_per_seq = cached_tokens(p, p.input_tokens + p.output_tokens) * kv_per_token

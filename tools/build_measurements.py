@@ -64,7 +64,7 @@ GPU_MAP = {
     "a10": "a10",
 }
 ARTIFACT_LIMIT_W = {"a100-pcie-40gb": 250.0, "a10": 150.0}
-PRECISION = {"bfloat16": "bf16", "fp8": "fp8", "fp16": "fp16", "bf16": "bf16", "fp32": "fp32"}
+PRECISION = {"bfloat16": "bf16", "fp8": "fp8", "fp16": "fp16", "bf16": "bf16", "fp32": "fp32", "mxfp4": "fp4"}
 ZEUS_EPOCH = {
     "imagenet": (1_281_167, None, "resnet-50"),
     "squad": (88_641, 384, "bert-base"),

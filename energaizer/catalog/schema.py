@@ -178,6 +178,12 @@ class ModelArchitecture(BaseModel):
     )
     vocab: int | None = Field(default=None, gt=0)
     tied_embeddings: bool = False
+    expert_precision: Precision | None = Field(
+        default=None,
+        description="the format the published checkpoint stores its routed experts in (gpt-oss: fp4, "
+        "MXFP4): served at any workload precision, the experts' weights stay this narrow (the workload's "
+        "precision is then the math and the rest of the model); empty = the workload's precision",
+    )
     moe_experts: int | None = Field(default=None, gt=0)
     moe_active_experts: int | None = Field(default=None, gt=0)
     moe_expert_ffn: int | None = Field(default=None, gt=0)

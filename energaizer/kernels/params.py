@@ -65,6 +65,7 @@ class RowParams:
     expert_params: np.ndarray  # routed-expert parameters
     # precision and parallelism
     w_bytes: np.ndarray  # weight element size
+    expert_w_bytes: np.ndarray  # routed experts' weight element size (a checkpoint's narrower format)
     a_bytes: np.ndarray  # activation / KV element size
     gpu_count: np.ndarray
     tp: np.ndarray  # tensor parallelism of the attention and dense layers (of one engine)
@@ -295,6 +296,10 @@ def build_row_params(
         c["a_bytes"][i] = ACTIVATION_BYTES.get(w.precision, 2.0)
         if w.task == "training" and w.precision in ("fp32", "tf32"):
             c["w_bytes"][i] = 4.0
+        c["expert_w_bytes"][i] = c["w_bytes"][i]
+        if a.expert_precision and w.task == "inference":
+            # a checkpoint that ships its experts quantised (gpt-oss: MXFP4) is served so at any dtype
+            c["expert_w_bytes"][i] = min(c["w_bytes"][i], PRECISION_BYTES[a.expert_precision])
         c["gpu_count"][i] = w.gpu_count
         tp = default_tensor_parallel(w, a, gpu)
         c["tp"][i] = tp

@@ -141,8 +141,9 @@ class LayerPass:
         self.activation(b)
         self.tp_allreduce(b)
 
-    def _gemm(self, b: KernelTableBuilder, op: Op, count, m, n, k, **kw) -> None:
-        gemm(b, self.rows, op, self.phase, count, m, n, k, self.s.w_bytes, self.s.a_bytes, **kw)
+    def _gemm(self, b: KernelTableBuilder, op: Op, count, m, n, k, wb=None, **kw) -> None:
+        wb = self.s.w_bytes if wb is None else wb
+        gemm(b, self.rows, op, self.phase, count, m, n, k, wb, self.s.a_bytes, **kw)
 
     def qkv_proj(self, b: KernelTableBuilder) -> None:
         s = self.s
@@ -182,7 +183,7 @@ class LayerPass:
         ffn_e = np.where(ep_on, s.expert_ffn, s.expert_ffn / s.tp)
         count = self.passes * s.moe_layers * self.gm
         up_n = self.mats * ffn_e
-        kw = {"gemm_group": local, "moe_grouped": True, "busy_share": busy}
+        kw = {"gemm_group": local, "moe_grouped": True, "busy_share": busy, "wb": s.expert_w_bytes}
         self._gemm(b, Op.MOE_UP, count, tok_per_expert, up_n, s.hidden, **kw)
         self._gemm(b, Op.MOE_DOWN, count, tok_per_expert, s.hidden, ffn_e, **kw)
 

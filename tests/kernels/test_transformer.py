@@ -253,3 +253,21 @@ def test_small_eager_tensors_stay_in_l2(one):
         return e.ops["norm_act"].duration_seconds / (batch * tokens)
 
     assert per_token(1, 512) < 0.8 * per_token(8, 2048)
+
+
+def test_a_checkpoint_with_mxfp4_experts_serves_them_narrow_at_any_dtype(one):
+    """gpt-oss ships its routed experts in MXFP4 only: served at bf16 (the dtype a leaderboard lists),
+    the experts still stream 0.5 B per weight; the same architecture without ``expert_precision`` (a
+    bf16 re-export) moves and holds four times the expert bytes."""
+    from energaizer.catalog import get_model
+
+    inf = {"requests": 256, "input_tokens": 300, "output_tokens": 500, "batch_size": 64}
+    served = one(Workload(model="gpt-oss-20b", precision="bf16", inference=inf), "h100-sxm")
+    fp4 = one(Workload(model="gpt-oss-20b", precision="fp4", inference=inf), "h100-sxm")
+    arch = get_model("gpt-oss-20b").model_copy(update={"id": "gpt-oss-20b-bf16", "expert_precision": None})
+    bf16 = one(Workload(architecture=arch, precision="bf16", inference=inf), "h100-sxm")
+    assert served.memory_required_gb < 0.4 * bf16.memory_required_gb
+    assert served.energy_joules < 0.7 * bf16.energy_joules
+    # attention and embeddings stay in the served dtype: between all-fp4 and bf16 experts
+    assert fp4.memory_required_gb < served.memory_required_gb
+    assert fp4.energy_joules < served.energy_joules
