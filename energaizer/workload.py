@@ -13,6 +13,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from energaizer.catalog.schema import ModelArchitecture, Precision
 
+# Spellings of a precision that tools and leaderboards write (PyTorch dtypes, vLLM's --dtype and
+# quantisation names, ML.ENERGY's weight_precision), read as the model's name for it.
+PRECISION_SYNONYMS: dict[str, str] = {
+    "bfloat16": "bf16",
+    "float16": "fp16",
+    "half": "fp16",
+    "float32": "fp32",
+    "float": "fp32",
+    "float8": "fp8",
+    "fp8_e4m3": "fp8",
+    "e4m3": "fp8",
+    "mxfp4": "fp4",
+    "nvfp4": "fp4",
+}
+
 Task = Literal["inference", "training"]
 
 # Upper bounds that reject absurd input with a clear message instead of overflowing.

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from energaizer.errors import InvalidInputError
 from energaizer.files import bounded_lines, open_text
 from energaizer.io.layout import check_layout
-from energaizer.workload import Workload
+from energaizer.workload import PRECISION_SYNONYMS, Workload
 
 WORKLOAD_COLUMNS = (
     "model",
@@ -159,6 +159,12 @@ def row_to_workload(raw: dict[str, str], where: str) -> tuple[Workload, str, dic
     return _workload_from_values(vals, where)
 
 
+def _precision(value: Any) -> str:
+    """A precision cell, the spellings other tools write (bfloat16, mxfp4, ...) read as ours."""
+    text = str(value).strip().lower()
+    return PRECISION_SYNONYMS.get(text, text)
+
+
 def _workload_from_values(
     vals: dict[str, Any], where: str, checked: set[tuple[Any, ...]] | None = None
 ) -> tuple[Workload, str, dict[str, float]]:
@@ -171,7 +177,7 @@ def _workload_from_values(
     task = str(vals.get("task", "inference")).lower()
     spec: dict[str, Any] = {
         "task": task,
-        "precision": str(vals.get("precision", "bf16")).lower(),
+        "precision": _precision(vals.get("precision", "bf16")),
         "gpu_count": vals.get("gpu_count", 1),
     }
     for k in ("frequency_mhz", "power_limit_w", "tensor_parallel", "expert_parallel", "data_parallel"):

@@ -24,6 +24,22 @@ def test_numbers_in_any_spelling(tmp_path):
     assert row.workload.frequency_mhz == 1500.0 and row.gpu == "h100-sxm" and row.line == 2
 
 
+@pytest.mark.parametrize(
+    ("cell", "precision"),
+    [("bfloat16", "bf16"), ("BFloat16", "bf16"), ("float16", "fp16"), ("mxfp4", "fp4"), ("fp8", "fp8")],
+)
+def test_precision_in_the_spellings_other_tools_write(tmp_path, cell, precision):
+    """PyTorch dtypes and the leaderboards' weight precisions (ML.ENERGY: bfloat16, fp8, mxfp4)."""
+    (row,) = read(tmp_path, f"model,gpu,precision\ngpt-oss-20b,h100-sxm,{cell}\n")
+    assert row.workload.precision == precision
+
+
+def test_an_unknown_precision_is_an_error_naming_the_field(tmp_path):
+    with pytest.raises(InvalidInputError) as err:
+        read(tmp_path, "model,gpu,precision\nllama-3.1-8b,h100-sxm,int3\n")
+    assert err.value.field == "precision"
+
+
 def test_blank_lines_short_rows_and_extra_columns(tmp_path):
     rows = read(
         tmp_path,
