@@ -13,10 +13,13 @@ import csv
 import math
 import sys
 from pathlib import Path
+from typing import get_args
 
 from energaizer.catalog import get_model
+from energaizer.catalog.schema import Precision
 from energaizer.errors import UnknownNameError
 from energaizer.io.workload_csv import MEASUREMENT_FILE_COLUMNS as COLUMNS
+from energaizer.workload import PRECISION_SYNONYMS
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "energaizer" / "data" / "measurements"
 HOLDOUT_DIR = OUT_DIR.parent / "holdout"
@@ -64,12 +67,19 @@ GPU_MAP = {
     "a10": "a10",
 }
 ARTIFACT_LIMIT_W = {"a100-pcie-40gb": 250.0, "a10": 150.0}
-PRECISION = {"bfloat16": "bf16", "fp8": "fp8", "fp16": "fp16", "bf16": "bf16", "fp32": "fp32", "mxfp4": "fp4"}
 ZEUS_EPOCH = {
     "imagenet": (1_281_167, None, "resnet-50"),
     "squad": (88_641, 384, "bert-base"),
     "sentiment140": (1_600_000, 64, "bert-base"),
 }
+
+
+def _precision(cell: str) -> str:
+    """The source's precision (bfloat16, fp8, mxfp4, ...) in the model's names, through the synonyms the
+    workload CSV reader also accepts; bf16 where the source names none (ML.ENERGY v2: "auto ...")."""
+    word = cell.split()[0].lower() if cell.split() else ""
+    name = PRECISION_SYNONYMS.get(word, word)
+    return name if name in get_args(Precision) else "bf16"
 
 
 def _f(x: str) -> float | None:
@@ -145,7 +155,7 @@ def _serving(r: dict[str, str], source: str, inp: int, gpu_count: int) -> dict |
         "model": r["model_id"],
         "gpu": GPU_MAP[r["gpu"]],
         "gpu_count": gpu_count,
-        "precision": PRECISION.get(r["precision"].split()[0], "bf16"),
+        "precision": _precision(r["precision"]),
         "task": "inference",
         "requests": requests,
         "input_tokens": inp,
