@@ -21,6 +21,7 @@ from energaizer.kernels.params import (
     RowParams,
     cached_tokens,
     kv_elements_per_gpu,
+    mamba_state_bytes_per_gpu,
 )
 from energaizer.kernels.transformer import microbatch
 
@@ -37,7 +38,7 @@ def _training_need(p: RowParams, params: np.ndarray, rows: np.ndarray) -> np.nda
     """Bytes per GPU of the training rows at their current layout (p.tp, p.dp, p.recompute, p.mb_limit)."""
     mb, _ = microbatch(p, rows)
     act_per = np.where(p.recompute[rows], 2.0, 34.0)
-    acts = act_per * mb * p.seq[rows] * p.hidden[rows] * p.layers[rows] / p.tp[rows]
+    acts = act_per * mb * p.seq[rows] * p.hidden[rows] * p.block_pairs[rows] / p.tp[rows]
     state = TRAINING_STATE_BYTES_PER_PARAM * params[rows] / p.tp[rows]
     return state + acts + RUNTIME_RESERVE_BYTES
 
@@ -110,11 +111,13 @@ def plan_memory(p: RowParams, archs: list[ModelArchitecture], hw: GpuTable, gi: 
     weights = (params - p.expert_params) / tp * p.w_bytes + experts_per_gpu * p.expert_w_bytes
     # bytes per cached token per GPU (MLA latents replicated over TP, K/V heads split), over the layers
     kv_per_token = p.layers * kv_elements_per_gpu(p) * p.a_bytes
-    kv_per_seq = cached_tokens(p, p.input_tokens + p.output_tokens) * kv_per_token
+    # a hybrid's Mamba-2 layers hold a fixed-size state per sequence instead
+    state_per_seq = mamba_state_bytes_per_gpu(p)
+    kv_per_seq = cached_tokens(p, p.input_tokens + p.output_tokens) * kv_per_token + state_per_seq
     # Paged KV cache: a running sequence holds its prompt and what it has generated so far, on
     # average half its output under continuous batching; one request must fit at full length.
     # Sliding-window layers hold at most the window.
-    kv_mean_seq = cached_tokens(p, p.input_tokens + 0.5 * p.output_tokens) * kv_per_token
+    kv_mean_seq = cached_tokens(p, p.input_tokens + 0.5 * p.output_tokens) * kv_per_token + state_per_seq
     inference = ~p.training
     free = cap - weights - RUNTIME_RESERVE_BYTES
     with np.errstate(divide="ignore", invalid="ignore"):

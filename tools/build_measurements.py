@@ -25,6 +25,9 @@ OUT_DIR = Path(__file__).resolve().parent.parent / "energaizer" / "data" / "meas
 HOLDOUT_DIR = OUT_DIR.parent / "holdout"
 # GPUs whose rows are never fitted: an unseen-GPU test of the shipped profile (A40: GA102, GDDR6).
 HOLDOUT_GPUS = frozenset({"a40"})
+# Model families whose rows are never fitted either: an unseen-family test (Nemotron-H: Mamba-2 layers,
+# a block type no fitted row has).
+HOLDOUT_FAMILIES = frozenset({"nemotron-h"})
 ASSUMPTIONS = {
     "mlenergy-v2 input_tokens": "chat (ShareGPT): 120 tokens (mean prompt 350 characters + chat template); "
     "code (HumanEval+): 150 tokens. The source does not publish token counts.",
@@ -277,15 +280,21 @@ BUILDERS = {
 }
 
 
+def _held_out(row: dict) -> bool:
+    """A row of a held-out GPU or model family (never fitted)."""
+    return row["gpu"] in HOLDOUT_GPUS or get_model(row["model"]).family in HOLDOUT_FAMILIES
+
+
 def build(shared: Path, out_dir: Path = OUT_DIR, holdout_dir: Path = HOLDOUT_DIR) -> dict[str, int]:
-    """Write the calibration CSVs to ``out_dir`` and the rows of the held-out GPUs (never fitted, the
-    unseen-GPU check of docs/accuracy.md) to ``holdout_dir``; returns the row count per file."""
+    """Write the calibration CSVs to ``out_dir`` and the rows of the held-out GPUs and model families
+    (never fitted, the unseen-GPU and unseen-family checks of docs/accuracy.md) to ``holdout_dir``;
+    returns the row count per file."""
     counts = {}
     for name, fn in BUILDERS.items():
         rows = fn(shared)
         for folder, part in (
-            (out_dir, [r for r in rows if r["gpu"] not in HOLDOUT_GPUS]),
-            (holdout_dir, [r for r in rows if r["gpu"] in HOLDOUT_GPUS]),
+            (out_dir, [r for r in rows if not _held_out(r)]),
+            (holdout_dir, [r for r in rows if _held_out(r)]),
         ):
             if not part:
                 continue

@@ -176,6 +176,27 @@ class ModelArchitecture(BaseModel):
         description="layer pattern with sliding_window: every Nth layer attends to the whole context "
         "(Gemma 2 and gpt-oss: 2, Gemma 3: 6); empty = every layer is windowed",
     )
+    attention_layers: int | None = Field(
+        default=None,
+        ge=0,
+        description="hybrid models: the layers (blocks) with self-attention, which alone cache K and V; "
+        "empty = every layer",
+    )
+    mlp_layers: int | None = Field(
+        default=None, ge=0, description="hybrid models: the layers (blocks) with an MLP; empty = every layer"
+    )
+    mamba_layers: int = Field(
+        default=0,
+        ge=0,
+        description="hybrid models: Mamba-2 mixer layers (blocks; Nemotron-H's `M`): an input projection, a "
+        "causal depthwise convolution, the selective state-space scan and an output projection, with a "
+        "fixed-size state per sequence instead of a KV cache",
+    )
+    mamba_heads: int | None = Field(default=None, gt=0, description="Mamba-2 heads (mamba_num_heads)")
+    mamba_head_dim: int | None = Field(default=None, gt=0, description="Mamba-2 head width (mamba_head_dim)")
+    ssm_state_size: int | None = Field(default=None, gt=0, description="Mamba-2 state per head channel (N)")
+    mamba_groups: int = Field(default=1, gt=0, description="Mamba-2 B/C groups (n_groups)")
+    conv_kernel: int = Field(default=4, gt=0, description="Mamba-2 causal convolution width")
     vocab: int | None = Field(default=None, gt=0)
     tied_embeddings: bool = False
     expert_precision: Precision | None = Field(
@@ -215,11 +236,31 @@ class ModelArchitecture(BaseModel):
         kv = self.kv_heads or self.heads
         if self.heads and kv and self.heads % kv:
             raise ValueError("heads must be a multiple of kv_heads")
+        if self.mamba_layers and not (self.mamba_heads and self.mamba_head_dim and self.ssm_state_size):
+            raise ValueError("mamba_layers need mamba_heads, mamba_head_dim and ssm_state_size")
+        for name in ("attention_layers", "mlp_layers"):
+            if (getattr(self, name) or 0) > self.layers:
+                raise ValueError(f"{name} > layers")
         return self
 
     @property
     def is_moe(self) -> bool:
         return bool(self.moe_experts)
+
+    @property
+    def attention_layers_(self) -> int:
+        """Layers with self-attention (all of a transformer's, some of a hybrid's)."""
+        return self.layers if self.attention_layers is None else self.attention_layers
+
+    @property
+    def mlp_layers_(self) -> int:
+        """Layers with an MLP or MoE block (all of a transformer's, some of a hybrid's)."""
+        return self.layers if self.mlp_layers is None else self.mlp_layers
+
+    @property
+    def mamba_inner(self) -> int:
+        """Mamba-2 inner width: heads x head width (0 without Mamba layers)."""
+        return (self.mamba_heads or 0) * (self.mamba_head_dim or 0) if self.mamba_layers else 0
 
     @property
     def kv_heads_(self) -> int:

@@ -60,6 +60,10 @@ class Op(IntEnum):
     ELEMENTWISE = 24  # other elementwise work (pooling, squeeze-and-excitation scaling)
     EP_ALL_TO_ALL = 25  # expert parallelism: dispatch of tokens to their experts' ranks and combine back
     DEPTHWISE_CONV = 26  # depthwise convolution: a direct kernel on the CUDA cores (MobileNet, MobileViT)
+    MAMBA_IN_PROJ = 27  # Mamba-2 input projection (z, x, B, C, step sizes)
+    MAMBA_OUT_PROJ = 28  # Mamba-2 output projection
+    MAMBA_SCAN = 29  # Mamba-2 chunked scan (SSD) of a prefill: its matmuls within and across chunks
+    MAMBA_STATE = 30  # Mamba-2 convolution, recurrent state passes and gated norm (a decode step's update)
 
 
 OP_KIND: dict[Op, Kind] = {
@@ -90,6 +94,10 @@ OP_KIND: dict[Op, Kind] = {
     Op.ELEMENTWISE: Kind.MEMORY,
     Op.EP_ALL_TO_ALL: Kind.COMM,
     Op.DEPTHWISE_CONV: Kind.MEMORY,
+    Op.MAMBA_IN_PROJ: Kind.GEMM,
+    Op.MAMBA_OUT_PROJ: Kind.GEMM,
+    Op.MAMBA_SCAN: Kind.GEMM,
+    Op.MAMBA_STATE: Kind.MEMORY,
 }
 
 PHASES: tuple[str, ...] = tuple(p.name.lower() for p in Phase)

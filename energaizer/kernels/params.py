@@ -46,6 +46,14 @@ class RowParams:
     ffn: np.ndarray
     dense_layers: np.ndarray
     moe_layers: np.ndarray
+    # hybrid models (``layers`` above counts the layers with attention)
+    block_pairs: np.ndarray  # blocks / 2: transformer-layer equivalents of norms, residuals, all-reduces
+    mamba_layers: np.ndarray  # Mamba-2 mixer layers
+    mamba_inner: np.ndarray  # Mamba-2 heads x head width
+    mamba_heads: np.ndarray
+    ssm_state: np.ndarray  # Mamba-2 state per head channel (N)
+    mamba_groups: np.ndarray  # Mamba-2 B/C groups
+    conv_kernel: np.ndarray  # Mamba-2 causal convolution width
     gated: np.ndarray  # bool: gated MLP (up and gate projections)
     act_kernels: np.ndarray  # eager elementwise kernels of the MLP activation
     rotary: np.ndarray  # bool: rotary position embeddings on q and k
@@ -115,6 +123,13 @@ ARCH_FIELDS = (
     "layers",
     "moe_layers",
     "dense_layers",
+    "block_pairs",
+    "mamba_layers",
+    "mamba_inner",
+    "mamba_heads",
+    "ssm_state",
+    "mamba_groups",
+    "conv_kernel",
     "hidden",
     "heads",
     "kv_heads",
@@ -151,6 +166,24 @@ def kv_elements_per_gpu(p: RowParams) -> np.ndarray:
     return np.where(p.mla, p.kv_elems, heads_split)
 
 
+# Mamba-2 recurrent state in fp32: Nemotron-H checkpoints set ``mamba_ssm_cache_dtype: float32`` and
+# their model cards serve them so (vLLM ``--mamba-ssm-cache-dtype float32``); 16-bit states drift.
+SSM_STATE_BYTES = 4.0
+
+
+def mamba_state_bytes_per_gpu(p: RowParams) -> np.ndarray:
+    """Bytes of the per-sequence state of every Mamba-2 layer on one GPU (heads split over tensor
+    parallelism): the SSM state (heads x head width x N, fp32) and the convolution's last k - 1 inputs
+    of x, B and C (activation dtype). Fixed whatever the context length."""
+    ssm = p.mamba_inner * p.ssm_state * SSM_STATE_BYTES
+    conv = (
+        (p.mamba_inner + 2.0 * p.mamba_groups * p.ssm_state)
+        * np.maximum(p.conv_kernel - 1.0, 0.0)
+        * p.a_bytes
+    )
+    return p.mamba_layers * (ssm + conv) / p.tp
+
+
 def cached_tokens(p: RowParams, length) -> np.ndarray:
     """Tokens a layer caches (and attends to) for a context of ``length``, averaged over the layers:
     sliding-window layers hold at most the window."""
@@ -163,22 +196,50 @@ def transformer_params(a: ModelArchitecture) -> tuple[float, float]:
     d, h, kv, hd = a.hidden or 0, a.heads or 0, a.kv_heads_, a.head_dim_
     mats = 3 if a.gated_mlp else 2
     attn = d * (h + 2 * kv) * hd + h * hd * d
-    layers = a.layers or 0
-    moe_layers = round(layers * a.moe_layer_fraction) if a.is_moe else 0
-    dense_layers = layers - moe_layers
+    attn_layers, mlp_layers = a.attention_layers_ or 0, a.mlp_layers_ or 0
+    moe_layers = round(mlp_layers * a.moe_layer_fraction) if a.is_moe else 0
+    dense_layers = mlp_layers - moe_layers
     dense_mlp = mats * d * (a.ffn or 0)
     shared = mats * d * (a.moe_shared_ffn or 0)
     expert = mats * d * (a.moe_expert_ffn or a.ffn or 0)
     emb = (a.vocab or 0) * d * (1 if a.tied_embeddings or a.arch_type == "encoder" else 2)
+    mamba = a.mamba_layers * mamba_layer_params(a)
     total = (
-        layers * attn + dense_layers * dense_mlp + moe_layers * (shared + (a.moe_experts or 0) * expert) + emb
+        attn_layers * attn
+        + dense_layers * dense_mlp
+        + moe_layers * (shared + (a.moe_experts or 0) * expert)
+        + mamba
+        + emb
     )
     active = (
-        layers * attn
+        attn_layers * attn
         + dense_layers * dense_mlp
         + moe_layers * (shared + (a.moe_active_experts or 0) * expert)
+        + mamba
     )
     return float(total), float(active + emb)
+
+
+def mamba_in_width(inner, groups, state, heads):
+    """Output width of a Mamba-2 input projection: z and x (the inner width each), B and C (groups x
+    state each) and one step size per head."""
+    return 2.0 * inner + 2.0 * groups * state + heads
+
+
+def mamba_layer_params(a: ModelArchitecture) -> float:
+    """Parameters of one Mamba-2 mixer: input projection, causal convolution over x, B and C, output
+    projection, and per-head A, D and step bias plus the gated norm's weight."""
+    if not a.mamba_layers:
+        return 0.0
+    d, inner, g, n, h = (
+        a.hidden or 0,
+        a.mamba_inner,
+        a.mamba_groups,
+        a.ssm_state_size or 0,
+        a.mamba_heads or 0,
+    )
+    conv = (inner + 2 * g * n) * (a.conv_kernel + 1)
+    return float(d * mamba_in_width(inner, g, n, h) + inner * d + conv + 3 * h + inner)
 
 
 def default_tensor_parallel(w: Workload, a: ModelArchitecture, gpu: GPUSpec) -> int:
@@ -223,15 +284,22 @@ def _arch_columns(a: ModelArchitecture) -> tuple[float, ...]:
     """The ``ARCH_FIELDS`` of one architecture (zeros but ``is_cnn`` for a CNN)."""
     if a.arch_type == "cnn":
         return (1.0, *([0.0] * (len(ARCH_FIELDS) - 1)))
-    layers = a.layers or 0
-    moe_layers = round(layers * a.moe_layer_fraction) if a.is_moe else 0
+    attn_layers, mlp_layers = a.attention_layers_ or 0, a.mlp_layers_ or 0
+    moe_layers = round(mlp_layers * a.moe_layer_fraction) if a.is_moe else 0
     total, active = transformer_params(a)
     return (
         0.0,
         float(a.arch_type == "decoder"),
-        layers,
+        attn_layers,
         moe_layers,
-        layers - moe_layers,
+        mlp_layers - moe_layers,
+        (attn_layers + mlp_layers + a.mamba_layers) / 2.0,
+        a.mamba_layers,
+        a.mamba_inner,
+        a.mamba_heads or 0,
+        a.ssm_state_size or 0,
+        a.mamba_groups,
+        a.conv_kernel,
         a.hidden or 0,
         a.heads or 0,
         a.kv_heads_,

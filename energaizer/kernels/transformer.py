@@ -18,10 +18,12 @@ import numpy as np
 from energaizer.kernels.builders import all_to_all, allreduce, gemm, memory, optimizer_step
 from energaizer.kernels.ops import Op, Phase
 from energaizer.kernels.params import (
+    SSM_STATE_BYTES,
     TRAINING_TOKENS_PER_MICROBATCH,
     RowParams,
     cached_tokens,
     kv_elements_per_gpu,
+    mamba_in_width,
 )
 from energaizer.kernels.table import KernelTableBuilder
 
@@ -51,6 +53,11 @@ SAMPLING_BYTES_PER_LOGIT = 210.0
 SAMPLING_FP_FLOPS_PER_LOGIT = 30.0  # two softmaxes, cumsum, noise, compares
 # Eager code (HF ``generate``, training losses): one fp32 pass over the logits (read + write).
 LOGIT_PASS_BYTES = 8.0
+# Mamba-2 (vLLM's and mamba_ssm's Triton kernels): tokens per chunk of the prefill scan (Nemotron-H
+# configs: chunk_size 128), and kernels per layer beside the GEMMs (causal conv, state update or
+# chunk-state passes, gated RMSNorm)
+MAMBA_CHUNK = 128.0
+MAMBA_STATE_LAUNCHES = 3.0
 
 
 def experts_touched(experts, k, tokens) -> np.ndarray:
@@ -137,6 +144,7 @@ class LayerPass:
         self.shared_expert_down(b)
         self.router(b)
         self.attention(b)
+        self.mamba_mixer(b)
         self.norm_act(b)
         self.activation(b)
         self.tp_allreduce(b)
@@ -274,6 +282,56 @@ class LayerPass:
                 fp_flops=FP_FLOPS_PER_SOFTMAX_ELEMENT * elements / kernels,
             )
 
+    def _mamba(self):
+        """(selection, its rows' parameters, and per-row arrays of the pass restricted to it) for the
+        rows with Mamba-2 layers; None when there are none (every other model emits nothing here)."""
+        sel = self.s.mamba_layers > 0
+        if not sel.any():
+            return None
+        shape = self.rows.shape
+        pick = lambda x: np.broadcast_to(np.asarray(x, dtype=np.float64), shape)[sel]  # noqa: E731
+        s = self.s.take(np.nonzero(sel)[0])
+        count = pick(self.passes) * s.mamba_layers * self.gm
+        return sel, s, count, pick(self.tokens), pick(self.q_len), pick(self.seqs)
+
+    def mamba_mixer(self, b: KernelTableBuilder) -> None:
+        """Mamba-2 mixer layers (hybrids such as Nemotron-H), split over tensor parallelism by head:
+
+        - ``mamba_in_proj``: z and x (the inner width each), B and C (groups x state each) and a step
+          size per head; ``mamba_out_proj`` back to the hidden width;
+        - ``mamba_scan``: the chunked state-space scan of a multi-token pass (SSD, Triton kernels on
+          the tensor cores): within a chunk of ``MAMBA_CHUNK`` tokens each output sums its causal half
+          of the chunk's inputs, and every token adds its chunk's incoming state (N per channel) and
+          feeds the outgoing one: per token and inner channel 2 (Q/2 + 2N) FLOPs, a GEMM of the tokens
+          against that depth (a decode step has no chunks);
+        - ``mamba_state``: the causal convolution over x, B and C (read and write, plus each
+          sequence's last k - 1 inputs), the recurrent state (fp32, inner width x N per sequence: a
+          decode step reads and writes it whole at ~5 FLOPs per element; a prefill writes one per
+          chunk, reads it back to pass it on and keeps the last) and the gated RMSNorm (reads y and z,
+          writes its output)."""
+        got = self._mamba()
+        if got is None:
+            return
+        sel, s, count, T, q, seqs = got
+        rows, ph, ab = self.rows[sel], self.phase, s.a_bytes
+        inner = s.mamba_inner / s.tp
+        width = mamba_in_width(s.mamba_inner, s.mamba_groups, s.ssm_state, s.mamba_heads) / s.tp
+        gemm(b, rows, Op.MAMBA_IN_PROJ, ph, count, T, width, s.hidden, s.w_bytes, ab)
+        gemm(b, rows, Op.MAMBA_OUT_PROJ, ph, count, T, s.hidden, inner, s.w_bytes, ab)
+        multi = q > 1
+        depth = 0.5 * np.minimum(MAMBA_CHUNK, q) + 2.0 * s.ssm_state
+        gemm(b, rows, Op.MAMBA_SCAN, ph, count * multi, T, inner, depth, ab, ab, weights=False)
+        conv_ch = inner + 2.0 * s.mamba_groups * s.ssm_state / s.tp
+        state = inner * s.ssm_state * SSM_STATE_BYTES  # per sequence
+        state_passes = np.where(multi, 2.0 * np.ceil(q / MAMBA_CHUNK) + 1.0, 2.0)
+        conv_state = 2.0 * conv_ch * (s.conv_kernel - 1.0) * ab
+        nbytes = 2.0 * T * conv_ch * ab + seqs * (state_passes * state + conv_state) + 3.0 * T * inner * ab
+        fp = T * (2.0 * s.conv_kernel * conv_ch + 6.0 * inner) + np.where(
+            multi, 0.0, 5.0 * seqs * state / 4.0
+        )
+        k = MAMBA_STATE_LAUNCHES
+        memory(b, rows, Op.MAMBA_STATE, ph, count * k, nbytes / k, fp_flops=fp / k)
+
     def norm_act(self, b: KernelTableBuilder) -> None:
         """Norms, residual adds, rotary embeddings and the MLP activation: fused kernels in a serving
         stack, many more small ones under eager dispatch.
@@ -289,7 +347,7 @@ class LayerPass:
         rot = np.where(eager, s.rotary, 0.0)
         gated_mul = np.where(eager, s.gated, 0.0)
         launches = ELEMENTWISE_LAUNCHES_PER_LAYER + np.where(eager, EAGER_EXTRA_LAUNCHES_PER_LAYER, 0.0)
-        count = self.passes * s.layers * self.gm
+        count = self.passes * s.block_pairs * self.gm
         base_launches = launches - gated_mul  # the gate x up multiply is one of them
         T_b = np.broadcast_to(T, self.rows.shape)
         mlp_elems = T_b * s.ffn / s.tp  # one MLP intermediate
@@ -357,7 +415,7 @@ class LayerPass:
         parallel MoE layers combine their outputs with the all-to-all instead of the second."""
         s = self.s
         act = self.tokens * s.hidden * s.a_bytes
-        count = self.passes * (2.0 * s.layers - np.where(s.ep > 1, s.moe_layers, 0.0))
+        count = self.passes * (2.0 * s.block_pairs - np.where(s.ep > 1, s.moe_layers, 0.0))
         allreduce(b, self.rows, Op.TP_ALLREDUCE, self.phase, count, act, s.tp)
 
 
