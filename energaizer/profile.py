@@ -127,6 +127,13 @@ class CalibrationProfile(BaseModel):
         description="achievable fraction of DRAM bandwidth of a streaming kernel beside its fixed latency "
         "(H100 bf16 adds of 0.2-3 GB: 0.92, 512 MiB copies on the H100 and H200: 0.90 and 0.88)",
     )
+    gemm_dram_efficiency: float = Field(
+        default=0.82,
+        gt=0,
+        le=1,
+        description="share of the DRAM peak a GEMM streams its operands at (cuBLAS skinny GEMMs on the H100: "
+        "0.77-0.84), not fitted",
+    )
     dram_stream_headroom: float = Field(
         default=1.5,
         gt=0,

@@ -144,7 +144,7 @@ def plan_timing(kt: KernelTable, dev: KernelDevice, hw: GpuTable, prof: Calibrat
         tensor_clock_mhz=hw.tensor_clock_mhz[g],
         fp32_flops=hw.fp32_flops[g],
         quantized=quantized,
-        stream_peak=dram * prof.dram_efficiency,
+        stream_peak=dram * np.where(is_gemm, prof.gemm_dram_efficiency, prof.dram_efficiency),
         stream_headroom=prof.dram_stream_headroom * dram,
         max_clock_mhz=hw.max_clock_mhz[g],
         is_attn=is_attn,

@@ -33,7 +33,10 @@ async def test_profile_is_reloaded_when_its_file_changes(gpu_cluster, operator_f
     await wait_for(lambda: c.phase("first") in ("Estimated", "Placed"), timeout=60)
     first = energies(c, "first")
 
-    slower = {**base, "name": "site-b", "decode_step_overhead_ms": base["decode_step_overhead_ms"] * 20}
+    # half the DRAM bandwidth for every kernel: every GPU type's decode steps take longer (a host cost per
+    # step, by contrast, hides under a slow GPU's step)
+    dram = {k: base[k] / 2 for k in ("dram_efficiency", "gemm_dram_efficiency")}
+    slower = {**base, "name": "site-b", **dram}
     path.write_text(json.dumps(slower))
     await wait_for(lambda: "reloaded" in op.log() and "site-b" in op.log(), timeout=60)
     await c.create(aijob("second", mode="annotate"))

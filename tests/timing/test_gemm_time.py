@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import numpy as np
 import pytest
 from gemm_support import gemm_at_max_clock, one_gemm, one_gpu
@@ -9,7 +12,7 @@ from gemm_support import gemm_at_max_clock, one_gemm, one_gpu
 from energaizer import Workload, estimate
 from energaizer.catalog import get_gpu, get_model
 from energaizer.hardware import GpuTable
-from energaizer.profile import CalibrationProfile
+from energaizer.profile import CalibrationProfile, load_profile
 from energaizer.timing.kernel_time import GEMM_TILE_SHAPES, KernelDevice, kernel_timing
 
 
@@ -76,7 +79,9 @@ def test_fp8_faster_than_bf16_on_hopper_for_compute_bound_prefill(one):
     a_bf16 = one(w, "a100-sxm4-80gb")
     a_fp8 = one(w.model_copy(update={"precision": "fp8"}), "a100-sxm4-80gb")
     assert a_fp8.duration_seconds == pytest.approx(a_bf16.duration_seconds, rel=0.2)
-    assert a_fp8.duration_seconds / a_bf16.duration_seconds > fp8.duration_seconds / bf16.duration_seconds + 0.1
+    assert (
+        a_fp8.duration_seconds / a_bf16.duration_seconds > fp8.duration_seconds / bf16.duration_seconds + 0.1
+    )
 
 
 @pytest.mark.parametrize(
@@ -230,3 +235,34 @@ def test_fp4_without_fp4_math_runs_weight_only_at_16_bit():
     assert hw.math_bytes(1, "fp4") == 0.5
     (r,) = estimate(Workload(model="gpt-oss-20b", precision="fp4"), "h100-sxm")
     assert "fp4 weights dequantised to bf16 math" in r.reason
+
+
+def test_decode_gemms_stream_their_weights_at_the_gemm_share():
+    """A batch-8 GEMM against 4096 x 14336 bf16 weights is memory-bound: its time is the weights at
+    ``gemm_dram_efficiency`` of the DRAM peak, whatever the share the other kernels stream at."""
+    base = {"kernel_latency_us": 0.0, "wave_overhead_cycles": 0.0}
+    weights = 4096 * 14336 * 2.0
+    peak = get_gpu("h100-sxm").memory_bw_gbs * 1e9
+    for other in (0.5, 0.9):
+        prof = CalibrationProfile(**base, dram_efficiency=other, gemm_dram_efficiency=0.8)
+        t, _ = gemm_at_max_clock(8, 14336, 4096, "h100-sxm", "bf16", prof)
+        assert t == pytest.approx(weights / (0.8 * peak), rel=0.01)
+
+
+def test_shipped_gemm_share_is_the_h100_skinny_gemms():
+    """The H100 sweep's GEMMs of 1-128 rows against 4096 x 14336 bf16 weights stream them at 0.77-0.84 of
+    the HBM3 peak; the shipped profile's GEMM share (not fitted) is in that range."""
+    sweep = Path(__file__).resolve().parents[2] / "benchmarks/results/h100-nvml-2026-11-22/sweep/sweep.csv"
+    peak = get_gpu("h100-sxm").memory_bw_gbs * 1e9
+    with sweep.open(newline="", encoding="utf-8") as fh:
+        rows = [
+            r
+            for r in csv.DictReader(fh)
+            if r["kernel"].startswith("gemm_") and r["kernel"].endswith("x4096x14336")
+        ]
+    skinny = [r for r in rows if int(r["kernel"].split("_")[1].split("x")[0]) <= 128]
+    shares = [4096 * 14336 * 2.0 / (float(r["time_per_call_us"]) * 1e-6) / peak for r in skinny]
+    assert len(shares) == 5
+    assert min(shares) > 0.75
+    assert max(shares) < 0.9
+    assert min(shares) <= load_profile(None).gemm_dram_efficiency <= max(shares)
