@@ -292,9 +292,10 @@ def build(shared: Path, out_dir: Path = OUT_DIR, holdout_dir: Path = HOLDOUT_DIR
     counts = {}
     for name, fn in BUILDERS.items():
         rows = fn(shared)
+        held = [_held_out(r) for r in rows]
         for folder, part in (
-            (out_dir, [r for r in rows if not _held_out(r)]),
-            (holdout_dir, [r for r in rows if _held_out(r)]),
+            (out_dir, [r for r, h in zip(rows, held, strict=True) if not h]),
+            (holdout_dir, [r for r, h in zip(rows, held, strict=True) if h]),
         ):
             if not part:
                 continue

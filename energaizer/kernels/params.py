@@ -171,17 +171,19 @@ def kv_elements_per_gpu(p: RowParams) -> np.ndarray:
 SSM_STATE_BYTES = 4.0
 
 
+def mamba_state_bytes(p: RowParams) -> tuple[np.ndarray, np.ndarray]:
+    """(SSM state, convolution state) bytes of one sequence in one Mamba-2 layer on one GPU (heads split
+    over tensor parallelism): heads x head width x N in fp32, and the convolution's last k - 1 inputs of
+    x, B and C (activation dtype). Fixed whatever the context length."""
+    ssm = p.mamba_inner / p.tp * p.ssm_state * SSM_STATE_BYTES
+    conv_channels = (p.mamba_inner + 2.0 * p.mamba_groups * p.ssm_state) / p.tp
+    return ssm, conv_channels * np.maximum(p.conv_kernel - 1.0, 0.0) * p.a_bytes
+
+
 def mamba_state_bytes_per_gpu(p: RowParams) -> np.ndarray:
-    """Bytes of the per-sequence state of every Mamba-2 layer on one GPU (heads split over tensor
-    parallelism): the SSM state (heads x head width x N, fp32) and the convolution's last k - 1 inputs
-    of x, B and C (activation dtype). Fixed whatever the context length."""
-    ssm = p.mamba_inner * p.ssm_state * SSM_STATE_BYTES
-    conv = (
-        (p.mamba_inner + 2.0 * p.mamba_groups * p.ssm_state)
-        * np.maximum(p.conv_kernel - 1.0, 0.0)
-        * p.a_bytes
-    )
-    return p.mamba_layers * (ssm + conv) / p.tp
+    """Bytes one sequence holds in every Mamba-2 layer on one GPU (:func:`mamba_state_bytes`)."""
+    ssm, conv = mamba_state_bytes(p)
+    return p.mamba_layers * (ssm + conv)
 
 
 def cached_tokens(p: RowParams, length) -> np.ndarray:
@@ -191,14 +193,19 @@ def cached_tokens(p: RowParams, length) -> np.ndarray:
     return (1.0 - p.window_frac) * length + p.window_frac * capped
 
 
+def layer_counts(a: ModelArchitecture) -> tuple[int, int, int]:
+    """(attention, dense MLP, MoE) layers of a transformer or hybrid."""
+    attn_layers, mlp_layers = a.attention_layers_ or 0, a.mlp_layers_ or 0
+    moe_layers = round(mlp_layers * a.moe_layer_fraction) if a.is_moe else 0
+    return attn_layers, mlp_layers - moe_layers, moe_layers
+
+
 def transformer_params(a: ModelArchitecture) -> tuple[float, float]:
     """(total, active) parameter counts of a transformer, from its shapes."""
     d, h, kv, hd = a.hidden or 0, a.heads or 0, a.kv_heads_, a.head_dim_
     mats = 3 if a.gated_mlp else 2
     attn = d * (h + 2 * kv) * hd + h * hd * d
-    attn_layers, mlp_layers = a.attention_layers_ or 0, a.mlp_layers_ or 0
-    moe_layers = round(mlp_layers * a.moe_layer_fraction) if a.is_moe else 0
-    dense_layers = mlp_layers - moe_layers
+    attn_layers, dense_layers, moe_layers = layer_counts(a)
     dense_mlp = mats * d * (a.ffn or 0)
     shared = mats * d * (a.moe_shared_ffn or 0)
     expert = mats * d * (a.moe_expert_ffn or a.ffn or 0)
@@ -284,16 +291,15 @@ def _arch_columns(a: ModelArchitecture) -> tuple[float, ...]:
     """The ``ARCH_FIELDS`` of one architecture (zeros but ``is_cnn`` for a CNN)."""
     if a.arch_type == "cnn":
         return (1.0, *([0.0] * (len(ARCH_FIELDS) - 1)))
-    attn_layers, mlp_layers = a.attention_layers_ or 0, a.mlp_layers_ or 0
-    moe_layers = round(mlp_layers * a.moe_layer_fraction) if a.is_moe else 0
+    attn_layers, dense_layers, moe_layers = layer_counts(a)
     total, active = transformer_params(a)
     return (
         0.0,
         float(a.arch_type == "decoder"),
         attn_layers,
         moe_layers,
-        mlp_layers - moe_layers,
-        (attn_layers + mlp_layers + a.mamba_layers) / 2.0,
+        dense_layers,
+        (attn_layers + dense_layers + moe_layers + a.mamba_layers) / 2.0,
         a.mamba_layers,
         a.mamba_inner,
         a.mamba_heads or 0,

@@ -24,6 +24,7 @@ from energaizer.kernels.params import (
     cached_tokens,
     kv_elements_per_gpu,
     mamba_in_width,
+    mamba_state_bytes,
 )
 from energaizer.kernels.table import KernelTableBuilder
 
@@ -322,12 +323,13 @@ class LayerPass:
         depth = 0.5 * np.minimum(MAMBA_CHUNK, q) + 2.0 * s.ssm_state
         gemm(b, rows, Op.MAMBA_SCAN, ph, count * multi, T, inner, depth, ab, ab, weights=False)
         conv_ch = inner + 2.0 * s.mamba_groups * s.ssm_state / s.tp
-        state = inner * s.ssm_state * SSM_STATE_BYTES  # per sequence
+        state, conv_state = mamba_state_bytes(s)  # per sequence
         state_passes = np.where(multi, 2.0 * np.ceil(q / MAMBA_CHUNK) + 1.0, 2.0)
-        conv_state = 2.0 * conv_ch * (s.conv_kernel - 1.0) * ab
-        nbytes = 2.0 * T * conv_ch * ab + seqs * (state_passes * state + conv_state) + 3.0 * T * inner * ab
+        nbytes = (
+            2.0 * T * conv_ch * ab + seqs * (state_passes * state + 2.0 * conv_state) + 3.0 * T * inner * ab
+        )
         fp = T * (2.0 * s.conv_kernel * conv_ch + 6.0 * inner) + np.where(
-            multi, 0.0, 5.0 * seqs * state / 4.0
+            multi, 0.0, 5.0 * seqs * state / SSM_STATE_BYTES
         )
         k = MAMBA_STATE_LAUNCHES
         memory(b, rows, Op.MAMBA_STATE, ph, count * k, nbytes / k, fp_flops=fp / k)
