@@ -54,6 +54,20 @@ SAMPLING_BYTES_PER_LOGIT = 210.0
 SAMPLING_FP_FLOPS_PER_LOGIT = 30.0  # two softmaxes, cumsum, noise, compares
 # Eager code (HF ``generate``, training losses): one fp32 pass over the logits (read + write).
 LOGIT_PASS_BYTES = 8.0
+# 16-bit training as PyTorch's autocast runs it (torch.amp, HF Trainer ``bf16``/``fp16``): the weights
+# and their gradients stay fp32. Every forward pass casts each weight to 16 bit for its GEMM (read 4 B,
+# write 2 B per parameter; the cast is cached for that pass only); each weight's 16-bit gradient is
+# copied into its fp32 ``.grad`` (read 2, write 4) and, on later micro-batches, added to it (read 2 + 4,
+# write 4). Norms run in fp32 and the residual stream they feed is fp32, so each GEMM input off it is
+# cast to 16 bit (read 4, write 2 per element; its gradient is cast back) and the hidden-state passes
+# move 4-byte elements. torch.profiler on an H100 (benchmarks/results/h100-nvml-2026-11-22/profile):
+# BERT-large and GPT-2 steps run ``bfloat16_copy`` and fp32 ``direct_copy`` kernels, fp32 LayerNorm
+# and fp32 residual adds; GPT-2's ``gelu_new`` runs in fp32 after its ``pow`` (autocast's fp32 list).
+AMP_WEIGHT_CAST_BYTES = 6.0
+AMP_GRAD_COPY_BYTES = 6.0
+AMP_GRAD_ACCUMULATE_BYTES = 10.0
+AMP_INPUT_CASTS_PER_LAYER = 2.0  # the attention and MLP inputs (fused projections: one cast each)
+AMP_CAST_BYTES_PER_ELEMENT = 6.0
 # Mamba-2 (vLLM's and mamba_ssm's Triton kernels): tokens per chunk of the prefill scan (Nemotron-H
 # configs: chunk_size 128), and kernels per layer beside the GEMMs (causal conv, state update or
 # chunk-state passes, gated RMSNorm)
@@ -343,28 +357,37 @@ class LayerPass:
         ``norm_act`` kernels of eager rows are chained (each reads what the one before wrote), so they
         carry their footprint for the L2 residency rule."""
         s, T = self.s, self.tokens
-        act = T * s.hidden * s.a_bytes
+        amp = autocast(s.training, s.a_bytes)
+        act = T * s.hidden * np.where(amp, FP32_BYTES, s.a_bytes)  # autocast: an fp32 residual stream
         eager = s.eager_dispatch
         rms = np.where(eager, s.rms_norm, 0.0)
         rot = np.where(eager, s.rotary, 0.0)
         gated_mul = np.where(eager, s.gated, 0.0)
-        launches = ELEMENTWISE_LAUNCHES_PER_LAYER + np.where(eager, EAGER_EXTRA_LAUNCHES_PER_LAYER, 0.0)
+        casts = np.where(amp, AMP_INPUT_CASTS_PER_LAYER, 0.0)  # autocast: the GEMM inputs off that stream
+        launches = (
+            ELEMENTWISE_LAUNCHES_PER_LAYER + np.where(eager, EAGER_EXTRA_LAUNCHES_PER_LAYER, 0.0) + casts
+        )
         count = self.passes * s.block_pairs * self.gm
         base_launches = launches - gated_mul  # the gate x up multiply is one of them
         T_b = np.broadcast_to(T, self.rows.shape)
         mlp_elems = T_b * s.ffn / s.tp  # one MLP intermediate
+        hidden_elems = T_b * s.hidden
         norm_b, rot_b, mul_b = eager_elementwise_bytes(s.a_bytes)
+        layer_bytes = (
+            ELEMENTWISE_PASSES_PER_LAYER * act
+            + self.mats * mlp_elems * s.a_bytes
+            + casts * AMP_CAST_BYTES_PER_ELEMENT * hidden_elems
+        )
         memory(
             b,
             self.rows,
             Op.NORM_ACT,
             self.phase,
             count * base_launches,
-            (ELEMENTWISE_PASSES_PER_LAYER * act + self.mats * T * s.ffn / s.tp * s.a_bytes) / base_launches,
-            fp_flops=10.0 * T * s.hidden / base_launches,
+            layer_bytes / base_launches,
+            fp_flops=(10.0 + casts) * hidden_elems / base_launches,
             l2_footprint=np.where(eager, 3.0 * act, 0.0),  # a residual add: two inputs, one output
         )
-        hidden_elems = T_b * s.hidden
         qk_elems = T_b * (self.h_loc + self.kv_loc) * s.head_dim
         q_elems = T_b * self.h_loc * s.head_dim
         # (launches per layer, bytes per layer, footprint of one launch: the mean over the norm's six
@@ -401,15 +424,18 @@ class LayerPass:
         if (extra_act > 0).any():
             sel = extra_act > 0
             mlp_elems = (np.broadcast_to(self.tokens, self.rows.shape) * s.ffn / s.tp)[sel]
+            elem_bytes = np.where(autocast(s.training, s.a_bytes), FP32_BYTES, s.a_bytes)[
+                sel
+            ]  # autocast: fp32 after pow
             memory(
                 b,
                 self.rows[sel],
                 Op.ACTIVATION,
                 self.phase,
                 (self.passes * s.dense_layers * extra_act * self.gm)[sel],
-                2.0 * mlp_elems * s.a_bytes[sel],
+                2.0 * mlp_elems * elem_bytes,
                 fp_flops=mlp_elems,
-                l2_footprint=2.0 * mlp_elems * s.a_bytes[sel],
+                l2_footprint=2.0 * mlp_elems * elem_bytes,
             )
 
     def tp_allreduce(self, b: KernelTableBuilder) -> None:
@@ -470,6 +496,28 @@ def add_inference(b: KernelTableBuilder, p: RowParams, rows: np.ndarray, concurr
         memory(b, r, Op.EMBEDDING, Phase.DECODE, steps, 2.0 * Bg * p.hidden[r] * p.a_bytes[r])
 
 
+def autocast(training: np.ndarray, a_bytes: np.ndarray) -> np.ndarray:
+    """Rows trained in 16 bit under autocast (fp32 weights and gradients, 16-bit GEMMs)."""
+    return training & (a_bytes < FP32_BYTES)
+
+
+def amp_weight_casts(b: KernelTableBuilder, p: RowParams, rows: np.ndarray, steps, n_mb) -> None:
+    """Autocast's per-pass weight casts and the fp32 gradient copies and accumulations, one kernel per
+    weight matrix each (``AMP_*`` constants; one table entry, in the backward phase). The casts of the
+    GEMM inputs are ``norm_act`` kernels (:meth:`LayerPass.norm_act`)."""
+    sel = autocast(p.training[rows], p.a_bytes[rows])
+    if not sel.any():
+        return
+    r, steps, n_mb = rows[sel], steps[sel], n_mb[sel]
+    params = p.params[r] / p.tp[r]
+    # weight matrices: 4 attention projections, the MLP's up (and gate) and down, per block pair
+    matrices = np.maximum(p.block_pairs[r] * (6.0 + p.gated[r]), 1.0)
+    grad_bytes = AMP_GRAD_COPY_BYTES + AMP_GRAD_ACCUMULATE_BYTES * (n_mb - 1.0)
+    per_param = AMP_WEIGHT_CAST_BYTES * n_mb + grad_bytes  # one step: every pass's casts, the gradients
+    launches = 2.0 * n_mb * matrices
+    memory(b, r, Op.AMP_CAST, Phase.BACKWARD, steps * launches, per_param * params / launches)
+
+
 def microbatch(p: RowParams, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sequences per micro-batch, micro-batches per step) per data-parallel replica: the replica's
     sequences split evenly into the fewest micro-batches of at most TRAINING_TOKENS_PER_MICROBATCH
@@ -502,4 +550,5 @@ def add_training(b: KernelTableBuilder, p: RowParams, rows: np.ndarray) -> None:
         ).emit(b)
     lm_head(b, p, rows, Phase.FORWARD, passes * p.decoder[rows], T)
     lm_head(b, p, rows, Phase.BACKWARD, passes * p.decoder[rows], T, backward=True)
+    amp_weight_casts(b, p, rows, steps, n_mb)
     optimizer_step(b, rows, steps, p.params[rows] / p.tp[rows], p.dp[rows])
