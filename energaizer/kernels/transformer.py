@@ -63,11 +63,9 @@ LOGIT_PASS_BYTES = 8.0
 # move 4-byte elements. torch.profiler on an H100 (benchmarks/results/h100-nvml-2026-11-22/profile):
 # BERT-large and GPT-2 steps run ``bfloat16_copy`` and fp32 ``direct_copy`` kernels, fp32 LayerNorm
 # and fp32 residual adds; GPT-2's ``gelu_new`` runs in fp32 after its ``pow`` (autocast's fp32 list).
-AMP_WEIGHT_CAST_BYTES = 6.0
-AMP_GRAD_COPY_BYTES = 6.0
+AMP_CAST_BYTES_PER_ELEMENT = 6.0  # a conversion between fp32 and 16 bit: weights, gradients, GEMM inputs
 AMP_GRAD_ACCUMULATE_BYTES = 10.0
 AMP_INPUT_CASTS_PER_LAYER = 2.0  # the attention and MLP inputs (fused projections: one cast each)
-AMP_CAST_BYTES_PER_ELEMENT = 6.0
 # Mamba-2 (vLLM's and mamba_ssm's Triton kernels): tokens per chunk of the prefill scan (Nemotron-H
 # configs: chunk_size 128), and kernels per layer beside the GEMMs (causal conv, state update or
 # chunk-state passes, gated RMSNorm)
@@ -146,6 +144,7 @@ class LayerPass:
         self.kv_loc = np.maximum(s.kv_heads / s.tp, 1.0)  # KV heads per GPU
         self.mats = 1.0 + s.gated  # MLP input matrices: up (and gate)
         self.gm = 2.0 if backward else 1.0  # backward: dgrad + wgrad per GEMM
+        self.amp = autocast(s.training, s.a_bytes)
 
     def emit(self, b: KernelTableBuilder) -> None:
         """Every operation of the pass, in table order."""
@@ -357,13 +356,12 @@ class LayerPass:
         ``norm_act`` kernels of eager rows are chained (each reads what the one before wrote), so they
         carry their footprint for the L2 residency rule."""
         s, T = self.s, self.tokens
-        amp = autocast(s.training, s.a_bytes)
-        act = T * s.hidden * np.where(amp, FP32_BYTES, s.a_bytes)  # autocast: an fp32 residual stream
+        act = T * s.hidden * np.where(self.amp, FP32_BYTES, s.a_bytes)  # autocast: an fp32 residual stream
         eager = s.eager_dispatch
         rms = np.where(eager, s.rms_norm, 0.0)
         rot = np.where(eager, s.rotary, 0.0)
         gated_mul = np.where(eager, s.gated, 0.0)
-        casts = np.where(amp, AMP_INPUT_CASTS_PER_LAYER, 0.0)  # autocast: the GEMM inputs off that stream
+        casts = np.where(self.amp, AMP_INPUT_CASTS_PER_LAYER, 0.0)  # autocast: the GEMM inputs off that stream
         launches = (
             ELEMENTWISE_LAUNCHES_PER_LAYER + np.where(eager, EAGER_EXTRA_LAUNCHES_PER_LAYER, 0.0) + casts
         )
@@ -424,9 +422,7 @@ class LayerPass:
         if (extra_act > 0).any():
             sel = extra_act > 0
             mlp_elems = (np.broadcast_to(self.tokens, self.rows.shape) * s.ffn / s.tp)[sel]
-            elem_bytes = np.where(autocast(s.training, s.a_bytes), FP32_BYTES, s.a_bytes)[
-                sel
-            ]  # autocast: fp32 after pow
+            elem_bytes = np.where(self.amp, FP32_BYTES, s.a_bytes)[sel]  # autocast: fp32 after pow
             memory(
                 b,
                 self.rows[sel],
@@ -512,8 +508,8 @@ def amp_weight_casts(b: KernelTableBuilder, p: RowParams, rows: np.ndarray, step
     params = p.params[r] / p.tp[r]
     # weight matrices: 4 attention projections, the MLP's up (and gate) and down, per block pair
     matrices = np.maximum(p.block_pairs[r] * (6.0 + p.gated[r]), 1.0)
-    grad_bytes = AMP_GRAD_COPY_BYTES + AMP_GRAD_ACCUMULATE_BYTES * (n_mb - 1.0)
-    per_param = AMP_WEIGHT_CAST_BYTES * n_mb + grad_bytes  # one step: every pass's casts, the gradients
+    grad_bytes = AMP_CAST_BYTES_PER_ELEMENT + AMP_GRAD_ACCUMULATE_BYTES * (n_mb - 1.0)
+    per_param = AMP_CAST_BYTES_PER_ELEMENT * n_mb + grad_bytes  # a step: every pass's casts, the gradients
     launches = 2.0 * n_mb * matrices
     memory(b, r, Op.AMP_CAST, Phase.BACKWARD, steps * launches, per_param * params / launches)
 

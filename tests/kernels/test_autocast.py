@@ -13,9 +13,7 @@ from energaizer.kernels.table import KernelTableBuilder
 from energaizer.kernels.transformer import (
     AMP_CAST_BYTES_PER_ELEMENT,
     AMP_GRAD_ACCUMULATE_BYTES,
-    AMP_GRAD_COPY_BYTES,
     AMP_INPUT_CASTS_PER_LAYER,
-    AMP_WEIGHT_CAST_BYTES,
     add_training,
     microbatch,
 )
@@ -54,8 +52,8 @@ def test_weights_cast_every_pass_and_gradients_accumulate_in_fp32(batch, passes)
     nbytes, launches, p = _op_totals(w, Op.AMP_CAST)
     assert microbatch(p, np.array([0]))[1][0] == passes
     params = float(p.params[0])
-    grads = (AMP_GRAD_COPY_BYTES + AMP_GRAD_ACCUMULATE_BYTES * (passes - 1.0)) * params
-    assert nbytes == pytest.approx(AMP_WEIGHT_CAST_BYTES * params * passes + grads)
+    grads = (AMP_CAST_BYTES_PER_ELEMENT + AMP_GRAD_ACCUMULATE_BYTES * (passes - 1.0)) * params
+    assert nbytes == pytest.approx(AMP_CAST_BYTES_PER_ELEMENT * params * passes + grads)
     # one cast and one gradient kernel per weight matrix (q, k, v, o, gate, up, down) and pass
     assert launches == pytest.approx(2 * 7 * p.block_pairs[0] * passes)
 
