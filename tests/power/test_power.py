@@ -35,6 +35,33 @@ def test_boards_sharing_a_die_draw_the_same_dynamic_power():
     assert get_gpu("a100-sxm4-40gb").tdp_w > get_gpu("a100-pcie-40gb").tdp_w
 
 
+def test_a_die_that_a_lower_tdp_sibling_runs_faster_takes_that_siblings_dynamic_range():
+    """The V100 SXM2's 300 W leaves headroom its GV100 die does not draw: the V100S PCIe runs the same
+    die (80 SMs) at a higher boost clock (1597 MHz, 16.4 TFLOP/s FP32) in 250 W, so the SXM2's dynamic
+    range is 250 W minus its idle, not TDP minus idle; SIMT work draws accordingly less than at 300 - idle."""
+    from energaizer.hardware import GpuTable
+    from energaizer.power.model import dynamic_range
+
+    v100 = get_gpu("v100-sxm2-32gb")
+    hw = GpuTable.from_specs([v100])
+    assert dynamic_range(hw, np.array([0]))[0] == pytest.approx(250.0 - v100.idle_power_w)
+    assert dynamic_range(hw, np.array([0]))[0] < v100.tdp_w - v100.idle_power_w
+
+    # BERT-base fp32 training at batch 32 x 384 (SQuAD) in the Zeus trace: 625.5 ms per step at the 250 W
+    # limit (drawing 228 W), 1293.2 ms at 100 W; with TDP - idle as the range the capped step took 2.21x
+    def step_s(limit_w: float) -> float:
+        w = Workload(
+            model="bert-base",
+            task="training",
+            precision="fp32",
+            power_limit_w=limit_w,
+            training={"steps": 10, "global_batch_size": 32, "sequence_length": 384},
+        )
+        return estimate(w, ["v100-sxm2-32gb"])[0].duration_seconds
+
+    assert step_s(100) / step_s(250) == pytest.approx(1293.2 / 625.5, rel=0.04)
+
+
 def test_idle_power_per_clock_follows_the_boards_measured_tables():
     """Idle power rises with the locked clock as the measured boards do: the A100-SXM4-40GB takes its
     sister 80 GB board's measured curve (same die, clocks and SXM4 module), and a GPU without a table
