@@ -64,7 +64,7 @@ class Op(IntEnum):
     MAMBA_OUT_PROJ = 28  # Mamba-2 output projection
     MAMBA_SCAN = 29  # Mamba-2 chunked scan (SSD) of a prefill: its matmuls within and across chunks
     MAMBA_STATE = 30  # Mamba-2 convolution, recurrent state passes and gated norm (a decode step's update)
-    AMP_CAST = 31  # mixed-precision training (autocast): fp32 weights, inputs and gradients to and from 16 bit
+    AMP_CAST = 31  # autocast training: fp32 weights, inputs and gradients to and from 16 bit
 
 
 OP_KIND: dict[Op, Kind] = {

@@ -171,13 +171,17 @@ def kv_elements_per_gpu(p: RowParams) -> np.ndarray:
 SSM_STATE_BYTES = 4.0
 
 
+def mamba_conv_channels(p: RowParams) -> np.ndarray:
+    """Channels of a Mamba-2 layer's causal convolution on one GPU: x, B and C (inner + 2 x groups x N)."""
+    return (p.mamba_inner + 2.0 * p.mamba_groups * p.ssm_state) / p.tp
+
+
 def mamba_state_bytes(p: RowParams) -> tuple[np.ndarray, np.ndarray]:
     """(SSM state, convolution state) bytes of one sequence in one Mamba-2 layer on one GPU (heads split
     over tensor parallelism): heads x head width x N in fp32, and the convolution's last k - 1 inputs of
     x, B and C (activation dtype). Fixed whatever the context length."""
     ssm = p.mamba_inner / p.tp * p.ssm_state * SSM_STATE_BYTES
-    conv_channels = (p.mamba_inner + 2.0 * p.mamba_groups * p.ssm_state) / p.tp
-    return ssm, conv_channels * np.maximum(p.conv_kernel - 1.0, 0.0) * p.a_bytes
+    return ssm, mamba_conv_channels(p) * np.maximum(p.conv_kernel - 1.0, 0.0) * p.a_bytes
 
 
 def mamba_state_bytes_per_gpu(p: RowParams) -> np.ndarray:

@@ -23,6 +23,7 @@ from energaizer.kernels.params import (
     RowParams,
     cached_tokens,
     kv_elements_per_gpu,
+    mamba_conv_channels,
     mamba_in_width,
     mamba_state_bytes,
 )
@@ -145,6 +146,8 @@ class LayerPass:
         self.mats = 1.0 + s.gated  # MLP input matrices: up (and gate)
         self.gm = 2.0 if backward else 1.0  # backward: dgrad + wgrad per GEMM
         self.amp = autocast(s.training, s.a_bytes)
+        # autocast keeps the residual stream (and GPT-2's activation chain after its pow) in fp32
+        self.stream_bytes = np.where(self.amp, FP32_BYTES, s.a_bytes)
 
     def emit(self, b: KernelTableBuilder) -> None:
         """Every operation of the pass, in table order."""
@@ -335,7 +338,7 @@ class LayerPass:
         multi = q > 1
         depth = 0.5 * np.minimum(MAMBA_CHUNK, q) + 2.0 * s.ssm_state
         gemm(b, rows, Op.MAMBA_SCAN, ph, count * multi, T, inner, depth, ab, ab, weights=False)
-        conv_ch = inner + 2.0 * s.mamba_groups * s.ssm_state / s.tp
+        conv_ch = mamba_conv_channels(s)
         state, conv_state = mamba_state_bytes(s)  # per sequence
         state_passes = np.where(multi, 2.0 * np.ceil(q / MAMBA_CHUNK) + 1.0, 2.0)
         nbytes = (
@@ -356,12 +359,13 @@ class LayerPass:
         ``norm_act`` kernels of eager rows are chained (each reads what the one before wrote), so they
         carry their footprint for the L2 residency rule."""
         s, T = self.s, self.tokens
-        act = T * s.hidden * np.where(self.amp, FP32_BYTES, s.a_bytes)  # autocast: an fp32 residual stream
+        act = T * s.hidden * self.stream_bytes
         eager = s.eager_dispatch
         rms = np.where(eager, s.rms_norm, 0.0)
         rot = np.where(eager, s.rotary, 0.0)
         gated_mul = np.where(eager, s.gated, 0.0)
-        casts = np.where(self.amp, AMP_INPUT_CASTS_PER_LAYER, 0.0)  # autocast: the GEMM inputs off that stream
+        # autocast: the GEMM inputs off the fp32 stream are cast to 16 bit
+        casts = np.where(self.amp, AMP_INPUT_CASTS_PER_LAYER, 0.0)
         launches = (
             ELEMENTWISE_LAUNCHES_PER_LAYER + np.where(eager, EAGER_EXTRA_LAUNCHES_PER_LAYER, 0.0) + casts
         )
@@ -422,7 +426,7 @@ class LayerPass:
         if (extra_act > 0).any():
             sel = extra_act > 0
             mlp_elems = (np.broadcast_to(self.tokens, self.rows.shape) * s.ffn / s.tp)[sel]
-            elem_bytes = np.where(self.amp, FP32_BYTES, s.a_bytes)[sel]  # autocast: fp32 after pow
+            elem_bytes = self.stream_bytes[sel]
             memory(
                 b,
                 self.rows[sel],
