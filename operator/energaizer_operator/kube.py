@@ -30,6 +30,7 @@ __all__ = [
     "patch_aijob_status",
     "patch_job",
     "patch_lease",
+    "read_aijob",
     "read_job",
     "read_lease",
 ]
@@ -89,10 +90,23 @@ def patch_aijob(namespace: str, name: str, body: dict[str, Any]) -> dict[str, An
     )
 
 
-def patch_aijob_status(namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+def read_aijob(namespace: str, name: str) -> dict[str, Any]:
+    api = kubernetes.client.CustomObjectsApi(api_client())
+    return api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+
+def patch_aijob_status(
+    namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None
+) -> dict[str, Any]:
+    """Merge-patch ``status``; with ``resource_version``, only if the AIJob has not changed since (409 if
+    stale): a merge patch replaces the whole ``conditions`` list, so a write built on an old list must not
+    land over a newer one."""
+    body: dict[str, Any] = {"status": status}
+    if resource_version is not None:
+        body["metadata"] = {"resourceVersion": resource_version}
     api = kubernetes.client.CustomObjectsApi(api_client())
     return api.patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, PLURAL, name, {"status": status}, _content_type=MERGE_PATCH
+        GROUP, VERSION, namespace, PLURAL, name, body, _content_type=MERGE_PATCH
     )
 
 

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import kopf
-import kubernetes
 
 from energaizer_operator import ANNOTATION_ENERGY, ANNOTATION_GPU_TYPE, GROUP, PLURAL, VERSION, kube
 from energaizer_operator.conditions import set_condition
@@ -50,6 +49,7 @@ from energaizer_operator.measured import (
     uuids_selector,
 )
 from energaizer_operator.promclient import PrometheusClient, PrometheusUnavailable
+from energaizer_operator.reporting import patch_status_merged
 from energaizer_operator.settings import OperatorSettings
 
 logger = logging.getLogger("energaizer_operator.measured")
@@ -371,9 +371,8 @@ def _report_end(task: asyncio.Task) -> None:
 
 def _write_status(namespace: str, name: str, outcome: Outcome, gpu_type: str) -> bool:
     """Merge the outcome into the AIJob's current status; False when there is nothing (new) to write."""
-    api = kubernetes.client.CustomObjectsApi(kube.api_client())
     try:
-        current = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        current = kube.read_aijob(namespace, name)
     except kube.ApiException as exc:
         if exc.status == 404:
             return False  # deleted meanwhile
@@ -394,12 +393,17 @@ def _write_status(namespace: str, name: str, outcome: Outcome, gpu_type: str) ->
         )
     ):
         return False  # the same condition again: no write, no Event
-    update: dict[str, Any] = {
-        "conditions": set_condition(conditions, CONDITION, outcome.measured, outcome.reason, message)
-    }
-    if outcome.measured:
-        update["measured"] = outcome.status(gpu_type)
-    kube.patch_aijob_status(namespace, name, update)
+
+    def build(conditions_now: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        update: dict[str, Any] = {
+            "conditions": set_condition(conditions_now, CONDITION, outcome.measured, outcome.reason, message)
+        }
+        if outcome.measured:
+            update["measured"] = outcome.status(gpu_type)
+        return update
+
+    rv = (current.get("metadata") or {}).get("resourceVersion")
+    patch_status_merged(namespace, name, rv, conditions, build)
     return True
 
 
