@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,9 @@ from energaizer.hardware import GpuTable
 from energaizer.kernels.ops import Op, Phase
 from energaizer.kernels.table import KernelTableBuilder
 from energaizer.power.dvfs import idle_power
-from energaizer.power.model import solve_operating_point
+from energaizer.power.model import kernel_power, solve_operating_point
 from energaizer.profile import load_profile
-from energaizer.timing.kernel_time import KernelDevice
+from energaizer.timing.kernel_time import KernelDevice, kernel_timing
 
 DEFAULT_CSV = Path(__file__).resolve().parent / "results" / "h100-nvml-2026-11-22" / "run1" / "kernels.csv"
 ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "tf32": 4, "fp32": 4, "fp8": 1}
@@ -167,6 +168,7 @@ def score_gpu(gpu: str, rows: list[dict], prof) -> None:
         f"power {100 * np.mean(np.abs(err_p)):.1f} %"
     )
     streaming_fit(rows, hw, prof)
+    streaming_energy(rows, hw, prof)
     print()
 
 
@@ -198,6 +200,50 @@ def streaming_fit(rows: list[dict], hw: GpuTable, prof) -> None:
         print(
             f"streaming {kind} ({how}): {share:.3f} of the DRAM peak; profile: fixed {fixed_profile * 1e6:.2f} us "
             f"(latency {prof.kernel_latency_us:.2f} us + one wave), dram_efficiency {prof.dram_efficiency:.3f}"
+        )
+
+
+def _streams(r: dict, hw: GpuTable) -> bool:
+    """Rows that stream DRAM: copies, adds and weight-streaming GEMMs (M <= 8) moving at least twice the L2."""
+    if not r["dtype"]:
+        return False
+    name = r["kernel"]
+    weights = name.startswith("gemm_") and int(name.split("_")[1].split("x")[0]) <= 8
+    big = float(r["min_dram_bytes_per_call"]) >= 2.0 * hw.l2_bytes[0]
+    return big and (name.startswith(("copy", "add")) or weights)
+
+
+def streaming_energy(rows: list[dict], hw: GpuTable, prof) -> None:
+    """DRAM energy per bit the streaming kernels imply beside the profile's other terms: measured power
+    minus the profile's idle power at the measured clock and its core power (SM activity, L2, tensor and
+    CUDA-core terms at the measured duration), over the bits the kernel moved at its measured rate."""
+    implied = []
+    for r in (r for r in rows if _streams(r, hw)):
+        kt = kernel_table(
+            r["kernel"], r["dtype"], float(r["flops_per_call"]), float(r["min_dram_bytes_per_call"])
+        ).build()
+        peak, tensor = hw.peak(0, r["dtype"])
+        dev = KernelDevice(g=np.zeros(1, dtype=int), peak=np.full(1, peak), tensor=np.full(1, tensor))
+        clock = np.full(1, float(r["sm_clock_mean_mhz"]))
+        tm = kernel_timing(kt, dev, clock, hw, prof)
+        t_meas = float(r["time_per_call_us"]) * 1e-6
+        at_meas = tm.t_exec / t_meas  # the same work done in the measured time
+        done = replace(
+            tm,
+            u_tensor=tm.u_tensor * at_meas,
+            u_l2=tm.u_l2 * at_meas,
+            u_fp=tm.u_fp * at_meas,
+            fp_flop_rate=tm.fp_flop_rate * at_meas,
+        )
+        pw = kernel_power(done, dev, clock, hw, prof)
+        dram_w = float(r["average_power_w"]) - pw.idle - pw.compute
+        bits_per_s = float(r["min_dram_bytes_per_call"]) * 8.0 / t_meas
+        implied.append(float(dram_w[0] / bits_per_s * 1e12))
+    if implied:
+        print(
+            f"streaming power ({len(implied)} kernels) implies {np.mean(implied):.1f} pJ/bit of DRAM energy "
+            f"(range {min(implied):.1f}-{max(implied):.1f}) beside the profile's idle and core terms; "
+            f"profile: {prof.dram_pj_per_bit * hw.dram_energy_ratio[0]:.1f} pJ/bit for this memory"
         )
 
 
