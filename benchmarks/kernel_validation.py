@@ -24,7 +24,7 @@ import numpy as np
 from energaizer.catalog import get_gpu
 from energaizer.hardware import GpuTable
 from energaizer.kernels.ops import Op, Phase
-from energaizer.kernels.table import KernelTableBuilder
+from energaizer.kernels.table import KernelTable, KernelTableBuilder
 from energaizer.power.dvfs import idle_power
 from energaizer.power.model import kernel_power, solve_operating_point
 from energaizer.profile import load_profile
@@ -71,6 +71,16 @@ def kernel_table(name: str, dtype: str, flops: float, nbytes: float) -> KernelTa
     else:
         b.add(row, Op.ELEMENTWISE, Phase.PREFILL, 1.0, fp_flops=flops, bytes=nbytes, precision_bytes=pb)
     return b
+
+
+def measured_kernel(r: dict, hw: GpuTable) -> tuple[KernelTable, KernelDevice]:
+    """The one-kernel table of a measured row and the math unit it runs on (the first GPU of ``hw``)."""
+    kt = kernel_table(
+        r["kernel"], r["dtype"], float(r["flops_per_call"]), float(r["min_dram_bytes_per_call"])
+    )
+    peak, tensor = hw.peak(0, r["dtype"])
+    dev = KernelDevice(g=np.zeros(1, dtype=int), peak=np.full(1, peak), tensor=np.full(1, tensor))
+    return kt.build(), dev
 
 
 SHARED_GPUS = {"NVIDIA H100 80GB HBM3": "h100-sxm", "NVIDIA H200": "h200"}
@@ -147,13 +157,9 @@ def score_gpu(gpu: str, rows: list[dict], prof) -> None:
             idle = idle_power(np.full(1, f), np.zeros(1, dtype=int), hw, prof)[0]
             print(f"{r['kernel']:34s} idle {idle:6.0f} /{float(r['average_power_w']):5.0f} W at {f:.0f} MHz")
             continue
-        kt = kernel_table(
-            r["kernel"], r["dtype"], float(r["flops_per_call"]), float(r["min_dram_bytes_per_call"])
-        )
-        peak, tensor = hw.peak(0, r["dtype"])
-        dev = KernelDevice(g=np.zeros(1, dtype=int), peak=np.full(1, peak), tensor=np.full(1, tensor))
+        kt, dev = measured_kernel(r, hw)
         op = solve_operating_point(
-            kt.build(), dev, hw.max_clock_mhz[:1].copy(), hw.power_limit_default_w[:1].copy(), hw, prof
+            kt, dev, hw.max_clock_mhz[:1].copy(), hw.power_limit_default_w[:1].copy(), hw, prof
         )
         t, p = op.timing.t_exec[0] * 1e6, op.power.total[0]
         tm, pm = float(r["time_per_call_us"]), float(r["average_power_w"])
@@ -219,11 +225,7 @@ def streaming_energy(rows: list[dict], hw: GpuTable, prof) -> None:
     CUDA-core terms at the measured duration), over the bits the kernel moved at its measured rate."""
     implied = []
     for r in (r for r in rows if _streams(r, hw)):
-        kt = kernel_table(
-            r["kernel"], r["dtype"], float(r["flops_per_call"]), float(r["min_dram_bytes_per_call"])
-        ).build()
-        peak, tensor = hw.peak(0, r["dtype"])
-        dev = KernelDevice(g=np.zeros(1, dtype=int), peak=np.full(1, peak), tensor=np.full(1, tensor))
+        kt, dev = measured_kernel(r, hw)
         clock = np.full(1, float(r["sm_clock_mean_mhz"]))
         tm = kernel_timing(kt, dev, clock, hw, prof)
         t_meas = float(r["time_per_call_us"]) * 1e-6
