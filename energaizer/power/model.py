@@ -14,7 +14,7 @@ share a clock (:func:`solve_power_window`); :func:`solve_operating_point` caps e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -114,6 +114,9 @@ class OperatingPoint:
     timing: KernelTiming
     power: KernelPower
     capped: np.ndarray  # bool
+    # per kernel, the index of its class of identical kernels (shape, device, request and limit bit for
+    # bit: same operating point); None when not worked out
+    kernel_class: np.ndarray | None = None
 
 
 # The kernel columns the operating point depends on: all but the bookkeeping (timing and power are per
@@ -145,13 +148,14 @@ def solve_operating_point(
         [*cols, dev.g, dev.peak, dev.tensor, math_bytes, requested_mhz, power_limit_w]
     )
     if first.size == inverse.size:
-        return _solve(kt, dev, requested_mhz, power_limit_w, hw, prof)
+        return replace(_solve(kt, dev, requested_mhz, power_limit_w, hw, prof), kernel_class=inverse)
     op = _solve(_subset(kt, first), dev.subset(first), requested_mhz[first], power_limit_w[first], hw, prof)
     return OperatingPoint(
         clock_mhz=op.clock_mhz[inverse],
         timing=_gather(op.timing, inverse),
         power=_gather(op.power, inverse),
         capped=op.capped[inverse],
+        kernel_class=inverse,
     )
 
 
@@ -289,25 +293,30 @@ def solve_power_window(
     if not capped.any():
         return OperatingPoint(op.clock_mhz, op.timing, op.power, capped)
     idx = np.nonzero(capped)[0]
-    sub, sdev, sw = _subset(kt, idx), dev.subset(idx), window[idx]
+    sub, sw = _subset(kt, idx), window[idx]
     lo = np.zeros(n_win)
     hi = np.zeros(n_win)
+    sdev = dev.subset(idx)
     lo[sw] = hw.min_clock_mhz[sdev.g]
     hi[sw] = requested_mhz[idx]
-    plan, pplan = plan_timing(sub, sdev, hw, prof), plan_power(sdev, hw, prof)
+    kernel_class = np.arange(kt.count.size) if op.kernel_class is None else op.kernel_class
+    classes = _ClassSolver(sub, sdev, kernel_class[idx], hw, prof)
+    # The kernels of one class in different windows share their bracket's ends; with the same path of
+    # the bisection so far they share its clock too: each (class, path) is evaluated once.
+    pair = classes.cls
 
-    def at(clock_w: np.ndarray) -> tuple[KernelTiming, KernelPower, np.ndarray]:
-        clock = clock_w[sw]
-        tm = kernel_timing(sub, sdev, clock, hw, prof, plan)
-        pw = kernel_power(tm, sdev, clock, hw, prof, pplan)
-        return tm, pw, _window_mean(sw, sub.count * tm.t_exec, pw.total, n_win, wait_s, wait_j)
+    def at(clock_w: np.ndarray, pair: np.ndarray) -> tuple[KernelTiming, KernelPower, np.ndarray]:
+        tm, pw = classes.evaluate(pair, clock_w[sw])
+        return tm, pw, _window_mean(sw, sub.count * tm.t_exec[pair], pw.total[pair], n_win, wait_s, wait_j)
 
     for _ in range(CAP_BISECTION_STEPS):
         mid = 0.5 * (lo + hi)
-        ok = at(mid)[2] <= limit
+        ok = at(mid, pair)[2] <= limit
         lo = np.where(ok, mid, lo)
         hi = np.where(ok, hi, mid)
-    sub_tm, sub_pw, sub_avg = at(lo)
+        pair = _compact(pair * 2 + ok[sw], 2 * (int(pair.max()) + 1))[1]
+    pair_tm, pair_pw, sub_avg = at(lo, pair)
+    sub_tm, sub_pw = _gather(pair_tm, pair), _gather(pair_pw, pair)
     scale = np.ones(n_win)
     scale[over] = np.minimum(1.0, limit[over] / np.maximum(sub_avg[over], 1e-9))
     s = scale[sw]
@@ -320,6 +329,58 @@ def solve_power_window(
         power=_scatter(op.power, idx, pw),
         capped=capped,
     )
+
+
+def _compact(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, inverse)`` of the integer ``keys`` (each in [0, size)): the position of the first of each
+    distinct key, in the order of the keys, and for every element the index of its own into ``first``.
+    No sort: one pass over the elements and one over the key range."""
+    present = np.zeros(size, dtype=bool)
+    present[keys] = True
+    ids = np.cumsum(present) - 1
+    inverse = ids[keys]
+    first = np.empty(int(ids[-1]) + 1, dtype=np.int64)
+    first[inverse[::-1]] = np.arange(keys.size - 1, -1, -1)
+    return first, inverse
+
+
+class _ClassSolver:
+    """Timing and power of kernels that fall into classes of identical kernels (``cls``, one per kernel of
+    ``kt``), each kernel at its own clock: the kernels of a class that share a clock are one evaluation.
+    Most classes are at one clock at a time: one kernel of each class is evaluated on a table and plan
+    made once; the few (class, clock) pairs beyond a class's first are evaluated on their own."""
+
+    def __init__(
+        self, kt: KernelTable, dev: KernelDevice, cls: np.ndarray, hw: GpuTable, prof: CalibrationProfile
+    ) -> None:
+        first, self.cls = _compact(cls, int(cls.max()) + 1)
+        self.kt, self.dev, self.hw, self.prof = kt, dev, hw, prof
+        self.rep_kt, self.rep_dev = _subset(kt, first), dev.subset(first)
+        self.plan = plan_timing(self.rep_kt, self.rep_dev, hw, prof)
+        self.pplan = plan_power(self.rep_dev, hw, prof)
+
+    def evaluate(self, pair: np.ndarray, clock_mhz: np.ndarray) -> tuple[KernelTiming, KernelPower]:
+        """Timing and power per pair, where ``pair`` (one per kernel; ids 0 to max, each used) groups
+        kernels of one class whose ``clock_mhz`` (one per kernel) is the same: index the results with
+        ``pair``."""
+        hw, prof = self.hw, self.prof
+        first, _ = _compact(pair, int(pair.max()) + 1)
+        pair_cls, pair_clock = self.cls[first], clock_mhz[first]
+        n_pair = first.size
+        # the first pair of each class is evaluated with its class, the others on their own
+        lead = np.empty(self.rep_kt.count.size, dtype=np.int64)
+        lead[pair_cls[::-1]] = np.arange(n_pair - 1, -1, -1)
+        tm = kernel_timing(self.rep_kt, self.rep_dev, pair_clock[lead], hw, prof, self.plan)
+        pw = kernel_power(tm, self.rep_dev, pair_clock[lead], hw, prof, self.pplan)
+        if n_pair == lead.size and np.array_equal(pair_cls, np.arange(n_pair)):
+            return tm, pw  # the pairs are the classes
+        tm, pw = _gather(tm, pair_cls), _gather(pw, pair_cls)
+        extra = np.nonzero(lead[pair_cls] != np.arange(n_pair))[0]
+        kx = first[extra]
+        sub, sdev = _subset(self.kt, kx), self.dev.subset(kx)
+        x_tm = kernel_timing(sub, sdev, pair_clock[extra], hw, prof)
+        x_pw = kernel_power(x_tm, sdev, pair_clock[extra], hw, prof)
+        return _scatter(tm, extra, x_tm), _scatter(pw, extra, x_pw)
 
 
 def _window_mean(
