@@ -82,7 +82,7 @@ def _knobs(workloads: list[Workload], hw: GpuTable, gi: np.ndarray) -> tuple[np.
 
 def _check_layout(workloads: list[Workload], archs: list[ModelArchitecture], p) -> None:
     """Tensor parallelism splits the attention heads: it must divide them (as vLLM and Megatron check)."""
-    explicit = np.array([w.task == "inference" or bool(w.tensor_parallel) for w in workloads])
+    explicit = np.array([w.task == "inference" or bool(w.tensor_parallel) for w in workloads], dtype=bool)
     bad = explicit & ~p.is_cnn & (p.heads > 0) & (np.mod(p.heads, p.tp) != 0)
     if bad.any():
         i = int(np.argmax(bad))

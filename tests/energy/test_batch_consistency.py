@@ -55,3 +55,9 @@ def test_the_capped_row_is_capped():
     capped, free = _capped(), _capped().model_copy(update={"power_limit_w": None})
     out = estimate_pairs([capped, free], ["h100-sxm", "h100-sxm"])
     assert out.frequency_mhz[0] < out.frequency_mhz[1]
+
+
+def test_an_empty_batch_is_an_empty_result():
+    out = estimate_pairs([], [])
+    assert len(out) == 0
+    assert out.to_dicts() == []
