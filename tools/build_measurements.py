@@ -48,8 +48,9 @@ ASSUMPTIONS = {
     "production stacks (fused attention everywhere, CUDA-graph serving engines for inference) and several "
     "sources ran eager code: the artifact's HF/timm forward passes (attention eager, execution eager), "
     "ML.ENERGY v1's HF generate() and Zeus's PyTorch training loops (execution eager; their attention is "
-    "modelled fused, as fitted: eager attention scores v1 at 10.2 % energy instead of 6.9 % without a "
-    "refit), ML.ENERGY v2's vLLM 0.5.4 (legacy-engine) and v3's vLLM 0.11.1 (flash, graphs).",
+    "labelled fused although HF's eager attention ran: labelled eager and refitted, leave-one-GPU-out energy "
+    "goes 9.7 -> 10.4 %, docs/accuracy.md known errors), ML.ENERGY v2's vLLM 0.5.4 (legacy-engine) and v3's "
+    "vLLM 0.11.1 (flash, graphs).",
     "artifact power limit": "A100-PCIe 250 W, A10 150 W (the cards' defaults); the locked clock is the "
     "requested clock, so throttled DVFS rows test the power-cap solve.",
     "zeus": "V100 and A40 rows (P100 and RTX 6000 are not in the catalog); fp32 training, which PyTorch "
