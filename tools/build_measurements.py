@@ -58,7 +58,9 @@ ASSUMPTIONS = {
     "A40 ImageNet rows are left out: ResNet-50 trains at ~350 images/s on both the V100 and the A40 (whose "
     "TF32 rate is ~5x the V100's FP32), so the input pipeline, not the GPU, sets their pace; "
     "epoch sizes: ImageNet "
-    "1,281,167 images; SQuAD 88,641 examples at 384 tokens; Sentiment140 1,600,000 tweets at 64 tokens (tweets are at most 280 characters; batches are padded to their longest tweet).",
+    "1,281,167 images; SQuAD 88,641 examples at 384 tokens; Sentiment140 1,600,000 tweets at 64 tokens (tweets of 2009, at most 140 characters; Zeus's BERT script, "
+    "examples/capriccio/train.py, pads each batch to its longest tweet and truncates at 128 tokens: the padded "
+    "length is not recorded and is shorter for small batches).",
 }
 GPU_MAP = {
     "A100-SXM4-40GB": "a100-sxm4-40gb",
