@@ -274,7 +274,7 @@ def render_table(estimates, title: str, *, rows=None, notes=(), wide: bool = Fal
     lines = list(notes)
     for i in order:
         e = estimates[i]
-        if not e.feasible:
+        if e.reason:  # infeasible, or feasible on an explicit fallback (a precision the GPU cannot run)
             where = f"row {rows[i].line} " if rows is not None else ""
             lines.append(f"[yellow]{where}{escape(e.gpu)}[/]: {escape(e.reason)}")
     print_tables(table, *lines)

@@ -111,6 +111,28 @@ def test_gpu_named_twice_is_listed_once() -> None:
     assert [row[0] for row in _table_rows(r.out)].count("h100-sxm") == 1
 
 
+def test_table_names_a_precision_fallback_under_the_table() -> None:
+    """A feasible row on an explicit fallback (fp8 on a Volta: weight-only kernels) says so in the table
+    view too, not only in the JSON ``reason``."""
+    r = run_cli(
+        "estimate",
+        "--model",
+        "llama-3.1-8b",
+        "--gpu",
+        "v100-sxm2-32gb",
+        "--gpu",
+        "h100-sxm",
+        "--precision",
+        "fp8",
+        "--requests",
+        "4",
+    )
+    assert r.code == 0, r.err
+    notes = [ln for ln in r.out.splitlines() if ln.startswith("v100-sxm2-32gb:")]
+    assert len(notes) == 1 and "fp8 is not supported by v100-sxm2-32gb" in notes[0]
+    assert not any(ln.startswith("h100-sxm:") for ln in r.out.splitlines())
+
+
 def test_from_csv_table_shows_line_and_model(tmp_path: Path) -> None:
     csv = tmp_path / "w.csv"
     csv.write_text("model,gpu,requests\nllama-3.1-8b,h100-sxm,10\n\nqwen3-8b,l4,5\n")
