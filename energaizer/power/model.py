@@ -293,29 +293,31 @@ def solve_power_window(
     if not capped.any():
         return OperatingPoint(op.clock_mhz, op.timing, op.power, capped)
     idx = np.nonzero(capped)[0]
-    sub, sw = _subset(kt, idx), window[idx]
+    sub, sdev, sw = _subset(kt, idx), dev.subset(idx), window[idx]
     lo = np.zeros(n_win)
     hi = np.zeros(n_win)
-    sdev = dev.subset(idx)
     lo[sw] = hw.min_clock_mhz[sdev.g]
     hi[sw] = requested_mhz[idx]
     kernel_class = np.arange(kt.count.size) if op.kernel_class is None else op.kernel_class
     classes = _ClassSolver(sub, sdev, kernel_class[idx], hw, prof)
     # The kernels of one class in different windows share their bracket's ends; with the same path of
-    # the bisection so far they share its clock too: each (class, path) is evaluated once.
-    pair = classes.cls
+    # the bisection so far they share its clock too: each (class, path) pair is evaluated once. ``first``:
+    # a kernel of each pair, ``pair``: each kernel's pair.
+    first, pair = classes.first, classes.cls
 
-    def at(clock_w: np.ndarray, pair: np.ndarray) -> tuple[KernelTiming, KernelPower, np.ndarray]:
-        tm, pw = classes.evaluate(pair, clock_w[sw])
+    def at(
+        clock_w: np.ndarray, first: np.ndarray, pair: np.ndarray
+    ) -> tuple[KernelTiming, KernelPower, np.ndarray]:
+        tm, pw = classes.evaluate(first, clock_w[sw])
         return tm, pw, _window_mean(sw, sub.count * tm.t_exec[pair], pw.total[pair], n_win, wait_s, wait_j)
 
     for _ in range(CAP_BISECTION_STEPS):
         mid = 0.5 * (lo + hi)
-        ok = at(mid, pair)[2] <= limit
+        ok = at(mid, first, pair)[2] <= limit
         lo = np.where(ok, mid, lo)
         hi = np.where(ok, hi, mid)
-        pair = _compact(pair * 2 + ok[sw], 2 * (int(pair.max()) + 1))[1]
-    pair_tm, pair_pw, sub_avg = at(lo, pair)
+        first, pair = _compact(pair * 2 + ok[sw], 2 * first.size)
+    pair_tm, pair_pw, sub_avg = at(lo, first, pair)
     sub_tm, sub_pw = _gather(pair_tm, pair), _gather(pair_pw, pair)
     scale = np.ones(n_win)
     scale[over] = np.minimum(1.0, limit[over] / np.maximum(sub_avg[over], 1e-9))
@@ -353,18 +355,16 @@ class _ClassSolver:
     def __init__(
         self, kt: KernelTable, dev: KernelDevice, cls: np.ndarray, hw: GpuTable, prof: CalibrationProfile
     ) -> None:
-        first, self.cls = _compact(cls, int(cls.max()) + 1)
+        self.first, self.cls = _compact(cls, int(cls.max()) + 1)  # a kernel of each class; each one's class
         self.kt, self.dev, self.hw, self.prof = kt, dev, hw, prof
-        self.rep_kt, self.rep_dev = _subset(kt, first), dev.subset(first)
+        self.rep_kt, self.rep_dev = _subset(kt, self.first), dev.subset(self.first)
         self.plan = plan_timing(self.rep_kt, self.rep_dev, hw, prof)
         self.pplan = plan_power(self.rep_dev, hw, prof)
 
-    def evaluate(self, pair: np.ndarray, clock_mhz: np.ndarray) -> tuple[KernelTiming, KernelPower]:
-        """Timing and power per pair, where ``pair`` (one per kernel; ids 0 to max, each used) groups
-        kernels of one class whose ``clock_mhz`` (one per kernel) is the same: index the results with
-        ``pair``."""
+    def evaluate(self, first: np.ndarray, clock_mhz: np.ndarray) -> tuple[KernelTiming, KernelPower]:
+        """Timing and power of the kernels ``first`` (one of each pair: kernels of one class at the same
+        ``clock_mhz``, one clock per kernel), in their order."""
         hw, prof = self.hw, self.prof
-        first, _ = _compact(pair, int(pair.max()) + 1)
         pair_cls, pair_clock = self.cls[first], clock_mhz[first]
         n_pair = first.size
         # the first pair of each class is evaluated with its class, the others on their own
