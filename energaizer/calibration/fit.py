@@ -129,6 +129,7 @@ class ProfileFitter:
             residuals,
             x0 / scale,
             bounds=(lo / scale, hi / scale),
+            # prior weight 0.3 and this scale: swept against leave-one-GPU/family-out (docs/accuracy.md)
             loss="soft_l1",
             f_scale=0.1,
             max_nfev=self.max_evaluations,
