@@ -1,6 +1,7 @@
 """Does the fit generalise? Leave-one-GPU-out and leave-one-family-out accuracy, GPU ranking, never-fitted rows.
 
     python benchmarks/accuracy_holdout.py [--by gpu,family,source] [--only a10,qwen] [--nfev 250] [--json OUT]
+        [--save-profiles DIR]
     python benchmarks/accuracy_holdout.py --never-fitted
 
 For each GPU type (``gpu``) and each model family (``family``: the catalog's ``family`` reduced to its
@@ -32,7 +33,7 @@ from energaizer.calibration.validate import ValidationReport, _workload_key, mea
 from energaizer.catalog import get_model
 from energaizer.estimator import estimate_pairs
 from energaizer.io.workload_csv import read_workload_csv
-from energaizer.profile import load_profile
+from energaizer.profile import load_profile, save_profile
 
 DATA = Path(__file__).resolve().parents[1] / "energaizer" / "data" / "measurements"
 UNSEEN = DATA.parent / "holdout"  # rows the default profile is never fitted on (A40, own H100 runs)
@@ -122,7 +123,9 @@ def discordant_pairs(rows, preds: dict[int, tuple[float, float, float]]) -> list
     return out
 
 
-def leave_one_out(rows, default, kind: str, groups: dict[str, Callable], nfev: int) -> dict:
+def leave_one_out(
+    rows, default, kind: str, groups: dict[str, Callable], nfev: int, save: Path | None = None
+) -> dict:
     print(f"\nleave-one-{kind}-out (refit without the group, score the group; in-sample = shipped profile)")
     print(
         f"{kind:22s} {'rows':>5s} {'E%':>6s} {'T%':>6s} {'P%':>6s} | {'in-sample E/T/P':>17s} {'fit s':>6s}"
@@ -136,6 +139,8 @@ def leave_one_out(rows, default, kind: str, groups: dict[str, Callable], nfev: i
         t0 = time.perf_counter()
         prof = ProfileFitter(max_evaluations=nfev).fit(train).profile_
         dt = time.perf_counter() - t0
+        if save is not None:  # the held-out fit, to score its rows one by one (energaizer validate --profile)
+            save_profile(prof, save / f"{kind}-{name}.json")
         pred = estimate_pairs([r.workload for r in test], [r.gpu for r in test], profile=prof)
         for j, i in enumerate(test_i):
             preds[i] = (pred.energy_joules[j], pred.duration_seconds[j], pred.average_power_watts[j])
@@ -201,6 +206,9 @@ def main() -> None:
     )
     ap.add_argument("--never-fitted", action="store_true", help="only the rows of energaizer/data/holdout")
     ap.add_argument("--json", type=Path, help="write the figures to this file")
+    ap.add_argument(
+        "--save-profiles", type=Path, metavar="DIR", help="write each held-out fit to DIR/<kind>-<group>.json"
+    )
     args = ap.parse_args()
     default = load_profile(None)
     result: dict = {}
@@ -226,7 +234,11 @@ def main() -> None:
                 groups = {name: held for name, held in groups.items() if name in only}
                 if not groups:
                     continue
-            result[f"leave_one_{kind}_out"] = leave_one_out(rows, default, kind, groups, args.nfev)
+            if args.save_profiles:
+                args.save_profiles.mkdir(parents=True, exist_ok=True)
+            result[f"leave_one_{kind}_out"] = leave_one_out(
+                rows, default, kind, groups, args.nfev, args.save_profiles
+            )
     result["never_fitted"] = never_fitted(default)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
