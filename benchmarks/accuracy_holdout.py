@@ -210,6 +210,8 @@ def main() -> None:
         "--save-profiles", type=Path, metavar="DIR", help="write each held-out fit to DIR/<kind>-<group>.json"
     )
     args = ap.parse_args()
+    if args.save_profiles:
+        args.save_profiles.mkdir(parents=True, exist_ok=True)
     default = load_profile(None)
     result: dict = {}
     if not args.never_fitted:
@@ -234,8 +236,6 @@ def main() -> None:
                 groups = {name: held for name, held in groups.items() if name in only}
                 if not groups:
                     continue
-            if args.save_profiles:
-                args.save_profiles.mkdir(parents=True, exist_ok=True)
             result[f"leave_one_{kind}_out"] = leave_one_out(
                 rows, default, kind, groups, args.nfev, args.save_profiles
             )
