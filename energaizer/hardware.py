@@ -52,6 +52,29 @@ def precision_fallback(gpu: GPUSpec, precision: str) -> str:
     return f"precision {precision} is not supported by {gpu.id} ({gpu.architecture}): modelled as {how}"
 
 
+# L1 data cache + shared memory per SM by architecture, for catalog entries that do not give
+# l1_kb_per_sm (CUDA C++ Programming Guide, technical specifications per compute capability: 7.0 128 KB,
+# 7.5 96, 8.0 192, 8.6 and 8.9 128, 9.0 and 10.0 256; AMD CDNA2 / CDNA3: 64 KB LDS + 16 / 32 KB L1 per
+# CU). "ampere" takes the GA10x boards' 128 KB; the GA100 (A100) entries state 192.
+L1_KB_BY_ARCHITECTURE = {
+    "volta": 128.0,
+    "turing": 96.0,
+    "ampere": 128.0,
+    "ada": 128.0,
+    "hopper": 256.0,
+    "blackwell": 256.0,
+    "cdna2": 80.0,
+    "cdna3": 96.0,
+}
+DEFAULT_L1_KB = 128.0  # an architecture not in the table
+
+
+def _l1_kb(g: GPUSpec) -> float:
+    if g.l1_kb_per_sm is not None:
+        return g.l1_kb_per_sm
+    return L1_KB_BY_ARCHITECTURE.get(g.architecture.lower(), DEFAULT_L1_KB)
+
+
 def _fp32_lanes_per_sm(g: GPUSpec) -> float:
     lanes = g.peak_tflops["fp32"] * 1e12 / (g.sm_count * g.max_clock_mhz * 1e6 * 2.0)
     return float(2.0 ** np.round(np.log2(max(lanes, 1.0))))
@@ -84,6 +107,7 @@ class GpuTable:
     )  # bool: tensor-core GEMMs take the bulk-copy (TMA) path, which needs 16-byte aligned strides
     b_tile_sharing: np.ndarray  # SMs that share one B operand tile of a tensor-core GEMM (2 on Blackwell)
     fp32_lanes: np.ndarray  # FP32 lanes per SM (datasheet fp32 peak / (SMs x max clock x 2)), a power of 2
+    l1_kb: np.ndarray  # L1 data cache + shared memory per SM, KB
 
     @classmethod
     def from_specs(cls, specs: list[GPUSpec]) -> GpuTable:
@@ -114,6 +138,7 @@ class GpuTable:
             tma=np.array([g.architecture.lower() in HOPPER_LIKE for g in specs], dtype=bool),
             b_tile_sharing=col(lambda g: 2.0 if g.architecture.lower() in PAIRED_MMA else 1.0),
             fp32_lanes=col(_fp32_lanes_per_sm),
+            l1_kb=col(_l1_kb),
         )
 
     def math_bytes(self, gpu_index: int, precision: str) -> float:

@@ -51,6 +51,13 @@ class GPUSpec(BaseModel):
         "bit relative to HBM2 (energaizer.catalog.memory.py); default hbm2 for hbm, gddr6 for gddr",
     )
     l2_mb: float = Field(gt=0)
+    l1_kb_per_sm: float | None = Field(
+        default=None,
+        gt=0,
+        description="L1 data cache + shared memory per SM (LDS + L1 per CU on AMD), KB: the on-chip buffer "
+        "a streaming kernel's loads in flight land in; default by architecture "
+        "(energaizer.hardware.L1_KB_BY_ARCHITECTURE)",
+    )
     peak_tflops: dict[Precision, float] = Field(
         description="dense peak TFLOP/s (TOPS for int8) at tensor_clock_mhz; fp32 = SIMT FP32. "
         "A precision missing here is not supported natively."
