@@ -28,7 +28,7 @@ from energaizer.kernels.table import KernelTable, KernelTableBuilder
 from energaizer.power.dvfs import idle_power
 from energaizer.power.model import kernel_power, solve_operating_point
 from energaizer.profile import load_profile
-from energaizer.timing.kernel_time import KernelDevice, kernel_timing
+from energaizer.timing.kernel_time import DRAM_LATENCY_NS, KernelDevice, kernel_timing
 
 DEFAULT_CSV = Path(__file__).resolve().parent / "results" / "h100-nvml-2026-11-22" / "run1" / "kernels.csv"
 ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "tf32": 4, "fp32": 4, "fp8": 1}
@@ -68,8 +68,17 @@ def kernel_table(name: str, dtype: str, flops: float, nbytes: float) -> KernelTa
             bytes=nbytes,
             precision_bytes=pb,
         )
-    else:
-        b.add(row, Op.ELEMENTWISE, Phase.PREFILL, 1.0, fp_flops=flops, bytes=nbytes, precision_bytes=pb)
+    else:  # copies, adds, norms and softmaxes measured as PyTorch eager ops
+        b.add(
+            row,
+            Op.ELEMENTWISE,
+            Phase.PREFILL,
+            1.0,
+            fp_flops=flops,
+            bytes=nbytes,
+            precision_bytes=pb,
+            eager=True,
+        )
     return b
 
 
@@ -184,6 +193,12 @@ def streaming_fit(rows: list[dict], hw: GpuTable, prof) -> None:
     two or more sizes the fixed part and the share are both fitted; with one, the share follows from the
     profile's fixed part (``kernel_latency_us`` plus one wave of ``wave_overhead_cycles``)."""
     peak = hw.dram_bytes_per_s[0]
+    f_max_hz = hw.max_clock_mhz[0] * 1e6
+    # the profile's streaming rate of an eager PyTorch kernel at the max clock: Little's law on the SMs'
+    # bytes in flight, at most the DRAM share
+    in_flight = hw.sm_count[0] * hw.l1_kb[0] * prof.in_flight_bytes_per_l1_kb
+    little = in_flight / (DRAM_LATENCY_NS * 1e-9 + prof.core_latency_cycles / f_max_hz) / peak
+    model_share = min(prof.dram_efficiency, little)
     fixed_profile = prof.kernel_latency_us * 1e-6 + prof.wave_overhead_cycles / (hw.max_clock_mhz[0] * 1e6)
     for kind in ("copy", "add"):
         pts = [
@@ -205,7 +220,8 @@ def streaming_fit(rows: list[dict], hw: GpuTable, prof) -> None:
             how = "one size, with the profile's fixed part"
         print(
             f"streaming {kind} ({how}): {share:.3f} of the DRAM peak; profile: fixed {fixed_profile * 1e6:.2f} us "
-            f"(latency {prof.kernel_latency_us:.2f} us + one wave), dram_efficiency {prof.dram_efficiency:.3f}"
+            f"(latency {prof.kernel_latency_us:.2f} us + one wave), streaming share {model_share:.3f} "
+            f"(bytes in flight {little:.3f}, DRAM share {prof.dram_efficiency:.3f})"
         )
 
 

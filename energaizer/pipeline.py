@@ -168,6 +168,7 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
     if cnn_rows.size:
         passes[cnn_rows] = add_cnn(builder, p, cnn_rows, [archs[r].cnn for r in cnn_rows.tolist()])
     kt = builder.build()
+    kt.eager = p.eager_dispatch[kt.row] > 0
 
     # Per-kernel device columns: the math unit and its peak for the row's precision.
     peak_row = np.empty(n)

@@ -124,8 +124,18 @@ class CalibrationProfile(BaseModel):
         default=0.9,
         gt=0,
         le=1,
-        description="achievable fraction of DRAM bandwidth of a streaming kernel beside its fixed latency "
-        "(H100 bf16 adds of 0.2-3 GB: 0.92, 512 MiB copies on the H100 and H200: 0.90 and 0.88)",
+        description="achievable fraction of DRAM bandwidth of an eager framework kernel's stream beside its "
+        "fixed latency where enough bytes are in flight (H100 bf16 adds of 0.2-3 GB: 0.92, 512 MiB copies on "
+        "the H100 and H200: 0.90 and 0.88); not fitted: the workloads' eager streams are bound by their bytes "
+        "in flight (in_flight_bytes_per_l1_kb) below it",
+    )
+    fused_dram_efficiency: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="share of the DRAM peak the fused kernels of a serving engine or library (fused "
+        "attention, vLLM's norms, rotary, activations and sampler: asynchronous loads, not bound by eager "
+        "kernels' bytes in flight) stream at down to the knee of dram_stream_headroom",
     )
     gemm_dram_efficiency: float = Field(
         default=0.82,
@@ -138,9 +148,25 @@ class CalibrationProfile(BaseModel):
         default=1.5,
         gt=0,
         le=100,
-        description="bytes that streaming loads keep in flight at the maximum clock, relative to what the "
-        "GPU's raw DRAM bandwidth needs; their latency runs in core cycles, so below f_max x "
-        "dram_efficiency / this a memory-bound kernel slows with the SM clock",
+        description="bytes a GEMM's or fused kernel's asynchronous loads keep in flight at the maximum clock, "
+        "relative to what the GPU's raw DRAM bandwidth needs; their latency runs in core cycles, so below "
+        "f_max x its DRAM share / this such a kernel slows with the SM clock",
+    )
+    in_flight_bytes_per_l1_kb: float = Field(
+        default=42.7,
+        gt=0,
+        le=1e4,
+        description="bytes an eager framework kernel (PyTorch's elementwise, norm and softmax kernels) keeps "
+        "in flight per SM, per KB of the SM's L1 + shared memory (the buffer its loads land in; default: 8 KB "
+        "on an A100's 192 KB); by Little's law such a kernel draws at most SMs x the bytes in flight / "
+        "(400 ns + core_latency_cycles / SM clock)",
+    )
+    core_latency_cycles: float = Field(
+        default=350.0,
+        ge=0,
+        le=1e5,
+        description="part of a streaming load's round trip that runs in SM clock cycles (L1, crossbar, "
+        "L2), beside 400 ns on the DRAM side",
     )
     link_efficiency: float = Field(default=0.7, gt=0, le=1, description="achievable fraction of link BW")
     comm_latency_us: float = Field(default=15.0, ge=0, le=1e5, description="per collective")
@@ -211,8 +237,10 @@ FITTED_PARAMETERS: tuple[str, ...] = (
     "simt_issue_share",
     "attention_efficiency",
     "quantized_expert_efficiency",
-    "dram_efficiency",
+    "fused_dram_efficiency",
     "dram_stream_headroom",
+    "in_flight_bytes_per_l1_kb",
+    "core_latency_cycles",
     "alpha_tensor",
     "fp32_pj_per_flop",
     "alpha_l2",

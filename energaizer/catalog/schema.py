@@ -55,7 +55,7 @@ class GPUSpec(BaseModel):
         default=None,
         gt=0,
         description="L1 data cache + shared memory per SM (LDS + L1 per CU on AMD), KB: the on-chip buffer "
-        "a streaming kernel's loads in flight land in; default by architecture "
+        "an eager kernel's loads in flight land in; default by architecture "
         "(energaizer.hardware.L1_KB_BY_ARCHITECTURE)",
     )
     peak_tflops: dict[Precision, float] = Field(

@@ -38,6 +38,9 @@ class KernelTable:
     # bytes a kernel of an eager elementwise chain touches (the tensors its neighbours wrote or read
     # next); 0: no L2 residency rule (see energaizer.timing.kernel_time.l2_resident_share)
     l2_footprint: np.ndarray
+    # bool: launched by eager framework code (PyTorch's elementwise and reduction kernels, one per op)
+    # rather than by a fused engine or library kernel; set by the pipeline from the row's execution
+    eager: np.ndarray
 
 
 @dataclass
@@ -80,7 +83,14 @@ class KernelTableBuilder:
         return KernelTable(**{k: v[keep] for k, v in cols.items()})
 
 
-_DTYPES = {"row": np.int64, "op": np.int8, "kind": np.int8, "phase": np.int8, "moe_grouped": np.bool_}
+_DTYPES = {
+    "row": np.int64,
+    "op": np.int8,
+    "kind": np.int8,
+    "phase": np.int8,
+    "moe_grouped": np.bool_,
+    "eager": np.bool_,
+}
 _COLUMNS = (
     "row",
     "op",
@@ -99,4 +109,5 @@ _COLUMNS = (
     "moe_grouped",
     "busy_share",
     "l2_footprint",
+    "eager",
 )

@@ -22,6 +22,10 @@ from energaizer.kernels.table import KernelTable
 from energaizer.profile import CalibrationProfile
 
 ATTENTION_DECODE_ROWS = 64  # query rows per tile at or below which attention tiles over KV blocks
+# The DRAM side of a streaming load's round trip (memory controller and device), in ns. Only the ratios
+# of the profile's in_flight_bytes_per_l1_kb and core_latency_cycles to it enter the bandwidth, so it
+# fixes their scale rather than being fitted beside them.
+DRAM_LATENCY_NS = 400.0
 
 
 @dataclass
@@ -64,6 +68,7 @@ class TimingPlan:
     quantized: np.ndarray
     stream_peak: np.ndarray  # achievable DRAM bytes/s at full speed
     stream_headroom: np.ndarray  # headroom x DRAM bytes/s (scaled by clock / f_max)
+    in_flight: np.ndarray  # bytes all SMs keep in flight in an eager memory-bound kernel (0: other kernels)
     max_clock_mhz: np.ndarray
     is_attn: np.ndarray
     is_comm: np.ndarray
@@ -144,8 +149,14 @@ def plan_timing(kt: KernelTable, dev: KernelDevice, hw: GpuTable, prof: Calibrat
         tensor_clock_mhz=hw.tensor_clock_mhz[g],
         fp32_flops=hw.fp32_flops[g],
         quantized=quantized,
-        stream_peak=dram * np.where(is_gemm, prof.gemm_dram_efficiency, prof.dram_efficiency),
+        stream_peak=dram
+        * np.where(
+            is_gemm,
+            prof.gemm_dram_efficiency,
+            np.where(is_mem & kt.eager, prof.dram_efficiency, prof.fused_dram_efficiency),
+        ),
         stream_headroom=prof.dram_stream_headroom * dram,
+        in_flight=np.where(is_mem & kt.eager, sm * hw.l1_kb[g] * prof.in_flight_bytes_per_l1_kb, 0.0),
         max_clock_mhz=hw.max_clock_mhz[g],
         is_attn=is_attn,
         is_comm=is_comm,
@@ -194,12 +205,20 @@ def kernel_timing(
     clock_scale = clock_mhz / pl.tensor_clock_mhz
     peak_f = dev.peak * clock_scale
     fp32_f = pl.fp32_flops * clock_scale
-    # Achievable DRAM bandwidth at this clock. The SMs keep a bounded number of bytes in flight and part
-    # of a load's latency runs in core cycles (L1, crossbar, L2), so by Little's law the bandwidth they
-    # can draw scales with the clock; GPUs are built to saturate DRAM at f_max with some headroom
-    # (``dram_stream_headroom``), so memory-bound kernels keep full speed down to a knee and then slow
-    # with the clock (the A100 DVFS rows: 0.53 x f_max).
-    bw = np.minimum(pl.stream_peak, pl.stream_headroom * clock_mhz / pl.max_clock_mhz) * pl.quantized
+    # Achievable DRAM bandwidth at this clock. The memory-bound kernels of eager framework code
+    # (PyTorch's elementwise, norm and softmax kernels) keep a bounded number of bytes in flight per SM,
+    # in proportion to the SM's L1 + shared memory where their loads land, and a load's round trip is a
+    # DRAM part in ns plus a part in core cycles (L1, crossbar, L2), so by Little's law they draw SMs x
+    # bytes in flight / (DRAM latency + core cycles / clock), at most the copies' share of the peak. An
+    # HBM part with many bytes to move per SM (A100) is thus latency-bound and slows with the clock at
+    # every clock, a GDDR part with few (A10) less so; the A100 DVFS rows split alike, about half of the
+    # eager kernels' time at 870 MHz scaling with the clock (benchmarks/clock_sensitivity.py). GEMMs and
+    # fused engine or library kernels (fused attention, a serving engine's norms, activations and
+    # sampler) stage their loads asynchronously and keep their share of the peak down to a knee (the
+    # share over ``dram_stream_headroom`` x f_max), below which they slow with the clock.
+    knee = np.minimum(pl.stream_peak, pl.stream_headroom * clock_mhz / pl.max_clock_mhz)
+    little = pl.in_flight / (DRAM_LATENCY_NS * 1e-9 + prof.core_latency_cycles / clock_hz)
+    bw = np.where(pl.in_flight > 0, np.minimum(pl.stream_peak, little), knee) * pl.quantized
     is_attn, is_comm = pl.is_attn, pl.is_comm
 
     # --- GEMM tiling: the library picks the tile shape (and split-K) that finishes first ---

@@ -1,45 +1,165 @@
-"""Memory-bound kernels: achievable DRAM bandwidth vs SM clock."""
+"""Memory-bound kernels: achievable DRAM bandwidth vs SM clock.
+
+Eager framework kernels follow Little's law: SMs x bytes in flight per SM (in proportion to the SM's L1 +
+shared memory) / (DRAM latency + core cycles / clock), at most the copies' share of the peak. GEMMs and
+fused kernels stream at their own share down to a knee, below which they slow with the clock.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from gemm_support import one_gemm
 
 from energaizer import Workload, estimate
+from energaizer.catalog import get_gpu
+from energaizer.hardware import DEFAULT_L1_KB, L1_KB_BY_ARCHITECTURE, GpuTable
 from energaizer.kernels.ops import Op, Phase
 from energaizer.kernels.table import KernelTableBuilder
 from energaizer.profile import CalibrationProfile
-from energaizer.timing.kernel_time import kernel_timing
+from energaizer.timing.kernel_time import DRAM_LATENCY_NS, kernel_timing
+
+NBYTES = 4e9
+NO_FIXED = {"wave_overhead_cycles": 0.0, "kernel_latency_us": 0.0}
 
 
-def _stream_table(nbytes: float = 4e9):
+def _stream_table(nbytes: float = NBYTES, eager: bool = True):
     b = KernelTableBuilder()
-    b.add(np.array([0]), Op.ELEMENTWISE, Phase.PREFILL, 1.0, bytes=nbytes, precision_bytes=2.0)
+    b.add(np.array([0]), Op.ELEMENTWISE, Phase.PREFILL, 1.0, bytes=nbytes, precision_bytes=2.0, eager=eager)
     return b.build()
 
 
-@pytest.mark.parametrize("gpu", ["a100-pcie-40gb", "h100-sxm", "a10"])
-def test_streaming_keeps_full_bandwidth_down_to_the_knee_then_slows_with_the_clock(gpu, device):
-    prof = CalibrationProfile(
-        dram_efficiency=0.72, dram_stream_headroom=1.35, wave_overhead_cycles=0.0, kernel_latency_us=0.0
-    )
+def _seconds(prof: CalibrationProfile, device, gpu: str, mhz: float, eager: bool = True) -> float:
     hw, dev = device(gpu, "bf16")
+    return float(kernel_timing(_stream_table(eager=eager), dev, np.array([mhz]), hw, prof).t_exec[0])
+
+
+@pytest.mark.parametrize("gpu", ["a100-pcie-40gb", "h100-sxm", "a10"])
+def test_latency_bound_stream_time_is_affine_in_the_clock_period(gpu, device):
+    """With few bytes in flight a stream never reaches its DRAM share: its time is bytes x (DRAM latency +
+    core cycles / f) / (SMs x bytes in flight per SM), a clock-free part plus one in 1 / f."""
+    prof = CalibrationProfile(
+        dram_efficiency=0.9, in_flight_bytes_per_l1_kb=10.0, core_latency_cycles=500.0, **NO_FIXED
+    )
+    hw, _ = device(gpu, "bf16")
+    in_flight = hw.sm_count[0] * hw.l1_kb[0] * 10.0
+    for mhz in (0.3 * hw.max_clock_mhz[0], hw.max_clock_mhz[0]):
+        expected = NBYTES * (DRAM_LATENCY_NS * 1e-9 + 500.0 / (mhz * 1e6)) / in_flight
+        assert _seconds(prof, device, gpu, mhz) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("gpu", ["a100-pcie-40gb", "h100-sxm", "a10"])
+def test_stream_with_enough_bytes_in_flight_runs_at_the_dram_share_down_to_where_latency_binds(gpu, device):
+    prof = CalibrationProfile(
+        dram_efficiency=0.72, in_flight_bytes_per_l1_kb=1000.0, core_latency_cycles=300.0, **NO_FIXED
+    )
+    hw, _ = device(gpu, "bf16")
     f_max = hw.max_clock_mhz[0]
-    knee = f_max * 0.72 / 1.35
+    at_share = NBYTES / (hw.dram_bytes_per_s[0] * 0.72)
+    assert _seconds(prof, device, gpu, f_max) == pytest.approx(at_share, rel=1e-9)
+    # the clock at which the latency bound meets the DRAM share
+    in_flight = hw.sm_count[0] * hw.l1_kb[0] * 1000.0
+    knee_hz = 300.0 / (in_flight / (hw.dram_bytes_per_s[0] * 0.72) - DRAM_LATENCY_NS * 1e-9)
+    assert _seconds(prof, device, gpu, 1.01 * knee_hz / 1e6) == pytest.approx(at_share, rel=1e-9)
+    assert _seconds(prof, device, gpu, 0.5 * knee_hz / 1e6) > 1.2 * at_share
+
+
+def test_a_stream_scales_with_sms_and_l1_not_with_the_dram_peak_while_latency_bound(device):
+    """With the shipped-like bytes in flight at 900 MHz both the A10 and the A100 are latency-bound, so a
+    stream's A10 / A100 time ratio is their ratio of SMs x L1 (108 x 192 / (72 x 128) = 2.25), below the
+    ratio of their DRAM peaks (1555 / 600 = 2.59): the artifact measures 1.6-2.0 for its memory-bound
+    models, where a DRAM-bound stream would put them near 2.6."""
+    prof = CalibrationProfile(
+        dram_efficiency=0.9, in_flight_bytes_per_l1_kb=33.5, core_latency_cycles=360.0, **NO_FIXED
+    )
+    a10 = _seconds(prof, device, "a10", 900.0)
+    a100 = _seconds(prof, device, "a100-pcie-40gb", 900.0)
+    assert a10 / a100 == pytest.approx(108 * 192 / (72 * 128), rel=1e-9)
+    assert a10 > NBYTES / (600e9 * 0.9) and a100 > NBYTES / (1555e9 * 0.9)
+
+
+def test_bytes_in_flight_scale_with_the_sms_l1(device):
+    """Hopper's 256 KB per SM keeps 4/3 of an A100's 192 KB in flight: at the same SM count, clock and
+    latency the stream is 3/4 as long."""
+    prof = CalibrationProfile(
+        dram_efficiency=1.0, in_flight_bytes_per_l1_kb=5.0, core_latency_cycles=300.0, **NO_FIXED
+    )
+    hw, _ = device("h100-sxm", "bf16")
+    hw_a, _ = device("a100-pcie-40gb", "bf16")
+    h = _seconds(prof, device, "h100-sxm", 1000.0) * hw.sm_count[0]
+    a = _seconds(prof, device, "a100-pcie-40gb", 1000.0) * hw_a.sm_count[0]
+    assert h / a == pytest.approx(192.0 / 256.0, rel=1e-9)
+
+
+@pytest.mark.parametrize("gpu", ["a100-pcie-40gb", "h100-sxm", "a10"])
+def test_fused_kernel_streams_at_its_share_down_to_the_knee_whatever_the_eager_bytes_in_flight(gpu, device):
+    """A fused (non-eager) memory-bound kernel ignores the eager kernels' bytes in flight: it streams at
+    ``fused_dram_efficiency`` down to f_max x share / headroom, then in proportion to the clock."""
+    prof = CalibrationProfile(
+        fused_dram_efficiency=0.6, dram_stream_headroom=1.2, in_flight_bytes_per_l1_kb=1.0, **NO_FIXED
+    )
+    hw, _ = device(gpu, "bf16")
+    f_max = hw.max_clock_mhz[0]
+    knee = f_max * 0.6 / 1.2
+    at_share = NBYTES / (hw.dram_bytes_per_s[0] * 0.6)
+    assert _seconds(prof, device, gpu, f_max, eager=False) == pytest.approx(at_share, rel=1e-9)
+    assert _seconds(prof, device, gpu, 1.05 * knee, eager=False) == pytest.approx(at_share, rel=1e-9)
+    assert _seconds(prof, device, gpu, 0.5 * knee, eager=False) == pytest.approx(2 * at_share, rel=1e-9)
+    # the same bytes from eager code are bound by their few bytes in flight
+    assert _seconds(prof, device, gpu, f_max) > 5 * at_share
+
+
+def test_pipeline_marks_the_kernels_of_eager_rows_only():
+    """HF eager code launches PyTorch's own memory-bound kernels, bound by their bytes in flight; a serving
+    engine's fused kernels are not."""
+    inf = {"requests": 16, "batch_size": 16, "input_tokens": 1024, "output_tokens": 0}
+    eager = Workload(model="qwen2-1.5b", inference=inf, execution="eager", attention="flash")
+    graphs = Workload(model="qwen2-1.5b", inference=inf, execution="graphs", attention="flash")
+    fast = CalibrationProfile(in_flight_bytes_per_l1_kb=1e4)
+    slow = CalibrationProfile(in_flight_bytes_per_l1_kb=5.0)
+    e_fast, e_slow = (estimate(eager, "a100-pcie-40gb", profile=p)[0] for p in (fast, slow))
+    g_fast, g_slow = (estimate(graphs, "a100-pcie-40gb", profile=p)[0] for p in (fast, slow))
+    assert e_slow.ops["norm_act"].duration_seconds > 2 * e_fast.ops["norm_act"].duration_seconds
+    assert g_slow.ops["norm_act"].duration_seconds == pytest.approx(g_fast.ops["norm_act"].duration_seconds)
+
+
+def test_l1_comes_from_the_catalog_or_the_architecture():
+    table = GpuTable.from_specs([get_gpu("a100-pcie-40gb"), get_gpu("a10"), get_gpu("h100-sxm")])
+    np.testing.assert_array_equal(table.l1_kb, [192.0, 128.0, 256.0])
+    custom = get_gpu("a10").model_copy(update={"l1_kb_per_sm": None, "architecture": "hopper"})
+    assert GpuTable.from_specs([custom]).l1_kb[0] == L1_KB_BY_ARCHITECTURE["hopper"]
+    unknown = custom.model_copy(update={"architecture": "future-arch"})
+    assert GpuTable.from_specs([unknown]).l1_kb[0] == DEFAULT_L1_KB
+
+
+def test_weight_streaming_gemm_keeps_its_share_down_to_the_knee_then_slows_with_the_clock(device):
+    """A skinny GEMM streams its weights at ``gemm_dram_efficiency`` of the peak whatever the streaming
+    kernels' bytes in flight, down to f_max x share / headroom, then in proportion to the clock."""
+    prof = CalibrationProfile(
+        gemm_dram_efficiency=0.8,
+        dram_stream_headroom=1.6,
+        in_flight_bytes_per_l1_kb=1.0,
+        operand_feed_bytes_per_cycle=1024.0,
+        **NO_FIXED,
+    )
+    hw, dev = device("h100-sxm", "bf16")
+    k, n = 4096.0, 57344.0
+    kt = one_gemm(1.0, n, k, 2.0)
+    f_max = hw.max_clock_mhz[0]
+    knee = f_max * 0.8 / 1.6
 
     def seconds(mhz: float) -> float:
-        return float(kernel_timing(_stream_table(), dev, np.array([mhz]), hw, prof).t_exec[0])
+        return float(kernel_timing(kt, dev, np.array([mhz]), hw, prof).t_exec[0])
 
-    assert seconds(f_max) == pytest.approx(4e9 / (hw.dram_bytes_per_s[0] * 0.72), rel=1e-9)
-    assert seconds(1.05 * knee) == pytest.approx(seconds(f_max), rel=1e-9)
-    # below the knee: bandwidth proportional to the clock
-    assert seconds(0.5 * knee) == pytest.approx(2 * seconds(knee), rel=1e-9)
-    assert seconds(0.25 * knee) == pytest.approx(4 * seconds(knee), rel=1e-9)
+    weights = 2.0 * k * n
+    assert seconds(f_max) == pytest.approx(weights / (hw.dram_bytes_per_s[0] * 0.8), rel=0.01)
+    assert seconds(1.05 * knee) == pytest.approx(seconds(f_max), rel=1e-6)
+    assert seconds(0.5 * knee) == pytest.approx(2 * seconds(knee), rel=0.01)
 
 
 def test_memory_bound_decode_slows_at_low_locked_clocks_but_not_near_max():
-    """Decode at batch 1 is memory-bound: locking the clock 10 % below max costs (almost) no time,
-    locking it at a third of max does."""
+    """Decode at batch 1 is memory-bound: locking the clock 10 % below max costs little time, locking it
+    at a third of max costs much more."""
     base = {
         "model": "meta-llama/Llama-3.1-8B-Instruct",
         "precision": "bf16",
@@ -50,5 +170,5 @@ def test_memory_bound_decode_slows_at_low_locked_clocks_but_not_near_max():
         f: estimate(Workload.model_validate({**base, "frequency_mhz": f}), "h100-sxm")[0].duration_seconds
         for f in (1980, 1780, 660)
     }
-    assert t[1780] == pytest.approx(t[1980], rel=0.03)
+    assert t[1780] == pytest.approx(t[1980], rel=0.05)
     assert t[660] > 1.3 * t[1980]
