@@ -28,7 +28,12 @@ from energaizer.kernels.table import KernelTable, KernelTableBuilder
 from energaizer.power.dvfs import idle_power
 from energaizer.power.model import kernel_power, solve_operating_point
 from energaizer.profile import load_profile
-from energaizer.timing.kernel_time import DRAM_LATENCY_NS, KernelDevice, kernel_timing
+from energaizer.timing.kernel_time import (
+    KernelDevice,
+    eager_bytes_in_flight,
+    kernel_timing,
+    latency_bound_bytes_per_s,
+)
 
 DEFAULT_CSV = Path(__file__).resolve().parent / "results" / "h100-nvml-2026-11-22" / "run1" / "kernels.csv"
 ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "tf32": 4, "fp32": 4, "fp8": 1}
@@ -193,11 +198,10 @@ def streaming_fit(rows: list[dict], hw: GpuTable, prof) -> None:
     two or more sizes the fixed part and the share are both fitted; with one, the share follows from the
     profile's fixed part (``kernel_latency_us`` plus one wave of ``wave_overhead_cycles``)."""
     peak = hw.dram_bytes_per_s[0]
-    f_max_hz = hw.max_clock_mhz[0] * 1e6
     # the profile's streaming rate of an eager PyTorch kernel at the max clock: Little's law on the SMs'
     # bytes in flight, at most the DRAM share
-    in_flight = hw.sm_count[0] * hw.l1_kb[0] * prof.in_flight_bytes_per_l1_kb
-    little = in_flight / (DRAM_LATENCY_NS * 1e-9 + prof.core_latency_cycles / f_max_hz) / peak
+    in_flight = eager_bytes_in_flight(hw, np.zeros(1, dtype=np.int64), prof)
+    little = float(latency_bound_bytes_per_s(in_flight, hw.max_clock_mhz[:1] * 1e6, prof)[0]) / peak
     model_share = min(prof.dram_efficiency, little)
     fixed_profile = prof.kernel_latency_us * 1e-6 + prof.wave_overhead_cycles / (hw.max_clock_mhz[0] * 1e6)
     for kind in ("copy", "add"):

@@ -86,6 +86,20 @@ class TimingPlan:
     gemm: GemmPlan
 
 
+def eager_bytes_in_flight(hw: GpuTable, g: np.ndarray, prof: CalibrationProfile) -> np.ndarray:
+    """Bytes all SMs of GPU ``g`` keep in flight in an eager framework kernel's stream: SMs x the SM's
+    L1 + shared memory x ``in_flight_bytes_per_l1_kb``."""
+    return hw.sm_count[g] * hw.l1_kb[g] * prof.in_flight_bytes_per_l1_kb
+
+
+def latency_bound_bytes_per_s(
+    in_flight: np.ndarray, clock_hz: np.ndarray, prof: CalibrationProfile
+) -> np.ndarray:
+    """Little's law: the DRAM bytes/s that ``in_flight`` bytes sustain when a load's round trip is
+    ``DRAM_LATENCY_NS`` plus ``core_latency_cycles`` at ``clock_hz``."""
+    return in_flight / (DRAM_LATENCY_NS * 1e-9 + prof.core_latency_cycles / clock_hz)
+
+
 def kernel_latency_s(kt: KernelTable, prof: CalibrationProfile) -> np.ndarray:
     """Fixed device seconds of every launch of ``kt`` beside its waves and its work: the front end
     starting the grid, the first loads' DRAM latency before the stream reaches its rate, the last
@@ -144,6 +158,7 @@ def plan_timing(kt: KernelTable, dev: KernelDevice, hw: GpuTable, prof: Calibrat
     attn_tile_flops = kt.flops / np.maximum(attn_tiles, 1.0)
     attn_waves = np.maximum(np.ceil(attn_tiles / sm), 1.0)
     dram = hw.dram_bytes_per_s[g]
+    eager_stream = is_mem & kt.eager
     return TimingPlan(
         sm=sm,
         tensor_clock_mhz=hw.tensor_clock_mhz[g],
@@ -153,10 +168,10 @@ def plan_timing(kt: KernelTable, dev: KernelDevice, hw: GpuTable, prof: Calibrat
         * np.where(
             is_gemm,
             prof.gemm_dram_efficiency,
-            np.where(is_mem & kt.eager, prof.dram_efficiency, prof.fused_dram_efficiency),
+            np.where(eager_stream, prof.dram_efficiency, prof.fused_dram_efficiency),
         ),
         stream_headroom=prof.dram_stream_headroom * dram,
-        in_flight=np.where(is_mem & kt.eager, sm * hw.l1_kb[g] * prof.in_flight_bytes_per_l1_kb, 0.0),
+        in_flight=np.where(eager_stream, eager_bytes_in_flight(hw, g, prof), 0.0),
         max_clock_mhz=hw.max_clock_mhz[g],
         is_attn=is_attn,
         is_comm=is_comm,
@@ -217,7 +232,7 @@ def kernel_timing(
     # sampler) stage their loads asynchronously and keep their share of the peak down to a knee (the
     # share over ``dram_stream_headroom`` x f_max), below which they slow with the clock.
     knee = np.minimum(pl.stream_peak, pl.stream_headroom * clock_mhz / pl.max_clock_mhz)
-    little = pl.in_flight / (DRAM_LATENCY_NS * 1e-9 + prof.core_latency_cycles / clock_hz)
+    little = latency_bound_bytes_per_s(pl.in_flight, clock_hz, prof)
     bw = np.where(pl.in_flight > 0, np.minimum(pl.stream_peak, little), knee) * pl.quantized
     is_attn, is_comm = pl.is_attn, pl.is_comm
 
