@@ -31,6 +31,13 @@ def steps(row) -> float:
     return inf.requests * inf.output_tokens / inf.batch_size
 
 
+def per_step_ms(pred, rows, j: int) -> dict[str, float]:
+    """The model's ms per decode step of row ``j`` by operation, host gaps included."""
+    secs = dict(zip(pred.ops.names, pred.ops.duration_seconds[j], strict=True))
+    secs["(host gaps)"] = pred.time_breakdown["overhead"][j]
+    return {name: s / steps(rows[j]) * 1e3 for name, s in secs.items()}
+
+
 def slope_us(batch: np.ndarray, step_ms: np.ndarray) -> tuple[float, float]:
     """Least-squares (a ms, s us) of step_ms = a + s * batch."""
     s, a = np.polyfit(batch, step_ms, 1)
@@ -70,22 +77,9 @@ def main() -> None:
         )
         if args.ops and args.ops.lower() in model.lower():
             lo, hi = idx[int(np.argmin(batch))], idx[int(np.argmax(batch))]
+            lo_ms, hi_ms = per_step_ms(pred, rows, lo), per_step_ms(pred, rows, hi)
             db = batch.max() - batch.min()
-            names = list(pred.ops.names)
-            per_step = {
-                j: pred.ops.duration_seconds[j] / steps(rows[j]) * 1e3 for j in (lo, hi)
-            }  # ms per step by operation
-            parts = {n: (per_step[hi][k] - per_step[lo][k]) / db * 1e3 for k, n in enumerate(names)}
-            host = (
-                (
-                    pred.time_breakdown["overhead"][hi] / steps(rows[hi])
-                    - pred.time_breakdown["overhead"][lo] / steps(rows[lo])
-                )
-                * 1e3
-                / db
-                * 1e3
-            )
-            parts["(host gaps)"] = host
+            parts = {n: (hi_ms[n] - lo_ms[n]) / db * 1e3 for n in lo_ms}
             top = sorted(parts.items(), key=lambda kv: -kv[1])
             print(
                 "    model s by operation (us): "
