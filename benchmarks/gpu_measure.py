@@ -218,14 +218,6 @@ def kernel_cases() -> list[tuple[str, str, Callable[[], Callable[[], object]], f
 
         return setup
 
-    def sdpa_decode(b: int, h: int, kvh: int, s: int, d: int):
-        def setup():
-            q = torch.randn(b, h, 1, d, device=dev, dtype=bf)
-            k, v = (torch.randn(b, kvh, s, d, device=dev, dtype=bf) for _ in range(2))
-            return lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
-
-        return setup
-
     g = 1 << 30
     return [
         ("gemm_8192x8192x8192", "bf16", gemm(8192, 8192, 8192, bf), 2 * 8192**3, 3 * 8192 * 8192 * 2),
@@ -284,13 +276,7 @@ def kernel_cases() -> list[tuple[str, str, Callable[[], Callable[[], object]], f
             4 * 4 * 32 * 4096**2 * 128 / 2,
             4 * 4 * 32 * 4096 * 128 * 2,
         ),
-        (
-            "sdpa_decode_b64h32kv8s4096d128",
-            "bf16",
-            sdpa_decode(64, 32, 8, 4096, 128),
-            4 * 64 * 32 * 4096 * 128,
-            2 * 64 * 8 * 4096 * 128 * 2,
-        ),
+        _sdpa_decode_case(64, 32, 8, 4096, 128),
     ]
 
 
@@ -309,8 +295,9 @@ def timed_calls(meter: Meter, fn: Callable[[], object], reps: int) -> tuple[dict
 
 
 def sweep_cases() -> list[tuple[str, str, Callable[[], Callable[[], object]], float, float]]:
-    """Size sweeps: a bf16 add from 64 KiB to 1 GiB per operand, and a bf16 GEMM (K 4096, N 14336) from
-    M = 1 to 8192. Each case replays a CUDA graph of GRAPH_CALLS launches, so host dispatch stays out."""
+    """Size sweeps: a bf16 add from 64 KiB to 1 GiB per operand, a bf16 GEMM (K 4096, N 14336) from
+    M = 1 to 8192, and decode attention from 256 to 8192 tokens of context. Each case replays a CUDA
+    graph of GRAPH_CALLS launches, so host dispatch stays out."""
     cases = []
     for exp in range(16, 31, 2):
         nbytes = 1 << exp
@@ -326,7 +313,32 @@ def sweep_cases() -> list[tuple[str, str, Callable[[], Callable[[], object]], fl
                 (m * k + k * n + m * n) * 2,
             )
         )
+    # Decode attention at the same KV bytes per call (1 GiB) from 256 to 8192 tokens of context: does the
+    # stream rate fall at the short contexts of chat serving (a fixed cost per sequence and KV head)?
+    for ctx in (256, 512, 1024, 2048, 4096, 8192):
+        name, dtype, setup, flops, nbytes = _sdpa_decode_case(262144 // ctx, 32, 8, ctx, 128)
+        cases.append((name, dtype, _graphed(setup), flops, nbytes))
     return cases
+
+
+def _sdpa_decode_case(
+    b: int, h: int, kvh: int, s: int, d: int
+) -> tuple[str, str, Callable[[], Callable[[], object]], float, float]:
+    """One decode step of fused attention: b sequences, h query heads over kvh KV heads (GQA), s cached
+    tokens of head size d; its FLOPs and its compulsory bytes (the K and V cache, bf16)."""
+
+    def setup():
+        q = torch.randn(b, h, 1, d, device="cuda", dtype=torch.bfloat16)
+        k, v = (torch.randn(b, kvh, s, d, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+        return lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+
+    return (
+        f"sdpa_decode_b{b}h{h}kv{kvh}s{s}d{d}",
+        "bf16",
+        setup,
+        4 * b * h * s * d,
+        2 * b * kvh * s * d * 2,
+    )
 
 
 GRAPH_CALLS = 50
