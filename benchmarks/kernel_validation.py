@@ -59,16 +59,18 @@ def kernel_table(name: str, dtype: str, flops: float, nbytes: float) -> KernelTa
         )
     elif name.startswith("sdpa_"):
         dims = {key: int(val) for key, val in re.findall(r"(kv|[bhsd])(\d+)", name.split("_")[-1])}
-        queries = dims["s"] if "causal" in name else 1
+        decode = "causal" not in name
+        # decode kernels pack the query heads sharing a KV head into one tile (as the workloads' model)
+        group = dims["h"] // dims.get("kv", dims["h"]) if decode else 1
         b.add(
             row,
             Op.ATTENTION,
             Phase.PREFILL,
             1.0,
-            m=queries,
+            m=group if decode else dims["s"],
             n=dims["s"],
             k=dims["d"],
-            gemm_group=dims["b"] * dims["h"],
+            gemm_group=dims["b"] * dims["h"] // group,
             flops=flops,
             bytes=nbytes,
             precision_bytes=pb,
