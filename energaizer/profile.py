@@ -132,12 +132,15 @@ class CalibrationProfile(BaseModel):
         "in flight (in_flight_bytes_per_l1_kb) below it",
     )
     fused_dram_efficiency: float = Field(
-        default=0.9,
+        default=0.5,
         gt=0,
         le=1,
         description="share of the DRAM peak the fused kernels of a serving engine or library (fused "
         "attention, vLLM's norms, rotary, activations and sampler: asynchronous loads, not bound by eager "
-        "kernels' bytes in flight) stream at down to the knee of dram_stream_headroom",
+        "kernels' bytes in flight) stream at down to the knee of dram_stream_headroom. Not fitted: in a serving "
+        "step their bytes are the paged KV cache's, and public paged decode-attention kernels stream at "
+        "0.47-0.55 of the H100's peak at 256-4000 tokens of context (FlashAttention-2 paged, onnxruntime PR "
+        "21414; FlashAttention-3 paged, flash-attention issue 1572); ML.ENERGY v3 alone fits 0.50",
     )
     gemm_dram_efficiency: float = Field(
         default=0.82,
@@ -238,7 +241,6 @@ FITTED_PARAMETERS: tuple[str, ...] = (
     "simt_efficiency",
     "simt_issue_share",
     "attention_efficiency",
-    "fused_dram_efficiency",
     "dram_stream_headroom",
     "in_flight_bytes_per_l1_kb",
     "core_latency_cycles",

@@ -79,7 +79,7 @@ def test_window_solve_merging_identical_kernels_changes_nothing():
     n = kt.count.size
     hw, one = one_gpu("h100-sxm", "bf16")
     dev = KernelDevice(g=np.zeros(n, dtype=int), peak=np.repeat(one.peak, n), tensor=np.repeat(one.tensor, n))
-    prof = CalibrationProfile()
+    prof = CalibrationProfile(fused_dram_efficiency=0.9)  # the copy streams as a copy does (not paged KV)
     req, lim = np.full(n, hw.max_clock_mhz[0]), np.full(n, 700.0)
     window = kt.row.astype(np.int64)
     wait_s, wait_w = np.linspace(0.0, 0.006, windows), np.full(windows, 120.0)
