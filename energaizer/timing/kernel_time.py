@@ -132,8 +132,8 @@ def plan_timing(kt: KernelTable, dev: KernelDevice, hw: GpuTable, prof: Calibrat
     sm = hw.sm_count[g]
     # weight-only GEMMs dequantise their weights on the CUDA cores; grouped expert GEMMs on 8-bit (or
     # narrower) weights with low-precision math rescale their partial sums per K block (both CUDA-core
-    # work in the tile, _gemm_tiling) and run below the bf16 kernels' rates (the kernels' fitted share
-    # beyond that work)
+    # work in the tile, _gemm_tiling) and run below the bf16 kernels' rates (the public kernels' share,
+    # quantized_expert_efficiency, beyond that work)
     low = kt.moe_grouped & (kt.precision_bytes < 2.0)
     weight_only = (
         np.zeros(kt.m.shape, dtype=bool) if dev.math_bytes is None else kt.precision_bytes < dev.math_bytes
