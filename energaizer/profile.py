@@ -252,6 +252,16 @@ FITTED_PARAMETERS: tuple[str, ...] = (
     "dram_pj_per_bit",
 )
 
+# Set from kernel timings, not fitted by default (the shipped rows hardly identify them and, fitted, they drift
+# to their priors whenever the rows that do are held out); `energaizer calibrate --parameters` fits them to a
+# fleet's own measurements.
+KERNEL_TIMED_PARAMETERS: tuple[str, ...] = (
+    "gemm_dram_efficiency",
+    "fused_dram_efficiency",
+    "quantized_expert_efficiency",
+)
+CALIBRATABLE_PARAMETERS: tuple[str, ...] = FITTED_PARAMETERS + KERNEL_TIMED_PARAMETERS
+
 # Parameters an older profile may still carry, and what replaced them.
 RETIRED_PARAMETERS: dict[str, str] = {
     "alpha_fp": "replaced by fp32_pj_per_flop (CUDA-core power is energy per FLOP, not a share of TDP); "

@@ -56,7 +56,11 @@ def register(app: typer.Typer) -> None:
         measurements: Annotated[list[Path], typer.Argument(help="measurement CSV(s), contract section 3")],
         output: Annotated[Path, typer.Option("-o", "--output", help="profile JSON to write")],
         parameters: Annotated[
-            str | None, typer.Option(help="comma list of parameters to fit (default: all)")
+            str | None,
+            typer.Option(
+                help="comma list of parameters to fit (default: the shipped fit's; the kernel-timed "
+                "gemm_dram_efficiency, fused_dram_efficiency and quantized_expert_efficiency only when named)"
+            ),
         ] = None,
         profile: ProfileOpt = None,
         max_evaluations: Annotated[
@@ -86,16 +90,18 @@ def register(app: typer.Typer) -> None:
         from energaizer.calibration.fit import ProfileFitter
         from energaizer.calibration.validate import validate
         from energaizer.errors import InvalidInputError
-        from energaizer.profile import FITTED_PARAMETERS, load_profile, save_profile
+        from energaizer.profile import CALIBRATABLE_PARAMETERS, FITTED_PARAMETERS, load_profile, save_profile
 
         load_catalogs(catalog)
         names = (
             [p.strip() for p in parameters.split(",") if p.strip()] if parameters else list(FITTED_PARAMETERS)
         )
-        unknown = [n for n in names if n not in FITTED_PARAMETERS]
+        unknown = [n for n in names if n not in CALIBRATABLE_PARAMETERS]
         if unknown or not names:
             raise InvalidInputError(
-                "--parameters", f"unknown parameter {unknown[0]!r}" if unknown else "empty", FITTED_PARAMETERS
+                "--parameters",
+                f"unknown parameter {unknown[0]!r}" if unknown else "empty",
+                CALIBRATABLE_PARAMETERS,
             )
         if output.is_dir():
             raise InvalidInputError("--output", f"{output} is a directory; give the profile file to write")

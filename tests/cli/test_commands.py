@@ -167,6 +167,32 @@ def test_calibrate_writes_a_profile_that_estimate_uses(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+def test_calibrate_fits_a_kernel_timed_parameter_only_when_named(tmp_path):
+    """The fp8 experts' kernel efficiency is set from public kernel timings and left out of the default fit;
+    a fleet with its own fp8 MoE measurements names it, and only it moves."""
+    lines = (DATA / "mlenergy_v3.csv").read_text().splitlines()
+    fp8_moe = [line for line in lines[1:] if "Qwen3-235B" in line and "-FP8," in line][:8]
+    assert len(fp8_moe) == 8
+    sub = tmp_path / "fp8_moe.csv"
+    sub.write_text("\n".join([lines[0], *fp8_moe]) + "\n")
+    prof = tmp_path / "p.json"
+    args = ["calibrate", str(sub), "-o", str(prof), "--max-evaluations", "15", "--folds", "2", "--force"]
+    r = cli(*args, "--parameters", "quantized_expert_efficiency")
+    assert r.returncode == 0, r.stderr
+    fitted, shipped = (
+        json.loads(prof.read_text()),
+        json.loads((DATA.parent / "profiles" / "default.json").read_text()),
+    )
+    assert fitted["quantized_expert_efficiency"] != pytest.approx(
+        shipped["quantized_expert_efficiency"], abs=1e-3
+    )
+    assert {k: fitted[k] for k in ("alpha_sm", "fused_dram_efficiency")} == {
+        k: shipped[k] for k in ("alpha_sm", "fused_dram_efficiency")
+    }
+    r = cli(*args, "--parameters", "quantized_expert_efficiency,not_a_parameter")
+    assert r.returncode == 2 and "not_a_parameter" in r.stderr
+
+
 def test_a_profile_with_a_retired_parameter_names_its_replacement(tmp_path):
     prof = json.loads((DATA.parent / "profiles" / "default.json").read_text())
     prof["alpha_fp"] = 0.57  # what profiles fitted before fp32_pj_per_flop carried
