@@ -25,6 +25,10 @@ HOPPER_LIKE = {"hopper", "blackwell"}
 # Blackwell's tensor cores run one MMA across a pair of SMs (CUTLASS "2SM" kernels, cta_group::2): the
 # pair shares the B operand tile, so each SM stages only half of it.
 PAIRED_MMA = {"blackwell"}
+# Blackwell's tensor cores apply 8- and 4-bit operands' block scales inside the MMA (PTX tcgen05.mma
+# kind::mxf8f6f4 / mxf4 / mxf4nvf4 with scale_vec): no partial sums leave the tensor core to be rescaled
+# on the CUDA cores per K block, as Hopper's wgmma kernels do.
+BLOCK_SCALED_MMA = {"blackwell"}
 SM_L2_BYTES_PER_CYCLE = 64.0  # per SM, order of A100/H100 L2 slice bandwidth
 TMA_ALIGN_BYTES = 16  # stride alignment of Hopper's bulk tensor copies (and the widest vector load)
 
@@ -106,6 +110,7 @@ class GpuTable:
         np.ndarray
     )  # bool: tensor-core GEMMs take the bulk-copy (TMA) path, which needs 16-byte aligned strides
     b_tile_sharing: np.ndarray  # SMs that share one B operand tile of a tensor-core GEMM (2 on Blackwell)
+    block_scaled_mma: np.ndarray  # bool: the tensor cores apply low-precision block scales themselves
     fp32_lanes: np.ndarray  # FP32 lanes per SM (datasheet fp32 peak / (SMs x max clock x 2)), a power of 2
     l1_kb: np.ndarray  # L1 data cache + shared memory per SM, KB
 
@@ -137,6 +142,9 @@ class GpuTable:
             tile_n=col(lambda g: 256.0 if g.architecture.lower() in HOPPER_LIKE else 128.0),
             tma=np.array([g.architecture.lower() in HOPPER_LIKE for g in specs], dtype=bool),
             b_tile_sharing=col(lambda g: 2.0 if g.architecture.lower() in PAIRED_MMA else 1.0),
+            block_scaled_mma=np.array(
+                [g.architecture.lower() in BLOCK_SCALED_MMA for g in specs], dtype=bool
+            ),
             fp32_lanes=col(_fp32_lanes_per_sm),
             l1_kb=col(_l1_kb),
         )

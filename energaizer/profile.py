@@ -117,8 +117,9 @@ class CalibrationProfile(BaseModel):
         default=0.57,
         gt=0,
         le=1,
-        description="MoE expert GEMMs with 8-bit or narrower weights reach this share of the bf16 kernels' "
-        "bandwidth and math rate (scale-factor handling in grouped low-precision kernels). Not fitted: the public "
+        description="MoE expert GEMMs with 8-bit or narrower weights and math (block-scaled W8A8) reach this share "
+        "of the bf16 kernels' bandwidth and math rate (scale-factor handling in grouped low-precision kernels; "
+        "weight-only ones stream at the bf16 rate beside their dequantisation). Not fitted: the public "
         "Triton fused-MoE timings' 0.55-0.60 (vLLM PR 35457, H200: fp8 W8A8 10-17 % faster than bf16 with half "
         "the weight bytes); the only whole-workload rows (ML.ENERGY v3 on the H100) hardly identify it",
     )
