@@ -54,7 +54,9 @@ def test_a_better_fit_is_written_with_its_held_out_error(tmp_path):
 
 def test_many_rows_are_checked_by_ten_folds_not_a_refit_per_row(tmp_path):
     """Above 50 rows the default check is 10-fold (the shipped 1037 rows would otherwise take 1037 refits)."""
-    r = cli("calibrate", str(rows_csv(tmp_path, 1.3, count=60)), "-o", str(tmp_path / "p.json"), *FIT, "--json")
+    r = cli(
+        "calibrate", str(rows_csv(tmp_path, 1.3, count=60)), "-o", str(tmp_path / "p.json"), *FIT, "--json"
+    )
     assert r.returncode == 0, r.stderr
     held = json.loads(r.stdout)["holdout"]
     assert held["method"] == "10-fold" and held["folds"] == 10 and held["rows"] == 60
@@ -65,7 +67,12 @@ def test_a_fit_that_is_not_better_is_refused_unless_forced(tmp_path):
     rows = rows_csv(tmp_path, 1.0)  # rows the default profile was fitted on
     # parameters of the legacy serving engine: the artifact's eager rows do not depend on them, so no fit
     # of them can predict held-out rows better than the starting profile
-    fit = ["--parameters", "legacy_decode_seq_overhead_us,legacy_worker_overhead_ms", "--max-evaluations", "10"]
+    fit = [
+        "--parameters",
+        "legacy_decode_seq_overhead_us,legacy_worker_overhead_ms",
+        "--max-evaluations",
+        "10",
+    ]
     r = cli("calibrate", str(rows), "-o", str(out), *fit, "--folds", "5")
     assert r.returncode == 1 and not out.exists()
     line = r.stderr.strip()

@@ -215,9 +215,11 @@ async def test_sigkill_at_random_moments_of_a_burst(cluster, operator_factory):
     feasible = sum(e["feasible"] for n in names for e in c.aijob(n)["status"]["estimates"])
     # both series families follow the watched statuses: wait until the last watch event has reached them
     text = await wait_for(
-        lambda: (t := scrape(op.metrics_port)).count("energaizer_predicted_energy_joules{") >= feasible
-        and t.count("energaizer_placement_info{") >= len(placed)
-        and t,
+        lambda: (
+            (t := scrape(op.metrics_port)).count("energaizer_predicted_energy_joules{") >= feasible
+            and t.count("energaizer_placement_info{") >= len(placed)
+            and t
+        ),
         timeout=60,
     )
     assert text.count("energaizer_predicted_energy_joules{") == feasible
