@@ -119,6 +119,9 @@ class GpuTable:
         def col(fn) -> np.ndarray:
             return np.array([fn(g) for g in specs], dtype=np.float64)
 
+        def arch_in(architectures: set[str]) -> np.ndarray:
+            return np.array([g.architecture.lower() in architectures for g in specs], dtype=bool)
+
         return cls(
             specs=specs,
             sm_count=col(lambda g: g.sm_count),
@@ -140,11 +143,9 @@ class GpuTable:
             dram_energy_ratio=col(lambda g: dram_energy_ratio(g.memory_type, g.memory_technology)),
             tile_m=col(lambda g: 128.0),
             tile_n=col(lambda g: 256.0 if g.architecture.lower() in HOPPER_LIKE else 128.0),
-            tma=np.array([g.architecture.lower() in HOPPER_LIKE for g in specs], dtype=bool),
+            tma=arch_in(HOPPER_LIKE),
             b_tile_sharing=col(lambda g: 2.0 if g.architecture.lower() in PAIRED_MMA else 1.0),
-            block_scaled_mma=np.array(
-                [g.architecture.lower() in BLOCK_SCALED_MMA for g in specs], dtype=bool
-            ),
+            block_scaled_mma=arch_in(BLOCK_SCALED_MMA),
             fp32_lanes=col(_fp32_lanes_per_sm),
             l1_kb=col(_l1_kb),
         )

@@ -135,8 +135,7 @@ def plan_timing(kt: KernelTable, dev: KernelDevice, hw: GpuTable, prof: Calibrat
     # work in the tile, _gemm_tiling), and those block-scaled ones run below the bf16 kernels' rates (the
     # public W8A8 fused-MoE kernels' share, quantized_expert_efficiency, beyond that work). Weight-only
     # expert kernels (MXFP4 on Hopper: W4A16) stream their packed weights at the bf16 kernels' rate, their
-    # dequantisation the only extra: gpt-oss-120b on H100s decodes at 15.2 / 9.9 ms per token at TP 2 / 4
-    # and 64 sequences (SemiAnalysis InferenceX issue 828), 16.4 / 11.0 so modelled, 23.5 / 14.5 at 0.57.
+    # dequantisation the only extra (a public serving benchmark: tests/timing/test_gemm_time.py).
     low = kt.moe_grouped & (kt.precision_bytes < 2.0)
     weight_only = (
         np.zeros(kt.m.shape, dtype=bool) if dev.math_bytes is None else kt.precision_bytes < dev.math_bytes
