@@ -53,6 +53,27 @@ def _dashed(key: str) -> str:
     return re.sub(r"[\s_]+", "-", key)
 
 
+# Trailing tags of a Hugging Face checkpoint name that leave its architecture as it is: tuning
+# (instruct, chat, it, thinking, base, pt), packaging (hf), a release date (2507, 0528) and
+# quantisation formats. A model name that matches no entry is looked up again without them
+# (``Qwen/Qwen3-30B-A3B-Thinking-2507-FP8`` -> ``qwen/qwen3-30b-a3b``); the precision the run
+# uses stays the workload's ``precision`` field.
+_VARIANT_TAG = re.compile(
+    r"-(?:instruct|chat|it|thinking|reasoning|base|pt|hf|\d{4}"
+    r"|fp8(?:-dynamic|-block)?|fp4|nvfp4|mxfp4|w8a8|w8a16|w4a16|int4|int8|awq|gptq(?:-int[48])?"
+    r"|bnb-4bit|[48]bit)$"
+)
+
+
+def _base_name(norm: str) -> str:
+    """``norm`` (normalised, dashed) without its trailing checkpoint-variant tags."""
+    while True:
+        stripped = _VARIANT_TAG.sub("", norm)
+        if stripped == norm or not stripped or stripped.endswith("/"):
+            return norm
+        norm = stripped
+
+
 @dataclass(frozen=True)
 class CatalogFile:
     """The validated content of one catalog file."""
@@ -234,6 +255,8 @@ class _Table(Generic[Entry]):
     kind: str
     entries: dict[str, Entry] = field(default_factory=dict)  # normalised id -> entry, insertion order
     index: dict[str, str] = field(default_factory=dict)  # any normalised name -> normalised id
+    variants: bool = False  # also match names by their base without checkpoint-variant tags (models)
+    base_index: dict[str, str | None] = field(default_factory=dict)  # base name -> id (None: ambiguous)
 
     def add(self, items: Iterable[Entry]) -> None:
         for item in items:
@@ -249,12 +272,21 @@ class _Table(Generic[Entry]):
         for key in self.entries:  # ids win over aliases
             index[key] = key
         self.index = index
+        base_index: dict[str, str | None] = {}
+        if self.variants:
+            for name, key in index.items():
+                base = _base_name(_dashed(name))
+                if base_index.setdefault(base, key) != key:
+                    base_index[base] = None  # two entries share this base: only exact names select
+        self.base_index = base_index
 
     def get(self, name: str) -> Entry:
         if not isinstance(name, str) or not name.strip():
             raise UnknownNameError(self.kind, str(name), self.ids())
         norm = _normalise(name)
         key = self.index.get(norm) or self.index.get(_dashed(norm))
+        if key is None and self.variants:
+            key = self.base_index.get(_base_name(_dashed(norm)))
         if key is None:
             raise UnknownNameError(self.kind, name, self.ids())
         return self.entries[key]
@@ -277,7 +309,7 @@ class Catalog:
     """A merged, indexed catalog: built-in entries, then user files in order (later ids replace)."""
 
     gpus: _Table[GPUSpec] = field(default_factory=lambda: _Table("gpu"))
-    models: _Table[ModelArchitecture] = field(default_factory=lambda: _Table("model"))
+    models: _Table[ModelArchitecture] = field(default_factory=lambda: _Table("model", variants=True))
     files: tuple[str, ...] = ()
 
     @classmethod

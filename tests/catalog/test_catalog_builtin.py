@@ -172,6 +172,36 @@ def test_model_names_resolve(name: str, model_id: str) -> None:
     assert catalog.get_model(name).id == model_id
 
 
+@pytest.mark.parametrize(
+    ("name", "model_id"),
+    [
+        ("Qwen/Qwen3-30B-A3B-Thinking-2507-FP8", "qwen3-30b-a3b"),
+        ("meta-llama/Llama-3.1-8B-Instruct-FP8", "llama-3.1-8b"),
+        ("meta-llama/Llama-3.1-70B-Instruct-AWQ-INT4", "llama-3.1-70b"),
+        ("Qwen/Qwen3-32B-AWQ", "qwen3-32b"),
+        ("google/gemma-2-9b-it-FP8-dynamic", "gemma-2-9b"),
+        ("codellama/CodeLlama-34b-Instruct-hf", "codellama-34b"),
+    ],
+)
+def test_checkpoint_variants_resolve_to_their_base(name: str, model_id: str) -> None:
+    # instruct/thinking/date/quantisation tags leave the shapes as they are; precision stays a field
+    assert catalog.get_model(name).id == model_id
+
+
+def test_variant_tags_never_guess_between_entries() -> None:
+    # 'bert-base' and 'bert-large' share the base 'bert' once '-base' is read as a tag: exact names
+    # still select, and a name that only the stripped base would match is not guessed
+    assert catalog.get_model("bert-base").id == "bert-base"
+    assert catalog.get_model("bert").id == "bert-large"  # an explicit alias, not a base match
+    assert loader.current().models.base_index["bert"] is None
+    with pytest.raises(UnknownNameError):
+        catalog.get_model("bert-it")
+    with pytest.raises(UnknownNameError):
+        catalog.get_model("instruct")
+    with pytest.raises(UnknownNameError):
+        catalog.get_gpu("h100-sxm-fp8")  # GPU names take no variant tags
+
+
 def test_no_alias_is_claimed_twice() -> None:
     for kind, entries in (("gpu", catalog.list_gpus()), ("model", catalog.list_models())):
         owner: dict[str, str] = {}
