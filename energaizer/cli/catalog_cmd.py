@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from energaizer.cli.common import (
@@ -14,15 +16,25 @@ from energaizer.cli.common import (
     print_tables,
 )
 
+NamesArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="only the entries these names resolve to (ids, aliases, Hugging Face ids; an unknown name is an error)",
+        show_default=False,
+    ),
+]
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def gpus(json_out: JsonOpt = False, wide: WideOpt = False, catalog: CatalogOpt = None) -> None:
+    def gpus(
+        names: NamesArg = None, json_out: JsonOpt = False, wide: WideOpt = False, catalog: CatalogOpt = None
+    ) -> None:
         """List the GPU catalog (datasheet figures; --wide for more columns, sources in --json)."""
-        from energaizer.catalog import list_gpus
+        from energaizer.catalog import get_gpu, list_gpus
 
         load_catalogs(catalog)
-        items = list_gpus()
+        items = [get_gpu(n) for n in names] if names else list_gpus()
         if json_out:
             print_json([g.model_dump(mode="json") for g in items])
             return
@@ -57,12 +69,15 @@ def register(app: typer.Typer) -> None:
         print_tables(table)
 
     @app.command()
-    def models(json_out: JsonOpt = False, wide: WideOpt = False, catalog: CatalogOpt = None) -> None:
-        """List the model catalog (architectures; --wide for more columns)."""
-        from energaizer.catalog import list_models
+    def models(
+        names: NamesArg = None, json_out: JsonOpt = False, wide: WideOpt = False, catalog: CatalogOpt = None
+    ) -> None:
+        """List the model catalog (architectures; --wide for more columns). With names: the entries they
+        resolve to (a checkpoint name such as Qwen/Qwen3-30B-A3B-Thinking-2507-FP8 shows its base entry)."""
+        from energaizer.catalog import get_model, list_models
 
         load_catalogs(catalog)
-        items = list_models()
+        items = [get_model(n) for n in names] if names else list_models()
         if json_out:
             print_json([m.model_dump(mode="json") for m in items])
             return

@@ -232,3 +232,13 @@ def test_gpus_and_models_json():
     assert {"h100-sxm", "b200", "mi300x", "t4"} <= {x["id"] for x in g}
     m = json.loads(cli("models", "--json").stdout)
     assert any(x["id"] == "llama-3.1-8b" for x in m)
+
+
+def test_catalog_commands_resolve_names():
+    # a checkpoint name shows the entry it resolves to; an unknown one is a one-line error, exit 2
+    m = json.loads(cli("models", "Qwen/Qwen3-30B-A3B-Thinking-2507-FP8", "llama-3.1-8b", "--json").stdout)
+    assert [x["id"] for x in m] == ["qwen3-30b-a3b", "llama-3.1-8b"]
+    g = json.loads(cli("gpus", "NVIDIA H100 80GB HBM3", "--json").stdout)
+    assert [x["id"] for x in g] == ["h100-sxm"]
+    r = cli("models", "no-such-model")
+    assert r.returncode == 2 and r.stderr.startswith("error: model: unknown model 'no-such-model'")
