@@ -212,6 +212,13 @@ class ModelArchitecture(BaseModel):
         "MXFP4): served at any workload precision, the experts' weights stay this narrow (the workload's "
         "precision is then the math and the rest of the model); empty = the workload's precision",
     )
+    expert_scaling: Literal["block", "channel"] = Field(
+        default="block",
+        description="how the model's 8-bit expert checkpoint scales its weights: 128 x 128 blocks (DeepSeek "
+        "V3, Qwen3 FP8: rescaled after every K block, vLLM's Triton / DeepGEMM fused-MoE kernels) or one "
+        "scale per output channel with per-token activation scales (Llama 4 Maverick FP8, compressed-"
+        "tensors: CUTLASS grouped GEMMs that apply both in the epilogue)",
+    )
     moe_experts: int | None = Field(default=None, gt=0)
     moe_active_experts: int | None = Field(default=None, gt=0)
     moe_expert_ffn: int | None = Field(default=None, gt=0)

@@ -31,11 +31,13 @@ def gemm(
     gemm_group=1.0,
     weights: bool = True,
     moe_grouped: bool = False,
+    channel_scaled=False,
     busy_share=1.0,
 ) -> None:
     """``gemm_group`` GEMMs [m x k] @ [k x n] in one launch; the B operand is a weight (element size
     ``wb``) or, with ``weights=False``, an activation (``ab``). ``moe_grouped``: one MoE launch over
-    the experts hit (``gemm_group`` of them); ``busy_share``: share of the GPUs busy with it."""
+    the experts hit (``gemm_group`` of them); ``channel_scaled``: its low-precision weights scale per
+    output channel, not per block; ``busy_share``: share of the GPUs busy with it."""
     gemm_group = np.asarray(gemm_group, dtype=np.float64)
     b_elem = wb if weights else ab
     nbytes = gemm_group * (m * k * ab + k * n * b_elem + m * n * ab)
@@ -52,6 +54,7 @@ def gemm(
         bytes=nbytes,
         precision_bytes=np.minimum(wb, ab) if weights else ab,
         moe_grouped=moe_grouped,
+        channel_scaled=channel_scaled,
         busy_share=busy_share,
     )
 

@@ -74,6 +74,7 @@ class RowParams:
     # precision and parallelism
     w_bytes: np.ndarray  # weight element size
     expert_w_bytes: np.ndarray  # routed experts' weight element size (a checkpoint's narrower format)
+    expert_channel_scales: np.ndarray  # bool: 8-bit experts scaled per channel (epilogue), not per block
     a_bytes: np.ndarray  # activation / KV element size
     gpu_count: np.ndarray
     tp: np.ndarray  # tensor parallelism of the attention and dense layers (of one engine)
@@ -114,6 +115,7 @@ BOOL_FIELDS = frozenset(
         "tied",
         "recompute",
         "mla",
+        "expert_channel_scales",
     }
 )
 # Columns that depend on the architecture alone (computed once per distinct model).
@@ -155,6 +157,7 @@ ARCH_FIELDS = (
     "params",
     "active_params",
     "expert_params",
+    "expert_channel_scales",
 )
 _FIELDS = tuple(f.name for f in fields(RowParams))
 
@@ -339,6 +342,7 @@ def _arch_columns(a: ModelArchitecture) -> tuple[float, ...]:
         * (2.0 + a.gated_mlp)
         * (a.hidden or 0)
         * (a.moe_expert_ffn or a.ffn or 0),
+        float(a.expert_scaling == "channel"),
     )
 
 

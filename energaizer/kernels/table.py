@@ -33,6 +33,9 @@ class KernelTable:
     comm_bytes: np.ndarray  # bytes each GPU sends for COMM kernels (ring algorithm already applied)
     precision_bytes: np.ndarray  # element size of the operands
     moe_grouped: np.ndarray  # bool: a MoE grouped expert GEMM (one launch over the experts hit)
+    # bool: its low-precision weights carry one scale per output channel (applied in the epilogue),
+    # not one per 128 x 128 block (rescaled after every K block)
+    channel_scaled: np.ndarray
     busy_share: np.ndarray  # share of the GPUs' time spent on the work (1; expert parallelism: the
     # other ranks wait for the busiest one at idle power)
     # bytes a kernel of an eager elementwise chain touches (the tensors its neighbours wrote or read
@@ -89,6 +92,7 @@ _DTYPES = {
     "kind": np.int8,
     "phase": np.int8,
     "moe_grouped": np.bool_,
+    "channel_scaled": np.bool_,
     "eager": np.bool_,
 }
 _COLUMNS = (
@@ -107,6 +111,7 @@ _COLUMNS = (
     "comm_bytes",
     "precision_bytes",
     "moe_grouped",
+    "channel_scaled",
     "busy_share",
     "l2_footprint",
     "eager",

@@ -208,7 +208,13 @@ class LayerPass:
         ffn_e = np.where(ep_on, s.expert_ffn, s.expert_ffn / s.tp)
         count = self.passes * s.moe_layers * self.gm
         up_n = self.mats * ffn_e
-        kw = {"gemm_group": local, "moe_grouped": True, "busy_share": busy, "wb": s.expert_w_bytes}
+        kw = {
+            "gemm_group": local,
+            "moe_grouped": True,
+            "channel_scaled": s.expert_channel_scales,
+            "busy_share": busy,
+            "wb": s.expert_w_bytes,
+        }
         self._gemm(b, Op.MOE_UP, count, tok_per_expert, up_n, s.hidden, **kw)
         self._gemm(b, Op.MOE_DOWN, count, tok_per_expert, s.hidden, ffn_e, **kw)
 

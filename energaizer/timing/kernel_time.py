@@ -131,16 +131,19 @@ def plan_timing(kt: KernelTable, dev: KernelDevice, hw: GpuTable, prof: Calibrat
     g = dev.g
     sm = hw.sm_count[g]
     # weight-only GEMMs dequantise their weights on the CUDA cores; grouped expert GEMMs on 8-bit (or
-    # narrower) weights with low-precision math rescale their partial sums per K block (both CUDA-core
-    # work in the tile, _gemm_tiling), and those block-scaled ones run below the bf16 kernels' rates (the
-    # public W8A8 fused-MoE kernels' share, quantized_expert_efficiency, beyond that work). Weight-only
-    # expert kernels (MXFP4 on Hopper: W4A16) stream their packed weights at the bf16 kernels' rate, their
-    # dequantisation the only extra (a public serving benchmark: tests/timing/test_gemm_time.py).
+    # narrower) weights with low-precision math and 128 x 128 block scales rescale their partial sums per
+    # K block (both CUDA-core work in the tile, _gemm_tiling), and those block-scaled ones run below the
+    # bf16 kernels' rates (the public Triton fused-MoE kernels' share, quantized_expert_efficiency, beyond
+    # that work). Experts scaled per output channel (with per-token activation scales) run as CUTLASS
+    # grouped GEMMs that apply both scales in the epilogue (vLLM's choice for such checkpoints on Hopper
+    # and Blackwell): no rescale, the bf16 kernels' rates. Weight-only expert kernels (MXFP4 on Hopper:
+    # W4A16) stream their packed weights at the bf16 kernels' rate, their dequantisation the only extra
+    # (a public serving benchmark: tests/timing/test_gemm_time.py).
     low = kt.moe_grouped & (kt.precision_bytes < 2.0)
     weight_only = (
         np.zeros(kt.m.shape, dtype=bool) if dev.math_bytes is None else kt.precision_bytes < dev.math_bytes
     )
-    block_scaled = low & ~weight_only
+    block_scaled = low & ~weight_only & ~kt.channel_scaled
     quantized = np.where(block_scaled, prof.quantized_expert_efficiency, 1.0)
     scaled = block_scaled & ~hw.block_scaled_mma[g]  # rescaled on the CUDA cores
     kind = kt.kind

@@ -14,10 +14,17 @@ from energaizer.timing.kernel_time import KernelDevice, kernel_timing
 
 
 def one_gemm(
-    m: float, n: float, k: float, element_bytes: float, nbytes: float | None = None, moe_grouped: bool = False
+    m: float,
+    n: float,
+    k: float,
+    element_bytes: float,
+    nbytes: float | None = None,
+    moe_grouped: bool = False,
+    channel_scaled: bool = False,
 ) -> KernelTable:
     """A kernel table of one m x n x k GEMM launched once; ``nbytes`` defaults to reading both operands
-    and writing the result once; ``moe_grouped``: a grouped expert GEMM."""
+    and writing the result once; ``moe_grouped``: a grouped expert GEMM; ``channel_scaled``: its
+    low-precision weights scale per output channel, not per block."""
     b = KernelTableBuilder()
     b.add(
         np.array([0]),
@@ -31,6 +38,7 @@ def one_gemm(
         bytes=(m * k + k * n + m * n) * element_bytes if nbytes is None else nbytes,
         precision_bytes=element_bytes,
         moe_grouped=moe_grouped,
+        channel_scaled=channel_scaled,
     )
     return b.build()
 

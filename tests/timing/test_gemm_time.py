@@ -162,6 +162,24 @@ def test_block_scaled_expert_gemms_rescale_on_the_cuda_cores(element_bytes, grou
     assert tm.u_fp[0] > 0.0
 
 
+@pytest.mark.parametrize("m", [64.0, 8192.0])  # decode-like (memory-bound) and compute-bound
+def test_channel_scaled_experts_run_as_cutlass_grouped_gemms(m):
+    """fp8 experts with one scale per output channel (and per token: Llama 4 Maverick FP8) run as CUTLASS
+    grouped GEMMs that apply both scales in the epilogue (vLLM's choice for that scheme on Hopper): no
+    rescale on the CUDA cores and the bf16 kernels' rates, where 128 x 128 block-scaled experts (Qwen3,
+    DeepSeek FP8: Triton / DeepGEMM) run at quantized_expert_efficiency beyond their rescale work."""
+    n = k = 8192.0
+    hw, dev = one_gpu("h100-sxm", "fp8")
+    prof = CalibrationProfile()
+    f = np.array([1500.0])
+    channel = kernel_timing(one_gemm(m, n, k, 1.0, moe_grouped=True, channel_scaled=True), dev, f, hw, prof)
+    dense = kernel_timing(one_gemm(m, n, k, 1.0), dev, f, hw, prof)
+    block = kernel_timing(one_gemm(m, n, k, 1.0, moe_grouped=True), dev, f, hw, prof)
+    assert channel.fp_flop_rate[0] == 0.0
+    assert channel.t_exec[0] == pytest.approx(dense.t_exec[0], rel=1e-12)
+    assert block.t_exec[0] > 1.5 * channel.t_exec[0]  # 1 / 0.57 at least, plus the rescale
+
+
 @pytest.mark.parametrize(("gpu", "rescaled"), [("h100-sxm", True), ("b200", False)])
 def test_blackwell_tensor_cores_apply_the_block_scales(gpu, rescaled):
     """Hopper's fp8 grouped expert kernels rescale their fp32 partial sums on the CUDA cores after every
