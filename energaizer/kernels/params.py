@@ -74,7 +74,7 @@ class RowParams:
     # precision and parallelism
     w_bytes: np.ndarray  # weight element size
     expert_w_bytes: np.ndarray  # routed experts' weight element size (a checkpoint's narrower format)
-    expert_channel_scales: np.ndarray  # bool: 8-bit experts scaled per channel (epilogue), not per block
+    expert_channel_scaled: np.ndarray  # bool: 8-bit experts scaled per channel (epilogue), not per block
     a_bytes: np.ndarray  # activation / KV element size
     gpu_count: np.ndarray
     tp: np.ndarray  # tensor parallelism of the attention and dense layers (of one engine)
@@ -115,7 +115,7 @@ BOOL_FIELDS = frozenset(
         "tied",
         "recompute",
         "mla",
-        "expert_channel_scales",
+        "expert_channel_scaled",
     }
 )
 # Columns that depend on the architecture alone (computed once per distinct model).
@@ -157,7 +157,7 @@ ARCH_FIELDS = (
     "params",
     "active_params",
     "expert_params",
-    "expert_channel_scales",
+    "expert_channel_scaled",
 )
 _FIELDS = tuple(f.name for f in fields(RowParams))
 

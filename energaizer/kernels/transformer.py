@@ -211,7 +211,7 @@ class LayerPass:
         kw = {
             "gemm_group": local,
             "moe_grouped": True,
-            "channel_scaled": s.expert_channel_scales,
+            "channel_scaled": s.expert_channel_scaled,
             "busy_share": busy,
             "wb": s.expert_w_bytes,
         }

@@ -130,15 +130,13 @@ def plan_timing(kt: KernelTable, dev: KernelDevice, hw: GpuTable, prof: Calibrat
     """The clock-independent part of :func:`kernel_timing` for ``kt`` on ``dev``."""
     g = dev.g
     sm = hw.sm_count[g]
-    # weight-only GEMMs dequantise their weights on the CUDA cores; grouped expert GEMMs on 8-bit (or
-    # narrower) weights with low-precision math and 128 x 128 block scales rescale their partial sums per
-    # K block (both CUDA-core work in the tile, _gemm_tiling), and those block-scaled ones run below the
-    # bf16 kernels' rates (the public Triton fused-MoE kernels' share, quantized_expert_efficiency, beyond
-    # that work). Experts scaled per output channel (with per-token activation scales) run as CUTLASS
-    # grouped GEMMs that apply both scales in the epilogue (vLLM's choice for such checkpoints on Hopper
-    # and Blackwell): no rescale, the bf16 kernels' rates. Weight-only expert kernels (MXFP4 on Hopper:
-    # W4A16) stream their packed weights at the bf16 kernels' rate, their dequantisation the only extra
-    # (a public serving benchmark: tests/timing/test_gemm_time.py).
+    # Grouped expert GEMMs on 8-bit (or narrower) weights, by the kernels a serving engine runs for them:
+    # - 128 x 128 block-scaled W8A8 (Triton / DeepGEMM fused MoE): rescale their partial sums per K block
+    #   on the CUDA cores (unless the tensor cores apply the scales) and run at the public Triton kernels'
+    #   share of the bf16 rates, quantized_expert_efficiency, beyond that work;
+    # - per-channel W8A8 (CUTLASS grouped GEMMs, scales in the epilogue): the bf16 kernels' rates;
+    # - weight-only (MXFP4 on Hopper: W4A16): dequantise on the CUDA cores (_gemm_tiling) and stream their
+    #   packed weights at the bf16 kernels' rate (a public serving benchmark: tests/timing/test_gemm_time.py).
     low = kt.moe_grouped & (kt.precision_bytes < 2.0)
     weight_only = (
         np.zeros(kt.m.shape, dtype=bool) if dev.math_bytes is None else kt.precision_bytes < dev.math_bytes
