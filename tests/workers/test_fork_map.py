@@ -1,0 +1,137 @@
+"""energaizer.workers: forked chunks of a batch, their results in order, a failed child's chunk
+recomputed in the caller, and the CPU count a container's quota allows."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from energaizer import workers
+from energaizer.workers import available_cpus, chunk_bounds, fork_map, plan_workers
+
+PARENT = os.getpid()
+
+
+def _square_with_pid(x: int) -> tuple[int, int]:
+    return x * x, os.getpid()
+
+
+def test_results_come_back_in_order_from_other_processes():
+    out = fork_map(_square_with_pid, [1, 2, 3, 4])
+    assert [v for v, _ in out] == [1, 4, 9, 16]
+    assert out[0][1] == PARENT
+    assert all(pid != PARENT for _, pid in out[1:])
+    assert len({pid for _, pid in out}) == 4
+
+
+def _fails_in_a_child(x: int) -> int:
+    if os.getpid() != PARENT:
+        raise MemoryError("a child that cannot finish")
+    return x + 1
+
+
+def test_a_failed_child_chunk_is_computed_by_the_caller():
+    assert fork_map(_fails_in_a_child, [1, 2, 3]) == [2, 3, 4]
+
+
+def _dies_in_a_child(x: int) -> int:
+    if os.getpid() != PARENT:
+        os._exit(9)
+    return x
+
+
+def test_a_child_that_dies_without_a_word_is_recomputed():
+    assert fork_map(_dies_in_a_child, [5, 6]) == [5, 6]
+
+
+def _bad_third(x: int) -> int:
+    if x >= 3:
+        raise ValueError(f"bad row {x}")
+    return x
+
+
+def test_the_first_error_in_row_order_is_raised():
+    with pytest.raises(ValueError, match="bad row 3"):
+        fork_map(_bad_third, [1, 2, 3, 4])
+
+
+def _bad_first(x: int) -> int:
+    if x == 1:
+        raise KeyError("first chunk")
+    return x
+
+
+def test_an_error_in_the_callers_chunk_leaves_no_child_behind(monkeypatch):
+    forked: list[int] = []
+    real_fork = os.fork
+
+    def recording_fork() -> int:
+        pid = real_fork()
+        if pid:
+            forked.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", recording_fork)
+    with pytest.raises(KeyError, match="first chunk"):
+        fork_map(_bad_first, [1, 2, 3])
+    assert len(forked) == 2
+    for pid in forked:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reaped already
+
+
+def test_chunks_cover_the_rows_once_in_order():
+    assert chunk_bounds(10, 3) == [(0, 4), (4, 7), (7, 10)]
+    assert chunk_bounds(2, 5) == [(0, 1), (1, 2)]
+    assert chunk_bounds(0, 4) == [(0, 0)]
+    for rows, parts in ((20000, 2), (4001, 2), (9, 9)):
+        bounds = chunk_bounds(rows, parts)
+        assert [b - a for a, b in bounds] and bounds[0][0] == 0 and bounds[-1][1] == rows
+        assert all(bounds[k][1] == bounds[k + 1][0] for k in range(len(bounds) - 1))
+        assert max(b - a for a, b in bounds) - min(b - a for a, b in bounds) <= 1
+
+
+def test_workers_are_bounded_by_rows_and_cpus(monkeypatch):
+    import threading
+
+    monkeypatch.setattr(workers, "available_cpus", lambda: 8)
+    monkeypatch.setattr(threading, "active_count", lambda: 1)  # whatever threads other tests left
+    per = workers.MIN_ROWS_PER_WORKER
+    assert plan_workers(per - 1, 0) == 1
+    assert plan_workers(3 * per, 0) == 3
+    assert plan_workers(100 * per, None) == 8
+    assert plan_workers(100 * per, 2) == 2
+    assert plan_workers(100 * per, 1) == 1
+    with pytest.raises(ValueError, match="workers must be >= 0"):
+        plan_workers(100, -1)
+
+
+def test_the_automatic_choice_does_not_fork_a_process_with_threads(monkeypatch):
+    import threading
+
+    monkeypatch.setattr(workers, "available_cpus", lambda: 8)
+    monkeypatch.setattr(threading, "active_count", lambda: 3)
+    per = workers.MIN_ROWS_PER_WORKER
+    assert plan_workers(100 * per, 0) == 1
+    assert plan_workers(100 * per, 4) == 4  # asked for explicitly
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"), [("max 100000\n", None), ("200000 100000\n", 2), ("50000 100000\n", 1)]
+)
+def test_a_cgroup_cpu_quota_bounds_the_cpus(tmp_path, monkeypatch, cpu_max, expected):
+    path = tmp_path / "cpu.max"
+    path.write_text(cpu_max)
+    monkeypatch.setattr(workers, "CGROUP_CPU_MAX", path)
+    affinity = len(os.sched_getaffinity(0))
+    assert available_cpus() == (affinity if expected is None else min(affinity, expected))
+
+
+def test_a_missing_or_odd_cgroup_file_is_ignored(tmp_path, monkeypatch):
+    monkeypatch.setattr(workers, "CGROUP_CPU_MAX", tmp_path / "absent")
+    assert available_cpus() == len(os.sched_getaffinity(0))
+    odd = tmp_path / "cpu.max"
+    odd.write_text("garbage")
+    monkeypatch.setattr(workers, "CGROUP_CPU_MAX", odd)
+    assert available_cpus() == len(os.sched_getaffinity(0))
