@@ -44,9 +44,15 @@ def estimate_pairs(
     gpus: Sequence[GpuLike],
     *,
     profile: ProfileLike = None,
+    workers: int | None = 1,
 ) -> EstimateBatch:
-    """Estimate ``workloads[i]`` on ``gpus[i]`` for every i (vectorised)."""
-    from energaizer.pipeline import run
+    """Estimate ``workloads[i]`` on ``gpus[i]`` for every i (vectorised).
+
+    ``workers``: processes for a large batch (0 or None: one per available CPU; see
+    :mod:`energaizer.workers`). Only for a caller that owns its process (a CLI, a script): it forks.
+    The result does not depend on it."""
+    from energaizer.pipeline import concat_batches, run
+    from energaizer.workers import chunk_bounds, fork_map, plan_workers
 
     if len(workloads) != len(gpus):
         raise ValueError("workloads and gpus must have the same length")
@@ -54,7 +60,33 @@ def estimate_pairs(
     specs = [
         g if isinstance(g, GPUSpec) else looked_up.get(g) or looked_up.setdefault(g, get_gpu(g)) for g in gpus
     ]
-    return run([_as_workload(w) for w in workloads], specs, load_profile(profile))
+    wl = [_as_workload(w) for w in workloads]
+    prof = load_profile(profile)
+    parts = chunk_bounds(len(wl), plan_workers(len(wl), workers))
+    if len(parts) == 1:
+        return run(wl, specs, prof)
+    return concat_batches(fork_map(lambda b: run(wl[b[0] : b[1]], specs[b[0] : b[1]], prof), parts))
+
+
+def estimate_csv(
+    source: str | Path, *, profile: ProfileLike = None, workers: int | None = 1
+) -> EstimateBatch:
+    """Every row of a workload CSV (contract section 3), in order: what ``estimate_pairs`` gives for the
+    rows of ``read_workload_csv(source)``, with the rows' validation split over the worker processes as
+    well as their estimates (``workers`` as in :func:`estimate_pairs`). The first bad row in file order
+    raises, as ``read_workload_csv`` does."""
+    from energaizer.io.workload_csv import read_csv_cells
+    from energaizer.pipeline import concat_batches
+    from energaizer.workers import chunk_bounds, fork_map, plan_workers
+
+    cells = read_csv_cells(source)
+    prof = load_profile(profile)
+
+    def part(bounds: tuple[int, int]) -> EstimateBatch:
+        rows = cells.parse(*bounds)
+        return estimate_pairs([r.workload for r in rows], [r.gpu for r in rows], profile=prof)
+
+    return concat_batches(fork_map(part, chunk_bounds(len(cells), plan_workers(len(cells), workers))))
 
 
 def estimate_matrix(

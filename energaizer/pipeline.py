@@ -15,7 +15,7 @@ from energaizer.energy.breakdown import energy_breakdown, op_breakdown, per_row
 from energaizer.errors import InvalidInputError
 from energaizer.hardware import GpuTable, precision_fallback
 from energaizer.kernels.cnn import add_cnn
-from energaizer.kernels.ops import PHASES, Kind, Phase
+from energaizer.kernels.ops import OP_NAMES, PHASES, Kind, Phase
 from energaizer.kernels.params import build_row_params
 from energaizer.kernels.table import KernelTableBuilder
 from energaizer.kernels.transformer import add_inference, add_training, microbatch
@@ -260,4 +260,54 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
         time_breakdown=time_breakdown,
         ops=OpFigures(names=op_names, energy_joules=op_energy, duration_seconds=op_seconds),
         layout=_layout(p, train_rows),
+    )
+
+
+def concat_batches(batches: list[EstimateBatch]) -> EstimateBatch:
+    """The batches' rows one after another, as one :func:`run` over all their rows returns them: the ops
+    are the union of theirs (in the kernels' op order), an op a batch lacks 0 on its feasible rows and NaN
+    on its infeasible ones; a layout key a batch lacks is NaN."""
+    if len(batches) == 1:
+        return batches[0]
+    index = {name: j for j, name in enumerate(OP_NAMES)}
+    used = sorted({name for b in batches for name in b.ops.names}, key=index.__getitem__)
+    col = {name: j for j, name in enumerate(used)}
+
+    def ops_of(b: EstimateBatch, figures: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(b), len(used)))
+        out[~b.feasible] = np.nan
+        out[:, [col[name] for name in b.ops.names]] = figures
+        return out
+
+    def cat(arrays: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(arrays)
+
+    def cat_keys(dicts: list[dict[str, np.ndarray]], sizes: list[int]) -> dict[str, np.ndarray]:
+        keys = list(dict.fromkeys(k for d in dicts for k in d))
+        return {
+            k: cat([d.get(k, np.full(m, np.nan)) for d, m in zip(dicts, sizes, strict=True)]) for k in keys
+        }
+
+    sizes = [len(b) for b in batches]
+    return EstimateBatch(
+        gpu=[g for b in batches for g in b.gpu],
+        energy_joules=cat([b.energy_joules for b in batches]),
+        duration_seconds=cat([b.duration_seconds for b in batches]),
+        average_power_watts=cat([b.average_power_watts for b in batches]),
+        energy_per_output_token_joules=cat([b.energy_per_output_token_joules for b in batches]),
+        breakdown=cat_keys([b.breakdown for b in batches], sizes),
+        feasible=cat([b.feasible for b in batches]),
+        reason=[r for b in batches for r in b.reason],
+        gpu_count=cat([b.gpu_count for b in batches]),
+        frequency_mhz=cat([b.frequency_mhz for b in batches]),
+        power_limit_w=cat([b.power_limit_w for b in batches]),
+        memory_required_gb=cat([b.memory_required_gb for b in batches]),
+        kernel_launches=cat([b.kernel_launches for b in batches]),
+        time_breakdown=cat_keys([b.time_breakdown for b in batches], sizes),
+        ops=OpFigures(
+            names=tuple(used),
+            energy_joules=cat([ops_of(b, b.ops.energy_joules) for b in batches]),
+            duration_seconds=cat([ops_of(b, b.ops.duration_seconds) for b in batches]),
+        ),
+        layout=cat_keys([b.layout for b in batches], sizes),
     )

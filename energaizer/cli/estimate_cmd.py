@@ -410,6 +410,14 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--recompute", help="training: activation recomputation")
         ] = False,
         from_csv: Annotated[Path | None, typer.Option(help="estimate every row of a workload CSV")] = None,
+        workers: Annotated[
+            int | None,
+            typer.Option(
+                min=0,
+                help="with --from-csv: processes for a large file (0: one per available CPU, at most one "
+                "per 2,000 rows) \\[default: 0]",
+            ),
+        ] = None,
         json_out: JsonOpt = False,
         ops: Annotated[
             bool, typer.Option("--ops", help="with --json: add energy and time per operation (key ops)")
@@ -423,6 +431,12 @@ def register(app: typer.Typer) -> None:
             from energaizer.errors import InvalidInputError
 
             raise InvalidInputError("--ops", "adds a key to the JSON output: use it with --json")
+        if workers is not None and from_csv is None:
+            from energaizer.errors import InvalidInputError
+
+            raise InvalidInputError(
+                "--workers", "splits a --from-csv file over processes: use it with --from-csv"
+            )
         load_catalogs(catalog)
         if from_csv is not None:
             given = {
@@ -462,7 +476,7 @@ def register(app: typer.Typer) -> None:
                     clash[0],
                     "cannot be combined with --from-csv: each row of the CSV gives its own workload and GPU",
                 )
-            _estimate_csv(from_csv, json_out, profile, ops, wide)
+            _estimate_csv(from_csv, json_out, profile, ops, wide, workers or 0)
             return
         from energaizer.estimator import estimate as run_estimate
         from energaizer.io.layout import architecture_of
@@ -515,14 +529,16 @@ def register(app: typer.Typer) -> None:
 
 
 def _estimate_csv(
-    path: Path, json_out: bool, profile: Path | None, ops: bool = False, wide: bool = False
+    path: Path, json_out: bool, profile: Path | None, ops: bool = False, wide: bool = False, workers: int = 0
 ) -> None:
-    from energaizer.estimator import estimate_pairs
+    from energaizer.estimator import estimate_csv, estimate_pairs
     from energaizer.io.workload_csv import read_workload_csv
 
-    rows = read_workload_csv(path)
-    batch = estimate_pairs([r.workload for r in rows], [r.gpu for r in rows], profile=profile)
     if json_out:
-        print_json(batch.to_dicts(ops=ops))
-    else:
-        render_table(batch.to_estimates(), f"{path.name}: {len(rows)} rows", rows=rows, wide=wide)
+        print_json(estimate_csv(path, profile=profile, workers=workers).to_dicts(ops=ops))
+        return
+    rows = read_workload_csv(path)
+    batch = estimate_pairs(
+        [r.workload for r in rows], [r.gpu for r in rows], profile=profile, workers=workers
+    )
+    render_table(batch.to_estimates(), f"{path.name}: {len(rows)} rows", rows=rows, wide=wide)

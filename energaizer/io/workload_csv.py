@@ -287,6 +287,31 @@ def _in_catalog(model: Any) -> bool:
 
 def read_workload_csv(source: str | Path | io.TextIOBase) -> list[CsvRow]:
     """Parse a workload / measurement CSV; errors name the line and column."""
+    return read_csv_cells(source).parse()
+
+
+@dataclass
+class CsvCells:
+    """A workload CSV read as text (header and cells, each data row with its line number), not yet
+    validated: :meth:`parse` turns any contiguous range of its rows into :class:`CsvRow` s, so that the
+    rows of a large file can be validated in parts (in worker processes) and give what
+    :func:`read_workload_csv` gives."""
+
+    name: str
+    header: list[str]
+    rows: list[tuple[int, list[str]]]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def parse(self, start: int = 0, stop: int | None = None) -> list[CsvRow]:
+        """Rows ``start:stop`` validated; the first bad one raises (its line and column named)."""
+        return _read_rows(self.rows[start:stop], self.header, self.name)
+
+
+def read_csv_cells(source: str | Path | io.TextIOBase) -> CsvCells:
+    """Read a workload / measurement CSV's text (a malformed, binary or empty file, or a header without the
+    needed columns, raises here; the cells are validated by :meth:`CsvCells.parse`)."""
     name = str(source) if not isinstance(source, io.TextIOBase) else "<stdin>"
     handle = source if isinstance(source, io.TextIOBase) else open_text(source, "csv")
     with handle:
@@ -301,19 +326,19 @@ def read_workload_csv(source: str | Path | io.TextIOBase) -> list[CsvRow]:
                     f"{name}: header must have gpu and model (or architecture) "
                     f"columns; got {', '.join(header[:12])}",
                 )
-            rows = _read_rows(reader, header, name)
+            rows = [(reader.line_num, row) for row in reader if row]  # blank lines skipped, as DictReader
         except csv.Error as exc:
             raise InvalidInputError("csv", f"{name}: malformed CSV ({exc})") from None
         except UnicodeDecodeError:
             raise InvalidInputError("csv", f"{name}: not UTF-8 text") from None
     if not rows:
         raise InvalidInputError("csv", f"{name} has a header but no rows")
-    return rows
+    return CsvCells(name, header, rows)
 
 
-def _read_rows(reader: Any, header: list[str], name: str) -> list[CsvRow]:
-    """The data rows of a ``csv.reader`` positioned after ``header`` (as ``csv.DictReader`` reads them:
-    blank lines skipped, a short row's missing cells empty, a duplicated column's last cell wins)."""
+def _read_rows(cells: list[tuple[int, list[str]]], header: list[str], name: str) -> list[CsvRow]:
+    """Data rows ``(line number, cells)`` under ``header`` -> CsvRows (as ``csv.DictReader`` reads them: a
+    short row's missing cells empty, a duplicated column's last cell wins)."""
     width = len(header)
     # (index, column, kind): kind 1 = whole number, 2 = number, 0 = text
     known = [
@@ -325,10 +350,7 @@ def _read_rows(reader: Any, header: list[str], name: str) -> list[CsvRow]:
     rows: list[CsvRow] = []
     append = rows.append
     checked: set[tuple[Any, ...]] = set()
-    for row in reader:
-        if not row:
-            continue
-        line = reader.line_num
+    for line, row in cells:
         where = f"{name} line {line}"
         if len(row) > width:
             raise InvalidInputError("csv", f"{where}: more fields than header columns")

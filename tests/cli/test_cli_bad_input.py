@@ -191,6 +191,8 @@ CASES: list[tuple[list[str], str]] = [
     (["calibrate", "m_zero.csv", "-o", "p.json", "--profile", "binary.bin"], "profile"),
     (["estimate", "--from-csv", "w_neg.csv", "--model", "llama-3.1-8b"], "--model"),
     (["estimate", "--from-csv", "w_neg.csv", "--gpu", "h100-sxm"], "--gpu"),
+    (["estimate", "--model", "gpt2", "--workers", "2"], "--workers"),
+    (["estimate", "--from-csv", "w_neg.csv", "--workers", "-1"], "--workers"),
     # --- operator ----------------------------------------------------------------------------------
     (["operator", "--namespace", "a", "--all-namespaces"], "--namespace"),
     (["operator", "--namespace", "Not_A_Namespace"], "--namespace"),

@@ -142,6 +142,29 @@ def test_from_csv_table_shows_line_and_model(tmp_path: Path) -> None:
     assert [row[:3] for row in rows] == [["2", "llama-3.1-8b", "h100-sxm"], ["4", "qwen3-8b", "l4"]]
 
 
+def test_from_csv_over_worker_processes_prints_what_one_process_prints(tmp_path: Path) -> None:
+    from energaizer.workers import MIN_ROWS_PER_WORKER
+
+    csv = tmp_path / "w.csv"
+    lines = ["model,gpu,gpu_count,task,requests,input_tokens,output_tokens,batch_size,tokens,sequence_length"]
+    kinds = [
+        "llama-3.1-8b,h100-sxm,1,inference,{n},{k},128,8,,",
+        "mixtral-8x7b,a100-sxm4-80gb,2,inference,{n},512,{k},32,,",
+        "gpt2,l4,1,training,,,,,{t},1024",
+        "resnet-50,t4,1,inference,{n},,,32,,",
+        "llama-3.1-70b,l4,1,inference,{n},{k},64,1,,",  # does not fit: a NaN row between the others
+    ]
+    for i in range(2 * MIN_ROWS_PER_WORKER + 1):
+        lines.append(kinds[i % len(kinds)].format(n=1 + i % 97, k=16 + i % 1000, t=10**6 + i))
+    csv.write_text("\n".join(lines) + "\n")
+    one = run_cli("estimate", "--from-csv", str(csv), "--json", "--ops", "--workers", "1")
+    two = run_cli("estimate", "--from-csv", str(csv), "--json", "--ops", "--workers", "2")
+    assert one.code == 0 and two.code == 0, one.err + two.err
+    assert two.out == one.out
+    rows = json.loads(one.out)
+    assert len(rows) == len(lines) - 1 and sum(not r["feasible"] for r in rows) == len(rows) // 5
+
+
 def test_defaults_in_help_and_echoed() -> None:
     from energaizer.cli.estimate_cmd import INFERENCE_DEFAULTS, TRAINING_DEFAULTS
     from energaizer.workload import InferenceSpec, TrainingSpec

@@ -4,6 +4,7 @@ for bit the figures of solving every kernel on its own."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from energaizer.estimator import estimate_pairs
 from energaizer.power import model
@@ -61,3 +62,42 @@ def test_an_empty_batch_is_an_empty_result():
     out = estimate_pairs([], [])
     assert len(out) == 0
     assert out.to_dicts() == []
+
+
+def test_a_batch_split_over_worker_processes_gives_the_same_figures(monkeypatch):
+    from energaizer import workers
+
+    # chunks whose ops differ (a CNN, a training step, MoE experts) and an infeasible row (a 70B model on
+    # one L4) among the feasible ones: the joined batch is the whole one, key for key and bit for bit
+    pairs = [(w, g) for w in _workloads() for g in ("h100-sxm", "l4")] + [(_capped(), "h100-sxm")]
+    pairs.insert(3, (Workload(model="llama-3.1-70b", inference={"requests": 10}), "l4"))
+    wl, gpus = [w for w, _ in pairs], [g for _, g in pairs]
+    whole = estimate_pairs(wl, gpus, workers=1)
+    assert not whole.feasible[3] and whole.feasible.sum() >= len(pairs) - 2
+    monkeypatch.setattr(workers, "MIN_ROWS_PER_WORKER", 1)
+    for n in (2, 3, 5):
+        split = estimate_pairs(wl, gpus, workers=n)
+        assert repr(split.to_dicts(ops=True)) == repr(whole.to_dicts(ops=True))
+        assert split.ops.names == whole.ops.names
+        assert repr(split.to_estimates()) == repr(whole.to_estimates())  # (repr: NaN equals NaN)
+
+
+def test_a_csv_split_over_worker_processes_reads_and_fails_as_one_process(tmp_path, monkeypatch):
+    from energaizer import workers
+    from energaizer.errors import InvalidInputError
+    from energaizer.estimator import estimate_csv
+    from energaizer.io.workload_csv import read_workload_csv
+
+    monkeypatch.setattr(workers, "MIN_ROWS_PER_WORKER", 1)
+    good = ["llama-3.1-8b,h100-sxm,100,512", "gpt2,l4,10,64", "qwen3-30b-a3b,h200,50,1024"] * 3
+    path = tmp_path / "w.csv"
+    path.write_text("model,gpu,requests,input_tokens\n" + "\n".join(good) + "\n\n")
+    rows = read_workload_csv(path)
+    whole = estimate_pairs([r.workload for r in rows], [r.gpu for r in rows])
+    for n in (1, 2, 4):
+        assert repr(estimate_csv(path, workers=n).to_dicts(ops=True)) == repr(whole.to_dicts(ops=True))
+    bad = [*good[:6], "gpt2,no-such-gpu,1,1", *good[6:8], "no-such-model,l4,1,1"]
+    path.write_text("model,gpu,requests,input_tokens\n" + "\n".join(bad) + "\n")
+    for n in (1, 3, 5):  # the bad rows in the third and last parts: the first in file order is named
+        with pytest.raises(InvalidInputError, match=r"w.csv line 8: unknown gpu 'no-such-gpu'"):
+            estimate_csv(path, workers=n)
