@@ -7,8 +7,8 @@ so nothing is re-imported or re-sent), the first in the caller itself. Rows are 
 chunked result equals the whole one bit for bit.
 
 A chunk whose child fails for any reason (killed, out of memory, an exception) is computed again in the
-caller, which then raises what a single process would have raised, in row order. Only POSIX ``fork`` is
-used, and only by callers that own their process (the CLI): a server with threads (the operator) keeps
+caller, which then raises what a single process would have raised, in row order. Only ``fork`` on Linux
+is used, and only by callers that own their process (the CLI): a server with threads (the operator) keeps
 ``workers=1``, and the automatic choice forks only a single-threaded process.
 """
 
@@ -51,10 +51,10 @@ def available_cpus() -> int:
 def plan_workers(rows: int, workers: int | None) -> int:
     """How many processes a batch of ``rows`` uses: ``workers`` (None or 0: as many as
     :func:`available_cpus`, or 1 in a process that runs other threads, where a fork is unsafe), at most
-    one per :data:`MIN_ROWS_PER_WORKER` rows, at least 1; 1 where the platform cannot fork."""
+    one per :data:`MIN_ROWS_PER_WORKER` rows, at least 1; 1 off Linux."""
     if workers is not None and workers < 0:
         raise ValueError(f"workers must be >= 0 (0 = one per available CPU), got {workers}")
-    if not hasattr(os, "fork"):
+    if not sys.platform.startswith("linux"):  # macOS frameworks are not fork-safe; Windows cannot fork
         return 1
     if not workers and threading.active_count() > 1:
         return 1
@@ -80,8 +80,9 @@ def fork_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     here."""
     if len(items) <= 1 or not hasattr(os, "fork"):
         return [fn(x) for x in items]
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):  # what is buffered is written once, not once per child
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stream.flush()
     children: list[tuple[int, int]] = []
     try:
         for item in items[1:]:

@@ -135,3 +135,10 @@ def test_a_missing_or_odd_cgroup_file_is_ignored(tmp_path, monkeypatch):
     odd.write_text("garbage")
     monkeypatch.setattr(workers, "CGROUP_CPU_MAX", odd)
     assert available_cpus() == len(os.sched_getaffinity(0))
+
+
+def test_no_fork_off_linux(monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert plan_workers(100 * workers.MIN_ROWS_PER_WORKER, 4) == 1
