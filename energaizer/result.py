@@ -167,11 +167,35 @@ class EstimateBatch:
                     for j, name in enumerate(self.ops.names)
                 }
             )
-        lay = {k: v.tolist() for k, v in self.layout.items()}
-        columns["layout"] = [
-            {k: _layout_value(k, v[i]) for k, v in lay.items() if v[i] == v[i]} for i in range(n)
-        ]
+        columns["layout"] = self._layout_dicts()
         return rows_of(columns)
+
+    def _layout_dicts(self) -> list[dict[str, float | int | bool]]:
+        """Each row's layout as ``row(i).layout`` holds it (a NaN key left out), built per set of keys
+        present (inference rows lack the training keys) rather than key by key for every row."""
+        n, keys = len(self), list(self.layout)
+        out: list[dict] = [{} for _ in range(n)]
+        if not keys or not n:
+            return out
+        present = np.zeros(n, dtype=np.int64)
+        values = {}
+        for j, k in enumerate(keys):
+            v = self.layout[k]
+            ok = v == v
+            present |= ok.astype(np.int64) << j
+            if k == "activation_recomputation":
+                values[k] = np.array((v != 0).tolist(), dtype=object)
+            elif k in LAYOUT_INT_KEYS:
+                values[k] = np.array(np.where(ok, v, 0).astype(np.int64).tolist(), dtype=object)
+            else:
+                values[k] = np.array(v.tolist(), dtype=object)
+        for mask in np.unique(present).tolist():
+            idx = np.flatnonzero(present == mask)
+            ks = [k for j, k in enumerate(keys) if mask >> j & 1]
+            cols = [values[k][idx].tolist() for k in ks]
+            for i, vals in zip(idx.tolist(), zip(*cols, strict=True) if ks else [()] * idx.size, strict=True):
+                out[i] = dict(zip(ks, vals, strict=True))
+        return out
 
 
 def _finite(x: float) -> float | None:

@@ -174,7 +174,7 @@ def distinct_rows(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         h ^= col
         h *= mult
         h ^= h >> shift
-    order = np.argsort(h, kind="stable")
+    order = np.argsort(h)  # any order of equal hashes will do: a group's rows are equal bit for bit
     starts = np.empty(n, dtype=bool)
     starts[0] = True
     new = starts[1:]
