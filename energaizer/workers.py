@@ -29,23 +29,36 @@ R = TypeVar("R")
 
 # Below this many rows per worker a fork (~10-30 ms with its result's transfer) costs more than it saves.
 MIN_ROWS_PER_WORKER = 2000
-CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
+CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")  # cgroup v1: cpu.cfs_quota_us (-1: none), cpu.cfs_period_us
 
 
 def available_cpus() -> int:
-    """CPUs this process may use: its affinity mask, bounded by a cgroup v2 CPU quota (a container's
-    ``resources.limits.cpu``) where one is set."""
+    """CPUs this process may use: its affinity mask, bounded by a cgroup CPU quota (a container's
+    ``resources.limits.cpu``; v2, else v1) where one is set."""
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         n = os.cpu_count() or 1
+    quota = _cgroup_quota_cpus()
+    if quota is not None:
+        n = min(n, quota)
+    return max(1, n)
+
+
+def _cgroup_quota_cpus() -> int | None:
+    """Whole CPUs of this cgroup's quota (at least 1), or None where no quota is set or readable."""
     try:
         quota, period = CGROUP_CPU_MAX.read_text().split()[:2]
-        if quota != "max":
-            n = min(n, max(1, int(quota) // int(period)))
+        return None if quota == "max" else max(1, int(quota) // int(period))
     except (OSError, ValueError):
         pass
-    return max(1, n)
+    try:
+        quota_us = int((CGROUP_V1_CPU / "cpu.cfs_quota_us").read_text())
+        period_us = int((CGROUP_V1_CPU / "cpu.cfs_period_us").read_text())
+        return None if quota_us <= 0 or period_us <= 0 else max(1, quota_us // period_us)
+    except (OSError, ValueError):
+        return None
 
 
 def plan_workers(rows: int, workers: int | None) -> int:

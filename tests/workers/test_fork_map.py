@@ -124,12 +124,24 @@ def test_a_cgroup_cpu_quota_bounds_the_cpus(tmp_path, monkeypatch, cpu_max, expe
     path = tmp_path / "cpu.max"
     path.write_text(cpu_max)
     monkeypatch.setattr(workers, "CGROUP_CPU_MAX", path)
+    monkeypatch.setattr(workers, "CGROUP_V1_CPU", tmp_path / "absent")
+    affinity = len(os.sched_getaffinity(0))
+    assert available_cpus() == (affinity if expected is None else min(affinity, expected))
+
+
+@pytest.mark.parametrize(("quota_us", "expected"), [("-1", None), ("300000", 3), ("20000", 1)])
+def test_a_cgroup_v1_quota_bounds_the_cpus(tmp_path, monkeypatch, quota_us, expected):
+    (tmp_path / "cpu.cfs_quota_us").write_text(quota_us + "\n")
+    (tmp_path / "cpu.cfs_period_us").write_text("100000\n")
+    monkeypatch.setattr(workers, "CGROUP_CPU_MAX", tmp_path / "absent")
+    monkeypatch.setattr(workers, "CGROUP_V1_CPU", tmp_path)
     affinity = len(os.sched_getaffinity(0))
     assert available_cpus() == (affinity if expected is None else min(affinity, expected))
 
 
 def test_a_missing_or_odd_cgroup_file_is_ignored(tmp_path, monkeypatch):
     monkeypatch.setattr(workers, "CGROUP_CPU_MAX", tmp_path / "absent")
+    monkeypatch.setattr(workers, "CGROUP_V1_CPU", tmp_path / "absent")
     assert available_cpus() == len(os.sched_getaffinity(0))
     odd = tmp_path / "cpu.max"
     odd.write_text("garbage")
