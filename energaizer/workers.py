@@ -89,32 +89,40 @@ def chunk_bounds(rows: int, parts: int) -> list[tuple[int, int]]:
 
 def fork_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     """``[fn(x) for x in items]``, ``items[1:]`` each in a forked child (their results must pickle;
-    ``fn`` need not), ``items[0]`` in this process meanwhile. Where a child fails, its item is computed
-    here."""
+    ``fn`` need not), ``items[0]`` in this process meanwhile. Where a child fails, or cannot be started
+    (a process or file limit, a sandbox that forbids fork), its item is computed here."""
     if len(items) <= 1 or not hasattr(os, "fork"):
         return [fn(x) for x in items]
     for stream in (sys.stdout, sys.stderr):  # what is buffered is written once, not once per child
         with contextlib.suppress(OSError, ValueError, AttributeError):
             stream.flush()
-    children: list[tuple[int, int]] = []
+    children: list[tuple[int, int] | None] = []  # (pid, read end); None: not started
     try:
         for item in items[1:]:
             children.append(_spawn(fn, item))
         results = [fn(items[0])]
-        for k, (pid, fd) in enumerate(children):
-            ok, value = _collect(pid, fd)
-            children[k] = (0, -1)
+        for k, child in enumerate(children):
+            ok, value = (False, None) if child is None else _collect(*child)
+            children[k] = None
             results.append(value if ok else fn(items[k + 1]))
         return results
     finally:
-        for pid, fd in children:  # only where this process raised before collecting them
-            if pid:
-                _reap(pid, fd)
+        for child in children:  # only where this process raised before collecting them
+            if child is not None:
+                _reap(*child)
 
 
-def _spawn(fn: Callable[[T], R], item: T) -> tuple[int, int]:
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
+def _spawn(fn: Callable[[T], R], item: T) -> tuple[int, int] | None:
+    try:
+        read_fd, write_fd = os.pipe()
+    except OSError:
+        return None
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        return None
     if pid == 0:  # the child: compute, send, and leave without running the parent's exit handlers
         code = 0
         try:
@@ -138,8 +146,12 @@ def _collect(pid: int, fd: int) -> tuple[bool, object]:
     """A child's ``(ok, result)``; ``(False, None)`` if it died or sent something unreadable."""
     with os.fdopen(fd, "rb") as fh:
         data = fh.read()
-    _, status = os.waitpid(pid, 0)
-    if not data or not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+    try:
+        _, status = os.waitpid(pid, 0)
+        exited = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    except ChildProcessError:  # reaped already (SIGCHLD ignored): the bytes alone tell
+        exited = True
+    if not data or not exited:
         return False, None
     try:
         return pickle.loads(data)  # our own child's bytes, through a private pipe

@@ -45,6 +45,25 @@ def test_a_child_that_dies_without_a_word_is_recomputed():
     assert fork_map(_dies_in_a_child, [5, 6]) == [5, 6]
 
 
+def test_where_no_process_can_be_started_the_caller_computes_all(monkeypatch):
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    assert fork_map(_square_with_pid, [1, 2, 3]) == [(1, PARENT), (4, PARENT), (9, PARENT)]
+
+
+def test_a_child_reaped_by_the_system_still_counts():
+    import signal
+
+    old = signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children reaped at exit: waitpid finds none
+    try:
+        out = fork_map(_square_with_pid, [1, 2])
+    finally:
+        signal.signal(signal.SIGCHLD, old)
+    assert [v for v, _ in out] == [1, 4] and out[1][1] != PARENT
+
+
 def _bad_third(x: int) -> int:
     if x >= 3:
         raise ValueError(f"bad row {x}")
