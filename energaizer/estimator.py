@@ -52,7 +52,7 @@ def estimate_pairs(
     :mod:`energaizer.workers`). Only for a caller that owns its process (a CLI, a script): it forks.
     The result does not depend on it."""
     from energaizer.pipeline import concat_batches, run
-    from energaizer.workers import chunk_bounds, fork_map, plan_workers
+    from energaizer.workers import map_chunks
 
     if len(workloads) != len(gpus):
         raise ValueError("workloads and gpus must have the same length")
@@ -62,10 +62,9 @@ def estimate_pairs(
     ]
     wl = [_as_workload(w) for w in workloads]
     prof = load_profile(profile)
-    parts = chunk_bounds(len(wl), plan_workers(len(wl), workers))
-    if len(parts) == 1:
-        return run(wl, specs, prof)
-    return concat_batches(fork_map(lambda b: run(wl[b[0] : b[1]], specs[b[0] : b[1]], prof), parts))
+    return concat_batches(
+        map_chunks(len(wl), workers, lambda b: run(wl[b[0] : b[1]], specs[b[0] : b[1]], prof))
+    )
 
 
 def estimate_csv(
@@ -77,7 +76,7 @@ def estimate_csv(
     raises, as ``read_workload_csv`` does."""
     from energaizer.io.workload_csv import read_csv_cells
     from energaizer.pipeline import concat_batches
-    from energaizer.workers import chunk_bounds, fork_map, plan_workers
+    from energaizer.workers import map_chunks
 
     cells = read_csv_cells(source)
     prof = load_profile(profile)
@@ -86,7 +85,7 @@ def estimate_csv(
         rows = cells.parse(*bounds)
         return estimate_pairs([r.workload for r in rows], [r.gpu for r in rows], profile=prof)
 
-    return concat_batches(fork_map(part, chunk_bounds(len(cells), plan_workers(len(cells), workers))))
+    return concat_batches(map_chunks(len(cells), workers, part))
 
 
 def estimate_matrix(

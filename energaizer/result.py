@@ -190,10 +190,12 @@ class EstimateBatch:
             else:
                 values[k] = np.array(v.tolist(), dtype=object)
         for mask in np.unique(present).tolist():
-            idx = np.flatnonzero(present == mask)
             ks = [k for j, k in enumerate(keys) if mask >> j & 1]
+            if not ks:
+                continue  # every key NaN: the row's layout stays empty
+            idx = np.flatnonzero(present == mask)
             cols = [values[k][idx].tolist() for k in ks]
-            for i, vals in zip(idx.tolist(), zip(*cols, strict=True) if ks else [()] * idx.size, strict=True):
+            for i, vals in zip(idx.tolist(), zip(*cols, strict=True), strict=True):
                 out[i] = dict(zip(ks, vals, strict=True))
         return out
 

@@ -87,6 +87,12 @@ def chunk_bounds(rows: int, parts: int) -> list[tuple[int, int]]:
     return bounds
 
 
+def map_chunks(rows: int, workers: int | None, fn: Callable[[tuple[int, int]], R]) -> list[R]:
+    """``fn((start, stop))`` over the contiguous parts of ``range(rows)`` that :func:`plan_workers`
+    allows, in order (:func:`fork_map`: all but the first in forked children)."""
+    return fork_map(fn, chunk_bounds(rows, plan_workers(rows, workers)))
+
+
 def fork_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     """``[fn(x) for x in items]``, ``items[1:]`` each in a forked child (their results must pickle;
     ``fn`` need not), ``items[0]`` in this process meanwhile. Where a child fails, or cannot be started
