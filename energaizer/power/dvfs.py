@@ -69,13 +69,15 @@ def _tables(g: np.ndarray, hw: GpuTable, table_field: str, relative: bool) -> li
     for gi in np.flatnonzero(np.bincount(g)):  # the GPUs present (np.unique sorts: slower)
         spec = hw.specs[gi]
         table = getattr(spec, table_field)
-        exponent = 1.0
-        if table_field == "voltage_table" and len(table) < 2:
-            table, exponent = spec.idle_power_table, 1.0 / IDLE_VOLTAGE_EXPONENT
+        derived = table_field == "voltage_table" and len(table) < 2
+        if derived:
+            table = spec.idle_power_table
         if len(table) >= 2:
             mhz = np.array([p.mhz for p in table])
             order = np.argsort(mhz)
-            value = np.array([p.value for p in table])[order] ** exponent
+            value = np.array([p.value for p in table])[order]
+            if derived:  # the supply never drops as the clock rises: the idle table's dips are noise
+                value = np.maximum.accumulate(value ** (1.0 / IDLE_VOLTAGE_EXPONENT))
             out.append((np.flatnonzero(g == gi), mhz[order], value, value[-1] if relative else 1.0))
     return out
 
