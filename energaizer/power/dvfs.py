@@ -9,7 +9,8 @@ boards where both are measured (A100 PCIe and A100 SXM4 80 GB: least squares thr
 idle on log voltage 1.49 and 1.31; at 1.4 the derived voltage is within 0.04 of the measured one on every
 clock of both). Elsewhere a generic curve: voltage flat at ``voltage_min_ratio`` up to the knee
 (``voltage_knee_ratio`` x f_max), then linear to 1 at f_max; idle power flat up to the knee, then rising to
-``idle_at_max_clock_ratio`` x the parked idle at f_max (the shape of the A100 and H100 tables).
+``idle_at_max_clock_ratio`` x the parked idle at f_max (the voltage the A100 tables' shape, the idle rise
+the mean of the A100 and H100 tables).
 """
 
 from __future__ import annotations
