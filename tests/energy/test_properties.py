@@ -56,3 +56,31 @@ def test_valid_workload_gives_finite_positive_numbers(w, gpu):
     assert all(math.isfinite(v) and v >= 0 for v in e.breakdown.values())
     assert math.isclose(sum(e.breakdown.values()), e.energy_joules, rel_tol=1e-6)
     assert e.average_power_watts <= e.power_limit_w * e.gpu_count * (1 + 1e-6)
+
+
+def test_every_catalog_model_estimates_on_every_catalog_gpu():
+    """Each model of the catalog on each GPU of the catalog, served (bf16, 8 at a time) and trained (bf16,
+    8 GPUs, the layout searched per GPU), in one batch: a number that is finite and within the board's
+    limits, or infeasible with a reason; a new catalog entry cannot ship broken on some GPU."""
+    from energaizer.catalog import list_models
+    from energaizer.estimator import estimate_pairs
+
+    pairs = []
+    for m in list_models():
+        serve = {"requests": 64, "input_tokens": 1000, "output_tokens": 200, "batch_size": 8}
+        train = {"steps": 2, "global_batch_size": 64, "sequence_length": 1024}
+        for gpu in GPUS:
+            pairs.append((Workload(model=m.id, precision="bf16", inference=serve), gpu))
+            pairs.append((Workload(model=m.id, task="training", gpu_count=8, training=train), gpu))
+    out = estimate_pairs([w for w, _ in pairs], [g for _, g in pairs]).to_estimates()
+    assert len(out) == len(pairs) > 1000
+    feasible = 0
+    for e in out:
+        if not e.feasible:
+            assert e.reason
+            continue
+        feasible += 1
+        for v in (e.energy_joules, e.duration_seconds, e.average_power_watts):
+            assert math.isfinite(v) and v > 0, e
+        assert e.average_power_watts <= e.power_limit_w * e.gpu_count * (1 + 1e-6)
+    assert feasible > len(pairs) // 2
