@@ -214,6 +214,76 @@ def test_no_alias_is_claimed_twice() -> None:
                 )
 
 
+# Every text model ML.ENERGY's leaderboards serve (ml-energy/benchmark: v2's pegasus queues for vLLM 0.5.4,
+# v3's configs/vllm/{lm-arena-chat,gpqa,sourcegraph-fim}), so a leaderboard row is estimated from its own
+# architecture (MLA, sliding windows, expert formats), not from generic shape columns
+MLENERGY_TEXT_MODELS = (
+    "meta-llama/Meta-Llama-3.1-8B-Instruct",
+    "meta-llama/Meta-Llama-3.1-70B-Instruct",
+    "meta-llama/Meta-Llama-3.1-405B-Instruct",
+    "mistralai/Mistral-7B-Instruct-v0.3",
+    "mistralai/Mistral-Nemo-Instruct-2407",
+    "mistralai/Mistral-Large-Instruct-2407",
+    "mistralai/Mixtral-8x7B-Instruct-v0.1",
+    "mistralai/Mixtral-8x22B-Instruct-v0.1",
+    "microsoft/Phi-3-mini-4k-instruct",
+    "microsoft/Phi-3-small-8k-instruct",
+    "microsoft/Phi-3-medium-4k-instruct",
+    "google/gemma-2-2b-it",
+    "google/gemma-2-9b-it",
+    "google/gemma-2-27b-it",
+    "codellama/CodeLlama-7b-hf",
+    "codellama/CodeLlama-13b-hf",
+    "codellama/CodeLlama-34b-hf",
+    "codellama/CodeLlama-70b-hf",
+    "bigcode/starcoder2-3b",
+    "bigcode/starcoder2-7b",
+    "bigcode/starcoder2-15b",
+    "google/codegemma-1.1-2b",
+    "google/codegemma-7b",
+    "Qwen/Qwen3-8B",
+    "Qwen/Qwen3-14B",
+    "Qwen/Qwen3-32B",
+    "Qwen/Qwen3-30B-A3B-Instruct-2507",
+    "Qwen/Qwen3-30B-A3B-Thinking-2507",
+    "Qwen/Qwen3-235B-A22B-Instruct-2507",
+    "Qwen/Qwen3-235B-A22B-Instruct-2507-FP8",
+    "Qwen/Qwen3-235B-A22B-Thinking-2507-FP8",
+    "Qwen/Qwen3-Coder-30B-A3B-Instruct",
+    "Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8",
+    "google/gemma-3-12b-it",
+    "google/gemma-3-27b-it",
+    "meta-llama/Llama-3.1-405B-Instruct-FP8",
+    "meta-llama/Llama-3.3-70B-Instruct",
+    "meta-llama/Llama-4-Scout-17B-16E-Instruct",
+    "meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8",
+    "deepseek-ai/DeepSeek-V3.1",
+    "deepseek-ai/DeepSeek-R1-0528",
+    "deepseek-ai/DeepSeek-Coder-V2-Lite-Base",
+    "mistralai/Codestral-22B-v0.1",
+    "nvidia/NVIDIA-Nemotron-Nano-9B-v2",
+    "nvidia/NVIDIA-Nemotron-Nano-12B-v2",
+    "openai/gpt-oss-20b",
+    "openai/gpt-oss-120b",
+    "allenai/Olmo-3-7B-Think",
+)
+
+
+@pytest.mark.parametrize("name", MLENERGY_TEXT_MODELS)
+def test_leaderboard_models_are_in_the_catalog(name: str) -> None:
+    catalog.get_model(name)
+
+
+def test_leaderboard_models_keep_their_attention() -> None:
+    lite = catalog.get_model("deepseek-ai/DeepSeek-Coder-V2-Lite-Base")
+    assert lite.kv_elements_per_token == 512 + 64  # the MLA latent, not 16 heads x 2 x 128
+    assert (lite.moe_experts, lite.moe_active_experts, lite.moe_shared_ffn) == (64, 6, 2 * 1408)
+    olmo = catalog.get_model("allenai/Olmo-3-7B-Think")
+    assert olmo.sliding_window == 4096 and olmo.windowed_layer_fraction == pytest.approx(0.75)
+    codestral = catalog.get_model("mistralai/Codestral-22B-v0.1")
+    assert codestral.kv_heads == 8 and not codestral.sliding_window
+
+
 def test_classic_models() -> None:
     opt = catalog.get_model("opt-1.3b")
     assert not opt.gated_mlp and opt.tied_embeddings
