@@ -29,6 +29,14 @@ PAIRED_MMA = {"blackwell"}
 # kind::mxf8f6f4 / mxf4 / mxf4nvf4 with scale_vec): no partial sums leave the tensor core to be rescaled
 # on the CUDA cores per K block, as Hopper's wgmma kernels do.
 BLOCK_SCALED_MMA = {"blackwell"}
+# A current serving engine's paged decode attention on datacenter Blackwell (SM100): vLLM auto-selects
+# FlashInfer's trtllm-gen decode kernels (fmhaSm100f; vllm-project/vllm PR 19825), which stream the paged
+# KV cache at 0.74-0.88 of the DRAM peak in public isolated-kernel timings with 128-wide heads
+# (NVIDIA/Megatron-LM PR 6462: 256 sequences, 4 KV heads, 512-2048 tokens, 8 TB/s; 0.61-0.73 with 64-wide
+# heads, flashinfer-ai/flashinfer PR 1415). With the model's per-wave and launch costs on top, a share of
+# 0.85 reproduces the 128-wide timings within 20 % (tests/timing/test_memory_bandwidth.py). The paged
+# FlashAttention kernels vLLM runs on Ampere and Hopper reach ~0.5 (the profile's fused_dram_efficiency).
+PAGED_DECODE_DRAM_SHARE = {"blackwell": 0.85}
 SM_L2_BYTES_PER_CYCLE = 64.0  # per SM, order of A100/H100 L2 slice bandwidth
 TMA_ALIGN_BYTES = 16  # stride alignment of Hopper's bulk tensor copies (and the widest vector load)
 
@@ -111,6 +119,9 @@ class GpuTable:
     )  # bool: tensor-core GEMMs take the bulk-copy (TMA) path, which needs 16-byte aligned strides
     b_tile_sharing: np.ndarray  # SMs that share one B operand tile of a tensor-core GEMM (2 on Blackwell)
     block_scaled_mma: np.ndarray  # bool: the tensor cores apply low-precision block scales themselves
+    # DRAM share of a serving engine's paged decode attention where the architecture's kernels set their
+    # own (0: the profile's fused_dram_efficiency)
+    paged_decode_dram_share: np.ndarray
     fp32_lanes: np.ndarray  # FP32 lanes per SM (datasheet fp32 peak / (SMs x max clock x 2)), a power of 2
     l1_kb: np.ndarray  # L1 data cache + shared memory per SM, KB
 
@@ -146,6 +157,7 @@ class GpuTable:
             tma=arch_in(HOPPER_LIKE),
             b_tile_sharing=col(lambda g: 2.0 if g.architecture.lower() in PAIRED_MMA else 1.0),
             block_scaled_mma=arch_in(BLOCK_SCALED_MMA),
+            paged_decode_dram_share=col(lambda g: PAGED_DECODE_DRAM_SHARE.get(g.architecture.lower(), 0.0)),
             fp32_lanes=col(_fp32_lanes_per_sm),
             l1_kb=col(_l1_kb),
         )

@@ -163,6 +163,14 @@ def plan_timing(kt: KernelTable, dev: KernelDevice, hw: GpuTable, prof: Calibrat
     attn_waves = np.maximum(np.ceil(attn_tiles / sm), 1.0)
     dram = hw.dram_bytes_per_s[g]
     eager_stream = is_mem & kt.eager
+    # a serving engine's paged decode attention streams at its architecture's kernels' share where the
+    # catalog knows one (Blackwell's trtllm-gen kernels), else at the fused kernels' share
+    own_share = hw.paged_decode_dram_share[g]
+    fused_share = np.where(
+        is_attn & (kt.m <= ATTENTION_DECODE_ROWS) & ~kt.eager & (own_share > 0),
+        own_share,
+        prof.fused_dram_efficiency,
+    )
     return TimingPlan(
         sm=sm,
         tensor_clock_mhz=hw.tensor_clock_mhz[g],
@@ -172,7 +180,7 @@ def plan_timing(kt: KernelTable, dev: KernelDevice, hw: GpuTable, prof: Calibrat
         * np.where(
             is_gemm,
             prof.gemm_dram_efficiency,
-            np.where(eager_stream, prof.dram_efficiency, prof.fused_dram_efficiency),
+            np.where(eager_stream, prof.dram_efficiency, fused_share),
         ),
         stream_headroom=prof.dram_stream_headroom * dram,
         in_flight=np.where(eager_stream, eager_bytes_in_flight(hw, g, prof), 0.0),
