@@ -31,13 +31,13 @@ PAIRED_MMA = {"blackwell"}
 BLOCK_SCALED_MMA = {"blackwell"}
 # A current serving engine's paged decode attention on datacenter Blackwell (SM100): vLLM auto-selects
 # FlashInfer's trtllm-gen decode kernels (fmhaSm100f; vllm-project/vllm PR 19825), which stream the paged
-# KV cache at 0.78-0.92 of a B200's DRAM peak in public isolated-kernel timings with 128-wide heads
-# (NVIDIA/Megatron-LM PR 6462: 256 sequences, 4 KV heads, 512-2048 tokens; 0.64-0.76 with 64-wide heads,
-# flashinfer-ai/flashinfer PR 1415), about what a copy reaches (0.88, NVIDIA/cccl PR 7391). At 0.88, with
-# the model's per-wave and launch costs on top, the 128-wide timings come out within 20 %
+# KV cache at 0.74-0.88 of a B200's datasheet DRAM peak (8 TB/s) in public isolated-kernel timings with
+# 128-wide heads (NVIDIA/Megatron-LM PR 6462: 256 sequences, 4 KV heads, 512-2048 tokens; 0.61-0.73 with
+# 64-wide heads, flashinfer-ai/flashinfer PR 1415), about what a copy reaches (0.84, NVIDIA/cccl PR 7391). At
+# 0.85, with the model's per-wave and launch costs on top, the 128-wide timings come out within 20 %
 # (tests/timing/test_memory_bandwidth.py). The paged FlashAttention kernels vLLM runs on Ampere and Hopper
 # reach ~0.5 (the profile's fused_dram_efficiency).
-PAGED_DECODE_DRAM_SHARE = {"blackwell": 0.88}
+PAGED_DECODE_DRAM_SHARE = {"blackwell": 0.85}
 SM_L2_BYTES_PER_CYCLE = 64.0  # per SM, order of A100/H100 L2 slice bandwidth
 TMA_ALIGN_BYTES = 16  # stride alignment of Hopper's bulk tensor copies (and the widest vector load)
 

@@ -21,7 +21,7 @@ technology's energy, not the prior of a per-type constant:
   follow the DRAM supply. Judged held out (benchmarks/accuracy_holdout.py, refit without the group):
   leave-one-GPU-out energy / time / power 11.1 / 11.6 / 8.4 -> 11.2 / 11.8 / 8.1, the H100 held out
   13.2 / 14.0 / 10.7 -> 13.1 / 14.1 / 9.2, leave-one-family-out 10.7 / 11.2 / 7.6 -> 10.7 / 11.3 / 7.5:
-  neutral on energy, better on power, and an H200/B200 (HBM3e, 4.8-7.7 TB/s) no longer draws HBM2's energy
+  neutral on energy, better on power, and an H200/B200 (HBM3e, 4.8-8 TB/s) no longer draws HBM2's energy
   per bit at twice to four times an A100's bandwidth.
 """
 
