@@ -25,12 +25,9 @@ def one_gemm(
     """A kernel table of one m x n x k GEMM launched once; ``nbytes`` defaults to reading both operands
     and writing the result once; ``moe_grouped``: a grouped expert GEMM; ``channel_scaled``: its
     low-precision weights scale per output channel, not per block."""
-    b = KernelTableBuilder()
-    b.add(
-        np.array([0]),
+    return one_kernel(
         Op.LINEAR,
         Phase.PREFILL,
-        1.0,
         m=m,
         n=n,
         k=k,
@@ -40,6 +37,13 @@ def one_gemm(
         moe_grouped=moe_grouped,
         channel_scaled=channel_scaled,
     )
+
+
+def one_kernel(op: Op, phase: Phase, **fields) -> KernelTable:
+    """A kernel table of one kernel of ``op`` in ``phase`` launched once, with the KernelTableBuilder
+    ``fields`` given (shape, work, bytes, flags)."""
+    b = KernelTableBuilder()
+    b.add(np.array([0]), op, phase, 1.0, **fields)
     return b.build()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gemm_support import one_gemm
+from gemm_support import one_gemm, one_kernel
 
 from energaizer import Workload, estimate
 from energaizer.catalog import get_gpu
@@ -182,12 +182,9 @@ TRTLLM_GEN_DECODE_B256_US = {512: 45.1, 1024: 80.7, 2048: 151.9}
 
 def _decode_attention(kv_len: float, eager: bool = False):
     seqs, q_heads, kv_heads, head_dim = 256, 32, 4, 128
-    b = KernelTableBuilder()
-    b.add(
-        np.array([0]),
+    return one_kernel(
         Op.ATTENTION,
         Phase.DECODE,
-        1.0,
         m=q_heads // kv_heads,  # the query heads of a KV head share one tile
         n=kv_len,
         k=head_dim,
@@ -197,7 +194,6 @@ def _decode_attention(kv_len: float, eager: bool = False):
         precision_bytes=2.0,
         eager=eager,
     )
-    return b.build()
 
 
 @pytest.mark.parametrize("kv_len", sorted(TRTLLM_GEN_DECODE_B256_US))
