@@ -154,8 +154,9 @@ def plan_timing(kt: KernelTable, dev: KernelDevice, hw: GpuTable, prof: Calibrat
     issue = _issue_share(prof, hw, g)
     math_eff = np.where(dev.tensor, prof.compute_efficiency, prof.simt_efficiency * issue)
     # decode (a few packed query rows per KV head): split over KV blocks; prefill: query blocks
+    decode_rows = kt.m <= ATTENTION_DECODE_ROWS
     attn_tiles = np.where(
-        kt.m <= ATTENTION_DECODE_ROWS,
+        decode_rows,
         kt.gemm_group * np.ceil(kt.n / 512.0),
         kt.gemm_group * np.ceil(kt.m / 128.0),
     )
@@ -167,7 +168,7 @@ def plan_timing(kt: KernelTable, dev: KernelDevice, hw: GpuTable, prof: Calibrat
     # catalog knows one (Blackwell's trtllm-gen kernels), else at the fused kernels' share
     own_share = hw.paged_decode_dram_share[g]
     fused_share = np.where(
-        is_attn & (kt.m <= ATTENTION_DECODE_ROWS) & ~kt.eager & (own_share > 0),
+        is_attn & decode_rows & ~kt.eager & (own_share > 0),
         own_share,
         prof.fused_dram_efficiency,
     )

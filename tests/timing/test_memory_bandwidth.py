@@ -15,7 +15,6 @@ from energaizer import Workload, estimate
 from energaizer.catalog import get_gpu
 from energaizer.hardware import DEFAULT_L1_KB, L1_KB_BY_ARCHITECTURE, GpuTable
 from energaizer.kernels.ops import Op, Phase
-from energaizer.kernels.table import KernelTableBuilder
 from energaizer.profile import CalibrationProfile, load_profile
 from energaizer.timing.kernel_time import DRAM_LATENCY_NS, kernel_timing
 
@@ -24,9 +23,7 @@ NO_FIXED = {"wave_overhead_cycles": 0.0, "kernel_latency_us": 0.0}
 
 
 def _stream_table(nbytes: float = NBYTES, eager: bool = True):
-    b = KernelTableBuilder()
-    b.add(np.array([0]), Op.ELEMENTWISE, Phase.PREFILL, 1.0, bytes=nbytes, precision_bytes=2.0, eager=eager)
-    return b.build()
+    return one_kernel(Op.ELEMENTWISE, Phase.PREFILL, bytes=nbytes, precision_bytes=2.0, eager=eager)
 
 
 def _seconds(prof: CalibrationProfile, device, gpu: str, mhz: float, eager: bool = True) -> float:
