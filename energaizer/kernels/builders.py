@@ -60,12 +60,30 @@ def gemm(
 
 
 def memory(
-    b: KernelTableBuilder, rows, op: Op, phase: Phase, count, nbytes, fp_flops=0.0, l2_footprint=0.0
+    b: KernelTableBuilder,
+    rows,
+    op: Op,
+    phase: Phase,
+    count,
+    nbytes,
+    fp_flops=0.0,
+    l2_footprint=0.0,
+    recurrent_state: bool = False,
 ) -> None:
     """A memory-bound pass moving ``nbytes`` bytes with ``fp_flops`` CUDA-core FLOPs per launch;
     ``l2_footprint`` > 0: a kernel of an eager chain touching that many bytes, served from L2 where
-    they fit (:func:`energaizer.timing.kernel_time.l2_resident_share`)."""
-    b.add(rows, op, phase, count, bytes=nbytes, fp_flops=fp_flops, l2_footprint=l2_footprint)
+    they fit (:func:`energaizer.timing.kernel_time.l2_resident_share`); ``recurrent_state``: it streams
+    whole per-sequence recurrent states."""
+    b.add(
+        rows,
+        op,
+        phase,
+        count,
+        bytes=nbytes,
+        fp_flops=fp_flops,
+        l2_footprint=l2_footprint,
+        recurrent_state=recurrent_state,
+    )
 
 
 def allreduce(b: KernelTableBuilder, rows, op: Op, phase: Phase, count, size_bytes, group) -> None:

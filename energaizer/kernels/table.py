@@ -44,6 +44,9 @@ class KernelTable:
     # bool: launched by eager framework code (PyTorch's elementwise and reduction kernels, one per op)
     # rather than by a fused engine or library kernel; set by the pipeline from the row's execution
     eager: np.ndarray
+    # bool: streams whole per-sequence recurrent states (Mamba-2's selective state update), contiguous
+    # per sequence, not gathered from a paged cache (see energaizer.hardware.STATE_STREAM_BYTES_PER_SM_CYCLE)
+    recurrent_state: np.ndarray
 
 
 @dataclass
@@ -94,6 +97,7 @@ _DTYPES = {
     "moe_grouped": np.bool_,
     "channel_scaled": np.bool_,
     "eager": np.bool_,
+    "recurrent_state": np.bool_,
 }
 _COLUMNS = (
     "row",
@@ -115,4 +119,5 @@ _COLUMNS = (
     "busy_share",
     "l2_footprint",
     "eager",
+    "recurrent_state",
 )

@@ -354,7 +354,7 @@ class LayerPass:
             multi, 0.0, 5.0 * seqs * state / SSM_STATE_BYTES
         )
         k = MAMBA_STATE_LAUNCHES
-        memory(b, rows, Op.MAMBA_STATE, ph, count * k, nbytes / k, fp_flops=fp / k)
+        memory(b, rows, Op.MAMBA_STATE, ph, count * k, nbytes / k, fp_flops=fp / k, recurrent_state=True)
 
     def norm_act(self, b: KernelTableBuilder) -> None:
         """Norms, residual adds, rotary embeddings and the MLP activation: fused kernels in a serving

@@ -16,7 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from energaizer.hardware import SM_L2_BYTES_PER_CYCLE, TMA_ALIGN_BYTES, GpuTable
+from energaizer.hardware import (
+    SM_L2_BYTES_PER_CYCLE,
+    STATE_STREAM_BYTES_PER_SM_CYCLE,
+    TMA_ALIGN_BYTES,
+    GpuTable,
+)
 from energaizer.kernels.ops import Kind
 from energaizer.kernels.table import KernelTable
 from energaizer.profile import CalibrationProfile
@@ -69,6 +74,7 @@ class TimingPlan:
     stream_peak: np.ndarray  # achievable DRAM bytes/s at full speed
     stream_headroom: np.ndarray  # headroom x DRAM bytes/s (scaled by clock / f_max)
     in_flight: np.ndarray  # bytes all SMs keep in flight in an eager memory-bound kernel (0: other kernels)
+    sm_stream: np.ndarray  # bytes all SMs move per cycle in an SM-bound stream (recurrent states; 0: others)
     max_clock_mhz: np.ndarray
     is_attn: np.ndarray
     is_comm: np.ndarray
@@ -164,6 +170,9 @@ def plan_timing(kt: KernelTable, dev: KernelDevice, hw: GpuTable, prof: Calibrat
     attn_waves = np.maximum(np.ceil(attn_tiles / sm), 1.0)
     dram = hw.dram_bytes_per_s[g]
     eager_stream = is_mem & kt.eager
+    # a serving engine's recurrent-state update: contiguous per-sequence states at the copies' share, at
+    # most what the SMs move per cycle (STATE_STREAM_BYTES_PER_SM_CYCLE)
+    state_stream = is_mem & kt.recurrent_state & ~kt.eager
     # a serving engine's paged decode attention streams at its architecture's kernels' share where the
     # catalog knows one (Blackwell's trtllm-gen kernels), else at the fused kernels' share
     own_share = hw.paged_decode_dram_share[g]
@@ -181,10 +190,11 @@ def plan_timing(kt: KernelTable, dev: KernelDevice, hw: GpuTable, prof: Calibrat
         * np.where(
             is_gemm,
             prof.gemm_dram_efficiency,
-            np.where(eager_stream, prof.dram_efficiency, fused_share),
+            np.where(eager_stream | state_stream, prof.dram_efficiency, fused_share),
         ),
         stream_headroom=prof.dram_stream_headroom * dram,
         in_flight=np.where(eager_stream, eager_bytes_in_flight(hw, g, prof), 0.0),
+        sm_stream=np.where(state_stream, sm * STATE_STREAM_BYTES_PER_SM_CYCLE, 0.0),
         max_clock_mhz=hw.max_clock_mhz[g],
         is_attn=is_attn,
         is_comm=is_comm,
@@ -247,6 +257,7 @@ def kernel_timing(
     knee = np.minimum(pl.stream_peak, pl.stream_headroom * clock_mhz / pl.max_clock_mhz)
     little = latency_bound_bytes_per_s(pl.in_flight, clock_hz, prof)
     bw = np.where(pl.in_flight > 0, np.minimum(pl.stream_peak, little), knee) * pl.quantized
+    bw = np.where(pl.sm_stream > 0, np.minimum(bw, pl.sm_stream * clock_hz), bw)
     is_attn, is_comm = pl.is_attn, pl.is_comm
 
     # --- GEMM tiling: the library picks the tile shape (and split-K) that finishes first ---

@@ -13,7 +13,12 @@ from gemm_support import one_gemm, one_kernel
 
 from energaizer import Workload, estimate
 from energaizer.catalog import get_gpu
-from energaizer.hardware import DEFAULT_L1_KB, L1_KB_BY_ARCHITECTURE, GpuTable
+from energaizer.hardware import (
+    DEFAULT_L1_KB,
+    L1_KB_BY_ARCHITECTURE,
+    STATE_STREAM_BYTES_PER_SM_CYCLE,
+    GpuTable,
+)
 from energaizer.kernels.ops import Op, Phase
 from energaizer.profile import CalibrationProfile, load_profile
 from energaizer.timing.kernel_time import DRAM_LATENCY_NS, kernel_timing
@@ -211,3 +216,57 @@ def test_blackwell_paged_decode_attention_streams_at_its_kernels_share(kv_len, d
     h_t = float(kernel_timing(kt, h_dev, h_hw.max_clock_mhz, h_hw, prof).t_exec[0])
     nbytes = float(kt.bytes[0])
     assert nbytes / h_t == pytest.approx(prof.fused_dram_efficiency * h_hw.dram_bytes_per_s[0], rel=0.15)
+
+
+# vLLM's Triton selective state update at its tuned launch configurations (64 x 128 states per head and
+# sequence, ngroups 8; "effective batch" = heads x sequences): the H200 with fp32 states (vllm-project/vllm
+# PR 44251) and the B200 with 16-bit ones (PR 43083), microseconds per launch
+STATE_UPDATE_US = {
+    ("h200", 4.0, 4096): 73.64,
+    ("h200", 4.0, 8192): 142.70,
+    ("b200", 2.0, 8192): 67.48,
+    ("b200", 2.0, 16384): 132.08,
+    ("b200", 2.0, 24576): 187.26,
+    ("b200", 2.0, 32768): 260.83,
+    ("b200", 2.0, 49152): 381.23,
+}
+
+
+def _state_update(effective_batch: int, state_bytes: float, eager: bool = False):
+    """One decode step's state update: every (head, sequence) state read and written whole, the head's
+    64 inputs read and outputs written in bf16."""
+    nbytes = effective_batch * (2.0 * 64 * 128 * state_bytes + 2.0 * 64 * 2.0)
+    return one_kernel(
+        Op.MAMBA_STATE, Phase.DECODE, bytes=nbytes, precision_bytes=2.0, recurrent_state=True, eager=eager
+    )
+
+
+@pytest.mark.parametrize("gpu,state_bytes,effective_batch", sorted(STATE_UPDATE_US))
+def test_recurrent_state_update_streams_at_what_the_sms_move(gpu, state_bytes, effective_batch, device):
+    """The state update is bound by the bytes per SM cycle its kernel moves (14.4: 0.78 of an H200's peak,
+    0.53 of a B200's), within 10 % of the public timings, where the fused kernels' share (0.50) would take
+    1.6x as long on an H200 and the copies' share (0.90) would run 1.7x too fast on a B200."""
+    prof = load_profile(None)
+    hw, dev = device(gpu, "bf16")
+    kt = _state_update(effective_batch, state_bytes)
+    t = float(kernel_timing(kt, dev, hw.max_clock_mhz, hw, prof).t_exec[0])
+    assert t * 1e6 == pytest.approx(STATE_UPDATE_US[(gpu, state_bytes, effective_batch)], rel=0.1)
+
+
+def test_an_h100_streams_the_state_at_the_copies_share_and_slows_with_the_sm_clock(device):
+    """On an H100 its 132 SMs move more than the HBM3 delivers, so the state streams at the copies' share;
+    the SM-side bound scales with the clock, so at half the clock it is what binds. Eager framework code
+    (Hugging Face's Mamba-2 without its CUDA kernels) keeps the eager kernels' Little's law."""
+    prof = load_profile(None).model_copy(update=NO_FIXED)
+    hw, dev = device("h100-sxm", "bf16")
+    kt = _state_update(8192, 4.0)
+    nbytes = float(kt.bytes[0])
+    fast = float(kernel_timing(kt, dev, hw.max_clock_mhz, hw, prof).t_exec[0])
+    assert nbytes / fast == pytest.approx(prof.dram_efficiency * hw.dram_bytes_per_s[0], rel=0.01)
+    half = float(kernel_timing(kt, dev, hw.max_clock_mhz / 2, hw, prof).t_exec[0])
+    sm_bound = hw.sm_count[0] * STATE_STREAM_BYTES_PER_SM_CYCLE * hw.max_clock_mhz[0] / 2 * 1e6
+    assert nbytes / half == pytest.approx(sm_bound, rel=0.01)
+    eager = float(
+        kernel_timing(_state_update(8192, 4.0, eager=True), dev, hw.max_clock_mhz, hw, prof).t_exec[0]
+    )
+    assert eager > 1.2 * fast
