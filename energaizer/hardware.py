@@ -36,7 +36,10 @@ BLOCK_SCALED_MMA = {"blackwell"}
 # 64-wide heads, flashinfer-ai/flashinfer PR 1415), about what a copy reaches (0.84, NVIDIA/cccl PR 7391). At
 # 0.85, with the model's per-wave and launch costs on top, the 128-wide timings come out within 20 %
 # (tests/timing/test_memory_bandwidth.py). The paged FlashAttention kernels vLLM runs on Ampere and Hopper
-# reach ~0.5 (the profile's fused_dram_efficiency).
+# reach ~0.5 (the profile's fused_dram_efficiency). MLA's latent decode is not one of them: vLLM runs it on
+# Blackwell with CUTLASS MLA (heads padded to 128), which streams the latent cache at 4.0-4.1 TB/s, ~0.5 of
+# a B200's 8 TB/s, at 256 sequences of 2048-8192 tokens (sgl-project/sglang PR 6929's benchmark, 128 heads;
+# 2.0-2.2 TB/s before it), so it keeps the fused kernels' share.
 PAGED_DECODE_DRAM_SHARE = {"blackwell": 0.85}
 # A serving engine's Mamba-2 selective state update (decode: each sequence's fp32 or 16-bit state read and
 # written whole per step) is bound by what each SM keeps in flight, not by the DRAM peak: vLLM's Triton kernel

@@ -47,6 +47,9 @@ class KernelTable:
     # bool: streams whole per-sequence recurrent states (Mamba-2's selective state update), contiguous
     # per sequence, not gathered from a paged cache (see energaizer.hardware.STATE_STREAM_BYTES_PER_SM_CYCLE)
     recurrent_state: np.ndarray
+    # bool: decode attention over one latent per token shared by every head (MLA: DeepSeek's CUTLASS MLA /
+    # FlashMLA kernels, not a serving engine's GQA decode kernels)
+    latent_attention: np.ndarray
 
 
 @dataclass
@@ -98,6 +101,7 @@ _DTYPES = {
     "channel_scaled": np.bool_,
     "eager": np.bool_,
     "recurrent_state": np.bool_,
+    "latent_attention": np.bool_,
 }
 _COLUMNS = (
     "row",
@@ -120,4 +124,5 @@ _COLUMNS = (
     "l2_footprint",
     "eager",
     "recurrent_state",
+    "latent_attention",
 )

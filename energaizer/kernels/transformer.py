@@ -283,6 +283,7 @@ class LayerPass:
                 ],
                 bytes=((kv_bytes + qo_bytes) * (2.0 if self.backward else 1.0))[sel],
                 precision_bytes=ab[sel],
+                latent_attention=(s.mla & one_token)[sel],
             )
         if eager.any():
             sel = eager

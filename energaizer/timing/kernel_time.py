@@ -174,10 +174,11 @@ def plan_timing(kt: KernelTable, dev: KernelDevice, hw: GpuTable, prof: Calibrat
     # most what the SMs move per cycle (STATE_STREAM_BYTES_PER_SM_CYCLE)
     state_stream = is_mem & kt.recurrent_state & ~kt.eager
     # a serving engine's paged decode attention streams at its architecture's kernels' share where the
-    # catalog knows one (Blackwell's trtllm-gen kernels), else at the fused kernels' share
+    # catalog knows one (Blackwell's trtllm-gen GQA kernels), else at the fused kernels' share (MLA's latent
+    # decode included: CUTLASS MLA, see energaizer.hardware.PAGED_DECODE_DRAM_SHARE)
     own_share = hw.paged_decode_dram_share[g]
     fused_share = np.where(
-        is_attn & decode_rows & ~kt.eager & (own_share > 0),
+        is_attn & decode_rows & ~kt.eager & ~kt.latent_attention & (own_share > 0),
         own_share,
         prof.fused_dram_efficiency,
     )
