@@ -271,3 +271,25 @@ def test_a_checkpoint_with_mxfp4_experts_serves_them_narrow_at_any_dtype(one):
     # attention and embeddings stay in the served dtype: between all-fp4 and bf16 experts
     assert fp4.memory_required_gb < served.memory_required_gb
     assert fp4.energy_joules < served.energy_joules
+
+
+def _decode_table(w: Workload, gpu: str = "b200"):
+    p = build_row_params([w], [get_gpu(gpu)], [get_model(w.model)])
+    b = KernelTableBuilder()
+    add_inference(b, p, np.array([0]), np.array([float(w.inference.batch_size)]))
+    return b.build()
+
+
+def test_kernels_mark_the_streams_their_own_kernels_run(serving):
+    """The timing rules of a recurrent-state update (Mamba-2) and of MLA's latent decode read their kernels'
+    flags: only the hybrid's state kernels stream recurrent states, only an MLA model's decode attention
+    reads a shared latent (its prefill attends to decompressed keys and values), a GQA model has neither."""
+    hybrid = _decode_table(serving("nemotron-nano-12b-v2", 32))
+    assert np.array_equal(hybrid.recurrent_state, hybrid.op == Op.MAMBA_STATE)
+    assert hybrid.recurrent_state.any() and not hybrid.latent_attention.any()
+    mla = _decode_table(serving("deepseek-v3", 32, gpus=8, precision="fp8"))
+    decode_attention = (mla.op == Op.ATTENTION) & (mla.phase == Phase.DECODE)
+    assert np.array_equal(mla.latent_attention, decode_attention) and decode_attention.any()
+    assert not mla.recurrent_state.any()
+    dense = _decode_table(serving("llama-3.1-8b", 32))
+    assert not (dense.recurrent_state.any() or dense.latent_attention.any())
