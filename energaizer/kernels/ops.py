@@ -65,6 +65,7 @@ class Op(IntEnum):
     MAMBA_SCAN = 29  # Mamba-2 chunked scan (SSD) of a prefill: its matmuls within and across chunks
     MAMBA_STATE = 30  # Mamba-2 convolution, recurrent state passes and gated norm (a decode step's update)
     AMP_CAST = 31  # autocast training: fp32 weights, inputs and gradients to and from 16 bit
+    MOE_COMBINE = 32  # MoE expert slots: the activation between the grouped GEMMs and the weighted sum after
 
 
 OP_KIND: dict[Op, Kind] = {
@@ -100,6 +101,7 @@ OP_KIND: dict[Op, Kind] = {
     Op.MAMBA_SCAN: Kind.GEMM,
     Op.MAMBA_STATE: Kind.MEMORY,
     Op.AMP_CAST: Kind.MEMORY,
+    Op.MOE_COMBINE: Kind.MEMORY,
 }
 
 PHASES: tuple[str, ...] = tuple(p.name.lower() for p in Phase)

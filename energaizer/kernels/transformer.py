@@ -156,6 +156,7 @@ class LayerPass:
         self.mlp_up(b)
         self.mlp_down(b)
         self.moe_experts(b)
+        self.moe_combine(b)
         self.ep_all_to_all(b)
         self.shared_expert_up(b)
         self.shared_expert_down(b)
@@ -218,11 +219,32 @@ class LayerPass:
         self._gemm(b, Op.MOE_UP, count, tok_per_expert, up_n, s.hidden, **kw)
         self._gemm(b, Op.MOE_DOWN, count, tok_per_expert, s.hidden, ffn_e, **kw)
 
-    def ep_all_to_all(self, b: KernelTableBuilder) -> None:
-        """Expert parallelism: dispatch and combine per MoE layer, every GPU sending its tokens' hidden
-        states to the ranks of their experts (``ep_all_to_all``)."""
+    def moe_combine(self, b: KernelTableBuilder) -> None:
+        """The expert slots around the grouped GEMMs (``moe_combine``; vLLM's fused MoE): the activation
+        over every token's k slots (reads the up and gate outputs, writes one) and their weighted sum
+        into the token's hidden state, two launches per MoE layer. Under expert parallelism each rank
+        runs every token of the replica's engines through its experts (vLLM's expert map: no token is
+        dispatched), so it passes all k slots and writes zeros where another rank holds the expert."""
         s = self.s
-        count = self.passes * s.moe_layers * self.gm * 2.0 * (s.ep > 1)
+        ep_on = s.ep > 1
+        tokens = np.where(ep_on, self.tokens * s.engines, self.tokens)
+        slots = tokens * s.active_experts
+        width = np.where(ep_on, s.expert_ffn, s.expert_ffn / s.tp)
+        zeros = np.where(ep_on, 1.0 - 1.0 / np.maximum(s.ep, 1.0), 0.0) * (self.mats * width + s.hidden)
+        per_slot = (self.mats + 1.0) * width + zeros + s.hidden
+        nbytes = (slots * per_slot + tokens * s.hidden) * s.a_bytes
+        count = self.passes * s.moe_layers * self.gm * 2.0 * (s.active_experts > 0)
+        memory(
+            b, self.rows, Op.MOE_COMBINE, self.phase, count, nbytes / 2.0, fp_flops=slots * width * 5.0 / 2.0
+        )
+
+    def ep_all_to_all(self, b: KernelTableBuilder) -> None:
+        """Expert parallelism over data-parallel attention engines: dispatch and combine per MoE layer,
+        every GPU sending its tokens' hidden states to the ranks of their experts (``ep_all_to_all``).
+        With one engine every rank already holds every token (tensor-parallel attention), and the MoE
+        output is all-reduced like a dense MLP's (vLLM: no all-to-all below two data-parallel ranks)."""
+        s = self.s
+        count = self.passes * s.moe_layers * self.gm * 2.0 * (s.ep > 1) * (s.engines > 1)
         size = self.tokens / s.tp * s.active_experts * s.hidden * s.a_bytes
         all_to_all(b, self.rows, Op.EP_ALL_TO_ALL, self.phase, count, size, s.ep)
 
@@ -447,10 +469,13 @@ class LayerPass:
 
     def tp_allreduce(self, b: KernelTableBuilder) -> None:
         """Tensor-parallel all-reduces of the hidden state: 2 per layer forward, 2 backward; expert-
-        parallel MoE layers combine their outputs with the all-to-all instead of the second."""
+        parallel MoE layers over data-parallel engines combine their outputs with the all-to-all
+        instead of the second."""
         s = self.s
         act = self.tokens * s.hidden * s.a_bytes
-        count = self.passes * (2.0 * s.block_pairs - np.where(s.ep > 1, s.moe_layers, 0.0))
+        count = self.passes * (
+            2.0 * s.block_pairs - np.where((s.ep > 1) & (s.engines > 1), s.moe_layers, 0.0)
+        )
         allreduce(b, self.rows, Op.TP_ALLREDUCE, self.phase, count, act, s.tp)
 
 

@@ -1,5 +1,6 @@
 """Parallel layout of an inference replica (vLLM meanings): expert parallelism places whole experts on
-the GPUs with an all-to-all per MoE layer, data-parallel attention engines split the sequences."""
+the GPUs (an all-to-all per MoE layer across data-parallel attention engines, the tensor-parallel all-
+reduce within one), data-parallel attention engines split the sequences."""
 
 from __future__ import annotations
 
@@ -27,17 +28,22 @@ def test_layout_is_validated():
         Workload(model="gpt2", task="training", gpu_count=8, expert_parallel=8, training={"steps": 1})
 
 
-def test_expert_parallelism_adds_all_to_all_and_waiting_ranks():
+def test_expert_parallelism_waits_for_the_busiest_rank_and_dispatches_only_across_engines():
     # 32 sequences: few tokens per rank, so the busiest rank's excess sets the pace (at 128 the whole-
     # expert GEMMs' better efficiency and the imbalance cancel to within 0.1 %)
     serve = {**SERVE, "requests": 256, "batch_size": 32}
     tp, ep = one(serve), one(serve, expert_parallel=8)
     assert tp.feasible and ep.feasible
-    # dispatch + combine per MoE layer instead of the MLP all-reduce: more collectives
-    assert ep.time_breakdown["communication"] > tp.time_breakdown["communication"]
+    # one engine: every rank holds every token, and the MoE output is all-reduced as in tensor
+    # parallelism (vLLM runs no all-to-all below two data-parallel ranks)
+    assert ep.time_breakdown["communication"] == pytest.approx(tp.time_breakdown["communication"])
+    assert "ep_all_to_all" not in ep.ops
     # the layer waits for the busiest rank: slower, and the waiting ranks draw less power
     assert ep.duration_seconds > tp.duration_seconds
     assert ep.average_power_watts < tp.average_power_watts
+    # data-parallel attention engines: the tokens are dispatched to their experts' ranks and back
+    dp = one(serve, expert_parallel=8, data_parallel=8, precision="fp8")
+    assert dp.ops["ep_all_to_all"].energy_joules > 0
 
 
 def test_busiest_rank_load_falls_with_the_tokens_per_rank():

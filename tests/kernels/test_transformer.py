@@ -293,3 +293,27 @@ def test_kernels_mark_the_streams_their_own_kernels_run(serving):
     assert not mla.recurrent_state.any()
     dense = _decode_table(serving("llama-3.1-8b", 32))
     assert not (dense.recurrent_state.any() or dense.latent_attention.any())
+
+
+def _combine_bytes_per_token_layer(w: Workload) -> float:
+    kt = _decode_table(w, "h100-sxm")
+    a = get_model(w.model)
+    sel = (kt.op == Op.MOE_COMBINE) & (kt.phase == Phase.DECODE)
+    inf = w.inference
+    steps = inf.requests * inf.output_tokens / inf.batch_size
+    return float(np.sum(kt.bytes[sel] * kt.count[sel]) / steps / inf.batch_size / a.layers)
+
+
+def test_moe_combine_passes_every_slot_and_expert_parallel_ranks_write_zeros_for_the_rest(serving):
+    """vLLM's fused MoE: the activation reads a slot's gate and up outputs and writes one, the sum reads
+    every slot's output and writes the token's (hand-checked, Qwen3-235B: 8 slots of 1536, hidden 4096, bf16).
+    Expert parallelism on one engine runs every token on every rank, writing zeros into the slots whose
+    experts other ranks hold (7 of 8 on eight GPUs); tensor parallelism slices each slot instead."""
+    per_slot, token = 3 * 1536 + 4096, 4096
+    ep = serving("qwen3-235b-a22b", 32, gpus=8, expert_parallel=8)
+    zeros = 7 / 8 * (2 * 1536 + 4096)
+    assert _combine_bytes_per_token_layer(ep) == pytest.approx(2 * (8 * (per_slot + zeros) + token))
+    tp = serving("qwen3-235b-a22b", 32, gpus=8)
+    assert _combine_bytes_per_token_layer(tp) == pytest.approx(2 * (8 * (3 * 1536 / 8 + 4096) + token))
+    dense = _decode_table(serving("llama-3.1-8b", 32), "h100-sxm")
+    assert not (dense.op == Op.MOE_COMBINE).any()
