@@ -43,12 +43,12 @@ BLOCK_SCALED_MMA = {"blackwell"}
 PAGED_DECODE_DRAM_SHARE = {"blackwell": 0.85}
 # A serving engine's Mamba-2 selective state update (decode: each sequence's fp32 or 16-bit state read and
 # written whole per step) is bound by what each SM keeps in flight, not by the DRAM peak: vLLM's Triton kernel
-# at its tuned launch configurations moves 14.4 bytes per SM cycle on both a Hopper and a Blackwell part
-# (vllm-project/vllm PR 44251, H200, fp32 states of 64 x 128, 8192 heads x sequences: 142.7 us for 537 MB =
-# 3.76 TB/s, 0.78 of the HBM3e peak, at 132 SMs x 1980 MHz; PR 43083, B200, 16-bit states, 8192-49152: 4.0-4.3
-# TB/s, 0.50-0.54 of 8 TB/s, at 148 SMs x 1965 MHz), so an H100 streams it at the copies' share (its 3.35 TB/s
-# is below what 132 SMs move) and an H200 or B200 below theirs. vLLM <= 0.11's untuned launch moves 10.9
-# (the H200's 188.2 us for the same 537 MB).
+# at its tuned launch configurations moves 14.4 bytes per SM cycle on both a Hopper and a Blackwell part at
+# the catalog's max clocks (vllm-project/vllm PR 44251, H200, fp32 states of 64 x 128, 8192 heads x
+# sequences: 142.7 us for 537 MB = 3.76 TB/s, 0.78 of the HBM3e peak, 132 SMs x 1980 MHz; PR 43083, B200,
+# 16-bit states, 8192-49152: 4.0-4.3 TB/s, 0.50-0.54 of 8 TB/s, 148 SMs x 1980 MHz), so an H100 streams it at
+# the copies' share (its 3.35 TB/s is below what 132 SMs move) and an H200 or B200 below theirs. vLLM <= 0.11's
+# untuned launch moves 10.9 (the H200's 188.2 us for the same 537 MB).
 STATE_STREAM_BYTES_PER_SM_CYCLE = 14.4
 SM_L2_BYTES_PER_CYCLE = 64.0  # per SM, order of A100/H100 L2 slice bandwidth
 TMA_ALIGN_BYTES = 16  # stride alignment of Hopper's bulk tensor copies (and the widest vector load)
