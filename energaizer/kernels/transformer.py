@@ -72,6 +72,8 @@ AMP_INPUT_CASTS_PER_LAYER = 2.0  # the attention and MLP inputs (fused projectio
 # chunk-state passes, gated RMSNorm)
 MAMBA_CHUNK = 128.0
 MAMBA_STATE_LAUNCHES = 3.0
+# vLLM's silu_and_mul: a sigmoid (exp, add, divide) and two multiplies per output element
+SILU_MUL_FLOPS_PER_ELEMENT = 5.0
 
 
 def experts_touched(experts, k, tokens) -> np.ndarray:
@@ -197,9 +199,9 @@ class LayerPass:
         layer as one grouped GEMM (``gemm_group`` = experts hit). Tensor parallelism slices every expert;
         expert parallelism places whole experts on the GPUs, which then see the tokens of every engine of
         the replica, and the layer waits for the busiest rank while the others draw idle power."""
-        s, T = self.s, self.tokens
+        s = self.s
         ep, ep_on = s.ep, s.ep > 1
-        T_moe = np.where(ep_on, T * s.engines, T)
+        T_moe = self._moe_tokens()
         routed = T_moe * s.active_experts
         touched = experts_touched(s.experts, s.active_experts, T_moe)
         tok_per_expert = np.where(touched > 0, routed / np.maximum(touched, 1.0), 0.0)
@@ -219,6 +221,11 @@ class LayerPass:
         self._gemm(b, Op.MOE_UP, count, tok_per_expert, up_n, s.hidden, **kw)
         self._gemm(b, Op.MOE_DOWN, count, tok_per_expert, s.hidden, ffn_e, **kw)
 
+    def _moe_tokens(self) -> np.ndarray:
+        """Tokens each GPU runs through its experts: its own, or under expert parallelism every token of
+        the replica's data-parallel engines."""
+        return np.where(self.s.ep > 1, self.tokens * self.s.engines, self.tokens)
+
     def moe_combine(self, b: KernelTableBuilder) -> None:
         """The expert slots around the grouped GEMMs (``moe_combine``; vLLM's fused MoE): the activation
         over every token's k slots (reads the up and gate outputs, writes one) and their weighted sum
@@ -227,7 +234,7 @@ class LayerPass:
         dispatched), so it passes all k slots and writes zeros where another rank holds the expert."""
         s = self.s
         ep_on = s.ep > 1
-        tokens = np.where(ep_on, self.tokens * s.engines, self.tokens)
+        tokens = self._moe_tokens()
         slots = tokens * s.active_experts
         width = np.where(ep_on, s.expert_ffn, s.expert_ffn / s.tp)
         zeros = np.where(ep_on, 1.0 - 1.0 / np.maximum(s.ep, 1.0), 0.0) * (self.mats * width + s.hidden)
@@ -235,7 +242,13 @@ class LayerPass:
         nbytes = (slots * per_slot + tokens * s.hidden) * s.a_bytes
         count = self.passes * s.moe_layers * self.gm * 2.0 * (s.active_experts > 0)
         memory(
-            b, self.rows, Op.MOE_COMBINE, self.phase, count, nbytes / 2.0, fp_flops=slots * width * 5.0 / 2.0
+            b,
+            self.rows,
+            Op.MOE_COMBINE,
+            self.phase,
+            count,
+            nbytes / 2.0,
+            fp_flops=slots * width * SILU_MUL_FLOPS_PER_ELEMENT / 2.0,
         )
 
     def ep_all_to_all(self, b: KernelTableBuilder) -> None:

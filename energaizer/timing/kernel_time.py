@@ -74,7 +74,9 @@ class TimingPlan:
     stream_peak: np.ndarray  # achievable DRAM bytes/s at full speed
     stream_headroom: np.ndarray  # headroom x DRAM bytes/s (scaled by clock / f_max)
     in_flight: np.ndarray  # bytes all SMs keep in flight in an eager memory-bound kernel (0: other kernels)
-    sm_stream: np.ndarray  # bytes all SMs move per cycle in an SM-bound stream (recurrent states; 0: others)
+    sm_stream: (
+        np.ndarray
+    )  # bytes all SMs move per cycle in an SM-bound stream (recurrent states; inf: others)
     max_clock_mhz: np.ndarray
     is_attn: np.ndarray
     is_comm: np.ndarray
@@ -195,7 +197,7 @@ def plan_timing(kt: KernelTable, dev: KernelDevice, hw: GpuTable, prof: Calibrat
         ),
         stream_headroom=prof.dram_stream_headroom * dram,
         in_flight=np.where(eager_stream, eager_bytes_in_flight(hw, g, prof), 0.0),
-        sm_stream=np.where(state_stream, sm * STATE_STREAM_BYTES_PER_SM_CYCLE, 0.0),
+        sm_stream=np.where(state_stream, sm * STATE_STREAM_BYTES_PER_SM_CYCLE, np.inf),
         max_clock_mhz=hw.max_clock_mhz[g],
         is_attn=is_attn,
         is_comm=is_comm,
@@ -258,7 +260,7 @@ def kernel_timing(
     knee = np.minimum(pl.stream_peak, pl.stream_headroom * clock_mhz / pl.max_clock_mhz)
     little = latency_bound_bytes_per_s(pl.in_flight, clock_hz, prof)
     bw = np.where(pl.in_flight > 0, np.minimum(pl.stream_peak, little), knee) * pl.quantized
-    bw = np.where(pl.sm_stream > 0, np.minimum(bw, pl.sm_stream * clock_hz), bw)
+    bw = np.minimum(bw, pl.sm_stream * clock_hz)
     is_attn, is_comm = pl.is_attn, pl.is_comm
 
     # --- GEMM tiling: the library picks the tile shape (and split-K) that finishes first ---
