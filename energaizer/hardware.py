@@ -50,6 +50,19 @@ PAGED_DECODE_DRAM_SHARE = {"blackwell": 0.85}
 # the copies' share (its 3.35 TB/s is below what 132 SMs move) and an H200 or B200 below theirs. vLLM <= 0.11's
 # untuned launch moves 10.9 (the H200's 188.2 us for the same 537 MB).
 STATE_STREAM_BYTES_PER_SM_CYCLE = 14.4
+# A serving engine's grouped GEMM for block-scaled FP8 experts on Hopper: vLLM 0.11 picks DeepGEMM's M-grouped
+# contiguous GEMM for block-quantised checkpoints where deep_gemm is installed, as in its Docker image
+# (get_fp8_moe_backend), and with its default E8M0 scales runs it at every batch size (is_deep_gemm_e8m0_used
+# skips the M >= 128 check). It takes each local expert's rows in 128-row blocks from one buffer sized for the
+# worst case, tokens x k + local experts x 127 rows rounded to 128 (compute_aligned_M: no per-expert counts on
+# the host without an all-to-all backend), and tags the buffer's unused tail expert 0 (zero-initialised
+# m_indices), which DeepGEMM computes like any other block (it skips only m_indices < 0): every such GEMM
+# computes that many rows, ~10-40x the routed ones in a decode step (Qwen3-235B FP8 on 8 H100s: 2,176 rows per
+# layer at 8 sequences). That is why those ML.ENERGY v3 runs (vLLM 0.11.1) are slower at batch 8 than the same
+# model in bf16 and draw 450-530 W per GPU against 354 W. Not on Blackwell: there block-FP8 MoE is served with
+# FlashInfer's TRT-LLM kernels, sized by the routed tokens (ML.ENERGY's DeepSeek B200 configs set
+# VLLM_USE_FLASHINFER_MOE_FP8=1); vLLM from 0.12 also runs Triton instead at tensor-parallel 8 (PR 29346).
+GROUPED_FP8_BLOCK_ROWS = {"hopper": 128.0}
 SM_L2_BYTES_PER_CYCLE = 64.0  # per SM, order of A100/H100 L2 slice bandwidth
 TMA_ALIGN_BYTES = 16  # stride alignment of Hopper's bulk tensor copies (and the widest vector load)
 

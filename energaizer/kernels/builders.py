@@ -33,14 +33,18 @@ def gemm(
     moe_grouped: bool = False,
     channel_scaled=False,
     busy_share=1.0,
+    b_operands=None,
 ) -> None:
     """``gemm_group`` GEMMs [m x k] @ [k x n] in one launch; the B operand is a weight (element size
     ``wb``) or, with ``weights=False``, an activation (``ab``). ``moe_grouped``: one MoE launch over
     the experts hit (``gemm_group`` of them); ``channel_scaled``: its low-precision weights scale per
-    output channel, not per block; ``busy_share``: share of the GPUs busy with it."""
+    output channel, not per block; ``busy_share``: share of the GPUs busy with it; ``b_operands``: the
+    distinct B operands the groups read from DRAM (default: one per group; fewer where groups share one,
+    as row blocks of one expert do)."""
     gemm_group = np.asarray(gemm_group, dtype=np.float64)
+    b_groups = gemm_group if b_operands is None else np.asarray(b_operands, dtype=np.float64)
     b_elem = wb if weights else ab
-    nbytes = gemm_group * (m * k * ab + k * n * b_elem + m * n * ab)
+    nbytes = gemm_group * (m * k * ab + m * n * ab) + b_groups * k * n * b_elem
     b.add(
         rows,
         op,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from energaizer.catalog.schema import GPUSpec, ModelArchitecture
+from energaizer.hardware import GROUPED_FP8_BLOCK_ROWS
 from energaizer.workload import Workload
 
 PRECISION_BYTES = {"fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5}
@@ -75,6 +76,9 @@ class RowParams:
     w_bytes: np.ndarray  # weight element size
     expert_w_bytes: np.ndarray  # routed experts' weight element size (a checkpoint's narrower format)
     expert_channel_scaled: np.ndarray  # bool: 8-bit experts scaled per channel (epilogue), not per block
+    # rows per block a serving engine's grouped GEMM of block-scaled 8-bit experts computes, its buffer's
+    # worst-case padding included (energaizer.hardware.GROUPED_FP8_BLOCK_ROWS; 0: the routed rows only)
+    expert_block_rows: np.ndarray
     a_bytes: np.ndarray  # activation / KV element size
     gpu_count: np.ndarray
     tp: np.ndarray  # tensor parallelism of the attention and dense layers (of one engine)
@@ -382,6 +386,14 @@ def build_row_params(
         if a.expert_precision and w.task == "inference":
             # a checkpoint that ships its experts quantised (gpt-oss: MXFP4) is served so at any dtype
             c["expert_w_bytes"][i] = min(c["w_bytes"][i], PRECISION_BYTES[a.expert_precision])
+        if (
+            dispatch == "graphs"
+            and a.is_moe
+            and a.expert_scaling == "block"
+            and c["expert_w_bytes"][i] == 1.0
+            and "fp8" in gpu.peak_tflops
+        ):
+            c["expert_block_rows"][i] = GROUPED_FP8_BLOCK_ROWS.get(gpu.architecture, 0.0)
         c["gpu_count"][i] = w.gpu_count
         tp = default_tensor_parallel(w, a, gpu)
         c["tp"][i] = tp

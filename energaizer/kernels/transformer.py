@@ -84,6 +84,16 @@ def experts_touched(experts, k, tokens) -> np.ndarray:
     return np.where(experts > 0, experts * -np.expm1(tokens * np.log1p(-np.minimum(share, 1 - 1e-12))), 0.0)
 
 
+def padded_expert_rows(tokens, k, local_experts, block_rows) -> np.ndarray:
+    """Rows a grouped expert GEMM computes on one GPU when it runs its worst-case buffer whole (vLLM's
+    DeepGEMM path for block-scaled FP8 experts, energaizer.hardware.GROUPED_FP8_BLOCK_ROWS): ``tokens`` x
+    ``k`` slots plus ``block_rows`` - 1 for each of the ``local_experts``, rounded up to a whole block;
+    0 where ``block_rows`` is 0 (the kernel computes the routed rows only)."""
+    block = np.maximum(np.asarray(block_rows, dtype=np.float64), 1.0)
+    rows = np.ceil((tokens * k + local_experts * (block - 1.0)) / block) * block
+    return np.where(np.asarray(block_rows) > 0, rows, 0.0)
+
+
 def busiest_rank_load(routed, ranks) -> np.ndarray:
     """Load of the busiest of ``ranks`` GPUs relative to the mean when ``routed`` token-expert pairs
     land on them at random: mean + sqrt(2 mean ln ranks) (the expected maximum of balanced counts)."""
@@ -208,18 +218,28 @@ class LayerPass:
         local = np.where(ep_on, touched / ep * busiest_rank_load(routed, ep), touched)
         local = np.where(ep_on, np.minimum(local, s.experts / ep), local)
         busy = np.where(ep_on & (local > 0), touched / ep / np.maximum(local, 1e-9), 1.0)
+        # A grouped 8-bit kernel that computes its whole worst-case buffer (expert_block_rows > 0) runs
+        # the same row blocks on every rank: each touched expert's rows in whole blocks, the rest of the
+        # buffer on one expert whose weights stay in L2, so the touched experts' weights are read once.
+        block = s.expert_block_rows
+        padded = padded_expert_rows(T_moe, s.active_experts, s.experts / ep, block)
+        pad = padded > 0
+        rows = np.where(pad, block, tok_per_expert)
+        groups = np.where(pad, padded / np.maximum(block, 1.0), local)
+        busy = np.where(pad, 1.0, busy)
         ffn_e = np.where(ep_on, s.expert_ffn, s.expert_ffn / s.tp)
         count = self.passes * s.moe_layers * self.gm
         up_n = self.mats * ffn_e
         kw = {
-            "gemm_group": local,
+            "gemm_group": groups,
+            "b_operands": local,
             "moe_grouped": True,
             "channel_scaled": s.expert_channel_scaled,
             "busy_share": busy,
             "wb": s.expert_w_bytes,
         }
-        self._gemm(b, Op.MOE_UP, count, tok_per_expert, up_n, s.hidden, **kw)
-        self._gemm(b, Op.MOE_DOWN, count, tok_per_expert, s.hidden, ffn_e, **kw)
+        self._gemm(b, Op.MOE_UP, count, rows, up_n, s.hidden, **kw)
+        self._gemm(b, Op.MOE_DOWN, count, rows, s.hidden, ffn_e, **kw)
 
     def _moe_tokens(self) -> np.ndarray:
         """Tokens each GPU runs through its experts: its own, or under expert parallelism every token of

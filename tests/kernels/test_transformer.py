@@ -17,6 +17,7 @@ from energaizer.kernels.transformer import (
     eager_elementwise_bytes,
     eager_score_traffic,
     experts_touched,
+    padded_expert_rows,
 )
 
 
@@ -317,3 +318,46 @@ def test_moe_combine_passes_every_slot_and_expert_parallel_ranks_write_zeros_for
     assert _combine_bytes_per_token_layer(tp) == pytest.approx(2 * (8 * (3 * 1536 / 8 + 4096) + token))
     dense = _decode_table(serving("llama-3.1-8b", 32), "h100-sxm")
     assert not (dense.op == Op.MOE_COMBINE).any()
+
+
+def _moe_up(kt):
+    sel = (kt.op == Op.MOE_UP) & (kt.phase == Phase.DECODE)
+    return kt.m[sel][0], kt.gemm_group[sel][0], kt.flops[sel][0], kt.bytes[sel][0]
+
+
+def test_block_fp8_experts_on_hopper_compute_their_whole_worst_case_buffer(serving):
+    """vLLM 0.11's DeepGEMM path for block-scaled FP8 experts on Hopper computes tokens x k + local experts x
+    127 rows in 128-row blocks whatever the routing (hand-checked: Qwen3-235B FP8 on 8 H100s, 8 sequences,
+    16 local experts: 64 + 2032 -> 2,176 rows, 17 blocks); each touched expert's weights are still read once
+    from DRAM (the buffer's tail reruns one expert from L2)."""
+    assert padded_expert_rows(8, 8, 16, 128) == 2176
+    assert padded_expert_rows(8, 8, 16, 0) == 0
+    w = serving("qwen3-235b-a22b", 8, gpus=8, expert_parallel=8, precision="fp8")
+    m, groups, flops, nbytes = _moe_up(_decode_table(w, "h100-sxm"))
+    a = get_model(w.model)
+    n, k = 2 * a.moe_expert_ffn, a.hidden
+    assert (m, groups) == (128, 17)
+    assert flops == pytest.approx(2 * 2176 * n * k)
+    touched_weights = nbytes - 17 * 128 * (k + n)  # fp8 activations in and out, one byte each
+    assert 0 < touched_weights < 16 * n * k  # at most the 16 local experts, once each
+    # the same workload where no DeepGEMM pads: an A100 (no fp8 math), a B200 (FlashInfer's kernels), bf16
+    # experts, per-channel fp8 experts (CUTLASS) and eager code run the routed rows only
+    for other in (
+        _decode_table(w, "a100-sxm4-80gb"),
+        _decode_table(w, "b200"),
+        _decode_table(w.model_copy(update={"precision": "bf16"}), "h100-sxm"),
+        _decode_table(w.model_copy(update={"execution": "eager"}), "h100-sxm"),
+    ):
+        assert _moe_up(other)[0] < 128
+    maverick = serving("llama-4-maverick-17b-128e", 8, gpus=8, expert_parallel=8, precision="fp8")
+    assert _moe_up(_decode_table(maverick, "h100-sxm"))[0] < 128
+
+
+def test_padded_fp8_experts_make_small_batches_slower_and_hungrier_than_their_routing(one, serving):
+    """What the padding costs on 8 H100s at 8 sequences (ML.ENERGY v3, vLLM 0.11.1: the FP8 run is slower per
+    step than the bf16 one and draws 450-530 W per GPU against 354 W): the FP8 step is no longer faster than
+    the bf16 one, and its power per GPU is higher."""
+    fp8 = one(serving("qwen3-235b-a22b", 8, gpus=8, expert_parallel=8, precision="fp8"), "h100-sxm")
+    bf16 = one(serving("qwen3-235b-a22b", 8, gpus=8, expert_parallel=8), "h100-sxm")
+    assert fp8.duration_seconds > 0.95 * bf16.duration_seconds
+    assert fp8.average_power_watts > 1.1 * bf16.average_power_watts
