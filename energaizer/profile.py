@@ -196,6 +196,18 @@ class CalibrationProfile(BaseModel):
     )
     alpha_l2: float = Field(default=0.2, ge=0, le=10, description="L2 power at full use")
     alpha_sm: float = Field(default=0.35, ge=0, le=10, description="SM activity (issue, clocks) while busy")
+    async_stall_activity: float = Field(
+        default=0.55,
+        gt=0,
+        le=1,
+        description="share of the SM-activity power an SM draws in a GEMM of a GPU with bulk-copy units "
+        "(Hopper, Blackwell: TMA) while the tiles it waits for are in flight, rising to 1 with the share of "
+        "the kernel's time its math takes: the copies are issued by one thread per tile and the other warps "
+        "sleep at their barriers. Kernels whose every thread issues its own loads (elementwise passes, fused "
+        "norms, attention gathering 16-token KV pages) stay fully active. Set from the H100 GEMMs at M = 16-64, "
+        "which stream their weights (our NVML sweep's 16x4096x57344: +13 % power at 1, 0 % at 0.55; the "
+        "shared file's 64x4096x14336: +9 % -> +2 %, at the measured 1980 MHz), not fitted",
+    )
     dram_pj_per_bit: float = Field(
         default=7.0,
         ge=0,

@@ -89,6 +89,7 @@ class TimingPlan:
     simt_math: np.ndarray
     l2_per_cycle: np.ndarray  # L2 bytes per cycle over all SMs
     u_busy: np.ndarray
+    stall_activity: np.ndarray  # SM-activity share while memory-bound (async_stall_activity; 1: fully busy)
     latency: np.ndarray  # fixed device seconds per launch (kernel_latency_s)
     l2_resident: np.ndarray  # share of a chained kernel's bytes served from L2 (l2_resident_share)
     gemm: GemmPlan
@@ -214,6 +215,8 @@ def plan_timing(kt: KernelTable, dev: KernelDevice, hw: GpuTable, prof: Calibrat
         simt_math=~(dev.tensor | is_mem | is_comm),
         l2_per_cycle=SM_L2_BYTES_PER_CYCLE * sm,
         u_busy=np.where(is_comm, 0.3, 1.0),
+        # a bulk-copy (TMA) GPU's GEMMs stage their tiles asynchronously: the warps wait at barriers
+        stall_activity=np.where(hw.tma[g] & is_gemm, prof.async_stall_activity, 1.0),
         latency=kernel_latency_s(kt, prof),
         l2_resident=l2_resident_share(kt, hw, g),
         gemm=_plan_gemm(kt, dev, hw, prof, np.nonzero(is_gemm)[0], math_eff, scaled, weight_only),
@@ -307,8 +310,13 @@ def kernel_timing(
         u_l2=clip(u_l2),
         u_dram=clip(u_dram),
         # the SMs are busy (issuing, stalled on their loads) for the work and the waves, not while the
-        # grid starts and drains (a tiny kernel replayed back to back draws little over idle power)
-        u_busy=pl.u_busy * (1.0 - pl.latency / t_exec),
+        # grid starts and drains (a tiny kernel replayed back to back draws little over idle power); where
+        # the loads are asynchronous, only the math's share of the time keeps them fully active
+        u_busy=pl.u_busy
+        * (1.0 - pl.latency / t_exec)
+        * (
+            pl.stall_activity + (1.0 - pl.stall_activity) * np.minimum(np.maximum(t_comp, t_fp) / t_exec, 1.0)
+        ),
         fp_flop_rate=simt_flops / t_exec,
         t_compute=np.minimum(np.maximum(t_comp, t_fp), t_exec),
     )

@@ -58,15 +58,18 @@ def aijob(
     replicas: int = 1,
     mode: str | None = None,
     labels: dict[str, str] | None = None,
+    inference: dict[str, Any] | None = None,
     **placement: Any,
 ) -> dict[str, Any]:
+    serve = {
+        "requests": requests,
+        "inputTokens": 512,
+        "outputTokens": 256,
+        "batchSize": 16,
+        **(inference or {}),
+    }
     spec: dict[str, Any] = {
-        "workload": {
-            "model": model,
-            "precision": "bf16",
-            "task": "inference",
-            "inference": {"requests": requests, "inputTokens": 512, "outputTokens": 256, "batchSize": 16},
-        },
+        "workload": {"model": model, "precision": "bf16", "task": "inference", "inference": serve},
         "resources": {"gpusPerReplica": gpus, "replicas": replicas},
         "placement": {**({"mode": mode} if mode else {}), **placement},
         "template": {

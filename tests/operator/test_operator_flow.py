@@ -9,6 +9,8 @@ from energaizer_operator.display import readable_duration, readable_energy
 from kmock_support import RealisticEmulator
 from operator_testkit import JOBS, aijob, wait_for
 
+from energaizer.catalog import get_gpu
+
 pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
 
 
@@ -35,7 +37,12 @@ async def test_estimate_place_steer_and_mirror(gpu_cluster, operator_factory):
         "l4",
     }  # the unknown and NotReady nodes add nothing
     feasible = {t: e["energyJoules"] for t, e in estimates.items() if e["feasible"]}
-    best = min(feasible, key=feasible.get)
+    # the job's best type by the operator's objective: its energy above the idle draw its 4 GPUs replace
+    # (the default static fleet, energaizer.placement.fleet)
+    marginal = {
+        t: e - 4 * estimates[t]["durationSeconds"] * get_gpu(t).idle_power_w for t, e in feasible.items()
+    }
+    best = min(marginal, key=marginal.get)
     placement = status["placement"]
     assert placement["gpuType"] == best
     assert placement["jobName"] == "chat"
