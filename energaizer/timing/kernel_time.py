@@ -74,9 +74,8 @@ class TimingPlan:
     stream_peak: np.ndarray  # achievable DRAM bytes/s at full speed
     stream_headroom: np.ndarray  # headroom x DRAM bytes/s (scaled by clock / f_max)
     in_flight: np.ndarray  # bytes all SMs keep in flight in an eager memory-bound kernel (0: other kernels)
-    sm_stream: (
-        np.ndarray
-    )  # bytes all SMs move per cycle in an SM-bound stream (recurrent states; inf: others)
+    # bytes all SMs move per cycle in an SM-bound stream (recurrent states; inf: others)
+    sm_stream: np.ndarray
     max_clock_mhz: np.ndarray
     is_attn: np.ndarray
     is_comm: np.ndarray
@@ -303,6 +302,7 @@ def kernel_timing(
     u_l2 = l2_bytes / (l2_bw * t_exec)
     u_dram = dram_bytes / (hw.dram_bytes_per_s[g] * t_exec)
     clip = lambda u: np.clip(u, 0.0, 1.0)  # noqa: E731
+    t_compute = np.minimum(np.maximum(t_comp, t_fp), t_exec)
     return KernelTiming(
         t_exec=t_exec,
         u_tensor=clip(u_tensor),
@@ -314,11 +314,9 @@ def kernel_timing(
         # the loads are asynchronous, only the math's share of the time keeps them fully active
         u_busy=pl.u_busy
         * (1.0 - pl.latency / t_exec)
-        * (
-            pl.stall_activity + (1.0 - pl.stall_activity) * np.minimum(np.maximum(t_comp, t_fp) / t_exec, 1.0)
-        ),
+        * (pl.stall_activity + (1.0 - pl.stall_activity) * t_compute / t_exec),
         fp_flop_rate=simt_flops / t_exec,
-        t_compute=np.minimum(np.maximum(t_comp, t_fp), t_exec),
+        t_compute=t_compute,
     )
 
 
