@@ -145,13 +145,27 @@ def _add_pass(
                 wbb[wino],
                 abb[wino],
             )
-        # batch-norm + activation (+ residual) as separate memory-bound passes in eager frameworks
+        # cuDNN's 16-bit tensor-core convolutions are NHWC kernels, and PyTorch hands them NCHW tensors
+        # (its default memory format): each GEMM pass copies its activation operand to NHWC first
+        # (nchwToNhwcKernel; the results come back through nhwcToNchwKernel). The forward pass
+        # transposes the input; the backward pass the output gradient (data gradient) and the input
+        # (weight gradient). Measured on an H100 (benchmarks/results/h100-nvml-2026-11-22/profile):
+        # ResNet-50 bf16, 4.3 ms of copies per 256-image forward pass and 7.1 ms per 128-image
+        # training step, against 5.2 and 7.9 ms for these bytes at 2.1 TB/s.
+        nchw = direct & (abb == 2.0)
+        if nchw.any():
+            moved = in_bytes + out_bytes if backward else in_bytes
+            b.add(r[nchw], Op.LAYOUT_TRANSPOSE, phase, cnt[nchw], bytes=(2.0 * moved)[nchw])
+        # batch-norm + activation (+ residual) as separate memory-bound passes in eager frameworks, each
+        # reading and writing the activations; a training forward pass also reads each batch-norm input
+        # once more for the batch statistics (2.5 passes per kernel on average over the two)
+        passes = 2.5 if phase == Phase.FORWARD else 2.0
         b.add(
             r,
             Op.NORM_ACT,
             phase,
             cnt * gm * 2.0,
-            bytes=2.0 * img * cout * h * w * abb,
+            bytes=passes * img * cout * h * w * abb,
             fp_flops=4.0 * img * cout * h * w,
         )
     lin = shapes["linear"]

@@ -66,6 +66,7 @@ class Op(IntEnum):
     MAMBA_STATE = 30  # Mamba-2 convolution, recurrent state passes and gated norm (a decode step's update)
     AMP_CAST = 31  # autocast training: fp32 weights, inputs and gradients to and from 16 bit
     MOE_COMBINE = 32  # MoE expert slots: the activation between the grouped GEMMs and the weighted sum after
+    LAYOUT_TRANSPOSE = 33  # cuDNN's NCHW <-> NHWC copies around a 16-bit tensor-core convolution
 
 
 OP_KIND: dict[Op, Kind] = {
@@ -102,6 +103,7 @@ OP_KIND: dict[Op, Kind] = {
     Op.MAMBA_STATE: Kind.MEMORY,
     Op.AMP_CAST: Kind.MEMORY,
     Op.MOE_COMBINE: Kind.MEMORY,
+    Op.LAYOUT_TRANSPOSE: Kind.MEMORY,
 }
 
 PHASES: tuple[str, ...] = tuple(p.name.lower() for p in Phase)
