@@ -13,6 +13,9 @@ all-reduces per layer and a data-parallel gradient all-reduce per step.
 
 from __future__ import annotations
 
+from functools import cache
+from math import erf, pi, sqrt
+
 import numpy as np
 
 from energaizer.kernels.builders import all_to_all, allreduce, gemm, memory, optimizer_step
@@ -94,12 +97,34 @@ def padded_expert_rows(tokens, k, local_experts, block_rows) -> np.ndarray:
     return np.where(np.asarray(block_rows) > 0, rows, 0.0)
 
 
-def busiest_rank_load(routed, ranks) -> np.ndarray:
-    """Load of the busiest of ``ranks`` GPUs relative to the mean when ``routed`` token-expert pairs
-    land on them at random: mean + sqrt(2 mean ln ranks) (the expected maximum of balanced counts)."""
-    ranks = np.asarray(ranks, dtype=np.float64)
-    mean = np.maximum(np.asarray(routed, dtype=np.float64) / np.maximum(ranks, 1.0), 1e-9)
-    return np.where(ranks > 1, 1.0 + np.sqrt(2.0 * np.log(np.maximum(ranks, 1.0)) / mean), 1.0)
+@cache
+def expected_max_normal(ranks: int) -> float:
+    """E[max of ``ranks`` independent standard normals] (0 for one; 1/sqrt(pi) for two; 1.42 for
+    eight), by quadrature of x d/dx Phi(x)^ranks."""
+    if ranks <= 1:
+        return 0.0
+    x = np.linspace(-9.0, 9.0, 3601)
+    cdf = 0.5 * (1.0 + np.array([erf(v / sqrt(2.0)) for v in x]))
+    pdf = np.exp(-0.5 * x * x) / sqrt(2.0 * pi)
+    return float(np.sum(x * ranks * pdf * cdf ** (ranks - 1)) * (x[1] - x[0]))
+
+
+def busiest_rank_experts(experts, touched, ranks) -> np.ndarray:
+    """Experts the busiest of ``ranks`` expert-parallel GPUs holds among the ``touched`` of ``experts``
+    a step's tokens hit (each expert hit with probability p = touched / experts): each rank's count is
+    binomial over its experts / ranks (mean n p, variance n p (1 - p)), and the layer waits for the
+    largest, about mean + E[max of ranks normals] x sd, at most all of the rank's experts. (The
+    routed slots' Poisson bound, mean + sqrt(2 mean ln ranks), overstated it: 11.1 of 16 experts for
+    Qwen3-235B at 8 sequences on 8 GPUs against this 9.2, and ML.ENERGY v3's decode steps there ran
+    1.09-1.13x their measured inter-token latency at batch 8-16, now 0.97-1.00.)"""
+    experts = np.asarray(experts, dtype=np.float64)
+    ranks = np.maximum(np.asarray(ranks, dtype=np.float64), 1.0)
+    per_rank = experts / ranks
+    p = np.clip(np.asarray(touched, dtype=np.float64) / np.maximum(experts, 1.0), 0.0, 1.0)
+    degrees, which = np.unique(ranks, return_inverse=True)
+    spread = np.array([expected_max_normal(int(r)) for r in degrees])[which].reshape(ranks.shape)
+    busiest = per_rank * p + spread * np.sqrt(per_rank * p * (1.0 - p))
+    return np.where(ranks > 1, np.minimum(busiest, per_rank), per_rank * p)
 
 
 def eager_score_traffic(prep_kernels, softmax_fp32, act_bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -215,8 +240,7 @@ class LayerPass:
         routed = T_moe * s.active_experts
         touched = experts_touched(s.experts, s.active_experts, T_moe)
         tok_per_expert = np.where(touched > 0, routed / np.maximum(touched, 1.0), 0.0)
-        local = np.where(ep_on, touched / ep * busiest_rank_load(routed, ep), touched)
-        local = np.where(ep_on, np.minimum(local, s.experts / ep), local)
+        local = np.where(ep_on, busiest_rank_experts(s.experts, touched, ep), touched)
         busy = np.where(ep_on & (local > 0), touched / ep / np.maximum(local, 1e-9), 1.0)
         # A grouped 8-bit kernel that computes its whole worst-case buffer (expert_block_rows > 0) runs
         # the same row blocks on every rank: each touched expert's rows in whole blocks, the rest of the

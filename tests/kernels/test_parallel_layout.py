@@ -4,12 +4,13 @@ reduce within one), data-parallel attention engines split the sequences."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from energaizer import Workload, estimate
 from energaizer.io.workload_csv import read_workload_csv
-from energaizer.kernels.transformer import busiest_rank_load
+from energaizer.kernels.transformer import busiest_rank_experts, expected_max_normal
 
 SERVE = {"requests": 1024, "input_tokens": 256, "output_tokens": 512, "batch_size": 128}
 
@@ -46,10 +47,24 @@ def test_expert_parallelism_waits_for_the_busiest_rank_and_dispatches_only_acros
     assert dp.ops["ep_all_to_all"].energy_joules > 0
 
 
-def test_busiest_rank_load_falls_with_the_tokens_per_rank():
-    assert busiest_rank_load(1e9, 8) == pytest.approx(1.0, abs=1e-3)
-    assert busiest_rank_load(64, 8) == pytest.approx(1 + (2 * 2.0794 / 8) ** 0.5, rel=1e-3)
-    assert busiest_rank_load(64, 1) == 1.0
+def test_expected_maximum_of_normals_matches_the_order_statistics_tables():
+    assert expected_max_normal(1) == 0.0
+    assert expected_max_normal(2) == pytest.approx(1 / np.pi**0.5, abs=1e-4)
+    assert expected_max_normal(4) == pytest.approx(1.0294, abs=1e-3)
+    assert expected_max_normal(8) == pytest.approx(1.4236, abs=1e-3)
+
+
+def test_busiest_rank_holds_the_binomial_maximum_of_the_touched_experts():
+    """Qwen3-235B (128 experts, 8 per token) at 8 sequences on 8 GPUs: each expert is hit with
+    p = 1 - (120/128)^8, a rank's 16 experts give 16p +- sqrt(16 p (1 - p)), the busiest of 8 about
+    1.4236 sd above the mean; one rank holds every touched expert; many tokens hit all 16."""
+    p = 1 - (120 / 128) ** 8
+    touched = 128 * p
+    mean, sd = 16 * p, (16 * p * (1 - p)) ** 0.5
+    assert busiest_rank_experts(128, touched, 8) == pytest.approx(mean + 1.4236 * sd, rel=1e-3)
+    assert busiest_rank_experts(128, touched, 1) == pytest.approx(touched)
+    assert busiest_rank_experts(128, 128.0, 8) == pytest.approx(16.0)
+    assert busiest_rank_experts(128, 127.9, 8) <= 16.0
 
 
 def test_data_parallel_engines_replicate_attention_and_hold_their_own_sequences():
