@@ -123,8 +123,8 @@ def busiest_rank_experts(experts, touched, ranks) -> np.ndarray:
     p = np.clip(np.asarray(touched, dtype=np.float64) / np.maximum(experts, 1.0), 0.0, 1.0)
     degrees, which = np.unique(ranks, return_inverse=True)
     spread = np.array([expected_max_normal(int(r)) for r in degrees])[which].reshape(ranks.shape)
-    busiest = per_rank * p + spread * np.sqrt(per_rank * p * (1.0 - p))
-    return np.where(ranks > 1, np.minimum(busiest, per_rank), per_rank * p)
+    busiest = per_rank * p + spread * np.sqrt(per_rank * p * (1.0 - p))  # spread 0 on one rank: n p
+    return np.minimum(busiest, per_rank)
 
 
 def eager_score_traffic(prep_kernels, softmax_fp32, act_bytes) -> tuple[np.ndarray, np.ndarray]:

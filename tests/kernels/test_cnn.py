@@ -54,33 +54,7 @@ def test_depthwise_convolutions_are_memory_bound_direct_kernels():
     assert seconds["depthwise_conv"] < 0.15 * r.duration_seconds[0]
 
 
-def _cnn_table(model: str, precision: str, task: str, images: int):
-    import numpy as np
-
-    from energaizer.catalog import get_gpu, get_model
-    from energaizer.hardware import GpuTable
-    from energaizer.kernels.cnn import add_cnn
-    from energaizer.kernels.params import build_row_params
-    from energaizer.kernels.table import KernelTableBuilder
-    from energaizer.memory_plan import plan_memory
-
-    arch = get_model(model)
-    if task == "training":
-        spec = {"training": {"steps": 1, "global_batch_size": images}}
-    else:
-        spec = {
-            "inference": {"requests": images, "input_tokens": 1, "output_tokens": 0, "batch_size": images}
-        }
-    w = Workload.model_validate({"model": model, "task": task, "precision": precision, **spec})
-    gpu = get_gpu("h100-sxm")
-    p = build_row_params([w], [gpu], [arch])
-    plan_memory(p, [arch], GpuTable.from_specs([gpu]), np.zeros(1, dtype=int))
-    b = KernelTableBuilder()
-    add_cnn(b, p, np.arange(1), [arch.cnn])
-    return arch, b.build()
-
-
-def test_16_bit_convolutions_on_nchw_tensors_pay_layout_transposes():
+def test_16_bit_convolutions_on_nchw_tensors_pay_layout_transposes(cnn_table):
     """cuDNN runs 16-bit tensor-core convolutions as NHWC kernels; PyTorch's tensors are NCHW, so every
     GEMM pass copies its activation operand (nchwToNhwcKernel in the H100 profile of ResNet-50 bf16): the
     forward pass reads and writes each conv input once more, the backward pass each input and output
@@ -89,7 +63,7 @@ def test_16_bit_convolutions_on_nchw_tensors_pay_layout_transposes():
     from energaizer.kernels.ops import OP_KIND, Kind, Op, Phase
 
     assert OP_KIND[Op.LAYOUT_TRANSPOSE] == Kind.MEMORY
-    arch, kt = _cnn_table("resnet-50", "bf16", "inference", 256)
+    arch, kt = cnn_table("resnet-50", "bf16", "inference", 256)
     cin, cout, _k, stride, _groups, h, w = cnn_shape_arrays(arch.cnn)["conv"].T
     inputs = (cin * h * stride * w * stride).sum() * 256 * 2.0  # bytes of every conv input, bf16
     outputs = (cout * h * w).sum() * 256 * 2.0
@@ -97,24 +71,24 @@ def test_16_bit_convolutions_on_nchw_tensors_pay_layout_transposes():
     assert sel.sum() == 53  # one per convolution (ResNet-50 has no depthwise or Winograd layer)
     assert (kt.count * kt.bytes)[sel].sum() == pytest.approx(2.0 * inputs)
 
-    _, train = _cnn_table("resnet-50", "bf16", "training", 128)
+    _, train = cnn_table("resnet-50", "bf16", "training", 128)
     moved = (train.count * train.bytes)[train.op == Op.LAYOUT_TRANSPOSE]
     fwd = train.phase[train.op == Op.LAYOUT_TRANSPOSE] == Phase.FORWARD
     assert moved[fwd].sum() == pytest.approx(2.0 * inputs / 2)
     assert moved[~fwd].sum() == pytest.approx(2.0 * (inputs + outputs) / 2)
 
-    _, fp32 = _cnn_table("resnet-50", "fp32", "inference", 256)
+    _, fp32 = cnn_table("resnet-50", "fp32", "inference", 256)
     assert not (fp32.op == Op.LAYOUT_TRANSPOSE).any()
 
 
-def test_training_batch_norm_reads_its_input_once_more_for_the_batch_statistics():
+def test_training_batch_norm_reads_its_input_once_more_for_the_batch_statistics(cnn_table):
     """Training-mode batch norm first reduces its input to the batch mean and variance, then normalises:
     the forward pass's batch-norm + activation kernels move 5 activation passes, inference's 4."""
     from energaizer.kernels.cnn import cnn_shape_arrays
     from energaizer.kernels.ops import Op, Phase
 
-    arch, inf = _cnn_table("resnet-50", "bf16", "inference", 128)
-    _, train = _cnn_table("resnet-50", "bf16", "training", 128)
+    arch, inf = cnn_table("resnet-50", "bf16", "inference", 128)
+    _, train = cnn_table("resnet-50", "bf16", "training", 128)
     _cin, cout, _k, _stride, _groups, h, w = cnn_shape_arrays(arch.cnn)["conv"].T
     acts = (cout * h * w).sum() * 128 * 2.0
     head = 2 * 4.0 * 128 * 1000 * 2.0  # the classifier's bias + activation kernels (2 x 4 passes of 1000)

@@ -68,30 +68,15 @@ def test_only_simt_fp32_convs_use_winograd(gpu, precision, winograd):
     assert bool(p.simt_convs[0]) is winograd
 
 
-def test_winograd_cuts_resnet50_gemm_flops_on_the_v100():
+def test_winograd_cuts_resnet50_gemm_flops_on_the_v100(cnn_table):
     """ResNet-50's 3x3 stride-1 convs are 37 % of its conv FLOPs (the stride-2 3x3s, the 7x7 stem and the
     1x1s stay direct); Winograd does them with a quarter of the multiply-adds, so the V100 fp32 kernel
     table carries 1 - 0.75 x 0.37 = 72 % of the direct GEMM FLOPs."""
-    from energaizer.hardware import GpuTable
-    from energaizer.kernels.cnn import add_cnn, cnn_shape_arrays
-    from energaizer.memory_plan import plan_memory
+    from energaizer.kernels.cnn import cnn_shape_arrays
 
-    arch = get_model("resnet-50")
-    w = Workload.model_validate(
-        {
-            "model": "resnet-50",
-            "task": "training",
-            "precision": "fp32",
-            "training": {"steps": 1, "global_batch_size": 64},
-        }
-    )
     flops = {}
     for gpu in ("v100-sxm2-32gb", "a100-pcie-40gb"):
-        p = build_row_params([w], [get_gpu(gpu)], [arch])
-        plan_memory(p, [arch], GpuTable.from_specs([get_gpu(gpu)]), np.zeros(1, dtype=int))
-        b = KernelTableBuilder()
-        add_cnn(b, p, np.arange(1), [arch.cnn])
-        kt = b.build()
+        arch, kt = cnn_table("resnet-50", "fp32", "training", 64, gpu)
         flops[gpu] = float((kt.flops * kt.count)[kt.kind == Kind.GEMM].sum())
     cin, cout, k, stride, groups, h, w_out = cnn_shape_arrays(arch.cnn)["conv"].T
     conv_flops = 2 * cin / groups * cout * k * k * h * w_out
