@@ -157,6 +157,15 @@ def main() -> int:
             rows = [{**r, "gpu": args.gpu} for r in csv.DictReader(fh)]
     for gpu in dict.fromkeys(r["gpu"] for r in rows):
         score_gpu(gpu, [r for r in rows if r["gpu"] == gpu], prof)
+    hbm = [r for r in rows if get_gpu(r["gpu"]).memory_type == "hbm"]
+    if any(_uncapped_stream(r, GpuTable.from_specs([get_gpu(r["gpu"])])) for r in hbm):
+        ratio, err = fit_dram_energy_ratio(hbm, prof)
+        techs = sorted({get_gpu(r["gpu"]).memory_technology or "hbm2" for r in hbm})
+        print(
+            f"DRAM energy ratio ({'/'.join(techs)}, x the profile's HBM2 {prof.dram_pj_per_bit:.2f} pJ/bit) that "
+            f"the uncapped streaming kernels' power implies: {ratio:.2f} (mean |log error| {100 * err:.1f} %); "
+            f"catalog: {GpuTable.from_specs([get_gpu(hbm[0]['gpu'])]).dram_energy_ratio[0]:.2f}"
+        )
     return 0
 
 
@@ -231,12 +240,13 @@ def streaming_fit(rows: list[dict], hw: GpuTable, prof) -> None:
         )
 
 
-def _streams(r: dict, hw: GpuTable) -> bool:
-    """Rows that stream DRAM: copies, adds and weight-streaming GEMMs (M <= 8) moving at least twice the L2."""
+def _streams(r: dict, hw: GpuTable, max_m: int = 8) -> bool:
+    """Rows that stream DRAM: copies, adds and weight-streaming GEMMs (M <= ``max_m``) moving at least twice
+    the L2 per call (smaller ones stay in L2 between calls or are host-bound)."""
     if not r["dtype"]:
         return False
     name = r["kernel"]
-    weights = name.startswith("gemm_") and int(name.split("_")[1].split("x")[0]) <= 8
+    weights = name.startswith("gemm_") and int(name.split("_")[1].split("x")[0]) <= max_m
     big = float(r["min_dram_bytes_per_call"]) >= 2.0 * hw.l2_bytes[0]
     return big and (name.startswith(("copy", "add")) or weights)
 
@@ -269,6 +279,38 @@ def streaming_energy(rows: list[dict], hw: GpuTable, prof) -> None:
             f"(range {min(implied):.1f}-{max(implied):.1f}) beside the profile's idle and core terms; "
             f"profile: {prof.dram_pj_per_bit * hw.dram_energy_ratio[0]:.1f} pJ/bit for this memory"
         )
+
+
+def _uncapped_stream(r: dict, hw: GpuTable) -> bool:
+    """Streaming rows (copies, adds, GEMMs streaming their weights at M <= 64) below the power cap: measured
+    at (nearly) the max clock, so their power is mostly DRAM traffic at a known clock."""
+    return _streams(r, hw, max_m=64) and float(r["sm_clock_mean_mhz"]) >= 0.95 * hw.max_clock_mhz[0]
+
+
+def fit_dram_energy_ratio(rows: list[dict], prof, ratios: np.ndarray | None = None) -> tuple[float, float]:
+    """The DRAM energy ratio (x the profile's HBM2 energy per bit) that best predicts the power of the
+    uncapped streaming kernels of ``rows`` (each with its ``gpu``), every other term as the profile has it:
+    the ratio with the least mean |log(predicted / measured power)|, and that error."""
+    ratios = np.round(np.arange(0.40, 1.2001, 0.01), 2) if ratios is None else ratios
+    cases = []
+    for r in rows:
+        hw = GpuTable.from_specs([get_gpu(r["gpu"])])
+        if _uncapped_stream(r, hw):
+            cases.append((r, hw, *measured_kernel(r, hw)))
+    if not cases:
+        raise ValueError("no uncapped streaming kernel among the rows")
+    errors = []
+    for ratio in ratios:
+        err = []
+        for r, hw, kt, dev in cases:
+            at = replace(hw, dram_energy_ratio=np.full(1, ratio))
+            op = solve_operating_point(
+                kt, dev, at.max_clock_mhz[:1].copy(), at.power_limit_default_w[:1].copy(), at, prof
+            )
+            err.append(abs(np.log(op.power.total[0] / float(r["average_power_w"]))))
+        errors.append(float(np.mean(err)))
+    best = int(np.argmin(errors))
+    return float(ratios[best]), errors[best]
 
 
 if __name__ == "__main__":
