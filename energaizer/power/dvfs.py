@@ -7,7 +7,12 @@ GPU's power is the leakage and clock tree of its core, which rise with the suppl
 table shows where the voltage leaves its floor and how far it climbs; the exponent is set from the two
 boards where both are measured (A100 PCIe and A100 SXM4 80 GB: least squares through the origin of log
 idle on log voltage 1.49 and 1.31; at 1.4 the derived voltage is within 0.04 of the measured one on every
-clock of both). Elsewhere a generic curve: voltage flat at ``voltage_min_ratio`` up to the knee
+clock of both). No Hopper board reports its voltage; its exponent is the one its bf16 GEMMs at the 700 W cap
+pin (H100 and H200, ``../shared/data/measured/nvml_kernels_hopper.csv`` and our H100 sweep: with the
+profile's tensor and DRAM scales the capped clocks need the voltage at 0.86-0.89 of its maximum at
+1340-1500 MHz; an exponent of 2.5 minimises the GEMMs' time error at the cap, 5.8 -> 3.2 %, where 1.4 put
+their clocks ~100 MHz high and their time 4-10 % short), so a Hopper GPU's idle table, which rises 72 ->
+120 W (H100) where an A100's rises ~1.6x, maps to a narrower voltage range. Elsewhere a generic curve: voltage flat at ``voltage_min_ratio`` up to the knee
 (``voltage_knee_ratio`` x f_max), then linear to 1 at f_max; idle power flat up to the knee, then rising to
 ``idle_at_max_clock_ratio`` x the parked idle at f_max (the voltage the A100 tables' shape, the idle rise
 the mean of the A100 and H100 tables).
@@ -21,6 +26,13 @@ from energaizer.hardware import GpuTable
 from energaizer.profile import CalibrationProfile
 
 IDLE_VOLTAGE_EXPONENT = 1.4  # idle(f) / idle(f_max) = (V(f) / V(f_max)) ** 1.4 on the measured A100 boards
+# by architecture where its own measurements set it (module docstring)
+IDLE_VOLTAGE_EXPONENT_BY_ARCHITECTURE: dict[str, float] = {"hopper": 2.5}
+
+
+def idle_voltage_exponent(architecture: str) -> float:
+    """The exponent relating a GPU's idle power to its supply voltage (idle ~ V ** exponent)."""
+    return IDLE_VOLTAGE_EXPONENT_BY_ARCHITECTURE.get(architecture, IDLE_VOLTAGE_EXPONENT)
 
 
 class ClockCurves:
@@ -78,7 +90,7 @@ def _tables(g: np.ndarray, hw: GpuTable, table_field: str, relative: bool) -> li
             order = np.argsort(mhz)
             value = np.array([p.value for p in table])[order]
             if derived:  # the supply never drops as the clock rises: the idle table's dips are noise
-                value = np.maximum.accumulate(value ** (1.0 / IDLE_VOLTAGE_EXPONENT))
+                value = np.maximum.accumulate(value ** (1.0 / idle_voltage_exponent(spec.architecture)))
             out.append((np.flatnonzero(g == gi), mhz[order], value, value[-1] if relative else 1.0))
     return out
 
