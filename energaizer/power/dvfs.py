@@ -2,17 +2,17 @@
 
 Measured tables (EnergAIzer artifact) are used where the catalog has them. A GPU with a measured idle
 table and no voltage table (the H100 SXM, and the boards that share a die's idle curve) takes its voltage
-from the idle table: V(f) / V(f_max) = (idle(f) / idle(f_max)) ** (1 / IDLE_VOLTAGE_EXPONENT). An idle
-GPU's power is the leakage and clock tree of its core, which rise with the supply voltage, so its idle
-table shows where the voltage leaves its floor and how far it climbs; the exponent is set from the two
-boards where both are measured (A100 PCIe and A100 SXM4 80 GB: least squares through the origin of log
-idle on log voltage 1.49 and 1.31; at 1.4 the derived voltage is within 0.04 of the measured one on every
-clock of both). No Hopper board reports its voltage; its exponent is the one its bf16 GEMMs at the 700 W cap
-pin (H100 and H200, ``../shared/data/measured/nvml_kernels_hopper.csv`` and our H100 sweep: with the
-profile's tensor and DRAM scales the capped clocks need the voltage at 0.86-0.89 of its maximum at
-1340-1500 MHz; an exponent of 2.5 minimises the GEMMs' time error at the cap, 5.8 -> 3.2 %, where 1.4 put
-their clocks ~100 MHz high and their time 4-10 % short), so a Hopper GPU's idle table, which rises 72 ->
-120 W (H100) where an A100's rises ~1.6x, maps to a narrower voltage range. Elsewhere a generic curve: voltage flat at ``voltage_min_ratio`` up to the knee
+from the idle table: V(f) / V(f_max) = (idle(f) / idle(f_max)) ** (1 / k). An idle GPU's power is the
+leakage and clock tree of its core, which rise with the supply voltage, so its idle table shows where the
+voltage leaves its floor and how far it climbs. k is set from the two boards where both are measured (A100
+PCIe and A100 SXM4 80 GB: least squares through the origin of log idle on log voltage 1.49 and 1.31; at
+``IDLE_VOLTAGE_EXPONENT`` = 1.4 the derived voltage is within 0.04 of the measured one on every clock of
+both). No Hopper board reports its voltage; its k is the one its bf16 GEMMs at the 700 W cap pin (H100 and
+H200, ``../shared/data/measured/nvml_kernels_hopper.csv`` and our H100 sweep: with the profile's tensor and
+DRAM scales the capped clocks need the voltage at 0.85-0.90 of its maximum at 1340-1500 MHz; k = 2.5
+minimises the GEMMs' time error at the cap, 5.8 -> 3.2 %, where 1.4 put their clocks ~100 MHz high and
+their time 4-10 % short), so the H100's idle rise from 72 to 120 W spans voltages of 0.81-1 of the maximum,
+not 0.69-1. Elsewhere a generic curve: voltage flat at ``voltage_min_ratio`` up to the knee
 (``voltage_knee_ratio`` x f_max), then linear to 1 at f_max; idle power flat up to the knee, then rising to
 ``idle_at_max_clock_ratio`` x the parked idle at f_max (the voltage the A100 tables' shape, the idle rise
 the mean of the A100 and H100 tables).
