@@ -158,14 +158,18 @@ def main() -> int:
     for gpu in dict.fromkeys(r["gpu"] for r in rows):
         score_gpu(gpu, [r for r in rows if r["gpu"] == gpu], prof)
     hbm = [r for r in rows if get_gpu(r["gpu"]).memory_type == "hbm"]
-    if any(_uncapped_stream(r, GpuTable.from_specs([get_gpu(r["gpu"])])) for r in hbm):
+    try:
         ratio, err = fit_dram_energy_ratio(hbm, prof)
-        techs = sorted({get_gpu(r["gpu"]).memory_technology or "hbm2" for r in hbm})
-        print(
-            f"DRAM energy ratio ({'/'.join(techs)}, x the profile's HBM2 {prof.dram_pj_per_bit:.2f} pJ/bit) that "
-            f"the uncapped streaming kernels' power implies: {ratio:.2f} (mean |log error| {100 * err:.1f} %); "
-            f"catalog: {GpuTable.from_specs([get_gpu(hbm[0]['gpu'])]).dram_energy_ratio[0]:.2f}"
-        )
+    except ValueError:  # no uncapped streaming kernel on an HBM GPU among the rows
+        return 0
+    specs = {r["gpu"]: get_gpu(r["gpu"]) for r in hbm}
+    techs = sorted({s.memory_technology or "hbm2" for s in specs.values()})
+    catalog = GpuTable.from_specs(list(specs.values())).dram_energy_ratio[0]
+    print(
+        f"DRAM energy ratio ({'/'.join(techs)}, x the profile's HBM2 {prof.dram_pj_per_bit:.2f} pJ/bit) that "
+        f"the uncapped streaming kernels' power implies: {ratio:.2f} (mean |log error| {100 * err:.1f} %); "
+        f"catalog: {catalog:.2f}"
+    )
     return 0
 
 
@@ -292,11 +296,12 @@ def fit_dram_energy_ratio(rows: list[dict], prof, ratios: np.ndarray | None = No
     uncapped streaming kernels of ``rows`` (each with its ``gpu``), every other term as the profile has it:
     the ratio with the least mean |log(predicted / measured power)|, and that error."""
     ratios = np.round(np.arange(0.40, 1.2001, 0.01), 2) if ratios is None else ratios
-    cases = []
-    for r in rows:
-        hw = GpuTable.from_specs([get_gpu(r["gpu"])])
-        if _uncapped_stream(r, hw):
-            cases.append((r, hw, *measured_kernel(r, hw)))
+    tables = {gpu: GpuTable.from_specs([get_gpu(gpu)]) for gpu in {r["gpu"] for r in rows}}
+    cases = [
+        (r, tables[r["gpu"]], *measured_kernel(r, tables[r["gpu"]]))
+        for r in rows
+        if _uncapped_stream(r, tables[r["gpu"]])
+    ]
     if not cases:
         raise ValueError("no uncapped streaming kernel among the rows")
     errors = []

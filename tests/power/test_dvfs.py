@@ -72,12 +72,10 @@ def test_h200_takes_the_h100_die_curve():
 @pytest.mark.parametrize(
     "gpu, measured_mhz, rel",
     [
-        (
-            "h100-sxm",
-            1360.0,
-            0.05,
-        ),  # benchmarks/results/h100-nvml-2026-11-22/run1/kernels.csv (1352-1407 by size)
-        ("h200", 1477.0, 0.10),  # ../shared/data/measured/nvml_kernels_hopper.csv (1422-1505 by size)
+        # benchmarks/results/h100-nvml-2026-11-22/run1/kernels.csv (1352-1407 by size)
+        ("h100-sxm", 1360.0, 0.05),
+        # ../shared/data/measured/nvml_kernels_hopper.csv (1422-1505 by size)
+        ("h200", 1477.0, 0.10),
     ],
 )
 def test_a_large_bf16_gemm_at_the_700_w_cap_runs_near_the_measured_clock(gpu, measured_mhz, rel):
