@@ -495,6 +495,7 @@ def hf_config(model: str):
     raise KeyError(model)
 
 
+VISION = ("resnet-50", "vit-large")  # no vocabulary: no prompt logits
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32, "tf32": torch.float32}
 
 
@@ -557,6 +558,8 @@ class Workload:
             "power_limit_w": "",
             "attention": self.attention if self.model != "resnet-50" else "",
             "execution": "eager",
+            # build_model's head classes project every prompt token of a prefill-only pass
+            "prompt_logits": "1" if inf and not self.output_tokens and self.model not in VISION else "",
         }
 
 

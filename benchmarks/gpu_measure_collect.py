@@ -10,6 +10,11 @@ Hopper): there each new KV length builds a cuDNN plan, ~64 ms per decode step on
 machine (run3/log.txt: 75 ms/token on new lengths, 11 ms/token on lengths seen before or with the
 backend off), a one-off host cost that no kernel model should absorb. Those rows were measured again
 with the backend off (run3).
+
+``prompt_logits`` is 1 on the prefill-only rows of text models: the script's forward pass is the
+Hugging Face head class's (``AutoModelForCausalLM``, ``BertForMaskedLM``), which projects every prompt
+token onto the vocabulary (the Qwen2-1.5B row's LM head: 9.7 ms of its 122 ms pass in
+``profile/profiles.txt``); the artifact's and the contract's prefill rows run the base model (no LM head).
 """
 
 from __future__ import annotations
@@ -18,7 +23,18 @@ import csv
 import sys
 from pathlib import Path
 
-from energaizer.io.workload_csv import MEASUREMENT_FILE_COLUMNS as COLUMNS
+from energaizer.io.workload_csv import MEASURED_COLUMNS, MEASUREMENT_FILE_COLUMNS
+
+COLUMNS = (*MEASUREMENT_FILE_COLUMNS[: -len(MEASURED_COLUMNS)], "prompt_logits", *MEASURED_COLUMNS)
+VISION_MODELS = ("resnet-50", "vit-large")  # no vocabulary
+
+
+def prompt_logits(row: dict[str, str]) -> str:
+    """1 where the measured forward pass projected every prompt token (module docstring)."""
+    if row.get("prompt_logits"):  # runs that record it themselves
+        return row["prompt_logits"]
+    prefill = row["task"] == "inference" and row["output_tokens"] in ("", "0")
+    return "1" if prefill and row["model"] not in VISION_MODELS else ""
 
 
 def keep(row: dict[str, str]) -> bool:
@@ -33,6 +49,7 @@ def collect(results: Path, repo_root: Path) -> list[dict[str, str]]:
             for i, row in enumerate(csv.DictReader(fh), start=1):
                 if keep(row):
                     out = {k: row.get(k, "") for k in COLUMNS}
+                    out["prompt_logits"] = prompt_logits(row)
                     out["source_ref"] = f"{path.resolve().relative_to(repo_root)}#row{i}"
                     rows.append(out)
     return rows

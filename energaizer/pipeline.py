@@ -81,7 +81,14 @@ def _knobs(workloads: list[Workload], hw: GpuTable, gi: np.ndarray) -> tuple[np.
 
 
 def _check_layout(workloads: list[Workload], archs: list[ModelArchitecture], p) -> None:
-    """Tensor parallelism splits the attention heads: it must divide them (as vLLM and Megatron check)."""
+    """Tensor parallelism splits the attention heads: it must divide them (as vLLM and Megatron check).
+    A scoring pass needs a vocabulary to project the prompt onto."""
+    no_vocab = (p.prompt_logits > 0) & (p.is_cnn | (p.vocab <= 0))
+    if no_vocab.any():
+        i = int(np.argmax(no_vocab))
+        raise InvalidInputError(
+            "prompt_logits", f"{archs[i].id} has no vocabulary to project the prompt onto (a vision model)"
+        )
     explicit = np.array([w.task == "inference" or bool(w.tensor_parallel) for w in workloads], dtype=bool)
     bad = explicit & ~p.is_cnn & (p.heads > 0) & (np.mod(p.heads, p.tp) != 0)
     if bad.any():

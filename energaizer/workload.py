@@ -44,13 +44,22 @@ MAX_REPLICA_GPUS = 1_024
 class InferenceSpec(BaseModel):
     """``requests`` requests of ``input_tokens`` prompt and ``output_tokens`` generated tokens each,
     served with continuous batching at up to ``batch_size`` concurrent requests.
-    ``output_tokens == 0`` is prefill-only (encoders, embeddings): ``batch_size`` prompts per pass."""
+    ``output_tokens == 0`` is prefill-only (encoders, embeddings): ``batch_size`` prompts per pass.
+    ``prompt_logits``: the vocabulary projection runs over every prompt token, not only the last one
+    (a causal LM's plain ``forward()``, a scoring or log-prob pass such as an RLHF reference model's,
+    a masked-LM head); without it a prefill-only pass ends at the last hidden state, as an embedding
+    model or a ``*Model`` base class does."""
 
     model_config = ConfigDict(extra="forbid")
     requests: int = Field(default=1, ge=1, le=MAX_REQUESTS)
     input_tokens: int = Field(default=512, ge=1, le=MAX_TOKENS_PER_REQUEST)
     output_tokens: int = Field(default=256, ge=0, le=MAX_TOKENS_PER_REQUEST)
     batch_size: int = Field(default=1, ge=1, le=MAX_BATCH)
+    prompt_logits: bool = Field(
+        default=False,
+        description="vocabulary projection over every prompt token (scoring / log-prob passes, a causal "
+        "LM's forward(), a masked-LM head), not only the last",
+    )
 
 
 class TrainingSpec(BaseModel):

@@ -72,6 +72,7 @@ def build_workload(
     attention=Attention.auto,
     execution=Execution.auto,
     recompute=False,
+    prompt_logits=False,
 ):
     """CLI flags -> Workload (validated by pydantic; errors name the flag)."""
     from pydantic import ValidationError
@@ -128,8 +129,12 @@ def build_workload(
             )
             if v is not None
         }
+        if prompt_logits:
+            spec["inference"]["prompt_logits"] = True
     else:
         given = [f for f, v in _INFERENCE_FLAGS.items() if sizes[v] is not None]
+        if prompt_logits:
+            raise InvalidInputError("--prompt-logits", "is for inference: training projects every token")
         if given:
             raise InvalidInputError(given[0], "is an inference size: drop it for --task training")
         if tokens is None and steps is None:
@@ -409,6 +414,14 @@ def register(app: typer.Typer) -> None:
         recompute: Annotated[
             bool, typer.Option("--recompute", help="training: activation recomputation")
         ] = False,
+        prompt_logits: Annotated[
+            bool,
+            typer.Option(
+                "--prompt-logits",
+                help="inference: project every prompt token onto the vocabulary (a scoring / log-prob "
+                "pass, a causal LM's forward()), not only the last",
+            ),
+        ] = False,
         from_csv: Annotated[Path | None, typer.Option(help="estimate every row of a workload CSV")] = None,
         workers: Annotated[
             int | None,
@@ -449,6 +462,7 @@ def register(app: typer.Typer) -> None:
                 "--attention": attention is not Attention.auto,
                 "--execution": execution is not Execution.auto,
                 "--recompute": recompute,
+                "--prompt-logits": prompt_logits,
                 **{
                     f"--{k.replace('_', '-')}": v is not None
                     for k, v in (
@@ -503,6 +517,7 @@ def register(app: typer.Typer) -> None:
             attention=attention,
             execution=execution,
             recompute=recompute,
+            prompt_logits=prompt_logits,
         )
         results = run_estimate(wl, _unique_gpus(gpu or ["all"]), profile=profile)
         if json_out:

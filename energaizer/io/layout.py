@@ -64,12 +64,27 @@ def check_architecture(workload: Workload, where: str = "", field_prefix: str = 
             )
 
 
+def check_prompt_logits(workload: Workload, where: str = "", flags: bool = False) -> None:
+    """A scoring pass (``prompt_logits``) projects the prompt onto a vocabulary: the model needs one."""
+    inf = workload.inference
+    if inf is None or not inf.prompt_logits:
+        return
+    arch = architecture_of(workload)
+    if arch is not None and (not arch.vocab or arch.cnn is not None):
+        prefix = f"{where}: " if where else ""
+        raise InvalidInputError(
+            "--prompt-logits" if flags else "prompt_logits",
+            f"{prefix}{workload.model_name} has no vocabulary to project the prompt onto (a vision model)",
+        )
+
+
 def check_layout(workload: Workload, where: str = "", flags: bool = False) -> None:
     """Raise :class:`InvalidInputError` when the GPUs per replica cannot be laid out for this model.
 
     ``where`` prefixes the message (a CSV line); ``flags`` names the CLI flags instead of the fields.
     """
     check_architecture(workload, where, "--model-file: " if flags else "")
+    check_prompt_logits(workload, where, flags)
     count_name = "--gpu-count" if flags else "gpu_count"
     tp_name = "--tensor-parallel" if flags else "tensor_parallel"
     prefix = f"{where}: " if where else ""

@@ -5,7 +5,8 @@ tokens, steps, global_batch_size, sequence_length, frequency_mhz, power_limit_w;
 catalog is described by arch_type, params_b, layers, hidden, heads, kv_heads, ffn, vocab,
 moe_experts, moe_active_experts, moe_expert_ffn, head_dim; the parallel layout of an inference replica:
 tensor_parallel, expert_parallel, data_parallel (vLLM meanings). Extensions: attention (auto|flash|eager),
-execution (auto|eager|graphs|legacy-engine), activation_recomputation. Measurement files add measured_energy_joules and optionally
+execution (auto|eager|graphs|legacy-engine), activation_recomputation, prompt_logits (true: the vocabulary
+projection over every prompt token, a scoring pass). Measurement files add measured_energy_joules and optionally
 measured_duration_seconds, measured_average_power_watts; other columns are carried through.
 """
 
@@ -23,7 +24,7 @@ from pydantic import ValidationError
 
 from energaizer.errors import InvalidInputError
 from energaizer.files import bounded_lines, open_text
-from energaizer.io.layout import check_layout
+from energaizer.io.layout import check_layout, check_prompt_logits
 from energaizer.workload import PRECISION_SYNONYMS, Workload
 
 WORKLOAD_COLUMNS = (
@@ -64,6 +65,7 @@ EXTENSION_COLUMNS = (
     "expert_parallel",
     "data_parallel",
     "activation_recomputation",
+    "prompt_logits",
 )
 MEASURED_COLUMNS = ("measured_energy_joules", "measured_duration_seconds", "measured_average_power_watts")
 # Column order of the shipped measurement files (energaizer/data/measurements, holdout): provenance first.
@@ -187,10 +189,17 @@ def _workload_from_values(
         if k in vals:
             spec[k] = str(vals[k]).lower()
     _check_task_columns(vals, task, where)
+    scored = _flag(vals, "prompt_logits", where)
+    if scored and task == "training":
+        raise InvalidInputError(
+            "prompt_logits", f"{where}: an inference column in a training row (training projects every token)"
+        )
     if task == "inference":
         spec["inference"] = {
             k: vals[k] for k in ("requests", "input_tokens", "output_tokens", "batch_size") if k in vals
         }
+        if scored:
+            spec["inference"]["prompt_logits"] = True
     elif task == "training":
         tr = {k: vals[k] for k in ("tokens", "steps", "global_batch_size", "sequence_length") if k in vals}
         if str(vals.get("activation_recomputation", "")).lower() in ("1", "true", "yes"):
@@ -234,6 +243,8 @@ def _workload_from_values(
         check_layout(workload, where)
         if checked is not None and workload.architecture is None:
             checked.add(layout)
+    if scored:  # (the layout check above is cached per model and layout, this per row)
+        check_prompt_logits(workload, where)
     measured = {k: float(vals[k]) for k in MEASURED_COLUMNS if k in vals}
     for k, v in measured.items():
         if v <= 0:
@@ -243,6 +254,19 @@ def _workload_from_values(
 
 _INFERENCE_SIZES = ("requests", "input_tokens", "output_tokens", "batch_size")
 _TRAINING_SIZES = ("tokens", "steps", "global_batch_size", "sequence_length")
+
+
+_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
+
+
+def _flag(vals: dict[str, Any], key: str, where: str) -> bool:
+    """A yes/no column: empty or absent is no; anything but the spellings below is an error."""
+    text = str(vals.get(key, "")).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in ("", *_FALSE):
+        return False
+    raise InvalidInputError(key, f"{where}: {vals[key]!r} is not true or false", [*_TRUE, *_FALSE])
 
 
 def _check_task_columns(vals: dict[str, Any], task: str, where: str) -> None:

@@ -90,6 +90,7 @@ class RowParams:
     input_tokens: np.ndarray
     output_tokens: np.ndarray
     concurrency: np.ndarray  # requests served at once (CNN: images per pass), before memory limits
+    prompt_logits: np.ndarray  # bool: the vocabulary projection covers every prompt token
     # training
     steps: np.ndarray
     global_batch: np.ndarray
@@ -118,6 +119,7 @@ BOOL_FIELDS = frozenset(
         "simt_convs",
         "tied",
         "recompute",
+        "prompt_logits",
         "mla",
         "expert_channel_scaled",
     }
@@ -406,6 +408,7 @@ def build_row_params(
             c["input_tokens"][i] = a.image_tokens or inf.input_tokens
             c["output_tokens"][i] = inf.output_tokens if a.arch_type == "decoder" else 0
             c["concurrency"][i] = min(inf.batch_size, inf.requests)
+            c["prompt_logits"][i] = float(inf.prompt_logits)
         if w.training is not None:
             tr = w.training
             seq = float(a.image_tokens or tr.sequence_length) if not is_cnn else 1.0

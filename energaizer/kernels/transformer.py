@@ -536,15 +536,19 @@ class LayerPass:
         allreduce(b, self.rows, Op.TP_ALLREDUCE, self.phase, count, act, s.tp)
 
 
-def lm_head(b: KernelTableBuilder, p: RowParams, rows, phase: Phase, passes, tokens, backward=False) -> None:
+def lm_head(
+    b: KernelTableBuilder, p: RowParams, rows, phase: Phase, passes, tokens, backward=False, projected=None
+) -> None:
     """The vocabulary projection (``lm_head``) and the fp32 passes over its logits (``logits``:
     sampling in inference, cross-entropy in training). A serving engine gathers the logits of every
     tensor-parallel rank and samples on each with top-p / top-k over the whole vocabulary
-    (``SAMPLING_BYTES_PER_LOGIT``); eager code and training make one pass over their slice."""
+    (``SAMPLING_BYTES_PER_LOGIT``); eager code and training make one pass over their slice.
+    ``projected``: the tokens the projection runs over when more than those sampled (``tokens``)."""
     tp, wb, ab = p.tp[rows], p.w_bytes[rows], p.a_bytes[rows]
     vocab, d = p.vocab[rows], p.hidden[rows]
     gm = 2.0 if backward else 1.0
-    gemm(b, rows, Op.LM_HEAD, phase, passes * gm * (vocab > 0), tokens, vocab / tp, d, wb, ab)
+    m = tokens if projected is None else projected
+    gemm(b, rows, Op.LM_HEAD, phase, passes * gm * (vocab > 0), m, vocab / tp, d, wb, ab)
     engine = (p.eager_dispatch[rows] == 0) & ~p.training[rows]
     logits = tokens * np.where(engine, vocab, vocab / tp)
     memory(
@@ -573,10 +577,28 @@ def add_inference(b: KernelTableBuilder, p: RowParams, rows: np.ndarray, concurr
     emb = T * p.hidden[rows] * p.a_bytes[rows]
     memory(b, rows, Op.EMBEDDING, Phase.PREFILL, prefill_passes, 2.0 * emb)
     gen = out > 0
+    # a scoring pass (prompt_logits) projects every prompt token onto the vocabulary; nothing samples them
+    scored = (p.prompt_logits[rows] > 0) & ~gen
+    if scored.any():
+        r = rows[scored]
+        gemm(
+            b,
+            r,
+            Op.LM_HEAD,
+            Phase.PREFILL,
+            prefill_passes[scored] * (p.vocab[r] > 0),
+            T[scored],
+            p.vocab[r] / p.tp[r],
+            p.hidden[r],
+            p.w_bytes[r],
+            p.a_bytes[r],
+        )
     if gen.any():
         r = rows[gen]
         Bg, reqg, outg, inpg = B[gen], req[gen], out[gen], inp[gen]
-        lm_head(b, p, r, Phase.PREFILL, prefill_passes[gen], Bg)
+        # the first token is sampled from the last prompt position; a scoring pass projects them all
+        projected = np.where(p.prompt_logits[r] > 0, T[gen], Bg)
+        lm_head(b, p, r, Phase.PREFILL, prefill_passes[gen], Bg, projected=projected)
         steps = reqg * outg / concurrency[gen]
         ctx = inpg + outg / 2.0
         one = np.ones_like(Bg)

@@ -51,6 +51,10 @@ class InferenceSizes(_Camel):
         default=256, ge=0, le=MAX_TOKENS_PER_REQUEST, description="generated tokens each"
     )
     batch_size: int = Field(default=1, ge=1, le=MAX_BATCH, description="concurrent requests")
+    prompt_logits: bool = Field(
+        default=False,
+        description="project every prompt token onto the vocabulary (a scoring / log-prob pass), not only the last",
+    )
 
 
 class TrainingSizes(_Camel):

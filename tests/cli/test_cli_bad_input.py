@@ -64,6 +64,11 @@ CASES: list[tuple[list[str], str]] = [
     ([*T, "--tokens", "1e9", "--batch-size", "8"], "--batch-size"),
     ([*E, "--tokens", "1e9"], "--tokens"),
     ([*E, "--recompute"], "--recompute"),
+    ([*T, "--steps", "10", "--prompt-logits"], "--prompt-logits: is for inference"),
+    (
+        ["estimate", "--model", "vit-large", "--gpu", "h100-sxm", "--output-tokens", "0", "--prompt-logits"],
+        "--prompt-logits: vit-large has no vocabulary",
+    ),
     ([*T], "tokens"),
     # --- sweep ------------------------------------------------------------------------------------
     ([*S, "--max-slowdown", "-1"], "--max-slowdown"),

@@ -242,3 +242,24 @@ def test_catalog_commands_resolve_names():
     assert [x["id"] for x in g] == ["h100-sxm"]
     r = cli("models", "no-such-model")
     assert r.returncode == 2 and r.stderr.startswith("error: model: unknown model 'no-such-model'")
+
+
+def test_prompt_logits_flag_and_column_describe_the_same_scoring_pass(tmp_path):
+    """`--prompt-logits` and the CSV column `prompt_logits` (extension): the LM head over every prompt token."""
+    flags = ["--model", "qwen2-1.5b", "--gpu", "h100-sxm", "--input-tokens", "1024", "--output-tokens", "0"]
+    flags += ["--batch-size", "16", "--requests", "16", "--execution", "eager", "--json"]
+    runs = [cli("estimate", *flags), cli("estimate", *flags, "--prompt-logits")]
+    csv_file = tmp_path / "w.csv"
+    csv_file.write_text(
+        "model,gpu,input_tokens,output_tokens,batch_size,requests,execution,prompt_logits\n"
+        "qwen2-1.5b,h100-sxm,1024,0,16,16,eager,1\n"
+    )
+    runs.append(cli("estimate", "--from-csv", str(csv_file), "--json"))
+    assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
+    plain, scored, from_csv = (json.loads(r.stdout)[0]["energy_joules"] for r in runs)
+    assert scored > 1.05 * plain
+    assert from_csv == pytest.approx(scored, rel=1e-12)
+    clash = cli("estimate", "--from-csv", str(csv_file), "--prompt-logits")
+    assert (
+        clash.returncode == 2 and "error: --prompt-logits: cannot be combined with --from-csv" in clash.stderr
+    )

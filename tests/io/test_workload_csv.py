@@ -85,3 +85,33 @@ def test_errors_name_field_and_line(tmp_path, cells, field, needle):
     assert info.value.field == field
     assert "line 2" in str(info.value) and needle in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("cell", "scored"), [("1", True), ("TRUE", True), ("yes", True), ("0", False), ("", False)]
+)
+def test_prompt_logits_column_reads_yes_or_no(tmp_path, cell, scored):
+    (row,) = read(tmp_path, f"model,gpu,output_tokens,prompt_logits\nqwen2-1.5b,h100-sxm,0,{cell}\n")
+    assert row.workload.inference.prompt_logits is scored
+
+
+@pytest.mark.parametrize(
+    ("valid", "bad", "needle"),
+    [
+        (
+            "qwen2-1.5b,inference,0,,",
+            "qwen2-1.5b,inference,0,,maybe",
+            "'maybe' is not true or false (allowed: 1,",
+        ),
+        ("qwen2-1.5b,training,,1,", "qwen2-1.5b,training,,1,1", "an inference column in a training row"),
+        ("vit-large,inference,0,,", "vit-large,inference,0,,1", "vit-large has no vocabulary to project the"),
+    ],
+)
+def test_prompt_logits_errors_name_the_column_and_line(tmp_path, valid, bad, needle):
+    """Checked on every row: the layout check is cached per model and layout, so line 3 repeats one that
+    line 2 made valid without the flag."""
+    header = "model,task,output_tokens,steps,prompt_logits,gpu\n"
+    with pytest.raises(InvalidInputError) as info:
+        read(tmp_path, f"{header}{valid},h100-sxm\n{bad},h100-sxm\n")
+    assert info.value.field == "prompt_logits"
+    assert "line 3" in str(info.value) and needle in str(info.value)

@@ -361,3 +361,47 @@ def test_padded_fp8_experts_make_small_batches_slower_and_hungrier_than_their_ro
     bf16 = one(serving("qwen3-235b-a22b", 8, gpus=8, expert_parallel=8), "h100-sxm")
     assert fp8.duration_seconds > 0.95 * bf16.duration_seconds
     assert fp8.average_power_watts > 1.1 * bf16.average_power_watts
+
+
+def _prefill_lm_head(w: Workload, gpu: str = "h100-sxm") -> tuple[float, float]:
+    """(FLOPs, logits pass bytes) of the prefill phase's vocabulary projection and logits over the workload."""
+    p = build_row_params([w], [get_gpu(gpu)], [get_model(w.model)])
+    b = KernelTableBuilder()
+    add_inference(b, p, np.array([0]), np.array([float(w.inference.batch_size)]))
+    kt = b.build()
+    pre = kt.phase == Phase.PREFILL
+    head, logits = pre & (kt.op == Op.LM_HEAD), pre & (kt.op == Op.LOGITS)
+    return float(np.sum(kt.flops[head] * kt.count[head])), float(np.sum(kt.bytes[logits] * kt.count[logits]))
+
+
+@pytest.mark.parametrize("output_tokens", [0, 64])
+def test_prompt_logits_project_every_prompt_token_onto_the_vocabulary(output_tokens):
+    """A scoring pass (a causal LM's forward(), an RLHF reference model's log-probs) runs the LM head over
+    all prompt tokens; otherwise a prefill-only pass has none and a generating one projects the last token,
+    which alone is sampled either way."""
+    arch = get_model("qwen2-1.5b")
+    inf = {"requests": 32, "input_tokens": 1024, "output_tokens": output_tokens, "batch_size": 16}
+    plain = Workload(model="qwen2-1.5b", execution="eager", inference=inf)
+    scored = Workload(model="qwen2-1.5b", execution="eager", inference={**inf, "prompt_logits": True})
+    per_token = 2.0 * arch.hidden * arch.vocab
+    passes, prompts = 2, 16
+    flops, sampled = _prefill_lm_head(scored)
+    assert flops == pytest.approx(passes * prompts * 1024 * per_token)
+    plain_flops, plain_sampled = _prefill_lm_head(plain)
+    assert plain_flops == pytest.approx(passes * prompts * per_token if output_tokens else 0.0)
+    assert (
+        sampled
+        == plain_sampled
+        == pytest.approx(passes * prompts * arch.vocab * LOGIT_PASS_BYTES if output_tokens else 0.0)
+    )
+
+
+def test_prompt_logits_cost_the_projection_and_need_a_vocabulary(one, prefill):
+    w = prefill(model="qwen2-1.5b", inference={"input_tokens": 1024, "batch_size": 16, "requests": 16})
+    scored = w.model_copy(update={"inference": w.inference.model_copy(update={"prompt_logits": True})})
+    base, with_head = one(w, "h100-sxm"), one(scored, "h100-sxm")
+    assert 1.05 < with_head.duration_seconds / base.duration_seconds < 1.2
+    assert with_head.energy_joules > base.energy_joules
+    vit = Workload(model="vit-large", inference={"output_tokens": 0, "prompt_logits": True})
+    with pytest.raises(ValueError, match="prompt_logits: vit-large has no vocabulary"):
+        estimate(vit, "h100-sxm")

@@ -90,7 +90,10 @@ def test_spec_models_accept_the_contract_example_and_build_a_workload():
     spec = AIJobSpec.model_validate(aijob("x", gpus=4, replicas=2)["spec"])
     w = spec.to_workload()
     assert w.gpu_count == 4 and w.model == "llama-3.1-8b" and w.inference.batch_size == 16
-    assert spec.total_gpus == 8
+    assert spec.total_gpus == 8 and not w.inference.prompt_logits
+    scoring = aijob("s")
+    scoring["spec"]["workload"]["inference"].update(outputTokens=0, promptLogits=True)
+    assert AIJobSpec.model_validate(scoring["spec"]).to_workload().inference.prompt_logits
 
 
 # ---------------------------------------------------------------------------------------- settings

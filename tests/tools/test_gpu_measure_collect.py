@@ -41,3 +41,19 @@ def test_committed_h100_rows_are_what_the_collector_makes(tmp_path):
     assert out.read_text() == (ROOT / "energaizer/data/holdout/energaizer_h100.csv").read_text()
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 24 and {r["gpu"] for r in rows} == {"h100-sxm"}
+
+
+@pytest.mark.parametrize(
+    ("row", "scored"),
+    [
+        ({"task": "inference", "output_tokens": "0", "model": "qwen2-1.5b"}, "1"),  # AutoModelForCausalLM
+        ({"task": "inference", "output_tokens": "0", "model": "bert-large"}, "1"),  # BertForMaskedLM
+        ({"task": "inference", "output_tokens": "256", "model": "qwen2-1.5b"}, ""),  # generate: last token
+        ({"task": "inference", "output_tokens": "0", "model": "vit-large"}, ""),  # no vocabulary
+        ({"task": "training", "output_tokens": "", "model": "gpt2"}, ""),
+        ({"task": "inference", "output_tokens": "0", "model": "qwen2-1.5b", "prompt_logits": "0"}, "0"),
+    ],
+)
+def test_prefill_rows_of_the_head_classes_project_every_prompt_token(row, scored):
+    """The script's prefill is the HF head class's forward(): logits for every position (module docstring)."""
+    assert _collector().prompt_logits(row) == scored
