@@ -47,10 +47,9 @@ ASSUMPTIONS = {
     "attention and execution": "written out for every row, because the defaults (auto) model today's "
     "production stacks (fused attention everywhere, CUDA-graph serving engines for inference) and several "
     "sources ran eager code: the artifact's HF/timm forward passes (attention eager, execution eager), "
-    "ML.ENERGY v1's HF generate() and Zeus's PyTorch training loops (execution eager; their attention is "
-    "labelled fused although HF's eager attention ran: labelled eager and refitted, leave-one-GPU-out energy "
-    "goes 9.7 -> 10.4 %, docs/accuracy.md known errors), ML.ENERGY v2's vLLM 0.5.4 (legacy-engine) and v3's "
-    "vLLM 0.11.1 (flash, graphs).",
+    "ML.ENERGY v1's HF generate() of 2023 and Zeus's HF BERT training on PyTorch 1.10 (attention and "
+    "execution eager: HF Transformers ran matmul + softmax attention before SDPA, Transformers 4.36), "
+    "ML.ENERGY v2's vLLM 0.5.4 (flash, legacy-engine) and v3's vLLM 0.11.1 (flash, graphs).",
     "artifact power limit": "A100-PCIe 250 W, A10 150 W (the cards' defaults); the locked clock is the "
     "requested clock, so throttled DVFS rows test the power-cap solve.",
     "zeus": "V100 and A40 rows (P100 and RTX 6000 are not in the catalog); fp32 training, which PyTorch "
@@ -224,7 +223,8 @@ def mlenergy_v1(shared: Path) -> list[dict]:
                 "input_tokens": 150,
                 "output_tokens": max(1, round(out_tok)),
                 "batch_size": 1,
-                "attention": "flash",
+                # HF Transformers 4.2x-4.3x (2023): matmul + softmax attention (SDPA came with 4.36)
+                "attention": "eager",
                 "execution": "eager",  # HF generate(): one framework dispatch per kernel
                 "measured_energy_joules": energy,
                 "measured_duration_seconds": t,
@@ -263,7 +263,8 @@ def zeus(shared: Path, gpu: str = "V100") -> list[dict]:
                 "global_batch_size": batch,
                 "sequence_length": seq or "",
                 "power_limit_w": r["power_limit_w"],
-                "attention": "flash",
+                # PyTorch 1.10 and HF BERT: matmul + softmax attention (no SDPA before PyTorch 2.0)
+                "attention": "eager" if seq else "",
                 "execution": "eager",  # PyTorch training loop
                 "measured_energy_joules": energy,
                 "measured_duration_seconds": t,
