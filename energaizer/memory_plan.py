@@ -118,6 +118,10 @@ def plan_memory(p: RowParams, archs: list[ModelArchitecture], hw: GpuTable, gi: 
     # average half its output under continuous batching; one request must fit at full length.
     # Sliding-window layers hold at most the window.
     kv_mean_seq = cached_tokens(p, p.input_tokens + 0.5 * p.output_tokens) * kv_per_token + state_per_seq
+    # a scoring pass (prompt_logits) holds its prompt's logits, each rank its slice of the vocabulary
+    logits_per_seq = np.where(p.prompt_logits, p.input_tokens * p.vocab / tp * p.a_bytes, 0.0)
+    kv_per_seq = kv_per_seq + logits_per_seq
+    kv_mean_seq = kv_mean_seq + logits_per_seq
     inference = ~p.training
     free = cap - weights - RUNTIME_RESERVE_BYTES
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -142,7 +146,11 @@ def plan_memory(p: RowParams, archs: list[ModelArchitecture], hw: GpuTable, gi: 
     for i in np.nonzero(~feasible)[0].tolist():
         g = hw.specs[gi[i]]
         what = (
-            "weights + KV cache of one request"
+            (
+                "weights + KV cache and prompt logits of one request"
+                if p.prompt_logits[i]
+                else "weights + KV cache of one request"
+            )
             if inference[i]
             else "weights, gradients, optimizer state and activations"
         )
