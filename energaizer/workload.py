@@ -44,7 +44,8 @@ MAX_REPLICA_GPUS = 1_024
 class InferenceSpec(BaseModel):
     """``requests`` requests of ``input_tokens`` prompt and ``output_tokens`` generated tokens each,
     served with continuous batching at up to ``batch_size`` concurrent requests.
-    ``output_tokens == 0`` is prefill-only (encoders, embeddings): ``batch_size`` prompts per pass.
+    ``output_tokens == 0`` is prefill-only (encoders, embeddings): at most ``batch_size`` prompts per pass,
+    the ``requests`` split evenly over the fewest passes (the last one is not padded).
     ``prompt_logits``: the vocabulary projection runs over every prompt token, not only the last one
     (a causal LM's plain ``forward()``, a scoring or log-prob pass such as an RLHF reference model's,
     a masked-LM head); without it a prefill-only pass ends at the last hidden state, as an embedding

@@ -252,8 +252,9 @@ def add_cnn(b: KernelTableBuilder, p: RowParams, rows: np.ndarray, specs: list[C
         inf = ~train
         if inf.any():
             ri, ii = r[inf], idx[inf]
-            images = p.concurrency[ri]
-            passes = np.ceil(p.requests[ri] / images)
+            # the images in passes of at most the batch, split evenly (the last pass is not padded)
+            passes = np.ceil(p.requests[ri] / p.concurrency[ri])
+            images = p.requests[ri] / passes
             _add_pass(
                 b, ri, Phase.PREFILL, passes, images, shapes, wb[inf], ab[inf], eager[inf], simt[inf], False
             )

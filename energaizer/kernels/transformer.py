@@ -1,7 +1,7 @@
 """Transformer workloads -> kernels, vectorised over rows: one emitter per operation.
 
-Inference: prefill passes (``concurrency`` prompts each) + decode steps under continuous batching
-(``concurrency`` tokens per step, attention over the KV cache at the mean context length; the KV
+Inference: prefill passes (at most ``concurrency`` prompts each, the prompts split evenly over them) +
+decode steps under continuous batching (``concurrency`` tokens per step, attention over the KV cache at the mean context length; the KV
 bytes are linear in context, so the mean step is exact for them). ``output_tokens == 0`` or an
 encoder means prefill/forward passes only. Training: forward, backward (dgrad + wgrad GEMMs,
 attention backward ~2.5x forward), optional recomputation, AdamW update, tensor-parallel
@@ -569,11 +569,13 @@ def add_inference(b: KernelTableBuilder, p: RowParams, rows: np.ndarray, concurr
         return
     req, inp, out = p.requests[rows], p.input_tokens[rows], p.output_tokens[rows]
     decoder = p.decoder[rows]
+    # the prompts in passes of at most ``concurrency``, split evenly (the last pass is not padded)
     prefill_passes = np.ceil(req / concurrency)
     # one GPU's work: its data-parallel attention engine serves its share of the sequences
     B = concurrency / p.engines[rows]
-    T = B * inp
-    LayerPass(p, rows, Phase.PREFILL, prefill_passes, T, inp, inp, decoder, B).emit(b)
+    Bp = req / prefill_passes / p.engines[rows]
+    T = Bp * inp
+    LayerPass(p, rows, Phase.PREFILL, prefill_passes, T, inp, inp, decoder, Bp).emit(b)
     emb = T * p.hidden[rows] * p.a_bytes[rows]
     memory(b, rows, Op.EMBEDDING, Phase.PREFILL, prefill_passes, 2.0 * emb)
     gen = out > 0
@@ -597,8 +599,8 @@ def add_inference(b: KernelTableBuilder, p: RowParams, rows: np.ndarray, concurr
         r = rows[gen]
         Bg, reqg, outg, inpg = B[gen], req[gen], out[gen], inp[gen]
         # the first token is sampled from the last prompt position; a scoring pass projects them all
-        projected = np.where(p.prompt_logits[r] > 0, T[gen], Bg)
-        lm_head(b, p, r, Phase.PREFILL, prefill_passes[gen], Bg, projected=projected)
+        projected = np.where(p.prompt_logits[r] > 0, T[gen], Bp[gen])
+        lm_head(b, p, r, Phase.PREFILL, prefill_passes[gen], Bp[gen], projected=projected)
         steps = reqg * outg / concurrency[gen]
         ctx = inpg + outg / 2.0
         one = np.ones_like(Bg)

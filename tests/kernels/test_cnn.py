@@ -20,6 +20,15 @@ def test_cnn_forward_scales_with_images(one):
     assert b.energy_joules == pytest.approx(4 * a.energy_joules, rel=0.05)
 
 
+def test_the_last_pass_of_images_is_not_padded(one):
+    """320 images at up to 256 a pass are two passes of 160, not two of 256: the work of 320 images."""
+    inf = {"input_tokens": 1, "output_tokens": 0, "batch_size": 256}
+    odd = one(Workload(model="resnet-50", inference={**inf, "requests": 320}), "a100-sxm4-80gb")
+    even = one(Workload(model="resnet-50", inference={**inf, "requests": 512}), "a100-sxm4-80gb")
+    assert odd.kernel_launches == even.kernel_launches
+    assert odd.energy_joules == pytest.approx(320 / 512 * even.energy_joules, rel=0.05)
+
+
 def test_fp32_convolutions_use_tf32_tensor_cores_where_available(one, prefill):
     """cuDNN allows TF32 for fp32 convolutions by default: ResNet fp32 is close to bf16 on A100, not 8x slower."""
     w = prefill(model="resnet-101", inference={"input_tokens": 1, "batch_size": 64, "requests": 64})

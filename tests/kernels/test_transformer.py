@@ -405,3 +405,23 @@ def test_prompt_logits_cost_the_projection_and_need_a_vocabulary(one, prefill):
     vit = Workload(model="vit-large", inference={"output_tokens": 0, "prompt_logits": True})
     with pytest.raises(ValueError, match="prompt_logits: vit-large has no vocabulary"):
         estimate(vit, "h100-sxm")
+
+
+def test_prefill_passes_split_the_prompts_evenly():
+    """10 prompts at up to 8 a pass: two passes of 5 (the prompts' work, two passes' launches), not two of 8."""
+    arch = get_model("qwen2-1.5b")
+
+    def prefill_gemm_flops(requests: int) -> tuple[float, float]:
+        inf = {"requests": requests, "input_tokens": 512, "output_tokens": 64, "batch_size": 8}
+        w = Workload(model="qwen2-1.5b", inference=inf)
+        p = build_row_params([w], [get_gpu("h100-sxm")], [arch])
+        b = KernelTableBuilder()
+        add_inference(b, p, np.array([0]), np.array([8.0]))
+        kt = b.build()
+        sel = (kt.phase == Phase.PREFILL) & np.isin(kt.op, [Op.QKV_PROJ, Op.MLP_UP, Op.LM_HEAD])
+        return float(np.sum(kt.flops[sel] * kt.count[sel])), float(
+            np.sum(kt.count[kt.phase == Phase.PREFILL])
+        )
+
+    (odd, odd_launches), (even, even_launches) = prefill_gemm_flops(10), prefill_gemm_flops(16)
+    assert odd == pytest.approx(10 / 16 * even) and odd_launches == even_launches
