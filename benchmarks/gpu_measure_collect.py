@@ -23,18 +23,19 @@ import csv
 import sys
 from pathlib import Path
 
+from energaizer.catalog import get_model
 from energaizer.io.workload_csv import MEASURED_COLUMNS, MEASUREMENT_FILE_COLUMNS
 
 COLUMNS = (*MEASUREMENT_FILE_COLUMNS[: -len(MEASURED_COLUMNS)], "prompt_logits", *MEASURED_COLUMNS)
-VISION_MODELS = ("resnet-50", "vit-large")  # no vocabulary
 
 
 def prompt_logits(row: dict[str, str]) -> str:
-    """1 where the measured forward pass projected every prompt token (module docstring)."""
+    """1 where the measured forward pass projected every prompt token (module docstring): the prefill-only
+    rows of models with a vocabulary."""
     if row.get("prompt_logits"):  # runs that record it themselves
         return row["prompt_logits"]
     prefill = row["task"] == "inference" and row["output_tokens"] in ("", "0")
-    return "1" if prefill and row["model"] not in VISION_MODELS else ""
+    return "1" if prefill and get_model(row["model"]).vocab else ""
 
 
 def keep(row: dict[str, str]) -> bool:

@@ -145,12 +145,9 @@ def plan_memory(p: RowParams, archs: list[ModelArchitecture], hw: GpuTable, gi: 
     reason = [""] * n
     for i in np.nonzero(~feasible)[0].tolist():
         g = hw.specs[gi[i]]
+        held = "KV cache and prompt logits" if p.prompt_logits[i] else "KV cache"
         what = (
-            (
-                "weights + KV cache and prompt logits of one request"
-                if p.prompt_logits[i]
-                else "weights + KV cache of one request"
-            )
+            f"weights + {held} of one request"
             if inference[i]
             else "weights, gradients, optimizer state and activations"
         )

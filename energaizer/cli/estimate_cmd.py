@@ -155,9 +155,10 @@ def build_workload(
         workload = Workload.model_validate(spec)
     except ValidationError as exc:
         raise _flag_error(exc, model_file) from None
-    from energaizer.io.layout import architecture_of, check_layout
+    from energaizer.io.layout import architecture_of, check_layout, check_prompt_logits
 
     check_layout(workload, flags=True)
+    check_prompt_logits(workload, flags=True)
     arch = architecture_of(workload)
     if arch is not None and arch.arch_type != "decoder" and output_tokens:
         raise InvalidInputError(

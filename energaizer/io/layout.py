@@ -84,7 +84,6 @@ def check_layout(workload: Workload, where: str = "", flags: bool = False) -> No
     ``where`` prefixes the message (a CSV line); ``flags`` names the CLI flags instead of the fields.
     """
     check_architecture(workload, where, "--model-file: " if flags else "")
-    check_prompt_logits(workload, where, flags)
     count_name = "--gpu-count" if flags else "gpu_count"
     tp_name = "--tensor-parallel" if flags else "tensor_parallel"
     prefix = f"{where}: " if where else ""

@@ -243,7 +243,7 @@ def _workload_from_values(
         check_layout(workload, where)
         if checked is not None and workload.architecture is None:
             checked.add(layout)
-    if scored:  # (the layout check above is cached per model and layout, this per row)
+    if scored:  # per row: the layout check above is cached per model and layout
         check_prompt_logits(workload, where)
     measured = {k: float(vals[k]) for k in MEASURED_COLUMNS if k in vals}
     for k, v in measured.items():

@@ -543,7 +543,8 @@ def lm_head(
     sampling in inference, cross-entropy in training). A serving engine gathers the logits of every
     tensor-parallel rank and samples on each with top-p / top-k over the whole vocabulary
     (``SAMPLING_BYTES_PER_LOGIT``); eager code and training make one pass over their slice.
-    ``projected``: the tokens the projection runs over when more than those sampled (``tokens``)."""
+    ``projected``: the tokens the projection runs over when more than those sampled (``tokens``; none
+    where a scoring pass samples nothing)."""
     tp, wb, ab = p.tp[rows], p.w_bytes[rows], p.a_bytes[rows]
     vocab, d = p.vocab[rows], p.hidden[rows]
     gm = 2.0 if backward else 1.0
@@ -556,7 +557,7 @@ def lm_head(
         rows,
         Op.LOGITS,
         phase,
-        passes * (vocab > 0),
+        passes * (vocab > 0) * (tokens > 0),
         logits * np.where(engine, SAMPLING_BYTES_PER_LOGIT, LOGIT_PASS_BYTES),
         fp_flops=logits * np.where(engine, SAMPLING_FP_FLOPS_PER_LOGIT, 5.0),
     )
@@ -579,28 +580,18 @@ def add_inference(b: KernelTableBuilder, p: RowParams, rows: np.ndarray, concurr
     emb = T * p.hidden[rows] * p.a_bytes[rows]
     memory(b, rows, Op.EMBEDDING, Phase.PREFILL, prefill_passes, 2.0 * emb)
     gen = out > 0
-    # a scoring pass (prompt_logits) projects every prompt token onto the vocabulary; nothing samples them
-    scored = (p.prompt_logits[rows] > 0) & ~gen
-    if scored.any():
-        r = rows[scored]
-        gemm(
-            b,
-            r,
-            Op.LM_HEAD,
-            Phase.PREFILL,
-            prefill_passes[scored] * (p.vocab[r] > 0),
-            T[scored],
-            p.vocab[r] / p.tp[r],
-            p.hidden[r],
-            p.w_bytes[r],
-            p.a_bytes[r],
-        )
+    # the first token is sampled from the last prompt position; a scoring pass (prompt_logits) projects
+    # every prompt token onto the vocabulary, and samples nothing unless the row generates
+    scored = p.prompt_logits[rows] > 0
+    head = gen | scored
+    if head.any():
+        r = rows[head]
+        sampled = np.where(gen[head], Bp[head], 0.0)
+        projected = np.where(scored[head], T[head], Bp[head])
+        lm_head(b, p, r, Phase.PREFILL, prefill_passes[head], sampled, projected=projected)
     if gen.any():
         r = rows[gen]
         Bg, reqg, outg, inpg = B[gen], req[gen], out[gen], inp[gen]
-        # the first token is sampled from the last prompt position; a scoring pass projects them all
-        projected = np.where(p.prompt_logits[r] > 0, T[gen], Bp[gen])
-        lm_head(b, p, r, Phase.PREFILL, prefill_passes[gen], Bp[gen], projected=projected)
         steps = reqg * outg / concurrency[gen]
         ctx = inpg + outg / 2.0
         one = np.ones_like(Bg)
