@@ -80,6 +80,14 @@ class CalibrationProfile(BaseModel):
         le=1e5,
         description="the same for execution legacy-engine (per-sequence Python scheduling, e.g. vLLM 0.5)",
     )
+    legacy_decode_step_overhead_ms: float = Field(
+        default=5.0,
+        ge=0,
+        le=1e4,
+        description="execution legacy-engine: host time per engine step whatever its batch (vLLM 0.5's Python "
+        "scheduler, input preparation and output processing, not overlapped with the GPU), in place of "
+        "decode_step_overhead_ms",
+    )
     legacy_worker_overhead_ms: float = Field(
         default=5.0,
         ge=0,
@@ -248,6 +256,7 @@ FITTED_PARAMETERS: tuple[str, ...] = (
     "decode_seq_overhead_us",
     "engine_overlap_loss",
     "legacy_decode_seq_overhead_us",
+    "legacy_decode_step_overhead_ms",
     "legacy_worker_overhead_ms",
     "compute_efficiency",
     "operand_feed_bytes_per_cycle",

@@ -50,7 +50,8 @@ def host_gaps(
     per_seq_us = np.where(p.legacy_engine, prof.legacy_decode_seq_overhead_us, prof.decode_seq_overhead_us)
     # A legacy engine also hands every step to each extra tensor-parallel worker process (RPC).
     per_worker_ms = np.where(p.legacy_engine, prof.legacy_worker_overhead_ms * (p.tp - 1.0), 0.0)
-    per_step_s = (prof.decode_step_overhead_ms + per_worker_ms + per_seq_us * 1e-3 * concurrency) * 1e-3
+    step_ms = np.where(p.legacy_engine, prof.legacy_decode_step_overhead_ms, prof.decode_step_overhead_ms)
+    per_step_s = (step_ms + per_worker_ms + per_seq_us * 1e-3 * concurrency) * 1e-3
     pass_s = prof.pass_overhead_ms * 1e-3
     with np.errstate(invalid="ignore", divide="ignore"):
         gpu_step = np.where(decode_steps > 0, exec_rp[:, PHASES.index("decode")] / decode_steps, 0.0)
@@ -61,9 +62,7 @@ def host_gaps(
     # A legacy engine runs prefills as steps of their own (vLLM 0.5's default scheduler never mixes
     # them with decodes): whenever a sequence finishes and requests wait, the next step admits them.
     legacy_prefill_s = (
-        legacy_prefill_steps(passes, decode_steps, concurrency, p)
-        * (prof.decode_step_overhead_ms + per_worker_ms)
-        * 1e-3
+        legacy_prefill_steps(passes, decode_steps, concurrency, p) * (step_ms + per_worker_ms) * 1e-3
     )
     return np.where(
         eager,

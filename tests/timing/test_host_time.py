@@ -128,7 +128,7 @@ def test_legacy_engine_runs_prefills_as_steps_of_their_own(one, serving):
     a large batch finish sequences almost every step (nearly twice the steps); long ones at a small
     batch seldom."""
     prof = CalibrationProfile(
-        decode_step_overhead_ms=10.0, legacy_decode_seq_overhead_us=0.0, legacy_worker_overhead_ms=0.0
+        legacy_decode_step_overhead_ms=10.0, legacy_decode_seq_overhead_us=0.0, legacy_worker_overhead_ms=0.0
     )
 
     def host_per_decode_step(batch: int, output_tokens: int) -> float:
