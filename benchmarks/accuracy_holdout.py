@@ -29,7 +29,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from energaizer.calibration.fit import ProfileFitter
-from energaizer.calibration.validate import ValidationReport, _workload_key, measured_arrays, validate
+from energaizer.calibration.validate import ValidationReport, gpu_pairs, measured_arrays, validate
 from energaizer.catalog import get_model
 from energaizer.estimator import estimate_pairs
 from energaizer.io.workload_csv import read_workload_csv
@@ -94,32 +94,26 @@ def _pooled(rows, preds: dict[int, tuple[float, float, float]]) -> ValidationRep
 
 
 def discordant_pairs(rows, preds: dict[int, tuple[float, float, float]]) -> list[dict]:
-    """The GPU pairs (same workload, one campaign) whose held-out predicted energy order is the reverse
-    of the measured one, with both energy ratios (first GPU / second GPU)."""
-    e = measured_arrays(rows)[0]
-    same: dict[str, dict[str, list[int]]] = {}
-    for i in preds:
-        if np.isfinite(e[i]):
-            same.setdefault(_workload_key(rows[i]), {}).setdefault(rows[i].gpu, []).append(i)
+    """The GPU pairs (same workload, one campaign) whose held-out predicted order of energy per unit of work
+    is the reverse of the measured one, with both ratios (first GPU / second GPU)."""
+    idx = sorted(preds)
+    sub = [rows[i] for i in idx]
+    predicted = np.array([preds[i][0] for i in idx], dtype=np.float64)
     out = []
-    for by_gpu in same.values():
-        gpus = sorted(by_gpu)
-        for a_i, a in enumerate(gpus):
-            for b in gpus[a_i + 1 :]:
-                ma, mb = (float(np.mean(e[by_gpu[x]])) for x in (a, b))
-                pa, pb = (float(np.mean([preds[i][0] for i in by_gpu[x]])) for x in (a, b))
-                if (ma < mb) != (pa < pb):
-                    r = rows[by_gpu[a][0]]
-                    out.append(
-                        {
-                            "source": r.extra.get("source", ""),
-                            "model": r.workload.model_name,
-                            "precision": r.workload.precision,
-                            "gpus": [a, b],
-                            "measured_ratio": ma / mb,
-                            "predicted_ratio": pa / pb,
-                        }
-                    )
+    for pair in gpu_pairs(sub, measured_arrays(sub)[0], predicted):
+        if not pair.concordant:
+            r = sub[pair.rows[0][0]]
+            out.append(
+                {
+                    "source": r.extra.get("source", ""),
+                    "config": r.extra.get("config", ""),
+                    "model": r.workload.model_name,
+                    "precision": r.workload.precision,
+                    "gpus": list(pair.gpus),
+                    "measured_ratio": pair.measured_ratio,
+                    "predicted_ratio": pair.predicted_ratio,
+                }
+            )
     return out
 
 
@@ -159,8 +153,9 @@ def leave_one_out(
     flips = discordant_pairs(rows, preds)
     for f in flips:
         print(
-            f"  order reversed: {f['source']} {f['model']} {f['precision']} {f['gpus'][0]}/{f['gpus'][1]} "
-            f"energy measured {f['measured_ratio']:.2f}, predicted {f['predicted_ratio']:.2f}"
+            f"  order reversed: {f['source']} {f['config'] or f['model']} {f['precision']} "
+            f"{f['gpus'][0]}/{f['gpus'][1]} energy measured {f['measured_ratio']:.2f}, predicted "
+            f"{f['predicted_ratio']:.2f}"
         )
     o = pooled.overall
     print(

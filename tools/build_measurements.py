@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import sys
 from pathlib import Path
 from typing import get_args
@@ -141,6 +142,12 @@ def _in_catalog(model_id: str) -> bool:
     return True
 
 
+def _serving_config(task: str, r: dict[str, str]) -> str:
+    """An ML.ENERGY configuration, the same on every GPU type: task, model and max_num_seqs (the rows' output
+    lengths and sustained concurrency are per-run averages)."""
+    return f"{task}|{r['model_id']}|max_num_seqs={int(float(r['batch_size']))}"
+
+
 def _serving(r: dict[str, str], source: str, inp: int, gpu_count: int) -> dict | None:
     out_tok = _f(r["output_tokens"])
     e_req = _f(r["measured_energy_j"])
@@ -182,6 +189,7 @@ def mlenergy_v2(shared: Path) -> list[dict]:
         inp = 150 if r["task"].startswith("code") else 120
         row = _serving(r, "mlenergy-v2", inp, int(r["tensor_parallel"]))
         if row:
+            row["config"] = _serving_config(re.search(r"llm_text_generation/([^/]+)/", r["source_ref"])[1], r)
             row["execution"] = "legacy-engine"  # vLLM 0.5.4 (the source's documented method)
             out.append(row)
     return out
@@ -194,6 +202,7 @@ def mlenergy_v3(shared: Path) -> list[dict]:
             continue
         row = _serving(r, "mlenergy-v3", 300 if r["task"] == "gpqa" else 256, int(r["gpu_count"]))
         if row:
+            row["config"] = _serving_config(r["task"], r)
             # the leaderboard's columns (ml-energy/data mlenergy_data/records/runs.py: EP = the GPUs when
             # enable-expert-parallel is set, tensor_parallel then 1; vLLM itself ran TP x DP = EP)
             ep, dp = int(r["expert_parallel"]), int(r["data_parallel"])
@@ -214,6 +223,8 @@ def mlenergy_v1(shared: Path) -> list[dict]:
             {
                 "source": "mlenergy-v1",
                 "source_ref": r["source_ref"],
+                # the prompt set (chat, chat-concise, instruct, instruct-concise: one file per GPU) and model
+                "config": f"{re.search(r'/[^/_]+_([^/]+)_benchmark', r['source_ref'])[1]}|{r['model_id']}",
                 "model": r["model_id"],
                 "gpu": GPU_MAP[r["gpu"]],
                 "gpu_count": 1,

@@ -1,14 +1,15 @@
 """Predicted vs measured: MAPE of energy, time and power; worst cases; GPU-ranking agreement.
 
 Ranking agreement: among measured rows of one campaign (the source, less a per-GPU suffix such as
-``-a10``) that describe the same workload on different GPU types,
-the share of GPU pairs whose energy order the prediction gets right (pairwise concordance; 1.0 =
-identical rankings), and how often the predicted best GPU is the measured best.
+``-a10``) that describe the same workload on different GPU types (:func:`workload_key`), the share of GPU
+pairs whose order of energy per unit of work (:func:`work_units`) the prediction gets right (pairwise
+concordance; 1.0 = identical rankings), and how often the predicted best GPU is the measured best.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 
@@ -86,14 +87,77 @@ def _score(idx: np.ndarray, errs: tuple[np.ndarray, np.ndarray, np.ndarray]) -> 
 
 
 def _campaign(source: str, gpu: str) -> str:
-    """The measurement campaign of a row: its source, less a trailing per-GPU part (``artifact-a10``)."""
+    """The measurement campaign of a row: its source, less a trailing part that names its GPU
+    (``artifact-a10`` on an a10, ``artifact-a100`` on an a100-pcie-40gb; ``mlenergy-v1`` stays itself on a
+    v100-sxm2-32gb)."""
     head, _, tail = source.rpartition("-")
-    return head if head and tail and gpu.startswith(tail) else source
+    return head if head and tail and tail == gpu.split("-")[0] else source
 
 
-def _workload_key(r: CsvRow) -> str:
-    w = r.workload.model_dump(exclude={"gpu_count", "tensor_parallel", "frequency_mhz", "power_limit_w"})
-    return f"{_campaign(r.extra.get('source', ''), r.gpu)}|{w}|{r.workload.gpu_count}"
+def workload_key(r: CsvRow) -> str:
+    """The workload a measured row ran, the same for every GPU type of its campaign that ran it: the
+    source's own configuration (the ``config`` column, e.g. an ML.ENERGY task, model and max_num_seqs, whose
+    measured output lengths and concurrency differ a little from run to run) where the row has one, else
+    its workload columns less the parallel layout, clock and power limit; and its GPU count."""
+    config = r.extra.get("config") or r.workload.model_dump(
+        exclude={"gpu_count", "tensor_parallel", "frequency_mhz", "power_limit_w"}
+    )
+    return f"{_campaign(r.extra.get('source', ''), r.gpu)}|{config}|{r.workload.gpu_count}"
+
+
+def work_units(r: CsvRow) -> float:
+    """What a row's energy is compared per across GPU types: the tokens a serving row generates (two runs
+    of one configuration generate a little more or less), else the whole row."""
+    inf = r.workload.inference
+    return float(inf.requests * inf.output_tokens) if inf is not None and inf.output_tokens else 1.0
+
+
+@dataclass
+class GpuPair:
+    """One workload measured on two GPU types: energy per unit of work, first GPU / second GPU."""
+
+    key: str
+    gpus: tuple[str, str]
+    rows: tuple[list[int], list[int]]
+    measured_ratio: float
+    predicted_ratio: float
+
+    @property
+    def concordant(self) -> bool:
+        return (self.measured_ratio < 1.0) == (self.predicted_ratio < 1.0)
+
+
+def _by_workload(
+    rows: list[CsvRow], measured_j: np.ndarray, predicted_j: np.ndarray, gpus: Sequence[str] | None = None
+) -> dict[str, dict[str, tuple[list[int], float, float]]]:
+    """workload -> GPU -> (its rows, mean measured and mean predicted energy per unit of work), for the
+    workloads measured on two or more GPU types (rows without both energies are left out). ``gpus``: each
+    row's catalog GPU id (default: the rows' own spelling)."""
+    units = np.array([work_units(r) for r in rows])
+    me, pe = measured_j / units, predicted_j / units
+    gpu_of = [r.gpu for r in rows] if gpus is None else gpus
+    same: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for i, r in enumerate(rows):
+        if np.isfinite(me[i]) and np.isfinite(pe[i]):
+            same[workload_key(r)][gpu_of[i]].append(i)
+    return {
+        key: {g: (ix, float(np.mean(me[ix])), float(np.mean(pe[ix]))) for g, ix in by_gpu.items()}
+        for key, by_gpu in same.items()
+        if len(by_gpu) >= 2
+    }
+
+
+def gpu_pairs(
+    rows: list[CsvRow], measured_j: np.ndarray, predicted_j: np.ndarray, gpus: Sequence[str] | None = None
+) -> list[GpuPair]:
+    """Every pair of GPU types that ran one workload (:func:`workload_key`), with the measured and predicted
+    ratio of their mean energy per unit of work."""
+    out = []
+    for key, by_gpu in _by_workload(rows, measured_j, predicted_j, gpus).items():
+        for a, b in combinations(sorted(by_gpu), 2):
+            (ia, ma, pa), (ib, mb, pb) = by_gpu[a], by_gpu[b]
+            out.append(GpuPair(key, (a, b), (ia, ib), ma / mb, pa / pb))
+    return out
 
 
 def validate(rows: list[CsvRow], pred: EstimateBatch, worst_n: int = 10) -> ValidationReport:
@@ -105,22 +169,16 @@ def validate(rows: list[CsvRow], pred: EstimateBatch, worst_n: int = 10) -> Vali
     for i, r in enumerate(rows):
         groups_src[r.extra.get("source") or "(none)"].append(i)
         groups_gpu[r.gpu].append(i)
-    # Ranking: same workload measured on >= 2 GPU types.
-    same: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for i, r in enumerate(rows):
-        if np.isfinite(e[i]) and np.isfinite(pred.energy_joules[i]):
-            same[_workload_key(r)][pred.gpu[i]].append(i)
-    pairs = agree = best_n = best_ok = 0
-    for by_gpu in same.values():
-        if len(by_gpu) < 2:
-            continue
-        gm = {g: float(np.mean(e[ix])) for g, ix in by_gpu.items()}
-        gp = {g: float(np.mean(pred.energy_joules[ix])) for g, ix in by_gpu.items()}
-        for a, b in combinations(sorted(gm), 2):
-            pairs += 1
-            agree += (gm[a] < gm[b]) == (gp[a] < gp[b])
-        best_n += 1
-        best_ok += min(gm, key=gm.get) == min(gp, key=gp.get)
+    # Ranking: same workload measured on >= 2 GPU types, energy per unit of work.
+    pred_j = np.asarray(pred.energy_joules, dtype=np.float64)
+    ranked = gpu_pairs(rows, e, pred_j, pred.gpu)
+    pairs, agree = len(ranked), sum(x.concordant for x in ranked)
+    workloads = _by_workload(rows, e, pred_j, pred.gpu).values()
+    best_n = len(workloads)
+    best_ok = sum(
+        min(by_gpu, key=lambda g: by_gpu[g][1]) == min(by_gpu, key=lambda g: by_gpu[g][2])
+        for by_gpu in workloads
+    )
     order = np.argsort(-np.nan_to_num(errs[0], nan=-1.0))[:worst_n]
     worst = [
         {

@@ -68,10 +68,13 @@ EXTENSION_COLUMNS = (
     "prompt_logits",
 )
 MEASURED_COLUMNS = ("measured_energy_joules", "measured_duration_seconds", "measured_average_power_watts")
-# Column order of the shipped measurement files (energaizer/data/measurements, holdout): provenance first.
+# Column order of the shipped measurement files (energaizer/data/measurements, holdout): provenance first
+# (``config``: the source's own name for the configuration a row ran, the same on every GPU type it ran on,
+# where the workload columns hold per-run averages; GPU-ranking agreement pairs rows by it).
 MEASUREMENT_FILE_COLUMNS = (
     "source",
     "source_ref",
+    "config",
     *WORKLOAD_COLUMNS,
     "attention",
     "execution",
