@@ -12,7 +12,8 @@ fit that has not seen its GPU (or its family); the pooled figures over all rows 
 MAPE of energy/time/power and the GPU-ranking agreement (pairwise concordance of the energy order of the
 same workload measured on two GPU types in one campaign), next to the in-sample figures of the shipped
 profile on the same rows. ``source`` holds out two whole sources (the DVFS clocks, ML.ENERGY v3).
-Then the shipped profile on the never-fitted rows of energaizer/data/holdout (the A40, our own H100 runs).
+Then the shipped profile on the never-fitted rows of energaizer/data/holdout (the A40, our own H100 runs),
+and the never-fitted GPU (the A40) ranked against the fitted ones on the configurations both ran.
 ``--never-fitted`` prints only those (seconds instead of minutes).
 """
 
@@ -186,6 +187,25 @@ def never_fitted(default) -> dict:
         out[source] = {"rows": u.rows, "mape": [u.energy_mape, u.time_mape, u.power_mape], "gpus": gpus}
         print(
             f"{source:32s} {u.rows:5d} {u.energy_mape:6.1f} {u.time_mape:6.1f} {u.power_mape:6.1f}   ({gpus})"
+        )
+    # an unseen GPU ranked against the fitted ones: its rows paired with the fitted rows of one configuration
+    both = unseen + rows_all()
+    pred = estimate_pairs([r.workload for r in both], [r.gpu for r in both], profile=default)
+    held = {r.gpu for r in unseen} - {r.gpu for r in both[len(unseen) :]}
+    pairs = [
+        x
+        for x in gpu_pairs(both, measured_arrays(both)[0], pred.energy_joules, pred.gpu)
+        if held & set(x.gpus)
+    ]
+    if pairs:
+        agree = sum(x.concordant for x in pairs)
+        out["unseen_gpu_ranking"] = {
+            "gpus": sorted(held),
+            "pairs": len(pairs),
+            "concordance": agree / len(pairs),
+        }
+        print(
+            f"ranking of {', '.join(sorted(held))} against the fitted GPUs: {agree} of {len(pairs)} pairs in order"
         )
     return out
 
