@@ -9,8 +9,9 @@ lineage, e.g. llama-1/llama-3/codellama -> llama, qwen2/qwen3-moe -> qwen) of th
 energaizer/data/measurements, the profile is refitted on the other rows (from the physical defaults, the
 same fit as ``energaizer calibrate``) and scored on the held-out rows. Every row is thus predicted by a
 fit that has not seen its GPU (or its family); the pooled figures over all rows are the headline:
-MAPE of energy/time/power and the GPU-ranking agreement (pairwise concordance of the energy order of the
-same workload measured on two GPU types in one campaign), next to the in-sample figures of the shipped
+MAPE of energy/time/power and the GPU-ranking agreement (pairwise concordance of the order of energy per unit
+of work of one workload, or one source configuration, measured on two GPU types in one campaign:
+``energaizer.calibration.validate.gpu_pairs``), next to the in-sample figures of the shipped
 profile on the same rows. ``source`` holds out two whole sources (the DVFS clocks, ML.ENERGY v3).
 Then the shipped profile on the never-fitted rows of energaizer/data/holdout (the A40, our own H100 runs),
 and the never-fitted GPU (the A40) ranked against the fitted ones on the configurations both ran.
