@@ -36,6 +36,7 @@ class ValidationReport:
     ranking_concordance: float
     best_gpu_agreement: float
     worst: list[dict] = field(default_factory=list)
+    reversed_pairs: list[dict] = field(default_factory=list)  # the GPU pairs the prediction orders wrongly
 
     def to_dict(self) -> dict:
         def g(s: GroupScore) -> dict:
@@ -54,6 +55,7 @@ class ValidationReport:
                 "comparable_pairs": self.ranking_pairs,
                 "pairwise_concordance": self.ranking_concordance,
                 "best_gpu_agreement": self.best_gpu_agreement,
+                "reversed_pairs": self.reversed_pairs,
             },
             "worst": self.worst,
         }
@@ -202,4 +204,19 @@ def validate(rows: list[CsvRow], pred: EstimateBatch, worst_n: int = 10) -> Vali
         ranking_concordance=agree / pairs if pairs else float("nan"),
         best_gpu_agreement=best_ok / best_n if best_n else float("nan"),
         worst=worst,
+        reversed_pairs=[_pair_dict(rows, x) for x in ranked if not x.concordant],
     )
+
+
+def _pair_dict(rows: list[CsvRow], pair: GpuPair) -> dict:
+    """One GPU pair for a report: the workload (its source, config or model), the GPUs, the CSV lines of
+    their rows and the energy-per-unit ratios (first GPU / second GPU)."""
+    r = rows[pair.rows[0][0]]
+    return {
+        "source": r.extra.get("source", ""),
+        "workload": r.extra.get("config") or r.workload.model_name,
+        "gpus": list(pair.gpus),
+        "lines": [[rows[i].line for i in ix] for ix in pair.rows],
+        "measured_ratio": pair.measured_ratio,
+        "predicted_ratio": pair.predicted_ratio,
+    }

@@ -200,6 +200,21 @@ def register(app: typer.Typer) -> None:
             f"GPU ranking: {report.ranking_pairs} comparable pairs, concordance "
             f"{report.ranking_concordance:.2f}, best-GPU agreement {report.best_gpu_agreement:.2f}"
         )
+        flips = report.reversed_pairs[:worst]
+        if flips:
+            rt = Table(title="GPU pairs in reverse order (energy per unit of work, first GPU / second)")
+            id_column(rt, "workload", [escape(f["workload"]) for f in flips])
+            for col in ("gpus", "lines", "measured", "predicted"):
+                rt.add_column(col, overflow="fold", justify="left" if col in ("gpus", "lines") else "right")
+            for f in flips:
+                rt.add_row(
+                    escape(f["workload"]),
+                    " / ".join(f["gpus"]),
+                    " / ".join(",".join(map(str, ls)) for ls in f["lines"]),
+                    f"{f['measured_ratio']:.2f}",
+                    f"{f['predicted_ratio']:.2f}",
+                )
+            console.print(rt)
         wt = Table(title="worst energy errors")
         id_column(wt, "line", [str(w["line"]) for w in report.worst], justify="right")
         id_column(wt, "model", [w["model"] for w in report.worst])

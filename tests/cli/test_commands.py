@@ -145,6 +145,24 @@ def test_validate_reports_mape_and_ranking():
     assert "pairwise_concordance" in rep["ranking"]
 
 
+def test_validate_lists_the_gpu_pairs_it_orders_wrongly():
+    """ML.ENERGY v1 ran each prompt set on an A100 and a V100; the pairs the prediction puts in the wrong order
+    come with their CSV lines and both ratios, in the JSON and as a table."""
+    r = cli("validate", str(DATA / "mlenergy_v1.csv"), "--json")
+    assert r.returncode == 0, r.stderr
+    ranking = json.loads(r.stdout)["ranking"]
+    flips = ranking["reversed_pairs"]
+    assert ranking["comparable_pairs"] == 72 and 0 < len(flips) < 72
+    assert len(flips) == round((1 - ranking["pairwise_concordance"]) * 72)
+    for f in flips:
+        assert f["gpus"] == ["a100-sxm4-40gb", "v100-sxm2-32gb"] and f["source"] == "mlenergy-v1"
+        assert (f["measured_ratio"] < 1) != (f["predicted_ratio"] < 1)
+        assert all(len(lines) == 1 for lines in f["lines"])
+    text = cli("validate", str(DATA / "mlenergy_v1.csv"), "--worst", "3")
+    assert text.returncode == 0 and "GPU pairs in reverse order" in text.stdout
+    assert flips[0]["workload"].split("|")[1] in text.stdout
+
+
 def test_calibrate_writes_a_profile_that_estimate_uses(tmp_path):
     sub = tmp_path / "m.csv"
     lines = (DATA / "artifact.csv").read_text().splitlines()
