@@ -154,8 +154,12 @@ def gpu_pairs(
 ) -> list[GpuPair]:
     """Every pair of GPU types that ran one workload (:func:`workload_key`), with the measured and predicted
     ratio of their mean energy per unit of work."""
+    return _pairs(_by_workload(rows, measured_j, predicted_j, gpus))
+
+
+def _pairs(workloads: dict[str, dict[str, tuple[list[int], float, float]]]) -> list[GpuPair]:
     out = []
-    for key, by_gpu in _by_workload(rows, measured_j, predicted_j, gpus).items():
+    for key, by_gpu in workloads.items():
         for a, b in combinations(sorted(by_gpu), 2):
             (ia, ma, pa), (ib, mb, pb) = by_gpu[a], by_gpu[b]
             out.append(GpuPair(key, (a, b), (ia, ib), ma / mb, pa / pb))
@@ -172,14 +176,13 @@ def validate(rows: list[CsvRow], pred: EstimateBatch, worst_n: int = 10) -> Vali
         groups_src[r.extra.get("source") or "(none)"].append(i)
         groups_gpu[r.gpu].append(i)
     # Ranking: same workload measured on >= 2 GPU types, energy per unit of work.
-    pred_j = np.asarray(pred.energy_joules, dtype=np.float64)
-    ranked = gpu_pairs(rows, e, pred_j, pred.gpu)
+    workloads = _by_workload(rows, e, np.asarray(pred.energy_joules, dtype=np.float64), pred.gpu)
+    ranked = _pairs(workloads)
     pairs, agree = len(ranked), sum(x.concordant for x in ranked)
-    workloads = _by_workload(rows, e, pred_j, pred.gpu).values()
     best_n = len(workloads)
     best_ok = sum(
         min(by_gpu, key=lambda g: by_gpu[g][1]) == min(by_gpu, key=lambda g: by_gpu[g][2])
-        for by_gpu in workloads
+        for by_gpu in workloads.values()
     )
     order = np.argsort(-np.nan_to_num(errs[0], nan=-1.0))[:worst_n]
     worst = [
