@@ -11,7 +11,8 @@ same fit as ``energaizer calibrate``) and scored on the held-out rows. Every row
 fit that has not seen its GPU (or its family); the pooled figures over all rows are the headline:
 MAPE of energy/time/power and the GPU-ranking agreement (pairwise concordance of the order of energy per unit
 of work of one workload, or one source configuration, measured on two GPU types in one campaign:
-``energaizer.calibration.validate.gpu_pairs``), next to the in-sample figures of the shipped
+``energaizer.calibration.validate.gpu_pairs``; also over the decisive pairs, whose measured energies differ
+by more than 5 %), next to the in-sample figures of the shipped
 profile on the same rows. ``source`` holds out two whole sources (the DVFS clocks, ML.ENERGY v3).
 Then the shipped profile on the never-fitted rows of energaizer/data/holdout (the A40, our own H100 runs),
 and the never-fitted GPU (the A40) ranked against the fitted ones on the configurations both ran.
@@ -162,7 +163,8 @@ def leave_one_out(
     o = pooled.overall
     print(
         f"{'pooled':22s} {o.rows:5d} {o.energy_mape:6.1f} {o.time_mape:6.1f} {o.power_mape:6.1f} | ranking "
-        f"{pooled.ranking_concordance:.2f} of {pooled.ranking_pairs} pairs, best GPU {pooled.best_gpu_agreement:.2f}"
+        f"{pooled.ranking_concordance:.2f} of {pooled.ranking_pairs} pairs ({pooled.decisive_concordance:.2f} of the "
+        f"{pooled.decisive_pairs} decisive ones), best GPU {pooled.best_gpu_agreement:.2f}"
     )
     return {
         "groups": table,
@@ -170,6 +172,8 @@ def leave_one_out(
         "rows": o.rows,
         "ranking_concordance": pooled.ranking_concordance,
         "ranking_pairs": pooled.ranking_pairs,
+        "decisive_concordance": pooled.decisive_concordance,
+        "decisive_pairs": pooled.decisive_pairs,
         "best_gpu_agreement": pooled.best_gpu_agreement,
         "order_reversed": flips,
     }
@@ -241,10 +245,13 @@ def main() -> None:
             "mape": [o.energy_mape, o.time_mape, o.power_mape],
             "ranking_concordance": ins.ranking_concordance,
             "ranking_pairs": ins.ranking_pairs,
+            "decisive_concordance": ins.decisive_concordance,
+            "decisive_pairs": ins.decisive_pairs,
         }
         print(
             f"in-sample (shipped profile) {o.rows} rows: {o.energy_mape:.1f} / {o.time_mape:.1f} / "
-            f"{o.power_mape:.1f}, ranking {ins.ranking_concordance:.2f} of {ins.ranking_pairs} pairs"
+            f"{o.power_mape:.1f}, ranking {ins.ranking_concordance:.2f} of {ins.ranking_pairs} pairs "
+            f"({ins.decisive_concordance:.2f} of the {ins.decisive_pairs} decisive ones)"
         )
         only = {g.strip() for g in args.only.split(",") if g.strip()}
         for kind, groups in splits(rows, [k.strip() for k in args.by.split(",")]).items():

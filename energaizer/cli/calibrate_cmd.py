@@ -171,6 +171,7 @@ def register(app: typer.Typer) -> None:
         from rich.markup import escape
         from rich.table import Table
 
+        from energaizer.calibration.validate import DECISIVE_MARGIN
         from energaizer.calibration.validate import validate as run_validate
         from energaizer.estimator import estimate_pairs
 
@@ -198,7 +199,9 @@ def register(app: typer.Typer) -> None:
         console.print(table)
         console.print(
             f"GPU ranking: {report.ranking_pairs} comparable pairs, concordance "
-            f"{report.ranking_concordance:.2f}, best-GPU agreement {report.best_gpu_agreement:.2f}"
+            f"{report.ranking_concordance:.2f} ({report.decisive_concordance:.2f} of the {report.decisive_pairs} "
+            f"whose measured energies differ by more than {DECISIVE_MARGIN:.0%}), best-GPU agreement "
+            f"{report.best_gpu_agreement:.2f}"
         )
         flips = report.reversed_pairs[:worst]
         if flips:

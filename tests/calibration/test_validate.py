@@ -66,3 +66,33 @@ def test_rows_without_a_config_pair_by_their_workload_columns():
     )
     (pair,) = gpu_pairs(rows, np.array([10.0, 12.0, 20.0]), np.array([11.0, 12.0, 21.0]))
     assert pair.rows == ([0], [1]) and pair.measured_ratio == pytest.approx(10 / 12)
+
+
+def test_decisive_pairs_are_those_whose_measured_energies_differ_by_more_than_the_margin():
+    """Three artifact configurations on an A10 and an A100: measured 3 % apart (a near tie, reversed by the
+    prediction), 20 % and 50 % apart (both in order). All pairs: 2 of 3 concordant; decisive: 2 of 2."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from energaizer.calibration.validate import DECISIVE_MARGIN, validate
+
+    assert pytest.approx(0.05) == DECISIVE_MARGIN
+    rows = _rows(
+        HEADER + "energaizer-artifact-a10,,gpt2,a10,8,128,0,8,10.3\n"
+        "energaizer-artifact-a100,,gpt2,a100-pcie-40gb,8,128,0,8,10\n"
+        "energaizer-artifact-a10,,gpt2,a10,8,256,0,8,24\n"
+        "energaizer-artifact-a100,,gpt2,a100-pcie-40gb,8,256,0,8,20\n"
+        "energaizer-artifact-a10,,gpt2,a10,8,512,0,8,60\n"
+        "energaizer-artifact-a100,,gpt2,a100-pcie-40gb,8,512,0,8,40\n"
+    )
+    predicted = np.array([9.0, 10.0, 23.0, 20.0, 55.0, 40.0])
+    nan = np.full(6, np.nan)
+    pred = SimpleNamespace(
+        gpu=[r.gpu for r in rows], energy_joules=predicted, duration_seconds=nan, average_power_watts=nan
+    )
+    report = validate(rows, pred)
+    assert report.ranking_pairs == 3 and report.ranking_concordance == pytest.approx(2 / 3)
+    assert report.decisive_pairs == 2 and report.decisive_concordance == pytest.approx(1.0)
+    ranking = report.to_dict()["ranking"]
+    assert ranking["decisive_pairs"] == 2 and ranking["decisive_margin"] == DECISIVE_MARGIN

@@ -158,8 +158,13 @@ def test_validate_lists_the_gpu_pairs_it_orders_wrongly():
         assert f["gpus"] == ["a100-sxm4-40gb", "v100-sxm2-32gb"] and f["source"] == "mlenergy-v1"
         assert (f["measured_ratio"] < 1) != (f["predicted_ratio"] < 1)
         assert all(len(lines) == 1 for lines in f["lines"])
+    decisive = [f for f in flips if abs(f["measured_ratio"] - 1) > 0.06]  # clear of the 5 % margin either way
+    assert 0 < ranking["decisive_pairs"] < 72
+    assert ranking["decisive_concordance"] <= 1 - len(decisive) / ranking["decisive_pairs"]
     text = cli("validate", str(DATA / "mlenergy_v1.csv"), "--worst", "3")
     assert text.returncode == 0 and "GPU pairs in reverse order" in text.stdout
+    said = " ".join(text.stdout.split())
+    assert f"of the {ranking['decisive_pairs']} whose measured energies differ by more than 5%" in said
     assert flips[0]["workload"].split("|")[1] in text.stdout
 
 
