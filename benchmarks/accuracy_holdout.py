@@ -115,6 +115,7 @@ def discordant_pairs(rows, preds: dict[int, tuple[float, float, float]]) -> list
                     "gpus": list(pair.gpus),
                     "measured_ratio": pair.measured_ratio,
                     "predicted_ratio": pair.predicted_ratio,
+                    "decisive": bool(pair.decisive),
                 }
             )
     return out

@@ -235,7 +235,7 @@ def validate(rows: list[CsvRow], pred: EstimateBatch, worst_n: int = 10) -> Vali
 
 def _pair_dict(rows: list[CsvRow], pair: GpuPair) -> dict:
     """One GPU pair for a report: the workload (its source, config or model), the GPUs, the CSV lines of
-    their rows and the energy-per-unit ratios (first GPU / second GPU)."""
+    their rows, the energy-per-unit ratios (first GPU / second GPU) and whether the pair is decisive."""
     r = rows[pair.rows[0][0]]
     return {
         "source": r.extra.get("source", ""),
@@ -244,4 +244,5 @@ def _pair_dict(rows: list[CsvRow], pair: GpuPair) -> dict:
         "lines": [[rows[i].line for i in ix] for ix in pair.rows],
         "measured_ratio": pair.measured_ratio,
         "predicted_ratio": pair.predicted_ratio,
+        "decisive": bool(pair.decisive),
     }
