@@ -197,12 +197,19 @@ def register(app: typer.Typer) -> None:
                 name, str(s.rows), f"{s.energy_mape:.1f}", f"{s.time_mape:.1f}", f"{s.power_mape:.1f}"
             )
         console.print(table)
-        console.print(
-            f"GPU ranking: {report.ranking_pairs} comparable pairs, concordance "
-            f"{report.ranking_concordance:.2f} ({report.decisive_concordance:.2f} of the {report.decisive_pairs} "
-            f"whose measured energies differ by more than {DECISIVE_MARGIN:.0%}), best-GPU agreement "
-            f"{report.best_gpu_agreement:.2f}"
-        )
+        if not report.ranking_pairs:
+            console.print("GPU ranking: no workload was measured on two GPU types of one campaign")
+        else:
+            decisive = (
+                f" ({report.decisive_concordance:.2f} of the {report.decisive_pairs} whose measured energies "
+                f"differ by more than {DECISIVE_MARGIN:.0%})"
+                if report.decisive_pairs
+                else f" (none of them differs by more than {DECISIVE_MARGIN:.0%})"
+            )
+            console.print(
+                f"GPU ranking: {report.ranking_pairs} comparable pairs, concordance "
+                f"{report.ranking_concordance:.2f}{decisive}, best-GPU agreement {report.best_gpu_agreement:.2f}"
+            )
         flips = report.reversed_pairs[:worst]
         if flips:
             rt = Table(title="GPU pairs in reverse order (energy per unit of work, first GPU / second)")

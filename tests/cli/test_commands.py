@@ -145,6 +145,15 @@ def test_validate_reports_mape_and_ranking():
     assert "pairwise_concordance" in rep["ranking"]
 
 
+def test_validate_says_when_no_workload_ran_on_two_gpu_types():
+    """ML.ENERGY v3's rows are all H100: nothing to rank, said in words (the JSON keeps its nulls)."""
+    r = cli("validate", str(DATA / "mlenergy_v3.csv"))
+    assert r.returncode == 0, r.stderr
+    said = " ".join(r.stdout.split())
+    assert "GPU ranking: no workload was measured on two GPU types of one campaign" in said
+    assert "nan" not in said
+
+
 def test_validate_lists_the_gpu_pairs_it_orders_wrongly():
     """ML.ENERGY v1 ran each prompt set on an A100 and a V100; the pairs the prediction puts in the wrong order
     come with their CSV lines and both ratios, in the JSON and as a table."""
