@@ -32,7 +32,13 @@ from types import SimpleNamespace
 import numpy as np
 
 from energaizer.calibration.fit import ProfileFitter
-from energaizer.calibration.validate import ValidationReport, gpu_pairs, measured_arrays, validate
+from energaizer.calibration.validate import (
+    ValidationReport,
+    gpu_pairs,
+    measured_arrays,
+    pair_record,
+    validate,
+)
 from energaizer.catalog import get_model
 from energaizer.estimator import estimate_pairs
 from energaizer.io.workload_csv import read_workload_csv
@@ -98,27 +104,16 @@ def _pooled(rows, preds: dict[int, tuple[float, float, float]]) -> ValidationRep
 
 def discordant_pairs(rows, preds: dict[int, tuple[float, float, float]]) -> list[dict]:
     """The GPU pairs (same workload, one campaign) whose held-out predicted order of energy per unit of work
-    is the reverse of the measured one, with both ratios (first GPU / second GPU)."""
+    is the reverse of the measured one: ``energaizer validate``'s record of each (ratios first GPU / second
+    GPU, CSV lines, decisive) with the rows' precision."""
     idx = sorted(preds)
     sub = [rows[i] for i in idx]
     predicted = np.array([preds[i][0] for i in idx], dtype=np.float64)
-    out = []
-    for pair in gpu_pairs(sub, measured_arrays(sub)[0], predicted):
-        if not pair.concordant:
-            r = sub[pair.rows[0][0]]
-            out.append(
-                {
-                    "source": r.extra.get("source", ""),
-                    "config": r.extra.get("config", ""),
-                    "model": r.workload.model_name,
-                    "precision": r.workload.precision,
-                    "gpus": list(pair.gpus),
-                    "measured_ratio": pair.measured_ratio,
-                    "predicted_ratio": pair.predicted_ratio,
-                    "decisive": bool(pair.decisive),
-                }
-            )
-    return out
+    return [
+        {**pair_record(sub, pair), "precision": sub[pair.rows[0][0]].workload.precision}
+        for pair in gpu_pairs(sub, measured_arrays(sub)[0], predicted)
+        if not pair.concordant
+    ]
 
 
 def leave_one_out(
@@ -157,7 +152,7 @@ def leave_one_out(
     flips = discordant_pairs(rows, preds)
     for f in flips:
         print(
-            f"  order reversed: {f['source']} {f['config'] or f['model']} {f['precision']} "
+            f"  order reversed: {f['source']} {f['workload']} {f['precision']} "
             f"{f['gpus'][0]}/{f['gpus'][1]} energy measured {f['measured_ratio']:.2f}, predicted "
             f"{f['predicted_ratio']:.2f}"
         )

@@ -229,11 +229,11 @@ def validate(rows: list[CsvRow], pred: EstimateBatch, worst_n: int = 10) -> Vali
         if decisive
         else float("nan"),
         worst=worst,
-        reversed_pairs=[_pair_dict(rows, x) for x in ranked if not x.concordant],
+        reversed_pairs=[pair_record(rows, x) for x in ranked if not x.concordant],
     )
 
 
-def _pair_dict(rows: list[CsvRow], pair: GpuPair) -> dict:
+def pair_record(rows: list[CsvRow], pair: GpuPair) -> dict:
     """One GPU pair for a report: the workload (its source, config or model), the GPUs, the CSV lines of
     their rows, the energy-per-unit ratios (first GPU / second GPU) and whether the pair is decisive."""
     r = rows[pair.rows[0][0]]
