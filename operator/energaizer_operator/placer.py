@@ -424,9 +424,10 @@ class Placer(IndexLoop):
         counterfactual: Mapping[str, Any] | None = None,
     ) -> None:
         annotations = {**contract_annotations(gpu_type, energy, duration), **power_annotations(advice)}
-        await asyncio.to_thread(
+        patched = await asyncio.to_thread(
             kube.patch_aijob, rec.namespace, rec.name, {"metadata": {"annotations": annotations}}
         )
+        rec = rec.written(patched)  # the status write below lands over our own annotation patch
         placement: dict[str, Any] = {
             "gpuType": gpu_type,
             "predictedEnergyJoules": energy,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -63,6 +63,22 @@ class AIJobRecord:
     @property
     def terminal(self) -> bool:
         return self.phase in TERMINAL_PHASES and self.up_to_date
+
+    def written(self, body: Mapping[str, Any]) -> AIJobRecord:
+        """This record at the version an API write of the AIJob returned (``body``: its resourceVersion and
+        conditions), so that a conditions write that follows our own write is built on it and does not
+        conflict with it (a 409 and a re-read for every placed AIJob otherwise)."""
+        meta = body.get("metadata") or {}
+        version = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+        if not version:
+            return self
+        status = body.get("status") or {}
+        conditions = status.get("conditions") or [] if isinstance(status, Mapping) else []
+        return replace(
+            self,
+            resource_version=str(version),
+            conditions=tuple(c for c in conditions if isinstance(c, Mapping)),
+        )
 
     @property
     def ref(self) -> dict[str, Any]:

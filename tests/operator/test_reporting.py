@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from energaizer_operator import kube, reporting
 from energaizer_operator.models import Phase
+from energaizer_operator.records import AIJobRecord
 from energaizer_operator.reporting import Condition, patch_status_merged, status_body
 
 
@@ -81,3 +82,37 @@ def test_conflicts_are_retried_a_bounded_number_of_times_other_errors_not(
     with pytest.raises(kube.ApiException):
         patch_status_merged("default", "a", "8", [], lambda now: status_body(now, None, [cond]))
     assert len(server.patches) == attempts and server.reads == attempts - 1
+
+
+def _record(conditions: list[dict[str, Any]], resource_version: str) -> AIJobRecord:
+    return AIJobRecord(
+        namespace="default",
+        name="a",
+        uid="u",
+        generation=1,
+        phase=Phase.ESTIMATED,
+        observed_generation=1,
+        spec=None,
+        conditions=tuple(conditions),
+        resource_version=resource_version,
+    )
+
+
+async def test_a_status_write_after_our_own_patch_is_built_on_the_version_it_returned(server):
+    """The placer patches the AIJob's annotations, then writes Placed: built on the record it cached
+    before its own patch, that write conflicts every time (a 409 and a re-read per placed AIJob)."""
+    cached = _record(server.obj["status"]["conditions"], "8")
+    own_patch = server.patch("default", "a", {"phase": "Estimated"})  # version 8 -> 9, as an annotation patch
+    server.patches.clear()
+    placed = Condition("Placed", True, "Placed", "h100")
+    await reporting.report(cached.written(own_patch), Phase.PLACED, placed, None)
+    assert [rv for _, rv in server.patches] == ["9"] and server.reads == 0
+    final = {c["type"] for c in server.obj["status"]["conditions"]}
+    assert final == {"Running", "Measured", "Placed"} and server.obj["status"]["phase"] == "Placed"
+
+
+def test_a_returned_body_without_a_version_leaves_the_record_as_it_was():
+    rec = _record([{"type": "Running", "status": "True"}], "8")
+    assert rec.written({}) is rec and rec.written({"metadata": {}}) is rec
+    fresh = rec.written({"metadata": {"resourceVersion": 9}, "status": {"conditions": [{"type": "Placed"}]}})
+    assert fresh.resource_version == "9" and [c["type"] for c in fresh.conditions] == ["Placed"]
