@@ -8,8 +8,9 @@ operator as ``python -m energaizer_operator`` in a subprocess. Four GPU types wi
 write arrives; a thread polls ``/healthz`` every 100 ms. ``--kill-after N`` SIGKILLs the operator
 after N status writes and restarts it (nothing may be lost). Prints p50/p95/max create ->
 estimates, the time until every AIJob is terminal (Placed/Unschedulable/Invalid), the placement
-batches (placed against each batch's LP bound), the operator's peak RSS (VmHWM) and the slowest
-``/healthz`` answer.
+batches (placed against each batch's LP bound), the API requests by method and resource with the refusals
+by HTTP status (409: a write built on a stale resourceVersion), the operator's peak RSS (VmHWM) and the
+slowest ``/healthz`` answer.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from kmock._internal import apps
 from kmock._internal import parsing as _kp
+from kmock._internal.k8s import KubernetesError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "operator"))
 
@@ -47,16 +50,35 @@ TYPES = {  # catalog id -> (GFD product label, nodes of 8 GPUs)
 TERMINAL = {"Placed", "Unschedulable", "Invalid"}
 
 
+def resource_of(path: str) -> str:
+    """``plural`` or ``plural/subresource`` of an API path (namespaced or cluster-wide)."""
+    parts = path.strip("/").split("/")
+    if "namespaces" in parts and len(parts) > parts.index("namespaces") + 2:
+        rest = parts[parts.index("namespaces") + 2 :]
+    else:
+        rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    return "/".join(rest[:1] + rest[2:3]) or path
+
+
 class TimedEmulator(RealisticEmulator):
-    """Notes when each AIJob's first estimates/Invalid status and its terminal phase arrive."""
+    """Notes when each AIJob's first estimates/Invalid status and its terminal phase arrive, and counts the
+    requests by method and resource and the refusals by HTTP status (a 409 is a write built on a stale
+    version)."""
 
     estimated_at: dict[str, float]
     terminal_at: dict[str, float]
     status_writes = 0
+    requests: ClassVar[Counter[str]] = Counter()
+    refused: ClassVar[Counter[int]] = Counter()
 
     async def _handle(self, request: Any) -> Any:
-        response = await super()._handle(request)
         path = request.url.path
+        type(self).requests[f"{str(request.method).upper().rsplit('.', 1)[-1]} {resource_of(path)}"] += 1
+        try:
+            response = await super()._handle(request)
+        except KubernetesError as exc:
+            type(self).refused[exc.status] += 1
+            raise
         if "/aijobs/" in path and path.endswith("/status") and isinstance(request.data, dict):
             name = path.split("/aijobs/", 1)[1].split("/", 1)[0]
             status = request.data.get("status") or {}
@@ -210,6 +232,11 @@ async def main(args: argparse.Namespace) -> None:
                 f"  batch {b['batch']}: {b['jobs']} jobs, backlog {b['backlog']}, placed {b['placed']}, "
                 f"{b['solver']} optimal={b['optimal']}, objective {b['objective']:.4g} J{gap}"
             )
+        print(
+            "API requests (the burst's creates included): "
+            + ", ".join(f"{k} {n}" for k, n in TimedEmulator.requests.most_common(8))
+            + f"; refused: {dict(TimedEmulator.refused) or 'none'}"
+        )
         print(
             f"operator peak RSS: {rss:.0f} MiB; CPU: operator {operator_cpu:.1f} s (last run), "
             f"API mock + this script {mock_cpu.ru_utime + mock_cpu.ru_stime:.1f} s"
