@@ -66,7 +66,8 @@ async def startup(
         state.metrics_server = state.metrics.serve(cfg.metrics_port)
     if cfg.health_port:
         state.health = HealthServer(cfg.health_port, lambda: state.failed).start()
-        asyncio.get_running_loop().create_task(_heartbeat(state.health), name="heartbeat")
+        # tracked, so that cleanup cancels it: kopf waits 5 s on exit for any task still running
+        state.tasks.append(asyncio.get_running_loop().create_task(_heartbeat(state.health), name="heartbeat"))
     if cfg.leader_election:  # elected from the start: a standby keeps its indices warm meanwhile
         state.election = LeaderElection(cfg)
         state.tasks.append(asyncio.get_running_loop().create_task(state.election.run(), name="election"))
