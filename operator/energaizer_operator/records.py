@@ -68,17 +68,10 @@ class AIJobRecord:
         """This record at the version an API write of the AIJob returned (``body``: its resourceVersion and
         conditions), so that a conditions write that follows our own write is built on it and does not
         conflict with it (a 409 and a re-read for every placed AIJob otherwise)."""
-        meta = body.get("metadata") or {}
-        version = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+        version, conditions = version_and_conditions(body)
         if not version:
             return self
-        status = body.get("status") or {}
-        conditions = status.get("conditions") or [] if isinstance(status, Mapping) else []
-        return replace(
-            self,
-            resource_version=str(version),
-            conditions=tuple(c for c in conditions if isinstance(c, Mapping)),
-        )
+        return replace(self, resource_version=str(version), conditions=conditions)
 
     @property
     def ref(self) -> dict[str, Any]:
@@ -202,9 +195,20 @@ def _phase(value: Any) -> Phase | None:
         return None
 
 
+def version_and_conditions(body: Mapping[str, Any]) -> tuple[str | None, tuple[Mapping[str, Any], ...]]:
+    """An AIJob's ``resourceVersion`` and ``status.conditions``, as a watch, a read or a write returned it:
+    what a conditions write is built on."""
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    version = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+    conditions = status.get("conditions") if isinstance(status, Mapping) else None
+    return version, tuple(c for c in conditions or [] if isinstance(c, Mapping))
+
+
 def aijob_record(body: Mapping[str, Any], cache: SpecCache, default_mode: str) -> AIJobRecord:
     meta = body.get("metadata") or {}
     status = body.get("status") or {}
+    version, conditions = version_and_conditions(body)
     uid, generation = meta.get("uid", ""), meta.get("generation")
     spec, error = cache.parse(uid, generation, body.get("spec") or {}, default_mode)
     estimates = {
@@ -223,7 +227,7 @@ def aijob_record(body: Mapping[str, Any], cache: SpecCache, default_mode: str) -
         spec=spec,
         spec_error=error,
         estimates=estimates,
-        conditions=tuple(c for c in status.get("conditions") or [] if isinstance(c, Mapping)),
+        conditions=conditions,
         placed_gpu_type=placement.get("gpuType") if isinstance(placement, Mapping) else None,
-        resource_version=meta.get("resourceVersion"),
+        resource_version=version,
     )

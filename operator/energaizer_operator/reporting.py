@@ -18,7 +18,7 @@ import kopf
 from energaizer_operator import kube
 from energaizer_operator.conditions import set_condition
 from energaizer_operator.models import Phase
-from energaizer_operator.records import AIJobRecord
+from energaizer_operator.records import AIJobRecord, version_and_conditions
 
 MAX_MESSAGE = 1000
 CONFLICT_ATTEMPTS = 5  # a conditions write rebuilt on a fresh read this many times at most
@@ -76,9 +76,7 @@ def patch_status_merged(
         except kube.ApiException as exc:
             if exc.status != 409 or guard is None or attempt == CONFLICT_ATTEMPTS - 1:
                 raise
-        current = kube.read_aijob(namespace, name)
-        resource_version = (current.get("metadata") or {}).get("resourceVersion")
-        conditions_now = (current.get("status") or {}).get("conditions") or []
+        resource_version, conditions_now = version_and_conditions(kube.read_aijob(namespace, name))
 
 
 async def report(
