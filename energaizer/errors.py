@@ -6,7 +6,9 @@ the CLI can print it as one line and the operator can put it in an ``Invalid`` c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from typing import Any
 
 
 class EnergaizerError(Exception):
@@ -35,3 +37,31 @@ class UnknownNameError(InvalidInputError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return self.args[0]
+
+
+_PYDANTIC_BOUNDS = {
+    "greater_than_equal": (">=", "ge"),
+    "greater_than": (">", "gt"),
+    "less_than_equal": ("<=", "le"),
+    "less_than": ("<", "lt"),
+}
+
+
+def pydantic_message(err: dict[str, Any]) -> str:
+    """One pydantic error as a short phrase: ``must be >= 1 (got -5)``, ``not a number (got nan)``."""
+    value = err.get("input")
+    if isinstance(value, float) and math.isnan(value):
+        return "is not a number (got nan)"
+    if isinstance(value, float) and math.isinf(value):
+        return f"must be a finite number (got {value})"
+    bound = _PYDANTIC_BOUNDS.get(err.get("type", ""))
+    ctx = err.get("ctx") or {}
+    if bound is not None and bound[1] in ctx:
+        return (
+            f"must be {bound[0]} {ctx[bound[1]]:,} (got {value:,})"
+            if isinstance(value, int | float)
+            else f"must be {bound[0]} {ctx[bound[1]]}"
+        )
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
+    return f"{msg[0].lower()}{msg[1:]}{shown}" if msg else f"is invalid{shown}"

@@ -99,6 +99,16 @@ class GPUSpec(BaseModel):
     def power_limit_default_w(self) -> float:
         return self.power_limit_max_w or self.tdp_w
 
+    @property
+    def clock_range_mhz(self) -> tuple[float, float]:
+        """The SM clocks a what-if may set (no published minimum: a quarter of the max clock)."""
+        return self.min_clock_mhz or 0.25 * self.max_clock_mhz, self.max_clock_mhz
+
+    @property
+    def power_limit_range_w(self) -> tuple[float, float]:
+        """The power limits a what-if may set (no published minimum: 0.3 x TDP; maximum: the default)."""
+        return self.power_limit_min_w or 0.3 * self.tdp_w, self.power_limit_default_w
+
 
 class CNNSpec(BaseModel):
     """A convolutional network described by family and depth; layers are generated in kernels.cnn."""

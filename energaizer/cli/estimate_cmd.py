@@ -190,8 +190,7 @@ TRAINING_DEFAULTS = {"global_batch_size": 256, "sequence_length": 2048}
 
 def _flag_error(exc, model_file):  # type: ignore[no-untyped-def]
     """A Workload ValidationError -> InvalidInputError naming the flag the user typed (and the field)."""
-    from energaizer.cli.common import pydantic_message
-    from energaizer.errors import InvalidInputError
+    from energaizer.errors import InvalidInputError, pydantic_message
 
     err = exc.errors()[0]
     loc = [str(x) for x in err.get("loc", ())]

@@ -78,6 +78,29 @@ def check_prompt_logits(workload: Workload, where: str = "", flags: bool = False
         )
 
 
+def check_knobs(workload: Workload, gpu: str, where: str = "") -> None:
+    """The what-if clock and power limit within ``gpu``'s ranges (as the estimator checks them), with
+    ``where`` (a CSV line) in the message: a long file's bad row is named, not only the GPU."""
+    if workload.frequency_mhz is None and workload.power_limit_w is None:
+        return
+    from energaizer.catalog import get_gpu
+
+    spec = get_gpu(gpu)
+    prefix = f"{where}: " if where else ""
+    lo, hi = spec.clock_range_mhz
+    clock = workload.frequency_mhz
+    if clock is not None and not lo - 0.5 <= clock <= hi + 0.5:
+        raise InvalidInputError(
+            "frequency_mhz", f"{prefix}{clock:g} MHz is outside {spec.id}'s clock range {lo:g}-{hi:g} MHz"
+        )
+    lo, hi = spec.power_limit_range_w
+    limit = workload.power_limit_w
+    if limit is not None and not lo - 0.5 <= limit <= hi + 0.5:
+        raise InvalidInputError(
+            "power_limit_w", f"{prefix}{limit:g} W is outside {spec.id}'s power-limit range {lo:g}-{hi:g} W"
+        )
+
+
 def check_layout(workload: Workload, where: str = "", flags: bool = False) -> None:
     """Raise :class:`InvalidInputError` when the GPUs per replica cannot be laid out for this model.
 

@@ -22,9 +22,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from energaizer.errors import InvalidInputError
+from energaizer.errors import InvalidInputError, pydantic_message
 from energaizer.files import bounded_lines, open_text
-from energaizer.io.layout import check_layout, check_prompt_logits
+from energaizer.io.layout import check_knobs, check_layout, check_prompt_logits
 from energaizer.workload import PRECISION_SYNONYMS, Workload
 
 WORKLOAD_COLUMNS = (
@@ -229,7 +229,7 @@ def _workload_from_values(
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
-        raise InvalidInputError(loc or "row", f"{where}: {err['msg']}") from None
+        raise InvalidInputError(loc or "row", f"{where}: {pydantic_message(err)}") from None
     if checked is None or ("gpu", gpu) not in checked:
         _known("gpu", str(gpu), where)
         if checked is not None:
@@ -246,6 +246,11 @@ def _workload_from_values(
         check_layout(workload, where)
         if checked is not None and workload.architecture is None:
             checked.add(layout)
+    knobs = ("knobs", gpu, workload.frequency_mhz, workload.power_limit_w)
+    if checked is None or knobs not in checked:
+        check_knobs(workload, str(gpu), where)
+        if checked is not None:
+            checked.add(knobs)
     if scored:  # per row: the layout check above is cached per model and layout
         check_prompt_logits(workload, where)
     measured = {k: float(vals[k]) for k in MEASURED_COLUMNS if k in vals}
@@ -278,8 +283,9 @@ def _check_task_columns(vals: dict[str, Any], task: str, where: str) -> None:
     for key in other:
         if key in vals:
             kind = "a training" if task == "inference" else "an inference"
+            row = "an inference" if task == "inference" else "a training"
             raise InvalidInputError(
-                key, f"{where}: {kind} size in a {task} row (leave it empty, or set task to the other kind)"
+                key, f"{where}: {kind} size in {row} row (leave it empty, or set task to the other kind)"
             )
 
 

@@ -74,7 +74,7 @@ def test_row_to_workload_matches_the_file_reader(tmp_path):
         ("llama-3.1-8b,l4,1.5", "requests", "must be a whole number"),
         ("llama-3.1-8b,l4,nan", "requests", "is not a number"),
         ("llama-3.1-8b,l4,inf", "requests", "is not a finite number"),
-        ("llama-3.1-8b,l4,-5", "inference.requests", "greater than or equal to 1"),
+        ("llama-3.1-8b,l4,-5", "inference.requests", "must be >= 1 (got -5)"),
         ("llama-3.1-8b,l4,3,4", "csv", "more fields than header columns"),
         ("llama-3.1-8b,,3", "gpu", "missing"),
     ],
@@ -85,6 +85,30 @@ def test_errors_name_field_and_line(tmp_path, cells, field, needle):
     assert info.value.field == field
     assert "line 2" in str(info.value) and needle in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("gpu", "limit", "clock", "field", "needle"),
+    [
+        ("a10", "400", "", "power_limit_w", "400 W is outside a10's power-limit range 100-150 W"),
+        ("a10", "", "2000", "frequency_mhz", "2000 MHz is outside a10's clock range"),
+        ("h100-sxm", "", "10", "frequency_mhz", "10 MHz is outside h100-sxm's clock range"),
+    ],
+)
+def test_what_if_knobs_outside_the_gpus_range_name_the_line(tmp_path, gpu, limit, clock, field, needle):
+    """A 20,000-row file with one bad power limit says which row, not only which GPU."""
+    text = "model,gpu,requests,power_limit_w,frequency_mhz\nllama-3.1-8b,a10,3,150,900\n"
+    with pytest.raises(InvalidInputError) as info:
+        read(tmp_path, text + f"llama-3.1-8b,{gpu},3,{limit},{clock}\n")
+    assert info.value.field == field
+    assert "line 3" in str(info.value) and needle in str(info.value)
+
+
+def test_the_other_tasks_sizes_are_named_with_the_row_kind(tmp_path):
+    with pytest.raises(InvalidInputError, match="a training size in an inference row"):
+        read(tmp_path, "model,gpu,task,steps\nllama-3.1-8b,l4,inference,3\n")
+    with pytest.raises(InvalidInputError, match="an inference size in a training row"):
+        read(tmp_path, "model,gpu,task,requests\ngpt2,l4,training,3\n")
 
 
 @pytest.mark.parametrize(
