@@ -58,10 +58,12 @@ def pydantic_message(err: dict[str, Any]) -> str:
     ctx = err.get("ctx") or {}
     if bound is not None and bound[1] in ctx:
         return (
-            f"must be {bound[0]} {ctx[bound[1]]:,} (got {value:,})"
+            f"must be {bound[0]} {ctx[bound[1]]:,g} (got {value:,g})"
             if isinstance(value, int | float)
             else f"must be {bound[0]} {ctx[bound[1]]}"
         )
     msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-    shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
+    shown = (
+        "" if isinstance(value, dict | list) or value is None or str(value) in msg else f" (got {value!r})"
+    )
     return f"{msg[0].lower()}{msg[1:]}{shown}" if msg else f"is invalid{shown}"

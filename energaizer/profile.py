@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from energaizer.errors import InvalidInputError
+from energaizer.errors import InvalidInputError, pydantic_message
 
 
 class CalibrationProfile(BaseModel):
@@ -322,7 +322,7 @@ def load_profile(profile: CalibrationProfile | str | Path | None) -> Calibration
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(x) for x in err.get("loc", ())) or "profile"
-        raise InvalidInputError(loc, f"{path}: {err['msg']}") from None
+        raise InvalidInputError(loc, f"{path}: {pydantic_message(err)}") from None
 
 
 def save_profile(profile: CalibrationProfile, path: str | Path) -> None:

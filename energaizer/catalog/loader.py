@@ -34,7 +34,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from energaizer.catalog.schema import GPUSpec, ModelArchitecture
-from energaizer.errors import InvalidInputError, UnknownNameError
+from energaizer.errors import InvalidInputError, UnknownNameError, pydantic_message
 
 ENV_VAR = "ENERGAIZER_CATALOG"
 BUILTIN_DIR = Path(__file__).resolve().parent
@@ -131,7 +131,7 @@ def _validate_entries(raw: Any, kind: str, schema: type[Entry], path: str) -> tu
             loc = _error_location(first)
             field_name = f"{label}.{loc}" if loc else label
             extra = f" (and {exc.error_count() - 1} more errors)" if exc.error_count() > 1 else ""
-            raise InvalidInputError(field_name, f"{first['msg']}{extra}") from None
+            raise InvalidInputError(field_name, f"{pydantic_message(first)}{extra}") from None
         key = _normalise(entry.id)
         if key in seen:
             raise InvalidInputError(f"{label}.id", f"duplicate id {entry.id!r} (also {kind}[{seen[key]}])")

@@ -84,14 +84,14 @@ def describe_exception(exc: BaseException) -> str | None:
     """One-line text for an input error, or None when ``exc`` is a bug (not the user's fault)."""
     from pydantic import ValidationError
 
-    from energaizer.errors import EnergaizerError
+    from energaizer.errors import EnergaizerError, pydantic_message
 
     if isinstance(exc, EnergaizerError):
         return str(exc)
     if isinstance(exc, ValidationError):
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__") or exc.title
-        return f"{loc}: {err.get('msg', 'invalid value')}"
+        return f"{loc}: {pydantic_message(err)}"
     if isinstance(exc, OSError) and getattr(exc, "filename", None):  # an output file or folder
         return f"{exc.filename}: {exc.strerror or exc}"
     if isinstance(exc, UnicodeDecodeError):  # a reader that did not name its field (a bug to fix there)

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from energaizer.errors import InvalidInputError
+from energaizer.errors import InvalidInputError, pydantic_message
 
 MAX_NODES = 100_000
 MAX_GPUS_PER_NODE = 64
@@ -74,7 +74,7 @@ def _validated(data: Any, source: str) -> list[NodePool]:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(x) for x in err["loc"]) or "pools"
-        raise InvalidInputError(loc, f"{source}: {err['msg']}") from None
+        raise InvalidInputError(loc, f"{source}: {pydantic_message(err)}") from None
 
 
 def read_pools(path: str | Path) -> list[NodePool]:
@@ -108,7 +108,7 @@ def parse_add_pool(text: str) -> NodePool:
         return NodePool(gpu=gpu, nodes=nodes, gpus_per_node=per_node)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise InvalidInputError("--add-pool", f"{text!r}: {err['msg']}") from None
+        raise InvalidInputError("--add-pool", f"{text!r}: {pydantic_message(err)}") from None
 
 
 def merge_added(pools: list[NodePool], added: Sequence[NodePool]) -> list[NodePool]:

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from energaizer.catalog import get_model
-from energaizer.errors import InvalidInputError
+from energaizer.errors import InvalidInputError, pydantic_message
 from energaizer_operator.batch import PendingJob, TypeEstimate
 from energaizer_operator.constants import API_VERSION, KIND
 from energaizer_operator.models import TERMINAL_PHASES, AIJobSpec, Phase
@@ -125,7 +125,7 @@ def describe_spec_error(exc: Exception) -> SpecError:
         loc = [str(p) for p in err.get("loc", ()) if p != "__root__"]
         prefix = "spec.workload" if exc.title == "Workload" else "spec"  # the estimator's own model
         path = ".".join([prefix, *loc]) if loc else prefix
-        return SpecError(path, f"{path}: {err.get('msg', 'invalid value')}")
+        return SpecError(path, f"{path}: {pydantic_message(err)}")
     if isinstance(exc, InvalidInputError):
         if exc.field.startswith("spec."):
             return SpecError(exc.field, str(exc))

@@ -164,6 +164,10 @@ def test_spec_is_parsed_once_per_generation_and_errors_name_the_field():
     bad["template"] = {}
     assert parse_spec(bad, "steer")[1].field == "spec.template.spec.containers"
     assert parse_spec(bad, "annotate")[1] is None  # annotate mode runs nothing: no template needed
+    bad = aijob("w")["spec"]
+    bad["workload"]["inference"]["requests"] = 0
+    error = parse_spec(bad, "steer")[1]  # the Invalid condition's message: the bound and the value given
+    assert error.message == "spec.workload.inference.requests: must be >= 1 (got 0)"
 
 
 def test_records_read_null_numbers_as_infeasible():
