@@ -47,6 +47,11 @@ _PYDANTIC_BOUNDS = {
 }
 
 
+def _number(x: float) -> str:
+    """``65,536``, ``5,000`` (a float bound), ``1e+16``."""
+    return f"{x:,}" if isinstance(x, int) else f"{x:,g}"
+
+
 def pydantic_message(err: dict[str, Any]) -> str:
     """One pydantic error as a short phrase: ``must be >= 1 (got -5)``, ``not a number (got nan)``."""
     value = err.get("input")
@@ -58,7 +63,7 @@ def pydantic_message(err: dict[str, Any]) -> str:
     ctx = err.get("ctx") or {}
     if bound is not None and bound[1] in ctx:
         return (
-            f"must be {bound[0]} {ctx[bound[1]]:,g} (got {value:,g})"
+            f"must be {bound[0]} {_number(ctx[bound[1]])} (got {_number(value)})"
             if isinstance(value, int | float)
             else f"must be {bound[0]} {ctx[bound[1]]}"
         )

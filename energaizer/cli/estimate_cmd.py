@@ -163,7 +163,7 @@ def build_workload(
     if arch is not None and arch.arch_type != "decoder" and output_tokens:
         raise InvalidInputError(
             "--output-tokens",
-            f"{workload.model_name} is an {arch.arch_type} model: it generates no tokens "
+            f"{workload.model_name} is {'a CNN' if arch.arch_type == 'cnn' else 'an encoder'} model: it generates no tokens "
             "(leave --output-tokens out, or give 0)",
         )
     return workload
