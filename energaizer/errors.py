@@ -39,6 +39,22 @@ class UnknownNameError(InvalidInputError, KeyError):
         return self.args[0]
 
 
+class FieldValueError(ValueError):
+    """A check across fields (a pydantic model validator) that names the field to fix: pydantic gives such
+    errors no location, so :func:`pydantic_location` takes it from here."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def pydantic_location(err: dict[str, Any]) -> list[str]:
+    """The path of one pydantic error, ending in the field a :class:`FieldValueError` names."""
+    loc = [str(x) for x in err.get("loc", ()) if x != "__root__"]
+    field = getattr((err.get("ctx") or {}).get("error"), "field", None)
+    return [*loc, field] if isinstance(field, str) else loc
+
+
 _PYDANTIC_BOUNDS = {
     "greater_than_equal": (">=", "ge"),
     "greater_than": (">", "gt"),

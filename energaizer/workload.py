@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from energaizer.catalog.schema import ModelArchitecture, Precision
+from energaizer.errors import FieldValueError
 
 # Spellings of a precision that tools and leaderboards write (PyTorch dtypes, vLLM's --dtype and
 # quantisation names, ML.ENERGY's weight_precision), read as the model's name for it.
@@ -77,7 +78,7 @@ class TrainingSpec(BaseModel):
     @model_validator(mode="after")
     def _one_size(self) -> TrainingSpec:
         if self.tokens is None and self.steps is None:
-            raise ValueError("training needs tokens or steps")
+            raise FieldValueError("tokens", "training needs tokens or steps")
         return self
 
     @property
@@ -152,28 +153,34 @@ class Workload(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> Workload:
         if self.model is None and self.architecture is None:
-            raise ValueError("give model (a catalog name) or architecture")
+            raise FieldValueError("model", "give model (a catalog name) or architecture")
         if self.task == "inference":
             if self.training is not None:
-                raise ValueError("task inference takes inference sizes, not training")
+                raise FieldValueError("training", "task inference takes inference sizes, not training")
             if self.inference is None:
                 self.inference = InferenceSpec()
         else:
             if self.inference is not None:
-                raise ValueError("task training takes training sizes, not inference")
+                raise FieldValueError("inference", "task training takes training sizes, not inference")
             if self.training is None:
-                raise ValueError("task training needs training sizes (tokens or steps)")
+                raise FieldValueError("training", "task training needs training sizes (tokens or steps)")
         if self.tensor_parallel is not None and self.gpu_count % self.tensor_parallel:
-            raise ValueError("gpu_count must be a multiple of tensor_parallel")
+            raise FieldValueError("tensor_parallel", "gpu_count must be a multiple of tensor_parallel")
         ep, dp = self.expert_parallel or 1, self.data_parallel or 1
         if self.task == "training" and (ep > 1 or dp > 1):
-            raise ValueError("expert_parallel and data_parallel describe an inference replica")
+            raise FieldValueError(
+                "expert_parallel" if ep > 1 else "data_parallel",
+                "expert_parallel and data_parallel describe an inference replica",
+            )
         if self.gpu_count % dp:
-            raise ValueError("gpu_count must be a multiple of data_parallel (engines of equal size)")
+            raise FieldValueError(
+                "data_parallel", "gpu_count must be a multiple of data_parallel (engines of equal size)"
+            )
         if ep not in (1, self.gpu_count):
-            raise ValueError(
+            raise FieldValueError(
+                "expert_parallel",
                 "expert_parallel spans all GPUs of the replica (vLLM: tensor x data parallel): "
-                f"1 or gpu_count ({self.gpu_count})"
+                f"1 or gpu_count ({self.gpu_count})",
             )
         return self
 

@@ -84,13 +84,13 @@ def describe_exception(exc: BaseException) -> str | None:
     """One-line text for an input error, or None when ``exc`` is a bug (not the user's fault)."""
     from pydantic import ValidationError
 
-    from energaizer.errors import EnergaizerError, pydantic_message
+    from energaizer.errors import EnergaizerError, pydantic_location, pydantic_message
 
     if isinstance(exc, EnergaizerError):
         return str(exc)
     if isinstance(exc, ValidationError):
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__") or exc.title
+        loc = ".".join(pydantic_location(err)) or exc.title
         return f"{loc}: {pydantic_message(err)}"
     if isinstance(exc, OSError) and getattr(exc, "filename", None):  # an output file or folder
         return f"{exc.filename}: {exc.strerror or exc}"

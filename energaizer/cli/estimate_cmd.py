@@ -190,13 +190,16 @@ TRAINING_DEFAULTS = {"global_batch_size": 256, "sequence_length": 2048}
 
 def _flag_error(exc, model_file):  # type: ignore[no-untyped-def]
     """A Workload ValidationError -> InvalidInputError naming the flag the user typed (and the field)."""
-    from energaizer.errors import InvalidInputError, pydantic_message
+    from energaizer.errors import InvalidInputError, pydantic_location, pydantic_message
 
     err = exc.errors()[0]
     loc = [str(x) for x in err.get("loc", ())]
     if loc and loc[0] == "architecture":
         where = ".".join(loc[1:]) or "architecture"
         return InvalidInputError("--model-file", f"{model_file}: {where} {pydantic_message(err)}")
+    named = pydantic_location(err)
+    if len(named) > len(loc):  # a check across fields, its message a sentence naming them
+        return InvalidInputError("--" + named[-1].replace("_", "-"), pydantic_message(err))
     if not loc:
         return InvalidInputError("workload", pydantic_message(err))
     return InvalidInputError("--" + loc[-1].replace("_", "-"), f"{loc[-1]} {pydantic_message(err)}")

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from energaizer.errors import InvalidInputError, pydantic_message
+from energaizer.errors import InvalidInputError, pydantic_location, pydantic_message
 from energaizer.files import bounded_lines, open_text
 from energaizer.io.layout import check_knobs, check_layout, check_prompt_logits
 from energaizer.workload import PRECISION_SYNONYMS, Workload
@@ -228,7 +228,7 @@ def _workload_from_values(
         workload = Workload.model_validate(spec)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
+        loc = ".".join(pydantic_location(err))
         raise InvalidInputError(loc or "row", f"{where}: {pydantic_message(err)}") from None
     if checked is None or ("gpu", gpu) not in checked:
         _known("gpu", str(gpu), where)

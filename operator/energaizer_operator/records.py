@@ -14,9 +14,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic.alias_generators import to_camel
 
 from energaizer.catalog import get_model
-from energaizer.errors import InvalidInputError, pydantic_message
+from energaizer.errors import InvalidInputError, pydantic_location, pydantic_message
 from energaizer_operator.batch import PendingJob, TypeEstimate
 from energaizer_operator.constants import API_VERSION, KIND
 from energaizer_operator.models import TERMINAL_PHASES, AIJobSpec, Phase
@@ -122,9 +123,15 @@ def describe_spec_error(exc: Exception) -> SpecError:
     """The field path and a message starting with it, for a bad spec."""
     if isinstance(exc, ValidationError):
         err = exc.errors()[0]
-        loc = [str(p) for p in err.get("loc", ()) if p != "__root__"]
-        prefix = "spec.workload" if exc.title == "Workload" else "spec"  # the estimator's own model
-        path = ".".join([prefix, *loc]) if loc else prefix
+        loc = pydantic_location(err)
+        if exc.title == "Workload":  # the estimator's own model: its snake_case names as the CRD spells them
+            path = ".".join(
+                ["spec.resources.gpusPerReplica"]
+                if loc == ["gpu_count"]
+                else ["spec.workload", *(to_camel(part) for part in loc)]
+            )
+        else:
+            path = ".".join(["spec", *loc])
         return SpecError(path, f"{path}: {pydantic_message(err)}")
     if isinstance(exc, InvalidInputError):
         if exc.field.startswith("spec."):

@@ -104,6 +104,19 @@ def test_what_if_knobs_outside_the_gpus_range_name_the_line(tmp_path, gpu, limit
     assert "line 3" in str(info.value) and needle in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("cells", "field"),
+    [
+        ("qwen3-30b-a3b,h100-sxm,inference,2,4,", "expert_parallel"),
+        ("qwen3-30b-a3b,h100-sxm,inference,3,,2", "data_parallel"),
+    ],
+)
+def test_checks_across_columns_name_the_column_to_fix(tmp_path, cells, field):
+    with pytest.raises(InvalidInputError) as info:
+        read(tmp_path, "model,gpu,task,gpu_count,expert_parallel,data_parallel\n" + cells + "\n")
+    assert info.value.field == field and "line 2" in str(info.value)
+
+
 def test_the_other_tasks_sizes_are_named_with_the_row_kind(tmp_path):
     with pytest.raises(InvalidInputError, match="a training size in an inference row"):
         read(tmp_path, "model,gpu,task,steps\nllama-3.1-8b,l4,inference,3\n")

@@ -168,6 +168,12 @@ def test_spec_is_parsed_once_per_generation_and_errors_name_the_field():
     bad["workload"]["inference"]["requests"] = 0
     error = parse_spec(bad, "steer")[1]  # the Invalid condition's message: the bound and the value given
     assert error.message == "spec.workload.inference.requests: must be >= 1 (got 0)"
+    bad = aijob("v")["spec"]
+    bad["workload"]["expertParallel"] = 3  # a check across fields names the field as the CRD spells it
+    assert parse_spec(bad, "steer")[1].field == "spec.workload.expertParallel"
+    bad = aijob("u")["spec"]
+    bad["resources"]["gpusPerReplica"] = 4096  # the estimator's gpu_count is the CRD's gpusPerReplica
+    assert parse_spec(bad, "steer")[1].field == "spec.resources.gpusPerReplica"
 
 
 def test_records_read_null_numbers_as_infeasible():
