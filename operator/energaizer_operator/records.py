@@ -119,24 +119,26 @@ class AIJobRecord:
         return None
 
 
+def _crd_path(fields: list[str]) -> str:
+    """A field of the estimator's workload (snake_case) as the AIJob spells it."""
+    if fields == ["gpu_count"]:
+        return "spec.resources.gpusPerReplica"
+    return ".".join(["spec.workload", *(to_camel(part) for part in fields)])
+
+
 def describe_spec_error(exc: Exception) -> SpecError:
     """The field path and a message starting with it, for a bad spec."""
     if isinstance(exc, ValidationError):
         err = exc.errors()[0]
         loc = pydantic_location(err)
-        if exc.title == "Workload":  # the estimator's own model: its snake_case names as the CRD spells them
-            path = ".".join(
-                ["spec.resources.gpusPerReplica"]
-                if loc == ["gpu_count"]
-                else ["spec.workload", *(to_camel(part) for part in loc)]
-            )
-        else:
-            path = ".".join(["spec", *loc])
+        # the estimator's own model, or the AIJob's (already camelCase)
+        path = _crd_path(loc) if exc.title == "Workload" else ".".join(["spec", *loc])
         return SpecError(path, f"{path}: {pydantic_message(err)}")
     if isinstance(exc, InvalidInputError):
         if exc.field.startswith("spec."):
             return SpecError(exc.field, str(exc))
-        return SpecError(f"spec.workload.{exc.field}", f"spec.workload.{exc}")
+        path = _crd_path(exc.field.split("."))
+        return SpecError(path, f"{path}: {str(exc).removeprefix(exc.field + ': ')}")
     return SpecError("spec", str(exc))
 
 

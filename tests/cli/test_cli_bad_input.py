@@ -58,7 +58,10 @@ CASES: list[tuple[list[str], str]] = [
     ([*T, "--tokens", "1e40"], "--tokens"),
     ([*T, "--steps", "0"], "--steps"),
     ([*T, "--steps", "10", "--global-batch-size", "4", "--gpu-count", "64"], "--gpu-count"),
-    ([*T, "--steps", "10", "--tensor-parallel", "3", "--gpu-count", "8"], "--tensor-parallel: gpu_count must be"),
+    (
+        [*T, "--steps", "10", "--tensor-parallel", "3", "--gpu-count", "8"],
+        "--tensor-parallel: gpu_count must be",
+    ),
     # --- sizes of the other task -------------------------------------------------------------------
     ([*T, "--tokens", "1e9", "--requests", "5"], "--requests"),
     ([*T, "--tokens", "1e9", "--batch-size", "8"], "--batch-size"),

@@ -12,7 +12,7 @@ from energaizer_operator.batch import BatchTiming, PendingJob, TypeEstimate, bat
 from energaizer_operator.estimation import estimate_many
 from energaizer_operator.inventory import NodeGPUs, compute_capacity
 from energaizer_operator.models import AIJobSpec, Phase
-from energaizer_operator.records import SpecCache, aijob_record, parse_spec
+from energaizer_operator.records import SpecCache, aijob_record, describe_spec_error, parse_spec
 from operator_testkit import aijob
 
 from energaizer.errors import InvalidInputError
@@ -174,6 +174,10 @@ def test_spec_is_parsed_once_per_generation_and_errors_name_the_field():
     bad = aijob("u")["spec"]
     bad["resources"]["gpusPerReplica"] = 4096  # the estimator's gpu_count is the CRD's gpusPerReplica
     assert parse_spec(bad, "steer")[1].field == "spec.resources.gpusPerReplica"
+    # the estimator's errors at estimation time (a clock outside one GPU type's range) likewise
+    error = describe_spec_error(InvalidInputError("frequency_mhz", "4000 MHz is outside a10's clock range"))
+    assert error.message == "spec.workload.frequencyMhz: 4000 MHz is outside a10's clock range"
+    assert describe_spec_error(InvalidInputError("gpu_count", "x")).field == "spec.resources.gpusPerReplica"
 
 
 def test_records_read_null_numbers_as_infeasible():
