@@ -139,6 +139,7 @@ class TraceBuilder:
         self.kind: list[str] = []
         self.model: list[str] = []
         self.templated = 0
+        self._fits: dict[tuple[str, int, str, str], bool] = {}
 
     def _intern(self, w: Workload) -> int:
         key = w.model_dump_json()
@@ -166,6 +167,8 @@ class TraceBuilder:
     ) -> None:
         if model is None:
             options = template_models(gpu_count)
+            ref = ref_gpu or self.reference_gpu
+            options = tuple(m for m in options if self._fits_reference(m, gpu_count, task, ref)) or options
             model = options[int(self.rng.integers(len(options)))]
             self.templated += 1
         w = template_workload(model, gpu_count, task)
@@ -174,6 +177,17 @@ class TraceBuilder:
         )
         self.kind.append(task)
         self.model.append(w.model_name)
+
+    def _fits_reference(self, model: str, gpu_count: int, task: str, gpu: str) -> bool:
+        """Whether a template runs on the job's reference GPU: a template that does not fit there (a
+        1.5B-parameter model's training on a 16 GB T4) cannot be scaled to the job's duration on it."""
+        key = (model, gpu_count, task, gpu)
+        if key not in self._fits:
+            from energaizer.estimator import estimate_pairs
+
+            batch = estimate_pairs([template_workload(model, gpu_count, task)], [gpu])
+            self._fits[key] = bool(batch.feasible[0])
+        return self._fits[key]
 
     def _add(
         self, job_id: str, submit: float, gpus: int, deadline: float, widx: int, ref_dur: float, ref_gpu: str
@@ -190,7 +204,8 @@ class TraceBuilder:
         if self.templated:
             self.assumptions.append(
                 f"{self.templated} jobs give only GPU count and duration: each is a training job "
-                "of a template model drawn with the seed for its GPU count "
+                "(or its task) of a template model drawn with the seed for its GPU count, among those "
+                "that fit its reference GPU "
                 f"({'; '.join(f'>={g} GPUs: ' + ', '.join(m) for g, m in TEMPLATE_MODELS)}), "
                 f"rescaled to its duration on the reference GPU ({self.reference_gpu} unless the "
                 "row names one)"
@@ -284,12 +299,77 @@ def _check_model(name: str, where: str) -> None:
         ) from exc
 
 
-def read_trace_rows(rows: Iterable[Mapping[str, str | None]], builder: TraceBuilder, name: str) -> Trace:
-    n = 0
+# The unified columns of published cluster traces (``../shared/traces/README.md``): one row per pod or
+# instance, CPU-only ones and ones still running at the trace's end included.
+CLUSTER_TRACE_COLUMNS = ("start_time_s", "end_time_s", "duration_s", "gpu_count", "gpu_type", "job_kind")
+
+
+def is_cluster_trace(header: Sequence[str]) -> bool:
+    return all(c in header for c in CLUSTER_TRACE_COLUMNS)
+
+
+def _cluster_row(raw: Mapping[str, str | None], skipped: dict[str, int]) -> Mapping[str, str | None] | None:
+    """A cluster-trace row as a duration job, or None (counted in ``skipped``) where it is not one:
+    no GPU (a CPU-only pod), a duration cut off by the trace's end, or no observed submission or end.
+    ``job_kind`` gives the task, ``gpu_type`` the reference GPU where it names one catalog GPU."""
+    cell = {k: (v or "").strip() for k, v in raw.items() if k is not None}
+    if cell.get("gpu_count", "") in ("", "0"):
+        skipped["without GPUs"] += 1
+        return None
+    if cell.get("censored_at_trace_end") == "1":
+        skipped["still running at the trace's end (duration unknown)"] += 1
+        return None
+    if not cell.get("submit_time_s") or not cell.get("duration_s"):
+        skipped["without an observed submission or end"] += 1
+        return None
+    try:
+        if float(cell["duration_s"]) == 0:
+            skipped["ending in the second they started"] += 1
+            return None
+    except ValueError:
+        pass  # reported by the reader with its line
+    row = {
+        k: cell[k] for k in ("job_id", "submit_time_s", "gpu_count", "duration_s", "deadline_s") if k in cell
+    }
+    if cell.get("job_kind") in ("inference", "training"):
+        row["task"] = cell["job_kind"]
+    from energaizer.catalog import get_gpu
+    from energaizer.errors import UnknownNameError
+
+    ids = set()
+    for option in filter(None, cell.get("gpu_type", "").split("|")):
+        try:
+            ids.add(get_gpu(option).id)
+        except UnknownNameError:
+            ids.add("")
+    if len(ids) == 1 and "" not in ids:
+        row["reference_gpu"] = ids.pop()
+    return row
+
+
+def read_trace_rows(
+    rows: Iterable[Mapping[str, str | None]], builder: TraceBuilder, name: str, *, cluster: bool = False
+) -> Trace:
+    """Trace rows into ``builder`` (errors name the file's line). ``cluster``: rows of a published
+    cluster trace (:data:`CLUSTER_TRACE_COLUMNS`): the pods that are not GPU jobs with an observed
+    duration are left out and counted in the trace's assumptions."""
+    from collections import Counter
+
+    skipped: Counter[str] = Counter()
+    n = added = 0
     for n, raw in enumerate(rows, start=1):
-        add_csv_row(builder, raw, f"{name} row {n}", n)
-    if n == 0:
-        raise InvalidInputError("trace", f"{name} has no jobs")
+        row = _cluster_row(raw, skipped) if cluster else raw
+        if row is not None:
+            add_csv_row(builder, row, f"{name} line {n + 1}", n)
+            added += 1
+    if added == 0:
+        why = f" ({n} rows: {', '.join(f'{v} {k}' for k, v in skipped.items())})" if skipped else ""
+        raise InvalidInputError("trace", f"{name} has no jobs{why}")
+    if skipped:
+        builder.assumptions.append(
+            f"{name}: a cluster trace; {sum(skipped.values())} of its {n} rows are not GPU jobs with an "
+            f"observed duration and are left out: {', '.join(f'{v} {k}' for k, v in skipped.items())}"
+        )
     return builder.build()
 
 
@@ -313,7 +393,7 @@ def read_trace(
             rows: Iterable[Mapping[str, str | None]] = reader
             if limit is not None:
                 rows = (r for i, r in enumerate(reader) if i < limit)
-            return read_trace_rows(rows, builder, name)
+            return read_trace_rows(rows, builder, name, cluster=is_cluster_trace(header))
         except csv.Error as exc:
             raise InvalidInputError("trace", f"{name}: malformed CSV ({exc})") from None
         except UnicodeDecodeError:

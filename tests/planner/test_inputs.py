@@ -101,6 +101,47 @@ def test_bad_trace_rows_name_the_field(tmp_path: Path, header: str, row: str, fi
         read_trace(path)
 
 
+def test_bad_trace_rows_name_their_line(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("submit_time_s,gpu_count,duration_s\n0,1,10\n5,2,nan\n")
+    with pytest.raises(InvalidInputError, match=r"t\.csv line 3: 'nan'"):
+        read_trace(path)
+
+
+CLUSTER_HEADER = "job_id,submit_time_s,start_time_s,end_time_s,wait_s,duration_s,gpu_count,gpu_type,job_kind,model_hint,censored_at_trace_end"
+
+
+def test_a_published_cluster_trace_keeps_its_gpu_jobs_with_an_observed_duration(tmp_path: Path) -> None:
+    """The unified columns of ../shared/traces (one row per pod, CPU-only and unfinished ones included):
+    the GPU pods that ran a known time are jobs, the rest are counted, not errors."""
+    rows = [
+        "gpu-1,0,0,100,0,100,1,T4,,,0",  # ran 100 s on a T4: its reference GPU
+        "cpu-1,5,5,50,0,45,0,,,,0",  # CPU-only pod
+        "open-1,6,6,,,,1,,,,0",  # never ended in the trace
+        "cut-1,7,7,900,0,893,2,,,,1",  # still running at the trace's end
+        "zero-1,8,8,8,0,0,1,,,,0",  # deleted in the second it started
+        "inf-1,9,9,60,0,51,2,V100M16|T4,inference,,0",  # several types allowed: the default reference
+    ]
+    path = tmp_path / "pods.csv"
+    path.write_text(CLUSTER_HEADER + "\n" + "\n".join(rows) + "\n")
+    trace = read_trace(path, seed=0)
+    assert trace.job_ids == ["gpu-1", "inf-1"]
+    assert trace.ref_gpu == ["t4", "a100-sxm4-80gb"] and trace.kind == ["training", "inference"]
+    (note,) = [a for a in trace.assumptions if "cluster trace" in a]
+    assert "4 of its 6 rows" in note and "1 without GPUs" in note and "1 still running" in note
+    assert "1 without an observed submission or end" in note and "1 ending in the second" in note
+
+
+def test_templates_fit_their_reference_gpu(tmp_path: Path) -> None:
+    """A 16 GB T4 cannot train opt-1.3b or qwen2-1.5b: a job that ran on a T4 gets a template that runs
+    there, else its duration could not be scaled and the job would fit no pool."""
+    rows = [f"j{i},{i},1,100,t4" for i in range(40)]
+    path = tmp_path / "t.csv"
+    path.write_text("job_id,submit_time_s,gpu_count,duration_s,reference_gpu\n" + "\n".join(rows) + "\n")
+    trace = read_trace(path, seed=1)
+    assert set(trace.model) <= {"gpt2", "bert-large"} and len(set(trace.model)) == 2
+
+
 def test_empty_and_missing_trace(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("submit_time_s,model\n")
