@@ -193,6 +193,7 @@ def main() -> None:
                     "build_seconds": t_build,
                     "plan_seconds": t_plan,
                     "horizon_seconds": r.horizon_seconds,
+                    "jobs_unplaceable": len(r.unplaceable),
                     "lower_bound_fleet_energy_joules": r.lower_bound_fleet_energy_joules,
                     "policies": [
                         {
@@ -219,7 +220,8 @@ def main() -> None:
         print(
             f"{d['trace']} / {d['fleet_mode']}: energy-aware below first-fit {a['below_first_fit']}, "
             f"not above fastest-gpu {a['not_above_fastest_gpu']}, {a['gap_to_fleet_lower_bound']:+.2%} vs the "
-            f"fleet bound, p95 wait {a['p95_wait_above_fastest_gpu_seconds'] / 60:+.1f} min vs fastest-gpu"
+            f"fleet bound, p95 wait {a['p95_wait_above_fastest_gpu_seconds'] / 60:+.1f} min vs fastest-gpu; "
+            f"{d['jobs_unplaceable']} of {d['jobs']} jobs fit no pool"
         )
     if args.json:
         args.json.write_text(json.dumps(doc, indent=2))

@@ -4,7 +4,7 @@ pool type (GPU x clock x power limit) and cached across runs (what-if sweeps).""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,8 +33,11 @@ class JobCosts:
     feasible: np.ndarray
     reason: list[list[str]]  # per distinct workload and pool: why infeasible ("" if feasible)
     pool_ids: list[str]
+    job_reason_: dict[int, str] = field(default_factory=dict)  # per job: why it runs on no pool at all
 
     def job_reason(self, trace: Trace, j: int, pools: Sequence[NodePool]) -> str:
+        if j in self.job_reason_:
+            return self.job_reason_[j]
         parts = []
         for p, pool in enumerate(pools):
             if self.feasible[j, p]:
@@ -132,6 +135,11 @@ def job_costs(trace: Trace, pools: Sequence[NodePool], cache: CostCache) -> JobC
         energy[scaled] *= factor[:, None]
         duration[scaled] *= factor[:, None]
         feasible[scaled[bad]] = False
+        unscaled = {
+            int(j): f"its template ({trace.model[j]} {trace.kind[j]}) does not run on {trace.gpu_count[j]} x "
+            f"{trace.ref_gpu[j]}, the GPU its duration was measured on, so the duration cannot be scaled"
+            for j in scaled[bad]
+        }
 
     gpus = np.array([p.gpus for p in pools], dtype=float)
     feasible &= trace.gpu_count[:, None] <= gpus[None, :]
@@ -140,4 +148,6 @@ def job_costs(trace: Trace, pools: Sequence[NodePool], cache: CostCache) -> JobC
     feasible &= np.isfinite(energy) & np.isfinite(duration)
     energy = np.where(feasible, energy, np.inf)
     duration = np.where(feasible, duration, np.inf)
-    return JobCosts(energy, duration, feasible, reasons, [p.name for p in pools])
+    return JobCosts(
+        energy, duration, feasible, reasons, [p.name for p in pools], unscaled if scaled.size else {}
+    )

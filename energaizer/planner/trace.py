@@ -166,9 +166,7 @@ class TraceBuilder:
         model: str | None = None,
     ) -> None:
         if model is None:
-            options = template_models(gpu_count)
-            ref = ref_gpu or self.reference_gpu
-            options = tuple(m for m in options if self._fits_reference(m, gpu_count, task, ref)) or options
+            options = self._templates(gpu_count, task, ref_gpu or self.reference_gpu)
             model = options[int(self.rng.integers(len(options)))]
             self.templated += 1
         w = template_workload(model, gpu_count, task)
@@ -177,6 +175,17 @@ class TraceBuilder:
         )
         self.kind.append(task)
         self.model.append(w.model_name)
+
+    def _templates(self, gpu_count: int, task: str, gpu: str) -> tuple[str, ...]:
+        """The templates for ``gpu_count`` that run on the reference GPU; where none does (8B models'
+        training on 4 x 32 GB), those of the largest smaller tier that do; else the count's own (the job
+        then runs on no pool, and the plan says why)."""
+        tiers = [models for min_gpus, models in reversed(TEMPLATE_MODELS) if gpu_count >= min_gpus]
+        for models in tiers:
+            fitting = tuple(m for m in models if self._fits_reference(m, gpu_count, task, gpu))
+            if fitting:
+                return fitting
+        return template_models(gpu_count)
 
     def _fits_reference(self, model: str, gpu_count: int, task: str, gpu: str) -> bool:
         """Whether a template runs on the job's reference GPU: a template that does not fit there (a
@@ -205,7 +214,7 @@ class TraceBuilder:
             self.assumptions.append(
                 f"{self.templated} jobs give only GPU count and duration: each is a training job "
                 "(or its task) of a template model drawn with the seed for its GPU count, among those "
-                "that fit its reference GPU "
+                "that run on its reference GPU (else a smaller GPU count's) "
                 f"({'; '.join(f'>={g} GPUs: ' + ', '.join(m) for g, m in TEMPLATE_MODELS)}), "
                 f"rescaled to its duration on the reference GPU ({self.reference_gpu} unless the "
                 "row names one)"

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from energaizer.errors import InvalidInputError
-from energaizer.planner.pools import merge_added, parse_add_pool, parse_power_limits, read_pools
-from energaizer.planner.trace import read_trace
+from energaizer.planner.costs import CostCache, job_costs
+from energaizer.planner.pools import NodePool, merge_added, parse_add_pool, parse_power_limits, read_pools
+from energaizer.planner.trace import TraceBuilder, read_trace
 
 
 def test_pools_yaml(pools_yaml: Path) -> None:
@@ -140,6 +141,23 @@ def test_templates_fit_their_reference_gpu(tmp_path: Path) -> None:
     path.write_text("job_id,submit_time_s,gpu_count,duration_s,reference_gpu\n" + "\n".join(rows) + "\n")
     trace = read_trace(path, seed=1)
     assert set(trace.model) <= {"gpt2", "bert-large"} and len(set(trace.model)) == 2
+
+
+def test_without_a_template_for_the_reference_a_smaller_tier_runs(tmp_path: Path) -> None:
+    """No 8B template trains on 4 x V100 32 GB: a 4-GPU job that ran there gets a smaller template."""
+    path = tmp_path / "t.csv"
+    path.write_text("submit_time_s,gpu_count,duration_s,reference_gpu\n0,4,100,v100-sxm2-32gb\n")
+    assert read_trace(path).model[0] in ("opt-1.3b", "qwen2-1.5b")
+
+
+def test_a_job_whose_template_cannot_run_on_its_reference_says_so() -> None:
+    builder = TraceBuilder(seed=0)
+    builder.add_duration("j", 0.0, 1, 100.0, ref_gpu="t4", model="llama-3.1-70b")
+    trace = builder.build()
+    pools = [NodePool(gpu="h100-sxm", nodes=1, gpus_per_node=8)]
+    costs = job_costs(trace, pools, CostCache())
+    assert not costs.feasible[0].any()
+    assert "llama-3.1-70b training) does not run on 1 x t4" in costs.job_reason(trace, 0, pools)
 
 
 def test_empty_and_missing_trace(tmp_path: Path) -> None:
