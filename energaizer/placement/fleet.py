@@ -22,15 +22,18 @@ Two fleet modes say what idle GPUs cost:
   given), else for the part of its run that outlasts how long the powered nodes stay needed
   anyway (``powered_for_seconds``: the longest remaining run of the jobs already there plus the
   idle timeout; 0 when not given), less the GPUs the pool's usual load fills then
-  (``typical_busy_gpus``), and it replaces the idle draw of the powered GPUs it takes meanwhile.
-  A slow job that keeps a node busy pays that node's idle power::
+  (``typical_busy_gpus``) for as long as that load is known to last (``typical_busy_seconds``, the
+  window it was averaged over; the whole run when not given), and it replaces the idle draw of the
+  powered GPUs it takes meanwhile. A slow job that keeps a node busy pays that node's idle power::
 
-      E_jt + idle_power_t * (demand_j * idle_timeout_s + unused_jt * kept_jt - saved_jt)
+      E_jt + idle_power_t * (demand_j * idle_timeout_s + idle_gpu_s_jt - saved_jt)
       new_gpus = max(demand_j - idle_powered_gpus_t, 0)
-      unused_jt = ceil(n / gpus_per_node_t) * gpus_per_node_t - n            if new_gpus > 0 (n = new_gpus)
-                  max(ceil(d / gpus_per_node_t) * gpus_per_node_t - d - typical_busy_gpus_t, 0)
-                                                                           else (d = demand_j)
-      kept_jt = duration_jt if new_gpus > 0 else max(duration_jt - powered_for_seconds_t, 0)
+      node_jt = ceil(n / gpus_per_node_t) * gpus_per_node_t - n      (n = new_gpus if new_gpus > 0
+                                                                       else demand_j)
+      idle_gpu_s_jt = node_jt * duration_jt                           if new_gpus > 0
+                      max(node_jt - typical_busy_gpus_t, 0) * w + node_jt * (kept_jt - w)
+                                                                      else
+      kept_jt = max(duration_jt - powered_for_seconds_t, 0),  w = min(kept_jt, typical_busy_seconds)
       saved_jt = 0 if new_gpus > 0 else demand_j * min(duration_jt, powered_for_seconds_t)
 
   clipped at 0; without ``gpus_per_node`` the node terms (``unused``, ``saved``) are left out.
@@ -74,7 +77,9 @@ class FleetModel:
     node; without it every job is assumed to power up its own nodes); ``powered_for_seconds``,
     how long those nodes stay needed by the jobs already running on them plus the idle timeout;
     ``typical_busy_gpus``, the GPUs of each type usually busy (e.g. a recent average), which fill
-    the node's other GPUs after that."""
+    the node's other GPUs after that for ``typical_busy_seconds`` (how far ahead that load is known:
+    the window it was averaged over; a run beyond it keeps the node's other GPUs powered alone;
+    None: for the whole run)."""
 
     mode: FleetMode
     idle_power_watts: np.ndarray
@@ -83,6 +88,7 @@ class FleetModel:
     idle_powered_gpus: np.ndarray | None = None
     powered_for_seconds: np.ndarray | None = None
     typical_busy_gpus: np.ndarray | None = None
+    typical_busy_seconds: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", FleetMode(self.mode))
@@ -91,6 +97,8 @@ class FleetModel:
             raise ValueError("idle_power_watts must be finite and >= 0")
         if not (math.isfinite(self.idle_timeout_seconds) and self.idle_timeout_seconds >= 0):
             raise ValueError("idle_timeout_seconds must be finite and >= 0")
+        if self.typical_busy_seconds is not None and not self.typical_busy_seconds >= 0:
+            raise ValueError("typical_busy_seconds must be >= 0")
         object.__setattr__(self, "idle_power_watts", idle)
         for name in ("gpus_per_node", "idle_powered_gpus", "powered_for_seconds", "typical_busy_gpus"):
             value = getattr(self, name)
@@ -141,13 +149,24 @@ def marginal_fleet_energy(
                     0.0 if fleet.powered_for_seconds is None else fleet.powered_for_seconds.reshape(1, -1)
                 )
                 kept = np.where(new > 0, duration, np.maximum(duration - kept_for, 0.0))
+                idle_gpu_s = unused * kept
                 if fleet.typical_busy_gpus is not None:
-                    # after the jobs there now, the pool's usual load fills the node's other GPUs
+                    # after the jobs there now, the pool's usual load fills the node's other GPUs,
+                    # for as long as that load is known to last
                     filled = fleet.typical_busy_gpus.reshape(1, -1)
-                    unused = np.where(new > 0, unused, np.maximum(unused - filled, 0.0))
+                    known = (
+                        kept
+                        if fleet.typical_busy_seconds is None
+                        else np.minimum(kept, fleet.typical_busy_seconds)
+                    )
+                    idle_gpu_s = np.where(
+                        new > 0,
+                        idle_gpu_s,
+                        np.maximum(unused - filled, 0.0) * known + unused * (kept - known),
+                    )
                 # on idle GPUs of powered nodes the job replaces their idle draw while they stay up
                 saved = np.where(new > 0, 0.0, demand * np.minimum(duration, kept_for))
-                out = np.maximum(out + (unused * kept - saved) * idle, 0.0)
+                out = np.maximum(out + (idle_gpu_s - saved) * idle, 0.0)
     out = np.where(bad, np.inf, out)
     return out
 

@@ -262,6 +262,7 @@ class EnergyAware(Policy):
             idle_powered_gpus=self.idle_powered_gpus(free, now),
             powered_for_seconds=np.where(ends > 0, ends + self.fleet.idle_timeout_seconds, 0.0),
             typical_busy_gpus=self.load,
+            typical_busy_seconds=LOAD_WINDOW_SECONDS,
         )
         cost = objective_matrix(
             ctx.energy[jobs], ctx.duration[jobs], "energy", fleet=fleet, demand=ctx.demand[jobs]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -127,6 +128,14 @@ def test_elastic_job_that_powers_up_a_node_pays_for_the_gpus_it_leaves_idle() ->
         typical_busy_gpus=np.array([2.0]),
     )
     assert marginal_fleet_energy(energy, duration, demand, usual)[0, 0] == 1000 + 15 * (100 + 1 * 6 - 4)
+    # ... for as long as that load is known (2 s of the 6 s the job keeps the node up): 1 GPU idle for
+    # 2 s, then all 3 for the other 4 s
+    known = replace(usual, typical_busy_seconds=2.0)
+    assert marginal_fleet_energy(energy, duration, demand, known)[0, 0] == 1000 + 15 * (
+        100 + 1 * 2 + 3 * 4 - 4
+    )
+    with pytest.raises(ValueError, match="typical_busy_seconds"):
+        replace(usual, typical_busy_seconds=-1.0)
     # a whole-node job leaves nothing idle on its node
     whole = marginal_fleet_energy(energy, duration, np.array([4.0]), FleetModel("elastic", **base))
     assert whole[0, 0] == 1000 + 15 * 4 * 100
