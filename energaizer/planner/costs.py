@@ -33,11 +33,11 @@ class JobCosts:
     feasible: np.ndarray
     reason: list[list[str]]  # per distinct workload and pool: why infeasible ("" if feasible)
     pool_ids: list[str]
-    job_reason_: dict[int, str] = field(default_factory=dict)  # per job: why it runs on no pool at all
+    unscaled: dict[int, str] = field(default_factory=dict)  # per job whose duration cannot be scaled: why
 
     def job_reason(self, trace: Trace, j: int, pools: Sequence[NodePool]) -> str:
-        if j in self.job_reason_:
-            return self.job_reason_[j]
+        if j in self.unscaled:
+            return self.unscaled[j]
         parts = []
         for p, pool in enumerate(pools):
             if self.feasible[j, p]:
