@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -357,11 +357,17 @@ def _cluster_row(raw: Mapping[str, str | None], skipped: dict[str, int]) -> Mapp
 
 
 def read_trace_rows(
-    rows: Iterable[Mapping[str, str | None]], builder: TraceBuilder, name: str, *, cluster: bool = False
+    rows: Iterable[Mapping[str, str | None]],
+    builder: TraceBuilder,
+    name: str,
+    *,
+    cluster: bool = False,
+    line: Callable[[], int] | None = None,
 ) -> Trace:
-    """Trace rows into ``builder`` (errors name the file's line). ``cluster``: rows of a published
-    cluster trace (:data:`CLUSTER_TRACE_COLUMNS`): the pods that are not GPU jobs with an observed
-    duration are left out and counted in the trace's assumptions."""
+    """Trace rows into ``builder``; errors name the file's line (``line()``, the reader's line number
+    after each row; else the header plus the rows so far). ``cluster``: rows of a published cluster
+    trace (:data:`CLUSTER_TRACE_COLUMNS`): the pods that are not GPU jobs with an observed duration
+    are left out and counted in the trace's assumptions."""
     from collections import Counter
 
     skipped: Counter[str] = Counter()
@@ -369,7 +375,7 @@ def read_trace_rows(
     for n, raw in enumerate(rows, start=1):
         row = _cluster_row(raw, skipped) if cluster else raw
         if row is not None:
-            add_csv_row(builder, row, f"{name} line {n + 1}", n)
+            add_csv_row(builder, row, f"{name} line {line() if line is not None else n + 1}", n)
             added += 1
     if added == 0:
         why = f" ({n} rows: {', '.join(f'{v} {k}' for k, v in skipped.items())})" if skipped else ""
@@ -402,7 +408,9 @@ def read_trace(
             rows: Iterable[Mapping[str, str | None]] = reader
             if limit is not None:
                 rows = (r for i, r in enumerate(reader) if i < limit)
-            return read_trace_rows(rows, builder, name, cluster=is_cluster_trace(header))
+            return read_trace_rows(
+                rows, builder, name, cluster=is_cluster_trace(header), line=lambda: reader.line_num
+            )
         except csv.Error as exc:
             raise InvalidInputError("trace", f"{name}: malformed CSV ({exc})") from None
         except UnicodeDecodeError:

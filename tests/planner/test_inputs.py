@@ -107,6 +107,11 @@ def test_bad_trace_rows_name_their_line(tmp_path: Path) -> None:
     path.write_text("submit_time_s,gpu_count,duration_s\n0,1,10\n5,2,nan\n")
     with pytest.raises(InvalidInputError, match=r"t\.csv line 3: 'nan'"):
         read_trace(path)
+    path.write_text('submit_time_s,gpu_count,duration_s,job_id\n0,1,10,"a\nb"\n\n5,2,nan,c\n')
+    with pytest.raises(
+        InvalidInputError, match=r"t\.csv line 5: 'nan'"
+    ):  # a cell over two lines, a blank one
+        read_trace(path)
 
 
 CLUSTER_HEADER = "job_id,submit_time_s,start_time_s,end_time_s,wait_s,duration_s,gpu_count,gpu_type,job_kind,model_hint,censored_at_trace_end"
