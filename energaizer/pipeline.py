@@ -14,6 +14,7 @@ from energaizer.catalog.schema import GPUSpec, ModelArchitecture
 from energaizer.energy.breakdown import energy_breakdown, op_breakdown, per_row
 from energaizer.errors import InvalidInputError
 from energaizer.hardware import GpuTable, precision_fallback
+from energaizer.io.layout import check_knobs
 from energaizer.kernels.cnn import add_cnn
 from energaizer.kernels.ops import OP_NAMES, PHASES, Kind, Phase
 from energaizer.kernels.params import build_row_params
@@ -62,19 +63,11 @@ def _knobs(workloads: list[Workload], hw: GpuTable, gi: np.ndarray) -> tuple[np.
     max_clock, min_clock = hw.max_clock_mhz[gi], hw.min_clock_mhz[gi]
     lo, hi = hw.power_limit_min_w[gi], hw.power_limit_max_w[gi]
     bad_clock = ~np.isnan(clock) & ((clock > max_clock + 0.5) | (clock < min_clock - 0.5))
-    if bad_clock.any():
-        i = int(np.argmax(bad_clock))
-        raise InvalidInputError(
-            "frequency_mhz",
-            f"{clock[i]:g} MHz is outside {hw.specs[gi[i]].id}'s clock range {min_clock[i]:g}-{max_clock[i]:g} MHz",
-        )
     bad_l = ~np.isnan(lim) & ((lim > hi + 0.5) | (lim < lo - 0.5))
-    if bad_l.any():
-        i = int(np.argmax(bad_l))
-        raise InvalidInputError(
-            "power_limit_w",
-            f"{lim[i]:g} W is outside {hw.specs[gi[i]].id}'s power-limit range {lo[i]:g}-{hi[i]:g} W",
-        )
+    bad = bad_clock | bad_l
+    if bad.any():  # the first bad row, with the reader's message (the same ranges, from GPUSpec)
+        i = int(np.argmax(bad))
+        check_knobs(workloads[i], hw.specs[gi[i]])
     return np.where(np.isnan(clock), max_clock, clock), np.where(
         np.isnan(lim), hw.power_limit_default_w[gi], lim
     )

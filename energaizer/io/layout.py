@@ -9,6 +9,7 @@ The CLI flags and the workload CSV reader both apply these checks, so ``--gpu-co
 
 from __future__ import annotations
 
+from energaizer.catalog.schema import GPUSpec
 from energaizer.errors import InvalidInputError, UnknownNameError
 from energaizer.workload import Workload
 
@@ -78,14 +79,11 @@ def check_prompt_logits(workload: Workload, where: str = "", flags: bool = False
         )
 
 
-def check_knobs(workload: Workload, gpu: str, where: str = "") -> None:
-    """The what-if clock and power limit within ``gpu``'s ranges (as the estimator checks them), with
-    ``where`` (a CSV line) in the message: a long file's bad row is named, not only the GPU."""
+def check_knobs(workload: Workload, spec: GPUSpec, where: str = "") -> None:
+    """The what-if clock and power limit within the GPU's ranges; ``where`` (a CSV line) prefixes the
+    message, so that a long file's bad row is named, not only the GPU. The estimator raises this too."""
     if workload.frequency_mhz is None and workload.power_limit_w is None:
         return
-    from energaizer.catalog import get_gpu
-
-    spec = get_gpu(gpu)
     prefix = f"{where}: " if where else ""
     lo, hi = spec.clock_range_mhz
     clock = workload.frequency_mhz

@@ -248,7 +248,9 @@ def _workload_from_values(
             checked.add(layout)
     knobs = ("knobs", gpu, workload.frequency_mhz, workload.power_limit_w)
     if checked is None or knobs not in checked:
-        check_knobs(workload, str(gpu), where)
+        from energaizer.catalog import get_gpu
+
+        check_knobs(workload, get_gpu(str(gpu)), where)
         if checked is not None:
             checked.add(knobs)
     if scored:  # per row: the layout check above is cached per model and layout

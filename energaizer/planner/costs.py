@@ -117,6 +117,7 @@ def job_costs(trace: Trace, pools: Sequence[NodePool], cache: CostCache) -> JobC
     feasible = w_ok[trace.workload].copy()
 
     scaled = np.nonzero(np.isfinite(trace.ref_duration))[0]
+    unscaled: dict[int, str] = {}
     if scaled.size:
         pairs = sorted({(int(trace.workload[j]), trace.ref_gpu[j]) for j in scaled})
         ref_table = cache.lookup(
@@ -148,6 +149,4 @@ def job_costs(trace: Trace, pools: Sequence[NodePool], cache: CostCache) -> JobC
     feasible &= np.isfinite(energy) & np.isfinite(duration)
     energy = np.where(feasible, energy, np.inf)
     duration = np.where(feasible, duration, np.inf)
-    return JobCosts(
-        energy, duration, feasible, reasons, [p.name for p in pools], unscaled if scaled.size else {}
-    )
+    return JobCosts(energy, duration, feasible, reasons, [p.name for p in pools], unscaled)
