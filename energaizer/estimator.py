@@ -6,9 +6,9 @@ every (workload, GPU) pair at once with NumPy.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from energaizer.catalog import get_gpu, list_gpus
 from energaizer.catalog.schema import GPUSpec
@@ -18,6 +18,7 @@ from energaizer.workload import Workload
 
 GpuLike = str | GPUSpec
 ProfileLike = CalibrationProfile | str | Path | None
+R = TypeVar("R")
 
 
 def resolve_gpus(gpus: GpuLike | Sequence[GpuLike]) -> list[GPUSpec]:
@@ -74,18 +75,37 @@ def estimate_csv(
     rows of ``read_workload_csv(source)``, with the rows' validation split over the worker processes as
     well as their estimates (``workers`` as in :func:`estimate_pairs`). The first bad row in file order
     raises, as ``read_workload_csv`` does."""
-    from energaizer.io.workload_csv import read_csv_cells
     from energaizer.pipeline import concat_batches
+
+    return concat_batches(map_csv(source, _same, profile=profile, workers=workers))
+
+
+def map_csv(
+    source: str | Path,
+    fn: Callable[[EstimateBatch], R],
+    *,
+    profile: ProfileLike = None,
+    workers: int | None = 1,
+) -> list[R]:
+    """``fn`` of the estimates of each contiguous part of a workload CSV's rows, in file order. Each part
+    is validated, estimated and handed to ``fn`` in its own worker process (``workers`` as in
+    :func:`estimate_pairs`; ``fn``'s results must pickle), so what a caller makes of the estimates
+    (the CLI's JSON text) is made in parallel too. The first bad row in file order raises."""
+    from energaizer.io.workload_csv import read_csv_cells
     from energaizer.workers import map_chunks
 
     cells = read_csv_cells(source)
     prof = load_profile(profile)
 
-    def part(bounds: tuple[int, int]) -> EstimateBatch:
+    def part(bounds: tuple[int, int]) -> R:
         rows = cells.parse(*bounds)
-        return estimate_pairs([r.workload for r in rows], [r.gpu for r in rows], profile=prof)
+        return fn(estimate_pairs([r.workload for r in rows], [r.gpu for r in rows], profile=prof))
 
-    return concat_batches(map_chunks(len(cells), workers, part))
+    return map_chunks(len(cells), workers, part)
+
+
+def _same(batch: EstimateBatch) -> EstimateBatch:
+    return batch
 
 
 def estimate_matrix(

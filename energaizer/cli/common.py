@@ -52,6 +52,14 @@ def dumps_json(data: Any, pretty: bool = True) -> str:
         return json.dumps(_clean(data), indent=2 if pretty else None, allow_nan=False)
 
 
+def join_json_arrays(parts: list[str]) -> str:
+    """The indented JSON texts of arrays (``dumps_json(..., pretty=True)``) -> the indented text of one
+    array of all their elements, in order: what ``dumps_json`` writes for the concatenated lists."""
+    items = [text[1:-1].strip("\n") for text in parts]
+    items = [text for text in items if text]  # an empty part: "[]"
+    return "[\n" + ",\n".join(items) + "\n]" if items else "[]"
+
+
 _COMPACT = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 _PRETTY = _COMPACT | orjson.OPT_INDENT_2
 

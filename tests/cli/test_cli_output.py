@@ -163,6 +163,11 @@ def test_from_csv_over_worker_processes_prints_what_one_process_prints(tmp_path:
     assert two.out == one.out
     rows = json.loads(one.out)
     assert len(rows) == len(lines) - 1 and sum(not r["feasible"] for r in rows) == len(rows) // 5
+    # without --ops each worker writes its part's JSON: the same text, less the ops
+    plain = [run_cli("estimate", "--from-csv", str(csv), "--json", "--workers", w) for w in ("1", "2")]
+    assert plain[0].code == 0 and plain[1].code == 0, plain[0].err + plain[1].err
+    assert plain[1].out == plain[0].out
+    assert json.loads(plain[1].out) == [{k: v for k, v in row.items() if k != "ops"} for row in rows]
 
 
 def test_defaults_in_help_and_echoed() -> None:

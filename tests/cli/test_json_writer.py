@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from energaizer.cli.common import _clean, dumps_json
+from energaizer.cli.common import _clean, dumps_json, join_json_arrays
 
 
 def reference(data) -> object:
@@ -74,3 +74,28 @@ def test_layout_is_indented_by_two_or_compact():
 def test_numpy_values_are_written_as_numbers():
     out = json.loads(dumps_json({"a": np.float64(1.5), "b": np.arange(3), "c": np.int64(7)}))
     assert out == {"a": 1.5, "b": [0, 1, 2], "c": 7}
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.one_of(scalars, st.dictionaries(keys, scalars, max_size=3), st.lists(scalars)), max_size=3
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_arrays_written_in_parts_join_to_what_the_whole_writes(parts):
+    """The worker processes of ``estimate --from-csv --json`` write their parts' arrays; joined, the text
+    is byte for byte what one process writes for all the rows (a part may be empty, or hold an object
+    whose strings contain brackets and newlines)."""
+    whole = [x for part in parts for x in part]
+    assert join_json_arrays([dumps_json(part) for part in parts]) == dumps_json(whole)
+
+
+def test_joined_parts_with_brackets_and_newlines_in_strings():
+    parts = [[{"reason": "a\n]"}], [], ["[", {"x": [1, {"y": "]\n["}]}]]
+    whole = [x for part in parts for x in part]
+    assert join_json_arrays([dumps_json(part) for part in parts]) == dumps_json(whole)
+    assert join_json_arrays([dumps_json([])]) == dumps_json([]) == "[]"
