@@ -4,6 +4,7 @@ recomputed in the caller, and the CPU count a container's quota allows."""
 from __future__ import annotations
 
 import os
+import platform
 
 import pytest
 
@@ -173,3 +174,38 @@ def test_no_fork_off_linux(monkeypatch):
 
     monkeypatch.setattr(sys, "platform", "darwin")
     assert plan_workers(100 * workers.MIN_ROWS_PER_WORKER, 4) == 1
+
+
+_FAULTS = """
+import resource, sys
+import numpy as np
+from energaizer.workers import keep_freed_memory
+applied = keep_freed_memory() if sys.argv[1] == "keep" else None
+def columns():  # 40 columns of 4 MiB, written, then freed: what a batch's stages do
+    cols = [np.ones(2**19) for _ in range(40)]
+    del cols
+columns()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+columns()
+print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator settings")
+def test_freed_columns_are_reused_not_faulted_in_again():
+    import subprocess
+    import sys
+
+    def faults(mode: str) -> tuple[str, int]:
+        out = subprocess.run(
+            [sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, check=True
+        )
+        applied, count = out.stdout.split()
+        return applied, int(count)
+
+    applied, kept = faults("keep")
+    _, default = faults("default")
+    pages = 40 * 2**22 // os.sysconf("SC_PAGE_SIZE")
+    assert applied == "True"
+    assert default > pages // 4  # by default much of the second batch of columns faults in again (~half)
+    assert kept < pages // 40  # kept: the first batch's pages serve the second (~none fault)
