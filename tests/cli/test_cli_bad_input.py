@@ -6,11 +6,13 @@ text the single error line must contain (the flag or field it names).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.cli.cli_support import run_cli
+from energaizer.workers import available_cpus
+from tests.cli.cli_support import Run, run_cli
 
 E = ["estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm"]
 T = [*E, "--task", "training"]
@@ -211,12 +213,26 @@ def _id(case: tuple[list[str], str]) -> str:
     return " ".join(case[0])[:80]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
-def test_malformed_invocation_is_one_error_line_exit_2(bad_files: Path, case: tuple[list[str], str]) -> None:
-    args, needle = case
-    if "pools.yaml" in args:
-        (bad_files / "pools.yaml").write_text("- {gpu: h100-sxm, nodes: 1, gpus_per_node: 8}\n")
-    r = run_cli(*args, cwd=bad_files)
+@pytest.fixture(scope="module")
+def bad_runs(request: pytest.FixtureRequest, bad_files: Path) -> dict[int, Run]:
+    """The run of every selected case (by its index in CASES), as many at a time as there are CPUs (at
+    least two). Each is a process of its own that reads its inputs and writes nothing, so they are
+    independent; one after another, the ~170 cold starts took ~100 s of CI."""
+    selected = sorted(
+        item.callspec.params["index"]
+        for item in request.session.items
+        if getattr(item, "originalname", "") == "test_malformed_invocation_is_one_error_line_exit_2"
+    )
+    (bad_files / "pools.yaml").write_text("- {gpu: h100-sxm, nodes: 1, gpus_per_node: 8}\n")
+    with ThreadPoolExecutor(max_workers=max(2, available_cpus())) as pool:
+        runs = pool.map(lambda i: run_cli(*CASES[i][0], cwd=bad_files), selected)
+        return dict(zip(selected, runs, strict=True))
+
+
+@pytest.mark.parametrize("index", range(len(CASES)), ids=[_id(c) for c in CASES])
+def test_malformed_invocation_is_one_error_line_exit_2(bad_runs: dict[int, Run], index: int) -> None:
+    _, needle = CASES[index]
+    r = bad_runs[index]
     assert "Traceback" not in r.err, r.err
     assert r.code == 2, (r.code, r.err)
     assert len(r.err_lines) == 1, r.err
