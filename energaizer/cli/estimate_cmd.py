@@ -552,11 +552,18 @@ def register(app: typer.Typer) -> None:
 def _estimate_csv(
     path: Path, json_out: bool, profile: Path | None, ops: bool = False, wide: bool = False, workers: int = 0
 ) -> None:
+    from energaizer.workers import batch_settings
+
+    with batch_settings():  # a batch of up to millions of rows in the CLI's own process
+        _estimate_csv_rows(path, json_out, profile, ops, wide, workers)
+
+
+def _estimate_csv_rows(
+    path: Path, json_out: bool, profile: Path | None, ops: bool, wide: bool, workers: int
+) -> None:
     from energaizer.estimator import estimate_csv, estimate_pairs, map_csv
     from energaizer.io.workload_csv import read_workload_csv
-    from energaizer.workers import keep_freed_memory
 
-    keep_freed_memory()  # a batch in a process of its own: reuse freed NumPy columns' pages
     if json_out and ops:  # a part lists its own ops only: the whole batch unites them (0 where unused)
         print_json(estimate_csv(path, profile=profile, workers=workers).to_dicts(ops=True))
         return

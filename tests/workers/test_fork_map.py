@@ -209,3 +209,27 @@ def test_freed_columns_are_reused_not_faulted_in_again():
     assert applied == "True"
     assert default > pages // 4  # by default much of the second batch of columns faults in again (~half)
     assert kept < pages // 40  # kept: the first batch's pages serve the second (~none fault)
+
+
+def test_batch_settings_pause_the_collector_and_restore_it(monkeypatch):
+    import gc
+
+    from energaizer.workers import batch_settings
+
+    kept = []
+    monkeypatch.setattr(workers, "keep_freed_memory", lambda: kept.append(True) or True)
+    assert gc.isenabled()
+    with batch_settings():
+        assert not gc.isenabled() and kept == [True]
+        assert fork_map(lambda _: gc.isenabled(), [0, 1]) == [False, False]  # the forked workers inherit it
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with batch_settings():
+            pass
+        assert not gc.isenabled()  # a caller that had paused it keeps it paused
+    finally:
+        gc.enable()
+    with pytest.raises(KeyError), batch_settings():
+        raise KeyError("a bad row")
+    assert gc.isenabled()  # restored when the batch raises too
