@@ -9,7 +9,8 @@ chunked result equals the whole one bit for bit.
 A chunk whose child fails for any reason (killed, out of memory, an exception) is computed again in the
 caller, which then raises what a single process would have raised, in row order. Only ``fork`` on Linux
 is used, and only by callers that own their process (the CLI): a server with threads (the operator) keeps
-``workers=1``, and the automatic choice forks only a single-threaded process.
+``workers=1``, and the automatic choice forks only a single-threaded process. Such a caller may also run
+its batch under :func:`batch_settings` (memory kept for reuse, the cyclic garbage collector paused).
 """
 
 from __future__ import annotations
