@@ -17,6 +17,7 @@ _LAZY = {
     "estimate_pairs": "energaizer.estimator",
     "estimate_matrix": "energaizer.estimator",
     "estimate_csv": "energaizer.estimator",
+    "map_csv": "energaizer.estimator",
     "Workload": "energaizer.workload",
     "InferenceSpec": "energaizer.workload",
     "TrainingSpec": "energaizer.workload",
@@ -38,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from energaizer.catalog import get_gpu, get_model, list_gpus, list_models  # noqa: F401
     from energaizer.catalog.schema import GPUSpec, ModelArchitecture  # noqa: F401
     from energaizer.errors import EnergaizerError  # noqa: F401
-    from energaizer.estimator import estimate, estimate_csv, estimate_matrix, estimate_pairs  # noqa: F401
+    from energaizer.estimator import estimate, estimate_csv, estimate_matrix, estimate_pairs, map_csv  # noqa: F401
     from energaizer.profile import CalibrationProfile  # noqa: F401
     from energaizer.result import Estimate, EstimateBatch  # noqa: F401
     from energaizer.workload import InferenceSpec, TrainingSpec, Workload  # noqa: F401

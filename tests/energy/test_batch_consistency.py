@@ -96,8 +96,15 @@ def test_a_csv_split_over_worker_processes_reads_and_fails_as_one_process(tmp_pa
     whole = estimate_pairs([r.workload for r in rows], [r.gpu for r in rows])
     for n in (1, 2, 4):
         assert repr(estimate_csv(path, workers=n).to_dicts(ops=True)) == repr(whole.to_dicts(ops=True))
+    from energaizer.estimator import map_csv
+
+    for n in (1, 2, 4):  # each part's own result, in file order: together, the whole batch's rows
+        parts = map_csv(path, lambda batch: batch.to_dicts(), workers=n)
+        assert len(parts) == n and repr([row for part in parts for row in part]) == repr(whole.to_dicts())
     bad = [*good[:6], "gpt2,no-such-gpu,1,1", *good[6:8], "no-such-model,l4,1,1"]
     path.write_text("model,gpu,requests,input_tokens\n" + "\n".join(bad) + "\n")
     for n in (1, 3, 5):  # the bad rows in the third and last parts: the first in file order is named
         with pytest.raises(InvalidInputError, match=r"w.csv line 8: unknown gpu 'no-such-gpu'"):
             estimate_csv(path, workers=n)
+        with pytest.raises(InvalidInputError, match=r"w.csv line 8: unknown gpu 'no-such-gpu'"):
+            map_csv(path, len, workers=n)
