@@ -165,11 +165,30 @@ def _usage_text(exc: Exception) -> str:
     return f"{field}: {text}" if not text.startswith(f"{field}:") else text
 
 
+# Commands that serve sockets: a client that leaves must raise in its own handler, not end the process.
+SERVER_COMMANDS = frozenset({"operator", "extender"})
+
+
+def _end_quietly_when_the_reader_leaves() -> None:
+    """A command whose output goes to a pipe ends as Unix filters do when the reader leaves (`energaizer
+    estimate --from-csv big.csv --json | head`): killed by SIGPIPE, quietly, status 141 in the shell.
+    Python ignores SIGPIPE, so the write would raise BrokenPipeError, which typer turns into a silent exit
+    1, this CLI's status for a bug. For the program only (``main()`` without arguments), never a server."""
+    import signal
+
+    if hasattr(signal, "SIGPIPE"):  # not on Windows
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+
 def main(argv: list[str] | None = None) -> None:
+    """The ``energaizer`` program (``argv`` None: this process's arguments), or one command run by a caller
+    in its own process (``argv`` given: the process's signal handling is left as it is)."""
     exit_cls, abort_cls, click_cls = _click_classes()
     args = sys.argv[1:] if argv is None else list(argv)
     if not args:  # bare `energaizer`: the help, as kubectl and helm do; not an error
         args = ["--help"]
+    if argv is None and args[0] not in SERVER_COMMANDS:
+        _end_quietly_when_the_reader_leaves()
     try:
         app(args=args, prog_name="energaizer", standalone_mode=False)
     except exit_cls as exc:
@@ -183,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
         fail(_usage_text(exc), 2 if exc.exit_code == 1 else exc.exit_code)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
-    except BrokenPipeError:  # `energaizer gpus | head`: the reader left; stay quiet
+    except BrokenPipeError:  # the reader left while this process wrote outside typer's own EPIPE handling
         _silence_stdout()
         raise SystemExit(141) from None
     except Exception as exc:

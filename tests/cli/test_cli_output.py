@@ -230,3 +230,28 @@ def test_calibrated_profile_describes_its_own_data(tmp_path: Path) -> None:
     assert "mine.csv" in profile["description"] and "40 measured rows" in profile["description"]
     assert sum(profile["fitted_on"].values()) == 40
     assert "ML.ENERGY" not in profile["description"]
+
+
+def test_a_reader_that_leaves_ends_the_command_quietly_with_sigpipe(tmp_path: Path) -> None:
+    """`energaizer estimate --from-csv big.csv --json | head`: the CLI ends as Unix filters do (SIGPIPE,
+    status 141 in the shell), with nothing on stderr; not the silent exit 1 that means a bug here."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    csv = tmp_path / "w.csv"  # ~1 MB of JSON, far more than a pipe holds: the write meets the closed pipe
+    csv.write_text("model,gpu,requests\n" + "gpt2,l4,10\n" * 1000)
+    env = {k: v for k, v in os.environ.items() if k != "ENERGAIZER_DEBUG"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "energaizer", "estimate", "--from-csv", str(csv), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline() == b"[\n"
+    proc.stdout.close()  # the reader leaves
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == -signal.SIGPIPE, err
+    assert err == b""
