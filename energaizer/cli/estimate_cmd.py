@@ -233,11 +233,9 @@ def read_model_file(path: Path) -> dict:
 def render_table(estimates, title: str, *, rows=None, notes=(), wide: bool = False) -> None:  # type: ignore[no-untyped-def]
     """The human table. One workload on several GPUs: sorted by energy, the lowest-energy and the fastest
     feasible GPU marked. ``rows`` (CSV rows, same order as ``estimates``): row number and model columns,
-    file order kept. ``wide``: also the clock and the energy breakdown by component."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    from energaizer.cli.common import id_column, print_tables
+    file order kept. ``wide``: also the clock and the energy breakdown by component. Beyond
+    :data:`LONG_TABLE_ROWS` rows, plain columns (:func:`energaizer.cli.common.print_plain_table`)."""
+    from energaizer.cli.common import LONG_TABLE_ROWS, print_plain_table
 
     order = list(range(len(estimates)))
     best = fastest = None
@@ -247,22 +245,16 @@ def render_table(estimates, title: str, *, rows=None, notes=(), wide: bool = Fal
         if feasible:
             best = feasible[0]
             fastest = min(feasible, key=lambda i: estimates[i].duration_seconds)
-    table = Table(title=title)
-    if rows is not None:
-        id_column(table, "line", [str(r.line) for r in rows], justify="right")
-        id_column(table, "model", [r.workload.model_name for r in rows])
-    id_column(table, "GPU", [e.gpu for e in estimates])
+    ids = (["line", "model"] if rows is not None else []) + ["GPU"]
     columns = ["feasible", "energy", "time", "avg power", "J/output token"]
     if wide:
         columns += ["clock MHz", "static", "compute", "memory", "comm", "overhead"]
     if best is not None:
         columns.append("best")
-    for col in columns:
-        table.add_column(col, justify="left" if col == "best" else "right", overflow="fold")
+    cell_rows = []
     for i in order:
         e = estimates[i]
         b = e.breakdown
-        marks = [m for m, hit in (("lowest energy", i == best), ("fastest", i == fastest)) if hit]
         cells = [str(rows[i].line), rows[i].workload.model_name] if rows is not None else []
         cells += [
             e.gpu,
@@ -280,14 +272,46 @@ def render_table(estimates, title: str, *, rows=None, notes=(), wide: bool = Fal
                 fmt_energy(b.get(k)) for k in ("static", "compute", "memory", "communication", "overhead")
             ]
         if best is not None:
+            marks = [m for m, hit in (("lowest energy", i == best), ("fastest", i == fastest)) if hit]
             cells.append(", ".join(marks))
-        table.add_row(*(escape(c) for c in cells), style="bold" if i == best else None)
-    lines = list(notes)
-    for i in order:
-        e = estimates[i]
-        if e.reason:  # infeasible, or feasible on an explicit fallback (a precision the GPU cannot run)
-            where = f"row {rows[i].line} " if rows is not None else ""
-            lines.append(f"[yellow]{where}{escape(e.gpu)}[/]: {escape(e.reason)}")
+        cell_rows.append(cells)
+    # infeasible, or feasible on an explicit fallback (a precision the GPU cannot run)
+    reasons = [
+        (f"row {rows[i].line} " if rows is not None else "", estimates[i].gpu, estimates[i].reason)
+        for i in order
+        if estimates[i].reason
+    ]
+    headers = [*ids, *columns]
+    right = [h == "line" or (h in columns and h != "best") for h in headers]
+    if len(cell_rows) > LONG_TABLE_ROWS:
+        lines = [*notes, *(f"{where}{gpu}: {reason}" for where, gpu, reason in reasons)]
+        print_plain_table(title, headers, cell_rows, right, lines)
+        return
+    _print_rich_table(title, headers, cell_rows, right, len(ids), best is not None, notes, reasons)
+
+
+def _print_rich_table(title, headers, cell_rows, right, n_ids, bold_first, notes, reasons) -> None:  # type: ignore[no-untyped-def]
+    """``render_table``'s table in a rich box: the ids never cut, the other columns folded to the width."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from energaizer.cli.common import id_column, print_tables
+
+    table = Table(title=title)
+    for j, header in enumerate(headers):
+        justify = "right" if right[j] else "left"
+        if j < n_ids:
+            id_column(
+                table, header, [row[j] for row in cell_rows], **({"justify": "right"} if right[j] else {})
+            )
+        else:
+            table.add_column(header, justify=justify, overflow="fold")
+    for k, cells in enumerate(cell_rows):
+        table.add_row(*(escape(c) for c in cells), style="bold" if bold_first and k == 0 else None)
+    lines = [
+        *notes,
+        *(f"[yellow]{where}{escape(gpu)}[/]: {escape(reason)}" for where, gpu, reason in reasons),
+    ]
     print_tables(table, *lines)
 
 

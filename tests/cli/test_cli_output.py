@@ -255,3 +255,32 @@ def test_a_reader_that_leaves_ends_the_command_quietly_with_sigpipe(tmp_path: Pa
     err = proc.stderr.read()
     assert proc.wait(timeout=300) == -signal.SIGPIPE, err
     assert err == b""
+
+
+def test_a_long_csv_table_is_plain_columns_with_the_cells_of_the_boxed_one(tmp_path: Path) -> None:
+    """Beyond LONG_TABLE_ROWS rows the table is plain text columns (a boxed rich table of 20,000 rows took
+    ~25 s to lay out): the same header and cells, one line per row in file order, then the reasons."""
+    from energaizer.cli.common import LONG_TABLE_ROWS
+
+    kinds = [
+        "llama-3.1-8b,h100-sxm,100",
+        "gpt2,t4,10",
+        "llama-3.1-70b,l4,5",
+    ]  # t4: a bf16 fallback; l4: no fit
+    head = "model,gpu,requests\n"
+    short, long = tmp_path / "short.csv", tmp_path / "long.csv"
+    short.write_text(head + "\n".join(kinds) + "\n")
+    long.write_text(head + "\n".join(kinds[i % 3] for i in range(LONG_TABLE_ROWS + 2)) + "\n")
+    boxed = run_cli("estimate", "--from-csv", str(short), env={"COLUMNS": "200"})
+    plain = run_cli("estimate", "--from-csv", str(long), env={"COLUMNS": "200"})
+    assert boxed.code == 0 and plain.code == 0, boxed.err + plain.err
+    lines = plain.out.splitlines()
+    assert lines[0] == f"long.csv: {LONG_TABLE_ROWS + 2} rows" and "│" not in plain.out
+    header = re.split(r"\s{2,}", lines[1].strip())
+    assert header == ["line", "model", "GPU", "feasible", "energy", "time", "avg power", "J/output token"]
+    body = [re.split(r"\s{2,}", line.strip()) for line in lines[2 : 2 + LONG_TABLE_ROWS + 2]]
+    assert [row[0] for row in body] == [str(n) for n in range(2, LONG_TABLE_ROWS + 4)]
+    assert body[:3] == _table_rows(boxed.out)  # the boxed table's cells, row for row
+    notes = lines[2 + LONG_TABLE_ROWS + 2 :]
+    assert len(notes) == 2 * (LONG_TABLE_ROWS + 2) // 3 and notes[0].startswith("row 3 t4: precision bf16")
+    assert notes[1].startswith("row 4 l4: does not fit")
