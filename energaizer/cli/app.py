@@ -165,15 +165,18 @@ def _usage_text(exc: Exception) -> str:
     return f"{field}: {text}" if not text.startswith(f"{field}:") else text
 
 
-# Commands that serve sockets: a client that leaves must raise in its own handler, not end the process.
-SERVER_COMMANDS = frozenset({"operator", "extender"})
+# Commands that talk over sockets (the two servers; the Kubernetes API client): a peer that leaves must raise
+# where the HTTP code handles it (a server's handler, urllib3's retry of a dropped connection), not end the
+# process.
+NETWORK_COMMANDS = frozenset({"operator", "extender", "export-measurements"})
 
 
 def _end_quietly_when_the_reader_leaves() -> None:
     """A command whose output goes to a pipe ends as Unix filters do when the reader leaves (`energaizer
     estimate --from-csv big.csv --json | head`): killed by SIGPIPE, quietly, status 141 in the shell.
     Python ignores SIGPIPE, so the write would raise BrokenPipeError, which typer turns into a silent exit
-    1, this CLI's status for a bug. For the program only (``main()`` without arguments), never a server."""
+    1, this CLI's status for a bug. For the program only (``main()`` without arguments), never a command of
+    :data:`NETWORK_COMMANDS`."""
     import signal
 
     if hasattr(signal, "SIGPIPE"):  # not on Windows
@@ -187,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     if not args:  # bare `energaizer`: the help, as kubectl and helm do; not an error
         args = ["--help"]
-    if argv is None and args[0] not in SERVER_COMMANDS:
+    if argv is None and args[0] not in NETWORK_COMMANDS:
         _end_quietly_when_the_reader_leaves()
     try:
         app(args=args, prog_name="energaizer", standalone_mode=False)

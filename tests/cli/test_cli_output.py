@@ -284,3 +284,24 @@ def test_a_long_csv_table_is_plain_columns_with_the_cells_of_the_boxed_one(tmp_p
     notes = lines[2 + LONG_TABLE_ROWS + 2 :]
     assert len(notes) == 2 * (LONG_TABLE_ROWS + 2) // 3 and notes[0].startswith("row 3 t4: precision bf16")
     assert notes[1].startswith("row 4 l4: does not fit")
+
+
+def test_the_commands_that_talk_over_sockets_keep_sigpipe_ignored() -> None:
+    """The operator, the extender and export-measurements (a Kubernetes API client) keep Python's SIGPIPE
+    handling, where a peer that leaves raises in the HTTP code; the list names registered commands (a
+    renamed one would silently lose its exclusion); the other commands are the filters."""
+    import typer.main
+
+    from energaizer.cli.app import NETWORK_COMMANDS, app
+
+    commands = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    assert commands >= NETWORK_COMMANDS
+    assert commands - NETWORK_COMMANDS >= {
+        "estimate",
+        "gpus",
+        "models",
+        "plan",
+        "sweep",
+        "validate",
+        "calibrate",
+    }
