@@ -301,9 +301,7 @@ def _print_rich_table(title, headers, cell_rows, right, n_ids, bold_first, notes
     for j, header in enumerate(headers):
         justify = "right" if right[j] else "left"
         if j < n_ids:
-            id_column(
-                table, header, [row[j] for row in cell_rows], **({"justify": "right"} if right[j] else {})
-            )
+            id_column(table, header, [row[j] for row in cell_rows], justify=justify)
         else:
             table.add_column(header, justify=justify, overflow="fold")
     for k, cells in enumerate(cell_rows):
