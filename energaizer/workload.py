@@ -185,6 +185,16 @@ class Workload(BaseModel):
         return self
 
     @property
+    def engine_tensor_parallel(self) -> int:
+        """Inference: the GPUs each attention engine shards its heads over. With data-parallel engines or
+        expert parallelism (vLLM: EP size = TP x DP) an engine spans ``gpu_count / data_parallel`` GPUs
+        whatever ``tensor_parallel`` says (the ML.ENERGY leaderboard writes 1 for runs launched with the GPUs
+        as the tensor-parallel size); else ``tensor_parallel``, or all GPUs of the replica."""
+        if self.data_parallel or (self.expert_parallel or 1) > 1:
+            return self.gpu_count // (self.data_parallel or 1)
+        return self.tensor_parallel or self.gpu_count
+
+    @property
     def model_name(self) -> str:
         if self.architecture is not None:
             return self.architecture.id

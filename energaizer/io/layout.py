@@ -112,13 +112,15 @@ def check_layout(workload: Workload, where: str = "", flags: bool = False) -> No
     tp_given = workload.tensor_parallel
     model = workload.model_name
     if workload.task == "inference":
-        tp = tp_given or workload.gpu_count
-        name = tp_name if tp_given else count_name
+        tp = workload.engine_tensor_parallel
+        name = tp_name if tp_given and tp == tp_given else count_name
+        # with data-parallel attention engines, each shards the heads over its share of the replica
+        unit = "per attention engine" if (workload.data_parallel or 1) > 1 else "per replica"
         if heads and tp > heads:
             raise InvalidInputError(
                 name,
-                f"{prefix}{tp} GPUs per replica, but {model} has {heads} attention heads: an inference "
-                f"replica shards them tensor-parallel, so at most {heads} GPUs per replica",
+                f"{prefix}{tp} GPUs {unit}, but {model} has {heads} attention heads: an inference "
+                f"engine shards them tensor-parallel, so at most {heads} GPUs {unit}",
             )
         if heads and heads % tp:
             fits = [d for d in (1, 2, 4, 8, 16, 32, 64) if heads % d == 0 and d <= heads]
@@ -131,6 +133,13 @@ def check_layout(workload: Workload, where: str = "", flags: bool = False) -> No
     if heads and tp_given and tp_given > heads:
         raise InvalidInputError(
             tp_name, f"{prefix}{tp_given} exceeds the {heads} attention heads of {model} (at most {heads})"
+        )
+    if heads and tp_given and heads % tp_given:
+        raise InvalidInputError(
+            tp_name,
+            f"{prefix}tensor parallel {tp_given} does not divide the {heads} attention heads of {model} "
+            "(Megatron-LM and FSDP's tensor parallelism split them evenly)",
+            [str(d) for d in range(1, heads + 1) if heads % d == 0],
         )
     training = workload.training
     if training is None:

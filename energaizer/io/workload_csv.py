@@ -240,6 +240,8 @@ def _workload_from_values(
         workload.task,
         workload.gpu_count,
         workload.tensor_parallel,
+        workload.data_parallel,
+        workload.expert_parallel,
         workload.training.global_batch_size if workload.training is not None else None,
     )
     if checked is None or workload.architecture is not None or layout not in checked:

@@ -265,13 +265,12 @@ def mamba_layer_params(a: ModelArchitecture) -> float:
 def default_tensor_parallel(w: Workload, a: ModelArchitecture, gpu: GPUSpec) -> int:
     """Inference: all GPUs of the replica. Training: smallest power of two whose share of weights and
     optimizer state (16 B/param) fits in 60 % of one GPU, capped at 8 and at gpu_count."""
-    if w.task == "inference" and (w.data_parallel or (w.expert_parallel or 1) > 1):
-        # vLLM: EP size = TP x DP; each data-parallel engine is tensor parallel over its share
-        return w.gpu_count // (w.data_parallel or 1)
+    if w.task == "inference" and a.arch_type != "cnn":
+        return w.engine_tensor_parallel
     if w.tensor_parallel:
         return w.tensor_parallel
-    if w.task == "inference" or a.arch_type == "cnn":
-        return w.gpu_count if a.arch_type != "cnn" else 1
+    if a.arch_type == "cnn":
+        return 1
     total, _ = transformer_params(a)
     tp = 1
     while (

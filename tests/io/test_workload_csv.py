@@ -117,6 +117,24 @@ def test_checks_across_columns_name_the_column_to_fix(tmp_path, cells, field):
     assert info.value.field == field and "line 2" in str(info.value)
 
 
+def test_the_heads_check_uses_the_engines_tensor_parallelism_on_every_row(tmp_path):
+    """With data-parallel engines each engine is tensor parallel over gpu_count / data_parallel (whatever
+    tensor_parallel says): the reader checks that split, as the estimator does, on every row whose layout
+    differs, so a bad row is named by its line and not caught later without one."""
+    head = "model,gpu,task,gpu_count,tensor_parallel,data_parallel\n"
+    ok = "llama-1-13b,h100-sxm,inference,8,4,2\n"  # 4 GPUs per engine divide the 40 heads
+    with pytest.raises(InvalidInputError) as info:
+        read(tmp_path, head + ok + "llama-1-13b,h100-sxm,inference,64,4,2\n")  # 32 per engine do not
+    assert info.value.field == "gpu_count" and "line 3" in str(info.value)
+    assert "32" in str(info.value) and "40 attention heads" in str(info.value)
+    (row,) = read(tmp_path, head + ok)
+    assert row.workload.engine_tensor_parallel == 4
+    with pytest.raises(InvalidInputError) as info:  # a training row's own tensor parallelism, too
+        read(tmp_path, "model,gpu,task,gpu_count,tensor_parallel,tokens\nqwen2.5-7b,a10,training,8,8,1e9\n")
+    assert info.value.field == "tensor_parallel" and "line 2" in str(info.value)
+    assert "28 attention heads" in str(info.value) and "7" in info.value.allowed
+
+
 def test_the_other_tasks_sizes_are_named_with_the_row_kind(tmp_path):
     with pytest.raises(InvalidInputError, match="a training size in an inference row"):
         read(tmp_path, "model,gpu,task,steps\nllama-3.1-8b,l4,inference,3\n")
