@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from energaizer.errors import InvalidInputError
+from energaizer.estimator import estimate_pairs
 from energaizer.io.workload_csv import read_workload_csv, row_to_workload
 
 
@@ -170,3 +175,33 @@ def test_prompt_logits_errors_name_the_column_and_line(tmp_path, valid, bad, nee
         read(tmp_path, f"{header}{valid},h100-sxm\n{bad},h100-sxm\n")
     assert info.value.field == "prompt_logits"
     assert "line 3" in str(info.value) and needle in str(info.value)
+
+
+@st.composite
+def layout_rows(draw):
+    """A CSV row with an arbitrary parallel layout (many of them invalid) for models of 12-64 heads."""
+    model = draw(
+        st.sampled_from(["llama-1-13b", "qwen2.5-7b", "llama-3.1-8b", "qwen3-30b-a3b", "gpt2", "resnet-50"])
+    )
+    count = draw(st.sampled_from([1, 2, 3, 4, 8, 16, 64]))
+    tp, ep, dp = (draw(st.sampled_from(["", 1, 2, 4, 8, 16])) for _ in range(3))
+    if draw(st.booleans()):
+        sizes = f"inference,{draw(st.sampled_from([1, 64]))},512,128,{draw(st.sampled_from([1, 32]))},,"
+    else:
+        sizes = f"training,,,,,1e9,{draw(st.sampled_from([1, 8, 256]))}"
+    return f"{model},h100-sxm,{count},{sizes},{tp},{ep},{dp}\n"
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(row=layout_rows())
+def test_a_row_the_reader_accepts_the_estimator_accepts(row):
+    """The reader's layout checks are the estimator's (which would reject the whole batch without naming the
+    line): a row either fails in the reader, naming its line, or estimates."""
+    head = "model,gpu,gpu_count,task,requests,input_tokens,output_tokens,batch_size,tokens,global_batch_size,"
+    text = head + "tensor_parallel,expert_parallel,data_parallel\n" + row
+    try:
+        (parsed,) = read_workload_csv(io.StringIO(text))
+    except InvalidInputError as exc:
+        assert "line 2" in str(exc)
+        return
+    estimate_pairs([parsed.workload], [parsed.gpu])
