@@ -124,9 +124,12 @@ def check_layout(workload: Workload, where: str = "", flags: bool = False) -> No
             )
         if heads and heads % tp:
             fits = [d for d in (1, 2, 4, 8, 16, 32, 64) if heads % d == 0 and d <= heads]
+            # with data-parallel engines or expert parallelism the split is implied, whatever tensor_parallel says
+            split = "--gpu-count / --data-parallel" if flags else "gpu_count / data_parallel"
+            implied = "" if name == tp_name or tp == workload.gpu_count else f" ({split})"
             raise InvalidInputError(
                 name,
-                f"{prefix}tensor parallel {tp} does not divide the {heads} attention heads of {model} "
+                f"{prefix}tensor parallel {tp}{implied} does not divide the {heads} attention heads of {model} "
                 f"(serving engines need it to; e.g. {', '.join(map(str, fits))})",
             )
         return

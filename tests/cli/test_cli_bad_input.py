@@ -64,6 +64,24 @@ CASES: list[tuple[list[str], str]] = [
         [*T, "--steps", "10", "--tensor-parallel", "3", "--gpu-count", "8"],
         "--tensor-parallel: gpu_count must be",
     ),
+    (
+        [*T[:2], "llama-1-13b", *T[3:], "--steps", "10", "--tensor-parallel", "3", "--gpu-count", "6"],
+        "--tensor-parallel: tensor parallel 3 does not divide the 40 attention heads",
+    ),
+    (
+        [
+            *E[:2],
+            "llama-1-13b",
+            *E[3:],
+            "--gpu-count",
+            "64",
+            "--tensor-parallel",
+            "4",
+            "--data-parallel",
+            "2",
+        ],
+        "--gpu-count: tensor parallel 32 (--gpu-count / --data-parallel) does not divide",
+    ),
     # --- sizes of the other task -------------------------------------------------------------------
     ([*T, "--tokens", "1e9", "--requests", "5"], "--requests"),
     ([*T, "--tokens", "1e9", "--batch-size", "8"], "--batch-size"),

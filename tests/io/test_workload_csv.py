@@ -131,7 +131,8 @@ def test_the_heads_check_uses_the_engines_tensor_parallelism_on_every_row(tmp_pa
     with pytest.raises(InvalidInputError) as info:
         read(tmp_path, head + ok + "llama-1-13b,h100-sxm,inference,64,4,2\n")  # 32 per engine do not
     assert info.value.field == "gpu_count" and "line 3" in str(info.value)
-    assert "32" in str(info.value) and "40 attention heads" in str(info.value)
+    assert "tensor parallel 32 (gpu_count / data_parallel)" in str(info.value)
+    assert "40 attention heads" in str(info.value)
     (row,) = read(tmp_path, head + ok)
     assert row.workload.engine_tensor_parallel == 4
     with pytest.raises(InvalidInputError) as info:  # a training row's own tensor parallelism, too
