@@ -30,6 +30,11 @@ PRECISION_SYNONYMS: dict[str, str] = {
 }
 
 Task = Literal["inference", "training"]
+# how attention runs: fused (SDPA / FlashAttention; auto) or eager matmul + softmax kernels
+Attention = Literal["auto", "flash", "eager"]
+# how kernels reach the GPU: framework dispatch per kernel, a current serving engine's CUDA graphs, or an
+# engine with heavy per-sequence host work per step (vLLM 0.5); auto: graphs for inference, eager for training
+Execution = Literal["auto", "eager", "graphs", "legacy-engine"]
 
 # Upper bounds that reject absurd input with a clear message instead of overflowing.
 MAX_REQUESTS = 10**12
@@ -124,12 +129,12 @@ class Workload(BaseModel):
     )
     inference: InferenceSpec | None = None
     training: TrainingSpec | None = None
-    attention: Literal["auto", "flash", "eager"] = Field(
+    attention: Attention = Field(
         default="auto",
         description="fused attention (SDPA / FlashAttention, today's stacks; auto means flash) or eager "
         "matmul+softmax kernels (plain PyTorch code of the pre-SDPA era, opt-in)",
     )
-    execution: Literal["auto", "eager", "graphs", "legacy-engine"] = Field(
+    execution: Execution = Field(
         default="auto",
         description="how kernels reach the GPU: eager (framework dispatch per kernel: plain PyTorch, "
         "HF generate), graphs (a current serving engine replaying CUDA graphs, e.g. vLLM >= 0.6, with a "

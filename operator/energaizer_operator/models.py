@@ -13,7 +13,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from energaizer.catalog.schema import ModelArchitecture, Precision
-from energaizer.workload import MAX_BATCH, MAX_GPUS, MAX_REQUESTS, MAX_TOKENS_PER_REQUEST, MAX_TRAINING_TOKENS
+from energaizer.workload import (
+    MAX_BATCH,
+    MAX_GPUS,
+    MAX_REQUESTS,
+    MAX_TOKENS_PER_REQUEST,
+    MAX_TRAINING_TOKENS,
+    Attention,
+    Execution,
+)
 from energaizer.workload import Workload as EstimatorWorkload
 
 
@@ -83,11 +91,28 @@ class WorkloadSpec(_Camel):
     training: TrainingSizes | None = None
     frequency_mhz: float | None = Field(default=None, gt=0, le=5000, description="what-if SM clock")
     power_limit_w: float | None = Field(default=None, gt=0, le=5000, description="what-if power cap per GPU")
+    tensor_parallel: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_GPUS,
+        description="tensor-parallel degree (training: the rest of a replica's GPUs is data parallel; default "
+        "the smallest that fits, searched per GPU type); an inference replica is tensor parallel over "
+        "gpusPerReplica / dataParallel GPUs",
+    )
     expert_parallel: int | None = Field(
         default=None, ge=1, le=MAX_GPUS, description="inference: MoE experts over this many GPUs (1 or all)"
     )
     data_parallel: int | None = Field(
         default=None, ge=1, le=MAX_GPUS, description="inference: data-parallel attention engines per replica"
+    )
+    attention: Attention = Field(
+        default="auto",
+        description="flash (fused SDPA / FlashAttention; auto) or eager (matmul + softmax, opt-in)",
+    )
+    execution: Execution = Field(
+        default="auto",
+        description="eager (PyTorch dispatch per kernel), graphs (current serving engine), legacy-engine (vLLM "
+        "0.5-era host work per sequence); auto: graphs for inference, eager for training",
     )
 
     @model_validator(mode="after")
@@ -154,8 +179,11 @@ class AIJobSpec(_Camel):
             training=w.training.model_dump() if w.training is not None else None,
             frequency_mhz=w.frequency_mhz,
             power_limit_w=w.power_limit_w,
+            tensor_parallel=w.tensor_parallel,
             expert_parallel=w.expert_parallel,
             data_parallel=w.data_parallel,
+            attention=w.attention,
+            execution=w.execution,
         )
 
     @property

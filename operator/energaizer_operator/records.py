@@ -18,6 +18,7 @@ from pydantic.alias_generators import to_camel
 
 from energaizer.catalog import get_model
 from energaizer.errors import InvalidInputError, pydantic_location, pydantic_message
+from energaizer.io.layout import check_layout
 from energaizer_operator.batch import PendingJob, TypeEstimate
 from energaizer_operator.constants import API_VERSION, KIND
 from energaizer_operator.models import TERMINAL_PHASES, AIJobSpec, Phase
@@ -150,6 +151,7 @@ def parse_spec(raw: Mapping[str, Any], default_mode: str) -> tuple[AIJobSpec | N
         workload = spec.to_workload()  # the estimator's own checks raise here, not mid-batch
         if workload.model is not None:
             get_model(workload.model)  # unknown names: spec.workload.model
+        check_layout(workload)  # a layout the heads cannot be split by, as the CLI and CSV reader check
         if (spec.placement.mode or default_mode) == "steer":
             check_template(spec.template)
     except (ValidationError, InvalidInputError) as exc:

@@ -174,6 +174,22 @@ def test_spec_is_parsed_once_per_generation_and_errors_name_the_field():
     bad = aijob("u")["spec"]
     bad["resources"]["gpusPerReplica"] = 4096  # the estimator's gpu_count is the CRD's gpusPerReplica
     assert parse_spec(bad, "steer")[1].field == "spec.resources.gpusPerReplica"
+    # a layout the attention heads cannot be split by (the CLI's and the CSV reader's check), before any batch
+    bad = aijob("t")["spec"]
+    bad["resources"]["gpusPerReplica"] = 3  # llama-3.1-8b: 32 heads
+    error = parse_spec(bad, "steer")[1]
+    assert error.field == "spec.resources.gpusPerReplica" and "32 attention heads" in error.message
+    bad["resources"]["gpusPerReplica"] = 6
+    bad["workload"] |= {"task": "training", "training": {"steps": 2}, "inference": None, "tensorParallel": 3}
+    error = parse_spec(bad, "steer")[1]
+    assert error.field == "spec.workload.tensorParallel" and "does not divide" in error.message
+    good = aijob("s")["spec"]
+    good["resources"]["gpusPerReplica"] = 8
+    good["workload"] |= {"attention": "eager", "execution": "eager", "tensorParallel": 8}
+    spec, error = parse_spec(good, "steer")
+    assert error is None
+    w = spec.to_workload()
+    assert (w.attention, w.execution, w.tensor_parallel) == ("eager", "eager", 8)
     # the estimator's errors at estimation time (a clock outside one GPU type's range) likewise
     error = describe_spec_error(InvalidInputError("frequency_mhz", "4000 MHz is outside a10's clock range"))
     assert error.message == "spec.workload.frequencyMhz: 4000 MHz is outside a10's clock range"
