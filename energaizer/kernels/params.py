@@ -263,8 +263,9 @@ def mamba_layer_params(a: ModelArchitecture) -> float:
 
 
 def default_tensor_parallel(w: Workload, a: ModelArchitecture, gpu: GPUSpec) -> int:
-    """Inference: all GPUs of the replica. Training: smallest power of two whose share of weights and
-    optimizer state (16 B/param) fits in 60 % of one GPU, capped at 8 and at gpu_count."""
+    """Inference: the GPUs of one attention engine (:attr:`Workload.engine_tensor_parallel`; a CNN: 1 unless
+    given). Training: the given degree, else the smallest power of two whose share of weights and optimizer
+    state (16 B/param) fits in 60 % of one GPU, capped at 8 and at gpu_count."""
     if w.task == "inference" and a.arch_type != "cnn":
         return w.engine_tensor_parallel
     if w.tensor_parallel:
