@@ -11,8 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic.alias_generators import to_camel
 
-from energaizer.errors import InvalidInputError
+from energaizer.errors import InvalidInputError, pydantic_location, pydantic_message
+from energaizer.io.layout import check_layout
 from energaizer_operator.inventory import pod_gpu_request
 from energaizer_operator.models import AIJobSpec, WorkloadSpec
 
@@ -55,12 +57,24 @@ def workload_key(spec: WorkloadSpec, gpus_per_pod: int) -> str:
 
 
 def job_spec(workload: WorkloadSpec, gpus_per_pod: int, replicas: int = 1, **placement: Any) -> AIJobSpec:
-    """The AIJob spec equivalent to ``replicas`` pods of ``gpus_per_pod`` GPUs doing ``workload`` each."""
-    return AIJobSpec(
+    """The AIJob spec equivalent to ``replicas`` pods of ``gpus_per_pod`` GPUs doing ``workload`` each. What
+    the estimator checks across the workload and the pod's GPUs (a tensor or data parallelism that does not
+    divide them, a split the attention heads cannot take) raises ``InvalidInputError`` naming the annotation."""
+    spec = AIJobSpec(
         workload=workload,
         resources={"gpusPerReplica": gpus_per_pod, "replicas": replicas},
         placement=placement,
     )
+    try:
+        check_layout(spec.to_workload())
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(to_camel(part) for part in pydantic_location(err))
+        where = f"{ANNOTATION_WORKLOAD}: {loc}" if loc else ANNOTATION_WORKLOAD
+        raise InvalidInputError(where, f"{pydantic_message(err)} ({gpus_per_pod} GPUs per pod)") from None
+    except InvalidInputError as exc:
+        raise InvalidInputError(ANNOTATION_WORKLOAD, f"{exc} ({gpus_per_pod} GPUs per pod)") from None
+    return spec
 
 
 def pod_gpus(pod_spec: Mapping[str, Any], gpu_resource: str) -> int:

@@ -117,6 +117,7 @@ BAD_BODIES = [
     b'{"Pod": {"spec": {"containers": [{"resources": {"limits": [1]}}]}}, "NodeNames": ["a"]}',
     b'{"Pod": {}, "Nodes": {"items": [{"metadata": {"name": "a", "labels": [1]}}]}}',
     b'{"Pod": {}, "Nodes": {"items": [null]}}',
+    b'{"Pod": {}, "Nodes": {"items": [{"metadata": {"name": "a", "labels": {"nvidia.com/gpu.product": 5}}}]}}',
     b"[" * 100_000,
 ]
 
@@ -133,17 +134,22 @@ def test_bad_bodies_get_4xx_and_the_server_survives(extender, verb) -> None:
 
 
 @pytest.mark.parametrize(
-    "annotation",
+    ("annotation", "gpus"),
     [
-        "{not json",
-        "[1]",
-        json.dumps({"model": "no-such-model", "inference": {"requests": 1}}),
-        json.dumps({**workload(), "inference": {"requests": -5}}),
-        json.dumps({"model": "llama-3.1-8b", "task": "training"}),
+        ("{not json", 1),
+        ("[1]", 1),
+        (json.dumps({"model": "no-such-model", "inference": {"requests": 1}}), 1),
+        (json.dumps({**workload(), "inference": {"requests": -5}}), 1),
+        (json.dumps({"model": "llama-3.1-8b", "task": "training"}), 1),
+        # layouts that only the pod's GPU count makes wrong: data or tensor parallelism that does not divide
+        # them, and engines whose share of the GPUs (6 / 2 = 3) does not divide LLaMA-13B's 40 heads
+        (json.dumps({**workload(), "dataParallel": 2}), 1),
+        (json.dumps({**workload(), "tensorParallel": 4}), 2),
+        (json.dumps({**workload(), "model": "llama-1-13b", "dataParallel": 2}), 6),
     ],
 )
-def test_malformed_annotation_is_an_error_not_a_crash(extender, annotation) -> None:
-    body = args_with_nodes(pod("bad", annotation), NODES)
+def test_malformed_annotation_is_an_error_not_a_crash(extender, annotation, gpus) -> None:
+    body = args_with_nodes(pod("bad", annotation, gpus), NODES)
     status, answer = request(extender.port, "/scheduler/filter", body)
     assert status == 200 and answer["Error"].startswith("energaizer.io/workload")
     assert len(answer["Nodes"]["items"]) == len(NODES)  # nothing filtered on a guess

@@ -138,6 +138,7 @@ class Scorer:
         if cached is None:
             try:
                 workload = parse_workload(text)
+                job_spec(workload, gpus)  # the estimator's checks at this pod's GPUs, before any estimate
                 cached = PodWork(workload_key(workload, gpus), workload, gpus)
             except InvalidInputError as exc:
                 cached = exc
@@ -264,7 +265,9 @@ def parse_args(body: Any) -> tuple[Mapping[str, Any], list[Mapping[str, Any]] | 
             meta = _object(_object(node, f"Nodes.items[{i}]").get("metadata"), f"Nodes.items[{i}].metadata")
             if not isinstance(meta.get("name"), str):
                 raise BadRequest(f"Nodes.items[{i}].metadata.name: missing")
-            _object(meta.get("labels"), f"Nodes.items[{i}].metadata.labels")
+            labels = _object(meta.get("labels"), f"Nodes.items[{i}].metadata.labels")
+            if not all(isinstance(v, str) for v in labels.values()):
+                raise BadRequest(f"Nodes.items[{i}].metadata.labels: values must be strings")
         return pod, items, None
     if names is not None:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
