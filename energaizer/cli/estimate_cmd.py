@@ -379,6 +379,26 @@ SequenceLengthOpt = Annotated[
     int | None,
     typer.Option(help=help_default("training: tokens per sequence", TRAINING_DEFAULTS["sequence_length"])),
 ]
+TensorParallelOpt = Annotated[int | None, typer.Option(help="training: TP degree (rest is data parallel)")]
+ExpertParallelOpt = Annotated[
+    int | None,
+    typer.Option(help="inference: MoE experts placed whole on this many GPUs (1 or --gpu-count)"),
+]
+DataParallelOpt = Annotated[
+    int | None,
+    typer.Option(help="inference: data-parallel attention engines (each TP over gpu-count / this)"),
+]
+AttentionOpt = Annotated[
+    Attention,
+    typer.Option(help="flash (SDPA/FlashAttention; auto), eager (matmul+softmax kernels, opt-in)"),
+]
+ExecutionOpt = Annotated[
+    Execution,
+    typer.Option(
+        help="eager (PyTorch dispatch per kernel), graphs (current serving engine), legacy-engine "
+        "(vLLM 0.5-style host time per sequence); auto: graphs for inference, eager for training"
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -417,28 +437,11 @@ def register(app: typer.Typer) -> None:
                 help="what-if power limit per GPU (default: the GPU's default limit)", gt=0, le=5000
             ),
         ] = None,
-        tensor_parallel: Annotated[
-            int | None, typer.Option(help="training: TP degree (rest is data parallel)")
-        ] = None,
-        expert_parallel: Annotated[
-            int | None,
-            typer.Option(help="inference: MoE experts placed whole on this many GPUs (1 or --gpu-count)"),
-        ] = None,
-        data_parallel: Annotated[
-            int | None,
-            typer.Option(help="inference: data-parallel attention engines (each TP over gpu-count / this)"),
-        ] = None,
-        attention: Annotated[
-            Attention,
-            typer.Option(help="flash (SDPA/FlashAttention; auto), eager (matmul+softmax kernels, opt-in)"),
-        ] = Attention.auto,
-        execution: Annotated[
-            Execution,
-            typer.Option(
-                help="eager (PyTorch dispatch per kernel), graphs (current serving engine), legacy-engine "
-                "(vLLM 0.5-style host time per sequence); auto: graphs for inference, eager for training"
-            ),
-        ] = Execution.auto,
+        tensor_parallel: TensorParallelOpt = None,
+        expert_parallel: ExpertParallelOpt = None,
+        data_parallel: DataParallelOpt = None,
+        attention: AttentionOpt = Attention.auto,
+        execution: ExecutionOpt = Execution.auto,
         recompute: Annotated[
             bool, typer.Option("--recompute", help="training: activation recomputation")
         ] = False,

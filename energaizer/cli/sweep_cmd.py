@@ -17,7 +17,13 @@ from energaizer.cli.common import (
     print_json,
 )
 from energaizer.cli.estimate_cmd import (
+    Attention,
+    AttentionOpt,
     BatchSizeOpt,
+    DataParallelOpt,
+    Execution,
+    ExecutionOpt,
+    ExpertParallelOpt,
     GlobalBatchSizeOpt,
     InputTokensOpt,
     OutputTokensOpt,
@@ -26,6 +32,7 @@ from energaizer.cli.estimate_cmd import (
     SequenceLengthOpt,
     StepsOpt,
     Task,
+    TensorParallelOpt,
     TokensOpt,
     build_workload,
 )
@@ -47,6 +54,11 @@ def register(app: typer.Typer) -> None:
         steps: StepsOpt = None,
         global_batch_size: GlobalBatchSizeOpt = None,
         sequence_length: SequenceLengthOpt = None,
+        tensor_parallel: TensorParallelOpt = None,
+        expert_parallel: ExpertParallelOpt = None,
+        data_parallel: DataParallelOpt = None,
+        attention: AttentionOpt = Attention.auto,
+        execution: ExecutionOpt = Execution.auto,
         points: Annotated[int, typer.Option(help="settings per sweep", min=2, max=200)] = 12,
         max_slowdown: Annotated[
             float,
@@ -74,6 +86,11 @@ def register(app: typer.Typer) -> None:
             steps=steps,
             global_batch_size=global_batch_size,
             sequence_length=sequence_length,
+            tensor_parallel=tensor_parallel,
+            expert_parallel=expert_parallel,
+            data_parallel=data_parallel,
+            attention=attention,
+            execution=execution,
         )
         res = run_sweep(base, gpu, points=points, profile=profile)
 

@@ -98,6 +98,7 @@ CASES: list[tuple[list[str], str]] = [
     ([*S, "--max-slowdown", "nan"], "not a number"),
     ([*S, "--max-slowdown", "inf"], "--max-slowdown"),
     ([*S, "--points", "1"], "--points"),
+    ([*S, "--gpu-count", "2", "--data-parallel", "4"], "--data-parallel"),
     ([*S, "--points", "100000"], "--points"),
     # --- plan flags --------------------------------------------------------------------------------
     ([*P, "--demo-load", "nan"], "not a number"),

@@ -260,6 +260,28 @@ def test_sweep_names_optimal_settings():
     assert out["energy_optimal_frequency_mhz"] > 0 and out["recommended_power_limit_w"] > 0
 
 
+def test_sweep_takes_the_estimates_layout_and_code_path_flags():
+    """The what-if sweep of an expert-parallel MoE replica run as eager code is that workload's, as `estimate`
+    gives it at the boost clock: the layout and execution flags reach the sweep."""
+    flags = ["--model", "qwen3-30b-a3b", "--gpu-count", "2", "--requests", "64", "--batch-size", "16"]
+    layout = [
+        "--expert-parallel",
+        "2",
+        "--data-parallel",
+        "2",
+        "--attention",
+        "eager",
+        "--execution",
+        "eager",
+    ]
+    sweep = json.loads(cli("sweep", "--gpu", "h100-sxm", *flags, *layout, "--points", "3", "--json").stdout)
+    (est,) = json.loads(cli("estimate", "--gpu", "h100-sxm", *flags, *layout, "--json").stdout)
+    (plain,) = json.loads(cli("estimate", "--gpu", "h100-sxm", *flags, "--json").stdout)
+    top = max(sweep["clock_sweep"], key=lambda p: p["frequency_mhz"])
+    assert top["energy_joules"] == pytest.approx(est["energy_joules"], rel=1e-9)
+    assert abs(top["energy_joules"] / plain["energy_joules"] - 1) > 0.01
+
+
 def test_gpus_and_models_json():
     g = json.loads(cli("gpus", "--json").stdout)
     assert {"h100-sxm", "b200", "mi300x", "t4"} <= {x["id"] for x in g}
