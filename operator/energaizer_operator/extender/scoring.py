@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 from energaizer.errors import InvalidInputError
 from energaizer_operator.estimation import estimate_job
 from energaizer_operator.inventory import resolve_gpu_type
-from energaizer_operator.models import EstimateStatus, WorkloadSpec
+from energaizer_operator.models import AIJobSpec, EstimateStatus, WorkloadSpec
 from energaizer_operator.pod_workload import (
     ANNOTATION_WORKLOAD,
     job_spec,
@@ -66,11 +66,13 @@ class LRU(Generic[K, V]):
 
 @dataclass(frozen=True)
 class PodWork:
-    """What a pod asks for: its workload key, the workload and its GPUs per pod."""
+    """What a pod asks for: its workload key, the workload, its GPUs per pod and the AIJob spec they make
+    (checked once, when the pod's annotation is first parsed)."""
 
     key: str
     workload: WorkloadSpec
     gpus: int
+    spec: AIJobSpec
 
 
 class BadRequest(ValueError):
@@ -138,8 +140,8 @@ class Scorer:
         if cached is None:
             try:
                 workload = parse_workload(text)
-                job_spec(workload, gpus)  # the estimator's checks at this pod's GPUs, before any estimate
-                cached = PodWork(workload_key(workload, gpus), workload, gpus)
+                # the estimator's checks at this pod's GPUs, before any estimate
+                cached = PodWork(workload_key(workload, gpus), workload, gpus, job_spec(workload, gpus))
             except InvalidInputError as exc:
                 cached = exc
             self._works.put((text, gpus), cached)
@@ -165,7 +167,7 @@ class Scorer:
             missing = sorted(set(missing))
             self.estimator_runs += 1
             try:
-                estimates = estimate_job(job_spec(work.workload, work.gpus), missing, self.profile)
+                estimates = estimate_job(work.spec, missing, self.profile)
             except InvalidInputError as exc:
                 raise InvalidInputError(ANNOTATION_WORKLOAD, str(exc)) from None
             for est in estimates:
