@@ -363,6 +363,31 @@ def merged_samples(series: Iterable[Series]) -> list[tuple[float, float]]:
     return sorted(by_time.items())
 
 
+def _by_target(series: Iterable[Series]) -> list[list[Series]]:
+    """One GPU's series grouped by the scrape target that produced them (Prometheus' ``instance`` and
+    ``job`` labels), the target with the most samples first."""
+    groups: dict[tuple[str, str], list[Series]] = {}
+    for s in series:
+        groups.setdefault((s.labels.get("instance", ""), s.labels.get("job", "")), []).append(s)
+    return sorted(groups.values(), key=lambda g: -sum(len(s.samples) for s in g))
+
+
+def _windows_energy_mj(
+    samples: Sequence[tuple[float, float]], windows: Sequence[tuple[float, float]]
+) -> float | None:
+    """The counter's increase over ``windows`` (:func:`window_energy_mj`); None when a window is not
+    covered (no sample at or after its end, or none near its start)."""
+    if not samples:
+        return None
+    curve, spacing = unwrap(samples), _spacing(samples)
+    total = 0.0
+    for a, b in windows:
+        if curve[-1][0] < b or (got := window_energy_mj(curve, a, b, spacing)) is None:
+            return None
+        total += got
+    return total
+
+
 def _spacing(samples: Sequence[tuple[float, float]]) -> float:
     gaps = [b[0] - a[0] for a, b in itertools.pairwise(samples) if b[0] > a[0]]
     return statistics.median(gaps) if gaps else 0.0
@@ -445,20 +470,31 @@ def attribute(
                 )
         if not samples:
             return Outcome(Reason.NO_DATA, f"no {ENERGY_METRIC} samples of GPU {uuid} in the run window")
-        curve = unwrap(samples)
-        energy_mj = 0.0
-        seconds = 0.0
-        spacing = _spacing(samples)
-        for a, b in windows:
-            if curve[-1][0] < b:
-                return Outcome(
-                    Reason.WAITING, f"no sample of GPU {uuid} after {_iso(b)} yet (pod end); will retry"
-                )
-            got = window_energy_mj(curve, a, b, spacing)
-            if got is None:
-                return Outcome(Reason.NO_DATA, f"no sample of GPU {uuid} near {_iso(a)} (pod start)")
-            energy_mj += got
-            seconds += b - a
+        # Several scrape targets of one GPU (two exporters, two scrape jobs) read its counter at their own
+        # moments: merged, an older reading of one after a newer one of the other would be a drop, i.e. a
+        # reset adding all the counter holds since the driver was loaded. One target that covers every
+        # window is used alone (the one with the most samples); the merge is for targets that replaced
+        # each other (an exporter restarted on a new address).
+        targets = _by_target(series)
+        energy_mj: float | None = None
+        if len(targets) > 1:
+            for own in targets:
+                if (energy_mj := _windows_energy_mj(merged_samples(own), windows)) is not None:
+                    break
+        seconds = sum(b - a for a, b in windows)
+        if energy_mj is None:
+            curve = unwrap(samples)
+            energy_mj = 0.0
+            spacing = _spacing(samples)
+            for a, b in windows:
+                if curve[-1][0] < b:
+                    return Outcome(
+                        Reason.WAITING, f"no sample of GPU {uuid} after {_iso(b)} yet (pod end); will retry"
+                    )
+                got = window_energy_mj(curve, a, b, spacing)
+                if got is None:
+                    return Outcome(Reason.NO_DATA, f"no sample of GPU {uuid} near {_iso(a)} (pod start)")
+                energy_mj += got
         first = series[0].labels if series else {}
         uses.append(
             GPUUse(

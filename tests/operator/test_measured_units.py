@@ -261,3 +261,39 @@ def test_time_sliced_nodes_and_hidden_neighbours():
     assert hidden_sharing(held, [during], [own_gpu], margin_seconds=5, now=T0 + 50) is None
     on_mine = counter(100.0, T0, T0 + 60, labels={"namespace": "other", "pod": "x"})
     assert hidden_sharing(held, [during], [on_mine], margin_seconds=5, now=T0 + 50).reason is Reason.SHARED
+
+
+def test_two_series_of_one_gpu_read_at_different_moments_are_not_resets():
+    """Two exporters (or scrape jobs, or Prometheus replicas) of one GPU: series that differ only in
+    ``instance``, each reading the counter at its own moment, here 1 s apart. Merged by time, the older
+    reading of one follows the newer of the other: a small drop, which is not a driver reload (that restarts
+    the counter from zero) and must not add the whole counter since driver load (5e9 mJ) to the job."""
+    pod = run(start=T0 + 10, end=T0 + 70)
+    reload_at = T0 + 40.25
+
+    def reading(t: float) -> float:  # 300 W, 5e9 mJ since driver load, reloaded at reload_at
+        return 300.0 * (t - reload_at) * 1000 if t >= reload_at else 5e9 + 300.0 * (t - T0) * 1000
+
+    def rows(instance: str, offset: float, stale: float, t_to: float) -> list[Series]:
+        samples = [(T0 + i + offset, reading(T0 + i + offset - stale)) for i in range(int(t_to - T0))]
+        mine = {"namespace": "ns", "pod": pod.name}
+        return [
+            Series({**GPU, "instance": instance}, tuple(s for s in samples if s[0] < pod.started)),
+            Series(
+                {**GPU, **mine, "instance": instance},
+                tuple(s for s in samples if pod.started <= s[0] < pod.finished),
+            ),
+            Series({**GPU, "instance": instance}, tuple(s for s in samples if s[0] >= pod.finished)),
+        ]
+
+    a, b = rows("10.0.0.1:9400", 0.0, 0.0, T0 + 90), rows("10.0.0.2:9400", 0.5, 1.0, T0 + 90)
+    out = attribute([pod], [a[1], b[1]], a + b, margin_seconds=5)
+    assert out.reason is Reason.MEASURED, out.message
+    assert out.energy_joules == pytest.approx(300.0 * 60, rel=0.02)
+    # an exporter restarted on a new address mid-run: neither target covers the window, their merge does
+    c = rows("10.0.0.3:9400", 0.0, 0.0, T0 + 90)
+    first = [Series(s.labels, tuple(x for x in s.samples if x[0] < T0 + 30)) for s in a]
+    second = [Series(s.labels, tuple(x for x in s.samples if x[0] >= T0 + 31)) for s in c]
+    out = attribute([pod], [first[1], second[1]], first + second, margin_seconds=5)
+    assert out.reason is Reason.MEASURED, out.message
+    assert out.energy_joules == pytest.approx(300.0 * 60, rel=0.02)
