@@ -495,6 +495,12 @@ def attribute(
                 if got is None:
                     return Outcome(Reason.NO_DATA, f"no sample of GPU {uuid} near {_iso(a)} (pod start)")
                 energy_mj += got
+        if energy_mj <= 0:  # a powered GPU's counter always advances: these readings were not refreshed
+            return Outcome(
+                Reason.NO_DATA,
+                f"the {ENERGY_METRIC} of GPU {uuid} did not advance over the {seconds:.0f} s the job's pods "
+                "held it (a run shorter than dcgm-exporter's collect interval, or than 1 s?)",
+            )
         first = series[0].labels if series else {}
         uses.append(
             GPUUse(

@@ -297,3 +297,21 @@ def test_two_series_of_one_gpu_read_at_different_moments_are_not_resets():
     out = attribute([pod], [first[1], second[1]], first + second, margin_seconds=5)
     assert out.reason is Reason.MEASURED, out.message
     assert out.energy_joules == pytest.approx(300.0 * 60, rel=0.02)
+
+
+def test_a_counter_that_did_not_advance_is_no_measurement():
+    """dcgm-exporter refreshes its readings once per collect interval (30 s by default): a 10 s job scraped
+    every 2 s can see one reading throughout, and a pod whose start and finish fall in one second (the
+    kubelet's times have second resolution) held its GPU "for 0 s". A powered GPU's counter always advances:
+    0 J is no measurement (it would be written as 0 J at 0 W, and export-measurements' row fails calibrate)."""
+    pod = run(start=T0 + 10, end=T0 + 20)
+    frozen = Series(
+        {**GPU, "namespace": "ns", "pod": pod.name}, tuple((T0 + i, 5e9) for i in range(0, 40, 2))
+    )
+    out = attribute([pod], [frozen], [frozen], margin_seconds=5)
+    assert out.reason is Reason.NO_DATA and out.energy_joules is None, out.message
+    assert "did not advance" in out.message
+    instant = run(start=T0 + 10, end=T0 + 10)
+    live = counter(300.0, T0, T0 + 30, labels={"namespace": "ns", "pod": instant.name})
+    out = attribute([instant], [live], [live], margin_seconds=5)
+    assert out.reason is Reason.NO_DATA and out.energy_joules is None, out.message
