@@ -76,6 +76,9 @@ def measurement_row(body: Mapping[str, Any], include_failed: bool = False) -> di
     gpu = measured.get("gpuType") or (status.get("placement") or {}).get("gpuType") or ""
     energy = float(measured["energyJoules"])
     power = measured.get("averagePowerWatts")
+    duration = measured.get("durationSeconds")
+    if energy <= 0 or (duration is not None and float(duration) <= 0):
+        return None  # a run the counter did not see (0 J over 0 s): no measurement, calibrate refuses it
     row: dict[str, Any] = {
         "model": workload.get("model") or "",
         "gpu": gpu,

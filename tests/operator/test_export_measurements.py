@@ -86,6 +86,18 @@ def test_the_csv_is_what_calibrate_reads():
     assert parsed[0].measured["measured_energy_joules"] == 6000.5 / 3
 
 
+def test_a_zero_measurement_is_not_exported():
+    """A status written for a run the counter did not see (0 J over 0 s, by operators before that was
+    refused) is no measurement: its row would make calibrate reject the whole file ("must be > 0")."""
+    zero = {**MEASURED, "energyJoules": 0.0, "durationSeconds": 0.0, "averagePowerWatts": 0.0}
+    rows = [
+        r for b in (aijob("a", measured=MEASURED), aijob("z", measured=zero)) if (r := measurement_row(b))
+    ]
+    buf = io.StringIO()
+    assert write_csv(rows, buf) == 1
+    assert [r.extra["aijob"] for r in read_workload_csv(io.StringIO(buf.getvalue()))] == ["a"]
+
+
 def test_bad_invocations_are_one_line_errors(tmp_path):
     env = {**os.environ, "KUBECONFIG": str(tmp_path / "absent")}
     env.pop("KUBERNETES_SERVICE_HOST", None)
