@@ -316,10 +316,14 @@ class Measurer:
         except Exception as exc:  # a bug must not stop the other AIJobs' measurement: log, condition, retry
             logger.exception("AIJob %s/%s: measurement failed", namespace, name)
             outcome = Outcome(Reason.UNAVAILABLE, f"measurement failed: {type(exc).__name__}: {exc}"[:500])
-        if outcome.reason is Reason.NO_DATA and ended and now - ended > cfg.measure_give_up_seconds:
+        # no sample after a pod's end this long after the Job ended will not come (the node's exporter went
+        # with it): as final as no series at all, not retried until Prometheus' retention drops the series
+        waiting = outcome.reason in (Reason.NO_DATA, Reason.WAITING)
+        if waiting and ended and now - ended > cfg.measure_give_up_seconds:
             outcome = Outcome(
                 Reason.GAVE_UP,
-                f"{outcome.message}; gave up {cfg.measure_give_up_seconds:.0f} s after the Job ended",
+                f"{outcome.message.removesuffix('; will retry')}; gave up {cfg.measure_give_up_seconds:.0f} s "
+                "after the Job ended",
             )
         gpu_type = cand.gpu_type
         if outcome.reason.final:

@@ -315,3 +315,50 @@ def test_a_counter_that_did_not_advance_is_no_measurement():
     live = counter(300.0, T0, T0 + 30, labels={"namespace": "ns", "pod": instant.name})
     out = attribute([instant], [live], [live], margin_seconds=5)
     assert out.reason is Reason.NO_DATA and out.energy_joules is None, out.message
+
+
+async def test_waiting_for_a_sample_that_never_comes_gives_up(monkeypatch):
+    """The node's exporter went away with the job (a node shut down gracefully, scaled down): no sample of
+    its GPU ever follows the pod's end. Past the give-up time that is final, as NoData is, not
+    WaitingForData retried (a query every 10 minutes) until Prometheus' retention drops the series."""
+    import time
+
+    import kopf
+    from aiohttp import web
+    from energaizer_operator import kube
+    from energaizer_operator.measured_handlers import Candidate, JobRun, Measurer
+    from energaizer_operator.settings import OperatorSettings
+    from energaizer_operator.state import OperatorState
+    from operator_testkit import free_port
+
+    t0 = time.time() - 7200.0
+    pod = run(start=t0 + 10, end=t0 + 70)
+    labels = {**GPU, "namespace": "ns", "pod": pod.name}
+    values = [[t0 + i, str(5e9 + 3e5 * i)] for i in range(65)]  # the exporter's last sample before the end
+
+    async def query(_request: web.Request) -> web.Response:
+        result = [{"metric": labels, "values": values}]
+        return web.json_response({"status": "success", "data": {"resultType": "matrix", "result": result}})
+
+    app = web.Application()
+    app.router.add_post("/api/v1/query", query)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    written: list[dict] = []
+    monkeypatch.setattr(kube, "read_aijob", lambda ns, name: {"metadata": {"resourceVersion": "1"}})
+    monkeypatch.setattr(kube, "patch_aijob_status", lambda ns, name, status, rv=None: written.append(status))
+    monkeypatch.setattr(kopf, "event", lambda *a, **k: None)
+    cfg = OperatorSettings(prometheus_url=f"http://127.0.0.1:{port}", measure_give_up_seconds=3600)
+    measurer = Measurer(cfg, {"state": OperatorState(cfg)})
+    cand = Candidate("ns", "a", "uid-a", "job", "h100-sxm", None)
+    try:
+        jobs = {("ns", "job"): [JobRun("ns", "job", True, t0 + 71)]}
+        await measurer.measure_one(cand, {("job", "ns", "job"): [pod]}, jobs, {})
+    finally:
+        await measurer.stop()
+        await runner.cleanup()
+    (cond,) = written[0]["conditions"]
+    assert (cond["type"], cond["status"], cond["reason"]) == ("Measured", "False", "NoDataGaveUp")
+    assert "measured" not in written[0]
