@@ -162,7 +162,18 @@ def parse_product_map(text: str) -> dict[str, str]:
     if not text:
         return {}
     if text.startswith("@"):
-        data = yaml.safe_load(Path(text[1:]).read_text())
+        # an unreadable or malformed file is a ValueError, which from_env reports naming the variable
+        # (an OSError would escape the settings check; the extender then blamed its --port for it)
+        path = text[1:]
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{path} is not UTF-8 text") from None
+        except yaml.YAMLError as exc:
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise ValueError(f"{path} is not valid YAML/JSON ({first})") from None
     else:
         try:
             data = json.loads(text)

@@ -138,6 +138,20 @@ def test_bad_settings_name_the_variable(var, value):
         OperatorSettings.from_env({var: value})
 
 
+@pytest.mark.parametrize("content", [None, "a: [b\n", b"\xff\xfe"])
+def test_an_unreadable_product_map_file_names_the_variable(tmp_path, content):
+    """``@file`` that is missing, not YAML or not UTF-8: an input error naming ENERGAIZER_PRODUCT_MAP (a
+    missing file was an OSError the extender reported as its --port; bad YAML an internal error)."""
+    path = tmp_path / "map.yaml"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(InvalidInputError, match="ENERGAIZER_PRODUCT_MAP") as err:
+        OperatorSettings.from_env({"ENERGAIZER_PRODUCT_MAP": f"@{path}"})
+    assert str(path) in str(err.value)
+
+
 # --------------------------------------------------------------------------------------- inventory
 
 
