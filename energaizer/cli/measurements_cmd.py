@@ -2,8 +2,8 @@
 sections 1 and 3), ready for ``energaizer calibrate`` / ``energaizer validate``.
 
 One row per AIJob whose Job succeeded and that has ``status.measured`` (written by the operator from
-dcgm-exporter, contract section 5). The row's workload is ONE replica (``gpu_count = gpusPerReplica``), as
-the estimator models it; replicas run the same workload in parallel, so ``measured_energy_joules`` and
+dcgm-exporter, contract section 5). The row's workload is ONE replica (``gpu_count = gpusPerReplica``, with
+the spec's parallel layout and code path), as the estimator models it; replicas run the same workload in parallel, so ``measured_energy_joules`` and
 ``measured_average_power_watts`` are the job's divided by ``replicas`` and ``measured_duration_seconds`` is
 the job's. Carried-through columns: ``namespace``, ``aijob``, ``replicas``, ``measured_job_energy_joules``
 (``status.measured.energyJoules`` as written), ``measured_gpus``, ``predicted_energy_joules``, ``source``.
@@ -44,6 +44,16 @@ _ARCH = {
     "moe_expert_ffn": "moe_expert_ffn",
     "head_dim": "head_dim",
 }
+# The layout and code-path columns (contract section 3 and the reader's extensions) -> the AIJob's
+# spec.workload key: the estimate the operator made used them, so the calibration row must too.
+_LAYOUT = {
+    "tensor_parallel": "tensorParallel",
+    "expert_parallel": "expertParallel",
+    "data_parallel": "dataParallel",
+    "attention": "attention",
+    "execution": "execution",
+}
+LAYOUT_COLUMNS = (*_LAYOUT, "prompt_logits")
 EXTRA_COLUMNS = (
     "namespace",
     "aijob",
@@ -100,6 +110,9 @@ def measurement_row(body: Mapping[str, Any], include_failed: bool = False) -> di
     }
     for column, (section, key) in _SIZES.items():
         row[column] = (workload.get(section) or {}).get(key)
+    for column, key in _LAYOUT.items():
+        row[column] = workload.get(key)
+    row["prompt_logits"] = "true" if (workload.get("inference") or {}).get("promptLogits") else None
     arch = workload.get("architecture") if not workload.get("model") else None
     for column, key in _ARCH.items():
         row[column] = (arch or {}).get(key)
@@ -110,8 +123,9 @@ def write_csv(rows: Iterable[Mapping[str, str]], out: io.TextIOBase | Any) -> in
     from energaizer.io.workload_csv import ARCH_COLUMNS, MEASURED_COLUMNS, WORKLOAD_COLUMNS
 
     rows = list(rows)
-    columns = list(WORKLOAD_COLUMNS)
-    if any(r.get("arch_type") for r in rows):
+    columns = [*WORKLOAD_COLUMNS, *LAYOUT_COLUMNS]
+    # a custom architecture: any of its columns (arch_type is optional, default decoder)
+    if any(r.get(c) for r in rows for c in ARCH_COLUMNS):
         columns += list(ARCH_COLUMNS)
     columns += list(MEASURED_COLUMNS) + list(EXTRA_COLUMNS)
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")

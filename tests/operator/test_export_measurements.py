@@ -108,3 +108,71 @@ def test_bad_invocations_are_one_line_errors(tmp_path):
     nocreds = subprocess.run(base, capture_output=True, text=True, env=env, timeout=120)
     assert nocreds.returncode == 2 and nocreds.stderr.startswith("error: KUBECONFIG:"), nocreds.stderr
     assert len(nocreds.stderr.strip().splitlines()) == 1
+
+
+def _round_trip(body: dict):  # type: ignore[no-untyped-def]
+    row = measurement_row(body)
+    assert row is not None
+    buf = io.StringIO()
+    write_csv([row], buf)
+    return read_workload_csv(io.StringIO(buf.getvalue()))[0].workload
+
+
+def test_the_row_keeps_the_parallel_layout_and_code_path_the_operator_estimated():
+    """Contract section 3's layout columns (tensor_parallel, expert_parallel, data_parallel) and the
+    attention / execution / prompt_logits columns: without them calibrate fitted a DeepSeek-style
+    expert-parallel replica's measurement as a plain tensor-parallel one."""
+    from energaizer_operator.models import AIJobSpec
+
+    layout = {
+        "model": "qwen3-30b-a3b",
+        "expertParallel": 2,
+        "dataParallel": 2,
+        "attention": "eager",
+        "execution": "eager",
+        "inference": {
+            "requests": 50,
+            "inputTokens": 256,
+            "outputTokens": 0,
+            "batchSize": 8,
+            "promptLogits": True,
+        },
+    }
+    body = aijob("moe", measured=MEASURED, **layout)
+    expected = AIJobSpec.model_validate(body["spec"]).to_workload()
+    got = _round_trip(body)
+    fields = ("tensor_parallel", "expert_parallel", "data_parallel", "attention", "execution", "gpu_count")
+    assert {f: getattr(got, f) for f in fields} == {f: getattr(expected, f) for f in fields}
+    assert got.inference == expected.inference
+    training = aijob(
+        "tp",
+        measured=MEASURED,
+        task="training",
+        inference=None,
+        tensorParallel=2,
+        training={"tokens": 1.0e6, "sequenceLength": 2048, "globalBatchSize": 64},
+    )
+    assert _round_trip(training).tensor_parallel == 2
+
+
+def test_a_custom_architecture_without_arch_type_is_exported():
+    """``arch_type`` is optional in an AIJob (default decoder): its architecture columns are still written,
+    else the row had neither a model nor an architecture and calibrate refused the file."""
+    arch = {
+        "id": "my-llm",
+        "layers": 32,
+        "hidden": 4096,
+        "heads": 32,
+        "kv_heads": 8,
+        "ffn": 14336,
+        "vocab": 128256,
+    }
+    body = aijob("custom", measured=MEASURED, model=None, architecture=arch)
+    del body["spec"]["workload"]["model"]
+    got = _round_trip(body)
+    assert got.architecture is not None
+    assert (got.architecture.layers, got.architecture.kv_heads, got.architecture.arch_type) == (
+        32,
+        8,
+        "decoder",
+    )
