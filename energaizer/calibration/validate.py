@@ -189,9 +189,10 @@ def validate(rows: list[CsvRow], pred: EstimateBatch, worst_n: int = 10) -> Vali
     all_idx = np.arange(len(rows))
     groups_src: dict[str, list[int]] = defaultdict(list)
     groups_gpu: dict[str, list[int]] = defaultdict(list)
+    gpu_ids = list(pred.gpu)  # each row's catalog id: an alias (a100, H100) groups with its id
     for i, r in enumerate(rows):
         groups_src[r.extra.get("source") or "(none)"].append(i)
-        groups_gpu[r.gpu].append(i)
+        groups_gpu[gpu_ids[i]].append(i)
     # Ranking: same workload measured on >= 2 GPU types, energy per unit of work.
     workloads = _by_workload(rows, e, np.asarray(pred.energy_joules, dtype=np.float64), pred.gpu)
     ranked = _pairs(workloads)
@@ -208,7 +209,7 @@ def validate(rows: list[CsvRow], pred: EstimateBatch, worst_n: int = 10) -> Vali
             "line": rows[i].line,
             "source": rows[i].extra.get("source", ""),
             "model": rows[i].workload.model_name,
-            "gpu": rows[i].gpu,
+            "gpu": gpu_ids[i],
             "energy_error_pct": float(errs[0][i]),
             "time_error_pct": float(errs[1][i]),
             "power_error_pct": float(errs[2][i]),

@@ -96,3 +96,22 @@ def test_decisive_pairs_are_those_whose_measured_energies_differ_by_more_than_th
     assert report.decisive_pairs == 2 and report.decisive_concordance == pytest.approx(1.0)
     ranking = report.to_dict()["ranking"]
     assert ranking["decisive_pairs"] == 2 and ranking["decisive_margin"] == DECISIVE_MARGIN
+
+
+def test_scores_by_gpu_group_the_catalog_id_whatever_the_rows_call_it():
+    """Rows that name one GPU by an alias (``a100``, ``H100``) and by its id are one group in ``by_gpu``
+    and ``worst`` names the catalog id, as the ranking pairs and ``estimate --json`` do; the rows'
+    spellings made a group per spelling."""
+    from energaizer.calibration.validate import validate
+    from energaizer.estimator import estimate_pairs
+
+    rows = _rows(
+        HEADER + ",,llama-3.1-8b,a100,10,512,128,8,900\n"
+        ",,llama-3.1-8b,a100-sxm4-80gb,20,512,128,8,1800\n"
+        ",,llama-3.1-8b,H100,10,512,128,8,500\n"
+    )
+    pred = estimate_pairs([r.workload for r in rows], [r.gpu for r in rows])
+    report = validate(rows, pred)
+    assert sorted(report.by_gpu) == ["a100-sxm4-80gb", "h100-sxm"]
+    assert report.by_gpu["a100-sxm4-80gb"].rows == 2
+    assert {w["gpu"] for w in report.worst} == {"a100-sxm4-80gb", "h100-sxm"}
