@@ -32,6 +32,8 @@ def parse_workload(text: str) -> WorkloadSpec:
         data = json.loads(text)
     except (json.JSONDecodeError, TypeError) as exc:
         raise InvalidInputError(ANNOTATION_WORKLOAD, f"not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidInputError(ANNOTATION_WORKLOAD, "not JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidInputError(ANNOTATION_WORKLOAD, "must be a JSON object (an AIJob spec.workload)")
     try:

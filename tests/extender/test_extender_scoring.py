@@ -47,3 +47,19 @@ def test_products_resolve_through_the_map_and_unknowns_score_zero() -> None:
     assert scorer.gpu_type_of_product("ACME-2") is None  # a map entry naming no catalog GPU
     assert scorer.gpu_type_of_product("NVIDIA-A100-SXM4-40GB-MIG-1g.5gb") is None
     assert scorer.gpu_type_of_product(None) is None
+
+
+def test_an_annotation_nested_too_deeply_is_a_malformed_annotation() -> None:
+    """JSON nested past Python's recursion limit is the pod's bad input (the filter's Error, prioritize's
+    422, the Kueue gate's Invalid), not a RecursionError the server answered with HTTP 500."""
+    import pytest
+
+    from energaizer.errors import InvalidInputError
+
+    pod = {
+        "metadata": {"annotations": {"energaizer.io/workload": "[" * 100_000}},
+        "spec": {"containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]},
+    }
+    for verb in (Scorer().filter, Scorer().prioritize):
+        with pytest.raises(InvalidInputError, match=r"^energaizer\.io/workload: not JSON"):
+            verb(pod, {"a": "h100-sxm"})
