@@ -84,6 +84,8 @@ class TrainingSpec(BaseModel):
     def _one_size(self) -> TrainingSpec:
         if self.tokens is None and self.steps is None:
             raise FieldValueError("tokens", "training needs tokens or steps")
+        if self.tokens is not None and self.steps is not None:  # two sizes: one would be ignored
+            raise FieldValueError("steps", "give tokens or steps, not both")
         return self
 
     @property

@@ -75,6 +75,8 @@ class TrainingSizes(_Camel):
     def _one_size(self) -> TrainingSizes:
         if self.tokens is None and self.steps is None:
             raise ValueError("training needs tokens or steps")
+        if self.tokens is not None and self.steps is not None:  # two sizes: one would be ignored
+            raise ValueError("give tokens or steps, not both")
         return self
 
 

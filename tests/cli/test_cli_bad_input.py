@@ -93,6 +93,8 @@ CASES: list[tuple[list[str], str]] = [
         "--prompt-logits: vit-large has no vocabulary",
     ),
     ([*T], "tokens"),
+    # --tokens N or --steps N, not both: the steps won silently over a different token count
+    ([*T, "--tokens", "1e6", "--steps", "10"], "--steps: give tokens or steps, not both"),
     # --- sweep ------------------------------------------------------------------------------------
     ([*S, "--max-slowdown", "-1"], "--max-slowdown"),
     ([*S, "--max-slowdown", "nan"], "not a number"),

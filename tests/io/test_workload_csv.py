@@ -122,6 +122,15 @@ def test_checks_across_columns_name_the_column_to_fix(tmp_path, cells, field):
     assert info.value.field == field and "line 2" in str(info.value)
 
 
+def test_a_training_row_gives_tokens_or_steps_not_both(tmp_path):
+    """Contract section 3: ``steps`` optimizer steps ... (or ``tokens`` in total); a row with both named two
+    different sizes and the steps won silently."""
+    with pytest.raises(InvalidInputError) as info:
+        read(tmp_path, "model,gpu,task,tokens,steps\nllama-3.1-8b,h100-sxm,training,1e6,10\n")
+    assert info.value.field == "training.steps" and "line 2" in str(info.value)
+    assert "not both" in str(info.value)
+
+
 def test_the_heads_check_uses_the_engines_tensor_parallelism_on_every_row(tmp_path):
     """With data-parallel engines each engine is tensor parallel over gpu_count / data_parallel (whatever
     tensor_parallel says): the reader checks that split, as the estimator does, on every row whose layout

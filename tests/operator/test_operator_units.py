@@ -96,6 +96,20 @@ def test_spec_models_accept_the_contract_example_and_build_a_workload():
     assert AIJobSpec.model_validate(scoring["spec"]).to_workload().inference.prompt_logits
 
 
+
+def test_training_sizes_are_tokens_or_steps_not_both():
+    """The contract's training sizes are ``tokens`` or ``steps`` (with globalBatchSize and sequenceLength);
+    an AIJob with both was estimated from its steps, its tokens ignored."""
+    from pydantic import ValidationError
+
+    job = aijob("t")
+    job["spec"]["workload"].update(
+        task="training", inference=None, training={"tokens": 1.0e6, "steps": 10, "sequenceLength": 2048}
+    )
+    with pytest.raises(ValidationError, match="not both"):
+        AIJobSpec.model_validate(job["spec"])
+
+
 # ---------------------------------------------------------------------------------------- settings
 
 
