@@ -96,7 +96,6 @@ def test_spec_models_accept_the_contract_example_and_build_a_workload():
     assert AIJobSpec.model_validate(scoring["spec"]).to_workload().inference.prompt_logits
 
 
-
 def test_training_sizes_are_tokens_or_steps_not_both():
     """The contract's training sizes are ``tokens`` or ``steps`` (with globalBatchSize and sequenceLength);
     an AIJob with both was estimated from its steps, its tokens ignored."""
