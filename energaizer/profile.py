@@ -312,6 +312,8 @@ def load_profile(profile: CalibrationProfile | str | Path | None) -> Calibration
         ) from None
     except RecursionError:
         raise InvalidInputError("profile", f"{path} is nested too deeply to be a profile") from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise InvalidInputError("profile", f"{path} is not valid JSON ({str(exc).split(';')[0]})") from None
     if not isinstance(data, dict):
         raise InvalidInputError("profile", f"{path} must hold one JSON object (see `energaizer calibrate`)")
     retired = sorted(k for k in data if k in RETIRED_PARAMETERS)

@@ -89,6 +89,10 @@ def _parse_text(text: str, path: str) -> Any:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidInputError(path, f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        except RecursionError:
+            raise InvalidInputError(path, "not valid JSON: nested too deeply to be a catalog") from None
+        except ValueError as exc:  # an integer of more than 4300 digits
+            raise InvalidInputError(path, f"not valid JSON: {str(exc).split(';')[0]}") from None
     import yaml  # here, not at the top: the built-in catalog usually comes from the JSON cache
 
     try:
@@ -98,6 +102,8 @@ def _parse_text(text: str, path: str) -> Any:
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise InvalidInputError(path, f"not valid YAML: {problem}{where}") from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise InvalidInputError(path, f"not valid YAML: {str(exc).split(';')[0]}") from None
 
 
 def _error_location(err: dict[str, Any]) -> str:

@@ -23,6 +23,8 @@ BAD_FILES: dict[str, str | bytes] = {
     "bad.yaml": "a: [1, 2\nb: {",
     "bad.json": '{"layers": 32,',
     "deep.json": "[" * 100_000 + "]" * 100_000,
+    "bigint.json": '{"layers": ' + "9" * 5000 + "}",  # beyond int()'s 4300 digits: a ValueError
+    "bigint.yaml": "gpus:\n  - sm_count: " + "9" * 5000 + "\n",
     "arch_nan.yaml": "layers: .nan\nhidden: 4096\nheads: 32\nffn: 14336\nvocab: 128256\n",
     "arch_negative.yaml": "layers: -4\nhidden: 4096\nheads: 32\nffn: 14336\nvocab: 128256\n",
     "arch_huge.yaml": "layers: 100000000000000000000\nhidden: 4096\nheads: 32\nffn: 14336\nvocab: 128256\n",
