@@ -6,7 +6,7 @@ user-supplied) and for custom architectures given on the command line or in an A
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -19,7 +19,7 @@ PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "f
 class ClockPoint(BaseModel):
     """One measured point of a per-clock table (idle power or supply voltage)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     mhz: float = Field(gt=0)
     value: float = Field(ge=0, description="watts for idle-power tables, millivolts for voltage tables")
 
@@ -27,7 +27,8 @@ class ClockPoint(BaseModel):
 class GPUSpec(BaseModel):
     """Datasheet figures of one GPU type (per GPU, dense tensor peaks, decimal GB)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # a user catalog's NaN or .inf would pass gt=0 and give a "feasible" estimate of null energy
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     id: str = Field(description="catalog id, lowercase, e.g. h100-sxm")
     name: str = Field(description="human name, e.g. 'NVIDIA H100 SXM5 80GB'")
@@ -58,7 +59,7 @@ class GPUSpec(BaseModel):
         "an eager kernel's loads in flight land in; default by architecture "
         "(energaizer.hardware.L1_KB_BY_ARCHITECTURE)",
     )
-    peak_tflops: dict[Precision, float] = Field(
+    peak_tflops: dict[Precision, Annotated[float, Field(gt=0)]] = Field(
         description="dense peak TFLOP/s (TOPS for int8) at tensor_clock_mhz; fp32 = SIMT FP32. "
         "A precision missing here is not supported natively."
     )
@@ -91,6 +92,16 @@ class GPUSpec(BaseModel):
             and self.power_limit_min_w > self.power_limit_max_w
         ):
             raise ValueError("power_limit_min_w > power_limit_max_w")
+        if self.min_clock_mhz and self.min_clock_mhz > self.max_clock_mhz:
+            raise ValueError("min_clock_mhz > max_clock_mhz")
+        if self.tensor_clock_mhz > self.max_clock_mhz:
+            raise ValueError(
+                "tensor_clock_mhz > max_clock_mhz (the tensor peaks hold at or below the max clock)"
+            )
+        if self.idle_power_w >= self.tdp_w:
+            raise ValueError("idle_power_w must be below tdp_w")
+        if any(p.value <= 0 for p in self.voltage_table):
+            raise ValueError("voltage_table values (mV) must be > 0")
         if self.memory_technology and not self.memory_technology.startswith(self.memory_type):
             raise ValueError(f"memory_technology {self.memory_technology} is not {self.memory_type} memory")
         return self

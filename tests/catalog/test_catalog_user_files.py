@@ -139,6 +139,29 @@ def test_invalid_field_names_file_entry_and_field(tmp_path: Path) -> None:
         catalog.load_extra(path)
 
 
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"peak_tflops": {"fp32": 50, "bf16": float("nan")}}, "peak_tflops.bf16: is not a number"),
+        ({"memory_bw_gbs": float("inf")}, "memory_bw_gbs: must be a finite number"),
+        ({"peak_tflops": {"fp32": 50, "bf16": 0}}, "peak_tflops.bf16: must be > 0"),
+        ({"peak_tflops": {"fp32": 50, "bf16": -5}}, "peak_tflops.bf16: must be > 0"),
+        ({"min_clock_mhz": 5000}, "min_clock_mhz > max_clock_mhz"),
+        ({"tensor_clock_mhz": 1e9}, "tensor_clock_mhz > max_clock_mhz"),
+        ({"idle_power_w": 500}, "idle_power_w must be below tdp_w"),
+        ({"voltage_table": [{"mhz": 210, "value": 0}, {"mhz": 1800, "value": 0}]}, "voltage_table"),
+    ],
+)
+def test_gpu_entries_that_give_no_finite_estimate_are_rejected(
+    tmp_path: Path, changes: dict[str, object], expected: str
+) -> None:
+    """Each of these passed validation and gave a "feasible" estimate of null (NaN) or absurd energy."""
+    path = _write(tmp_path / "bad.json", {"gpus": [_gpu("x100", **changes)]})
+    with pytest.raises(InvalidInputError) as info:
+        catalog.load_extra(path)
+    assert expected in str(info.value) and str(path) in str(info.value)
+
+
 def test_duplicate_ids_in_one_file(tmp_path: Path) -> None:
     path = _write(tmp_path / "dup.yaml", {"gpus": [_gpu("x100"), _gpu("X100")]})
     with pytest.raises(InvalidInputError, match="duplicate id"):
