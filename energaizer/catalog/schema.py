@@ -268,6 +268,10 @@ class ModelArchitecture(BaseModel):
             raise ValueError("moe_active_experts > moe_experts")
         if self.arch_type == "decoder" and self.vocab is None:
             raise ValueError("decoder needs vocab")
+        if self.head_dim is None and self.hidden % self.heads:  # hidden // heads would drop channels
+            raise ValueError(
+                f"hidden ({self.hidden}) must be a multiple of heads ({self.heads}), or give head_dim"
+            )
         kv = self.kv_heads or self.heads
         if self.heads and kv and self.heads % kv:
             raise ValueError("heads must be a multiple of kv_heads")

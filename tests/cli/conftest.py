@@ -29,6 +29,7 @@ BAD_FILES: dict[str, str | bytes] = {
     "arch_negative.yaml": "layers: -4\nhidden: 4096\nheads: 32\nffn: 14336\nvocab: 128256\n",
     "arch_huge.yaml": "layers: 100000000000000000000\nhidden: 4096\nheads: 32\nffn: 14336\nvocab: 128256\n",
     "arch_text.yaml": "layers: many\nhidden: 4096\nheads: 32\n",
+    "arch_heads.yaml": "layers: 4\nhidden: 512\nheads: 1024\nffn: 2048\nvocab: 32000\n",  # head_dim 512 // 1024 = 0
     "profile_nan.json": '{"compute_efficiency": NaN}',
     "profile_neg.json": '{"compute_efficiency": -1}',
     "profile_unknown.json": '{"no_such_parameter": 1}',

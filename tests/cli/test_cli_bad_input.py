@@ -143,6 +143,7 @@ CASES: list[tuple[list[str], str]] = [
     (["estimate", "--model-file", "arch_negative.yaml", "--gpu", "h100-sxm"], "layers"),
     (["estimate", "--model-file", "arch_huge.yaml", "--gpu", "h100-sxm"], "layers"),
     (["estimate", "--model-file", "arch_text.yaml", "--gpu", "h100-sxm"], "layers"),
+    (["estimate", "--model-file", "arch_heads.yaml", "--gpu", "h100-sxm"], "multiple of heads"),
     ([*E, "--profile", "no-such.json"], "profile"),
     ([*E, "--profile", "a-folder"], "profile"),
     ([*E, "--profile", "binary.bin"], "profile"),
