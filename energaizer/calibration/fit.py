@@ -93,6 +93,14 @@ class ProfileFitter:
         counts = Counter(sources)
         weight = np.array([1.0 / np.sqrt(counts[s]) for s in sources])
         start = self.start or CalibrationProfile()
+        first = run(workloads, specs, start)
+        if not (np.isfinite(first.energy_joules) & np.isfinite(e)).any():  # every residual would be 0
+            i = int(np.argmax(np.isfinite(e)))
+            raise InvalidInputError(
+                "measurements",
+                f"no row can be estimated, so there is nothing to fit (line {rows[i].line} on "
+                f"{rows[i].gpu}: {first.reason[i] or 'no finite estimate'})",
+            )
         x0 = np.array([getattr(start, k) for k in self.parameters], dtype=np.float64)
         lo, hi = np.array([_bounds(k) for k in self.parameters]).T
         x0 = np.clip(x0, lo, np.minimum(hi, np.where(np.isfinite(hi), hi, x0 * 10 + 1)))

@@ -220,6 +220,7 @@ CASES: list[tuple[list[str], str]] = [
     (["calibrate", "m_negative.csv", "-o", "out.json"], "measured_energy_joules"),
     (["calibrate", "m_unmeasured.csv", "-o", "out.json"], "measured_energy_joules"),
     (["calibrate", "binary.bin", "-o", "out.json"], "csv"),
+    (["calibrate", "m_infeasible.csv", "-o", "out.json", "--force"], "line 2 on t4: does not fit"),
     (["calibrate", "m_zero.csv", "-o", "a-folder"], "--output"),
     (["calibrate", "m_zero.csv", "-o", "no-such-folder/p.json"], "--output"),
     (["calibrate", "m_zero.csv", "-o", "p.json", "--parameters", "nonsense"], "--parameters"),
