@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -103,6 +104,11 @@ def register(app: typer.Typer) -> None:
                 f"unknown parameter {unknown[0]!r}" if unknown else "empty",
                 CALIBRATABLE_PARAMETERS,
             )
+        if folds == 1:
+            raise InvalidInputError(
+                "--folds",
+                "1 fold holds out every row, leaving none to fit; give 0 (leave-one-out) or 2 or more",
+            )
         if output.is_dir():
             raise InvalidInputError("--output", f"{output} is a directory; give the profile file to write")
         if not output.parent.is_dir():
@@ -120,12 +126,22 @@ def register(app: typer.Typer) -> None:
             f"{held.method} energy MAPE {held.energy_mape_pct:.1f} % vs {held.baseline_energy_mape_pct:.1f} % "
             f"with {baseline}"
         )
+        unchecked = not math.isfinite(held.energy_mape_pct)  # one row, or no fold left a row to fit
+        if unchecked:
+            verdict = (
+                f"no held-out error: no {held.method} fold had rows to fit and a row with an estimate to "
+                f"predict ({held.rows} row{'' if held.rows == 1 else 's'})"
+            )
         if not held.better and not force:
             if json_out:
                 print_json({"written": False, "holdout": held.to_dict(), "validation": report.to_dict()})
+            why = (
+                "how it predicts new jobs is unknown"
+                if unchecked
+                else "the fit would not predict new jobs better"
+            )
             typer.echo(
-                f"error: calibrate: not written: {verdict}: the fit would not predict new jobs better "
-                "(--force writes it anyway)",
+                f"error: calibrate: not written: {verdict}: {why} (--force writes it anyway)",
                 err=True,
             )
             raise SystemExit(1)

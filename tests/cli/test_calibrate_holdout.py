@@ -81,6 +81,16 @@ def test_a_fit_that_is_not_better_is_refused_unless_forced(tmp_path):
     assert forced.returncode == 0 and out.exists() and "written with --force" in forced.stdout
 
 
+def test_one_row_has_no_held_out_error_and_says_so(tmp_path):
+    """One row leaves no fold a row to fit: not "the fit would not predict new jobs better" (it is not known)."""
+    out = tmp_path / "one.json"
+    r = cli("calibrate", str(rows_csv(tmp_path, 1.3, count=1)), "-o", str(out), *FIT)
+    assert r.returncode == 1 and not out.exists()
+    line = r.stderr.strip()
+    assert "\n" not in line and "no held-out error" in line and "(1 row)" in line, line
+    assert "would not predict new jobs better" not in line
+
+
 def test_fold_indices_cover_every_row_once():
     for n, k in ((5, 0), (5, 9), (10, 3)):
         parts = fold_indices(n, k)

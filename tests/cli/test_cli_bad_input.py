@@ -225,6 +225,7 @@ CASES: list[tuple[list[str], str]] = [
     (["calibrate", "m_zero.csv", "-o", "no-such-folder/p.json"], "--output"),
     (["calibrate", "m_zero.csv", "-o", "p.json", "--parameters", "nonsense"], "--parameters"),
     (["calibrate", "m_zero.csv", "-o", "p.json", "--max-evaluations", "0"], "--max-evaluations"),
+    (["calibrate", "m_zero.csv", "-o", "p.json", "--folds", "1"], "--folds: 1 fold holds out every row"),
     (["calibrate", "m_zero.csv", "-o", "p.json", "--profile", "binary.bin"], "profile"),
     (["estimate", "--from-csv", "w_neg.csv", "--model", "llama-3.1-8b"], "--model"),
     (["estimate", "--from-csv", "w_neg.csv", "--gpu", "h100-sxm"], "--gpu"),
