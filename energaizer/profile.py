@@ -243,7 +243,8 @@ class CalibrationProfile(BaseModel):
     )
     # --- provenance ---
     fitted_on: dict[str, int] = Field(default_factory=dict, description="source -> rows used in the fit")
-    fit_metrics: dict[str, float] = Field(default_factory=dict)
+    # null: a metric the rows could not give (time and power MAPE of rows without measured durations)
+    fit_metrics: dict[str, float | None] = Field(default_factory=dict)
 
 
 FITTED_PARAMETERS: tuple[str, ...] = (

@@ -91,6 +91,24 @@ def test_one_row_has_no_held_out_error_and_says_so(tmp_path):
     assert "would not predict new jobs better" not in line
 
 
+def test_a_profile_fitted_on_rows_without_durations_loads(tmp_path):
+    """measured_duration_seconds is optional: without it the time and power MAPE are unknown, written as null,
+    and the written profile must still load (it was rejected: fit_metrics.time_mape_pct not a number)."""
+    rows = list(csv.DictReader(rows_csv(tmp_path, 1.3, count=6).open()))
+    path = tmp_path / "energy-only.csv"
+    with path.open("w", newline="") as fh:
+        drop = ("measured_duration_seconds", "measured_average_power_watts")
+        writer = csv.DictWriter(fh, fieldnames=[k for k in rows[0] if k not in drop], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "energy-only.json"
+    r = cli("calibrate", str(path), "-o", str(out), *FIT, "--folds", "2", "--force")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["fit_metrics"]["time_mape_pct"] is None
+    r = cli("estimate", "--model", "gpt2", "--gpu", "l4", "--profile", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+
+
 def test_fold_indices_cover_every_row_once():
     for n, k in ((5, 0), (5, 9), (10, 3)):
         parts = fold_indices(n, k)
