@@ -43,6 +43,11 @@ def _read_all(paths: list[Path]):  # type: ignore[no-untyped-def]
     return rows
 
 
+def _pct(x: float) -> str:
+    """A MAPE for a table or a line: "-" where the rows give none (no measured durations, no estimate)."""
+    return f"{x:.1f}" if math.isfinite(x) else "-"
+
+
 def _fitted_description(paths: list[Path], rows, start: str) -> str:  # type: ignore[no-untyped-def]
     files = ", ".join(p.name for p in paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
     return (
@@ -170,8 +175,8 @@ def register(app: typer.Typer) -> None:
             )
         else:
             typer.echo(
-                f"wrote {output}: {len(rows)} rows, energy MAPE {report.overall.energy_mape:.1f} %, "
-                f"time {report.overall.time_mape:.1f} %, power {report.overall.power_mape:.1f} %; "
+                f"wrote {output}: {len(rows)} rows, energy MAPE {_pct(report.overall.energy_mape)} %, "
+                f"time {_pct(report.overall.time_mape)} %, power {_pct(report.overall.power_mape)} %; "
                 f"held out: {verdict}" + ("" if held.better else " (written with --force)")
             )
 
@@ -209,9 +214,7 @@ def register(app: typer.Typer) -> None:
         for col in ("rows", "energy", "time", "power"):
             table.add_column(col, justify="right", overflow="fold")
         for name, s in groups:
-            table.add_row(
-                name, str(s.rows), f"{s.energy_mape:.1f}", f"{s.time_mape:.1f}", f"{s.power_mape:.1f}"
-            )
+            table.add_row(name, str(s.rows), _pct(s.energy_mape), _pct(s.time_mape), _pct(s.power_mape))
         console.print(table)
         if not report.ranking_pairs:
             console.print("GPU ranking: no workload was measured on two GPU types of one campaign")
@@ -253,8 +256,8 @@ def register(app: typer.Typer) -> None:
                 escape(w["model"]),
                 w["gpu"],
                 escape(w["source"]),
-                f"{w['energy_error_pct']:.1f}",
-                f"{w['time_error_pct']:.1f}",
-                f"{w['power_error_pct']:.1f}",
+                _pct(w["energy_error_pct"]),
+                _pct(w["time_error_pct"]),
+                _pct(w["power_error_pct"]),
             )
         console.print(wt)

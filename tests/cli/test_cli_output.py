@@ -232,6 +232,19 @@ def test_calibrated_profile_describes_its_own_data(tmp_path: Path) -> None:
     assert "ML.ENERGY" not in profile["description"]
 
 
+def test_validate_shows_a_dash_not_nan_where_the_rows_give_no_error(tmp_path: Path) -> None:
+    """Rows without measured durations have no time or power error, and a row too large for its GPU no
+    estimate: the table shows "-" for them, as estimate's tables do, not "nan"."""
+    path = tmp_path / "m.csv"
+    path.write_text(
+        "model,gpu,requests,measured_energy_joules\n"
+        "llama-3.1-8b,h100-sxm,10,5000\nllama-3.1-405b,t4,10,5000\n"
+    )
+    r = run_cli("validate", str(path))
+    assert r.code == 0, r.err
+    assert "nan" not in r.out.lower() and " - " in r.out, r.out
+
+
 def test_a_reader_that_leaves_ends_the_command_quietly_with_sigpipe(tmp_path: Path) -> None:
     """`energaizer estimate --from-csv big.csv --json | head`: the CLI ends as Unix filters do (SIGPIPE,
     status 141 in the shell), with nothing on stderr; not the silent exit 1 that means a bug here."""
