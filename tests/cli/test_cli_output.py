@@ -245,6 +245,19 @@ def test_validate_shows_a_dash_not_nan_where_the_rows_give_no_error(tmp_path: Pa
     assert "nan" not in r.out.lower() and " - " in r.out, r.out
 
 
+def test_absurdly_small_measurements_give_no_numpy_warnings(tmp_path: Path) -> None:
+    """A measured energy of 1e-320 J overflows the error ratios: no RuntimeWarning lines on stderr."""
+    path = tmp_path / "m.csv"
+    path.write_text(
+        "model,gpu,requests,output_tokens,measured_energy_joules,measured_duration_seconds\n"
+        "llama-3.1-8b,h100-sxm,10,0,1e-320,1e-320\nllama-3.1-8b,a100-sxm4-80gb,10,0,5000,10\n"
+    )
+    r = run_cli("validate", str(path), "--json")
+    assert r.code == 0 and r.err == "", r.err
+    r = run_cli("calibrate", str(path), "-o", str(tmp_path / "p.json"), "--max-evaluations", "2", "--force")
+    assert r.code == 0 and r.err == "", r.err
+
+
 def test_a_reader_that_leaves_ends_the_command_quietly_with_sigpipe(tmp_path: Path) -> None:
     """`energaizer estimate --from-csv big.csv --json | head`: the CLI ends as Unix filters do (SIGPIPE,
     status 141 in the shell), with nothing on stderr; not the silent exit 1 that means a bug here."""
