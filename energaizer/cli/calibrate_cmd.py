@@ -163,7 +163,10 @@ def register(app: typer.Typer) -> None:
                 },
             }
         )
-        save_profile(fitted, output)
+        try:
+            save_profile(fitted, output)
+        except OSError as exc:  # a full disk, a read-only file system: the error names no file
+            raise InvalidInputError("--output", f"cannot write {output}: {exc.strerror or exc}") from None
         if json_out:
             print_json(
                 {

@@ -58,6 +58,7 @@ BAD_FILES: dict[str, str | bytes] = {
     "m_zero.csv": MEASURED_HEADER + "llama-3.1-8b,h100-sxm,10,128,64,1,0\n",
     "m_nan.csv": MEASURED_HEADER + "llama-3.1-8b,h100-sxm,10,128,64,1,nan\n",
     "m_empty_cell.csv": MEASURED_HEADER + "llama-3.1-8b,h100-sxm,10,128,64,1,\n",
+    "m_one.csv": MEASURED_HEADER + "llama-3.1-8b,h100-sxm,10,128,64,1,500\n",
     "m_infeasible.csv": MEASURED_HEADER
     + "llama-3.1-405b,t4,10,128,64,1,500\nllama-3.1-405b,l4,10,128,64,1,500\n",
 }

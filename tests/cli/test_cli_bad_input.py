@@ -223,6 +223,10 @@ CASES: list[tuple[list[str], str]] = [
     (["calibrate", "m_infeasible.csv", "-o", "out.json", "--force"], "line 2 on t4: does not fit"),
     (["calibrate", "m_zero.csv", "-o", "a-folder"], "--output"),
     (["calibrate", "m_zero.csv", "-o", "no-such-folder/p.json"], "--output"),
+    (
+        ["calibrate", "m_one.csv", "-o", "/dev/full", "--force", "--max-evaluations", "1"],
+        "--output: cannot write /dev/full: No space left on device",
+    ),
     (["calibrate", "m_zero.csv", "-o", "p.json", "--parameters", "nonsense"], "--parameters"),
     (["calibrate", "m_zero.csv", "-o", "p.json", "--max-evaluations", "0"], "--max-evaluations"),
     (["calibrate", "m_zero.csv", "-o", "p.json", "--folds", "1"], "--folds: 1 fold holds out every row"),
