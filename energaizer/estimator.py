@@ -46,12 +46,15 @@ def estimate_pairs(
     *,
     profile: ProfileLike = None,
     workers: int | None = 1,
+    strict_knobs: bool = True,
 ) -> EstimateBatch:
     """Estimate ``workloads[i]`` on ``gpus[i]`` for every i (vectorised).
 
     ``workers``: processes for a large batch (0 or None: one per available CPU; see
     :mod:`energaizer.workers`). Only for a caller that owns its process (a CLI, a script): it forks.
-    The result does not depend on it."""
+    The result does not depend on it. A what-if clock or power limit outside a row's GPU range raises
+    :class:`~energaizer.errors.InvalidInputError`; with ``strict_knobs`` False the row is infeasible
+    instead, the error its reason."""
     from energaizer.pipeline import concat_batches, run
     from energaizer.workers import map_chunks
 
@@ -64,7 +67,7 @@ def estimate_pairs(
     wl = [_as_workload(w) for w in workloads]
     prof = load_profile(profile)
     return concat_batches(
-        map_chunks(len(wl), workers, lambda b: run(wl[b[0] : b[1]], specs[b[0] : b[1]], prof))
+        map_chunks(len(wl), workers, lambda b: run(wl[b[0] : b[1]], specs[b[0] : b[1]], prof, strict_knobs))
     )
 
 
@@ -114,12 +117,19 @@ def estimate_matrix(
     *,
     profile: ProfileLike = None,
 ) -> EstimateBatch:
-    """Every workload on every GPU: row ``w * len(gpus) + g`` of the batch is (workload w, GPU g)."""
+    """Every workload on every GPU: row ``w * len(gpus) + g`` of the batch is (workload w, GPU g).
+
+    A what-if clock or power limit that some of the GPU types cannot be set to makes those rows
+    infeasible (the range in their reason); outside every type's range it raises."""
+    from energaizer.io.layout import check_knobs_on_any
+
     specs = resolve_gpus(gpus)
     wl = [_as_workload(w) for w in workloads]
+    for w in wl:
+        check_knobs_on_any(w, specs)
     pairs_w = [w for w in wl for _ in specs]
     pairs_g = [g for _ in wl for g in specs]
-    return estimate_pairs(pairs_w, pairs_g, profile=profile)
+    return estimate_pairs(pairs_w, pairs_g, profile=profile, strict_knobs=False)
 
 
 def estimate(

@@ -57,7 +57,13 @@ def _gpu_index(specs: list[GPUSpec]) -> tuple[GpuTable, np.ndarray]:
     return GpuTable.from_specs(uniq), idx
 
 
-def _knobs(workloads: list[Workload], hw: GpuTable, gi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _knobs(
+    workloads: list[Workload], hw: GpuTable, gi: np.ndarray, strict: bool
+) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """The requested clock and power limit of every row (the GPU's boost clock and default limit where
+    the workload sets none), and the rows whose knob is outside their GPU's range: ``strict`` raises
+    the reader's error for the first, else each gets the error as its reason (the row is infeasible:
+    the GPU cannot be set so; its figures come from the GPU's defaults and are discarded)."""
     clock = np.array([w.frequency_mhz or np.nan for w in workloads], dtype=np.float64)
     lim = np.array([w.power_limit_w or np.nan for w in workloads], dtype=np.float64)
     max_clock, min_clock = hw.max_clock_mhz[gi], hw.min_clock_mhz[gi]
@@ -65,11 +71,19 @@ def _knobs(workloads: list[Workload], hw: GpuTable, gi: np.ndarray) -> tuple[np.
     bad_clock = ~np.isnan(clock) & ((clock > max_clock + 0.5) | (clock < min_clock - 0.5))
     bad_l = ~np.isnan(lim) & ((lim > hi + 0.5) | (lim < lo - 0.5))
     bad = bad_clock | bad_l
-    if bad.any():  # the first bad row, with the reader's message (the same ranges, from GPUSpec)
-        i = int(np.argmax(bad))
-        check_knobs(workloads[i], hw.specs[gi[i]])
-    return np.where(np.isnan(clock), max_clock, clock), np.where(
-        np.isnan(lim), hw.power_limit_default_w[gi], lim
+    outside: dict[int, str] = {}
+    for i in np.flatnonzero(bad).tolist():  # the reader's message (the same ranges, from GPUSpec)
+        try:
+            check_knobs(workloads[i], hw.specs[gi[i]])
+        except InvalidInputError as exc:
+            if strict:
+                raise
+            outside[i] = str(exc)
+    clock, lim = np.where(bad_clock, np.nan, clock), np.where(bad_l, np.nan, lim)
+    return (
+        np.where(np.isnan(clock), max_clock, clock),
+        np.where(np.isnan(lim), hw.power_limit_default_w[gi], lim),
+        outside,
     )
 
 
@@ -130,8 +144,14 @@ def _power_windows(kt, p) -> tuple[np.ndarray, int]:
     return window, int(uniq.size)
 
 
-def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfile) -> EstimateBatch:
+def run(
+    workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfile, strict_knobs: bool = True
+) -> EstimateBatch:
     """Estimate ``workloads[i]`` on ``specs[i]`` for every i with calibration profile ``prof``.
+
+    A what-if clock or power limit outside a row's GPU range raises :class:`InvalidInputError`, or with
+    ``strict_knobs`` False makes that row infeasible, the error its reason (one workload asked of
+    several GPU types: the types that cannot be set so are out, the others estimated).
 
     Checks the what-if clock and power limit against each GPU, builds the row parameters, plans memory
     (feasibility, the concurrency that fits), emits the kernel table of every feasible row, solves each
@@ -142,12 +162,15 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
     n = len(workloads)
     archs = _architectures(workloads)
     hw, gi = _gpu_index(specs)
-    clock_mhz, power_limit_w = _knobs(workloads, hw, gi)
+    clock_mhz, power_limit_w, outside = _knobs(workloads, hw, gi, strict_knobs)
     p = build_row_params(workloads, specs, archs)
     _check_layout(workloads, archs, p)
     fixed_tp = np.array([float(w.tensor_parallel or 0) for w in workloads])
     choose_training_layout(p, archs, hw, gi, fixed_tp)
     mem = plan_memory(p, archs, hw, gi)
+    for i, why in outside.items():  # not to be run (no kernels), whatever its memory
+        mem.feasible[i] = False
+        mem.reason[i] = why
 
     builder = KernelTableBuilder()
     rows = np.arange(n)
@@ -239,6 +262,9 @@ def run(workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfil
     op_names, op_energy, op_seconds = op_breakdown(kt, t_exec, op.power, gpus, n)
     feasible = mem.feasible.copy()
     zero = ~feasible
+    for i in outside:  # the knobs asked for, which the GPU cannot be set to
+        effective_mhz[i] = workloads[i].frequency_mhz or effective_mhz[i]
+        power_limit_w[i] = workloads[i].power_limit_w or power_limit_w[i]
     for arr in (energy, duration, power, *breakdown.values()):
         arr[zero] = np.nan
     op_energy[zero] = np.nan

@@ -9,6 +9,8 @@ The CLI flags and the workload CSV reader both apply these checks, so ``--gpu-co
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from energaizer.catalog.schema import GPUSpec
 from energaizer.errors import InvalidInputError, UnknownNameError
 from energaizer.workload import Workload
@@ -97,6 +99,28 @@ def check_knobs(workload: Workload, spec: GPUSpec, where: str = "") -> None:
         raise InvalidInputError(
             "power_limit_w", f"{prefix}{limit:g} W is outside {spec.id}'s power-limit range {lo:g}-{hi:g} W"
         )
+
+
+def check_knobs_on_any(workload: Workload, specs: Sequence[GPUSpec]) -> None:
+    """One workload asked of several GPU types: a what-if clock or power limit outside some types' ranges
+    makes those types infeasible (the estimator's ``strict_knobs=False``); outside every one's, it is
+    bad input, and this raises :func:`check_knobs`' error for the first, saying so."""
+    if workload.frequency_mhz is None and workload.power_limit_w is None:
+        return
+    first: InvalidInputError | None = None
+    for spec in specs:
+        try:
+            check_knobs(workload, spec)
+        except InvalidInputError as exc:
+            first = first or exc
+        else:
+            return
+    if first is None:
+        return
+    if len(specs) == 1:
+        raise first
+    message = str(first).removeprefix(f"{first.field}: ")
+    raise InvalidInputError(first.field, f"{message}, and outside the range of every other GPU type asked")
 
 
 def check_layout(workload: Workload, where: str = "", flags: bool = False) -> None:

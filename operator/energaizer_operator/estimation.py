@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from energaizer.errors import InvalidInputError
 from energaizer.result import EstimateBatch
+from energaizer.workload import Workload
 from energaizer_operator.models import AIJobSpec, EstimateStatus
 
 
@@ -77,27 +78,48 @@ def estimate_many(
 ) -> list[list[EstimateStatus] | InvalidInputError]:
     """Estimates for many AIJobs (each on its own candidate types) in one vectorised call.
 
-    A job the estimator rejects (e.g. a what-if clock outside one GPU's range) gets its
-    ``InvalidInputError`` in its slot; the batch is split in halves until the others are estimated."""
+    A what-if clock or power limit outside some candidate types' ranges makes those types infeasible
+    (the range in their reason); outside every candidate's it is the job's ``InvalidInputError``. A job
+    the estimator rejects gets its ``InvalidInputError`` in its slot; the batch is split in halves until
+    the others are estimated."""
+    from energaizer.catalog import get_gpu
+    from energaizer.io.layout import check_knobs_on_any
+
+    rejected: dict[int, InvalidInputError] = {}
+    ok: list[tuple[AIJobSpec, Sequence[str], Workload]] = []
+    for j, (spec, types) in enumerate(jobs):
+        workload = spec.to_workload()
+        try:
+            check_knobs_on_any(workload, [get_gpu(t) for t in types])
+        except InvalidInputError as exc:
+            rejected[j] = exc
+        else:
+            ok.append((spec, types, workload))
+    estimated = iter(_estimate_batch(ok, profile))
+    return [rejected[j] if j in rejected else next(estimated) for j in range(len(jobs))]
+
+
+def _estimate_batch(
+    jobs: Sequence[tuple[AIJobSpec, Sequence[str], Workload]], profile: str | None
+) -> list[list[EstimateStatus] | InvalidInputError]:
     from energaizer import estimate_pairs
 
     if not jobs:
         return []
     workloads, gpus = [], []
-    for spec, types in jobs:
-        workload = spec.to_workload()
+    for _, types, workload in jobs:
         workloads.extend([workload] * len(types))
         gpus.extend(types)
     try:
-        batch = estimate_pairs(workloads, gpus, profile=profile)
+        batch = estimate_pairs(workloads, gpus, profile=profile, strict_knobs=False)
     except InvalidInputError as exc:
         if len(jobs) == 1:
             return [exc]
         half = len(jobs) // 2
-        return estimate_many(jobs[:half], profile) + estimate_many(jobs[half:], profile)
+        return _estimate_batch(jobs[:half], profile) + _estimate_batch(jobs[half:], profile)
     out: list[list[EstimateStatus] | InvalidInputError] = []
     offset = 0
-    for spec, types in jobs:
+    for spec, types, _ in jobs:
         out.append(_statuses(spec, types, batch, offset))
         offset += len(types)
     return out

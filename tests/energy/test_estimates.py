@@ -62,3 +62,23 @@ def test_out_of_range_knobs_are_rejected(one, llama_serving):
         one(llama_serving(frequency_mhz=4000.0), "h100-sxm")
     with pytest.raises(InvalidInputError, match="power_limit_w"):
         one(llama_serving(power_limit_w=5.0), "h100-sxm")
+
+
+def test_a_knob_some_of_the_gpu_types_cannot_take_makes_those_infeasible(llama_serving):
+    """One workload asked of several types (which GPU should it run on?): a 600 W limit rules out the
+    A100 (100-400 W), not the H100, which is estimated as alone; outside every type's range it is bad
+    input, and a pair asked on its own (estimate_pairs, a CSV row) stays strict."""
+    from energaizer import estimate, estimate_pairs
+    from energaizer.errors import InvalidInputError
+
+    w = llama_serving(power_limit_w=600.0)
+    h100, a100 = estimate(w, ["h100-sxm", "a100-sxm4-40gb"])
+    assert h100.feasible and h100.energy_joules == estimate(w, "h100-sxm")[0].energy_joules
+    assert not a100.feasible and math.isnan(a100.energy_joules) and a100.power_limit_w == 600.0
+    assert a100.reason == "power_limit_w: 600 W is outside a100-sxm4-40gb's power-limit range 100-400 W"
+    (slow,) = [e for e in estimate(llama_serving(frequency_mhz=1900.0), "all") if e.gpu == "a100-sxm4-40gb"]
+    assert not slow.feasible and "clock range 210-1410 MHz" in slow.reason
+    with pytest.raises(InvalidInputError, match="outside the range of every other GPU type asked"):
+        estimate(llama_serving(power_limit_w=900.0), ["h100-sxm", "a100-sxm4-40gb"])
+    with pytest.raises(InvalidInputError, match="power_limit_w"):
+        estimate_pairs([w, w], ["h100-sxm", "a100-sxm4-40gb"])

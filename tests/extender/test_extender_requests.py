@@ -69,6 +69,22 @@ def test_filter_removes_types_that_cannot_run_it_with_the_reason(extender) -> No
     assert got["l4-a"] == 0 and max(got.values()) == 10
 
 
+def test_filter_removes_types_that_cannot_be_set_to_the_what_if_limit(extender) -> None:
+    """A 500 W power limit: the L4 (40-72 W) and the A100 SXM4 (100-400 W) cannot be set to it, the H100s
+    can; the pod goes on (no Error), the other types filtered with their range."""
+    work = workload("llama-3.1-8b", batch_size=16) | {"powerLimitW": 500}
+    status, answer = request(extender.port, "/scheduler/filter", args_with_nodes(pod("capped", work), NODES))
+    assert status == 200 and answer["Error"] == ""
+    assert [n["metadata"]["name"] for n in answer["Nodes"]["items"]] == [
+        "h100-a",
+        "h100-b",
+        "mystery",
+        "plain",
+    ]
+    assert set(answer["FailedNodes"]) == {"a100-a", "l4-a"}
+    assert "power-limit range 40-72 W" in answer["FailedNodes"]["l4-a"]
+
+
 def test_pod_without_the_annotation_is_neutral(extender) -> None:
     for p in (pod("plain", None), pod("no-gpu", workload(), gpus=0)):
         got = scores(extender.port, args_with_nodes(p, NODES))

@@ -137,6 +137,24 @@ def test_one_bad_job_does_not_fail_the_batch():
     assert not isinstance(results[0], InvalidInputError) and not isinstance(results[2], InvalidInputError)
 
 
+def test_a_knob_some_candidate_types_cannot_take_rules_those_out():
+    """A 600 W what-if limit: the A100s (100-400 W) are infeasible with the range as the reason, the
+    H100s estimated; a job whose every candidate type is out of range is Invalid, alone in the batch."""
+    body = aijob("p", requests=100)
+    body["spec"]["workload"]["powerLimitW"] = 600
+    capped = AIJobSpec.model_validate(body["spec"])
+    good = AIJobSpec.model_validate(aijob("g", requests=100)["spec"])
+    mixed, only_a100, other = estimate_many(
+        [(capped, ["a100-sxm4-40gb", "h100-sxm"]), (capped, ["a100-sxm4-40gb"]), (good, ["l4"])]
+    )
+    a100, h100 = mixed
+    assert not a100.feasible and "outside a100-sxm4-40gb's power-limit range 100-400 W" in a100.reason
+    assert a100.wire()["energyJoules"] is None
+    assert h100.feasible and h100.energy_joules > 0
+    assert isinstance(only_a100, InvalidInputError) and only_a100.field == "power_limit_w"
+    assert not isinstance(other, InvalidInputError) and other[0].feasible
+
+
 def test_deadline_makes_slow_types_infeasible_with_null_numbers():
     spec = AIJobSpec.model_validate(aijob("d", requests=20000, deadlineSeconds=1.0)["spec"])
     (est,) = estimate_many([(spec, ["l4"])])[0]
