@@ -90,7 +90,8 @@ def estimate_many(
     for j, (spec, types) in enumerate(jobs):
         workload = spec.to_workload()
         try:
-            check_knobs_on_any(workload, [get_gpu(t) for t in types])
+            if workload.frequency_mhz is not None or workload.power_limit_w is not None:
+                check_knobs_on_any(workload, [get_gpu(t) for t in types])
         except InvalidInputError as exc:
             rejected[j] = exc
         else:
