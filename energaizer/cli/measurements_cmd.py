@@ -114,6 +114,13 @@ def measurement_row(body: Mapping[str, Any], include_failed: bool = False) -> di
         row[column] = workload.get(key)
     row["prompt_logits"] = "true" if (workload.get("inference") or {}).get("promptLogits") else None
     arch = workload.get("architecture") if not workload.get("model") else None
+    if arch:
+        from energaizer_operator.models import snake_architecture
+
+        try:
+            arch = snake_architecture(arch)  # kvHeads as kv_heads: the spec takes either spelling
+        except ValueError:
+            pass  # two values for one field: the operator found the spec Invalid, nothing was measured
     for column, key in _ARCH.items():
         row[column] = (arch or {}).get(key)
     return {k: _cell(v) for k, v in row.items()}

@@ -15,8 +15,9 @@ from typing import Any
 
 import yaml
 
+from energaizer.catalog.schema import CNNSpec, ModelArchitecture
 from energaizer_operator import GROUP, KIND, PLURAL, SHORT_NAME, VERSION
-from energaizer_operator.models import AIJobSpec, AIJobStatus
+from energaizer_operator.models import AIJobSpec, AIJobStatus, camel_twins
 
 _DROP = {"title", "default", "examples"}
 
@@ -107,8 +108,21 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
 ]
 
 
+def _with_camel_twins(node: dict[str, Any], twins: dict[str, str]) -> None:
+    """Each snake_case property of ``node`` also under its camelCase name (``kv_heads`` and ``kvHeads``):
+    the API server prunes a name the schema lacks, and the operator takes either spelling."""
+    props = node["properties"]
+    for camel, snake in twins.items():
+        if snake in props and camel not in props:
+            described = props[snake].get("description", "")
+            props[camel] = {**props[snake], "description": f"{described} (= {snake})".strip()}
+
+
 def aijob_crd() -> dict[str, Any]:
     spec_schema = structural_schema(AIJobSpec)
+    arch = spec_schema["properties"]["workload"]["properties"]["architecture"]
+    _with_camel_twins(arch, camel_twins(ModelArchitecture))
+    _with_camel_twins(arch["properties"]["cnn"], camel_twins(CNNSpec))
     spec_schema["description"] = "What to run and how to place it (contract section 2)."
     status_schema = structural_schema(AIJobStatus)
     status_schema["description"] = "Written by the operator."

@@ -9,10 +9,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from energaizer.catalog.schema import ModelArchitecture, Precision
+from energaizer.catalog.schema import CNNSpec, ModelArchitecture, Precision
 from energaizer.workload import (
     MAX_BATCH,
     MAX_GPUS,
@@ -44,6 +44,36 @@ TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.INVALID})
 Mode = Literal["steer", "annotate"]
 Objective = Literal["energy", "time", "energy-delay"]
 MAX_REPLICAS = 10_000
+
+
+def camel_twins(model: type[BaseModel]) -> dict[str, str]:
+    """camelCase spelling -> field name of every multi-word field of ``model`` (``kvHeads`` -> ``kv_heads``)."""
+    return {to_camel(name): name for name in model.model_fields if "_" in name}
+
+
+def snake_architecture(data: Any) -> Any:
+    """A custom architecture as the spec gives it -> the catalog's field names: camelCase as the rest of
+    the spec (``kvHeads``, and in ``cnn`` ``imageSize``) or the catalog YAML's snake_case; one field
+    spelt both ways with two values is an error naming both."""
+    if not isinstance(data, dict):
+        return data
+    out = _snake(data, camel_twins(ModelArchitecture))
+    if isinstance(out.get("cnn"), dict):
+        out["cnn"] = _snake(out["cnn"], camel_twins(CNNSpec))
+    return out
+
+
+def _snake(data: dict[str, Any], twins: dict[str, str]) -> dict[str, Any]:
+    out = {k: v for k, v in data.items() if k not in twins}
+    for camel, snake in twins.items():
+        if camel not in data:
+            continue
+        if snake in data and data[snake] != data[camel]:
+            raise ValueError(
+                f"{camel} and {snake} are one field, given two values ({data[camel]!r}, {data[snake]!r})"
+            )
+        out[snake] = data[camel]
+    return out
 
 
 class _Camel(BaseModel):
@@ -85,7 +115,9 @@ class WorkloadSpec(_Camel):
 
     model: str | None = Field(default=None, description="catalog model name (Hugging Face id or alias)")
     architecture: ModelArchitecture | None = Field(
-        default=None, description="custom architecture (catalog YAML field names), instead of model"
+        default=None,
+        description="custom architecture, instead of model: the catalog's fields, camelCase (kvHeads) or as "
+        "the catalog YAML spells them (kv_heads)",
     )
     precision: Precision = "bf16"
     task: Literal["inference", "training"] = "inference"
@@ -116,6 +148,11 @@ class WorkloadSpec(_Camel):
         description="eager (PyTorch dispatch per kernel), graphs (current serving engine), legacy-engine (vLLM "
         "0.5-era host work per sequence); auto: graphs for inference, eager for training",
     )
+
+    @field_validator("architecture", mode="before")
+    @classmethod
+    def _architecture_keys(cls, value: Any) -> Any:
+        return snake_architecture(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> WorkloadSpec:

@@ -176,3 +176,19 @@ def test_a_custom_architecture_without_arch_type_is_exported():
         8,
         "decoder",
     )
+
+
+def test_a_camel_case_architecture_is_exported_with_its_fields():
+    """The spec is camelCase (contract section 2): ``kvHeads`` and ``moeExperts`` reach the row's
+    ``kv_heads`` and ``moe_experts`` columns as the catalog spelling does."""
+    arch = {"id": "my-moe", "layers": 24, "hidden": 2048, "heads": 16, "kvHeads": 4, "vocab": 32000}
+    arch |= {"moeExperts": 8, "moeActiveExperts": 2, "moeExpertFfn": 1024}
+    body = aijob("custom", measured=MEASURED, model=None, architecture=arch)
+    del body["spec"]["workload"]["model"]
+    got = _round_trip(body)
+    assert got.architecture is not None
+    assert (got.architecture.kv_heads, got.architecture.moe_experts, got.architecture.moe_expert_ffn) == (
+        4,
+        8,
+        1024,
+    )

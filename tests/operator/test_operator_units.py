@@ -351,3 +351,46 @@ def test_required_rules_cover_every_watched_and_written_resource():
     ]:
         assert need in covered, need
     assert not any("*" in x for rule in rbac.REQUIRED_RULES for key in rule for x in rule[key])
+
+
+def test_a_custom_architecture_takes_camel_case_as_the_rest_of_the_spec():
+    """contract section 2: the spec is camelCase. ``kvHeads`` (and ``cnn.imageSize``) mean what the catalog
+    YAML's ``kv_heads`` means; the CRD lists both spellings, since the API server prunes the names it lacks;
+    one field given two values is Invalid naming both."""
+    from energaizer_operator.records import parse_spec
+
+    snake = {
+        "id": "x",
+        "layers": 32,
+        "hidden": 4096,
+        "heads": 32,
+        "kv_heads": 8,
+        "ffn": 14336,
+        "vocab": 128256,
+    }
+    camel = {k: v for k, v in snake.items() if k != "kv_heads"} | {"kvHeads": 8}
+    specs = []
+    for arch in (snake, camel):
+        body = aijob("a")["spec"]
+        body["workload"] = {k: v for k, v in body["workload"].items() if k != "model"} | {
+            "architecture": arch
+        }
+        spec, error = parse_spec(body, "steer")
+        assert error is None
+        specs.append(spec)
+    assert specs[0].to_workload() == specs[1].to_workload()
+    assert specs[1].workload.architecture.kv_heads == 8
+    body = aijob("b")["spec"]
+    body["workload"] = {k: v for k, v in body["workload"].items() if k != "model"}
+    body["workload"]["architecture"] = snake | {"kvHeads": 4}
+    error = parse_spec(body, "steer")[1]
+    assert error.field.startswith("spec.workload.architecture") and "kvHeads and kv_heads" in error.message
+    cnn = {"id": "r", "arch_type": "cnn", "cnn": {"family": "resnet", "depth": 50, "imageSize": 384}}
+    body["workload"]["architecture"] = cnn
+    spec, error = parse_spec(body, "steer")
+    assert error is None and spec.workload.architecture.cnn.image_size == 384
+    schema = crd.aijob_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    arch = schema["properties"]["spec"]["properties"]["workload"]["properties"]["architecture"]["properties"]
+    assert {"kv_heads", "kvHeads", "moe_experts", "moeExperts"} <= set(arch)
+    assert arch["kvHeads"]["type"] == arch["kv_heads"]["type"] == "integer"
+    assert {"image_size", "imageSize"} <= set(arch["cnn"]["properties"])
