@@ -11,6 +11,7 @@ the job's. Carried-through columns: ``namespace``, ``aijob``, ``replicas``, ``me
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from collections.abc import Iterable, Mapping
@@ -117,10 +118,10 @@ def measurement_row(body: Mapping[str, Any], include_failed: bool = False) -> di
     if arch:
         from energaizer_operator.models import snake_architecture
 
-        try:
-            arch = snake_architecture(arch)  # kvHeads as kv_heads: the spec takes either spelling
-        except ValueError:
-            pass  # two values for one field: the operator found the spec Invalid, nothing was measured
+        # kvHeads as kv_heads: the spec takes either spelling (two values for one field: the operator
+        # found the spec Invalid, nothing was measured)
+        with contextlib.suppress(ValueError):
+            arch = snake_architecture(arch)
     for column, key in _ARCH.items():
         row[column] = (arch or {}).get(key)
     return {k: _cell(v) for k, v in row.items()}
