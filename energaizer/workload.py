@@ -103,9 +103,11 @@ class TrainingSpec(BaseModel):
 class Workload(BaseModel):
     """A workload on ``gpu_count`` GPUs of one type (GPUs per replica).
 
-    Inference shards the model tensor-parallel over all ``gpu_count`` GPUs. Training uses
-    ``tensor_parallel`` (default: the smallest power of two that fits memory, at most 8 and at
-    most ``gpu_count``) and data parallelism over the rest.
+    Inference shards the model tensor-parallel over all ``gpu_count`` GPUs, or over ``tensor_parallel``
+    of them with the rest data parallel (engines of that size, each with its share of the sequences;
+    :attr:`engine_tensor_parallel`, :attr:`inference_engines`). Training uses ``tensor_parallel``
+    (default: the smallest power of two that fits memory, at most 8 and at most ``gpu_count``) and data
+    parallelism over the rest.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -200,6 +202,13 @@ class Workload(BaseModel):
         if self.data_parallel or (self.expert_parallel or 1) > 1:
             return self.gpu_count // (self.data_parallel or 1)
         return self.tensor_parallel or self.gpu_count
+
+    @property
+    def inference_engines(self) -> int:
+        """Inference: the replica's data-parallel attention engines, ``gpu_count / engine_tensor_parallel``
+        (``data_parallel`` where given; with ``tensor_parallel`` below ``gpu_count`` the rest of the GPUs
+        are engines of that size, as the rest of a training replica is data parallel)."""
+        return self.gpu_count // self.engine_tensor_parallel
 
     @property
     def model_name(self) -> str:

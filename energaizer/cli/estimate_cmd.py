@@ -379,7 +379,13 @@ SequenceLengthOpt = Annotated[
     int | None,
     typer.Option(help=help_default("training: tokens per sequence", TRAINING_DEFAULTS["sequence_length"])),
 ]
-TensorParallelOpt = Annotated[int | None, typer.Option(help="training: TP degree (rest is data parallel)")]
+TensorParallelOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="TP degree, the rest of the replica's GPUs data parallel (training default: searched per GPU; "
+        "inference default: --gpu-count / --data-parallel)"
+    ),
+]
 ExpertParallelOpt = Annotated[
     int | None,
     typer.Option(help="inference: MoE experts placed whole on this many GPUs (1 or --gpu-count)"),

@@ -400,7 +400,9 @@ def build_row_params(
         tp = default_tensor_parallel(w, a, gpu)
         c["tp"][i] = tp
         c["dp"][i] = w.gpu_count // tp
-        c["engines"][i] = w.data_parallel or 1
+        c["engines"][i] = (
+            w.inference_engines if w.task == "inference" and not is_cnn else (w.data_parallel or 1)
+        )
         c["ep"][i] = (w.expert_parallel or 1) if a.is_moe else 1
         if w.inference is not None:
             inf = w.inference

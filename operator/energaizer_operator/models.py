@@ -129,9 +129,9 @@ class WorkloadSpec(_Camel):
         default=None,
         ge=1,
         le=MAX_GPUS,
-        description="tensor-parallel degree (training: the rest of a replica's GPUs is data parallel; default "
-        "the smallest that fits, searched per GPU type); an inference replica is tensor parallel over "
-        "gpusPerReplica / dataParallel GPUs",
+        description="tensor-parallel degree, the rest of a replica's GPUs data parallel (training default: the "
+        "smallest that fits, searched per GPU type; inference default: gpusPerReplica / dataParallel, each "
+        "attention engine with its share of the sequences)",
     )
     expert_parallel: int | None = Field(
         default=None, ge=1, le=MAX_GPUS, description="inference: MoE experts over this many GPUs (1 or all)"

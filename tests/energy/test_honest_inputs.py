@@ -48,3 +48,17 @@ def test_an_inference_replica_has_a_sane_size():
     with pytest.raises(ValidationError, match="inference replica"):
         Workload(model="llama-3.1-8b", gpu_count=4096, inference=SERVE)
     Workload(model="llama-3.1-8b", gpu_count=4096, task="training", training={"steps": 1})
+
+
+def test_inference_tensor_parallel_below_the_gpus_makes_the_rest_data_parallel():
+    """4 GPUs at tensor parallel 2: two engines of 2 GPUs, each with half the sequences (as training's
+    rest is data parallel, and as --data-parallel 2 says), not one engine whose work 4 GPUs all repeat
+    (twice the energy of 2 GPUs at the same duration)."""
+    serve = {"requests": 256, "input_tokens": 256, "output_tokens": 128, "batch_size": 32}
+    implied, explicit, two = (
+        estimate(Workload(model="llama-3.1-8b", gpu_count=g, inference=serve, **kw), "h100-sxm")[0]
+        for g, kw in ((4, {"tensor_parallel": 2}), (4, {"tensor_parallel": 2, "data_parallel": 2}), (2, {}))
+    )
+    assert implied.energy_joules == explicit.energy_joules
+    assert implied.layout["data_parallel"] == 2 and implied.layout["tensor_parallel"] == 2
+    assert implied.duration_seconds < two.duration_seconds
