@@ -25,11 +25,16 @@ ANNOTATION_SM_CLOCK = "energaizer.io/recommended-sm-clock-mhz"
 ANNOTATION_ENERGY_AT_POWER_LIMIT = "energaizer.io/predicted-energy-at-power-limit-joules"
 
 
+def _not_a_json_number(name: str) -> float:
+    """``json.loads`` takes NaN and Infinity, which JSON (and the API server) does not."""
+    raise InvalidInputError(ANNOTATION_WORKLOAD, f"not JSON: {name} is not a JSON number")
+
+
 def parse_workload(text: str) -> WorkloadSpec:
     """The annotation's JSON -> a validated ``WorkloadSpec``; bad input raises ``InvalidInputError``
     naming the annotation and the field."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_not_a_json_number)
     except (json.JSONDecodeError, TypeError) as exc:
         raise InvalidInputError(ANNOTATION_WORKLOAD, f"not JSON: {exc}") from None
     except RecursionError:

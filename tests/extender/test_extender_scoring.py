@@ -63,3 +63,20 @@ def test_an_annotation_nested_too_deeply_is_a_malformed_annotation() -> None:
     for verb in (Scorer().filter, Scorer().prioritize):
         with pytest.raises(InvalidInputError, match=r"^energaizer\.io/workload: not JSON"):
             verb(pod, {"a": "h100-sxm"})
+
+
+def test_nan_and_infinity_in_an_annotation_are_not_json_numbers() -> None:
+    """Python's json takes NaN and Infinity; JSON does not, and the error says so (not 'must be <= 5000')."""
+    import json
+
+    import pytest
+    from energaizer_operator.pod_workload import parse_workload
+
+    from energaizer.errors import InvalidInputError
+
+    base = {"model": "llama-3.1-8b", "inference": {"requests": 10}}
+    for constant in ("NaN", "Infinity", "-Infinity"):
+        text = json.dumps(base)[:-1] + f', "frequencyMhz": {constant}}}'
+        with pytest.raises(InvalidInputError, match=rf"not JSON: {constant} is not a JSON number"):
+            parse_workload(text)
+    assert parse_workload(json.dumps(base | {"frequencyMhz": 1000})).frequency_mhz == 1000
