@@ -261,6 +261,15 @@ def run(
     time_breakdown["overhead"] = gap_s
     op_names, op_energy, op_seconds = op_breakdown(kt, t_exec, op.power, gpus, n)
     feasible = mem.feasible.copy()
+    # a figure out of any physical range (a user catalog's 1e300 GB/s, a profile's 1e-300 efficiency) can
+    # give an infinite or NaN estimate: no estimate, said so, never a "feasible" row of null numbers
+    unfinished = feasible & ~(np.isfinite(energy) & np.isfinite(duration))
+    for i in np.flatnonzero(unfinished).tolist():
+        feasible[i] = False
+        reason[i] = (
+            f"no finite estimate (energy {energy[i]:g} J, duration {duration[i]:g} s): a figure of "
+            f"{specs[i].id} or of the calibration profile is out of its physical range"
+        )
     zero = ~feasible
     for i in outside:  # the knobs asked for, which the GPU cannot be set to
         effective_mhz[i] = workloads[i].frequency_mhz or effective_mhz[i]

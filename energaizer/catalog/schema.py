@@ -16,6 +16,12 @@ Precision = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4"]
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4")
 
 
+# Upper bounds of a GPU's figures: two orders of magnitude beyond any part, so that a user catalog's typo
+# (1e300 GB/s) is an error naming the field, not an estimate of infinities
+ABSURD_CLOCK_MHZ = 100_000.0
+ABSURD_POWER_W = 1e6
+
+
 class ClockPoint(BaseModel):
     """One measured point of a per-clock table (idle power or supply voltage)."""
 
@@ -39,43 +45,47 @@ class GPUSpec(BaseModel):
         default_factory=list,
         description="values of the nvidia.com/gpu.product node label (GPU Feature Discovery) for this type",
     )
-    sm_count: int = Field(gt=0, description="SMs (NVIDIA) or CUs (AMD)")
-    max_clock_mhz: float = Field(gt=0, description="max boost SM clock")
-    min_clock_mhz: float | None = Field(default=None, gt=0)
-    tensor_clock_mhz: float = Field(gt=0, description="SM clock at which the datasheet tensor peaks hold")
-    memory_gb: float = Field(gt=0)
-    memory_bw_gbs: float = Field(gt=0, description="DRAM/HBM bandwidth, GB/s")
+    sm_count: int = Field(gt=0, le=100_000, description="SMs (NVIDIA) or CUs (AMD)")
+    max_clock_mhz: float = Field(gt=0, le=ABSURD_CLOCK_MHZ, description="max boost SM clock")
+    min_clock_mhz: float | None = Field(default=None, gt=0, le=ABSURD_CLOCK_MHZ)
+    tensor_clock_mhz: float = Field(
+        gt=0, le=ABSURD_CLOCK_MHZ, description="SM clock at which the datasheet tensor peaks hold"
+    )
+    memory_gb: float = Field(gt=0, le=1e6)
+    memory_bw_gbs: float = Field(gt=0, le=1e7, description="DRAM/HBM bandwidth, GB/s")
     memory_type: Literal["hbm", "gddr"] = Field(default="hbm", description="HBM stacks or GDDR devices")
     memory_technology: MemoryTechnology | None = Field(
         default=None,
         description="DRAM generation (hbm2, hbm2e, hbm3, hbm3e, gddr6, gddr6x, gddr7): sets the energy per "
         "bit relative to HBM2 (energaizer.catalog.memory.py); default hbm2 for hbm, gddr6 for gddr",
     )
-    l2_mb: float = Field(gt=0)
+    l2_mb: float = Field(gt=0, le=1e6)
     l1_kb_per_sm: float | None = Field(
         default=None,
         gt=0,
+        le=1e6,
         description="L1 data cache + shared memory per SM (LDS + L1 per CU on AMD), KB: the on-chip buffer "
         "an eager kernel's loads in flight land in; default by architecture "
         "(energaizer.hardware.L1_KB_BY_ARCHITECTURE)",
     )
-    peak_tflops: dict[Precision, Annotated[float, Field(gt=0)]] = Field(
+    peak_tflops: dict[Precision, Annotated[float, Field(gt=0, le=1e8)]] = Field(
         description="dense peak TFLOP/s (TOPS for int8) at tensor_clock_mhz; fp32 = SIMT FP32. "
         "A precision missing here is not supported natively."
     )
-    tdp_w: float = Field(gt=0)
-    power_limit_min_w: float | None = Field(default=None, gt=0)
-    power_limit_max_w: float | None = Field(default=None, gt=0)
-    idle_power_w: float = Field(gt=0, description="P0 idle board power at a parked clock")
+    tdp_w: float = Field(gt=0, le=ABSURD_POWER_W)
+    power_limit_min_w: float | None = Field(default=None, gt=0, le=ABSURD_POWER_W)
+    power_limit_max_w: float | None = Field(default=None, gt=0, le=ABSURD_POWER_W)
+    idle_power_w: float = Field(gt=0, le=ABSURD_POWER_W, description="P0 idle board power at a parked clock")
     dynamic_power_w: float | None = Field(
         default=None,
         gt=0,
+        le=ABSURD_POWER_W,
         description="dynamic power scale of the die at max clock, W (defaults to tdp_w - idle_power_w); "
         "boards that share a die and max clock share it, whatever their TDP",
     )
     interconnect: str = "pcie"
-    interconnect_bw_gbs: float = Field(gt=0, description="bidirectional GPU-to-GPU bandwidth, GB/s")
-    pcie_bw_gbs: float = Field(default=64.0, gt=0, description="bidirectional PCIe bandwidth, GB/s")
+    interconnect_bw_gbs: float = Field(gt=0, le=1e7, description="bidirectional GPU-to-GPU bandwidth, GB/s")
+    pcie_bw_gbs: float = Field(default=64.0, gt=0, le=1e7, description="bidirectional PCIe bandwidth, GB/s")
     idle_power_table: list[ClockPoint] = Field(default_factory=list, description="idle W vs locked SM clock")
     voltage_table: list[ClockPoint] = Field(default_factory=list, description="core mV vs locked SM clock")
     hypothetical: bool = Field(default=False, description="true for what-if parts not sold as such")

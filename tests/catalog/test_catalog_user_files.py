@@ -147,9 +147,13 @@ def test_invalid_field_names_file_entry_and_field(tmp_path: Path) -> None:
         ({"peak_tflops": {"fp32": 50, "bf16": 0}}, "peak_tflops.bf16: must be > 0"),
         ({"peak_tflops": {"fp32": 50, "bf16": -5}}, "peak_tflops.bf16: must be > 0"),
         ({"min_clock_mhz": 5000}, "min_clock_mhz > max_clock_mhz"),
-        ({"tensor_clock_mhz": 1e9}, "tensor_clock_mhz > max_clock_mhz"),
+        ({"tensor_clock_mhz": 5000}, "tensor_clock_mhz > max_clock_mhz"),
         ({"idle_power_w": 500}, "idle_power_w must be below tdp_w"),
         ({"voltage_table": [{"mhz": 210, "value": 0}, {"mhz": 1800, "value": 0}]}, "voltage_table"),
+        # finite but absurd: 1e300 GB/s gave an estimate of NaN energy
+        ({"memory_bw_gbs": 1e300}, "memory_bw_gbs: must be <= 1e+07"),
+        ({"sm_count": 10**12}, "sm_count: must be <= 100,000"),
+        ({"peak_tflops": {"fp32": 50, "bf16": 1e30}}, "peak_tflops.bf16: must be <= 1e+08"),
     ],
 )
 def test_gpu_entries_that_give_no_finite_estimate_are_rejected(

@@ -62,3 +62,19 @@ def test_inference_tensor_parallel_below_the_gpus_makes_the_rest_data_parallel()
     assert implied.energy_joules == explicit.energy_joules
     assert implied.layout["data_parallel"] == 2 and implied.layout["tensor_parallel"] == 2
     assert implied.duration_seconds < two.duration_seconds
+
+
+def test_a_gpu_figure_that_gives_no_finite_estimate_makes_the_row_infeasible_saying_so():
+    """A GPUSpec built in code skips the catalog's bounds: a bandwidth of 1e300 GB/s gives NaN DRAM power.
+    The row is infeasible with the reason, never ``feasible`` with null numbers."""
+    import math
+    import warnings
+
+    from energaizer.catalog import get_gpu
+
+    absurd = get_gpu("l4").model_copy(update={"id": "l4-absurd", "memory_bw_gbs": 1e300})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        (e,) = estimate(Workload(model="qwen2-1.5b", inference=SERVE), [absurd])
+    assert not e.feasible and math.isnan(e.energy_joules)
+    assert e.reason.startswith("no finite estimate") and "l4-absurd" in e.reason
