@@ -286,3 +286,12 @@ def test_schema_accepts_the_defaults() -> None:
     with helm.Chart.load(CHART) as chart:
         chart.validate_schema(chart.values)
         assert chart.values["operator"]["defaultMode"] == "steer"
+
+
+def test_without_leader_election_one_operator_runs_at_a_time(render) -> None:
+    """leaderElection off: every operator writes, so two must never run, not even during a rollout."""
+    deployment = one(render({"replicas": 1, "leaderElection": {"enabled": False}}), "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    with pytest.raises(Exception, match=r"replicas > 1 needs leaderElection"):
+        render({"leaderElection": {"enabled": False}})  # the default 2 replicas
