@@ -295,3 +295,32 @@ def test_without_leader_election_one_operator_runs_at_a_time(render) -> None:
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     with pytest.raises(Exception, match=r"replicas > 1 needs leaderElection"):
         render({"leaderElection": {"enabled": False}})  # the default 2 replicas
+
+
+@pytest.mark.parametrize(
+    ("name", "values"),
+    [("r" * 53, {}), ("energaizer", {"fullnameOverride": "f" * 63})],
+    ids=["release-name-53", "fullname-override-63"],
+)
+def test_long_names_stay_valid_and_distinct(render, name: str, values: dict[str, Any]) -> None:
+    """Helm allows 53-character release names and the schema 63-character fullnameOverrides: the metrics
+    Service stays a DNS label, and the extender's and scheduler's objects never take the operator's names."""
+    all_on = {"scheduler": {"enabled": True}, "serviceMonitor": {"enabled": True}}
+    objects = render(values | all_on, name=name)
+    keys = [(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objects]
+    assert len(keys) == len(set(keys)), "two objects with one name"
+    for obj in objects:
+        if not obj["apiVersion"].startswith("monitoring.coreos.com/"):
+            kubernetes_validate.validate(obj, KUBE_VERSIONS[-1], strict=True)
+    services = {
+        s["metadata"]["labels"]["app.kubernetes.io/component"]: s for s in by_kind(objects, "Service")
+    }
+    assert services["operator"]["metadata"]["name"].endswith("-metrics")
+    assert all(len(s["metadata"]["name"]) <= 63 for s in services.values()), "a Service name is a DNS label"
+    (scheduler_config,) = [
+        o for o in by_kind(objects, "ConfigMap") if o["metadata"]["name"].endswith("-config")
+    ]
+    extender = yaml.safe_load(scheduler_config["data"]["config.yaml"])["extenders"][0]
+    assert extender["urlPrefix"].startswith(
+        f"http://{services['extender']['metadata']['name']}.energaizer-system."
+    )

@@ -17,6 +17,16 @@
 {{- end }}
 {{- end }}
 
+{{/*
+"<fullname>-<suffix>" in at most 63 characters (a Service name is a DNS label): the full name is shortened,
+never the suffix, so the metrics Service, the extender and the scheduler keep names distinct from the
+operator's objects. Call with (dict "root" . "suffix" "metrics").
+*/}}
+{{- define "energaizer.suffixedName" -}}
+{{- $base := include "energaizer.fullname" .root | trunc (int (sub 62 (len .suffix))) | trimSuffix "-" }}
+{{- printf "%s-%s" $base .suffix }}
+{{- end }}
+
 {{- define "energaizer.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}

@@ -1,10 +1,10 @@
 {{/* Names and labels of the optional extender and second scheduler (extender.yaml, scheduler.yaml). */}}
 {{- define "energaizer.extenderName" -}}
-{{- printf "%s-extender" (include "energaizer.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- include "energaizer.suffixedName" (dict "root" . "suffix" "extender") }}
 {{- end }}
 
 {{- define "energaizer.schedulerFullname" -}}
-{{- printf "%s-scheduler" (include "energaizer.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- include "energaizer.suffixedName" (dict "root" . "suffix" "scheduler") }}
 {{- end }}
 
 {{- define "energaizer.componentSelectorLabels" -}}
