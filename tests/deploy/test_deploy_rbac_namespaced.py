@@ -73,3 +73,17 @@ def test_servicemonitor_selector_labels(render, values: dict[str, Any], labels: 
 def test_prometheus_release_is_validated_by_the_schema(render) -> None:
     with pytest.raises(Exception, match=r"prometheusRelease|pattern|schema"):
         render({"serviceMonitor": {"enabled": True, "prometheusRelease": "not a name!"}})
+
+
+def test_servicemonitor_timeout_never_exceeds_the_interval(render) -> None:
+    """The Prometheus Operator skips a ServiceMonitor whose scrapeTimeout exceeds its interval: refused at
+    render, naming both values, instead of a monitor that silently scrapes nothing."""
+    monitor = one(
+        render({"serviceMonitor": {"enabled": True, "interval": "1m", "scrapeTimeout": "60s"}}),
+        "ServiceMonitor",
+    )
+    assert monitor["spec"]["endpoints"][0]["scrapeTimeout"] == "60s"
+    with pytest.raises(
+        Exception, match=r"scrapeTimeout \(10s\) must not exceed serviceMonitor.interval \(5s\)"
+    ):
+        render({"serviceMonitor": {"enabled": True, "interval": "5s"}})  # the default scrapeTimeout: 10s

@@ -27,6 +27,16 @@ operator's objects. Call with (dict "root" . "suffix" "metrics").
 {{- printf "%s-%s" $base .suffix }}
 {{- end }}
 
+{{/* A duration of the schema's form ("1m30s", "500ms") in milliseconds. */}}
+{{- define "energaizer.durationMs" -}}
+{{- $units := dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000 }}
+{{- $total := 0 }}
+{{- range regexFindAll "[0-9]+(ms|s|m|h)" . -1 }}
+{{- $total = add $total (mul (atoi (regexFind "^[0-9]+" .)) (get $units (regexReplaceAll "^[0-9]+" . ""))) }}
+{{- end }}
+{{- $total }}
+{{- end }}
+
 {{- define "energaizer.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
