@@ -259,3 +259,14 @@ def test_documented_examples_are_valid(render) -> None:
     policy = kinds["ClusterPolicy"]["spec"]["rules"][0]
     gate = policy["mutate"]["patchStrategicMerge"]["metadata"]["annotations"]
     assert gate == {f"+({GATE_ANNOTATION})": GATE_NAME}
+
+
+def test_pull_secrets_reach_every_pod(render) -> None:
+    """A private mirror of kube-scheduler (scheduler.image.repository) needs imagePullSecrets as much as the
+    energaizer image does."""
+    values = ON | {"imagePullSecrets": [{"name": "regcred"}]}
+    deployments = by_kind(render(values), "Deployment")
+    assert len(deployments) == 3
+    for deployment in deployments:
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod.get("imagePullSecrets") == [{"name": "regcred"}], deployment["metadata"]["name"]
