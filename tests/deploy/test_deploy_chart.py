@@ -324,3 +324,11 @@ def test_long_names_stay_valid_and_distinct(render, name: str, values: dict[str,
     assert extender["urlPrefix"].startswith(
         f"http://{services['extender']['metadata']['name']}.energaizer-system."
     )
+
+
+def test_metrics_and_health_ports_must_differ(render) -> None:
+    """The operator opens one listener per port: equal ports would stop it at start-up (address in use)."""
+    container = _container(render({"metrics": {"port": 9090}, "health": {"port": 9091}}))
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": 9090, "health": 9091}
+    with pytest.raises(Exception, match=r"metrics.port and health.port must differ \(both 8081\)"):
+        render({"metrics": {"port": 8081}})
