@@ -62,15 +62,16 @@ async def startup(
     # watch event): only warnings. The operator's own Events are posted by reporting.report.
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300  # reconnect watches now and then (kopf default: never)
-    if cfg.metrics_port:
-        state.metrics_server = state.metrics.serve(cfg.metrics_port)
+    if cfg.leader_election:  # elected from the start: a standby keeps its indices warm meanwhile
+        state.election = LeaderElection(cfg)
+        state.tasks.append(asyncio.get_running_loop().create_task(state.election.run(), name="election"))
+    if cfg.metrics_port:  # a standby leaves out the gauges the leader exports (Metrics.MIRRORED)
+        leading = state.is_leader if state.election is not None else None
+        state.metrics_server = state.metrics.serve(cfg.metrics_port, leading=leading)
     if cfg.health_port:
         state.health = HealthServer(cfg.health_port, lambda: state.failed).start()
         # tracked, so that cleanup cancels it: kopf waits 5 s on exit for any task still running
         state.tasks.append(asyncio.get_running_loop().create_task(_heartbeat(state.health), name="heartbeat"))
-    if cfg.leader_election:  # elected from the start: a standby keeps its indices warm meanwhile
-        state.election = LeaderElection(cfg)
-        state.tasks.append(asyncio.get_running_loop().create_task(state.election.run(), name="election"))
     indices = Indices(aijobs=aijob_records, nodes=gpu_nodes, pods=gpu_pods, jobs=steered_jobs)
     state.estimator = EstimateLoop(cfg, state.metrics, indices, is_leader=state.is_leader)
     state.placer = Placer(cfg, state.metrics, indices, is_leader=state.is_leader)

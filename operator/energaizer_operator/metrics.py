@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from energaizer_operator.models import PHASES
 
@@ -137,8 +137,26 @@ class Metrics:
         for phase in PHASES:
             self.aijobs.labels(phase=phase).set(0)
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> Any:
-        server, _thread = start_http_server(port, addr=addr, registry=self.registry)
+    # Gauges every replica mirrors from the API (its indices): exported by the leader only, so that two
+    # replicas scraped by one ServiceMonitor do not give every AIJob's series twice (a sum doubled, a join
+    # on energaizer_placement_info "many-to-many"). Counters and histograms count what this process did.
+    MIRRORED = (
+        "energaizer_predicted_energy_joules",
+        "energaizer_predicted_duration_seconds",
+        "energaizer_predicted_power_watts",
+        "energaizer_placement_info",
+        "energaizer_predicted_savings_joules",
+        "energaizer_aijobs",
+        "energaizer_free_gpus",
+        "energaizer_unknown_gpu_nodes",
+        "energaizer_measured_energy_joules",
+    )
+
+    def serve(self, port: int, addr: str = "0.0.0.0", leading: Callable[[], bool] | None = None) -> Any:
+        """Serve ``/metrics``; with ``leading`` (leader election), a standby leaves out :attr:`MIRRORED`
+        and says so in ``energaizer_leader`` (0; 1 on the leader)."""
+        registry: Any = self.registry if leading is None else _LeaderView(self.registry, leading)
+        server, _thread = start_http_server(port, addr=addr, registry=registry)
         return server
 
     def set_estimates(self, namespace: str, name: str, estimates: Iterable[Mapping[str, Any]]) -> None:
@@ -238,3 +256,30 @@ class Metrics:
     def _try_remove(metric: Any, *labels: str) -> None:
         with contextlib.suppress(KeyError):
             metric.remove(*labels)
+
+
+class _LeaderView:
+    """What ``/metrics`` exposes of a registry under leader election: everything on the leader, all but
+    the mirrored gauges on a standby, and ``energaizer_leader`` (extension) on both."""
+
+    def __init__(self, registry: CollectorRegistry, leading: Callable[[], bool], names: Any = None) -> None:
+        self._registry = registry
+        self._leading = leading
+        self._names = names  # a scrape's name[] selection (restricted_registry)
+
+    def collect(self) -> Iterable[Metric]:
+        leading = self._leading()
+        source = self._registry if self._names is None else self._registry.restricted_registry(self._names)
+        for family in source.collect():
+            if leading or family.name not in Metrics.MIRRORED:
+                yield family
+        if self._names is None or "energaizer_leader" in self._names:
+            family = GaugeMetricFamily(
+                "energaizer_leader",
+                "1 on the replica that holds the leader Lease and exports the AIJob gauges",
+            )
+            family.add_metric([], 1.0 if leading else 0.0)
+            yield family
+
+    def restricted_registry(self, names: Any) -> _LeaderView:
+        return _LeaderView(self._registry, self._leading, list(names))

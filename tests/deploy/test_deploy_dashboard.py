@@ -168,10 +168,8 @@ def _poll(
         time.sleep(0.25)
 
 
-@pytest.fixture(scope="module")
-def metrics() -> Iterator[tuple[Metrics, int]]:
-    """The operator's metrics, filled through its public API as its handlers do."""
-    m = Metrics()
+def _mirror(m: Metrics) -> Metrics:
+    """The gauges every replica sets from its indices (the AIJobs' status, the nodes)."""
     for (namespace, name), (placed, energy) in JOBS.items():
         m.set_estimates(
             namespace,
@@ -197,15 +195,25 @@ def metrics() -> Iterator[tuple[Metrics, int]]:
             ],
         )
         m.set_placement(namespace, name, placed, max(energy.values()) - energy[placed])
-        m.count_placement(placed, energy[placed], max(energy.values()) - energy[placed])
     for (namespace, name), joules in MEASURED.items():
-        placed, energy = JOBS[(namespace, name)]
-        m.set_measured(namespace, name, placed, joules)
-        m.prediction_error_ratio.labels(gpu_type=placed).observe(joules / energy[placed])
+        m.set_measured(namespace, name, JOBS[(namespace, name)][0], joules)
     m.set_phase_counts({"Placed": 2, "Running": 1})
     m.set_inventory({"h100-sxm": 6, "l40s": 2, "a100-sxm4-80gb": 0}, [])
+    return m
+
+
+@pytest.fixture(scope="module")
+def metrics() -> Iterator[tuple[Metrics, int]]:
+    """The leader's metrics, filled through its public API as its handlers do: the mirrored gauges, and
+    the counters and histograms of what it decided and measured."""
+    m = _mirror(Metrics())
+    for placed, energy in JOBS.values():
+        m.count_placement(placed, energy[placed], max(energy.values()) - energy[placed])
+    for job, joules in MEASURED.items():
+        placed, energy = JOBS[job]
+        m.prediction_error_ratio.labels(gpu_type=placed).observe(joules / energy[placed])
     port = _free_port()
-    server = m.serve(port, addr="127.0.0.1")
+    server = m.serve(port, addr="127.0.0.1", leading=lambda: True)
     try:
         yield m, port
     finally:
@@ -213,7 +221,21 @@ def metrics() -> Iterator[tuple[Metrics, int]]:
 
 
 @pytest.fixture(scope="module")
-def prometheus(metrics: tuple[Metrics, int], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def standby_port() -> Iterator[int]:
+    """A standby replica (the chart runs 2 under leader election) mirrors the same AIJobs from its own
+    indices and decides nothing; one ServiceMonitor scrapes both."""
+    port = _free_port()
+    server = _mirror(Metrics()).serve(port, addr="127.0.0.1", leading=lambda: False)
+    try:
+        yield port
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    metrics: tuple[Metrics, int], standby_port: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     assert PROMETHEUS is not None
     _, metrics_port = metrics
     work: Path = tmp_path_factory.mktemp("prometheus")
@@ -221,7 +243,7 @@ def prometheus(metrics: tuple[Metrics, int], tmp_path_factory: pytest.TempPathFa
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "scrape_configs:\n"
         "  - job_name: energaizer\n"
-        f"    static_configs: [{{targets: ['127.0.0.1:{metrics_port}']}}]\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{metrics_port}', '127.0.0.1:{standby_port}']}}]\n"
     )
     port = _free_port()
     log = (work / "prometheus.log").open("w")

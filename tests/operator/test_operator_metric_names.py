@@ -88,3 +88,58 @@ def test_counters_count_decisions_not_watch_events() -> None:
         is None
     )
     assert m.registry.get_sample_value("energaizer_placements_total", {"gpu_type": "l4"}) == 2
+
+
+def test_a_standby_replica_leaves_the_mirrored_gauges_to_the_leader() -> None:
+    """Every replica mirrors the AIJobs' gauges from its indices; two replicas behind one ServiceMonitor
+    gave each series twice (the dashboard's sums doubled, its joins on placement_info many-to-many). Under
+    leader election a standby serves the counters and histograms it has, not the mirrored gauges, and
+    ``energaizer_leader`` says which it is; a ``name[]`` selection is filtered the same way."""
+    import socket
+    import urllib.request
+
+    m = Metrics()
+    m.set_estimates(
+        "ns",
+        "a",
+        [
+            {
+                "feasible": True,
+                "gpuType": "l4",
+                "energyJoules": 9.0,
+                "durationSeconds": 2.0,
+                "averagePowerWatts": 4.5,
+            }
+        ],
+    )
+    m.set_placement("ns", "a", "l4", 3.0)
+    m.set_inventory({"l4": 2}, [])
+    m.estimation_seconds.observe(0.01)
+    leading = [False]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = m.serve(port, addr="127.0.0.1", leading=lambda: leading[0])
+    try:
+
+        def scrape(query: str = "") -> dict[str, list[float]]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics{query}", timeout=10) as r:
+                text = r.read().decode()
+            return {f.name: [s.value for s in f.samples] for f in text_string_to_metric_families(text)}
+
+        standby = scrape()
+        assert not set(Metrics.MIRRORED) & set(standby)
+        assert standby["energaizer_leader"] == [0.0] and "energaizer_estimation_seconds" in standby
+        leading[0] = True
+        leader = scrape()
+        assert set(Metrics.MIRRORED) - {
+            "energaizer_measured_energy_joules",
+            "energaizer_unknown_gpu_nodes",
+        } <= set(leader)
+        assert leader["energaizer_leader"] == [1.0] and leader["energaizer_placement_info"] == [1.0]
+        leading[0] = False
+        assert scrape("?name[]=energaizer_free_gpus") == {}
+        assert scrape("?name[]=energaizer_leader") == {"energaizer_leader": [0.0]}
+    finally:
+        server.shutdown()
+    assert "energaizer_leader" not in _families()  # without leader election: one operator, no such gauge
