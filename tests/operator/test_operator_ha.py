@@ -45,13 +45,19 @@ async def test_standby_takes_over_after_the_leader_is_killed(cluster, operator_f
     assert (
         "placement batch" not in second.log() and "estimated" not in second.log()
     )  # the standby wrote nothing
-    # ... but keeps its indices warm and its metrics current.
-    await wait_for(lambda: placed_gauge(scrape(second.metrics_port)) >= 5, timeout=90)
-    await wait_for(lambda: "energaizer_predicted_energy_joules{" in scrape(second.metrics_port), timeout=90)
+    # ... and leaves the AIJob gauges to the leader (one ServiceMonitor scrapes both: no series twice)
+    await wait_for(lambda: placed_gauge(scrape(first.metrics_port)) >= 5, timeout=90)
+    standby = scrape(second.metrics_port)
+    assert "energaizer_leader 0.0" in standby and "energaizer_aijobs{" not in standby
+    assert "energaizer_predicted_energy_joules{" not in standby
     await first.stop(signal.SIGKILL)
     for body in bodies[80:]:
         await c.create(body)
     await wait_for(lambda: (h := holder(c)) and h.endswith(f"-{second.proc.pid}"), timeout=60)
+    # its indices were warm: as leader it exports the AIJobs placed before it took over
+    await wait_for(lambda: "energaizer_leader 1.0" in scrape(second.metrics_port), timeout=60)
+    await wait_for(lambda: placed_gauge(scrape(second.metrics_port)) >= 5, timeout=90)
+    assert "energaizer_predicted_energy_joules{" in scrape(second.metrics_port)
     await wait_for(lambda: all(c.phase(n) in SETTLED for n in names), timeout=120, interval=0.5)
 
     assert_settled_consistently(c, names, [first.log(), second.log()])
