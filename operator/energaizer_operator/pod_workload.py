@@ -35,7 +35,9 @@ def parse_workload(text: str) -> WorkloadSpec:
     naming the annotation and the field."""
     try:
         data = json.loads(text, parse_constant=_not_a_json_number)
-    except (json.JSONDecodeError, TypeError) as exc:
+    except InvalidInputError:
+        raise
+    except (ValueError, TypeError) as exc:  # ValueError: also an integer of more than 4,300 digits
         raise InvalidInputError(ANNOTATION_WORKLOAD, f"not JSON: {exc}") from None
     except RecursionError:
         raise InvalidInputError(ANNOTATION_WORKLOAD, "not JSON: nested too deeply") from None

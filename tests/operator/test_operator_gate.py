@@ -267,3 +267,16 @@ async def test_rejected_steering_patch_releases_the_job(gpu_cluster, operator_fa
     await wait_for(
         lambda: any(e.get("reason") == "SteeringRejected" for e in c.events("refused")), timeout=20
     )
+
+
+async def test_workload_with_an_over_long_integer_is_released(gpu_cluster, operator_factory):
+    """Python's json refuses integers of more than 4,300 digits with a plain ValueError (not a
+    JSONDecodeError); the API server stores such an annotation. It must not crash the handler and leave
+    the Job gated for good."""
+    c = gpu_cluster
+    await operator_factory()
+    digits = '{"model": "llama-3.1-8b", "inference": {"requests": ' + "1" * 5000 + "}}"
+    await c.post(JOBS_URL, gated_job("digits", workload=digits))
+    await wait_for(lambda: released(c, "digits"), timeout=30)
+    assert "energaizer.io/gpu-type" not in c.jobs()["digits"]["metadata"]["annotations"]
+    await wait_for(lambda: any(e.get("reason") == "InvalidWorkload" for e in c.events("digits")), timeout=20)
