@@ -118,6 +118,42 @@ def _prefer(pod_spec: dict[str, Any], label: str, products: Sequence[str]) -> No
     node_affinity["preferredDuringSchedulingIgnoredDuringExecution"] = preferred
 
 
+def _accepts(expression: Mapping[str, Any], product: str) -> bool:
+    """Whether a node whose ``label`` is ``product`` meets one NodeSelectorRequirement on that label."""
+    op, values = expression.get("operator"), list(expression.get("values") or [])
+    if op == "In":
+        return product in values
+    if op == "NotIn":
+        return product not in values
+    if op == "Exists":
+        return True
+    if op in ("Gt", "Lt") and len(values) == 1:
+        try:
+            number, bound = int(product), int(values[0])
+        except ValueError:
+            return False
+        return number > bound if op == "Gt" else number < bound
+    return False  # DoesNotExist, or an operator the scheduler would not match either
+
+
+def template_admits(pod_spec: Mapping[str, Any], label: str, product: str) -> bool:
+    """Whether the pod template's own ``nodeSelector`` and required node affinity let it run on a node
+    whose ``label`` is ``product``, in every one of its terms (the steering affinity replaces the
+    template's expressions on ``label`` in each term, so it may only narrow them)."""
+    selector = pod_spec.get("nodeSelector") or {}
+    if label in selector and selector[label] != product:
+        return False
+    required = ((pod_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    return all(
+        _accepts(e, product)
+        for term in required.get("nodeSelectorTerms") or []
+        for e in (term or {}).get("matchExpressions") or []
+        if e.get("key") == label
+    )
+
+
 def within_slack(energy_joules: Mapping[str, float], slack: float) -> list[str]:
     """GPU types whose energy is at most ``(1 + slack)`` times the least, least energy first."""
     if not energy_joules:
@@ -145,6 +181,13 @@ def decide_gated_job(
     annotations = meta.get("annotations") or {}
     template = (job.get("spec") or {}).get("template") or {}
     release = {"metadata": {"annotations": _release(annotations)}}
+    # only the GPU products the template's own node constraints allow (the user's choice, never widened)
+    label = settings.gpu_product_label
+    admitted = {
+        t: [p for p in ps if template_admits(template.get("spec") or {}, label, p)]
+        for t, ps in products.items()
+    }
+    products = {t: ps for t, ps in admitted.items() if ps}
     try:
         workload = parse_workload(annotations.get(ANNOTATION_WORKLOAD, ""))
         gpus = pod_gpus(template.get("spec") or {}, settings.gpu_resource)
@@ -164,7 +207,11 @@ def decide_gated_job(
         return GateDecision(release, "InvalidWorkload", message[:1000], warning=True)
     feasible = sorted((e for e in estimates if e.feasible), key=lambda e: e.energy_joules)
     if not feasible:
-        why = "; ".join(f"{e.gpu_type}: {e.reason}" for e in estimates) or "no GPU nodes of a known type"
+        why = "; ".join(f"{e.gpu_type}: {e.reason}" for e in estimates) or (
+            "the pod template's nodeSelector/node affinity admits none of the GPU products present"
+            if admitted
+            else "no GPU nodes of a known type"
+        )
         message = f"no GPU type present can run it ({why}); released unchanged"
         return GateDecision(release, "NoFeasibleGpuType", message[:1000], warning=True, estimates=estimates)
     best = feasible[0]
@@ -172,7 +219,7 @@ def decide_gated_job(
     allowed = [by_type[t] for t in within_slack({e.gpu_type: e.energy_joules for e in feasible}, slack)]
     allowed_products = sorted({p for e in allowed for p in products[e.gpu_type]})
     pod_spec = copy.deepcopy(template.get("spec") or {})
-    energy_affinity(pod_spec, settings.gpu_product_label, allowed_products, products[best.gpu_type])
+    energy_affinity(pod_spec, label, allowed_products, products[best.gpu_type])
     advice = advise(spec, best.gpu_type, settings.profile)
     written = {
         **contract_annotations(best.gpu_type, best.energy_joules, best.duration_seconds),

@@ -280,3 +280,45 @@ async def test_workload_with_an_over_long_integer_is_released(gpu_cluster, opera
     await wait_for(lambda: released(c, "digits"), timeout=30)
     assert "energaizer.io/gpu-type" not in c.jobs()["digits"]["metadata"]["annotations"]
     await wait_for(lambda: any(e.get("reason") == "InvalidWorkload" for e in c.events("digits")), timeout=20)
+
+
+def test_the_templates_own_gpu_product_constraints_are_narrowed_never_widened() -> None:
+    """A template that requires some GPU products (nodeSelector or required affinity on the product label)
+    keeps that choice: the steering affinity replaces its expressions on the label, so it must allow only
+    products they allow (it allowed H100 where the user had excluded it, and with a nodeSelector on L4 it
+    required A100/H100: a Job no node, and no Kueue flavor, could take)."""
+    from energaizer_operator.gate import decide_gated_job
+    from energaizer_operator.settings import OperatorSettings
+
+    products = {t: [p] for t, p in PRODUCTS.items()}
+    settings = OperatorSettings()
+    energy = estimates(work(), 1, 1)
+    assert min(energy, key=energy.get) == "h100-sxm"  # the user's exclusion below matters
+
+    def required_products(decision) -> list[list[str]]:
+        terms = decision.patch["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        ]["nodeSelectorTerms"]
+        return [next(e["values"] for e in t["matchExpressions"] if e["key"] == LABEL) for t in terms]
+
+    job = gated_job("j", workload=work(), extra={"energaizer.io/energy-slack": "10"})
+    (term,) = job["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"]
+    term["matchExpressions"].append({"key": LABEL, "operator": "NotIn", "values": [PRODUCTS["h100-sxm"]]})
+    decision = decide_gated_job(job, products, settings)
+    assert decision.reason == "Steered"
+    assert required_products(decision) == [sorted([PRODUCTS["a100-sxm4-80gb"], PRODUCTS["l4"]])]
+    assert decision.patch["metadata"]["annotations"]["energaizer.io/gpu-type"] == "a100-sxm4-80gb"
+
+    job = gated_job("j", workload=work())
+    job["spec"]["template"]["spec"]["nodeSelector"] = {LABEL: PRODUCTS["l4"]}
+    decision = decide_gated_job(job, products, settings)
+    assert decision.reason == "Steered"
+    assert required_products(decision) == [[PRODUCTS["l4"]]]
+    assert decision.patch["metadata"]["annotations"]["energaizer.io/gpu-types"] == "l4"
+
+    job["spec"]["template"]["spec"]["nodeSelector"] = {LABEL: "ACME-X1000"}  # no type energaizer knows
+    decision = decide_gated_job(job, products, settings)
+    assert decision.reason == "NoFeasibleGpuType" and "spec" not in decision.patch
+    assert "admits none of the GPU products present" in decision.message
