@@ -334,6 +334,9 @@ class Placer(IndexLoop):
             try:
                 await asyncio.to_thread(kube.create_job, rec.namespace, body)
             except kube.ApiException as exc:
+                if exc.status == 422:  # invalid (e.g. a name too long for the job-name label): final
+                    await self._rejected(rec, exc)
+                    return
                 if exc.status != 409:
                     raise
                 existing = await asyncio.to_thread(kube.read_job, rec.namespace, rec.name)
@@ -446,6 +449,20 @@ class Placer(IndexLoop):
             Condition("Placed", True, "Placed", message),
             Event("Placed", message),
             placement=placement,
+        )
+
+    async def _rejected(self, rec: AIJobRecord, exc: kube.ApiException) -> None:
+        """The API refused the Job as invalid: the same Job would be refused at every batch."""
+        try:
+            detail = str(json.loads(exc.body or "{}").get("message") or "")
+        except (ValueError, AttributeError):
+            detail = ""
+        message = f"the API server refused the Job {rec.name}: {detail or exc.reason or exc.status}"
+        await report(
+            rec,
+            Phase.FAILED,
+            Condition("Placed", False, "JobRejected", message),
+            Event("JobRejected", message, warning=True),
         )
 
     async def _conflict(self, rec: AIJobRecord) -> None:

@@ -8,7 +8,9 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from typing import ClassVar
 
+import aiohttp.web
 import pytest
 from kmock_support import RealisticEmulator
 from operator_testkit import AIJOBS_URL, aijob, wait_for
@@ -71,3 +73,48 @@ async def test_infeasible_types_are_null_and_healthz_answers(gpu_cluster, operat
         await asyncio.to_thread(urllib.request.urlopen, f"http://127.0.0.1:{op.health_port}/nope", timeout=10)
     assert "NaN" not in op.log() and "inconsistencies" not in op.log()
     assert await op.stop() == 0
+
+
+class JobValidatingEmulator(RealisticEmulator):
+    """As a real API server: a Job whose name is not a valid label value (the Job controller labels its
+    pods ``batch.kubernetes.io/job-name: <name>``) is refused with 422 Invalid."""
+
+    refused: ClassVar[list[str]] = []  # the names refused, for the test to count
+
+    async def _handle(self, request):
+        data = request.data if isinstance(request.data, dict) else {}
+        name = (data.get("metadata") or {}).get("name") or ""
+        if (
+            str(request.method).upper().endswith("POST")
+            and request.url.path.endswith("/jobs")
+            and len(name) > 63
+        ):
+            JobValidatingEmulator.refused.append(name)
+            message = (
+                f'Job.batch "{name}" is invalid: spec.template.labels: must be no more than 63 characters'
+            )
+            return aiohttp.web.json_response(
+                {"kind": "Status", "status": "Failure", "message": message, "reason": "Invalid", "code": 422},
+                status=422,
+            )
+        return await super()._handle(request)
+
+
+@pytest.mark.kmock(cls=JobValidatingEmulator)
+async def test_a_job_the_api_refuses_fails_the_aijob_instead_of_retrying_forever(
+    gpu_cluster, operator_factory
+):
+    """An AIJob name of 64+ characters (valid for the AIJob, not for its Job): steering cannot create the
+    Job, and trying again every batch cannot help. The AIJob fails with the API's reason; others go on."""
+    c = gpu_cluster
+    JobValidatingEmulator.refused.clear()
+    await operator_factory()
+    long_name = "a" * 70
+    await c.create(aijob(long_name))
+    await wait_for(lambda: c.phase(long_name) == "Failed", timeout=30)
+    (placed,) = [x for x in c.aijob(long_name)["status"]["conditions"] if x["type"] == "Placed"]
+    assert placed["reason"] == "JobRejected" and "63 characters" in placed["message"]
+    await c.create(aijob("b" * 63))
+    await wait_for(lambda: c.phase("b" * 63) == "Placed", timeout=30)
+    await asyncio.sleep(2)
+    assert JobValidatingEmulator.refused == [long_name]
