@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+import urllib3
 from pydantic import ValidationError
 
 from energaizer.errors import InvalidInputError
@@ -282,17 +283,19 @@ async def steer_gated_job(
         patch["metadata"]["resourceVersion"] = (job.get("metadata") or {}).get("resourceVersion")
         try:
             await asyncio.to_thread(kube.patch_job, namespace, name, patch)
-        except kube.ApiException as exc:
-            if exc.status == 404:
+        except (kube.ApiException, urllib3.exceptions.HTTPError) as exc:  # HTTPError: no answer at all
+            status = getattr(exc, "status", None)
+            if status == 404:
                 return
-            if exc.status == 422 and "spec" in decision.patch:
+            if status == 422 and "spec" in decision.patch:
                 rejected = str(exc.reason or exc.status)[:300]
-            logger.warning("gated Job %s/%s: patch failed (%s); retrying", namespace, name, exc.status)
+            why = status or type(exc).__name__
+            logger.warning("gated Job %s/%s: patch failed (%s); retrying", namespace, name, why)
             await asyncio.sleep(min(8.0, 0.5 * 2**attempt))
             try:
                 job = await asyncio.to_thread(kube.read_job, namespace, name)
-            except kube.ApiException as read_exc:
-                if read_exc.status == 404:
+            except (kube.ApiException, urllib3.exceptions.HTTPError) as read_exc:
+                if getattr(read_exc, "status", None) == 404:
                     return
             continue
         # kopf.event, not kopf.info: the operator posts only WARNING-level log lines as Events

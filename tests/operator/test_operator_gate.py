@@ -322,3 +322,31 @@ def test_the_templates_own_gpu_product_constraints_are_narrowed_never_widened() 
     decision = decide_gated_job(job, products, settings)
     assert decision.reason == "NoFeasibleGpuType" and "spec" not in decision.patch
     assert "admits none of the GPU products present" in decision.message
+
+
+class DroppingEmulator(RealisticEmulator):
+    """Like an API server that restarts: the first PATCH of the Job named ``dropped`` loses its connection
+    (the client gets no HTTP status at all, not an ApiException)."""
+
+    dropped = 0
+
+    async def __call__(self, raw_request):
+        if raw_request.method == "PATCH" and raw_request.path.endswith("/jobs/dropped") and not self.dropped:
+            self.dropped += 1
+            await raw_request.read()
+            raw_request.transport.close()
+            return aiohttp.web.Response(status=500)
+        return await super().__call__(raw_request)
+
+
+@pytest.mark.kmock(cls=DroppingEmulator)
+async def test_a_lost_connection_is_retried_like_other_api_errors(gpu_cluster, operator_factory):
+    """A patch that fails below HTTP (connection reset while the API server restarts) is retried: the
+    handler died on it, and with no further event on the Job (kopf re-lists only on a new watch) the Job
+    stayed gated."""
+    c = gpu_cluster
+    await operator_factory()
+    await c.post(JOBS_URL, gated_job("dropped", workload=work()))
+    await wait_for(lambda: released(c, "dropped"), timeout=30)
+    assert c.k8s.dropped == 1
+    assert "energaizer.io/gpu-type" in c.jobs()["dropped"]["metadata"]["annotations"]
