@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from energaizer_operator import ANNOTATION_GPU_TYPE, ANNOTATION_GPUS, API_VERSION, KIND
@@ -83,17 +84,45 @@ def resolve_gpu_type(product: str, mapping: Mapping[str, str]) -> tuple[str | No
     return gpu_id, ""
 
 
+# Kubernetes quantity suffixes (resource.Quantity): binary, decimal SI and milli
+_QUANTITY_SUFFIXES = {
+    "Ki": Decimal(2**10),
+    "Mi": Decimal(2**20),
+    "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40),
+    "Pi": Decimal(2**50),
+    "Ei": Decimal(2**60),
+    "m": Decimal("0.001"),
+    "k": Decimal(10**3),
+    "M": Decimal(10**6),
+    "G": Decimal(10**9),
+    "T": Decimal(10**12),
+    "P": Decimal(10**15),
+    "E": Decimal(10**18),
+}
+MAX_GPUS_PER_OBJECT = 1_000_000  # more than any node or pod has: a larger quantity is clipped here
+
+
 def parse_quantity(value: Any) -> int:
-    """An integer resource quantity (GPUs are whole numbers): ``"4"``, ``4``, ``"4000m"``."""
-    if value is None:
+    """An integer resource quantity (GPUs are whole numbers, rounded down): ``"4"``, ``4``, ``"4000m"``,
+    ``"2k"``, ``"1e3"``; 0 for what is not a quantity, at most :data:`MAX_GPUS_PER_OBJECT` (a count that
+    large is no GPU count, and the placement's arithmetic must stay finite)."""
+    if value is None or isinstance(value, bool):
         return 0
     text = str(value).strip()
+    scale = Decimal(1)
+    for suffix in ("Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "m", "k", "M", "G", "T", "P", "E"):
+        # "1E" is exa, "1E3" a thousand (an exponent, not a suffix)
+        if text.endswith(suffix) and len(text) > len(suffix):
+            text, scale = text[: -len(suffix)], _QUANTITY_SUFFIXES[suffix]
+            break
     try:
-        if text.endswith("m"):
-            return int(float(text[:-1]) / 1000)
-        return int(float(text))
-    except ValueError:
+        number = Decimal(text) * scale
+    except (InvalidOperation, ValueError):
         return 0
+    if not number.is_finite() or number <= 0:
+        return 0
+    return int(min(number, Decimal(MAX_GPUS_PER_OBJECT)))
 
 
 def _node_ready(status: Mapping[str, Any]) -> bool:

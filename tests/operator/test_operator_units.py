@@ -394,3 +394,29 @@ def test_a_custom_architecture_takes_camel_case_as_the_rest_of_the_spec():
     assert {"kv_heads", "kvHeads", "moe_experts", "moeExperts"} <= set(arch)
     assert arch["kvHeads"]["type"] == arch["kv_heads"]["type"] == "integer"
     assert {"image_size", "imageSize"} <= set(arch["cnn"]["properties"])
+
+
+@pytest.mark.parametrize(
+    ("quantity", "gpus"),
+    [
+        ("4", 4),
+        (8, 8),
+        ("4000m", 4),
+        ("2k", 2000),
+        ("1Ki", 1024),
+        ("1e3", 1000),
+        ("1.5", 1),
+        ("-1", 0),
+        ("inf", 0),
+        ("nan", 0),
+        ("1e309", 1_000_000),  # was OverflowError out of the pod/node index and the Kueue gate
+        ("abc", 0),
+        (None, 0),
+    ],
+)
+def test_gpu_quantities_read_as_kubernetes_quantities(quantity, gpus) -> None:
+    """resource.Quantity suffixes (k, Ki, m, exponents) are read, never a negative, infinite or crashing
+    count: a quantity that is not one is 0 GPUs, a huge one clipped."""
+    from energaizer_operator.inventory import parse_quantity
+
+    assert parse_quantity(quantity) == gpus
