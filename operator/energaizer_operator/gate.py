@@ -189,6 +189,9 @@ def decide_gated_job(
         for t, ps in products.items()
     }
     products = {t: ps for t, ps in admitted.items() if ps}
+    if ANNOTATION_WORKLOAD not in annotations:  # gated by a namespace-wide policy, say: nothing to estimate
+        message = f"no {ANNOTATION_WORKLOAD} annotation: not steered, released unchanged"
+        return GateDecision(release, "NoWorkload", message)
     try:
         workload = parse_workload(annotations.get(ANNOTATION_WORKLOAD, ""))
         gpus = pod_gpus(template.get("spec") or {}, settings.gpu_resource)
@@ -255,7 +258,7 @@ def _present_products(gpu_nodes: kopf.Index) -> dict[str, list[str]]:
     "batch",
     "v1",
     "jobs",
-    annotations={GATE_ANNOTATION: kopf.PRESENT, ANNOTATION_WORKLOAD: kopf.PRESENT},
+    annotations={GATE_ANNOTATION: kopf.PRESENT},
     when=lambda annotations, meta, **_: gated_by_us(annotations) and not created_by_energaizer(meta),
 )
 async def steer_gated_job(

@@ -195,13 +195,26 @@ async def test_jobs_not_gated_by_energaizer_are_left_alone(gpu_cluster, operator
     c = gpu_cluster
     await operator_factory()
     await c.post(JOBS_URL, gated_job("theirs", gates="example.com/other", workload=work()))
-    await c.post(JOBS_URL, gated_job("unstated", workload=None))
     await c.post(JOBS_URL, gated_job("aijob-made", workload=work(), labels={"energaizer.io/aijob": "x"}))
     await c.post(JOBS_URL, gated_job("marker", workload=work()))  # processed: proves the operator ran
     await wait_for(lambda: released(c, "marker"), timeout=60)
-    for name in ("theirs", "unstated", "aijob-made"):
+    for name in ("theirs", "aijob-made"):
         ann = c.jobs()[name]["metadata"]["annotations"]
         assert GATE in ann and "energaizer.io/gpu-type" not in ann, name
+
+
+async def test_a_job_gated_by_us_without_a_workload_is_released_unchanged(gpu_cluster, operator_factory):
+    """Gated by energaizer.io/placer (a namespace-wide policy adds the gate to every Job, CPU ones too) but
+    no energaizer.io/workload: nothing to estimate, and energaizer never holds a Job it cannot place (it
+    stayed gated for good)."""
+    c = gpu_cluster
+    await operator_factory()
+    body = gated_job("unstated", workload=None)
+    await c.post(JOBS_URL, body)
+    await wait_for(lambda: released(c, "unstated"), timeout=60)
+    job = c.jobs()["unstated"]
+    assert "energaizer.io/gpu-type" not in job["metadata"]["annotations"]
+    assert job["spec"]["template"] == body["spec"]["template"]  # not steered
 
 
 def test_decision_units() -> None:
