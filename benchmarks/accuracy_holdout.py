@@ -157,10 +157,14 @@ def leave_one_out(
             f"{f['predicted_ratio']:.2f}"
         )
     o = pooled.overall
+    ranking = (
+        f"ranking {pooled.ranking_concordance:.2f} of {pooled.ranking_pairs} pairs ({pooled.decisive_concordance:.2f} "
+        f"of the {pooled.decisive_pairs} decisive ones), best GPU {pooled.best_gpu_agreement:.2f}"
+        if pooled.ranking_pairs
+        else "ranking: no workload measured on two GPU types of one campaign in these groups"
+    )
     print(
-        f"{'pooled':22s} {o.rows:5d} {o.energy_mape:6.1f} {o.time_mape:6.1f} {o.power_mape:6.1f} | ranking "
-        f"{pooled.ranking_concordance:.2f} of {pooled.ranking_pairs} pairs ({pooled.decisive_concordance:.2f} of the "
-        f"{pooled.decisive_pairs} decisive ones), best GPU {pooled.best_gpu_agreement:.2f}"
+        f"{'pooled':22s} {o.rows:5d} {o.energy_mape:6.1f} {o.time_mape:6.1f} {o.power_mape:6.1f} | {ranking}"
     )
     return {
         "groups": table,
