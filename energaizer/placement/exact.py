@@ -3,8 +3,9 @@
 
 MILP variables are the usable (job, type) pairs only. Stage 1 maximises the placed weight
 (skipped when a heuristic already places every placeable job); stage 2 minimises total cost
-subject to placing at least that weight. Costs are divided by their largest finite value so that
-HiGHS sees numbers of order one.
+subject to placing at least that weight. Costs are divided by the mean of each job's cheapest cost
+(at least a billionth of the dearest pair) so that HiGHS, whose tolerances are absolute, sees a
+typical job's cost of order one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from scipy.optimize import Bounds, LinearConstraint, linear_sum_assignment, linp
 from scipy.sparse import coo_matrix, csr_matrix, vstack
 
 from energaizer.placement.problem import PlacementProblem
+
+SCALE_FLOOR = 1e-9  # the dearest pair is at most 1e9 after scaling
 
 
 @dataclass
@@ -31,7 +34,15 @@ class _Model:
 def _model(problem: PlacementProblem) -> _Model:
     jobs, types = np.nonzero(problem.usable())
     cost = problem.cost[jobs, types]
-    scale = float(cost.max()) if cost.size and cost.max() > 0 else 1.0
+    # HiGHS's tolerances are absolute: scale so that a typical job's cost, not the dearest pair, is
+    # of order one (the mean of each job's cheapest cost), else one huge cost that no job takes
+    # drowns every decision that matters; the floor keeps the dearest scaled cost at most 1e9
+    cheapest = np.full(problem.n_jobs, np.inf)
+    np.minimum.at(cheapest, jobs, cost)
+    cheapest = cheapest[np.isfinite(cheapest)]
+    typical = float(cheapest.mean()) if cheapest.size else 0.0
+    scale = max(typical, float(cost.max(initial=0.0)) * SCALE_FLOOR)
+    scale = scale if scale > 0 else 1.0
     k = jobs.size
     cols = np.arange(k)
     per_job = coo_matrix((np.ones(k), (jobs, cols)), shape=(problem.n_jobs, k)).tocsr()
