@@ -19,7 +19,8 @@ COUNTS = (
 BOUNDED_LABELS = {"namespace", "aijob", "gpu_type", "phase", "product"}
 
 
-def _families() -> dict[str, object]:
+def _filled() -> Metrics:
+    """An operator's metrics after one AIJob was estimated, placed and counted."""
     m = Metrics()
     m.set_estimates(
         "ns",
@@ -38,6 +39,11 @@ def _families() -> dict[str, object]:
     m.count_placement("l4", 9.0, 3.0)
     m.estimation_seconds.observe(0.01)
     m.set_inventory({"l4": 2}, ["Tesla-X"])
+    return m
+
+
+def _families() -> dict[str, object]:
+    m = _filled()
     text = generate_latest(m.registry).decode()
     # the text format shows each counter's and histogram's `_created` timestamp as a family of its own
     # the savings gauge and the savings counter share the family name (the counter's samples end in _total)
@@ -98,23 +104,7 @@ def test_a_standby_replica_leaves_the_mirrored_gauges_to_the_leader() -> None:
     import socket
     import urllib.request
 
-    m = Metrics()
-    m.set_estimates(
-        "ns",
-        "a",
-        [
-            {
-                "feasible": True,
-                "gpuType": "l4",
-                "energyJoules": 9.0,
-                "durationSeconds": 2.0,
-                "averagePowerWatts": 4.5,
-            }
-        ],
-    )
-    m.set_placement("ns", "a", "l4", 3.0)
-    m.set_inventory({"l4": 2}, [])
-    m.estimation_seconds.observe(0.01)
+    m = _filled()
     leading = [False]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
