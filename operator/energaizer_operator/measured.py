@@ -238,10 +238,38 @@ def uuids_selector(uuids: Iterable[str], metric: str = ENERGY_METRIC) -> str:
     return f'{metric}{{{LABEL_UUID}=~"{_escape(alternatives)}"}}'
 
 
+# A long job's raw samples come in pieces of at most this long (6 h: 1,440 samples of a 15 s scrape per
+# GPU), so that a week-long 64-GPU run is not one answer of millions of samples past the client's timeout
+MAX_RANGE_SECONDS = 6 * 3600
+
+
 def range_query(selector: str, start: float, end: float) -> tuple[str, float]:
     """(expression, evaluation time) returning every raw sample of ``selector`` in ``(start, end]``."""
     seconds = max(1, math.ceil(end - start))
     return f"{selector}[{seconds}s]", end
+
+
+def range_queries(selector: str, start: float, end: float) -> list[tuple[str, float]]:
+    """:func:`range_query` over ``(start, end]`` in consecutive pieces of at most :data:`MAX_RANGE_SECONDS`
+    (each ``(a, b]``: together every sample once)."""
+    out = []
+    while True:
+        b = min(end, start + MAX_RANGE_SECONDS)
+        out.append(range_query(selector, start, b))
+        if b >= end:
+            return out
+        start = b
+
+
+def joined_series(pieces: Iterable[Series]) -> list[Series]:
+    """The series of consecutive range queries, one per label set, their samples in time order."""
+    by_labels: dict[tuple[tuple[str, str], ...], dict[float, float]] = {}
+    first: dict[tuple[tuple[str, str], ...], Mapping[str, str]] = {}
+    for s in pieces:
+        key = tuple(sorted(s.labels.items()))
+        first.setdefault(key, s.labels)
+        by_labels.setdefault(key, {}).update(s.samples)
+    return [Series(first[k], tuple(sorted(v.items()))) for k, v in by_labels.items()]
 
 
 def parse_matrix(result: Iterable[Mapping[str, Any]]) -> list[Series]:

@@ -38,6 +38,7 @@ from energaizer_operator.measured import (
     Reason,
     Series,
     hidden_sharing,
+    joined_series,
     node_time_sliced,
     overlapping,
     parse_matrix,
@@ -45,7 +46,7 @@ from energaizer_operator.measured import (
     pod_run,
     pods_selector,
     ran,
-    range_query,
+    range_queries,
     uuids_selector,
 )
 from energaizer_operator.promclient import PrometheusClient, PrometheusUnavailable
@@ -202,10 +203,17 @@ async def _pod_series(
     for p in pods:
         by_ns.setdefault(p.namespace, []).append(p.name)
     for ns, names in sorted(by_ns.items()):
-        expr, at = range_query(pods_selector(ns, names), start, end)
-        _kind, found = await client.query(expr, at)
-        out.extend(parse_matrix(found))
+        out.extend(await _range(client, pods_selector(ns, names), start, end))
     return out
+
+
+async def _range(client: PrometheusClient, selector: str, start: float, end: float) -> list[Series]:
+    """Every raw sample of ``selector`` in (start, end], queried in pieces (:func:`range_queries`)."""
+    pieces: list[Series] = []
+    for expr, at in range_queries(selector, start, end):
+        _kind, found = await client.query(expr, at)
+        pieces.extend(parse_matrix(found))
+    return joined_series(pieces)
 
 
 async def measure(
@@ -229,9 +237,7 @@ async def measure(
     uuids = {s.labels.get("UUID", "") for s in discovery} - {""}
     series = []
     if uuids:
-        expr, at = range_query(uuids_selector(uuids), start, end)
-        _kind, result = await client.query(expr, at)
-        series = parse_matrix(result)
+        series = await _range(client, uuids_selector(uuids), start, end)
     outcome = attribute(pods, discovery, series, margin_seconds=margin_seconds)
     if outcome.measured and neighbours:
         found = await _pod_series(client, neighbours, start, end)

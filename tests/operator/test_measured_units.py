@@ -362,3 +362,49 @@ async def test_waiting_for_a_sample_that_never_comes_gives_up(monkeypatch):
     (cond,) = written[0]["conditions"]
     assert (cond["type"], cond["status"], cond["reason"]) == ("Measured", "False", "NoDataGaveUp")
     assert "measured" not in written[0]
+
+
+async def test_a_two_day_job_is_read_in_pieces_and_measured_whole():
+    """A long job's raw samples come in range queries of at most 6 h (a week of a 64-GPU run in one answer
+    is millions of samples past the client's timeout), joined into one series per GPU: the energy is the
+    whole run's."""
+    import re
+
+    from aiohttp import web
+    from energaizer_operator.measured import MAX_RANGE_SECONDS
+    from energaizer_operator.measured_handlers import measure
+    from energaizer_operator.promclient import PrometheusClient
+    from operator_testkit import free_port
+
+    watts, step = 400.0, 60.0
+    pod = run(start=T0 + 30, end=T0 + 2 * 86400 + 30)
+    times = [T0 + i * step for i in range(int(2 * 86400 / step) + 3)]
+    inside = {**GPU, "namespace": "ns", "pod": pod.name}
+    ranges: list[float] = []
+
+    async def query(request: web.Request) -> web.Response:
+        form = await request.post()
+        at = float(form["time"])
+        seconds = float(re.search(r"\[(\d+)s\]$", form["query"]).group(1))
+        ranges.append(seconds)
+        picked = [t for t in times if at - seconds < t <= at]
+        labels = inside if "pod=~" in form["query"] else GPU
+        values = [[t, str(watts * (t - T0) * 1000.0)] for t in picked]
+        result = [{"metric": labels, "values": values}] if values else []
+        return web.json_response({"status": "success", "data": {"resultType": "matrix", "result": result}})
+
+    app = web.Application()
+    app.router.add_post("/api/v1/query", query)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    client = PrometheusClient(f"http://127.0.0.1:{port}")
+    try:
+        out = await measure(client, [pod], margin_seconds=120.0, now=T0 + 3 * 86400)
+    finally:
+        await client.close()
+        await runner.cleanup()
+    assert out.reason is Reason.MEASURED, out.message
+    assert out.energy_joules == pytest.approx(watts * 2 * 86400, rel=1e-6)
+    assert max(ranges) <= MAX_RANGE_SECONDS and len(ranges) >= 2 * 9  # 48 h + margins in 6 h pieces, twice
