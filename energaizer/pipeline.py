@@ -225,8 +225,10 @@ def run(
     wait_s = np.bincount(window, weights=share * gap_req[r], minlength=n_win)
     wait_w = np.zeros(n_win)
     wait_w[window] = gap_power(clock_mhz, gi, hw, prof)[r]
+    win_gpu = np.zeros(n_win, dtype=gi.dtype)
+    win_gpu[window] = gi[r]
     op = solve_power_window(
-        kt, dev, clock_mhz[r], power_limit_w[r], window, hw, prof, wait_s, wait_w, uncapped
+        kt, dev, clock_mhz[r], power_limit_w[r], window, hw, prof, wait_s, wait_w, uncapped, win_gpu
     )
 
     cnt = kt.count
@@ -236,7 +238,16 @@ def run(
     gap_s = host_gaps(kt, t_exec, p, passes, decode_steps, mem.concurrency, prof)
     duration = exec_s + gap_s
     gpus = p.gpu_count
-    gap_w = gap_power(clock_mhz, gi, hw, prof)
+    # the host waits run at their window's clock (lowered with its kernels under the cap): per row, the
+    # waits' power over its windows, weighted by each window's share of the row's waits
+    win_clock = np.zeros(n_win)
+    win_clock[window] = op.clock_mhz
+    win_row = np.zeros(n_win, dtype=np.int64)
+    win_row[window] = r
+    wait_row = np.bincount(win_row, weights=wait_s, minlength=n)
+    wait_j = np.bincount(win_row, weights=wait_s * gap_power(win_clock, win_gpu, hw, prof), minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gap_w = np.where(wait_row > 0, wait_j / wait_row, gap_power(clock_mhz, gi, hw, prof))
     energy, breakdown = energy_breakdown(kt, t_exec, op.power, gap_w, gap_s, gpus, n)
     # The windows were solved with the host waits of the requested clock; a capped (slower) GPU hides more
     # of an eager host's dispatch, so a row can end a little above its limit: its board then draws the

@@ -267,6 +267,7 @@ def solve_power_window(
     wait_seconds: np.ndarray | None = None,
     wait_watts: np.ndarray | None = None,
     uncapped: OperatingPoint | None = None,
+    wait_gpu: np.ndarray | None = None,
 ) -> OperatingPoint:
     """The clock, time and power of every kernel when the power limit holds on average over a window.
 
@@ -280,7 +281,10 @@ def solve_power_window(
     inside the window and the board's power meanwhile: they count towards the average. Kernels of a
     window share the request and the limit. A window still above the limit at the GPU's minimum clock
     draws the limit (its power scaled down, as in :func:`solve_operating_point`). ``uncapped``: the
-    operating point at ``requested_mhz`` without a limit (:func:`solve_uncapped`), if the caller has it."""
+    operating point at ``requested_mhz`` without a limit (:func:`solve_uncapped`), if the caller has it.
+    ``wait_gpu`` (the GPU index of each window): the waits draw :func:`gap_power` at the clock the window
+    is tried at, as the whole window runs at one clock (``wait_watts``, at the requested clock, then only
+    for the uncapped check)."""
     n_win = int(window.max()) + 1 if window.size else 0
     wait_s = np.zeros(n_win) if wait_seconds is None else wait_seconds
     wait_j = np.zeros(n_win) if wait_watts is None else wait_watts * wait_s
@@ -309,7 +313,8 @@ def solve_power_window(
         clock_w: np.ndarray, first: np.ndarray, pair: np.ndarray
     ) -> tuple[KernelTiming, KernelPower, np.ndarray]:
         tm, pw = classes.evaluate(first, clock_w[sw])
-        return tm, pw, _window_mean(sw, sub.count * tm.t_exec[pair], pw.total[pair], n_win, wait_s, wait_j)
+        joules = wait_j if wait_gpu is None else gap_power(clock_w, wait_gpu, hw, prof) * wait_s
+        return tm, pw, _window_mean(sw, sub.count * tm.t_exec[pair], pw.total[pair], n_win, wait_s, joules)
 
     for _ in range(CAP_BISECTION_STEPS):
         mid = 0.5 * (lo + hi)

@@ -106,3 +106,21 @@ def test_a_row_whose_host_waits_shrink_at_the_capped_clock_still_averages_within
     assert e.feasible and e.frequency_mhz < 1590  # capped
     assert e.average_power_watts <= e.power_limit_w * (1 + 1e-9)
     assert sum(e.breakdown.values()) == pytest.approx(e.energy_joules, rel=1e-9)
+
+
+def test_host_waits_run_at_the_capped_clock_so_a_lower_requested_clock_is_never_faster(one):
+    """Under the cap the whole window runs at one clock, its host waits included: they draw idle power at
+    that clock, not at the requested one. Charging them at the requested (boost) clock made the solver
+    throttle the kernels further, so asking for a lower clock ran faster (Qwen3-0.6B at batch 8 under
+    200 W on an H100, 38 % of the time host waits: 840 MHz at the default clock, 3.5 % slower than at a
+    requested 1200 MHz)."""
+    w = Workload(
+        model="qwen3-0.6b",
+        inference={"requests": 1000, "input_tokens": 512, "output_tokens": 256, "batch_size": 8},
+        power_limit_w=200.0,
+    )
+    default = one(w, "h100-sxm")
+    assert default.frequency_mhz < get_gpu("h100-sxm").max_clock_mhz - 100  # capped
+    for mhz in (1400.0, 1200.0):
+        lower = one(w.model_copy(update={"frequency_mhz": mhz}), "h100-sxm")
+        assert lower.duration_seconds >= default.duration_seconds * (1 - 1e-3), mhz
