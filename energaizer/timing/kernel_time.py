@@ -22,7 +22,7 @@ from energaizer.hardware import (
     TMA_ALIGN_BYTES,
     GpuTable,
 )
-from energaizer.kernels.ops import Kind
+from energaizer.kernels.ops import Kind, Op, Phase
 from energaizer.kernels.table import KernelTable
 from energaizer.profile import CalibrationProfile
 
@@ -370,6 +370,24 @@ def _operand_feed_fraction(
     return np.where(hw.tma[g] & tensor, align / TMA_ALIGN_BYTES, 1.0)
 
 
+# Context lengths over which a decode step's eager attention GEMMs average their operand alignment: the
+# steps run every length, and 32 consecutive ones hold every residue that 16-byte alignment sees.
+CONTEXT_ALIGNMENT_PERIOD = 32
+
+
+def _context_feed_fraction(
+    other: np.ndarray, precision_bytes: np.ndarray, tensor: np.ndarray, hw: GpuTable, g: np.ndarray
+) -> np.ndarray:
+    """:func:`_operand_feed_fraction` of a GEMM with one dimension the context length and the other
+    ``other``, over the decode steps: their contexts take every length, so the kernel stages its operands
+    at the harmonic mean of the lengths' shares (the mean of their staging times), not at the share of the
+    one mean context the kernel table holds (a half-token mean is no stride: its parity, not the workload,
+    set the share, and one more output token moved a decode's eager attention 3x)."""
+    lengths = np.arange(1.0, CONTEXT_ALIGNMENT_PERIOD + 1.0)[:, None] + np.zeros_like(other)
+    share = _operand_feed_fraction(lengths, other, precision_bytes, tensor, hw, g)
+    return 1.0 / np.mean(1.0 / share, axis=0)
+
+
 @dataclass
 class GemmPlan:
     """The clock-independent tiling of the GEMM kernels ``idx`` of a table: per candidate tile shape
@@ -414,6 +432,14 @@ def _plan_gemm(
     tile_n = hw.tile_n[g]
     b_share = np.where(tensor, hw.b_tile_sharing[g], 1.0)
     cuda_core_work = bool(scaled.any() or weight_only.any())  # most batches have none: skip the arrays
+    feed_fraction = _operand_feed_fraction(n, k, pb, tensor, hw, g)
+    # a decode step's eager attention: Q K^T (n the context) and P V (k the context) at the mean context
+    op = kt.op[idx]
+    scores = (op == Op.ATTN_SCORES) & (kt.phase[idx] == Phase.DECODE)
+    values = (op == Op.ATTN_VALUES) & (kt.phase[idx] == Phase.DECODE)
+    for sel, other in ((scores, k), (values, n)):
+        if sel.any():
+            feed_fraction[sel] = _context_feed_fraction(other[sel], pb[sel], tensor[sel], hw, g[sel])
     shapes = len(GEMM_TILE_SHAPES)
     names = (
         "waves",
@@ -459,7 +485,7 @@ def _plan_gemm(
         # operand bytes/s per SM: tensor-core tiles stage theirs at the profile's rate, which their MMAs
         # do not hide; SIMT tiles load at the L2 slice rate, overlapped with their FFMAs
         feed_per_cycle=np.where(tensor, prof.operand_feed_bytes_per_cycle, SM_L2_BYTES_PER_CYCLE),
-        feed_fraction=_operand_feed_fraction(n, k, pb, tensor, hw, g),
+        feed_fraction=feed_fraction,
         lanes=hw.fp32_lanes[g],
         # register-fed MMAs (Volta-Ada) wait for their staged operands; Hopper/Blackwell bulk copies
         # (TMA) stage the next k-block while wgmma/tcgen05 math runs on the current one

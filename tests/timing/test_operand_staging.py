@@ -71,3 +71,23 @@ def test_simt_gemms_do_not_use_the_tensor_staging_rate():
     fast = CalibrationProfile(operand_feed_bytes_per_cycle=512.0)
     assert _gemm("v100-sxm2-32gb", "fp32", slow)[0] == _gemm("v100-sxm2-32gb", "fp32", fast)[0]
     assert _gemm("v100-sxm2-32gb", "fp16", slow)[0] > 1.5 * _gemm("v100-sxm2-32gb", "fp16", fast)[0]
+
+
+def test_eager_decode_attention_does_not_jump_with_the_parity_of_its_mean_context(one):
+    """A decode step's eager attention GEMMs (Q K^T, P V) are tabled at the mean context, input + output / 2,
+    whose alignment is no stride of any step: the steps run every context length. On Hopper their
+    operand staging averages the lengths' bulk-copy shares, so one more output token moves the time by its
+    share of the work (before: an odd or half-token mean context cut the feed to 1/8 or 1/16, and one
+    token more changed this H100 row's time by 1.5x and a B200 row's by 3.5x)."""
+    from itertools import pairwise
+
+    from energaizer import Workload
+
+    def seconds(output_tokens: int) -> float:
+        inference = {"requests": 64, "input_tokens": 512, "output_tokens": output_tokens, "batch_size": 32}
+        w = Workload(model="llama-2-7b", attention="eager", execution="eager", inference=inference)
+        return one(w, "h100-sxm").duration_seconds
+
+    times = [seconds(n) for n in range(1024, 1029)]
+    for a, b in pairwise(times):
+        assert a <= b <= a * 1.01
