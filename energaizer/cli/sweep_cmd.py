@@ -110,13 +110,22 @@ def register(app: typer.Typer) -> None:
             "clock_sweep": rows(res.clock, "frequency_mhz"),
             "power_limit_sweep": rows(res.power_limit, "power_limit_w"),
         }
-        fastest = res.fastest_duration_seconds
-        optimal, recommended = least_energy(res.clock, max_slowdown, fastest)
-        result["energy_optimal_frequency_mhz"] = optimal.setting
-        result["recommended_frequency_mhz"] = recommended.setting
-        optimal, recommended = least_energy(res.power_limit, max_slowdown, fastest)
-        result["energy_optimal_power_limit_w"] = optimal.setting
-        result["recommended_power_limit_w"] = recommended.setting
+        names = (
+            "energy_optimal_frequency_mhz",
+            "recommended_frequency_mhz",
+            "energy_optimal_power_limit_w",
+            "recommended_power_limit_w",
+        )
+        result.update(feasible=res.feasible, reason=res.reason)
+        if not res.feasible:  # no setting runs it: its figures are NaN, no setting is optimal
+            result.update(dict.fromkeys(names))
+        else:
+            fastest = res.fastest_duration_seconds
+            settings = (
+                *least_energy(res.clock, max_slowdown, fastest),
+                *least_energy(res.power_limit, max_slowdown, fastest),
+            )
+            result.update(zip(names, (p.setting for p in settings), strict=True))
         if json_out:
             print_json(result)
             return
@@ -124,6 +133,9 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         console = Console()
+        if not res.feasible:
+            console.print(f"{res.gpu} cannot run this workload at any setting: {res.reason}")
+            return
         spec_id = res.gpu
         for name, key, unit in (
             ("clock_sweep", "frequency_mhz", "MHz"),

@@ -260,6 +260,23 @@ def test_sweep_names_optimal_settings():
     assert out["energy_optimal_frequency_mhz"] > 0 and out["recommended_power_limit_w"] > 0
 
 
+def test_sweep_of_a_workload_the_gpu_cannot_run_names_no_setting():
+    """The 70B model does not fit one L4 at any clock or limit: the sweep says why and names no
+    energy-optimal or recommended setting (it named the first swept ones, all of them NaN)."""
+    flags = ["sweep", "--gpu", "l4", "--model", "llama-3.1-70b", "--requests", "10", "--points", "3"]
+    r = cli(*flags, "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["feasible"] is False and "does not fit" in out["reason"]
+    for key in ("energy_optimal_frequency_mhz", "recommended_frequency_mhz"):
+        assert out[key] is None
+    assert out["energy_optimal_power_limit_w"] is None and out["recommended_power_limit_w"] is None
+    text = cli(*flags).stdout
+    assert "does not fit" in text and "energy-optimal" not in text
+    ok = json.loads(cli(*flags[:4], "llama-3.1-8b", *flags[5:], "--json").stdout)
+    assert ok["feasible"] is True and ok["recommended_power_limit_w"] > 0
+
+
 def test_sweep_takes_the_estimates_layout_and_code_path_flags():
     """The what-if sweep of an expert-parallel MoE replica run as eager code is that workload's, as `estimate`
     gives it at the boost clock: the layout and execution flags reach the sweep."""
