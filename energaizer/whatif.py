@@ -122,10 +122,16 @@ def sweep(
 
 
 def least_energy(
-    points: Sequence[SweepPoint], max_slowdown: float, fastest_duration_seconds: float
+    points: Sequence[SweepPoint],
+    max_slowdown: float,
+    fastest_duration_seconds: float,
+    max_duration_seconds: float | None = None,
 ) -> tuple[SweepPoint, SweepPoint]:
-    """(the least-energy point, the least-energy point at most ``max_slowdown`` slower than the fastest)."""
+    """(the least-energy point, the least-energy point at most ``max_slowdown`` slower than the fastest
+    and, if given, at most ``max_duration_seconds`` long)."""
     budget = fastest_duration_seconds * (1.0 + max_slowdown)
+    if max_duration_seconds is not None:
+        budget = min(budget, max_duration_seconds)
     within = [p for p in points if p.duration_seconds <= budget] or [
         min(points, key=lambda p: p.duration_seconds)
     ]
@@ -139,17 +145,19 @@ def recommend_power_cap(
     max_slowdown: float = DEFAULT_MAX_SLOWDOWN,
     points: int = DEFAULT_POINTS,
     profile: ProfileLike = None,
+    max_duration_seconds: float | None = None,
 ) -> PowerCapAdvice | None:
     """The power limit (and SM clock) that minimise energy within ``max_slowdown`` (0.1 = 10 % longer
-    than the fastest setting), or None when the workload cannot run on ``gpu`` at all."""
+    than the fastest setting) and, if given, ``max_duration_seconds`` (a deadline), or None when the
+    workload cannot run on ``gpu`` at all."""
     if not 0.0 <= max_slowdown <= MAX_SLOWDOWN_LIMIT:
         raise InvalidInputError("max_slowdown", f"must be between 0 and {MAX_SLOWDOWN_LIMIT:g}")
     result = sweep(workload, gpu, points=points, profile=profile)
     if not result.feasible:
         return None
     fastest = result.fastest_duration_seconds
-    _, cap = least_energy([*result.power_limit, result.baseline], max_slowdown, fastest)
-    _, clock = least_energy(result.clock, max_slowdown, fastest)
+    _, cap = least_energy([*result.power_limit, result.baseline], max_slowdown, fastest, max_duration_seconds)
+    _, clock = least_energy(result.clock, max_slowdown, fastest, max_duration_seconds)
     return PowerCapAdvice(
         gpu=result.gpu,
         max_slowdown=max_slowdown,

@@ -1,5 +1,6 @@
 """Power-cap advice for a placement: the per-GPU power limit (and SM clock) with the least predicted
-energy within the job's slowdown budget (``spec.placement.maxSlowdown``, default 10 %), from the
+energy within the job's slowdown budget (``spec.placement.maxSlowdown``, default 10 %) and its
+``spec.placement.deadlineSeconds``, from the
 estimator's sweep (:func:`energaizer.whatif.recommend_power_cap`).
 
 The placer writes :func:`placement_fields` into ``status.placement``; the Kueue gate and steered Jobs
@@ -42,7 +43,13 @@ def advise(spec: AIJobSpec, gpu_type: str, profile: str | None = None) -> JobPow
     """The advice for ``spec`` on ``gpu_type`` (None when the type cannot run it)."""
     budget = spec.placement.max_slowdown
     budget = DEFAULT_MAX_SLOWDOWN if budget is None else budget
-    advice = recommend_power_cap(spec.to_workload(), gpu_type, max_slowdown=budget, profile=profile)
+    advice = recommend_power_cap(
+        spec.to_workload(),
+        gpu_type,
+        max_slowdown=budget,
+        profile=profile,
+        max_duration_seconds=spec.placement.deadline_seconds,  # a cap must not make it miss its deadline
+    )
     if advice is None:
         return None
     return JobPowerAdvice(

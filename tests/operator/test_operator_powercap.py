@@ -4,7 +4,9 @@ limit that minimises energy within spec.placement.maxSlowdown."""
 from __future__ import annotations
 
 import pytest
+from energaizer_operator.estimation import estimate_job
 from energaizer_operator.models import AIJobSpec
+from energaizer_operator.powercap import advise
 from kmock_support import RealisticEmulator
 from operator_testkit import aijob, wait_for
 
@@ -54,3 +56,18 @@ async def test_bad_max_slowdown_is_invalid(gpu_cluster, operator_factory):
     await wait_for(lambda: c.phase("too-slow") == "Invalid", timeout=60)
     conds = {x["type"]: x for x in c.aijob("too-slow")["status"]["conditions"]}
     assert "spec.placement.maxSlowdown" in conds["Invalid"]["message"]
+
+
+def test_advice_keeps_the_deadline():
+    """A cap never makes a job miss its deadlineSeconds: with a 50 % slowdown budget and a deadline 2 %
+    above the uncapped duration, the advice stays within the deadline (it advised 14 % longer)."""
+    body = aijob("due", requests=2000, maxSlowdown=0.5)["spec"]
+    free = advise(AIJobSpec.model_validate(body), "h100-sxm")
+    assert free is not None
+    (est,) = estimate_job(AIJobSpec.model_validate(body), ["h100-sxm"], None)
+    deadline = est.duration_seconds * 1.02
+    assert free.duration_seconds > deadline  # the budget alone would miss it
+    body["placement"]["deadlineSeconds"] = deadline
+    advice = advise(AIJobSpec.model_validate(body), "h100-sxm")
+    assert advice is not None and advice.duration_seconds <= deadline
+    assert advice.energy_joules < est.energy_joules  # still a saving within the deadline
