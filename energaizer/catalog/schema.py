@@ -96,12 +96,12 @@ class GPUSpec(BaseModel):
     def _check(self) -> GPUSpec:
         if "fp32" not in self.peak_tflops:
             raise ValueError("peak_tflops must contain fp32")
-        if (
-            self.power_limit_min_w
-            and self.power_limit_max_w
-            and self.power_limit_min_w > self.power_limit_max_w
-        ):
-            raise ValueError("power_limit_min_w > power_limit_max_w")
+        lo, hi = self.power_limit_range_w  # what a what-if (and a power-limit sweep) may set
+        if lo > hi:
+            raise ValueError(
+                f"power_limit_min_w > power_limit_max_w (tdp_w when not set; 0.3 x tdp_w = {lo:g} W "
+                "when power_limit_min_w is not set)"
+            )
         if self.min_clock_mhz and self.min_clock_mhz > self.max_clock_mhz:
             raise ValueError("min_clock_mhz > max_clock_mhz")
         if self.tensor_clock_mhz > self.max_clock_mhz:

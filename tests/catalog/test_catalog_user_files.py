@@ -147,6 +147,9 @@ def test_invalid_field_names_file_entry_and_field(tmp_path: Path) -> None:
         ({"peak_tflops": {"fp32": 50, "bf16": 0}}, "peak_tflops.bf16: must be > 0"),
         ({"peak_tflops": {"fp32": 50, "bf16": -5}}, "peak_tflops.bf16: must be > 0"),
         ({"min_clock_mhz": 5000}, "min_clock_mhz > max_clock_mhz"),
+        # no power_limit_max_w: the range's top is tdp_w, and every power-limit sweep raised
+        ({"power_limit_min_w": 600}, "power_limit_min_w > power_limit_max_w (tdp_w"),
+        ({"power_limit_max_w": 100}, "0.3 x tdp_w = 150 W"),
         ({"tensor_clock_mhz": 5000}, "tensor_clock_mhz > max_clock_mhz"),
         ({"idle_power_w": 500}, "idle_power_w must be below tdp_w"),
         ({"voltage_table": [{"mhz": 210, "value": 0}, {"mhz": 1800, "value": 0}]}, "voltage_table"),
