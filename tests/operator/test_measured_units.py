@@ -33,6 +33,21 @@ def counter(
     return Series({**GPU, **(labels or {})}, samples)
 
 
+async def serve_query(handler):
+    """A fake Prometheus on localhost answering ``POST /api/v1/query`` with ``handler``: (runner, port);
+    the caller cleans the runner up."""
+    from aiohttp import web
+    from operator_testkit import free_port
+
+    app = web.Application()
+    app.router.add_post("/api/v1/query", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, port
+
+
 def test_labels_vanish_at_the_end_and_the_counter_is_interpolated():
     pod = run(start=T0 + 10.5, end=T0 + 40.5)
     full = counter(300.0, T0, T0 + 60)
@@ -329,7 +344,6 @@ async def test_waiting_for_a_sample_that_never_comes_gives_up(monkeypatch):
     from energaizer_operator.measured_handlers import Candidate, JobRun, Measurer
     from energaizer_operator.settings import OperatorSettings
     from energaizer_operator.state import OperatorState
-    from operator_testkit import free_port
 
     t0 = time.time() - 7200.0
     pod = run(start=t0 + 10, end=t0 + 70)
@@ -340,12 +354,7 @@ async def test_waiting_for_a_sample_that_never_comes_gives_up(monkeypatch):
         result = [{"metric": labels, "values": values}]
         return web.json_response({"status": "success", "data": {"resultType": "matrix", "result": result}})
 
-    app = web.Application()
-    app.router.add_post("/api/v1/query", query)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, port = await serve_query(query)
     written: list[dict] = []
     monkeypatch.setattr(kube, "read_aijob", lambda ns, name: {"metadata": {"resourceVersion": "1"}})
     monkeypatch.setattr(kube, "patch_aijob_status", lambda ns, name, status, rv=None: written.append(status))
@@ -374,7 +383,6 @@ async def test_a_two_day_job_is_read_in_pieces_and_measured_whole():
     from energaizer_operator.measured import MAX_RANGE_SECONDS
     from energaizer_operator.measured_handlers import measure
     from energaizer_operator.promclient import PrometheusClient
-    from operator_testkit import free_port
 
     watts, step = 400.0, 60.0
     pod = run(start=T0 + 30, end=T0 + 2 * 86400 + 30)
@@ -393,12 +401,7 @@ async def test_a_two_day_job_is_read_in_pieces_and_measured_whole():
         result = [{"metric": labels, "values": values}] if values else []
         return web.json_response({"status": "success", "data": {"resultType": "matrix", "result": result}})
 
-    app = web.Application()
-    app.router.add_post("/api/v1/query", query)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, port = await serve_query(query)
     client = PrometheusClient(f"http://127.0.0.1:{port}")
     try:
         out = await measure(client, [pod], margin_seconds=120.0, now=T0 + 3 * 86400)
