@@ -62,7 +62,11 @@ def register(app: typer.Typer) -> None:
         points: Annotated[int, typer.Option(help="settings per sweep", min=2, max=200)] = 12,
         max_slowdown: Annotated[
             float,
-            number_option(help="allowed time increase for the recommendation, e.g. 0.1 (10 %)", ge=0, le=100),
+            number_option(
+                help="allowed time increase for the recommendation, e.g. 0.1 (10 %)",
+                ge=0,
+                le=10,  # energaizer.whatif.MAX_SLOWDOWN_LIMIT (not imported here: numpy at every --help)
+            ),
         ] = 0.1,
         json_out: JsonOpt = False,
         profile: ProfileOpt = None,

@@ -99,6 +99,7 @@ CASES: list[tuple[list[str], str]] = [
     ([*S, "--max-slowdown", "-1"], "--max-slowdown"),
     ([*S, "--max-slowdown", "nan"], "not a number"),
     ([*S, "--max-slowdown", "inf"], "--max-slowdown"),
+    ([*S, "--max-slowdown", "50"], "--max-slowdown"),  # the library's and the AIJob's bound (10), not 100
     ([*S, "--points", "1"], "--points"),
     ([*S, "--gpu-count", "2", "--data-parallel", "4"], "--data-parallel"),
     ([*S, "--points", "100000"], "--points"),
