@@ -224,7 +224,8 @@ def run(
         share = np.where(exec_req[r] > 0, t_req / exec_req[r], 0.0)
     wait_s = np.bincount(window, weights=share * gap_req[r], minlength=n_win)
     wait_w = np.zeros(n_win)
-    wait_w[window] = gap_power(clock_mhz, gi, hw, prof)[r]
+    gap_req_w = gap_power(clock_mhz, gi, hw, prof)  # per row, at the requested clock
+    wait_w[window] = gap_req_w[r]
     win_gpu = np.zeros(n_win, dtype=gi.dtype)
     win_gpu[window] = gi[r]
     op = solve_power_window(
@@ -247,7 +248,7 @@ def run(
     wait_row = np.bincount(win_row, weights=wait_s, minlength=n)
     wait_j = np.bincount(win_row, weights=wait_s * gap_power(win_clock, win_gpu, hw, prof), minlength=n)
     with np.errstate(invalid="ignore", divide="ignore"):
-        gap_w = np.where(wait_row > 0, wait_j / wait_row, gap_power(clock_mhz, gi, hw, prof))
+        gap_w = np.where(wait_row > 0, wait_j / wait_row, gap_req_w)
     energy, breakdown = energy_breakdown(kt, t_exec, op.power, gap_w, gap_s, gpus, n)
     # The windows were solved with the host waits of the requested clock; a capped (slower) GPU hides more
     # of an eager host's dispatch, so a row can end a little above its limit: its board then draws the

@@ -84,21 +84,12 @@ def resolve_gpu_type(product: str, mapping: Mapping[str, str]) -> tuple[str | No
     return gpu_id, ""
 
 
-# Kubernetes quantity suffixes (resource.Quantity): binary, decimal SI and milli
+# Kubernetes quantity suffixes (resource.Quantity): binary (Ki = 1024 ...), decimal SI (k = 1000 ...) and milli;
+# the binary ones first, so that "Mi" is not read as "M" (and "i")
 _QUANTITY_SUFFIXES = {
-    "Ki": Decimal(2**10),
-    "Mi": Decimal(2**20),
-    "Gi": Decimal(2**30),
-    "Ti": Decimal(2**40),
-    "Pi": Decimal(2**50),
-    "Ei": Decimal(2**60),
+    **{s: Decimal(1024**i) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"), start=1)},
     "m": Decimal("0.001"),
-    "k": Decimal(10**3),
-    "M": Decimal(10**6),
-    "G": Decimal(10**9),
-    "T": Decimal(10**12),
-    "P": Decimal(10**15),
-    "E": Decimal(10**18),
+    **{s: Decimal(1000**i) for i, s in enumerate("kMGTPE", start=1)},
 }
 MAX_GPUS_PER_OBJECT = 1_000_000  # more than any node or pod has: a larger quantity is clipped here
 
@@ -111,10 +102,10 @@ def parse_quantity(value: Any) -> int:
         return 0
     text = str(value).strip()
     scale = Decimal(1)
-    for suffix in ("Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "m", "k", "M", "G", "T", "P", "E"):
+    for suffix, multiplier in _QUANTITY_SUFFIXES.items():
         # "1E" is exa, "1E3" a thousand (an exponent, not a suffix)
         if text.endswith(suffix) and len(text) > len(suffix):
-            text, scale = text[: -len(suffix)], _QUANTITY_SUFFIXES[suffix]
+            text, scale = text[: -len(suffix)], multiplier
             break
     try:
         number = Decimal(text) * scale

@@ -6,6 +6,7 @@ CRD's openAPIV3Schema is generated from them (:mod:`energaizer_operator.crd`).
 
 from __future__ import annotations
 
+import functools
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -46,6 +47,7 @@ Objective = Literal["energy", "time", "energy-delay"]
 MAX_REPLICAS = 10_000
 
 
+@functools.cache
 def camel_twins(model: type[BaseModel]) -> dict[str, str]:
     """camelCase spelling -> field name of every multi-word field of ``model`` (``kvHeads`` -> ``kv_heads``)."""
     return {to_camel(name): name for name in model.model_fields if "_" in name}
