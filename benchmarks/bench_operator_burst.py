@@ -73,15 +73,16 @@ class TimedEmulator(RealisticEmulator):
 
     async def _handle(self, request: Any) -> Any:
         path = request.url.path
+        data = request.data  # the mock turns an AIJob write into the stored object (a JSON patch)
         type(self).requests[f"{str(request.method).upper().rsplit('.', 1)[-1]} {resource_of(path)}"] += 1
         try:
             response = await super()._handle(request)
         except KubernetesError as exc:
             type(self).refused[exc.status] += 1
             raise
-        if "/aijobs/" in path and path.endswith("/status") and isinstance(request.data, dict):
+        if "/aijobs/" in path and path.endswith("/status") and isinstance(data, dict):
             name = path.split("/aijobs/", 1)[1].split("/", 1)[0]
-            status = request.data.get("status") or {}
+            status = data.get("status") or {}
             now = time.monotonic()
             type(self).status_writes += 1
             if status.get("estimates") or status.get("phase") == "Invalid":
@@ -102,10 +103,10 @@ def bodies(good: int, bad: int, seed: int = 1) -> list[dict[str, Any]]:
         )
         for i in range(good)
     ]
-    breaks = [
+    breaks = [  # specs the CRD schema admits (the API server refuses the others) and the operator does not
         lambda s: s["workload"].update(model="no-such-model"),
-        lambda s: s["workload"]["inference"].update(requests=-5),
-        lambda s: s["resources"].update(gpusPerReplica=0),
+        lambda s: s["workload"].update(task="training"),
+        lambda s: s["workload"].pop("model"),
         lambda s: s.update(template={}),
         lambda s: s["placement"].update(candidateGpuTypes=["tpu-v5"]),
     ]

@@ -1,5 +1,10 @@
 """Fixtures: kmock's stateful Kubernetes API with GPU nodes, and the real operator as a subprocess.
 
+Every test's mock is ``kmock_support.RealisticEmulator`` (or a subclass a test names with
+``@pytest.mark.kmock(cls=...)``): strict where a real API server is (CRD schema validation and pruning,
+the status subresource, built-in object schemas). A test fails when the operator wrote a status field
+the AIJob CRD lacks (a real API server would have dropped it silently).
+
 The suite runs with ``--import-mode=importlib``; this directory goes on ``sys.path`` so that the test
 modules can import the helpers in ``operator_testkit`` and ``kmock_support``.
 """
@@ -16,19 +21,33 @@ from kmock._internal import parsing as _kp
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from kmock_support import declare_resources, parse_namespaces
+from kmock_support import RealisticEmulator, declare_resources, parse_namespaces
 from operator_testkit import PRODUCTS, Cluster, OperatorProcess, node
 
 
 @pytest.fixture
-async def cluster(kmock: Any, monkeypatch: pytest.MonkeyPatch) -> Cluster:
+def kmock_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """kmock's own fixture, with ``RealisticEmulator`` as the default class (the markers still apply)."""
+    options: dict[str, Any] = {"cls": RealisticEmulator, "strict": False}
+    for marker in reversed(list(request.node.iter_markers("kmock"))):  # farthest to closest
+        options.update(marker.kwargs)
+    assert issubclass(options["cls"], RealisticEmulator), (
+        "the operator tests need RealisticEmulator's strictness"
+    )
+    return options
+
+
+@pytest.fixture
+async def cluster(kmock: Any, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Cluster]:
     monkeypatch.setattr(_kp, "parse_path", parse_namespaces)
     declare_resources(kmock)
     c = Cluster(kmock)
     await c.post(
         "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}
     )
-    return c
+    yield c
+    lost = sorted({p for p in getattr(kmock, "pruned", []) if p.startswith("status")})
+    assert not lost, f"status fields a real API server would drop (not in the AIJob CRD): {lost}"
 
 
 @pytest.fixture

@@ -7,19 +7,38 @@
 * strict like a real API server: 400 Bad Request for a body with ``NaN``/``Infinity`` (not JSON), and
   409 Conflict for a PUT/PATCH whose body carries a stale ``metadata.resourceVersion`` (optimistic
   concurrency, as the Lease-based leader election relies on).
+* strict like a real API server for the AIJob custom resource (the CRD the chart installs,
+  ``charts/energaizer/crds``): every write is pruned of the fields its ``openAPIV3Schema`` lacks (silently,
+  as the API server does; each pruned path is noted in ``pruned``), then validated against it (422
+  Invalid with the API server's ``Status`` body and ``details.causes``). The status subresource: a
+  POST drops ``status``, a PUT/PATCH of the AIJob keeps the stored ``status``, a PATCH of ``/status``
+  changes nothing but ``status``; ``metadata.generation`` grows only when something outside
+  ``metadata`` and ``status`` changes.
+* strict for built-in objects (Jobs, Events, Leases, Nodes ...): a created or patched object must
+  validate against the Kubernetes OpenAPI schemas of the oldest and newest versions the chart supports
+  (``kubernetes-validate``'s strict schemas: a field unknown to either is refused with 422, where a real
+  server drops it or, with ``fieldValidation=Strict``, refuses it).
 * ``parse_namespaces``: kmock 0.8 answers ``GET /api/v1/namespaces`` with HTTP 500; kopf's namespaced
   mode needs it.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime
+import functools
 import json
+import sys
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import jsonpatch
+import jsonschema
 import kmock
-from kmock._internal import enums
+import yaml
+from kmock._internal import dicts, enums
 from kmock._internal import parsing as _kp
 from kmock._internal.k8s import KubernetesError
 
@@ -54,6 +73,179 @@ def _check_json(body: bytes) -> None:
         json.loads(body, parse_constant=_reject_constant)
     except ValueError as exc:
         raise KubernetesError(status=400, reason="BadRequest", message=f"invalid JSON body: {exc}") from None
+
+
+AIJOB_CRD = (
+    Path(__file__).resolve().parents[2] / "charts" / "energaizer" / "crds" / "aijobs.energaizer.io.yaml"
+)
+# kubeVersion ">=1.25.0-0" in charts/energaizer/Chart.yaml; the newest schemas kubernetes-validate ships
+KUBE_VERSIONS = ("1.25", "latest")
+AIJOB_RESOURCE = kmock.resource("energaizer.io", "v1alpha1", "aijobs")
+
+
+@functools.cache
+def aijob_schema() -> tuple[dict[str, Any], jsonschema.Draft7Validator]:
+    """The AIJob's structural schema (for pruning) and its compiled validator (once per process)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
+    from crd_jsonschema import crd_validator
+
+    crd = yaml.safe_load(AIJOB_CRD.read_text())
+    (version,) = crd["spec"]["versions"]
+    return version["schema"]["openAPIV3Schema"], crd_validator(crd, version["name"], strict=False)
+
+
+@functools.cache
+def _aijob_validator(path: tuple[str, ...], shallow: bool) -> jsonschema.Draft7Validator:
+    """The validator of the AIJob schema's node at ``path`` (compiled once); ``shallow``: without the
+    node's properties (its type, required fields ... only)."""
+    root = aijob_schema()[1]
+    node = root.schema
+    for key in path:
+        node = node["properties"][key]
+    if shallow:
+        node = {k: v for k, v in node.items() if k != "properties"}
+    return root.evolve(schema=node)
+
+
+def aijob_errors(
+    new: Any, old: Any, path: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], jsonschema.ValidationError]]:
+    """Schema errors of an AIJob write, checking only what changed from ``old`` (None: a create), as the
+    API server's validation ratcheting does; an object written through the mock was valid when stored,
+    so the answer is the same as validating the whole object, at a fraction of the cost."""
+    node = _aijob_validator(path, False).schema
+    if old is None or not isinstance(new, dict) or not isinstance(old, dict) or "properties" not in node:
+        return [(path, e) for e in _aijob_validator(path, False).iter_errors(new)]
+    errors = [(path, e) for e in _aijob_validator(path, True).iter_errors(new)]
+    for key, value in new.items():
+        if key in node["properties"] and (key not in old or old[key] != value):
+            errors += aijob_errors(value, old.get(key), (*path, key))
+    return errors
+
+
+def prune(schema: dict[str, Any], value: Any, path: str = "", pruned: list[str] | None = None) -> list[str]:
+    """Drop, in place, the fields a structural schema does not specify (the API server's pruning);
+    returns the dotted paths dropped. ``x-kubernetes-preserve-unknown-fields`` keeps a node's unknown
+    fields, but the fields it does specify are pruned inside as usual."""
+    pruned = [] if pruned is None else pruned
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        preserve = schema.get("x-kubernetes-preserve-unknown-fields", False)
+        for key in list(value):
+            where = f"{path}.{key}" if path else key
+            if props is not None and key in props:
+                prune(props[key], value[key], where, pruned)
+            elif isinstance(extra, dict):
+                prune(extra, value[key], where, pruned)
+            elif not preserve:
+                del value[key]
+                pruned.append(where)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            prune(schema["items"], item, f"{path}[{i}]", pruned)
+    return pruned
+
+
+def _invalid(
+    kind: str,
+    group: str,
+    name: str,
+    errors: list[tuple[tuple[str, ...], jsonschema.ValidationError]],
+    where: str = "",
+) -> KubernetesError:
+    """The API server's 422: ``<Kind>.<group> "<name>" is invalid: <field>: <why>, ...``; ``errors`` are
+    (the path of the instance validated, an error in it)."""
+    causes = []
+    for prefix, e in sorted(errors, key=lambda pe: [*pe[0], *map(str, pe[1].absolute_path)]):
+        parts = [*prefix, *e.absolute_path]
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
+        if e.validator == "required" and isinstance(e.instance, dict):
+            for missing in [k for k in e.validator_value if k not in e.instance]:
+                at = f"{field}.{missing}" if field else missing
+                causes.append({"reason": "FieldValueRequired", "message": "Required value", "field": at})
+        else:
+            causes.append(
+                {"reason": "FieldValueInvalid", "message": f"Invalid value: {e.message}", "field": field}
+            )
+    causes = [dict(c) for c in dict.fromkeys(tuple(c.items()) for c in causes)]  # one per field and why
+    qualified = f"{kind}.{group}" if group else kind
+    message = f'{qualified} "{name}" is invalid{where}: ' + ", ".join(
+        f"{c['field']}: {c['message']}" for c in causes
+    )
+    return KubernetesError(
+        status=422,
+        reason="Invalid",
+        message=message,
+        details={"name": name, "group": group, "kind": kind, "causes": causes},
+    )
+
+
+@functools.cache
+def builtin_validator(version: str, kind: str, api_version: str) -> jsonschema.Draft202012Validator | None:
+    """kubernetes-validate's strict schema for a built-in kind at a Kubernetes version, compiled once;
+    None when it has none (a kind that version does not serve)."""
+    import re
+
+    import kubernetes_validate
+    from kubernetes_validate import utils
+    from referencing import Registry, Resource
+
+    version = utils.major_minor(kubernetes_validate.latest_version()) if version == "latest" else version
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    folder = f"kubernetes-json-schema/v{version}.0-local-strict"
+    try:
+        schema = utils.schema_contents(f"{folder}/{kind.lower()}-{group_version}.json", version)
+    except FileNotFoundError:
+        return None
+    definitions = _builtin_definitions(folder, version)
+    registry = definitions @ (Resource.from_contents(schema) @ Registry())
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+@functools.cache
+def _builtin_definitions(folder: str, version: str) -> Any:
+    from kubernetes_validate import utils
+    from referencing import Resource
+
+    return Resource.from_contents(utils.schema_contents(f"{folder}/_definitions.json", version))
+
+
+def check_builtin(obj: dict[str, Any]) -> None:
+    """422 Invalid unless ``obj`` validates at every version in ``KUBE_VERSIONS`` that serves its kind."""
+    kind, api_version = obj.get("kind"), obj.get("apiVersion")
+    if not isinstance(kind, str) or not isinstance(api_version, str):
+        return
+    for version in KUBE_VERSIONS:
+        validator = builtin_validator(version, kind, api_version)
+        errors = list(validator.iter_errors(obj)) if validator is not None else []
+        if errors:
+            group = api_version.rpartition("/")[0]
+            name = (obj.get("metadata") or {}).get("name") or (obj.get("metadata") or {}).get(
+                "generateName", ""
+            )
+            raise _invalid(
+                kind, group, name, [((), e) for e in errors], f" (the Kubernetes {version} schema)"
+            )
+
+
+def _patched(old: dict[str, Any], patch: Any) -> dict[str, Any]:
+    """``old`` after a merge patch (a dict) or a JSON patch (a list), as a new object; a JSON patch
+    that does not apply (a failed ``test``) is the API server's 422."""
+    if isinstance(patch, list):
+        try:
+            return jsonpatch.apply_patch(copy.deepcopy(old), patch)
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+            raise KubernetesError(status=422, reason="Invalid", message=str(exc)) from None
+    if isinstance(patch, dict):
+        return copy.deepcopy(dict(dicts.patch_dict(old, patch)))
+    raise KubernetesError(
+        status=400, reason="BadRequest", message="the patch is neither an object nor a list"
+    )
+
+
+def _spec_part(obj: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
 
 
 @dataclass(frozen=True)
@@ -104,6 +296,12 @@ class RealisticEmulator(kmock.KubernetesEmulator):
                         reason="Conflict",
                         message=f"the object has been modified (resourceVersion {wanted} != {current})",
                     )
+        if request.resource == AIJOB_RESOURCE and request.action in (
+            enums.action.CREATE,
+            enums.action.UPDATE,
+        ):
+            self._write_aijob(request)
+            return await super()._handle(request)
         if (
             request.resource is not None
             and isinstance(request.data, list)
@@ -131,7 +329,76 @@ class RealisticEmulator(kmock.KubernetesEmulator):
                 key = (request.resource, request.namespace, request.name)
                 if key in self.objects and not self.objects[key].deleted:
                     md["generation"] = self.objects[key].get("metadata", {}).get("generation", 1) + 1
+        if (
+            request.resource is not None
+            and request.action == enums.action.CREATE
+            and isinstance(request.data, dict)
+        ):
+            check_builtin(request.data)
+        elif request.resource is not None and request.action == enums.action.UPDATE and request.name:
+            key = (request.resource, request.namespace, request.name)
+            if key in self.objects and not self.objects[key].deleted:
+                check_builtin(_patched(self.objects[key].raw, request.data))
         return await super()._handle(request)
+
+    def _next_rv(self) -> str:
+        self._rv = getattr(self, "_rv", 0) + 1
+        return str(self._rv)
+
+    def _write_aijob(self, request) -> None:
+        """The API server's handling of an AIJob write (see the module docstring): ``request.data``
+        becomes the stored object (a create body, or a JSON patch replacing the whole object)."""
+        if not hasattr(self, "pruned"):
+            self.pruned = []
+        schema = aijob_schema()[0]
+        if request.action == enums.action.CREATE:
+            if not isinstance(request.data, dict):
+                raise KubernetesError(status=400, reason="BadRequest", message="the body is not an object")
+            final = request.data
+            final.pop("status", None)  # the status subresource: a create sets no status
+            md = final.setdefault("metadata", {})
+            if not md.get("name") and md.get("generateName"):
+                md["name"] = md["generateName"] + uuid.uuid4().hex[:8]
+            md.update(
+                resourceVersion=self._next_rv(),
+                uid=str(uuid.uuid4()),
+                generation=1,
+                creationTimestamp=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            )
+        else:
+            key = (request.resource, request.namespace, request.name)
+            if not request.name or key not in self.objects or self.objects[key].deleted:
+                return  # kmock answers 404
+            old = self.objects[key].raw
+            new = _patched(old, request.data)
+            if request.subresource == "status":  # nothing but status changes
+                final = copy.deepcopy(old)
+                final.pop("status", None)
+                if "status" in new:
+                    final["status"] = new["status"]
+            else:  # status does not change; neither does what the server owns in metadata
+                final = new
+                final.pop("status", None)
+                if "status" in old:
+                    final["status"] = copy.deepcopy(old["status"])
+                md = final.setdefault("metadata", {})
+                for owned in ("uid", "creationTimestamp", "generation", "deletionTimestamp"):
+                    md.pop(owned, None)
+                    if owned in old.get("metadata", {}):
+                        md[owned] = old["metadata"][owned]
+            md = final.setdefault("metadata", {})
+            md["resourceVersion"] = self._next_rv()
+            if _spec_part(final) != _spec_part(old):
+                md["generation"] = int(old.get("metadata", {}).get("generation", 1)) + 1
+        metadata = final.pop("metadata", None)
+        self.pruned += prune(schema, final)
+        errors = aijob_errors(final, None if request.action == enums.action.CREATE else old)
+        final["metadata"] = metadata
+        if errors:
+            raise _invalid("AIJob", AIJOB_RESOURCE.group, (metadata or {}).get("name", ""), errors)
+        if request.action == enums.action.UPDATE:
+            # kmock stores what the request carries (its Request is frozen: set the field underneath)
+            object.__setattr__(request, "data", [{"op": "replace", "path": "", "value": final}])
 
     async def _serve_list(self, request):
         result = await super()._serve_list(request)

@@ -160,7 +160,16 @@ async def play_pods(cluster: Cluster, plans: list[PodPlan], complete_jobs: bool 
             json={
                 "status": {
                     "phase": phase,
-                    "containerStatuses": [{"name": "main", "ready": phase == "Running", "state": state}],
+                    "containerStatuses": [  # as the kubelet writes them (image, imageID, restartCount required)
+                        {
+                            "name": "main",
+                            "ready": phase == "Running",
+                            "state": state,
+                            "image": "trainer:1",
+                            "imageID": "docker.io/library/trainer@sha256:0",
+                            "restartCount": 0,
+                        }
+                    ],
                 }
             },
         )

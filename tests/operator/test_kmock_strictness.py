@@ -1,0 +1,162 @@
+"""The mock is strict where a real API server is (kmock_support.RealisticEmulator): these pin that down,
+without an operator process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from operator_testkit import AIJOBS, AIJOBS_URL, aijob
+
+URL = AIJOBS_URL.format(ns="default")
+
+
+async def send(cluster, method: str, path: str, body: Any, content_type: str = "application/json"):
+    data = body if isinstance(body, bytes) else None
+    kwargs = {"data": data} if data is not None else {"json": body}
+    resp = await cluster.k8s.request(method, path, headers={"Content-Type": content_type}, **kwargs)
+    return resp.status, await resp.json()
+
+
+def merge(cluster, method, path, body):
+    return send(cluster, method, path, body, "application/merge-patch+json")
+
+
+async def test_a_wrong_type_or_value_is_422_with_the_api_servers_status_body(cluster):
+    body = aijob("typo")
+    body["spec"]["resources"]["gpusPerReplica"] = "two"
+    body["spec"]["placement"]["mode"] = "sometimes"
+    status, answer = await send(cluster, "POST", URL, body)
+    assert status == 422
+    assert answer["kind"] == "Status" and answer["reason"] == "Invalid" and answer["code"] == 422
+    assert answer["message"].startswith('AIJob.energaizer.io "typo" is invalid: ')
+    fields = {c["field"] for c in answer["details"]["causes"]}
+    assert fields == {"spec.resources.gpusPerReplica", "spec.placement.mode"}
+    assert (AIJOBS, "default", "typo") not in cluster.k8s.objects or cluster.k8s.objects[
+        AIJOBS, "default", "typo"
+    ].deleted
+
+
+async def test_out_of_range_and_missing_required_are_422(cluster):
+    body = aijob("zero", gpus=0)
+    assert (await send(cluster, "POST", URL, body))[0] == 422
+    body = aijob("nowork")
+    del body["spec"]["workload"]
+    status, answer = await send(cluster, "POST", URL, body)
+    assert status == 422
+    assert answer["details"]["causes"] == [
+        {"reason": "FieldValueRequired", "message": "Required value", "field": "spec.workload"}
+    ]
+
+
+async def test_nan_is_400_not_stored(cluster):
+    raw = (
+        b'{"apiVersion": "energaizer.io/v1alpha1", "kind": "AIJob", "metadata": {"name": "nan"},'
+        b' "spec": {"workload": {"model": "gpt2", "powerLimitW": NaN}}}'
+    )
+    status, answer = await send(cluster, "POST", URL, raw)
+    assert status == 400 and answer["reason"] == "BadRequest"
+
+
+async def test_unknown_fields_are_pruned_silently_and_noted(cluster):
+    body = aijob("extra")
+    body["spec"]["resources"]["gpuz"] = 3
+    body["spec"]["template"]["anything"] = {"kept": True}  # x-kubernetes-preserve-unknown-fields
+    assert (await send(cluster, "POST", URL, body))[0] in (200, 201)
+    stored = cluster.aijob("extra")
+    assert "gpuz" not in stored["spec"]["resources"]
+    assert stored["spec"]["template"]["anything"] == {"kept": True}
+    status, _ = await merge(
+        cluster,
+        "PATCH",
+        f"{URL}/extra/status",
+        {
+            "status": {
+                "phase": "Pending",
+                "placement": {
+                    "gpuType": "l4",
+                    "predictedEnergyJoules": 1.0,
+                    "savingsJoules": 0.0,
+                    "bogusJoules": 5,
+                },
+            }
+        },
+    )
+    assert status == 200
+    placement = cluster.aijob("extra")["status"]["placement"]
+    assert placement["gpuType"] == "l4" and "bogusJoules" not in placement
+    assert cluster.k8s.pruned == ["spec.resources.gpuz", "status.placement.bogusJoules"]
+    cluster.k8s.pruned.clear()  # the fixture fails a test whose status fields were pruned
+
+
+async def test_a_status_of_the_wrong_type_is_422_and_changes_nothing(cluster):
+    await cluster.create(aijob("st"))
+    before = cluster.aijob("st")
+    status, answer = await merge(cluster, "PATCH", f"{URL}/st/status", {"status": {"phase": "Sleeping"}})
+    assert status == 422 and answer["details"]["causes"][0]["field"] == "status.phase"
+    assert cluster.aijob("st") == before
+
+
+async def test_the_status_subresource(cluster):
+    body = aijob("sub")
+    body["status"] = {"phase": "Placed"}
+    await cluster.create(body)
+    created = cluster.aijob("sub")
+    assert "status" not in created and created["metadata"]["generation"] == 1
+    # /status changes nothing but status: not the spec, not the labels
+    status, _ = await merge(
+        cluster,
+        "PATCH",
+        f"{URL}/sub/status",
+        {
+            "metadata": {"labels": {"a": "b"}},
+            "spec": {"resources": {"replicas": 5}},
+            "status": {"phase": "Pending"},
+        },
+    )
+    assert status == 200
+    obj = cluster.aijob("sub")
+    assert obj["status"] == {"phase": "Pending"} and obj["spec"] == created["spec"]
+    assert "labels" not in obj["metadata"] and obj["metadata"]["generation"] == 1
+    # the main resource ignores status; metadata alone does not bump the generation
+    status, _ = await merge(
+        cluster, "PATCH", f"{URL}/sub", {"metadata": {"labels": {"a": "b"}}, "status": {"phase": "Placed"}}
+    )
+    obj = cluster.aijob("sub")
+    assert status == 200 and obj["status"] == {"phase": "Pending"} and obj["metadata"]["labels"] == {"a": "b"}
+    assert obj["metadata"]["generation"] == 1
+    status, _ = await merge(cluster, "PATCH", f"{URL}/sub", {"spec": {"resources": {"replicas": 2}}})
+    obj = cluster.aijob("sub")
+    assert status == 200 and obj["spec"]["resources"]["replicas"] == 2 and obj["metadata"]["generation"] == 2
+    # a spec change that breaks the schema is refused
+    status, _ = await merge(cluster, "PATCH", f"{URL}/sub", {"spec": {"resources": {"replicas": -1}}})
+    assert status == 422 and cluster.aijob("sub")["spec"]["resources"]["replicas"] == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda job: job["spec"].update(backoffLimitt=3), "spec"),
+        (
+            lambda job: job["spec"]["template"]["spec"].update(restartPolicy=7),
+            "spec.template.spec.restartPolicy",
+        ),
+    ],
+)
+async def test_a_builtin_object_is_validated_against_the_kubernetes_schemas(cluster, change, field):
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "j", "namespace": "default"},
+        "spec": {
+            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "i"}]}}
+        },
+    }
+    path = "/apis/batch/v1/namespaces/default/jobs"
+    bad = {**job, "spec": {**job["spec"], "template": {"spec": dict(job["spec"]["template"]["spec"])}}}
+    change(bad)
+    status, answer = await send(cluster, "POST", path, bad)
+    assert status == 422 and answer["details"]["causes"][0]["field"] == field
+    assert (await send(cluster, "POST", path, job))[0] in (200, 201)
+    status, _ = await merge(cluster, "PATCH", f"{path}/j", {"spec": {"suspend": "yes"}})
+    assert status == 422
