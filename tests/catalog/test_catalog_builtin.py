@@ -110,6 +110,14 @@ def test_tensor_clock_is_below_max_on_hopper() -> None:
     assert 132 * 4096 * h100.tensor_clock_mhz * 1e6 / 1e12 == pytest.approx(989.4, rel=1e-3)
 
 
+def test_b200_clocks_are_what_the_devices_run() -> None:
+    """A B200 boosts to 1965 MHz (flashinfer PR 2899; benchmarks lock it there), not the 1980 of third-party
+    spec pages; its datasheet tensor peaks hold at ~1856 MHz (148 SMs x 8192 dense bf16 FLOP per clock)."""
+    b200 = catalog.get_gpu("b200")
+    assert b200.max_clock_mhz == 1965
+    assert b200.sm_count * 8192 * b200.tensor_clock_mhz * 1e6 / 1e12 == pytest.approx(2250, rel=0.005)
+
+
 def test_idle_and_voltage_tables_from_the_artifact() -> None:
     yz8 = catalog.get_gpu("a100-pcie-40gb")
     assert len(yz8.idle_power_table) == 81 and len(yz8.voltage_table) == 81

@@ -69,6 +69,20 @@ def test_h200_takes_the_h100_die_curve():
     assert h200.idle_power_table[0].value == pytest.approx(h100.idle_power_table[0].value + 7.0)
 
 
+def test_b200_idle_is_what_idle_b200s_read():
+    """Idle HGX B200s with nothing loaded read 136-144 W (nvidia-smi on two nodes, drivers 575 and 580: the
+    catalog's SMI-B200), the state of the H100's 72 W; held at the max clock in P0 by a loaded server they
+    read 192-196 W (NVIDIA/TensorRT-LLM issue 10278). No B200 publishes a locked-clock idle table, so the
+    shipped profile's idle-at-max-clock ratio spans the two."""
+    hw = _table(get_gpu("b200"))
+    prof = load_profile(None)
+    parked, at_max = idle_power(
+        np.array([hw.min_clock_mhz[0], hw.max_clock_mhz[0]]), np.zeros(2, dtype=int), hw, prof
+    )
+    assert 136.0 <= parked <= 144.0
+    assert at_max == pytest.approx(194.0, rel=0.10)
+
+
 @pytest.mark.parametrize(
     "gpu, measured_mhz, rel",
     [
