@@ -38,10 +38,14 @@ def run(namespaces: list[str] | None = None, all_namespaces: bool = False) -> No
     import energaizer_operator.handlers  # registers the handlers
     import energaizer_operator.measured_handlers  # measured energy (contract section 5)
     import energaizer_operator.profile_watch  # noqa: F401  (the calibration profile, reloaded on change)
+    from energaizer_operator.leader import default_identity
     from energaizer_operator.state import OperatorState
 
     kopf.run(
         standalone=True,  # no kopf peering: replicas elect a leader with a Lease (leader.py)
+        # kopf's own default identity calls getpass.getuser(), which raises for a UID without a
+        # passwd entry: the image's 65532, or any UID a cluster assigns (OpenShift)
+        identity=default_identity(),
         clusterwide=not watched,
         namespaces=watched,
         memo=kopf.Memo(state=OperatorState(settings), profile_watcher=profile_watcher),

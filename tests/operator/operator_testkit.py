@@ -141,8 +141,12 @@ _instances = itertools.count()
 class OperatorProcess:
     """``python -m energaizer_operator`` (the same code path as ``energaizer operator``)."""
 
-    def __init__(self, cluster: Cluster, tmp: Path, env: dict[str, str]) -> None:
-        self.cluster, self.tmp, self.extra_env = cluster, tmp, env
+    def __init__(
+        self, cluster: Cluster, tmp: Path, env: dict[str, str | None], *, wrapper: tuple[str, ...] = ()
+    ) -> None:
+        """``env`` is added to this process's environment (a value of None removes the variable);
+        ``wrapper`` is a command prefix the operator runs under (e.g. ``unshare`` for another user)."""
+        self.cluster, self.tmp, self.extra_env, self.wrapper = cluster, tmp, env, wrapper
         self.metrics_port = free_port()
         self.health_port = free_port()
         self.proc: asyncio.subprocess.Process | None = None
@@ -171,15 +175,32 @@ current-context: mock
             # a job whose best type is full takes the best free one at once, unless the test sets
             # spec.placement.maxWaitSeconds (test_operator_wait_flow.py) or this variable
             "ENERGAIZER_MAX_WAIT_SECONDS": "0",
-            **self.extra_env,
         }
+        for key, value in self.extra_env.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
         self.runs += 1
         watches = self.cluster.aijob_watches()
         log = open(self.tmp / f"{self.name}-{self.runs}.log", "wb")  # noqa: SIM115
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "energaizer_operator", env=env, stdout=log, stderr=asyncio.subprocess.STDOUT
+            *self.wrapper,
+            sys.executable,
+            "-m",
+            "energaizer_operator",
+            env=env,
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
         )
-        await wait_for(lambda: self.cluster.aijob_watches() > watches, timeout=60)
+        proc = self.proc
+
+        def watching() -> bool:
+            # a process that died at startup fails here with its log, not after the timeout
+            assert proc.returncode is None, f"the operator exited ({proc.returncode}):\n{self.log()[-3000:]}"
+            return self.cluster.aijob_watches() > watches
+
+        await wait_for(watching, timeout=60)
 
     async def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.proc is not None
