@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deploy_support import CHART, ROOT
+from deploy_support import CHART, CRD_PATH, ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
 BUILD_TOOLS = re.compile(r"\b(apt-get|apt|apk|yum|dnf|gcc|g\+\+|make|build-essential|cmake|rustc|cargo)\b")
@@ -101,6 +102,7 @@ def test_runs_as_numeric_non_root_user(dockerfile: tuple[dict[str, str], list[St
     assert uid.isdigit() and int(uid) > 0 and (not gid or int(gid) > 0)
     chart_values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert int(uid) == chart_values["podSecurityContext"]["runAsUser"]
+    assert gid and int(gid) == chart_values["podSecurityContext"]["runAsGroup"]
     keywords = [kw for kw, _ in final.instructions]
     assert "RUN" not in keywords[keywords.index("USER") :], "nothing runs as root after USER"
 
@@ -115,7 +117,9 @@ def test_entrypoint_runs_the_operator(dockerfile: tuple[dict[str, str], list[Sta
     final = dockerfile[1][-1]
     assert json.loads(final.values("ENTRYPOINT")[-1]) == ["energaizer", "operator"]
     assert json.loads(final.values("CMD")[-1]) == ["--all-namespaces"]
-    assert sorted(final.values("EXPOSE")[-1].split()) == ["8080", "8081"]
+    chart_values = yaml.safe_load((CHART / "values.yaml").read_text())
+    ports = {str(chart_values["metrics"]["port"]), str(chart_values["health"]["port"])}
+    assert set(final.values("EXPOSE")[-1].split()) == ports == {"8080", "8081"}
     labels = " ".join(final.values("LABEL"))
     for key in ("title", "version", "source", "licenses"):
         assert f"org.opencontainers.image.{key}=" in labels
@@ -150,10 +154,18 @@ def test_build_context_holds_what_the_build_copies(dockerfile: tuple[dict[str, s
     assert missing == [], f"missing from the repository, so COPY fails: {missing}"
 
 
-def test_builder_stage_builds_a_complete_wheel(
-    dockerfile: tuple[dict[str, str], list[Stage]], tmp_path: Path
-) -> None:
+@dataclass
+class ContextWheel:
+    context: Path
+    wheel: Path
+
+
+@pytest.fixture(scope="module")
+def context_wheel(
+    dockerfile: tuple[dict[str, str], list[Stage]], tmp_path_factory: pytest.TempPathFactory
+) -> ContextWheel:
     """The builder's `pip wheel` on the Docker build context (only what .dockerignore lets through)."""
+    tmp_path = tmp_path_factory.mktemp("image")
     context = tmp_path / "context"
     context.mkdir()
     junk = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
@@ -172,8 +184,23 @@ def test_builder_stage_builds_a_complete_wheel(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     (wheel,) = out.glob("energaizer-*.whl")
+    return ContextWheel(context, wheel)
+
+
+def test_builder_stage_builds_a_complete_wheel(context_wheel: ContextWheel) -> None:
+    context, wheel = context_wheel.context, context_wheel.wheel
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
+    # every data file of the packages (catalog YAMLs, default profile, demo trace, measurements)
+    package_files = {
+        path.relative_to(root).as_posix()
+        for root, package in ((context, "energaizer"), (context / "operator", "energaizer_operator"))
+        for path in (root / package).rglob("*")
+        if path.is_file() and path.suffix not in (".py", ".pyc")
+    }
+    assert "energaizer/data/profiles/default.json" in package_files
+    assert sorted(package_files - names) == [], "package data missing from the wheel"
+    with zipfile.ZipFile(wheel) as archive:
         info = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         entry_points = archive.read(info).decode()
         metadata = archive.read(info.replace("entry_points.txt", "METADATA")).decode()
@@ -181,3 +208,54 @@ def test_builder_stage_builds_a_complete_wheel(
     assert "energaizer/catalog/gpus.yaml" in names and "energaizer/catalog/models.yaml" in names
     assert "energaizer = energaizer.cli.app:main" in entry_points  # the image's ENTRYPOINT
     assert re.search(r'Requires-Dist: kopf\S*; extra == "operator"', metadata)
+
+
+def test_the_image_commands_run_from_the_installed_wheel(context_wheel: ContextWheel, tmp_path: Path) -> None:
+    """The wheel installed as the image installs it (not the editable checkout): the entry point, the
+    CRD generator and the commands that read package data (catalog, profile, demo trace) run from it."""
+    target = tmp_path / "site"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(target),
+            str(context_wheel.wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    script = target / "bin" / "energaizer"
+    assert script.is_file(), "the wheel installs no `energaizer` command (the image's ENTRYPOINT)"
+    home = tmp_path / "home"
+    home.mkdir()
+    # only the installed wheel on the path (the dependencies come from this interpreter's site-packages),
+    # run outside the checkout, HOME as in the image
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "ENERGAIZER_", "XDG_"))}
+    env.update(PYTHONPATH=str(target), HOME=str(home), PYTHONDONTWRITEBYTECODE="1")
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, *args], capture_output=True, text=True, timeout=300, cwd=home, env=env
+        )
+        assert done.returncode == 0, f"{args}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+        return done.stdout
+
+    where = run(
+        "-c",
+        "import energaizer, energaizer_operator; print(energaizer.__file__, energaizer_operator.__file__)",
+    )
+    assert all(Path(p).is_relative_to(target) for p in where.split()), where
+    assert run("-m", "energaizer_operator.crd") == CRD_PATH.read_text()
+    assert "--all-namespaces" in run(str(script), "operator", "--help")
+    assert "--port" in run(str(script), "extender", "--help")
+    (row,) = json.loads(run(str(script), "estimate", "--model", "qwen2-1.5b", "--gpu", "h100-sxm", "--json"))
+    assert row["feasible"] and row["energy_joules"] > 0
+    plan = json.loads(run(str(script), "plan", "--demo", "--demo-jobs", "40", "--json"))
+    assert plan["policies"] and all(p["total_energy_joules"] > 0 for p in plan["policies"])
