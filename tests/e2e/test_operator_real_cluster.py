@@ -86,7 +86,8 @@ def test_aijob_gets_estimated_and_placed_on_a_real_cluster(tmp_path: Path) -> No
     import kubernetes
     import yaml
 
-    kubernetes.config.load_kube_config()
+    # named: the client reads KUBECONFIG once, when first imported
+    kubernetes.config.load_kube_config(config_file=os.environ["KUBECONFIG"])
     api = kubernetes.client.ApiClient()
     try:
         kubernetes.client.VersionApi(api).get_code()
