@@ -6,8 +6,11 @@ and files that exist."""
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +32,13 @@ HELM_SWITCHES = {"--create-namespace", "--install", "--reuse-values", "--wait", 
 
 
 def _shell_commands(path: Path) -> list[str]:
-    """The commands of the file's ```bash blocks, continuation lines joined, comments dropped."""
+    return _shell_commands_of(path.read_text())
+
+
+def _shell_commands_of(text: str) -> list[str]:
+    """The commands of the text's ```bash blocks, continuation lines joined, comments dropped."""
     commands = []
-    for block in re.findall(r"```(?:bash|sh|shell)\n(.*?)```", path.read_text(), flags=re.S):
+    for block in re.findall(r"```(?:bash|sh|shell)\n(.*?)```", text, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
             tokens = shlex.split(line, comments=True)
             if tokens:
@@ -210,3 +217,41 @@ def test_the_image_built_is_the_image_installed() -> None:
     assert f"{_helm(install)[3]['image']['repository']}:{app_version}" == image
     set_image = [c for c in commands if c.startswith("kubectl") and _is_set_image(shlex.split(c))]
     assert set_image and all(f"operator={image}" in c for c in set_image), set_image
+
+
+def test_readme_quick_start_runs_and_shows_what_it_says(tmp_path: Path) -> None:
+    """README's first command: the install steps, then `energaizer estimate` (every catalog GPU) and
+    `energaizer plan --demo` (the policies on the built-in trace), run here on the installed package."""
+    from energaizer.catalog import list_gpus
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Quick start", 1)[1]
+    (first,) = _shell_commands_of(section)[:1]
+    steps: list[list[str]] = [[]]
+    for token in shlex.split(first):
+        if token == "&&":
+            steps.append([])
+        else:
+            steps[-1].append(token)
+    install = [["python3", "-m", "venv", ".venv"], [".", ".venv/bin/activate"], ["pip", "install", ".[plot]"]]
+    assert steps[:3] == install, steps
+    commands = steps[3:]
+    assert [c[:2] for c in commands] == [["energaizer", "estimate"], ["energaizer", "plan"]], steps
+    outputs = []
+    for command in commands:
+        done = subprocess.run(
+            [sys.executable, "-m", *command],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        outputs.append(done.stdout)
+    estimate, plan = outputs
+    rows = {line.split()[1] for line in estimate.splitlines() if line.startswith("│")}
+    assert rows >= {g.id for g in list_gpus()}, "every catalog GPU"
+    assert "lowest energy" in estimate and "fastest" in estimate
+    for policy in ("energy-aware", "first-fit", "fastest-gpu", "lower-bound"):
+        assert f"│ {policy}" in plan, policy
