@@ -9,7 +9,8 @@ would run it longer are infeasible for it). The work is given either
   or architecture columns): estimated on every pool type as is; or
 * by ``gpu_count`` and ``duration_s``: the job ran ``duration_s`` seconds on the reference GPU
   (column ``reference_gpu``, else ``--reference-gpu``). Its kind and model are not known, so it is
-  a training job (or ``task``) of a template model drawn for its GPU count with a fixed seed;
+  a training job (or ``task``) of a template model drawn for its GPU count with the seed and its
+  ``job_id`` (not its row: the row order does not change the plan);
   its time and energy on every type are the template's, scaled so that the time on the reference
   GPU equals ``duration_s``.
 """
@@ -17,6 +18,7 @@ would run it longer are infeasible for it). The work is given either
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -92,7 +94,9 @@ class Trace:
         return len(self.job_ids)
 
     def sorted_by_submit(self) -> Trace:
-        order = np.argsort(self.submit, kind="stable")
+        """Jobs by submission time, simultaneous ones by job id: a trace's row order does not change
+        the plan (the FIFO queue and first-fit's tie-breaks see the same order)."""
+        order = np.lexsort((np.asarray(self.job_ids, dtype=str), self.submit))
         if np.all(order == np.arange(len(order))):
             return self
         return self.subset(order)
@@ -124,6 +128,7 @@ class TraceBuilder:
         from energaizer.catalog import get_gpu
 
         self.reference_gpu = get_gpu(reference_gpu).id
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.source = source
         self.assumptions: list[str] = []
@@ -164,10 +169,18 @@ class TraceBuilder:
         ref_gpu: str | None = None,
         task: str = "training",
         model: str | None = None,
+        draw_key: str | None = None,
     ) -> None:
+        """A duration-only job; without ``model`` its template is drawn with the seed: from the
+        builder's sequence, or, with ``draw_key`` (a trace row's job id), from the seed and that key
+        alone, so that the same job gets the same template wherever its row is in the file."""
         if model is None:
             options = self._templates(gpu_count, task, ref_gpu or self.reference_gpu)
-            model = options[int(self.rng.integers(len(options)))]
+            if draw_key is None:
+                pick = int(self.rng.integers(len(options)))
+            else:
+                pick = _keyed_index(self.seed, draw_key, len(options))
+            model = options[pick]
             self.templated += 1
         w = template_workload(model, gpu_count, task)
         self._add(
@@ -236,6 +249,12 @@ class TraceBuilder:
         return trace.sorted_by_submit()
 
 
+def _keyed_index(seed: int, key: str, n: int) -> int:
+    """A draw in ``range(n)`` that depends only on ``seed`` and ``key`` (stable across runs)."""
+    digest = hashlib.blake2b(f"{seed}\0{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % n
+
+
 def _float(raw: Mapping[str, str | None], key: str, where: str, *, required: bool = False) -> float:
     text = (raw.get(key) or "").strip()
     if not text:
@@ -293,7 +312,7 @@ def add_csv_row(builder: TraceBuilder, raw: Mapping[str, str | None], where: str
         from energaizer.catalog import get_gpu
 
         ref = get_gpu(ref).id
-    builder.add_duration(job_id, submit, gpus, duration, deadline, ref, task)
+    builder.add_duration(job_id, submit, gpus, duration, deadline, ref, task, draw_key=job_id)
 
 
 def _check_model(name: str, where: str) -> None:
