@@ -310,8 +310,12 @@ def add_csv_row(builder: TraceBuilder, raw: Mapping[str, str | None], where: str
     ref = (raw.get("reference_gpu") or "").strip() or None
     if ref is not None:
         from energaizer.catalog import get_gpu
+        from energaizer.errors import UnknownNameError
 
-        ref = get_gpu(ref).id
+        try:
+            ref = get_gpu(ref).id
+        except UnknownNameError as exc:
+            raise InvalidInputError("reference_gpu", f"{where}: unknown GPU {ref!r}", exc.allowed) from None
     builder.add_duration(job_id, submit, gpus, duration, deadline, ref, task, draw_key=job_id)
 
 

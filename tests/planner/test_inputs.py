@@ -92,7 +92,11 @@ def test_trace_both_forms(trace_csv: Path) -> None:
         ("submit_time_s,gpu_count,duration_s", "0,1.5,10", "gpu_count"),
         ("submit_time_s,gpu_count,duration_s", "0,1,0", "duration_s"),
         ("submit_time_s,gpu_count,duration_s,deadline_s", "0,1,10,0", "deadline_s"),
-        ("submit_time_s,gpu_count,duration_s,reference_gpu", "0,1,10,zz", "gpu"),
+        (
+            "submit_time_s,gpu_count,duration_s,reference_gpu",
+            "0,1,10,zz",
+            r"reference_gpu: .*t\.csv line 2: unknown GPU 'zz'",
+        ),
     ],
 )
 def test_bad_trace_rows_name_the_field(tmp_path: Path, header: str, row: str, field: str) -> None:
