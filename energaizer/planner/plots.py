@@ -97,7 +97,7 @@ def _utilisation(plt, result: PlanResult, path: Path, colors: list[str], dpi: in
         util = [m.utilisation[p] * 100 for p in pools]
         ax.bar(x + offset, util, width, label=m.name, color=colors[k % len(colors)])
     ax.set_xticks(x, pools, rotation=15)
-    ax.set_ylabel("GPU utilisation over the makespan (%)")
+    ax.set_ylabel(f"GPU utilisation over the {result.horizon_seconds / 3600:,.1f} h horizon (%)")
     ax.set_ylim(0, 100)
     return _finish(plt, fig, ax, path, "Utilisation per pool", dpi)
 

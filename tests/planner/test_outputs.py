@@ -150,3 +150,38 @@ def test_bad_pools_file_names_the_field(
     pools.write_text("- {gpu: h100-sxm, nodes: 1, gpus_per_node: -8}\n")
     code, _, err = run_cli(capsys, "plan", "--pools", str(pools), "--trace", str(trace_csv))
     assert code == 2 and "gpus_per_node" in err
+
+
+def test_plot_axes_name_the_quantity_the_metrics_report(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Each plot labels its axes with the quantity and unit of the numbers it draws: the utilisation
+    bars are the reported ``utilisation`` (busy GPU-seconds over GPUs x the common horizon, not the
+    makespan) in %."""
+    from energaizer.planner import plots
+    from energaizer.planner.costs import CostCache
+    from energaizer.planner.demo import DemoConfig, generate_demo
+    from energaizer.planner.plan import PlanOptions, run_plan
+    from energaizer.planner.pools import default_demo_pools
+
+    pools = default_demo_pools()
+    cache = CostCache()
+    result = run_plan(
+        generate_demo(pools, DemoConfig(jobs=60, seed=1), cache), pools, PlanOptions(), cache=cache
+    )
+    seen: dict[str, tuple[str, str, list[float]]] = {}
+    finish = plots._finish
+
+    def record(plt, fig, ax, path, title, dpi):  # type: ignore[no-untyped-def]
+        heights = [float(b.get_height()) for b in ax.patches]
+        seen[Path(path).name] = (ax.get_xlabel(), ax.get_ylabel(), heights)
+        return finish(plt, fig, ax, path, title, dpi)
+
+    monkeypatch.setattr(plots, "_finish", record)
+    plots.write_plots(result, tmp_path)
+    _, ylabel, heights = seen["utilisation_per_pool.png"]
+    assert "horizon" in ylabel and "makespan" not in ylabel and "(%)" in ylabel
+    reported = [100 * p.utilisation for m in result.metrics for p in m.pools]
+    assert sorted(heights) == pytest.approx(sorted(reported))
+    assert "(kWh)" in seen["energy_per_policy.png"][1] and "(kWh)" in seen["cumulative_energy.png"][1]
+    assert "(min)" in seen["wait_time_distribution.png"][0] and "hours" in seen["cumulative_energy.png"][0]
