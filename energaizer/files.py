@@ -41,10 +41,23 @@ def _checked_size(path: str | os.PathLike[str], field: str, max_bytes: int) -> i
     return st.st_size
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _binary(head: bytes, name: str, field: str) -> InvalidInputError | None:
+    """The error for a file that starts like a binary one (``head``: its first bytes), else None."""
+    if head.startswith(GZIP_MAGIC):
+        return InvalidInputError(field, f"{name} is gzip-compressed; decompress it first (gunzip -k {name})")
+    if b"\x00" in head:
+        return InvalidInputError(field, f"{name} is a binary file, not UTF-8 text")
+    return None
+
+
 def decode_text(data: bytes, name: str, field: str) -> str:
     """UTF-8 text of ``data`` (a leading BOM dropped); binary or other encodings are input errors."""
-    if b"\x00" in data[:65536]:
-        raise InvalidInputError(field, f"{name} is a binary file, not UTF-8 text")
+    error = _binary(data[:65536], name, field)
+    if error is not None:
+        raise error
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -81,8 +94,9 @@ def open_text(path: str | os.PathLike[str], field: str, *, max_bytes: int = MAX_
                 head = probe.read(4096)
         except OSError as exc:
             raise InvalidInputError(field, f"cannot read {name}: {exc.strerror or exc}") from None
-        if b"\x00" in head:
-            raise InvalidInputError(field, f"{name} is a binary file, not UTF-8 text")
+        error = _binary(head, name, field)
+        if error is not None:
+            raise error
     try:
         return open(name, newline="", encoding="utf-8-sig")
     except OSError as exc:

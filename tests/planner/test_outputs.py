@@ -185,3 +185,19 @@ def test_plot_axes_name_the_quantity_the_metrics_report(
     assert sorted(heights) == pytest.approx(sorted(reported))
     assert "(kWh)" in seen["energy_per_policy.png"][1] and "(kWh)" in seen["cumulative_energy.png"][1]
     assert "(min)" in seen["wait_time_distribution.png"][0] and "hours" in seen["cumulative_energy.png"][0]
+
+
+def test_a_gzip_compressed_trace_is_named_as_such(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, pools_yaml: Path, trace_csv: Path
+) -> None:
+    """A gzip-compressed trace (how published traces often come) is one line that says so and how to
+    read it, exit 2; the same rows uncompressed plan."""
+    import gzip
+
+    packed = tmp_path / "trace.csv.gz"
+    packed.write_bytes(gzip.compress(trace_csv.read_bytes()))
+    code, _, err = run_cli(capsys, "plan", "--pools", str(pools_yaml), "--trace", str(packed), "--json")
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("error: trace: ") and "gzip-compressed" in err and "gunzip" in err
+    code, out, _ = run_cli(capsys, "plan", "--pools", str(pools_yaml), "--trace", str(trace_csv), "--json")
+    assert code == 0 and json.loads(out)["trace"]["jobs"] == 30
