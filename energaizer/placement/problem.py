@@ -161,15 +161,15 @@ def is_feasible(problem: PlacementProblem, assignment: np.ndarray) -> bool:
 
 def explain(problem: PlacementProblem, assignment: np.ndarray) -> list[str]:
     """Per job: "" when placed, else why not."""
-    usable = problem.usable()
-    finite = np.isfinite(problem.cost)
+    usable = problem.usable().any(axis=1)
+    finite = np.isfinite(problem.cost).any(axis=1)
     out: list[str] = []
     for j in range(problem.n_jobs):
         if assignment[j] >= 0:
             out.append("")
-        elif not finite[j].any():
+        elif not finite[j]:
             out.append("no feasible type" + _detail(problem, j))
-        elif not usable[j].any():
+        elif not usable[j]:
             out.append(f"demand {problem.demand[j]:g} GPUs exceeds the free capacity of every feasible type")
         else:
             out.append(REASON_CAPACITY)

@@ -240,9 +240,32 @@ class EnergyAware(Policy):
 
     def state_cost(self, jobs: np.ndarray, free: np.ndarray, now: float) -> np.ndarray:
         """(len(jobs), P) cost now: elastic with node sizes counts the idle GPUs of powered nodes
-        (no node to power up there); otherwise the fixed cost."""
+        (no node to power up there); otherwise the fixed cost. Elastic: priced only for the jobs that
+        fit a feasible pool's free GPUs now (inf elsewhere: they cannot start at this moment, and
+        the queue of an overloaded cluster holds thousands)."""
         if not self.elastic_nodes or self.fleet is None:
             return self.cost[jobs]
+        ctx = self.ctx
+        fleet = self.fleet_now(free, now)
+        cost = np.full((jobs.size, ctx.total.size), np.inf)
+        fits = np.nonzero((ctx.feasible[jobs] & (ctx.demand[jobs, None] <= free[None, :])).any(axis=1))[0]
+        if fits.size:
+            now_jobs = jobs[fits]
+            priced = objective_matrix(
+                ctx.energy[now_jobs],
+                ctx.duration[now_jobs],
+                "energy",
+                fleet=fleet,
+                demand=ctx.demand[now_jobs],
+            )
+            priced[~ctx.feasible[now_jobs]] = np.inf
+            cost[fits] = priced
+        return cost
+
+    def fleet_now(self, free: np.ndarray, now: float) -> FleetModel:
+        """Elastic: the fleet model at ``now`` (the idle GPUs of powered nodes, how long those stay
+        needed, the pools' recent load, which this call brings up to ``now``)."""
+        assert self.fleet is not None
         ctx = self.ctx
         while self.running and self.running[0][0] <= now:
             heapq.heappop(self.running)
@@ -257,18 +280,13 @@ class EnergyAware(Policy):
             self.load = self.load * keep + self.last_busy * (1.0 - keep)
             self.load_time = now
         self.last_busy = busy
-        fleet = replace(
+        return replace(
             self.fleet,
             idle_powered_gpus=self.idle_powered_gpus(free, now),
             powered_for_seconds=np.where(ends > 0, ends + self.fleet.idle_timeout_seconds, 0.0),
             typical_busy_gpus=self.load,
             typical_busy_seconds=LOAD_WINDOW_SECONDS,
         )
-        cost = objective_matrix(
-            ctx.energy[jobs], ctx.duration[jobs], "energy", fleet=fleet, demand=ctx.demand[jobs]
-        )
-        cost[~ctx.feasible[jobs]] = np.inf
-        return cost
 
     def overflow_pressure_cost(
         self, jobs: np.ndarray, free: np.ndarray, now: float, base: np.ndarray

@@ -58,11 +58,12 @@ def simulate(
     arrivals = arrivals[np.argsort(submit[arrivals], kind="stable")]
     running: list[tuple[float, int]] = []
     wakeups: list[float] = []
-    pending: list[int] = []
+    pending = np.zeros(0, dtype=np.int64)  # queued jobs in arrival order
+    arrived: list[int] = []  # arrivals not yet appended to ``pending``
     nxt = 0
     finished = 0
     decisions = 0
-    while nxt < arrivals.size or running or pending:
+    while nxt < arrivals.size or running or pending.size or arrived:
         t_arr = submit[arrivals[nxt]] if nxt < arrivals.size else math.inf
         t_end = running[0][0] if running else math.inf
         t_wake = wakeups[0] if wakeups else math.inf
@@ -77,13 +78,16 @@ def simulate(
             heapq.heappop(wakeups)
         while nxt < arrivals.size and submit[arrivals[nxt]] <= now:
             j = int(arrivals[nxt])
-            pending.append(j)
+            arrived.append(j)
             for wake in policy.wake_times(j):
                 if wake > now:
                     heapq.heappush(wakeups, wake)
             nxt += 1
-        if pending:
-            queue = np.fromiter(pending, dtype=np.int64, count=len(pending))
+        if arrived:
+            pending = np.concatenate([pending, np.asarray(arrived, dtype=np.int64)])
+            arrived = []
+        if pending.size:
+            queue = pending
             choice = policy.decide(queue, free, now)
             decisions += 1
             started = choice >= 0
@@ -98,7 +102,7 @@ def simulate(
                     end[j] = now + ctx.duration[j, p]
                     energy[j] = ctx.energy[j, p]
                     heapq.heappush(running, (float(end[j]), j))
-                pending = [int(j) for j in queue[~started]]
+                pending = queue[~started]
         if progress is not None:
             progress(finished)
     return Schedule(policy.name, pool, start, end, energy, decisions, time.perf_counter() - t0)
