@@ -35,6 +35,23 @@ class NodePool(BaseModel):
         return get_gpu(value).id  # raises UnknownNameError listing the catalog ids
 
     @model_validator(mode="after")
+    def _knobs_in_range(self) -> NodePool:
+        """A locked clock or power limit the GPU cannot take is refused here, naming the pool, not
+        later by the estimator without it."""
+        from energaizer.catalog import get_gpu
+
+        spec = get_gpu(self.gpu)
+        if self.frequency_mhz is not None:
+            lo, hi = spec.clock_range_mhz
+            if not lo - 0.5 <= self.frequency_mhz <= hi + 0.5:
+                raise ValueError(
+                    f"frequency_mhz {self.frequency_mhz:g} MHz is outside {spec.id}'s clock range {lo:g}-{hi:g} MHz"
+                )
+        if self.power_limit_w is not None:
+            check_power_limit(spec.id, self.power_limit_w, "power_limit_w ")
+        return self
+
+    @model_validator(mode="after")
     def _default_name(self) -> NodePool:
         if not self.name:
             name = self.gpu
@@ -48,6 +65,16 @@ class NodePool(BaseModel):
     @property
     def gpus(self) -> int:
         return self.nodes * self.gpus_per_node
+
+
+def check_power_limit(gpu: str, watts: float, label: str) -> None:
+    """``watts`` within the power limits GPU ``gpu`` can be set to (as the estimator checks them)."""
+    from energaizer.catalog import get_gpu
+
+    spec = get_gpu(gpu)
+    lo, hi = spec.power_limit_range_w
+    if not lo - 0.5 <= watts <= hi + 0.5:
+        raise ValueError(f"{label}{watts:g} W is outside {spec.id}'s power-limit range {lo:g}-{hi:g} W")
 
 
 class PoolsFile(BaseModel):
@@ -155,6 +182,10 @@ def parse_power_limits(values: Sequence[str], pools: Sequence[NodePool]) -> dict
                 if not 0 < watts <= 5000:
                     raise InvalidInputError("--power-limit-w", f"{watts:g} W is outside (0, 5000]")
                 for t in targets:
+                    try:  # before the plan runs, not when its sweep reaches the value
+                        check_power_limit(next(p.gpu for p in pools if p.name == t), watts, f"pool {t}: ")
+                    except ValueError as exc:
+                        raise InvalidInputError("--power-limit-w", str(exc)) from None
                     out.setdefault(t, []).append(watts)
     return out
 

@@ -198,3 +198,36 @@ def test_the_rows_order_does_not_change_the_plan(tmp_path: Path) -> None:
     for ma, mb in zip(ra.metrics, rb.metrics, strict=True):
         assert ma.model_dump(exclude={"simulation_seconds"}) == mb.model_dump(exclude={"simulation_seconds"})
     assert ra.horizon_seconds == rb.horizon_seconds
+
+
+@pytest.mark.parametrize(
+    ("pool", "needle"),
+    [
+        ("{gpu: l4, nodes: 1, gpus_per_node: 4, power_limit_w: 10}", "power_limit_w 10 W is outside l4's"),
+        (
+            "{gpu: l4, nodes: 1, gpus_per_node: 4, frequency_mhz: 4000}",
+            "frequency_mhz 4000 MHz is outside l4's",
+        ),
+    ],
+)
+def test_a_pool_knob_outside_its_gpus_range_names_the_pool(tmp_path: Path, pool: str, needle: str) -> None:
+    """Refused while reading the pools file, naming the pool (was: by the estimator, naming neither)."""
+    path = tmp_path / "pools.yaml"
+    path.write_text(f"- {{gpu: h100-sxm, nodes: 1, gpus_per_node: 8}}\n- {pool}\n")
+    with pytest.raises(InvalidInputError, match=rf"^pools\.1: .*pools\.yaml: {needle}"):
+        read_pools(path)
+
+
+def test_a_power_limit_sweep_outside_the_gpus_range_is_refused_before_the_plan() -> None:
+    """``--power-limit-w l4=10`` (an L4 takes 40-72 W): an error naming the flag and the pool while
+    parsing, not after the base plan has run (the sweep's estimate used to raise it, as
+    ``power_limit_w``)."""
+    pools = [NodePool(gpu="l4", nodes=1, gpus_per_node=4), NodePool(gpu="h100-sxm", nodes=1, gpus_per_node=8)]
+    with pytest.raises(
+        InvalidInputError, match=r"^--power-limit-w: pool l4: 10 W is outside l4's power-limit"
+    ):
+        parse_power_limits(["l4=60,10"], pools)
+    assert parse_power_limits(["l4=40,72", "h100-sxm=400"], pools) == {
+        "l4": [40.0, 72.0],
+        "h100-sxm": [400.0],
+    }
