@@ -226,7 +226,8 @@ class TraceBuilder:
         if self.templated:
             self.assumptions.append(
                 f"{self.templated} jobs give only GPU count and duration: each is a training job "
-                "(or its task) of a template model drawn with the seed for its GPU count, among those "
+                "(or its task) of a template model drawn with the seed (and, in a trace file, its "
+                "job_id) for its GPU count, among those "
                 "that run on its reference GPU (else a smaller GPU count's) "
                 f"({'; '.join(f'>={g} GPUs: ' + ', '.join(m) for g, m in TEMPLATE_MODELS)}), "
                 f"rescaled to its duration on the reference GPU ({self.reference_gpu} unless the "
