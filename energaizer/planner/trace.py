@@ -337,6 +337,15 @@ def _check_model(name: str, where: str) -> None:
 CLUSTER_TRACE_COLUMNS = ("start_time_s", "end_time_s", "duration_s", "gpu_count", "gpu_type", "job_kind")
 
 
+def _is_zero(text: str) -> bool:
+    """An empty cell or a zero however written (``0``, ``0.0``, ``0e0``); anything else, a bad number
+    included, is left to the reader, which names it with its line."""
+    try:
+        return not text or float(text) == 0
+    except ValueError:
+        return False
+
+
 def is_cluster_trace(header: Sequence[str]) -> bool:
     return all(c in header for c in CLUSTER_TRACE_COLUMNS)
 
@@ -346,7 +355,7 @@ def _cluster_row(raw: Mapping[str, str | None], skipped: dict[str, int]) -> Mapp
     no GPU (a CPU-only pod), a duration cut off by the trace's end, or no observed submission or end.
     ``job_kind`` gives the task, ``gpu_type`` the reference GPU where it names one catalog GPU."""
     cell = {k: (v or "").strip() for k, v in raw.items() if k is not None}
-    if cell.get("gpu_count", "") in ("", "0"):
+    if _is_zero(cell.get("gpu_count", "")):
         skipped["without GPUs"] += 1
         return None
     if cell.get("censored_at_trace_end") == "1":

@@ -127,6 +127,7 @@ def test_a_published_cluster_trace_keeps_its_gpu_jobs_with_an_observed_duration(
     rows = [
         "gpu-1,0,0,100,0,100,1,T4,,,0",  # ran 100 s on a T4: its reference GPU
         "cpu-1,5,5,50,0,45,0,,,,0",  # CPU-only pod
+        "cpu-2,5,5,50,0,45,0.0,,,,0",  # CPU-only, its count written as a float
         "open-1,6,6,,,,1,,,,0",  # never ended in the trace
         "cut-1,7,7,900,0,893,2,,,,1",  # still running at the trace's end
         "zero-1,8,8,8,0,0,1,,,,0",  # deleted in the second it started
@@ -138,7 +139,7 @@ def test_a_published_cluster_trace_keeps_its_gpu_jobs_with_an_observed_duration(
     assert trace.job_ids == ["gpu-1", "inf-1"]
     assert trace.ref_gpu == ["t4", "a100-sxm4-80gb"] and trace.kind == ["training", "inference"]
     (note,) = [a for a in trace.assumptions if "cluster trace" in a]
-    assert "4 of its 6 rows" in note and "1 without GPUs" in note and "1 still running" in note
+    assert "5 of its 7 rows" in note and "2 without GPUs" in note and "1 still running" in note
     assert "1 without an observed submission or end" in note and "1 ending in the second" in note
 
 
