@@ -69,16 +69,22 @@ def job_spec(workload: WorkloadSpec, gpus_per_pod: int, replicas: int = 1, **pla
     """The AIJob spec equivalent to ``replicas`` pods of ``gpus_per_pod`` GPUs doing ``workload`` each. What
     the estimator checks across the workload and the pod's GPUs (a tensor or data parallelism that does not
     divide them, a split the attention heads cannot take) raises ``InvalidInputError`` naming the annotation."""
-    spec = AIJobSpec(
-        workload=workload,
-        resources={"gpusPerReplica": gpus_per_pod, "replicas": replicas},
-        placement=placement,
-    )
     try:
+        # the pod's GPU count (up to inventory.MAX_GPUS_PER_OBJECT) or replicas beyond what an AIJob takes
+        # fail here: the pod's bad input too, not an error of the caller
+        spec = AIJobSpec(
+            workload=workload,
+            resources={"gpusPerReplica": gpus_per_pod, "replicas": replicas},
+            placement=placement,
+        )
         check_layout(spec.to_workload())
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(to_camel(part) for part in pydantic_location(err))
+        parts = [to_camel(part) for part in pydantic_location(err)]
+        if parts[:1] == ["resources"]:  # the pod's own counts, not a field of the annotation
+            what = {"gpusPerReplica": "GPUs per pod", "replicas": "pods"}.get(parts[-1], parts[-1])
+            raise InvalidInputError(ANNOTATION_WORKLOAD, f"{what} {pydantic_message(err)}") from None
+        loc = ".".join(parts)
         where = f"{ANNOTATION_WORKLOAD}: {loc}" if loc else ANNOTATION_WORKLOAD
         raise InvalidInputError(where, f"{pydantic_message(err)} ({gpus_per_pod} GPUs per pod)") from None
     except InvalidInputError as exc:

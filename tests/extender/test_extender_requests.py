@@ -162,6 +162,8 @@ def test_bad_bodies_get_4xx_and_the_server_survives(extender, verb) -> None:
         (json.dumps({**workload(), "dataParallel": 2}), 1),
         (json.dumps({**workload(), "tensorParallel": 4}), 2),
         (json.dumps({**workload(), "model": "llama-1-13b", "dataParallel": 2}), 6),
+        # more GPUs in one pod than an AIJob's gpusPerReplica takes: the pod's bad input, not an HTTP 500
+        (json.dumps(workload()), 100_000),
     ],
 )
 def test_malformed_annotation_is_an_error_not_a_crash(extender, annotation, gpus) -> None:
