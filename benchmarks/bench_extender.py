@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import ClassVar
 
@@ -93,7 +94,8 @@ def make_pod(k: int, n_workloads: int) -> dict:
 
 
 class FakeNodesAPI(http.server.BaseHTTPRequestHandler):
-    """GET /api/v1/nodes (list) and a watch that stays open with no events."""
+    """GET /api/v1/nodes (list, paged as the API server pages it when asked for ``limit``) and a watch that
+    stays open with no events."""
 
     nodes: ClassVar[list[dict]] = []
 
@@ -104,13 +106,14 @@ class FakeNodesAPI(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             time.sleep(600)
             return
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        start = int(query.get("continue", ["0"])[0])
+        end = start + int(query["limit"][0]) if "limit" in query else len(self.nodes)
+        metadata = {"resourceVersion": "1000"}
+        if end < len(self.nodes):
+            metadata["continue"] = str(end)
         body = json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "NodeList",
-                "metadata": {"resourceVersion": "1000"},
-                "items": self.nodes,
-            }
+            {"apiVersion": "v1", "kind": "NodeList", "metadata": metadata, "items": self.nodes[start:end]}
         ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

@@ -1,5 +1,6 @@
 """Black box, ``NodeNames`` form (nodeCacheCapable: true): the extender's own node cache, watched from
-the kmock API, maps node names to GPU types; nodes added later are picked up by the watch."""
+the kmock API, maps node names to GPU types; nodes added later are picked up by the watch; the list is
+read in pages, as a large cluster's must be."""
 
 from __future__ import annotations
 
@@ -9,10 +10,39 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from extender_support import PRODUCTS, ExtenderProcess, args_with_names, node, pod, request, workload
+from extender_support import (
+    PRODUCTS,
+    ExtenderProcess,
+    args_with_names,
+    node,
+    pod,
+    request,
+    scores,
+    workload,
+)
 from kmock_support import RealisticEmulator
 
 pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
+
+
+class PagingEmulator(RealisticEmulator):
+    """Lists as the API server pages them: with ``limit`` at most that many items (and at most
+    ``PAGE``, as a server may return fewer) and a ``continue`` token for the rest; without, all at once."""
+
+    PAGE = 2
+
+    async def _serve_list(self, request):
+        result = await super()._serve_list(request)
+        if "limit" not in request.params:
+            return result
+        items = sorted(result["items"], key=lambda o: o["metadata"]["name"])
+        start = int(request.params.get("continue") or 0)
+        end = start + min(int(request.params["limit"]), self.PAGE)
+        result["items"] = items[start:end]
+        if end < len(items):
+            result["metadata"]["continue"] = str(end)
+            result["metadata"]["remainingItemCount"] = len(items) - end
+        return result
 
 
 async def poll(pred, timeout: float = 60.0) -> Any:
@@ -26,10 +56,11 @@ async def poll(pred, timeout: float = 60.0) -> Any:
         await asyncio.sleep(0.2)
 
 
-async def test_node_names_are_scored_and_filtered_from_the_node_cache(kmock: Any, tmp_path: Path) -> None:
+async def start_extender(kmock: Any, tmp_path: Path, nodes: list[dict[str, Any]]) -> ExtenderProcess:
+    """The real extender process with its node cache on the kmock API holding ``nodes``."""
     kmock.resources.load_bundled()
     url = str(kmock.url).rstrip("/")
-    for body in (node("h100-a", PRODUCTS["h100-sxm"]), node("l4-a", PRODUCTS["l4"]), node("cpu-0", None)):
+    for body in nodes:
         resp = await kmock.post("/api/v1/nodes", json=body)
         assert resp.status in (200, 201)
     kubeconfig = tmp_path / "kubeconfig"
@@ -42,7 +73,12 @@ contexts: [{{name: mock, context: {{cluster: mock, user: u}}}}]
 current-context: mock
 """
     )
-    ext = await asyncio.to_thread(ExtenderProcess, tmp_path, env={"KUBECONFIG": str(kubeconfig)})
+    return await asyncio.to_thread(ExtenderProcess, tmp_path, env={"KUBECONFIG": str(kubeconfig)})
+
+
+async def test_node_names_are_scored_and_filtered_from_the_node_cache(kmock: Any, tmp_path: Path) -> None:
+    nodes = [node("h100-a", PRODUCTS["h100-sxm"]), node("l4-a", PRODUCTS["l4"]), node("cpu-0", None)]
+    ext = await start_extender(kmock, tmp_path, nodes)
     try:
         await poll(lambda: request(ext.port, "/readyz")[0] == 200)
         big = pod("big", workload("qwen3-32b", requests=500, batch_size=8))
@@ -67,5 +103,30 @@ current-context: mock
         got = await poll(a100_scored)
         assert got["l4-a"] == 0 and max(got["h100-a"], got["a100-a"]) == 10
         assert ext.alive()
+    finally:
+        await asyncio.to_thread(ext.stop)
+
+
+@pytest.mark.kmock(cls=PagingEmulator)
+async def test_the_node_list_is_read_in_pages(kmock: Any, tmp_path: Path) -> None:
+    """A 5,000-node list read whole peaks at several hundred MB in the extender (past the chart's 512 Mi
+    limit) and holds the GIL while it decodes: every list request asks for a page, and the nodes of every
+    page, the last included, are known."""
+    types = ["h100-sxm", "a100-sxm4-80gb", "l4", "h100-sxm", "l4"]
+    nodes = [node(f"n{i}", PRODUCTS[t]) for i, t in enumerate(types)]
+    ext = await start_extender(kmock, tmp_path, nodes)
+    try:
+        await poll(lambda: request(ext.port, "/readyz")[0] == 200)
+        lists = [
+            s.params
+            for s in kmock.journal
+            if s.method.upper().endswith("GET") and s.path == "/api/v1/nodes" and "watch" not in s.params
+        ]
+        assert lists and all(0 < int(p.get("limit", 0)) <= 1000 for p in lists), lists
+        assert [p.get("continue") for p in lists[:3]] == [None, "2", "4"]
+        got = scores(ext.port, args_with_names(pod("chat", workload()), [f"n{i}" for i in range(len(types))]))
+        best = max(got.values())
+        assert best == 10 and all(got[f"n{i}"] == got[f"n{types.index(t)}"] for i, t in enumerate(types))
+        assert got["n4"] > 0  # on the last page
     finally:
         await asyncio.to_thread(ext.stop)

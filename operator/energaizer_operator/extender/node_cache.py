@@ -2,9 +2,12 @@
 
 kube-scheduler sends only node names when the extender is configured ``nodeCacheCapable: true``;
 this cache answers which GPU product each one carries. It runs in one background thread with the
-official client (in-cluster service account, else the current kubeconfig). A lost watch resumes from
-the last resourceVersion; a 410 Gone or any other error relists after a back-off. Until the first
-list has arrived every node is unknown, which scores 0 and is never filtered.
+official client (in-cluster service account, else the current kubeconfig). The list is read in pages
+of :data:`LIST_PAGE_SIZE` Nodes, so that memory and the time the JSON decoding holds the GIL (stalling
+requests) stay bounded by a page however large the cluster: a whole 5,000-node list at once peaks at
+several hundred MB, past the chart's memory limit. A lost watch resumes from the last resourceVersion; a
+410 Gone or any other error relists after a back-off. Until the first list has arrived every node is
+unknown, which scores 0 and is never filtered.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 logger = logging.getLogger("energaizer_operator.extender")
 
 WATCH_TIMEOUT_SECONDS = 300
+LIST_PAGE_SIZE = 500
 MAX_BACKOFF_SECONDS = 30.0
 
 
@@ -62,10 +66,20 @@ class NodeCache:
         from energaizer_operator.kube import api_client
 
         core = kubernetes.client.CoreV1Api(api_client())
-        listing = json.loads(core.list_node(_preload_content=False).data)
-        items = listing.get("items") or []
-        self.products = {n["metadata"]["name"]: self._product_of(n) for n in items}
-        version = (listing.get("metadata") or {}).get("resourceVersion")
+        products: dict[str, str | None] = {}
+        token: str | None = None
+        while True:
+            page = json.loads(
+                core.list_node(limit=LIST_PAGE_SIZE, _continue=token, _preload_content=False).data
+            )
+            for n in page.get("items") or []:
+                products[n["metadata"]["name"]] = self._product_of(n)
+            meta = page.get("metadata") or {}
+            version = meta.get("resourceVersion")  # every page of one list is the same snapshot
+            token = meta.get("continue")
+            if not token:
+                break
+        self.products = products  # whole: a relist that fails half-way keeps the previous map
         if not self.synced.is_set():
             logger.info("node cache synced: %d nodes", len(self.products))
         self.synced.set()
