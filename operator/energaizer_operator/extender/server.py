@@ -10,12 +10,13 @@ stop the server.
 
 from __future__ import annotations
 
-import json
+import gc
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -59,12 +60,14 @@ class ExtenderMetrics:
         )
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"))
+def _json(obj: Any, status: int = 200) -> web.Response:
+    """orjson both ways: in the Nodes form the filter answers with the NodeList kube-scheduler sent, 21 MB for
+    5,000 nodes, which the standard library took ~0.5 s to encode (orjson ~0.03 s)."""
+    return web.Response(body=orjson.dumps(obj), status=status, content_type="application/json")
 
 
 def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"Error": message}, status=status, dumps=_dumps)
+    return _json({"Error": message}, status)
 
 
 def _node_types(
@@ -81,12 +84,24 @@ def _node_types(
 async def _args(request: web.Request) -> tuple[Mapping[str, Any], list | None, list[str] | None]:
     raw = await request.read()
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = _decode(raw)
+    except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the body is not JSON: {exc}") from None
-    except RecursionError:
-        raise BadRequest("the body is not JSON: nested too deeply") from None
     return parse_args(body)
+
+
+def _decode(raw: bytes) -> Any:
+    """Strict JSON (no NaN), UTF-8 as kube-scheduler sends it, nesting capped at 1024 (orjson). The cyclic
+    garbage collector is paused meanwhile: decoded JSON holds no cycles, and the containers of a 5,000-node
+    NodeList (21 MB) set off full collections over every object of the process, which doubled the time to
+    decode it (0.27 -> 0.54 s)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return orjson.loads(raw)
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _answer(verb: str, handler: Any) -> Any:
@@ -118,7 +133,7 @@ async def prioritize(request: web.Request) -> web.Response:
     pod, items, names = await _args(request)
     nodes = _node_types(scorer, request.app[NODE_CACHE], items, names)
     try:
-        return web.json_response(scorer.prioritize(pod, nodes), dumps=_dumps)
+        return _json(scorer.prioritize(pod, nodes))
     except InvalidInputError as exc:
         logger.info("prioritize %s: %s", _pod_key(pod), exc)
         return _error(422, str(exc))
@@ -151,7 +166,7 @@ async def filter_nodes(request: web.Request) -> web.Response:
     else:
         result["NodeNames"] = passed
         result["Nodes"] = None
-    return web.json_response(result, dumps=_dumps)
+    return _json(result)
 
 
 def _pod_key(pod: Mapping[str, Any]) -> str:
@@ -218,4 +233,5 @@ def run(host: str = "0.0.0.0", port: int = 8888, *, node_cache: bool = True) -> 
         app.on_startup.append(start_cache)
         app.on_cleanup.append(stop_cache)
     logger.info("energaizer extender on %s:%d (node cache %s)", host, port, "on" if cache else "off")
+    gc.freeze()  # what start-up loaded (modules, catalog) lives on: keep it out of every collection
     web.run_app(app, host=host, port=port, print=None, access_log=None)
