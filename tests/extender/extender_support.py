@@ -122,12 +122,16 @@ def metric(port: int, name: str) -> float:
 class ExtenderProcess:
     """``python -m energaizer extender`` (the installed ``energaizer extender`` command's code path)."""
 
-    def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+    def __init__(
+        self, tmp: Path, *args: str, env: dict[str, str] | None = None, port: int | None = None
+    ) -> None:
+        """``args`` after ``extender``; ``--port`` is added unless they carry it (then pass ``port`` too)."""
+        self.port = port or free_port()
         self.log_path = tmp / f"extender-{self.port}.log"
         log = open(self.log_path, "wb")  # noqa: SIM115
+        port_args = [] if "--port" in args else ["--port", str(self.port)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "energaizer", "extender", "--port", str(self.port), *args],
+            [sys.executable, "-m", "energaizer", "extender", *port_args, *args],
             env={**os.environ, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -1,19 +1,24 @@
 """Black box, ``NodeNames`` form (nodeCacheCapable: true): the extender's own node cache, watched from
 the kmock API, maps node names to GPU types; nodes added later are picked up by the watch; the list is
-read in pages, as a large cluster's must be."""
+read in pages, as a large cluster's must be; the KubeSchedulerConfiguration the chart renders calls what
+the extender it deploys serves."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from deploy_support import MANIFESTS, load_script
 from extender_support import (
     PRODUCTS,
     ExtenderProcess,
     args_with_names,
+    free_port,
     node,
     pod,
     request,
@@ -56,8 +61,16 @@ async def poll(pred, timeout: float = 60.0) -> Any:
         await asyncio.sleep(0.2)
 
 
-async def start_extender(kmock: Any, tmp_path: Path, nodes: list[dict[str, Any]]) -> ExtenderProcess:
-    """The real extender process with its node cache on the kmock API holding ``nodes``."""
+async def start_extender(
+    kmock: Any,
+    tmp_path: Path,
+    nodes: list[dict[str, Any]],
+    *args: str,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+) -> ExtenderProcess:
+    """The real extender process (``args`` after ``extender``) with its node cache on the kmock API
+    holding ``nodes``."""
     kmock.resources.load_bundled()
     url = str(kmock.url).rstrip("/")
     for body in nodes:
@@ -73,7 +86,8 @@ contexts: [{{name: mock, context: {{cluster: mock, user: u}}}}]
 current-context: mock
 """
     )
-    return await asyncio.to_thread(ExtenderProcess, tmp_path, env={"KUBECONFIG": str(kubeconfig)})
+    env = (env or {}) | {"KUBECONFIG": str(kubeconfig)}
+    return await asyncio.to_thread(ExtenderProcess, tmp_path, *args, env=env, port=port)
 
 
 async def test_node_names_are_scored_and_filtered_from_the_node_cache(kmock: Any, tmp_path: Path) -> None:
@@ -128,5 +142,64 @@ async def test_the_node_list_is_read_in_pages(kmock: Any, tmp_path: Path) -> Non
         best = max(got.values())
         assert best == 10 and all(got[f"n{i}"] == got[f"n{types.index(t)}"] for i, t in enumerate(types))
         assert got["n4"] > 0  # on the last page
+    finally:
+        await asyncio.to_thread(ext.stop)
+
+
+async def test_the_charts_scheduler_configuration_calls_what_its_extender_serves(
+    kmock: Any, tmp_path: Path
+) -> None:
+    """Render the chart (custom GPU label, resource and product map), run the extender as its Deployment
+    does, and call it as kube-scheduler's HTTP extender client would from the rendered extenders entry:
+    POST urlPrefix + "/" + verb, NodeNames when nodeCacheCapable, for a pod requesting a managedResource."""
+    port = free_port()
+    values = {
+        "scheduler": {"enabled": True},
+        "extender": {"port": port},
+        "gpu": {
+            "productLabel": "example.com/accelerator-model",
+            "resource": "example.com/accelerator",
+            "productMap": {"ACME-X1000": "h100-sxm"},
+        },
+    }
+    objects = load_script(MANIFESTS / "generate.py").render_chart(values)
+    find = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    config = yaml.safe_load(find["ConfigMap", "energaizer-scheduler-config"]["data"]["config.yaml"])
+    (entry,) = config["extenders"]
+    container = find["Deployment", "energaizer-extender"]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    product_map = tmp_path / "product-map.yaml"
+    product_map.write_text(find["ConfigMap", "energaizer-product-map"]["data"]["product-map.yaml"])
+    env["ENERGAIZER_PRODUCT_MAP"] = f"@{product_map}"
+    label = env["ENERGAIZER_GPU_PRODUCT_LABEL"]
+    nodes = []
+    for name, product in (("acme-0", "ACME-X1000"), ("l4-0", PRODUCTS["l4"]), ("plain-0", None)):
+        n = node(name, None)
+        if product:
+            n["metadata"]["labels"][label] = product
+        nodes.append(n)
+    assert container["command"] == ["energaizer"] and container["args"][0] == "extender"
+    ext = await start_extender(kmock, tmp_path, nodes, *container["args"][1:], env=env, port=port)
+    try:
+        await poll(lambda: request(ext.port, "/readyz")[0] == 200)
+        url = urllib.parse.urlsplit(entry["urlPrefix"])
+        assert url.scheme == "http" and not entry["enableHTTPS"] and url.port == port
+        big = pod("big", workload("qwen3-32b", requests=500, batch_size=8))
+        (managed,) = entry["managedResources"]
+        resources = big["spec"]["containers"][0]["resources"]
+        resources["limits"] = {managed["name"]: "1"}  # what kube-scheduler sends the extender (IsInterested)
+        names = [n["metadata"]["name"] for n in nodes]
+        body = {"Pod": big, "Nodes": None, "NodeNames": names}
+        assert entry["nodeCacheCapable"] is True and entry["ignorable"] is True
+        answers = {}
+        for verb in (entry["filterVerb"], entry["prioritizeVerb"]):
+            path = url.path.rstrip("/") + "/" + verb  # HTTPExtender.send
+            status, answers[verb] = await asyncio.to_thread(request, port, path, body)
+            assert status == 200, (path, answers[verb])
+        passed = answers[entry["filterVerb"]]
+        assert passed["Error"] == "" and passed["NodeNames"] == ["acme-0", "plain-0"]
+        assert set(passed["FailedNodes"]) == {"l4-0"}
+        scored = {h["Host"]: h["Score"] for h in answers[entry["prioritizeVerb"]]}
+        assert scored == {"acme-0": 10, "l4-0": 0, "plain-0": 0}
     finally:
         await asyncio.to_thread(ext.stop)
