@@ -149,6 +149,20 @@ def test_bad_bodies_get_4xx_and_the_server_survives(extender, verb) -> None:
     assert request(extender.port, "/healthz")[0] == 200 and extender.alive()
 
 
+def test_a_body_too_large_to_decode_in_the_memory_limit_is_refused(extender) -> None:
+    """Decoding JSON takes ~6x its size in memory: a body past 48 MiB (63 MiB peaked at 450 MB, the chart's
+    limit is 512 Mi) gets 413 with an Error, not the process killed for memory."""
+    limit = 48 * 2**20
+    body = args_with_names(pod("p", workload()), ["n0"])
+    body["padding"] = "x" * (limit + 1)
+    status, answer = request(extender.port, "/scheduler/filter", body)
+    assert status == 413 and "nodeCacheCapable" in answer["Error"]
+    body["padding"] = "x" * (limit - 1000)
+    status, answer = request(extender.port, "/scheduler/filter", body)
+    assert status == 200 and answer["NodeNames"] == ["n0"]
+    assert extender.alive()
+
+
 @pytest.mark.parametrize(
     ("annotation", "gpus"),
     [
