@@ -95,10 +95,13 @@ def test_pod_without_the_annotation_is_neutral(extender) -> None:
 
 
 def test_node_names_without_a_node_cache_are_neutral(extender) -> None:
+    """The nodeCacheCapable mismatch (kube-scheduler sends names, the extender runs without its cache):
+    neutral answers, and a warning in the log saying why no pod is steered, once."""
     body = args_with_names(pod("chat", workload()), ["h100-a", "l4-a"])
     assert scores(extender.port, body) == {"h100-a": 0, "l4-a": 0}
     status, answer = request(extender.port, "/scheduler/filter", body)
     assert status == 200 and answer["NodeNames"] == ["h100-a", "l4-a"] and answer["FailedNodes"] == {}
+    assert extender.log().count("no node cache (--no-node-cache)") == 1
 
 
 def test_a_seen_workload_never_runs_the_estimator_again(extender) -> None:

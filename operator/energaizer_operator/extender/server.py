@@ -33,6 +33,7 @@ MAX_BODY_BYTES = 48 * 1024 * 1024
 SCORER = web.AppKey("scorer", Scorer)
 NODE_CACHE = web.AppKey("node_cache", object)
 METRICS = web.AppKey("metrics", object)
+_warned_no_cache = False
 
 
 class ExtenderMetrics:
@@ -80,6 +81,14 @@ def _node_types(
         return {n["metadata"]["name"]: scorer.gpu_type_of_node(n) for n in items}
     assert names is not None
     if cache is None:
+        global _warned_no_cache
+        if names and not _warned_no_cache:  # a silent misconfiguration otherwise: no pod is ever steered
+            _warned_no_cache = True
+            logger.warning(
+                "NodeNames requests (nodeCacheCapable: true) but no node cache (--no-node-cache): every node "
+                "is of unknown GPU type, so every pod gets equal scores and no node filtered; run with the "
+                "node cache or configure nodeCacheCapable: false"
+            )
         return dict.fromkeys(names)
     return {name: scorer.gpu_type_of_product(cache.product(name)) for name in names}
 
