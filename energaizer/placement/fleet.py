@@ -17,26 +17,33 @@ Two fleet modes say what idle GPUs cost:
   ``scale-down-unneeded-time``, 10 min by default). A GPU kept busy by a job would otherwise be
   off, so the job pays its whole energy, the idle floor included, plus its GPUs' idle power for
   the timeout after it ends. A job also keeps its nodes powered, so the GPUs of its nodes that it
-  leaves idle draw idle power while it runs: for its whole run when it needs nodes powered up
-  (its GPUs do not fit on the idle GPUs of powered nodes, ``idle_powered_gpus``; none when not
-  given), else for the part of its run that outlasts how long the powered nodes stay needed
-  anyway (``powered_for_seconds``: the longest remaining run of the jobs already there plus the
-  idle timeout; 0 when not given), less the GPUs the pool's usual load fills then
-  (``typical_busy_gpus``) for as long as that load is known to last (``typical_busy_seconds``, the
-  window it was averaged over; the whole run when not given), and it replaces the idle draw of the
-  powered GPUs it takes meanwhile. A slow job that keeps a node busy pays that node's idle power::
+  leaves idle draw idle power while it keeps them up. When it needs nodes powered up (its GPUs do
+  not fit on the idle GPUs of powered nodes, ``idle_powered_gpus``; none when not given) it pays
+  those nodes' other GPUs for its whole run plus the idle timeout after it (the power-on of a
+  node). When it fills idle GPUs of powered nodes, those stay up anyway for
+  ``powered_for_seconds`` (the longest remaining run of the jobs already there plus the idle
+  timeout; 0 when not given): it replaces their idle draw meanwhile and pays only what it keeps up
+  beyond that, its own GPUs' tail and the node's other GPUs, less the GPUs the pool's usual load
+  fills then (``typical_busy_gpus``) for as long as that load is known to last
+  (``typical_busy_seconds``, the window it was averaged over; the whole time when not given). A
+  slow job that keeps a node busy pays that node's idle power; a short one on a node that stays
+  needed anyway pays its energy less the idle draw it replaces (the static marginal)::
 
       E_jt + idle_power_t * (demand_j * idle_timeout_s + idle_gpu_s_jt - saved_jt)
       new_gpus = max(demand_j - idle_powered_gpus_t, 0)
       node_jt = ceil(n / gpus_per_node_t) * gpus_per_node_t - n      (n = new_gpus if new_gpus > 0
                                                                        else demand_j)
-      idle_gpu_s_jt = node_jt * duration_jt                           if new_gpus > 0
+      kept_jt = duration_jt + idle_timeout_s                          if new_gpus > 0
+                max(duration_jt + idle_timeout_s - powered_for_seconds_t, 0)   else
+      idle_gpu_s_jt = node_jt * kept_jt                               if new_gpus > 0
                       max(node_jt - typical_busy_gpus_t, 0) * w + node_jt * (kept_jt - w)
                                                                       else
-      kept_jt = max(duration_jt - powered_for_seconds_t, 0),  w = min(kept_jt, typical_busy_seconds)
-      saved_jt = 0 if new_gpus > 0 else demand_j * min(duration_jt, powered_for_seconds_t)
+      w = min(kept_jt, typical_busy_seconds)
+      saved_jt = 0                                                    if new_gpus > 0
+                 demand_j * (min(duration_jt, powered_for_seconds_t)
+                             + idle_timeout_s - min(kept_jt, idle_timeout_s))   else
 
-  clipped at 0; without ``gpus_per_node`` the node terms (``unused``, ``saved``) are left out.
+  clipped at 0; without ``gpus_per_node`` the node terms (``idle_gpu_s``, ``saved``) are left out.
 
 ``objective_matrix(energy, duration, objective, fleet=FleetModel(...))`` uses these marginals in
 place of the job energy (``energy``, and the energy term of ``energy-delay``).
@@ -138,7 +145,8 @@ def marginal_fleet_energy(
             if clip:
                 out = np.maximum(out, 0.0)
         else:
-            out = energy + demand * fleet.idle_timeout_seconds * idle
+            timeout = fleet.idle_timeout_seconds
+            out = energy + demand * timeout * idle
             if fleet.gpus_per_node is not None:
                 per_node = fleet.gpus_per_node.reshape(1, -1)
                 spare = 0.0 if fleet.idle_powered_gpus is None else fleet.idle_powered_gpus.reshape(1, -1)
@@ -148,7 +156,9 @@ def marginal_fleet_energy(
                 kept_for = (
                     0.0 if fleet.powered_for_seconds is None else fleet.powered_for_seconds.reshape(1, -1)
                 )
-                kept = np.where(new > 0, duration, np.maximum(duration - kept_for, 0.0))
+                # the node stays up until the job's end plus the timeout; powered nodes until
+                # ``kept_for`` anyway: the job pays what it adds beyond that (new nodes: all of it)
+                kept = np.where(new > 0, duration + timeout, np.maximum(duration + timeout - kept_for, 0.0))
                 idle_gpu_s = unused * kept
                 if fleet.typical_busy_gpus is not None:
                     # after the jobs there now, the pool's usual load fills the node's other GPUs,
@@ -164,8 +174,13 @@ def marginal_fleet_energy(
                         idle_gpu_s,
                         np.maximum(unused - filled, 0.0) * known + unused * (kept - known),
                     )
-                # on idle GPUs of powered nodes the job replaces their idle draw while they stay up
-                saved = np.where(new > 0, 0.0, demand * np.minimum(duration, kept_for))
+                # on idle GPUs of powered nodes the job replaces their idle draw while they stay up,
+                # and its own GPUs' tail is paid only beyond ``kept_for``
+                saved = np.where(
+                    new > 0,
+                    0.0,
+                    demand * (np.minimum(duration, kept_for) + timeout - np.minimum(kept, timeout)),
+                )
                 out = np.maximum(out + (idle_gpu_s - saved) * idle, 0.0)
     out = np.where(bad, np.inf, out)
     return out

@@ -146,9 +146,13 @@ class EnergyAware(Policy):
         self.elastic_nodes = (
             fleet is not None and fleet.mode is FleetMode.ELASTIC and fleet.gpus_per_node is not None
         )
-        # which pools a job prefers (and waits for) leaves the node term out: whether a job powers
-        # up a node depends on the moment (state_cost)
-        self.cost = objective_matrix(ctx.energy, ctx.duration, "energy", fleet=fleet, demand=ctx.demand)
+        # which pools a job prefers (and waits for) leaves the idle terms out in elastic mode with
+        # node sizes: whether a job powers up a node, and whether its GPUs' idle-timeout tail is paid
+        # at all (not on a node that stays needed anyway), depends on the moment (state_cost); what
+        # does not is the job energy
+        self.cost = objective_matrix(
+            ctx.energy, ctx.duration, "energy", fleet=None if self.elastic_nodes else fleet, demand=ctx.demand
+        )
         self.cost[~ctx.feasible] = np.inf
         best = np.min(self.cost, axis=1, initial=np.inf)
         self.preferred = ctx.feasible & (self.cost <= best[:, None] * (1.0 + energy_slack) + 1e-9)

@@ -107,18 +107,18 @@ def test_counterfactual_without_room_reports_the_first_feasible_type_and_none_wh
 def test_elastic_job_that_powers_up_a_node_pays_for_the_gpus_it_leaves_idle() -> None:
     energy, duration, demand = np.array([[1000.0]]), np.array([[10.0]]), np.array([1.0])
     base = dict(idle_power_watts=np.array([15.0]), idle_timeout_seconds=100.0, gpus_per_node=np.array([4.0]))
-    # no powered node: it powers one up and leaves 3 GPUs idle for its 10 s
+    # no powered node: it powers one up and leaves 3 GPUs idle for its 10 s and the 100 s timeout
     cold = marginal_fleet_energy(energy, duration, demand, FleetModel("elastic", **base))
-    assert cold[0, 0] == 1000 + 15 * (100 + 3 * 10)
-    # two idle GPUs on a node that stays needed 4 s anyway: the node is kept 6 s longer for it,
-    # and for 4 s it replaces an idle GPU's draw
+    assert cold[0, 0] == 1000 + 15 * (100 + 3 * 110)
+    # two idle GPUs on a node that stays up 4 s anyway: the node is kept 106 s longer for it (its
+    # run and the timeout after it), and for 4 s it replaces an idle GPU's draw
     warm = marginal_fleet_energy(
         energy,
         duration,
         demand,
         FleetModel("elastic", **base, idle_powered_gpus=np.array([2.0]), powered_for_seconds=np.array([4.0])),
     )
-    assert warm[0, 0] == 1000 + 15 * (100 + 3 * 6 - 4)
+    assert warm[0, 0] == 1000 + 15 * (100 + 3 * 106 - 4)
     # when the pool usually keeps 2 more GPUs busy, only 1 of the node's GPUs is left idle
     usual = FleetModel(
         "elastic",
@@ -127,15 +127,25 @@ def test_elastic_job_that_powers_up_a_node_pays_for_the_gpus_it_leaves_idle() ->
         powered_for_seconds=np.array([4.0]),
         typical_busy_gpus=np.array([2.0]),
     )
-    assert marginal_fleet_energy(energy, duration, demand, usual)[0, 0] == 1000 + 15 * (100 + 1 * 6 - 4)
-    # ... for as long as that load is known (2 s of the 6 s the job keeps the node up): 1 GPU idle for
-    # 2 s, then all 3 for the other 4 s
+    assert marginal_fleet_energy(energy, duration, demand, usual)[0, 0] == 1000 + 15 * (100 + 1 * 106 - 4)
+    # ... for as long as that load is known (2 s of the 106 s the job keeps the node up): 1 GPU idle
+    # for 2 s, then all 3 for the other 104 s
     known = replace(usual, typical_busy_seconds=2.0)
     assert marginal_fleet_energy(energy, duration, demand, known)[0, 0] == 1000 + 15 * (
-        100 + 1 * 2 + 3 * 4 - 4
+        100 + 1 * 2 + 3 * 104 - 4
     )
     with pytest.raises(ValueError, match="typical_busy_seconds"):
         replace(usual, typical_busy_seconds=-1.0)
+    # a node that stays up 50 s beyond the job's end and timeout anyway: the job keeps nothing up
+    # and pays its energy less the idle draw it replaces (the static marginal), no timeout tail
+    stays = FleetModel(
+        "elastic", **base, idle_powered_gpus=np.array([2.0]), powered_for_seconds=np.array([160.0])
+    )
+    assert marginal_fleet_energy(energy, duration, demand, stays)[0, 0] == 1000 - 15 * 10
+    # ... and a node due to power down in 15 s: the job keeps it up 95 s longer (its 10 s run and
+    # the 100 s timeout after it), its own GPU and the node's other 3
+    soon = replace(stays, powered_for_seconds=np.array([15.0]))
+    assert marginal_fleet_energy(energy, duration, demand, soon)[0, 0] == 1000 + 15 * (95 + 3 * 95 - 10)
     # a whole-node job leaves nothing idle on its node
     whole = marginal_fleet_energy(energy, duration, np.array([4.0]), FleetModel("elastic", **base))
     assert whole[0, 0] == 1000 + 15 * 4 * 100

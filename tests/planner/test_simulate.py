@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -189,6 +190,63 @@ def test_elastic_energy_aware_fills_a_powered_node_before_powering_up_another() 
     assert s.pool.tolist() == [0, 0]
     plain = FleetModel("elastic", idle, idle_timeout_seconds=60)  # no node sizes: job energy decides
     assert simulate(EnergyAware(ctx, fleet=plain)).pool.tolist() == [0, 1]
+
+
+def elastic_fleet_energy(ctx, schedule, fleet, horizon_end: float) -> float:  # type: ignore[no-untyped-def]
+    """Fleet energy of ``schedule`` by the planner's elastic accounting (jobs + idle powered GPUs)."""
+    from energaizer.placement import FleetMode
+    from energaizer.planner.fleet import pool_idle_gpu_seconds
+
+    total = float(schedule.energy.sum())
+    for p in range(ctx.total.size):
+        on = schedule.pool == p
+        idle_s = pool_idle_gpu_seconds(
+            schedule.start[on],
+            schedule.end[on],
+            ctx.demand[on],
+            gpus_per_node=int(fleet.gpus_per_node[p]),
+            nodes=int(ctx.total[p] // fleet.gpus_per_node[p]),
+            mode=FleetMode.ELASTIC,
+            horizon_start=0.0,
+            horizon_end=horizon_end,
+            idle_timeout_seconds=fleet.idle_timeout_seconds,
+        )
+        total += idle_s * float(fleet.idle_power_watts[p])
+    return total
+
+
+def powered_node_or_new_node():  # type: ignore[no-untyped-def]
+    """Pool 0 (4-GPU nodes, 72 W idle GPUs, like an H100) has a node powered for 10,000 s by job 0;
+    job 1 (1 GPU, 100 s) arrives at 10 s and uses the least job energy there (30 kJ vs 40 kJ);
+    pool 1 (4-GPU nodes, 16.5 W idle GPUs, like an L4) is off, so job 1 would power a node there."""
+    from energaizer.placement import FleetModel
+
+    ctx = make_context(
+        energy=[[50e6, INF], [30e3, 40e3]],
+        duration=[[10_000, INF], [100, 100]],
+        demand=[1, 1],
+        submit=[0, 10],
+        total=[4, 4],
+    )
+    fleet = FleetModel(
+        "elastic", np.array([72.0, 16.5]), idle_timeout_seconds=600, gpus_per_node=np.array([4.0, 4.0])
+    )
+    return ctx, fleet
+
+
+def test_elastic_energy_aware_fills_a_node_that_stays_powered_instead_of_powering_another() -> None:
+    """The idle GPUs of a node that stays needed anyway are paid until it powers down whatever runs
+    on them, so a job there pays no idle-timeout tail; powering a node pays its other GPUs for the
+    run and the timeout. The old rule charged the tail on the powered node (600 s x 72 W) and not
+    the new node's other GPUs after the run, so it sent job 1 to power up pool 1."""
+    ctx, fleet = powered_node_or_new_node()
+    s = simulate(EnergyAware(ctx, fleet=fleet, max_wait_seconds=900))
+    assert s.pool.tolist() == [0, 0] and s.start.tolist() == [0.0, 10.0]
+    # the accounting agrees: the other placement costs 10 kJ more job energy, powers a pool-1 node
+    # for 700 s (3 x 700 + 1 x 600 idle GPU-seconds at 16.5 W) and leaves job 1's pool-0 GPU idle
+    other = replace(s, pool=np.array([0, 1]), end=np.array([10_000.0, 110.0]), energy=np.array([50e6, 40e3]))
+    chosen, alternative = (elastic_fleet_energy(ctx, x, fleet, 20_000.0) for x in (s, other))
+    assert alternative - chosen == pytest.approx(10e3 + (3 * 700 + 600) * 16.5 + 100 * 72)
 
 
 def overflow_case():
