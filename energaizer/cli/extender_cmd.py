@@ -9,7 +9,12 @@ def register(app: typer.Typer) -> None:
     @app.command("extender")
     def extender(
         port: int = typer.Option(8888, "--port", min=1, max=65535, help="TCP port to listen on"),
-        host: str = typer.Option("0.0.0.0", "--host", help="address to listen on"),
+        host: str | None = typer.Option(
+            None,
+            "--host",
+            help="address to listen on (default: every IPv6 and IPv4 address; IPv4 alone without IPv6)",
+            show_default=False,
+        ),
         node_cache: bool = typer.Option(
             True,
             "--node-cache/--no-node-cache",
@@ -23,7 +28,14 @@ def register(app: typer.Typer) -> None:
         run = operator_module("extender.server", "extender").run
         try:
             run(host, port, node_cache=node_cache)
-        except OSError as exc:  # the port is taken or the address cannot be bound
+        except OSError as exc:  # the port is taken, or the address is unknown or not this host's
+            import errno
+            import socket
+
+            bad_host = host is not None and (
+                isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL
+            )
+            where = f"port {port}" if host is None else f"{host} port {port}"
             raise InvalidInputError(
-                "--port", f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+                "--host" if bad_host else "--port", f"cannot listen on {where}: {exc.strerror or exc}"
             ) from None

@@ -1,7 +1,9 @@
 """``/healthz`` served from its own thread, off the event loop: a busy operator still answers at once.
 
 It fails (HTTP 500) only when a loop of the operator has died or the event loop has not run for
-``stall_seconds`` (a hung process), never because the operator is busy with a burst.
+``stall_seconds`` (a hung process), never because the operator is busy with a burst. It listens on every
+IPv6 and IPv4 address (:mod:`energaizer_operator.listen`), so the kubelet's probes reach it on a pod IP of
+either family.
 """
 
 from __future__ import annotations
@@ -11,9 +13,23 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from energaizer_operator.listen import ServeOn, listen_socket
+
+
+class _Server(ServeOn, ThreadingHTTPServer):
+    daemon_threads = True
+
 
 class HealthServer:
-    def __init__(self, port: int, failed: Callable[[], bool], *, stall_seconds: float = 300.0) -> None:
+    def __init__(
+        self,
+        port: int,
+        failed: Callable[[], bool],
+        *,
+        stall_seconds: float = 300.0,
+        host: str | None = None,
+    ) -> None:
+        """``host`` None: every address (:func:`energaizer_operator.listen.listen_socket`)."""
         self.failed, self.stall_seconds = failed, stall_seconds
         self.heartbeat = time.monotonic()
         owner = self
@@ -34,8 +50,7 @@ class HealthServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server(listen_socket(host, port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, name="healthz", daemon=True)
 
     def start(self) -> HealthServer:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from energaizer_operator.listen import ServeOn, listen_socket
 from energaizer_operator.models import PHASES
 
 ERROR_RATIO_BUCKETS = (0.5, 0.67, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.25, 1.5, 2.0, 3.0, float("inf"))
@@ -53,6 +56,19 @@ class SavingsTotal:
         family = CounterMetricFamily(self.NAME, self.HELP)
         family.add_metric([], self.value)
         yield family
+
+
+class _MetricsServer(ServeOn, ThreadingMixIn, WSGIServer):
+    """What prometheus_client's ``start_http_server`` runs (a thread per scrape), on a socket of
+    :func:`~energaizer_operator.listen.listen_socket`: ``start_http_server`` binds the one address family
+    its ``addr`` resolves to, IPv4 only for its default ``0.0.0.0``."""
+
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args: object) -> None:  # no line per scrape on stderr
+        pass
 
 
 class Metrics:
@@ -152,11 +168,16 @@ class Metrics:
         "energaizer_measured_energy_joules",
     )
 
-    def serve(self, port: int, addr: str = "0.0.0.0", leading: Callable[[], bool] | None = None) -> Any:
-        """Serve ``/metrics``; with ``leading`` (leader election), a standby leaves out :attr:`MIRRORED`
-        and says so in ``energaizer_leader`` (0; 1 on the leader)."""
+    def serve(self, port: int, addr: str | None = None, leading: Callable[[], bool] | None = None) -> Any:
+        """Serve ``/metrics`` from a thread of its own, on every IPv6 and IPv4 address (``addr`` None, so that
+        Prometheus scrapes a pod IP of either family) or exactly ``addr``
+        (:func:`energaizer_operator.listen.listen_socket`); with ``leading`` (leader election), a standby
+        leaves out :attr:`MIRRORED` and says so in ``energaizer_leader`` (0; 1 on the leader). Returns the
+        server (``shutdown()``)."""
         registry: Any = self.registry if leading is None else _LeaderView(self.registry, leading)
-        server, _thread = start_http_server(port, addr=addr, registry=registry)
+        server = _MetricsServer(listen_socket(addr, port), _QuietHandler)
+        server.set_app(make_wsgi_app(registry))
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
         return server
 
     def set_estimates(self, namespace: str, name: str, estimates: Iterable[Mapping[str, Any]]) -> None:

@@ -85,11 +85,18 @@ def args_with_names(p: dict[str, Any], names: list[str]) -> dict[str, Any]:
     return {"Pod": p, "Nodes": None, "NodeNames": names}
 
 
-def request(port: int, path: str, body: bytes | dict | list | None = None, method: str | None = None):
-    """(HTTP status, decoded JSON or text)."""
+def request(
+    port: int,
+    path: str,
+    body: bytes | dict | list | None = None,
+    method: str | None = None,
+    host: str = "127.0.0.1",
+):
+    """(HTTP status, decoded JSON or text), from the extender on ``host`` (an IPv6 literal bare: ``::1``)."""
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    netloc = f"[{host}]" if ":" in host else host
     req = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}",
+        f"http://{netloc}:{port}{path}",
         data=data,
         method=method or ("POST" if data is not None else "GET"),
         headers={"Content-Type": "application/json"},
@@ -123,15 +130,27 @@ class ExtenderProcess:
     """``python -m energaizer extender`` (the installed ``energaizer extender`` command's code path)."""
 
     def __init__(
-        self, tmp: Path, *args: str, env: dict[str, str] | None = None, port: int | None = None
+        self,
+        tmp: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        probe_host: str = "127.0.0.1",
+        prelude: str = "",
     ) -> None:
-        """``args`` after ``extender``; ``--port`` is added unless they carry it (then pass ``port`` too)."""
+        """``args`` after ``extender``; ``--port`` is added unless they carry it (then pass ``port`` too).
+        It has started once ``/healthz`` answers on ``probe_host``. ``prelude``: Python run in the process
+        before the command (a test's setup, e.g. a machine without IPv6)."""
         self.port = port or free_port()
         self.log_path = tmp / f"extender-{self.port}.log"
         log = open(self.log_path, "wb")  # noqa: SIM115
         port_args = [] if "--port" in args else ["--port", str(self.port)]
+        command = ["extender", *port_args, *args]
+        python = ["-m", "energaizer"]
+        if prelude:
+            python = ["-c", f"{prelude}\nimport runpy\nrunpy.run_module('energaizer', run_name='__main__')"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "energaizer", "extender", *port_args, *args],
+            [sys.executable, *python, *command],
             env={**os.environ, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -139,7 +158,7 @@ class ExtenderProcess:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             try:
-                if request(self.port, "/healthz")[0] == 200:
+                if request(self.port, "/healthz", host=probe_host)[0] == 200:
                     break
             except OSError:
                 pass

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from energaizer.errors import InvalidInputError
 from energaizer_operator.extender.node_cache import NodeCache
 from energaizer_operator.extender.scoring import BadRequest, Scorer, parse_args
+from energaizer_operator.listen import listen_socket, where
 
 logger = logging.getLogger("energaizer_operator.extender")
 
@@ -218,8 +219,10 @@ def make_app(scorer: Scorer, cache: NodeCache | None) -> web.Application:
     return app
 
 
-def run(host: str = "0.0.0.0", port: int = 8888, *, node_cache: bool = True) -> None:
-    """Serve until SIGINT/SIGTERM. Settings (GPU label, product map, profile, log level) are the
+def run(host: str | None = None, port: int = 8888, *, node_cache: bool = True) -> None:
+    """Serve until SIGINT/SIGTERM on ``port`` of every IPv6 and IPv4 address (``host`` None; IPv4 alone
+    where the host has no IPv6), or of exactly ``host`` (:func:`energaizer_operator.listen.listen_socket`;
+    an ``OSError`` where it cannot be bound). Settings (GPU label, product map, profile, log level) are the
     operator's ``ENERGAIZER_*`` variables."""
     from energaizer_operator.settings import OperatorSettings
 
@@ -247,6 +250,8 @@ def run(host: str = "0.0.0.0", port: int = 8888, *, node_cache: bool = True) -> 
 
         app.on_startup.append(start_cache)
         app.on_cleanup.append(stop_cache)
-    logger.info("energaizer extender on %s:%d (node cache %s)", host, port, "on" if cache else "off")
+    # our socket, not run_app(host=...): asyncio binds an IPv6 address with IPV6_V6ONLY on (no IPv4 clients)
+    sock = listen_socket(host, port)
+    logger.info("energaizer extender on %s (node cache %s)", where(sock), "on" if cache else "off")
     gc.freeze()  # what start-up loaded (modules, catalog) lives on: keep it out of every collection
-    web.run_app(app, host=host, port=port, print=None, access_log=None)
+    web.run_app(app, sock=sock, print=None, access_log=None)
