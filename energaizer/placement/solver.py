@@ -15,10 +15,12 @@ from energaizer.placement.exact import (
     solve_milp,
 )
 from energaizer.placement.greedy import greedy_assign
+from energaizer.placement.prices import price_assign
 from energaizer.placement.problem import PlacementProblem, PlacementResult, evaluate, explain, is_feasible
 
 EXACT_MAX_VARS = 2_000
 LP_MAX_VARS = 200_000
+PRICE_MIN_VARS = 20_000
 ASSIGNMENT_MAX_SLOTS = 2_000
 
 
@@ -57,6 +59,7 @@ def solve(
     mip_rel_gap: float = 1e-3,
     lp_max_vars: int = LP_MAX_VARS,
     compute_bound: bool = False,
+    price_min_vars: int = PRICE_MIN_VARS,
 ) -> PlacementResult:
     """Place as many jobs as possible (by weight), then at least total cost.
 
@@ -66,7 +69,10 @@ def solve(
     ``lower_bound``: valid for every assignment placing at least as much weight). When every
     placeable job is placed within ``mip_rel_gap`` of that bound the answer is ``optimal``; else,
     with at most ``exact_max_vars`` pairs, the HiGHS MILP runs for what is left of ``time_limit_s``
-    and the better answer is kept. ``compute_bound`` forces an LP bound where none was computed.
+    and the better answer is kept. Above ``lp_max_vars`` usable pairs: with at least
+    ``price_min_vars`` of them, capacity prices (:func:`energaizer.placement.prices.price_assign`,
+    "prices"); fewer (only when ``lp_max_vars`` is set below it), the regret greedy with local
+    search. ``compute_bound`` forces an LP bound where none was computed.
     """
     start = time.perf_counter()
     assignment: np.ndarray
@@ -78,8 +84,9 @@ def solve(
         assignment, solver, optimal = trivial, "trivial", True
     elif assignment_applicable(problem, ASSIGNMENT_MAX_SLOTS):
         assignment, solver, optimal = solve_assignment(problem), "assignment", True
+    elif (n_vars := n_variables(problem)) > lp_max_vars and n_vars >= price_min_vars:
+        assignment, solver, optimal = price_assign(problem), "prices", False
     else:
-        n_vars = n_variables(problem)
         with_lp = n_vars <= lp_max_vars
         assignment = greedy_assign(problem, max_rounds=1 if with_lp else 4)
         solver, optimal = "greedy", False
