@@ -1,25 +1,29 @@
 """Large batches: price each GPU type's capacity (Lagrangian duals), assign by priced cost, repair.
 
 The LP relaxation of placement couples the jobs only through the T capacity rows. With a price
-``price[t]`` per GPU of type t (the dual of that row) and, when not every job fits, a price
-``reward`` per unit of weight (the dual of the "place at least this weight" row), the LP decomposes
-per job: job j goes to its cheapest *priced* type, ``cost[j, t] + price[t] * demand[j]``, if that is
-below ``reward * weight[j]``, else it waits. At the LP's optimal prices this is the LP optimum except
-for the jobs tied between types (at most about T of them), so the answer is as good as the prices.
+``prices[t]`` per GPU of type t (the dual of that row) and, when not every job fits, a reward per
+unit of weight (the dual of the "place at least this weight" row), the LP decomposes per job: job j
+goes to its cheapest *priced* type, ``cost[j, t] + prices[t] * demand[j]``, when that is below
+``reward * weight[j]``, else it waits. At the LP's optimal prices this is the LP optimum except for
+the jobs tied between types (about T of them), so the answer is as good as the prices.
 
-1. Prices from the exact LP (HiGHS) of a deterministic sample of ``sample_jobs`` jobs with the
-   capacities scaled down by the sampled share: two stages as in the MILP (max placed weight, then
-   least cost at that weight); the duals of the capacity and weight rows are the prices.
-2. Clearing sweeps on all jobs: for each type in turn, the least price at which the jobs that
-   prefer it fit in its capacity (given the other prices), found exactly from the sorted
-   break-even prices. A few sweeps correct most of the sampling error.
-3. Every job to its cheapest priced option; types still over capacity drop the jobs that lose least
-   by leaving (per GPU); jobs left out go greedily (weight first, then least regret) to what is left.
-4. Local search that stays vectorised: moves to a cheaper type with room, then inserting
-   any job that still fits.
+1. Starting prices from the exact LP (HiGHS) of every k-th job (``sample_jobs`` of them) with the
+   capacities scaled to that share, in the MILP's two stages (most weight, then least cost at that
+   weight); the duals of the capacity and weight rows are the prices and the reward.
+2. Clearing sweeps (coordinate ascent on the dual): each type in turn gets the least price at which
+   the jobs that prefer it fit in its capacity, the other prices fixed, found exactly from the
+   sorted break-even prices. Coarse to fine: on every 4^k-th job first (at least ``COARSEST_JOBS``),
+   then on all; at most ``sweeps`` per level, fewer once no price moves.
+3. Every job to its cheapest priced option; a type still over capacity drops the jobs that lose
+   least per GPU by leaving it; jobs left out go, weight per GPU first, to the cheapest type with
+   room; then placed jobs move to cheaper types with room.
+4. When not every job fits: per type, the jobs on it and the waiting ones are re-chosen by weight
+   per GPU (more weight, or as much at less cost); then the chosen jobs alone are priced again, each
+   of them to be placed (the LP's second stage without the reward's sampling error), the few the
+   repair leaves out are inserted by moving jobs off a type to others with room, and that answer
+   is kept when it places as much weight at less cost.
 
-Time is O(J T) per sweep plus one LP of ``sample_jobs x T`` variables; deterministic (the sample is
-every k-th job in a fixed order).
+O(J T^2) per sweep over all jobs plus one small LP; no randomness (fixed strides, stable sorts).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from energaizer.placement.problem import PlacementProblem
 
 SAMPLE_JOBS = 250
 SWEEPS = 10
-MAX_MOVE_INSERTS = 64  # chosen jobs the second stage left out, each inserted by moving another
+MAX_MOVE_INSERTS = 64  # at most this many chosen jobs the second stage left out are inserted by moving others
 COARSEST_JOBS = 4_000  # sweeps start on a sample of at least this many jobs
 SWEEP_TOLERANCE = 1e-6  # of the typical cheapest cost per GPU: prices settled
 _EPS = 1e-9
@@ -172,8 +176,8 @@ def price_assign(
     second = np.full(j_count, -1, dtype=np.int64)
     second[chosen] = again
     left = chosen[again < 0]
-    if left.size <= MAX_MOVE_INSERTS:
-        _insert_by_moving(base, demand, second, again_free, left[np.lexsort((left, -weights[left]))])
+    left = left[np.lexsort((left, -weights[left]))][:MAX_MOVE_INSERTS]
+    _insert_by_moving(base, demand, second, again_free, left)
     _fill(base, demand, weights, second, again_free)
     if (second[chosen] < 0).any():
         _exchange(base, demand, weights, second, again_free)
