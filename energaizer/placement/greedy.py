@@ -151,16 +151,23 @@ def _shift(base: np.ndarray, demand: np.ndarray, assignment: np.ndarray, free: n
         return False
     improved = False
     for k in cand[np.argsort(-gain[cand].max(axis=1))]:
-        j = placed[k]
-        a = assignment[j]
-        row = np.where(demand[j] <= free + _EPS, base[j], np.inf)
-        t = int(np.argmin(row))
-        if row[t] < base[j, a] - _EPS * max(1.0, base[j, a]):
-            free[a] += demand[j]
-            free[t] -= demand[j]
-            assignment[j] = t
-            improved = True
+        improved |= move_to_cheapest(base, demand, assignment, free, int(placed[k]))
     return improved
+
+
+def move_to_cheapest(
+    base: np.ndarray, demand: np.ndarray, assignment: np.ndarray, free: np.ndarray, j: int
+) -> bool:
+    """Move placed job ``j`` to the cheapest type with room for it now, when that costs less."""
+    a = assignment[j]
+    row = np.where(demand[j] <= free + _EPS, base[j], np.inf)
+    t = int(np.argmin(row))
+    if row[t] < base[j, a] - _EPS * max(1.0, base[j, a]):
+        free[a] += demand[j]
+        free[t] -= demand[j]
+        assignment[j] = t
+        return True
+    return False
 
 
 def _swap(

@@ -33,6 +33,7 @@ from scipy.optimize import linprog
 from scipy.sparse import coo_matrix, vstack
 
 from energaizer.placement.exact import SCALE_FLOOR
+from energaizer.placement.greedy import move_to_cheapest
 from energaizer.placement.problem import PlacementProblem
 
 SAMPLE_JOBS = 250
@@ -326,15 +327,7 @@ def _shift(base: np.ndarray, demand: np.ndarray, assignment: np.ndarray, free: n
         cand = cand[cum - before <= free[target[cand]] + _EPS]
         moved = False
         for k in cand[np.argsort(-gain[cand], kind="stable")]:
-            j = placed[k]
-            a = assignment[j]
-            row = np.where(demand[j] <= free + _EPS, base[j], np.inf)
-            t = int(np.argmin(row))
-            if row[t] < base[j, a] - _EPS * max(1.0, base[j, a]):
-                free[a] += demand[j]
-                free[t] -= demand[j]
-                assignment[j] = t
-                moved = True
+            moved |= move_to_cheapest(base, demand, assignment, free, int(placed[k]))
         if not moved:
             return
 
