@@ -20,20 +20,7 @@ from extender_support import (
     request,
     workload,
 )
-
-
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-needs_ipv6 = pytest.mark.skipif(
-    not _has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1): cannot test IPv6 clients"
-)
+from operator_testkit import has_ipv6_loopback, needs_ipv6
 
 # test setup: the process's socket module as on a kernel without IPv6 (an AF_INET6 socket cannot be made)
 NO_IPV6_KERNEL = """
@@ -81,7 +68,7 @@ def test_without_ipv6_the_default_falls_back_to_ipv4(tmp_path) -> None:
     proc = ExtenderProcess(tmp_path, "--no-node-cache", prelude=NO_IPV6_KERNEL)
     try:
         assert request(proc.port, "/readyz") == (200, "ok")
-        if _has_ipv6_loopback():  # this machine has IPv6; the process believes it has none
+        if has_ipv6_loopback():  # this machine has IPv6; the process believes it has none
             assert _refused("::1", proc.port)
         assert f"energaizer extender on 0.0.0.0:{proc.port} (node cache off)" in proc.log()
     finally:

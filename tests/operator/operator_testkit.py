@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 AIJOBS = "energaizer.io/v1alpha1/aijobs"
 JOBS = "batch/v1/jobs"
 AIJOBS_URL = "/apis/energaizer.io/v1alpha1/namespaces/{ns}/aijobs"
@@ -218,3 +220,18 @@ current-context: mock
 
     def log(self) -> str:
         return "\n".join(self.logs())
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+# for tests of servers that listen on IPv6 too (health, metrics, the extender)
+needs_ipv6 = pytest.mark.skipif(
+    not has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1): cannot test IPv6 clients"
+)

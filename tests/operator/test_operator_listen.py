@@ -17,20 +17,7 @@ import pytest
 from energaizer_operator import listen
 from energaizer_operator.health import HealthServer
 from energaizer_operator.metrics import Metrics
-
-
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-needs_ipv6 = pytest.mark.skipif(
-    not _has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1): cannot test IPv6 clients"
-)
+from operator_testkit import needs_ipv6
 
 
 class _NoIPv6Kernel(socket.socket):
