@@ -12,11 +12,14 @@ energaizer does not know (no product label, unknown product, MIG slice).
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
 
 from energaizer.errors import InvalidInputError
 from energaizer_operator.estimation import estimate_job
@@ -34,31 +37,82 @@ logger = logging.getLogger("energaizer_operator.extender")
 
 MAX_SCORE = 10
 CACHE_SIZE = 8192
+# Per cache (parsed annotations, verdicts): an annotation may be 256 KiB and its parse holds several times that,
+# so 8,192 large distinct ones could hold gigabytes; both caches together stay at 64 MiB, well inside the chart's
+# 512 Mi limit next to the largest body the server decodes (48 MiB, ~340 MB resident).
+CACHE_BYTES = 32 * 1024 * 1024
+ENTRY_OVERHEAD_BYTES = 100  # the OrderedDict's node and the key tuple's share of a hash table slot
 K = TypeVar("K")
 V = TypeVar("V")
+_SHARED = (type(None), bool, int, float)
+
+
+def deep_size(obj: Any) -> int:
+    """Bytes held by ``obj`` and what it references: strings, numbers, containers, dataclasses and pydantic
+    models (whose field names, shared with the class, are not counted); anything else counts its own size."""
+    seen: set[int] = set()
+    stack = [obj]
+    total = 0
+    while stack:
+        o = stack.pop()
+        if id(o) in seen:
+            continue
+        seen.add(id(o))
+        total += sys.getsizeof(o)
+        if isinstance(o, (str, bytes, *_SHARED)):
+            continue
+        if isinstance(o, dict):
+            stack.extend(o.keys())
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple, set, frozenset)):
+            stack.extend(o)
+        elif isinstance(o, BaseModel):
+            total += sys.getsizeof(o.__dict__) + sys.getsizeof(o.__pydantic_fields_set__)
+            stack.extend(o.__dict__.values())
+        elif isinstance(getattr(o, "__dict__", None), dict) and hasattr(o, "__dataclass_fields__"):
+            total += sys.getsizeof(o.__dict__)
+            stack.extend(o.__dict__.values())
+    return total
 
 
 class LRU(Generic[K, V]):
-    """A bounded mapping that forgets the least recently used entry (thread-safe)."""
+    """A mapping bounded by entries (``size``) and by bytes (``max_bytes``, as ``cost(key, value)`` counts
+    them) that forgets the least recently used entries first (thread-safe). An entry costing more than the
+    whole budget is not kept."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(
+        self,
+        size: int,
+        max_bytes: int | None = None,
+        cost: Callable[[K, V], int] | None = None,
+    ) -> None:
         self.size = size
-        self._data: OrderedDict[K, V] = OrderedDict()
+        self.max_bytes = max_bytes
+        self._cost = cost or (lambda key, value: deep_size((key, value)) + ENTRY_OVERHEAD_BYTES)
+        self._data: OrderedDict[K, tuple[V, int]] = OrderedDict()
+        self.bytes = 0
         self._lock = threading.Lock()
 
     def get(self, key: K) -> V | None:
         with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-            return value
+            entry = self._data.get(key)
+            if entry is None:
+                return None
+            self._data.move_to_end(key)
+            return entry[0]
 
     def put(self, key: K, value: V) -> None:
+        cost = self._cost(key, value) if self.max_bytes is not None else 0
         with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
+            old = self._data.pop(key, None)
+            if old is not None:
+                self.bytes -= old[1]
+            if self.max_bytes is not None and cost > self.max_bytes:
+                return
+            self._data[key] = (value, cost)
+            self.bytes += cost
+            while len(self._data) > self.size or (self.max_bytes is not None and self.bytes > self.max_bytes):
+                self.bytes -= self._data.popitem(last=False)[1][1]
 
     def __len__(self) -> int:
         return len(self._data)
@@ -75,6 +129,18 @@ class PodWork:
     spec: AIJobSpec
 
 
+@dataclass(frozen=True)
+class Rejected:
+    """A malformed annotation's error, kept as text: a cached exception object would keep the traceback of
+    its last raise, whose frames hold that request (its whole NodeList), and every re-raise would add to it."""
+
+    field: str
+    message: str
+
+    def error(self) -> InvalidInputError:
+        return InvalidInputError(self.field, self.message)
+
+
 class BadRequest(ValueError):
     """The request body is not kube-scheduler's ExtenderArgs (answered with HTTP 400)."""
 
@@ -88,13 +154,14 @@ class Scorer:
         product_map: Mapping[str, str] | None = None,
         profile: str | None = None,
         cache_size: int = CACHE_SIZE,
+        cache_bytes: int = CACHE_BYTES,
     ) -> None:
         self.product_label = product_label
         self.gpu_resource = gpu_resource
         self.product_map = dict(product_map or {})
         self.profile = profile
-        self.verdicts: LRU[tuple[str, str], EstimateStatus] = LRU(cache_size)
-        self._works: LRU[tuple[str, int], PodWork | InvalidInputError] = LRU(cache_size)
+        self.verdicts: LRU[tuple[str, str], EstimateStatus] = LRU(cache_size, cache_bytes)
+        self.works: LRU[tuple[str, int], PodWork | Rejected] = LRU(cache_size, cache_bytes)
         self._types: dict[str, tuple[str | None, str]] = {}
         self.estimator_runs = 0
 
@@ -129,7 +196,8 @@ class Scorer:
 
     def pod_work(self, pod: Mapping[str, Any]) -> PodWork | None:
         """The pod's stated work, None without the annotation or GPUs; ``InvalidInputError`` when the
-        annotation is malformed (remembered, so a bad pod costs one parse)."""
+        annotation is malformed (remembered, so a bad pod costs one parse). Both are cached by the annotation's
+        text, in :attr:`works` (LRU bounded by entries and bytes)."""
         meta = pod.get("metadata") or {}
         annotations = meta.get("annotations") or {}
         text = annotations.get(ANNOTATION_WORKLOAD) if isinstance(annotations, Mapping) else None
@@ -141,17 +209,17 @@ class Scorer:
             return None
         if not isinstance(text, str):
             raise InvalidInputError(ANNOTATION_WORKLOAD, "must be a string")
-        cached = self._works.get((text, gpus))
+        cached = self.works.get((text, gpus))
         if cached is None:
             try:
                 workload = parse_workload(text)
                 # the estimator's checks at this pod's GPUs, before any estimate
                 cached = PodWork(workload_key(workload, gpus), workload, gpus, job_spec(workload, gpus))
             except InvalidInputError as exc:
-                cached = exc
-            self._works.put((text, gpus), cached)
-        if isinstance(cached, InvalidInputError):
-            raise cached
+                cached = Rejected(exc.field, str(exc)[len(exc.field) + 2 :])
+            self.works.put((text, gpus), cached)
+        if isinstance(cached, Rejected):
+            raise cached.error()
         return cached
 
     # --------------------------------------------------------------------------------- estimates
