@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from deploy_support import MANIFESTS, load_script
+from energaizer_operator.extender.node_cache import MAX_BACKOFF_SECONDS, NodeCache
 from extender_support import (
     PRODUCTS,
     ExtenderProcess,
@@ -203,3 +204,81 @@ async def test_the_charts_scheduler_configuration_calls_what_its_extender_serves
         assert scored == {"acme-0": 10, "l4-0": 0, "plain-0": 0}
     finally:
         await asyncio.to_thread(ext.stop)
+
+
+class FakeNodeAPI:
+    """Lists ``nodes``; each watch follows ``watches`` in turn: a list of events to send, then the end of
+    the stream (a dict with type ERROR is sent as the API server sends 410 Gone), or an exception to raise."""
+
+    def __init__(self, nodes: dict[str, str | None], watches: list[Any], lists_fail: int = 0) -> None:
+        self.nodes = nodes
+        self.watches = watches
+        self.lists_fail = lists_fail
+        self.lists = 0
+
+    def list_page(self, token: str | None) -> dict[str, Any]:
+        self.lists += 1
+        if self.lists <= self.lists_fail:
+            raise ConnectionError("connection refused")
+        return {"metadata": {"resourceVersion": "1"}, "items": [node(n, p) for n, p in self.nodes.items()]}
+
+    def watch(self, version: str) -> Any:
+        step = self.watches.pop(0) if self.watches else [gone()]
+        if isinstance(step, Exception):
+            raise step
+        yield from step
+
+
+def gone() -> dict[str, Any]:
+    return {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old resource version"}}
+
+
+def modified(name: str, product: str | None) -> dict[str, Any]:
+    return {
+        "type": "MODIFIED",
+        "object": node(name, product) | {"metadata": {"name": name, "resourceVersion": "2"}},
+    }
+
+
+def run_cache(api: FakeNodeAPI, waits: int) -> tuple[NodeCache, list[float]]:
+    """Run the cache in this thread until it has waited ``waits`` times; the back-offs it waited."""
+    delays: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        delays.append(seconds)
+        if len(delays) >= waits:
+            cache.stop()
+
+    cache = NodeCache("nvidia.com/gpu.product", api=lambda: api, sleep=sleep)
+    cache.run()
+    return cache, delays
+
+
+def test_the_backoff_resets_after_a_healthy_watch() -> None:
+    """API servers end watches every 5-10 min and a resumed one may get 410 Gone: after a watch that worked,
+    the relist waits the shortest back-off again. It doubled forever before, so after five routine expiries
+    every later one left the node map 30 s stale."""
+    n = 8
+    healthy = [[modified("a", PRODUCTS["l4"]), gone()] for _ in range(n)]
+    api = FakeNodeAPI({"a": PRODUCTS["h100-sxm"]}, healthy)
+    cache, delays = run_cache(api, n)
+    assert delays == [1.0] * n and api.lists == n
+    assert cache.synced.is_set()
+
+    # a watch that ran to its timeout (no event) worked too; one that failed at once did not
+    watches = [[], [gone()], [gone()], [], [gone()]]
+    _, delays = run_cache(FakeNodeAPI({"a": None}, watches), 3)
+    assert delays == [1.0, 2.0, 1.0]
+
+
+def test_a_failing_api_backs_off_doubling_to_the_cap() -> None:
+    """Lists refused, then watches refused right after a good list: neither is a healthy watch, so the
+    back-off doubles up to MAX_BACKOFF_SECONDS; the first healthy watch brings it back to 1 s."""
+    api = FakeNodeAPI({"a": None}, [], lists_fail=7)
+    _, delays = run_cache(api, 7)
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, MAX_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS]
+
+    watches = [PermissionError("forbidden")] * 3 + [[modified("a", None), gone()]]
+    api = FakeNodeAPI({"a": None}, watches, lists_fail=2)
+    _, delays = run_cache(api, 6)
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 1.0]
