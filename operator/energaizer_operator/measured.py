@@ -10,8 +10,11 @@ dcgm-exporter publishes ``DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION`` (millijoules si
    labels vanish from the series when it ends, so the samples around its end carry none), merged into
    one counter per GPU; a drop of the counter is a reset (driver reload) and counts as a restart from
    zero, as Prometheus' ``increase`` does (plus the unseen part of that interval at the power of the one
-   before); the increase between the first and last samples inside each pod's window is scaled to the
-   whole window (:func:`window_energy_mj`, :func:`attribute`). Windows of the job's own pods on one GPU are merged, so a retried pod or
+   before); consecutive equal values are one reading (dcgm-exporter reads the counter once per collect
+   interval, Prometheus may scrape it more often); the increase between the first and last readings inside
+   each pod's window is read, and the two edges are apportioned from the sampling intervals bracketing
+   them (:func:`readings`, :func:`window_energy_mj`, :func:`attribute`), their share reported as
+   ``interpolatedShare``. Windows of the job's own pods on one GPU are merged, so a retried pod or
    two pods of the job on one GPU are counted once.
 
 A GPU seen with another workload's pod inside the window (time-slicing: dcgm-exporter with
@@ -104,6 +107,7 @@ class GPUUse:
     pods: tuple[str, ...]
     seconds: float
     energy_joules: float
+    interpolated_energy_joules: float = 0.0  # the part apportioned at the windows' edges
 
     def wire(self) -> dict[str, Any]:
         return {
@@ -113,6 +117,7 @@ class GPUUse:
             "pods": list(self.pods),
             "seconds": round(self.seconds, 3),
             "energyJoules": round(self.energy_joules, 3),
+            "interpolatedEnergyJoules": round(self.interpolated_energy_joules, 3),
         }
 
 
@@ -129,6 +134,18 @@ class Outcome:
         return self.reason is Reason.MEASURED
 
     @property
+    def interpolated_energy_joules(self) -> float:
+        return sum(d.interpolated_energy_joules for d in self.devices)
+
+    @property
+    def interpolated_share(self) -> float | None:
+        """Share of the energy apportioned at the windows' edges rather than read between two readings
+        inside them (0: every joule between readings; 1: the whole run inside single sampling intervals)."""
+        if not self.energy_joules:
+            return None
+        return min(1.0, self.interpolated_energy_joules / self.energy_joules)
+
+    @property
     def average_power_watts(self) -> float | None:
         if self.energy_joules is None or not self.duration_seconds:
             return None
@@ -141,6 +158,8 @@ class Outcome:
             "energyJoules": round(self.energy_joules, 3),
             "durationSeconds": round(self.duration_seconds, 3),
             "averagePowerWatts": round(self.average_power_watts or 0.0, 3),
+            "interpolatedEnergyJoules": round(self.interpolated_energy_joules, 3),
+            "interpolatedShare": round(self.interpolated_share or 0.0, 4),
             "gpus": len(self.devices),
             "source": "dcgm",
             "devices": [d.wire() for d in self.devices],
@@ -353,32 +372,88 @@ def _at(curve: Sequence[tuple[float, float]], t: float) -> float:
     return e0 + (e1 - e0) * (min(max(t, t0), t1) - t0) / (t1 - t0)
 
 
+@dataclass(frozen=True)
+class WindowEnergy:
+    """A window's energy (millijoules): ``total_mj``, of which ``edge_mj`` was apportioned from the sampling
+    intervals that straddle the window's start and end (the rest is the counter's increase between readings
+    inside the window)."""
+
+    total_mj: float
+    edge_mj: float
+
+
+def readings(samples: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Scrapes -> distinct counter readings: a value repeated by consecutive scrapes is one reading, dated by
+    the first scrape that showed it. dcgm-exporter reads the counter once per collect interval (``-c``, 30 s
+    by default) and Prometheus stamps each scrape with its own time, so a scrape interval shorter than the
+    collect interval repeats each reading; a powered GPU's counter always advances, so an unchanged value is
+    no new reading (and, kept, would read as zero power between its scrapes)."""
+    out: list[tuple[float, float]] = []
+    for t, v in samples:
+        if not out or v != out[-1][1]:
+            out.append((t, v))
+    return out
+
+
 def window_energy_mj(
     curve: Sequence[tuple[float, float]], a: float, b: float, spacing: float
-) -> float | None:
-    """Counter increase over [a, b] of an unwrapped curve that has a sample at or after ``b``.
+) -> WindowEnergy | None:
+    """Energy over [a, b] of an unwrapped curve of readings that has a reading at or after ``b``.
 
-    With two samples or more inside the window and each uncovered edge at most 1.5 sampling intervals, the
-    increase between the first and the last sample inside is scaled to the whole window: the job's own
-    average power stands in for the edges, where linear interpolation between the bracketing samples would
-    mix in the idle (or another job's) power before the start and after the end and, for a job drawing more
-    than idle, under-count both edges. Otherwise the counter is interpolated at ``a`` and ``b`` (extrapolated
-    back by at most 1.5 intervals when the first sample is after ``a``); None when the start is not covered.
+    Between the first and the last reading inside the window it is the counter's increase. Each edge
+    (start to first reading inside, last reading inside to end) lies in one sampling interval bracketed by
+    the last reading at or before ``a`` (first at or after ``b``), and gets the part of that interval's
+    energy the window overlaps: at the job's own average power between its inside readings when there are
+    two or more (the bracketing interval's average mixes in the idle or another job's power outside the
+    window), never more than the whole interval's energy; otherwise at the interval's average power
+    (constant power within a sampling interval). A start before the first reading is extrapolated back at
+    the first interval's (or the job's) power by at most 1.5 intervals; None when it is further back.
     """
     inside = [(t, e) for t, e in curve if a <= t <= b]
-    edge = 1.5 * max(spacing, 1e-9)
-    if len(inside) >= 2 and inside[0][0] - a <= edge and b - inside[-1][0] <= edge:
-        (t0, e0), (t1, e1) = inside[0], inside[-1]
-        if t1 > t0:
-            return (e1 - e0) * (b - a) / (t1 - t0)
-    if curve[0][0] > a:
-        if len(curve) < 2 or curve[0][0] - a > edge:
+    before = [(t, e) for t, e in curve if t < a]
+    after = next(((t, e) for t, e in curve if t > b), None)
+    job_watts = None  # (mJ/s) the job's own power between its readings inside the window
+    if len(inside) >= 2 and inside[-1][0] > inside[0][0]:
+        job_watts = (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+    if not inside:  # the whole window inside one sampling interval: its average power
+        if after is None:
             return None
-        (t0, e0), (t1, e1) = curve[0], curve[1]
-        start = e0 - (e1 - e0) / (t1 - t0) * (t0 - a) if t1 > t0 else e0
-    else:
-        start = _at(curve, a)
-    return _at(curve, b) - start
+        t1, e1 = after
+        if before:
+            t0, e0 = before[-1]
+        elif t1 - a <= 1.5 * max(spacing, 1e-9) and len(curve) >= 2:
+            (t0, e0), (t1, e1) = curve[0], curve[1]
+        else:
+            return None
+        interval_mj = e1 - e0
+        return WindowEnergy(interval_mj * (b - a) / (t1 - t0), interval_mj * (b - a) / (t1 - t0))
+    (t_in, e_in), (t_out, e_out) = inside[0], inside[-1]
+    core = e_out - e_in
+    edge = 0.0
+    if t_in > a:  # the start edge [a, t_in]
+        if before:
+            t0, e0 = before[-1]
+            interval_mj = e_in - e0
+            share = interval_mj * (t_in - a) / (t_in - t0)
+            edge += min(job_watts * (t_in - a), interval_mj) if job_watts is not None else share
+        else:
+            if t_in - a > 1.5 * max(spacing, 1e-9):
+                return None
+            watts = job_watts
+            if watts is None:
+                later = [(t, e) for t, e in curve if t > t_in]
+                if not later:
+                    return None
+                watts = (later[0][1] - e_in) / (later[0][0] - t_in)
+            edge += watts * (t_in - a)
+    if t_out < b:  # the end edge [t_out, b]
+        if after is None:
+            return None
+        t1, e1 = after
+        interval_mj = e1 - e_out
+        share = interval_mj * (b - t_out) / (t1 - t_out)
+        edge += min(job_watts * (b - t_out), interval_mj) if job_watts is not None else share
+    return WindowEnergy(core + edge, edge)
 
 
 def merged_samples(series: Iterable[Series]) -> list[tuple[float, float]]:
@@ -402,18 +477,19 @@ def _by_target(series: Iterable[Series]) -> list[list[Series]]:
 
 def _windows_energy_mj(
     samples: Sequence[tuple[float, float]], windows: Sequence[tuple[float, float]]
-) -> float | None:
-    """The counter's increase over ``windows`` (:func:`window_energy_mj`); None when a window is not
-    covered (no sample at or after its end, or none near its start)."""
-    if not samples:
+) -> WindowEnergy | None:
+    """The counter's increase over ``windows`` (:func:`window_energy_mj` on the :func:`readings` of
+    ``samples``); None when a window is not covered (no reading after its end, or none near its start)."""
+    found = readings(samples)
+    if not found:
         return None
-    curve, spacing = unwrap(samples), _spacing(samples)
-    total = 0.0
+    curve, spacing = unwrap(found), _spacing(found)
+    total = edge = 0.0
     for a, b in windows:
         if curve[-1][0] < b or (got := window_energy_mj(curve, a, b, spacing)) is None:
             return None
-        total += got
-    return total
+        total, edge = total + got.total_mj, edge + got.edge_mj
+    return WindowEnergy(total, edge)
 
 
 def _spacing(samples: Sequence[tuple[float, float]]) -> float:
@@ -504,30 +580,35 @@ def attribute(
         # window is used alone (the one with the most samples); the merge is for targets that replaced
         # each other (an exporter restarted on a new address).
         targets = _by_target(series)
-        energy_mj: float | None = None
+        energy: WindowEnergy | None = None
         if len(targets) > 1:
             for own in targets:
-                if (energy_mj := _windows_energy_mj(merged_samples(own), windows)) is not None:
+                if (energy := _windows_energy_mj(merged_samples(own), windows)) is not None:
                     break
         seconds = sum(b - a for a, b in windows)
-        if energy_mj is None:
-            curve = unwrap(samples)
-            energy_mj = 0.0
-            spacing = _spacing(samples)
+        if energy is None:
+            found = readings(samples)
+            curve = unwrap(found)
+            spacing = _spacing(found)
+            total_mj = edge_mj = 0.0
             for a, b in windows:
                 if curve[-1][0] < b:
+                    if samples[-1][0] >= b and curve[-1][0] <= a:
+                        break  # scraped after the end, but no new reading since before the start
                     return Outcome(
-                        Reason.WAITING, f"no sample of GPU {uuid} after {_iso(b)} yet (pod end); will retry"
+                        Reason.WAITING, f"no reading of GPU {uuid} after {_iso(b)} yet (pod end); will retry"
                     )
                 got = window_energy_mj(curve, a, b, spacing)
                 if got is None:
                     return Outcome(Reason.NO_DATA, f"no sample of GPU {uuid} near {_iso(a)} (pod start)")
-                energy_mj += got
-        if energy_mj <= 0:  # a powered GPU's counter always advances: these readings were not refreshed
+                total_mj, edge_mj = total_mj + got.total_mj, edge_mj + got.edge_mj
+            else:
+                energy = WindowEnergy(total_mj, edge_mj)
+        if energy is None or energy.total_mj <= 0:  # a powered GPU's counter always advances
             return Outcome(
                 Reason.NO_DATA,
                 f"the {ENERGY_METRIC} of GPU {uuid} did not advance over the {seconds:.0f} s the job's pods "
-                "held it (a run shorter than dcgm-exporter's collect interval, or than 1 s?)",
+                "held it (a run shorter than 1 s, or an exporter that stopped reading the GPU?)",
             )
         first = series[0].labels if series else {}
         uses.append(
@@ -537,7 +618,8 @@ def attribute(
                 model_name=str(first.get(LABEL_MODEL, "")),
                 pods=tuple(sorted(held[uuid])),
                 seconds=seconds,
-                energy_joules=energy_mj / MILLIJOULES_PER_JOULE,
+                energy_joules=energy.total_mj / MILLIJOULES_PER_JOULE,
+                interpolated_energy_joules=energy.edge_mj / MILLIJOULES_PER_JOULE,
             )
         )
     used = [by_name[n] for names in held.values() for n in names]
@@ -545,7 +627,8 @@ def attribute(
     energy = sum(u.energy_joules for u in uses)
     return Outcome(
         Reason.MEASURED,
-        f"{energy:.4g} J over {duration:.4g} s on {len(uses)} GPU(s) (dcgm)",
+        f"{energy:.4g} J over {duration:.4g} s on {len(uses)} GPU(s) (dcgm; "
+        f"{100.0 * sum(u.interpolated_energy_joules for u in uses) / energy:.0f} % apportioned at the edges)",
         energy_joules=energy,
         duration_seconds=float(duration),
         devices=tuple(uses),

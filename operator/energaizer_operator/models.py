@@ -297,6 +297,12 @@ class MeasuredDevice(_Camel):
     pods: list[str] = Field(default_factory=list)
     seconds: float = Field(ge=0, description="time the job's pods held it")
     energy_joules: float = Field(description="counter increase over that time")
+    interpolated_energy_joules: float = Field(
+        default=0.0,
+        ge=0,
+        description="part of energyJoules apportioned from the sampling intervals straddling the pods' "
+        "start and end (not read between two counter readings)",
+    )
 
 
 class MeasuredStatus(_Camel):
@@ -305,6 +311,16 @@ class MeasuredStatus(_Camel):
     energy_joules: float = Field(description="summed over the GPUs the job's pods held")
     duration_seconds: float = Field(ge=0, description="first pod start to last pod finish")
     average_power_watts: float = Field(description="energyJoules / durationSeconds")
+    interpolated_energy_joules: float = Field(
+        default=0.0, ge=0, description="part of energyJoules apportioned at the edges, summed over the GPUs"
+    )
+    interpolated_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="interpolatedEnergyJoules / energyJoules: the share resting on the constant-power "
+        "assumption within a sampling interval (0: all read between counter readings)",
+    )
     gpus: int = Field(ge=0, description="GPUs attributed")
     source: Literal["dcgm"] = "dcgm"
     gpu_type: str | None = Field(default=None, description="the GPU type the job was placed on")

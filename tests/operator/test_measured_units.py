@@ -411,3 +411,89 @@ async def test_a_two_day_job_is_read_in_pieces_and_measured_whole():
     assert out.reason is Reason.MEASURED, out.message
     assert out.energy_joules == pytest.approx(watts * 2 * 86400, rel=1e-6)
     assert max(ranges) <= MAX_RANGE_SECONDS and len(ranges) >= 2 * 9  # 48 h + margins in 6 h pieces, twice
+
+
+def exporter_scrapes(
+    pod: PodRun,
+    watts: float,
+    *,
+    idle_watts: float | None = None,
+    collect: float = 30.0,
+    scrape: float = 15.0,
+    reload_at: float | None = None,
+    until: float = T0 + 400,
+) -> list[Series]:
+    """dcgm-exporter reading the counter every ``collect`` s (from T0), Prometheus scraping it every
+    ``scrape`` s (from T0): each scrape repeats the last reading, pod labels on the rows while the pod held
+    the GPU at that reading. ``watts`` while the pod holds the GPU, ``idle_watts`` (default: the same)
+    otherwise; 5e9 mJ since driver load, or a reload (counter from zero) at ``reload_at``."""
+    idle = watts if idle_watts is None else idle_watts
+
+    def reading(t: float) -> float:
+        since = reload_at if reload_at is not None and t >= reload_at else T0
+        held = max(0.0, min(t, pod.finished) - max(since, pod.started))
+        return (idle * (t - since) + (watts - idle) * held) * 1000.0 + (5e9 if since == T0 else 0.0)
+
+    rows: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    for i in range(int((until - T0) / scrape)):
+        at = T0 + i * scrape
+        read = T0 + (i * scrape // collect) * collect
+        rows[pod.started <= read < pod.finished].append((at, reading(read)))
+    mine = {"namespace": pod.namespace, "pod": pod.name}
+    return [Series({**GPU, **(mine if held else {})}, tuple(s)) for held, s in rows.items() if s]
+
+
+def measured(pod: PodRun, series: list[Series]):
+    out = attribute([pod], series, series, margin_seconds=120)
+    assert out.reason is Reason.MEASURED, out.message
+    return out
+
+
+@pytest.mark.parametrize("offset", [10.0, 15.0, 25.0])
+def test_a_90_s_job_scraped_twice_per_exporter_reading_is_measured_whole(offset):
+    """dcgm-exporter reads the counter every 30 s, Prometheus scrapes every 15 s: each reading comes twice,
+    stamped with two scrape times. A repeat is no new reading (taken as one, the interval before it reads
+    0 W and the next one twice the power): a 90 s job at 300 W throughout was off by up to 20 %; the edges
+    are the apportioned parts of the intervals straddling its start and end."""
+    pod = run(start=T0 + 100 + offset, end=T0 + 190 + offset)
+    out = measured(pod, exporter_scrapes(pod, 300.0))
+    assert out.energy_joules == pytest.approx(300.0 * 90, rel=0.02)
+    # readings 60 s apart inside (120-180, 150-210): the other 30 s are the edges'
+    assert out.interpolated_share == pytest.approx(30.0 / 90.0, abs=0.01)
+    status = out.status("h100-sxm")
+    assert status["interpolatedShare"] == pytest.approx(out.interpolated_share, abs=1e-4)
+    assert status["devices"][0]["interpolatedEnergyJoules"] == pytest.approx(
+        status["interpolatedEnergyJoules"]
+    )
+
+
+def test_edges_at_reading_instants_are_read_not_apportioned():
+    pod = run(start=T0 + 120, end=T0 + 210)
+    out = measured(pod, exporter_scrapes(pod, 300.0, idle_watts=60.0))
+    assert out.energy_joules == pytest.approx(300.0 * 90, rel=1e-9)
+    assert out.interpolated_share == 0.0
+
+
+def test_a_job_shorter_than_the_reading_interval_is_apportioned_and_says_so():
+    """20 s across the 30 s exporter reading at T0+150, scraped every 15 s: the readings before and after
+    bracket it, and it gets its part of those intervals' energy (constant power within a sampling
+    interval), all of it interpolated. A pod between two readings is never named by dcgm-exporter (its pod
+    mapping is refreshed at each reading): NoData, no energy made up for it."""
+    pod = run(start=T0 + 140, end=T0 + 160)
+    out = measured(pod, exporter_scrapes(pod, 300.0))
+    assert out.energy_joules == pytest.approx(300.0 * 20, rel=0.02)
+    assert out.interpolated_share == pytest.approx(1.0)
+    assert out.status(None)["interpolatedShare"] == 1.0
+    unseen = run(start=T0 + 125, end=T0 + 145)
+    series = exporter_scrapes(unseen, 300.0)
+    out = attribute([unseen], series, series, margin_seconds=120)
+    assert out.reason is Reason.NO_DATA and out.energy_joules is None, out.message
+
+
+@pytest.mark.parametrize("reload_offset", [-10.0, 5.0, 85.0])
+def test_a_counter_reset_at_an_edge_counts_from_zero(reload_offset):
+    """A driver reload in the interval straddling the start (before or after it) or the end: the counter
+    restarts from zero there, which counts as what accrued since, never as a drop of 5e9 mJ."""
+    pod = run(start=T0 + 105, end=T0 + 195)
+    out = measured(pod, exporter_scrapes(pod, 300.0, reload_at=pod.started + reload_offset))
+    assert out.energy_joules == pytest.approx(300.0 * 90, rel=0.02)
