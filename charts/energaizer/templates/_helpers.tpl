@@ -92,3 +92,98 @@ in a Role per namespace when operator.namespaces is set.
   resources: [events]
   verbs: [create]
 {{- end }}
+
+{{/*
+A workload's pod placement and security knobs, resolved: the operator's are the top-level values; the
+extender's and the scheduler's are under their own key, where an empty nodeSelector, tolerations or
+priorityClassName falls back to the top-level one (every pod took those before the components had their
+own), and podSecurityContext and securityContext are merged over the top-level ones (a component that sets
+runAsUser keeps the read-only root, dropped capabilities and seccomp profile). affinity,
+topologySpreadConstraints, podLabels and podAnnotations name or describe one workload's pods and are never
+inherited.
+Call with (dict "root" . "component" "extender"); (dict "root" .) for the operator. Returns YAML (fromYaml).
+*/}}
+{{- define "energaizer.podKnobs" -}}
+{{- $top := .root.Values }}
+{{- $own := $top }}
+{{- if .component }}
+{{- $own = index $top .component }}
+{{- end }}
+priorityClassName: {{ default $top.priorityClassName $own.priorityClassName | quote }}
+nodeSelector: {{ default $top.nodeSelector $own.nodeSelector | default dict | toJson }}
+tolerations: {{ default $top.tolerations $own.tolerations | default list | toJson }}
+podSecurityContext: {{ merge (deepCopy ($own.podSecurityContext | default dict)) ($top.podSecurityContext | default dict) | toJson }}
+securityContext: {{ merge (deepCopy ($own.securityContext | default dict)) ($top.securityContext | default dict) | toJson }}
+affinity: {{ $own.affinity | default dict | toJson }}
+topologySpreadConstraints: {{ $own.topologySpreadConstraints | default list | toJson }}
+podLabels: {{ $own.podLabels | default dict | toJson }}
+podAnnotations: {{ $own.podAnnotations | default dict | toJson }}
+{{- end }}
+
+{{/*
+The scheduling part of a pod spec (at the indent of its fields): nodeSelector, affinity (empty: replicas on
+different nodes when possible), tolerations and topologySpreadConstraints (an entry without a labelSelector
+selects the workload's own pods). Call with (dict "knobs" <energaizer.podKnobs> "selector" <selector labels
+YAML> "why" <comment on the default anti-affinity>).
+*/}}
+{{- define "energaizer.podScheduling" -}}
+{{- $selector := .selector | fromYaml }}
+{{- with .knobs.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+affinity:
+  {{- if .knobs.affinity }}
+  {{- toYaml .knobs.affinity | nindent 2 }}
+  {{- else }}
+  # {{ .why }}
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          topologyKey: kubernetes.io/hostname
+          labelSelector:
+            matchLabels:
+              {{- .selector | nindent 14 }}
+  {{- end }}
+{{- with .knobs.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .knobs.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- range . }}
+  {{- $constraint := deepCopy . }}
+  {{- if not (hasKey $constraint "labelSelector") }}
+  {{- $_ := set $constraint "labelSelector" (dict "matchLabels" $selector) }}
+  {{- end }}
+  - {{ toYaml $constraint | nindent 4 | trim }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+A PodDisruptionBudget keeping minAvailable of a workload's replicas through voluntary disruptions; rendered
+only with more than one replica (one replica and minAvailable 1 would block every node drain). Call with
+(dict "root" . "name" <object name> "labels" <labels YAML> "selector" <selector labels YAML> "replicas" <int>
+"budget" <podDisruptionBudget values> "why" <list of comment lines>).
+*/}}
+{{- define "energaizer.podDisruptionBudget" -}}
+{{- if and .budget.enabled (gt (int .replicas) 1) }}
+{{- range .why }}
+# {{ . }}
+{{- end }}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ .name }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- .labels | nindent 4 }}
+spec:
+  minAvailable: {{ .budget.minAvailable }}
+  selector:
+    matchLabels:
+      {{- .selector | nindent 6 }}
+{{- end }}
+{{- end }}
