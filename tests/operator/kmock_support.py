@@ -24,16 +24,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime
 import functools
 import json
+import re
 import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp.web
 import jsonpatch
 import jsonschema
 import kmock
@@ -428,6 +431,9 @@ class RealisticEmulator(kmock.KubernetesEmulator):
                     seen.add((ns, name, orv))
                     yield {"type": "MODIFIED", "object": obj.raw}
         async for event in self._buses[request.resource]:
+            if event.get("type") == _END:  # FaultyEmulator.end_watches
+                yield event
+                continue
             md = event.get("object", {}).get("metadata", {})
             orv = int(md.get("resourceVersion", 0) or 0)
             if (orv and orv <= since) or (md.get("namespace"), md.get("name"), orv) in seen:
@@ -460,3 +466,149 @@ def parse_namespaces(path):
             "", "v1", "namespaces", None, p[3] if len(p) > 3 else None, p[4] if len(p) > 4 else None
         )
     return _orig_parse_path(path)
+
+
+# ------------------------------------------------------------------------------------ API faults
+
+
+@dataclass
+class Fault:
+    """One kind of API-server fault, for the operator's requests only (``kopf/...`` and the official
+    client's ``OpenAPI-Generator/...`` User-Agent; the test's own requests always pass).
+
+    A request matches when its method is in ``methods`` (empty: any), ``path`` is found in its path
+    (a regular expression) and it is (``watch=True``) or is not (``watch=False``) a watch. The first
+    ``times`` matches (None: every match) are answered with ``status`` (a Kubernetes ``Status`` body,
+    ``Retry-After: retry_after`` when given), delayed by ``delay_s`` first, or cut (``abort``: the
+    connection closed with no response, as a server that died); with ``after``, the request is carried
+    out first (the client cannot tell that its write landed)."""
+
+    path: str = ""
+    methods: frozenset[str] = frozenset()
+    watch: bool | None = None
+    status: int | None = None
+    retry_after: int | None = None
+    delay_s: float = 0.0
+    abort: bool = False
+    after: bool = False  # the request is carried out, then the fault answered (a write that landed)
+    times: int | None = None
+    hits: int = 0
+
+    def matches(self, method: str, path: str, watch: bool) -> bool:
+        if self.times is not None and self.hits >= self.times:
+            return False
+        if self.methods and method not in self.methods:
+            return False
+        if self.watch is not None and watch != self.watch:
+            return False
+        return re.search(self.path, path) is not None
+
+
+_REASONS = {429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}
+
+
+class FaultyEmulator(RealisticEmulator):
+    """:class:`RealisticEmulator` with injectable faults: ``faults`` (a list of :class:`Fault`, the first
+    match applies), ``end_watches(gone=...)`` (every open watch stream ends now, with an ``ERROR`` event
+    ``410 Gone`` (expired resourceVersion) when ``gone``), and ``outage`` (while set, every operator
+    request is cut, and the watches open when it was set have ended)."""
+
+    faults: list[Fault]
+    outage: bool
+    injected: list[tuple[str, str, str]]  # (method, path, what) of every fault applied
+
+    def _faults_init(self) -> None:
+        if not hasattr(self, "faults"):
+            self.faults, self.outage, self.injected, self._watch_epoch, self._gone = [], False, [], 0, False
+
+    @staticmethod
+    def _operator(request) -> bool:
+        agent = str((request.headers or {}).get("User-Agent", ""))
+        return agent.startswith(("kopf/", "OpenAPI-Generator/"))
+
+    async def _handle(self, request):
+        self._faults_init()
+        if self._operator(request):
+            method = str(request.method).upper().rsplit(".", 1)[-1]
+            path = request.url.path
+            watch = request.params.get("watch") == "true"
+            if self.outage:
+                return self._cut(request, method, path, "outage")
+            for fault in self.faults:
+                if fault.matches(method, path, watch):
+                    fault.hits += 1
+                    if fault.delay_s:
+                        await asyncio.sleep(fault.delay_s)
+                    if fault.after:
+                        await super()._handle(request)
+                    if fault.abort:
+                        return self._cut(request, method, path, "abort")
+                    if fault.status is not None:
+                        self.injected.append((method, path, str(fault.status)))
+                        return self._status(fault)
+                    self.injected.append((method, path, f"delay {fault.delay_s}"))
+                    break
+        return await super()._handle(request)
+
+    def _cut(self, request, method: str, path: str, what: str):
+        self.injected.append((method, path, what))
+        transport = request._raw_request.transport if request._raw_request is not None else None
+        if transport is not None:
+            transport.abort()
+        return aiohttp.web.Response(status=503)  # never reaches the client: the connection is gone
+
+    @staticmethod
+    def _status(fault: Fault):
+        code = fault.status or 500
+        body = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "reason": _REASONS.get(code, "InternalError"),
+            "message": f"injected fault {code}",
+            "code": code,
+        }
+        if fault.retry_after is not None:
+            body["details"] = {"retryAfterSeconds": fault.retry_after}
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
+        return aiohttp.web.json_response(body, status=code, headers=headers)
+
+    async def end_watches(self, *, gone: bool = False) -> None:
+        """Every watch stream open now ends (after an ``ERROR`` 410 event when ``gone``)."""
+        self._faults_init()
+        self._watch_epoch += 1
+        self._gone = gone
+        for bus in list(self._buses.values()):
+            await bus.put({"type": _END})
+
+    async def set_outage(self, on: bool) -> None:
+        self._faults_init()
+        self.outage = on
+        if on:
+            await self.end_watches()
+
+    async def _serve_watch(self, request):
+        self._faults_init()
+        epoch = self._watch_epoch
+        async for item in super()._serve_watch(request):
+            if isinstance(item, dict) and item.get("type") == _END:
+                if self._watch_epoch == epoch:
+                    continue  # an end meant for the streams before this one
+                self.injected.append(("GET", request.url.path, "watch 410" if self._gone else "watch end"))
+                if self._gone:
+                    yield {
+                        "type": "ERROR",
+                        "object": {
+                            "kind": "Status",
+                            "apiVersion": "v1",
+                            "status": "Failure",
+                            "reason": "Expired",
+                            "message": "too old resource version",
+                            "code": 410,
+                        },
+                    }
+                return
+            yield item
+
+
+_END = "__kmock_support_end__"
