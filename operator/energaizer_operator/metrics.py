@@ -114,8 +114,9 @@ class Metrics:
         )
         # Counters (Prometheus convention: `_total`, unit before it). The per-AIJob gauges above vanish
         # with their AIJob; these keep the history, e.g. `increase(energaizer_predicted_savings_joules_total[30d])`.
-        # Labels: gpu_type only (bounded by the catalog), never namespace or AIJob name. Counted at
-        # decision time by the leader (count_placement), so a restart does not count placements again.
+        # Labels: gpu_type only (bounded by the catalog), never namespace or AIJob name. Counted by the
+        # leader when its write makes an AIJob Placed (count_placement), so a restart or a retried write
+        # does not count a placement again.
         self.placements_total = Counter(
             "energaizer_placements_total",
             "AIJobs placed (or recommended) per GPU type",
@@ -219,7 +220,7 @@ class Metrics:
             self.savings.labels(namespace, name).set(savings or 0.0)
 
     def count_placement(self, gpu_type: str, energy_joules: float, savings_joules: float) -> None:
-        """One placement decided now (the leader, at decision time): the counters."""
+        """One AIJob Placed now (the leader's status write): the counters."""
         self.placements_total.labels(gpu_type=gpu_type).inc()
         if energy_joules >= 0:
             self.placed_energy_total.labels(gpu_type=gpu_type).inc(energy_joules)

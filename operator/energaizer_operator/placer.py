@@ -360,8 +360,6 @@ class Placer(IndexLoop):
                 plainSchedulerEnergyJoules=decision.plain_energy_joules,
                 savingsVsPlainSchedulerJoules=decision.plain_energy_joules - energy,
             )
-        # counted here, at decision time in the leader: a restart adopts existing placements uncounted
-        self.metrics.count_placement(gpu_type, energy, savings)
         await self._record_placement(
             rec, gpu_type, job_name, energy, duration, savings, advice, counterfactual
         )
@@ -450,6 +448,10 @@ class Placer(IndexLoop):
             Event("Placed", message),
             placement=placement,
         )
+        # Counted once the AIJob is Placed by this write, whichever way it got there (created, or a Job
+        # adopted: created before a restart or by a create the API answered with an error): an AIJob
+        # already Placed is never recorded again, so neither a retry nor a restart counts it twice.
+        self.metrics.count_placement(gpu_type, energy, savings)
 
     async def _rejected(self, rec: AIJobRecord, exc: kube.ApiException) -> None:
         """The API refused the Job as invalid: the same Job would be refused at every batch."""

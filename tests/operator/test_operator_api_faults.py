@@ -1,0 +1,114 @@
+"""API-server faults during a burst: 429 with Retry-After, 500/503, watch streams that end or expire (410
+Gone), a slow server, an outage, Events that cannot be posted.
+
+Whatever the fault, once it is over: every AIJob settles (Placed or Unschedulable), exactly one Job per
+placed AIJob, no invalid write, the process still runs, and the metrics agree with the AIJobs' status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+from kmock_support import Fault, FaultyEmulator
+from operator_testkit import wait_for
+from test_operator_acceptance import SETTLED, _burst, _limited_cluster, assert_settled_consistently, scrape
+
+pytestmark = pytest.mark.kmock(cls=FaultyEmulator)
+
+WRITE = frozenset({"POST", "PATCH", "PUT"})
+N = 30
+
+
+def sample(metrics: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples whose labels include ``labels``."""
+    total = 0.0
+    for line in metrics.splitlines():
+        m = re.match(rf"^{name}(?:\{{(.*)\}})? ([-+0-9.eEinfNa]+)$", line)
+        if m and all(f'{k}="{v}"' in (m.group(1) or "") for k, v in labels.items()):
+            total += float(m.group(2))
+    return total
+
+
+async def _faults_429(c) -> None:
+    c.k8s.faults += [
+        Fault(r"/status$", frozenset({"PATCH"}), status=429, retry_after=1, times=15),
+        Fault(r"/jobs$", frozenset({"POST"}), status=429, retry_after=1, times=5),
+        Fault(r"/events$", frozenset({"POST"}), status=429, retry_after=1, times=10),
+    ]
+
+
+async def _faults_5xx(c) -> None:
+    c.k8s.faults += [
+        Fault(r"/status$", frozenset({"PATCH"}), status=503, times=10),
+        Fault(r"/aijobs/[^/]+$", frozenset({"PATCH"}), status=500, times=5),
+        Fault(r"/jobs$", frozenset({"POST"}), status=500, times=3),
+        Fault(r"/jobs$", frozenset({"POST"}), status=504, after=True, times=3),  # created all the same
+        Fault(r"/(aijobs|jobs|nodes|pods)$", frozenset({"GET"}), watch=False, status=500, times=4),
+    ]
+    await c.k8s.end_watches(gone=True)  # the lists after the 410 fail first
+
+
+async def _watches_end(c) -> None:
+    await c.k8s.end_watches()
+    await asyncio.sleep(1)
+    await c.k8s.end_watches(gone=True)
+
+
+async def _slow(c) -> None:
+    c.k8s.faults += [
+        Fault(r"/status$", frozenset({"PATCH"}), delay_s=2, times=20),
+        Fault(r"/jobs$", frozenset({"POST"}), delay_s=3, times=5),
+        Fault(r"/aijobs/[^/]+$", frozenset({"PATCH"}), delay_s=2, times=5),
+        Fault(r"/leases", delay_s=3, times=4),
+        Fault(r"/(aijobs|jobs)$", frozenset({"GET"}), watch=False, delay_s=2, times=3),
+    ]
+    await c.k8s.end_watches()  # the lists after the end are slow
+
+
+async def _outage(c) -> None:
+    await c.k8s.set_outage(True)
+    await asyncio.sleep(10)
+    await c.k8s.set_outage(False)
+
+
+async def _events_fail(c) -> None:
+    c.k8s.faults.append(Fault(r"/events$", frozenset({"POST"}), status=500))
+
+
+SCENARIOS = {
+    "429": _faults_429,
+    "5xx": _faults_5xx,
+    "watch-end-410": _watches_end,
+    "slow": _slow,
+    "outage": _outage,
+    "events-fail": _events_fail,
+}
+
+
+@pytest.mark.parametrize("fault", list(SCENARIOS))
+async def test_a_burst_survives_api_faults(cluster, operator_factory, fault):
+    c = cluster
+    await _limited_cluster(c)
+    op = await operator_factory(ENERGAIZER_BATCH_WINDOW_SECONDS="0.3")
+    bodies = _burst(N, seed=11)
+    names = [b["metadata"]["name"] for b in bodies]
+    for body in bodies[: N // 3]:
+        await c.create(body)
+    await SCENARIOS[fault](c)
+    for body in bodies[N // 3 :]:
+        await c.create(body)
+    await wait_for(lambda: all(c.phase(n) in SETTLED for n in names), timeout=240, interval=0.5)
+    assert c.k8s.injected, "no fault was injected"
+    assert op.proc.returncode is None, op.log()[-3000:]
+    assert_settled_consistently(c, names, [op.log()], failed_writes=True)
+    placed = [n for n in names if c.phase(n) == "Placed"]
+    await wait_for(
+        lambda: sample(scrape(op.metrics_port), "energaizer_aijobs", phase="Placed") == len(placed)
+    )
+    metrics = scrape(op.metrics_port)
+    assert sample(metrics, "energaizer_placements_total") == len(placed)
+    assert sample(metrics, "energaizer_placement_info") == len(placed)
+    assert "NaN" not in metrics and "NaN" not in op.log()
+    assert await op.stop() == 0
