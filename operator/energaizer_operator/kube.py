@@ -2,7 +2,10 @@
 
 Credentials are the same as kopf's default login: in-cluster service account, else the current
 kubeconfig (``KUBECONFIG``). Calls are synchronous; async code runs them with ``asyncio.to_thread``.
-Only PATCH (merge patch) is used for updates.
+Only PATCH (merge patch) is used for updates. Every call has a timeout (``timeout``, default
+:data:`REQUEST_TIMEOUT_SECONDS`; urllib3's ``TimeoutError`` when it passes): without one, a request
+on a connection to an API server that died without resetting it waits for ever, holding a worker
+thread, a write slot of a loop, or the Lease renewal (the operator then stands by for good).
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from kubernetes.client.exceptions import ApiException
 from energaizer_operator import GROUP, PLURAL, VERSION
 
 MERGE_PATCH = "application/merge-patch+json"
+REQUEST_TIMEOUT_SECONDS = 30.0  # a whole API call (connect, send, answer)
 
 __all__ = [
+    "REQUEST_TIMEOUT_SECONDS",
     "ApiException",
     "api_client",
     "create_job",
@@ -83,20 +88,26 @@ def _plain(obj: Any) -> dict[str, Any]:
     return api_client().sanitize_for_serialization(obj)
 
 
-def patch_aijob(namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+def patch_aijob(
+    namespace: str, name: str, body: dict[str, Any], timeout: float = REQUEST_TIMEOUT_SECONDS
+) -> dict[str, Any]:
     api = kubernetes.client.CustomObjectsApi(api_client())
     return api.patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name, body, _content_type=MERGE_PATCH
+        GROUP, VERSION, namespace, PLURAL, name, body, _content_type=MERGE_PATCH, _request_timeout=timeout
     )
 
 
-def read_aijob(namespace: str, name: str) -> dict[str, Any]:
+def read_aijob(namespace: str, name: str, timeout: float = REQUEST_TIMEOUT_SECONDS) -> dict[str, Any]:
     api = kubernetes.client.CustomObjectsApi(api_client())
-    return api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    return api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, _request_timeout=timeout)
 
 
 def patch_aijob_status(
-    namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None
+    namespace: str,
+    name: str,
+    status: dict[str, Any],
+    resource_version: str | None = None,
+    timeout: float = REQUEST_TIMEOUT_SECONDS,
 ) -> dict[str, Any]:
     """Merge-patch ``status``; with ``resource_version``, only if the AIJob has not changed since (409 if
     stale): a merge patch replaces the whole ``conditions`` list, so a write built on an old list must not
@@ -106,33 +117,49 @@ def patch_aijob_status(
         body["metadata"] = {"resourceVersion": resource_version}
     api = kubernetes.client.CustomObjectsApi(api_client())
     return api.patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, PLURAL, name, body, _content_type=MERGE_PATCH
+        GROUP, VERSION, namespace, PLURAL, name, body, _content_type=MERGE_PATCH, _request_timeout=timeout
     )
 
 
-def create_job(namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-    return _plain(kubernetes.client.BatchV1Api(api_client()).create_namespaced_job(namespace, body))
+def create_job(
+    namespace: str, body: dict[str, Any], timeout: float = REQUEST_TIMEOUT_SECONDS
+) -> dict[str, Any]:
+    api = kubernetes.client.BatchV1Api(api_client())
+    return _plain(api.create_namespaced_job(namespace, body, _request_timeout=timeout))
 
 
-def read_job(namespace: str, name: str) -> dict[str, Any]:
-    return _plain(kubernetes.client.BatchV1Api(api_client()).read_namespaced_job(name, namespace))
+def read_job(namespace: str, name: str, timeout: float = REQUEST_TIMEOUT_SECONDS) -> dict[str, Any]:
+    api = kubernetes.client.BatchV1Api(api_client())
+    return _plain(api.read_namespaced_job(name, namespace, _request_timeout=timeout))
 
 
-def patch_job(namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+def patch_job(
+    namespace: str, name: str, body: dict[str, Any], timeout: float = REQUEST_TIMEOUT_SECONDS
+) -> dict[str, Any]:
     """Merge-patch a Job (with ``metadata.resourceVersion`` in ``body``: only if it has not changed)."""
     api = kubernetes.client.BatchV1Api(api_client())
-    return _plain(api.patch_namespaced_job(name, namespace, body, _content_type=MERGE_PATCH))
+    return _plain(
+        api.patch_namespaced_job(name, namespace, body, _content_type=MERGE_PATCH, _request_timeout=timeout)
+    )
 
 
-def read_lease(namespace: str, name: str) -> dict[str, Any]:
-    return _plain(kubernetes.client.CoordinationV1Api(api_client()).read_namespaced_lease(name, namespace))
+def read_lease(namespace: str, name: str, timeout: float = REQUEST_TIMEOUT_SECONDS) -> dict[str, Any]:
+    api = kubernetes.client.CoordinationV1Api(api_client())
+    return _plain(api.read_namespaced_lease(name, namespace, _request_timeout=timeout))
 
 
-def create_lease(namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-    return _plain(kubernetes.client.CoordinationV1Api(api_client()).create_namespaced_lease(namespace, body))
+def create_lease(
+    namespace: str, body: dict[str, Any], timeout: float = REQUEST_TIMEOUT_SECONDS
+) -> dict[str, Any]:
+    api = kubernetes.client.CoordinationV1Api(api_client())
+    return _plain(api.create_namespaced_lease(namespace, body, _request_timeout=timeout))
 
 
-def patch_lease(namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+def patch_lease(
+    namespace: str, name: str, body: dict[str, Any], timeout: float = REQUEST_TIMEOUT_SECONDS
+) -> dict[str, Any]:
     """Merge patch; a ``metadata.resourceVersion`` in ``body`` makes it conditional (409 if stale)."""
     api = kubernetes.client.CoordinationV1Api(api_client())
-    return _plain(api.patch_namespaced_lease(name, namespace, body, _content_type=MERGE_PATCH))
+    return _plain(
+        api.patch_namespaced_lease(name, namespace, body, _content_type=MERGE_PATCH, _request_timeout=timeout)
+    )

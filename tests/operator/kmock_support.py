@@ -480,8 +480,9 @@ class Fault:
     (a regular expression) and it is (``watch=True``) or is not (``watch=False``) a watch. The first
     ``times`` matches (None: every match) are answered with ``status`` (a Kubernetes ``Status`` body,
     ``Retry-After: retry_after`` when given), delayed by ``delay_s`` first, or cut (``abort``: the
-    connection closed with no response, as a server that died); with ``after``, the request is carried
-    out first (the client cannot tell that its write landed)."""
+    connection closed with no response, as a server that died), or never answered (``hang``: a
+    connection to a server that died without a reset); with ``after``, the request is carried out
+    first (the client cannot tell that its write landed)."""
 
     path: str = ""
     methods: frozenset[str] = frozenset()
@@ -491,6 +492,7 @@ class Fault:
     delay_s: float = 0.0
     abort: bool = False
     after: bool = False  # the request is carried out, then the fault answered (a write that landed)
+    hang: bool = False  # never answered (a connection to a server that died: no reset, no answer)
     times: int | None = None
     hits: int = 0
 
@@ -510,11 +512,11 @@ _REASONS = {429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailab
 class FaultyEmulator(RealisticEmulator):
     """:class:`RealisticEmulator` with injectable faults: ``faults`` (a list of :class:`Fault`, the first
     match applies), ``end_watches(gone=...)`` (every open watch stream ends now, with an ``ERROR`` event
-    ``410 Gone`` (expired resourceVersion) when ``gone``), and ``outage`` (while set, every operator
-    request is cut, and the watches open when it was set have ended)."""
+    ``410 Gone`` (expired resourceVersion) when ``gone``), and ``set_outage`` (an API server gone for
+    a while: every operator request cut, or left without an answer)."""
 
     faults: list[Fault]
-    outage: bool
+    outage: bool | str
     injected: list[tuple[str, str, str]]  # (method, path, what) of every fault applied
 
     def _faults_init(self) -> None:
@@ -533,6 +535,8 @@ class FaultyEmulator(RealisticEmulator):
             path = request.url.path
             watch = request.params.get("watch") == "true"
             if self.outage:
+                if self.outage == "hang":
+                    return await self._hang(method, path)
                 return self._cut(request, method, path, "outage")
             for fault in self.faults:
                 if fault.matches(method, path, watch):
@@ -541,6 +545,8 @@ class FaultyEmulator(RealisticEmulator):
                         await asyncio.sleep(fault.delay_s)
                     if fault.after:
                         await super()._handle(request)
+                    if fault.hang:
+                        return await self._hang(method, path)
                     if fault.abort:
                         return self._cut(request, method, path, "abort")
                     if fault.status is not None:
@@ -549,6 +555,10 @@ class FaultyEmulator(RealisticEmulator):
                     self.injected.append((method, path, f"delay {fault.delay_s}"))
                     break
         return await super()._handle(request)
+
+    async def _hang(self, method: str, path: str):
+        self.injected.append((method, path, "hang"))
+        await asyncio.Event().wait()  # until the test's server shuts down
 
     def _cut(self, request, method: str, path: str, what: str):
         self.injected.append((method, path, what))
@@ -581,10 +591,13 @@ class FaultyEmulator(RealisticEmulator):
         for bus in list(self._buses.values()):
             await bus.put({"type": _END})
 
-    async def set_outage(self, on: bool) -> None:
+    async def set_outage(self, on: bool, *, hang: bool = False) -> None:
+        """From now on every operator request is cut (its connection closed, and the watches end), or
+        with ``hang``, never answered (the open watches go quiet), until ``set_outage(False)``; the
+        requests left hanging stay so (their connections are dead)."""
         self._faults_init()
-        self.outage = on
-        if on:
+        self.outage = ("hang" if hang else True) if on else False
+        if on and not hang:
             await self.end_watches()
 
     async def _serve_watch(self, request):

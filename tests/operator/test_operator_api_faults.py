@@ -73,6 +73,14 @@ async def _outage(c) -> None:
     await c.k8s.set_outage(False)
 
 
+async def _outage_unanswered(c) -> None:
+    """The API server dies without resetting the connections: the requests sent meanwhile never get an
+    answer (a client without a timeout waits for ever), then it is back."""
+    await c.k8s.set_outage(True, hang=True)
+    await asyncio.sleep(10)
+    await c.k8s.set_outage(False)
+
+
 async def _events_fail(c) -> None:
     c.k8s.faults.append(Fault(r"/events$", frozenset({"POST"}), status=500))
 
@@ -83,6 +91,7 @@ SCENARIOS = {
     "watch-end-410": _watches_end,
     "slow": _slow,
     "outage": _outage,
+    "outage-unanswered": _outage_unanswered,
     "events-fail": _events_fail,
 }
 
