@@ -6,6 +6,11 @@ Every replica watches the cluster and keeps its indices warm; only the holder of
 ``renewTime + leaseDurationSeconds`` has passed. Every write to the Lease carries the
 ``metadata.resourceVersion`` it was read at, so two candidates cannot both win (409 Conflict for the
 slower one). A leader that cannot renew within ``lease_duration`` stops writing (steps down).
+
+A renewal counts from the moment it was sent (the ``renewTime`` it writes), not from its answer: a
+slow API server cannot make the leader believe in a Lease that the standbys already see expired.
+Each Lease call gives up after ``lease_duration / 3`` (a renewal is read + write), so a leader whose
+calls go unanswered retries, and steps down in time, instead of waiting on a dead connection.
 """
 
 from __future__ import annotations
@@ -73,15 +78,17 @@ class LeaderElection:
         self.identity = identity or default_identity()
         self.clock = clock
         self.leading = False
-        self._last_renew = 0.0  # time.monotonic() of the last successful renewal
+        self._last_renew = 0.0  # time.monotonic() when the last successful renewal was sent
+        self.timeout = self.duration / 3  # per Lease call
 
     async def run(self) -> None:
         logger.info("%s: candidate for the Lease %s/%s", self.identity, self.namespace, LEASE_NAME)
         while True:
+            sent = time.monotonic()  # no later than the renewTime written: the Lease runs from there
             try:
                 leading = await asyncio.to_thread(self.try_acquire_or_renew)
                 if leading:
-                    self._last_renew = time.monotonic()
+                    self._last_renew = sent
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # API unreachable: keep leading only while the Lease is ours
@@ -102,7 +109,7 @@ class LeaderElection:
     def try_acquire_or_renew(self) -> bool:
         now = self.clock()
         try:
-            lease = kube.read_lease(self.namespace, LEASE_NAME)
+            lease = kube.read_lease(self.namespace, LEASE_NAME, self.timeout)
         except kube.ApiException as exc:
             if exc.status != 404:
                 raise
@@ -123,7 +130,7 @@ class LeaderElection:
             body["spec"]["acquireTime"] = _format(now)
             body["spec"]["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
         try:
-            kube.patch_lease(self.namespace, LEASE_NAME, body)
+            kube.patch_lease(self.namespace, LEASE_NAME, body, self.timeout)
         except kube.ApiException as exc:
             if exc.status == 409:  # another replica wrote it first
                 return False
@@ -144,7 +151,7 @@ class LeaderElection:
             },
         }
         try:
-            kube.create_lease(self.namespace, body)
+            kube.create_lease(self.namespace, body, self.timeout)
         except kube.ApiException as exc:
             if exc.status == 409:
                 return False
@@ -162,8 +169,8 @@ class LeaderElection:
             logger.warning("could not release the leader Lease: %s", exc)
 
     def _release(self) -> None:
-        lease = kube.read_lease(self.namespace, LEASE_NAME)
+        lease = kube.read_lease(self.namespace, LEASE_NAME, self.timeout)
         if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
             rv = (lease.get("metadata") or {}).get("resourceVersion")
             body = {"metadata": {"resourceVersion": rv}, "spec": {"holderIdentity": None, "renewTime": None}}
-            kube.patch_lease(self.namespace, LEASE_NAME, body)
+            kube.patch_lease(self.namespace, LEASE_NAME, body, self.timeout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 
@@ -66,3 +67,38 @@ async def test_standby_takes_over_after_the_leader_is_killed(cluster, operator_f
     # A second create of a name can only be a 409 that the new leader adopted, never a second Job.
     assert {n for n in c.job_creates() if n in c.jobs()} == placed
     assert await second.stop() == 0
+
+
+async def test_a_slow_renewal_counts_from_when_it_was_sent(monkeypatch):
+    """The API server answers the renewal 5 s late (6 s Lease): the Lease it wrote runs from the
+    renewTime sent, so the standbys see it expire 6 s after the sending; the leader must have stopped
+    writing by then, not 6 s after the late answer (two leaders meanwhile). Each Lease call has a timeout
+    shorter than the Lease (an unanswered call must not outlast it)."""
+    from energaizer_operator import kube, leader
+    from energaizer_operator.settings import OperatorSettings
+
+    now = [1000.0]
+    timeouts: list[float | None] = []
+    monkeypatch.setattr(leader.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(kube, "current_namespace", lambda: "default")
+
+    def read_lease(namespace, name, timeout=None):
+        timeouts.append(timeout)
+        return {"metadata": {"resourceVersion": "1"}, "spec": {}}
+
+    def patch_lease(namespace, name, body, timeout=None):
+        timeouts.append(timeout)
+        now[0] += 5.0  # answered 5 s after it was sent
+        return {}
+
+    monkeypatch.setattr(kube, "read_lease", read_lease)
+    monkeypatch.setattr(kube, "patch_lease", patch_lease)
+    election = leader.LeaderElection(OperatorSettings(lease_duration_seconds=6), identity="me")
+    task = asyncio.get_running_loop().create_task(election.run())
+    try:
+        await wait_for(lambda: election.leading, timeout=30, interval=0.01)
+    finally:
+        task.cancel()
+    now[0] = 1000.0 + 6  # the Lease as written (renewTime sent at 1000) has expired for the standbys
+    assert not election.holds()
+    assert timeouts and all(t is not None and t <= 6 / 3 for t in timeouts), timeouts
