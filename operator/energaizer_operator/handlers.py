@@ -3,7 +3,8 @@
 * indices: ``gpu_nodes`` (Nodes), ``gpu_pods`` (Pods holding GPUs), ``steered_jobs`` (the operator's
   Jobs, by owner uid), ``aijob_records`` (AIJobs, by uid, spec parsed once per generation);
 * ``aijob_events``: starts the loops on the first AIJob event, and keeps the per-AIJob metrics equal
-  to what ``status`` says (so they are rebuilt from the API at every start);
+  to what ``status`` says (so they are rebuilt from the API at every start), and counts the placements
+  this process wrote when they appear (``Metrics.set_placement``);
 * startup/cleanup: the shared state, ``/metrics``, ``/healthz`` (own threads), the loops.
 
 There is no ``@kopf.on.create``/``on.update``: estimation and placement are level-triggered loops
@@ -135,4 +136,5 @@ async def aijob_events(
         name,
         placement.get("gpuType"),
         placement.get("savingsJoules"),
+        energy_joules=placement.get("predictedEnergyJoules"),
     )

@@ -7,6 +7,7 @@ the operator in one process (kopf's ``KopfRunner``) cannot raise DuplicateTimese
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from socketserver import ThreadingMixIn
@@ -114,9 +115,9 @@ class Metrics:
         )
         # Counters (Prometheus convention: `_total`, unit before it). The per-AIJob gauges above vanish
         # with their AIJob; these keep the history, e.g. `increase(energaizer_predicted_savings_joules_total[30d])`.
-        # Labels: gpu_type only (bounded by the catalog), never namespace or AIJob name. Counted by the
-        # leader when its write makes an AIJob Placed (count_placement), so a restart or a retried write
-        # does not count a placement again.
+        # Labels: gpu_type only (bounded by the catalog), never namespace or AIJob name. Counted when the
+        # watch shows a placement this process wrote (expect_placement, set_placement): a restart, another
+        # replica's placements, a retried write or one that landed despite an error answer count once.
         self.placements_total = Counter(
             "energaizer_placements_total",
             "AIJobs placed (or recommended) per GPU type",
@@ -149,6 +150,7 @@ class Metrics:
         self._lock = threading.Lock()
         self._estimated_types: dict[tuple[str, str], set[str]] = {}
         self._placed_type: dict[tuple[str, str], str] = {}
+        self._expected: set[tuple[str, str]] = set()  # AIJobs this process writes a placement into
         self._free_types: set[str] = set()
         self._unknown: set[str] = set()
         for phase in PHASES:
@@ -199,13 +201,25 @@ class Metrics:
                 self._remove_estimate(namespace, name, t)
             self._estimated_types[key] = new
 
+    def expect_placement(self, namespace: str, name: str) -> None:
+        """This process writes a placement into the AIJob's status (the placer, before each try): it is
+        counted when the watch shows it (:meth:`set_placement`)."""
+        with self._lock:
+            self._expected.add((namespace, name))
+
     def set_placement(
         self,
         namespace: str,
         name: str,
         gpu_type: str | None,
         savings: float | None,
+        *,
+        energy_joules: float | None = None,
     ) -> None:
+        """The AIJob's ``status.placement`` as the watch shows it. A placement that this process wrote
+        (:meth:`expect_placement`) is counted (:meth:`count_placement`) when it appears: once, however
+        often the write was tried and whatever its answer (a write can land although the API answered an
+        error), and never for placements written by another replica or before a restart."""
         key = (namespace, name)
         with self._lock:
             old = self._placed_type.pop(key, None)
@@ -218,18 +232,25 @@ class Metrics:
             self._placed_type[key] = gpu_type
             self.placement_info.labels(namespace, name, gpu_type).set(1)
             self.savings.labels(namespace, name).set(savings or 0.0)
+            expected = key in self._expected
+            self._expected.discard(key)
+        if expected and old is None:
+            energy = energy_joules if energy_joules is not None and math.isfinite(energy_joules) else -1.0
+            self.count_placement(gpu_type, energy, savings if savings is not None else 0.0)
 
     def count_placement(self, gpu_type: str, energy_joules: float, savings_joules: float) -> None:
-        """One AIJob Placed now (the leader's status write): the counters."""
+        """One placement (see :meth:`set_placement`): the counters."""
         self.placements_total.labels(gpu_type=gpu_type).inc()
         if energy_joules >= 0:
             self.placed_energy_total.labels(gpu_type=gpu_type).inc(energy_joules)
-        self.savings_total.inc(max(0.0, savings_joules))
+        if math.isfinite(savings_joules):
+            self.savings_total.inc(max(0.0, savings_joules))
 
     def forget(self, namespace: str, name: str) -> None:
         """Remove every series of a deleted AIJob."""
         key = (namespace, name)
         with self._lock:
+            self._expected.discard(key)
             for t in self._estimated_types.pop(key, set()):
                 self._remove_estimate(namespace, name, t)
             placed = self._placed_type.pop(key, None)

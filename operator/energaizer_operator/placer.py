@@ -440,6 +440,8 @@ class Placer(IndexLoop):
         placement.update({k: v for k, v in (counterfactual or {}).items() if v is not None})
         placement.update(placement_fields(advice))
         where = f"Job {job_name}" if job_name else "recommendation only (annotate mode)"
+        # counted when the watch shows it (even if the write below lands with an error answer)
+        self.metrics.expect_placement(rec.namespace, rec.name)
         message = f"{gpu_type}: predicted {energy:.4g} J, {duration:.4g} s, saves {savings:.4g} J; {where}"
         await report(
             rec,
@@ -448,10 +450,6 @@ class Placer(IndexLoop):
             Event("Placed", message),
             placement=placement,
         )
-        # Counted once the AIJob is Placed by this write, whichever way it got there (created, or a Job
-        # adopted: created before a restart or by a create the API answered with an error): an AIJob
-        # already Placed is never recorded again, so neither a retry nor a restart counts it twice.
-        self.metrics.count_placement(gpu_type, energy, savings)
 
     async def _rejected(self, rec: AIJobRecord, exc: kube.ApiException) -> None:
         """The API refused the Job as invalid: the same Job would be refused at every batch."""

@@ -1,5 +1,6 @@
-"""API-server faults during a burst: 429 with Retry-After, 500/503, watch streams that end or expire (410
-Gone), a slow server, an outage, Events that cannot be posted.
+"""API-server faults during a burst: 429 with Retry-After, 500/503, writes that land although the API answers
+504, watch streams that end or expire (410 Gone), a slow server, an outage (connections cut, or requests
+never answered), Events that cannot be posted.
 
 Whatever the fault, once it is over: every AIJob settles (Placed or Unschedulable), exactly one Job per
 placed AIJob, no invalid write, the process still runs, and the metrics agree with the AIJobs' status.
@@ -81,6 +82,11 @@ async def _outage_unanswered(c) -> None:
     await c.k8s.set_outage(False)
 
 
+async def _status_landed(c) -> None:
+    """The status writes (estimates, Placed) land, but the API answers 504: each is tried again."""
+    c.k8s.faults.append(Fault(r"/status$", frozenset({"PATCH"}), status=504, after=True, times=100))
+
+
 async def _events_fail(c) -> None:
     c.k8s.faults.append(Fault(r"/events$", frozenset({"POST"}), status=500))
 
@@ -93,6 +99,7 @@ SCENARIOS = {
     "outage": _outage,
     "outage-unanswered": _outage_unanswered,
     "events-fail": _events_fail,
+    "status-landed": _status_landed,
 }
 
 

@@ -75,13 +75,21 @@ def test_labels_are_bounded() -> None:
             assert set(s.labels) - {"le"} <= BOUNDED_LABELS, (f.name, s.labels)
 
 
-def test_counters_count_decisions_not_watch_events() -> None:
+def test_counters_count_each_placement_once() -> None:
+    """A placement this process wrote is counted when the watch shows it: once however often the write
+    was tried (or whatever the API answered), not the placements written before a restart or by another
+    replica."""
     m = Metrics()
-    m.count_placement("l4", 9.0, 3.0)  # the leader's decisions
-    m.count_placement("l4", 5.0, 1.0)
-    for _ in range(3):  # the same placements seen again through the watch (e.g. after a restart)
-        m.set_placement("ns", "a", "l4", 3.0)
-        m.set_placement("ns", "b", "l4", 1.0)
+    m.set_placement("ns", "old", "l4", 7.0, energy_joules=20.0)  # written before this process started
+    for name in ("a", "b", "other"):
+        m.set_placement("ns", name, None, None)  # seen waiting
+    for _ in range(3):  # written (tried three times), seen again and again
+        m.expect_placement("ns", "a")
+        m.expect_placement("ns", "b")
+    for _ in range(3):
+        m.set_placement("ns", "a", "l4", 3.0, energy_joules=9.0)
+        m.set_placement("ns", "b", "l4", 1.0, energy_joules=5.0)
+    m.set_placement("ns", "other", "l4", 2.0, energy_joules=4.0)  # another replica's
     assert m.registry.get_sample_value("energaizer_placements_total", {"gpu_type": "l4"}) == 2
     assert m.registry.get_sample_value("energaizer_predicted_savings_joules_total") == 4.0
     assert (
