@@ -10,12 +10,15 @@ slower one). A leader that cannot renew within ``lease_duration`` stops writing 
 A renewal counts from the moment it was sent (the ``renewTime`` it writes), not from its answer: a
 slow API server cannot make the leader believe in a Lease that the standbys already see expired.
 Each Lease call gives up after ``lease_duration / 3`` (a renewal is read + write), so a leader whose
-calls go unanswered retries, and steps down in time, instead of waiting on a dead connection.
+calls go unanswered retries, and steps down in time, instead of waiting on a dead connection. The
+Lease calls run in a thread of their own: the shared worker threads (``asyncio.to_thread``) can all be
+waiting on the loops' writes to a slow API server, and a renewal queued behind them lost the Lease.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime
 import logging
 import os
@@ -80,13 +83,14 @@ class LeaderElection:
         self.leading = False
         self._last_renew = 0.0  # time.monotonic() when the last successful renewal was sent
         self.timeout = self.duration / 3  # per Lease call
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lease")
 
     async def run(self) -> None:
         logger.info("%s: candidate for the Lease %s/%s", self.identity, self.namespace, LEASE_NAME)
         while True:
             sent = time.monotonic()  # no later than the renewTime written: the Lease runs from there
             try:
-                leading = await asyncio.to_thread(self.try_acquire_or_renew)
+                leading = await self._call(self.try_acquire_or_renew)
                 if leading:
                     self._last_renew = sent
             except asyncio.CancelledError:
@@ -96,6 +100,9 @@ class LeaderElection:
                 leading = self.leading and time.monotonic() - self._last_renew < self.duration
             self._set(leading)
             await asyncio.sleep(self.duration / 3)
+
+    async def _call(self, fn: Callable[[], Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
 
     def holds(self) -> bool:
         """Leading, and renewed recently enough that no standby can have taken the Lease over yet."""
@@ -159,14 +166,16 @@ class LeaderElection:
         return True
 
     async def release(self) -> None:
-        """On a clean shutdown: give the Lease up so that a standby takes over at once."""
-        if not self.leading:
-            return
-        self.leading = False
+        """On a clean shutdown (after ``run`` was cancelled): give the Lease up so that a standby takes
+        over at once."""
         try:
-            await asyncio.to_thread(self._release)
+            if self.leading:
+                self.leading = False
+                await self._call(self._release)
         except Exception as exc:
             logger.warning("could not release the leader Lease: %s", exc)
+        finally:
+            self._thread.shutdown(wait=False)
 
     def _release(self) -> None:
         lease = kube.read_lease(self.namespace, LEASE_NAME, self.timeout)

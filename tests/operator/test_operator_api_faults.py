@@ -128,3 +128,25 @@ async def test_a_burst_survives_api_faults(cluster, operator_factory, fault):
     assert sample(metrics, "energaizer_placement_info") == len(placed)
     assert "NaN" not in metrics and "NaN" not in op.log()
     assert await op.stop() == 0
+
+
+async def test_unanswered_writes_do_not_cost_the_leader_its_lease(cluster, operator_factory):
+    """Status writes left without an answer (each gives up after its timeout) must not hold up the
+    leader's Lease renewals: the standby never takes over while the leader runs, and the burst settles."""
+    c = cluster
+    await _limited_cluster(c)
+    first = await operator_factory(ENERGAIZER_BATCH_WINDOW_SECONDS="0.3")
+    await wait_for(lambda: "leading" in first.log(), timeout=60)
+    second = await operator_factory(ENERGAIZER_BATCH_WINDOW_SECONDS="0.3")
+    await wait_for(lambda: "candidate for the Lease" in second.log(), timeout=60)
+    c.k8s.faults.append(Fault(r"/status$", frozenset({"PATCH"}), hang=True, times=12))
+    bodies = _burst(N, seed=11)
+    names = [b["metadata"]["name"] for b in bodies]
+    for body in bodies:
+        await c.create(body)
+    await wait_for(lambda: all(c.phase(n) in SETTLED for n in names), timeout=240, interval=0.5)
+    assert sum(what == "hang" for _, _, what in c.k8s.injected) == 12
+    assert_settled_consistently(c, names, [first.log(), second.log()], failed_writes=True)
+    assert ": leading" not in second.log()  # the leader renewed its Lease throughout
+    assert await second.stop() == 0
+    assert await first.stop() == 0
