@@ -600,28 +600,41 @@ class FaultyEmulator(RealisticEmulator):
         if on and not hang:
             await self.end_watches()
 
+    def expire_versions(self) -> None:
+        """Every resourceVersion up to now is compacted: a watch from an older one gets ``410 Gone`` at
+        once (as a real API server after an etcd compaction), and its client must list again."""
+        self._faults_init()
+        self._expired_below = getattr(self, "_rv", 0)
+
     async def _serve_watch(self, request):
         self._faults_init()
         epoch = self._watch_epoch
+        since = request.params.get("resourceVersion", "")
+        if since.isdigit() and int(since) < getattr(self, "_expired_below", 0):
+            self.injected.append(("GET", request.url.path, "watch 410"))
+            yield b""
+            yield _GONE
+            return
         async for item in super()._serve_watch(request):
             if isinstance(item, dict) and item.get("type") == _END:
                 if self._watch_epoch == epoch:
                     continue  # an end meant for the streams before this one
                 self.injected.append(("GET", request.url.path, "watch 410" if self._gone else "watch end"))
                 if self._gone:
-                    yield {
-                        "type": "ERROR",
-                        "object": {
-                            "kind": "Status",
-                            "apiVersion": "v1",
-                            "status": "Failure",
-                            "reason": "Expired",
-                            "message": "too old resource version",
-                            "code": 410,
-                        },
-                    }
+                    yield _GONE
                 return
             yield item
 
 
 _END = "__kmock_support_end__"
+_GONE = {
+    "type": "ERROR",
+    "object": {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "reason": "Expired",
+        "message": "too old resource version",
+        "code": 410,
+    },
+}
