@@ -19,7 +19,7 @@ from typing import Any
 from energaizer.errors import InvalidInputError
 from energaizer_operator.estimation import candidate_types, estimate_many
 from energaizer_operator.inventory import compute_capacity
-from energaizer_operator.loops import IndexLoop, index_values
+from energaizer_operator.loops import IndexLoop
 from energaizer_operator.models import EstimateStatus, Phase
 from energaizer_operator.records import AIJobRecord, SpecError, describe_spec_error
 from energaizer_operator.reporting import Condition, Event, report
@@ -51,11 +51,11 @@ class EstimateLoop(IndexLoop):
 
     async def tick(self) -> int:
         """One batch; returns how many AIJobs it handled."""
-        todo = self._todo(index_values(self.indices.aijobs))
+        todo = self._todo(self.indices.live(self.indices.aijobs))
         if not todo:
             return 0
-        present = compute_capacity(index_values(self.indices.nodes), [], []).types
-        steered = {j.owner_uid for j in index_values(self.indices.jobs) if j.owner_uid}
+        present = compute_capacity(self.indices.live(self.indices.nodes), [], []).types
+        steered = {j.owner_uid for j in self.indices.live(self.indices.jobs) if j.owner_uid}
         invalid: list[tuple[AIJobRecord, SpecError]] = []
         batch: list[tuple[AIJobRecord, list[str]]] = []
         waiting_for_types = False

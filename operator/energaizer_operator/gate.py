@@ -37,6 +37,7 @@ from energaizer.whatif import DEFAULT_MAX_SLOWDOWN
 from energaizer_operator import API_VERSION, KIND, kube
 from energaizer_operator.estimation import estimate_job
 from energaizer_operator.inventory import compute_capacity
+from energaizer_operator.loops import DeletedObjects
 from energaizer_operator.models import EstimateStatus
 from energaizer_operator.pod_workload import ANNOTATION_WORKLOAD, job_spec, parse_workload, pod_gpus
 from energaizer_operator.powercap import advise, power_annotations
@@ -249,8 +250,8 @@ def decide_gated_job(
     return GateDecision(patch, "Steered", message[:1000], estimates=estimates)
 
 
-def _present_products(gpu_nodes: kopf.Index) -> dict[str, list[str]]:
-    nodes = [n for store in list(gpu_nodes.values()) for n in store]
+def _present_products(gpu_nodes: kopf.Index, deleted: DeletedObjects) -> dict[str, list[str]]:
+    nodes = deleted.live(n for store in list(gpu_nodes.values()) for n in store)
     return compute_capacity(nodes, [], []).products
 
 
@@ -281,7 +282,9 @@ async def steer_gated_job(
             release = {"metadata": {"annotations": _release(annotations)}}
             decision = GateDecision(release, "SteeringRejected", message, warning=True)
         else:
-            decision = await asyncio.to_thread(decide_gated_job, job, _present_products(gpu_nodes), settings)
+            decision = await asyncio.to_thread(
+                decide_gated_job, job, _present_products(gpu_nodes, memo["state"].deleted), settings
+            )
         patch = copy.deepcopy(decision.patch)
         patch["metadata"]["resourceVersion"] = (job.get("metadata") or {}).get("resourceVersion")
         try:

@@ -5,7 +5,8 @@
 * ``aijob_events``: starts the loops on the first AIJob event, and keeps the per-AIJob metrics equal
   to what ``status`` says (so they are rebuilt from the API at every start), and counts the placements
   this process wrote when they appear (``Metrics.set_placement``);
-* startup/cleanup: the shared state, ``/metrics``, ``/healthz`` (own threads), the loops.
+* startup/cleanup: the shared state, ``/metrics``, ``/healthz`` (own threads), the loops, the relist
+  that drops index entries deleted while a watch was down (:mod:`energaizer_operator.relist`).
 
 There is no ``@kopf.on.create``/``on.update``: estimation and placement are level-triggered loops
 over the AIJob index (:mod:`energaizer_operator.estimating`, :mod:`energaizer_operator.placer`, which
@@ -29,6 +30,7 @@ from energaizer_operator.leader import LeaderElection
 from energaizer_operator.loops import Indices
 from energaizer_operator.placer import Placer
 from energaizer_operator.records import aijob_record
+from energaizer_operator.relist import Relister
 from energaizer_operator.state import OperatorState
 
 logger = logging.getLogger("energaizer_operator")
@@ -73,7 +75,12 @@ async def startup(
         state.health = HealthServer(cfg.health_port, lambda: state.failed).start()
         # tracked, so that cleanup cancels it: kopf waits 5 s on exit for any task still running
         state.tasks.append(asyncio.get_running_loop().create_task(_heartbeat(state.health), name="heartbeat"))
-    indices = Indices(aijobs=aijob_records, nodes=gpu_nodes, pods=gpu_pods, jobs=steered_jobs)
+    indices = Indices(
+        aijobs=aijob_records, nodes=gpu_nodes, pods=gpu_pods, jobs=steered_jobs, deleted=state.deleted
+    )
+    if cfg.relist_interval_seconds > 0:  # every replica: a standby's view must be right when it leads
+        relister = Relister(cfg, state.metrics, indices)
+        state.tasks.append(asyncio.get_running_loop().create_task(relister.run(), name="relist"))
     state.estimator = EstimateLoop(cfg, state.metrics, indices, is_leader=state.is_leader)
     state.placer = Placer(cfg, state.metrics, indices, is_leader=state.is_leader)
     logger.info("energaizer operator started: %s", cfg.model_dump())

@@ -33,12 +33,14 @@ class NodeGPUs:
     allocatable: int
     schedulable: bool  # not cordoned and Ready
     reason: str = ""  # why gpu_type is None
+    uid: str = ""  # the Node's metadata.uid (relist.py drops the entries of deleted objects by uid)
 
 
 @dataclass(frozen=True)
 class PodGPUs:
     node: str
     gpus: int
+    uid: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class SteeredJob:
     phase: str  # "Placed" (suspended or no pods yet), "Running", "Succeeded", "Failed"
     predicted_energy_joules: float | None = None
     predicted_duration_seconds: float | None = None
+    uid: str = ""  # the Job's own uid (owner_uid is its AIJob's)
 
 
 def normalise_product(product: str) -> tuple[str | None, str]:
@@ -136,7 +139,9 @@ def node_gpus(
     allocatable = parse_quantity((status.get("allocatable") or {}).get(gpu_resource))
     gpu_type, reason = resolve_gpu_type(product, mapping)
     schedulable = not spec.get("unschedulable", False) and _node_ready(status)
-    return NodeGPUs(meta.get("name", ""), product, gpu_type, allocatable, schedulable, reason)
+    return NodeGPUs(
+        meta.get("name", ""), product, gpu_type, allocatable, schedulable, reason, uid=meta.get("uid", "")
+    )
 
 
 def pod_gpu_request(pod_spec: Mapping[str, Any], gpu_resource: str) -> int:
@@ -166,7 +171,7 @@ def pod_gpus(body: Mapping[str, Any], *, gpu_resource: str) -> PodGPUs | None:
     gpus = pod_gpu_request(spec, gpu_resource)
     if not node or gpus <= 0:
         return None
-    return PodGPUs(node, gpus)
+    return PodGPUs(node, gpus, uid=meta.get("uid", ""))
 
 
 def job_phase(status: Mapping[str, Any], suspended: bool) -> tuple[str, bool]:
@@ -216,6 +221,7 @@ def steered_job(body: Mapping[str, Any]) -> SteeredJob | None:
         phase=phase,
         predicted_energy_joules=_float(annotations.get("energaizer.io/predicted-energy-joules")),
         predicted_duration_seconds=_float(annotations.get("energaizer.io/predicted-duration-seconds")),
+        uid=meta.get("uid", ""),
     )
 
 

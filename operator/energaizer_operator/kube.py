@@ -11,6 +11,7 @@ thread, a write slot of a loop, or the Lease renewal (the operator then stands b
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ __all__ = [
     "create_job",
     "create_lease",
     "current_namespace",
+    "list_uids",
     "load_config",
     "patch_aijob",
     "patch_aijob_status",
@@ -39,6 +41,10 @@ __all__ = [
     "read_job",
     "read_lease",
 ]
+
+LIST_PAGE_SIZE = 500  # objects per page of a list (limit/continue)
+# metadata only (PartialObjectMetadataList): a list of uids need not carry the pods' specs
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -163,3 +169,39 @@ def patch_lease(
     return _plain(
         api.patch_namespaced_lease(name, namespace, body, _content_type=MERGE_PATCH, _request_timeout=timeout)
     )
+
+
+def list_uids(
+    path: str, page_size: int = LIST_PAGE_SIZE, timeout: float = REQUEST_TIMEOUT_SECONDS
+) -> set[str]:
+    """The uids of the objects a collection ``path`` (``/api/v1/namespaces/ns/pods``, ``/api/v1/nodes``)
+    holds now: a paged list (``limit``/``continue``) of their metadata only, read from etcd (no
+    ``resourceVersion``: never an older cache). ``ApiException`` when a page fails (a ``continue``
+    token that expired meanwhile included: 410)."""
+    client = api_client()
+    uids: set[str] = set()
+    token = ""
+    while True:
+        query: list[tuple[str, Any]] = [("limit", page_size)]
+        if token:
+            query.append(("continue", token))
+        method, url, headers, body, post = client.param_serialize(
+            "GET",
+            path,
+            query_params=query,
+            header_params={"Accept": METADATA_LIST},
+            auth_settings=["BearerToken"],
+        )
+        response = client.call_api(
+            method, url, header_params=headers, body=body, post_params=post, _request_timeout=timeout
+        )
+        if not 200 <= response.status < 300:
+            raise ApiException(status=response.status, reason=response.reason)
+        page = json.loads(response.read())
+        for item in page.get("items") or []:
+            uid = (item.get("metadata") or {}).get("uid")
+            if uid:
+                uids.add(uid)
+        token = (page.get("metadata") or {}).get("continue") or ""
+        if not token:
+            return uids

@@ -1,5 +1,8 @@
 """What the operator's loops share: the kopf indices they read, leadership, and the loop itself.
 
+The loops read the indices through :meth:`Indices.live`, which leaves out the entries of objects that
+:mod:`energaizer_operator.relist` found deleted behind kopf's back (kopf's index is read-only here).
+
 A loop (:class:`~energaizer_operator.estimating.EstimateLoop`, :class:`~energaizer_operator.placer.Placer`)
 runs ``tick`` every ``interval()`` seconds while this replica holds the Lease; a failed tick is
 logged and retried in the next window, never the end of the loop.
@@ -10,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from energaizer_operator.inventory import NodeGPUs, PodGPUs, SteeredJob
 from energaizer_operator.metrics import Metrics
@@ -19,10 +22,24 @@ from energaizer_operator.records import AIJobRecord
 from energaizer_operator.settings import OperatorSettings
 
 logger = logging.getLogger("energaizer_operator.loops")
+T = TypeVar("T")
 
 
 def index_values(index: Mapping[Any, Iterable[Any]]) -> list[Any]:
     return [value for store in list(index.values()) for value in store]
+
+
+class DeletedObjects:
+    """The uids of indexed objects that are gone although kopf's index still holds them (deleted while
+    a watch was down: kopf lists again after ``410 Gone`` but never drops what the new list lacks).
+    :class:`~energaizer_operator.relist.Relister` replaces ``uids`` as a whole (readers see one set)."""
+
+    def __init__(self) -> None:
+        self.uids: frozenset[str] = frozenset()
+
+    def live(self, values: Iterable[T]) -> list[T]:
+        gone = self.uids
+        return [v for v in values if getattr(v, "uid", "") not in gone] if gone else list(values)
 
 
 @dataclass(frozen=True)
@@ -33,6 +50,11 @@ class Indices:
     nodes: Mapping[Any, Iterable[NodeGPUs]]
     pods: Mapping[Any, Iterable[PodGPUs]]
     jobs: Mapping[Any, Iterable[SteeredJob]]
+    deleted: DeletedObjects = field(default_factory=DeletedObjects)
+
+    def live(self, index: Mapping[Any, Iterable[T]]) -> list[T]:
+        """The values of one of these indices, less those of the objects known to be deleted."""
+        return self.deleted.live(index_values(index))
 
 
 class IndexLoop:

@@ -48,5 +48,9 @@ def run(namespaces: list[str] | None = None, all_namespaces: bool = False) -> No
         identity=default_identity(),
         clusterwide=not watched,
         namespaces=watched,
-        memo=kopf.Memo(state=OperatorState(settings), profile_watcher=profile_watcher),
+        # the namespaces kopf watches are those the operator lists (relist.py)
+        memo=kopf.Memo(
+            state=OperatorState(settings.model_copy(update={"namespaces": watched})),
+            profile_watcher=profile_watcher,
+        ),
     )

@@ -34,7 +34,7 @@ from energaizer_operator.constants import ANNOTATION_GPU_TYPE, KUEUE_QUEUE_LABEL
 from energaizer_operator.display import readable_placement
 from energaizer_operator.gate import ANNOTATION_GPU_TYPES, DEFAULT_ENERGY_SLACK, energy_affinity, within_slack
 from energaizer_operator.inventory import Capacity, SteeredJob, compute_capacity
-from energaizer_operator.loops import IndexLoop, index_values
+from energaizer_operator.loops import IndexLoop
 from energaizer_operator.models import Phase
 from energaizer_operator.powercap import (
     JobPowerAdvice,
@@ -111,7 +111,10 @@ class Placer(IndexLoop):
             if entry.steer and entry.gpu_type and uid not in jobs:
                 reserved[entry.gpu_type] += entry.gpus
         return compute_capacity(
-            index_values(self.indices.nodes), index_values(self.indices.pods), jobs.values(), reserved
+            self.indices.live(self.indices.nodes),
+            self.indices.live(self.indices.pods),
+            jobs.values(),
+            reserved,
         )
 
     def _track(self, records: Mapping[str, AIJobRecord], now: float) -> None:
@@ -133,8 +136,8 @@ class Placer(IndexLoop):
             self._waiting_since.setdefault(uid, now)
 
     def _observe(self) -> tuple[dict[str, AIJobRecord], dict[str, SteeredJob], Capacity]:
-        records = {r.uid: r for r in index_values(self.indices.aijobs)}
-        jobs = {j.owner_uid: j for j in index_values(self.indices.jobs) if j.owner_uid}
+        records = {r.uid: r for r in self.indices.live(self.indices.aijobs)}
+        jobs = {j.owner_uid: j for j in self.indices.live(self.indices.jobs) if j.owner_uid}
         capacity = self.capacity(records, jobs)
         self.metrics.set_inventory(capacity.free, capacity.unknown_products)
         self.metrics.set_phase_counts(Counter(str(r.phase or Phase.PENDING) for r in records.values()))

@@ -42,6 +42,7 @@ ENV_VARS: dict[str, str] = {
     "max_wait_seconds": "ENERGAIZER_MAX_WAIT_SECONDS",
     "fleet_mode": "ENERGAIZER_FLEET_MODE",
     "fleet_idle_timeout_seconds": "ENERGAIZER_FLEET_IDLE_TIMEOUT_SECONDS",
+    "relist_interval_seconds": "ENERGAIZER_RELIST_INTERVAL_SECONDS",
 }
 
 
@@ -112,6 +113,14 @@ class OperatorSettings(BaseModel):
     )
     fleet_idle_timeout_seconds: float = Field(
         default=600.0, ge=0, le=86400, description="elastic: how long an idle node stays up before scale-down"
+    )
+
+    relist_interval_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=86400,
+        description="list the indexed kinds this often to drop what was deleted while a watch was down"
+        " (0 = never)",
     )
 
     @field_validator("namespaces", mode="before")

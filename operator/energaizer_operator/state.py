@@ -10,6 +10,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from energaizer_operator.loops import DeletedObjects
 from energaizer_operator.metrics import Metrics
 from energaizer_operator.records import SpecCache
 from energaizer_operator.settings import OperatorSettings
@@ -26,6 +27,7 @@ class OperatorState:
     settings: OperatorSettings
     metrics: Metrics = field(default_factory=Metrics)
     specs: SpecCache = field(default_factory=SpecCache)
+    deleted: DeletedObjects = field(default_factory=DeletedObjects)  # relist.py: gone, still indexed
     placer: Placer | None = None
     estimator: EstimateLoop | None = None
     health: HealthServer | None = None
