@@ -116,7 +116,7 @@ class OperatorSettings(BaseModel):
     )
 
     relist_interval_seconds: float = Field(
-        default=60.0,
+        default=300.0,
         ge=0,
         le=86400,
         description="list the indexed kinds this often to drop what was deleted while a watch was down"

@@ -69,7 +69,7 @@ def test_gone_are_the_uids_indexed_before_the_list_and_not_listed():
 
 
 def test_the_interval_is_a_setting():
-    assert OperatorSettings().relist_interval_seconds == 60
+    assert OperatorSettings().relist_interval_seconds == 300
     assert OperatorSettings.from_env({"ENERGAIZER_RELIST_INTERVAL_SECONDS": "0"}).relist_interval_seconds == 0
     with pytest.raises(InvalidInputError, match="ENERGAIZER_RELIST_INTERVAL_SECONDS"):
         OperatorSettings.from_env({"ENERGAIZER_RELIST_INTERVAL_SECONDS": "-1"})
