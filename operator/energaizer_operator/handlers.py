@@ -22,6 +22,7 @@ from typing import Any
 
 import kopf
 
+from energaizer_operator import kube
 from energaizer_operator.constants import ANNOTATION_GPU_TYPE, GROUP, PLURAL, VERSION
 from energaizer_operator.estimating import EstimateLoop
 from energaizer_operator.health import HealthServer
@@ -65,6 +66,7 @@ async def startup(
     # watch event): only warnings. The operator's own Events are posted by reporting.report.
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300  # reconnect watches now and then (kopf default: never)
+    kube.set_request_timeout(cfg.api_timeout_seconds)  # the operator's own calls (kopf's have their own)
     if cfg.leader_election:  # elected from the start: a standby keeps its indices warm meanwhile
         state.election = LeaderElection(cfg)
         state.tasks.append(asyncio.get_running_loop().create_task(state.election.run(), name="election"))

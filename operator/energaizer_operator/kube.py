@@ -3,7 +3,7 @@
 Credentials are the same as kopf's default login: in-cluster service account, else the current
 kubeconfig (``KUBECONFIG``). Calls are synchronous; async code runs them with ``asyncio.to_thread``.
 Only PATCH (merge patch) is used for updates. Every call has a timeout (``timeout``, default
-:data:`REQUEST_TIMEOUT_SECONDS`; urllib3's ``TimeoutError`` when it passes): without one, a request
+:data:`REQUEST_TIMEOUT_SECONDS` or what :func:`set_request_timeout` set; urllib3's ``TimeoutError`` when it passes): without one, a request
 on a connection to an API server that died without resetting it waits for ever, holding a worker
 thread, a write slot of a loop, or the Lease renewal (the operator then stands by for good).
 """
@@ -22,7 +22,15 @@ from kubernetes.client.exceptions import ApiException
 from energaizer_operator import GROUP, PLURAL, VERSION
 
 MERGE_PATCH = "application/merge-patch+json"
-REQUEST_TIMEOUT_SECONDS = 30.0  # a whole API call (connect, send, answer)
+REQUEST_TIMEOUT_SECONDS = 30.0  # a whole API call (connect, send, answer), unless set_request_timeout
+_request_timeout_seconds = REQUEST_TIMEOUT_SECONDS
+
+
+def set_request_timeout(seconds: float) -> None:
+    """The timeout of every call that names none (the operator's ``ENERGAIZER_API_TIMEOUT_SECONDS``)."""
+    global _request_timeout_seconds
+    _request_timeout_seconds = seconds
+
 
 __all__ = [
     "REQUEST_TIMEOUT_SECONDS",
@@ -40,6 +48,7 @@ __all__ = [
     "read_aijob",
     "read_job",
     "read_lease",
+    "set_request_timeout",
 ]
 
 LIST_PAGE_SIZE = 500  # objects per page of a list (limit/continue)
@@ -95,17 +104,26 @@ def _plain(obj: Any) -> dict[str, Any]:
 
 
 def patch_aijob(
-    namespace: str, name: str, body: dict[str, Any], timeout: float = REQUEST_TIMEOUT_SECONDS
+    namespace: str, name: str, body: dict[str, Any], timeout: float | None = None
 ) -> dict[str, Any]:
     api = kubernetes.client.CustomObjectsApi(api_client())
     return api.patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name, body, _content_type=MERGE_PATCH, _request_timeout=timeout
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL,
+        name,
+        body,
+        _content_type=MERGE_PATCH,
+        _request_timeout=timeout or _request_timeout_seconds,
     )
 
 
-def read_aijob(namespace: str, name: str, timeout: float = REQUEST_TIMEOUT_SECONDS) -> dict[str, Any]:
+def read_aijob(namespace: str, name: str, timeout: float | None = None) -> dict[str, Any]:
     api = kubernetes.client.CustomObjectsApi(api_client())
-    return api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, _request_timeout=timeout)
+    return api.get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name, _request_timeout=timeout or _request_timeout_seconds
+    )
 
 
 def patch_aijob_status(
@@ -113,7 +131,7 @@ def patch_aijob_status(
     name: str,
     status: dict[str, Any],
     resource_version: str | None = None,
-    timeout: float = REQUEST_TIMEOUT_SECONDS,
+    timeout: float | None = None,
 ) -> dict[str, Any]:
     """Merge-patch ``status``; with ``resource_version``, only if the AIJob has not changed since (409 if
     stale): a merge patch replaces the whole ``conditions`` list, so a write built on an old list must not
@@ -123,57 +141,78 @@ def patch_aijob_status(
         body["metadata"] = {"resourceVersion": resource_version}
     api = kubernetes.client.CustomObjectsApi(api_client())
     return api.patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, PLURAL, name, body, _content_type=MERGE_PATCH, _request_timeout=timeout
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL,
+        name,
+        body,
+        _content_type=MERGE_PATCH,
+        _request_timeout=timeout or _request_timeout_seconds,
     )
 
 
-def create_job(
-    namespace: str, body: dict[str, Any], timeout: float = REQUEST_TIMEOUT_SECONDS
-) -> dict[str, Any]:
+def create_job(namespace: str, body: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
     api = kubernetes.client.BatchV1Api(api_client())
-    return _plain(api.create_namespaced_job(namespace, body, _request_timeout=timeout))
+    return _plain(
+        api.create_namespaced_job(namespace, body, _request_timeout=timeout or _request_timeout_seconds)
+    )
 
 
-def read_job(namespace: str, name: str, timeout: float = REQUEST_TIMEOUT_SECONDS) -> dict[str, Any]:
+def read_job(namespace: str, name: str, timeout: float | None = None) -> dict[str, Any]:
     api = kubernetes.client.BatchV1Api(api_client())
-    return _plain(api.read_namespaced_job(name, namespace, _request_timeout=timeout))
+    return _plain(
+        api.read_namespaced_job(name, namespace, _request_timeout=timeout or _request_timeout_seconds)
+    )
 
 
 def patch_job(
-    namespace: str, name: str, body: dict[str, Any], timeout: float = REQUEST_TIMEOUT_SECONDS
+    namespace: str, name: str, body: dict[str, Any], timeout: float | None = None
 ) -> dict[str, Any]:
     """Merge-patch a Job (with ``metadata.resourceVersion`` in ``body``: only if it has not changed)."""
     api = kubernetes.client.BatchV1Api(api_client())
     return _plain(
-        api.patch_namespaced_job(name, namespace, body, _content_type=MERGE_PATCH, _request_timeout=timeout)
+        api.patch_namespaced_job(
+            name,
+            namespace,
+            body,
+            _content_type=MERGE_PATCH,
+            _request_timeout=timeout or _request_timeout_seconds,
+        )
     )
 
 
-def read_lease(namespace: str, name: str, timeout: float = REQUEST_TIMEOUT_SECONDS) -> dict[str, Any]:
+def read_lease(namespace: str, name: str, timeout: float | None = None) -> dict[str, Any]:
     api = kubernetes.client.CoordinationV1Api(api_client())
-    return _plain(api.read_namespaced_lease(name, namespace, _request_timeout=timeout))
+    return _plain(
+        api.read_namespaced_lease(name, namespace, _request_timeout=timeout or _request_timeout_seconds)
+    )
 
 
-def create_lease(
-    namespace: str, body: dict[str, Any], timeout: float = REQUEST_TIMEOUT_SECONDS
-) -> dict[str, Any]:
+def create_lease(namespace: str, body: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
     api = kubernetes.client.CoordinationV1Api(api_client())
-    return _plain(api.create_namespaced_lease(namespace, body, _request_timeout=timeout))
+    return _plain(
+        api.create_namespaced_lease(namespace, body, _request_timeout=timeout or _request_timeout_seconds)
+    )
 
 
 def patch_lease(
-    namespace: str, name: str, body: dict[str, Any], timeout: float = REQUEST_TIMEOUT_SECONDS
+    namespace: str, name: str, body: dict[str, Any], timeout: float | None = None
 ) -> dict[str, Any]:
     """Merge patch; a ``metadata.resourceVersion`` in ``body`` makes it conditional (409 if stale)."""
     api = kubernetes.client.CoordinationV1Api(api_client())
     return _plain(
-        api.patch_namespaced_lease(name, namespace, body, _content_type=MERGE_PATCH, _request_timeout=timeout)
+        api.patch_namespaced_lease(
+            name,
+            namespace,
+            body,
+            _content_type=MERGE_PATCH,
+            _request_timeout=timeout or _request_timeout_seconds,
+        )
     )
 
 
-def list_uids(
-    path: str, page_size: int = LIST_PAGE_SIZE, timeout: float = REQUEST_TIMEOUT_SECONDS
-) -> set[str]:
+def list_uids(path: str, page_size: int = LIST_PAGE_SIZE, timeout: float | None = None) -> set[str]:
     """The uids of the objects a collection ``path`` (``/api/v1/namespaces/ns/pods``, ``/api/v1/nodes``)
     holds now: a paged list (``limit``/``continue``) of their metadata only, read from etcd (no
     ``resourceVersion``: never an older cache). ``ApiException`` when a page fails (a ``continue``
@@ -193,7 +232,12 @@ def list_uids(
             auth_settings=["BearerToken"],
         )
         response = client.call_api(
-            method, url, header_params=headers, body=body, post_params=post, _request_timeout=timeout
+            method,
+            url,
+            header_params=headers,
+            body=body,
+            post_params=post,
+            _request_timeout=timeout or _request_timeout_seconds,
         )
         if not 200 <= response.status < 300:
             raise ApiException(status=response.status, reason=response.reason)

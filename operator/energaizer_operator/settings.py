@@ -43,6 +43,7 @@ ENV_VARS: dict[str, str] = {
     "fleet_mode": "ENERGAIZER_FLEET_MODE",
     "fleet_idle_timeout_seconds": "ENERGAIZER_FLEET_IDLE_TIMEOUT_SECONDS",
     "relist_interval_seconds": "ENERGAIZER_RELIST_INTERVAL_SECONDS",
+    "api_timeout_seconds": "ENERGAIZER_API_TIMEOUT_SECONDS",
 }
 
 
@@ -121,6 +122,13 @@ class OperatorSettings(BaseModel):
         le=86400,
         description="list the indexed kinds this often to drop what was deleted while a watch was down"
         " (0 = never)",
+    )
+    api_timeout_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=600,
+        description="the longest one of the operator's own API calls may take (an unanswered one holds a"
+        " worker thread or a write slot until then)",
     )
 
     @field_validator("namespaces", mode="before")

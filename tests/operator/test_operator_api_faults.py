@@ -107,7 +107,9 @@ SCENARIOS = {
 async def test_a_burst_survives_api_faults(cluster, operator_factory, fault):
     c = cluster
     await _limited_cluster(c)
-    op = await operator_factory(ENERGAIZER_BATCH_WINDOW_SECONDS="0.3")
+    # unanswered requests give up after the API timeout: shorter than the default 30 s, the same path
+    timeout = {"ENERGAIZER_API_TIMEOUT_SECONDS": "8"} if fault == "outage-unanswered" else {}
+    op = await operator_factory(ENERGAIZER_BATCH_WINDOW_SECONDS="0.3", **timeout)
     bodies = _burst(N, seed=11)
     names = [b["metadata"]["name"] for b in bodies]
     for body in bodies[: N // 3]:
@@ -135,9 +137,10 @@ async def test_unanswered_writes_do_not_cost_the_leader_its_lease(cluster, opera
     leader's Lease renewals: the standby never takes over while the leader runs, and the burst settles."""
     c = cluster
     await _limited_cluster(c)
-    first = await operator_factory(ENERGAIZER_BATCH_WINDOW_SECONDS="0.3")
+    # each unanswered write holds a worker thread for the API timeout, longer than the 6 s Lease
+    first = await operator_factory(ENERGAIZER_BATCH_WINDOW_SECONDS="0.3", ENERGAIZER_API_TIMEOUT_SECONDS="8")
     await wait_for(lambda: "leading" in first.log(), timeout=60)
-    second = await operator_factory(ENERGAIZER_BATCH_WINDOW_SECONDS="0.3")
+    second = await operator_factory(ENERGAIZER_BATCH_WINDOW_SECONDS="0.3", ENERGAIZER_API_TIMEOUT_SECONDS="8")
     await wait_for(lambda: "candidate for the Lease" in second.log(), timeout=60)
     c.k8s.faults.append(Fault(r"/status$", frozenset({"PATCH"}), hang=True, times=12))
     bodies = _burst(N, seed=11)

@@ -180,3 +180,10 @@ def test_the_list_is_paged(monkeypatch: pytest.MonkeyPatch):
     assert kube.list_uids("/api/v1/pods", page_size=3) == {f"u{i}" for i in range(7)}
     assert [q.get("continue") for q in client.requests] == [None, "3", "6"]
     assert all(q["limit"] == 3 and "resourceVersion" not in q for q in client.requests)
+
+
+def test_the_api_timeout_setting_is_read_and_bounded() -> None:
+    assert OperatorSettings().api_timeout_seconds == 30
+    assert OperatorSettings.from_env({"ENERGAIZER_API_TIMEOUT_SECONDS": "8"}).api_timeout_seconds == 8
+    with pytest.raises(InvalidInputError, match="ENERGAIZER_API_TIMEOUT_SECONDS"):
+        OperatorSettings.from_env({"ENERGAIZER_API_TIMEOUT_SECONDS": "0"})
