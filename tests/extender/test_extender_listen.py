@@ -5,7 +5,6 @@ extender once listened on ``0.0.0.0`` only, every call failed, and the chart's `
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 
@@ -20,7 +19,7 @@ from extender_support import (
     request,
     workload,
 )
-from operator_testkit import has_ipv6_loopback, needs_ipv6
+from operator_testkit import connection_refused, has_ipv6_loopback, needs_ipv6
 
 # test setup: the process's socket module as on a kernel without IPv6 (an AF_INET6 socket cannot be made)
 NO_IPV6_KERNEL = """
@@ -32,14 +31,6 @@ class NoIPv6(socket.socket):
         super().__init__(family, *args, **kwargs)
 socket.socket = NoIPv6
 """
-
-
-def _refused(host: str, port: int) -> bool:
-    try:
-        socket.create_connection((host, port), timeout=30).close()
-    except ConnectionRefusedError:
-        return True
-    return False
 
 
 @needs_ipv6
@@ -59,7 +50,7 @@ def test_an_explicit_host_is_bound_exactly(tmp_path, host: str, other: str) -> N
     proc = ExtenderProcess(tmp_path, "--no-node-cache", "--host", host, probe_host=host)
     try:
         assert request(proc.port, "/readyz", host=host) == (200, "ok")
-        assert _refused(other, proc.port)
+        assert connection_refused(other, proc.port)
     finally:
         assert proc.stop() == 0
 
@@ -69,7 +60,7 @@ def test_without_ipv6_the_default_falls_back_to_ipv4(tmp_path) -> None:
     try:
         assert request(proc.port, "/readyz") == (200, "ok")
         if has_ipv6_loopback():  # this machine has IPv6; the process believes it has none
-            assert _refused("::1", proc.port)
+            assert connection_refused("::1", proc.port)
         assert f"energaizer extender on 0.0.0.0:{proc.port} (node cache off)" in proc.log()
     finally:
         assert proc.stop() == 0

@@ -235,3 +235,12 @@ def has_ipv6_loopback() -> bool:
 needs_ipv6 = pytest.mark.skipif(
     not has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1): cannot test IPv6 clients"
 )
+
+
+def connection_refused(host: str, port: int) -> bool:
+    """Whether nothing listens on ``host``:``port`` (a connection is refused)."""
+    try:
+        socket.create_connection((host, port), timeout=30).close()
+    except ConnectionRefusedError:
+        return True
+    return False

@@ -33,14 +33,14 @@ def counter(
     return Series({**GPU, **(labels or {})}, samples)
 
 
-async def serve_query(handler):
-    """A fake Prometheus on localhost answering ``POST /api/v1/query`` with ``handler``: (runner, port);
-    the caller cleans the runner up."""
+async def serve_query(handler, path: str = "/api/v1/query"):
+    """A fake Prometheus on localhost answering ``POST path`` with ``handler``: (runner, port); the caller
+    cleans the runner up."""
     from aiohttp import web
     from operator_testkit import free_port
 
     app = web.Application()
-    app.router.add_post("/api/v1/query", handler)
+    app.router.add_post(path, handler)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
@@ -233,12 +233,7 @@ async def test_prometheus_client_maps_every_failure_to_unavailable():
         assert form["query"] == "up" and float(form["time"]) == 12.5
         return answers[request.path]
 
-    app = web.Application()
-    app.router.add_post("/{kind}/api/v1/query", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, port = await serve_query(handler, "/{kind}/api/v1/query")
     try:
         ok = PrometheusClient(f"http://127.0.0.1:{port}/ok/")
         assert await ok.query("up", 12.5) == ("matrix", [])

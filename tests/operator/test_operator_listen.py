@@ -17,7 +17,7 @@ import pytest
 from energaizer_operator import listen
 from energaizer_operator.health import HealthServer
 from energaizer_operator.metrics import Metrics
-from operator_testkit import needs_ipv6
+from operator_testkit import connection_refused, needs_ipv6
 
 
 class _NoIPv6Kernel(socket.socket):
@@ -46,14 +46,6 @@ def _url(host: str, port: int, path: str) -> str:
 def _get(host: str, port: int, path: str) -> tuple[int, str]:
     with urllib.request.urlopen(_url(host, port, path), timeout=30) as r:
         return r.status, r.read().decode()
-
-
-def _refused(host: str, port: int) -> bool:
-    try:
-        socket.create_connection((host, port), timeout=30).close()
-    except ConnectionRefusedError:
-        return True
-    return False
 
 
 # --- the two servers, each started the way the operator starts it (port 0: any free one) ----------------
@@ -102,7 +94,7 @@ def test_an_explicit_address_is_bound_exactly(server, host: str, other: str) -> 
     try:
         status, body = _get(host, port, path)
         assert status == 200 and text in body
-        assert _refused(other, port)
+        assert connection_refused(other, port)
     finally:
         stop()
 
