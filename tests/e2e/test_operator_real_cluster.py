@@ -1,9 +1,10 @@
-"""Opt-in: the operator against a real cluster (``KUBECONFIG`` set). Applies the CRD and waits until the
-API server serves it (``Established``), runs ``energaizer operator`` for one namespace, creates an
-annotate-mode AIJob (no Job, no pod, no image pulled) and waits for its estimates and placement.
-Skipped otherwise.
+"""Opt-in: the operator against a real cluster (``ENERGAIZER_E2E=1`` and ``KUBECONFIG`` set). Applies the
+CRD and waits until the API server serves it (``Established``), runs ``energaizer operator`` for one
+namespace, creates an annotate-mode AIJob (no Job, no pod, no image pulled) and waits for its estimates
+and placement. Skipped otherwise: ``KUBECONFIG`` alone is not consent (a developer's may well point at
+production, and this test replaces the CRD and writes an AIJob there).
 
-    KUBECONFIG=~/.kube/config ENERGAIZER_E2E_NAMESPACE=default .venv/bin/pytest tests/e2e -m e2e
+    ENERGAIZER_E2E=1 KUBECONFIG=~/.kube/config ENERGAIZER_E2E_NAMESPACE=default .venv/bin/pytest tests/e2e -m e2e
 
 The cluster needs one Ready node of a catalog GPU type: the label ``nvidia.com/gpu.product`` (as
 NVIDIA GPU Feature Discovery writes it) and allocatable ``nvidia.com/gpu``. On kind or k3d, fake one:
@@ -28,10 +29,12 @@ from typing import Any
 
 import pytest
 
+OPT_IN = "ENERGAIZER_E2E"
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(
-        not os.environ.get("KUBECONFIG"), reason="set KUBECONFIG to run against a real cluster"
+        os.environ.get(OPT_IN) != "1" or not os.environ.get("KUBECONFIG"),
+        reason=f"set {OPT_IN}=1 and KUBECONFIG to run against a real cluster (it writes to it)",
     ),
 ]
 
