@@ -250,6 +250,27 @@ def test_values_reach_the_operator_settings(render, tmp_path: Path) -> None:
     assert volumes["profile"]["configMap"]["name"] == "energaizer-profile"
 
 
+def test_relist_and_api_timeout_values_reach_the_operator_settings(render, tmp_path: Path) -> None:
+    """First-class values for ENERGAIZER_RELIST_INTERVAL_SECONDS and ENERGAIZER_API_TIMEOUT_SECONDS (0 is a
+    value: never relist), rendered only when set."""
+    values = {"operator": {"relistIntervalSeconds": 0, "apiTimeoutSeconds": 12.5}}
+    settings = _settings(render(values), tmp_path)
+    assert settings.relist_interval_seconds == 0 and settings.api_timeout_seconds == 12.5
+    env = _env(_container(render()))
+    assert "ENERGAIZER_RELIST_INTERVAL_SECONDS" not in env and "ENERGAIZER_API_TIMEOUT_SECONDS" not in env
+
+
+def test_unset_optional_values_render_byte_identically() -> None:
+    """Values whose default is null (the operator's own default) leave the rendered text as it is without
+    them: upgrading the chart changes no object of a release that does not set them."""
+    with helm.Chart.load(CHART) as chart:
+        defaults = chart.render({}, name="e", namespace="ns", is_install=True)
+        nulls = {"operator": {"relistIntervalSeconds": None, "apiTimeoutSeconds": None}}
+        assert chart.render(nulls, name="e", namespace="ns", is_install=True) == defaults
+    for path, text in defaults.items():
+        assert "RELIST" not in text and "API_TIMEOUT" not in text, path
+
+
 def test_product_map_change_rolls_the_deployment(render) -> None:
     def checksum(values: dict[str, Any]) -> str:
         return one(render(values), "Deployment")["spec"]["template"]["metadata"]["annotations"][
@@ -272,6 +293,10 @@ BAD_VALUES = {
     "typo": {"serviceMonitor": {"enabeld": True}},
     "unknown-top-level": {"replicaCount": 2},
     "pull-policy": {"image": {"pullPolicy": "Sometimes"}},
+    "relist-negative": {"operator": {"relistIntervalSeconds": -1}},
+    "relist-text": {"operator": {"relistIntervalSeconds": "5m"}},
+    "api-timeout-zero": {"operator": {"apiTimeoutSeconds": 0}},
+    "api-timeout-above-600": {"operator": {"apiTimeoutSeconds": 601}},
 }
 
 
