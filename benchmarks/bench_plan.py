@@ -43,11 +43,12 @@ def main() -> None:
 
     t0 = time.perf_counter()
     cache = CostCache()
-    trace = generate_demo(pools, DemoConfig(jobs=args.jobs, seed=args.seed), cache)
+    config = DemoConfig(jobs=args.jobs, seed=args.seed)
+    trace = generate_demo(pools, config, cache)
     t_build = time.perf_counter() - t0
     t1 = time.perf_counter()
     result = run_plan(trace, pools, PlanOptions(seed=args.seed), cache=cache)
-    runs.append((f"demo ({args.jobs} jobs, load 0.5)", t_build, time.perf_counter() - t1, result))
+    runs.append((f"demo ({args.jobs} jobs, load {config.load})", t_build, time.perf_counter() - t1, result))
 
     if RAW.exists():
         t0 = time.perf_counter()

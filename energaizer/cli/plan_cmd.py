@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from energaizer.cli.common import CatalogOpt, JsonOpt, ProfileOpt, load_catalogs, number_option, print_json
+from energaizer.planner.demo_defaults import DEMO_JOBS, DEMO_LOAD
 
 POLICY_CHOICES = ("energy-aware", "first-fit", "fastest-gpu")
 
@@ -28,13 +29,13 @@ def plan(
     ] = False,
     demo_jobs: Annotated[
         int, typer.Option("--demo-jobs", min=1, max=200_000, help="jobs in the demo trace")
-    ] = 2000,
+    ] = DEMO_JOBS,
     demo_load: Annotated[
         float,
         number_option(
             "--demo-load", ge=0.01, le=10.0, help="demo offered load (fraction of the pools' GPUs)"
         ),
-    ] = 0.5,
+    ] = DEMO_LOAD,
     seed: Annotated[
         int,
         typer.Option(

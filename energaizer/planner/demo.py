@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from energaizer.planner.costs import CostCache
+from energaizer.planner.demo_defaults import DEMO_JOBS, DEMO_LOAD
 from energaizer.planner.pools import NodePool
 from energaizer.planner.trace import DEFAULT_REFERENCE_GPU, Trace, TraceBuilder
 from energaizer.workload import Workload
@@ -45,8 +46,8 @@ SERVING_BATCH = 32
 
 @dataclass(frozen=True)
 class DemoConfig:
-    jobs: int = 2000
-    load: float = 0.3
+    jobs: int = DEMO_JOBS
+    load: float = DEMO_LOAD
     inference_share: float = 0.5
     seed: int = 0
     reference_gpu: str = DEFAULT_REFERENCE_GPU

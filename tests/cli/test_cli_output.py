@@ -331,3 +331,20 @@ def test_the_commands_that_talk_over_sockets_keep_sigpipe_ignored() -> None:
         "validate",
         "calibrate",
     }
+
+
+def test_plan_demo_defaults_are_the_demo_configs() -> None:
+    """``plan --demo`` with no ``--demo-load``/``--demo-jobs`` builds the trace ``DemoConfig()`` builds:
+    one default for the CLI, the library and the benchmarks (they disagreed, 0.5 vs 0.3)."""
+    from energaizer.planner.demo import DemoConfig
+
+    config = DemoConfig()
+    base = ["plan", "--demo", "--policy", "first-fit", "--json"]
+    implicit = run_cli(*base)
+    explicit = run_cli(*base, "--demo-jobs", str(config.jobs), "--demo-load", repr(config.load))
+    assert implicit.code == 0 and explicit.code == 0, (implicit.err, explicit.err)
+    results = [json.loads(r.out) for r in (implicit, explicit)]
+    for result in results:  # the simulation's own run time (wall clock) is the one figure that may differ
+        for policy in result["policies"]:
+            policy.pop("simulation_seconds")
+    assert results[0] == results[1]
