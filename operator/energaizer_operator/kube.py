@@ -6,14 +6,24 @@ Only PATCH (merge patch) is used for updates. Every call has a timeout (``timeou
 :data:`REQUEST_TIMEOUT_SECONDS` or what :func:`set_request_timeout` set; urllib3's ``TimeoutError`` when it passes): without one, a request
 on a connection to an API server that died without resetting it waits for ever, holding a worker
 thread, a write slot of a loop, or the Lease renewal (the operator then stands by for good).
+
+A ``429`` or ``503`` answer with ``Retry-After`` (API Priority and Fairness, an overloaded server) is
+honoured per request target (method and path), capped at :data:`RETRY_AFTER_MAX_SECONDS`: the call waits
+and sends again while that fits in its timeout; else it raises, and until then every later call to that
+target (the loops' retries on their own schedule included) waits for it or, when even that does not fit
+in its timeout, raises at once without sending. Only the timeout bounds a call, waits included.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import kubernetes
 import yaml
@@ -24,6 +34,10 @@ from energaizer_operator import GROUP, PLURAL, VERSION
 MERGE_PATCH = "application/merge-patch+json"
 REQUEST_TIMEOUT_SECONDS = 30.0  # a whole API call (connect, send, answer), unless set_request_timeout
 _request_timeout_seconds = REQUEST_TIMEOUT_SECONDS
+RETRY_AFTER_MAX_SECONDS = 60.0  # a longer Retry-After is taken as this (a server asking for hours)
+RETRY_AFTER_MIN_SECONDS = 0.5  # the least wait before a call sends again (after "Retry-After: 0")
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+T = TypeVar("T")
 
 
 def set_request_timeout(seconds: float) -> None:
@@ -48,6 +62,7 @@ __all__ = [
     "read_aijob",
     "read_job",
     "read_lease",
+    "retry_after_seconds",
     "set_request_timeout",
 ]
 
@@ -99,30 +114,115 @@ def api_client() -> kubernetes.client.ApiClient:
     return kubernetes.client.ApiClient(configuration)
 
 
+def _aijob_path(namespace: str, name: str) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+
+
+def _lease_path(namespace: str) -> str:
+    return f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+
+
 def _plain(obj: Any) -> dict[str, Any]:
     return api_client().sanitize_for_serialization(obj)
+
+
+def retry_after_seconds(exc: ApiException, now: float | None = None) -> float | None:
+    """How long a ``429``/``503`` answer asked to wait (its ``Retry-After``: seconds or an HTTP date),
+    at most :data:`RETRY_AFTER_MAX_SECONDS`; ``None`` for another status or no usable header."""
+    if exc.status not in RETRY_AFTER_STATUSES:
+        return None
+    headers: Mapping[str, Any] = exc.headers or {}
+    value = next((str(v).strip() for k, v in headers.items() if str(k).lower() == "retry-after"), "")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - (time.time() if now is None else now)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX_SECONDS)
+
+
+class _NotBefore:
+    """Per request target (``"PATCH /apis/.../status"``): the monotonic time before which it must not be
+    sent again, from the last ``Retry-After`` it answered. Shared by the worker threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._until: dict[str, float] = {}
+
+    def get(self, target: str) -> float:
+        with self._lock:
+            return self._until.get(target, 0.0)
+
+    def defer(self, target: str, until: float) -> None:
+        with self._lock:
+            now = time.monotonic()
+            for key in [k for k, t in self._until.items() if t <= now]:  # bounded by the targets deferred
+                del self._until[key]
+            self._until[target] = max(self._until.get(target, 0.0), until)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._until.clear()
+
+
+_not_before = _NotBefore()
+
+
+def _call(target: str, timeout: float | None, send: Callable[[float], T]) -> T:
+    """``send(seconds left)`` within ``timeout`` (the API timeout by default), honouring ``Retry-After``
+    (module docstring): waits before sending while the target's last ``Retry-After`` has not passed, and
+    sends again after a ``429``/``503`` that asks for a wait that fits in what is left."""
+    deadline = time.monotonic() + (timeout or _request_timeout_seconds)
+    while True:
+        wait = _not_before.get(target) - time.monotonic()
+        if wait > 0:
+            if time.monotonic() + wait >= deadline:
+                exc = ApiException(
+                    status=429,
+                    reason=f"not sent: {target} asked to wait {wait:.1f} s more (Retry-After), beyond the API timeout",
+                )
+                exc.headers = {"Retry-After": f"{wait:.3f}"}
+                raise exc
+            time.sleep(wait)
+        try:
+            return send(deadline - time.monotonic())
+        except ApiException as exc:
+            delay = retry_after_seconds(exc)
+            if delay is None:
+                raise
+            delay = max(delay, RETRY_AFTER_MIN_SECONDS)  # "Retry-After: 0" again and again: not a busy loop
+            _not_before.defer(target, time.monotonic() + delay)
+            if time.monotonic() + delay >= deadline:
+                raise
 
 
 def patch_aijob(
     namespace: str, name: str, body: dict[str, Any], timeout: float | None = None
 ) -> dict[str, Any]:
     api = kubernetes.client.CustomObjectsApi(api_client())
-    return api.patch_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        PLURAL,
-        name,
-        body,
-        _content_type=MERGE_PATCH,
-        _request_timeout=timeout or _request_timeout_seconds,
+    return _call(
+        f"PATCH {_aijob_path(namespace, name)}",
+        timeout,
+        lambda left: api.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, body, _content_type=MERGE_PATCH, _request_timeout=left
+        ),
     )
 
 
 def read_aijob(namespace: str, name: str, timeout: float | None = None) -> dict[str, Any]:
     api = kubernetes.client.CustomObjectsApi(api_client())
-    return api.get_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name, _request_timeout=timeout or _request_timeout_seconds
+    return _call(
+        f"GET {_aijob_path(namespace, name)}",
+        timeout,
+        lambda left: api.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, _request_timeout=left
+        ),
     )
 
 
@@ -140,29 +240,34 @@ def patch_aijob_status(
     if resource_version is not None:
         body["metadata"] = {"resourceVersion": resource_version}
     api = kubernetes.client.CustomObjectsApi(api_client())
-    return api.patch_namespaced_custom_object_status(
-        GROUP,
-        VERSION,
-        namespace,
-        PLURAL,
-        name,
-        body,
-        _content_type=MERGE_PATCH,
-        _request_timeout=timeout or _request_timeout_seconds,
+    return _call(
+        f"PATCH {_aijob_path(namespace, name)}/status",
+        timeout,
+        lambda left: api.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, body, _content_type=MERGE_PATCH, _request_timeout=left
+        ),
     )
 
 
 def create_job(namespace: str, body: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
     api = kubernetes.client.BatchV1Api(api_client())
     return _plain(
-        api.create_namespaced_job(namespace, body, _request_timeout=timeout or _request_timeout_seconds)
+        _call(
+            f"POST /apis/batch/v1/namespaces/{namespace}/jobs",
+            timeout,
+            lambda left: api.create_namespaced_job(namespace, body, _request_timeout=left),
+        )
     )
 
 
 def read_job(namespace: str, name: str, timeout: float | None = None) -> dict[str, Any]:
     api = kubernetes.client.BatchV1Api(api_client())
     return _plain(
-        api.read_namespaced_job(name, namespace, _request_timeout=timeout or _request_timeout_seconds)
+        _call(
+            f"GET /apis/batch/v1/namespaces/{namespace}/jobs/{name}",
+            timeout,
+            lambda left: api.read_namespaced_job(name, namespace, _request_timeout=left),
+        )
     )
 
 
@@ -172,12 +277,12 @@ def patch_job(
     """Merge-patch a Job (with ``metadata.resourceVersion`` in ``body``: only if it has not changed)."""
     api = kubernetes.client.BatchV1Api(api_client())
     return _plain(
-        api.patch_namespaced_job(
-            name,
-            namespace,
-            body,
-            _content_type=MERGE_PATCH,
-            _request_timeout=timeout or _request_timeout_seconds,
+        _call(
+            f"PATCH /apis/batch/v1/namespaces/{namespace}/jobs/{name}",
+            timeout,
+            lambda left: api.patch_namespaced_job(
+                name, namespace, body, _content_type=MERGE_PATCH, _request_timeout=left
+            ),
         )
     )
 
@@ -185,14 +290,22 @@ def patch_job(
 def read_lease(namespace: str, name: str, timeout: float | None = None) -> dict[str, Any]:
     api = kubernetes.client.CoordinationV1Api(api_client())
     return _plain(
-        api.read_namespaced_lease(name, namespace, _request_timeout=timeout or _request_timeout_seconds)
+        _call(
+            f"GET {_lease_path(namespace)}/{name}",
+            timeout,
+            lambda left: api.read_namespaced_lease(name, namespace, _request_timeout=left),
+        )
     )
 
 
 def create_lease(namespace: str, body: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
     api = kubernetes.client.CoordinationV1Api(api_client())
     return _plain(
-        api.create_namespaced_lease(namespace, body, _request_timeout=timeout or _request_timeout_seconds)
+        _call(
+            f"POST {_lease_path(namespace)}",
+            timeout,
+            lambda left: api.create_namespaced_lease(namespace, body, _request_timeout=left),
+        )
     )
 
 
@@ -202,14 +315,33 @@ def patch_lease(
     """Merge patch; a ``metadata.resourceVersion`` in ``body`` makes it conditional (409 if stale)."""
     api = kubernetes.client.CoordinationV1Api(api_client())
     return _plain(
-        api.patch_namespaced_lease(
-            name,
-            namespace,
-            body,
-            _content_type=MERGE_PATCH,
-            _request_timeout=timeout or _request_timeout_seconds,
+        _call(
+            f"PATCH {_lease_path(namespace)}/{name}",
+            timeout,
+            lambda left: api.patch_namespaced_lease(
+                name, namespace, body, _content_type=MERGE_PATCH, _request_timeout=left
+            ),
         )
     )
+
+
+def _list_page(
+    client: kubernetes.client.ApiClient,
+    method: str,
+    url: str,
+    headers: Any,
+    body: Any,
+    post: Any,
+    left: float,
+) -> dict[str, Any]:
+    response = client.call_api(
+        method, url, header_params=headers, body=body, post_params=post, _request_timeout=left
+    )
+    if not 200 <= response.status < 300:
+        exc = ApiException(status=response.status, reason=response.reason)
+        exc.headers = response.getheaders()
+        raise exc
+    return json.loads(response.read())
 
 
 def list_uids(path: str, page_size: int = LIST_PAGE_SIZE, timeout: float | None = None) -> set[str]:
@@ -231,17 +363,9 @@ def list_uids(path: str, page_size: int = LIST_PAGE_SIZE, timeout: float | None 
             header_params={"Accept": METADATA_LIST},
             auth_settings=["BearerToken"],
         )
-        response = client.call_api(
-            method,
-            url,
-            header_params=headers,
-            body=body,
-            post_params=post,
-            _request_timeout=timeout or _request_timeout_seconds,
+        page = _call(
+            f"GET {path}", timeout, functools.partial(_list_page, client, method, url, headers, body, post)
         )
-        if not 200 <= response.status < 300:
-            raise ApiException(status=response.status, reason=response.reason)
-        page = json.loads(response.read())
         for item in page.get("items") or []:
             uid = (item.get("metadata") or {}).get("uid")
             if uid:

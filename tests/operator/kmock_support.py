@@ -31,6 +31,7 @@ import functools
 import json
 import re
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -482,7 +483,8 @@ class Fault:
     ``Retry-After: retry_after`` when given), delayed by ``delay_s`` first, or cut (``abort``: the
     connection closed with no response, as a server that died), or never answered (``hang``: a
     connection to a server that died without a reset); with ``after``, the request is carried out
-    first (the client cannot tell that its write landed)."""
+    first (the client cannot tell that its write landed). ``agent``: only requests whose User-Agent
+    starts with it (``OpenAPI-Generator/``: the operator's own calls, not kopf's)."""
 
     path: str = ""
     methods: frozenset[str] = frozenset()
@@ -494,10 +496,13 @@ class Fault:
     after: bool = False  # the request is carried out, then the fault answered (a write that landed)
     hang: bool = False  # never answered (a connection to a server that died: no reset, no answer)
     times: int | None = None
+    agent: str = ""
     hits: int = 0
 
-    def matches(self, method: str, path: str, watch: bool) -> bool:
+    def matches(self, method: str, path: str, watch: bool, agent: str = "") -> bool:
         if self.times is not None and self.hits >= self.times:
+            return False
+        if not agent.startswith(self.agent):
             return False
         if self.methods and method not in self.methods:
             return False
@@ -518,10 +523,18 @@ class FaultyEmulator(RealisticEmulator):
     faults: list[Fault]
     outage: bool | str
     injected: list[tuple[str, str, str]]  # (method, path, what) of every fault applied
+    received: list[tuple[float, str, str, str]]  # (time.monotonic(), method, path, User-Agent) of each
 
     def _faults_init(self) -> None:
         if not hasattr(self, "faults"):
             self.faults, self.outage, self.injected, self._watch_epoch, self._gone = [], False, [], 0, False
+            self.received = []
+
+    def received_times(self, method: str, path: str, agent: str = "") -> list[float]:
+        """When the operator's requests ``method`` to exactly ``path`` arrived (monotonic seconds), of a
+        User-Agent that starts with ``agent``."""
+        self._faults_init()
+        return [t for t, m, p, a in self.received if m == method and p == path and a.startswith(agent)]
 
     @staticmethod
     def _operator(request) -> bool:
@@ -534,12 +547,14 @@ class FaultyEmulator(RealisticEmulator):
             method = str(request.method).upper().rsplit(".", 1)[-1]
             path = request.url.path
             watch = request.params.get("watch") == "true"
+            agent = str((request.headers or {}).get("User-Agent", ""))
+            self.received.append((time.monotonic(), method, path, agent))
             if self.outage:
                 if self.outage == "hang":
                     return await self._hang(method, path)
                 return self._cut(request, method, path, "outage")
             for fault in self.faults:
-                if fault.matches(method, path, watch):
+                if fault.matches(method, path, watch, agent):
                     fault.hits += 1
                     if fault.delay_s:
                         await asyncio.sleep(fault.delay_s)

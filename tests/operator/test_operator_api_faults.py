@@ -186,3 +186,42 @@ async def test_a_pod_deleted_while_the_watch_was_down_frees_its_gpus(cluster, op
     await wait_for(lambda: c.phase("fits-l4") == "Placed", timeout=120)
     assert "1 pods deleted while a watch was down are dropped" in op.log()
     assert await op.stop() == 0
+
+
+RETRY_AFTER_S = 3
+OWN_CLIENT = "OpenAPI-Generator/"  # the operator's own calls (kube.py), not kopf's
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("PATCH", "/apis/energaizer.io/v1alpha1/namespaces/default/aijobs/ra/status", 429),  # estimates
+        ("POST", "/apis/batch/v1/namespaces/default/jobs", 503),  # the Job
+    ],
+    ids=["status-429", "job-503"],
+)
+async def test_own_writes_honour_retry_after(cluster, operator_factory, method, path, status):
+    """A write answered 429/503 with ``Retry-After: 3`` is not sent again before 3 s have passed since the
+    server got it (the loops retry every batch window, 0.3 s here, on their own)."""
+    c = cluster
+    await c.add_node(node("h100-0", PRODUCTS["h100-sxm"], 8))
+    c.k8s.faults.append(
+        Fault(
+            re.escape(path) + "$",
+            frozenset({method}),
+            status=status,
+            retry_after=RETRY_AFTER_S,
+            times=1,
+            agent=OWN_CLIENT,
+        )
+    )
+    op = await operator_factory(ENERGAIZER_BATCH_WINDOW_SECONDS="0.3")
+    await c.create(aijob("ra", model="gpt2", requests=200))
+    await wait_for(lambda: c.phase("ra") == "Placed", timeout=120)
+    assert c.k8s.injected == [(method, path, str(status))]
+    sent = c.k8s.received_times(method, path, OWN_CLIENT)
+    assert len(sent) >= 2, sent
+    # when the server got them, so a slower machine only widens the gap
+    assert sent[1] - sent[0] >= RETRY_AFTER_S, [round(t - sent[0], 3) for t in sent]
+    assert list(c.jobs()) == ["ra"]
+    assert await op.stop() == 0
