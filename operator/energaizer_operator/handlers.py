@@ -58,6 +58,9 @@ async def startup(
     gpu_pods: kopf.Index,
     steered_jobs: kopf.Index,
     aijob_records: kopf.Index,
+    measure_pods: kopf.Index,
+    measure_jobs: kopf.Index,
+    measure_candidates: kopf.Index,
     **_: Any,
 ) -> None:
     state = _state(memo)
@@ -78,7 +81,13 @@ async def startup(
         # tracked, so that cleanup cancels it: kopf waits 5 s on exit for any task still running
         state.tasks.append(asyncio.get_running_loop().create_task(_heartbeat(state.health), name="heartbeat"))
     indices = Indices(
-        aijobs=aijob_records, nodes=gpu_nodes, pods=gpu_pods, jobs=steered_jobs, deleted=state.deleted
+        aijobs=aijob_records,
+        nodes=gpu_nodes,
+        pods=gpu_pods,
+        jobs=steered_jobs,
+        deleted=state.deleted,
+        # empty unless ENERGAIZER_PROMETHEUS_URL is set (measured_handlers.py)
+        more={"pods": [measure_pods], "jobs": [measure_jobs], "aijobs": [measure_candidates]},
     )
     if cfg.relist_interval_seconds > 0:  # every replica: a standby's view must be right when it leads
         relister = Relister(cfg, state.metrics, indices)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -51,6 +51,9 @@ class Indices:
     pods: Mapping[Any, Iterable[PodGPUs]]
     jobs: Mapping[Any, Iterable[SteeredJob]]
     deleted: DeletedObjects = field(default_factory=DeletedObjects)
+    # more kopf indices of these kinds (attribute name -> indices), whose entries the relist checks too:
+    # the measured-energy ones (measured_handlers.py), which read them through ``deleted`` themselves
+    more: Mapping[str, Sequence[Mapping[Any, Iterable[Any]]]] = field(default_factory=dict)
 
     def live(self, index: Mapping[Any, Iterable[T]]) -> list[T]:
         """The values of one of these indices, less those of the objects known to be deleted."""

@@ -85,6 +85,7 @@ class PodRun:
     phase: str
     job: str | None = None  # the owning Job's name
     gpus: int = 0  # GPUs the pod requested (its containers' limits of the GPU resource)
+    uid: str = ""  # the pod's metadata.uid (relist.py finds the entries of deleted pods by uid)
 
     @property
     def done(self) -> bool:
@@ -232,6 +233,7 @@ def pod_run(body: Mapping[str, Any], gpu_resource: str = "nvidia.com/gpu") -> Po
         phase=str(status.get("phase") or "Pending"),
         job=_owner_job(meta),
         gpus=pod_gpu_request(body.get("spec") or {}, gpu_resource),
+        uid=str(meta.get("uid") or ""),
     )
 
 

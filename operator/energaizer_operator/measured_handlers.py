@@ -30,6 +30,7 @@ import kopf
 
 from energaizer_operator import ANNOTATION_ENERGY, ANNOTATION_GPU_TYPE, GROUP, PLURAL, VERSION, kube
 from energaizer_operator.conditions import set_condition
+from energaizer_operator.loops import DeletedObjects, index_values
 from energaizer_operator.measured import (
     ENERGY_METRIC,
     Backoff,
@@ -67,6 +68,7 @@ class JobRun:
     name: str
     finished: bool
     completed_at: float | None
+    uid: str = ""  # the Job's metadata.uid (relist.py finds the entries of deleted Jobs by uid)
 
 
 def _settings(memo: kopf.Memo) -> OperatorSettings:
@@ -84,7 +86,13 @@ def job_run(body: Mapping[str, Any]) -> JobRun:
     completed = parse_time(status.get("completionTime"))
     if completed is None and done:
         completed = parse_time(done[0].get("lastTransitionTime"))
-    return JobRun(str(meta.get("namespace") or ""), str(meta.get("name") or ""), bool(done), completed)
+    return JobRun(
+        str(meta.get("namespace") or ""),
+        str(meta.get("name") or ""),
+        bool(done),
+        completed,
+        uid=str(meta.get("uid") or ""),
+    )
 
 
 # ---------------------------------------------------------------------------------------- indices
@@ -266,6 +274,12 @@ class Measurer:
             self.task = asyncio.create_task(self.run(candidates, pods, jobs, nodes))
             self.task.add_done_callback(_report_end)
 
+    @property
+    def _deleted(self) -> DeletedObjects:
+        """Indexed objects deleted while a watch was down (relist.py): kopf keeps them in these indices
+        too. A pod of the Job deleted then would stay ``Running`` here and hold the measurement back."""
+        return self.memo["state"].deleted
+
     async def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
@@ -278,7 +292,7 @@ class Measurer:
     ) -> None:
         while True:
             await asyncio.sleep(LOOP_SECONDS)
-            for cand in [c for store in list(candidates.values()) for c in store]:
+            for cand in self._deleted.live(index_values(candidates)):
                 try:
                     await self.measure_one(cand, pods, jobs, nodes)
                 except asyncio.CancelledError:
@@ -291,12 +305,12 @@ class Measurer:
     ) -> None:
         if not self.memo["state"].is_leader():
             return  # only the leader writes; a standby takes over the same candidates when elected
-        cfg, uid = self.cfg, cand.uid
+        cfg, uid, live = self.cfg, cand.uid, self._deleted.live
         namespace, name, job_name = cand.namespace, cand.name, cand.job_name
-        job = next(iter(measure_jobs.get((namespace, job_name), [])), None)
+        job = next(iter(live(measure_jobs.get((namespace, job_name), []))), None)
         if job is None or not job.finished:
             return
-        pods: list[PodRun] = list(measure_pods.get(("job", namespace, job_name), []))
+        pods: list[PodRun] = live(measure_pods.get(("job", namespace, job_name), []))
         ended = job.completed_at or max((p.finished or 0.0 for p in pods), default=0.0)
         now = time.time()
         stuck = bool(ended) and now - ended > cfg.measure_give_up_seconds  # e.g. a pod of a lost node
@@ -308,7 +322,7 @@ class Measurer:
         if now - decided.get(uid, -math.inf) < DECIDED_SECONDS or not backoff.due(uid, now):
             return  # decided (the index can lag the written status), or backing off
         sliced = {p.node for p in pods if p.node and p.node in measure_nodes}
-        others = [o for node in sorted(sliced) for o in measure_pods.get(("node", node), [])]
+        others = [o for node in sorted(sliced) for o in live(measure_pods.get(("node", node), []))]
         try:
             outcome = await measure(
                 self.client,

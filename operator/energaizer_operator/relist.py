@@ -15,7 +15,9 @@ index entry is gone when its uid was in the index *before* the list request was 
 does not have it (:func:`gone_uids`): an object created after the list was taken is not in that
 snapshot, so it is never dropped, however late its watch event comes. kopf's index is read-only to
 the operator: the gone uids are left out where the loops read the indices
-(:meth:`~energaizer_operator.loops.Indices.live`); uids are never reused, so a uid once found gone
+(:meth:`~energaizer_operator.loops.Indices.live`) and where the measurement reads its own indices of
+the same kinds (``Indices.more``: ``measure_pods``, ``measure_jobs``, ``measure_candidates``, whose
+uids are checked too); uids are never reused, so a uid once found gone
 stays gone (until kopf's index no longer holds it). A list that fails leaves that kind as it was
 until the next pass. A gone AIJob's per-AIJob metrics are removed, unless a live AIJob has its name.
 """
@@ -87,8 +89,9 @@ class Relister:
                 logger.exception("relist failed; trying again in %s s", self.settings.relist_interval_seconds)
 
     def _uids(self, kind: str) -> set[str]:
-        index: Mapping[Any, Iterable[Any]] = getattr(self.indices, kind)
-        return {uid for v in index_values(index) if (uid := getattr(v, "uid", ""))}
+        indices: list[Mapping[Any, Iterable[Any]]] = [getattr(self.indices, kind)]
+        indices += self.indices.more.get(kind, ())
+        return {uid for index in indices for v in index_values(index) if (uid := getattr(v, "uid", ""))}
 
     async def _listed(self, kind: str) -> set[str] | None:
         listed: set[str] = set()

@@ -187,3 +187,63 @@ def test_the_api_timeout_setting_is_read_and_bounded() -> None:
     assert OperatorSettings.from_env({"ENERGAIZER_API_TIMEOUT_SECONDS": "8"}).api_timeout_seconds == 8
     with pytest.raises(InvalidInputError, match="ENERGAIZER_API_TIMEOUT_SECONDS"):
         OperatorSettings.from_env({"ENERGAIZER_API_TIMEOUT_SECONDS": "0"})
+
+
+async def test_a_job_pod_deleted_behind_the_index_does_not_hold_its_measurement_back(monkeypatch):
+    """The measured-energy indices (measured_handlers.py) are kopf indices too: a pod of the Job deleted
+    while the watch was down (evicted, and replaced by one that ran the work) stays there ``Running``, and
+    the measurement waited for it to end (``measureGiveUpSeconds``, an hour), then counted it. The relist
+    finds it gone (also a pod that only that index holds: no GPUs, so not in ``gpu_pods``) and the
+    measurement leaves it out: the Job's energy is measured now, from the pod that ran."""
+    import time
+
+    import kopf
+    from aiohttp import web
+    from energaizer_operator.measured import PodRun
+    from energaizer_operator.measured_handlers import Candidate, JobRun, Measurer
+    from energaizer_operator.state import OperatorState
+    from test_measured_units import GPU, serve_query
+
+    t0 = time.time() - 300.0  # ended minutes ago: well within the give-up time
+    ran = PodRun("ns", "job-ran", "n1", t0 + 10, t0 + 70, "Succeeded", "job", 1, uid="p-ran")
+    evicted = PodRun("ns", "job-evicted", "n1", t0 + 5, None, "Running", "job", 1, uid="p-evicted")
+    helper = PodRun("ns", "job-helper", "n1", t0 + 5, None, "Running", "job", 0, uid="p-helper")
+    watts = 300.0
+    labels = {**GPU, "namespace": "ns", "pod": ran.name}
+    values = [[t0 + i, str(5e9 + watts * 1000.0 * i)] for i in range(0, 101)]
+
+    async def query(_request: web.Request) -> web.Response:
+        result = [{"metric": labels, "values": values}]
+        return web.json_response({"status": "success", "data": {"resultType": "matrix", "result": result}})
+
+    runner, port = await serve_query(query)
+    written: list[dict] = []
+    monkeypatch.setattr(kube, "read_aijob", lambda ns, name: {"metadata": {"resourceVersion": "1"}})
+    monkeypatch.setattr(kube, "patch_aijob_status", lambda ns, name, status, rv=None: written.append(status))
+    monkeypatch.setattr(kopf, "event", lambda *a, **k: None)
+    cfg = OperatorSettings(prometheus_url=f"http://127.0.0.1:{port}")
+    state = OperatorState(cfg)
+    measure_pods = {("job", "ns", "job"): [ran, evicted, helper], ("node", "n1"): [ran, evicted]}
+    measure_jobs = {("ns", "job"): [JobRun("ns", "job", True, t0 + 71, uid="j-1")]}
+    cand = Candidate("ns", "a", "a-1", "job", "h100-sxm", 20000.0)
+    indices = Indices(
+        aijobs={},
+        nodes={},
+        pods={"p-ran": [_pod("p-ran", 1)], "p-evicted": [_pod("p-evicted", 1)]},  # gpu_pods: GPU pods only
+        jobs={},
+        deleted=state.deleted,
+        more={"pods": [measure_pods], "jobs": [measure_jobs], "aijobs": [{"a-1": [cand]}]},
+    )
+    listed = {"/api/v1/pods": {"p-ran"}, "/apis/batch/v1/jobs": {"j-1"}}
+    relister = Relister(cfg, Metrics(), indices, list_uids=lambda path: listed.get(path, {"a-1"}))
+    assert await relister.relist() == {"p-evicted", "p-helper"}
+    measurer = Measurer(cfg, {"state": state})
+    try:
+        await measurer.measure_one(cand, measure_pods, measure_jobs, {})
+    finally:
+        await measurer.stop()
+        await runner.cleanup()
+    assert written, "the measurement waited for a pod that is gone"
+    measured = written[0]["measured"]
+    assert measured["energyJoules"] == pytest.approx(watts * 60.0, rel=0.02), measured
+    assert measured["gpus"] == 1
