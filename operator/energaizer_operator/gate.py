@@ -36,7 +36,7 @@ from energaizer.errors import InvalidInputError
 from energaizer.whatif import DEFAULT_MAX_SLOWDOWN
 from energaizer_operator import API_VERSION, KIND, kube
 from energaizer_operator.estimation import estimate_job
-from energaizer_operator.inventory import compute_capacity
+from energaizer_operator.inventory import Capacity, compute_capacity
 from energaizer_operator.loops import DeletedObjects
 from energaizer_operator.models import EstimateStatus
 from energaizer_operator.pod_workload import ANNOTATION_WORKLOAD, job_spec, parse_workload, pod_gpus
@@ -175,10 +175,33 @@ def energy_affinity(
     _prefer(pod_spec, label, best_products)
 
 
+def _too_small(
+    estimate: EstimateStatus, gpus: int, node_gpus: Mapping[str, int], products: Sequence[str]
+) -> EstimateStatus:
+    most = max((node_gpus.get(p, 0) for p in products), default=0)
+    reason = f"a pod asks for {gpus} GPUs and no {estimate.gpu_type} node has more than {most}"
+    return estimate.model_copy(
+        update={
+            "feasible": False,
+            "energy_joules": None,
+            "duration_seconds": None,
+            "average_power_watts": None,
+            "reason": reason,
+        }
+    )
+
+
 def decide_gated_job(
-    job: Mapping[str, Any], products: Mapping[str, Sequence[str]], settings: OperatorSettings
+    job: Mapping[str, Any],
+    products: Mapping[str, Sequence[str]],
+    settings: OperatorSettings,
+    *,
+    node_gpus: Mapping[str, int],
 ) -> GateDecision:
-    """The patch for one gated Job, given the GPU types present (catalog id -> product label values)."""
+    """The patch for one gated Job, given the GPU types present (catalog id -> product label values) and
+    the most allocatable GPUs on one node of each product (:attr:`Capacity.node_gpus`): a pod gets all its
+    GPUs on one node, so a product whose nodes all have fewer than a pod asks for is never allowed (Kueue
+    would admit the Job there, on quota, and its pods would stay Pending)."""
     meta = job.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     template = (job.get("spec") or {}).get("template") or {}
@@ -210,6 +233,12 @@ def decide_gated_job(
     except (InvalidInputError, ValidationError) as exc:
         message = f"not steered, released unchanged: {exc}"
         return GateDecision(release, "InvalidWorkload", message[:1000], warning=True)
+    fitting = {t: [p for p in ps if node_gpus.get(p, 0) >= gpus] for t, ps in products.items()}
+    estimates = [
+        _too_small(e, gpus, node_gpus, products[e.gpu_type]) if e.feasible and not fitting[e.gpu_type] else e
+        for e in estimates
+    ]
+    products = {t: ps for t, ps in fitting.items() if ps}
     feasible = sorted((e for e in estimates if e.feasible), key=lambda e: e.energy_joules)
     if not feasible:
         why = "; ".join(f"{e.gpu_type}: {e.reason}" for e in estimates) or (
@@ -250,9 +279,8 @@ def decide_gated_job(
     return GateDecision(patch, "Steered", message[:1000], estimates=estimates)
 
 
-def _present_products(gpu_nodes: kopf.Index, deleted: DeletedObjects) -> dict[str, list[str]]:
-    nodes = deleted.live(n for store in list(gpu_nodes.values()) for n in store)
-    return compute_capacity(nodes, [], []).products
+def _present(gpu_nodes: kopf.Index, deleted: DeletedObjects) -> Capacity:
+    return compute_capacity(deleted.live(n for store in list(gpu_nodes.values()) for n in store), [], [])
 
 
 @kopf.on.event(
@@ -282,8 +310,9 @@ async def steer_gated_job(
             release = {"metadata": {"annotations": _release(annotations)}}
             decision = GateDecision(release, "SteeringRejected", message, warning=True)
         else:
+            present = _present(gpu_nodes, memo["state"].deleted)
             decision = await asyncio.to_thread(
-                decide_gated_job, job, _present_products(gpu_nodes, memo["state"].deleted), settings
+                decide_gated_job, job, present.products, settings, node_gpus=present.node_gpus
             )
         patch = copy.deepcopy(decision.patch)
         patch["metadata"]["resourceVersion"] = (job.get("metadata") or {}).get("resourceVersion")

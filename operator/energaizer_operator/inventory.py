@@ -232,6 +232,9 @@ class Capacity:
     free: dict[str, int] = field(default_factory=dict)
     largest_free_node: dict[str, int] = field(default_factory=dict)
     products: dict[str, list[str]] = field(default_factory=dict)  # type -> label values seen
+    # product label value -> the most allocatable GPUs on one node of it (Ready or not: a node down for
+    # maintenance comes back), i.e. the most GPUs one pod can ever get there
+    node_gpus: dict[str, int] = field(default_factory=dict)
     unknown_products: dict[str, str] = field(default_factory=dict)  # product -> reason
 
     @property
@@ -261,6 +264,7 @@ def compute_capacity(
         products = cap.products.setdefault(node.gpu_type, [])
         if node.product not in products:
             products.append(node.product)
+        cap.node_gpus[node.product] = max(cap.node_gpus.get(node.product, 0), node.allocatable)
         cap.free.setdefault(node.gpu_type, 0)
         cap.largest_free_node.setdefault(node.gpu_type, 0)
         if not node.schedulable:

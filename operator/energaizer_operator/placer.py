@@ -372,18 +372,24 @@ class Placer(IndexLoop):
     ) -> None:
         """A queue-labelled AIJob's Job takes the admission-gate path (:mod:`energaizer_operator.gate`):
         Kueue keeps its quota and fallback among the feasible types present whose predicted energy is
-        within the energy slack of the best (plus the chosen type), and the chosen type is preferred."""
-        present = {
-            t: e.energy_joules for t, e in rec.estimates.items() if e.feasible and capacity.products.get(t)
-        }
+        within the energy slack of the best (plus the chosen type), and the chosen type is preferred. Only
+        products with a node that has ``gpusPerReplica`` GPUs are allowed: Kueue admits on quota, and a pod
+        on a flavor whose nodes are all smaller would stay Pending."""
+        assert rec.spec is not None
+        gpus = rec.spec.resources.gpus_per_replica
+
+        def fitting(t: str) -> list[str]:
+            return [p for p in capacity.products.get(t, []) if capacity.node_gpus.get(p, 0) >= gpus]
+
+        present = {t: e.energy_joules for t, e in rec.estimates.items() if e.feasible and fitting(t)}
         allowed = within_slack(present, DEFAULT_ENERGY_SLACK)
         if gpu_type not in allowed:
             allowed.append(gpu_type)  # the batch's choice (e.g. after maxWaitSeconds) stays allowed
-        products = sorted({p for t in allowed for p in capacity.products.get(t, [])})
+        # the chosen type had a node with that many free GPUs (batch.decide), so it fits
+        chosen = fitting(gpu_type) or capacity.products[gpu_type]
+        products = sorted({p for t in allowed if t != gpu_type for p in fitting(t)} | set(chosen))
         template = body["spec"]["template"]
-        energy_affinity(
-            template["spec"], self.settings.gpu_product_label, products, capacity.products[gpu_type]
-        )
+        energy_affinity(template["spec"], self.settings.gpu_product_label, products, chosen)
         for meta in (body["metadata"], template["metadata"]):
             meta["annotations"][ANNOTATION_GPU_TYPES] = ",".join(allowed)
 

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
 GATE = "kueue.x-k8s.io/admission-gated-by"
 JOBS_URL = "/apis/batch/v1/namespaces/default/jobs"
 LABEL = "nvidia.com/gpu.product"
+NODE_GPUS = {p: 8 for p in PRODUCTS.values()}  # gpu_cluster: 8 GPUs on every GPU node
 
 
 def work(model: str = "llama-3.1-8b", requests: int = 4000) -> dict[str, Any]:
@@ -175,10 +176,16 @@ async def test_bad_workload_is_released_unsteered_with_a_warning(gpu_cluster, op
         JOBS_URL, gated_job("typo", workload='{"model": "llama-3.1-8b", "inference": {"requests": -1}}')
     )
     await c.post(JOBS_URL, gated_job("no-fit", workload=work("llama-3.1-405b", 10)))
+    # a pod of 16 GPUs on nodes of 8: no node of any type could ever run it (it was steered anyway)
+    await c.post(JOBS_URL, gated_job("too-wide", workload=work(), gpus=16))
     await c.post(JOBS_URL, gated_job("ok", workload=work()))
-    for name in ("typo", "no-fit", "ok"):
+    for name in ("typo", "no-fit", "too-wide", "ok"):
         await wait_for(lambda n=name: released(c, n), timeout=60)
-    for name, reason in (("typo", "InvalidWorkload"), ("no-fit", "NoFeasibleGpuType")):
+    for name, reason in (
+        ("typo", "InvalidWorkload"),
+        ("no-fit", "NoFeasibleGpuType"),
+        ("too-wide", "NoFeasibleGpuType"),
+    ):
         job = c.jobs()[name]
         assert "energaizer.io/gpu-type" not in job["metadata"]["annotations"]
         assert LABEL not in json.dumps(job["spec"]["template"]["spec"].get("affinity", {}))
@@ -189,6 +196,8 @@ async def test_bad_workload_is_released_unsteered_with_a_warning(gpu_cluster, op
             timeout=20,
         )
     assert "energaizer.io/gpu-type" in c.jobs()["ok"]["metadata"]["annotations"]  # others unaffected
+    (event,) = [e for e in c.events("too-wide") if e.get("reason") == "NoFeasibleGpuType"]
+    assert "a pod asks for 16 GPUs and no h100-sxm node has more than 8" in event["message"]
 
 
 async def test_jobs_not_gated_by_energaizer_are_left_alone(gpu_cluster, operator_factory):
@@ -230,20 +239,29 @@ def test_decision_units() -> None:
     energy = estimates(w, 1, 1)
     best = min(energy, key=energy.get)
     tight = decide_gated_job(
-        gated_job("j", workload=w, extra={"energaizer.io/energy-slack": "0"}), products, settings
+        gated_job("j", workload=w, extra={"energaizer.io/energy-slack": "0"}),
+        products,
+        settings,
+        node_gpus=NODE_GPUS,
     )
     assert tight.patch["metadata"]["annotations"]["energaizer.io/gpu-types"] == best
     loose = decide_gated_job(
-        gated_job("j", workload=w, extra={"energaizer.io/energy-slack": "10"}), products, settings
+        gated_job("j", workload=w, extra={"energaizer.io/energy-slack": "10"}),
+        products,
+        settings,
+        node_gpus=NODE_GPUS,
     )
     assert sorted(loose.patch["metadata"]["annotations"]["energaizer.io/gpu-types"].split(",")) == sorted(
         energy
     )
     bad = decide_gated_job(
-        gated_job("j", workload=w, extra={"energaizer.io/energy-slack": "lots"}), products, settings
+        gated_job("j", workload=w, extra={"energaizer.io/energy-slack": "lots"}),
+        products,
+        settings,
+        node_gpus=NODE_GPUS,
     )
     assert bad.warning and "energaizer.io/energy-slack" in bad.message and "spec" not in bad.patch
-    none = decide_gated_job(gated_job("j", workload=w), {}, settings)
+    none = decide_gated_job(gated_job("j", workload=w), {}, settings, node_gpus={})
     assert none.warning and none.reason == "NoFeasibleGpuType"
 
 
@@ -319,20 +337,20 @@ def test_the_templates_own_gpu_product_constraints_are_narrowed_never_widened() 
         "requiredDuringSchedulingIgnoredDuringExecution"
     ]["nodeSelectorTerms"]
     term["matchExpressions"].append({"key": LABEL, "operator": "NotIn", "values": [PRODUCTS["h100-sxm"]]})
-    decision = decide_gated_job(job, products, settings)
+    decision = decide_gated_job(job, products, settings, node_gpus=NODE_GPUS)
     assert decision.reason == "Steered"
     assert required_products(decision) == [sorted([PRODUCTS["a100-sxm4-80gb"], PRODUCTS["l4"]])]
     assert decision.patch["metadata"]["annotations"]["energaizer.io/gpu-type"] == "a100-sxm4-80gb"
 
     job = gated_job("j", workload=work())
     job["spec"]["template"]["spec"]["nodeSelector"] = {LABEL: PRODUCTS["l4"]}
-    decision = decide_gated_job(job, products, settings)
+    decision = decide_gated_job(job, products, settings, node_gpus=NODE_GPUS)
     assert decision.reason == "Steered"
     assert required_products(decision) == [[PRODUCTS["l4"]]]
     assert decision.patch["metadata"]["annotations"]["energaizer.io/gpu-types"] == "l4"
 
     job["spec"]["template"]["spec"]["nodeSelector"] = {LABEL: "ACME-X1000"}  # no type energaizer knows
-    decision = decide_gated_job(job, products, settings)
+    decision = decide_gated_job(job, products, settings, node_gpus=NODE_GPUS)
     assert decision.reason == "NoFeasibleGpuType" and "spec" not in decision.patch
     assert "admits none of the GPU products present" in decision.message
 
@@ -363,3 +381,38 @@ async def test_a_lost_connection_is_retried_like_other_api_errors(gpu_cluster, o
     await wait_for(lambda: released(c, "dropped"), timeout=30)
     assert c.k8s.dropped == 1
     assert "energaizer.io/gpu-type" in c.jobs()["dropped"]["metadata"]["annotations"]
+
+
+def test_a_product_whose_nodes_are_smaller_than_a_pod_is_never_allowed() -> None:
+    """A pod gets all its GPUs on one node. A type whose nodes all have fewer GPUs than a pod asks for was
+    allowed (and preferred when it had the least energy): Kueue admits on quota, summed over nodes, so the
+    Job was admitted on that flavor and its pods stayed Pending for good."""
+    from energaizer_operator.gate import decide_gated_job
+    from energaizer_operator.settings import OperatorSettings
+
+    products = {t: [p] for t, p in PRODUCTS.items()}
+    settings = OperatorSettings()
+    energy = estimates(work(), 8, 1)
+    assert min(energy, key=energy.get) == "a100-sxm4-80gb"  # the type with the small nodes below
+    small = {**NODE_GPUS, PRODUCTS["a100-sxm4-80gb"]: 4}
+    job = gated_job("j", workload=work(), gpus=8, extra={"energaizer.io/energy-slack": "10"})
+    decision = decide_gated_job(job, products, settings, node_gpus=small)
+    assert decision.reason == "Steered"
+    annotations = decision.patch["metadata"]["annotations"]
+    assert annotations["energaizer.io/gpu-type"] == "h100-sxm"
+    assert "a100-sxm4-80gb" not in annotations["energaizer.io/gpu-types"].split(",")
+    node_affinity = decision.patch["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+    (term,) = node_affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    required = next(e["values"] for e in term["matchExpressions"] if e["key"] == LABEL)
+    assert required == sorted([PRODUCTS["h100-sxm"], PRODUCTS["l4"]])
+    (a100,) = [e for e in decision.estimates if e.gpu_type == "a100-sxm4-80gb"]
+    assert not a100.feasible and a100.energy_joules is None
+    assert a100.reason == "a pod asks for 8 GPUs and no a100-sxm4-80gb node has more than 4"
+
+    # no type has a node that large: released unchanged, with the reason per type
+    decision = decide_gated_job(
+        gated_job("j", workload=work(), gpus=16), products, settings, node_gpus=NODE_GPUS
+    )
+    assert decision.reason == "NoFeasibleGpuType" and decision.warning and "spec" not in decision.patch
+    for t in PRODUCTS:
+        assert f"a pod asks for 16 GPUs and no {t} node has more than 8" in decision.message

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from energaizer_operator.gate import DEFAULT_ENERGY_SLACK
 from kmock_support import RealisticEmulator
-from operator_testkit import PRODUCTS, aijob, wait_for
+from operator_testkit import PRODUCTS, aijob, node, wait_for
 
 pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
 LABEL = "nvidia.com/gpu.product"
@@ -50,3 +50,26 @@ async def test_queue_labelled_aijob_gets_energy_ranked_affinity(gpu_cluster, ope
     direct = c.jobs()["direct"]["spec"]["template"]["spec"]
     assert _required(direct) == [[PRODUCTS[c.aijob("direct")["status"]["placement"]["gpuType"]]]]
     assert "preferredDuringSchedulingIgnoredDuringExecution" not in direct["affinity"]["nodeAffinity"]
+
+
+async def test_queue_labelled_aijob_allows_no_type_whose_nodes_are_too_small(cluster, operator_factory):
+    """A type within the energy slack whose nodes all have fewer GPUs than a replica asks for was allowed:
+    Kueue admits on quota, summed over nodes, so it could admit the Job on that flavor, where its pods
+    stay Pending for good. The A100 node here has 2 GPUs, the AIJob 4 per replica (A100 has the least
+    predicted energy for it, H100 is within 5 %)."""
+    c = cluster
+    await c.add_node(node("h100-0", PRODUCTS["h100-sxm"], 8))
+    await c.add_node(node("a100-0", PRODUCTS["a100-sxm4-80gb"], 2))
+    await c.add_node(node("l4-0", PRODUCTS["l4"], 8))
+    await operator_factory()
+    await c.create(aijob("wide", gpus=4, labels={"kueue.x-k8s.io/queue-name": "team-a"}))
+    await wait_for(lambda: c.phase("wide") == "Placed", timeout=90)
+    status = c.aijob("wide")["status"]
+    energy = {e["gpuType"]: e["energyJoules"] for e in status["estimates"] if e["feasible"]}
+    assert min(energy, key=energy.get) == "a100-sxm4-80gb"
+    assert energy["h100-sxm"] <= energy["a100-sxm4-80gb"] * (1 + DEFAULT_ENERGY_SLACK)
+    assert status["placement"]["gpuType"] == "h100-sxm"
+    job = c.jobs()["wide"]
+    (required,) = _required(job["spec"]["template"]["spec"])
+    assert PRODUCTS["a100-sxm4-80gb"] not in required and PRODUCTS["h100-sxm"] in required
+    assert "a100-sxm4-80gb" not in job["metadata"]["annotations"]["energaizer.io/gpu-types"].split(",")
