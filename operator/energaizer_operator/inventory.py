@@ -57,6 +57,7 @@ class SteeredJob:
     predicted_energy_joules: float | None = None
     predicted_duration_seconds: float | None = None
     uid: str = ""  # the Job's own uid (owner_uid is its AIJob's)
+    suspended: bool = False  # spec.suspend: not admitted yet, or preempted/evicted by Kueue
 
 
 def normalise_product(product: str) -> tuple[str | None, str]:
@@ -210,7 +211,8 @@ def steered_job(body: Mapping[str, Any]) -> SteeredJob | None:
         None,
     )
     spec = body.get("spec") or {}
-    phase, finished = job_phase(body.get("status") or {}, bool(spec.get("suspend")))
+    suspended = bool(spec.get("suspend"))
+    phase, finished = job_phase(body.get("status") or {}, suspended)
     return SteeredJob(
         namespace=meta.get("namespace", ""),
         name=meta.get("name", ""),
@@ -222,6 +224,7 @@ def steered_job(body: Mapping[str, Any]) -> SteeredJob | None:
         predicted_energy_joules=_float(annotations.get("energaizer.io/predicted-energy-joules")),
         predicted_duration_seconds=_float(annotations.get("energaizer.io/predicted-duration-seconds")),
         uid=meta.get("uid", ""),
+        suspended=suspended,
     )
 
 

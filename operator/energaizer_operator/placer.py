@@ -228,11 +228,16 @@ class Placer(IndexLoop):
         return decisions
 
     async def _mirror(self, records: Mapping[str, AIJobRecord], jobs: Mapping[str, SteeredJob]) -> None:
-        """A steered Job's state -> its AIJob's phase (Running, Succeeded, Failed); level-triggered."""
+        """A steered Job's state -> its AIJob's phase (Running, Succeeded, Failed); level-triggered. A
+        Running AIJob whose Job is suspended again (Kueue preempted or evicted it, or its Workload was
+        deleted: the Job waits to be admitted again) goes back to Placed."""
         writes = []
         for uid, job in jobs.items():
             rec = records.get(uid)
-            if rec is None or uid in self.inflight or job.phase == Phase.PLACED:
+            if rec is None or uid in self.inflight:
+                continue
+            requeued = job.phase == Phase.PLACED and job.suspended and rec.phase == Phase.RUNNING
+            if job.phase == Phase.PLACED and not requeued:
                 continue
             if rec.phase not in (Phase.PLACED, Phase.RUNNING) or rec.phase == job.phase:
                 continue
@@ -240,7 +245,13 @@ class Placer(IndexLoop):
             if self._mirrored.get(uid) == seen:
                 continue  # written; waiting for the watch to bring it back
             self._mirrored[uid] = seen
-            condition = Condition("Running", job.phase == Phase.RUNNING, job.phase, f"Job {job.name}")
+            if requeued:
+                message = (
+                    f"Job {job.name} is suspended (preempted or evicted by Kueue): it waits for admission"
+                )
+                condition = Condition("Running", False, "Suspended", message)
+            else:
+                condition = Condition("Running", job.phase == Phase.RUNNING, job.phase, f"Job {job.name}")
             writes.append(self._write_mirror(rec, Phase(job.phase), condition))
         for uid in set(self._mirrored) - set(jobs):
             del self._mirrored[uid]
