@@ -53,7 +53,8 @@ ANNOTATION_MAX_SLOWDOWN = "energaizer.io/max-slowdown"
 ANNOTATION_GPU_TYPES = "energaizer.io/gpu-types"  # the types the required affinity allows, best first
 DEFAULT_ENERGY_SLACK = 0.2
 PREFERRED_WEIGHT = 100
-ATTEMPTS = 5
+ATTEMPTS = 5  # failed patches before an error line; the handler keeps retrying (nothing else would)
+MAX_BACKOFF_SECONDS = 30.0
 
 
 def gate_names(value: str | None) -> list[str]:
@@ -301,7 +302,11 @@ async def steer_gated_job(
     namespace, name = body.metadata.namespace, body.metadata.name
     job: Mapping[str, Any] = dict(body)
     rejected = ""  # the API refused the steering patch once: release the Job unsteered
-    for attempt in range(ATTEMPTS):
+    # Until the Job is released or gone, however long the API server fails: a gated Job gets no further
+    # watch event (nothing else writes it, and kopf lists again only on a new watch), so a handler that gave
+    # up left it gated for good (a 20 s API server restart during a burst did).
+    attempt = 0
+    while True:
         annotations = (job.get("metadata") or {}).get("annotations") or {}
         if not gated_by_us(annotations):
             return  # released meanwhile (by us in an earlier event, or the gate was dropped)
@@ -325,8 +330,10 @@ async def steer_gated_job(
             if status == 422 and "spec" in decision.patch:
                 rejected = str(exc.reason or exc.status)[:300]
             why = status or type(exc).__name__
-            logger.warning("gated Job %s/%s: patch failed (%s); retrying", namespace, name, why)
-            await asyncio.sleep(min(8.0, 0.5 * 2**attempt))
+            attempt += 1
+            log = logger.error if attempt == ATTEMPTS else logger.warning
+            log("gated Job %s/%s: patch failed %d times (%s); retrying", namespace, name, attempt, why)
+            await asyncio.sleep(min(MAX_BACKOFF_SECONDS, 0.25 * 2**attempt))
             try:
                 job = await asyncio.to_thread(kube.read_job, namespace, name)
             except (kube.ApiException, urllib3.exceptions.HTTPError) as read_exc:
@@ -338,4 +345,3 @@ async def steer_gated_job(
         kopf.event(dict(body), type=kind, reason=decision.reason, message=decision.message)
         logger.info("gated Job %s/%s: %s: %s", namespace, name, decision.reason, decision.message)
         return
-    logger.error("gated Job %s/%s: could not be released after %d attempts", namespace, name, ATTEMPTS)

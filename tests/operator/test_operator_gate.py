@@ -10,7 +10,7 @@ import aiohttp.web
 import pytest
 from energaizer_operator.estimation import estimate_job
 from energaizer_operator.models import AIJobSpec
-from kmock_support import RealisticEmulator
+from kmock_support import Fault, FaultyEmulator, RealisticEmulator
 from operator_testkit import PRODUCTS, wait_for
 
 from energaizer.whatif import recommend_power_cap
@@ -416,3 +416,19 @@ def test_a_product_whose_nodes_are_smaller_than_a_pod_is_never_allowed() -> None
     assert decision.reason == "NoFeasibleGpuType" and decision.warning and "spec" not in decision.patch
     for t in PRODUCTS:
         assert f"a pod asks for 16 GPUs and no {t} node has more than 8" in decision.message
+
+
+@pytest.mark.kmock(cls=FaultyEmulator)
+async def test_a_job_is_released_however_many_patches_fail(gpu_cluster, operator_factory):
+    """The handler gave up after 5 failed patches (an API server restart of about 20 s) and, with no
+    further event on a gated Job, left it gated for good: it now retries until the Job is released. The
+    faults are counted in requests (the first 5 PATCHes of the Job fail), not in time."""
+    c = gpu_cluster
+    c.k8s.faults = [Fault(path=r"/jobs/stuck$", methods=frozenset({"PATCH"}), status=503, times=5)]
+    op = await operator_factory()
+    await c.post(JOBS_URL, gated_job("stuck", workload=work()))
+    await wait_for(lambda: released(c, "stuck"), timeout=90)
+    assert c.k8s.faults[0].hits == 5
+    assert "energaizer.io/gpu-type" in c.jobs()["stuck"]["metadata"]["annotations"]
+    await wait_for(lambda: any(e.get("reason") == "Steered" for e in c.events("stuck")), timeout=20)
+    assert "patch failed 5 times (503); retrying" in op.log()
