@@ -179,7 +179,7 @@ class Metrics:
         server (``shutdown()``)."""
         registry: Any = self.registry if leading is None else _LeaderView(self.registry, leading)
         server = _MetricsServer(listen_socket(addr, port), _QuietHandler)
-        server.set_app(make_wsgi_app(registry))
+        server.set_app(_text_format(make_wsgi_app(registry)))
         threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
         return server
 
@@ -299,6 +299,24 @@ class Metrics:
     def _try_remove(metric: Any, *labels: str) -> None:
         with contextlib.suppress(KeyError):
             metric.remove(*labels)
+
+
+TEXT_FORMAT = "text/plain; version=0.0.4"
+
+
+def _text_format(app: Callable[..., Any]) -> Callable[..., Any]:
+    """Always the Prometheus text format 0.0.4, never OpenMetrics (which Prometheus asks for first): in
+    OpenMetrics a counter's family is its name without ``_total``, so the savings counter
+    (:class:`SavingsTotal`) and the contract gauge ``energaizer_predicted_savings_joules`` would be two
+    families of one name, which the OpenMetrics parsers refuse ("Clashing name") and Prometheus reads as one
+    family typed ``counter``: its metadata (Grafana's metric browser and query hints, remote write, the
+    OpenTelemetry receiver) then called the contract gauge a counter. In the text format the counter's
+    family is ``energaizer_predicted_savings_joules_total``."""
+
+    def text_only(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        return app({**environ, "HTTP_ACCEPT": TEXT_FORMAT}, start_response)
+
+    return text_only
 
 
 class _LeaderView:

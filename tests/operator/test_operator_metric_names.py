@@ -141,3 +141,32 @@ def test_a_standby_replica_leaves_the_mirrored_gauges_to_the_leader() -> None:
     finally:
         server.shutdown()
     assert "energaizer_leader" not in _families()  # without leader election: one operator, no such gauge
+
+
+def test_metrics_are_served_in_the_text_format_even_when_openmetrics_is_asked_for() -> None:
+    """Prometheus asks for OpenMetrics first. There the savings counter's family (its name without
+    `_total`) clashes with the contract gauge `energaizer_predicted_savings_joules`: OpenMetrics parsers
+    refuse the exposition, and Prometheus typed the gauge `counter` (test_operator_prometheus.py)."""
+    import urllib.request
+
+    from operator_testkit import free_port
+
+    m = _filled()
+    port = free_port()
+    server = m.serve(port, addr="127.0.0.1")
+    prometheus_accept = (
+        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+        "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+    )
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/metrics", headers={"Accept": prometheus_accept}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            content_type, text = response.headers["Content-Type"], response.read().decode()
+    finally:
+        server.shutdown()
+    assert content_type.startswith("text/plain; version=0.0.4")
+    lines = text.splitlines()
+    assert "# TYPE energaizer_predicted_savings_joules gauge" in lines
+    assert "# TYPE energaizer_predicted_savings_joules_total counter" in lines  # a family of its own

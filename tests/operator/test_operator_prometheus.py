@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import urllib.request
 
 import pytest
 from dcgm_support import prometheus_binary as find_prometheus
@@ -11,6 +13,45 @@ from kmock_support import RealisticEmulator
 from operator_testkit import aijob, free_port, wait_for
 
 pytestmark = [pytest.mark.kmock(cls=RealisticEmulator), pytest.mark.prometheus]
+
+
+# The families the scraped operator has series of (the measured-energy ones need ENERGAIZER_PROMETHEUS_URL):
+# contract section 4's types, and the decision counters (extensions, docs/operator.md).
+CONTRACT_TYPES = {
+    "energaizer_predicted_energy_joules": "gauge",
+    "energaizer_predicted_duration_seconds": "gauge",
+    "energaizer_predicted_power_watts": "gauge",
+    "energaizer_placement_info": "gauge",
+    "energaizer_predicted_savings_joules": "gauge",
+    "energaizer_estimation_seconds": "histogram",
+    "energaizer_aijobs": "gauge",
+    "energaizer_free_gpus": "gauge",
+    "energaizer_placements_total": "counter",
+    "energaizer_placed_predicted_energy_joules_total": "counter",
+    "energaizer_predicted_savings_joules_total": "counter",
+}
+JOB_LABELS = {"namespace", "aijob", "gpu_type"}
+CONTRACT_LABELS = {
+    "energaizer_predicted_energy_joules": JOB_LABELS,
+    "energaizer_predicted_duration_seconds": JOB_LABELS,
+    "energaizer_predicted_power_watts": JOB_LABELS,
+    "energaizer_placement_info": JOB_LABELS,
+    "energaizer_predicted_savings_joules": {"namespace", "aijob"},
+    "energaizer_estimation_seconds_count": set(),
+    "energaizer_aijobs": {"phase"},
+    "energaizer_free_gpus": {"gpu_type"},
+}
+
+
+def metadata(base: str) -> dict[str, str]:
+    """Prometheus' type of each energaizer family (one scrape gives them all); {} before it has any."""
+    try:
+        body = json.loads(urllib.request.urlopen(f"{base}/api/v1/metadata", timeout=5).read())
+    except OSError:
+        return {}
+    return {
+        name: entries[0]["type"] for name, entries in body["data"].items() if name.startswith("energaizer_")
+    }
 
 
 @pytest.fixture
@@ -74,6 +115,18 @@ async def test_real_prometheus_scrapes_the_operator(
         )
         assert float(placed_energy[0]["value"][1]) == pytest.approx(expected, rel=1e-9)
         assert float(query(base, "energaizer_placements_total")[0]["value"][1]) == 1.0
+
+        # what Prometheus records of each family (its metadata: Grafana's metric browser and query hints,
+        # remote write): the contract's types and labels. Asked for OpenMetrics first, the operator
+        # answered it, and the savings counter's family clashed with the contract gauge of the same base
+        # name: Prometheus typed the gauge `counter`.
+        types = await wait_for(lambda: metadata(base), timeout=30)
+        assert {name: types.get(name) for name in CONTRACT_TYPES} == CONTRACT_TYPES
+        for name, labels in CONTRACT_LABELS.items():
+            series = query(base, name)
+            assert series and all(
+                set(s["metric"]) - {"__name__", "job", "instance"} == labels for s in series
+            )
     finally:
         proc.terminate()
         proc.wait(timeout=10)
