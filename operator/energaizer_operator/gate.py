@@ -15,7 +15,8 @@ then writes, on the Job and its pod template:
 
 A Job whose workload cannot be read or run anywhere, or whose steering patch the API rejects (422), gets
 a Warning Event and is released unsteered (its gate name removed): energaizer never holds a Job it cannot
-place. GPUs per pod come from the pod
+place. A Job energaizer created for an AIJob (steered when it was created) that a namespace-wide policy
+gated is released unchanged. GPUs per pod come from the pod
 template's ``nvidia.com/gpu`` limit, replicas from ``spec.parallelism``.
 """
 
@@ -289,7 +290,7 @@ def _present(gpu_nodes: kopf.Index, deleted: DeletedObjects) -> Capacity:
     "v1",
     "jobs",
     annotations={GATE_ANNOTATION: kopf.PRESENT},
-    when=lambda annotations, meta, **_: gated_by_us(annotations) and not created_by_energaizer(meta),
+    when=lambda annotations, **_: gated_by_us(annotations),
 )
 async def steer_gated_job(
     body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, gpu_nodes: kopf.Index, **_: Any
@@ -310,7 +311,13 @@ async def steer_gated_job(
         annotations = (job.get("metadata") or {}).get("annotations") or {}
         if not gated_by_us(annotations):
             return  # released meanwhile (by us in an earlier event, or the gate was dropped)
-        if rejected:
+        if created_by_energaizer(job.get("metadata") or {}):
+            # an AIJob's Job, steered by the placer when it created it, and gated by a policy that gates
+            # every Job of its namespace: only energaizer removes its name, so it would never be admitted
+            message = "created by energaizer for an AIJob (steered at creation); released unchanged"
+            release = {"metadata": {"annotations": _release(annotations)}}
+            decision = GateDecision(release, "CreatedForAIJob", message)
+        elif rejected:
             message = f"the steering patch was rejected ({rejected}); released unchanged"
             release = {"metadata": {"annotations": _release(annotations)}}
             decision = GateDecision(release, "SteeringRejected", message, warning=True)

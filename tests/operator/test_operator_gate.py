@@ -11,7 +11,7 @@ import pytest
 from energaizer_operator.estimation import estimate_job
 from energaizer_operator.models import AIJobSpec
 from kmock_support import Fault, FaultyEmulator, RealisticEmulator
-from operator_testkit import PRODUCTS, wait_for
+from operator_testkit import PRODUCTS, aijob, wait_for
 
 from energaizer.whatif import recommend_power_cap
 
@@ -204,12 +204,49 @@ async def test_jobs_not_gated_by_energaizer_are_left_alone(gpu_cluster, operator
     c = gpu_cluster
     await operator_factory()
     await c.post(JOBS_URL, gated_job("theirs", gates="example.com/other", workload=work()))
-    await c.post(JOBS_URL, gated_job("aijob-made", workload=work(), labels={"energaizer.io/aijob": "x"}))
     await c.post(JOBS_URL, gated_job("marker", workload=work()))  # processed: proves the operator ran
     await wait_for(lambda: released(c, "marker"), timeout=60)
-    for name in ("theirs", "aijob-made"):
-        ann = c.jobs()[name]["metadata"]["annotations"]
-        assert GATE in ann and "energaizer.io/gpu-type" not in ann, name
+    ann = c.jobs()["theirs"]["metadata"]["annotations"]
+    assert GATE in ann and "energaizer.io/gpu-type" not in ann
+
+
+class GatingEmulator(RealisticEmulator):
+    """A namespace-wide admission policy (docs/scheduler.md, "Adding the gate") that gates every Job
+    created, the operator's own too."""
+
+    async def _handle(self, request):
+        if (
+            request.resource is not None
+            and request.resource.plural == "jobs"
+            and request.action.name == "CREATE"
+        ):
+            request.data.setdefault("metadata", {}).setdefault("annotations", {})[GATE] = (
+                "energaizer.io/placer"
+            )
+        return await super()._handle(request)
+
+
+@pytest.mark.kmock(cls=GatingEmulator)
+async def test_an_aijobs_job_gated_by_a_namespace_policy_is_released_as_created(
+    gpu_cluster, operator_factory
+):
+    """The Job the placer creates for a queue-labelled AIJob is steered already. Gated by a policy for
+    every Job of the namespace, it was left alone, so it kept energaizer's gate and Kueue never admitted it
+    (the AIJob stayed Placed for good): it is released unchanged."""
+    c = gpu_cluster
+    await operator_factory()
+    await c.create(aijob("queued", labels={"kueue.x-k8s.io/queue-name": "team-a"}))
+    await wait_for(lambda: c.phase("queued") == "Placed", timeout=90)
+    await wait_for(lambda: released(c, "queued"), timeout=60)
+    job = c.jobs()["queued"]
+    assert GATE not in job["metadata"]["annotations"]
+    placement = c.aijob("queued")["status"]["placement"]
+    assert job["metadata"]["annotations"]["energaizer.io/gpu-type"] == placement["gpuType"]
+    assert job["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ][0]["preference"]["matchExpressions"][0]["values"] == [PRODUCTS[placement["gpuType"]]]
+    await wait_for(lambda: any(e.get("reason") == "CreatedForAIJob" for e in c.events("queued")), timeout=20)
+    assert len([n for n in c.job_creates() if n == "queued"]) == 1
 
 
 async def test_a_job_gated_by_us_without_a_workload_is_released_unchanged(gpu_cluster, operator_factory):
