@@ -203,8 +203,15 @@ def build_problem(
             row[~preferred] = np.inf
     if n_types:
         too_big = (gpr[:, None] > largest[None, :]) & np.isfinite(cost)
+        most = [
+            max((capacity.node_gpus.get(p, 0) for p in capacity.products.get(t, [])), default=0)
+            for t in types
+        ]
         for j, t in zip(*np.nonzero(too_big), strict=True):
-            reasons[j][t] = f"no node has {int(gpr[j])} free GPUs"
+            if gpr[j] > most[t]:  # never, as the nodes are: not a matter of waiting for GPUs to free up
+                reasons[j][t] = f"no {types[t]} node has {int(gpr[j])} GPUs (the largest has {most[t]})"
+            else:
+                reasons[j][t] = f"no node has {int(gpr[j])} free GPUs"
         cost[too_big] = np.inf
     problem = PlacementProblem(
         job_ids=[job.key for job in jobs],

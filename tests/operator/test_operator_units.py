@@ -313,7 +313,14 @@ def test_batch_decision_respects_capacity_and_node_size():
         _job("oom", 1, 1, a=-1.0, b=-1.0),
     ]
     problem, _ = build_problem(jobs, cap)
-    assert problem.infeasible_reasons[3][0] == "no node has 4 free GPUs"
+    # a's only node has 2 GPUs: an AIJob asking for 4 per replica waits for nothing there (it was told
+    # "no node has 4 free GPUs", as if it would fit once GPUs were freed)
+    assert problem.infeasible_reasons[3][0] == "no a node has 4 GPUs (the largest has 2)"
+    busy = compute_capacity(
+        [NodeGPUs("a", "PA", "a", 8, True), NodeGPUs("b", "PB", "b", 8, True)], [PodGPUs("a", 6)], []
+    )
+    problem, _ = build_problem(jobs, busy)
+    assert problem.infeasible_reasons[3][0] == "no node has 4 free GPUs"  # 2 of its 8 are free now
     decisions, result = decide(jobs, cap)
     got = {d.job.key: d.gpu_type for d in decisions}
     assert got == {"j1": "a", "j2": "a", "j3": "b", "big": "b", "oom": None}
