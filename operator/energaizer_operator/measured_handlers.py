@@ -157,6 +157,9 @@ class Candidate:
     job_name: str
     gpu_type: str
     predicted_energy_joules: float | None
+    # feasible type -> predicted energy (status.estimates): the prediction of the type the pods ran on,
+    # when Kueue admitted a queue-labelled AIJob's Job on another allowed flavor than the placed type
+    estimates: tuple[tuple[str, float], ...] = ()
 
     @property
     def ref(self) -> dict[str, Any]:
@@ -181,7 +184,18 @@ def candidate(body: Mapping[str, Any]) -> Candidate | None:
         str(job_name),
         _gpu_type(status, meta),
         _predicted(status, meta),
+        tuple(
+            (str(e["gpuType"]), float(e["energyJoules"]))
+            for e in status.get("estimates") or []
+            if e.get("feasible") and e.get("gpuType") and e.get("energyJoules") is not None
+        ),
     )
+
+
+def ran_on(pods: Sequence[PodRun], node_types: Mapping[str, str | None]) -> str | None:
+    """The one GPU type (catalog id) of the nodes the pods ran on; None when unknown or mixed."""
+    types = {node_types.get(p.node) for p in ran(pods) if p.node}
+    return types.pop() if len(types) == 1 else None
 
 
 def _gpu_type(status: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
@@ -267,9 +281,19 @@ class Measurer:
         )
         self.decided: dict[str, float] = {}
         self.task: asyncio.Task | None = None
+        self.gpu_nodes: kopf.Index | None = None
 
-    def start(self, candidates: kopf.Index, pods: kopf.Index, jobs: kopf.Index, nodes: kopf.Index) -> None:
-        """Idempotent; called from an AIJob event handler so that kopf's Event posting works in the task."""
+    def start(
+        self,
+        candidates: kopf.Index,
+        pods: kopf.Index,
+        jobs: kopf.Index,
+        nodes: kopf.Index,
+        gpu_nodes: kopf.Index | None = None,
+    ) -> None:
+        """Idempotent; called from an AIJob event handler so that kopf's Event posting works in the task.
+        ``gpu_nodes``: the operator's node index (the GPU type of each node, for :func:`ran_on`)."""
+        self.gpu_nodes = gpu_nodes
         if self.task is None:
             self.task = asyncio.create_task(self.run(candidates, pods, jobs, nodes))
             self.task.add_done_callback(_report_end)
@@ -299,6 +323,11 @@ class Measurer:
                     raise
                 except Exception:  # one AIJob's failure must not stop the others' measurement
                     logger.exception("AIJob %s/%s: measurement failed", cand.namespace, cand.name)
+
+    def _node_types(self) -> dict[str, str | None]:
+        live = self.memo["state"].deleted.live
+        stores = list(self.gpu_nodes.values()) if self.gpu_nodes is not None else []
+        return {n.name: n.gpu_type for n in live(n for store in stores for n in store)}
 
     async def measure_one(
         self, cand: Candidate, measure_pods: kopf.Index, measure_jobs: kopf.Index, measure_nodes: kopf.Index
@@ -345,7 +374,11 @@ class Measurer:
                 f"{outcome.message.removesuffix('; will retry')}; gave up {cfg.measure_give_up_seconds:.0f} s "
                 "after the Job ended",
             )
-        gpu_type = cand.gpu_type
+        gpu_type, predicted = cand.gpu_type, cand.predicted_energy_joules
+        actual = ran_on(pods, self._node_types())
+        if actual is not None and actual != gpu_type:  # Kueue admitted it on another allowed flavor
+            logger.info("AIJob %s/%s: placed on %s, ran on %s", namespace, name, gpu_type, actual)
+            gpu_type, predicted = actual, dict(cand.estimates).get(actual)
         if outcome.reason.final:
             backoff.forget(uid)
             decided[uid] = now  # if the write is lost, the AIJob is decided again after DECIDED_SECONDS
@@ -374,7 +407,6 @@ class Measurer:
             metrics = self.memo["state"].metrics
             if metrics is not None:
                 metrics.set_measured(namespace, name, gpu_type, float(outcome.energy_joules or 0.0))
-                predicted = cand.predicted_energy_joules
                 if predicted and predicted > 0:
                     metrics.prediction_error_ratio.labels(gpu_type=gpu_type).observe(
                         outcome.energy_joules / predicted
@@ -450,12 +482,13 @@ async def measured_gauge(
     measure_pods: kopf.Index,
     measure_jobs: kopf.Index,
     measure_nodes: kopf.Index,
+    gpu_nodes: kopf.Index,
     **_: Any,
 ) -> None:
     """Keeps the measured gauge in step with status.measured, and starts the measurement loop."""
     measurer: Measurer | None = memo.get("measurer")
     if measurer is not None:
-        measurer.start(measure_candidates, measure_pods, measure_jobs, measure_nodes)
+        measurer.start(measure_candidates, measure_pods, measure_jobs, measure_nodes, gpu_nodes)
     metrics = memo["state"].metrics
     obj = event.get("object") or {}
     meta = obj.get("metadata") or {}

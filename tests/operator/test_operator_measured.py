@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import time
+import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,10 @@ BUSY_WATTS = {"h100-sxm": 520.0, "a100-sxm4-80gb": 310.0, "l4": 68.0}
 GPUS_PER_NODE = 8
 POD = "/api/v1/namespaces/default/pods"
 JOB_STATUS = "/apis/batch/v1/namespaces/default/jobs/{name}/status"
+
+
+def scrape(port: int) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
 
 
 def iso(t: float) -> str:
@@ -482,3 +487,56 @@ async def test_hidden_sharing_on_a_time_sliced_node(cluster, operator_factory, t
     finally:
         await shutdown(prom, exporters)
     assert await op.stop() == 0
+
+
+async def test_a_queue_job_admitted_on_another_flavor_is_measured_as_the_type_it_ran_on(
+    cluster, operator_factory, tmp_path
+):
+    """Kueue may admit a queue-labelled AIJob's Job on another allowed flavor than the placed type
+    (docs/scheduler.md). The measurement was labelled with the placed type and compared with that type's
+    prediction: status.measured.gpuType (what export-measurements writes for calibrate),
+    energaizer_measured_energy_joules and energaizer_prediction_error_ratio all named the wrong GPU."""
+    prometheus_binary()
+    c = cluster
+    fleet, exporters = await start_fleet(c, boot=time.time() - 3600.0)
+    prom = Prometheus(tmp_path, {})
+    op = await measuring_operator(operator_factory, prom)
+    prom.targets = {"dcgm-exporter": [f"127.0.0.1:{e.port}" for e in exporters]}
+    prom.start()
+    try:
+        await c.create(aijob("fallback", labels={"kueue.x-k8s.io/queue-name": "team-a"}))
+        await wait_for(lambda: c.phase("fallback") == "Placed" and "fallback" in c.jobs(), timeout=60)
+        status = c.aijob("fallback")["status"]
+        placed = status["placement"]["gpuType"]
+        allowed = c.jobs()["fallback"]["metadata"]["annotations"]["energaizer.io/gpu-types"].split(",")
+        other = next(t for t in allowed if t != placed)  # the flavor Kueue admitted it on
+        predicted = {e["gpuType"]: e["energyJoules"] for e in status["estimates"] if e["feasible"]}
+        await wait_for(lambda: len(prom.query('up{job="dcgm-exporter"} == 1')) == len(exporters), timeout=60)
+
+        t0 = math.ceil(time.time()) + 3
+        node_name, held = fleet.take(other, 1)
+        plan = PodPlan("fallback-0-x0z", "fallback", node_name, held, t0, t0 + 12)
+        held[0].holds.append(Hold("default", plan.name, plan.start, plan.end, BUSY_WATTS[other]))
+        await c.post(POD, pod_body(plan, c.jobs()["fallback"]["metadata"]["uid"]))
+        await play_pods(c, [plan])
+
+        measured = await wait_for(
+            lambda: c.aijob("fallback")["status"].get("measured"), timeout=60, interval=0.5
+        )
+        assert measured["gpuType"] == other
+        text = await wait_for(
+            lambda: (t := scrape(op.metrics_port)) and "energaizer_prediction_error_ratio_count{" in t and t
+        )
+        assert f'energaizer_prediction_error_ratio_count{{gpu_type="{other}"}} 1.0' in text
+        assert (
+            f'energaizer_measured_energy_joules{{aijob="fallback",gpu_type="{other}",namespace="default"}}'
+            in text
+        )
+        ratio_sum = next(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(f'energaizer_prediction_error_ratio_sum{{gpu_type="{other}"}}')
+        )
+        assert ratio_sum == pytest.approx(measured["energyJoules"] / predicted[other], rel=1e-6)
+    finally:
+        await shutdown(prom, exporters)
