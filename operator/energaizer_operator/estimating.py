@@ -125,8 +125,11 @@ class EstimateLoop(IndexLoop):
             message += f"{best.gpu_type}: {best.energy_joules:.4g} J in {best.duration_seconds:.4g} s"
         else:
             message = "no feasible GPU type: " + "; ".join(f"{e.gpu_type}: {e.reason}" for e in estimates)
-        # An AIJob whose Job exists keeps its phase (Jobs are immutable); others are placed (again).
-        phase = None if has_job and rec.phase is not None else Phase.ESTIMATED
+        # An AIJob whose Job exists keeps its phase (Jobs are immutable); others are placed (again). An
+        # Invalid one with a Job (its spec broken after placement, then fixed) becomes Estimated, so that
+        # the placer records the Job it has (adopts it, never a second one) and mirrors the Job again.
+        keep = has_job and rec.phase is not None and rec.phase != Phase.INVALID
+        phase = None if keep else Phase.ESTIMATED
         # No Event: the Estimated condition carries the message, and a burst of 1,000 AIJobs would
         # otherwise cost the API server 1,000 more requests before the first placement.
         return report(

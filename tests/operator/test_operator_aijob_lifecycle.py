@@ -1,0 +1,54 @@
+"""An AIJob's life after placement, as an ops team meets it: the spec edited, the owned Job deleted by hand."""
+
+from __future__ import annotations
+
+import pytest
+from kmock_support import RealisticEmulator
+from operator_testkit import AIJOBS_URL, aijob, wait_for
+
+pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
+
+MERGE = {"Content-Type": "application/merge-patch+json"}
+
+
+def condition(obj, type_):
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), None)
+
+
+async def edit(c, name, workload):
+    path = AIJOBS_URL.format(ns="default") + f"/{name}"
+    resp = await c.k8s.patch(path, json={"spec": {"workload": workload}}, headers=MERGE)
+    assert resp.status == 200, await resp.text()
+    return c.aijob(name)["metadata"]["generation"]
+
+
+def handled(c, name, generation, phase):
+    obj = c.aijob(name)
+    status = obj.get("status") or {}
+    return status.get("observedGeneration") == generation and status.get("phase") == phase
+
+
+async def test_a_placed_aijob_made_invalid_then_fixed_is_placed_again_on_its_job(
+    gpu_cluster, operator_factory
+):
+    """A spec edit that breaks a placed AIJob makes it Invalid (its Job runs on: Jobs are immutable); the
+    fix that follows re-estimates it and records the Job it has, never a second Job. It was left in phase
+    Invalid (with ``Invalid=False``) for good: an AIJob with a Job kept whatever phase it had."""
+    c = gpu_cluster
+    await operator_factory()
+    await c.create(aijob("edited"))
+    await wait_for(lambda: c.phase("edited") == "Placed", timeout=60)
+    job_type = c.jobs()["edited"]["metadata"]["annotations"]["energaizer.io/gpu-type"]
+
+    broken = await edit(c, "edited", {"model": "no-such-model"})
+    await wait_for(lambda: handled(c, "edited", broken, "Invalid"), timeout=60)
+    assert condition(c.aijob("edited"), "Invalid")["status"] == "True"
+
+    fixed = await edit(c, "edited", {"model": "llama-3.1-8b"})
+    await wait_for(lambda: handled(c, "edited", fixed, "Placed"), timeout=60)
+    obj = c.aijob("edited")
+    assert condition(obj, "Invalid")["status"] == "False"
+    assert condition(obj, "Placed")["status"] == "True"
+    assert obj["status"]["placement"]["gpuType"] == job_type
+    assert obj["status"]["placement"]["jobName"] == "edited"
+    assert c.job_creates() == ["edited"]
