@@ -76,6 +76,16 @@ class InFlight:
     steer: bool
 
 
+def _job_exists(namespace: str, name: str) -> bool:
+    try:
+        kube.read_job(namespace, name)
+    except kube.ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
 class Placer(IndexLoop):
     def __init__(self, *args: Any, clock: Callable[[], float] = time.monotonic, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -88,6 +98,7 @@ class Placer(IndexLoop):
         self._first_seen: dict[str, float] = {}  # uid -> when this process first saw the AIJob
         self._ready_since: dict[str, float] = {}  # uid -> when it became Estimated (ready to place)
         self._mirrored: dict[str, tuple[str | None, str]] = {}  # uid -> (resourceVersion, Job phase) written
+        self._job_phase: dict[str, str] = {}  # uid -> the last phase seen of its Job (a Job deleted: its end)
         self._waiting_since: dict[str, float] = {}  # uid -> when it began waiting for a placement
         self._held: dict[str, Held] = {}  # uid -> waiting for a preferred type (maxWaitSeconds)
         self.fleet = FleetSettings(
@@ -230,9 +241,11 @@ class Placer(IndexLoop):
     async def _mirror(self, records: Mapping[str, AIJobRecord], jobs: Mapping[str, SteeredJob]) -> None:
         """A steered Job's state -> its AIJob's phase (Running, Succeeded, Failed); level-triggered. A
         Running AIJob whose Job is suspended again (Kueue preempted or evicted it, or its Workload was
-        deleted: the Job waits to be admitted again) goes back to Placed."""
+        deleted: the Job waits to be admitted again) goes back to Placed. A Job gone before its end was
+        mirrored (deleted by hand, or by a TTL) fails its AIJob (:meth:`_lost`)."""
         writes = []
         for uid, job in jobs.items():
+            self._job_phase[uid] = job.phase
             rec = records.get(uid)
             if rec is None or uid in self.inflight:
                 continue
@@ -253,9 +266,47 @@ class Placer(IndexLoop):
             else:
                 condition = Condition("Running", job.phase == Phase.RUNNING, job.phase, f"Job {job.name}")
             writes.append(self._write_mirror(rec, Phase(job.phase), condition))
-        for uid in set(self._mirrored) - set(jobs):
+        for uid, rec in records.items():
+            if uid in jobs or uid in self.inflight or not rec.placed_job_name or not rec.up_to_date:
+                continue  # (a spec edit re-estimates it: without its Job it is placed again)
+            if rec.phase not in (Phase.PLACED, Phase.RUNNING):
+                continue
+            written = self._mirrored.get(uid)
+            if written is not None and written[0] == rec.resource_version:
+                continue  # a write built on this version is in flight, or was answered for it
+            self._mirrored[uid] = (rec.resource_version, "lost")
+            writes.append(self._lost(rec, self._job_phase.get(uid)))
+        for uid in set(self._mirrored) - set(records):
             del self._mirrored[uid]
+        for uid in set(self._job_phase) - set(records):
+            del self._job_phase[uid]
         await asyncio.gather(*writes)
+
+    async def _lost(self, rec: AIJobRecord, last_phase: str | None) -> None:
+        """The AIJob is Placed or Running and its Job is not in the index: once the API confirms it is gone
+        (404), the AIJob takes the end the Job was last seen in (a TTL deleted it before the mirror wrote
+        it), else it fails with ``JobDeleted``. Never created again: a Job deleted by hand is often a
+        cancelled one, and running it again would cost its energy twice."""
+        name = rec.placed_job_name
+        assert name is not None
+        async with self._semaphore:
+            try:
+                if await asyncio.to_thread(_job_exists, rec.namespace, name):
+                    return  # not one of ours any more, or the watch is late: nothing to say
+                if last_phase in (Phase.SUCCEEDED, Phase.FAILED):
+                    phase = Phase(last_phase)
+                    condition = Condition("Running", False, last_phase, f"Job {name} (deleted since)")
+                    event = None
+                else:
+                    phase = Phase.FAILED
+                    message = f"the Job {name} was deleted before it finished; its outcome is unknown"
+                    condition = Condition("Running", False, "JobDeleted", message)
+                    event = Event("JobDeleted", message, warning=True)
+                await report(rec, phase, condition, event)
+                logger.info("AIJob %s: %s (its Job %s is gone)", rec.key, phase, name)
+            except Exception:
+                self._mirrored.pop(rec.uid, None)
+                logger.exception("could not report the deleted Job of %s; retrying", rec.key)
 
     async def _write_mirror(self, rec: AIJobRecord, phase: Phase, condition: Condition) -> None:
         async with self._semaphore:

@@ -44,6 +44,7 @@ class AIJobRecord:
     estimates: Mapping[str, TypeEstimate] = field(default_factory=dict)
     conditions: tuple[Mapping[str, Any], ...] = ()
     placed_gpu_type: str | None = None  # status.placement.gpuType
+    placed_job_name: str | None = None  # status.placement.jobName (steer mode: its Job was created)
     resource_version: str | None = None
 
     @property
@@ -240,5 +241,6 @@ def aijob_record(body: Mapping[str, Any], cache: SpecCache, default_mode: str) -
         estimates=estimates,
         conditions=conditions,
         placed_gpu_type=placement.get("gpuType") if isinstance(placement, Mapping) else None,
+        placed_job_name=placement.get("jobName") if isinstance(placement, Mapping) else None,
         resource_version=version,
     )

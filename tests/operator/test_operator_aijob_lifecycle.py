@@ -52,3 +52,34 @@ async def test_a_placed_aijob_made_invalid_then_fixed_is_placed_again_on_its_job
     assert obj["status"]["placement"]["gpuType"] == job_type
     assert obj["status"]["placement"]["jobName"] == "edited"
     assert c.job_creates() == ["edited"]
+
+
+async def test_a_deleted_job_fails_its_aijob_instead_of_leaving_it_running(gpu_cluster, operator_factory):
+    """The owned Job deleted by hand while it ran (or by a TTL before its end was mirrored): the AIJob said
+    Running for ever and its GPUs were counted free. Now: phase Failed, reason JobDeleted, a Warning Event;
+    no Job is created again (a deleted Job is often a cancelled one, and re-running costs the energy
+    again). An annotate-mode AIJob, which has no Job, stays Placed."""
+    c = gpu_cluster
+    await operator_factory()
+    await c.create(aijob("advice", mode="annotate"))
+    await c.create(aijob("cancelled"))
+    await wait_for(lambda: c.phase("advice") == "Placed" and c.phase("cancelled") == "Placed", timeout=60)
+    await c.k8s.patch(
+        "/apis/batch/v1/namespaces/default/jobs/cancelled/status", json={"status": {"active": 1}}
+    )
+    await wait_for(lambda: c.phase("cancelled") == "Running", timeout=60)
+
+    resp = await c.k8s.delete("/apis/batch/v1/namespaces/default/jobs/cancelled")
+    assert resp.status == 200
+    await wait_for(lambda: c.phase("cancelled") == "Failed", timeout=60)
+    running = condition(c.aijob("cancelled"), "Running")
+    assert running["status"] == "False" and running["reason"] == "JobDeleted"
+    assert "cancelled" in running["message"]
+    await wait_for(
+        lambda: any(
+            e.get("reason") == "JobDeleted" and e.get("type") == "Warning" for e in c.events("cancelled")
+        ),
+        timeout=60,
+    )
+    assert c.phase("advice") == "Placed"
+    assert c.job_creates() == ["cancelled"]
