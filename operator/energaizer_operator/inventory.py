@@ -41,6 +41,7 @@ class PodGPUs:
     node: str
     gpus: int
     uid: str = ""
+    job_uid: str | None = None  # a pod of an AIJob's Job: that Job's uid (its GPUs are the Job's)
 
 
 @dataclass(frozen=True)
@@ -159,11 +160,17 @@ def pod_gpu_request(pod_spec: Mapping[str, Any], gpu_resource: str) -> int:
 
 
 def pod_gpus(body: Mapping[str, Any], *, gpu_resource: str) -> PodGPUs | None:
-    """GPUs held by a live pod bound to a node; None for finished pods, unbound pods, pods of
-    energaizer Jobs (their Job accounts for them) and pods without GPUs."""
+    """GPUs held by a live pod bound to a node; None for finished pods, unbound pods and pods without
+    GPUs. A pod of an AIJob's Job carries its Job's uid: :func:`compute_capacity` leaves it out while that
+    Job is unfinished (the Job accounts for its GPUs), and counts it once the Job is gone (deleted by hand,
+    ``--cascade=orphan``, the garbage collector still terminating its pods) or finished."""
     meta = body.get("metadata") or {}
+    job_uid: str | None = None
     if ANNOTATION_GPU_TYPE in (meta.get("annotations") or {}) and AIJOB_LABEL in (meta.get("labels") or {}):
-        return None  # a pod of an AIJob's Job (Jobs steered through the Kueue gate are not: count them)
+        # a pod of an AIJob's Job (Jobs steered through the Kueue gate are not: always counted)
+        job_uid = next(
+            (r.get("uid") for r in meta.get("ownerReferences") or [] if r.get("kind") == "Job"), None
+        )
     status = body.get("status") or {}
     if status.get("phase") in ("Succeeded", "Failed"):
         return None
@@ -172,7 +179,7 @@ def pod_gpus(body: Mapping[str, Any], *, gpu_resource: str) -> PodGPUs | None:
     gpus = pod_gpu_request(spec, gpu_resource)
     if not node or gpus <= 0:
         return None
-    return PodGPUs(node, gpus, uid=meta.get("uid", ""))
+    return PodGPUs(node, gpus, uid=meta.get("uid", ""), job_uid=job_uid)
 
 
 def job_phase(status: Mapping[str, Any], suspended: bool) -> tuple[str, bool]:
@@ -255,9 +262,14 @@ def compute_capacity(
     reserved: Mapping[str, int] | None = None,
 ) -> Capacity:
     """Free GPUs per type. ``reserved`` holds GPUs already promised by this operator but not yet
-    visible as Jobs (placements in flight)."""
+    visible as Jobs (placements in flight). The pods of an unfinished AIJob's Job are its Job's GPUs;
+    a pod whose Job is gone or finished holds its GPUs itself until it ends."""
+    jobs = list(jobs)
+    accounted = {job.uid for job in jobs if not job.finished and job.uid}
     used_by_node: dict[str, int] = {}
     for pod in pods:
+        if pod.job_uid is not None and pod.job_uid in accounted:
+            continue
         used_by_node[pod.node] = used_by_node.get(pod.node, 0) + pod.gpus
     cap = Capacity()
     for node in nodes:

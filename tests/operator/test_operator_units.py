@@ -204,9 +204,14 @@ def test_pod_gpu_use():
     assert pod_gpus({**pod, "status": {"phase": "Succeeded"}}, gpu_resource="nvidia.com/gpu") is None
     ours = {
         **pod,
-        "metadata": {"annotations": {"energaizer.io/gpu-type": "l4"}, "labels": {"energaizer.io/aijob": "x"}},
+        "metadata": {
+            "annotations": {"energaizer.io/gpu-type": "l4"},
+            "labels": {"energaizer.io/aijob": "x"},
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "x", "uid": "job-x"}],
+        },
     }
-    assert pod_gpus(ours, gpu_resource="nvidia.com/gpu") is None  # counted through its Job
+    # counted through its Job while the Job is unfinished (compute_capacity), by itself once it is gone
+    assert pod_gpus(ours, gpu_resource="nvidia.com/gpu") == PodGPUs("n1", 3, job_uid="job-x")
     # A pod of a Job steered through the Kueue gate: not an AIJob's, so its GPUs count.
     gated = {**pod, "metadata": {"annotations": {"energaizer.io/gpu-type": "l4"}}}
     assert pod_gpus(gated, gpu_resource="nvidia.com/gpu") == PodGPUs("n1", 3)
@@ -227,6 +232,22 @@ def test_capacity_subtracts_pods_jobs_and_reservations():
     assert cap.free == {"h100-sxm": 12 - 2 - 3 - 1}
     assert cap.largest_free_node == {"h100-sxm": 6}
     assert cap.unknown_products == {"P-X": "unknown"} and cap.products == {"h100-sxm": ["P-H"]}
+
+
+def test_pods_of_a_deleted_or_finished_job_hold_their_gpus_themselves():
+    """The pods of an AIJob's unfinished Job are the Job's GPUs (not counted twice); once the Job is deleted
+    (by hand, ``--cascade=orphan``, pods still terminating) or finished, its live pods still hold their GPUs.
+    They were never counted: the freed GPUs were handed out again while the pods ran on them."""
+    nodes = [NodeGPUs("a", "P-L4", "l4", 8, True)]
+    running = SteeredJob("ns", "j1", "aijob-1", "l4", 4, False, "Running", uid="job-1")
+    failed = SteeredJob("ns", "j2", "aijob-2", "l4", 2, True, "Failed", uid="job-2")
+    pods = [
+        PodGPUs("a", 4, uid="p1", job_uid="job-1"),  # its Job counts it
+        PodGPUs("a", 2, uid="p2", job_uid="job-2"),  # its Job failed: terminating, still on its GPUs
+        PodGPUs("a", 1, uid="p3", job_uid="job-3"),  # its Job was deleted
+    ]
+    assert compute_capacity(nodes, pods, [running, failed]).free == {"l4": 8 - 4 - 2 - 1}
+    assert compute_capacity(nodes, pods[:1], [running]).free == {"l4": 4}
 
 
 def test_job_phase_mirroring():
