@@ -267,10 +267,13 @@ class Placer(IndexLoop):
                 condition = Condition("Running", job.phase == Phase.RUNNING, job.phase, f"Job {job.name}")
             writes.append(self._write_mirror(rec, Phase(job.phase), condition))
         for uid, rec in records.items():
-            if uid in jobs or uid in self.inflight or not rec.placed_job_name or not rec.up_to_date:
+            if uid in jobs or not rec.placed_job_name or not rec.up_to_date:
                 continue  # (a spec edit re-estimates it: without its Job it is placed again)
             if rec.phase not in (Phase.PLACED, Phase.RUNNING):
                 continue
+            entry = self.inflight.get(uid)
+            if entry is not None and not (entry.steer and rec.phase != entry.phase_seen):
+                continue  # being placed; (a Job created, then deleted before the watch showed it: read)
             written = self._mirrored.get(uid)
             if written is not None and written[0] == rec.resource_version:
                 continue  # a write built on this version is in flight, or was answered for it
@@ -293,6 +296,7 @@ class Placer(IndexLoop):
             try:
                 if await asyncio.to_thread(_job_exists, rec.namespace, name):
                     return  # not one of ours any more, or the watch is late: nothing to say
+                self.inflight.pop(rec.uid, None)  # its GPUs are no longer promised to a Job on its way
                 if last_phase in (Phase.SUCCEEDED, Phase.FAILED):
                     phase = Phase(last_phase)
                     condition = Condition("Running", False, last_phase, f"Job {name} (deleted since)")

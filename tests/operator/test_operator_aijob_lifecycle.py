@@ -83,3 +83,41 @@ async def test_a_deleted_job_fails_its_aijob_instead_of_leaving_it_running(gpu_c
     )
     assert c.phase("advice") == "Placed"
     assert c.job_creates() == ["cancelled"]
+
+
+async def test_the_pods_of_a_deleted_job_keep_their_gpus_until_they_end(gpu_cluster, operator_factory):
+    """The Job deleted while its pod runs (``kubectl delete job --cascade=orphan``, or the pod still in its
+    grace period): the pod holds its 8 L4 GPUs. The operator left the pods of its Jobs out of the free
+    GPUs (their Job counts them) also when the Job was gone, so the next AIJob was placed on GPUs in use."""
+    c = gpu_cluster
+    await operator_factory()
+    await c.create(aijob("first", gpus=8, candidateGpuTypes=["l4"]))
+    await wait_for(lambda: c.phase("first") == "Placed", timeout=60)
+    job = c.jobs()["first"]
+    template = job["spec"]["template"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "first-abcde",
+            "namespace": "default",
+            "labels": template["metadata"]["labels"],
+            "annotations": template["metadata"]["annotations"],
+            "ownerReferences": [
+                {"apiVersion": "batch/v1", "kind": "Job", "name": "first", "uid": job["metadata"]["uid"]}
+            ],
+        },
+        "spec": {**template["spec"], "nodeName": "l4-0"},
+        "status": {"phase": "Running"},
+    }
+    await c.post("/api/v1/namespaces/default/pods", pod)
+    resp = await c.k8s.delete("/apis/batch/v1/namespaces/default/jobs/first")
+    assert resp.status == 200
+    await wait_for(lambda: c.phase("first") == "Failed", timeout=60)  # the placer has seen the Job gone
+
+    await c.create(aijob("second", gpus=8, candidateGpuTypes=["l4"]))
+    await wait_for(lambda: c.phase("second") in ("Placed", "Unschedulable"), timeout=60)
+    assert c.phase("second") == "Unschedulable"
+    resp = await c.k8s.delete("/api/v1/namespaces/default/pods/first-abcde")
+    assert resp.status == 200
+    await wait_for(lambda: c.phase("second") == "Placed", timeout=60)
