@@ -98,6 +98,7 @@ class Placer(IndexLoop):
         self._first_seen: dict[str, float] = {}  # uid -> when this process first saw the AIJob
         self._ready_since: dict[str, float] = {}  # uid -> when it became Estimated (ready to place)
         self._mirrored: dict[str, tuple[str | None, str]] = {}  # uid -> (resourceVersion, Job phase) written
+        self._name_held: dict[str, str | None] = {}  # uid -> resourceVersion its JobNameInUse was written on
         self._job_phase: dict[str, str] = {}  # uid -> the last phase seen of its Job (a Job deleted: its end)
         self._waiting_since: dict[str, float] = {}  # uid -> when it began waiting for a placement
         self._held: dict[str, Held] = {}  # uid -> waiting for a preferred type (maxWaitSeconds)
@@ -177,6 +178,7 @@ class Placer(IndexLoop):
         if adopt:
             await asyncio.gather(*(self._adopt(r, jobs[r.uid]) for r in adopt))
         await self._mirror(records, jobs)
+        waiting = await self._hold_names_in_use(waiting, records, jobs)
         fresh = [r for r in waiting if r.phase == Phase.ESTIMATED and r.uid not in self._held]
         backlog = [r for r in records.values() if r.needs_estimate and r.spec is not None]
         arrivals = [self._first_seen[r.uid] for r in (*fresh, *backlog)]
@@ -237,6 +239,53 @@ class Placer(IndexLoop):
             tasks.append(self._apply(rec, decision, capacity, steer))
         await asyncio.gather(*tasks)
         return decisions
+
+    async def _hold_names_in_use(
+        self, waiting: list[AIJobRecord], records: Mapping[str, AIJobRecord], jobs: Mapping[str, SteeredJob]
+    ) -> list[AIJobRecord]:
+        """``waiting`` less the steered AIJobs whose Job name is still taken by the Job of a deleted AIJob
+        of the same name (deleted and re-created at once: the garbage collector has not deleted the old
+        Job yet). Creating the Job would conflict with it and fail the AIJob for good (JobNameConflict);
+        held, the AIJob says so once (``Placed=False``, reason ``JobNameInUse``, an Event) and is placed
+        when the old Job is gone."""
+        taken = {(j.namespace, j.name): j for uid, j in jobs.items() if uid not in records}
+        if not taken:
+            self._name_held.clear()
+            return waiting
+        out = []
+        writes = []
+        for rec in waiting:
+            old = taken.get((rec.namespace, rec.name))
+            if old is None or rec.mode(self.settings.default_mode) != "steer":
+                out.append(rec)
+                continue
+            if rec.condition_reason("Placed") == "JobNameInUse" or self._name_held.get(rec.uid) == (
+                rec.resource_version
+            ):
+                continue  # said already (or being said)
+            self._name_held[rec.uid] = rec.resource_version
+            message = (
+                f"the Job {rec.name} of a deleted AIJob of this name is not deleted yet; "
+                "this AIJob is placed once it is gone"
+            )
+            writes.append(self._say_name_in_use(rec, message))
+        for uid in set(self._name_held) - set(records):
+            del self._name_held[uid]
+        await asyncio.gather(*writes)
+        return out
+
+    async def _say_name_in_use(self, rec: AIJobRecord, message: str) -> None:
+        async with self._semaphore:
+            try:
+                await report(
+                    rec,
+                    None,
+                    Condition("Placed", False, "JobNameInUse", message),
+                    Event("JobNameInUse", message),
+                )
+            except Exception:
+                self._name_held.pop(rec.uid, None)
+                logger.exception("could not report the Job name in use of %s; retrying", rec.key)
 
     async def _mirror(self, records: Mapping[str, AIJobRecord], jobs: Mapping[str, SteeredJob]) -> None:
         """A steered Job's state -> its AIJob's phase (Running, Succeeded, Failed); level-triggered. A

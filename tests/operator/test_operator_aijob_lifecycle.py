@@ -121,3 +121,30 @@ async def test_the_pods_of_a_deleted_job_keep_their_gpus_until_they_end(gpu_clus
     resp = await c.k8s.delete("/api/v1/namespaces/default/pods/first-abcde")
     assert resp.status == 200
     await wait_for(lambda: c.phase("second") == "Placed", timeout=60)
+
+
+async def test_an_aijob_deleted_and_created_again_waits_for_its_old_job_to_go(gpu_cluster, operator_factory):
+    """``kubectl delete aijob x && kubectl apply -f x.yaml``: the garbage collector deletes the old AIJob's
+    Job a moment later (kmock has no garbage collector: the test deletes it). The new AIJob's Job create
+    conflicted with the old Job and failed the AIJob for good (JobNameConflict). Now it waits, says why
+    (JobNameInUse), and is placed with a Job of its own once the old Job is gone."""
+    c = gpu_cluster
+    await operator_factory()
+    await c.create(aijob("again"))
+    await wait_for(lambda: c.phase("again") == "Placed", timeout=60)
+    old_uid = c.aijob("again")["metadata"]["uid"]
+    resp = await c.k8s.delete(AIJOBS_URL.format(ns="default") + "/again")
+    assert resp.status == 200
+    await c.create(aijob("again"))
+    new_uid = c.aijob("again")["metadata"]["uid"]
+    assert new_uid != old_uid
+    await wait_for(lambda: (condition(c.aijob("again"), "Placed") or {}).get("reason") == "JobNameInUse")
+    assert c.phase("again") == "Estimated"
+    await wait_for(lambda: any(e.get("reason") == "JobNameInUse" for e in c.events("again")), timeout=60)
+
+    resp = await c.k8s.delete("/apis/batch/v1/namespaces/default/jobs/again")  # the garbage collector
+    assert resp.status == 200
+    await wait_for(lambda: c.phase("again") == "Placed", timeout=60)
+    (owner,) = c.jobs()["again"]["metadata"]["ownerReferences"]
+    assert owner["uid"] == new_uid
+    assert c.job_creates().count("again") == 2
