@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import urllib.request
+
 import pytest
 from kmock_support import RealisticEmulator
-from operator_testkit import AIJOBS_URL, aijob, wait_for
+from operator_testkit import AIJOBS_URL, JOBS, aijob, wait_for
 
 pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
 
 MERGE = {"Content-Type": "application/merge-patch+json"}
+
+
+def scrape(port):
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
 
 
 def condition(obj, type_):
@@ -148,3 +154,30 @@ async def test_an_aijob_deleted_and_created_again_waits_for_its_old_job_to_go(gp
     (owner,) = c.jobs()["again"]["metadata"]["ownerReferences"]
     assert owner["uid"] == new_uid
     assert c.job_creates().count("again") == 2
+
+
+async def test_identical_aijobs_in_two_namespaces_are_two_jobs(gpu_cluster, operator_factory):
+    """The same name and spec in two namespaces: two AIJobs, each estimated, placed and steered with a Job
+    in its own namespace; deleting one leaves the other (and its metrics) alone."""
+    c = gpu_cluster
+    await c.post(
+        "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-b"}}
+    )
+    op = await operator_factory()
+    for ns in ("default", "team-b"):
+        body = aijob("twin", gpus=4)
+        body["metadata"]["namespace"] = ns
+        await c.create(body)
+    await wait_for(lambda: c.phase("twin") == "Placed" and c.phase("twin", "team-b") == "Placed", timeout=60)
+    jobs = {k[1]: v.raw for k, v in c.k8s.objects.items() if k[0] == JOBS and not v.deleted}
+    assert set(jobs) == {"default", "team-b"}
+    for ns, job in jobs.items():
+        assert job["metadata"]["ownerReferences"][0]["uid"] == c.aijob("twin", ns)["metadata"]["uid"]
+    placed = [c.aijob("twin", ns)["status"]["placement"]["gpuType"] for ns in ("default", "team-b")]
+
+    resp = await c.k8s.delete(AIJOBS_URL.format(ns="default") + "/twin")
+    assert resp.status == 200
+    line = 'energaizer_placement_info{aijob="twin",gpu_type="%s",namespace="%s"} 1.0'
+    await wait_for(lambda: line % (placed[0], "default") not in scrape(op.metrics_port), timeout=60)
+    assert line % (placed[1], "team-b") in scrape(op.metrics_port)
+    assert c.phase("twin", "team-b") == "Placed"
