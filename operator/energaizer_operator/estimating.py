@@ -130,13 +130,21 @@ class EstimateLoop(IndexLoop):
         # the placer records the Job it has (adopts it, never a second one) and mirrors the Job again.
         keep = has_job and rec.phase is not None and rec.phase != Phase.INVALID
         phase = None if keep else Phase.ESTIMATED
-        # No Event: the Estimated condition carries the message, and a burst of 1,000 AIJobs would
-        # otherwise cost the API server 1,000 more requests before the first placement.
+        event = None
+        if keep and rec.observed_generation is not None:  # a spec edit after its Job was created
+            job = rec.placed_job_name or rec.name
+            kept = f"the Job {job} runs on with the spec it was created from (a Job cannot change; "
+            kept += "delete and re-create the AIJob to run this spec)"
+            message += f"; {kept}"
+            event = Event("JobKept", f"spec generation {rec.generation} estimated; {kept}")
+        # No Event (but for a spec edit the Job does not follow): the Estimated condition carries the
+        # message, and a burst of 1,000 AIJobs would otherwise cost the API server 1,000 more requests
+        # before the first placement.
         return report(
             rec,
             phase,
             [Condition("Invalid", False, "ValidSpec"), Condition("Estimated", True, "Estimated", message)],
-            None,
+            event,
             observedGeneration=rec.generation,
             estimates=[e.wire() for e in estimates],
         )

@@ -60,6 +60,33 @@ async def test_a_placed_aijob_made_invalid_then_fixed_is_placed_again_on_its_job
     assert c.job_creates() == ["edited"]
 
 
+async def test_a_spec_edit_after_the_job_was_created_says_the_job_runs_on(gpu_cluster, operator_factory):
+    """A valid spec edit (more GPUs, another model) of a Running AIJob: it is estimated again and keeps its
+    phase and its one Job (Jobs are immutable). The status said only "Estimated" with the new spec's best
+    type, beside a placement and a Job of the old spec; now the condition and an Event say the Job runs on
+    with the spec it was created from."""
+    c = gpu_cluster
+    await operator_factory()
+    await c.create(aijob("grown"))
+    await wait_for(lambda: c.phase("grown") == "Placed", timeout=60)
+    await c.k8s.patch("/apis/batch/v1/namespaces/default/jobs/grown/status", json={"status": {"active": 1}})
+    await wait_for(lambda: c.phase("grown") == "Running", timeout=60)
+    placement = c.aijob("grown")["status"]["placement"]
+
+    path = AIJOBS_URL.format(ns="default") + "/grown"
+    body = {"spec": {"workload": {"model": "llama-3.1-70b"}, "resources": {"gpusPerReplica": 4}}}
+    resp = await c.k8s.patch(path, json=body, headers=MERGE)
+    assert resp.status == 200, await resp.text()
+    generation = c.aijob("grown")["metadata"]["generation"]
+    await wait_for(lambda: handled(c, "grown", generation, "Running"), timeout=60)
+    obj = c.aijob("grown")
+    message = condition(obj, "Estimated")["message"]
+    assert "the Job grown runs on with the spec it was created from" in message
+    assert obj["status"]["placement"] == placement  # it describes the Job, which did not change
+    await wait_for(lambda: any(e.get("reason") == "JobKept" for e in c.events("grown")), timeout=60)
+    assert c.job_creates() == ["grown"]
+
+
 async def test_a_deleted_job_fails_its_aijob_instead_of_leaving_it_running(gpu_cluster, operator_factory):
     """The owned Job deleted by hand while it ran (or by a TTL before its end was mirrored): the AIJob said
     Running for ever and its GPUs were counted free. Now: phase Failed, reason JobDeleted, a Warning Event;
