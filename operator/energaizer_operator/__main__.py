@@ -1,4 +1,5 @@
-"""``python -m energaizer_operator [NAMESPACE ...]``: run the operator (cluster-wide without arguments)."""
+"""``python -m energaizer_operator [NAMESPACE ...]``: run the operator, as ``energaizer operator [--namespace
+NAMESPACE ...]`` does: without arguments, the namespaces of ``ENERGAIZER_NAMESPACES`` (none: cluster-wide)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from energaizer_operator.main import run
 
 if __name__ == "__main__":
     try:
-        run(sys.argv[1:] or None, all_namespaces=not sys.argv[1:])
+        run(sys.argv[1:] or None)
     except InvalidInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -208,3 +208,24 @@ async def test_identical_aijobs_in_two_namespaces_are_two_jobs(gpu_cluster, oper
     await wait_for(lambda: line % (placed[0], "default") not in scrape(op.metrics_port), timeout=60)
     assert line % (placed[1], "team-b") in scrape(op.metrics_port)
     assert c.phase("twin", "team-b") == "Placed"
+
+
+async def test_an_aijob_in_a_namespace_the_operator_does_not_watch_is_left_alone(
+    gpu_cluster, operator_factory
+):
+    """``ENERGAIZER_NAMESPACES=default``: an AIJob in another namespace gets no status and no Job. The tests'
+    ``python -m energaizer_operator`` (documented as the code path of ``energaizer operator``) ignored the
+    variable and watched every namespace."""
+    c = gpu_cluster
+    await c.post(
+        "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}}
+    )
+    op = await operator_factory(ENERGAIZER_NAMESPACES="default")
+    assert "'namespaces': ['default']" in op.log()
+    elsewhere = aijob("elsewhere")
+    elsewhere["metadata"]["namespace"] = "other"
+    await c.create(elsewhere)
+    await c.create(aijob("here"))
+    await wait_for(lambda: c.phase("here") == "Placed", timeout=60)
+    assert "status" not in c.aijob("elsewhere", "other")
+    assert set(c.jobs()) == {"here"}
