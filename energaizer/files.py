@@ -110,6 +110,21 @@ def not_utf8(name: str | Path, field: str) -> InvalidInputError:
 MAX_LINE_CHARS = 1024 * 1024
 
 
+def check_unique_columns(header: list[str], name: str | Path) -> None:
+    """A table header that names a column twice is an input error naming that column: which of its two
+    cells a row means is anyone's guess (a reader keyed by column name would keep one and drop the other
+    silently). Empty names (the trailing commas some spreadsheets write) are not columns."""
+    first: dict[str, int] = {}
+    for i, column in enumerate(header, start=1):
+        if not column:
+            continue
+        if column in first:
+            raise InvalidInputError(
+                column, f"{name} line 1: the header names this column twice (columns {first[column]} and {i})"
+            )
+        first[column] = i
+
+
 def bounded_lines(handle: IO[str], name: str | Path, field: str, max_chars: int = MAX_LINE_CHARS):  # type: ignore[no-untyped-def]
     """The lines of a text table, each at most ``max_chars`` long: a stream without newlines (``/dev/zero``,
     a binary blob) is an input error instead of a read that fills the memory."""

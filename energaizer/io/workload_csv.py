@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from energaizer.errors import InvalidInputError, pydantic_location, pydantic_message
-from energaizer.files import bounded_lines, open_text
+from energaizer.files import bounded_lines, check_unique_columns, open_text
 from energaizer.io.layout import check_knobs, check_layout, check_prompt_logits
 from energaizer.workload import PRECISION_SYNONYMS, Workload
 
@@ -363,6 +363,7 @@ def read_csv_cells(source: str | Path | io.TextIOBase) -> CsvCells:
                     f"{name}: header must have gpu and model (or architecture) "
                     f"columns; got {', '.join(header[:12])}",
                 )
+            check_unique_columns(header, name)
             rows = [(reader.line_num, row) for row in reader if row]  # blank lines skipped, as DictReader
         except csv.Error as exc:
             raise InvalidInputError("csv", f"{name}: malformed CSV ({exc})") from None
@@ -374,8 +375,8 @@ def read_csv_cells(source: str | Path | io.TextIOBase) -> CsvCells:
 
 
 def _read_rows(cells: list[tuple[int, list[str]]], header: list[str], name: str) -> list[CsvRow]:
-    """Data rows ``(line number, cells)`` under ``header`` -> CsvRows (as ``csv.DictReader`` reads them: a
-    short row's missing cells empty, a duplicated column's last cell wins)."""
+    """Data rows ``(line number, cells)`` under ``header`` (no column named twice) -> CsvRows (as
+    ``csv.DictReader`` reads them: a short row's missing cells empty)."""
     width = len(header)
     # (index, column, kind): kind 1 = whole number, 2 = number, 0 = text
     known = [
@@ -404,8 +405,6 @@ def _read_rows(cells: list[tuple[int, list[str]]], header: list[str], name: str)
                 if kind == 2 and not isfinite(value):  # "nan", "inf"
                     value = _number(text, key, where)
                 vals[key] = value
-            elif key in vals:  # a duplicated column: DictReader keeps the last cell, even empty
-                del vals[key]
         workload, gpu, measured = _workload_from_values(vals, where, checked)
         extra = {key: row[i] for i, key in extra_cols} if extra_cols else {}
         append(CsvRow(line, workload, gpu, measured, extra))

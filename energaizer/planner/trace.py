@@ -425,7 +425,7 @@ def read_trace(
     path: str | Path, *, seed: int = 0, reference_gpu: str = DEFAULT_REFERENCE_GPU, limit: int | None = None
 ) -> Trace:
     """Read a trace CSV (see the module docstring); ``limit`` keeps the first N rows."""
-    from energaizer.files import bounded_lines, not_utf8, open_text
+    from energaizer.files import bounded_lines, check_unique_columns, not_utf8, open_text
 
     name = str(path)
     handle = open_text(path, "trace")
@@ -437,6 +437,7 @@ def read_trace(
                 raise InvalidInputError(
                     "submit_time_s", f"{name}: missing column (header: {', '.join(header[:12]) or 'empty'})"
                 )
+            check_unique_columns(list(header), name)
             builder = TraceBuilder(seed=seed, reference_gpu=reference_gpu, source=name)
             rows: Iterable[Mapping[str, str | None]] = reader
             if limit is not None:

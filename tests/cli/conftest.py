@@ -59,6 +59,9 @@ BAD_FILES: dict[str, str | bytes] = {
     "m_nan.csv": MEASURED_HEADER + "llama-3.1-8b,h100-sxm,10,128,64,1,nan\n",
     "m_empty_cell.csv": MEASURED_HEADER + "llama-3.1-8b,h100-sxm,10,128,64,1,\n",
     "m_one.csv": MEASURED_HEADER + "llama-3.1-8b,h100-sxm,10,128,64,1,500\n",
+    "m_dup.csv": MEASURED_HEADER.replace("requests,", "requests,requests,")
+    + "llama-3.1-8b,h100-sxm,10,20,128,64,1,500\n",
+    "trace_dup.csv": "submit_time_s,gpu_count,duration_s,gpu_count\n0,1,10,4\n",
     "m_infeasible.csv": MEASURED_HEADER
     + "llama-3.1-405b,t4,10,128,64,1,500\nllama-3.1-405b,l4,10,128,64,1,500\n",
 }

@@ -207,6 +207,7 @@ CASES: list[tuple[list[str], str]] = [
             ("trace_nan.csv", "submit_time_s"),
             ("trace_inf.csv", "duration_s"),
             ("trace_neg.csv", "gpu_count"),
+            ("trace_dup.csv", "gpu_count: trace_dup.csv line 1: the header names this column twice"),
         )
     ],
     # --- validate / calibrate ----------------------------------------------------------------------
@@ -217,6 +218,14 @@ CASES: list[tuple[list[str], str]] = [
     (["validate", "m_negative.csv"], "measured_energy_joules"),
     (["validate", "m_zero.csv"], "measured_energy_joules"),
     (["validate", "m_nan.csv"], "measured_energy_joules"),
+    (
+        ["validate", "m_dup.csv"],
+        "requests: m_dup.csv line 1: the header names this column twice (columns 3 and 4)",
+    ),
+    (
+        ["estimate", "--from-csv", "m_dup.csv"],
+        "requests: m_dup.csv line 1: the header names this column twice",
+    ),
     (["validate", "m_negative.csv", "--worst", "-1"], "--worst"),
     (["calibrate", "m_negative.csv", "-o", "out.json"], "measured_energy_joules"),
     (["calibrate", "m_unmeasured.csv", "-o", "out.json"], "measured_energy_joules"),

@@ -59,9 +59,23 @@ def test_blank_lines_short_rows_and_extra_columns(tmp_path):
     assert rows[1].extra == {"note": " keep me "} and rows[1].measured == {"measured_energy_joules": 12.5}
 
 
-def test_duplicated_column_last_cell_wins(tmp_path):
-    rows = read(tmp_path, "model,gpu,requests,requests\nllama-3.1-8b,l4,5,\nllama-3.1-8b,l4,,7\n")
-    assert [r.workload.inference.requests for r in rows] == [1, 7]
+@pytest.mark.parametrize("column", ["requests", "gpu", "measured_energy_joules", "note"])
+def test_a_column_named_twice_is_an_error_naming_it(tmp_path, column):
+    """Two cells for one field: the reader used to keep the last (DictReader's way) and drop the first
+    silently, so ``requests,requests`` with 5 and 7 estimated 7 requests."""
+    header = ["model", "gpu", "requests", "measured_energy_joules", "note"]
+    header.insert(4, column)
+    with pytest.raises(InvalidInputError) as err:
+        read(tmp_path, ",".join(header) + "\nllama-3.1-8b,l4,5,100,7,x\n")
+    assert err.value.field == column
+    first, second = (i for i, name in enumerate(header, start=1) if name == column)
+    assert f"line 1: the header names this column twice (columns {first} and {second})" in str(err.value)
+
+
+def test_empty_header_cells_are_not_columns_named_twice(tmp_path):
+    """Spreadsheets write trailing commas: an empty header cell names no column."""
+    (row,) = read(tmp_path, "model,gpu,requests,,\nllama-3.1-8b,l4,5,,\n")
+    assert row.workload.inference.requests == 5
 
 
 def test_row_to_workload_matches_the_file_reader(tmp_path):

@@ -97,6 +97,12 @@ def test_trace_both_forms(trace_csv: Path) -> None:
             "0,1,10,zz",
             r"reference_gpu: .*t\.csv line 2: unknown GPU 'zz'",
         ),
+        # two cells for one field: DictReader kept the last (4 GPUs) and dropped the first silently
+        (
+            "submit_time_s,gpu_count,duration_s,gpu_count",
+            "0,1,10,4",
+            r"gpu_count: .*t\.csv line 1: the header names this column twice \(columns 2 and 4\)",
+        ),
     ],
 )
 def test_bad_trace_rows_name_the_field(tmp_path: Path, header: str, row: str, field: str) -> None:
