@@ -43,6 +43,27 @@ def _read_all(paths: list[Path]):  # type: ignore[no-untyped-def]
     return rows
 
 
+def _check_not_an_input(output: Path, measurements: list[Path]) -> None:
+    """``-o`` naming one of the measurement CSVs (a slip of ``calibrate m.csv -o m.csv``) would replace the
+    measurements with the profile: refused before anything is read or written."""
+    import os
+
+    from energaizer.errors import InvalidInputError
+
+    if not output.exists():
+        return
+    for p in measurements:
+        try:
+            same = os.path.samefile(output, p)
+        except OSError:  # a measurement file that does not exist: its reader says so
+            continue
+        if same:
+            raise InvalidInputError(
+                "--output",
+                f"{output} is the measurement CSV {p}: the profile would overwrite it; give another file",
+            )
+
+
 def _pct(x: float) -> str:
     """A MAPE for a table or a line: "-" where the rows give none (no measured durations, no estimate)."""
     return f"{x:.1f}" if math.isfinite(x) else "-"
@@ -118,6 +139,7 @@ def register(app: typer.Typer) -> None:
             raise InvalidInputError("--output", f"{output} is a directory; give the profile file to write")
         if not output.parent.is_dir():
             raise InvalidInputError("--output", f"folder {output.parent} does not exist")
+        _check_not_an_input(output, measurements)
         start = load_profile(profile)
         rows = _read_all(measurements)
         fitter = ProfileFitter(parameters=names, start=start, max_evaluations=max_evaluations)

@@ -193,9 +193,17 @@ def register(app: typer.Typer) -> None:
 
         if namespace and all_namespaces:
             raise InvalidInputError("--namespace", "give --namespace or --all-namespaces, not both")
+        # before the cluster is asked: a path that cannot be written is the user's to fix at once
+        if output.is_dir():
+            raise InvalidInputError("--output", f"{output} is a directory; give the CSV file to write")
+        if not output.parent.is_dir():
+            raise InvalidInputError("--output", f"folder {output.parent} does not exist")
         items = list_aijobs(list(namespace or []), all_namespaces)
         rows = [r for body in items if (r := measurement_row(body, include_failed)) is not None]
         rows.sort(key=lambda r: (r["namespace"], r["aijob"]))
-        with output.open("w", newline="") as fh:
-            n = write_csv(rows, fh)
+        try:
+            with output.open("w", newline="", encoding="utf-8") as fh:
+                n = write_csv(rows, fh)
+        except OSError as exc:  # a full disk, a read-only file system
+            raise InvalidInputError("--output", f"cannot write {output}: {exc.strerror or exc}") from None
         typer.echo(f"wrote {output}: {n} measured AIJob(s) of {len(items)}")

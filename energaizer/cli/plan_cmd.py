@@ -197,13 +197,21 @@ def plan(
         write_csv,
     )
 
+    # a full disk, a read-only file system: found at the write itself, after the checks before the run
     if csv_file is not None:
-        write_csv(csv_file, result, sweeps)
+        try:
+            write_csv(csv_file, result, sweeps)
+        except OSError as exc:
+            raise InvalidInputError("--csv", f"cannot write {csv_file}: {exc.strerror or exc}") from None
     plot_paths = []
     if plots_dir is not None:
         from energaizer.planner.plots import write_plots
 
-        plot_paths = write_plots(result, plots_dir)
+        try:
+            plot_paths = write_plots(result, plots_dir)
+        except OSError as exc:
+            where = exc.filename or plots_dir
+            raise InvalidInputError("--plots", f"cannot write {where}: {exc.strerror or exc}") from None
     if json_out:
         doc = to_json(result, sweeps, seed=seed)
         doc["plots"] = [str(p) for p in plot_paths]
@@ -245,6 +253,10 @@ def _check_outputs(csv_file: Path | None, plots_dir: Path | None) -> None:
     if plots_dir is not None:
         if plots_dir.exists() and not plots_dir.is_dir():
             raise InvalidInputError("--plots", f"{plots_dir} exists and is not a directory")
+        # the folder is made at the end, with its missing parents: the nearest one that exists must be a folder
+        existing = next(p for p in (plots_dir, *plots_dir.absolute().parents) if p.exists())
+        if not existing.is_dir():
+            raise InvalidInputError("--plots", f"cannot make {plots_dir}: {existing} is not a directory")
         try:
             import matplotlib  # noqa: F401
         except ImportError:

@@ -125,6 +125,8 @@ CASES: list[tuple[list[str], str]] = [
     ([*P, "--plots", "plain-file"], "--plots"),
     ([*P, "--csv", "no-such-folder/out.csv"], "--csv"),
     ([*P, "--csv", "a-folder"], "--csv"),
+    ([*P, "--csv", "/dev/full"], "--csv: cannot write /dev/full: No space left on device"),
+    ([*P, "--plots", "plain-file/sub"], "--plots: cannot make plain-file/sub: "),
     (["plan", "--demo", "--trace", "trace_nan.csv"], "--trace"),
     (["plan", "--trace", "trace_nan.csv"], "--pools"),
     # --- files: missing, folders, binary, other encodings, malformed, out of range ------------------
