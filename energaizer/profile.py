@@ -307,6 +307,8 @@ def load_profile(profile: CalibrationProfile | str | Path | None) -> Calibration
 
     try:
         data = json.loads(read_text(path, "profile", max_bytes=16 * 1024 * 1024))
+    except InvalidInputError:  # missing, a folder, binary, not UTF-8: said as read_text says it
+        raise
     except json.JSONDecodeError as exc:
         raise InvalidInputError(
             "profile", f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})"
