@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -46,8 +47,6 @@ def _read_all(paths: list[Path]):  # type: ignore[no-untyped-def]
 def _check_not_an_input(output: Path, measurements: list[Path]) -> None:
     """``-o`` naming one of the measurement CSVs (a slip of ``calibrate m.csv -o m.csv``) would replace the
     measurements with the profile: refused before anything is read or written."""
-    import os
-
     from energaizer.errors import InvalidInputError
 
     if not output.exists():
@@ -69,8 +68,16 @@ def _pct(x: float) -> str:
     return f"{x:.1f}" if math.isfinite(x) else "-"
 
 
+def _text(name: str) -> str:
+    """A file name as text for the profile JSON: bytes that are not UTF-8 (which Python keeps as lone
+    surrogates, unwritable as JSON) shown as U+FFFD."""
+    return os.fsencode(name).decode("utf-8", "replace")
+
+
 def _fitted_description(paths: list[Path], rows, start: str) -> str:  # type: ignore[no-untyped-def]
-    files = ", ".join(p.name for p in paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+    files = ", ".join(_text(p.name) for p in paths[:5]) + (
+        f" and {len(paths) - 5} more" if len(paths) > 5 else ""
+    )
     return (
         f"Fitted by `energaizer calibrate` on {len(rows)} measured rows from {files}, "
         f"starting from profile {start!r}; rows per source in fitted_on."
@@ -174,7 +181,7 @@ def register(app: typer.Typer) -> None:
             raise SystemExit(1)
         fitted = fitter.profile_.model_copy(
             update={
-                "name": output.stem,
+                "name": _text(output.stem),
                 "description": _fitted_description(measurements, rows, start.name),
                 "fit_metrics": {
                     "energy_mape_pct": report.overall.energy_mape,

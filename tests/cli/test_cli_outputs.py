@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,21 @@ def test_export_measurements_names_output_when_the_write_fails(
     monkeypatch.setattr(measurements_cmd, "list_aijobs", lambda *_: [job])
     line = _error_of(capsys, "export-measurements", "-o", "/dev/full")
     assert line == "error: --output: cannot write /dev/full: No space left on device"
+
+
+def test_calibrate_names_a_profile_after_a_file_name_that_is_not_utf8(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file name with a byte that is not UTF-8 (``p\\xff.json``; Python holds it as a lone surrogate) went
+    into the profile's name and description, which cannot be written as JSON: an ``internal`` error, exit 1,
+    nothing written. Now the byte is shown as U+FFFD and the profile is written under the name given."""
+    data = tmp_path / "m\udcff.csv"  # the bytes b"m\xff.csv" on disk
+    data.write_text(
+        MEASURED_HEADER + "llama-3.1-8b,h100-sxm,10,128,64,1,500\nllama-3.1-8b,l4,10,128,64,1,900\n"
+    )
+    output = tmp_path / "p\udcff.json"
+    main(["calibrate", str(data), "-o", str(output), "--force", "--max-evaluations", "1", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    written = json.loads(output.read_bytes())
+    assert doc["written"] is True and written["name"] == doc["profile"]["name"] == "p\ufffd"
+    assert "from m\ufffd.csv" in written["description"]
