@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import stat
+from functools import cache
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from energaizer.errors import InvalidInputError
 
@@ -138,3 +139,49 @@ def bounded_lines(handle: IO[str], name: str | Path, field: str, max_chars: int 
                 field, f"{name}: a line longer than {max_chars:,} characters (not a CSV table?)"
             )
         yield line
+
+
+# --- mappings that name a key twice ------------------------------------------------------------------------
+# YAML and JSON parsers keep the last value of a key named twice in one mapping and drop the first silently
+# (``layers: 32`` ... ``layers: 4`` is a 4-layer model): the readers of user files refuse it instead.
+
+
+def unique_keys(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    """``object_pairs_hook`` for :func:`json.loads`: a dict, or a ``ValueError`` for a key named twice."""
+    out: dict[Any, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
+@cache
+def _unique_key_loader() -> type:
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser where PyYAML was built with it
+
+    class UniqueKeyLoader(base):  # type: ignore[valid-type,misc]
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                # a merge key (<<: *base) brings keys that the mapping's own may override, as YAML says
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeyLoader
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` of ``text``, with a key named twice in one mapping a ``yaml.YAMLError``."""
+    import yaml
+
+    return yaml.load(text, Loader=_unique_key_loader())  # a SafeLoader subclass: safe

@@ -303,10 +303,12 @@ def load_profile(profile: CalibrationProfile | str | Path | None) -> Calibration
     if isinstance(profile, CalibrationProfile):
         return profile
     path = Path(profile) if profile is not None else DEFAULT_PROFILE_PATH
-    from energaizer.files import read_text
+    from energaizer.files import read_text, unique_keys
 
     try:
-        data = json.loads(read_text(path, "profile", max_bytes=16 * 1024 * 1024))
+        data = json.loads(
+            read_text(path, "profile", max_bytes=16 * 1024 * 1024), object_pairs_hook=unique_keys
+        )
     except InvalidInputError:  # missing, a folder, binary, not UTF-8: said as read_text says it
         raise
     except json.JSONDecodeError as exc:

@@ -84,9 +84,11 @@ class CatalogFile:
 
 
 def _parse_text(text: str, path: str) -> Any:
+    from energaizer.files import load_yaml, unique_keys
+
     if path.lower().endswith(".json"):
         try:
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=unique_keys)
         except json.JSONDecodeError as exc:
             raise InvalidInputError(path, f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
         except RecursionError:
@@ -96,7 +98,7 @@ def _parse_text(text: str, path: str) -> Any:
     import yaml  # here, not at the top: the built-in catalog usually comes from the JSON cache
 
     try:
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        return load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

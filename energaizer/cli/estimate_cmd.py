@@ -214,13 +214,20 @@ def read_model_file(path: Path) -> dict:
     import yaml
 
     from energaizer.errors import InvalidInputError
-    from energaizer.files import read_text
+    from energaizer.files import load_yaml, read_text, unique_keys
 
     text = read_text(path, "--model-file", max_bytes=1024 * 1024)
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = (
+            json.loads(text, object_pairs_hook=unique_keys)
+            if path.suffix.lower() == ".json"
+            else load_yaml(text)
+        )
     except (ValueError, yaml.YAMLError, RecursionError) as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        mark = getattr(exc, "problem_mark", None)
+        if getattr(exc, "problem", None) and mark is not None:  # YAML: the problem and its line
+            first = f"{exc.problem} at line {mark.line + 1}"
         raise InvalidInputError("--model-file", f"{path} is not valid YAML/JSON ({first})") from None
     if not isinstance(data, dict):
         raise InvalidInputError(

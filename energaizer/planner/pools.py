@@ -108,13 +108,16 @@ def read_pools(path: str | Path) -> list[NodePool]:
     """Read a YAML (or JSON) list of pools, or ``{pools: [...]}``."""
     import yaml
 
-    from energaizer.files import read_text
+    from energaizer.files import load_yaml, read_text
 
     text = read_text(path, "pools", max_bytes=16 * 1024 * 1024)
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except (yaml.YAMLError, RecursionError) as exc:
-        raise InvalidInputError("pools", f"{path}: malformed YAML ({exc.__class__.__name__})") from None
+        problem = getattr(exc, "problem", None) or exc.__class__.__name__
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InvalidInputError("pools", f"{path}: malformed YAML ({problem}{where})") from None
     return _validated(data, str(path))
 
 

@@ -33,6 +33,12 @@ BAD_FILES: dict[str, str | bytes] = {
     "profile_nan.json": '{"compute_efficiency": NaN}',
     "profile_neg.json": '{"compute_efficiency": -1}',
     "profile_unknown.json": '{"no_such_parameter": 1}',
+    # a key named twice: the parsers kept the last value and dropped the first silently
+    "arch_dupkey.yaml": "layers: 32\nhidden: 4096\nheads: 32\nffn: 14336\nvocab: 128256\nlayers: 4\n",
+    "arch_dupkey.json": '{"layers": 32, "hidden": 4096, "heads": 32, "ffn": 14336, "vocab": 128256, "layers": 4}',
+    "profile_dupkey.json": '{"compute_efficiency": 0.5, "compute_efficiency": 0.6}',
+    "catalog_dupkey.yaml": "gpus:\n  - {id: x1, id: x2}\n",
+    "pools_dupkey.yaml": "- {gpu: h100-sxm, nodes: 1, gpus_per_node: 8, gpu: l4}\n",
     "catalog_bad.yaml": "gpus:\n  - {id: x1, tdp_w: -5}\n",
     "catalog_key.yaml": "nonsense: []\n",
     "pools_neg.yaml": "- {gpu: h100-sxm, nodes: -1, gpus_per_node: 8}\n",

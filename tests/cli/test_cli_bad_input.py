@@ -147,6 +147,23 @@ CASES: list[tuple[list[str], str]] = [
     (["estimate", "--model-file", "arch_huge.yaml", "--gpu", "h100-sxm"], "layers"),
     (["estimate", "--model-file", "arch_text.yaml", "--gpu", "h100-sxm"], "layers"),
     (["estimate", "--model-file", "arch_heads.yaml", "--gpu", "h100-sxm"], "multiple of heads"),
+    (
+        ["estimate", "--model-file", "arch_dupkey.yaml", "--gpu", "h100-sxm"],
+        "--model-file: arch_dupkey.yaml is not valid YAML/JSON (key 'layers' appears twice in one mapping at line 6)",
+    ),
+    (
+        ["estimate", "--model-file", "arch_dupkey.json", "--gpu", "h100-sxm"],
+        "--model-file: arch_dupkey.json is not valid YAML/JSON (key 'layers' appears twice in one object)",
+    ),
+    ([*E, "--profile", "profile_dupkey.json"], "key 'compute_efficiency' appears twice in one object"),
+    (
+        ["gpus", "--catalog", "catalog_dupkey.yaml"],
+        "catalog_dupkey.yaml: not valid YAML: key 'id' appears twice",
+    ),
+    (
+        ["plan", "--pools", "pools_dupkey.yaml", "--trace", "trace_nan.csv"],
+        "pools: pools_dupkey.yaml: malformed YAML (key 'gpu' appears twice in one mapping at line 1)",
+    ),
     ([*E, "--profile", "no-such.json"], "error: profile: file not found: no-such.json"),
     ([*E, "--profile", "a-folder"], "error: profile: a-folder is a directory, not a file"),
     ([*E, "--profile", "binary.bin"], "error: profile: binary.bin is a binary file"),
