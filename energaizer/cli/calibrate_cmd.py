@@ -31,7 +31,13 @@ def _read_all(paths: list[Path]):  # type: ignore[no-untyped-def]
     from energaizer.io.workload_csv import read_workload_csv
 
     rows = []
-    for p in paths:
+    for i, p in enumerate(paths):
+        for q in paths[:i]:
+            if _same_file(p, q):
+                also = f" (also as {q})" if str(q) != str(p) else ""
+                raise InvalidInputError(
+                    "MEASUREMENTS", f"{p} is named twice{also}: its rows would count twice"
+                )
         got = read_workload_csv(p)
         for r in got:
             if "measured_energy_joules" not in r.measured:
@@ -44,6 +50,13 @@ def _read_all(paths: list[Path]):  # type: ignore[no-untyped-def]
     return rows
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist (or is unreadable): its reader says so
+        return False
+
+
 def _check_not_an_input(output: Path, measurements: list[Path]) -> None:
     """``-o`` naming one of the measurement CSVs (a slip of ``calibrate m.csv -o m.csv``) would replace the
     measurements with the profile: refused before anything is read or written."""
@@ -52,11 +65,7 @@ def _check_not_an_input(output: Path, measurements: list[Path]) -> None:
     if not output.exists():
         return
     for p in measurements:
-        try:
-            same = os.path.samefile(output, p)
-        except OSError:  # a measurement file that does not exist: its reader says so
-            continue
-        if same:
+        if _same_file(output, p):
             raise InvalidInputError(
                 "--output",
                 f"{output} is the measurement CSV {p}: the profile would overwrite it; give another file",

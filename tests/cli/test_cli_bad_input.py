@@ -246,6 +246,11 @@ CASES: list[tuple[list[str], str]] = [
         "requests: m_dup.csv line 1: the header names this column twice",
     ),
     (["validate", "m_negative.csv", "--worst", "-1"], "--worst"),
+    (
+        ["validate", "m_one.csv", "a-folder/../m_one.csv"],
+        "MEASUREMENTS: a-folder/../m_one.csv is named twice (also as m_one.csv)",
+    ),
+    (["calibrate", "m_one.csv", "m_one.csv", "-o", "p.json"], "MEASUREMENTS: m_one.csv is named twice"),
     (["calibrate", "m_negative.csv", "-o", "out.json"], "measured_energy_joules"),
     (["calibrate", "m_unmeasured.csv", "-o", "out.json"], "measured_energy_joules"),
     (["calibrate", "binary.bin", "-o", "out.json"], "csv"),
