@@ -475,3 +475,23 @@ def test_gpu_ids_are_the_contracts_lowercase_ids(capsys) -> None:
 def test_model_names_resolve_through_the_command(capsys, name: str) -> None:
     (entry,) = run_json(capsys, "models", name)
     assert entry["id"]
+
+
+def test_models_json_is_strict_json(capsys) -> None:
+    models = run_json(capsys, "models")
+    assert models and all(isinstance(m["id"], str) for m in models)
+
+
+# --- section 1: plan --json (its fields: tests/planner/test_outputs.py) -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [(), ("--fleet-mode", "elastic", "--max-wait-seconds", "inf"), ("--power-limit-w", "l4=60,72")],
+    ids=["static", "elastic-no-wait-limit", "power-sweep"],
+)
+def test_plan_json_is_strict_json_with_the_contract_fields(capsys, extra: tuple[str, ...]) -> None:
+    doc = run_json(capsys, "plan", "--demo", "--demo-jobs", "20", *extra)
+    assert {p["name"] for p in doc["policies"]} >= {"energy-aware", "first-fit", "fastest-gpu"}
+    for key in ("horizon_seconds", "lower_bound_energy_joules", "lower_bound_fleet_energy_joules"):
+        assert isinstance(doc[key], float), key
