@@ -284,6 +284,12 @@ def add_csv_row(builder: TraceBuilder, raw: Mapping[str, str | None], where: str
         raise InvalidInputError("deadline_s", f"{where}: must be > 0")
     job_id = (raw.get("job_id") or "").strip() or f"job-{index}"
     if any((raw.get(k) or "").strip() for k in WORK_KEYS):
+        if (raw.get("duration_s") or "").strip():  # two sizes for one job: which one is meant?
+            raise InvalidInputError(
+                "duration_s",
+                f"{where}: a row gives its work as workload columns (model, ...) or as gpu_count and "
+                "duration_s, not both (leave one empty)",
+            )
         cells = {k: v for k, v in raw.items() if k is not None and v is not None}
         cells["gpu"] = builder.reference_gpu  # the trace has no GPU column: pools decide
         workload, _, _ = row_to_workload(cells, where)

@@ -97,6 +97,8 @@ def test_trace_both_forms(trace_csv: Path) -> None:
             "0,1,10,zz",
             r"reference_gpu: .*t\.csv line 2: unknown GPU 'zz'",
         ),
+        # the work twice: the workload was estimated and duration_s ignored silently
+        ("submit_time_s,model,requests,duration_s", "0,gpt2,10,5", r"duration_s: .*line 2: .* not both"),
         # two cells for one field: DictReader kept the last (4 GPUs) and dropped the first silently
         (
             "submit_time_s,gpu_count,duration_s,gpu_count",
