@@ -25,6 +25,14 @@ NamesArg = Annotated[
 ]
 
 
+def _entries(found: list) -> list:  # type: ignore[type-arg]
+    """The entries the names resolve to, each once, in the order first named (``h100 h100-sxm``: one)."""
+    first: dict[str, object] = {}
+    for entry in found:
+        first.setdefault(entry.id, entry)
+    return list(first.values())
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def gpus(
@@ -34,7 +42,7 @@ def register(app: typer.Typer) -> None:
         from energaizer.catalog import get_gpu, list_gpus
 
         load_catalogs(catalog)
-        items = [get_gpu(n) for n in names] if names else list_gpus()
+        items = _entries([get_gpu(n) for n in names]) if names else list_gpus()
         if json_out:
             print_json([g.model_dump(mode="json") for g in items])
             return
@@ -77,7 +85,7 @@ def register(app: typer.Typer) -> None:
         from energaizer.catalog import get_model, list_models
 
         load_catalogs(catalog)
-        items = [get_model(n) for n in names] if names else list_models()
+        items = _entries([get_model(n) for n in names]) if names else list_models()
         if json_out:
             print_json([m.model_dump(mode="json") for m in items])
             return

@@ -456,6 +456,13 @@ def test_gpu_ids_are_the_contracts_lowercase_ids(capsys) -> None:
     assert len(run_json(capsys, "gpus", "h100")) == 1 and len(run_json(capsys, "gpus", "a100")) == 1
 
 
+def test_names_that_resolve_to_one_entry_list_it_once(capsys) -> None:
+    """``gpus h100 h100-sxm`` listed h100-sxm twice (as ``estimate --gpu h100 --gpu h100-sxm`` does not)."""
+    assert [g["id"] for g in run_json(capsys, "gpus", "h100", "l4", "h100-sxm", "H100")] == ["h100-sxm", "l4"]
+    named = ("llama-3.1-8b", "gpt2", "meta-llama/Llama-3.1-8B-Instruct")
+    assert [m["id"] for m in run_json(capsys, "models", *named)] == ["llama-3.1-8b", "gpt2"]
+
+
 @pytest.mark.parametrize(
     "name",
     [
