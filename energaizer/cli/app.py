@@ -149,7 +149,15 @@ def _usage_text(exc: Exception) -> str:
     text = text.removeprefix("Value error, ")
     m = re.match(r"^No such (option|command):? '?([^\s']+)'?\.?", text)
     if m:
-        field, text = field or m.group(2), f"no such {m.group(1)}" + text[m.end() :]
+        rest = text[m.end() :].strip()  # click's "Did you mean 'estimate'?", on a line of its own
+        field, text = field or m.group(2), f"no such {m.group(1)}"
+        if rest.startswith("("):  # "(Possible options: --json, --ops)"
+            text += f" {rest}"
+        elif rest:
+            text += f"; {rest[0].lower()}{rest[1:]}"
+        ctx = getattr(exc, "ctx", None)
+        if m.group(1) == "command" and ctx is not None and hasattr(ctx.command, "list_commands"):
+            text += f" (allowed: {', '.join(ctx.command.list_commands(ctx))})"
     field = field or "usage"
     if re.match(r"^Option '[^']*' requires (an argument|\d+ arguments)", text):
         text = "needs a value"

@@ -21,7 +21,12 @@ P = ["plan", "--demo", "--demo-jobs", "20"]
 
 CASES: list[tuple[list[str], str]] = [
     # --- usage -------------------------------------------------------------------------------------
-    (["no-such-command"], "no-such-command"),
+    (
+        ["no-such-command"],
+        "no-such-command: no such command (allowed: estimate, gpus, models, calibrate, validate, sweep, plan, ",
+    ),
+    (["estmate"], "estmate: no such command; did you mean 'estimate'? (allowed: estimate, "),
+    (["estimate", "--jsn"], "--jsn: no such option (Possible options: --json, --ops)"),
     (["estimate", "--no-such-flag"], "--no-such-flag"),
     (["estimate", "--gpu"], "--gpu"),
     (["sweep"], "--gpu"),
