@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 
@@ -20,6 +22,12 @@ def register(app: typer.Typer) -> None:
             "--node-cache/--no-node-cache",
             help="watch the API's Nodes to answer NodeNames requests (nodeCacheCapable: true)",
         ),
+        profile: Path | None = typer.Option(
+            None,
+            "--profile",
+            help="calibration profile JSON from `energaizer calibrate` (default: ENERGAIZER_PROFILE, else the shipped one)",
+            show_default=False,
+        ),
     ) -> None:
         """Serve POST /scheduler/prioritize and /scheduler/filter (energy per GPU type) and GET /healthz."""
         from energaizer.cli.common import operator_module
@@ -27,7 +35,7 @@ def register(app: typer.Typer) -> None:
 
         run = operator_module("extender.server", "extender").run
         try:
-            run(host, port, node_cache=node_cache)
+            run(host, port, node_cache=node_cache, profile=str(profile) if profile is not None else None)
         except OSError as exc:  # the port is taken, or the address is unknown or not this host's
             import errno
             import socket

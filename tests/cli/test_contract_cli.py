@@ -502,3 +502,34 @@ def test_plan_json_is_strict_json_with_the_contract_fields(capsys, extra: tuple[
     assert {p["name"] for p in doc["policies"]} >= {"energy-aware", "first-fit", "fastest-gpu"}
     for key in ("horizon_seconds", "lower_bound_energy_joules", "lower_bound_fleet_energy_joules"):
         assert isinstance(doc[key], float), key
+
+
+class _Started(BaseException):
+    """Stops ``extender`` where it would bind its port (not an Exception: ``main`` lets it through)."""
+
+
+def test_extender_takes_a_profile_as_every_estimating_command(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Contract: ``--profile PROFILE`` on any command uses the calibrated terms; the extender scored with
+    ENERGAIZER_PROFILE only (``--profile`` was 'no such option'). The flag replaces the variable; a bad
+    profile is a start-up error naming it."""
+    from energaizer_operator.extender import server
+
+    profile = tmp_path / "p.json"
+    profile.write_text('{"name": "site", "compute_efficiency": 0.5}')
+    used: list[str | None] = []
+
+    def make_app(scorer: Any, cache: Any) -> Any:
+        used.append(scorer.profile)
+        raise _Started
+
+    monkeypatch.setattr(server, "make_app", make_app)
+    monkeypatch.setenv("ENERGAIZER_PROFILE", str(tmp_path / "other.json"))
+    with pytest.raises(_Started):
+        main(["extender", "--no-node-cache", "--profile", str(profile)])
+    assert used == [str(profile)]
+    with pytest.raises(SystemExit) as exc:
+        main(["extender", "--no-node-cache", "--profile", str(tmp_path / "missing.json")])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == f"error: profile: file not found: {tmp_path / 'missing.json'}\n"

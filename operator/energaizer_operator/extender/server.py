@@ -219,14 +219,19 @@ def make_app(scorer: Scorer, cache: NodeCache | None) -> web.Application:
     return app
 
 
-def run(host: str | None = None, port: int = 8888, *, node_cache: bool = True) -> None:
+def run(
+    host: str | None = None, port: int = 8888, *, node_cache: bool = True, profile: str | None = None
+) -> None:
     """Serve until SIGINT/SIGTERM on ``port`` of every IPv6 and IPv4 address (``host`` None; IPv4 alone
     where the host has no IPv6), or of exactly ``host`` (:func:`energaizer_operator.listen.listen_socket`;
     an ``OSError`` where it cannot be bound). Settings (GPU label, product map, profile, log level) are the
-    operator's ``ENERGAIZER_*`` variables."""
+    operator's ``ENERGAIZER_*`` variables; ``profile`` (``energaizer extender --profile``) replaces
+    ``ENERGAIZER_PROFILE``."""
     from energaizer_operator.settings import OperatorSettings
 
     settings = OperatorSettings.from_env()
+    if profile is not None:
+        settings = settings.model_copy(update={"profile": profile})
     if settings.profile:
         from energaizer.profile import load_profile
 
