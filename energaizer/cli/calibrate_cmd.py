@@ -246,10 +246,10 @@ def register(app: typer.Typer) -> None:
             return
         console = output_console()
         table = Table(title=f"predicted vs measured ({len(rows)} rows): MAPE %")
-        groups = (
+        groups = (  # sources and GPU ids are the files' text, not rich markup
             [("all", report.overall)]
-            + [(f"source {k}", v) for k, v in report.by_source.items()]
-            + [(f"gpu {k}", v) for k, v in report.by_gpu.items()]
+            + [(escape(f"source {k}"), v) for k, v in report.by_source.items()]
+            + [(escape(f"gpu {k}"), v) for k, v in report.by_gpu.items()]
         )
         id_column(table, "group", [name for name, _ in groups])
         for col in ("rows", "energy", "time", "power"):
@@ -279,7 +279,7 @@ def register(app: typer.Typer) -> None:
             for f in flips:
                 rt.add_row(
                     escape(f["workload"]),
-                    " / ".join(f["gpus"]),
+                    escape(" / ".join(f["gpus"])),
                     " / ".join(",".join(map(str, ls)) for ls in f["lines"]),
                     f"{f['measured_ratio']:.2f}",
                     f"{f['predicted_ratio']:.2f}",
@@ -287,15 +287,15 @@ def register(app: typer.Typer) -> None:
             console.print(rt)
         wt = Table(title="worst energy errors")
         id_column(wt, "line", [str(w["line"]) for w in report.worst], justify="right")
-        id_column(wt, "model", [w["model"] for w in report.worst])
-        id_column(wt, "gpu", [w["gpu"] for w in report.worst])
+        id_column(wt, "model", [escape(w["model"]) for w in report.worst])
+        id_column(wt, "gpu", [escape(w["gpu"]) for w in report.worst])
         for col in ("source", "energy %", "time %", "power %"):
             wt.add_column(col, overflow="fold", justify="left" if col == "source" else "right")
         for w in report.worst:
             wt.add_row(
                 str(w["line"]),
                 escape(w["model"]),
-                w["gpu"],
+                escape(w["gpu"]),
                 escape(w["source"]),
                 _pct(w["energy_error_pct"]),
                 _pct(w["time_error_pct"]),

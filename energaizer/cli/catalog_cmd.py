@@ -46,10 +46,11 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json([g.model_dump(mode="json") for g in items])
             return
+        from rich.markup import escape  # an extra catalog's ids and names are text, not rich markup
         from rich.table import Table  # the table only: --json does without rich
 
         table = Table(title=f"{len(items)} GPU types")
-        id_column(table, "id", [g.id for g in items])
+        id_column(table, "id", [escape(g.id) for g in items])
         cols = ["memory GB", "BW GB/s", "bf16 TF", "fp8 TF", "TDP W"]
         if wide:
             cols += ["idle W", "SMs", "max MHz", "name", "aliases"]
@@ -73,7 +74,7 @@ def register(app: typer.Typer) -> None:
                     g.name,
                     ", ".join(g.aliases[:4]),
                 ]
-            table.add_row(*cells)
+            table.add_row(*(escape(c) for c in cells))
         print_tables(table)
 
     @app.command()
@@ -89,10 +90,11 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json([m.model_dump(mode="json") for m in items])
             return
+        from rich.markup import escape
         from rich.table import Table  # the table only: --json does without rich
 
         table = Table(title=f"{len(items)} models")
-        id_column(table, "id", [m.id for m in items])
+        id_column(table, "id", [escape(m.id) for m in items])
         cols = ["type", "params B", "layers", "hidden", "MoE"]
         if wide:
             cols += ["heads/kv", "ffn", "hf id"]
@@ -113,5 +115,5 @@ def register(app: typer.Typer) -> None:
                     str(m.ffn or m.moe_expert_ffn or "-"),
                     m.hf_id or "-",
                 ]
-            table.add_row(*cells)
+            table.add_row(*(escape(c) for c in cells))
         print_tables(table)

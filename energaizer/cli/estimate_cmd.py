@@ -304,7 +304,7 @@ def _print_rich_table(title, headers, cell_rows, right, n_ids, bold_first, notes
 
     from energaizer.cli.common import id_column, print_tables
 
-    table = Table(title=title)
+    table = Table(title=escape(title))  # a file name, a model id: text, not rich markup
     for j, header in enumerate(headers):
         justify = "right" if right[j] else "left"
         if j < n_ids:

@@ -217,10 +217,12 @@ def plan(
         doc["plots"] = [str(p) for p in plot_paths]
         print_json(doc)
         return
+    from rich.markup import escape
+
     from energaizer.cli.common import keep_ids, output_console
 
     console = output_console()
-    title = (
+    title = escape(  # a file name and pool names: text, not rich markup
         f"energaizer plan ({fleet_headline(options)}): {len(trace)} jobs from {trace.source} on "
         + ", ".join(f"{p.name} {p.nodes}x{p.gpus_per_node}" for p in pools)
     )
@@ -228,8 +230,6 @@ def plan(
     console.print(keep_ids(render_utilisation_table(result)))
     if sweeps:
         console.print(keep_ids(render_sweep_table(sweeps)))
-    from rich.markup import escape
-
     if result.unplaceable:
         job, why = result.unplaceable[0]
         console.print(
@@ -238,7 +238,7 @@ def plan(
     for a in trace.assumptions:
         console.print(f"[dim]assumption: {escape(a)}[/dim]")
     for p in plot_paths:
-        console.print(f"wrote {p}")
+        console.print(escape(f"wrote {p}"))
 
 
 def _check_outputs(csv_file: Path | None, plots_dir: Path | None) -> None:

@@ -134,18 +134,19 @@ def register(app: typer.Typer) -> None:
             print_json(result)
             return
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         console = Console()
         if not res.feasible:
-            console.print(f"{res.gpu} cannot run this workload at any setting: {res.reason}")
+            console.print(escape(f"{res.gpu} cannot run this workload at any setting: {res.reason}"))
             return
         spec_id = res.gpu
         for name, key, unit in (
             ("clock_sweep", "frequency_mhz", "MHz"),
             ("power_limit_sweep", "power_limit_w", "W"),
         ):
-            t = Table(title=f"{spec_id}: {name.replace('_', ' ')}")
+            t = Table(title=escape(f"{spec_id}: {name.replace('_', ' ')}"))
             for col in (unit, "energy", "time", "avg power"):
                 t.add_column(col, justify="right")
             for x in result[name]:

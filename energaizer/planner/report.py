@@ -257,12 +257,13 @@ def render_table(result: PlanResult, title: str) -> Any:
 
 
 def render_utilisation_table(result: PlanResult) -> Any:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="GPU utilisation over the common horizon")
     table.add_column("policy", no_wrap=True, min_width=12)
     for p in result.pools:
-        table.add_column(f"{p.name} ({p.gpus})", justify="right")
+        table.add_column(escape(f"{p.name} ({p.gpus})"), justify="right")  # a pool name: text, not markup
     table.add_column("idle kWh", justify="right")
     for m in result.metrics:
         table.add_row(m.name, *(f"{p.utilisation:.0%}" for p in m.pools), _fmt_kwh(m.idle_energy_joules))
@@ -270,6 +271,7 @@ def render_utilisation_table(result: PlanResult) -> Any:
 
 
 def render_sweep_table(sweeps: Sequence[SweepPoint]) -> Any:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="power-limit sweep")
@@ -287,7 +289,7 @@ def render_sweep_table(sweeps: Sequence[SweepPoint]) -> Any:
     for s in sweeps:
         for m in s.result.metrics:
             table.add_row(
-                s.pool,
+                escape(s.pool),
                 f"{s.power_limit_w:g} W",
                 m.name,
                 _fmt_kwh(m.fleet_energy_joules),
