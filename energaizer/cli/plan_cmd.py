@@ -137,7 +137,7 @@ def plan(
     for p in policies:
         if p not in POLICY_CHOICES:
             raise InvalidInputError("--policy", f"unknown policy {p!r}", POLICY_CHOICES)
-    _check_outputs(csv_file, plots_dir)
+    _check_outputs(csv_file, plots_dir, {"--trace": trace_file, "--pools": pools_file, "--profile": profile})
     _check_reference_gpu(reference_gpu)
 
     from energaizer.planner.costs import CostCache
@@ -241,8 +241,11 @@ def plan(
         console.print(escape(f"wrote {p}"))
 
 
-def _check_outputs(csv_file: Path | None, plots_dir: Path | None) -> None:
-    """Fail before the simulation, not after it, when an output cannot be written."""
+def _check_outputs(csv_file: Path | None, plots_dir: Path | None, inputs: dict[str, Path | None]) -> None:
+    """Fail before the simulation, not after it, when an output cannot be written, or would be written over
+    one of the ``inputs`` (flag -> file: ``--csv jobs.csv --trace jobs.csv`` would replace the trace)."""
+    import os
+
     from energaizer.errors import InvalidInputError
 
     if csv_file is not None:
@@ -250,6 +253,12 @@ def _check_outputs(csv_file: Path | None, plots_dir: Path | None) -> None:
             raise InvalidInputError("--csv", f"{csv_file} is a directory; give the CSV file to write")
         if not csv_file.parent.is_dir():
             raise InvalidInputError("--csv", f"folder {csv_file.parent} does not exist")
+        for flag, path in inputs.items():
+            if path is not None and csv_file.exists() and path.exists() and os.path.samefile(csv_file, path):
+                raise InvalidInputError(
+                    "--csv",
+                    f"{csv_file} is the {flag} file: the metrics would overwrite it; give another file",
+                )
     if plots_dir is not None:
         if plots_dir.exists() and not plots_dir.is_dir():
             raise InvalidInputError("--plots", f"{plots_dir} exists and is not a directory")

@@ -91,3 +91,21 @@ def test_calibrate_names_a_profile_after_a_file_name_that_is_not_utf8(
     written = json.loads(output.read_bytes())
     assert doc["written"] is True and written["name"] == doc["profile"]["name"] == "p\ufffd"
     assert "from m\ufffd.csv" in written["description"]
+
+
+def test_plan_never_writes_its_csv_over_its_trace_or_pools(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``plan --trace jobs.csv --csv jobs.csv`` replaced the trace with the per-policy metrics (exit 0)."""
+    trace = tmp_path / "jobs.csv"
+    trace.write_text("submit_time_s,gpu_count,duration_s\n0,1,10\n")
+    pools = tmp_path / "pools.yaml"
+    pools.write_text("- {gpu: l4, nodes: 1, gpus_per_node: 2}\n")
+    for flag, path in (("--trace", trace), ("--pools", pools)):
+        before = path.read_text()
+        line = _error_of(capsys, "plan", "--trace", str(trace), "--pools", str(pools), "--csv", str(path))
+        assert (
+            line
+            == f"error: --csv: {path} is the {flag} file: the metrics would overwrite it; give another file"
+        )
+        assert path.read_text() == before
