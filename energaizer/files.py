@@ -111,6 +111,21 @@ def not_utf8(name: str | Path, field: str) -> InvalidInputError:
 MAX_LINE_CHARS = 1024 * 1024
 
 
+def table_header(header: list[str], name: str | Path, known: frozenset[str]) -> list[str]:
+    """A CSV header as the readers use it: each name without the spaces around it (``model, gpu,
+    requests`` names ``requests``, which was an unknown column carried through while the rows took the
+    default); a ``known`` column in other letter case (``Requests``) is an input error naming it, where it
+    was carried through silently too; a column named twice is one (:func:`check_unique_columns`)."""
+    names = [column.strip() for column in header]
+    for column in names:
+        if column not in known and column.lower() in known:
+            raise InvalidInputError(
+                column, f"{name} line 1: column names are lowercase: write {column.lower()!r}"
+            )
+    check_unique_columns(names, name)
+    return names
+
+
 def check_unique_columns(header: list[str], name: str | Path) -> None:
     """A table header that names a column twice is an input error naming that column: which of its two
     cells a row means is anyone's guess (a reader keyed by column name would keep one and drop the other

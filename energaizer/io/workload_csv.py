@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from energaizer.errors import InvalidInputError, pydantic_location, pydantic_message
-from energaizer.files import bounded_lines, check_unique_columns, open_text
+from energaizer.files import bounded_lines, open_text, table_header
 from energaizer.io.layout import check_knobs, check_layout, check_prompt_logits
 from energaizer.workload import PRECISION_SYNONYMS, Workload
 
@@ -357,13 +357,13 @@ def read_csv_cells(source: str | Path | io.TextIOBase) -> CsvCells:
             header = next(reader, None)
             if not header:
                 raise InvalidInputError("csv", f"{name} is empty (expected a header row)")
+            header = table_header(header, name, KNOWN_COLUMNS)
             if "gpu" not in header or ("model" not in header and "layers" not in header):
                 raise InvalidInputError(
                     "csv",
                     f"{name}: header must have gpu and model (or architecture) "
                     f"columns; got {', '.join(header[:12])}",
                 )
-            check_unique_columns(header, name)
             rows = [(reader.line_num, row) for row in reader if row]  # blank lines skipped, as DictReader
         except csv.Error as exc:
             raise InvalidInputError("csv", f"{name}: malformed CSV ({exc})") from None

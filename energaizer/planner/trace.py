@@ -343,6 +343,23 @@ def _check_model(name: str, where: str) -> None:
 CLUSTER_TRACE_COLUMNS = ("start_time_s", "end_time_s", "duration_s", "gpu_count", "gpu_type", "job_kind")
 
 
+# Every column a trace's rows are read by (besides the workload CSV's): one in other letter case is an error.
+TRACE_COLUMNS = frozenset(
+    (
+        "submit_time_s",
+        "job_id",
+        "deadline_s",
+        "duration_s",
+        "reference_gpu",
+        "task",
+        *CLUSTER_TRACE_COLUMNS,
+        "wait_s",
+        "censored_at_trace_end",
+        "model_hint",
+    )
+)
+
+
 def _is_zero(text: str) -> bool:
     """An empty cell or a zero however written (``0``, ``0.0``, ``0e0``); anything else, a bad number
     included, is left to the reader, which names it with its line."""
@@ -431,19 +448,21 @@ def read_trace(
     path: str | Path, *, seed: int = 0, reference_gpu: str = DEFAULT_REFERENCE_GPU, limit: int | None = None
 ) -> Trace:
     """Read a trace CSV (see the module docstring); ``limit`` keeps the first N rows."""
-    from energaizer.files import bounded_lines, check_unique_columns, not_utf8, open_text
+    from energaizer.files import bounded_lines, not_utf8, open_text, table_header
+    from energaizer.io.workload_csv import KNOWN_COLUMNS
 
     name = str(path)
     handle = open_text(path, "trace")
     with handle:
         try:
             reader = csv.DictReader(bounded_lines(handle, name, "trace"))
+            if reader.fieldnames:
+                reader.fieldnames = table_header(list(reader.fieldnames), name, TRACE_COLUMNS | KNOWN_COLUMNS)
             header = reader.fieldnames or []
             if "submit_time_s" not in header:
                 raise InvalidInputError(
                     "submit_time_s", f"{name}: missing column (header: {', '.join(header[:12]) or 'empty'})"
                 )
-            check_unique_columns(list(header), name)
             builder = TraceBuilder(seed=seed, reference_gpu=reference_gpu, source=name)
             rows: Iterable[Mapping[str, str | None]] = reader
             if limit is not None:

@@ -72,6 +72,26 @@ def test_a_column_named_twice_is_an_error_naming_it(tmp_path, column):
     assert f"line 1: the header names this column twice (columns {first} and {second})" in str(err.value)
 
 
+def test_spaces_around_column_names_are_not_part_of_them(tmp_path):
+    """``model, gpu, requests``: ' requests' was an unknown column, carried through, and the row took the
+    default of 1 request."""
+    (row,) = read(tmp_path, "model, gpu, requests ,measured_energy_joules, note\nllama-3.1-8b, l4, 10,5,x\n")
+    assert row.workload.inference.requests == 10 and row.gpu == "l4"
+    assert row.measured == {"measured_energy_joules": 5.0} and row.extra == {"note": "x"}
+
+
+@pytest.mark.parametrize("column", ["Requests", "GPU", "Measured_Energy_Joules"])
+def test_a_contract_column_in_other_letter_case_is_an_error_naming_it(tmp_path, column):
+    """``Requests`` was carried through unread (the row took the default); ``GPU`` said only that the header
+    lacks a gpu column."""
+    header = ["model", "gpu", "requests", "measured_energy_joules"]
+    header[[h.lower() for h in header].index(column.lower())] = column
+    with pytest.raises(InvalidInputError) as err:
+        read(tmp_path, ",".join(header) + "\nllama-3.1-8b,l4,10,5\n")
+    assert err.value.field == column
+    assert f"line 1: column names are lowercase: write {column.lower()!r}" in str(err.value)
+
+
 def test_empty_header_cells_are_not_columns_named_twice(tmp_path):
     """Spreadsheets write trailing commas: an empty header cell names no column."""
     (row,) = read(tmp_path, "model,gpu,requests,,\nllama-3.1-8b,l4,5,,\n")

@@ -97,6 +97,8 @@ def test_trace_both_forms(trace_csv: Path) -> None:
             "0,1,10,zz",
             r"reference_gpu: .*t\.csv line 2: unknown GPU 'zz'",
         ),
+        # a column in other letter case was carried through unread: the job's work went missing
+        ("submit_time_s,gpu_count,Duration_s", "0,1,10", r"Duration_s: .*line 1: column names are lowercase"),
         # the work twice: the workload was estimated and duration_s ignored silently
         ("submit_time_s,model,requests,duration_s", "0,gpt2,10,5", r"duration_s: .*line 2: .* not both"),
         # two cells for one field: DictReader kept the last (4 GPUs) and dropped the first silently
@@ -112,6 +114,15 @@ def test_bad_trace_rows_name_the_field(tmp_path: Path, header: str, row: str, fi
     path.write_text(f"{header}\n{row}\n")
     with pytest.raises(InvalidInputError, match=field):
         read_trace(path)
+
+
+def test_spaces_around_column_names_are_not_part_of_them(tmp_path: Path) -> None:
+    """``submit_time_s, gpu_count, duration_s`` (a space after each comma): ' gpu_count' was a column of its
+    own, carried through unread, and every job took 1 GPU."""
+    path = tmp_path / "t.csv"
+    path.write_text("submit_time_s, gpu_count, duration_s ,job_id\n0, 4, 10,a\n")
+    trace = read_trace(path)
+    assert trace.gpu_count[0] == 4 and trace.ref_duration[0] == 10
 
 
 def test_bad_trace_rows_name_their_line(tmp_path: Path) -> None:
