@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import typer
 
@@ -17,6 +18,13 @@ def register(app: typer.Typer) -> None:
             None, "--namespace", "-n", help="namespace to watch (repeatable); default ENERGAIZER_NAMESPACES"
         ),
         all_namespaces: bool = typer.Option(False, "--all-namespaces", "-A", help="watch every namespace"),
+        profile: Path | None = typer.Option(
+            None,
+            "--profile",
+            help="calibration profile JSON from `energaizer calibrate`, reloaded on change (default: "
+            "ENERGAIZER_PROFILE, else the shipped one)",
+            show_default=False,
+        ),
     ) -> None:
         """Run the operator against the current kubeconfig (or in-cluster config); ENERGAIZER_* settings."""
         from energaizer.errors import InvalidInputError
@@ -33,4 +41,8 @@ def register(app: typer.Typer) -> None:
         # run() checks the ENERGAIZER_* settings and the cluster credentials before kopf starts:
         # a bad value or no usable login is one line naming it (ENERGAIZER_..., KUBECONFIG)
         run = operator_module("main", "operator").run
-        run(list(namespace or []), all_namespaces=all_namespaces)
+        run(
+            list(namespace or []),
+            all_namespaces=all_namespaces,
+            profile=str(profile) if profile is not None else None,
+        )

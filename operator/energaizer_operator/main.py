@@ -11,15 +11,21 @@ from energaizer_operator import kube
 from energaizer_operator.settings import OperatorSettings
 
 
-def run(namespaces: list[str] | None = None, all_namespaces: bool = False) -> None:
+def run(
+    namespaces: list[str] | None = None, all_namespaces: bool = False, profile: str | None = None
+) -> None:
     """Run until SIGINT/SIGTERM. Namespaces: the arguments, else ``ENERGAIZER_NAMESPACES``; none or
-    ``all_namespaces`` = cluster-wide. Credentials: in-cluster service account, else kubeconfig;
-    with neither, ``InvalidInputError`` (one line) before anything starts."""
+    ``all_namespaces`` = cluster-wide. ``profile``: the calibration profile file (``--profile``), in place
+    of ``ENERGAIZER_PROFILE``. Credentials: in-cluster service account, else kubeconfig; with neither,
+    ``InvalidInputError`` (one line) before anything starts."""
     settings = OperatorSettings.from_env()
+    source = "ENERGAIZER_PROFILE"
+    if profile is not None:
+        settings, source = settings.model_copy(update={"profile": profile}), "--profile"
     from energaizer_operator.profile_watch import validated_copy
 
     # a profile that does not load stops the operator here, in one line; reloads go to a validated copy
-    settings, profile_watcher = validated_copy(settings)
+    settings, profile_watcher = validated_copy(settings, source)
     try:
         kube.load_config()
     except kube.NoClusterConfigError as exc:

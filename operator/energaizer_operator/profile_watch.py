@@ -77,31 +77,34 @@ async def _poll(watcher: ProfileWatcher, seconds: float) -> None:
             logger.warning("calibration profile %s %s; keeping the previous one", watcher.source, result)
 
 
-def check_profile_setting(cfg: OperatorSettings) -> None:
-    """Stop at start, naming the variable, when ``ENERGAIZER_PROFILE`` does not load as a profile."""
+def check_profile_setting(cfg: OperatorSettings, source: str = "ENERGAIZER_PROFILE") -> None:
+    """Stop at start, naming ``source`` (the variable, or ``--profile``), when the profile does not load."""
     if not cfg.profile:
         return
     with tempfile.TemporaryDirectory() as tmp:
         result = ProfileWatcher(Path(cfg.profile), Path(tmp) / "profile.json").check()
     if result != "loaded":
-        raise InvalidInputError("ENERGAIZER_PROFILE", str(result).removeprefix("rejected: "))
+        raise InvalidInputError(source, str(result).removeprefix("rejected: "))
 
 
-def validated_copy(cfg: OperatorSettings) -> tuple[OperatorSettings, ProfileWatcher | None]:
+def validated_copy(
+    cfg: OperatorSettings, source: str = "ENERGAIZER_PROFILE"
+) -> tuple[OperatorSettings, ProfileWatcher | None]:
     """Before the operator starts: the settings to run with and the watcher of the profile file.
 
     With reloading on, the returned settings point at a validated copy of ``ENERGAIZER_PROFILE`` that
     the watcher replaces when the file changes and still loads; every estimate reads that copy. A
-    profile that does not load stops the operator here, in one line naming the variable.
+    profile that does not load stops the operator here, in one line naming ``source`` (the variable, or
+    ``--profile`` where the command line gave the path).
     """
-    check_profile_setting(cfg)
+    check_profile_setting(cfg, source)
     if not cfg.profile or cfg.profile_reload_seconds <= 0:
         return cfg, None
     target = Path(tempfile.gettempdir()) / f"energaizer-profile-{os.getpid()}.json"
     watcher = ProfileWatcher(Path(cfg.profile), target)
     result = watcher.check()
     if result != "loaded":
-        raise InvalidInputError("ENERGAIZER_PROFILE", str(result).removeprefix("rejected: "))
+        raise InvalidInputError(source, str(result).removeprefix("rejected: "))
     logger.info("calibration profile %s loaded from %s", watcher.profile.name, cfg.profile)
     return cfg.model_copy(update={"profile": str(target)}), watcher
 

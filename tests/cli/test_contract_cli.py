@@ -119,9 +119,9 @@ def test_estimate_help_names_every_contract_flag_with_its_choices(capsys, monkey
         (("validate",), ("--profile", "--json")),
         (("plan",), ("--demo", "--json", "--profile")),
         (("sweep",), ("--gpu", "--model", "--profile", "--json")),
-        (("operator",), ("--namespace", "--all-namespaces")),
+        (("operator",), ("--namespace", "--all-namespaces", "--profile")),
         (("export-measurements",), ("--namespace", "--all-namespaces", "-o", "--output")),
-        (("extender",), ("--port",)),
+        (("extender",), ("--port", "--profile")),
     ],
 )
 def test_other_commands_name_their_contract_flags(capsys, monkeypatch, command, flags) -> None:

@@ -64,3 +64,32 @@ async def test_a_broken_profile_stops_the_operator_at_start(tmp_path):
     lines = err.decode().strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, lines
     assert lines[0].startswith("error: ENERGAIZER_PROFILE: launch_overhead_us:")
+
+
+@pytest.mark.parametrize(
+    ("flag", "variable", "named"),
+    [
+        # the flag's broken profile stops it, named as the flag
+        ("broken", None, "--profile: launch_overhead_us:"),
+        # the flag replaces the variable: a good flag over a broken variable gets as far as the credentials
+        ("good", "broken", "KUBECONFIG:"),
+    ],
+)
+async def test_the_profile_flag_replaces_the_variable(tmp_path, flag, variable, named):
+    """``energaizer operator --profile`` (contract: ``--profile`` on any command): it was 'no such option'."""
+    broken = tmp_path / "profile.json"
+    broken.write_text(json.dumps({"launch_overhead_us": -5}))
+    paths = {"broken": str(broken), "good": str(DEFAULT_PROFILE_PATH)}
+    env = {k: v for k, v in os.environ.items() if k != "ENERGAIZER_PROFILE"}
+    env["KUBECONFIG"] = str(tmp_path / "absent")
+    if variable is not None:
+        env["ENERGAIZER_PROFILE"] = paths[variable]
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "energaizer", "operator", "--profile", paths[flag]),
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    lines = err.decode().strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"error: {named}"), lines
