@@ -27,6 +27,9 @@ async def test_cleanup_leaves_no_task_that_startup_began():
         gpu_pods={},
         steered_jobs={},
         aijob_records={},
+        measure_pods={},
+        measure_jobs={},
+        measure_candidates={},
     )
     began = asyncio.all_tasks() - before
     # the health server's heartbeat, the relist of the indexed kinds (relist.py)
