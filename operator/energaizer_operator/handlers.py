@@ -125,8 +125,8 @@ def gpu_pods(body: kopf.Body, memo: kopf.Memo, **_: Any) -> Any:
 
 
 @kopf.index("batch", "v1", "jobs", annotations={ANNOTATION_GPU_TYPE: kopf.PRESENT})
-def steered_jobs(body: kopf.Body, **_: Any) -> Any:
-    job = steered_job(body)
+def steered_jobs(body: kopf.Body, memo: kopf.Memo, **_: Any) -> Any:
+    job = steered_job(body, product_label=_state(memo).settings.gpu_product_label)
     return {job.owner_uid: job} if job is not None and job.owner_uid else None
 
 

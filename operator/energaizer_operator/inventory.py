@@ -2,8 +2,9 @@
 
 Pure functions over object bodies (unit-testable without kopf); :mod:`energaizer_operator.handlers`
 wires them into ``@kopf.index`` handlers. Free GPUs of a type = allocatable GPUs of its schedulable,
-Ready nodes - GPUs requested by live pods bound to them (other than pods of energaizer Jobs) - GPUs
-held by unfinished energaizer Jobs of that type (which cover their pods, bound or not).
+Ready nodes - GPUs requested by live pods bound to them (pods of energaizer Jobs included: a pod counts
+where it runs) - the GPUs of each unfinished, unsuspended energaizer Job that none of its bound pods
+holds yet, on the type its pods will run on (:func:`compute_capacity`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class PodGPUs:
     node: str
     gpus: int
     uid: str = ""
-    job_uid: str | None = None  # a pod of an AIJob's Job: that Job's uid (its GPUs are the Job's)
+    job_uid: str = ""  # the uid of the AIJob's Job that owns the pod ("" for any other pod)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,9 @@ class SteeredJob:
     predicted_duration_seconds: float | None = None
     uid: str = ""  # the Job's own uid (owner_uid is its AIJob's)
     suspended: bool = False  # spec.suspend: not admitted yet, or preempted/evicted by Kueue
+    # the GPU product its pod template's nodeSelector names (Kueue writes the admitted flavor's node labels
+    # there when it unsuspends the Job), None when it names none
+    selected_product: str | None = None
 
 
 def normalise_product(product: str) -> tuple[str | None, str]:
@@ -161,15 +165,19 @@ def pod_gpu_request(pod_spec: Mapping[str, Any], gpu_resource: str) -> int:
 
 def pod_gpus(body: Mapping[str, Any], *, gpu_resource: str) -> PodGPUs | None:
     """GPUs held by a live pod bound to a node; None for finished pods, unbound pods and pods without
-    GPUs. A pod of an AIJob's Job carries its Job's uid: :func:`compute_capacity` leaves it out while that
-    Job is unfinished (the Job accounts for its GPUs), and counts it once the Job is gone (deleted by hand,
-    ``--cascade=orphan``, the garbage collector still terminating its pods) or finished."""
+    GPUs. A pod of an AIJob's Job names that Job (``job_uid``), whose own charge then leaves its GPUs out:
+    they count on the node the pod is bound to, whichever GPU type the Job was placed on."""
     meta = body.get("metadata") or {}
-    job_uid: str | None = None
+    job_uid = ""
     if ANNOTATION_GPU_TYPE in (meta.get("annotations") or {}) and AIJOB_LABEL in (meta.get("labels") or {}):
-        # a pod of an AIJob's Job (Jobs steered through the Kueue gate are not: always counted)
+        # a pod of an AIJob's Job (Jobs steered through the Kueue gate are not: no Job charge to leave out)
         job_uid = next(
-            (r.get("uid") for r in meta.get("ownerReferences") or [] if r.get("kind") == "Job"), None
+            (
+                ref.get("uid") or ""
+                for ref in meta.get("ownerReferences") or []
+                if ref.get("kind") == "Job" and ref.get("controller")
+            ),
+            "",
         )
     status = body.get("status") or {}
     if status.get("phase") in ("Succeeded", "Failed"):
@@ -203,7 +211,8 @@ def _float(value: Any) -> float | None:
         return None
 
 
-def steered_job(body: Mapping[str, Any]) -> SteeredJob | None:
+def steered_job(body: Mapping[str, Any], *, product_label: str = "") -> SteeredJob | None:
+    """The view of a Job the operator created; ``product_label``: the node label of the GPU product."""
     meta = body.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     gpu_type = annotations.get(ANNOTATION_GPU_TYPE)
@@ -220,6 +229,8 @@ def steered_job(body: Mapping[str, Any]) -> SteeredJob | None:
     spec = body.get("spec") or {}
     suspended = bool(spec.get("suspend"))
     phase, finished = job_phase(body.get("status") or {}, suspended)
+    selector = ((spec.get("template") or {}).get("spec") or {}).get("nodeSelector") or {}
+    selected = selector.get(product_label) if product_label else None
     return SteeredJob(
         namespace=meta.get("namespace", ""),
         name=meta.get("name", ""),
@@ -232,6 +243,7 @@ def steered_job(body: Mapping[str, Any]) -> SteeredJob | None:
         predicted_duration_seconds=_float(annotations.get("energaizer.io/predicted-duration-seconds")),
         uid=meta.get("uid", ""),
         suspended=suspended,
+        selected_product=selected if isinstance(selected, str) and selected else None,
     )
 
 
@@ -262,20 +274,27 @@ def compute_capacity(
     reserved: Mapping[str, int] | None = None,
 ) -> Capacity:
     """Free GPUs per type. ``reserved`` holds GPUs already promised by this operator but not yet
-    visible as Jobs (placements in flight). The pods of an unfinished AIJob's Job are its Job's GPUs;
-    a pod whose Job is gone or finished holds its GPUs itself until it ends."""
-    jobs = list(jobs)
-    accounted = {job.uid for job in jobs if not job.finished and job.uid}
+    visible as Jobs (placements in flight).
+
+    Every live bound pod counts on its node's type, an AIJob's pod too (Kueue may admit its Job on another
+    flavor than the placed type). An unfinished Job holds, besides its bound pods, the GPUs none of them
+    holds yet (pods not created or not bound): on the type of the product its pod template's nodeSelector
+    names (Kueue's admitted flavor), else on the placed type (the only one a Job without a queue has in
+    its required affinity). A suspended Job holds nothing more: it waits in Kueue's queue (or was
+    preempted) and runs on no node until Kueue admits it, maybe on another allowed flavor."""
     used_by_node: dict[str, int] = {}
+    bound_by_job: dict[str, int] = {}
     for pod in pods:
-        if pod.job_uid is not None and pod.job_uid in accounted:
-            continue
         used_by_node[pod.node] = used_by_node.get(pod.node, 0) + pod.gpus
+        if pod.job_uid:
+            bound_by_job[pod.job_uid] = bound_by_job.get(pod.job_uid, 0) + pod.gpus
     cap = Capacity()
+    type_of_product: dict[str, str] = {}
     for node in nodes:
         if node.gpu_type is None:
             cap.unknown_products[node.product] = node.reason
             continue
+        type_of_product[node.product] = node.gpu_type
         products = cap.products.setdefault(node.gpu_type, [])
         if node.product not in products:
             products.append(node.product)
@@ -288,8 +307,12 @@ def compute_capacity(
         cap.free[node.gpu_type] += node_free
         cap.largest_free_node[node.gpu_type] = max(cap.largest_free_node[node.gpu_type], node_free)
     for job in jobs:
-        if not job.finished and job.gpu_type in cap.free:
-            cap.free[job.gpu_type] -= job.gpus
+        if job.finished or job.suspended:
+            continue
+        unbound = job.gpus - bound_by_job.get(job.uid, 0) if job.uid else job.gpus
+        gpu_type = type_of_product.get(job.selected_product or "", job.gpu_type)
+        if unbound > 0 and gpu_type in cap.free:
+            cap.free[gpu_type] -= unbound
     for gpu_type, gpus in (reserved or {}).items():
         if gpu_type in cap.free:
             cap.free[gpu_type] -= gpus

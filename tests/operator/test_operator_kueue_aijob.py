@@ -4,6 +4,10 @@ quota and fallback; a Job without the label keeps the required affinity on one t
 
 from __future__ import annotations
 
+import json
+import re
+import urllib.request
+
 import pytest
 from energaizer_operator.gate import DEFAULT_ENERGY_SLACK
 from kmock_support import RealisticEmulator
@@ -11,6 +15,7 @@ from operator_testkit import PRODUCTS, aijob, node, wait_for
 
 pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
 LABEL = "nvidia.com/gpu.product"
+NODE = {"h100-sxm": "h100-0", "a100-sxm4-80gb": "a100-0", "l4": "l4-0"}  # gpu_cluster's Ready GPU nodes
 
 
 def _required(pod_spec):
@@ -103,3 +108,96 @@ async def test_a_preempted_queue_job_takes_its_aijob_back_to_placed(gpu_cluster,
     await wait_for(lambda: c.phase("preempted") == "Running", timeout=60)
     assert running_condition()["status"] == "True"
     assert len([n for n in c.job_creates() if n == "preempted"]) == 1  # the same Job throughout
+
+
+def _free_gpus(port: int) -> dict[str, int]:
+    """energaizer_free_gpus per GPU type, as the operator's /metrics has it now ({} while it is not up)."""
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError:
+        return {}
+    found = (
+        re.match(r'^energaizer_free_gpus\{gpu_type="([^"]+)"\} ([0-9.]+)$', line)
+        for line in text.splitlines()
+    )
+    return {m.group(1): int(float(m.group(2))) for m in found if m}
+
+
+def _batch_of(log: str, key: str) -> dict:
+    """The operator's ``placement batch {json}`` line that decided the AIJob ``key``."""
+    marker = "placement batch "
+    batches = (
+        json.loads(line[line.index(marker) + len(marker) :])
+        for line in log.splitlines()
+        if marker + "{" in line
+    )
+    return next(b for b in batches if key in b["assignment"])
+
+
+async def test_a_queue_job_holds_gpus_where_kueue_runs_it(gpu_cluster, operator_factory):
+    """The free-GPU count charged a queue-labelled AIJob's Job to its placed type from its creation until
+    it finished: while it waited suspended in Kueue's queue (holding no GPU anywhere) and after Kueue
+    admitted it on another allowed flavor (its pod bound to a node of that type). The placed type looked
+    busier than it was and the type its pod ran on freer: a later AIJob was placed on GPUs that its pod
+    held (and would have stayed Pending). Now a suspended Job holds nothing, an admitted one holds its
+    unbound GPUs on the flavor Kueue wrote into its nodeSelector, and a bound pod counts on its node."""
+    c = gpu_cluster
+    op = await operator_factory()
+    await c.create(aijob("queued", labels={"kueue.x-k8s.io/queue-name": "team-a"}))
+    await wait_for(lambda: c.phase("queued") == "Placed" and "queued" in c.jobs(), timeout=90)
+    placed = c.aijob("queued")["status"]["placement"]["gpuType"]
+    job = c.jobs()["queued"]
+    assert job["spec"]["suspend"] is True
+    allowed = job["metadata"]["annotations"]["energaizer.io/gpu-types"].split(",")
+    other = next(t for t in allowed if t != placed)  # the flavor Kueue admits it on
+    everything_free = {t: 8 for t in PRODUCTS}  # one Ready node of 8 GPUs per type
+    # suspended in the queue: it holds no GPU (the old count took 1 from the placed type)
+    await wait_for(lambda: _free_gpus(op.metrics_port) == everything_free, timeout=60)
+
+    # Kueue admits it on the other flavor: it unsuspends the Job and writes the flavor's node labels into
+    # its pod template; the Job controller creates the pod, kube-scheduler binds it to a node of that type
+    job_url = "/apis/batch/v1/namespaces/default/jobs/queued"
+    admit = {"spec": {"suspend": False, "template": {"spec": {"nodeSelector": {LABEL: PRODUCTS[other]}}}}}
+    resp = await c.k8s.patch(job_url, json=admit)
+    assert resp.status == 200, await resp.text()
+    expected = {**everything_free, other: 7}
+    await wait_for(lambda: _free_gpus(op.metrics_port) == expected, timeout=60)  # admitted, no pod yet
+    pod_meta = job["spec"]["template"]["metadata"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "queued-0-x0z",
+            "namespace": "default",
+            "labels": {**pod_meta["labels"], "job-name": "queued"},
+            "annotations": pod_meta["annotations"],
+            "ownerReferences": [
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "name": "queued",
+                    "uid": job["metadata"]["uid"],
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {
+            "nodeName": NODE[other],
+            "containers": [
+                {"name": "main", "image": "vllm", "resources": {"limits": {"nvidia.com/gpu": "1"}}}
+            ],
+        },
+        "status": {"phase": "Running"},
+    }
+    await c.post("/api/v1/namespaces/default/pods", pod)
+    resp = await c.k8s.patch(f"{job_url}/status", json={"status": {"active": 1}})
+    assert resp.status == 200, await resp.text()
+    await wait_for(lambda: c.phase("queued") == "Running", timeout=60)
+    # its pod counts once, on its node's type: not again through its Job, and not on the placed type
+    await wait_for(lambda: _free_gpus(op.metrics_port) == expected, timeout=60)
+
+    # the next AIJob's placement sees that: 8 GPUs of the other type are no longer free
+    await c.create(aijob("next", gpus=8, candidateGpuTypes=[other]))
+    await wait_for(lambda: c.phase("next") == "Unschedulable", timeout=90)
+    assert "next" not in c.jobs()
+    assert _batch_of(op.log(), "default/next")["free"] == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import jsonschema
@@ -20,6 +21,7 @@ from energaizer_operator.inventory import (
     node_gpus,
     normalise_product,
     pod_gpus,
+    steered_job,
 )
 from energaizer_operator.models import AIJobSpec
 from energaizer_operator.settings import OperatorSettings
@@ -207,11 +209,13 @@ def test_pod_gpu_use():
         "metadata": {
             "annotations": {"energaizer.io/gpu-type": "l4"},
             "labels": {"energaizer.io/aijob": "x"},
-            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "x", "uid": "job-x"}],
+            "ownerReferences": [
+                {"apiVersion": "batch/v1", "kind": "Job", "uid": "job-1", "controller": True}
+            ],
         },
     }
-    # counted through its Job while the Job is unfinished (compute_capacity), by itself once it is gone
-    assert pod_gpus(ours, gpu_resource="nvidia.com/gpu") == PodGPUs("n1", 3, job_uid="job-x")
+    # a pod of an AIJob's Job counts on its node too, naming its Job (whose charge leaves it out)
+    assert pod_gpus(ours, gpu_resource="nvidia.com/gpu") == PodGPUs("n1", 3, job_uid="job-1")
     # A pod of a Job steered through the Kueue gate: not an AIJob's, so its GPUs count.
     gated = {**pod, "metadata": {"annotations": {"energaizer.io/gpu-type": "l4"}}}
     assert pod_gpus(gated, gpu_resource="nvidia.com/gpu") == PodGPUs("n1", 3)
@@ -248,6 +252,38 @@ def test_pods_of_a_deleted_or_finished_job_hold_their_gpus_themselves():
     ]
     assert compute_capacity(nodes, pods, [running, failed]).free == {"l4": 8 - 4 - 2 - 1}
     assert compute_capacity(nodes, pods[:1], [running]).free == {"l4": 4}
+
+
+def test_a_job_holds_its_gpus_where_its_pods_run():
+    """A queue Job placed on h100 and admitted by Kueue on the a100 flavor: its bound pod counts on its
+    node's type (once: not again through its Job), its unbound GPUs on the admitted flavor (the product
+    Kueue wrote into the pod template's nodeSelector); a suspended Job holds nothing; a Job without a
+    selected product holds its unbound GPUs on its placed type."""
+    nodes = [NodeGPUs("h", "P-H", "h100-sxm", 8, True), NodeGPUs("a", "P-A", "a100-sxm4-80gb", 8, True)]
+    free = {"h100-sxm": 8, "a100-sxm4-80gb": 8}
+    queued = SteeredJob("ns", "q", "aij-1", "h100-sxm", 4, False, "Placed", uid="job-q", suspended=True)
+    assert compute_capacity(nodes, [], [queued]).free == free
+    admitted = dataclasses.replace(queued, suspended=False, selected_product="P-A")
+    assert compute_capacity(nodes, [], [admitted]).free == {**free, "a100-sxm4-80gb": 4}
+    pods = [PodGPUs("a", 1, uid="p0", job_uid="job-q"), PodGPUs("a", 1, uid="p1", job_uid="job-q")]
+    running = dataclasses.replace(admitted, phase="Running")
+    assert compute_capacity(nodes, pods, [running]).free == {**free, "a100-sxm4-80gb": 4}
+    # its pods count where they are bound even if the template selected no product
+    unselected = dataclasses.replace(running, selected_product=None)
+    assert compute_capacity(nodes, pods, [unselected]).free == {"h100-sxm": 6, "a100-sxm4-80gb": 6}
+    # preempted: suspended again, its pods still terminating on their node
+    preempted = dataclasses.replace(running, suspended=True, phase="Placed")
+    assert compute_capacity(nodes, pods, [preempted]).free == {**free, "a100-sxm4-80gb": 6}
+    # what the Job index reads: the product the template's nodeSelector names (Kueue's admitted flavor)
+    body = {
+        "metadata": {"name": "q", "uid": "job-q", "annotations": {"energaizer.io/gpu-type": "h100-sxm"}},
+        "spec": {"template": {"spec": {"nodeSelector": {"nvidia.com/gpu.product": "P-A", "zone": "z1"}}}},
+    }
+    assert steered_job(body, product_label="nvidia.com/gpu.product").selected_product == "P-A"
+    assert steered_job(body, product_label="gpu.example.com/model").selected_product is None
+    # a selected product of no known node: the placed type
+    unknown = dataclasses.replace(admitted, selected_product="P-X")
+    assert compute_capacity(nodes, [], [unknown]).free == {**free, "h100-sxm": 4}
 
 
 def test_job_phase_mirroring():
