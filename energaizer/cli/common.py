@@ -217,3 +217,16 @@ def print_tables(*renderables: Any) -> None:
     console = output_console()
     for r in renderables:
         console.print(r)
+
+
+def given_on_command_line(ctx: typer.Context, *names: str) -> list[str]:
+    """The flags (``--gpu-count``) of the parameters ``names`` (Python names) of the command running in
+    ``ctx`` that the user named on the command line, whatever their value: ``--gpu-count 1`` is given
+    although 1 is the default. In the order of ``names``."""
+    flags = {p.name: max(p.opts, key=len) for p in ctx.command.params}
+    return [
+        flags[name]
+        for name in names
+        if (source := ctx.get_parameter_source(name)) is not None
+        and source.name in ("COMMANDLINE", "ENVIRONMENT")
+    ]

@@ -17,6 +17,7 @@ from energaizer.cli.common import (
     dumps_json,
     fmt_energy,
     fmt_seconds,
+    given_on_command_line,
     join_json_arrays,
     load_catalogs,
     number_option,
@@ -418,6 +419,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def estimate(
+        ctx: typer.Context,
         model: Annotated[
             str | None, typer.Option(help="catalog model (HF id or alias; see `energaizer models`)")
         ] = None,
@@ -496,37 +498,34 @@ def register(app: typer.Typer) -> None:
             )
         load_catalogs(catalog)
         if from_csv is not None:
-            given = {
-                "--model": model is not None,
-                "--model-file": model_file is not None,
-                "--gpu": bool(gpu),
-                "--gpu-count": gpu_count != 1,
-                "--precision": precision is not Precision.bf16,
-                "--task": task is not Task.inference,
-                "--attention": attention is not Attention.auto,
-                "--execution": execution is not Execution.auto,
-                "--recompute": recompute,
-                "--prompt-logits": prompt_logits,
-                **{
-                    f"--{k.replace('_', '-')}": v is not None
-                    for k, v in (
-                        ("requests", requests),
-                        ("input_tokens", input_tokens),
-                        ("output_tokens", output_tokens),
-                        ("batch_size", batch_size),
-                        ("tokens", tokens),
-                        ("steps", steps),
-                        ("global_batch_size", global_batch_size),
-                        ("sequence_length", sequence_length),
-                        ("frequency_mhz", frequency_mhz),
-                        ("power_limit_w", power_limit_w),
-                        ("tensor_parallel", tensor_parallel),
-                        ("expert_parallel", expert_parallel),
-                        ("data_parallel", data_parallel),
-                    )
-                },
-            }
-            clash = [flag for flag, on in given.items() if on]
+            # Every per-row flag named on the command line is refused, also at its default value
+            # (`--gpu-count 1` would otherwise be silently ignored while `--gpu-count 2` is refused).
+            clash = given_on_command_line(
+                ctx,
+                "model",
+                "model_file",
+                "gpu",
+                "gpu_count",
+                "precision",
+                "task",
+                "requests",
+                "input_tokens",
+                "output_tokens",
+                "batch_size",
+                "tokens",
+                "steps",
+                "global_batch_size",
+                "sequence_length",
+                "frequency_mhz",
+                "power_limit_w",
+                "tensor_parallel",
+                "expert_parallel",
+                "data_parallel",
+                "attention",
+                "execution",
+                "recompute",
+                "prompt_logits",
+            )
             if clash:
                 from energaizer.errors import InvalidInputError
 

@@ -272,6 +272,12 @@ CASES: list[tuple[list[str], str]] = [
     (["calibrate", "m_zero.csv", "-o", "p.json", "--profile", "binary.bin"], "profile"),
     (["estimate", "--from-csv", "w_neg.csv", "--model", "llama-3.1-8b"], "--model"),
     (["estimate", "--from-csv", "w_neg.csv", "--gpu", "h100-sxm"], "--gpu"),
+    # a per-row flag at its default value is as much a clash as any other value (not silently ignored)
+    (["estimate", "--from-csv", "w_neg.csv", "--gpu-count", "1"], "--gpu-count: cannot be combined"),
+    (["estimate", "--from-csv", "w_neg.csv", "--precision", "bf16"], "--precision: cannot be combined"),
+    (["estimate", "--from-csv", "w_neg.csv", "--task", "inference"], "--task: cannot be combined"),
+    (["estimate", "--from-csv", "w_neg.csv", "--attention", "auto"], "--attention: cannot be combined"),
+    (["estimate", "--from-csv", "w_neg.csv", "--execution", "auto"], "--execution: cannot be combined"),
     (["estimate", "--model", "gpt2", "--workers", "2"], "--workers"),
     (["estimate", "--from-csv", "w_neg.csv", "--workers", "-1"], "--workers"),
     # --- operator ----------------------------------------------------------------------------------
