@@ -57,19 +57,19 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _check_not_an_input(output: Path, measurements: list[Path]) -> None:
-    """``-o`` naming one of the measurement CSVs (a slip of ``calibrate m.csv -o m.csv``) would replace the
-    measurements with the profile: refused before anything is read or written."""
+def _check_not_an_input(output: Path, measurements: list[Path], catalogs: list[Path]) -> None:
+    """``-o`` naming one of the measurement CSVs (a slip of ``calibrate m.csv -o m.csv``) or a ``--catalog``
+    file would replace it with the profile: refused before anything is read or written."""
     from energaizer.errors import InvalidInputError
 
     if not output.exists():
         return
-    for p in measurements:
-        if _same_file(output, p):
-            raise InvalidInputError(
-                "--output",
-                f"{output} is the measurement CSV {p}: the profile would overwrite it; give another file",
-            )
+    for what, paths in (("the measurement CSV", measurements), ("the --catalog file", catalogs)):
+        for p in paths:
+            if _same_file(output, p):
+                raise InvalidInputError(
+                    "--output", f"{output} is {what} {p}: the profile would overwrite it; give another file"
+                )
 
 
 def _pct(x: float) -> str:
@@ -135,6 +135,7 @@ def register(app: typer.Typer) -> None:
         from energaizer.errors import InvalidInputError
         from energaizer.profile import CALIBRATABLE_PARAMETERS, FITTED_PARAMETERS, load_profile, save_profile
 
+        _check_not_an_input(output, measurements, catalog or [])
         load_catalogs(catalog)
         names = (
             [p.strip() for p in parameters.split(",") if p.strip()] if parameters else list(FITTED_PARAMETERS)
@@ -155,7 +156,6 @@ def register(app: typer.Typer) -> None:
             raise InvalidInputError("--output", f"{output} is a directory; give the profile file to write")
         if not output.parent.is_dir():
             raise InvalidInputError("--output", f"folder {output.parent} does not exist")
-        _check_not_an_input(output, measurements)
         start = load_profile(profile)
         rows = _read_all(measurements)
         fitter = ProfileFitter(parameters=names, start=start, max_evaluations=max_evaluations)

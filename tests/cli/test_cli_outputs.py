@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from energaizer.catalog.loader import reset_extra
 from energaizer.cli import measurements_cmd
 from energaizer.cli.app import main
 from tests.cli.conftest import MEASURED_HEADER
@@ -41,6 +42,40 @@ def test_calibrate_never_writes_the_profile_over_a_measurement_csv(
         "give another file"
     )
     assert data.read_text() == text
+
+
+def test_calibrate_never_writes_the_profile_over_its_catalog(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``calibrate m.csv -o catalog.yaml --catalog catalog.yaml`` replaced the catalog with the profile JSON,
+    while ``-o`` naming a measurement CSV was refused."""
+    data = tmp_path / "m.csv"
+    data.write_text(
+        MEASURED_HEADER + "llama-3.1-8b,h100-sxm,10,128,64,1,500\nllama-3.1-8b,l4,10,128,64,1,900\n"
+    )
+    catalog = tmp_path / "catalog.yaml"
+    text = "# our own GPUs\ngpus: []\n"
+    catalog.write_text(text)
+    try:
+        line = _error_of(
+            capsys,
+            "calibrate",
+            str(data),
+            "-o",
+            str(catalog),
+            "--catalog",
+            str(catalog),
+            "--force",
+            "--max-evaluations",
+            "1",
+        )
+    finally:  # a catalog loaded in this process would stay loaded for the tests after this one
+        reset_extra()
+    assert line == (
+        f"error: --output: {catalog} is the --catalog file {catalog}: the profile would overwrite it; "
+        "give another file"
+    )
+    assert catalog.read_text() == text
 
 
 def _no_cluster(*_args: object) -> list[dict]:
