@@ -1,7 +1,7 @@
 """Job traces: a CSV of submitted jobs -> columnar arrays the simulator runs on.
 
 Each row is a job submitted at ``submit_time_s`` (seconds, any origin), optionally with
-``job_id`` and ``deadline_s`` (seconds after submission by which it must finish; GPU types that
+``job_id`` (unique) and ``deadline_s`` (seconds after submission by which it must finish; GPU types that
 would run it longer are infeasible for it). The work is given either
 
 * by the workload columns of contract section 3 (``model, gpu_count, precision, task, requests,
@@ -427,11 +427,22 @@ def read_trace_rows(
     from collections import Counter
 
     skipped: Counter[str] = Counter()
+    line_of_job: dict[str, int] = {}  # job_id -> the line that gave it (the plan reports jobs by id)
     n = added = 0
     for n, raw in enumerate(rows, start=1):
         row = _cluster_row(raw, skipped) if cluster else raw
         if row is not None:
-            add_csv_row(builder, row, f"{name} line {line() if line is not None else n + 1}", n)
+            at = line() if line is not None else n + 1
+            job_id = (row.get("job_id") or "").strip()
+            if job_id:
+                if job_id in line_of_job:
+                    raise InvalidInputError(
+                        "job_id",
+                        f"{name} line {at}: {job_id!r} is also the job_id of line {line_of_job[job_id]}; "
+                        "each job needs its own",
+                    )
+                line_of_job[job_id] = at
+            add_csv_row(builder, row, f"{name} line {at}", n)
             added += 1
     if added == 0:
         why = f" ({n} rows: {', '.join(f'{v} {k}' for k, v in skipped.items())})" if skipped else ""

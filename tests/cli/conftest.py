@@ -68,6 +68,7 @@ BAD_FILES: dict[str, str | bytes] = {
     "m_dup.csv": MEASURED_HEADER.replace("requests,", "requests,requests,")
     + "llama-3.1-8b,h100-sxm,10,20,128,64,1,500\n",
     "trace_dup.csv": "submit_time_s,gpu_count,duration_s,gpu_count\n0,1,10,4\n",
+    "trace_dup_id.csv": "job_id,submit_time_s,gpu_count,duration_s\na,0,1,10\nb,5,1,10\na,9,2,10\n",
     "m_infeasible.csv": MEASURED_HEADER
     + "llama-3.1-405b,t4,10,128,64,1,500\nllama-3.1-405b,l4,10,128,64,1,500\n",
 }

@@ -232,6 +232,7 @@ CASES: list[tuple[list[str], str]] = [
             ("trace_inf.csv", "duration_s"),
             ("trace_neg.csv", "gpu_count"),
             ("trace_dup.csv", "gpu_count: trace_dup.csv line 1: the header names this column twice"),
+            ("trace_dup_id.csv", "job_id: trace_dup_id.csv line 4: 'a' is also the job_id of line 2"),
         )
     ],
     # --- validate / calibrate ----------------------------------------------------------------------
