@@ -23,11 +23,19 @@ WideOpt = Annotated[bool, typer.Option("--wide", "-w", help="more columns in the
 
 
 def load_catalogs(paths: list[Path] | None) -> None:
+    """The ``--catalog`` files, on top of the built-in and ``ENERGAIZER_CATALOG`` ones. A file that adds
+    nothing (empty, comments only, ``{}``) is refused: naming it on the command line is a mistake (a
+    wrong or not yet written file)."""
     if paths:
         from energaizer.catalog import load_extra
+        from energaizer.errors import InvalidInputError
 
         for p in paths:
-            load_extra(p)
+            parsed = load_extra(p)
+            if not parsed.gpus and not parsed.models:
+                raise InvalidInputError(
+                    "--catalog", f"{p} adds no GPU or model: give a file with gpus: or models: entries"
+                )
 
 
 def _clean(value: Any) -> Any:

@@ -18,6 +18,8 @@ BAD_FILES: dict[str, str | bytes] = {
     "latin1.csv": "model,gpu\nllama-3.1-8b,caf\xe9\n".encode("latin-1"),
     "utf16.csv": "model,gpu\nllama-3.1-8b,h100-sxm\n".encode("utf-16"),
     "empty.txt": "",
+    "catalog_empty.yaml": "# our GPUs and models: none yet\n",
+    "catalog_empty.json": "{}",
     "list.yaml": "- 1\n- 2\n",
     "scalar.json": "42",
     "bad.yaml": "a: [1, 2\nb: {",
