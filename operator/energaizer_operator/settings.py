@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from energaizer.errors import InvalidInputError
+from energaizer.files import load_yaml, unique_keys
 
 ENV_PREFIX = "ENERGAIZER_"
 # field name -> environment variable
@@ -183,7 +184,7 @@ def parse_product_map(text: str) -> dict[str, str]:
         # (an OSError would escape the settings check; the extender then blamed its --port for it)
         path = text[1:]
         try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+            data = load_yaml(Path(path).read_text(encoding="utf-8"))  # a label named twice: an error
         except OSError as exc:
             raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
         except UnicodeDecodeError:
@@ -193,9 +194,10 @@ def parse_product_map(text: str) -> dict[str, str]:
             raise ValueError(f"{path} is not valid YAML/JSON ({first})") from None
     else:
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=unique_keys)
         except json.JSONDecodeError as exc:
             raise ValueError(f"not a JSON object: {exc.msg}") from None
+        # unique_keys' ValueError ("key 'X' appears twice in one object") goes to from_env as it is
     if data is None:
         return {}
     if not isinstance(data, dict) or not all(

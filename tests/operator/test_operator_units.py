@@ -167,6 +167,22 @@ def test_an_unreadable_product_map_file_names_the_variable(tmp_path, content):
     assert str(path) in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        '{"ACME-X1000": "h100-sxm", "ACME-X1000": "l4"}',
+        "@map.yaml",
+    ],
+)
+def test_a_product_map_that_names_a_label_twice_names_the_variable(tmp_path, monkeypatch, value):
+    """A label mapped twice (inline JSON or the ``@file`` YAML) took its last value silently."""
+    (tmp_path / "map.yaml").write_text("ACME-X1000: h100-sxm\nACME-X1000: l4\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidInputError, match="ENERGAIZER_PRODUCT_MAP") as err:
+        OperatorSettings.from_env({"ENERGAIZER_PRODUCT_MAP": value})
+    assert "'ACME-X1000' appears twice" in str(err.value), str(err.value)
+
+
 # --------------------------------------------------------------------------------------- inventory
 
 
