@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
 from energaizer.errors import InvalidInputError, pydantic_location, pydantic_message
+from energaizer.files import unique_keys
 from energaizer.io.layout import check_layout
 from energaizer_operator.inventory import pod_gpu_request
 from energaizer_operator.models import AIJobSpec, WorkloadSpec
@@ -32,12 +33,13 @@ def _not_a_json_number(name: str) -> float:
 
 def parse_workload(text: str) -> WorkloadSpec:
     """The annotation's JSON -> a validated ``WorkloadSpec``; bad input raises ``InvalidInputError``
-    naming the annotation and the field."""
+    naming the annotation and the field; a key named twice in one object is invalid (``unique_keys``), not
+    the last value kept silently."""
     try:
-        data = json.loads(text, parse_constant=_not_a_json_number)
+        data = json.loads(text, parse_constant=_not_a_json_number, object_pairs_hook=unique_keys)
     except InvalidInputError:
         raise
-    except (ValueError, TypeError) as exc:  # ValueError: also an integer of more than 4,300 digits
+    except (ValueError, TypeError) as exc:  # ValueError: also a key named twice, an integer of > 4,300 digits
         raise InvalidInputError(ANNOTATION_WORKLOAD, f"not JSON: {exc}") from None
     except RecursionError:
         raise InvalidInputError(ANNOTATION_WORKLOAD, "not JSON: nested too deeply") from None

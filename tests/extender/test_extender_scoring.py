@@ -198,3 +198,28 @@ def test_a_malformed_annotation_cached_keeps_no_request_alive() -> None:
         del nodes, info
     gc.collect()
     assert [r() for r in refs] == [None, None, None]
+
+
+def test_a_key_named_twice_in_an_annotation_is_invalid_not_the_last_value() -> None:
+    """``{"model": "a", "model": "b"}`` would keep "b" silently; it is a malformed annotation, as JSON
+    read anywhere else in energaizer (energaizer.files.unique_keys): filter's Error, prioritize's 422,
+    the gate's InvalidWorkload, all from the same InvalidInputError."""
+    import pytest
+    from energaizer_operator.extender.scoring import Scorer
+    from energaizer_operator.pod_workload import parse_workload
+
+    from energaizer.errors import InvalidInputError
+
+    twice = '{"model": "qwen3-32b", "inference": {"requests": 10, "requests": 20}, "model": "llama-3.1-8b"}'
+    with pytest.raises(
+        InvalidInputError, match=r"^energaizer\.io/workload: not JSON: key 'requests' appears twice"
+    ):
+        parse_workload(twice)
+    pod = {
+        "metadata": {"annotations": {"energaizer.io/workload": twice}},
+        "spec": {"containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]},
+    }
+    for verb in (Scorer().filter, Scorer().prioritize):
+        with pytest.raises(InvalidInputError, match=r"appears twice in one object"):
+            verb(pod, {"a": "h100-sxm"})
+    assert parse_workload('{"model": "llama-3.1-8b", "inference": {"requests": 10}}').model == "llama-3.1-8b"
