@@ -63,10 +63,18 @@ class Reason(enum.StrEnum):
     SHARED = "GPUShared"  # time-sliced GPU: final, no number
     MIG = "MIGPartitioned"  # MIG instance: final, no number
     NO_PODS = "NoPods"  # the Job finished but no pod of it ever ran with a start and finish time
+    JOB_DELETED = "JobDeleted"  # the Job was deleted before it finished (the AIJob failed with JobDeleted)
 
     @property
     def final(self) -> bool:
-        return self in (Reason.MEASURED, Reason.GAVE_UP, Reason.SHARED, Reason.MIG, Reason.NO_PODS)
+        return self in (
+            Reason.MEASURED,
+            Reason.GAVE_UP,
+            Reason.SHARED,
+            Reason.MIG,
+            Reason.NO_PODS,
+            Reason.JOB_DELETED,
+        )
 
     @property
     def retryable(self) -> bool:

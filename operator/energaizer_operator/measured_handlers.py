@@ -160,6 +160,8 @@ class Candidate:
     # feasible type -> predicted energy (status.estimates): the prediction of the type the pods ran on,
     # when Kueue admitted a queue-labelled AIJob's Job on another allowed flavor than the placed type
     estimates: tuple[tuple[str, float], ...] = ()
+    # the placer failed the AIJob because its Job was deleted before it finished (placer.Placer._lost)
+    job_deleted: bool = False
 
     @property
     def ref(self) -> dict[str, Any]:
@@ -189,6 +191,17 @@ def candidate(body: Mapping[str, Any]) -> Candidate | None:
             for e in status.get("estimates") or []
             if e.get("feasible") and e.get("gpuType") and e.get("energyJoules") is not None
         ),
+        job_deleted=_job_deleted(status),
+    )
+
+
+def _job_deleted(status: Mapping[str, Any]) -> bool:
+    """The AIJob failed because its Job was deleted before it finished (``Running`` reason ``JobDeleted``)."""
+    if status.get("phase") != "Failed":
+        return False
+    return any(
+        c.get("type") == "Running" and c.get("reason") == Reason.JOB_DELETED
+        for c in status.get("conditions") or []
     )
 
 
@@ -338,6 +351,10 @@ class Measurer:
         namespace, name, job_name = cand.namespace, cand.name, cand.job_name
         job = next(iter(live(measure_jobs.get((namespace, job_name), []))), None)
         if job is None or not job.finished:
+            if (
+                cand.job_deleted
+            ):  # it never finishes: waiting for it would keep the AIJob a candidate for ever
+                await self._job_deleted(cand)
             return
         pods: list[PodRun] = live(measure_pods.get(("job", namespace, job_name), []))
         ended = job.completed_at or max((p.finished or 0.0 for p in pods), default=0.0)
@@ -392,6 +409,26 @@ class Measurer:
                 outcome.message,
                 delay,
             )
+        await self._report(cand, outcome, gpu_type, predicted)
+
+    async def _job_deleted(self, cand: Candidate) -> None:
+        """A final ``Measured=False`` (``JobDeleted``): the Job and, with it, its pods are gone, so which
+        pods ran and when is unknown; and a run cut short would be no sample of the predicted energy."""
+        now = time.time()
+        if now - self.decided.get(cand.uid, -math.inf) < DECIDED_SECONDS:
+            return  # decided (the index can lag the written status)
+        self.decided[cand.uid] = now
+        message = (
+            f"the Job {cand.job_name} was deleted before it finished: its pods and their run window are "
+            "unknown, and a run cut short is no measure of the predicted energy"
+        )
+        await self._report(cand, Outcome(Reason.JOB_DELETED, message), cand.gpu_type, None)
+
+    async def _report(
+        self, cand: Candidate, outcome: Outcome, gpu_type: str, predicted: float | None
+    ) -> None:
+        """Write the outcome into the AIJob's status; then the Event, the gauge, the ratio and a log line."""
+        namespace, name = cand.namespace, cand.name
         # merged into the object as it is now (read back first): conditions written meanwhile are kept
         try:
             written = await asyncio.to_thread(_write_status, namespace, name, outcome, gpu_type)
@@ -399,7 +436,7 @@ class Measurer:
             logger.warning(
                 "AIJob %s/%s: writing the measurement failed: HTTP %s", namespace, name, exc.status
             )
-            decided.pop(uid, None)
+            self.decided.pop(cand.uid, None)
             return
         if not written:
             return

@@ -118,6 +118,33 @@ async def test_a_deleted_job_fails_its_aijob_instead_of_leaving_it_running(gpu_c
     assert c.job_creates() == ["cancelled"]
 
 
+async def test_an_aijob_whose_job_was_deleted_leaves_the_measurement_candidates(
+    gpu_cluster, operator_factory
+):
+    """With measured energy on, an AIJob failed with ``JobDeleted`` waited for ever for its Job to finish
+    (it never does): no ``Measured`` condition, a measurement candidate for good. Now it gets a final
+    ``Measured=False`` with reason ``JobDeleted`` (its pods' window is unknown, its run was cut short), and
+    Prometheus is never asked (none listens at the URL)."""
+    c = gpu_cluster
+    op = await operator_factory(
+        ENERGAIZER_PROMETHEUS_URL="http://127.0.0.1:9", ENERGAIZER_MEASURE_INTERVAL_SECONDS="1"
+    )
+    await c.create(aijob("cut"))
+    await wait_for(lambda: c.phase("cut") == "Placed", timeout=60)
+    await c.k8s.patch("/apis/batch/v1/namespaces/default/jobs/cut/status", json={"status": {"active": 1}})
+    await wait_for(lambda: c.phase("cut") == "Running", timeout=60)
+    resp = await c.k8s.delete("/apis/batch/v1/namespaces/default/jobs/cut")
+    assert resp.status == 200
+    await wait_for(lambda: c.phase("cut") == "Failed", timeout=60)
+    measured = await wait_for(lambda: condition(c.aijob("cut"), "Measured"), timeout=60)
+    assert measured["status"] == "False" and measured["reason"] == "JobDeleted"
+    assert "the Job cut was deleted before it finished" in measured["message"]
+    assert "run window are unknown" in measured["message"]
+    assert "measured" not in c.aijob("cut")["status"]
+    assert c.phase("cut") == "Failed"
+    assert "PrometheusUnavailable" not in op.log()
+
+
 async def test_the_pods_of_a_deleted_job_keep_their_gpus_until_they_end(gpu_cluster, operator_factory):
     """The Job deleted while its pod runs (``kubectl delete job --cascade=orphan``, or the pod still in its
     grace period): the pod holds its 8 L4 GPUs. The operator left the pods of its Jobs out of the free
