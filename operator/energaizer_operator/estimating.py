@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from energaizer.errors import InvalidInputError
+from energaizer_operator import kube
 from energaizer_operator.estimation import candidate_types, estimate_many
 from energaizer_operator.inventory import compute_capacity
 from energaizer_operator.loops import IndexLoop
@@ -153,6 +154,6 @@ class EstimateLoop(IndexLoop):
         async with self._semaphore:
             try:
                 await coro
-            except Exception:
+            except Exception as exc:
                 self.inflight.pop(rec.uid, None)
-                logger.exception("could not write the estimates of %s; retrying", rec.key)
+                kube.log_failure(logger, exc, "could not write the estimates of %s; retrying", rec.key)

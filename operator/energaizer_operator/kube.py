@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -49,12 +50,14 @@ def set_request_timeout(seconds: float) -> None:
 __all__ = [
     "REQUEST_TIMEOUT_SECONDS",
     "ApiException",
+    "NotSent",
     "api_client",
     "create_job",
     "create_lease",
     "current_namespace",
     "list_uids",
     "load_config",
+    "log_failure",
     "patch_aijob",
     "patch_aijob_status",
     "patch_job",
@@ -147,6 +150,28 @@ def retry_after_seconds(exc: ApiException, now: float | None = None) -> float | 
     return min(max(seconds, 0.0), RETRY_AFTER_MAX_SECONDS)
 
 
+class NotSent(ApiException):
+    """A call refused without sending: its target's last ``Retry-After`` has not passed and waiting it out
+    does not fit in the call's timeout (status 429, ``Retry-After``: the wait left)."""
+
+
+def log_failure(log: logging.Logger, exc: BaseException, message: str, *args: Any) -> None:
+    """Log a loop's failed call (``message % args``, then the loop retries): what the API answers in
+    ordinary operation is one line without a traceback: ``404`` (the object was deleted meanwhile, e.g.
+    an AIJob deleted while its status write was on its way) at INFO, and a ``429``/``503`` with
+    ``Retry-After`` or a call refused unsent (:class:`NotSent`) at WARNING; anything else at ERROR with
+    its traceback."""
+    if isinstance(exc, ApiException):
+        if exc.status == 404:
+            log.info(message + " (HTTP 404: deleted meanwhile)", *args)
+            return
+        if isinstance(exc, NotSent) or retry_after_seconds(exc) is not None:
+            reason = " ".join(str(exc.reason or "").split())
+            log.warning(message + " (HTTP %s: %s)", *args, exc.status, reason)
+            return
+    log.error(message, *args, exc_info=exc)
+
+
 class _NotBefore:
     """Per request target (``"PATCH /apis/.../status"``): the monotonic time before which it must not be
     sent again, from the last ``Retry-After`` it answered. Shared by the worker threads."""
@@ -183,7 +208,7 @@ def _call(target: str, timeout: float | None, send: Callable[[float], T]) -> T:
         wait = _not_before.get(target) - time.monotonic()
         if wait > 0:
             if time.monotonic() + wait >= deadline:
-                exc = ApiException(
+                exc = NotSent(
                     status=429,
                     reason=f"not sent: {target} asked to wait {wait:.1f} s more (Retry-After), beyond the API timeout",
                 )

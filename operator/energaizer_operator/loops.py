@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from energaizer_operator import kube
 from energaizer_operator.inventory import NodeGPUs, PodGPUs, SteeredJob
 from energaizer_operator.metrics import Metrics
 from energaizer_operator.records import AIJobRecord
@@ -91,5 +92,7 @@ class IndexLoop:
                 await self.tick()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("%s: the batch failed; retrying in the next window", type(self).__name__)
+            except Exception as exc:
+                kube.log_failure(
+                    logger, exc, "%s: the batch failed; retrying in the next window", type(self).__name__
+                )

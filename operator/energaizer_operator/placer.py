@@ -283,9 +283,9 @@ class Placer(IndexLoop):
                     Condition("Placed", False, "JobNameInUse", message),
                     Event("JobNameInUse", message),
                 )
-            except Exception:
+            except Exception as exc:
                 self._name_held.pop(rec.uid, None)
-                logger.exception("could not report the Job name in use of %s; retrying", rec.key)
+                kube.log_failure(logger, exc, "could not report the Job name in use of %s; retrying", rec.key)
 
     async def _mirror(self, records: Mapping[str, AIJobRecord], jobs: Mapping[str, SteeredJob]) -> None:
         """A steered Job's state -> its AIJob's phase (Running, Succeeded, Failed); level-triggered. A
@@ -357,18 +357,18 @@ class Placer(IndexLoop):
                     event = Event("JobDeleted", message, warning=True)
                 await report(rec, phase, condition, event)
                 logger.info("AIJob %s: %s (its Job %s is gone)", rec.key, phase, name)
-            except Exception:
+            except Exception as exc:
                 self._mirrored.pop(rec.uid, None)
-                logger.exception("could not report the deleted Job of %s; retrying", rec.key)
+                kube.log_failure(logger, exc, "could not report the deleted Job of %s; retrying", rec.key)
 
     async def _write_mirror(self, rec: AIJobRecord, phase: Phase, condition: Condition) -> None:
         async with self._semaphore:
             try:
                 await report(rec, phase, condition, None)
                 logger.info("AIJob %s: %s (mirrored from its Job)", rec.key, phase)
-            except Exception:
+            except Exception as exc:
                 self._mirrored.pop(rec.uid, None)
-                logger.exception("could not mirror the Job state of %s; retrying", rec.key)
+                kube.log_failure(logger, exc, "could not mirror the Job state of %s; retrying", rec.key)
 
     def _log_batch(
         self, decisions: list[Decision], result: Any, capacity: Capacity, backlog: int, now: float
@@ -400,9 +400,9 @@ class Placer(IndexLoop):
                     await self._unschedulable(rec, decision.reason)
                 else:
                     await self._place(rec, decision, capacity, steer)
-            except Exception:
+            except Exception as exc:
                 self.inflight.pop(rec.uid, None)
-                logger.exception("could not apply the placement of %s; retrying", rec.key)
+                kube.log_failure(logger, exc, "could not apply the placement of %s; retrying", rec.key)
 
     async def _wait(self, rec: AIJobRecord, reason: str) -> None:
         """Waiting for a preferred type: the phase stays, the Placed condition says what it waits for."""
@@ -533,9 +533,9 @@ class Placer(IndexLoop):
                     advice,
                     {"worstEnergyJoules": worst},
                 )
-            except Exception:
+            except Exception as exc:
                 self.inflight.pop(rec.uid, None)
-                logger.exception("could not record the existing Job of %s; retrying", rec.key)
+                kube.log_failure(logger, exc, "could not record the existing Job of %s; retrying", rec.key)
 
     async def _record_placement(
         self,

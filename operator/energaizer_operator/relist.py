@@ -85,8 +85,10 @@ class Relister:
                 await self.relist()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("relist failed; trying again in %s s", self.settings.relist_interval_seconds)
+            except Exception as exc:
+                kube.log_failure(
+                    logger, exc, "relist failed; trying again in %s s", self.settings.relist_interval_seconds
+                )
 
     def _uids(self, kind: str) -> set[str]:
         indices: list[Mapping[Any, Iterable[Any]]] = [getattr(self.indices, kind)]

@@ -511,7 +511,13 @@ class Fault:
         return re.search(self.path, path) is not None
 
 
-_REASONS = {429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}
+_REASONS = {
+    404: "NotFound",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+}
 
 
 class FaultyEmulator(RealisticEmulator):

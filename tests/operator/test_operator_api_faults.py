@@ -225,3 +225,49 @@ async def test_own_writes_honour_retry_after(cluster, operator_factory, method, 
     assert sent[1] - sent[0] >= RETRY_AFTER_S, [round(t - sent[0], 3) for t in sent]
     assert list(c.jobs()) == ["ra"]
     assert await op.stop() == 0
+
+
+STATUS_PATH = "/apis/energaizer.io/v1alpha1/namespaces/default/aijobs/{name}/status"
+
+
+async def test_a_write_to_an_aijob_deleted_meanwhile_is_one_line(cluster, operator_factory):
+    """The AIJob deleted while its estimates were on their way: the status write answers 404, which is
+    ordinary operation, not a bug; it was logged with a full traceback. Now one INFO line, no traceback
+    (and the loop still retries: here the AIJob is still there, so its estimates are written next)."""
+    c = cluster
+    await c.add_node(node("h100-0", PRODUCTS["h100-sxm"], 8))
+    path = STATUS_PATH.format(name="gone")
+    c.k8s.faults.append(
+        Fault(re.escape(path) + "$", frozenset({"PATCH"}), status=404, times=1, agent=OWN_CLIENT)
+    )
+    op = await operator_factory(ENERGAIZER_BATCH_WINDOW_SECONDS="0.3")
+    await c.create(aijob("gone", model="gpt2", requests=200))
+    await wait_for(lambda: c.phase("gone") == "Placed", timeout=120)
+    assert c.k8s.injected == [("PATCH", path, "404")]
+    log = op.log()
+    assert "could not write the estimates of default/gone; retrying (HTTP 404: deleted meanwhile)" in log
+    assert "Traceback" not in log
+    assert await op.stop() == 0
+
+
+async def test_a_call_refused_unsent_under_retry_after_is_one_warning_line(cluster, operator_factory):
+    """A status write answered 429 with ``Retry-After: 60`` (a wait beyond the 2 s API timeout): the loop's
+    retries meanwhile are refused unsent (kube.NotSent). Both were logged with a traceback each; now one
+    WARNING line each, saying why."""
+    c = cluster
+    await c.add_node(node("h100-0", PRODUCTS["h100-sxm"], 8))
+    path = STATUS_PATH.format(name="slow")
+    c.k8s.faults.append(
+        Fault(
+            re.escape(path) + "$", frozenset({"PATCH"}), status=429, retry_after=60, times=1, agent=OWN_CLIENT
+        )
+    )
+    op = await operator_factory(ENERGAIZER_BATCH_WINDOW_SECONDS="0.3", ENERGAIZER_API_TIMEOUT_SECONDS="2")
+    await c.create(aijob("slow", model="gpt2", requests=200))
+    await wait_for(lambda: "(Retry-After), beyond the API timeout)" in op.log(), timeout=50)
+    log = op.log()
+    assert "could not write the estimates of default/slow; retrying (HTTP 429: " in log
+    assert "WARNING" in next(line for line in log.splitlines() if "(HTTP 429: not sent: PATCH" in line)
+    assert "Traceback" not in log
+    assert c.k8s.received_times("PATCH", path, OWN_CLIENT)[1:] == []  # the retries were not sent
+    assert await op.stop() == 0
