@@ -18,7 +18,7 @@ from typing import Any
 
 from energaizer.errors import InvalidInputError
 from energaizer_operator import kube
-from energaizer_operator.estimation import candidate_types, estimate_many
+from energaizer_operator.estimation import candidate_types, estimate_many, types_joined
 from energaizer_operator.inventory import compute_capacity
 from energaizer_operator.loops import IndexLoop
 from energaizer_operator.models import EstimateStatus, Phase
@@ -42,20 +42,29 @@ class EstimateLoop(IndexLoop):
     def interval(self) -> float:
         return self.settings.estimate_window_seconds  # what arrives meanwhile: one batch
 
-    def _todo(self, records: list[AIJobRecord]) -> list[AIJobRecord]:
+    def _todo(self, records: list[AIJobRecord], present: list[str]) -> list[AIJobRecord]:
+        def needed(rec: AIJobRecord) -> bool:
+            # an Unschedulable AIJob estimated before a node of a new type joined: estimated on it too
+            # (e.g. a what-if knob that only that type takes, a model too large for the other types)
+            joined = rec.phase == Phase.UNSCHEDULABLE and rec.up_to_date
+            return rec.needs_estimate or (joined and types_joined(rec.spec, rec.estimates, present))
+
         by_uid = {r.uid: r for r in records}
         for uid, generation in list(self.inflight.items()):
             rec = by_uid.get(uid)
-            if rec is None or rec.generation != generation or not rec.needs_estimate:
+            if rec is None or rec.generation != generation or not needed(rec):
                 del self.inflight[uid]
-        return [r for r in records if r.needs_estimate and r.uid not in self.inflight]
+        return [r for r in records if needed(r) and r.uid not in self.inflight]
 
     async def tick(self) -> int:
         """One batch; returns how many AIJobs it handled."""
-        todo = self._todo(self.indices.live(self.indices.aijobs))
+        records = self.indices.live(self.indices.aijobs)
+        present: list[str] = []
+        if any(r.needs_estimate or r.phase == Phase.UNSCHEDULABLE for r in records):
+            present = compute_capacity(self.indices.live(self.indices.nodes), [], []).types
+        todo = self._todo(records, present)
         if not todo:
             return 0
-        present = compute_capacity(self.indices.live(self.indices.nodes), [], []).types
         steered = {j.owner_uid for j in self.indices.live(self.indices.jobs) if j.owner_uid}
         invalid: list[tuple[AIJobRecord, SpecError]] = []
         batch: list[tuple[AIJobRecord, list[str]]] = []

@@ -10,7 +10,7 @@ Numbers of infeasible types are ``None`` (null on the wire): JSON has no NaN.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from energaizer.errors import InvalidInputError
 from energaizer.result import EstimateBatch
@@ -79,13 +79,17 @@ def estimate_many(
     """Estimates for many AIJobs (each on its own candidate types) in one vectorised call.
 
     A what-if clock or power limit outside some candidate types' ranges makes those types infeasible
-    (the range in their reason); outside every candidate's it is the job's ``InvalidInputError``. A job
-    the estimator rejects gets its ``InvalidInputError`` in its slot; the batch is split in halves until
-    the others are estimated."""
+    (the range in their reason). Outside every candidate's it is the job's ``InvalidInputError`` when
+    the candidates are ``candidateGpuTypes`` or no catalog type takes it; when they are the types present
+    and some catalog type takes it (a node of it may join, e.g. an elastic pool scaled to zero), every
+    type is infeasible, its reason naming the knob and the types it fits (the AIJob is Unschedulable until
+    one joins; see :func:`types_joined`). A job the estimator rejects gets its ``InvalidInputError`` in its
+    slot; the batch is split in halves until the others are estimated."""
     from energaizer.catalog import get_gpu
     from energaizer.io.layout import check_knobs_on_any
 
     rejected: dict[int, InvalidInputError] = {}
+    absent: dict[int, str] = {}  # job -> what its knob fits (types not present)
     ok: list[tuple[AIJobSpec, Sequence[str], Workload]] = []
     for j, (spec, types) in enumerate(jobs):
         workload = spec.to_workload()
@@ -93,11 +97,57 @@ def estimate_many(
             if workload.frequency_mhz is not None or workload.power_limit_w is not None:
                 check_knobs_on_any(workload, [get_gpu(t) for t in types])
         except InvalidInputError as exc:
-            rejected[j] = exc
-        else:
-            ok.append((spec, types, workload))
-    estimated = iter(_estimate_batch(ok, profile))
-    return [rejected[j] if j in rejected else next(estimated) for j in range(len(jobs))]
+            fits = _fits_elsewhere(spec, workload, exc, types)
+            if fits is None:
+                rejected[j] = exc
+                continue
+            absent[len(ok)] = fits
+        ok.append((spec, types, workload))
+    estimated = _estimate_batch(ok, profile)
+    for k, fits in absent.items():
+        result = estimated[k]
+        if not isinstance(result, InvalidInputError):
+            estimated[k] = [e.model_copy(update={"reason": f"{e.reason}; {fits}"}) for e in result]
+    found = iter(estimated)
+    return [rejected[j] if j in rejected else next(found) for j in range(len(jobs))]
+
+
+KNOB_FIELDS = {"frequency_mhz": "spec.workload.frequencyMhz", "power_limit_w": "spec.workload.powerLimitW"}
+
+
+def _fits_elsewhere(
+    spec: AIJobSpec, workload: Workload, exc: InvalidInputError, types: Sequence[str]
+) -> str | None:
+    """For a knob outside every type present (no ``candidateGpuTypes``): what it fits among the catalog's
+    other types, e.g. ``spec.workload.powerLimitW 900 W fits b200, gb200 (none present)``; None when the
+    candidates were named, or no catalog type takes it (bad input)."""
+    from energaizer.catalog import list_gpus
+    from energaizer.io.layout import check_knobs
+
+    if spec.placement.candidate_gpu_types or exc.field not in KNOB_FIELDS:
+        return None
+    fits = []
+    for gpu in list_gpus():
+        if gpu.id in types:
+            continue
+        try:
+            check_knobs(workload, gpu)
+        except InvalidInputError:
+            continue
+        fits.append(gpu.id)
+    if not fits:
+        return None
+    value = workload.frequency_mhz if exc.field == "frequency_mhz" else workload.power_limit_w
+    unit = "MHz" if exc.field == "frequency_mhz" else "W"
+    return f"{KNOB_FIELDS[exc.field]} {value:g} {unit} fits {', '.join(sorted(fits))} (none present)"
+
+
+def types_joined(spec: AIJobSpec | None, estimated: Collection[str], present: Collection[str]) -> bool:
+    """An AIJob estimated on every type present (no ``candidateGpuTypes``) whose estimates lack a type
+    present now: a node of a new type joined since, and the AIJob is to be estimated on it too."""
+    if spec is None or spec.placement.candidate_gpu_types:
+        return False
+    return bool(set(present) - set(estimated))
 
 
 def _estimate_batch(

@@ -6,7 +6,7 @@ import urllib.request
 
 import pytest
 from kmock_support import RealisticEmulator
-from operator_testkit import AIJOBS_URL, JOBS, aijob, wait_for
+from operator_testkit import AIJOBS_URL, JOBS, aijob, node, wait_for
 
 pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
 
@@ -327,3 +327,34 @@ async def test_gpus_held_by_a_pod_of_an_unwatched_namespace_are_not_free(gpu_clu
     await c.create(aijob("needs-l4", gpus=8, candidateGpuTypes=["l4"]))
     await wait_for(lambda: c.phase("needs-l4") in ("Placed", "Unschedulable"), timeout=60)
     assert c.phase("needs-l4") == "Unschedulable"  # the only Ready L4 node's 8 GPUs are taken
+
+
+def with_workload(body, **workload):
+    body["spec"]["workload"].update(workload)
+    return body
+
+
+async def test_a_knob_that_fits_only_a_type_not_present_waits_for_it(gpu_cluster, operator_factory):
+    """``powerLimitW: 900`` is outside every present type's range (H100 200-700 W, A100, L4) but within
+    B200's and GB200's (an elastic pool scaled to zero): it was ``Invalid`` for good. Now it is
+    ``Unschedulable``, naming the knob and the types it fits, and is placed once a B200 node joins (the
+    new type is estimated then). 1500 W fits no catalog type: still ``Invalid`` (bad input)."""
+    c = gpu_cluster
+    await operator_factory()
+    await c.create(with_workload(aijob("capped"), powerLimitW=900))
+    await c.create(with_workload(aijob("absurd"), powerLimitW=1500))
+    await wait_for(
+        lambda: c.phase("capped") == "Unschedulable" and c.phase("absurd") == "Invalid", timeout=60
+    )
+    placed = condition(c.aijob("capped"), "Placed")
+    assert placed["status"] == "False" and placed["reason"] == "Unschedulable"
+    assert "spec.workload.powerLimitW 900 W fits b200, gb200 (none present)" in placed["message"]
+    assert "outside" in condition(c.aijob("absurd"), "Invalid")["message"]
+    assert "capped" not in c.jobs()
+
+    await c.add_node(node("b200-0", "NVIDIA-B200", 8))
+    await wait_for(lambda: c.phase("capped") == "Placed", timeout=60)
+    status = c.aijob("capped")["status"]
+    assert status["placement"]["gpuType"] == "b200"
+    assert c.jobs()["capped"]["metadata"]["annotations"]["energaizer.io/gpu-type"] == "b200"
+    assert c.phase("absurd") == "Invalid"

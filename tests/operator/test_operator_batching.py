@@ -139,19 +139,38 @@ def test_one_bad_job_does_not_fail_the_batch():
 
 def test_a_knob_some_candidate_types_cannot_take_rules_those_out():
     """A 600 W what-if limit: the A100s (100-400 W) are infeasible with the range as the reason, the
-    H100s estimated; a job whose every candidate type is out of range is Invalid, alone in the batch."""
+    H100s estimated. Outside every candidate type's range: Invalid, alone in the batch, when the types
+    were named (``candidateGpuTypes``) or no catalog type takes it (1500 W); when the candidates are the
+    types present and another catalog type takes it, each is infeasible naming the types it fits (the
+    AIJob is Unschedulable until one joins)."""
     body = aijob("p", requests=100)
     body["spec"]["workload"]["powerLimitW"] = 600
     capped = AIJobSpec.model_validate(body["spec"])
+    named = AIJobSpec.model_validate(body["spec"] | {"placement": {"candidateGpuTypes": ["a100-sxm4-40gb"]}})
+    body["spec"]["workload"]["powerLimitW"] = 1500
+    absurd = AIJobSpec.model_validate(body["spec"])
     good = AIJobSpec.model_validate(aijob("g", requests=100)["spec"])
-    mixed, only_a100, other = estimate_many(
-        [(capped, ["a100-sxm4-40gb", "h100-sxm"]), (capped, ["a100-sxm4-40gb"]), (good, ["l4"])]
+    mixed, only_a100, only_named, too_much, other = estimate_many(
+        [
+            (capped, ["a100-sxm4-40gb", "h100-sxm"]),
+            (capped, ["a100-sxm4-40gb"]),
+            (named, ["a100-sxm4-40gb"]),
+            (absurd, ["a100-sxm4-40gb"]),
+            (good, ["l4"]),
+        ]
     )
     a100, h100 = mixed
     assert not a100.feasible and "outside a100-sxm4-40gb's power-limit range 100-400 W" in a100.reason
     assert a100.wire()["energyJoules"] is None
     assert h100.feasible and h100.energy_joules > 0
-    assert isinstance(only_a100, InvalidInputError) and only_a100.field == "power_limit_w"
+    (alone,) = only_a100
+    assert not alone.feasible and "outside a100-sxm4-40gb's power-limit range 100-400 W" in alone.reason
+    assert (
+        "; spec.workload.powerLimitW 600 W fits b200, gb200, h100-sxm, h200, mi300x (none present)"
+        in alone.reason
+    )
+    assert isinstance(only_named, InvalidInputError) and only_named.field == "power_limit_w"
+    assert isinstance(too_much, InvalidInputError) and too_much.field == "power_limit_w"
     assert not isinstance(other, InvalidInputError) and other[0].feasible
 
 
