@@ -358,3 +358,24 @@ async def test_a_knob_that_fits_only_a_type_not_present_waits_for_it(gpu_cluster
     assert status["placement"]["gpuType"] == "b200"
     assert c.jobs()["capped"]["metadata"]["annotations"]["energaizer.io/gpu-type"] == "b200"
     assert c.phase("absurd") == "Invalid"
+
+
+async def test_an_unschedulable_aijob_is_estimated_on_a_type_that_joins(gpu_cluster, operator_factory):
+    """llama-3.1-70b on one GPU fits no type present (H100, A100, L4: 142 GB needed). A B200 node joins:
+    the AIJob was estimated only on the types present when it came, so the new type was "not a candidate"
+    and it stayed Unschedulable for ever. Now it is estimated on the new type too, and placed there."""
+    c = gpu_cluster
+    await operator_factory()
+    await c.create(aijob("large", model="llama-3.1-70b"))
+    await wait_for(lambda: c.phase("large") == "Unschedulable", timeout=60)
+    assert {e["gpuType"] for e in c.aijob("large")["status"]["estimates"]} == {
+        "a100-sxm4-80gb",
+        "h100-sxm",
+        "l4",
+    }
+    await c.add_node(node("b200-0", "NVIDIA-B200", 8))
+    await wait_for(lambda: c.phase("large") == "Placed", timeout=60)
+    status = c.aijob("large")["status"]
+    assert status["placement"]["gpuType"] == "b200"
+    assert "b200" in {e["gpuType"] for e in status["estimates"]}
+    assert list(c.jobs()) == ["large"]
