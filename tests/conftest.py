@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
+import typing
 from collections.abc import Callable
 
 import pytest
@@ -15,6 +18,15 @@ from energaizer.profile import CalibrationProfile
 from energaizer.timing.kernel_time import KernelDevice
 
 OneEstimate = Callable[..., Estimate]
+
+# Python 3.11 collects a runtime-checkable Protocol's members anew at every isinstance() check against it
+# (3.12 computes them once, at class creation). kmock matches every request against its reactions with
+# such checks (``case`` patterns on its ``Selectable`` and ``SupportsBool`` protocols): in the operator
+# tests, about half of this process's CPU (the kmock API server's) went to typing._get_protocol_attrs.
+# A protocol's members are fixed when its class is created, so they are remembered per class, as 3.12 does.
+if sys.version_info < (3, 12):
+    typing._get_protocol_attrs = functools.cache(typing._get_protocol_attrs)  # type: ignore[attr-defined]
+    typing._is_callable_members_only = functools.cache(typing._is_callable_members_only)  # type: ignore[attr-defined]
 
 # Property tests draw the same examples on every run (CI must not turn red by the luck of a draw);
 # `HYPOTHESIS_PROFILE=explore pytest ...` searches new random examples, many more of them.
