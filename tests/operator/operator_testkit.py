@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,16 @@ async def wait_for(pred: Callable[[], Any], timeout: float = 90.0, interval: flo
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {getattr(pred, '__name__', pred)}")
         await asyncio.sleep(interval)
+
+
+def scrape(port: int) -> str:
+    """The operator's /metrics text; empty while its server is not up yet or does not answer (a loaded
+    machine): poll it with :func:`wait_for` until the text holds what is checked, and check that text."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
+            return response.read().decode()
+    except OSError:
+        return ""
 
 
 def node(name: str, product: str, gpus: int, *, ready: bool = True) -> dict[str, Any]:

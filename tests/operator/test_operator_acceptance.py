@@ -9,25 +9,16 @@ from __future__ import annotations
 import json
 import random
 import signal
-import urllib.request
 from collections import Counter
 
 import numpy as np
 import pytest
 from kmock_support import RealisticEmulator
-from operator_testkit import AIJOBS_URL, PRODUCTS, aijob, node, wait_for
+from operator_testkit import AIJOBS_URL, PRODUCTS, aijob, node, scrape, wait_for
 
 from energaizer.placement import PlacementProblem, solve
 
 pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
-
-
-def scrape(port: int) -> str:
-    """The operator's /metrics text; empty while its server is not up yet."""
-    try:
-        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    except OSError:
-        return ""
 
 
 SETTLED = {"Placed", "Unschedulable"}

@@ -13,8 +13,8 @@ import re
 
 import pytest
 from kmock_support import Fault, FaultyEmulator
-from operator_testkit import PRODUCTS, aijob, node, wait_for
-from test_operator_acceptance import SETTLED, _burst, _limited_cluster, assert_settled_consistently, scrape
+from operator_testkit import PRODUCTS, aijob, node, scrape, wait_for
+from test_operator_acceptance import SETTLED, _burst, _limited_cluster, assert_settled_consistently
 
 pytestmark = pytest.mark.kmock(cls=FaultyEmulator)
 
@@ -122,10 +122,13 @@ async def test_a_burst_survives_api_faults(cluster, operator_factory, fault):
     assert op.proc.returncode is None, op.log()[-3000:]
     assert_settled_consistently(c, names, [op.log()], failed_writes=True)
     placed = [n for n in names if c.phase(n) == "Placed"]
-    await wait_for(
-        lambda: sample(scrape(op.metrics_port), "energaizer_aijobs", phase="Placed") == len(placed)
+    metrics = await wait_for(
+        lambda: (
+            (t := scrape(op.metrics_port))
+            and sample(t, "energaizer_aijobs", phase="Placed") == len(placed)
+            and t
+        )
     )
-    metrics = scrape(op.metrics_port)
     assert sample(metrics, "energaizer_placements_total") == len(placed)
     assert sample(metrics, "energaizer_placement_info") == len(placed)
     assert "NaN" not in metrics and "NaN" not in op.log()

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import urllib.request
-
 import pytest
 from energaizer_operator.display import readable_duration, readable_energy
 from kmock_support import RealisticEmulator
-from operator_testkit import JOBS, aijob, wait_for
+from operator_testkit import JOBS, aijob, scrape, wait_for
 
 from energaizer.catalog import get_gpu
 
 pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
-
-
-def scrape(port: int) -> str:
-    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
 
 
 async def test_estimate_place_steer_and_mirror(gpu_cluster, operator_factory):
@@ -98,7 +92,7 @@ async def test_estimate_place_steer_and_mirror(gpu_cluster, operator_factory):
 
     # Deleting the AIJob removes its series.
     await c.k8s.delete("/apis/energaizer.io/v1alpha1/namespaces/default/aijobs/chat")
-    await wait_for(lambda: 'aijob="chat"' not in scrape(op.metrics_port))
+    await wait_for(lambda: (t := scrape(op.metrics_port)) and 'aijob="chat"' not in t)
     assert len([n for n in c.job_creates() if n == "chat"]) == 1
     assert c.k8s.objects[JOBS, "default", "chat"]  # no GC in kmock; nothing else touched it
     assert await op.stop() == 0

@@ -121,7 +121,7 @@ def test_a_standby_replica_leaves_the_mirrored_gauges_to_the_leader() -> None:
     try:
 
         def scrape(query: str = "") -> dict[str, list[float]]:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics{query}", timeout=10) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics{query}", timeout=60) as r:
                 text = r.read().decode()
             return {f.name: [s.value for s in f.samples] for f in text_string_to_metric_families(text)}
 
