@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import datetime
 import functools
@@ -264,11 +265,32 @@ class Seen:
 
 class RealisticEmulator(kmock.KubernetesEmulator):
     journal: list[Seen]
-    KEEP_REQUESTS = 8
+
+    @contextlib.contextmanager
+    def holding(self, request):
+        """Keep ``request`` in kmock's request log until it is answered (see :meth:`_handle`)."""
+        if not hasattr(self, "_held"):
+            self._held: dict[int, int] = {}
+        key = id(request)
+        self._held[key] = self._held.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            self._held[key] -= 1
+            if not self._held[key]:
+                del self._held[key]
 
     async def _handle(self, request):
-        # kmock 0.8 matches every request against its whole request log (O(n) per request, O(n^2)
-        # for a burst): keep only the latest requests there, and a light journal for assertions.
+        # kmock 0.8 matches every request against its whole request log (each reaction filters every
+        # logged request to find this one: O(n) per request, O(n^2) for a burst) and answers a request
+        # it cannot find there with a 500 ("no reaction matching the request"). So the log holds exactly
+        # the requests not answered yet (a FaultyEmulator delay, an open watch); a light journal keeps
+        # every request for assertions.
+        with self.holding(request):
+            self._requests[:] = [r for r in self._requests if id(r) in self._held]
+            return await self._handle_held(request)
+
+    async def _handle_held(self, request):
         if not hasattr(self, "journal"):
             self.journal = []
         data = request.data if isinstance(request.data, dict) else {}
@@ -280,8 +302,6 @@ class RealisticEmulator(kmock.KubernetesEmulator):
                 (data.get("metadata") or {}).get("name"),
             )
         )
-        if len(self._requests) > 2 * self.KEEP_REQUESTS:
-            del self._requests[: -self.KEEP_REQUESTS]
         if str(request.method).upper().rsplit(".", 1)[-1] in ("POST", "PUT", "PATCH"):
             _check_json(request.body)
         if (
@@ -480,7 +500,8 @@ class Fault:
     A request matches when its method is in ``methods`` (empty: any), ``path`` is found in its path
     (a regular expression) and it is (``watch=True``) or is not (``watch=False``) a watch. The first
     ``times`` matches (None: every match) are answered with ``status`` (a Kubernetes ``Status`` body,
-    ``Retry-After: retry_after`` when given), delayed by ``delay_s`` first, or cut (``abort``: the
+    ``Retry-After: retry_after`` when given), delayed by ``delay_s`` (or held until the event ``until`` is
+    set) first, or cut (``abort``: the
     connection closed with no response, as a server that died), or never answered (``hang``: a
     connection to a server that died without a reset); with ``after``, the request is carried out
     first (the client cannot tell that its write landed). ``agent``: only requests whose User-Agent
@@ -492,6 +513,7 @@ class Fault:
     status: int | None = None
     retry_after: int | None = None
     delay_s: float = 0.0
+    until: asyncio.Event | None = None  # held until the test sets it (a delay that ends on a cue)
     abort: bool = False
     after: bool = False  # the request is carried out, then the fault answered (a write that landed)
     hang: bool = False  # never answered (a connection to a server that died: no reset, no answer)
@@ -548,6 +570,10 @@ class FaultyEmulator(RealisticEmulator):
         return agent.startswith(("kopf/", "OpenAPI-Generator/"))
 
     async def _handle(self, request):
+        with self.holding(request):  # kept in kmock's log while a fault delays it
+            return await self._handle_faults(request)
+
+    async def _handle_faults(self, request):
         self._faults_init()
         if self._operator(request):
             method = str(request.method).upper().rsplit(".", 1)[-1]
@@ -564,6 +590,8 @@ class FaultyEmulator(RealisticEmulator):
                     fault.hits += 1
                     if fault.delay_s:
                         await asyncio.sleep(fault.delay_s)
+                    if fault.until is not None:
+                        await fault.until.wait()
                     if fault.after:
                         await super()._handle(request)
                     if fault.hang:

@@ -3,10 +3,12 @@ without an operator process."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
-from operator_testkit import AIJOBS, AIJOBS_URL, aijob
+from kmock_support import Fault, FaultyEmulator
+from operator_testkit import AIJOBS, AIJOBS_URL, aijob, wait_for
 
 URL = AIJOBS_URL.format(ns="default")
 
@@ -160,3 +162,24 @@ async def test_a_builtin_object_is_validated_against_the_kubernetes_schemas(clus
     assert (await send(cluster, "POST", path, job))[0] in (200, 201)
     status, _ = await merge(cluster, "PATCH", f"{path}/j", {"spec": {"suspend": "yes"}})
     assert status == 422
+
+
+@pytest.mark.kmock(cls=FaultyEmulator)
+async def test_a_request_a_fault_holds_back_is_answered_whatever_came_meanwhile(cluster):
+    """kmock finds a request's reaction by looking the request up in its log: one that a fault holds back
+    (a slow server) must stay there however many requests are served meanwhile. It was answered 500 (no
+    reaction matching the request) once 16 others had come: the "slow" API-fault scenario failed writes
+    instead of delaying them."""
+    release = asyncio.Event()
+    fault = Fault(r"/aijobs/held$", frozenset({"GET"}), until=release, times=1)
+    cluster.k8s.faults.append(fault)
+    await cluster.create(aijob("held"))
+    operator = {"User-Agent": "kopf/1.45"}  # faults apply to the operator's requests only
+    held = asyncio.create_task(cluster.k8s.request("GET", f"{URL}/held", headers=operator))
+    await wait_for(lambda: fault.hits == 1, timeout=60)
+    for i in range(40):
+        await cluster.create(aijob(f"other-{i}"))
+    release.set()
+    resp = await held
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["metadata"]["name"] == "held"
