@@ -147,7 +147,7 @@ def _free_port() -> int:
 
 
 def _get(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=5) as response:
+    with urllib.request.urlopen(url, timeout=60) as response:  # a check, not a poll: a loaded machine
         return json.loads(response.read())
 
 

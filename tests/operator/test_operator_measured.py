@@ -350,7 +350,7 @@ async def test_measured_energy_against_known_truth(cluster, operator_factory, tm
             interval=0.5,
         )
         assert counts
-        assert not prom.query('energaizer_measured_energy_joules{aijob=~"left|right"}')
+        assert not prom.query('energaizer_measured_energy_joules{aijob=~"left|right"}', strict=True)
 
         # export-measurements: one row per measured AIJob, equal to its status.
         out = tmp_path / "measured.csv"

@@ -93,37 +93,39 @@ async def test_real_prometheus_scrapes_the_operator(
         )
         assert placed[0]["metric"]["gpu_type"] == gpu_type and placed[0]["metric"]["namespace"] == "default"
         assert placed[0]["metric"]["job"] == "energaizer-operator"
-        energy = query(base, f'energaizer_predicted_energy_joules{{aijob="scraped",gpu_type="{gpu_type}"}}')
+        energy = query(
+            base, f'energaizer_predicted_energy_joules{{aijob="scraped",gpu_type="{gpu_type}"}}', strict=True
+        )
         expected = c.aijob("scraped")["status"]["placement"]["predictedEnergyJoules"]
         assert float(energy[0]["value"][1]) == pytest.approx(expected, rel=1e-9)
-        assert len(query(base, 'energaizer_predicted_duration_seconds{aijob="scraped"}')) == 3
-        assert len(query(base, 'energaizer_predicted_power_watts{aijob="scraped"}')) == 3
-        assert query(base, 'energaizer_predicted_savings_joules{aijob="scraped"}')
+        assert len(query(base, 'energaizer_predicted_duration_seconds{aijob="scraped"}', strict=True)) == 3
+        assert len(query(base, 'energaizer_predicted_power_watts{aijob="scraped"}', strict=True)) == 3
+        assert query(base, 'energaizer_predicted_savings_joules{aijob="scraped"}', strict=True)
         free = await wait_for(
             lambda: query(base, f'energaizer_free_gpus{{gpu_type="{gpu_type}"}}'), timeout=60
         )
         assert float(free[0]["value"][1]) == 6.0  # 8 on the one Ready node of that type, minus 2
         counts = await wait_for(lambda: query(base, 'energaizer_aijobs{phase="Placed"}'), timeout=60)
         assert float(counts[0]["value"][1]) == 1.0
-        assert float(query(base, "energaizer_estimation_seconds_count")[0]["value"][1]) >= 1
+        assert float(query(base, "energaizer_estimation_seconds_count", strict=True)[0]["value"][1]) >= 1
         # the decision counters: the savings counter shares its base name with the contract gauge above
         placement = c.aijob("scraped")["status"]["placement"]
-        total = query(base, "energaizer_predicted_savings_joules_total")
+        total = query(base, "energaizer_predicted_savings_joules_total", strict=True)
         assert float(total[0]["value"][1]) == pytest.approx(placement["savingsJoules"], rel=1e-9)
         placed_energy = query(
-            base, f'energaizer_placed_predicted_energy_joules_total{{gpu_type="{gpu_type}"}}'
+            base, f'energaizer_placed_predicted_energy_joules_total{{gpu_type="{gpu_type}"}}', strict=True
         )
         assert float(placed_energy[0]["value"][1]) == pytest.approx(expected, rel=1e-9)
-        assert float(query(base, "energaizer_placements_total")[0]["value"][1]) == 1.0
+        assert float(query(base, "energaizer_placements_total", strict=True)[0]["value"][1]) == 1.0
 
         # what Prometheus records of each family (its metadata: Grafana's metric browser and query hints,
         # remote write): the contract's types and labels. Asked for OpenMetrics first, the operator
         # answered it, and the savings counter's family clashed with the contract gauge of the same base
         # name: Prometheus typed the gauge `counter`.
-        types = await wait_for(lambda: metadata(base), timeout=30)
+        types = await wait_for(lambda: metadata(base), timeout=60)
         assert {name: types.get(name) for name in CONTRACT_TYPES} == CONTRACT_TYPES
         for name, labels in CONTRACT_LABELS.items():
-            series = query(base, name)
+            series = query(base, name, strict=True)
             assert series and all(
                 set(s["metric"]) - {"__name__", "job", "instance"} == labels for s in series
             )
