@@ -1,11 +1,11 @@
 """Many ``energaizer`` invocations, each in a process of its own, without a cold start for each.
 
-``python tests/cli/cli_forks.py JOBS`` imports the CLI and the modules its commands import in their bodies
+``python tests/cli/cli_forks.py JOBS FOLDER`` imports the CLI and the modules its commands import in their bodies
 (numpy, and scipy through placement and calibration) once, then forks one child per invocation, at most
 JOBS at a time. A child is what ``python -m energaizer ARGS`` is after its
 imports: it runs the package's ``__main__`` (runpy, as ``-m`` does) with ``sys.argv`` set to the
 invocation, in the invocation's working directory, stdin from /dev/null, stdout and stderr to files of
-their own, and ends with the status the interpreter would give (an uncaught exception: its traceback on
+their own (in FOLDER), and ends with the status the interpreter would give (an uncaught exception: its traceback on
 stderr, status 1). Started cold, the interpreter and the imports cost 0.2 to 0.7 s of CPU per invocation
 (most of a malformed one's run): ~90 s of CPU for the ~190 malformed invocations of
 test_cli_bad_input.py.
@@ -21,7 +21,6 @@ import json
 import os
 import runpy
 import sys
-import tempfile
 import traceback
 
 # what every child would import: the CLI, and the modules its commands import in their bodies
@@ -76,9 +75,8 @@ def _child(args: list[str], cwd: str | None, out: str, err: str) -> None:
 
 
 def main() -> None:
-    jobs = max(1, int(sys.argv[1]))
+    jobs, folder = max(1, int(sys.argv[1])), sys.argv[2]
     cases = json.load(sys.stdin)
-    folder = tempfile.mkdtemp(prefix="energaizer-cli-forks-")
     results: list[dict | None] = [None] * len(cases)
     running: dict[int, int] = {}
     sys.stdout.flush()

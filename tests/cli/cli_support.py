@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +50,13 @@ def run_cli_many(invocations: list[list[str]], cwd: Path, jobs: int, timeout: fl
     """Each invocation's run in a process of its own, as :func:`run_cli` runs it, ``jobs`` at a time: forks
     of one process that has imported the CLI (``cli_forks.py``), not one cold start per invocation."""
     request = json.dumps([{"args": args, "cwd": str(cwd)} for args in invocations])
+    with tempfile.TemporaryDirectory(prefix="energaizer-cli-forks-") as outputs:
+        return _run_forks(request, outputs, jobs, timeout)
+
+
+def _run_forks(request: str, outputs: str, jobs: int, timeout: float) -> list[Run]:
     server = subprocess.Popen(
-        [sys.executable, str(FORKS), str(jobs)],
+        [sys.executable, str(FORKS), str(jobs), outputs],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
