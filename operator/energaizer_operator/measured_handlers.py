@@ -162,6 +162,9 @@ class Candidate:
     estimates: tuple[tuple[str, float], ...] = ()
     # the placer failed the AIJob because its Job was deleted before it finished (placer.Placer._lost)
     job_deleted: bool = False
+    # the placer mirrored its Job's end (phase and ``Running`` reason Succeeded or Failed): the Job finished,
+    # even when it is gone since (a TTL, or deleted by hand, before the measurement was written)
+    job_ended: bool = False
 
     @property
     def ref(self) -> dict[str, Any]:
@@ -191,17 +194,21 @@ def candidate(body: Mapping[str, Any]) -> Candidate | None:
             for e in status.get("estimates") or []
             if e.get("feasible") and e.get("gpuType") and e.get("energyJoules") is not None
         ),
-        job_deleted=_job_deleted(status),
+        job_deleted=_running_reason(status, ("Failed",), (Reason.JOB_DELETED,)),
+        job_ended=_running_reason(status, ENDED, ENDED),
     )
 
 
-def _job_deleted(status: Mapping[str, Any]) -> bool:
-    """The AIJob failed because its Job was deleted before it finished (``Running`` reason ``JobDeleted``)."""
-    if status.get("phase") != "Failed":
+ENDED = ("Succeeded", "Failed")  # the AIJob phases, and Running reasons, the placer mirrors a Job's end as
+
+
+def _running_reason(status: Mapping[str, Any], phases: Sequence[str], reasons: Sequence[str]) -> bool:
+    """The AIJob is in one of ``phases`` and its ``Running`` condition has one of ``reasons``: the placer
+    failed it with ``JobDeleted`` (its Job was deleted before it finished), or mirrored its Job's end."""
+    if status.get("phase") not in phases:
         return False
     return any(
-        c.get("type") == "Running" and c.get("reason") == Reason.JOB_DELETED
-        for c in status.get("conditions") or []
+        c.get("type") == "Running" and c.get("reason") in reasons for c in status.get("conditions") or []
     )
 
 
@@ -350,6 +357,11 @@ class Measurer:
         cfg, uid, live = self.cfg, cand.uid, self._deleted.live
         namespace, name, job_name = cand.namespace, cand.name, cand.job_name
         job = next(iter(live(measure_jobs.get((namespace, job_name), []))), None)
+        gone = job is None and cand.job_ended and not cand.job_deleted
+        if gone:
+            # the Job finished and was deleted since (a TTL, or by hand) before it was measured: its pods,
+            # while they are indexed, still give the run's window and GPUs; none known: NoPods (final)
+            job = JobRun(namespace, job_name, True, None)
         if job is None or not job.finished:
             if (
                 cand.job_deleted
@@ -382,6 +394,13 @@ class Measurer:
         except Exception as exc:  # a bug must not stop the other AIJobs' measurement: log, condition, retry
             logger.exception("AIJob %s/%s: measurement failed", namespace, name)
             outcome = Outcome(Reason.UNAVAILABLE, f"measurement failed: {type(exc).__name__}: {exc}"[:500])
+        if outcome.reason is Reason.NO_PODS and gone:
+            outcome = Outcome(
+                Reason.NO_PODS,
+                f"the Job {job_name} finished and was deleted before it was measured, and no pod of it is "
+                "known with a start and finish time (its pods went with it: keep ttlSecondsAfterFinished "
+                "above a few minutes)",
+            )
         # no sample after a pod's end this long after the Job ended will not come (the node's exporter went
         # with it): as final as no series at all, not retried until Prometheus' retention drops the series
         waiting = outcome.reason in (Reason.NO_DATA, Reason.WAITING)
@@ -450,6 +469,9 @@ class Measurer:
                     )
             kopf.event(cand.ref, type="Normal", reason="Measured", message=outcome.message)
             logger.info("AIJob %s/%s: measured %s", namespace, name, outcome.message)
+        elif outcome.reason is Reason.JOB_DELETED:
+            # the placer posted the Warning Event JobDeleted when it failed the AIJob: not a second one
+            logger.info("AIJob %s/%s: not measured: %s", namespace, name, outcome.message)
         elif outcome.reason.final:
             kopf.event(cand.ref, type="Warning", reason=outcome.reason.value, message=outcome.message[:1000])
             logger.warning(

@@ -145,6 +145,81 @@ async def test_an_aijob_whose_job_was_deleted_leaves_the_measurement_candidates(
     assert "PrometheusUnavailable" not in op.log()
 
 
+def job_pod(c, job_name, pod_name, node_name):
+    """A pod of the Job ``job_name`` as the Job controller creates it, Running on ``node_name``."""
+    job = c.jobs()[job_name]
+    template = job["spec"]["template"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name,
+            "namespace": "default",
+            "labels": template["metadata"]["labels"],
+            "annotations": template["metadata"]["annotations"],
+            "ownerReferences": [
+                {"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "uid": job["metadata"]["uid"]}
+            ],
+        },
+        "spec": {**template["spec"], "nodeName": node_name},
+        "status": {"phase": "Running"},
+    }
+
+
+async def test_an_aijob_whose_finished_job_was_deleted_before_it_was_measured_gets_a_final_condition(
+    gpu_cluster, operator_factory
+):
+    """The Job succeeded, then was deleted with its pods (``ttlSecondsAfterFinished``, or by hand) before
+    the measurement ran (here: its pod was still being torn down; or Prometheus down, retries backing
+    off). The AIJob stayed Succeeded without a ``Measured`` condition, a measurement candidate for good:
+    the measurer waited for the finished Job, which no longer exists. Now, with no pod of it known, it
+    gets the final ``Measured=False`` ``NoPods`` (and its Warning Event). An AIJob failed with
+    ``JobDeleted`` gets its final ``Measured=False`` without a second ``JobDeleted`` Event (the placer's
+    is the one): the measurer's own, posted after the condition, came before the ``NoPods`` one here."""
+    c = gpu_cluster
+    op = await operator_factory(
+        ENERGAIZER_PROMETHEUS_URL="http://127.0.0.1:9", ENERGAIZER_MEASURE_INTERVAL_SECONDS="1"
+    )
+    await c.create(aijob("cut"))
+    await c.create(aijob("done", candidateGpuTypes=["l4"]))
+    await wait_for(lambda: c.phase("cut") == "Placed" and c.phase("done") == "Placed", timeout=60)
+    for name in ("cut", "done"):
+        resp = await c.k8s.patch(
+            f"/apis/batch/v1/namespaces/default/jobs/{name}/status", json={"status": {"active": 1}}
+        )
+        assert resp.status == 200
+    await wait_for(lambda: c.phase("cut") == "Running" and c.phase("done") == "Running", timeout=60)
+
+    resp = await c.k8s.delete("/apis/batch/v1/namespaces/default/jobs/cut")
+    assert resp.status == 200
+    measured = await wait_for(lambda: condition(c.aijob("cut"), "Measured"), timeout=60)
+    assert measured["reason"] == "JobDeleted" and c.phase("cut") == "Failed"
+
+    await c.post("/api/v1/namespaces/default/pods", job_pod(c, "done", "done-abcde", "l4-0"))
+    done = {
+        "active": 0,
+        "succeeded": 1,
+        "completionTime": "2026-01-01T00:00:00Z",
+        "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+    }
+    resp = await c.k8s.patch("/apis/batch/v1/namespaces/default/jobs/done/status", json={"status": done})
+    assert resp.status == 200
+    await wait_for(lambda: c.phase("done") == "Succeeded", timeout=60)
+    assert condition(c.aijob("done"), "Measured") is None  # its pod is still Running: not measured yet
+    for path in ("/apis/batch/v1/namespaces/default/jobs/done", "/api/v1/namespaces/default/pods/done-abcde"):
+        resp = await c.k8s.delete(path)
+        assert resp.status == 200
+
+    measured = await wait_for(lambda: condition(c.aijob("done"), "Measured"), timeout=60)
+    assert measured["status"] == "False" and measured["reason"] == "NoPods"
+    assert "the Job done finished and was deleted before it was measured" in measured["message"]
+    assert "measured" not in c.aijob("done")["status"]
+    assert c.phase("done") == "Succeeded"
+    await wait_for(lambda: any(e.get("reason") == "NoPods" for e in c.events("done")), timeout=60)
+    assert [e["type"] for e in c.events("cut") if e.get("reason") == "JobDeleted"] == ["Warning"]
+    assert "PrometheusUnavailable" not in op.log()
+
+
 async def test_the_pods_of_a_deleted_job_keep_their_gpus_until_they_end(gpu_cluster, operator_factory):
     """The Job deleted while its pod runs (``kubectl delete job --cascade=orphan``, or the pod still in its
     grace period): the pod holds its 8 L4 GPUs. The operator left the pods of its Jobs out of the free
