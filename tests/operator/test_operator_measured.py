@@ -430,6 +430,59 @@ async def test_prometheus_down_is_retried_and_placing_goes_on(cluster, operator_
     assert await op.stop() == 0
 
 
+async def test_a_finished_job_deleted_while_prometheus_is_down_is_measured_from_its_pods(
+    cluster, operator_factory, tmp_path
+):
+    """The Job completes while Prometheus is down (retries back off), then is deleted (a short
+    ``ttlSecondsAfterFinished``, or by hand) before Prometheus is back; its pod is still known (not yet
+    collected by the garbage collector, or orphaned). The AIJob stayed Succeeded with the retryable
+    ``PrometheusUnavailable`` for good: the measurer waited for the finished Job, which no longer exists.
+    Now it is measured from its pod's window and GPUs, within 5 %."""
+    prometheus_binary()
+    c = cluster
+    fleet, exporters = await start_fleet(c, boot=time.time() - 600.0)
+    prom = Prometheus(tmp_path, {"dcgm-exporter": [f"127.0.0.1:{e.port}" for e in exporters]})
+    prom.start()
+    op = await measuring_operator(operator_factory, prom)
+    try:
+        await c.create(aijob("ttl", gpus=2))
+        await wait_for(lambda: c.phase("ttl") == "Placed" and "ttl" in c.jobs(), timeout=60)
+        await wait_for(lambda: len(prom.query('up{job="dcgm-exporter"} == 1')) == len(exporters), timeout=60)
+        gpu_type = c.aijob("ttl")["status"]["placement"]["gpuType"]
+        node_name, held = fleet.take(gpu_type, 2)
+        t0 = math.ceil(time.time()) + 2
+        plan = PodPlan("ttl-0-abcde", "ttl", node_name, held, t0, t0 + 12)
+        for g in held:
+            g.holds.append(Hold("default", plan.name, plan.start, plan.end, BUSY_WATTS[gpu_type]))
+        await c.post(POD, pod_body(plan, c.jobs()["ttl"]["metadata"]["uid"]))
+        await play_pods(c, [plan], complete_jobs=False)
+        uuid = held[0].uuid
+        await wait_for(
+            lambda: prom.query(f'timestamp({ENERGY}{{UUID="{uuid}"}}) > {plan.end + 1}'),
+            timeout=60,
+            interval=0.5,
+        )
+        prom.stop()  # down when the Job completes
+        await complete_job(c, "ttl", 1, plan.end)
+        cond = await wait_for(lambda: measured_condition(c, "ttl"), timeout=60)
+        assert cond["status"] == "False" and cond["reason"] == "PrometheusUnavailable"
+        await wait_for(lambda: c.phase("ttl") == "Succeeded", timeout=60)
+        resp = await c.k8s.delete("/apis/batch/v1/namespaces/default/jobs/ttl")  # the pod is left
+        assert resp.status == 200
+        await wait_for(lambda: "ttl" not in c.jobs(), timeout=60)
+
+        prom.start()  # the same storage: the samples scraped before it stopped are replayed
+        m = await wait_for(lambda: c.aijob("ttl")["status"].get("measured"), timeout=90, interval=0.5)
+        truth = sum(g.energy_joules(plan.start, plan.end) for g in held)
+        assert m["energyJoules"] == pytest.approx(truth, rel=0.05) and m["gpus"] == 2
+        assert m["durationSeconds"] == pytest.approx(12.0, rel=0.05)
+        assert measured_condition(c, "ttl")["reason"] == "Measured"
+        assert c.phase("ttl") == "Succeeded"
+    finally:
+        await shutdown(prom, exporters)
+    assert await op.stop() == 0
+
+
 async def test_hidden_sharing_on_a_time_sliced_node(cluster, operator_factory, tmp_path):
     """dcgm-exporter without virtual GPUs names a shared GPU with one pod only: on a node that GFD labels
     time-sliced, a pod that overlapped the job and is named on no GPU makes the job's number unprovable
