@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import os
 import signal
@@ -29,9 +30,12 @@ def free_port() -> int:
 
 
 async def wait_for(pred: Callable[[], Any], timeout: float = 90.0, interval: float = 0.1) -> Any:
+    """Poll ``pred`` (a function, or a coroutine function) until it returns a true value; return it."""
     deadline = time.monotonic() + timeout
     while True:
         value = pred()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > deadline:
@@ -39,14 +43,31 @@ async def wait_for(pred: Callable[[], Any], timeout: float = 90.0, interval: flo
         await asyncio.sleep(interval)
 
 
-def scrape(port: int) -> str:
-    """The operator's /metrics text; empty while its server is not up yet or does not answer (a loaded
-    machine): poll it with :func:`wait_for` until the text holds what is checked, and check that text."""
+def _scrape_blocking(port: int) -> str:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
             return response.read().decode()
     except OSError:
         return ""
+
+
+async def scrape(port: int) -> str:
+    """The operator's /metrics text; empty while its server is not up yet or does not answer (a loaded
+    machine): poll it with :func:`metrics_when` until the text holds what is checked, and check that text.
+    The request runs in a worker thread: the test's event loop, which also serves the mock API server,
+    goes on answering the operator while it waits (up to 30 s)."""
+    return await asyncio.to_thread(_scrape_blocking, port)
+
+
+async def metrics_when(port: int, check: Callable[[str], Any], timeout: float = 90.0) -> str:
+    """Scrape the operator's /metrics until ``check(text)`` is true; return that text."""
+
+    async def scraped() -> str:
+        text = await scrape(port)
+        return text if text and check(text) else ""
+
+    scraped.__name__ = f"/metrics on port {port} where {getattr(check, '__name__', check)}"
+    return await wait_for(scraped, timeout=timeout)
 
 
 def node(name: str, product: str, gpus: int, *, ready: bool = True) -> dict[str, Any]:

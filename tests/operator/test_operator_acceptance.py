@@ -14,7 +14,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from kmock_support import RealisticEmulator
-from operator_testkit import AIJOBS_URL, PRODUCTS, aijob, node, scrape, wait_for
+from operator_testkit import AIJOBS_URL, PRODUCTS, aijob, metrics_when, node, wait_for
 
 from energaizer.placement import PlacementProblem, solve
 
@@ -215,11 +215,11 @@ async def test_sigkill_at_random_moments_of_a_burst(cluster, operator_factory):
     # by an earlier (killed) process.
     feasible = sum(e["feasible"] for n in names for e in c.aijob(n)["status"]["estimates"])
     # both series families follow the watched statuses: wait until the last watch event has reached them
-    text = await wait_for(
-        lambda: (
-            (t := scrape(op.metrics_port)).count("energaizer_predicted_energy_joules{") >= feasible
+    text = await metrics_when(
+        op.metrics_port,
+        lambda t: (
+            t.count("energaizer_predicted_energy_joules{") >= feasible
             and t.count("energaizer_placement_info{") >= len(placed)
-            and t
         ),
         timeout=60,
     )

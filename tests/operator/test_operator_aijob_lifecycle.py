@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import urllib.request
-
 import pytest
 from kmock_support import RealisticEmulator
-from operator_testkit import AIJOBS_URL, JOBS, aijob, node, wait_for
+from operator_testkit import AIJOBS_URL, JOBS, aijob, metrics_when, node, wait_for
 
 pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
 
 MERGE = {"Content-Type": "application/merge-patch+json"}
-
-
-def scrape(port):
-    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
 
 
 def condition(obj, type_):
@@ -307,8 +301,8 @@ async def test_identical_aijobs_in_two_namespaces_are_two_jobs(gpu_cluster, oper
     resp = await c.k8s.delete(AIJOBS_URL.format(ns="default") + "/twin")
     assert resp.status == 200
     line = 'energaizer_placement_info{aijob="twin",gpu_type="%s",namespace="%s"} 1.0'
-    await wait_for(lambda: line % (placed[0], "default") not in scrape(op.metrics_port), timeout=60)
-    assert line % (placed[1], "team-b") in scrape(op.metrics_port)
+    text = await metrics_when(op.metrics_port, lambda t: line % (placed[0], "default") not in t, timeout=60)
+    assert line % (placed[1], "team-b") in text
     assert c.phase("twin", "team-b") == "Placed"
 
 

@@ -13,7 +13,7 @@ import re
 
 import pytest
 from kmock_support import Fault, FaultyEmulator
-from operator_testkit import PRODUCTS, aijob, node, scrape, wait_for
+from operator_testkit import PRODUCTS, aijob, metrics_when, node, wait_for
 from test_operator_acceptance import SETTLED, _burst, _limited_cluster, assert_settled_consistently
 
 pytestmark = pytest.mark.kmock(cls=FaultyEmulator)
@@ -122,12 +122,8 @@ async def test_a_burst_survives_api_faults(cluster, operator_factory, fault):
     assert op.proc.returncode is None, op.log()[-3000:]
     assert_settled_consistently(c, names, [op.log()], failed_writes=True)
     placed = [n for n in names if c.phase(n) == "Placed"]
-    metrics = await wait_for(
-        lambda: (
-            (t := scrape(op.metrics_port))
-            and sample(t, "energaizer_aijobs", phase="Placed") == len(placed)
-            and t
-        )
+    metrics = await metrics_when(
+        op.metrics_port, lambda t: sample(t, "energaizer_aijobs", phase="Placed") == len(placed)
     )
     assert sample(metrics, "energaizer_placements_total") == len(placed)
     assert sample(metrics, "energaizer_placement_info") == len(placed)

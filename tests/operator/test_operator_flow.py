@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from energaizer_operator.display import readable_duration, readable_energy
 from kmock_support import RealisticEmulator
-from operator_testkit import JOBS, aijob, scrape, wait_for
+from operator_testkit import JOBS, aijob, metrics_when, wait_for
 
 from energaizer.catalog import get_gpu
 
@@ -73,9 +73,7 @@ async def test_estimate_place_steer_and_mirror(gpu_cluster, operator_factory):
     # Free GPUs: 8 per known type minus the 4 held by "chat" and 1 by "queued" (annotate holds none).
     # the series follow the watched statuses: wait until they have caught up, then check them
     placed_line = f'energaizer_placement_info{{aijob="chat",gpu_type="{best}",namespace="default"}} 1.0'
-    text = await wait_for(
-        lambda: (t := scrape(op.metrics_port)) and "energaizer_free_gpus{" in t and placed_line in t and t
-    )
+    text = await metrics_when(op.metrics_port, lambda t: "energaizer_free_gpus{" in t and placed_line in t)
     assert 'energaizer_unknown_gpu_nodes{product="ACME-X1000"} 1.0' in text
     assert placed_line in text
 
@@ -92,7 +90,7 @@ async def test_estimate_place_steer_and_mirror(gpu_cluster, operator_factory):
 
     # Deleting the AIJob removes its series.
     await c.k8s.delete("/apis/energaizer.io/v1alpha1/namespaces/default/aijobs/chat")
-    await wait_for(lambda: (t := scrape(op.metrics_port)) and 'aijob="chat"' not in t)
+    await metrics_when(op.metrics_port, lambda t: 'aijob="chat"' not in t)
     assert len([n for n in c.job_creates() if n == "chat"]) == 1
     assert c.k8s.objects[JOBS, "default", "chat"]  # no GC in kmock; nothing else touched it
     assert await op.stop() == 0

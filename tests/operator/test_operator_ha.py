@@ -8,7 +8,7 @@ import signal
 
 import pytest
 from kmock_support import RealisticEmulator
-from operator_testkit import scrape, wait_for
+from operator_testkit import metrics_when, wait_for
 from test_operator_acceptance import SETTLED, _burst, _limited_cluster, assert_settled_consistently
 
 pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
@@ -47,8 +47,8 @@ async def test_standby_takes_over_after_the_leader_is_killed(cluster, operator_f
         "placement batch" not in second.log() and "estimated" not in second.log()
     )  # the standby wrote nothing
     # ... and leaves the AIJob gauges to the leader (one ServiceMonitor scrapes both: no series twice)
-    await wait_for(lambda: placed_gauge(scrape(first.metrics_port)) >= 5, timeout=90)
-    standby = await wait_for(lambda: scrape(second.metrics_port), timeout=60)
+    await metrics_when(first.metrics_port, lambda t: placed_gauge(t) >= 5, timeout=90)
+    standby = await metrics_when(second.metrics_port, bool, timeout=60)
     assert "energaizer_leader 0.0" in standby and "energaizer_aijobs{" not in standby
     assert "energaizer_predicted_energy_joules{" not in standby
     await first.stop(signal.SIGKILL)
@@ -56,10 +56,8 @@ async def test_standby_takes_over_after_the_leader_is_killed(cluster, operator_f
         await c.create(body)
     await wait_for(lambda: (h := holder(c)) and h.endswith(f"-{second.proc.pid}"), timeout=60)
     # its indices were warm: as leader it exports the AIJobs placed before it took over
-    await wait_for(lambda: "energaizer_leader 1.0" in scrape(second.metrics_port), timeout=60)
-    leading = await wait_for(
-        lambda: (t := scrape(second.metrics_port)) and placed_gauge(t) >= 5 and t, timeout=90
-    )
+    await metrics_when(second.metrics_port, lambda t: "energaizer_leader 1.0" in t, timeout=60)
+    leading = await metrics_when(second.metrics_port, lambda t: placed_gauge(t) >= 5, timeout=90)
     assert "energaizer_predicted_energy_joules{" in leading
     await wait_for(lambda: all(c.phase(n) in SETTLED for n in names), timeout=120, interval=0.5)
 

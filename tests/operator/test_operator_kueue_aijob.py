@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.request
 
 import pytest
 from energaizer_operator.gate import DEFAULT_ENERGY_SLACK
 from kmock_support import RealisticEmulator
-from operator_testkit import PRODUCTS, aijob, node, wait_for
+from operator_testkit import PRODUCTS, aijob, metrics_when, node, wait_for
 
 pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
 LABEL = "nvidia.com/gpu.product"
@@ -110,12 +109,8 @@ async def test_a_preempted_queue_job_takes_its_aijob_back_to_placed(gpu_cluster,
     assert len([n for n in c.job_creates() if n == "preempted"]) == 1  # the same Job throughout
 
 
-def _free_gpus(port: int) -> dict[str, int]:
-    """energaizer_free_gpus per GPU type, as the operator's /metrics has it now ({} while it is not up)."""
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    except OSError:
-        return {}
+def _free_gpus(text: str) -> dict[str, int]:
+    """energaizer_free_gpus per GPU type in the operator's /metrics ``text``."""
     found = (
         re.match(r'^energaizer_free_gpus\{gpu_type="([^"]+)"\} ([0-9.]+)$', line)
         for line in text.splitlines()
@@ -152,7 +147,7 @@ async def test_a_queue_job_holds_gpus_where_kueue_runs_it(gpu_cluster, operator_
     other = next(t for t in allowed if t != placed)  # the flavor Kueue admits it on
     everything_free = {t: 8 for t in PRODUCTS}  # one Ready node of 8 GPUs per type
     # suspended in the queue: it holds no GPU (the old count took 1 from the placed type)
-    await wait_for(lambda: _free_gpus(op.metrics_port) == everything_free, timeout=60)
+    await metrics_when(op.metrics_port, lambda t: _free_gpus(t) == everything_free, timeout=60)
 
     # Kueue admits it on the other flavor: it unsuspends the Job and writes the flavor's node labels into
     # its pod template; the Job controller creates the pod, kube-scheduler binds it to a node of that type
@@ -161,7 +156,9 @@ async def test_a_queue_job_holds_gpus_where_kueue_runs_it(gpu_cluster, operator_
     resp = await c.k8s.patch(job_url, json=admit)
     assert resp.status == 200, await resp.text()
     expected = {**everything_free, other: 7}
-    await wait_for(lambda: _free_gpus(op.metrics_port) == expected, timeout=60)  # admitted, no pod yet
+    await metrics_when(
+        op.metrics_port, lambda t: _free_gpus(t) == expected, timeout=60
+    )  # admitted, no pod yet
     pod_meta = job["spec"]["template"]["metadata"]
     pod = {
         "apiVersion": "v1",
@@ -194,7 +191,7 @@ async def test_a_queue_job_holds_gpus_where_kueue_runs_it(gpu_cluster, operator_
     assert resp.status == 200, await resp.text()
     await wait_for(lambda: c.phase("queued") == "Running", timeout=60)
     # its pod counts once, on its node's type: not again through its Job, and not on the placed type
-    await wait_for(lambda: _free_gpus(op.metrics_port) == expected, timeout=60)
+    await metrics_when(op.metrics_port, lambda t: _free_gpus(t) == expected, timeout=60)
 
     # the next AIJob's placement sees that: 8 GPUs of the other type are no longer free
     await c.create(aijob("next", gpus=8, candidateGpuTypes=[other]))

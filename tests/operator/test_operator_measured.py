@@ -14,7 +14,6 @@ import math
 import os
 import sys
 import time
-import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 from dcgm_support import METRIC as ENERGY
 from dcgm_support import FakeExporter, FakeGPU, Hold, Prometheus, prometheus_binary
 from kmock_support import RealisticEmulator
-from operator_testkit import PRODUCTS, Cluster, aijob, node, wait_for
+from operator_testkit import PRODUCTS, Cluster, aijob, metrics_when, node, wait_for
 
 pytestmark = [pytest.mark.kmock(cls=RealisticEmulator), pytest.mark.prometheus]
 
@@ -37,10 +36,6 @@ BUSY_WATTS = {"h100-sxm": 520.0, "a100-sxm4-80gb": 310.0, "l4": 68.0}
 GPUS_PER_NODE = 8
 POD = "/api/v1/namespaces/default/pods"
 JOB_STATUS = "/apis/batch/v1/namespaces/default/jobs/{name}/status"
-
-
-def scrape(port: int) -> str:
-    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
 
 
 def iso(t: float) -> str:
@@ -577,9 +572,7 @@ async def test_a_queue_job_admitted_on_another_flavor_is_measured_as_the_type_it
             lambda: c.aijob("fallback")["status"].get("measured"), timeout=60, interval=0.5
         )
         assert measured["gpuType"] == other
-        text = await wait_for(
-            lambda: (t := scrape(op.metrics_port)) and "energaizer_prediction_error_ratio_count{" in t and t
-        )
+        text = await metrics_when(op.metrics_port, lambda t: "energaizer_prediction_error_ratio_count{" in t)
         assert f'energaizer_prediction_error_ratio_count{{gpu_type="{other}"}} 1.0' in text
         assert (
             f'energaizer_measured_energy_joules{{aijob="fallback",gpu_type="{other}",namespace="default"}}'
