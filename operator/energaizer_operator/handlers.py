@@ -103,9 +103,10 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     await state.stop()
     if state.election is not None:
         await state.election.release()
-    for server in (state.metrics_server, state.health):
-        if server is not None:
-            server.shutdown()
+    # each shutdown() waits for its server's thread to see it (up to its 0.5 s poll): both at once, in
+    # threads, so that neither waits for the other nor holds up the event loop meanwhile
+    servers = [server for server in (state.metrics_server, state.health) if server is not None]
+    await asyncio.gather(*(asyncio.to_thread(server.shutdown) for server in servers))
 
 
 # ---------------------------------------------------------------------------------------- indices
