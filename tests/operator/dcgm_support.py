@@ -11,18 +11,20 @@ pods at once (time-slicing) gets one row per pod with a ``vgpu`` label, as dcgm-
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
+import threading
 import time
 import urllib.parse
 import urllib.request
 import uuid as uuidlib
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from operator_testkit import free_port
 
 METRIC = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
@@ -77,12 +79,16 @@ class FakeExporter:
     Each sample carries the time its value was computed at (the exposition format's optional timestamp):
     Prometheus would otherwise stamp it with the start of its scrape, and on a loaded test machine the
     handler may run a good fraction of a second later, which skews a 10 s window's energy by several per
-    cent whatever the operator does. (The real exporter's values are DCGM readings of its own moment too.)"""
+    cent whatever the operator does. (The real exporter's values are DCGM readings of its own moment too.)
+
+    It is served from a thread of its own, not from the test's event loop (which also runs the mock API
+    server and the operator's watch streams): a loop held up for seconds must not leave Prometheus
+    without readings around a pod's start or end, as a real node's exporter would not."""
 
     def __init__(self, node: str, gpus: list[FakeGPU]) -> None:
         self.node, self.gpus = node, gpus
         self.port = free_port()
-        self.runner: web.AppRunner | None = None
+        self.server: ThreadingHTTPServer | None = None
 
     def render(self, t: float) -> str:
         lines = [
@@ -107,19 +113,32 @@ class FakeExporter:
                 lines.append(f"{METRIC}{{{base},{pod}{vgpu}}} {value}")
         return "\n".join(lines) + "\n"
 
-    async def _metrics(self, _request: web.Request) -> web.Response:
-        return web.Response(text=self.render(time.time()), content_type="text/plain")
-
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        exporter = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] != "/metrics":
+                    self.send_error(404)
+                    return
+                body = exporter.render(time.time()).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, name=f"dcgm-{self.node}", daemon=True).start()
 
     async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
+        if self.server is not None:
+            await asyncio.to_thread(self.server.shutdown)
+            self.server.server_close()
 
 
 def prometheus_binary() -> str:
