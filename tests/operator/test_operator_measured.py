@@ -378,6 +378,34 @@ async def test_measured_energy_against_known_truth(cluster, operator_factory, tm
     assert await op.stop() == 0
 
 
+async def _job_ends_while_prometheus_is_down(c, prom, fleet, exporters, name: str):
+    """A 2-GPU AIJob ``name`` whose one pod runs 12 s; Prometheus has scraped past its end when it is
+    stopped, then the Job completes: the AIJob's measurement is ``PrometheusUnavailable``. Its pod plan
+    and the GPUs it held."""
+    await c.create(aijob(name, gpus=2))
+    await wait_for(lambda: c.phase(name) == "Placed" and name in c.jobs(), timeout=60)
+    await wait_for(lambda: len(prom.query('up{job="dcgm-exporter"} == 1')) == len(exporters), timeout=60)
+    gpu_type = c.aijob(name)["status"]["placement"]["gpuType"]
+    node_name, held = fleet.take(gpu_type, 2)
+    t0 = math.ceil(time.time()) + 2
+    plan = PodPlan(f"{name}-0-abcde", name, node_name, held, t0, t0 + 12)
+    for g in held:
+        g.holds.append(Hold("default", plan.name, plan.start, plan.end, BUSY_WATTS[gpu_type]))
+    await c.post(POD, pod_body(plan, c.jobs()[name]["metadata"]["uid"]))
+    await play_pods(c, [plan], complete_jobs=False)
+    uuid = held[0].uuid
+    await wait_for(
+        lambda: prom.query(f'timestamp({ENERGY}{{UUID="{uuid}"}}) > {plan.end + 1}'),
+        timeout=60,
+        interval=0.5,
+    )
+    prom.stop()  # down when the Job completes
+    await complete_job(c, name, 1, plan.end)
+    cond = await wait_for(lambda: measured_condition(c, name), timeout=60)
+    assert cond["status"] == "False" and cond["reason"] == "PrometheusUnavailable"
+    return plan, held
+
+
 async def test_prometheus_down_is_retried_and_placing_goes_on(cluster, operator_factory, tmp_path):
     """Prometheus down when the Job ends: a retryable condition, the operator keeps placing, and once the
     same Prometheus is back (its stored samples replayed) the AIJob is measured, within 5 %."""
@@ -388,27 +416,7 @@ async def test_prometheus_down_is_retried_and_placing_goes_on(cluster, operator_
     prom.start()
     op = await measuring_operator(operator_factory, prom)
     try:
-        await c.create(aijob("early", gpus=2))
-        await wait_for(lambda: c.phase("early") == "Placed" and "early" in c.jobs(), timeout=60)
-        await wait_for(lambda: len(prom.query('up{job="dcgm-exporter"} == 1')) == len(exporters), timeout=60)
-        gpu_type = c.aijob("early")["status"]["placement"]["gpuType"]
-        node_name, held = fleet.take(gpu_type, 2)
-        t0 = math.ceil(time.time()) + 2
-        plan = PodPlan("early-0-abcde", "early", node_name, held, t0, t0 + 12)
-        for g in held:
-            g.holds.append(Hold("default", plan.name, plan.start, plan.end, BUSY_WATTS[gpu_type]))
-        await c.post(POD, pod_body(plan, c.jobs()["early"]["metadata"]["uid"]))
-        await play_pods(c, [plan], complete_jobs=False)
-        uuid = held[0].uuid
-        await wait_for(
-            lambda: prom.query(f'timestamp({ENERGY}{{UUID="{uuid}"}}) > {plan.end + 1}'),
-            timeout=60,
-            interval=0.5,
-        )
-        prom.stop()  # down when the Job completes
-        await complete_job(c, "early", 1, plan.end)
-        cond = await wait_for(lambda: measured_condition(c, "early"), timeout=60)
-        assert cond["status"] == "False" and cond["reason"] == "PrometheusUnavailable"
+        plan, held = await _job_ends_while_prometheus_is_down(c, prom, fleet, exporters, "early")
         await c.create(aijob("later"))
         await wait_for(lambda: c.phase("later") == "Placed", timeout=60)
         assert "measured" not in c.aijob("early")["status"]
@@ -440,27 +448,7 @@ async def test_a_finished_job_deleted_while_prometheus_is_down_is_measured_from_
     prom.start()
     op = await measuring_operator(operator_factory, prom)
     try:
-        await c.create(aijob("ttl", gpus=2))
-        await wait_for(lambda: c.phase("ttl") == "Placed" and "ttl" in c.jobs(), timeout=60)
-        await wait_for(lambda: len(prom.query('up{job="dcgm-exporter"} == 1')) == len(exporters), timeout=60)
-        gpu_type = c.aijob("ttl")["status"]["placement"]["gpuType"]
-        node_name, held = fleet.take(gpu_type, 2)
-        t0 = math.ceil(time.time()) + 2
-        plan = PodPlan("ttl-0-abcde", "ttl", node_name, held, t0, t0 + 12)
-        for g in held:
-            g.holds.append(Hold("default", plan.name, plan.start, plan.end, BUSY_WATTS[gpu_type]))
-        await c.post(POD, pod_body(plan, c.jobs()["ttl"]["metadata"]["uid"]))
-        await play_pods(c, [plan], complete_jobs=False)
-        uuid = held[0].uuid
-        await wait_for(
-            lambda: prom.query(f'timestamp({ENERGY}{{UUID="{uuid}"}}) > {plan.end + 1}'),
-            timeout=60,
-            interval=0.5,
-        )
-        prom.stop()  # down when the Job completes
-        await complete_job(c, "ttl", 1, plan.end)
-        cond = await wait_for(lambda: measured_condition(c, "ttl"), timeout=60)
-        assert cond["status"] == "False" and cond["reason"] == "PrometheusUnavailable"
+        plan, held = await _job_ends_while_prometheus_is_down(c, prom, fleet, exporters, "ttl")
         await wait_for(lambda: c.phase("ttl") == "Succeeded", timeout=60)
         resp = await c.k8s.delete("/apis/batch/v1/namespaces/default/jobs/ttl")  # the pod is left
         assert resp.status == 200
