@@ -17,22 +17,28 @@ from energaizer_operator.state import OperatorState
 from operator_testkit import connection_refused, free_port, wait_for
 
 
+async def start(memo: kopf.Memo) -> None:
+    """The operator's startup handler with empty indices (every index it takes)."""
+    empty: dict = {}
+    await handlers.startup(
+        settings=kopf.OperatorSettings(),
+        memo=memo,
+        gpu_nodes=empty,
+        gpu_pods=empty,
+        steered_jobs=empty,
+        aijob_records=empty,
+        measure_pods=empty,
+        measure_jobs=empty,
+        measure_candidates=empty,
+    )
+
+
 async def test_cleanup_leaves_no_task_that_startup_began():
     settings = OperatorSettings(leader_election=False, metrics_port=0, health_port=free_port())
     memo = kopf.Memo()
     memo["state"] = OperatorState(settings)
     before = asyncio.all_tasks()
-    await handlers.startup(
-        settings=kopf.OperatorSettings(),
-        memo=memo,
-        gpu_nodes={},
-        gpu_pods={},
-        steered_jobs={},
-        aijob_records={},
-        measure_pods={},
-        measure_jobs={},
-        measure_candidates={},
-    )
+    await start(memo)
     began = asyncio.all_tasks() - before
     # the health server's heartbeat, the relist of the indexed kinds (relist.py)
     assert {t.get_name() for t in began} == {"heartbeat", "relist"}
@@ -48,17 +54,7 @@ async def test_cleanup_stops_both_servers_at_once_off_the_event_loop():
     settings = OperatorSettings(leader_election=False, metrics_port=free_port(), health_port=free_port())
     memo = kopf.Memo()
     state = memo["state"] = OperatorState(settings)
-    await handlers.startup(
-        settings=kopf.OperatorSettings(),
-        memo=memo,
-        gpu_nodes={},
-        gpu_pods={},
-        steered_jobs={},
-        aijob_records={},
-        measure_pods={},
-        measure_jobs={},
-        measure_candidates={},
-    )
+    await start(memo)
     entered: list[str] = []
     released = threading.Event()
     seen_together: list[bool] = []
