@@ -181,7 +181,9 @@ class OperatorProcess:
         """``env`` is added to this process's environment (a value of None removes the variable);
         ``wrapper`` is a command prefix the operator runs under (e.g. ``unshare`` for another user)."""
         self.cluster, self.tmp, self.extra_env, self.wrapper = cluster, tmp, env, wrapper
-        self.metrics_port = free_port()
+        # a test may choose the metrics port (ENERGAIZER_METRICS_PORT in ``env``), e.g. to have Prometheus
+        # scrape it from before the operator starts
+        self.metrics_port = int(env.get("ENERGAIZER_METRICS_PORT") or free_port())
         self.health_port = free_port()
         self.proc: asyncio.subprocess.Process | None = None
         self.runs = 0
