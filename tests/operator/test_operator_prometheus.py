@@ -63,17 +63,14 @@ async def test_real_prometheus_scrapes_the_operator(
     gpu_cluster, operator_factory, prometheus_binary, tmp_path
 ):
     c = gpu_cluster
-    op = await operator_factory()
-    await c.create(aijob("scraped", gpus=2))
-    await wait_for(lambda: c.phase("scraped") == "Placed")
-    gpu_type = c.aijob("scraped")["status"]["placement"]["gpuType"]
-
-    port = free_port()
+    # Prometheus first, on the metrics port the operator will serve: it scrapes nothing for its first
+    # ~5 s (it applies target updates at most every 5 s), which the operator's start and placing overlap
+    port, metrics_port = free_port(), free_port()
     (tmp_path / "prometheus.yml").write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "scrape_configs:\n"
         "  - job_name: energaizer-operator\n"
-        f"    static_configs: [{{targets: ['127.0.0.1:{op.metrics_port}']}}]\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{metrics_port}']}}]\n"
     )
     with open(tmp_path / "prometheus.log", "wb") as log:
         proc = subprocess.Popen(
@@ -88,6 +85,10 @@ async def test_real_prometheus_scrapes_the_operator(
         )
     base = f"http://127.0.0.1:{port}"
     try:
+        op = await operator_factory(ENERGAIZER_METRICS_PORT=str(metrics_port))
+        await c.create(aijob("scraped", gpus=2))
+        await wait_for(lambda: c.phase("scraped") == "Placed")
+        gpu_type = c.aijob("scraped")["status"]["placement"]["gpuType"]
         placed = await wait_for(
             lambda: query(base, 'energaizer_placement_info{aijob="scraped"}'), timeout=40, interval=0.5
         )
