@@ -29,6 +29,7 @@ from energaizer_operator.health import HealthServer
 from energaizer_operator.inventory import node_gpus, pod_gpus, steered_job
 from energaizer_operator.leader import LeaderElection
 from energaizer_operator.loops import Indices
+from energaizer_operator.other_pods import OtherPodsLister
 from energaizer_operator.placer import Placer
 from energaizer_operator.records import aijob_record
 from energaizer_operator.relist import Relister
@@ -92,6 +93,9 @@ async def startup(
     if cfg.relist_interval_seconds > 0:  # every replica: a standby's view must be right when it leads
         relister = Relister(cfg, state.metrics, indices)
         state.tasks.append(asyncio.get_running_loop().create_task(relister.run(), name="relist"))
+    if cfg.namespaces and cfg.other_pods_interval_seconds > 0:  # every replica, like the relist
+        lister = OtherPodsLister(cfg, indices.others)
+        state.tasks.append(asyncio.get_running_loop().create_task(lister.run(), name="other-pods"))
     state.estimator = EstimateLoop(cfg, state.metrics, indices, is_leader=state.is_leader)
     state.placer = Placer(cfg, state.metrics, indices, is_leader=state.is_leader)
     logger.info("energaizer operator started: %s", cfg.model_dump())

@@ -21,7 +21,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -369,32 +369,47 @@ def _list_page(
     return json.loads(response.read())
 
 
-def list_uids(path: str, page_size: int = LIST_PAGE_SIZE, timeout: float | None = None) -> set[str]:
-    """The uids of the objects a collection ``path`` (``/api/v1/namespaces/ns/pods``, ``/api/v1/nodes``)
-    holds now: a paged list (``limit``/``continue``) of their metadata only, read from etcd (no
-    ``resourceVersion``: never an older cache). ``ApiException`` when a page fails (a ``continue``
-    token that expired meanwhile included: 410)."""
+def list_items(
+    path: str,
+    page_size: int = LIST_PAGE_SIZE,
+    timeout: float | None = None,
+    *,
+    accept: str = "application/json",
+    field_selector: str = "",
+) -> Iterator[dict[str, Any]]:
+    """The objects a collection ``path`` holds now, page by page (``limit``/``continue``), read from etcd
+    (no ``resourceVersion``: never an older cache); ``accept`` = :data:`METADATA_LIST` for their
+    metadata only. ``ApiException`` when a page fails (a ``continue`` token that expired meanwhile
+    included: 410)."""
     client = api_client()
-    uids: set[str] = set()
     token = ""
     while True:
         query: list[tuple[str, Any]] = [("limit", page_size)]
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
         if token:
             query.append(("continue", token))
         method, url, headers, body, post = client.param_serialize(
             "GET",
             path,
             query_params=query,
-            header_params={"Accept": METADATA_LIST},
+            header_params={"Accept": accept},
             auth_settings=["BearerToken"],
         )
         page = _call(
             f"GET {path}", timeout, functools.partial(_list_page, client, method, url, headers, body, post)
         )
-        for item in page.get("items") or []:
-            uid = (item.get("metadata") or {}).get("uid")
-            if uid:
-                uids.add(uid)
+        yield from page.get("items") or []
         token = (page.get("metadata") or {}).get("continue") or ""
         if not token:
-            return uids
+            return
+
+
+def list_uids(path: str, page_size: int = LIST_PAGE_SIZE, timeout: float | None = None) -> set[str]:
+    """The uids of the objects a collection ``path`` (``/api/v1/namespaces/ns/pods``, ``/api/v1/nodes``)
+    holds now: a paged list of their metadata only (:func:`list_items`)."""
+    return {
+        uid
+        for item in list_items(path, page_size, timeout, accept=METADATA_LIST)
+        if (uid := (item.get("metadata") or {}).get("uid"))
+    }

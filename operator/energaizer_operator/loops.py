@@ -43,6 +43,16 @@ class DeletedObjects:
         return [v for v in values if getattr(v, "uid", "") not in gone] if gone else list(values)
 
 
+class OtherPods:
+    """The GPUs held by the pods of the namespaces the operator does not watch (not in the pod index):
+    :class:`~energaizer_operator.other_pods.OtherPodsLister` replaces ``pods`` as a whole, and holds
+    ``ready`` false until its first pass is over (the placer does not place on a view without them)."""
+
+    def __init__(self) -> None:
+        self.pods: tuple[PodGPUs, ...] = ()
+        self.ready = True
+
+
 @dataclass(frozen=True)
 class Indices:
     """kopf's in-memory indices (``@kopf.index`` in handlers.py), by what they hold."""
@@ -55,6 +65,7 @@ class Indices:
     # more kopf indices of these kinds (attribute name -> indices), whose entries the relist checks too:
     # the measured-energy ones (measured_handlers.py), which read them through ``deleted`` themselves
     more: Mapping[str, Sequence[Mapping[Any, Iterable[Any]]]] = field(default_factory=dict)
+    others: OtherPods = field(default_factory=OtherPods)  # other_pods.py: pods of unwatched namespaces
 
     def live(self, index: Mapping[Any, Iterable[T]]) -> list[T]:
         """The values of one of these indices, less those of the objects known to be deleted."""

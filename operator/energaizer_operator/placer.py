@@ -124,7 +124,7 @@ class Placer(IndexLoop):
                 reserved[entry.gpu_type] += entry.gpus
         return compute_capacity(
             self.indices.live(self.indices.nodes),
-            self.indices.live(self.indices.pods),
+            [*self.indices.live(self.indices.pods), *self.indices.others.pods],
             jobs.values(),
             reserved,
         )
@@ -196,8 +196,8 @@ class Placer(IndexLoop):
             )
         else:  # only Unschedulable ones: retry when the capacity changed and no burst is in progress
             due = bool(waiting) and fingerprint != self._last_fingerprint and not backlog
-        if not (due or wake or moved):
-            return []
+        if not (due or wake or moved) or not self.indices.others.ready:
+            return []  # (not ready: the first list of other namespaces' pods is not in yet, other_pods.py)
         self._last_fingerprint = fingerprint
         pending = [
             r.pending_job(

@@ -44,6 +44,7 @@ ENV_VARS: dict[str, str] = {
     "fleet_mode": "ENERGAIZER_FLEET_MODE",
     "fleet_idle_timeout_seconds": "ENERGAIZER_FLEET_IDLE_TIMEOUT_SECONDS",
     "relist_interval_seconds": "ENERGAIZER_RELIST_INTERVAL_SECONDS",
+    "other_pods_interval_seconds": "ENERGAIZER_OTHER_PODS_INTERVAL_SECONDS",
     "api_timeout_seconds": "ENERGAIZER_API_TIMEOUT_SECONDS",
 }
 
@@ -123,6 +124,13 @@ class OperatorSettings(BaseModel):
         le=86400,
         description="list the indexed kinds this often to drop what was deleted while a watch was down"
         " (0 = never)",
+    )
+    other_pods_interval_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=86400,
+        description="with namespaces set: list the GPU pods of the other namespaces this often, whose GPUs"
+        " are not free (0 = never: they count as free)",
     )
     api_timeout_seconds: float = Field(
         default=30.0,

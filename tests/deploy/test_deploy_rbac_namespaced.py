@@ -15,7 +15,9 @@ CLUSTER_SCOPED = {"nodes", "namespaces", "customresourcedefinitions"}
 def test_namespaced_mode_grants_namespaced_resources_by_role_only(render) -> None:
     objects = render({"operator": {"namespaces": ["team-a", "team-b"]}}, name="prod", namespace="ops")
     cluster = rule_triples(one(objects, "ClusterRole")["rules"])
-    assert {r for _, r, _ in cluster} == CLUSTER_SCOPED
+    # and a list of the pods of every namespace (the GPUs other namespaces' pods hold: other_pods.py)
+    assert {r for _, r, _ in cluster} == CLUSTER_SCOPED | {"pods"}
+    assert {v for _, r, v in cluster if r == "pods"} == {"list"}
     assert all(v in ("get", "list", "watch") for _, _, v in cluster), "the ClusterRole is read-only"
     roles, bindings = watched_namespace_roles(objects), watched_namespace_roles(objects, "RoleBinding")
     leader = leader_election_role(objects)
@@ -42,6 +44,19 @@ def test_namespaced_mode_grants_namespaced_resources_by_role_only(render) -> Non
     container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     text = " ".join(container.get("args", []) + [str(e) for e in container.get("env", [])])
     assert "team-a" in text and "team-b" in text
+
+
+def test_no_cluster_wide_pod_list_when_other_namespaces_pods_are_not_listed(render) -> None:
+    """``operator.otherPodsIntervalSeconds: 0``: the operator never lists other namespaces' pods, and the
+    ClusterRole does not grant it; any other value is passed to the operator."""
+    values = {"operator": {"namespaces": ["team-a"], "otherPodsIntervalSeconds": 0}}
+    objects = render(values)
+    assert {r for _, r, _ in rule_triples(one(objects, "ClusterRole")["rules"])} == CLUSTER_SCOPED
+    env = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "ENERGAIZER_OTHER_PODS_INTERVAL_SECONDS", "value": "0"} in env
+    values["operator"]["otherPodsIntervalSeconds"] = 60
+    env = one(render(values), "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "ENERGAIZER_OTHER_PODS_INTERVAL_SECONDS", "value": "60"} in env
 
 
 def test_all_namespaces_mode_has_no_roles(render) -> None:

@@ -371,11 +371,6 @@ async def test_an_aijob_in_a_namespace_the_operator_does_not_watch_is_left_alone
     assert set(c.jobs()) == {"here"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed: with ENERGAIZER_NAMESPACES the pod index holds only the watched namespaces' pods, "
-    "so GPUs held by pods of other namespaces count as free",
-)
 async def test_gpus_held_by_a_pod_of_an_unwatched_namespace_are_not_free(gpu_cluster, operator_factory):
     c = gpu_cluster
     await c.post(
