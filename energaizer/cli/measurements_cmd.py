@@ -6,7 +6,8 @@ dcgm-exporter, contract section 5). The row's workload is ONE replica (``gpu_cou
 the spec's parallel layout and code path), as the estimator models it; replicas run the same workload in parallel, so ``measured_energy_joules`` and
 ``measured_average_power_watts`` are the job's divided by ``replicas`` and ``measured_duration_seconds`` is
 the job's. Carried-through columns: ``namespace``, ``aijob``, ``replicas``, ``measured_job_energy_joules``
-(``status.measured.energyJoules`` as written), ``measured_gpus``, ``predicted_energy_joules``, ``source``.
+(``status.measured.energyJoules`` as written), ``measured_gpus``, ``predicted_energy_joules`` (for the GPU type
+the job ran on), ``source``.
 """
 
 from __future__ import annotations
@@ -70,6 +71,22 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _predicted_energy_joules(status: Mapping[str, Any], gpu: str) -> Any:
+    """The prediction for the GPU type the job ran on: the placement's, or, when Kueue admitted it on
+    another allowed flavor (``measured.gpuType`` differs), that type's estimate; none known: empty."""
+    placement = status.get("placement") or {}
+    if gpu == placement.get("gpuType"):
+        return placement.get("predictedEnergyJoules")
+    return next(
+        (
+            e.get("energyJoules")
+            for e in status.get("estimates") or []
+            if e.get("gpuType") == gpu and e.get("feasible")
+        ),
+        None,
+    )
+
+
 def measurement_row(body: Mapping[str, Any], include_failed: bool = False) -> dict[str, str] | None:
     """One AIJob object -> one measurement CSV row (None when it has no measurement to export)."""
     status = body.get("status") or {}
@@ -106,7 +123,7 @@ def measurement_row(body: Mapping[str, Any], include_failed: bool = False) -> di
         "replicas": replicas,
         "measured_job_energy_joules": measured["energyJoules"],
         "measured_gpus": measured.get("gpus"),
-        "predicted_energy_joules": (status.get("placement") or {}).get("predictedEnergyJoules"),
+        "predicted_energy_joules": _predicted_energy_joules(status, gpu),
         "source": f"dcgm:{meta.get('namespace') or ''}",
     }
     for column, (section, key) in _SIZES.items():

@@ -67,6 +67,22 @@ def test_rows_describe_one_replica_and_keep_the_status_figures():
     assert measurement_row(aijob("c", phase="Failed", measured=MEASURED), include_failed=True) is not None
 
 
+def test_a_job_kueue_ran_on_another_type_has_that_types_prediction():
+    """Kueue may admit a queue-labelled AIJob's Job on another allowed flavor: the row's ``gpu`` is the type
+    it ran on (``measured.gpuType``), and its prediction must be that type's, not the placed type's (a row
+    mixing two GPU types)."""
+    body = aijob("moved", measured={**MEASURED, "gpuType": "a100-sxm4-80gb"})
+    body["status"]["estimates"] = [
+        {"gpuType": "h100-sxm", "feasible": True, "energyJoules": 5000.0},
+        {"gpuType": "a100-sxm4-80gb", "feasible": True, "energyJoules": 7100.0},
+    ]
+    row = measurement_row(body)
+    assert row is not None and row["gpu"] == "a100-sxm4-80gb"
+    assert row["predicted_energy_joules"] == "7100.0"
+    body["status"]["estimates"] = body["status"]["estimates"][:1]  # no estimate of that type: none
+    assert measurement_row(body)["predicted_energy_joules"] == ""
+
+
 def test_the_csv_is_what_calibrate_reads():
     training = {
         "task": "training",
