@@ -11,7 +11,7 @@ import pytest
 from energaizer_operator.estimation import estimate_job
 from energaizer_operator.models import AIJobSpec
 from kmock_support import Fault, FaultyEmulator, RealisticEmulator
-from operator_testkit import PRODUCTS, aijob, wait_for
+from operator_testkit import PRODUCTS, aijob, node, wait_for
 
 from energaizer.whatif import recommend_power_cap
 
@@ -456,16 +456,77 @@ def test_a_product_whose_nodes_are_smaller_than_a_pod_is_never_allowed() -> None
 
 
 @pytest.mark.kmock(cls=FaultyEmulator)
-async def test_a_job_is_released_however_many_patches_fail(gpu_cluster, operator_factory):
-    """The handler gave up after 5 failed patches (an API server restart of about 20 s) and, with no
-    further event on a gated Job, left it gated for good: it now retries until the Job is released. The
-    faults are counted in requests (the first 5 PATCHes of the Job fail), not in time."""
+async def test_a_failed_patch_answered_by_the_api_server_is_retried(gpu_cluster, operator_factory):
+    """A 503 answer to the steering patch (the API server restarting) is retried through the real client
+    and the Job is steered, not released unsteered. How many failures the handler outlasts, and its
+    back-off, are checked without the real waits below (a 15.5 s back-off for 5 failures)."""
     c = gpu_cluster
-    c.k8s.faults = [Fault(path=r"/jobs/stuck$", methods=frozenset({"PATCH"}), status=503, times=5)]
+    c.k8s.faults = [Fault(path=r"/jobs/stuck$", methods=frozenset({"PATCH"}), status=503, times=2)]
     op = await operator_factory()
     await c.post(JOBS_URL, gated_job("stuck", workload=work()))
     await wait_for(lambda: released(c, "stuck"), timeout=90)
-    assert c.k8s.faults[0].hits == 5
+    assert c.k8s.faults[0].hits == 2
     assert "energaizer.io/gpu-type" in c.jobs()["stuck"]["metadata"]["annotations"]
     await wait_for(lambda: any(e.get("reason") == "Steered" for e in c.events("stuck")), timeout=20)
-    assert "patch failed 5 times (503); retrying" in op.log()
+    assert "patch failed 2 times (503); retrying" in op.log()
+
+
+async def test_a_job_is_released_however_many_patches_fail(monkeypatch, caplog):
+    """The handler gave up after 5 failed patches (an API server restart of about 20 s) and, with no
+    further event on a gated Job, left it gated for good: it now retries until the Job is released,
+    re-reading the Job each time, with the documented back-off (doubling from 0.5 s, at most 30 s) and an
+    error line at the 5th failure. The handler runs in-process with the API calls replaced (the first 7
+    patches fail, more than the 5 the old handler tried) and its sleeps recorded instead of waited."""
+    import types
+
+    import kopf
+    from energaizer_operator import gate, kube
+    from energaizer_operator.inventory import node_gpus
+    from energaizer_operator.loops import DeletedObjects
+    from energaizer_operator.settings import OperatorSettings
+
+    settings = OperatorSettings()
+    job = gated_job("stuck", workload=work())
+    job["metadata"]["resourceVersion"] = "1"
+    patches: list[dict[str, Any]] = []
+    reads: list[str] = []
+    slept: list[float] = []
+    events: list[tuple[str, str]] = []
+
+    def patch_job(namespace, name, body, timeout=None):
+        patches.append(body)
+        if len(patches) <= 7:
+            raise kube.ApiException(status=503, reason="Service Unavailable")
+        return {}
+
+    def read_job(namespace, name, timeout=None):
+        reads.append(name)
+        return job
+
+    async def sleep(seconds):
+        slept.append(seconds)
+
+    monkeypatch.setattr(kube, "patch_job", patch_job)
+    monkeypatch.setattr(kube, "read_job", read_job)
+    monkeypatch.setattr(gate.asyncio, "sleep", sleep)
+    monkeypatch.setattr(kopf, "event", lambda body, *, type, reason, message: events.append((type, reason)))
+    nodes = [
+        node_gpus(node(f"{t}-0", p, 8), product_label=LABEL, gpu_resource="nvidia.com/gpu", mapping={})
+        for t, p in PRODUCTS.items()
+    ]
+    memo = {"state": types.SimpleNamespace(settings=settings, deleted=DeletedObjects())}
+    with caplog.at_level("WARNING", logger="energaizer_operator.gate"):
+        await gate.steer_gated_job(
+            body=kopf.Body(job), event={"type": "ADDED", "object": job}, memo=memo, gpu_nodes={None: nodes}
+        )
+    assert len(patches) == 8 and len(reads) == 7
+    assert slept == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0]
+    final = patches[-1]
+    assert GATE in final["metadata"]["annotations"] and final["metadata"]["annotations"][GATE] is None
+    assert "energaizer.io/gpu-type" in final["metadata"]["annotations"] and "spec" in final
+    assert final == patches[0]  # the same steering each time, not a release unsteered
+    assert events == [("Normal", "Steered")]
+    levels = [(r.levelname, r.getMessage()) for r in caplog.records if "patch failed" in r.getMessage()]
+    assert len(levels) == 7
+    assert levels[4] == ("ERROR", "gated Job default/stuck: patch failed 5 times (503); retrying")
+    assert all(level == "WARNING" for i, (level, _) in enumerate(levels) if i != 4)
