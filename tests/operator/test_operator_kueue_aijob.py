@@ -24,7 +24,14 @@ def _required(pod_spec):
     ]
 
 
-async def test_queue_labelled_aijob_gets_energy_ranked_affinity(gpu_cluster, operator_factory):
+async def test_queue_labelled_aijob_gets_energy_ranked_affinity_and_follows_preemption(
+    gpu_cluster, operator_factory
+):
+    """The Job of a queue-labelled AIJob: suspended, required affinity on the types within the energy
+    slack, preferred on the chosen one. Then Kueue preempts the admitted Job (or evicts it, or its Workload
+    is deleted) by suspending it again: its pods go and it waits in the queue. The AIJob stayed Running
+    (condition Running True) all that time; now it goes back to Placed, and to Running when admitted
+    again, with the same Job throughout."""
     c = gpu_cluster
     await operator_factory()
     await c.create(aijob("queued", labels={"kueue.x-k8s.io/queue-name": "team-a"}))
@@ -55,6 +62,28 @@ async def test_queue_labelled_aijob_gets_energy_ranked_affinity(gpu_cluster, ope
     assert _required(direct) == [[PRODUCTS[c.aijob("direct")["status"]["placement"]["gpuType"]]]]
     assert "preferredDuringSchedulingIgnoredDuringExecution" not in direct["affinity"]["nodeAffinity"]
 
+    job_url = "/apis/batch/v1/namespaces/default/jobs/queued"
+
+    async def kueue(suspend: bool, active: int) -> None:  # what Kueue and the Job controller write
+        resp = await c.k8s.patch(job_url, json={"spec": {"suspend": suspend}})
+        assert resp.status == 200, await resp.text()
+        resp = await c.k8s.patch(f"{job_url}/status", json={"status": {"active": active}})
+        assert resp.status == 200, await resp.text()
+
+    def running_condition() -> dict:
+        conditions = c.aijob("queued")["status"]["conditions"]
+        return next(x for x in conditions if x["type"] == "Running")
+
+    await kueue(suspend=False, active=1)  # admitted
+    await wait_for(lambda: c.phase("queued") == "Running", timeout=60)
+    await kueue(suspend=True, active=0)  # preempted: suspended again, its pod deleted
+    await wait_for(lambda: c.phase("queued") == "Placed", timeout=60)
+    assert running_condition()["status"] == "False" and running_condition()["reason"] == "Suspended"
+    await kueue(suspend=False, active=1)  # admitted again
+    await wait_for(lambda: c.phase("queued") == "Running", timeout=60)
+    assert running_condition()["status"] == "True"
+    assert len([n for n in c.job_creates() if n == "queued"]) == 1  # the same Job throughout
+
 
 async def test_queue_labelled_aijob_allows_no_type_whose_nodes_are_too_small(cluster, operator_factory):
     """A type within the energy slack whose nodes all have fewer GPUs than a replica asks for was allowed:
@@ -77,36 +106,6 @@ async def test_queue_labelled_aijob_allows_no_type_whose_nodes_are_too_small(clu
     (required,) = _required(job["spec"]["template"]["spec"])
     assert PRODUCTS["a100-sxm4-80gb"] not in required and PRODUCTS["h100-sxm"] in required
     assert "a100-sxm4-80gb" not in job["metadata"]["annotations"]["energaizer.io/gpu-types"].split(",")
-
-
-async def test_a_preempted_queue_job_takes_its_aijob_back_to_placed(gpu_cluster, operator_factory):
-    """Kueue preempts an admitted Job (or evicts it, or its Workload is deleted) by suspending it again: its
-    pods go and it waits in the queue. The AIJob stayed Running (condition Running True) all that time."""
-    c = gpu_cluster
-    await operator_factory()
-    await c.create(aijob("preempted", labels={"kueue.x-k8s.io/queue-name": "team-a"}))
-    await wait_for(lambda: c.phase("preempted") == "Placed", timeout=90)
-    job_url = "/apis/batch/v1/namespaces/default/jobs/preempted"
-
-    async def kueue(suspend: bool, active: int) -> None:  # what Kueue and the Job controller write
-        resp = await c.k8s.patch(job_url, json={"spec": {"suspend": suspend}})
-        assert resp.status == 200, await resp.text()
-        resp = await c.k8s.patch(f"{job_url}/status", json={"status": {"active": active}})
-        assert resp.status == 200, await resp.text()
-
-    def running_condition() -> dict:
-        conditions = c.aijob("preempted")["status"]["conditions"]
-        return next(x for x in conditions if x["type"] == "Running")
-
-    await kueue(suspend=False, active=1)  # admitted
-    await wait_for(lambda: c.phase("preempted") == "Running", timeout=60)
-    await kueue(suspend=True, active=0)  # preempted: suspended again, its pod deleted
-    await wait_for(lambda: c.phase("preempted") == "Placed", timeout=60)
-    assert running_condition()["status"] == "False" and running_condition()["reason"] == "Suspended"
-    await kueue(suspend=False, active=1)  # admitted again
-    await wait_for(lambda: c.phase("preempted") == "Running", timeout=60)
-    assert running_condition()["status"] == "True"
-    assert len([n for n in c.job_creates() if n == "preempted"]) == 1  # the same Job throughout
 
 
 def _free_gpus(text: str) -> dict[str, int]:
