@@ -5,7 +5,9 @@ kubeconfig (``KUBECONFIG``). Calls are synchronous; async code runs them with ``
 Only PATCH (merge patch) is used for updates. Every call has a timeout (``timeout``, default
 :data:`REQUEST_TIMEOUT_SECONDS` or what :func:`set_request_timeout` set; urllib3's ``TimeoutError`` when it passes): without one, a request
 on a connection to an API server that died without resetting it waits for ever, holding a worker
-thread, a write slot of a loop, or the Lease renewal (the operator then stands by for good).
+thread, a write slot of a loop, or the Lease renewal (the operator then stands by for good). Each
+request is sent once (no urllib3 retries): a request left unanswered is not sent again, so no call
+outlasts its timeout; the callers retry on their own schedule.
 
 A ``429`` or ``503`` answer with ``Retry-After`` (API Priority and Fairness, an overloaded server) is
 honoured per request target (method and path), capped at :data:`RETRY_AFTER_MAX_SECONDS`: the call waits
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import kubernetes
+import urllib3
 import yaml
 from kubernetes.client.exceptions import ApiException
 
@@ -114,6 +117,10 @@ def api_client() -> kubernetes.client.ApiClient:
     load_config()
     configuration = kubernetes.client.Configuration.get_default_copy()
     configuration.connection_pool_maxsize = 32  # parallel writes from worker threads share the pool
+    # each request is sent once: urllib3's default (3 retries) sent a GET that got no answer again after
+    # its timeout, so an unanswered read took 4 timeouts (a Lease renewal 8 s for its 2 s); the callers
+    # retry on their own schedule (a loop's next window, the next renewal)
+    configuration.retries = urllib3.Retry(0)
     return kubernetes.client.ApiClient(configuration)
 
 

@@ -1,0 +1,93 @@
+"""The operator's own API calls (kube.py) against a server that accepts requests and never answers (an
+API server that died without resetting its connections): a call gives up after its timeout, having sent
+its request once. urllib3's default retries sent a GET again after each timeout, so an unanswered read
+took 4 timeouts (a Lease renewal, 2 s per call on a 6 s Lease, took 8 s)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from energaizer_operator import kube
+
+
+class Unanswering:
+    """Accepts connections and reads requests on 127.0.0.1, never answers; counts the requests."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.requests = 0
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        while True:
+            try:
+                data = conn.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            self.requests += data.count(b" HTTP/1.1\r\n")
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.conns:
+            conn.close()
+
+
+@pytest.fixture
+def unanswering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Unanswering]:
+    server = Unanswering()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        f"""apiVersion: v1
+kind: Config
+clusters: [{{name: dead, cluster: {{server: "http://127.0.0.1:{server.port}"}}}}]
+users: [{{name: u, user: {{token: dummy}}}}]
+contexts: [{{name: dead, context: {{cluster: dead, user: u, namespace: default}}}}]
+current-context: dead
+"""
+    )
+    # read at import, not from KUBECONFIG at call time; the default Configuration it sets is restored after
+    monkeypatch.setattr(kube.kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
+    configuration = kube.kubernetes.client.Configuration
+    monkeypatch.setattr(configuration, "_default", getattr(configuration, "_default", None))
+    monkeypatch.setattr(kube, "SERVICE_ACCOUNT_NAMESPACE", tmp_path / "absent")
+    monkeypatch.setattr(kube.kubernetes.config, "load_incluster_config", _no_incluster)
+    kube.api_client.cache_clear()
+    yield server
+    kube.api_client.cache_clear()
+    server.close()
+
+
+def _no_incluster() -> None:
+    raise kube.kubernetes.config.ConfigException("not in a cluster")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: kube.read_lease("default", "energaizer-operator", timeout=1),
+        lambda: kube.patch_lease("default", "energaizer-operator", {"spec": {}}, timeout=1),
+        lambda: kube.list_uids("/api/v1/pods", timeout=1),
+    ],
+    ids=["read", "patch", "list"],
+)
+def test_an_unanswered_call_is_sent_once(unanswering: Unanswering, call) -> None:
+    with pytest.raises(Exception, match=r"(?i)timed? ?out"):
+        call()
+    assert unanswering.requests == 1
