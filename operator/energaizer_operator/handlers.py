@@ -17,6 +17,7 @@ kopf keeps no per-object progress and a restart cannot lose an AIJob.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 from typing import Any
 
@@ -24,18 +25,25 @@ import kopf
 
 from energaizer_operator import kube
 from energaizer_operator.constants import ANNOTATION_GPU_TYPE, GROUP, PLURAL, VERSION
-from energaizer_operator.estimating import EstimateLoop
+from energaizer_operator.estimating import PARALLEL_WRITES, EstimateLoop
 from energaizer_operator.health import HealthServer
 from energaizer_operator.inventory import node_gpus, pod_gpus, steered_job
 from energaizer_operator.leader import LeaderElection
 from energaizer_operator.loops import Indices
 from energaizer_operator.other_pods import OtherPodsLister
-from energaizer_operator.placer import Placer
+from energaizer_operator.placer import PARALLEL_CALLS, Placer
 from energaizer_operator.records import aijob_record
 from energaizer_operator.relist import Relister
 from energaizer_operator.state import OperatorState
 
 logger = logging.getLogger("energaizer_operator")
+
+# the worker threads behind asyncio.to_thread: every API call the loops may have in flight at once (each
+# holds a thread until answered, or until the API timeout when the server does not answer) plus as
+# many again for the rest (estimates, placement decisions, the gate, the measurement, the relist).
+# asyncio's default is min(32, CPUs + 4): 6 threads on 2 CPUs, so 6 unanswered status writes held up
+# every estimate and placement for the API timeout.
+WORKER_THREADS = 2 * (PARALLEL_WRITES + PARALLEL_CALLS)
 
 
 def _state(memo: kopf.Memo) -> OperatorState:
@@ -66,6 +74,9 @@ async def startup(
 ) -> None:
     state = _state(memo)
     cfg = state.settings
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="worker")
+    )
     # kopf turns its per-object log lines at this level into Events ("Handler ... succeeded" for every
     # watch event): only warnings. The operator's own Events are posted by reporting.report.
     settings.posting.level = logging.WARNING

@@ -154,6 +154,33 @@ async def test_unanswered_writes_do_not_cost_the_leader_its_lease(cluster, opera
     assert await first.stop() == 0
 
 
+async def test_writes_left_unanswered_do_not_hold_up_the_other_aijobs(cluster, operator_factory):
+    """15 status writes left without an answer (held by the mock; the API timeout 600 s) each hold a
+    worker thread: another AIJob is estimated and placed meanwhile. With asyncio's default of CPUs + 4
+    worker threads (6 on 2 CPUs; fewer than 15 on up to 11), they held up every estimate and placement
+    until the API timeout."""
+    c = cluster
+    await c.add_node(node("h100-0", PRODUCTS["h100-sxm"], 8))
+    answer = asyncio.Event()
+    held = Fault(r"/aijobs/held-\d+/status$", frozenset({"PATCH"}), until=answer)
+    c.k8s.faults.append(held)
+    op = await operator_factory(
+        ENERGAIZER_BATCH_WINDOW_SECONDS="0.3",
+        ENERGAIZER_API_TIMEOUT_SECONDS="600",
+        ENERGAIZER_MAX_BATCH_DELAY_SECONDS="1",  # the placer waits for the estimates in flight this long
+    )
+    names = [f"held-{i:02d}" for i in range(15)]  # one write slot of the estimator's 16 left
+    for name in names:
+        await c.create(aijob(name, model="gpt2", requests=200))
+    await wait_for(lambda: held.hits >= len(names), timeout=60)
+    await c.create(aijob("free", model="gpt2", requests=200))
+    await wait_for(lambda: c.phase("free") == "Placed", timeout=90)
+    assert all(c.phase(n) is None for n in names)  # still unanswered
+    answer.set()
+    await wait_for(lambda: all(c.phase(n) in SETTLED for n in names), timeout=90)
+    assert await op.stop() == 0
+
+
 async def test_a_pod_deleted_while_the_watch_was_down_frees_its_gpus(cluster, operator_factory):
     """The API server is gone for a while; meanwhile a pod holding all 8 L4 GPUs is deleted and the
     server compacts its history (the watches come back to 410 Gone and list again). The GPUs are free:
