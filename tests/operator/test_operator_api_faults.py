@@ -62,23 +62,29 @@ async def _slow(c) -> None:
         Fault(r"/status$", frozenset({"PATCH"}), delay_s=2, times=20),
         Fault(r"/jobs$", frozenset({"POST"}), delay_s=3, times=5),
         Fault(r"/aijobs/[^/]+$", frozenset({"PATCH"}), delay_s=2, times=5),
-        Fault(r"/leases", delay_s=3, times=4),
+        Fault(r"/leases", delay_s=3, times=2),  # 2 renewals time out (2 s per call): the 6 s Lease lapses
         Fault(r"/(aijobs|jobs)$", frozenset({"GET"}), watch=False, delay_s=2, times=3),
     ]
     await c.k8s.end_watches()  # the lists after the end are slow
 
 
 async def _outage(c) -> None:
+    """10 s: the 6 s Lease lapses (renewals every 2 s fail at once): the leader stands by, then leads again."""
     await c.k8s.set_outage(True)
     await asyncio.sleep(10)
     await c.k8s.set_outage(False)
 
 
+# the API timeout of the unanswered outage: shorter than the default 30 s, the same path
+UNANSWERED_API_TIMEOUT_S = 3
+
+
 async def _outage_unanswered(c) -> None:
     """The API server dies without resetting the connections: the requests sent meanwhile never get an
-    answer (a client without a timeout waits for ever), then it is back."""
+    answer (a client without a timeout waits for ever), then it is back. Twice the API timeout: a write
+    sent as it starts gives up and its retry (next window) is left unanswered too."""
     await c.k8s.set_outage(True, hang=True)
-    await asyncio.sleep(10)
+    await asyncio.sleep(2 * UNANSWERED_API_TIMEOUT_S)
     await c.k8s.set_outage(False)
 
 
@@ -107,8 +113,11 @@ SCENARIOS = {
 async def test_a_burst_survives_api_faults(cluster, operator_factory, fault):
     c = cluster
     await _limited_cluster(c)
-    # unanswered requests give up after the API timeout: shorter than the default 30 s, the same path
-    timeout = {"ENERGAIZER_API_TIMEOUT_SECONDS": "8"} if fault == "outage-unanswered" else {}
+    timeout = (
+        {"ENERGAIZER_API_TIMEOUT_SECONDS": str(UNANSWERED_API_TIMEOUT_S)}
+        if fault == "outage-unanswered"
+        else {}
+    )
     op = await operator_factory(ENERGAIZER_BATCH_WINDOW_SECONDS="0.3", **timeout)
     bodies = _burst(N, seed=11)
     names = [b["metadata"]["name"] for b in bodies]
