@@ -59,11 +59,12 @@ async def _watches_end(c) -> None:
 
 async def _slow(c) -> None:
     c.k8s.faults += [
-        Fault(r"/status$", frozenset({"PATCH"}), delay_s=2, times=20),
-        Fault(r"/jobs$", frozenset({"POST"}), delay_s=3, times=5),
-        Fault(r"/aijobs/[^/]+$", frozenset({"PATCH"}), delay_s=2, times=5),
-        Fault(r"/leases", delay_s=3, times=2),  # 2 renewals time out (2 s per call): the 6 s Lease lapses
-        Fault(r"/(aijobs|jobs)$", frozenset({"GET"}), watch=False, delay_s=2, times=3),
+        # each delay a few batch windows (0.3 s): writes still in flight when the loops look again
+        Fault(r"/status$", frozenset({"PATCH"}), delay_s=1, times=20),
+        Fault(r"/jobs$", frozenset({"POST"}), delay_s=1.5, times=5),
+        Fault(r"/aijobs/[^/]+$", frozenset({"PATCH"}), delay_s=1, times=5),
+        Fault(r"/leases", delay_s=3, times=1),  # a renewal times out (2 s per call); the 6 s Lease holds
+        Fault(r"/(aijobs|jobs)$", frozenset({"GET"}), watch=False, delay_s=1, times=3),
     ]
     await c.k8s.end_watches()  # the lists after the end are slow
 
@@ -215,7 +216,11 @@ async def test_a_pod_deleted_while_the_watch_was_down_frees_its_gpus(cluster, op
     resp = await c.k8s.delete("/api/v1/namespaces/default/pods/holder")
     assert resp.status in (200, 202), await resp.text()
     c.k8s.expire_versions()
-    await asyncio.sleep(3)
+    cut = len(c.k8s.injected)
+    # down for a while: until kopf's pods watch has tried to come back, and been cut
+    await wait_for(
+        lambda: any(p == "/api/v1/pods" and w == "outage" for _, p, w in c.k8s.injected[cut:]), timeout=60
+    )
     await c.k8s.set_outage(False)
     await wait_for(lambda: sum(w == "watch 410" for _, _, w in c.k8s.injected) >= 1, timeout=60)
     await wait_for(lambda: c.phase("fits-l4") == "Placed", timeout=120)
