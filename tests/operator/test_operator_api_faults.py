@@ -32,7 +32,7 @@ def sample(metrics: str, name: str, **labels: str) -> float:
     return total
 
 
-async def _faults_429(c) -> None:
+async def _faults_429(c, op) -> None:
     c.k8s.faults += [
         Fault(r"/status$", frozenset({"PATCH"}), status=429, retry_after=1, times=15),
         Fault(r"/jobs$", frozenset({"POST"}), status=429, retry_after=1, times=5),
@@ -40,7 +40,7 @@ async def _faults_429(c) -> None:
     ]
 
 
-async def _faults_5xx(c) -> None:
+async def _faults_5xx(c, op) -> None:
     c.k8s.faults += [
         Fault(r"/status$", frozenset({"PATCH"}), status=503, times=10),
         Fault(r"/aijobs/[^/]+$", frozenset({"PATCH"}), status=500, times=5),
@@ -51,13 +51,13 @@ async def _faults_5xx(c) -> None:
     await c.k8s.end_watches(gone=True)  # the lists after the 410 fail first
 
 
-async def _watches_end(c) -> None:
+async def _watches_end(c, op) -> None:
     await c.k8s.end_watches()
     await asyncio.sleep(1)
     await c.k8s.end_watches(gone=True)
 
 
-async def _slow(c) -> None:
+async def _slow(c, op) -> None:
     c.k8s.faults += [
         # each delay a few batch windows (0.3 s): writes still in flight when the loops look again
         Fault(r"/status$", frozenset({"PATCH"}), delay_s=1, times=20),
@@ -69,10 +69,11 @@ async def _slow(c) -> None:
     await c.k8s.end_watches()  # the lists after the end are slow
 
 
-async def _outage(c) -> None:
-    """10 s: the 6 s Lease lapses (renewals every 2 s fail at once): the leader stands by, then leads again."""
+async def _outage(c, op) -> None:
+    """Until the 6 s Lease has lapsed (renewals every 2 s fail at once): the leader stands by, then leads
+    again once the API server is back."""
     await c.k8s.set_outage(True)
-    await asyncio.sleep(10)
+    await wait_for(lambda: ": standing by" in op.log(), timeout=60)
     await c.k8s.set_outage(False)
 
 
@@ -80,7 +81,7 @@ async def _outage(c) -> None:
 UNANSWERED_API_TIMEOUT_S = 3
 
 
-async def _outage_unanswered(c) -> None:
+async def _outage_unanswered(c, op) -> None:
     """The API server dies without resetting the connections: the requests sent meanwhile never get an
     answer (a client without a timeout waits for ever), then it is back. Twice the API timeout: a write
     sent as it starts gives up and its retry (next window) is left unanswered too."""
@@ -89,12 +90,12 @@ async def _outage_unanswered(c) -> None:
     await c.k8s.set_outage(False)
 
 
-async def _status_landed(c) -> None:
+async def _status_landed(c, op) -> None:
     """The status writes (estimates, Placed) land, but the API answers 504: each is tried again."""
     c.k8s.faults.append(Fault(r"/status$", frozenset({"PATCH"}), status=504, after=True, times=100))
 
 
-async def _events_fail(c) -> None:
+async def _events_fail(c, op) -> None:
     c.k8s.faults.append(Fault(r"/events$", frozenset({"POST"}), status=500))
 
 
@@ -124,7 +125,7 @@ async def test_a_burst_survives_api_faults(cluster, operator_factory, fault):
     names = [b["metadata"]["name"] for b in bodies]
     for body in bodies[: N // 3]:
         await c.create(body)
-    await SCENARIOS[fault](c)
+    await SCENARIOS[fault](c, op)
     for body in bodies[N // 3 :]:
         await c.create(body)
     await wait_for(lambda: all(c.phase(n) in SETTLED for n in names), timeout=240, interval=0.5)
