@@ -11,12 +11,19 @@ typical job's cost of order one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, linear_sum_assignment, linprog, milp
-from scipy.sparse import coo_matrix, csr_matrix, vstack
 
 from energaizer.placement.problem import PlacementProblem
+
+if TYPE_CHECKING:
+    from scipy.optimize import LinearConstraint
+    from scipy.sparse import csr_matrix
+
+# scipy.optimize is imported where a solver runs, not with this module: it takes ~0.45 s, and the
+# operator and the CLI import the placement package at start while most batches are trivial (every job's
+# cheapest type fits) and never call a solver.
 
 SCALE_FLOOR = 1e-9  # the dearest pair is at most 1e9 after scaling
 
@@ -32,6 +39,8 @@ class _Model:
 
 
 def _model(problem: PlacementProblem) -> _Model:
+    from scipy.sparse import coo_matrix
+
     jobs, types = np.nonzero(problem.usable())
     cost = problem.cost[jobs, types]
     # HiGHS's tolerances are absolute: scale so that a typical job's cost, not the dearest pair, is
@@ -55,6 +64,9 @@ def n_variables(problem: PlacementProblem) -> int:
 
 
 def _constraints(problem: PlacementProblem, m: _Model, min_weight: float | None) -> list[LinearConstraint]:
+    from scipy.optimize import LinearConstraint
+    from scipy.sparse import csr_matrix
+
     cons = [
         LinearConstraint(m.per_job, 0.0, 1.0),
         LinearConstraint(m.per_type, 0.0, problem.capacity),
@@ -88,6 +100,8 @@ def solve_milp(
     relaxation proves no integral assignment places more. Returns the incumbent (or None) and
     whether it is proven optimal within the gap."""
     import time
+
+    from scipy.optimize import Bounds, milp
 
     start = time.perf_counter()
     m = _model(problem)
@@ -134,6 +148,9 @@ def solve_milp(
 
 def _lp_max_weight_floor(problem: PlacementProblem, m: _Model) -> float:
     """Upper bound on the placed weight of an integral assignment (floored for integral weights)."""
+    from scipy.optimize import linprog
+    from scipy.sparse import vstack
+
     w = problem.weights[m.jobs]
     a_ub = vstack([m.per_job, m.per_type]).tocsr()
     b_ub = np.concatenate([np.ones(problem.n_jobs), problem.capacity])
@@ -148,6 +165,9 @@ def lp_lower_bound(problem: PlacementProblem, min_placed_weight: float | None = 
     """LP-relaxation lower bound on the total cost of any feasible assignment that places at least
     ``min_placed_weight`` (default: every job that has a usable type; if the relaxation cannot
     place that much, the LP's maximum placeable weight). In the problem's cost units."""
+    from scipy.optimize import linprog
+    from scipy.sparse import csr_matrix, vstack
+
     m = _model(problem)
     if m.jobs.size == 0:
         return 0.0
@@ -182,6 +202,8 @@ def solve_assignment(problem: PlacementProblem) -> np.ndarray:
     """Optimal lexicographic solution for unit demands: each free GPU is a column; an infeasible
     pair costs more than all feasible costs together, so the matching first maximises the number
     of placed jobs and then minimises their cost."""
+    from scipy.optimize import linear_sum_assignment
+
     slots_per_type = np.minimum(np.floor(problem.capacity + 1e-9), problem.n_jobs).astype(np.int64)
     slot_type = np.repeat(np.arange(problem.n_types), slots_per_type)
     usable = problem.usable()
@@ -208,6 +230,8 @@ def lp_round(problem: PlacementProblem, jobs: np.ndarray) -> LpRounding | None:
     greedily on what is left, insert any other job that still fits, then local search.
     The LP optimum is a lower bound for the whole problem when ``jobs`` are all the placeable jobs.
     None when the LP fails."""
+    from scipy.optimize import linprog
+
     from energaizer.placement.greedy import greedy_assign, improve
 
     m = _model(problem)

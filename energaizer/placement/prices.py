@@ -29,8 +29,6 @@ O(J T^2) per sweep over all jobs plus one small LP; no randomness (fixed strides
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linprog
-from scipy.sparse import coo_matrix, vstack
 
 from energaizer.placement.exact import SCALE_FLOOR
 from energaizer.placement.greedy import move_to_cheapest
@@ -47,6 +45,9 @@ _EPS = 1e-9
 def _sample_prices(problem: PlacementProblem, base: np.ndarray, sample_jobs: int) -> tuple[np.ndarray, float]:
     """(price per GPU of each type, reward per unit weight; inf when every sampled job fits), in
     the problem's cost units, from the two-stage LP on every k-th placeable job."""
+    from scipy.optimize import linprog  # here, not at start (exact.py says why)
+    from scipy.sparse import coo_matrix, vstack
+
     placeable = np.nonzero(np.isfinite(base).any(axis=1))[0]
     t_count = problem.n_types
     step = max(1, int(np.ceil(placeable.size / sample_jobs)))
