@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from kmock._internal import parsing as _kp
 from kmock_support import RealisticEmulator, declare_resources, parse_namespaces
-from operator_testkit import PRODUCTS, Cluster, node
+from operator_testkit import PRODUCTS, Cluster, node, write_kubeconfig
 
 pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
 
@@ -67,16 +67,7 @@ async def test_the_real_cluster_test_runs_against_the_api_mock(
         "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}
     )
     await cluster.add_node(node("h100-0", PRODUCTS["h100-sxm"], 8))
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        f"""apiVersion: v1
-kind: Config
-clusters: [{{name: mock, cluster: {{server: "{cluster.url}"}}}}]
-users: [{{name: u, user: {{token: dummy}}}}]
-contexts: [{{name: mock, context: {{cluster: mock, user: u}}}}]
-current-context: mock
-"""
-    )
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", cluster.url)
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     monkeypatch.delenv("ENERGAIZER_E2E_NAMESPACE", raising=False)
     (tmp_path / "run").mkdir()

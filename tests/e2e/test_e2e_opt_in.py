@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from operator_testkit import write_kubeconfig
 
 REPO = Path(__file__).resolve().parents[2]
 E2E = "tests/e2e/test_operator_real_cluster.py"
@@ -23,16 +24,7 @@ def _closed_port() -> int:
 
 
 def _outcome(tmp_path: Path, **env: str) -> str:
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        f"""apiVersion: v1
-kind: Config
-clusters: [{{name: c, cluster: {{server: "https://127.0.0.1:{_closed_port()}"}}}}]
-users: [{{name: u, user: {{token: dummy}}}}]
-contexts: [{{name: c, context: {{cluster: c, user: u}}}}]
-current-context: c
-"""
-    )
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"https://127.0.0.1:{_closed_port()}")
     run_env = {k: v for k, v in os.environ.items() if k not in ("ENERGAIZER_E2E", "KUBECONFIG")}
     run_env.update(KUBECONFIG=str(kubeconfig), **env)
     proc = subprocess.run(

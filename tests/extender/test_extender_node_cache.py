@@ -27,6 +27,7 @@ from extender_support import (
     workload,
 )
 from kmock_support import RealisticEmulator
+from operator_testkit import write_kubeconfig
 
 pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
 
@@ -77,16 +78,7 @@ async def start_extender(
     for body in nodes:
         resp = await kmock.post("/api/v1/nodes", json=body)
         assert resp.status in (200, 201)
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        f"""apiVersion: v1
-kind: Config
-clusters: [{{name: mock, cluster: {{server: "{url}"}}}}]
-users: [{{name: u, user: {{token: dummy}}}}]
-contexts: [{{name: mock, context: {{cluster: mock, user: u}}}}]
-current-context: mock
-"""
-    )
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", url)
     env = (env or {}) | {"KUBECONFIG": str(kubeconfig)}
     return await asyncio.to_thread(ExtenderProcess, tmp_path, *args, env=env, port=port)
 

@@ -70,6 +70,22 @@ async def metrics_when(port: int, check: Callable[[str], Any], timeout: float = 
     return await wait_for(scraped, timeout=timeout)
 
 
+def write_kubeconfig(path: Path, server: str, namespace: str | None = None) -> Path:
+    """A kubeconfig at ``path`` for the API server at ``server`` (a dummy token; ``namespace`` the
+    context's default)."""
+    context = "{cluster: c, user: u" + (f", namespace: {namespace}" if namespace else "") + "}"
+    path.write_text(
+        f"""apiVersion: v1
+kind: Config
+clusters: [{{name: c, cluster: {{server: "{server}"}}}}]
+users: [{{name: u, user: {{token: dummy}}}}]
+contexts: [{{name: c, context: {context}}}]
+current-context: c
+"""
+    )
+    return path
+
+
 def node(name: str, product: str, gpus: int, *, ready: bool = True) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -190,16 +206,7 @@ class OperatorProcess:
         self.name = f"operator{next(_instances)}"  # one log prefix per process
 
     async def start(self) -> None:
-        kubeconfig = self.tmp / "kubeconfig"
-        kubeconfig.write_text(
-            f"""apiVersion: v1
-kind: Config
-clusters: [{{name: mock, cluster: {{server: "{self.cluster.url}"}}}}]
-users: [{{name: u, user: {{token: dummy}}}}]
-contexts: [{{name: mock, context: {{cluster: mock, user: u, namespace: default}}}}]
-current-context: mock
-"""
-        )
+        kubeconfig = write_kubeconfig(self.tmp / "kubeconfig", self.cluster.url, "default")
         env = {
             **os.environ,
             "KUBECONFIG": str(kubeconfig),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from energaizer_operator import kube
+from operator_testkit import write_kubeconfig
 
 
 class Unanswering:
@@ -52,16 +53,7 @@ class Unanswering:
 @pytest.fixture
 def unanswering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Unanswering]:
     server = Unanswering()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        f"""apiVersion: v1
-kind: Config
-clusters: [{{name: dead, cluster: {{server: "http://127.0.0.1:{server.port}"}}}}]
-users: [{{name: u, user: {{token: dummy}}}}]
-contexts: [{{name: dead, context: {{cluster: dead, user: u, namespace: default}}}}]
-current-context: dead
-"""
-    )
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{server.port}", "default")
     # read at import, not from KUBECONFIG at call time; the default Configuration it sets is restored after
     monkeypatch.setattr(kube.kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
     configuration = kube.kubernetes.client.Configuration
