@@ -8,13 +8,13 @@ Every ``ENERGAIZER_OTHER_PODS_INTERVAL_SECONDS`` each replica (a standby's view 
 leads) lists the cluster's bound, unfinished pods with the operator's own API client (paged,
 ``fieldSelector=spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed``, read from etcd) and keeps
 the GPU requests of those outside the watched namespaces (:func:`other_namespaces_pods`); the capacity
-adds that snapshot to the pod index (:class:`~energaizer_operator.loops.OtherPods`); the operator places
-nothing before the first pass is over. Between two lists a
-pod started meanwhile counts as free and one ended as busy, for at most one interval. A list the API
-refuses (403: no cluster-wide ``list`` on pods in the operator's RBAC) is one warning naming the missing
-rule; the snapshot stays empty (other namespaces' GPUs count as free) and the next pass tries again. Any
-other failure keeps the last snapshot until a pass succeeds. Without ``ENERGAIZER_NAMESPACES`` (the
-operator watches every namespace) nothing is listed: the pod index has every pod.
+adds that snapshot to the pod index (:class:`~energaizer_operator.loops.OtherPods`), and the operator
+places nothing before the first pass is over. Between two lists a pod started meanwhile counts as free
+and one ended as busy, for at most one interval. A list the API refuses (403: no cluster-wide ``list`` on
+pods in the operator's RBAC) is one warning naming the missing rule; the snapshot stays empty (other
+namespaces' GPUs count as free) and the next pass tries again. Any other failure keeps the last snapshot
+until a pass succeeds. Without ``ENERGAIZER_NAMESPACES`` (the operator watches every namespace) nothing
+is listed: the pod index has every pod.
 """
 
 from __future__ import annotations
