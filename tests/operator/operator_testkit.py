@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import itertools
 import os
@@ -84,6 +85,25 @@ current-context: c
 """
     )
     return path
+
+
+def use_kube_api(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """For the rest of the test, the operator's own API client (``kube.api_client``, in this process: kube.py
+    and the extender's node cache) is a new one for the API server at ``url``, through a kubeconfig (no
+    in-cluster service account); ``monkeypatch`` restores the previous one after."""
+    from energaizer_operator import kube
+
+    def no_incluster() -> None:
+        raise kube.kubernetes.config.ConfigException("not in a cluster")
+
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", url, "default")
+    # read at import, not from KUBECONFIG at call time; the default Configuration it sets is restored after
+    monkeypatch.setattr(kube.kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
+    configuration = kube.kubernetes.client.Configuration
+    monkeypatch.setattr(configuration, "_default", getattr(configuration, "_default", None))
+    monkeypatch.setattr(kube, "SERVICE_ACCOUNT_NAMESPACE", tmp_path / "absent")
+    monkeypatch.setattr(kube.kubernetes.config, "load_incluster_config", no_incluster)
+    monkeypatch.setattr(kube, "api_client", functools.lru_cache(maxsize=1)(kube.api_client.__wrapped__))
 
 
 def node(name: str, product: str, gpus: int, *, ready: bool = True) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from energaizer_operator import kube
-from operator_testkit import write_kubeconfig
+from operator_testkit import use_kube_api
 
 
 class Unanswering:
@@ -53,21 +53,9 @@ class Unanswering:
 @pytest.fixture
 def unanswering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Unanswering]:
     server = Unanswering()
-    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{server.port}", "default")
-    # read at import, not from KUBECONFIG at call time; the default Configuration it sets is restored after
-    monkeypatch.setattr(kube.kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
-    configuration = kube.kubernetes.client.Configuration
-    monkeypatch.setattr(configuration, "_default", getattr(configuration, "_default", None))
-    monkeypatch.setattr(kube, "SERVICE_ACCOUNT_NAMESPACE", tmp_path / "absent")
-    monkeypatch.setattr(kube.kubernetes.config, "load_incluster_config", _no_incluster)
-    kube.api_client.cache_clear()
+    use_kube_api(f"http://127.0.0.1:{server.port}", tmp_path, monkeypatch)
     yield server
-    kube.api_client.cache_clear()
     server.close()
-
-
-def _no_incluster() -> None:
-    raise kube.kubernetes.config.ConfigException("not in a cluster")
 
 
 @pytest.mark.parametrize(
