@@ -6,8 +6,14 @@ Only PATCH (merge patch) is used for updates. Every call has a timeout (``timeou
 :data:`REQUEST_TIMEOUT_SECONDS` or what :func:`set_request_timeout` set; urllib3's ``TimeoutError`` when it passes): without one, a request
 on a connection to an API server that died without resetting it waits for ever, holding a worker
 thread, a write slot of a loop, or the Lease renewal (the operator then stands by for good). Each
-request is sent once (no urllib3 retries): a request left unanswered is not sent again, so no call
-outlasts its timeout; the callers retry on their own schedule.
+request left unanswered is sent once (no urllib3 retries): it is not sent again, so no call outlasts
+its timeout; the callers retry on their own schedule. One exception: a request whose connection the
+server closed or reset before any byte of an answer (a pooled keep-alive connection that the API server
+or a load balancer closed as the request arrived, or dropped while idle) is sent once more, on a new
+connection, within the same timeout (:func:`connection_lost`): a server closing an idle connection has
+not handled a request arriving on it, and a duplicate would be harmless anyway (merge patches are
+idempotent; a conditional write or a create sent twice answers 409, which its caller handles). A
+connection lost in the middle of an answer is not sent again (the server handled the request).
 
 A ``429`` or ``503`` answer with ``Retry-After`` (API Priority and Fairness, an overloaded server) is
 honoured per request target (method and path), capped at :data:`RETRY_AFTER_MAX_SECONDS`: the call waits
@@ -35,6 +41,7 @@ from kubernetes.client.exceptions import ApiException
 
 from energaizer_operator import GROUP, PLURAL, VERSION
 
+logger = logging.getLogger(__name__)
 MERGE_PATCH = "application/merge-patch+json"
 REQUEST_TIMEOUT_SECONDS = 30.0  # a whole API call (connect, send, answer), unless set_request_timeout
 _request_timeout_seconds = REQUEST_TIMEOUT_SECONDS
@@ -55,6 +62,7 @@ __all__ = [
     "ApiException",
     "NotSent",
     "api_client",
+    "connection_lost",
     "create_job",
     "create_lease",
     "current_namespace",
@@ -117,9 +125,10 @@ def api_client() -> kubernetes.client.ApiClient:
     load_config()
     configuration = kubernetes.client.Configuration.get_default_copy()
     configuration.connection_pool_maxsize = 32  # parallel writes from worker threads share the pool
-    # each request is sent once: urllib3's default (3 retries) sent a GET that got no answer again after
-    # its timeout, so an unanswered read took 4 timeouts (a Lease renewal 8 s for its 2 s); the callers
-    # retry on their own schedule (a loop's next window, the next renewal)
+    # no urllib3 retries: its default (3 retries) sent a GET that got no answer again after its timeout,
+    # so an unanswered read took 4 timeouts (a Lease renewal 8 s for its 2 s); and its read counter cannot
+    # tell a timeout from a connection the server closed unanswered. _call sends again after the latter
+    # only (connection_lost); the callers retry the rest on their own schedule
     configuration.retries = urllib3.Retry(0)
     return kubernetes.client.ApiClient(configuration)
 
@@ -205,12 +214,31 @@ class _NotBefore:
 
 _not_before = _NotBefore()
 
+# what the socket raised when the server closed (RemoteDisconnected: "Remote end closed connection
+# without response", a ConnectionResetError) or reset the connection before any byte of an answer
+_LOST = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether a request failed because its connection was closed or reset before any answer: urllib3's
+    ``ProtocolError("Connection aborted.", <socket error>)``, raised as it is for a write and inside a
+    ``MaxRetryError`` for a read. Not a timeout (``ReadTimeoutError``: the request may be in progress), a
+    refused or failed connect (nothing to send again to), nor a break in the middle of an answer's body."""
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        exc = exc.reason
+    # "Connection aborted.": urlopen's, before an answer was read; "Connection broken: ..." is the body's
+    if not isinstance(exc, urllib3.exceptions.ProtocolError) or exc.args[:1] != ("Connection aborted.",):
+        return False
+    return any(isinstance(arg, _LOST) for arg in exc.args[1:])
+
 
 def _call(target: str, timeout: float | None, send: Callable[[float], T]) -> T:
     """``send(seconds left)`` within ``timeout`` (the API timeout by default), honouring ``Retry-After``
     (module docstring): waits before sending while the target's last ``Retry-After`` has not passed, and
-    sends again after a ``429``/``503`` that asks for a wait that fits in what is left."""
+    sends again after a ``429``/``503`` that asks for a wait that fits in what is left, and once after a
+    connection lost before any answer (:func:`connection_lost`), on a new one."""
     deadline = time.monotonic() + (timeout or _request_timeout_seconds)
+    resent = False
     while True:
         wait = _not_before.get(target) - time.monotonic()
         if wait > 0:
@@ -224,6 +252,15 @@ def _call(target: str, timeout: float | None, send: Callable[[float], T]) -> T:
             time.sleep(wait)
         try:
             return send(deadline - time.monotonic())
+        except (urllib3.exceptions.ProtocolError, urllib3.exceptions.MaxRetryError) as exc:
+            # urllib3 closed that connection and freed its slot: the next request opens a new one (or takes
+            # one a parallel call just put back). Once: a server that drops every request is not hammered
+            if resent or not connection_lost(exc) or deadline - time.monotonic() <= 0:
+                raise
+            resent = True
+            logger.info(
+                "%s: connection closed before an answer (%s); sending again on a new one", target, exc
+            )
         except ApiException as exc:
             delay = retry_after_seconds(exc)
             if delay is None:

@@ -1,0 +1,177 @@
+"""The operator's own API calls (kube.py) on pooled keep-alive connections that the server closes: a
+request whose connection is closed or reset before any answer (the API server or a load balancer closing
+an idle connection as the request arrives, or having dropped it) is sent once more, on a new connection;
+a request that got no answer in time is not (test_kube_timeout). Before, the first such request failed the
+call (urllib3 retries are off), and the loop that made it backed off.
+
+The server here is a real HTTP/1.1 server on 127.0.0.1 that answers a set number of requests per connection
+and then closes (FIN) or resets (RST) the connection when the next request on it arrives, unanswered: what
+urllib3 cannot see coming. (A connection the server closed while idle, its FIN received before the next
+request, urllib3 replaces before sending: is_connection_dropped.)"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import urllib3
+from energaizer_operator import kube
+from operator_testkit import use_kube_api
+
+LEASE = {
+    "apiVersion": "coordination.k8s.io/v1",
+    "kind": "Lease",
+    "metadata": {"name": "energaizer-operator", "namespace": "default", "resourceVersion": "1"},
+    "spec": {},
+    "items": [],  # also an empty list page
+}
+
+
+class ClosingServer:
+    """Answers ``answered`` requests per connection with :data:`LEASE`; the next request on that
+    connection is read in full and left unanswered, the connection closed (``how="close"``) or reset
+    (``how="reset"``), or answered in part: the head and half the body, then reset (``how="midbody"``).
+    ``requests``: (connection number from 1, method) per request read."""
+
+    def __init__(self, answered: int, how: str) -> None:
+        self.answered = answered
+        self.how = how
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.requests: list[tuple[int, str]] = []
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn, len(self.conns)), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, number: int) -> None:
+        body = json.dumps(LEASE).encode()
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        buffer = b""
+        with conn, contextlib.suppress(OSError):  # OSError: closed at the end of the test
+            for count in range(self.answered + 1):
+                method, buffer = _read_request(conn, buffer)
+                if not method:
+                    return
+                self.requests.append((number, method))
+                if count < self.answered:
+                    conn.sendall(head + body)
+            if self.how == "midbody":
+                conn.sendall(head + body[: len(body) // 2])
+            if self.how in ("reset", "midbody"):
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.conns:
+            conn.close()
+
+
+def _read_request(conn: socket.socket, buffer: bytes) -> tuple[str, bytes]:
+    """The method of the next request on ``conn`` (its head and body read; "" if the client closed), and
+    what was read past it."""
+    while b"\r\n\r\n" not in buffer:
+        data = conn.recv(65536)
+        if not data:
+            return "", b""
+        buffer += data
+    head, buffer = buffer.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    fields = (line.partition(":") for line in lines[1:])
+    length = next((int(v) for k, _, v in fields if k.strip().lower() == "content-length"), 0)
+    while len(buffer) < length:
+        data = conn.recv(65536)
+        if not data:
+            return "", b""
+        buffer += data
+    return lines[0].split(" ")[0], buffer[length:]
+
+
+CALLS: dict[str, tuple[str, Callable[[], Any]]] = {
+    "read": ("GET", lambda: kube.read_lease("default", "energaizer-operator", timeout=30)),
+    "patch": ("PATCH", lambda: kube.patch_lease("default", "energaizer-operator", {"spec": {}}, timeout=30)),
+    "create": ("POST", lambda: kube.create_lease("default", {"metadata": {"name": "x"}}, timeout=30)),
+    "list": ("GET", lambda: kube.list_uids("/api/v1/pods", timeout=30)),
+}
+
+
+@pytest.fixture
+def closing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[int, str], ClosingServer]]:
+    servers: list[ClosingServer] = []
+
+    def start(answered: int, how: str) -> ClosingServer:
+        server = ClosingServer(answered, how)
+        servers.append(server)
+        use_kube_api(f"http://127.0.0.1:{server.port}", tmp_path, monkeypatch)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.mark.parametrize("how", ["close", "reset"])
+@pytest.mark.parametrize("call", sorted(CALLS))
+def test_a_request_on_a_connection_closed_unanswered_is_sent_again_on_a_new_one(closing, call, how) -> None:
+    """The second call goes out on the first call's pooled connection, which the server then closes
+    unanswered: the call succeeds, its request sent once more on a new connection."""
+    method, send = CALLS[call]
+    server = closing(1, how)
+    send()
+    send()
+    assert server.requests == [(1, method), (1, method), (2, method)]
+
+
+@pytest.mark.parametrize("how", ["close", "reset"])
+def test_it_is_sent_again_once(closing, how) -> None:
+    """A server that closes every connection unanswered: the call fails after its request went out twice,
+    on two connections; a request's failure is urllib3's, as before."""
+    server = closing(0, how)
+    with pytest.raises((urllib3.exceptions.ProtocolError, urllib3.exceptions.MaxRetryError)) as failed:
+        kube.patch_lease("default", "energaizer-operator", {"spec": {}}, timeout=30)
+    assert kube.connection_lost(failed.value)
+    assert server.requests == [(1, "PATCH"), (2, "PATCH")]
+
+
+@pytest.mark.parametrize("call", sorted(CALLS))
+def test_a_request_whose_answer_broke_off_is_not_sent_again(closing, call) -> None:
+    """The connection reset in the middle of the answer's body: the server handled the request, which is
+    not sent again (a write would be applied twice)."""
+    method, send = CALLS[call]
+    server = closing(0, "midbody")
+    with pytest.raises(urllib3.exceptions.ProtocolError) as failed:
+        send()
+    assert not kube.connection_lost(failed.value)
+    assert server.requests == [(1, method)]
+
+
+def test_connection_lost_is_no_timeout() -> None:
+    """What is sent again (the connection closed or reset before any answer), and what is not (the
+    request may be in progress or was never sent)."""
+    pool = urllib3.HTTPConnectionPool("127.0.0.1", 1)
+    lost = urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError(104, "reset"))
+    timeout = urllib3.exceptions.ReadTimeoutError(pool, "/", "Read timed out.")
+    refused = urllib3.exceptions.NewConnectionError(pool, "Connection refused")
+    assert kube.connection_lost(lost)
+    assert kube.connection_lost(urllib3.exceptions.MaxRetryError(pool, "/", lost))
+    assert not kube.connection_lost(timeout)
+    assert not kube.connection_lost(urllib3.exceptions.MaxRetryError(pool, "/", timeout))
+    assert not kube.connection_lost(urllib3.exceptions.MaxRetryError(pool, "/", refused))
+    broken = ConnectionResetError(104, "reset")
+    assert not kube.connection_lost(
+        urllib3.exceptions.ProtocolError(f"Connection broken: {broken!r}", broken)
+    )
