@@ -18,6 +18,7 @@ from extender_support import (
     scores,
     workload,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 NODES = [
     node("h100-a", PRODUCTS["h100-sxm"]),
@@ -107,14 +108,31 @@ def test_node_names_without_a_node_cache_are_neutral(extender) -> None:
 def test_a_seen_workload_never_runs_the_estimator_again(extender) -> None:
     work = workload("qwen3-14b", requests=777)
     scores(extender.port, args_with_nodes(pod("first", work), NODES))
-    runs = metric(extender.port, "energaizer_extender_estimator_runs")
+    runs = metric(extender.port, "energaizer_extender_estimator_runs_total")
     # The same work from other pods, spelled differently (key order, defaults written out), both verbs.
     respelled = json.dumps({**dict(reversed(list(work.items()))), "architecture": None})
     for i in range(5):
         scores(extender.port, args_with_nodes(pod(f"replica-{i}", respelled), NODES[::-1]))
         request(extender.port, "/scheduler/filter", args_with_nodes(pod(f"replica-{i}", work), NODES))
-    assert metric(extender.port, "energaizer_extender_estimator_runs") == runs
+    assert metric(extender.port, "energaizer_extender_estimator_runs_total") == runs
     assert metric(extender.port, "energaizer_extender_cached_verdicts") >= 3
+
+
+def test_metrics_that_only_go_up_are_counters(extender) -> None:
+    """The exposed type of each metric: a count since start is a counter, its sample named ``_total``
+    (``rate()`` and ``increase()`` handle a restart's reset only on a counter); a level is a gauge."""
+    scores(extender.port, args_with_nodes(pod("typed", workload("qwen3-8b", requests=4321)), NODES))
+    _, text = request(extender.port, "/metrics")
+    # prometheus_client's text format also gives each counter and histogram a "_created" gauge (a timestamp)
+    families = {f.name: f for f in text_string_to_metric_families(text) if not f.name.endswith("_created")}
+    assert {name: f.type for name, f in families.items()} == {
+        "energaizer_extender_estimator_runs": "counter",
+        "energaizer_extender_requests": "counter",
+        "energaizer_extender_cached_verdicts": "gauge",
+        "energaizer_extender_request_seconds": "histogram",
+    }
+    assert all(s.name.endswith("_total") for s in families["energaizer_extender_estimator_runs"].samples)
+    assert metric(extender.port, "energaizer_extender_estimator_runs_total") >= 1
 
 
 BAD_BODIES = [

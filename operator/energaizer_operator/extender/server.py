@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 
 from energaizer.errors import InvalidInputError
 from energaizer_operator.extender.node_cache import NodeCache
@@ -37,14 +38,28 @@ METRICS = web.AppKey("metrics", object)
 _warned_no_cache = False
 
 
+class EstimatorRuns:
+    """``energaizer_extender_estimator_runs_total``: the scorer's count of estimator calls, read at each
+    scrape. A counter (it only goes up; ``rate()`` is what a dashboard asks of it), so a collector of its
+    own: prometheus_client's ``Counter`` has no ``set_function``."""
+
+    NAME = "energaizer_extender_estimator_runs"  # exposed with _total (a counter family's sample)
+    HELP = "estimator calls since start (one per new workload and set of new GPU types)"
+
+    def __init__(self, scorer: Scorer) -> None:
+        self._scorer = scorer
+
+    def describe(self) -> list[CounterMetricFamily]:
+        return [CounterMetricFamily(self.NAME, self.HELP)]
+
+    def collect(self) -> list[CounterMetricFamily]:
+        return [CounterMetricFamily(self.NAME, self.HELP, value=self._scorer.estimator_runs)]
+
+
 class ExtenderMetrics:
     def __init__(self, scorer: Scorer) -> None:
         self.registry = CollectorRegistry()
-        Gauge(
-            "energaizer_extender_estimator_runs",
-            "estimator calls since start (one per new workload and set of new GPU types)",
-            registry=self.registry,
-        ).set_function(lambda: scorer.estimator_runs)
+        self.registry.register(EstimatorRuns(scorer))
         Gauge(
             "energaizer_extender_cached_verdicts",
             "(workload, GPU type) verdicts held in the score cache",
