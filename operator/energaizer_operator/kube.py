@@ -57,6 +57,12 @@ def set_request_timeout(seconds: float) -> None:
     _request_timeout_seconds = seconds
 
 
+def request_timeout() -> float:
+    """The timeout of a call that names none: :data:`REQUEST_TIMEOUT_SECONDS` or what
+    :func:`set_request_timeout` set."""
+    return _request_timeout_seconds
+
+
 __all__ = [
     "REQUEST_TIMEOUT_SECONDS",
     "ApiException",
@@ -76,6 +82,7 @@ __all__ = [
     "read_aijob",
     "read_job",
     "read_lease",
+    "request_timeout",
     "retry_after_seconds",
     "set_request_timeout",
 ]

@@ -6,6 +6,10 @@ the extender it deploys serves."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import socket
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -14,6 +18,8 @@ from typing import Any
 import pytest
 import yaml
 from deploy_support import MANIFESTS, load_script
+from energaizer_operator import kube
+from energaizer_operator.extender import node_cache
 from energaizer_operator.extender.node_cache import MAX_BACKOFF_SECONDS, NodeCache
 from extender_support import (
     PRODUCTS,
@@ -27,7 +33,7 @@ from extender_support import (
     workload,
 )
 from kmock_support import RealisticEmulator
-from operator_testkit import write_kubeconfig
+from operator_testkit import use_kube_api, write_kubeconfig
 
 pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
 
@@ -274,3 +280,98 @@ def test_a_failing_api_backs_off_doubling_to_the_cap() -> None:
     api = FakeNodeAPI({"a": None}, watches, lists_fail=2)
     _, delays = run_cache(api, 6)
     assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 1.0]
+
+
+class SilentAPIServer:
+    """An API server on 127.0.0.1 that went silent without resetting its connections: the first Node list
+    and every watch get no answer (a watch gets its head, then nothing, not even the end of the stream its
+    ``timeoutSeconds`` asks for); the other lists are answered with one node. ``lists``: list requests."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.lists = 0
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buffer = b""
+        with contextlib.suppress(OSError):  # closed at the end of the test
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buffer += data
+                head, buffer = buffer.split(b"\r\n\r\n", 1)  # a GET: no body
+                target = head.split(b" ")[1].decode()
+                if "watch=" in target:
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    )
+                    continue
+                self.lists += 1
+                if self.lists == 1:
+                    continue
+                body = json.dumps(
+                    {
+                        "kind": "NodeList",
+                        "apiVersion": "v1",
+                        "metadata": {"resourceVersion": "7"},
+                        "items": [node("h100-a", PRODUCTS["h100-sxm"])],
+                    }
+                ).encode()
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                    % len(body)
+                    + body
+                )
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.conns:
+            conn.close()
+
+
+def test_an_api_server_gone_silent_is_given_up_on_and_relisted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The list and the watch of the extender's own client (KubeNodeAPI) to an API server that stopped
+    answering without resetting the connection: each gives up (the list after the API timeout, the watch after
+    its timeoutSeconds and the API timeout more) and the cache relists. Without client-side timeouts the first
+    list waited for ever: the cache never synced (readyz 503 for good), and a watch that went silent kept the
+    node map frozen for ever."""
+    server = SilentAPIServer()
+    use_kube_api(f"http://127.0.0.1:{server.port}", tmp_path, monkeypatch)
+    monkeypatch.setattr(kube, "_request_timeout_seconds", 1.0)
+    monkeypatch.setattr(node_cache, "WATCH_TIMEOUT_SECONDS", 1)
+    lists_at_failures: list[int] = []
+
+    def sleep(seconds: float) -> None:  # no back-off waits; stop at the third failure
+        lists_at_failures.append(server.lists)
+        if len(lists_at_failures) == 3:
+            cache.stop()
+
+    cache = NodeCache("nvidia.com/gpu.product", sleep=sleep)
+    runner = threading.Thread(target=cache.run, daemon=True)
+    runner.start()
+    runner.join(120)  # bound on a test that fails: the timeouts it waits for are 1 and 2 s
+    try:
+        assert not runner.is_alive(), (
+            f"the node cache still waits on the silent API server ({server.lists} lists)"
+        )
+        # the unanswered list failed, then each watch after an answered list: every failure relisted
+        assert lists_at_failures == [1, 2, 3]
+        assert cache.synced.is_set() and cache.product("h100-a") == PRODUCTS["h100-sxm"]
+    finally:
+        cache.stop()
+        server.close()

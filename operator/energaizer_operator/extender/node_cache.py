@@ -47,22 +47,31 @@ class KubeNodeAPI:
     def __init__(self) -> None:
         import kubernetes
 
-        from energaizer_operator.kube import api_client
+        from energaizer_operator.kube import api_client, request_timeout
 
         self._kubernetes = kubernetes
         self._core = kubernetes.client.CoreV1Api(api_client())
+        self._timeout = request_timeout()
 
     def list_page(self, token: str | None) -> dict[str, Any]:
-        """Plain JSON throughout (no typed models: faster, and tolerant of fields the client lacks)."""
-        response = self._core.list_node(limit=LIST_PAGE_SIZE, _continue=token, _preload_content=False)
+        """Plain JSON throughout (no typed models: faster, and tolerant of fields the client lacks). Within
+        the API timeout (``kube.request_timeout()``): a list sent to an API server that died without
+        resetting the connection would otherwise wait for ever, and the cache with it."""
+        response = self._core.list_node(
+            limit=LIST_PAGE_SIZE, _continue=token, _preload_content=False, _request_timeout=self._timeout
+        )
         return json.loads(response.data)
 
     def watch(self, version: str) -> Iterator[dict[str, Any]]:
+        """The server ends the watch after :data:`WATCH_TIMEOUT_SECONDS`: a stream silent for that long and
+        the API timeout more is a dead connection, given up (a timeout, then a relist), not waited on for
+        ever with the cache frozen at its last state."""
         yield from self._kubernetes.watch.Watch().stream(
             self._core.list_node,
             resource_version=version,
             timeout_seconds=WATCH_TIMEOUT_SECONDS,
             deserialize=False,
+            _request_timeout=(self._timeout, WATCH_TIMEOUT_SECONDS + self._timeout),  # (connect, each read)
         )
 
 
