@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -282,15 +283,22 @@ def test_a_failing_api_backs_off_doubling_to_the_cap() -> None:
     assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 1.0]
 
 
-class SilentAPIServer:
-    """An API server on 127.0.0.1 that went silent without resetting its connections: the first Node list
-    and every watch get no answer (a watch gets its head, then nothing, not even the end of the stream its
-    ``timeoutSeconds`` asks for); the other lists are answered with one node. ``lists``: list requests."""
+class StubAPIServer:
+    """A Node API on 127.0.0.1 for the extender's own client (KubeNodeAPI). Lists are answered with one node
+    at resourceVersion 7, but for the numbers in ``silent_lists`` (from 1), left unanswered. The watches send
+    ``watches`` in turn, each a stream of events that then ends; after those, a watch gets its head and then
+    nothing, not even the end its ``timeoutSeconds`` asks for (an API server gone silent without resetting
+    its connections). ``lists``: list requests; ``watched``: each watch's query."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, silent_lists: Iterable[int] = (), watches: Iterable[list[dict[str, Any]]] = ()
+    ) -> None:
+        self.silent_lists = set(silent_lists)
+        self.watches = list(watches)
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.lists = 0
+        self.watched: list[dict[str, list[str]]] = []
         self.conns: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -313,14 +321,19 @@ class SilentAPIServer:
                         return
                     buffer += data
                 head, buffer = buffer.split(b"\r\n\r\n", 1)  # a GET: no body
-                target = head.split(b" ")[1].decode()
-                if "watch=" in target:
-                    conn.sendall(
-                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-                    )
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(head.split(b" ")[1].decode()).query)
+                if query.get("watch") == ["true"]:
+                    self.watched.append(query)
+                    stream = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    if self.watches:
+                        for event in self.watches.pop(0):
+                            line = json.dumps(event).encode() + b"\n"
+                            stream += b"%x\r\n%s\r\n" % (len(line), line)
+                        stream += b"0\r\n\r\n"
+                    conn.sendall(stream)
                     continue
                 self.lists += 1
-                if self.lists == 1:
+                if self.lists in self.silent_lists:
                     continue
                 body = json.dumps(
                     {
@@ -342,36 +355,79 @@ class SilentAPIServer:
             conn.close()
 
 
-def test_an_api_server_gone_silent_is_given_up_on_and_relisted(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The list and the watch of the extender's own client (KubeNodeAPI) to an API server that stopped
-    answering without resetting the connection: each gives up (the list after the API timeout, the watch after
-    its timeoutSeconds and the API timeout more) and the cache relists. Without client-side timeouts the first
-    list waited for ever: the cache never synced (readyz 503 for good), and a watch that went silent kept the
-    node map frozen for ever."""
-    server = SilentAPIServer()
-    use_kube_api(f"http://127.0.0.1:{server.port}", tmp_path, monkeypatch)
-    monkeypatch.setattr(kube, "_request_timeout_seconds", 1.0)
-    monkeypatch.setattr(node_cache, "WATCH_TIMEOUT_SECONDS", 1)
+def run_cache_on(server: StubAPIServer, failures: int) -> tuple[NodeCache, list[int]]:
+    """Run a node cache with its real client on ``server`` until its ``failures``-th failure (no back-off
+    waits); the number of lists at each failure. At most 120 s: a bound on a test that fails."""
     lists_at_failures: list[int] = []
 
-    def sleep(seconds: float) -> None:  # no back-off waits; stop at the third failure
+    def sleep(seconds: float) -> None:
         lists_at_failures.append(server.lists)
-        if len(lists_at_failures) == 3:
+        if len(lists_at_failures) == failures:
             cache.stop()
 
     cache = NodeCache("nvidia.com/gpu.product", sleep=sleep)
     runner = threading.Thread(target=cache.run, daemon=True)
     runner.start()
-    runner.join(120)  # bound on a test that fails: the timeouts it waits for are 1 and 2 s
-    try:
-        assert not runner.is_alive(), (
-            f"the node cache still waits on the silent API server ({server.lists} lists)"
-        )
-        # the unanswered list failed, then each watch after an answered list: every failure relisted
-        assert lists_at_failures == [1, 2, 3]
-        assert cache.synced.is_set() and cache.product("h100-a") == PRODUCTS["h100-sxm"]
-    finally:
-        cache.stop()
+    runner.join(120)
+    cache.stop()
+    assert not runner.is_alive(), f"the node cache still waits on the API server ({server.lists} lists)"
+    return cache, lists_at_failures
+
+
+@pytest.fixture
+def stub_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., StubAPIServer]]:
+    """``stub_api(...)``: a :class:`StubAPIServer` that kube.py's client (the node cache's) talks to, with a
+    1 s API timeout and 1 s watches."""
+    servers: list[StubAPIServer] = []
+
+    def start(**kwargs: Any) -> StubAPIServer:
+        server = StubAPIServer(**kwargs)
+        servers.append(server)
+        use_kube_api(f"http://127.0.0.1:{server.port}", tmp_path, monkeypatch)
+        monkeypatch.setattr(kube, "_request_timeout_seconds", 1.0)
+        monkeypatch.setattr(node_cache, "WATCH_TIMEOUT_SECONDS", 1)
+        return server
+
+    yield start
+    for server in servers:
         server.close()
+
+
+def test_an_api_server_gone_silent_is_given_up_on_and_relisted(stub_api) -> None:
+    """The list and the watch of the extender's own client (KubeNodeAPI) to an API server that stopped
+    answering without resetting the connection: each gives up (the list after the API timeout, the watch after
+    its timeoutSeconds and the API timeout more) and the cache relists. Without client-side timeouts the first
+    list waited for ever: the cache never synced (readyz 503 for good), and a watch that went silent kept the
+    node map frozen for ever."""
+    server = stub_api(silent_lists={1})
+    cache, lists_at_failures = run_cache_on(server, 3)
+    # the unanswered list failed, then each watch after an answered list: every failure relisted
+    assert lists_at_failures == [1, 2, 3]
+    assert cache.synced.is_set() and cache.product("h100-a") == PRODUCTS["h100-sxm"]
+
+
+def test_the_real_clients_watch_events(stub_api, caplog: pytest.LogCaptureFixture) -> None:
+    """Through the real client: a watch asks for bookmarks (a quiet cluster's watch resumes from a current
+    resourceVersion, not one compacted away meanwhile: a 410 Gone and a relist at each expiry); a node added
+    by a watch is known; the next watch resumes from the last event's resourceVersion, a bookmark's included;
+    a watch's ERROR event (410 Gone) relists, logged with the API server's message. The client's own
+    Watch().stream(deserialize=False) raised KeyError('raw_object') at an ERROR event, logged as "'raw_object'"."""
+    bookmark = {
+        "type": "BOOKMARK",
+        "object": {"kind": "Node", "apiVersion": "v1", "metadata": {"resourceVersion": "9"}},
+    }
+    added = {"type": "ADDED", "object": node("l4-a", PRODUCTS["l4"])}
+    added["object"]["metadata"]["resourceVersion"] = "8"
+    server = stub_api(watches=[[added, bookmark], [gone()]])
+    cache, lists_at_failures = run_cache_on(server, 2)
+    assert [w.get("resourceVersion") for w in server.watched] == [["7"], ["9"], ["7"]]
+    assert all(w.get("allowWatchBookmarks") == ["true"] for w in server.watched), server.watched
+    assert lists_at_failures == [1, 2]  # the 410 after the first list; the watch after the relist went silent
+    failures = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "energaizer_operator.extender" and r.levelname == "WARNING"
+    ]
+    assert "too old resource version" in failures[0], failures
+    assert cache.product("l4-a") is None  # the relist's answer: h100-a alone
+    assert cache.product("h100-a") == PRODUCTS["h100-sxm"]

@@ -63,16 +63,27 @@ class KubeNodeAPI:
         return json.loads(response.data)
 
     def watch(self, version: str) -> Iterator[dict[str, Any]]:
-        """The server ends the watch after :data:`WATCH_TIMEOUT_SECONDS`: a stream silent for that long and
-        the API timeout more is a dead connection, given up (a timeout, then a relist), not waited on for
-        ever with the cache frozen at its last state."""
-        yield from self._kubernetes.watch.Watch().stream(
-            self._core.list_node,
+        """The events as the API server sends them (plain JSON, ``ERROR`` events included: the client's
+        ``Watch().stream(deserialize=False)`` raised ``KeyError('raw_object')`` at one), with bookmarks (a
+        quiet cluster's watch resumes from a current resourceVersion, not one compacted away meanwhile: a
+        410 Gone and a relist at each expiry). The server ends the watch after :data:`WATCH_TIMEOUT_SECONDS`:
+        a stream silent for that long and the API timeout more is a dead connection, given up (a timeout,
+        then a relist), not waited on for ever with the cache frozen at its last state."""
+        response = self._core.list_node(
+            watch=True,
+            allow_watch_bookmarks=True,
             resource_version=version,
             timeout_seconds=WATCH_TIMEOUT_SECONDS,
-            deserialize=False,
+            _preload_content=False,
             _request_timeout=(self._timeout, WATCH_TIMEOUT_SECONDS + self._timeout),  # (connect, each read)
         )
+        try:
+            for line in self._kubernetes.watch.watch.iter_resp_lines(response):
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            response.close()
+            response.release_conn()
 
 
 class NodeCache:
