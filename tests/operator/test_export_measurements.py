@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import socket
 import subprocess
 import sys
+import threading
 
-from energaizer.cli.measurements_cmd import measurement_row, write_csv
+from energaizer_operator import kube
+from operator_testkit import free_port, use_kube_api, write_kubeconfig
+
+from energaizer.cli.measurements_cmd import list_aijobs, measurement_row, write_csv
+from energaizer.errors import InvalidInputError
 from energaizer.io.workload_csv import read_workload_csv
 
 
@@ -124,6 +131,58 @@ def test_bad_invocations_are_one_line_errors(tmp_path):
     nocreds = subprocess.run(base, capture_output=True, text=True, env=env, timeout=120)
     assert nocreds.returncode == 2 and nocreds.stderr.startswith("error: KUBECONFIG:"), nocreds.stderr
     assert len(nocreds.stderr.strip().splitlines()) == 1
+
+
+def test_an_unreachable_api_server_is_a_one_line_error(tmp_path):
+    """A refused connection: one line naming the cluster, exit 2; not an internal error (urllib3's
+    MaxRetryError is no OSError)."""
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{free_port()}", "default")
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    run = subprocess.run(
+        [sys.executable, "-m", "energaizer", "export-measurements", "-o", str(tmp_path / "x.csv")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert run.returncode == 2 and run.stderr.startswith("error: cluster: listing AIJobs failed:"), run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "internal" not in run.stderr
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_an_api_server_that_does_not_answer_is_given_up_on(tmp_path, monkeypatch):
+    """A list sent to an API server that accepts and never answers (one that died without resetting its
+    connections) fails after the API timeout, sent once, as a one-line error; it waited for ever before."""
+    server = socket.create_server(("127.0.0.1", 0))
+    requests: list[bytes] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = server.accept()
+                requests.append(conn.recv(65536))  # read, never answered
+
+    threading.Thread(target=accept, daemon=True).start()
+    use_kube_api(f"http://127.0.0.1:{server.getsockname()[1]}", tmp_path, monkeypatch)
+    monkeypatch.setattr(kube, "_request_timeout_seconds", 1.0)
+    outcome: list[BaseException] = []
+    caller = threading.Thread(target=lambda: outcome.append(_raised(list_aijobs, ["ml"], False)), daemon=True)
+    caller.start()
+    caller.join(120)  # a bound on a test that fails: the timeout it waits for is 1 s
+    server.close()
+    assert not caller.is_alive(), "still waiting for the API server's answer"
+    (error,) = outcome
+    assert isinstance(error, InvalidInputError) and error.field == "cluster", repr(error)
+    assert "timed out" in str(error) and len(requests) == 1
+
+
+def _raised(call, *args) -> BaseException | None:  # type: ignore[no-untyped-def]
+    try:
+        call(*args)
+    except Exception as exc:
+        return exc
+    return None
 
 
 def _round_trip(body: dict):  # type: ignore[no-untyped-def]
