@@ -132,6 +132,10 @@ def api_client() -> kubernetes.client.ApiClient:
     load_config()
     configuration = kubernetes.client.Configuration.get_default_copy()
     configuration.connection_pool_maxsize = 32  # parallel writes from worker threads share the pool
+    # TCP keepalive as client-go's (probes after 30 s idle, 15 s apart, 9 of them): a NAT or load balancer
+    # that drops idle connections silently keeps probed ones, and a connection that died anyway is reset
+    # by the kernel, so urllib3 replaces it before a request instead of the request waiting out its timeout
+    configuration.keep_alive = True
     # no urllib3 retries: its default (3 retries) sent a GET that got no answer again after its timeout,
     # so an unanswered read took 4 timeouts (a Lease renewal 8 s for its 2 s); and its read counter cannot
     # tell a timeout from a connection the server closed unanswered. _call sends again after the latter

@@ -175,3 +175,16 @@ def test_connection_lost_is_no_timeout() -> None:
     assert not kube.connection_lost(
         urllib3.exceptions.ProtocolError(f"Connection broken: {broken!r}", broken)
     )
+
+
+def test_pooled_connections_are_kept_alive_by_tcp_probes(closing) -> None:
+    """TCP keepalive on the client's connections, probed after 30 s idle as client-go's are: a NAT or load
+    balancer that drops idle connections silently (Azure's after 4 min, AWS NLB's after 350 s) keeps a probed
+    one, and one that died is found out (reset) before the next request, which then opens a new one instead
+    of waiting its timeout for an answer that cannot come."""
+    server = closing(5, "close")
+    CALLS["read"][1]()
+    pool = kube.api_client().rest_client.pool_manager.connection_from_url(f"http://127.0.0.1:{server.port}")
+    (conn,) = [c for c in pool.pool.queue if c is not None and c.sock is not None]
+    assert conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    assert conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) <= 60
