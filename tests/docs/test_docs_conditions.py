@@ -112,3 +112,12 @@ def test_the_annotations_and_labels_written_are_documented() -> None:
         assert any(key in p.read_text() for p in SOURCES), (
             f"the docs name {key}, which the operator never uses"
         )
+
+
+def test_measured_energy_md_explains_every_reason_without_a_number() -> None:
+    text = (ROOT / "docs" / "measured-energy.md").read_text()
+    section = text.split("## When there is no number", 1)[1].split("\n## ", 1)[0]
+    rows = set(re.findall(r"^\| `(\w+)`", section, flags=re.M))
+    reasons = {r.value for r in Reason} - {Reason.MEASURED.value}
+    assert rows <= reasons, f"measured-energy.md explains reasons the operator never writes: {rows - reasons}"
+    assert all(f"`{r}`" in section for r in reasons), {r for r in reasons if f"`{r}`" not in section}
