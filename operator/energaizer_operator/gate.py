@@ -35,7 +35,7 @@ from pydantic import ValidationError
 
 from energaizer.errors import InvalidInputError
 from energaizer.whatif import DEFAULT_MAX_SLOWDOWN
-from energaizer_operator import API_VERSION, KIND, kube
+from energaizer_operator import AIJOB_LABEL, API_VERSION, KIND, kube
 from energaizer_operator.estimation import estimate_job
 from energaizer_operator.inventory import Capacity, compute_capacity
 from energaizer_operator.loops import DeletedObjects
@@ -43,7 +43,7 @@ from energaizer_operator.models import EstimateStatus
 from energaizer_operator.pod_workload import ANNOTATION_WORKLOAD, job_spec, parse_workload, pod_gpus
 from energaizer_operator.powercap import advise, power_annotations
 from energaizer_operator.settings import OperatorSettings
-from energaizer_operator.steering import AIJOB_LABEL, _require_product, contract_annotations
+from energaizer_operator.steering import _require_product, contract_annotations
 
 logger = logging.getLogger("energaizer_operator.gate")
 

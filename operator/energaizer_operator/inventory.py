@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from energaizer_operator import ANNOTATION_GPU_TYPE, ANNOTATION_GPUS, API_VERSION, KIND
+from energaizer_operator import AIJOB_LABEL, ANNOTATION_GPU_TYPE, ANNOTATION_GPUS, API_VERSION, KIND
 
 logger = logging.getLogger(__name__)
 
 MIG_MARKER = "-MIG-"
-AIJOB_LABEL = "energaizer.io/aijob"  # on the pods of the Jobs the operator creates (steering.AIJOB_LABEL)
 SHARED_SUFFIX = "-SHARED"
 
 
