@@ -14,6 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 PRODUCTS = {
     "h100-sxm": "NVIDIA-H100-80GB-HBM3",
     "a100-sxm4-80gb": "NVIDIA-A100-SXM4-80GB",
@@ -118,12 +120,14 @@ def scores(port: int, body: dict[str, Any]) -> dict[str, int]:
     return {item["Host"]: item["Score"] for item in answer}
 
 
-def metric(port: int, name: str) -> float:
+def metric(port: int, name: str, **labels: str) -> float:
+    """The value of sample ``name`` (with exactly these ``labels``) in the extender's exposition."""
     _, text = request(port, "/metrics")
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not exported")
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return float(s.value)
+    raise AssertionError(f"{name}{labels or ''} not exported")
 
 
 class ExtenderProcess:

@@ -209,6 +209,12 @@ def test_malformed_annotation_is_an_error_not_a_crash(extender, annotation, gpus
     status, answer = request(extender.port, "/scheduler/prioritize", body)
     assert status == 422 and answer["Error"].startswith("energaizer.io/workload")
     assert extender.alive()
+    # counted as the pod's bad input, not as a good answer or a bad request
+    for verb in ("filter", "prioritize"):
+        assert (
+            metric(extender.port, "energaizer_extender_requests_total", verb=verb, outcome="invalid_workload")
+            >= 1
+        )
 
 
 def test_port_in_use_is_one_line_error_and_sigterm_stops_cleanly(extender, tmp_path) -> None:

@@ -132,13 +132,21 @@ def _decode(raw: bytes) -> Any:
             gc.enable()
 
 
+# the outcome label of a request answered normally but about a pod whose workload annotation is not valid
+# input (filter's Error, prioritize's 422): set on the request by its handler
+OUTCOME = "energaizer_outcome"
+INVALID_WORKLOAD = "invalid_workload"
+
+
 def _answer(verb: str, handler: Any) -> Any:
     async def serve(request: web.Request) -> web.Response:
         metrics: ExtenderMetrics = request.app[METRICS]
         started = time.perf_counter()
         outcome = "ok"
         try:
-            return await handler(request)
+            response = await handler(request)
+            outcome = request.get(OUTCOME, outcome)
+            return response
         except BadRequest as exc:
             outcome = "bad_request"
             return _error(400, str(exc))
@@ -167,6 +175,7 @@ async def prioritize(request: web.Request) -> web.Response:
         return _json(scorer.prioritize(pod, nodes))
     except InvalidInputError as exc:
         logger.info("prioritize %s: %s", _pod_key(pod), exc)
+        request[OUTCOME] = INVALID_WORKLOAD
         return _error(422, str(exc))
 
 
@@ -179,6 +188,7 @@ async def filter_nodes(request: web.Request) -> web.Response:
         error = ""
     except InvalidInputError as exc:
         logger.info("filter %s: %s", _pod_key(pod), exc)
+        request[OUTCOME] = INVALID_WORKLOAD
         passed, failed, error = list(nodes), {}, str(exc)
     result: dict[str, Any] = {
         "FailedNodes": failed,
