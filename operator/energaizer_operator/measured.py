@@ -94,6 +94,9 @@ class PodRun:
     job: str | None = None  # the owning Job's name
     gpus: int = 0  # GPUs the pod requested (its containers' limits of the GPU resource)
     uid: str = ""  # the pod's metadata.uid (relist.py finds the entries of deleted pods by uid)
+    # the owning Job's metadata.uid: Jobs of one name follow each other (an AIJob deleted and created again,
+    # a Job replaced), and pods of an earlier one may linger (orphaned, or stuck on a lost node)
+    job_uid: str = ""
 
     @property
     def done(self) -> bool:
@@ -194,16 +197,20 @@ def parse_time(value: Any) -> float | None:
     return when.timestamp()
 
 
-def _owner_job(meta: Mapping[str, Any]) -> str | None:
+def _owner_job(meta: Mapping[str, Any]) -> tuple[str | None, str]:
+    """(name, uid) of the Job that owns the pod: its ownerReference, else the labels the Job controller puts
+    on every pod it creates (they stay when the Job is deleted with its pods orphaned)."""
     for ref in meta.get("ownerReferences") or []:
         if (
             isinstance(ref, Mapping)
             and ref.get("kind") == "Job"
             and ref.get("apiVersion", "").startswith("batch/")
         ):
-            return str(ref.get("name") or "") or None
+            return str(ref.get("name") or "") or None, str(ref.get("uid") or "")
     labels = meta.get("labels") or {}
-    return labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
+    name = labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
+    uid = labels.get("batch.kubernetes.io/controller-uid") or labels.get("controller-uid") or ""
+    return name, str(uid)
 
 
 def pod_run(body: Mapping[str, Any], gpu_resource: str = "nvidia.com/gpu") -> PodRun:
@@ -232,6 +239,7 @@ def pod_run(body: Mapping[str, Any], gpu_resource: str = "nvidia.com/gpu") -> Po
             all_terminated = False
     started = min(starts) if starts else parse_time(status.get("startTime"))
     finished = max(ends) if ends and all_terminated and statuses else None
+    job, job_uid = _owner_job(meta)
     return PodRun(
         namespace=str(meta.get("namespace") or ""),
         name=str(meta.get("name") or ""),
@@ -239,9 +247,10 @@ def pod_run(body: Mapping[str, Any], gpu_resource: str = "nvidia.com/gpu") -> Po
         started=started,
         finished=finished,
         phase=str(status.get("phase") or "Pending"),
-        job=_owner_job(meta),
+        job=job,
         gpus=pod_gpu_request(body.get("spec") or {}, gpu_resource),
         uid=str(meta.get("uid") or ""),
+        job_uid=job_uid,
     )
 
 

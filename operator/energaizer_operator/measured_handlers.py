@@ -28,7 +28,16 @@ from typing import Any
 
 import kopf
 
-from energaizer_operator import ANNOTATION_ENERGY, ANNOTATION_GPU_TYPE, GROUP, PLURAL, VERSION, kube
+from energaizer_operator import (
+    ANNOTATION_ENERGY,
+    ANNOTATION_GPU_TYPE,
+    API_VERSION,
+    GROUP,
+    KIND,
+    PLURAL,
+    VERSION,
+    kube,
+)
 from energaizer_operator.conditions import set_condition
 from energaizer_operator.loops import DeletedObjects, index_values
 from energaizer_operator.measured import (
@@ -69,6 +78,7 @@ class JobRun:
     finished: bool
     completed_at: float | None
     uid: str = ""  # the Job's metadata.uid (relist.py finds the entries of deleted Jobs by uid)
+    owner_uid: str = ""  # the uid of the AIJob that owns it (its ownerReference)
 
 
 def _settings(memo: kopf.Memo) -> OperatorSettings:
@@ -86,12 +96,21 @@ def job_run(body: Mapping[str, Any]) -> JobRun:
     completed = parse_time(status.get("completionTime"))
     if completed is None and done:
         completed = parse_time(done[0].get("lastTransitionTime"))
+    owner_uid = next(
+        (
+            str(ref.get("uid") or "")
+            for ref in meta.get("ownerReferences") or []
+            if ref.get("kind") == KIND and ref.get("apiVersion") == API_VERSION
+        ),
+        "",
+    )
     return JobRun(
         str(meta.get("namespace") or ""),
         str(meta.get("name") or ""),
         bool(done),
         completed,
         uid=str(meta.get("uid") or ""),
+        owner_uid=owner_uid,
     )
 
 
@@ -212,6 +231,22 @@ def _running_reason(status: Mapping[str, Any], phases: Sequence[str], reasons: S
     )
 
 
+def job_pods(pods: Sequence[PodRun], job_uid: str) -> list[PodRun]:
+    """The pods of the Job ``job_uid`` among ``pods``, those indexed under its name: Jobs of one name follow
+    each other (an AIJob deleted and created again, a Job replaced by hand), and pods of an earlier one may
+    outlive it (orphaned, or stuck on a lost node), which would add that run's GPUs and time to this one's,
+    or hold its measurement back. Without a uid (a Job deleted before this process saw it): the pods of the
+    Job whose pods started last, the latest run of that name."""
+    if job_uid:
+        return [p for p in pods if p.job_uid == job_uid]
+    runs: dict[str, list[PodRun]] = {}
+    for p in pods:
+        runs.setdefault(p.job_uid, []).append(p)
+    if len(runs) <= 1:
+        return list(pods)
+    return max(runs.values(), key=lambda group: max((p.started or 0.0 for p in group), default=0.0))
+
+
 def ran_on(pods: Sequence[PodRun], node_types: Mapping[str, str | None]) -> str | None:
     """The one GPU type (catalog id) of the nodes the pods ran on; None when unknown or mixed."""
     types = {node_types.get(p.node) for p in ran(pods) if p.node}
@@ -300,6 +335,9 @@ class Measurer:
             cfg.measure_interval_seconds, max(MAX_BACKOFF_SECONDS, cfg.measure_interval_seconds)
         )
         self.decided: dict[str, float] = {}
+        # AIJob uid -> the uid of its Job, as last seen: which of the pods indexed under the Job's name are
+        # its own once the Job is gone (deleted by a TTL or by hand before the measurement was written)
+        self.job_uids: dict[str, str] = {}
         self.task: asyncio.Task | None = None
         self.gpu_nodes: kopf.Index | None = None
 
@@ -352,23 +390,29 @@ class Measurer:
     async def measure_one(
         self, cand: Candidate, measure_pods: kopf.Index, measure_jobs: kopf.Index, measure_nodes: kopf.Index
     ) -> None:
-        if not self.memo["state"].is_leader():
-            return  # only the leader writes; a standby takes over the same candidates when elected
         cfg, uid, live = self.cfg, cand.uid, self._deleted.live
         namespace, name, job_name = cand.namespace, cand.name, cand.job_name
-        job = next(iter(live(measure_jobs.get((namespace, job_name), []))), None)
+        # the AIJob's own Job: a Job of that name owned by another AIJob (the Job of a deleted AIJob of the
+        # same name, not collected yet) is not it; of several (a deleted one the relist has not found gone
+        # yet), the one indexed last
+        owned = [j for j in live(measure_jobs.get((namespace, job_name), [])) if j.owner_uid == uid]
+        job = owned[-1] if owned else None
+        if job is not None and job.uid:
+            self.job_uids[uid] = job.uid  # (a standby too: it may take over after the Job is gone)
+        if not self.memo["state"].is_leader():
+            return  # only the leader writes; a standby takes over the same candidates when elected
         gone = job is None and cand.job_ended and not cand.job_deleted
         if gone:
             # the Job finished and was deleted since (a TTL, or by hand) before it was measured: its pods,
             # while they are indexed, still give the run's window and GPUs; none known: NoPods (final)
-            job = JobRun(namespace, job_name, True, None)
+            job = JobRun(namespace, job_name, True, None, uid=self.job_uids.get(uid, ""), owner_uid=uid)
         if job is None or not job.finished:
             if (
                 cand.job_deleted
             ):  # it never finishes: waiting for it would keep the AIJob a candidate for ever
                 await self._job_deleted(cand)
             return
-        pods: list[PodRun] = live(measure_pods.get(("job", namespace, job_name), []))
+        pods = job_pods(live(measure_pods.get(("job", namespace, job_name), [])), job.uid)
         ended = job.completed_at or max((p.finished or 0.0 for p in pods), default=0.0)
         now = time.time()
         stuck = bool(ended) and now - ended > cfg.measure_give_up_seconds  # e.g. a pod of a lost node
@@ -417,6 +461,7 @@ class Measurer:
             gpu_type, predicted = actual, dict(cand.estimates).get(actual)
         if outcome.reason.final:
             backoff.forget(uid)
+            self.job_uids.pop(uid, None)
             decided[uid] = now  # if the write is lost, the AIJob is decided again after DECIDED_SECONDS
         else:
             delay = backoff.failed(uid, now)
@@ -437,6 +482,7 @@ class Measurer:
         if now - self.decided.get(cand.uid, -math.inf) < DECIDED_SECONDS:
             return  # decided (the index can lag the written status)
         self.decided[cand.uid] = now
+        self.job_uids.pop(cand.uid, None)
         message = (
             f"the Job {cand.job_name} was deleted before it finished: its pods and their run window are "
             "unknown, and a run cut short is no measure of the predicted energy"
@@ -559,6 +605,7 @@ async def measured_gauge(
         metrics.forget_measured(namespace, name)
         if event.get("type") == "DELETED" and measurer is not None:
             measurer.decided.pop(meta.get("uid"), None)
+            measurer.job_uids.pop(meta.get("uid"), None)
         return
     gpu_type = measured.get("gpuType") or _gpu_type(obj.get("status") or {}, meta)
     metrics.set_measured(namespace, name, gpu_type, float(measured.get("energyJoules") or 0.0))

@@ -178,8 +178,18 @@ def test_pod_run_reads_container_times_and_owner():
         },
     }
     r = pod_run(body)
-    assert (r.job, r.node, r.gpus, r.phase) == ("job", "n1", 2, "Succeeded")
+    assert (r.job, r.job_uid, r.node, r.gpus, r.phase) == ("job", "u", "n1", 2, "Succeeded")
     assert r.finished - r.started == 60.0
+    # orphaned (its Job deleted with --cascade=orphan: the garbage collector removed the ownerReference):
+    # the labels the Job controller put on it still name the Job and its uid
+    orphan = {**body, "metadata": {"name": "job-0-x", "namespace": "ns"}}
+    orphan["metadata"]["labels"] = {
+        "batch.kubernetes.io/job-name": "job",
+        "batch.kubernetes.io/controller-uid": "u",
+    }
+    assert (pod_run(orphan).job, pod_run(orphan).job_uid) == ("job", "u")
+    orphan["metadata"]["labels"] = {"job-name": "job", "controller-uid": "u"}  # before Kubernetes 1.27
+    assert (pod_run(orphan).job, pod_run(orphan).job_uid) == ("job", "u")
     body["status"]["containerStatuses"].append(
         {"name": "b", "state": {"running": {"startedAt": "2026-01-01T00:00:01Z"}}}
     )
@@ -358,7 +368,7 @@ async def test_waiting_for_a_sample_that_never_comes_gives_up(monkeypatch):
     measurer = Measurer(cfg, {"state": OperatorState(cfg)})
     cand = Candidate("ns", "a", "uid-a", "job", "h100-sxm", None)
     try:
-        jobs = {("ns", "job"): [JobRun("ns", "job", True, t0 + 71)]}
+        jobs = {("ns", "job"): [JobRun("ns", "job", True, t0 + 71, owner_uid="uid-a")]}
         await measurer.measure_one(cand, {("job", "ns", "job"): [pod]}, jobs, {})
     finally:
         await measurer.stop()
@@ -492,3 +502,25 @@ def test_a_counter_reset_at_an_edge_counts_from_zero(reload_offset):
     pod = run(start=T0 + 105, end=T0 + 195)
     out = measured(pod, exporter_scrapes(pod, 300.0, reload_at=pod.started + reload_offset))
     assert out.energy_joules == pytest.approx(300.0 * 90, rel=0.02)
+
+
+def test_a_jobs_pods_are_those_of_its_uid():
+    """Pods indexed under a Job's name come from every Job of that name; the Job's own are those of its uid.
+    Without the uid (the Job deleted before this process saw it): the latest run's."""
+    from energaizer_operator.measured_handlers import job_pods
+
+    def pod(name: str, job_uid: str, start: float) -> PodRun:
+        return PodRun(
+            "ns", name, "n1", start, start + 10, "Succeeded", "job", 1, uid=f"uid-{name}", job_uid=job_uid
+        )
+
+    old, new, new2 = (
+        pod("job-a", "job-1", T0),
+        pod("job-b", "job-2", T0 + 100),
+        pod("job-c", "job-2", T0 + 50),
+    )
+    assert job_pods([old, new, new2], "job-2") == [new, new2]
+    assert job_pods([old, new, new2], "job-1") == [old]
+    assert job_pods([old, new, new2], "job-3") == []
+    assert job_pods([old, new, new2], "") == [new, new2]
+    assert job_pods([old], "") == [old]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import datetime
 import math
 import os
@@ -566,6 +567,103 @@ async def test_hidden_sharing_on_a_time_sliced_node(cluster, operator_factory, t
         )
         assert "default/intruder" in cond["message"] and "names it on no GPU" in cond["message"]
         assert "measured" not in c.aijob("visible")["status"]
+    finally:
+        await shutdown(prom, exporters)
+    assert await op.stop() == 0
+
+
+async def set_pod_status(cluster: Cluster, name: str, phase: str, state: dict) -> None:
+    """The kubelet's status of a one-container pod (image, imageID and restartCount as it writes them)."""
+    resp = await cluster.k8s.patch(
+        f"{POD}/{name}/status",
+        json={
+            "status": {
+                "phase": phase,
+                "containerStatuses": [
+                    {
+                        "name": "main",
+                        "ready": phase == "Running",
+                        "state": state,
+                        "image": "trainer:1",
+                        "imageID": "docker.io/library/trainer@sha256:0",
+                        "restartCount": 0,
+                    }
+                ],
+            }
+        },
+    )
+    assert resp.status == 200, await resp.text()
+
+
+async def test_pods_of_an_earlier_job_of_the_same_name_are_not_counted(cluster, operator_factory, tmp_path):
+    """An AIJob deleted and created again (``kubectl delete`` then ``apply``) gets a Job of the same name, and
+    pods of the earlier Job of that name may outlive it: orphaned (``--cascade=orphan``; the Job controller's
+    labels still name the Job) or stuck terminating on a lost node. The measurer took the pods by the Job's
+    name: "rerun" added the earlier run's GPU and time to its own (2 GPUs, the time of both runs), "stuck"
+    waited for the stuck pod until ENERGAIZER_MEASURE_GIVE_UP_SECONDS (an hour) after its Job ended. Now a
+    Job's pods are those whose owner is that Job's uid: each is measured from its own pod, within 5 %."""
+    prometheus_binary()
+    c = cluster
+    fleet, exporters = await start_fleet(c, boot=time.time() - 600.0)
+    prom = Prometheus(tmp_path, {"dcgm-exporter": [f"127.0.0.1:{e.port}" for e in exporters]})
+    prom.start()
+    op = await measuring_operator(operator_factory, prom)
+    try:
+        await wait_for(lambda: len(prom.query('up{job="dcgm-exporter"} == 1')) == len(exporters), timeout=60)
+        # the earlier runs: "rerun"'s pod ran 6 s and was left behind, "stuck"'s is on a lost node
+        earlier: dict[str, PodPlan] = {}
+        for name in ("rerun", "stuck"):
+            node_name, held = fleet.take("l4", 1)
+            earlier[name] = PodPlan(f"{name}-0-old{name[0]}1", name, node_name, held, math.inf, math.inf)
+            body = pod_body(earlier[name], f"uid-of-an-earlier-{name}-job")
+            if name == "rerun":  # orphaned: no ownerReference, the Job controller's labels stay
+                body["metadata"].pop("ownerReferences")
+                body["metadata"]["labels"]["batch.kubernetes.io/controller-uid"] = (
+                    f"uid-of-an-earlier-{name}-job"
+                )
+            await c.post(POD, body)
+        t0 = math.ceil(time.time()) + 1
+        for p in earlier.values():
+            p.start, p.end = t0, t0 + 6
+            for g in p.gpus:
+                g.holds.append(Hold("default", p.name, p.start, p.end, BUSY_WATTS["l4"]))
+        await play_pods(c, [dataclasses.replace(earlier["rerun"], job="")])  # (no Job to complete)
+        stuck = earlier["stuck"]
+        await set_pod_status(c, stuck.name, "Running", {"running": {"startedAt": iso(stuck.start)}})
+        # deleted (the Job's garbage collection), but its lost node's kubelet never confirms it: it stays,
+        # Running with a deletionTimestamp (kmock has no graceful deletion: a finalizer holds it)
+        resp = await c.k8s.patch(f"{POD}/{stuck.name}", json={"metadata": {"finalizers": ["test/lost-node"]}})
+        assert resp.status == 200, await resp.text()
+        resp = await c.k8s.delete(f"{POD}/{stuck.name}")
+        assert resp.status == 200, await resp.text()
+        assert c.k8s.objects["v1/pods", "default", stuck.name].raw["metadata"]["deletionTimestamp"]
+
+        for name in earlier:
+            await c.create(aijob(name))
+        for name in earlier:
+            await wait_for(lambda n=name: c.phase(n) == "Placed" and n in c.jobs(), timeout=60)
+        plans = {}
+        for name in earlier:
+            node_name, held = fleet.take(c.aijob(name)["status"]["placement"]["gpuType"], 1)
+            plans[name] = PodPlan(f"{name}-0-new{name[0]}2", name, node_name, held, math.inf, math.inf)
+            await c.post(POD, pod_body(plans[name], c.jobs()[name]["metadata"]["uid"]))
+        t1 = math.ceil(time.time()) + 1
+        for p in plans.values():
+            p.start, p.end = t1, t1 + 8
+            for g in p.gpus:
+                g.holds.append(Hold("default", p.name, p.start, p.end, BUSY_WATTS[fleet.types[p.node]]))
+        await play_pods(c, list(plans.values()))
+        for name, p in plans.items():
+            m = await wait_for(lambda n=name: c.aijob(n)["status"].get("measured"), timeout=60, interval=0.5)
+            truth = p.gpus[0].energy_joules(p.start, p.end)
+            print(  # the figures, for `pytest -s`
+                f"{name}: energy {m['energyJoules']:.0f} J vs true {truth:.0f} J "
+                f"({m['energyJoules'] / truth - 1:+.3%}), duration {m['durationSeconds']:.2f} s vs 8 s"
+            )
+            assert [d["uuid"] for d in m["devices"]] == [p.gpus[0].uuid], (name, m)
+            assert [d["pods"] for d in m["devices"]] == [[p.name]], (name, m)
+            assert m["energyJoules"] == pytest.approx(truth, rel=0.05), (name, m, truth)
+            assert m["durationSeconds"] == pytest.approx(8.0, rel=0.05), (name, m)
     finally:
         await shutdown(prom, exporters)
     assert await op.stop() == 0

@@ -205,9 +205,13 @@ async def test_a_job_pod_deleted_behind_the_index_does_not_hold_its_measurement_
     from test_measured_units import GPU, serve_query
 
     t0 = time.time() - 300.0  # ended minutes ago: well within the give-up time
-    ran = PodRun("ns", "job-ran", "n1", t0 + 10, t0 + 70, "Succeeded", "job", 1, uid="p-ran")
-    evicted = PodRun("ns", "job-evicted", "n1", t0 + 5, None, "Running", "job", 1, uid="p-evicted")
-    helper = PodRun("ns", "job-helper", "n1", t0 + 5, None, "Running", "job", 0, uid="p-helper")
+    ran = PodRun("ns", "job-ran", "n1", t0 + 10, t0 + 70, "Succeeded", "job", 1, uid="p-ran", job_uid="j-1")
+    evicted = PodRun(
+        "ns", "job-evicted", "n1", t0 + 5, None, "Running", "job", 1, uid="p-evicted", job_uid="j-1"
+    )
+    helper = PodRun(
+        "ns", "job-helper", "n1", t0 + 5, None, "Running", "job", 0, uid="p-helper", job_uid="j-1"
+    )
     watts = 300.0
     labels = {**GPU, "namespace": "ns", "pod": ran.name}
     values = [[t0 + i, str(5e9 + watts * 1000.0 * i)] for i in range(0, 101)]
@@ -224,7 +228,7 @@ async def test_a_job_pod_deleted_behind_the_index_does_not_hold_its_measurement_
     cfg = OperatorSettings(prometheus_url=f"http://127.0.0.1:{port}")
     state = OperatorState(cfg)
     measure_pods = {("job", "ns", "job"): [ran, evicted, helper], ("node", "n1"): [ran, evicted]}
-    measure_jobs = {("ns", "job"): [JobRun("ns", "job", True, t0 + 71, uid="j-1")]}
+    measure_jobs = {("ns", "job"): [JobRun("ns", "job", True, t0 + 71, uid="j-1", owner_uid="a-1")]}
     cand = Candidate("ns", "a", "a-1", "job", "h100-sxm", 20000.0)
     indices = Indices(
         aijobs={},
