@@ -97,6 +97,9 @@ class PodRun:
     # the owning Job's metadata.uid: Jobs of one name follow each other (an AIJob deleted and created again,
     # a Job replaced), and pods of an earlier one may linger (orphaned, or stuck on a lost node)
     job_uid: str = ""
+    # metadata.deletionTimestamp: when the pod's grace period ends; a pod still there and not ended after it
+    # is one whose kubelet does not confirm (its node lost)
+    deleting_at: float | None = None
 
     @property
     def done(self) -> bool:
@@ -251,6 +254,7 @@ def pod_run(body: Mapping[str, Any], gpu_resource: str = "nvidia.com/gpu") -> Po
         gpus=pod_gpu_request(body.get("spec") or {}, gpu_resource),
         uid=str(meta.get("uid") or ""),
         job_uid=job_uid,
+        deleting_at=parse_time(meta.get("deletionTimestamp")),
     )
 
 
@@ -615,11 +619,12 @@ def attribute(
                     if samples[-1][0] >= b and curve[-1][0] <= a:
                         break  # scraped after the end, but no new reading since before the start
                     return Outcome(
-                        Reason.WAITING, f"no reading of GPU {uuid} after {_iso(b)} yet (pod end); will retry"
+                        Reason.WAITING,
+                        f"no reading of GPU {uuid} after {iso_time(b)} yet (pod end); will retry",
                     )
                 got = window_energy_mj(curve, a, b, spacing)
                 if got is None:
-                    return Outcome(Reason.NO_DATA, f"no sample of GPU {uuid} near {_iso(a)} (pod start)")
+                    return Outcome(Reason.NO_DATA, f"no sample of GPU {uuid} near {iso_time(a)} (pod start)")
                 total_mj, edge_mj = total_mj + got.total_mj, edge_mj + got.edge_mj
             else:
                 energy = WindowEnergy(total_mj, edge_mj)
@@ -728,7 +733,8 @@ def hidden_sharing(
     return None
 
 
-def _iso(t: float) -> str:
+def iso_time(t: float) -> str:
+    """Epoch seconds -> RFC 3339 (UTC, whole seconds)."""
     return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

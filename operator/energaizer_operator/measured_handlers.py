@@ -48,6 +48,7 @@ from energaizer_operator.measured import (
     Reason,
     Series,
     hidden_sharing,
+    iso_time,
     joined_series,
     node_time_sliced,
     overlapping,
@@ -184,6 +185,9 @@ class Candidate:
     # the placer mirrored its Job's end (phase and ``Running`` reason Succeeded or Failed): the Job finished,
     # even when it is gone since (a TTL, or deleted by hand, before the measurement was written)
     job_ended: bool = False
+    # when the placer mirrored that end (the ``Running`` condition's lastTransitionTime): the Job's end once
+    # the Job is gone, for ENERGAIZER_MEASURE_GIVE_UP_SECONDS
+    ended_at: float | None = None
 
     @property
     def ref(self) -> dict[str, Any]:
@@ -215,6 +219,7 @@ def candidate(body: Mapping[str, Any]) -> Candidate | None:
         ),
         job_deleted=_running_reason(status, ("Failed",), (Reason.JOB_DELETED,)),
         job_ended=_running_reason(status, ENDED, ENDED),
+        ended_at=_running_since(status) if _running_reason(status, ENDED, ENDED) else None,
     )
 
 
@@ -245,6 +250,23 @@ def job_pods(pods: Sequence[PodRun], job_uid: str) -> list[PodRun]:
     if len(runs) <= 1:
         return list(pods)
     return max(runs.values(), key=lambda group: max((p.started or 0.0 for p in group), default=0.0))
+
+
+def _running_since(status: Mapping[str, Any]) -> float | None:
+    """The ``Running`` condition's lastTransitionTime (epoch seconds)."""
+    for c in status.get("conditions") or []:
+        if c.get("type") == "Running":
+            return parse_time(c.get("lastTransitionTime"))
+    return None
+
+
+def _unended(pods: Sequence[PodRun]) -> list[PodRun]:
+    """The pods that have not ended (yet): Running, or started and not every container terminated."""
+    return [p for p in pods if p.phase == "Running" or (p.started is not None and p.finished is None)]
+
+
+def _where(p: PodRun) -> str:
+    return f"pod {p.name}" + (f" (node {p.node})" if p.node else "")
 
 
 def ran_on(pods: Sequence[PodRun], node_types: Mapping[str, str | None]) -> str | None:
@@ -405,7 +427,9 @@ class Measurer:
         if gone:
             # the Job finished and was deleted since (a TTL, or by hand) before it was measured: its pods,
             # while they are indexed, still give the run's window and GPUs; none known: NoPods (final)
-            job = JobRun(namespace, job_name, True, None, uid=self.job_uids.get(uid, ""), owner_uid=uid)
+            job = JobRun(
+                namespace, job_name, True, cand.ended_at, uid=self.job_uids.get(uid, ""), owner_uid=uid
+            )
         if job is None or not job.finished:
             if (
                 cand.job_deleted
@@ -416,28 +440,37 @@ class Measurer:
         ended = job.completed_at or max((p.finished or 0.0 for p in pods), default=0.0)
         now = time.time()
         stuck = bool(ended) and now - ended > cfg.measure_give_up_seconds  # e.g. a pod of a lost node
-        if not stuck and any(
-            p.phase == "Running" or (p.started is not None and p.finished is None) for p in pods
-        ):
+        unended = _unended(pods)
+        # deleted, its grace period over, and still not ended: its kubelet does not confirm (a lost node)
+        lost = [p for p in unended if p.deleting_at is not None and now > p.deleting_at]
+        if unended and not stuck and not lost:
             return  # the Job is finished but some pod is still being torn down
         backoff, decided = self.backoff, self.decided
         if now - decided.get(uid, -math.inf) < DECIDED_SECONDS or not backoff.due(uid, now):
             return  # decided (the index can lag the written status), or backing off
-        sliced = {p.node for p in pods if p.node and p.node in measure_nodes}
-        others = [o for node in sorted(sliced) for o in live(measure_pods.get(("node", node), []))]
-        try:
-            outcome = await measure(
-                self.client,
-                pods,
-                margin_seconds=cfg.measure_margin_seconds,
-                now=now,
-                neighbours=overlapping(ran(pods), others, now),
-            )
-        except PrometheusUnavailable as exc:
-            outcome = Outcome(Reason.UNAVAILABLE, str(exc)[:500])
-        except Exception as exc:  # a bug must not stop the other AIJobs' measurement: log, condition, retry
-            logger.exception("AIJob %s/%s: measurement failed", namespace, name)
-            outcome = Outcome(Reason.UNAVAILABLE, f"measurement failed: {type(exc).__name__}: {exc}"[:500])
+        if unended:
+            # its GPUs' energy up to an end nobody reported is unknown: left out, the number would under-count
+            outcome = self._unended_outcome((lost or unended)[0], stuck)
+        else:
+            sliced = {p.node for p in pods if p.node and p.node in measure_nodes}
+            others = [o for node in sorted(sliced) for o in live(measure_pods.get(("node", node), []))]
+            try:
+                outcome = await measure(
+                    self.client,
+                    pods,
+                    margin_seconds=cfg.measure_margin_seconds,
+                    now=now,
+                    neighbours=overlapping(ran(pods), others, now),
+                )
+            except PrometheusUnavailable as exc:
+                outcome = Outcome(Reason.UNAVAILABLE, str(exc)[:500])
+            except (
+                Exception
+            ) as exc:  # a bug must not stop the other AIJobs' measurement: log, condition, retry
+                logger.exception("AIJob %s/%s: measurement failed", namespace, name)
+                outcome = Outcome(
+                    Reason.UNAVAILABLE, f"measurement failed: {type(exc).__name__}: {exc}"[:500]
+                )
         if outcome.reason is Reason.NO_PODS and gone:
             outcome = Outcome(
                 Reason.NO_PODS,
@@ -474,6 +507,23 @@ class Measurer:
                 delay,
             )
         await self._report(cand, outcome, gpu_type, predicted)
+
+    def _unended_outcome(self, pod: PodRun, stuck: bool) -> Outcome:
+        """A pod of the finished Job has not ended: ``WaitingForData`` while it may still (its node may come
+        back, and its kubelet report the end), ``NoDataGaveUp`` past the give-up time."""
+        give_up = self.cfg.measure_give_up_seconds
+        if stuck:
+            return Outcome(
+                Reason.GAVE_UP,
+                f"{_where(pod)} has not ended {give_up:.0f} s after the Job ended (its node lost?): the energy "
+                "of its GPUs is unknown, and a number without it would under-count",
+            )
+        deleted = f"was deleted (grace period over {iso_time(pod.deleting_at)})" if pod.deleting_at else "is"
+        return Outcome(
+            Reason.WAITING,
+            f"{_where(pod)} {deleted} but has not ended: its node does not confirm it (lost?); measured once "
+            f"it ends, else NoDataGaveUp {give_up:.0f} s after the Job ended; will retry",
+        )
 
     async def _job_deleted(self, cand: Candidate) -> None:
         """A final ``Measured=False`` (``JobDeleted``): the Job and, with it, its pods are gone, so which

@@ -378,6 +378,66 @@ async def test_waiting_for_a_sample_that_never_comes_gives_up(monkeypatch):
     assert "measured" not in written[0]
 
 
+async def test_a_pod_that_never_ended_is_waited_for_said_and_not_left_out(monkeypatch):
+    """A pod of the finished Job on a lost node: deleted (its Job failed, or the node's pods evicted), its
+    grace period over, and its kubelet never confirms; it stays Running. The measurement waited without a
+    word until ENERGAIZER_MEASURE_GIVE_UP_SECONDS after the Job ended, then measured the Job without that
+    pod's GPUs: Measured=True with a number that under-counts. Now the wait is said (WaitingForData naming
+    the pod, once its grace period is over), and past the give-up time there is no number (NoDataGaveUp).
+    A pod still in its grace period is being torn down: nothing is said yet."""
+    import time
+
+    import kopf
+    from aiohttp import web
+    from energaizer_operator import kube
+    from energaizer_operator.measured import PodRun
+    from energaizer_operator.measured_handlers import Candidate, JobRun, Measurer
+    from energaizer_operator.settings import OperatorSettings
+    from energaizer_operator.state import OperatorState
+
+    def pods(t0: float, deleting_at: float) -> list[PodRun]:
+        done = PodRun("ns", "job-done", "n1", t0 + 10, t0 + 70, "Succeeded", "job", 1, job_uid="j")
+        lost = PodRun(
+            "ns", "job-lost", "n2", t0 + 10, None, "Running", "job", 1, job_uid="j", deleting_at=deleting_at
+        )
+        return [done, lost]
+
+    async def query(request: web.Request) -> web.Response:  # the GPU of job-done, read every second
+        t0 = float((await request.post())["time"]) - 1000.0
+        labels = {**GPU, "namespace": "ns", "pod": "job-done"}
+        values = [[t0 + i, str(5e9 + 3e5 * i)] for i in range(0, 1000)]
+        result = [{"metric": labels, "values": values}]
+        return web.json_response({"status": "success", "data": {"resultType": "matrix", "result": result}})
+
+    runner, port = await serve_query(query)
+    written: list[dict] = []
+    monkeypatch.setattr(kube, "read_aijob", lambda ns, name: {"metadata": {"resourceVersion": "1"}})
+    monkeypatch.setattr(kube, "patch_aijob_status", lambda ns, name, status, rv=None: written.append(status))
+    monkeypatch.setattr(kopf, "event", lambda *a, **k: None)
+    cfg = OperatorSettings(prometheus_url=f"http://127.0.0.1:{port}", measure_give_up_seconds=3600)
+    cand = Candidate("ns", "a", "uid-a", "job", "h100-sxm", None)
+    outcomes = []
+    try:
+        for ago, grace_left in ((7200.0, -7000.0), (300.0, -100.0), (300.0, 600.0)):
+            t0 = time.time() - ago  # the Job ended at t0 + 71
+            measurer = Measurer(cfg, {"state": OperatorState(cfg)})
+            jobs = {("ns", "job"): [JobRun("ns", "job", True, t0 + 71, uid="j", owner_uid="uid-a")]}
+            written.clear()
+            try:
+                index = {("job", "ns", "job"): pods(t0, time.time() + grace_left)}
+                await measurer.measure_one(cand, index, jobs, {})
+            finally:
+                await measurer.stop()
+            outcomes.append([(c["reason"], c["message"]) for w in written for c in w["conditions"]])
+            assert not any("measured" in w for w in written), written
+    finally:
+        await runner.cleanup()
+    (gave_up,), (waiting,), nothing = outcomes
+    assert gave_up[0] == "NoDataGaveUp" and "pod job-lost (node n2) has not ended 3600 s after" in gave_up[1]
+    assert waiting[0] == "WaitingForData" and "pod job-lost (node n2) was deleted" in waiting[1], waiting
+    assert nothing == []
+
+
 async def test_a_two_day_job_is_read_in_pieces_and_measured_whole():
     """A long job's raw samples come in range queries of at most 6 h (a week of a 64-GPU run in one answer
     is millions of samples past the client's timeout), joined into one series per GPU: the energy is the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 from kmock_support import RealisticEmulator
 from operator_testkit import AIJOBS_URL, JOBS, aijob, metrics_when, node, wait_for
@@ -186,6 +188,77 @@ async def test_an_aijob_whose_finished_job_was_deleted_before_it_was_measured_ge
     await wait_for(lambda: any(e.get("reason") == "NoPods" for e in c.events("done")), timeout=60)
     assert [e["type"] for e in c.events("cut") if e.get("reason") == "JobDeleted"] == ["Warning"]
     assert "PrometheusUnavailable" not in op.log()
+
+
+async def test_a_pod_on_a_lost_node_is_waited_for_said_and_then_given_up(gpu_cluster, operator_factory):
+    """A Job failed with its pod on a node that went NotReady (``l4-down``): the pod was deleted, but that
+    node's kubelet never confirms, so it stays ``Running`` with a ``deletionTimestamp`` past. ``kept``'s
+    Job stays; ``gone``'s is deleted since (a TTL). The measurer waited for that pod without a word: for
+    ``kept`` until ENERGAIZER_MEASURE_GIVE_UP_SECONDS after the Job ended, then measured the Job without it
+    (here ``NoPods``, "no pod of the Job ran", which it did; with another pod that ended, a number without
+    this one's GPUs: test_measured_units); for ``gone`` for good (the Job's end was known only from its
+    pods' ends, and none ended): no ``Measured`` condition ever. Now each says
+    ``Measured=False`` ``WaitingForData`` naming the pod, and past the give-up time (a second operator,
+    ``ENERGAIZER_MEASURE_GIVE_UP_SECONDS=1``) the final ``NoDataGaveUp`` with its Warning Event; Prometheus
+    is never asked (nothing listens at the URL)."""
+    c = gpu_cluster
+    env = {"ENERGAIZER_PROMETHEUS_URL": "http://127.0.0.1:9", "ENERGAIZER_MEASURE_INTERVAL_SECONDS": "1"}
+    op = await operator_factory(**env)
+    names = ("kept", "gone")
+    for name in names:
+        await c.create(aijob(name, candidateGpuTypes=["l4"]))
+    await wait_for(lambda: all(c.phase(n) == "Placed" for n in names), timeout=60)
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    failed = {
+        "active": 0,
+        "failed": 1,
+        "conditions": [{"type": "Failed", "status": "True", "lastTransitionTime": now}],
+    }
+    for name in names:
+        pod = job_pod(c, name, f"{name}-abcde", "l4-down")
+        pod["metadata"]["finalizers"] = ["test/lost-node"]  # kmock has no graceful deletion: this holds it
+        pod["status"] = {
+            "phase": "Running",
+            "containerStatuses": [
+                {
+                    "name": pod["spec"]["containers"][0]["name"],
+                    "ready": True,
+                    "state": {"running": {"startedAt": now}},
+                    "image": "trainer:1",
+                    "imageID": "docker.io/library/trainer@sha256:0",
+                    "restartCount": 0,
+                }
+            ],
+        }
+        await c.post("/api/v1/namespaces/default/pods", pod)
+        resp = await c.k8s.delete(f"/api/v1/namespaces/default/pods/{name}-abcde")
+        assert resp.status == 200
+        resp = await c.k8s.patch(
+            f"/apis/batch/v1/namespaces/default/jobs/{name}/status", json={"status": failed}
+        )
+        assert resp.status == 200
+    await wait_for(lambda: all(c.phase(n) == "Failed" for n in names), timeout=60)
+    resp = await c.k8s.delete("/apis/batch/v1/namespaces/default/jobs/gone")
+    assert resp.status == 200
+    for name in names:
+        waiting = await wait_for(lambda n=name: condition(c.aijob(n), "Measured"), timeout=60)
+        assert waiting["status"] == "False" and waiting["reason"] == "WaitingForData", (name, waiting)
+        assert f"pod {name}-abcde (node l4-down) was deleted" in waiting["message"], (name, waiting)
+        assert "its node does not confirm it" in waiting["message"], (name, waiting)
+    assert await op.stop() == 0
+
+    op = await operator_factory(**env, ENERGAIZER_MEASURE_GIVE_UP_SECONDS="1")
+    for name in names:
+        final = await wait_for(
+            lambda n=name: (m := condition(c.aijob(n), "Measured")) and m["reason"] == "NoDataGaveUp" and m,
+            timeout=60,
+        )
+        assert f"pod {name}-abcde (node l4-down) has not ended 1 s after the Job ended" in final["message"]
+        assert "measured" not in c.aijob(name)["status"]
+        assert c.phase(name) == "Failed"
+        await wait_for(lambda n=name: any(e.get("reason") == "NoDataGaveUp" for e in c.events(n)), timeout=60)
+    assert "PrometheusUnavailable" not in op.log()
+    assert await op.stop() == 0
 
 
 async def test_the_pods_of_a_deleted_job_keep_their_gpus_until_they_end(gpu_cluster, operator_factory):
