@@ -546,7 +546,7 @@ class Measurer:
         namespace, name = cand.namespace, cand.name
         # merged into the object as it is now (read back first): conditions written meanwhile are kept
         try:
-            written = await asyncio.to_thread(_write_status, namespace, name, outcome, gpu_type)
+            written = await asyncio.to_thread(_write_status, namespace, name, cand.uid, outcome, gpu_type)
         except kube.ApiException as exc:
             logger.warning(
                 "AIJob %s/%s: writing the measurement failed: HTTP %s", namespace, name, exc.status
@@ -580,14 +580,17 @@ def _report_end(task: asyncio.Task) -> None:
         logger.error("the measurement loop stopped", exc_info=task.exception())
 
 
-def _write_status(namespace: str, name: str, outcome: Outcome, gpu_type: str) -> bool:
-    """Merge the outcome into the AIJob's current status; False when there is nothing (new) to write."""
+def _write_status(namespace: str, name: str, uid: str, outcome: Outcome, gpu_type: str) -> bool:
+    """Merge the outcome into the current status of the AIJob ``uid``; False when there is nothing (new) to
+    write, or that AIJob is gone (also when one of its name was created again since: not its outcome)."""
     try:
         current = kube.read_aijob(namespace, name)
     except kube.ApiException as exc:
         if exc.status == 404:
             return False  # deleted meanwhile
         raise
+    if (current.get("metadata") or {}).get("uid") not in (None, "", uid):
+        return False  # deleted and created again meanwhile: another AIJob, whose own run this is not
     status = current.get("status") or {}
     if status.get("measured"):
         return False
@@ -614,7 +617,12 @@ def _write_status(namespace: str, name: str, outcome: Outcome, gpu_type: str) ->
         return update
 
     rv = (current.get("metadata") or {}).get("resourceVersion")
-    patch_status_merged(namespace, name, rv, conditions, build)
+    try:
+        patch_status_merged(namespace, name, rv, conditions, build, uid)
+    except kube.ApiException as exc:
+        if exc.status == 404:
+            return False  # deleted meanwhile
+        raise
     return True
 
 

@@ -63,10 +63,15 @@ def patch_status_merged(
     resource_version: str | None,
     conditions_now: Sequence[Mapping[str, Any]],
     build: Callable[[Sequence[Mapping[str, Any]]], dict[str, Any]],
+    uid: str = "",
 ) -> None:
     """Patch ``build(conditions)`` (blocking). A status with ``conditions`` replaces the whole list, so it is
     written only over the version it was built on; on 409 Conflict (another writer, e.g. the measurement,
-    set a condition meanwhile) the AIJob is read again and the patch rebuilt on its current conditions."""
+    set a condition meanwhile) the AIJob is read again and the patch rebuilt on its current conditions.
+
+    ``uid``: the AIJob the status is about. The read names the AIJob by name only: one deleted and created
+    again meanwhile (``kubectl delete``, then ``apply``) is another AIJob, and this status is not its
+    (404, as for an AIJob deleted)."""
     for attempt in range(CONFLICT_ATTEMPTS):
         status = build(conditions_now)
         guard = resource_version if "conditions" in status else None
@@ -76,7 +81,12 @@ def patch_status_merged(
         except kube.ApiException as exc:
             if exc.status != 409 or guard is None or attempt == CONFLICT_ATTEMPTS - 1:
                 raise
-        resource_version, conditions_now = version_and_conditions(kube.read_aijob(namespace, name))
+        current = kube.read_aijob(namespace, name)
+        if uid and (current.get("metadata") or {}).get("uid") not in (None, "", uid):
+            raise kube.ApiException(
+                status=404, reason="deleted meanwhile (an AIJob of this name, another uid)"
+            )
+        resource_version, conditions_now = version_and_conditions(current)
 
 
 async def report(
@@ -95,6 +105,7 @@ async def report(
         rec.resource_version,
         rec.conditions,
         lambda now: status_body(now, phase, conditions, fields),
+        rec.uid,
     )
     if event is not None:  # kopf.event: not filtered by settings.posting.level (kopf's own log lines are)
         kind = "Warning" if event.warning else "Normal"

@@ -438,6 +438,40 @@ async def test_a_pod_that_never_ended_is_waited_for_said_and_not_left_out(monkey
     assert nothing == []
 
 
+async def test_an_outcome_is_not_written_to_an_aijob_of_the_same_name_created_again(monkeypatch):
+    """The measurement reads the AIJob back by name before it writes: an AIJob deleted and created again
+    (``kubectl delete``, then ``apply``: a rerun) while its outcome was on its way got the old one's
+    ``status.measured`` or final condition, and its own run was then never measured (no candidate). Now an
+    AIJob read back with another uid is not written (as one deleted)."""
+    import kopf
+    from energaizer_operator import kube
+    from energaizer_operator.measured_handlers import Candidate, Measurer
+    from energaizer_operator.settings import OperatorSettings
+    from energaizer_operator.state import OperatorState
+
+    written: list[dict] = []
+    uid_now = {"uid": "uid-new"}
+    monkeypatch.setattr(
+        kube, "read_aijob", lambda ns, name: {"metadata": {"resourceVersion": "1", **uid_now}, "status": {}}
+    )
+    monkeypatch.setattr(kube, "patch_aijob_status", lambda ns, name, status, rv=None: written.append(status))
+    monkeypatch.setattr(kopf, "event", lambda *a, **k: None)
+    cfg = OperatorSettings(prometheus_url="http://127.0.0.1:9")
+    measurer = Measurer(cfg, {"state": OperatorState(cfg)})
+    # the Job was deleted before it ended: the final JobDeleted, without Prometheus
+    cand = Candidate("ns", "a", "uid-old", "a", "h100-sxm", None, job_deleted=True)
+    try:
+        await measurer.measure_one(cand, {}, {}, {})
+        assert written == []
+        uid_now["uid"] = "uid-old"  # the AIJob itself: written
+        measurer.decided.clear()
+        await measurer.measure_one(cand, {}, {}, {})
+    finally:
+        await measurer.stop()
+    (status,) = written
+    assert [c["reason"] for c in status["conditions"]] == ["JobDeleted"]
+
+
 async def test_a_two_day_job_is_read_in_pieces_and_measured_whole():
     """A long job's raw samples come in range queries of at most 6 h (a week of a 64-GPU run in one answer
     is millions of samples past the client's timeout), joined into one series per GPU: the energy is the

@@ -116,3 +116,20 @@ def test_a_returned_body_without_a_version_leaves_the_record_as_it_was():
     assert rec.written({}) is rec and rec.written({"metadata": {}}) is rec
     fresh = rec.written({"metadata": {"resourceVersion": 9}, "status": {"conditions": [{"type": "Placed"}]}})
     assert fresh.resource_version == "9" and [c["type"] for c in fresh.conditions] == ["Placed"]
+
+
+async def test_a_write_rebuilt_after_a_conflict_is_not_written_to_an_aijob_created_again(server):
+    """The AIJob was deleted and created again under its name (``kubectl delete``, then ``apply``) while a
+    write about the old one was on its way: the 409 (another object, another resourceVersion) made it read
+    the AIJob again by name and write the old one's phase and conditions into the new one. Now the re-read
+    is checked against the uid the write is about: 404, as for an AIJob deleted, and nothing written."""
+    server.obj["metadata"]["uid"] = "uid-new"
+    old = _record([{"type": "Running", "status": "True", "reason": "Running", "message": "Job j"}], "7")
+    done = Condition("Running", False, "Succeeded", "Job j")
+    with pytest.raises(kube.ApiException) as caught:
+        await reporting.report(old, Phase.SUCCEEDED, done, None)  # (its uid is "u")
+    assert caught.value.status == 404
+    assert len(server.patches) == 1 and server.obj["status"]["phase"] == "Running"  # the refused one only
+    server.obj["metadata"]["uid"] = "u"  # the AIJob itself: rebuilt and written as before
+    await reporting.report(old, Phase.SUCCEEDED, done, None)
+    assert server.obj["status"]["phase"] == "Succeeded"
