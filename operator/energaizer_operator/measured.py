@@ -605,8 +605,8 @@ def attribute(
         targets = _by_target(series)
         energy: WindowEnergy | None = None
         if len(targets) > 1:
-            for own in targets:
-                if (energy := _windows_energy_mj(merged_samples(own), windows)) is not None:
+            for target in targets:  # (not ``own``: the job's own pods, for the GPUs after this one)
+                if (energy := _windows_energy_mj(merged_samples(target), windows)) is not None:
                     break
         seconds = sum(b - a for a, b in windows)
         if energy is None:

@@ -464,9 +464,8 @@ class Measurer:
                 )
             except PrometheusUnavailable as exc:
                 outcome = Outcome(Reason.UNAVAILABLE, str(exc)[:500])
-            except (
-                Exception
-            ) as exc:  # a bug must not stop the other AIJobs' measurement: log, condition, retry
+            except Exception as exc:
+                # a bug must not stop the other AIJobs' measurement: log, condition, retry
                 logger.exception("AIJob %s/%s: measurement failed", namespace, name)
                 outcome = Outcome(
                     Reason.UNAVAILABLE, f"measurement failed: {type(exc).__name__}: {exc}"[:500]

@@ -319,6 +319,31 @@ def test_two_series_of_one_gpu_read_at_different_moments_are_not_resets():
     assert out.energy_joules == pytest.approx(300.0 * 60, rel=0.02)
 
 
+def test_a_multi_gpu_job_read_by_two_scrape_targets_is_measured_on_every_gpu():
+    """Two scrape targets read every GPU of a 2-GPU pod (two exporters, two scrape jobs). The loop over a
+    GPU's targets re-used the name of the job's own pods: from the second GPU on, the job's own pod was
+    another workload's, and the job came out GPUShared ("shared with ns/<its own pod>"). Now it is
+    measured on both GPUs."""
+    pod = run(start=T0 + 10, end=T0 + 70, gpus=2)
+    mine = {"namespace": "ns", "pod": pod.name}
+    discovery, every = [], []
+    for uuid, watts in (("GPU-a", 300.0), ("GPU-b", 200.0)):
+        for instance, offset in (("10.0.0.1:9400", 0.0), ("10.0.0.2:9400", 0.5)):
+            full = counter(watts, T0 + offset, T0 + 90 + offset, labels={"UUID": uuid, "instance": instance})
+            during = Series(
+                {**full.labels, **mine}, tuple(x for x in full.samples if pod.started <= x[0] < pod.finished)
+            )
+            rest = Series(
+                full.labels, tuple(x for x in full.samples if not pod.started <= x[0] < pod.finished)
+            )
+            discovery.append(during)
+            every += [during, rest]
+    out = attribute([pod], discovery, every, margin_seconds=5)
+    assert out.reason is Reason.MEASURED, out.message
+    assert [d.uuid for d in out.devices] == ["GPU-a", "GPU-b"]
+    assert out.energy_joules == pytest.approx((300.0 + 200.0) * 60, rel=0.02)
+
+
 def test_a_counter_that_did_not_advance_is_no_measurement():
     """dcgm-exporter refreshes its readings once per collect interval (30 s by default): a 10 s job scraped
     every 2 s can see one reading throughout, and a pod whose start and finish fall in one second (the
