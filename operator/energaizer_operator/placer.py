@@ -76,14 +76,16 @@ class InFlight:
     steer: bool
 
 
-def _job_exists(namespace: str, name: str) -> bool:
+def _own_job_exists(namespace: str, name: str, owner_uid: str) -> bool:
+    """The Job ``name`` exists and is the AIJob ``owner_uid``'s: one of that name that it does not own (its
+    own deleted, and the name taken again) is not its Job."""
     try:
-        kube.read_job(namespace, name)
+        job = kube.read_job(namespace, name)
     except kube.ApiException as exc:
         if exc.status == 404:
             return False
         raise
-    return True
+    return owned_by(job, owner_uid)
 
 
 class Placer(IndexLoop):
@@ -336,15 +338,16 @@ class Placer(IndexLoop):
 
     async def _lost(self, rec: AIJobRecord, last_phase: str | None) -> None:
         """The AIJob is Placed or Running and its Job is not in the index: once the API confirms it is gone
-        (404), the AIJob takes the end the Job was last seen in (a TTL deleted it before the mirror wrote
+        (404, or a Job of that name that this AIJob does not own: its own was deleted and the name taken
+        again), the AIJob takes the end the Job was last seen in (a TTL deleted it before the mirror wrote
         it), else it fails with ``JobDeleted``. Never created again: a Job deleted by hand is often a
         cancelled one, and running it again would cost its energy twice."""
         name = rec.placed_job_name
         assert name is not None
         async with self._semaphore:
             try:
-                if await asyncio.to_thread(_job_exists, rec.namespace, name):
-                    return  # not one of ours any more, or the watch is late: nothing to say
+                if await asyncio.to_thread(_own_job_exists, rec.namespace, name, rec.uid):
+                    return  # the watch is late (or it lost its annotation): nothing to say
                 self.inflight.pop(rec.uid, None)  # its GPUs are no longer promised to a Job on its way
                 if last_phase in (Phase.SUCCEEDED, Phase.FAILED):
                     phase = Phase(last_phase)

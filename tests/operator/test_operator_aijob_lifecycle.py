@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime
 
 import pytest
@@ -258,6 +259,41 @@ async def test_a_pod_on_a_lost_node_is_waited_for_said_and_then_given_up(gpu_clu
         assert c.phase(name) == "Failed"
         await wait_for(lambda n=name: any(e.get("reason") == "NoDataGaveUp" for e in c.events(n)), timeout=60)
     assert "PrometheusUnavailable" not in op.log()
+    assert await op.stop() == 0
+
+
+async def test_an_aijob_whose_job_name_was_taken_by_another_job_fails_with_job_deleted(
+    gpu_cluster, operator_factory
+):
+    """The AIJob's Job was deleted while the operator was down (an upgrade) and the name taken by a Job of
+    the user's (not owned by the AIJob). The operator read the Job by name, found one, and said nothing:
+    the AIJob stayed Running for good (and a measurement candidate for good). Now a Job of that name that
+    the AIJob does not own is not its Job: the AIJob fails with ``JobDeleted``; the user's Job is left
+    alone."""
+    c = gpu_cluster
+    op = await operator_factory()
+    await c.create(aijob("swap", candidateGpuTypes=["l4"]))
+    await wait_for(lambda: c.phase("swap") == "Placed", timeout=60)
+    resp = await c.k8s.patch(
+        "/apis/batch/v1/namespaces/default/jobs/swap/status", json={"status": {"active": 1}}
+    )
+    assert resp.status == 200
+    await wait_for(lambda: c.phase("swap") == "Running", timeout=60)
+    assert await op.stop() == 0
+
+    theirs = copy.deepcopy(c.jobs()["swap"])
+    theirs.pop("status", None)
+    theirs["metadata"] = {"name": "swap", "namespace": "default", "labels": {"team": "theirs"}}
+    resp = await c.k8s.delete("/apis/batch/v1/namespaces/default/jobs/swap")
+    assert resp.status == 200
+    await c.post("/apis/batch/v1/namespaces/default/jobs", theirs)
+
+    op = await operator_factory()
+    await wait_for(lambda: c.phase("swap") == "Failed", timeout=60)
+    running = condition(c.aijob("swap"), "Running")
+    assert running["reason"] == "JobDeleted" and "was deleted before it finished" in running["message"]
+    assert c.jobs()["swap"]["metadata"]["labels"] == {"team": "theirs"}  # not touched
+    assert c.job_creates() == ["swap", "swap"]  # the operator's before the restart, the user's: none since
     assert await op.stop() == 0
 
 
