@@ -333,11 +333,12 @@ def parse_matrix(result: Iterable[Mapping[str, Any]]) -> list[Series]:
 def discover_gpus(
     pods: Sequence[PodRun], series: Iterable[Series], margin_seconds: float
 ) -> dict[str, set[str]]:
-    """GPU UUID -> names of the job's pods seen on it within their own run window (+/- margin)."""
-    by_name = {p.name: p for p in pods}
+    """GPU UUID -> names of the job's pods seen on it within their own run window (+/- margin). A series
+    names a pod by namespace and name (pods of one name in two namespaces are two pods)."""
+    by_key = {(p.namespace, p.name): p for p in pods}
     found: dict[str, set[str]] = {}
     for s in series:
-        pod = by_name.get(s.labels.get(LABEL_POD, ""))
+        pod = by_key.get((s.labels.get(LABEL_NAMESPACE, ""), s.labels.get(LABEL_POD, "")))
         uuid = s.labels.get(LABEL_UUID)
         if pod is None or not uuid or pod.started is None or pod.finished is None:
             continue
@@ -709,13 +710,14 @@ def hidden_sharing(
     shared the job's GPUs unseen; one named on a job's GPU did share it. None when every neighbour is seen
     on other GPUs only."""
     neighbours = [n if n.finished is not None else dataclasses.replace(n, finished=now) for n in neighbours]
-    seen = discover_gpus(neighbours, series, margin_seconds)
-    where: dict[str, set[str]] = {}
-    for uuid, names in seen.items():
-        for n in names:
-            where.setdefault(n, set()).add(uuid)
+    where: dict[tuple[str, str], set[str]] = {}  # (namespace, pod) -> the GPUs it is named on
+    for ns in {n.namespace for n in neighbours}:
+        mine = [n for n in neighbours if n.namespace == ns]
+        for uuid, names in discover_gpus(mine, series, margin_seconds).items():
+            for name in names:
+                where.setdefault((ns, name), set()).add(uuid)
     for n in neighbours:
-        uuids = where.get(n.name, set())
+        uuids = where.get((n.namespace, n.name), set())
         if uuids & set(held):
             shared = sorted(uuids & set(held))[0]
             return Outcome(

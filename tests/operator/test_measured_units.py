@@ -283,6 +283,25 @@ def test_time_sliced_nodes_and_hidden_neighbours():
     assert hidden_sharing(held, [during], [on_mine], margin_seconds=5, now=T0 + 50).reason is Reason.SHARED
 
 
+def test_neighbours_of_one_name_in_two_namespaces_are_two_pods():
+    """Two neighbours on the job's time-sliced node share a name in two namespaces (``vllm-0`` of two
+    teams). dcgm-exporter's series were matched to pods by name alone: the series of team-a's pod on its
+    own GPU counted for team-b's too, which dcgm-exporter names on no GPU (hidden behind the job's pod),
+    and the job was measured with that pod's power in it. Now a series names a pod by namespace and name."""
+    from energaizer_operator.measured import discover_gpus, hidden_sharing
+
+    held = {"GPU-a": {"job-0-aaaaa"}}
+    seen = PodRun("team-a", "vllm-0", "n1", T0 + 5, T0 + 45, "Succeeded", None, 1)
+    hidden = PodRun("team-b", "vllm-0", "n1", T0 + 5, T0 + 45, "Succeeded", None, 1)
+    own_gpu = counter(100.0, T0, T0 + 60, labels={"UUID": "GPU-b", "namespace": "team-a", "pod": "vllm-0"})
+    for order in ([seen, hidden], [hidden, seen]):
+        out = hidden_sharing(held, order, [own_gpu], margin_seconds=5, now=T0 + 50)
+        assert out is not None and out.reason is Reason.SHARED, order
+        assert "team-b/vllm-0" in out.message and "names it on no GPU" in out.message, out.message
+    assert hidden_sharing(held, [seen], [own_gpu], margin_seconds=5, now=T0 + 50) is None
+    assert discover_gpus([hidden], [own_gpu], margin_seconds=5) == {}
+
+
 def test_two_series_of_one_gpu_read_at_different_moments_are_not_resets():
     """Two exporters (or scrape jobs, or Prometheus replicas) of one GPU: series that differ only in
     ``instance``, each reading the counter at its own moment, here 1 s apart. Merged by time, the older
