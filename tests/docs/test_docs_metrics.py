@@ -11,7 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 from energaizer_operator.extender.server import ExtenderMetrics
-from energaizer_operator.metrics import Metrics, _LeaderView
+from energaizer_operator.metrics import _LeaderView
+from operator_testkit import filled_metrics
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -34,24 +35,7 @@ def _exposed(text: str) -> Exposed:
 
 def _operator() -> Exposed:
     """Every series of the operator's registry filled once, as the leader's /metrics shows it."""
-    m = Metrics()
-    m.set_estimates(
-        "ns",
-        "a",
-        [
-            {
-                "feasible": True,
-                "gpuType": "l4",
-                "energyJoules": 9.0,
-                "durationSeconds": 2.0,
-                "averagePowerWatts": 4.5,
-            }
-        ],
-    )
-    m.set_placement("ns", "a", "l4", 3.0)
-    m.count_placement("l4", 9.0, 3.0)
-    m.estimation_seconds.observe(0.01)
-    m.set_inventory({"l4": 2}, ["Tesla-X"])
+    m = filled_metrics()
     m.set_measured("ns", "a", "l4", 8.0)
     m.prediction_error_ratio.labels(gpu_type="l4").observe(0.9)
     return _exposed(generate_latest(_LeaderView(m.registry, lambda: True)).decode())  # type: ignore[arg-type]

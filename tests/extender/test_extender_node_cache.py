@@ -34,7 +34,7 @@ from extender_support import (
     workload,
 )
 from kmock_support import RealisticEmulator
-from operator_testkit import use_kube_api, write_kubeconfig
+from operator_testkit import SocketServer, use_kube_api, write_kubeconfig
 
 pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
 
@@ -283,7 +283,7 @@ def test_a_failing_api_backs_off_doubling_to_the_cap() -> None:
     assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 1.0]
 
 
-class StubAPIServer:
+class StubAPIServer(SocketServer):
     """A Node API on 127.0.0.1 for the extender's own client (KubeNodeAPI). Lists are answered with one node
     at resourceVersion 7, but for the numbers in ``silent_lists`` (from 1), left unanswered. The watches send
     ``watches`` in turn, each a stream of events that then ends; after those, a watch gets its head and then
@@ -295,23 +295,11 @@ class StubAPIServer:
     ) -> None:
         self.silent_lists = set(silent_lists)
         self.watches = list(watches)
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
         self.lists = 0
         self.watched: list[dict[str, list[str]]] = []
-        self.conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
+    def serve(self, conn: socket.socket, number: int) -> None:
         buffer = b""
         with contextlib.suppress(OSError):  # closed at the end of the test
             while True:
@@ -348,11 +336,6 @@ class StubAPIServer:
                     % len(body)
                     + body
                 )
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self.conns:
-            conn.close()
 
 
 def run_cache_on(server: StubAPIServer, failures: int) -> tuple[NodeCache, list[int]]:

@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -104,6 +105,61 @@ def use_kube_api(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(kube, "SERVICE_ACCOUNT_NAMESPACE", tmp_path / "absent")
     monkeypatch.setattr(kube.kubernetes.config, "load_incluster_config", no_incluster)
     monkeypatch.setattr(kube, "api_client", functools.lru_cache(maxsize=1)(kube.api_client.__wrapped__))
+
+
+class SocketServer:
+    """A raw TCP server on 127.0.0.1 (an ephemeral port) for tests that need a socket-level API server:
+    each accepted connection is served by :meth:`serve` (``conn``, its number from 1) on its own daemon
+    thread; :meth:`close` closes the listening socket and every connection."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self.serve, args=(conn, len(self.conns)), daemon=True).start()
+
+    def serve(self, conn: socket.socket, number: int) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.conns:
+            conn.close()
+
+
+def filled_metrics() -> Any:
+    """An operator's metrics (``energaizer_operator.metrics.Metrics``) after one AIJob was estimated,
+    placed and counted on an ``l4``."""
+    from energaizer_operator.metrics import Metrics
+
+    m = Metrics()
+    m.set_estimates(
+        "ns",
+        "a",
+        [
+            {
+                "feasible": True,
+                "gpuType": "l4",
+                "energyJoules": 9.0,
+                "durationSeconds": 2.0,
+                "averagePowerWatts": 4.5,
+            }
+        ],
+    )
+    m.set_placement("ns", "a", "l4", 3.0)
+    m.count_placement("l4", 9.0, 3.0)
+    m.estimation_seconds.observe(0.01)
+    m.set_inventory({"l4": 2}, ["Tesla-X"])
+    return m
 
 
 def node(name: str, product: str, gpus: int, *, ready: bool = True) -> dict[str, Any]:

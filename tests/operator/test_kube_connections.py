@@ -15,7 +15,6 @@ import contextlib
 import json
 import socket
 import struct
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 import urllib3
 from energaizer_operator import kube
-from operator_testkit import use_kube_api
+from operator_testkit import SocketServer, use_kube_api
 
 LEASE = {
     "apiVersion": "coordination.k8s.io/v1",
@@ -34,7 +33,7 @@ LEASE = {
 }
 
 
-class ClosingServer:
+class ClosingServer(SocketServer):
     """Answers ``answered`` requests per connection with :data:`LEASE`; the next request on that
     connection is read in full and left unanswered, the connection closed (``how="close"``) or reset
     (``how="reset"``), or answered in part: the head and half the body, then reset (``how="midbody"``).
@@ -43,22 +42,10 @@ class ClosingServer:
     def __init__(self, answered: int, how: str) -> None:
         self.answered = answered
         self.how = how
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
         self.requests: list[tuple[int, str]] = []
-        self.conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn, len(self.conns)), daemon=True).start()
-
-    def _serve(self, conn: socket.socket, number: int) -> None:
+    def serve(self, conn: socket.socket, number: int) -> None:
         body = json.dumps(LEASE).encode()
         head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
         buffer = b""
@@ -74,11 +61,6 @@ class ClosingServer:
                 conn.sendall(head + body[: len(body) // 2])
             if self.how in ("reset", "midbody"):
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self.conns:
-            conn.close()
 
 
 def _read_request(conn: socket.socket, buffer: bytes) -> tuple[str, bytes]:

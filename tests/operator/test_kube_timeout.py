@@ -6,35 +6,22 @@ took 4 timeouts (a Lease renewal, 2 s per call on a 6 s Lease, took 8 s)."""
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from energaizer_operator import kube
-from operator_testkit import use_kube_api
+from operator_testkit import SocketServer, use_kube_api
 
 
-class Unanswering:
+class Unanswering(SocketServer):
     """Accepts connections and reads requests on 127.0.0.1, never answers; counts the requests."""
 
     def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
         self.requests = 0
-        self.conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
-
-    def _read(self, conn: socket.socket) -> None:
+    def serve(self, conn: socket.socket, number: int) -> None:
         while True:
             try:
                 data = conn.recv(65536)
@@ -43,11 +30,6 @@ class Unanswering:
             if not data:
                 return
             self.requests += data.count(b" HTTP/1.1\r\n")
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self.conns:
-            conn.close()
 
 
 @pytest.fixture

@@ -33,6 +33,20 @@ def counter(
     return Series({**GPU, **(labels or {})}, samples)
 
 
+def capture_status_writes(monkeypatch, aijob: dict | None = None) -> list[dict]:
+    """The AIJob status patches the measurement sends, in order, with no API server: ``read_aijob``
+    answers ``aijob`` (by default one at resourceVersion 1) and Events are dropped."""
+    import kopf
+    from energaizer_operator import kube
+
+    written: list[dict] = []
+    body = aijob if aijob is not None else {"metadata": {"resourceVersion": "1"}}
+    monkeypatch.setattr(kube, "read_aijob", lambda ns, name: body)
+    monkeypatch.setattr(kube, "patch_aijob_status", lambda ns, name, status, rv=None: written.append(status))
+    monkeypatch.setattr(kopf, "event", lambda *a, **k: None)
+    return written
+
+
 async def serve_query(handler, path: str = "/api/v1/query"):
     """A fake Prometheus on localhost answering ``POST path`` with ``handler``: (runner, port); the caller
     cleans the runner up."""
@@ -387,9 +401,7 @@ async def test_waiting_for_a_sample_that_never_comes_gives_up(monkeypatch):
     WaitingForData retried (a query every 10 minutes) until Prometheus' retention drops the series."""
     import time
 
-    import kopf
     from aiohttp import web
-    from energaizer_operator import kube
     from energaizer_operator.measured_handlers import Candidate, JobRun, Measurer
     from energaizer_operator.settings import OperatorSettings
     from energaizer_operator.state import OperatorState
@@ -404,10 +416,7 @@ async def test_waiting_for_a_sample_that_never_comes_gives_up(monkeypatch):
         return web.json_response({"status": "success", "data": {"resultType": "matrix", "result": result}})
 
     runner, port = await serve_query(query)
-    written: list[dict] = []
-    monkeypatch.setattr(kube, "read_aijob", lambda ns, name: {"metadata": {"resourceVersion": "1"}})
-    monkeypatch.setattr(kube, "patch_aijob_status", lambda ns, name, status, rv=None: written.append(status))
-    monkeypatch.setattr(kopf, "event", lambda *a, **k: None)
+    written = capture_status_writes(monkeypatch)
     cfg = OperatorSettings(prometheus_url=f"http://127.0.0.1:{port}", measure_give_up_seconds=3600)
     measurer = Measurer(cfg, {"state": OperatorState(cfg)})
     cand = Candidate("ns", "a", "uid-a", "job", "h100-sxm", None)
@@ -431,9 +440,7 @@ async def test_a_pod_that_never_ended_is_waited_for_said_and_not_left_out(monkey
     A pod still in its grace period is being torn down: nothing is said yet."""
     import time
 
-    import kopf
     from aiohttp import web
-    from energaizer_operator import kube
     from energaizer_operator.measured import PodRun
     from energaizer_operator.measured_handlers import Candidate, JobRun, Measurer
     from energaizer_operator.settings import OperatorSettings
@@ -454,10 +461,7 @@ async def test_a_pod_that_never_ended_is_waited_for_said_and_not_left_out(monkey
         return web.json_response({"status": "success", "data": {"resultType": "matrix", "result": result}})
 
     runner, port = await serve_query(query)
-    written: list[dict] = []
-    monkeypatch.setattr(kube, "read_aijob", lambda ns, name: {"metadata": {"resourceVersion": "1"}})
-    monkeypatch.setattr(kube, "patch_aijob_status", lambda ns, name, status, rv=None: written.append(status))
-    monkeypatch.setattr(kopf, "event", lambda *a, **k: None)
+    written = capture_status_writes(monkeypatch)
     cfg = OperatorSettings(prometheus_url=f"http://127.0.0.1:{port}", measure_give_up_seconds=3600)
     cand = Candidate("ns", "a", "uid-a", "job", "h100-sxm", None)
     outcomes = []

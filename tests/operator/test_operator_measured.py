@@ -156,25 +156,7 @@ async def play_pods(cluster: Cluster, plans: list[PodPlan], complete_jobs: bool 
                 }
             }
             phase = "Succeeded"
-        resp = await k8s.patch(
-            f"{POD}/{p.name}/status",
-            json={
-                "status": {
-                    "phase": phase,
-                    "containerStatuses": [  # as the kubelet writes them (image, imageID, restartCount required)
-                        {
-                            "name": "main",
-                            "ready": phase == "Running",
-                            "state": state,
-                            "image": "trainer:1",
-                            "imageID": "docker.io/library/trainer@sha256:0",
-                            "restartCount": 0,
-                        }
-                    ],
-                }
-            },
-        )
-        assert resp.status == 200, await resp.text()
+        await set_pod_status(cluster, p.name, phase, state)
         if not p.job:
             continue  # a pod of no Job
         if kind == "start":

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from energaizer_operator.metrics import Metrics
+from operator_testkit import filled_metrics
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -19,31 +20,8 @@ COUNTS = (
 BOUNDED_LABELS = {"namespace", "aijob", "gpu_type", "phase", "product"}
 
 
-def _filled() -> Metrics:
-    """An operator's metrics after one AIJob was estimated, placed and counted."""
-    m = Metrics()
-    m.set_estimates(
-        "ns",
-        "a",
-        [
-            {
-                "feasible": True,
-                "gpuType": "l4",
-                "energyJoules": 9.0,
-                "durationSeconds": 2.0,
-                "averagePowerWatts": 4.5,
-            }
-        ],
-    )
-    m.set_placement("ns", "a", "l4", 3.0)
-    m.count_placement("l4", 9.0, 3.0)
-    m.estimation_seconds.observe(0.01)
-    m.set_inventory({"l4": 2}, ["Tesla-X"])
-    return m
-
-
 def _families() -> dict[str, object]:
-    m = _filled()
+    m = filled_metrics()
     text = generate_latest(m.registry).decode()
     # the text format shows each counter's and histogram's `_created` timestamp as a family of its own
     # the savings gauge and the savings counter share the family name (the counter's samples end in _total)
@@ -112,7 +90,7 @@ def test_a_standby_replica_leaves_the_mirrored_gauges_to_the_leader() -> None:
     import socket
     import urllib.request
 
-    m = _filled()
+    m = filled_metrics()
     leading = [False]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -151,7 +129,7 @@ def test_metrics_are_served_in_the_text_format_even_when_openmetrics_is_asked_fo
 
     from operator_testkit import free_port
 
-    m = _filled()
+    m = filled_metrics()
     port = free_port()
     server = m.serve(port, addr="127.0.0.1")
     prometheus_accept = (

@@ -197,12 +197,11 @@ async def test_a_job_pod_deleted_behind_the_index_does_not_hold_its_measurement_
     measurement leaves it out: the Job's energy is measured now, from the pod that ran."""
     import time
 
-    import kopf
     from aiohttp import web
     from energaizer_operator.measured import PodRun
     from energaizer_operator.measured_handlers import Candidate, JobRun, Measurer
     from energaizer_operator.state import OperatorState
-    from test_measured_units import GPU, serve_query
+    from test_measured_units import GPU, capture_status_writes, serve_query
 
     t0 = time.time() - 300.0  # ended minutes ago: well within the give-up time
     ran = PodRun("ns", "job-ran", "n1", t0 + 10, t0 + 70, "Succeeded", "job", 1, uid="p-ran", job_uid="j-1")
@@ -221,10 +220,7 @@ async def test_a_job_pod_deleted_behind_the_index_does_not_hold_its_measurement_
         return web.json_response({"status": "success", "data": {"resultType": "matrix", "result": result}})
 
     runner, port = await serve_query(query)
-    written: list[dict] = []
-    monkeypatch.setattr(kube, "read_aijob", lambda ns, name: {"metadata": {"resourceVersion": "1"}})
-    monkeypatch.setattr(kube, "patch_aijob_status", lambda ns, name, status, rv=None: written.append(status))
-    monkeypatch.setattr(kopf, "event", lambda *a, **k: None)
+    written = capture_status_writes(monkeypatch)
     cfg = OperatorSettings(prometheus_url=f"http://127.0.0.1:{port}")
     state = OperatorState(cfg)
     measure_pods = {("job", "ns", "job"): [ran, evicted, helper], ("node", "n1"): [ran, evicted]}
