@@ -35,9 +35,9 @@ from pydantic import ValidationError
 
 from energaizer.errors import InvalidInputError
 from energaizer.whatif import DEFAULT_MAX_SLOWDOWN
-from energaizer_operator import AIJOB_LABEL, API_VERSION, KIND, kube
+from energaizer_operator import AIJOB_LABEL, kube
 from energaizer_operator.estimation import estimate_job
-from energaizer_operator.inventory import Capacity, compute_capacity
+from energaizer_operator.inventory import Capacity, aijob_owner_uid, compute_capacity
 from energaizer_operator.loops import DeletedObjects
 from energaizer_operator.models import EstimateStatus
 from energaizer_operator.pod_workload import ANNOTATION_WORKLOAD, job_spec, parse_workload, pod_gpus
@@ -67,11 +67,7 @@ def gated_by_us(annotations: Mapping[str, str] | None) -> bool:
 
 
 def created_by_energaizer(meta: Mapping[str, Any]) -> bool:
-    owned = any(
-        ref.get("kind") == KIND and ref.get("apiVersion") == API_VERSION
-        for ref in meta.get("ownerReferences") or []
-    )
-    return owned or AIJOB_LABEL in (meta.get("labels") or {})
+    return bool(aijob_owner_uid(meta)) or AIJOB_LABEL in (meta.get("labels") or {})
 
 
 def _fraction(annotations: Mapping[str, str], key: str, default: float) -> float:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from energaizer_operator import AIJOB_LABEL, ANNOTATION_GPU_TYPE, ANNOTATION_GPUS, API_VERSION, KIND
+from energaizer_operator import AIJOB_LABEL, ANNOTATION_GPU_TYPE, ANNOTATION_GPUS, GROUP, KIND
 
 logger = logging.getLogger(__name__)
 
@@ -210,6 +210,15 @@ def _float(value: Any) -> float | None:
         return None
 
 
+def aijob_owner_uid(meta: Mapping[str, Any]) -> str:
+    """The uid of the AIJob an object's ownerReferences name ("" if none): any served version of the group,
+    so a Job created under an earlier version of the CRD is still its AIJob's after an upgrade."""
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == KIND and str(ref.get("apiVersion") or "").split("/")[0] == GROUP:
+            return str(ref.get("uid") or "")
+    return ""
+
+
 def steered_job(body: Mapping[str, Any], *, product_label: str = "") -> SteeredJob | None:
     """The view of a Job the operator created; ``product_label``: the node label of the GPU product."""
     meta = body.get("metadata") or {}
@@ -217,14 +226,7 @@ def steered_job(body: Mapping[str, Any], *, product_label: str = "") -> SteeredJ
     gpu_type = annotations.get(ANNOTATION_GPU_TYPE)
     if not gpu_type:
         return None
-    owner_uid = next(
-        (
-            ref.get("uid")
-            for ref in meta.get("ownerReferences") or []
-            if ref.get("kind") == KIND and ref.get("apiVersion") == API_VERSION
-        ),
-        None,
-    )
+    owner_uid = aijob_owner_uid(meta) or None
     spec = body.get("spec") or {}
     suspended = bool(spec.get("suspend"))
     phase, finished = job_phase(body.get("status") or {}, suspended)

@@ -31,14 +31,13 @@ import kopf
 from energaizer_operator import (
     ANNOTATION_ENERGY,
     ANNOTATION_GPU_TYPE,
-    API_VERSION,
     GROUP,
-    KIND,
     PLURAL,
     VERSION,
     kube,
 )
 from energaizer_operator.conditions import set_condition
+from energaizer_operator.inventory import aijob_owner_uid
 from energaizer_operator.loops import DeletedObjects, index_values
 from energaizer_operator.measured import (
     ENERGY_METRIC,
@@ -97,14 +96,7 @@ def job_run(body: Mapping[str, Any]) -> JobRun:
     completed = parse_time(status.get("completionTime"))
     if completed is None and done:
         completed = parse_time(done[0].get("lastTransitionTime"))
-    owner_uid = next(
-        (
-            str(ref.get("uid") or "")
-            for ref in meta.get("ownerReferences") or []
-            if ref.get("kind") == KIND and ref.get("apiVersion") == API_VERSION
-        ),
-        "",
-    )
+    owner_uid = aijob_owner_uid(meta)
     return JobRun(
         str(meta.get("namespace") or ""),
         str(meta.get("name") or ""),

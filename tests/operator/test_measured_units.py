@@ -666,3 +666,24 @@ def test_a_jobs_pods_are_those_of_its_uid():
     assert job_pods([old, new, new2], "job-3") == []
     assert job_pods([old, new, new2], "") == [new, new2]
     assert job_pods([old], "") == [old]
+
+
+def test_a_job_owned_by_its_aijob_under_any_served_version_is_its_job():
+    """A Job's owner is its AIJob whatever version of the CRD the ownerReference names (a Job created under an
+    earlier served version is still the AIJob's after an upgrade); another kind or group is not its owner."""
+    from energaizer_operator.measured_handlers import job_run
+
+    def job(api_version: str, kind: str = "AIJob") -> dict:
+        ref = {"apiVersion": api_version, "kind": kind, "name": "a", "uid": "uid-a", "controller": True}
+        return {"metadata": {"namespace": "ns", "name": "a-0", "uid": "j", "ownerReferences": [ref]}}
+
+    from energaizer_operator.gate import created_by_energaizer
+
+    for body, owner in (
+        (job("energaizer.io/v1alpha1"), "uid-a"),
+        (job("energaizer.io/v1"), "uid-a"),
+        (job("other.example/v1alpha1"), ""),
+        (job("energaizer.io/v1alpha1", kind="Workload"), ""),
+    ):
+        assert job_run(body).owner_uid == owner  # the measurement's view
+        assert created_by_energaizer(body["metadata"]) is bool(owner)  # the Kueue gate's
