@@ -171,15 +171,15 @@ def list_aijobs(namespaces: list[str], all_namespaces: bool) -> list[dict[str, A
     from energaizer.errors import InvalidInputError
 
     kube = operator_module("kube", "export-measurements")
+    relist = operator_module("relist", "export-measurements")
     try:
         kube.load_config()
     except kube.NoClusterConfigError as exc:
         raise InvalidInputError("KUBECONFIG", f"no cluster credentials: {exc}") from None
-    base = "/apis/energaizer.io/v1alpha1"
-    if all_namespaces:
-        paths = [f"{base}/aijobs"]
-    else:
-        paths = [f"{base}/namespaces/{ns}/aijobs" for ns in namespaces or [kube.current_namespace()]]
+    # no namespace: cluster-wide
+    paths = relist.collection_paths(
+        "aijobs", [] if all_namespaces else namespaces or [kube.current_namespace()]
+    )
     try:
         return [item for path in paths for item in kube.list_items(path)]
     except kube.ApiException as exc:

@@ -333,17 +333,27 @@ def parse_matrix(result: Iterable[Mapping[str, Any]]) -> list[Series]:
 def discover_gpus(
     pods: Sequence[PodRun], series: Iterable[Series], margin_seconds: float
 ) -> dict[str, set[str]]:
-    """GPU UUID -> names of the job's pods seen on it within their own run window (+/- margin). A series
-    names a pod by namespace and name (pods of one name in two namespaces are two pods)."""
+    """GPU UUID -> names of the job's pods seen on it within their own run window (+/- margin)."""
+    return {
+        uuid: {name for _ns, name in keys} for uuid, keys in _gpus_seen(pods, series, margin_seconds).items()
+    }
+
+
+def _gpus_seen(
+    pods: Sequence[PodRun], series: Iterable[Series], margin_seconds: float
+) -> dict[str, set[tuple[str, str]]]:
+    """GPU UUID -> (namespace, name) of the pods seen on it within their own run window (+/- margin). A
+    series names a pod by namespace and name (pods of one name in two namespaces are two pods)."""
     by_key = {(p.namespace, p.name): p for p in pods}
-    found: dict[str, set[str]] = {}
+    found: dict[str, set[tuple[str, str]]] = {}
     for s in series:
-        pod = by_key.get((s.labels.get(LABEL_NAMESPACE, ""), s.labels.get(LABEL_POD, "")))
+        key = (s.labels.get(LABEL_NAMESPACE, ""), s.labels.get(LABEL_POD, ""))
+        pod = by_key.get(key)
         uuid = s.labels.get(LABEL_UUID)
         if pod is None or not uuid or pod.started is None or pod.finished is None:
             continue
         if any(pod.started - margin_seconds <= t <= pod.finished + margin_seconds for t, _ in s.samples):
-            found.setdefault(uuid, set()).add(pod.name)
+            found.setdefault(uuid, set()).add(key)
     return found
 
 
@@ -711,11 +721,9 @@ def hidden_sharing(
     on other GPUs only."""
     neighbours = [n if n.finished is not None else dataclasses.replace(n, finished=now) for n in neighbours]
     where: dict[tuple[str, str], set[str]] = {}  # (namespace, pod) -> the GPUs it is named on
-    for ns in {n.namespace for n in neighbours}:
-        mine = [n for n in neighbours if n.namespace == ns]
-        for uuid, names in discover_gpus(mine, series, margin_seconds).items():
-            for name in names:
-                where.setdefault((ns, name), set()).add(uuid)
+    for uuid, keys in _gpus_seen(neighbours, series, margin_seconds).items():
+        for key in keys:
+            where.setdefault(key, set()).add(uuid)
     for n in neighbours:
         uuids = where.get((n.namespace, n.name), set())
         if uuids & set(held):

@@ -197,6 +197,7 @@ def candidate(body: Mapping[str, Any]) -> Candidate | None:
     job_name = (status.get("placement") or {}).get("jobName")
     if not job_name or status.get("measured") or _final(status):
         return None
+    job_ended = _running_reason(status, ENDED, ENDED)
     return Candidate(
         str(meta.get("namespace") or ""),
         str(meta.get("name") or ""),
@@ -210,8 +211,8 @@ def candidate(body: Mapping[str, Any]) -> Candidate | None:
             if e.get("feasible") and e.get("gpuType") and e.get("energyJoules") is not None
         ),
         job_deleted=_running_reason(status, ("Failed",), (Reason.JOB_DELETED,)),
-        job_ended=_running_reason(status, ENDED, ENDED),
-        ended_at=_running_since(status) if _running_reason(status, ENDED, ENDED) else None,
+        job_ended=job_ended,
+        ended_at=_running_since(status) if job_ended else None,
     )
 
 

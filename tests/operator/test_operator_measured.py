@@ -209,6 +209,17 @@ async def measuring_operator(operator_factory, prom: Prometheus, **env: str):
     )
 
 
+async def measured_stack(cluster: Cluster, operator_factory, tmp_path):
+    """The fleet (booted 10 min ago) and its exporters, a real Prometheus scraping them and the operator
+    reading it (:func:`measuring_operator`); skips without the prometheus binary. The caller stops them
+    (:func:`shutdown`, then the operator)."""
+    prometheus_binary()
+    fleet, exporters = await start_fleet(cluster, boot=time.time() - 600.0)
+    prom = Prometheus(tmp_path, {"dcgm-exporter": [f"127.0.0.1:{e.port}" for e in exporters]})
+    prom.start()
+    return fleet, exporters, prom, await measuring_operator(operator_factory, prom)
+
+
 async def shutdown(prom: Prometheus, exporters: list[FakeExporter]) -> None:
     prom.stop()
     await asyncio.gather(*(e.stop() for e in exporters))
@@ -424,12 +435,8 @@ async def test_prometheus_down_is_retried_placing_goes_on_and_a_deleted_job_is_m
     is back; its pod is still known (not yet collected by the garbage collector, or orphaned). The AIJob
     stayed Succeeded with the retryable ``PrometheusUnavailable`` for good: the measurer waited for the
     finished Job, which no longer exists. Now it is measured from its pod's window and GPUs, within 5 %."""
-    prometheus_binary()
     c = cluster
-    fleet, exporters = await start_fleet(c, boot=time.time() - 600.0)
-    prom = Prometheus(tmp_path, {"dcgm-exporter": [f"127.0.0.1:{e.port}" for e in exporters]})
-    prom.start()
-    op = await measuring_operator(operator_factory, prom)
+    fleet, exporters, prom, op = await measured_stack(c, operator_factory, tmp_path)
     try:
         names = ("early", "ttl")
         for name in names:
@@ -584,12 +591,8 @@ async def test_pods_of_an_earlier_job_of_the_same_name_are_not_counted(cluster, 
     name: "rerun" added the earlier run's GPU and time to its own (2 GPUs, the time of both runs), "stuck"
     waited for the stuck pod until ENERGAIZER_MEASURE_GIVE_UP_SECONDS (an hour) after its Job ended. Now a
     Job's pods are those whose owner is that Job's uid: each is measured from its own pod, within 5 %."""
-    prometheus_binary()
     c = cluster
-    fleet, exporters = await start_fleet(c, boot=time.time() - 600.0)
-    prom = Prometheus(tmp_path, {"dcgm-exporter": [f"127.0.0.1:{e.port}" for e in exporters]})
-    prom.start()
-    op = await measuring_operator(operator_factory, prom)
+    fleet, exporters, prom, op = await measured_stack(c, operator_factory, tmp_path)
     try:
         await wait_for(lambda: len(prom.query('up{job="dcgm-exporter"} == 1')) == len(exporters), timeout=60)
         # the earlier runs: "rerun"'s pod ran 6 s and was left behind, "stuck"'s is on a lost node
