@@ -81,7 +81,11 @@ async def startup(
     # watch event): only warnings. The operator's own Events are posted by reporting.report.
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300  # reconnect watches now and then (kopf default: never)
-    kube.set_request_timeout(cfg.api_timeout_seconds)  # the operator's own calls (kopf's have their own)
+    kube.set_request_timeout(cfg.api_timeout_seconds)  # the operator's own calls
+    # kopf's own requests (its patches, Events, lists; a watch's connect) under the same limit: kopf's
+    # default is 5 minutes, so one request to a server that died without a reset held up every Event
+    # posted after it (kopf posts them one by one) that long. A timed-out request is retried by kopf.
+    settings.networking.request_timeout = cfg.api_timeout_seconds
     if cfg.leader_election:  # elected from the start: a standby keeps its indices warm meanwhile
         state.election = LeaderElection(cfg)
         state.tasks.append(asyncio.get_running_loop().create_task(state.election.run(), name="election"))

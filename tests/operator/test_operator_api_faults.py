@@ -192,6 +192,28 @@ async def test_writes_left_unanswered_do_not_hold_up_the_other_aijobs(cluster, o
     assert await op.stop() == 0
 
 
+async def test_an_unanswered_kopf_request_gives_up_after_the_api_timeout(cluster, operator_factory):
+    """kopf posts the operator's Events one by one; the first one's POST is never answered (a server that
+    died without a reset). It was held for kopf's own 5-minute request timeout, and every Event after it
+    with it. kopf's requests now take ENERGAIZER_API_TIMEOUT_SECONDS (3 s here) and are retried."""
+    c = cluster
+    await c.add_node(node("h100-0", PRODUCTS["h100-sxm"], 8))
+    lost = Fault(r"/events$", frozenset({"POST"}), agent="kopf/", hang=True, times=1)
+    c.k8s.faults.append(lost)
+    op = await operator_factory(ENERGAIZER_API_TIMEOUT_SECONDS="3")
+    for name in ("first", "second"):
+        await c.create(aijob(name, model="gpt2", requests=200))
+    await wait_for(lambda: lost.hits == 1, timeout=60)
+    await wait_for(lambda: all(c.phase(n) == "Placed" for n in ("first", "second")), timeout=60)
+    # the hung Event posted again, and the ones queued behind it: each AIJob's Placed Event
+    await wait_for(
+        lambda: all(any(e.get("reason") == "Placed" for e in c.events(n)) for n in ("first", "second")),
+        timeout=60,
+    )
+    assert [what for *_, what in c.k8s.injected] == ["hang"]
+    assert await op.stop() == 0
+
+
 async def test_a_pod_deleted_while_the_watch_was_down_frees_its_gpus(cluster, operator_factory):
     """The API server is gone for a while; meanwhile a pod holding all 8 L4 GPUs is deleted and the
     server compacts its history (the watches come back to 410 Gone and list again). The GPUs are free:
