@@ -39,12 +39,15 @@ def test_estimate_prints_a_model_files_id_as_written(tmp_path: Path, capsys) -> 
     assert "[/] inference" in _out(capsys, "estimate", "--model-file", str(path), "--gpu", "l4")
 
 
-def test_plan_prints_pool_and_trace_names_as_written(tmp_path: Path, capsys) -> None:
-    pools = tmp_path / "pools.yaml"
-    pools.write_text("- {gpu: l4, nodes: 1, gpus_per_node: 2, name: '[/p]'}\n")
-    trace = tmp_path / "[b]trace.csv"
-    trace.write_text("submit_time_s,gpu_count,duration_s\n0,1,10\n")
-    out = _out(capsys, "plan", "--pools", str(pools), "--trace", str(trace), "--power-limit-w", "[/p]=60,70")
+def test_plan_prints_pool_and_trace_names_as_written(tmp_path: Path, capsys, monkeypatch) -> None:
+    # relative names: the title is folded at spaces to the tables' width, and where an absolute temporary
+    # path put the fold (its length varies by machine and run) "[/p] 1x2" could be split over two lines
+    monkeypatch.chdir(tmp_path)
+    Path("pools.yaml").write_text("- {gpu: l4, nodes: 1, gpus_per_node: 2, name: '[/p]'}\n")
+    Path("[b]trace.csv").write_text("submit_time_s,gpu_count,duration_s\n0,1,10\n")
+    out = _out(
+        capsys, "plan", "--pools", "pools.yaml", "--trace", "[b]trace.csv", "--power-limit-w", "[/p]=60,70"
+    )
     assert "[b]trace.csv" in out and "[/p] 1x2" in out  # the title (folded to the tables' width)
     assert "[/p] (2)" in out  # the utilisation table's column
     assert "│ [/p] " in out  # the power-limit sweep's rows
