@@ -252,10 +252,16 @@ def test_values_reach_the_operator_settings(render, tmp_path: Path) -> None:
 
 def test_relist_and_api_timeout_values_reach_the_operator_settings(render, tmp_path: Path) -> None:
     """First-class values for ENERGAIZER_RELIST_INTERVAL_SECONDS and ENERGAIZER_API_TIMEOUT_SECONDS (0 is a
-    value: never relist), rendered only when set."""
+    value: never relist), rendered only when set; the API timeout reaches the extender's node cache too."""
     values = {"operator": {"relistIntervalSeconds": 0, "apiTimeoutSeconds": 12.5}}
     settings = _settings(render(values), tmp_path)
     assert settings.relist_interval_seconds == 0 and settings.api_timeout_seconds == 12.5
+    deployments = by_kind(render({**values, "extender": {"enabled": True}}), "Deployment")
+    extender = next(d for d in deployments if d["metadata"]["name"].endswith("-extender"))
+    assert (
+        _env(extender["spec"]["template"]["spec"]["containers"][0])["ENERGAIZER_API_TIMEOUT_SECONDS"]
+        == "12.5"
+    )
     env = _env(_container(render()))
     assert "ENERGAIZER_RELIST_INTERVAL_SECONDS" not in env and "ENERGAIZER_API_TIMEOUT_SECONDS" not in env
 

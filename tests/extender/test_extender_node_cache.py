@@ -389,6 +389,28 @@ def test_an_api_server_gone_silent_is_given_up_on_and_relisted(stub_api) -> None
     assert cache.synced.is_set() and cache.product("h100-a") == PRODUCTS["h100-sxm"]
 
 
+def test_the_extender_takes_its_api_timeout_from_the_settings(tmp_path: Path) -> None:
+    """ENERGAIZER_API_TIMEOUT_SECONDS bounds the extender's node-cache calls as it bounds the operator's:
+    the first list, sent to an API server that never answers it, gives up after 1 s here and the relist
+    syncs the cache (readyz 200). The extender ignored the setting: that list waited for the default 30 s,
+    and the scheduler got 503 from readyz meanwhile."""
+    server = StubAPIServer(silent_lists={1})
+    try:
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{server.port}")
+        env = {"KUBECONFIG": str(kubeconfig), "ENERGAIZER_API_TIMEOUT_SECONDS": "1"}
+        ext = ExtenderProcess(tmp_path, env=env)
+        try:
+            deadline = time.monotonic() + 20  # the default timeout is 30 s
+            while request(ext.port, "/readyz")[0] != 200:
+                assert time.monotonic() < deadline, f"not ready ({server.lists} lists):\n{ext.log()}"
+                time.sleep(0.2)
+            assert server.lists >= 2  # the unanswered list given up, then one answered
+        finally:
+            ext.stop()
+    finally:
+        server.close()
+
+
 def test_the_real_clients_watch_events(stub_api, caplog: pytest.LogCaptureFixture) -> None:
     """Through the real client: a watch asks for bookmarks (a quiet cluster's watch resumes from a current
     resourceVersion, not one compacted away meanwhile: a 410 Gone and a relist at each expiry); a node added

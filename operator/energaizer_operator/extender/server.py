@@ -249,8 +249,8 @@ def run(
 ) -> None:
     """Serve until SIGINT/SIGTERM on ``port`` of every IPv6 and IPv4 address (``host`` None; IPv4 alone
     where the host has no IPv6), or of exactly ``host`` (:func:`energaizer_operator.listen.listen_socket`;
-    an ``OSError`` where it cannot be bound). Settings (GPU label, product map, profile, log level) are the
-    operator's ``ENERGAIZER_*`` variables; ``profile`` (``energaizer extender --profile``) replaces
+    an ``OSError`` where it cannot be bound). Settings (GPU label, product map, profile, log level, API
+    timeout) are the operator's ``ENERGAIZER_*`` variables; ``profile`` (``energaizer extender --profile``) replaces
     ``ENERGAIZER_PROFILE``."""
     from energaizer_operator.settings import OperatorSettings
 
@@ -268,6 +268,10 @@ def run(
         product_map=settings.product_map,
         profile=settings.profile,
     )
+    if node_cache:  # the node cache's list and watch calls: the operator's API timeout
+        from energaizer_operator import kube
+
+        kube.set_request_timeout(settings.api_timeout_seconds)
     cache = NodeCache(settings.gpu_product_label) if node_cache else None
     app = make_app(scorer, cache)
     if cache is not None:
