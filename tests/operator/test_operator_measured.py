@@ -593,8 +593,8 @@ async def test_pods_of_an_earlier_job_of_the_same_name_are_not_counted(cluster, 
     Job's pods are those whose owner is that Job's uid: each is measured from its own pod, within 5 %."""
     c = cluster
     fleet, exporters, prom, op = await measured_stack(c, operator_factory, tmp_path)
+    earlier_run = None
     try:
-        await wait_for(lambda: len(prom.query('up{job="dcgm-exporter"} == 1')) == len(exporters), timeout=60)
         # the earlier runs: "rerun"'s pod ran 6 s and was left behind, "stuck"'s is on a lost node
         earlier: dict[str, PodPlan] = {}
         for name in ("rerun", "stuck"):
@@ -612,7 +612,8 @@ async def test_pods_of_an_earlier_job_of_the_same_name_are_not_counted(cluster, 
             p.start, p.end = t0, t0 + 6
             for g in p.gpus:
                 g.holds.append(Hold("default", p.name, p.start, p.end, BUSY_WATTS["l4"]))
-        await play_pods(c, [dataclasses.replace(earlier["rerun"], job="")])  # (no Job to complete)
+        # (no Job to complete); played meanwhile: the new runs overlap its end, on other GPUs
+        earlier_run = asyncio.create_task(play_pods(c, [dataclasses.replace(earlier["rerun"], job="")]))
         stuck = earlier["stuck"]
         await set_pod_status(c, stuck.name, "Running", {"running": {"startedAt": iso(stuck.start)}})
         # deleted (the Job's garbage collection), but its lost node's kubelet never confirms it: it stays,
@@ -627,6 +628,7 @@ async def test_pods_of_an_earlier_job_of_the_same_name_are_not_counted(cluster, 
             await c.create(aijob(name))
         for name in earlier:
             await wait_for(lambda n=name: c.phase(n) == "Placed" and n in c.jobs(), timeout=60)
+        await wait_for(lambda: len(prom.query('up{job="dcgm-exporter"} == 1')) == len(exporters), timeout=60)
         plans = {}
         for name in earlier:
             node_name, held = fleet.take(c.aijob(name)["status"]["placement"]["gpuType"], 1)
@@ -638,6 +640,7 @@ async def test_pods_of_an_earlier_job_of_the_same_name_are_not_counted(cluster, 
             for g in p.gpus:
                 g.holds.append(Hold("default", p.name, p.start, p.end, BUSY_WATTS[fleet.types[p.node]]))
         await play_pods(c, list(plans.values()))
+        await earlier_run  # long over: it ended 6 s after t0, the new runs 8 s after t1 > t0
         for name, p in plans.items():
             m = await wait_for(lambda n=name: c.aijob(n)["status"].get("measured"), timeout=60, interval=0.5)
             truth = p.gpus[0].energy_joules(p.start, p.end)
@@ -650,5 +653,7 @@ async def test_pods_of_an_earlier_job_of_the_same_name_are_not_counted(cluster, 
             assert m["energyJoules"] == pytest.approx(truth, rel=0.05), (name, m, truth)
             assert m["durationSeconds"] == pytest.approx(8.0, rel=0.05), (name, m)
     finally:
+        if earlier_run is not None:
+            earlier_run.cancel()
         await shutdown(prom, exporters)
     assert await op.stop() == 0
