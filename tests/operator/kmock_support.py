@@ -4,9 +4,11 @@
   kopf's finalizer JSON-Patch, label selectors and list kinds.
 * a bounded request log (kmock scans it on every request), with ``journal`` for assertions.
 * ``metadata.generateName`` honoured (kopf posts Events with it).
-* strict like a real API server: 400 Bad Request for a body with ``NaN``/``Infinity`` (not JSON), and
+* strict like a real API server: 400 Bad Request for a body with ``NaN``/``Infinity`` (not JSON),
   409 Conflict for a PUT/PATCH whose body carries a stale ``metadata.resourceVersion`` (optimistic
-  concurrency, as the Lease-based leader election relies on).
+  concurrency, as the Lease-based leader election relies on), and 422 Invalid for a PATCH whose body's
+  ``metadata.uid`` is not the stored object's (deleted and created again under its name: "metadata.uid:
+  field is immutable"; a custom resource's ``/status`` PATCH ignores the uid, as the API server does).
 * strict like a real API server for the AIJob custom resource (the CRD the chart installs,
   ``charts/energaizer/crds``): every write is pruned of the fields its ``openAPIV3Schema`` lacks (silently,
   as the API server does; each pruned path is noted in ``pruned``), then validated against it (422
@@ -320,6 +322,7 @@ class RealisticEmulator(kmock.KubernetesEmulator):
                         reason="Conflict",
                         message=f"the object has been modified (resourceVersion {wanted} != {current})",
                     )
+            self._check_uid(request)  # after the resourceVersion, as the API server checks them
         if request.resource == AIJOB_RESOURCE and request.action in (
             enums.action.CREATE,
             enums.action.UPDATE,
@@ -364,6 +367,38 @@ class RealisticEmulator(kmock.KubernetesEmulator):
             if key in self.objects and not self.objects[key].deleted:
                 check_builtin(_patched(self.objects[key].raw, request.data))
         return await super()._handle(request)
+
+    def _check_uid(self, request) -> None:
+        """A PATCH whose body carries a ``metadata.uid`` other than the stored object's (it was deleted and
+        created again under its name since the writer read it) is refused as by a real API server: 422
+        Invalid, ``metadata.uid`` is immutable (``rest.BeforeUpdate``). A PATCH of a custom resource's
+        ``/status`` keeps the stored metadata whatever the body says (the status strategy copies the stored
+        object), so a uid there is no precondition and nothing is refused. (A PUT, whose uid is a storage
+        precondition, 409 "Precondition failed: UID in precondition", kmock 0.8 does not serve.)"""
+        wanted = (request.data.get("metadata") or {}).get("uid")
+        key = (request.resource, request.namespace, request.name)
+        if not wanted or key not in self.objects or self.objects[key].deleted:
+            return
+        if str(wanted) == str(self.objects[key].get("metadata", {}).get("uid", "")):
+            return
+        if request.resource == AIJOB_RESOURCE and request.subresource == "status":
+            return
+        res = request.resource
+        info = self.resources[res] if res in self.resources else None  # noqa: SIM401 (not a dict)
+        kind = info.kind if info and info.kind else res.plural.capitalize()
+        qualified = f"{kind}.{res.group}" if res.group else kind
+        why = f'Invalid value: "{wanted}": field is immutable'
+        raise KubernetesError(
+            status=422,
+            reason="Invalid",
+            message=f'{qualified} "{request.name}" is invalid: metadata.uid: {why}',
+            details={
+                "name": request.name,
+                "group": res.group,
+                "kind": kind,
+                "causes": [{"reason": "FieldValueInvalid", "message": why, "field": "metadata.uid"}],
+            },
+        )
 
     def _next_rv(self) -> str:
         self._rv = getattr(self, "_rv", 0) + 1

@@ -183,3 +183,58 @@ async def test_a_request_a_fault_holds_back_is_answered_whatever_came_meanwhile(
     resp = await held
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["metadata"]["name"] == "held"
+
+
+async def test_a_write_naming_another_uid_is_refused_as_by_the_api_server(cluster):
+    """An object deleted and created again under its name is another object: a write that names the uid it
+    was built for (``metadata.uid`` in its body) must not land on the new one. The mock took the patch: an
+    AIJob kept its own uid and took the rest, a Job took the body's uid as its own. A real API server answers
+    422 with its ``Status`` body (``metadata.uid`` is immutable: ``rest.BeforeUpdate``); a ``/status`` PATCH of
+    a custom resource keeps the stored metadata (the status strategy), so there the uid is no precondition."""
+    await cluster.create(aijob("again"))
+    stored = cluster.aijob("again")
+    uid = stored["metadata"]["uid"]
+    stale = "0f0f0f0f-0000-4000-8000-000000000000"
+    annotate = {"metadata": {"uid": stale, "annotations": {"energaizer.io/gpu-type": "l4"}}}
+    status, answer = await merge(cluster, "PATCH", f"{URL}/again", annotate)
+    assert status == 422 and answer["kind"] == "Status" and answer["reason"] == "Invalid"
+    assert answer["message"] == (
+        f'AIJob.energaizer.io "again" is invalid: metadata.uid: Invalid value: "{stale}": field is immutable'
+    )
+    assert answer["details"]["causes"] == [
+        {
+            "reason": "FieldValueInvalid",
+            "message": f'Invalid value: "{stale}": field is immutable',
+            "field": "metadata.uid",
+        }
+    ]
+    assert cluster.aijob("again") == stored
+
+    status, _ = await merge(
+        cluster, "PATCH", f"{URL}/again/status", {"metadata": {"uid": stale}, "status": {"phase": "Pending"}}
+    )
+    assert status == 200 and cluster.aijob("again")["metadata"]["uid"] == uid
+    annotate["metadata"]["uid"] = uid
+    status, _ = await merge(cluster, "PATCH", f"{URL}/again", annotate)
+    assert status == 200
+    assert cluster.aijob("again")["metadata"]["annotations"] == {"energaizer.io/gpu-type": "l4"}
+
+    path = "/apis/batch/v1/namespaces/default/jobs"
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "j", "namespace": "default"},
+        "spec": {
+            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "i"}]}}
+        },
+    }
+    assert (await send(cluster, "POST", path, job))[0] in (200, 201)
+    job_uid = cluster.jobs()["j"]["metadata"]["uid"]
+    status, answer = await merge(
+        cluster, "PATCH", f"{path}/j", {"metadata": {"uid": stale, "labels": {"a": "b"}}}
+    )
+    assert status == 422 and answer["details"]["causes"][0]["field"] == "metadata.uid"
+    assert answer["message"].startswith('Job.batch "j" is invalid: metadata.uid: ')
+    assert (
+        cluster.jobs()["j"]["metadata"]["uid"] == job_uid and "labels" not in cluster.jobs()["j"]["metadata"]
+    )
