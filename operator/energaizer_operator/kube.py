@@ -82,6 +82,7 @@ __all__ = [
     "read_aijob",
     "read_job",
     "read_lease",
+    "replaced",
     "request_timeout",
     "retry_after_seconds",
     "set_request_timeout",
@@ -243,6 +244,20 @@ def connection_lost(exc: BaseException) -> bool:
     return any(isinstance(arg, _LOST) for arg in exc.args[1:])
 
 
+def replaced(exc: BaseException) -> bool:
+    """Whether the API refused a patch because the object of that name is not the one the patch named by
+    its ``metadata.uid`` (deleted and created again under its name since): 422 Invalid on the field
+    ``metadata.uid``, which is immutable."""
+    if not isinstance(exc, ApiException) or exc.status != 422:
+        return False
+    try:
+        body = json.loads(exc.body or "{}")
+    except (TypeError, ValueError):
+        return False
+    causes = ((body.get("details") or {}).get("causes") or []) if isinstance(body, dict) else []
+    return any(isinstance(c, dict) and c.get("field") == "metadata.uid" for c in causes)
+
+
 def _call(target: str, timeout: float | None, send: Callable[[float], T]) -> T:
     """``send(seconds left)`` within ``timeout`` (the API timeout by default), honouring ``Retry-After``
     (module docstring): waits before sending while the target's last ``Retry-After`` has not passed, and
@@ -283,8 +298,13 @@ def _call(target: str, timeout: float | None, send: Callable[[float], T]) -> T:
 
 
 def patch_aijob(
-    namespace: str, name: str, body: dict[str, Any], timeout: float | None = None
+    namespace: str, name: str, body: dict[str, Any], uid: str = "", timeout: float | None = None
 ) -> dict[str, Any]:
+    """Merge-patch the AIJob ``name``; with ``uid``, only that AIJob: one deleted and created again under its
+    name since (``kubectl delete``, then ``apply``) is another, and the API server refuses the patch
+    (:func:`replaced`) instead of writing it there."""
+    if uid:
+        body = {**body, "metadata": {**(body.get("metadata") or {}), "uid": uid}}
     api = kubernetes.client.CustomObjectsApi(api_client())
     return _call(
         f"PATCH {_aijob_path(namespace, name)}",

@@ -552,9 +552,24 @@ class Placer(IndexLoop):
         counterfactual: Mapping[str, Any] | None = None,
     ) -> None:
         annotations = {**contract_annotations(gpu_type, energy, duration), **power_annotations(advice)}
-        patched = await asyncio.to_thread(
-            kube.patch_aijob, rec.namespace, rec.name, {"metadata": {"annotations": annotations}}
-        )
+        try:
+            patched = await asyncio.to_thread(
+                kube.patch_aijob, rec.namespace, rec.name, {"metadata": {"annotations": annotations}}, rec.uid
+            )
+        except kube.ApiException as exc:
+            if not kube.replaced(exc):
+                raise
+            # The AIJob placed is gone, and one of its name was created since: not placed by this decision
+            # (the new one is estimated and placed on its own). A Job created for the old one is owned by it:
+            # the garbage collector deletes it, and the new one waits for its name (JobNameInUse).
+            self.inflight.pop(rec.uid, None)
+            logger.info(
+                "AIJob %s was deleted and created again before its placement on %s was recorded: "
+                "dropped (it is placed as a new AIJob)",
+                rec.key,
+                gpu_type,
+            )
+            return
         rec = rec.written(patched)  # the status write below lands over our own annotation patch
         placement: dict[str, Any] = {
             "gpuType": gpu_type,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime
+import re
 
 import pytest
-from kmock_support import RealisticEmulator
+from kmock_support import Fault, FaultyEmulator, RealisticEmulator
 from operator_testkit import AIJOBS_URL, JOBS, aijob, metrics_when, node, wait_for
 
 pytestmark = pytest.mark.kmock(cls=RealisticEmulator)
@@ -360,6 +362,68 @@ async def test_an_aijob_deleted_and_created_again_waits_for_its_old_job_to_go(gp
     (owner,) = c.jobs()["again"]["metadata"]["ownerReferences"]
     assert owner["uid"] == new_uid
     assert c.job_creates().count("again") == 2
+
+
+@pytest.mark.kmock(cls=FaultyEmulator)
+async def test_a_placement_of_an_aijob_replaced_meanwhile_stays_off_the_new_one(
+    gpu_cluster, operator_factory
+):
+    """``kubectl delete aijob x && kubectl apply -f x.yaml`` while the placer recorded x's placement (its Job
+    created, the annotation patch on its way: held here until the AIJob is replaced). The patch named the
+    AIJob by name only: the old AIJob's annotations (GPU type, predicted energy) landed on the new one, and
+    the status write that followed, built on the version the patch returned, wrote the old placement (phase
+    Placed, the old AIJob's Job) into it. Now the patch names the uid it is for; the API server refuses it
+    (422, ``metadata.uid`` is immutable), the placer drops that placement with one log line, and the new
+    AIJob is estimated and placed on its own: it waits for the old Job's name (JobNameInUse) until the
+    garbage collector deletes that Job, then gets a Job of its own; the placement is counted once."""
+    c = gpu_cluster
+    release = asyncio.Event()
+    path = AIJOBS_URL.format(ns="default") + "/again"
+    held = Fault(
+        f"{re.escape(path)}$", frozenset({"PATCH"}), until=release, times=1, agent="OpenAPI-Generator/"
+    )
+    c.k8s.faults.append(held)
+    op = await operator_factory()
+    await c.create(aijob("again", candidateGpuTypes=["l4"]))
+    await wait_for(lambda: held.hits == 1, timeout=60)
+    old_uid = c.aijob("again")["metadata"]["uid"]
+    (owner,) = c.jobs()["again"]["metadata"]["ownerReferences"]
+    assert owner["uid"] == old_uid
+    resp = await c.k8s.delete(path)
+    assert resp.status == 200
+    await c.create(aijob("again", candidateGpuTypes=["l4"]))
+    new_uid = c.aijob("again")["metadata"]["uid"]
+    assert new_uid != old_uid
+    release.set()
+
+    def settled():
+        placed = condition(c.aijob("again"), "Placed") or {}
+        return placed.get("reason") == "JobNameInUse" or c.phase("again") in ("Placed", "Failed")
+
+    await wait_for(settled, timeout=60)
+    obj = c.aijob("again")
+    assert obj["metadata"]["uid"] == new_uid
+    assert condition(obj, "Placed")["reason"] == "JobNameInUse", obj.get("status")
+    assert "energaizer.io/gpu-type" not in (obj["metadata"].get("annotations") or {})
+    assert "placement" not in obj["status"] and obj["status"]["phase"] == "Estimated"
+
+    resp = await c.k8s.delete("/apis/batch/v1/namespaces/default/jobs/again")  # the garbage collector
+    assert resp.status == 200
+    await wait_for(lambda: c.phase("again") == "Placed", timeout=60)
+    obj = c.aijob("again")
+    (owner,) = c.jobs()["again"]["metadata"]["ownerReferences"]
+    assert owner["uid"] == new_uid
+    annotations = obj["metadata"]["annotations"]
+    placement = obj["status"]["placement"]
+    assert annotations["energaizer.io/gpu-type"] == placement["gpuType"] == "l4"
+    assert c.job_creates() == ["again", "again"]
+    text = await metrics_when(op.metrics_port, lambda t: 'energaizer_placements_total{gpu_type="l4"}' in t)
+    assert 'energaizer_placements_total{gpu_type="l4"} 1.0' in text
+    log = op.log()
+    assert (
+        len(re.findall(r"AIJob default/again was deleted and created again before its placement", log)) == 1
+    )
+    assert "Traceback" not in log
 
 
 async def test_identical_aijobs_in_two_namespaces_are_two_jobs(gpu_cluster, operator_factory):
