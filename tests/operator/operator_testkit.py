@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import itertools
 import os
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -134,6 +136,61 @@ class SocketServer:
         self.sock.close()
         for conn in self.conns:
             conn.close()
+
+
+class ClosingServer(SocketServer):
+    """A real HTTP/1.1 server that answers ``answered`` requests per connection with ``body`` (JSON); the
+    next request on that connection is read in full and left unanswered, the connection closed
+    (``how="close"``) or reset (``how="reset"``), or answered in part: the head and half the body, then
+    reset (``how="midbody"``), or never (``how="hang"``: the connection stays open until the client closes
+    it). ``requests``: (connection number from 1, method) per request read."""
+
+    def __init__(self, answered: int, how: str, body: bytes) -> None:
+        self.answered = answered
+        self.how = how
+        self.body = body
+        self.requests: list[tuple[int, str]] = []
+        super().__init__()
+
+    def serve(self, conn: socket.socket, number: int) -> None:
+        body = self.body
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        buffer = b""
+        with conn, contextlib.suppress(OSError):  # OSError: closed at the end of the test
+            for count in range(self.answered + 1):
+                method, buffer = read_request(conn, buffer)
+                if not method:
+                    return
+                self.requests.append((number, method))
+                if count < self.answered:
+                    conn.sendall(head + body)
+            if self.how == "hang":
+                while conn.recv(65536):
+                    pass
+            if self.how == "midbody":
+                conn.sendall(head + body[: len(body) // 2])
+            if self.how in ("reset", "midbody"):
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def read_request(conn: socket.socket, buffer: bytes) -> tuple[str, bytes]:
+    """The method of the next HTTP request on ``conn`` (its head and body read; "" if the client closed),
+    and what was read past it."""
+    while b"\r\n\r\n" not in buffer:
+        data = conn.recv(65536)
+        if not data:
+            return "", b""
+        buffer += data
+    head, buffer = buffer.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    fields = (line.partition(":") for line in lines[1:])
+    length = next((int(v) for k, _, v in fields if k.strip().lower() == "content-length"), 0)
+    while len(buffer) < length:
+        data = conn.recv(65536)
+        if not data:
+            return "", b""
+        buffer += data
+    return lines[0].split(" ")[0], buffer[length:]
 
 
 def filled_metrics() -> Any:

@@ -11,10 +11,8 @@ request, urllib3 replaces before sending: is_connection_dropped.)"""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
-import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from typing import Any
 import pytest
 import urllib3
 from energaizer_operator import kube
-from operator_testkit import SocketServer, use_kube_api
+from operator_testkit import ClosingServer, use_kube_api
 
 LEASE = {
     "apiVersion": "coordination.k8s.io/v1",
@@ -31,56 +29,6 @@ LEASE = {
     "spec": {},
     "items": [],  # also an empty list page
 }
-
-
-class ClosingServer(SocketServer):
-    """Answers ``answered`` requests per connection with :data:`LEASE`; the next request on that
-    connection is read in full and left unanswered, the connection closed (``how="close"``) or reset
-    (``how="reset"``), or answered in part: the head and half the body, then reset (``how="midbody"``).
-    ``requests``: (connection number from 1, method) per request read."""
-
-    def __init__(self, answered: int, how: str) -> None:
-        self.answered = answered
-        self.how = how
-        self.requests: list[tuple[int, str]] = []
-        super().__init__()
-
-    def serve(self, conn: socket.socket, number: int) -> None:
-        body = json.dumps(LEASE).encode()
-        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
-        buffer = b""
-        with conn, contextlib.suppress(OSError):  # OSError: closed at the end of the test
-            for count in range(self.answered + 1):
-                method, buffer = _read_request(conn, buffer)
-                if not method:
-                    return
-                self.requests.append((number, method))
-                if count < self.answered:
-                    conn.sendall(head + body)
-            if self.how == "midbody":
-                conn.sendall(head + body[: len(body) // 2])
-            if self.how in ("reset", "midbody"):
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-
-
-def _read_request(conn: socket.socket, buffer: bytes) -> tuple[str, bytes]:
-    """The method of the next request on ``conn`` (its head and body read; "" if the client closed), and
-    what was read past it."""
-    while b"\r\n\r\n" not in buffer:
-        data = conn.recv(65536)
-        if not data:
-            return "", b""
-        buffer += data
-    head, buffer = buffer.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    fields = (line.partition(":") for line in lines[1:])
-    length = next((int(v) for k, _, v in fields if k.strip().lower() == "content-length"), 0)
-    while len(buffer) < length:
-        data = conn.recv(65536)
-        if not data:
-            return "", b""
-        buffer += data
-    return lines[0].split(" ")[0], buffer[length:]
 
 
 CALLS: dict[str, tuple[str, Callable[[], Any]]] = {
@@ -96,7 +44,7 @@ def closing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callabl
     servers: list[ClosingServer] = []
 
     def start(answered: int, how: str) -> ClosingServer:
-        server = ClosingServer(answered, how)
+        server = ClosingServer(answered, how, json.dumps(LEASE).encode())
         servers.append(server)
         use_kube_api(f"http://127.0.0.1:{server.port}", tmp_path, monkeypatch)
         return server
