@@ -4,6 +4,7 @@ without an operator process."""
 from __future__ import annotations
 
 import asyncio
+import copy
 from typing import Any
 
 import pytest
@@ -11,6 +12,14 @@ from kmock_support import Fault, FaultyEmulator
 from operator_testkit import AIJOBS, AIJOBS_URL, aijob, wait_for
 
 URL = AIJOBS_URL.format(ns="default")
+
+
+MINIMAL_JOB = {
+    "apiVersion": "batch/v1",
+    "kind": "Job",
+    "metadata": {"name": "j", "namespace": "default"},
+    "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "i"}]}}},
+}
 
 
 async def send(cluster, method: str, path: str, body: Any, content_type: str = "application/json"):
@@ -146,14 +155,7 @@ async def test_the_status_subresource(cluster):
     ],
 )
 async def test_a_builtin_object_is_validated_against_the_kubernetes_schemas(cluster, change, field):
-    job = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": "j", "namespace": "default"},
-        "spec": {
-            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "i"}]}}
-        },
-    }
+    job = copy.deepcopy(MINIMAL_JOB)
     path = "/apis/batch/v1/namespaces/default/jobs"
     bad = {**job, "spec": {**job["spec"], "template": {"spec": dict(job["spec"]["template"]["spec"])}}}
     change(bad)
@@ -220,14 +222,7 @@ async def test_a_write_naming_another_uid_is_refused_as_by_the_api_server(cluste
     assert cluster.aijob("again")["metadata"]["annotations"] == {"energaizer.io/gpu-type": "l4"}
 
     path = "/apis/batch/v1/namespaces/default/jobs"
-    job = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": "j", "namespace": "default"},
-        "spec": {
-            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "i"}]}}
-        },
-    }
+    job = copy.deepcopy(MINIMAL_JOB)
     assert (await send(cluster, "POST", path, job))[0] in (200, 201)
     job_uid = cluster.jobs()["j"]["metadata"]["uid"]
     status, answer = await merge(
