@@ -5,7 +5,7 @@ The only module that calls every stage; each stage imports only the ones below i
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -17,10 +17,10 @@ from energaizer.hardware import GpuTable, precision_fallback
 from energaizer.io.layout import check_knobs
 from energaizer.kernels.cnn import add_cnn
 from energaizer.kernels.ops import OP_NAMES, PHASES, Kind, Phase
-from energaizer.kernels.params import build_row_params
-from energaizer.kernels.table import KernelTableBuilder
+from energaizer.kernels.params import RowParams, build_row_params
+from energaizer.kernels.table import KernelTable, KernelTableBuilder
 from energaizer.kernels.transformer import add_inference, add_training, microbatch
-from energaizer.memory_plan import choose_training_layout, plan_memory
+from energaizer.memory_plan import MemoryPlan, choose_training_layout, plan_memory
 from energaizer.power.model import gap_power, solve_power_window, solve_uncapped
 from energaizer.profile import CalibrationProfile
 from energaizer.result import EstimateBatch, OpFigures
@@ -144,21 +144,49 @@ def _power_windows(kt, p) -> tuple[np.ndarray, int]:
     return window, int(uniq.size)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What :func:`run` computes before the calibration profile enters (:func:`prepare`): the rows' knobs,
+    parameters, memory plan and kernel table, each kernel's math unit and power window. A fit evaluates
+    many profiles on the same rows: it prepares them once and :func:`solve` s each profile. Read-only:
+    :func:`solve` never changes it."""
+
+    workloads: list[Workload]
+    specs: list[GPUSpec]
+    hw: GpuTable
+    gi: np.ndarray  # each row's GPU in ``hw``
+    clock_mhz: np.ndarray  # requested (boost where none)
+    power_limit_w: np.ndarray  # requested (the default where none)
+    outside: dict[int, str]  # rows whose knob is outside their GPU's range: the error
+    p: RowParams
+    mem: MemoryPlan
+    kt: KernelTable
+    dev: KernelDevice
+    window: np.ndarray  # each kernel's power window
+    n_windows: int
+    passes: np.ndarray
+    decode_steps: np.ndarray
+    train_rows: np.ndarray
+    reason: list[str]  # the memory plan's, with the explicit precision fallbacks
+
+
 def run(
     workloads: list[Workload], specs: list[GPUSpec], prof: CalibrationProfile, strict_knobs: bool = True
 ) -> EstimateBatch:
-    """Estimate ``workloads[i]`` on ``specs[i]`` for every i with calibration profile ``prof``.
+    """Estimate ``workloads[i]`` on ``specs[i]`` for every i with calibration profile ``prof``:
+    :func:`solve` of :func:`prepare`.
 
     A what-if clock or power limit outside a row's GPU range raises :class:`InvalidInputError`, or with
     ``strict_knobs`` False makes that row infeasible, the error its reason (one workload asked of
     several GPU types: the types that cannot be set so are out, the others estimated).
-
-    Checks the what-if clock and power limit against each GPU, builds the row parameters, plans memory
-    (feasibility, the concurrency that fits), emits the kernel table of every feasible row, solves each
-    kernel's operating point (clock under the power cap, time, power), adds the host time between
-    kernels and passes, and sums per row: duration, energy and its breakdown, the time by phase and the
-    energy and time by operation. Infeasible rows get NaN figures and a reason.
     """
+    return solve(prepare(workloads, specs, strict_knobs), prof)
+
+
+def prepare(workloads: list[Workload], specs: list[GPUSpec], strict_knobs: bool = True) -> Prepared:
+    """The profile-free stages of :func:`run`: checks the what-if clock and power limit against each GPU,
+    builds the row parameters, plans memory (feasibility, the concurrency that fits), emits the kernel
+    table of every feasible row and gives each kernel its math unit and power window."""
     n = len(workloads)
     archs = _architectures(workloads)
     hw, gi = _gpu_index(specs)
@@ -215,6 +243,40 @@ def run(
     r = kt.row
     dev = KernelDevice(g=gi[r], peak=peak_row[r], tensor=tensor_row[r], math_bytes=math_bytes_row[r])
     window, n_win = _power_windows(kt, p)
+    return Prepared(
+        workloads,
+        specs,
+        hw,
+        gi,
+        clock_mhz,
+        power_limit_w,
+        outside,
+        p,
+        mem,
+        kt,
+        dev,
+        window,
+        n_win,
+        passes,
+        decode_steps,
+        train_rows,
+        reason,
+    )
+
+
+def solve(prep: Prepared, prof: CalibrationProfile) -> EstimateBatch:
+    """The stages of :func:`run` that the calibration profile sets, on prepared rows: solves each kernel's
+    operating point (clock under the power cap, time, power), adds the host time between kernels and
+    passes, and sums per row: duration, energy and its breakdown, the time by phase and the energy and
+    time by operation. Infeasible rows get NaN figures and a reason."""
+    workloads, specs, hw, gi = prep.workloads, prep.specs, prep.hw, prep.gi
+    p, mem, kt, dev = prep.p, prep.mem, prep.kt, prep.dev
+    n = len(workloads)
+    clock_mhz, outside, window, n_win = prep.clock_mhz, prep.outside, prep.window, prep.n_windows
+    passes, decode_steps, train_rows = prep.passes, prep.decode_steps, prep.train_rows
+    power_limit_w = prep.power_limit_w.copy()  # the rows whose knob is outside get the one asked for
+    reason = list(prep.reason)
+    r = kt.row
     # host waits inside each window at the requested clock (the window's share of its row's waits)
     uncapped = solve_uncapped(kt, dev, clock_mhz[r], hw, prof)
     t_req = kt.count * uncapped.timing.t_exec
@@ -302,7 +364,7 @@ def run(
         gpu_count=gpus.astype(np.int64),
         frequency_mhz=effective_mhz,
         power_limit_w=power_limit_w,
-        memory_required_gb=mem.required_gb,
+        memory_required_gb=mem.required_gb.copy(),
         kernel_launches=per_row(kt, cnt, n),
         time_breakdown=time_breakdown,
         ops=OpFigures(names=op_names, energy_joules=op_energy, duration_seconds=op_seconds),

@@ -22,7 +22,7 @@ from energaizer.calibration.validate import measured_arrays
 from energaizer.catalog import get_gpu
 from energaizer.errors import InvalidInputError
 from energaizer.io.workload_csv import CsvRow
-from energaizer.pipeline import run
+from energaizer.pipeline import prepare, run, solve
 from energaizer.profile import FITTED_PARAMETERS, CalibrationProfile
 from energaizer.result import EstimateBatch
 
@@ -93,7 +93,8 @@ class ProfileFitter:
         counts = Counter(sources)
         weight = np.array([1.0 / np.sqrt(counts[s]) for s in sources])
         start = self.start or CalibrationProfile()
-        first = run(workloads, specs, start)
+        prepared = prepare(workloads, specs)  # the profile-free stages, once for every evaluation
+        first = solve(prepared, start)
         if not (np.isfinite(first.energy_joules) & np.isfinite(e)).any():  # every residual would be 0
             i = int(np.argmax(np.isfinite(e)))
             raise InvalidInputError(
@@ -116,7 +117,7 @@ class ProfileFitter:
             )
 
         def residuals(z: np.ndarray) -> np.ndarray:
-            pred = run(workloads, specs, profile_at(z))
+            pred = solve(prepared, profile_at(z))
             parts = []
             for pv, mv in (
                 (pred.energy_joules, e),

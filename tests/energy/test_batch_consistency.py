@@ -3,11 +3,16 @@ for bit the figures of solving every kernel on its own."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
+from energaizer import pipeline
+from energaizer.catalog import get_gpu
 from energaizer.estimator import estimate_pairs
 from energaizer.power import model
+from energaizer.profile import CalibrationProfile
 from energaizer.workload import Workload
 
 
@@ -108,3 +113,25 @@ def test_a_csv_split_over_worker_processes_reads_and_fails_as_one_process(tmp_pa
             estimate_csv(path, workers=n)
         with pytest.raises(InvalidInputError, match=r"w.csv line 8: unknown gpu 'no-such-gpu'"):
             map_csv(path, len, workers=n)
+
+
+def test_a_prepared_batch_solved_under_several_profiles_is_what_run_gives_each():
+    """A fit prepares its rows once (the profile-free stages) and solves them under every profile it tries:
+    each solve must be exactly the full run under that profile, and solving must leave the prepared rows
+    as they were (a later profile would otherwise see an earlier one's figures)."""
+    workloads = [*_workloads(), _capped()]
+    specs = [get_gpu(g) for g in ("h100-sxm", "a100-sxm4-80gb", "l4", "a10", "v100-sxm2-32gb", "h100-sxm")]
+    shipped = CalibrationProfile()
+    other = shipped.model_copy(update={"launch_overhead_us": 3 * shipped.launch_overhead_us, "alpha_sm": 0.5})
+    prepared = pipeline.prepare(workloads, specs)
+    before = copy.deepcopy(prepared)
+    for prof in (shipped, other, shipped):
+        solved = pipeline.solve(prepared, prof).to_dicts(ops=True)
+        assert repr(solved) == repr(pipeline.run(workloads, specs, prof).to_dicts(ops=True))
+    assert repr(pipeline.solve(prepared, other).to_dicts()) != repr(
+        pipeline.solve(prepared, shipped).to_dicts()
+    )
+    for name in ("clock_mhz", "power_limit_w", "passes", "decode_steps", "window", "gi"):
+        assert np.array_equal(getattr(prepared, name), getattr(before, name)), name
+    assert prepared.reason == before.reason and np.array_equal(prepared.mem.feasible, before.mem.feasible)
+    assert np.array_equal(prepared.mem.required_gb, before.mem.required_gb)
