@@ -9,6 +9,8 @@
   concurrency, as the Lease-based leader election relies on), and 422 Invalid for a PATCH whose body's
   ``metadata.uid`` is not the stored object's (deleted and created again under its name: "metadata.uid:
   field is immutable"; a custom resource's ``/status`` PATCH ignores the uid, as the API server does).
+* a deletion takes a resourceVersion of its own (the ``DELETED`` watch event carries it), as on a real API
+  server: a watch from a version newer than the object's last change sees the deletion.
 * strict like a real API server for the AIJob custom resource (the CRD the chart installs,
   ``charts/energaizer/crds``): every write is pruned of the fields its ``openAPIV3Schema`` lacks (silently,
   as the API server does; each pruned path is noted in ``pruned``), then validated against it (422
@@ -323,6 +325,12 @@ class RealisticEmulator(kmock.KubernetesEmulator):
                         message=f"the object has been modified (resourceVersion {wanted} != {current})",
                     )
             self._check_uid(request)  # after the resourceVersion, as the API server checks them
+        if request.resource is not None and request.action == enums.action.DELETE and request.name:
+            key = (request.resource, request.namespace, request.name)
+            if key in self.objects and not self.objects[key].deleted:
+                # the deletion is a change of its own: its watch event carries a new resourceVersion (kmock
+                # sent the object's last one, which a watch from a later version dropped as already seen)
+                self.objects[key].patch({"metadata": {"resourceVersion": self._next_rv()}})
         if request.resource == AIJOB_RESOURCE and request.action in (
             enums.action.CREATE,
             enums.action.UPDATE,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -233,3 +234,39 @@ async def test_a_write_naming_another_uid_is_refused_as_by_the_api_server(cluste
     assert (
         cluster.jobs()["j"]["metadata"]["uid"] == job_uid and "labels" not in cluster.jobs()["j"]["metadata"]
     )
+
+
+async def test_a_deletion_reaches_a_watch_from_a_version_after_the_objects_last_change(cluster):
+    """The API server's ``DELETED`` event carries the resourceVersion of the deletion, newer than any the
+    object had: a watch from a version taken after the object's last change (kopf's, from its list) sees
+    the deletion. The mock sent the object's last version, and such a watch dropped the event as one it had
+    seen: kopf's index kept a deleted Job (an AIJob waited for its name for good)."""
+    path = "/api/v1/namespaces/default/configmaps"
+
+    def configmap(name: str) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"}}
+
+    assert (await send(cluster, "POST", path, configmap("old")))[0] in (200, 201)
+    assert (await send(cluster, "POST", path, configmap("other")))[0] in (200, 201)
+    resp = await cluster.k8s.get(path)
+    since = int((await resp.json())["metadata"]["resourceVersion"])
+    old_version = int(cluster.k8s.objects["v1/configmaps", "default", "old"]["metadata"]["resourceVersion"])
+    assert old_version < since
+    async with cluster.k8s.get(path, params={"watch": "true", "resourceVersion": str(since)}) as watch:
+
+        async def event() -> dict[str, Any]:
+            line = b""
+            while not line.strip():
+                line = await asyncio.wait_for(watch.content.readline(), timeout=30)
+            return json.loads(line)
+
+        # an event on the stream: the watch is open (a deletion from now on is after it began)
+        assert (await send(cluster, "POST", path, configmap("probe")))[0] in (200, 201)
+        added = await event()
+        assert added["type"] == "ADDED" and added["object"]["metadata"]["name"] == "probe"
+        resp = await cluster.k8s.delete(f"{path}/old")
+        assert resp.status == 200
+        deleted = await event()
+        assert deleted["type"] == "DELETED" and deleted["object"]["metadata"]["name"] == "old"
+        version = int(deleted["object"]["metadata"]["resourceVersion"])
+        assert version > int(added["object"]["metadata"]["resourceVersion"])
