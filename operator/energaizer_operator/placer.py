@@ -33,7 +33,7 @@ from energaizer_operator.batch import BatchTiming, Decision, FleetSettings, batc
 from energaizer_operator.constants import ANNOTATION_GPU_TYPE, KUEUE_QUEUE_LABEL
 from energaizer_operator.display import readable_placement
 from energaizer_operator.gate import ANNOTATION_GPU_TYPES, DEFAULT_ENERGY_SLACK, energy_affinity, within_slack
-from energaizer_operator.inventory import Capacity, SteeredJob, compute_capacity
+from energaizer_operator.inventory import Capacity, SteeredJob, aijob_owner_uid, compute_capacity
 from energaizer_operator.loops import IndexLoop
 from energaizer_operator.models import Phase
 from energaizer_operator.powercap import (
@@ -51,6 +51,10 @@ logger = logging.getLogger("energaizer_operator.placer")
 
 WAITING = (Phase.ESTIMATED, Phase.UNSCHEDULABLE)
 PARALLEL_CALLS = 8
+# a Job of a deleted AIJob of the same name that the Job index has not shown (NameTaken): read again after
+# this long, the wait doubling up to the most
+NAME_CHECK_FIRST_SECONDS = 1.0
+NAME_CHECK_MOST_SECONDS = 30.0
 
 
 def _finite(value: float | None) -> float | None:
@@ -74,6 +78,18 @@ class InFlight:
     gpu_type: str | None
     gpus: int
     steer: bool
+
+
+@dataclass
+class NameTaken:
+    """A steered AIJob whose Job create found the name taken by the Job of another AIJob (a deleted one of the
+    same name: the garbage collector deletes it) that the Job index has not shown (its watch lags): it waits
+    (``JobNameInUse``) until a read of that name (at ``check_at``, on the placer's clock) finds it gone, or
+    the index shows that Job (then the index holds it, as for any Job name in use)."""
+
+    job_uid: str  # the Job's own uid
+    check_at: float
+    wait_seconds: float  # between two reads: doubles up to NAME_CHECK_MOST_SECONDS
 
 
 def _own_job_exists(namespace: str, name: str, owner_uid: str) -> bool:
@@ -101,6 +117,8 @@ class Placer(IndexLoop):
         self._ready_since: dict[str, float] = {}  # uid -> when it became Estimated (ready to place)
         self._mirrored: dict[str, tuple[str | None, str]] = {}  # uid -> (resourceVersion, Job phase) written
         self._name_held: dict[str, str | None] = {}  # uid -> resourceVersion its JobNameInUse was written on
+        self._name_taken: dict[str, NameTaken] = {}  # uid -> its name taken by a Job the index has not shown
+        self._names_waiting: set[str] = set()  # uids held for their Job's name at the last tick
         self._job_phase: dict[str, str] = {}  # uid -> the last phase seen of its Job (a Job deleted: its end)
         self._waiting_since: dict[str, float] = {}  # uid -> when it began waiting for a placement
         self._held: dict[str, Held] = {}  # uid -> waiting for a preferred type (maxWaitSeconds)
@@ -180,7 +198,7 @@ class Placer(IndexLoop):
         if adopt:
             await asyncio.gather(*(self._adopt(r, jobs[r.uid]) for r in adopt))
         await self._mirror(records, jobs)
-        waiting = await self._hold_names_in_use(waiting, records, jobs)
+        waiting = await self._hold_names_in_use(waiting, records, jobs, now)
         fresh = [r for r in waiting if r.phase == Phase.ESTIMATED and r.uid not in self._held]
         backlog = [r for r in records.values() if r.needs_estimate and r.spec is not None]
         arrivals = [self._first_seen[r.uid] for r in (*fresh, *backlog)]
@@ -243,24 +261,37 @@ class Placer(IndexLoop):
         return decisions
 
     async def _hold_names_in_use(
-        self, waiting: list[AIJobRecord], records: Mapping[str, AIJobRecord], jobs: Mapping[str, SteeredJob]
+        self,
+        waiting: list[AIJobRecord],
+        records: Mapping[str, AIJobRecord],
+        jobs: Mapping[str, SteeredJob],
+        now: float,
     ) -> list[AIJobRecord]:
         """``waiting`` less the steered AIJobs whose Job name is still taken by the Job of a deleted AIJob
         of the same name (deleted and re-created at once: the garbage collector has not deleted the old
-        Job yet). Creating the Job would conflict with it and fail the AIJob for good (JobNameConflict);
-        held, the AIJob says so once (``Placed=False``, reason ``JobNameInUse``, an Event) and is placed
-        when the old Job is gone."""
+        Job yet): the index shows it, or a Job create found it (:class:`NameTaken`). Creating the Job would
+        conflict with it; held, the AIJob says so once (``Placed=False``, reason ``JobNameInUse``, an
+        Event) and is placed when the old Job is gone."""
         taken = {(j.namespace, j.name): j for uid, j in jobs.items() if uid not in records}
-        if not taken:
-            self._name_held.clear()
-            return waiting
+        shown = {j.uid for j in jobs.values()}
+        for uid, entry in list(self._name_taken.items()):
+            rec = records.get(uid)
+            if rec is None or rec.phase not in WAITING or (entry.job_uid and entry.job_uid in shown):
+                del self._name_taken[uid]  # (shown: the index holds it from now on, while it has that Job)
         out = []
         writes = []
+        held: set[str] = set()
         for rec in waiting:
-            old = taken.get((rec.namespace, rec.name))
-            if old is None or rec.mode(self.settings.default_mode) != "steer":
+            entry = self._name_taken.get(rec.uid)
+            in_index = (rec.namespace, rec.name) in taken
+            if not (in_index or entry) or rec.mode(self.settings.default_mode) != "steer":
                 out.append(rec)
                 continue
+            held.add(rec.uid)
+            if entry is not None and not in_index and now >= entry.check_at:
+                entry.wait_seconds = min(2 * entry.wait_seconds, NAME_CHECK_MOST_SECONDS)
+                entry.check_at = now + entry.wait_seconds
+                writes.append(self._check_name(rec))
             if rec.condition_reason("Placed") == "JobNameInUse" or self._name_held.get(rec.uid) == (
                 rec.resource_version
             ):
@@ -271,10 +302,39 @@ class Placer(IndexLoop):
                 "this AIJob is placed once it is gone"
             )
             writes.append(self._say_name_in_use(rec, message))
-        for uid in set(self._name_held) - set(records):
+        if self._names_waiting - held:
+            # a name freed: decide again, even if the free GPUs are as at the last batch (an Unschedulable
+            # AIJob is otherwise decided again only when they change)
+            self._last_fingerprint = None
+        self._names_waiting = held
+        for uid in set(self._name_held) - held:
             del self._name_held[uid]
         await asyncio.gather(*writes)
         return out
+
+    async def _check_name(self, rec: AIJobRecord) -> None:
+        """Read the Job name a :class:`NameTaken` AIJob waits for: gone (or no longer another AIJob's Job),
+        the AIJob is placed at the next batch."""
+        async with self._semaphore:
+            try:
+                job = await asyncio.to_thread(kube.read_job, rec.namespace, rec.name)
+            except kube.ApiException as exc:
+                if exc.status != 404:
+                    kube.log_failure(
+                        logger, exc, "could not read the Job %s/%s; retrying", rec.namespace, rec.name
+                    )
+                    return
+                job = {}
+            except Exception as exc:
+                kube.log_failure(
+                    logger, exc, "could not read the Job %s/%s; retrying", rec.namespace, rec.name
+                )
+                return
+        owner = aijob_owner_uid(job.get("metadata") or {})
+        if owner and owner != rec.uid:
+            return  # still the deleted AIJob's Job (or another's)
+        if self._name_taken.pop(rec.uid, None) is not None:
+            logger.info("AIJob %s: the Job %s of a deleted AIJob of this name is gone", rec.key, rec.name)
 
     async def _say_name_in_use(self, rec: AIJobRecord, message: str) -> None:
         async with self._semaphore:
@@ -462,7 +522,10 @@ class Placer(IndexLoop):
                     raise
                 existing = await asyncio.to_thread(kube.read_job, rec.namespace, rec.name)
                 if not owned_by(existing, rec.uid):
-                    await self._conflict(rec)
+                    if aijob_owner_uid(existing.get("metadata") or {}):
+                        self._wait_for_name(rec, existing)
+                    else:
+                        await self._conflict(rec)
                     return
                 annotations = (existing.get("metadata") or {}).get("annotations") or {}
                 if annotations.get(ANNOTATION_GPU_TYPE, gpu_type) != gpu_type:
@@ -605,6 +668,22 @@ class Placer(IndexLoop):
             Phase.FAILED,
             Condition("Placed", False, "JobRejected", message),
             Event("JobRejected", message, warning=True),
+        )
+
+    def _wait_for_name(self, rec: AIJobRecord, job: Mapping[str, Any]) -> None:
+        """The Job of the AIJob's name is another AIJob's: AIJob names are unique in a namespace, so it is
+        the Job of a deleted AIJob of this name, which the garbage collector deletes (the Job index has not
+        shown it yet). The AIJob waits for it as for a Job name the index shows in use (``JobNameInUse``,
+        said at the next tick), instead of failing for good."""
+        uid = str((job.get("metadata") or {}).get("uid") or "")
+        self._name_taken[rec.uid] = NameTaken(
+            uid, self.clock() + NAME_CHECK_FIRST_SECONDS, NAME_CHECK_FIRST_SECONDS
+        )
+        self.inflight.pop(rec.uid, None)  # no Job on its way: its GPUs are not promised
+        logger.info(
+            "AIJob %s: the Job %s is a deleted AIJob's (not deleted yet); placed once it is gone",
+            rec.key,
+            rec.name,
         )
 
     async def _conflict(self, rec: AIJobRecord) -> None:

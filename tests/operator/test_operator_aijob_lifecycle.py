@@ -426,6 +426,95 @@ async def test_a_placement_of_an_aijob_replaced_meanwhile_stays_off_the_new_one(
     assert "Traceback" not in log
 
 
+@pytest.mark.kmock(cls=FaultyEmulator)
+@pytest.mark.parametrize("caught_up", [False, True], ids=["watch-lagging", "watch-caught-up"])
+async def test_an_aijob_created_again_before_the_operator_saw_its_old_job_waits_for_it(
+    gpu_cluster, operator_factory, caught_up
+):
+    """``kubectl delete aijob x && kubectl apply -f x.yaml`` while the operator's Job watch lags (held here
+    from the start: its Job index never shows the old AIJob's Job). The new AIJob's Job create answered 409,
+    the Job read back was not this AIJob's, and the AIJob failed for good (JobNameConflict), though that
+    Job was the deleted AIJob's, which the garbage collector deletes. Now a Job owned by another AIJob is
+    waited for as when the index shows it (JobNameInUse, phase Estimated); the operator reads it again
+    until it is gone (``caught_up``: the watch goes on before the old Job is deleted, and the index holds
+    the AIJob from then on), then places the AIJob with a Job of its own."""
+    c = gpu_cluster
+    release = asyncio.Event()
+    lagging = Fault(r"/jobs$", watch=True, until=release, agent="kopf/")
+    c.k8s.faults.append(lagging)
+    op = await operator_factory()
+    await c.create(aijob("again", candidateGpuTypes=["l4"]))
+    await wait_for(lambda: c.phase("again") == "Placed", timeout=60)
+    old_uid = c.aijob("again")["metadata"]["uid"]
+    (owner,) = c.jobs()["again"]["metadata"]["ownerReferences"]
+    assert owner["uid"] == old_uid
+    resp = await c.k8s.delete(AIJOBS_URL.format(ns="default") + "/again")
+    assert resp.status == 200
+    await c.create(aijob("again", candidateGpuTypes=["l4"]))
+    new_uid = c.aijob("again")["metadata"]["uid"]
+    assert new_uid != old_uid
+
+    def settled():
+        placed = condition(c.aijob("again"), "Placed") or {}
+        return placed.get("reason") == "JobNameInUse" or c.phase("again") in ("Placed", "Failed")
+
+    await wait_for(settled, timeout=60)
+    obj = c.aijob("again")
+    assert condition(obj, "Placed")["reason"] == "JobNameInUse", obj.get("status")
+    assert obj["status"]["phase"] == "Estimated" and "placement" not in obj["status"]
+    await wait_for(lambda: any(e.get("reason") == "JobNameInUse" for e in c.events("again")), timeout=60)
+    assert c.job_creates() == ["again", "again"]  # the old AIJob's, the new one's (409)
+    assert lagging.hits >= 1  # its Job index has seen no Job event
+    if caught_up:  # the index shows the old Job: its GPU is taken (8 L4 GPUs, the new AIJob not placed)
+        release.set()
+        await metrics_when(op.metrics_port, lambda t: 'energaizer_free_gpus{gpu_type="l4"} 7.0' in t)
+    resp = await c.k8s.delete("/apis/batch/v1/namespaces/default/jobs/again")  # the garbage collector
+    assert resp.status == 200
+    await wait_for(lambda: c.phase("again") in ("Placed", "Failed"), timeout=60)
+    obj = c.aijob("again")
+    assert obj["status"]["phase"] == "Placed", obj.get("status")
+    (owner,) = c.jobs()["again"]["metadata"]["ownerReferences"]
+    assert owner["uid"] == new_uid
+    assert obj["status"]["placement"]["jobName"] == "again"
+    assert c.job_creates() == ["again", "again", "again"]
+    assert not any(e.get("reason") == "JobNameConflict" for e in c.events("again"))
+    release.set()
+    assert "Traceback" not in op.log()
+    assert await op.stop() == 0
+
+
+@pytest.mark.kmock(cls=FaultyEmulator)
+async def test_a_job_of_the_aijobs_name_not_owned_by_an_aijob_fails_it_with_job_name_conflict(
+    gpu_cluster, operator_factory
+):
+    """A Job of the user's own (owned by no AIJob) has the AIJob's name: the AIJob fails for good
+    (JobNameConflict) and the Job is left alone, also when the operator's Job index has not shown that
+    Job (only a Job owned by another AIJob, a deleted one of the same name, is waited for)."""
+    c = gpu_cluster
+    release = asyncio.Event()
+    lagging = Fault(r"/jobs$", watch=True, until=release, agent="kopf/")
+    c.k8s.faults.append(lagging)
+    op = await operator_factory()
+    await c.create(aijob("mine", candidateGpuTypes=["l4"]))
+    await wait_for(lambda: c.phase("mine") == "Placed", timeout=60)
+    theirs = copy.deepcopy(c.jobs()["mine"])
+    theirs.pop("status", None)
+    theirs["metadata"] = {"name": "taken", "namespace": "default", "labels": {"team": "theirs"}}
+    await c.post("/apis/batch/v1/namespaces/default/jobs", theirs)
+
+    await c.create(aijob("taken", candidateGpuTypes=["l4"]))
+    await wait_for(lambda: c.phase("taken") in ("Placed", "Failed"), timeout=60)
+    placed = condition(c.aijob("taken"), "Placed")
+    assert c.phase("taken") == "Failed" and placed["reason"] == "JobNameConflict", placed
+    assert "is not owned by this AIJob" in placed["message"]
+    await wait_for(lambda: any(e.get("reason") == "JobNameConflict" for e in c.events("taken")), timeout=60)
+    job = c.jobs()["taken"]
+    assert job["metadata"]["labels"] == {"team": "theirs"} and "ownerReferences" not in job["metadata"]
+    assert c.job_creates() == ["mine", "taken", "taken"]  # the operator's, the user's, the operator's (409)
+    release.set()
+    assert await op.stop() == 0
+
+
 async def test_identical_aijobs_in_two_namespaces_are_two_jobs(gpu_cluster, operator_factory):
     """The same name and spec in two namespaces: two AIJobs, each estimated, placed and steered with a Job
     in its own namespace; deleting one leaves the other (and its metrics) alone."""
