@@ -51,10 +51,10 @@ logger = logging.getLogger("energaizer_operator.placer")
 
 WAITING = (Phase.ESTIMATED, Phase.UNSCHEDULABLE)
 PARALLEL_CALLS = 8
-# a Job of a deleted AIJob of the same name that the Job index has not shown (NameTaken): read again after
-# this long, the wait doubling up to the most
-NAME_CHECK_FIRST_SECONDS = 1.0
-NAME_CHECK_MOST_SECONDS = 30.0
+# a Job the API has and the Job index has not shown (its watch lags; Recheck): read again after this long,
+# the wait doubling up to the most
+JOB_RECHECK_FIRST_SECONDS = 1.0
+JOB_RECHECK_MOST_SECONDS = 30.0
 
 
 def _finite(value: float | None) -> float | None:
@@ -81,15 +81,36 @@ class InFlight:
 
 
 @dataclass
+class Recheck:
+    """When to read again from the API a Job that the API has and the Job index has not shown (its watch
+    lags): the first read ``JOB_RECHECK_FIRST_SECONDS`` after it was found, the wait doubling up to
+    ``JOB_RECHECK_MOST_SECONDS`` (on the placer's clock), until the index shows it or a read finds it gone."""
+
+    check_at: float
+    wait_seconds: float  # between two reads
+
+    @classmethod
+    def after(cls, now: float) -> Recheck:
+        return cls(now + JOB_RECHECK_FIRST_SECONDS, JOB_RECHECK_FIRST_SECONDS)
+
+    def due(self, now: float) -> bool:
+        """Whether a read is due at ``now``; if it is, the next one is due after the doubled wait."""
+        if now < self.check_at:
+            return False
+        self.wait_seconds = min(2 * self.wait_seconds, JOB_RECHECK_MOST_SECONDS)
+        self.check_at = now + self.wait_seconds
+        return True
+
+
+@dataclass
 class NameTaken:
     """A steered AIJob whose Job create found the name taken by the Job of another AIJob (a deleted one of the
     same name: the garbage collector deletes it) that the Job index has not shown (its watch lags): it waits
-    (``JobNameInUse``) until a read of that name (at ``check_at``, on the placer's clock) finds it gone, or
-    the index shows that Job (then the index holds it, as for any Job name in use)."""
+    (``JobNameInUse``) until a read of that name (``recheck``) finds it gone, or the index shows that Job
+    (then the index holds it, as for any Job name in use)."""
 
     job_uid: str  # the Job's own uid
-    check_at: float
-    wait_seconds: float  # between two reads: doubles up to NAME_CHECK_MOST_SECONDS
+    recheck: Recheck
 
 
 def _own_job_exists(namespace: str, name: str, owner_uid: str) -> bool:
@@ -288,9 +309,7 @@ class Placer(IndexLoop):
                 out.append(rec)
                 continue
             held.add(rec.uid)
-            if entry is not None and not in_index and now >= entry.check_at:
-                entry.wait_seconds = min(2 * entry.wait_seconds, NAME_CHECK_MOST_SECONDS)
-                entry.check_at = now + entry.wait_seconds
+            if entry is not None and not in_index and entry.recheck.due(now):
                 writes.append(self._check_name(rec))
             if rec.condition_reason("Placed") == "JobNameInUse" or self._name_held.get(rec.uid) == (
                 rec.resource_version
@@ -676,9 +695,7 @@ class Placer(IndexLoop):
         shown it yet). The AIJob waits for it as for a Job name the index shows in use (``JobNameInUse``,
         said at the next tick), instead of failing for good."""
         uid = str((job.get("metadata") or {}).get("uid") or "")
-        self._name_taken[rec.uid] = NameTaken(
-            uid, self.clock() + NAME_CHECK_FIRST_SECONDS, NAME_CHECK_FIRST_SECONDS
-        )
+        self._name_taken[rec.uid] = NameTaken(uid, Recheck.after(self.clock()))
         self.inflight.pop(rec.uid, None)  # no Job on its way: its GPUs are not promised
         logger.info(
             "AIJob %s: the Job %s is a deleted AIJob's (not deleted yet); placed once it is gone",
