@@ -141,6 +141,7 @@ class Placer(IndexLoop):
         self._name_taken: dict[str, NameTaken] = {}  # uid -> its name taken by a Job the index has not shown
         self._names_waiting: set[str] = set()  # uids held for their Job's name at the last tick
         self._job_phase: dict[str, str] = {}  # uid -> the last phase seen of its Job (a Job deleted: its end)
+        self._unshown: dict[str, Recheck] = {}  # uid -> its Job: the API has it, the index has not shown it
         self._waiting_since: dict[str, float] = {}  # uid -> when it began waiting for a placement
         self._held: dict[str, Held] = {}  # uid -> waiting for a preferred type (maxWaitSeconds)
         self.fleet = FleetSettings(
@@ -218,7 +219,7 @@ class Placer(IndexLoop):
         waiting = [r for r in waiting if r.uid not in jobs]
         if adopt:
             await asyncio.gather(*(self._adopt(r, jobs[r.uid]) for r in adopt))
-        await self._mirror(records, jobs)
+        await self._mirror(records, jobs, now)
         waiting = await self._hold_names_in_use(waiting, records, jobs, now)
         fresh = [r for r in waiting if r.phase == Phase.ESTIMATED and r.uid not in self._held]
         backlog = [r for r in records.values() if r.needs_estimate and r.spec is not None]
@@ -368,14 +369,27 @@ class Placer(IndexLoop):
                 self._name_held.pop(rec.uid, None)
                 kube.log_failure(logger, exc, "could not report the Job name in use of %s; retrying", rec.key)
 
-    async def _mirror(self, records: Mapping[str, AIJobRecord], jobs: Mapping[str, SteeredJob]) -> None:
+    async def _mirror(
+        self, records: Mapping[str, AIJobRecord], jobs: Mapping[str, SteeredJob], now: float
+    ) -> None:
         """A steered Job's state -> its AIJob's phase (Running, Succeeded, Failed); level-triggered. A
         Running AIJob whose Job is suspended again (Kueue preempted or evicted it, or its Workload was
         deleted: the Job waits to be admitted again) goes back to Placed. A Job gone before its end was
-        mirrored (deleted by hand, or by a TTL) fails its AIJob (:meth:`_lost`)."""
+        mirrored (deleted by hand, or by a TTL) fails its AIJob (:meth:`_lost`).
+
+        A Placed/Running AIJob whose Job the index does not show is read from the API once per AIJob
+        version; while the API has that Job (the Job watch lags), it is read again (:class:`Recheck`) until
+        the index shows it or it is gone: a Job deleted before the index ever showed it would otherwise
+        leave its AIJob Placed (its GPUs reserved) until the AIJob changed. Once the index shows the Job,
+        its leaving the index is checked again, also on the same AIJob version."""
         writes = []
         for uid, job in jobs.items():
             self._job_phase[uid] = job.phase
+            if self._unshown.pop(uid, None) is not None:
+                logger.debug("the Job index shows the Job %s/%s now: no longer read", job.namespace, job.name)
+            written = self._mirrored.get(uid)
+            if written is not None and written[1] == "lost":
+                del self._mirrored[uid]  # read while the index did not show it: read again if it leaves it
             rec = records.get(uid)
             if rec is None or uid in self.inflight:
                 continue
@@ -406,9 +420,17 @@ class Placer(IndexLoop):
                 continue  # being placed; (a Job created, then deleted before the watch showed it: read)
             written = self._mirrored.get(uid)
             if written is not None and written[0] == rec.resource_version:
-                continue  # a write built on this version is in flight, or was answered for it
+                recheck = self._unshown.get(uid) if written[1] == "lost" else None
+                if recheck is None or not recheck.due(now):
+                    # a write built on this version is in flight, or was answered for it; a Job the API had
+                    # is read again when its recheck is due
+                    continue
             self._mirrored[uid] = (rec.resource_version, "lost")
             writes.append(self._lost(rec, self._job_phase.get(uid)))
+        for uid in set(self._unshown):
+            rec = records.get(uid)
+            if rec is None or rec.phase not in (Phase.PLACED, Phase.RUNNING) or not rec.placed_job_name:
+                del self._unshown[uid]
         for uid in set(self._mirrored) - set(records):
             del self._mirrored[uid]
         for uid in set(self._job_phase) - set(records):
@@ -420,13 +442,24 @@ class Placer(IndexLoop):
         (404, or a Job of that name that this AIJob does not own: its own was deleted and the name taken
         again), the AIJob takes the end the Job was last seen in (a TTL deleted it before the mirror wrote
         it), else it fails with ``JobDeleted``. Never created again: a Job deleted by hand is often a
-        cancelled one, and running it again would cost its energy twice."""
+        cancelled one, and running it again would cost its energy twice. A Job the API still has (the
+        watch is late) is read again later (:class:`Recheck`, from :meth:`_mirror`)."""
         name = rec.placed_job_name
         assert name is not None
         async with self._semaphore:
             try:
                 if await asyncio.to_thread(_own_job_exists, rec.namespace, name, rec.uid):
-                    return  # the watch is late (or it lost its annotation): nothing to say
+                    # the watch is late (or the Job lost its annotation): nothing to say; read it again
+                    if rec.uid not in self._unshown:
+                        self._unshown[rec.uid] = Recheck.after(self.clock())
+                        logger.debug(
+                            "AIJob %s: the Job index has not shown its Job %s, which exists; read again until"
+                            " it does",
+                            rec.key,
+                            name,
+                        )
+                    return
+                self._unshown.pop(rec.uid, None)
                 self.inflight.pop(rec.uid, None)  # its GPUs are no longer promised to a Job on its way
                 if last_phase in (Phase.SUCCEEDED, Phase.FAILED):
                     phase = Phase(last_phase)

@@ -484,6 +484,57 @@ async def test_an_aijob_created_again_before_the_operator_saw_its_old_job_waits_
 
 
 @pytest.mark.kmock(cls=FaultyEmulator)
+@pytest.mark.parametrize("watch", ["held", "released-after-deletion", "released-before-deletion"])
+async def test_a_job_deleted_before_the_operators_watch_showed_it_fails_its_aijob(
+    gpu_cluster, operator_factory, watch
+):
+    """The placer creates an AIJob's Job and records it (Placed); its Job watch lags (held here from the
+    start), so the Job index does not show the Job. The placer read the Job from the API once per AIJob
+    version, found it (the watch is late) and never read it again on that version: the Job deleted before
+    the index showed it (by hand, by a cancelling controller), the AIJob stayed Placed for good, its GPUs
+    reserved. The periodic relist does not help: it drops only index entries, and this Job never had one.
+    Now the Job is read again (after 1 s, the wait doubling up to 30 s) while the index does not show it:
+    gone, the AIJob fails with ``JobDeleted``. ``held``: the watch is held until then (the deletion never
+    comes through it); ``released-after-deletion``: the watch goes on right after the deletion and brings
+    the Job's ADDED and DELETED events; ``released-before-deletion``: the index shows the Job, then its
+    DELETED event (the AIJob, checked once on its version while the index did not show the Job, was not
+    checked again when the Job left the index)."""
+    c = gpu_cluster
+    release = asyncio.Event()
+    lagging = Fault(r"/jobs$", watch=True, until=release, agent="kopf/")
+    c.k8s.faults.append(lagging)
+    op = await operator_factory(ENERGAIZER_LOG_LEVEL="DEBUG")
+    await c.create(aijob("gone", candidateGpuTypes=["l4"]))
+    await wait_for(lambda: c.phase("gone") == "Placed", timeout=60)
+    job_path = "/apis/batch/v1/namespaces/default/jobs/gone"
+    # the placer has seen the AIJob Placed without its Job in the index, and found the Job in the API
+    await wait_for(lambda: c.k8s.received_times("GET", job_path, "OpenAPI-Generator/"), timeout=60)
+    assert lagging.hits >= 1 and "gone" in c.jobs()
+    if watch == "released-before-deletion":
+        release.set()
+        await wait_for(lambda: "the Job index shows the Job default/gone now" in op.log(), timeout=60)
+    resp = await c.k8s.delete(job_path)
+    assert resp.status == 200
+    if watch == "released-after-deletion":
+        release.set()
+    await wait_for(lambda: c.phase("gone") != "Placed", timeout=60)
+    running = condition(c.aijob("gone"), "Running")
+    assert c.phase("gone") == "Failed" and running["reason"] == "JobDeleted", c.aijob("gone").get("status")
+    assert "was deleted before it finished" in running["message"]
+    await wait_for(
+        lambda: any(e.get("reason") == "JobDeleted" and e.get("type") == "Warning" for e in c.events("gone")),
+        timeout=60,
+    )
+    assert c.job_creates() == ["gone"]  # not created again
+    # its GPU is no longer reserved for it (8 L4 GPUs free)
+    await metrics_when(op.metrics_port, lambda t: 'energaizer_free_gpus{gpu_type="l4"} 8.0' in t)
+    assert release.is_set() == (watch != "held")  # (held: the watch was held all along)
+    release.set()
+    assert "Traceback" not in op.log()
+    assert await op.stop() == 0
+
+
+@pytest.mark.kmock(cls=FaultyEmulator)
 async def test_a_job_of_the_aijobs_name_not_owned_by_an_aijob_fails_it_with_job_name_conflict(
     gpu_cluster, operator_factory
 ):
