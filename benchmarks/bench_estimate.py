@@ -1,11 +1,14 @@
-"""Estimator speed: a 20,000-row ``--from-csv`` run, the in-process per-pair cost, and CLI cold start.
+"""Estimator speed: a 20,000-row ``--from-csv`` run, the in-process per-pair cost, CLI cold start, and one
+profile evaluation of a calibration fit.
 
     python benchmarks/bench_estimate.py [--rows 20000] [--repeat 3]
 
 Prints a table; targets: <= 0.1 ms per (workload, GPU) row in the CLI run (issue 21), CLI cold start <= 1 s.
 The package's bytecode is compiled first, as an installed wheel has it. The CLI runs twice: at its default
 (one worker process per available CPU, ``energaizer.workers``) and with ``--workers 1``; ``estimate_pairs``
-(the vectorised core) runs in one process.
+(the vectorised core) runs in one process. A fit (``energaizer calibrate``) evaluates many profiles on
+the same rows: on the 1037 shipped measured rows, one evaluation as a full ``pipeline.run`` and as the
+``pipeline.solve`` of rows prepared once (what ``ProfileFitter`` does).
 Each command runs ``--repeat`` times; the table shows the median (and the fastest run), with the
 machine's load average, because a shared machine's timings vary from run to run.
 """
@@ -110,6 +113,31 @@ def timed(cmd: list[str]) -> float:
     return time.perf_counter() - t0
 
 
+def fit_evaluation(repeat: int) -> tuple[list[float], list[float], int]:
+    """Seconds of one profile evaluation on the shipped measured rows: a full run, and a solve of the rows
+    prepared once (``repeat`` each, after one warm-up run); and the number of rows."""
+    from energaizer import pipeline
+    from energaizer.catalog import get_gpu
+    from energaizer.io.workload_csv import read_workload_csv
+    from energaizer.profile import CalibrationProfile
+
+    data = Path(energaizer.__file__).parent / "data" / "measurements"
+    rows = [r for path in sorted(data.glob("*.csv")) for r in read_workload_csv(path)]
+    workloads, specs, prof = [r.workload for r in rows], [get_gpu(r.gpu) for r in rows], CalibrationProfile()
+    pipeline.run(workloads, specs, prof)
+    t_run, t_solve = [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        pipeline.run(workloads, specs, prof)
+        t_run.append(time.perf_counter() - t0)
+    prepared = pipeline.prepare(workloads, specs)
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        pipeline.solve(prepared, prof)
+        t_solve.append(time.perf_counter() - t0)
+    return t_run, t_solve, len(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=20000)
@@ -136,6 +164,7 @@ def main() -> None:
         cli = [*exe, "estimate", "--from-csv", str(path), "--json"]
         t_cli = [timed(cli) for _ in range(repeat)]
         t_cli1 = [timed([*cli, "--workers", "1"]) for _ in range(repeat)]
+    t_run, t_solve, n_fit = fit_evaluation(repeat)
     cold_help = [timed([*exe, "--help"]) for _ in range(repeat)]
     cold_gpus = [timed([*exe, "gpus", "--json"]) for _ in range(repeat)]
     load_after = os.getloadavg()
@@ -154,6 +183,8 @@ def main() -> None:
         f"{'  the same, --workers 1 (one process)':44s} {med(t_cli1):9.3f} {min(t_cli1):9.3f}"
         f" {med(t_cli1) / n * 1e3:8.4f}"
     )
+    print(f"{'fit evaluation, full run (' + str(n_fit) + ' rows)':44s} {med(t_run):9.3f} {min(t_run):9.3f}")
+    print(f"{'fit evaluation, solve of prepared rows':44s} {med(t_solve):9.3f} {min(t_solve):9.3f}")
     print(f"{'CLI cold start: energaizer --help':44s} {med(cold_help):9.3f} {min(cold_help):9.3f}")
     print(f"{'CLI cold start: energaizer gpus --json':44s} {med(cold_gpus):9.3f} {min(cold_gpus):9.3f}")
     print(
