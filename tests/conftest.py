@@ -19,6 +19,41 @@ from energaizer.timing.kernel_time import KernelDevice
 
 OneEstimate = Callable[..., Estimate]
 
+# The tests see the same environment on every machine: variables that the shell, the terminal or the CI
+# service set, and that change what the product prints or reads, are removed for the whole run (a test that
+# needs one sets it: monkeypatch.setenv, or run_cli's env=, which also passes it to the command).
+# - the CLI's look: FORCE_COLOR, PY_COLORS, TTY_COMPATIBLE (or GITHUB_ACTIONS, for typer's help) turn a
+#   pipe into a terminal, with escape codes in every line and help text; COLUMNS, LINES and TERMINAL_WIDTH
+#   fold tables and help; NO_COLOR, TTY_INTERACTIVE and TYPER_USE_RICH (plain help, no panels) as well;
+# - the product's own settings: ENERGAIZER_* (a catalog or profile of the developer's, a debug traceback),
+#   except ENERGAIZER_E2E*, the opt-in to tests/e2e's real cluster; KUBERNETES_SERVICE_HOST/PORT: in a CI
+#   pod, commands without a kubeconfig would find the pod's own cluster.
+# At import, not in a fixture: typer reads TYPER_USE_RICH and its help's FORCE_COLOR, GITHUB_ACTIONS,
+# PY_COLORS and TERMINAL_WIDTH once, when the test modules that import the CLI are collected.
+ENVIRONMENT_LEFT_OUT = (
+    "FORCE_COLOR",
+    "PY_COLORS",
+    "NO_COLOR",
+    "TTY_COMPATIBLE",
+    "TTY_INTERACTIVE",
+    "GITHUB_ACTIONS",
+    "COLUMNS",
+    "LINES",
+    "JUPYTER_COLUMNS",
+    "JUPYTER_LINES",
+    "TERMINAL_WIDTH",
+    "TYPER_USE_RICH",
+    "_TYPER_FORCE_DISABLE_TERMINAL",
+    "_TYPER_STANDARD_TRACEBACK",
+    "KUBERNETES_SERVICE_HOST",
+    "KUBERNETES_SERVICE_PORT",
+)
+for _name in list(os.environ):
+    if _name in ENVIRONMENT_LEFT_OUT or (
+        _name.startswith("ENERGAIZER_") and not _name.startswith("ENERGAIZER_E2E")
+    ):
+        del os.environ[_name]
+
 # Python 3.11 collects a runtime-checkable Protocol's members anew at every isinstance() check against it
 # (3.12 computes them once, at class creation). kmock matches every request against its reactions with
 # such checks (``case`` patterns on its ``Selectable`` and ``SupportsBool`` protocols): in the operator
