@@ -12,8 +12,10 @@ from energaizer.cli.common import (
     ProfileOpt,
     fmt_energy,
     fmt_seconds,
+    keep_ids,
     load_catalogs,
     number_option,
+    output_console,
     print_json,
 )
 from energaizer.cli.estimate_cmd import (
@@ -133,11 +135,10 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json(result)
             return
-        from rich.console import Console
         from rich.markup import escape
         from rich.table import Table
 
-        console = Console()
+        console = output_console()
         if not res.feasible:
             console.print(escape(f"{res.gpu} cannot run this workload at any setting: {res.reason}"))
             return
@@ -156,7 +157,7 @@ def register(app: typer.Typer) -> None:
                     fmt_seconds(x["duration_seconds"]),
                     f"{x['average_power_watts']:.0f} W",
                 )
-            console.print(t)
+            console.print(keep_ids(t))
         console.print(
             f"energy-optimal clock {result['energy_optimal_frequency_mhz']:.0f} MHz "
             f"(within {max_slowdown:.0%} of fastest: {result['recommended_frequency_mhz']:.0f} MHz); "

@@ -83,6 +83,27 @@ def test_pipe_output_is_not_wrapped() -> None:
     assert not all(row[0] for row in folded)  # the same table on an 80-column terminal folds
 
 
+SWEEP = ["sweep", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--points", "4"]
+
+
+def test_sweep_prints_as_the_other_tables() -> None:
+    """sweep printed on a console of its own: in a pipe its closing line was wrapped at 80 columns, and on
+    a narrow terminal (30 columns) its settings and figures were cut to ``5…``. Now, as the other commands:
+    nothing wrapped in a pipe, cells folded, never cut, on a terminal."""
+    doc = json.loads(run_cli(*SWEEP, "--json").out)
+    settings = [f"{x['frequency_mhz']:.0f}" for x in doc["clock_sweep"]]
+    settings += [f"{x['power_limit_w']:.0f}" for x in doc["power_limit_sweep"]]
+    piped = run_cli(*SWEEP, env={"COLUMNS": None})
+    assert piped.code == 0, piped.err
+    (summary,) = [line for line in piped.out.splitlines() if "energy-optimal" in line]
+    assert summary.startswith("energy-optimal clock ") and summary.endswith(" W)"), piped.out
+    assert [row[0] for row in _table_rows(piped.out)] == settings
+    narrow = run_cli(*SWEEP, env={"COLUMNS": "30"})
+    assert narrow.code == 0, narrow.err
+    assert "…" not in narrow.out, narrow.out
+    assert [row[0] for row in _table_rows(narrow.out)] == settings
+
+
 def test_estimate_sorted_by_energy_with_best_and_fastest_marked() -> None:
     args = ["estimate", "--model", "llama-3.1-8b", "--requests", "20"]
     for gpu in ("h100-sxm", "l4", "v100", "t4"):
