@@ -48,11 +48,13 @@ ENVIRONMENT_LEFT_OUT = (
     "KUBERNETES_SERVICE_HOST",
     "KUBERNETES_SERVICE_PORT",
 )
-for _name in list(os.environ):
-    if _name in ENVIRONMENT_LEFT_OUT or (
-        _name.startswith("ENERGAIZER_") and not _name.startswith("ENERGAIZER_E2E")
-    ):
-        del os.environ[_name]
+# Removed from the process's own environment too, which the commands the tests start inherit: on a terminal,
+# pytest imports readline before this file is read, and readline sets COLUMNS and LINES there (the terminal's
+# size), not in os.environ.
+_OWN = (n for n in os.environ if n.startswith("ENERGAIZER_") and not n.startswith("ENERGAIZER_E2E"))
+for _name in (*ENVIRONMENT_LEFT_OUT, *_OWN):
+    os.environ.pop(_name, None)
+    os.unsetenv(_name)
 
 # Python 3.11 collects a runtime-checkable Protocol's members anew at every isinstance() check against it
 # (3.12 computes them once, at class creation). kmock matches every request against its reactions with
