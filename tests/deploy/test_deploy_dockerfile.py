@@ -241,8 +241,16 @@ def test_the_image_commands_run_from_the_installed_wheel(context_wheel: ContextW
     env.update(PYTHONPATH=str(target), HOME=str(home), PYTHONDONTWRITEBYTECODE="1")
 
     def run(*args: str) -> str:
+        # no terminal, as in a pod: run under `pytest -s` in a terminal, the help took its width from the
+        # terminal on stdin, and on a 50-column one `operator --help` folded --all-namespaces
         done = subprocess.run(
-            [sys.executable, *args], capture_output=True, text=True, timeout=300, cwd=home, env=env
+            [sys.executable, *args],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            timeout=300,
+            cwd=home,
+            env=env,
         )
         assert done.returncode == 0, f"{args}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
         return done.stdout
