@@ -426,6 +426,18 @@ async def test_a_placement_of_an_aijob_replaced_meanwhile_stays_off_the_new_one(
     assert "Traceback" not in log
 
 
+async def placed_with_job_watch_held(c, operator_factory, name: str, **env: str):
+    """An operator whose Job watch is held from the start (kopf's Job index shows no Job until ``release``
+    is set), and the AIJob ``name`` (L4 only) it has placed: (release, the held watch's Fault, operator)."""
+    release = asyncio.Event()
+    lagging = Fault(r"/jobs$", watch=True, until=release, agent="kopf/")
+    c.k8s.faults.append(lagging)
+    op = await operator_factory(**env)
+    await c.create(aijob(name, candidateGpuTypes=["l4"]))
+    await wait_for(lambda: c.phase(name) == "Placed", timeout=60)
+    return release, lagging, op
+
+
 @pytest.mark.kmock(cls=FaultyEmulator)
 @pytest.mark.parametrize("caught_up", [False, True], ids=["watch-lagging", "watch-caught-up"])
 async def test_an_aijob_created_again_before_the_operator_saw_its_old_job_waits_for_it(
@@ -439,12 +451,7 @@ async def test_an_aijob_created_again_before_the_operator_saw_its_old_job_waits_
     until it is gone (``caught_up``: the watch goes on before the old Job is deleted, and the index holds
     the AIJob from then on), then places the AIJob with a Job of its own."""
     c = gpu_cluster
-    release = asyncio.Event()
-    lagging = Fault(r"/jobs$", watch=True, until=release, agent="kopf/")
-    c.k8s.faults.append(lagging)
-    op = await operator_factory()
-    await c.create(aijob("again", candidateGpuTypes=["l4"]))
-    await wait_for(lambda: c.phase("again") == "Placed", timeout=60)
+    release, lagging, op = await placed_with_job_watch_held(c, operator_factory, "again")
     old_uid = c.aijob("again")["metadata"]["uid"]
     (owner,) = c.jobs()["again"]["metadata"]["ownerReferences"]
     assert owner["uid"] == old_uid
@@ -500,12 +507,9 @@ async def test_a_job_deleted_before_the_operators_watch_showed_it_fails_its_aijo
     DELETED event (the AIJob, checked once on its version while the index did not show the Job, was not
     checked again when the Job left the index)."""
     c = gpu_cluster
-    release = asyncio.Event()
-    lagging = Fault(r"/jobs$", watch=True, until=release, agent="kopf/")
-    c.k8s.faults.append(lagging)
-    op = await operator_factory(ENERGAIZER_LOG_LEVEL="DEBUG")
-    await c.create(aijob("gone", candidateGpuTypes=["l4"]))
-    await wait_for(lambda: c.phase("gone") == "Placed", timeout=60)
+    release, lagging, op = await placed_with_job_watch_held(
+        c, operator_factory, "gone", ENERGAIZER_LOG_LEVEL="DEBUG"
+    )
     job_path = "/apis/batch/v1/namespaces/default/jobs/gone"
     # the placer has seen the AIJob Placed without its Job in the index, and found the Job in the API
     await wait_for(lambda: c.k8s.received_times("GET", job_path, "OpenAPI-Generator/"), timeout=60)
@@ -542,12 +546,7 @@ async def test_a_job_of_the_aijobs_name_not_owned_by_an_aijob_fails_it_with_job_
     (JobNameConflict) and the Job is left alone, also when the operator's Job index has not shown that
     Job (only a Job owned by another AIJob, a deleted one of the same name, is waited for)."""
     c = gpu_cluster
-    release = asyncio.Event()
-    lagging = Fault(r"/jobs$", watch=True, until=release, agent="kopf/")
-    c.k8s.faults.append(lagging)
-    op = await operator_factory()
-    await c.create(aijob("mine", candidateGpuTypes=["l4"]))
-    await wait_for(lambda: c.phase("mine") == "Placed", timeout=60)
+    release, _lagging, op = await placed_with_job_watch_held(c, operator_factory, "mine")
     theirs = copy.deepcopy(c.jobs()["mine"])
     theirs.pop("status", None)
     theirs["metadata"] = {"name": "taken", "namespace": "default", "labels": {"team": "theirs"}}
